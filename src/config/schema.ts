@@ -1,0 +1,167 @@
+/**
+ * JSON Schema of the policy file. Ajv applies the defaults written here, so every default the
+ * gateway runs with is visible in one place (and in docs/configuration.md).
+ * Rule `require`/`limits` fields deliberately have no defaults: an unset field inherits from
+ * `defaultRule`, which does have them (see src/config/rules.ts).
+ */
+
+const cidrList = { type: 'array', items: { type: 'string', minLength: 1 }, default: [] } as const;
+const stringList = { type: 'array', items: { type: 'string', minLength: 1 } } as const;
+
+/** Only asymmetric algorithms: a JWKS holds public keys, and HS* against a public key is the classic confusion attack. */
+export const ALLOWED_ALGORITHMS = [
+  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519',
+] as const;
+
+export const INTERACTIONS = [
+  'read', 'vread', 'update', 'patch', 'delete', 'create', 'search', 'history',
+  'operation', 'batch', 'transaction', 'capabilities',
+] as const;
+
+const requireSchema = (withDefaults: boolean) => ({
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    https: { type: 'boolean', ...(withDefaults ? { default: true } : {}) },
+    auth: { type: 'boolean', ...(withDefaults ? { default: true } : {}) },
+    scopes: { ...stringList, ...(withDefaults ? { default: [] } : {}) },
+    smart: { type: 'boolean', ...(withDefaults ? { default: false } : {}) },
+    ipAllow: { ...stringList, ...(withDefaults ? { default: [] } : {}) },
+    ipDeny: { ...stringList, ...(withDefaults ? { default: [] } : {}) },
+  },
+  ...(withDefaults ? { default: {} } : {}),
+});
+
+const limitsSchema = (withDefaults: boolean) => ({
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    maxRequestBytes: { type: 'integer', minimum: 0, ...(withDefaults ? { default: 10 * 1024 * 1024 } : {}) },
+  },
+  ...(withDefaults ? { default: {} } : {}),
+});
+
+export const ruleSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'match'],
+  properties: {
+    name: { type: 'string', minLength: 1 },
+    match: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        interactions: { type: 'array', items: { enum: [...INTERACTIONS] }, minItems: 1 },
+        resourceTypes: { type: 'array', items: { type: 'string', pattern: '^([A-Z][A-Za-z]+|\\*)$' }, minItems: 1 },
+        operations: { type: 'array', items: { type: 'string', pattern: '^[a-zA-Z][a-zA-Z0-9_-]*$' }, minItems: 1 },
+      },
+    },
+    require: requireSchema(false),
+    limits: limitsSchema(false),
+    forwardAuthorization: { type: 'boolean' },
+  },
+} as const;
+
+export const configSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    include: { type: 'array', items: { type: 'string', minLength: 1 }, default: [] },
+    server: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        host: { type: 'string', default: '0.0.0.0' },
+        port: { type: 'integer', minimum: 0, maximum: 65535, default: 8080 },
+        publicBaseUrl: { type: 'string', pattern: '^https?://' },
+        trustedProxies: cidrList,
+        requestTimeoutMs: { type: 'integer', minimum: 1000, default: 300_000 },
+        spoolDir: { type: 'string' },
+        tls: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['certFile', 'keyFile'],
+          properties: {
+            certFile: { type: 'string', minLength: 1 },
+            keyFile: { type: 'string', minLength: 1 },
+            minVersion: { enum: ['TLSv1.2', 'TLSv1.3'], default: 'TLSv1.3' },
+          },
+        },
+      },
+    },
+    upstream: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        url: { type: 'string', pattern: '^https?://' },
+        connectTimeoutMs: { type: 'integer', minimum: 1, default: 5_000 },
+        timeoutMs: { type: 'integer', minimum: 1, default: 60_000 },
+        maxSockets: { type: 'integer', minimum: 1, default: 256 },
+        rejectUnauthorized: { type: 'boolean', default: true },
+      },
+    },
+    auth: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        issuers: { ...stringList, default: [] },
+        audiences: { ...stringList, default: [] },
+        jwksUri: { type: 'string', pattern: '^https?://' },
+        jwksFile: { type: 'string', minLength: 1 },
+        algorithms: { type: 'array', items: { enum: [...ALLOWED_ALGORITHMS] }, minItems: 1, default: ['RS256', 'PS256', 'ES256', 'EdDSA'] },
+        clockToleranceSeconds: { type: 'integer', minimum: 0, maximum: 300, default: 30 },
+        jwksCooldownMs: { type: 'integer', minimum: 0, default: 30_000 },
+        jwksCacheMaxAgeMs: { type: 'integer', minimum: 1_000, default: 600_000 },
+        jwksTimeoutMs: { type: 'integer', minimum: 100, default: 5_000 },
+        patientClaim: { type: 'string', default: 'patient' },
+        tokenCache: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            maxEntries: { type: 'integer', minimum: 0, default: 10_000 },
+            maxAgeSeconds: { type: 'integer', minimum: 0, default: 60 },
+          },
+        },
+      },
+    },
+    rules: { type: 'array', items: ruleSchema, default: [] },
+    defaultRule: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        require: requireSchema(true),
+        limits: limitsSchema(true),
+        forwardAuthorization: { type: 'boolean', default: false },
+      },
+    },
+    bundles: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        maxEntries: { type: 'integer', minimum: 1, default: 1000 },
+      },
+    },
+    logging: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
+      },
+    },
+  },
+} as const;
+
+/** Shape of an included file: rules only, appended in include order. */
+export const includeSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['rules'],
+  properties: { rules: { type: 'array', items: ruleSchema } },
+} as const;

@@ -1,0 +1,603 @@
+/**
+ * The one FHIR route classifier: turns a raw HTTP request target (or a Bundle entry's request) into
+ * an {@link Interaction}, or refuses it with a {@link GatewayError}.
+ *
+ * Every later stage (authorization, Binary handling, forwarding) trusts what this module says, so it
+ * is strict: a request that a FHIR server behind us could read differently from how we read it is
+ * refused, never normalised. In particular nothing is decoded, nothing is rewritten, and the path we
+ * return is rebuilt from the parts we validated, so the forwarder sends exactly what was authorized.
+ *
+ * Performance: this runs on every proxied request. It deliberately avoids the WHATWG URL parser
+ * (which normalises `\`, `.`/`..` and percent-encoding, i.e. exactly the ambiguities we must *see*)
+ * and regular expressions; it is a split on '?' and '/' plus char-code scans.
+ *
+ * Transport-independent: no fastify or node:http types here.
+ */
+import { GatewayError } from '../errors.js';
+import type { Interaction } from './interaction.js';
+import { RESOURCE_TYPES, RESOURCE_TYPES_BY_LOWERCASE } from './resource-types.js';
+
+/** Request headers as Node/fastify expose them; names are matched case-insensitively. */
+export type RequestHeaders = Readonly<Record<string, string | string[] | undefined>>;
+
+export interface ClassifyRequestInput {
+  /** The request method exactly as received (methods are case-sensitive, RFC 9110 §9.1). */
+  readonly method: string;
+  /** The raw request-target exactly as received (Node's `req.url`), e.g. `/fhir/Patient/1?_format=json`. */
+  readonly url: string;
+  /** The public FHIR base path: '' or e.g. '/fhir' (leading '/', no trailing '/'). */
+  readonly basePath: string;
+  readonly headers?: RequestHeaders;
+}
+
+export interface ClassifyEntryOptions {
+  /**
+   * Bundle.entry.request.ifNoneExist. When present on a POST entry the entry is a conditional create
+   * (R4 bundle.html, Bundle.entry.request.ifNoneExist; http.html "conditional create").
+   */
+  readonly ifNoneExist?: string | undefined;
+}
+
+/** The methods FHIR R4 uses (http.html; the http-verb value set bound to Bundle.entry.request.method). */
+const FHIR_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']);
+
+/**
+ * The five compartments R4 defines (compartmentdefinition.html). Only these
+ * types can own a compartment search `[type]/[id]/[other type]`.
+ */
+const COMPARTMENT_OWNERS: ReadonlySet<string> = new Set([
+  'Patient',
+  'Encounter',
+  'RelatedPerson',
+  'Practitioner',
+  'Device',
+]);
+
+/** Reserved path words, used only to refuse wrong-case spellings of them (`METADATA`, `_History`). */
+const KEYWORDS: ReadonlySet<string> = new Set(['metadata', '_history', '_search']);
+
+// Allow lists for 405 responses (RFC 9110 §15.5.6: a 405 MUST carry Allow). Also the documentation
+// of which methods each shape accepts.
+const ALLOW_READ = ['GET', 'HEAD'] as const;
+const ALLOW_OPERATION = ['GET', 'HEAD', 'POST'] as const;
+const ALLOW_POST = ['POST'] as const;
+const ALLOW_BASE_WITH_QUERY = ['GET', 'HEAD', 'POST'] as const;
+const ALLOW_TYPE = ['GET', 'HEAD', 'POST'] as const;
+const ALLOW_TYPE_WITH_QUERY = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+const ALLOW_INSTANCE = ['GET', 'HEAD', 'PUT', 'PATCH', 'DELETE'] as const;
+
+// Char codes used by the scanners.
+const SLASH = 0x2f;
+const DOT = 0x2e;
+const PERCENT = 0x25;
+const BACKSLASH = 0x5c;
+const SEMICOLON = 0x3b;
+const HASH = 0x23;
+const QUESTION = 0x3f;
+const COLON = 0x3a;
+const AMPERSAND = 0x26;
+const EQUALS = 0x3d;
+const DOLLAR = 0x24;
+
+/**
+ * Classifies one HTTP request. `url` is the raw request-target; `basePath` the public FHIR base.
+ *
+ * Order of checks (first failure wins): request-target form → method-override headers → method →
+ * path and query syntax → `_method` parameter → base path → route shape → method for that shape.
+ *
+ * @throws GatewayError ABSOLUTE_FORM_TARGET, METHOD_OVERRIDE, METHOD_NOT_ALLOWED, AMBIGUOUS_PATH,
+ *   NOT_FOUND (and INTERNAL if `basePath` itself is malformed, which is a configuration bug).
+ */
+export function classifyRequest(input: ClassifyRequestInput): Interaction {
+  const { method, url, basePath } = input;
+  // RFC 9112 §3.2: only origin-form ("/path?query") is meaningful for us. absolute-form
+  // (§3.2.2) would let the client name a host the upstream might honour over its own; asterisk-form
+  // (§3.2.4) and authority-form (§3.2.3) are for OPTIONS/CONNECT which we do not serve.
+  if (url.charCodeAt(0) !== SLASH) throw notOriginForm(url);
+  if (
+    basePath.length !== 0 &&
+    (basePath.charCodeAt(0) !== SLASH || basePath.charCodeAt(basePath.length - 1) === SLASH)
+  ) {
+    throw new GatewayError('INTERNAL', 'misconfigured FHIR base path');
+  }
+  const conditionalCreate = input.headers === undefined ? false : scanHeaders(input.headers);
+  if (!FHIR_METHODS.has(method)) throw unsupportedMethod(method, url, basePath);
+  return classifyTarget(method, url, basePath, conditionalCreate, false);
+}
+
+/**
+ * Classifies one Bundle entry (`Bundle.entry.request.method` + `.url`, R4 bundle.html and http.html
+ * "batch/transaction": the url is relative to the base, e.g. `Patient/1`, `Patient?name=x`).
+ * Same rules and error codes as {@link classifyRequest}, plus BAD_BUNDLE for: a method outside the
+ * http-verb value set, an absolute URL or one starting with '/', and a nested batch/transaction
+ * (POST to the empty path).
+ */
+export function classifyEntry(method: string, url: string, options?: ClassifyEntryOptions): Interaction {
+  // Bundle content is parsed JSON: do not trust the static types.
+  if (typeof method !== 'string' || typeof url !== 'string') {
+    throw new GatewayError('BAD_BUNDLE', 'entry request.method and request.url must be strings');
+  }
+  if (!FHIR_METHODS.has(method)) {
+    throw new GatewayError('BAD_BUNDLE', `entry request.method '${clip(method)}' is not a FHIR http-verb`);
+  }
+  if (url.charCodeAt(0) === SLASH) {
+    throw new GatewayError('BAD_BUNDLE', "entry request.url must be relative to the base (no leading '/')");
+  }
+  // RFC 3986 §3.1/§4.2: a ':' before the first '/', '?' or '#' makes the reference parse as having
+  // a scheme (`http://…`, `urn:uuid:…`, or even `Patient:1`). Refuse all of them.
+  if (hasScheme(url)) {
+    throw new GatewayError('BAD_BUNDLE', 'entry request.url must be relative (absolute URLs are not accepted)');
+  }
+  const conditionalCreate = options !== undefined && options.ifNoneExist !== undefined;
+  return classifyTarget(method, '/' + url, '', conditionalCreate, true);
+}
+
+/**
+ * Shared core. `target` starts with '/'. In entry mode a nested batch is BAD_BUNDLE and 405s carry
+ * no Allow header (they describe an entry, not the HTTP resource the client addressed).
+ */
+function classifyTarget(
+  method: string,
+  target: string,
+  basePath: string,
+  conditionalCreate: boolean,
+  entry: boolean,
+): Interaction {
+  const q = target.indexOf('?');
+  const path = q < 0 ? target : target.slice(0, q);
+  const query = q < 0 ? '' : target.slice(q + 1);
+
+  scanPath(path);
+  if (query.length !== 0) scanQuery(query);
+
+  // Base path: exact segment-wise prefix. `/fhirX/Patient` is not under `/fhir`, and the comparison
+  // is case-sensitive (R4 http.html, Service Base URL: URLs are case-sensitive).
+  let rel: string;
+  if (basePath.length === 0) {
+    rel = path.slice(1);
+  } else if (path.startsWith(basePath)) {
+    if (path.length === basePath.length) rel = '';
+    else if (path.charCodeAt(basePath.length) === SLASH) rel = path.slice(basePath.length + 1);
+    else throw new GatewayError('NOT_FOUND', 'the path is outside the FHIR base');
+  } else {
+    throw new GatewayError('NOT_FOUND', 'the path is outside the FHIR base');
+  }
+  // `[base]/` is the base itself; any other trailing '/' is an empty last segment which servers
+  // treat inconsistently (ignored, 404, or a different resource).
+  if (rel.length !== 0 && rel.charCodeAt(rel.length - 1) === SLASH) {
+    throw new GatewayError('AMBIGUOUS_PATH', "trailing '/' in path");
+  }
+
+  if (rel.length === 0) return routeBase(method, query, entry);
+  const s = rel.split('/');
+  const n = s.length;
+  const s0 = s[0]!;
+
+  if (n === 1) {
+    if (s0 === 'metadata') {
+      // R4 http.html "capabilities": GET [base]/metadata.
+      if (isRead(method)) return { interaction: 'capabilities', method, path: 'metadata', query };
+      throw methodNotAllowed(method, 'metadata', ALLOW_READ, entry);
+    }
+    if (s0 === '_history') {
+      // R4 http.html "history": GET [base]/_history (whole system).
+      if (isRead(method)) return { interaction: 'history', method, path: '_history', query };
+      throw methodNotAllowed(method, '_history', ALLOW_READ, entry);
+    }
+    if (s0.charCodeAt(0) === DOLLAR) {
+      // R4 operations.html: system-level operation, invoked with POST, or GET when it has no side effects.
+      const operation = operationName(s0);
+      if (isRead(method) || method === 'POST') {
+        return { interaction: 'operation', operation, method, path: '$' + operation, query };
+      }
+      throw methodNotAllowed(method, '$[operation]', ALLOW_OPERATION, entry);
+    }
+  }
+
+  // Past this point the first segment must be a resource type; `metadata/x`, `_history/x` and
+  // `$op/x` are not shapes FHIR defines.
+  if (n !== 1 && (s0 === 'metadata' || s0 === '_history' || s0.charCodeAt(0) === DOLLAR)) throw notFound();
+  const type = resourceType(s0);
+  if (type === undefined) {
+    throw new GatewayError('NOT_FOUND', `'${clip(s0)}' is not a FHIR R4 resource type`);
+  }
+
+  if (n === 1) return routeType(method, type, query, conditionalCreate, entry);
+
+  const s1 = s[1]!;
+  if (s1 === '_search') {
+    if (n !== 2) throw notFound();
+    // R4 http.html "search": POST [base]/[type]/_search (parameters in the body and/or query).
+    if (method === 'POST') return { interaction: 'search', resourceType: type, method, path: type + '/_search', query };
+    throw methodNotAllowed(method, '[type]/_search', ALLOW_POST, entry);
+  }
+  if (s1 === '_history') {
+    if (n !== 2) throw notFound();
+    if (isRead(method)) return { interaction: 'history', resourceType: type, method, path: type + '/_history', query };
+    throw methodNotAllowed(method, '[type]/_history', ALLOW_READ, entry);
+  }
+  if (s1.charCodeAt(0) === DOLLAR) {
+    const operation = operationName(s1);
+    if (n !== 2) throw notFound();
+    if (isRead(method) || method === 'POST') {
+      return { interaction: 'operation', resourceType: type, operation, method, path: type + '/$' + operation, query };
+    }
+    throw methodNotAllowed(method, '[type]/$[operation]', ALLOW_OPERATION, entry);
+  }
+
+  const id = fhirId(s1, 'id');
+  if (n === 2) return routeInstance(method, type, id, query, entry);
+
+  const s2 = s[2]!;
+  if (s2 === '_history') {
+    if (n === 3) {
+      if (isRead(method)) {
+        return { interaction: 'history', resourceType: type, id, method, path: type + '/' + id + '/_history', query };
+      }
+      throw methodNotAllowed(method, '[type]/[id]/_history', ALLOW_READ, entry);
+    }
+    const versionId = fhirId(s[3]!, 'version id');
+    if (n === 4) {
+      // R4 http.html "vread": GET [base]/[type]/[id]/_history/[vid].
+      if (isRead(method)) {
+        return {
+          interaction: 'vread',
+          resourceType: type,
+          id,
+          versionId,
+          method,
+          path: type + '/' + id + '/_history/' + versionId,
+          query,
+        };
+      }
+      throw methodNotAllowed(method, '[type]/[id]/_history/[vid]', ALLOW_READ, entry);
+    }
+    const s4 = s[4]!;
+    if (n === 5 && s4.charCodeAt(0) === DOLLAR) {
+      // R4 operations.html: operations on a specific version, e.g. $meta on _history/[vid].
+      const operation = operationName(s4);
+      if (isRead(method)) {
+        return {
+          interaction: 'operation',
+          resourceType: type,
+          id,
+          versionId,
+          operation,
+          method,
+          path: type + '/' + id + '/_history/' + versionId + '/$' + operation,
+          query,
+        };
+      }
+      throw methodNotAllowed(method, '[type]/[id]/_history/[vid]/$[operation]', ALLOW_READ, entry);
+    }
+    throw notFound();
+  }
+  if (s2.charCodeAt(0) === DOLLAR) {
+    const operation = operationName(s2);
+    if (n !== 3) throw notFound();
+    if (isRead(method) || method === 'POST') {
+      return {
+        interaction: 'operation',
+        resourceType: type,
+        id,
+        operation,
+        method,
+        path: type + '/' + id + '/$' + operation,
+        query,
+      };
+    }
+    throw methodNotAllowed(method, '[type]/[id]/$[operation]', ALLOW_OPERATION, entry);
+  }
+  if (s2 === '*') {
+    // R4 search.html (Compartments) `[compartment]/[id]/*` (all types in the compartment): its scope
+    // depends on the server's CompartmentDefinition, which we cannot authorize per type. Refused.
+    throw new GatewayError('NOT_FOUND', "compartment searches across all types ('*') are not supported");
+  }
+  const other = resourceType(s2);
+  if (other === undefined) {
+    throw new GatewayError('NOT_FOUND', `'${clip(s2)}' is not a FHIR R4 resource type`);
+  }
+  if (n !== 3) throw notFound();
+  // R4 search.html (Compartments) and http.html (search): compartment search GET [base]/[Compartment]/[id]/[type]?params.
+  if (!COMPARTMENT_OWNERS.has(type)) {
+    throw new GatewayError('NOT_FOUND', `${type} is not a compartment type`);
+  }
+  if (isRead(method)) {
+    return {
+      interaction: 'search',
+      resourceType: other,
+      compartment: { resourceType: type, id },
+      method,
+      path: type + '/' + id + '/' + other,
+      query,
+    };
+  }
+  throw methodNotAllowed(method, '[compartment]/[id]/[type]', ALLOW_READ, entry);
+}
+
+/** `[base]` itself: batch/transaction (POST) and whole-system search (GET with parameters). */
+function routeBase(method: string, query: string, entry: boolean): Interaction {
+  if (method === 'POST') {
+    // R4 http.html "batch/transaction": POST [base] with a Bundle. Whether it is a batch or a
+    // transaction is Bundle.type, i.e. in the body, which this stage never reads: it is classified
+    // 'batch' here and the Bundle stage turns it into 'transaction' after parsing Bundle.type.
+    if (entry) throw new GatewayError('BAD_BUNDLE', 'an entry cannot itself be a batch or transaction');
+    return { interaction: 'batch', method, path: '', query };
+  }
+  // R4 http.html "search": GET [base]?[parameters] searches all types. Without parameters there is
+  // nothing to classify it as (servers answer it as a search, a capability page, or a 404), so it
+  // is refused.
+  if (isRead(method) && query.length !== 0) return { interaction: 'search', method, path: '', query };
+  if (query.length === 0) throw methodNotAllowed(method, 'the base without search parameters', ALLOW_POST, entry);
+  throw methodNotAllowed(method, 'the base', ALLOW_BASE_WITH_QUERY, entry);
+}
+
+/** `[base]/[type]`: search, create, and the conditional update/patch/delete forms. */
+function routeType(
+  method: string,
+  type: string,
+  query: string,
+  conditionalCreate: boolean,
+  entry: boolean,
+): Interaction {
+  switch (method) {
+    case 'GET':
+    case 'HEAD':
+      return { interaction: 'search', resourceType: type, method, path: type, query };
+    case 'POST':
+      // R4 http.html "conditional create": the criteria are in If-None-Exist, not the URL.
+      return conditionalCreate
+        ? { interaction: 'create', resourceType: type, conditional: true, method, path: type, query }
+        : { interaction: 'create', resourceType: type, method, path: type, query };
+    case 'PUT':
+    case 'PATCH':
+    case 'DELETE':
+      // R4 http.html "conditional update/patch/delete": PUT|PATCH|DELETE [base]/[type]?[criteria].
+      // Without criteria the request has no target at all.
+      if (query.length !== 0) {
+        const interaction = method === 'PUT' ? 'update' : method === 'PATCH' ? 'patch' : 'delete';
+        return { interaction, resourceType: type, conditional: true, method, path: type, query };
+      }
+      throw methodNotAllowed(method, '[type] without search criteria', ALLOW_TYPE, entry);
+    default:
+      throw methodNotAllowed(method, '[type]', query.length !== 0 ? ALLOW_TYPE_WITH_QUERY : ALLOW_TYPE, entry);
+  }
+}
+
+/** `[base]/[type]/[id]`: read, update, patch, delete. */
+function routeInstance(method: string, type: string, id: string, query: string, entry: boolean): Interaction {
+  const path = type + '/' + id;
+  switch (method) {
+    case 'GET':
+    case 'HEAD':
+      return { interaction: 'read', resourceType: type, id, method, path, query };
+    case 'PUT':
+      return { interaction: 'update', resourceType: type, id, method, path, query };
+    case 'PATCH':
+      return { interaction: 'patch', resourceType: type, id, method, path, query };
+    case 'DELETE':
+      return { interaction: 'delete', resourceType: type, id, method, path, query };
+    default:
+      throw methodNotAllowed(method, '[type]/[id]', ALLOW_INSTANCE, entry);
+  }
+}
+
+/** HEAD is answered like GET (RFC 9110 §9.3.2), so it classifies like GET; the method is kept. */
+function isRead(method: string): boolean {
+  return method === 'GET' || method === 'HEAD';
+}
+
+/**
+ * Returns `seg` if it is exactly an R4 resource type, undefined if it is not one in any case, and
+ * refuses a wrong-case spelling (or a wrong-case reserved word such as `METADATA`): a
+ * case-insensitive upstream would serve `patient` as `Patient` while our policy saw something else.
+ */
+function resourceType(seg: string): string | undefined {
+  if (RESOURCE_TYPES.has(seg)) return seg;
+  const lower = seg.toLowerCase();
+  const canonical = RESOURCE_TYPES_BY_LOWERCASE.get(lower);
+  if (canonical !== undefined) {
+    throw new GatewayError('AMBIGUOUS_PATH', `resource type '${clip(seg)}' must be spelled '${canonical}'`);
+  }
+  if (KEYWORDS.has(lower) && seg !== lower) {
+    throw new GatewayError('AMBIGUOUS_PATH', `'${clip(seg)}' must be spelled '${lower}'`);
+  }
+  return undefined;
+}
+
+/** FHIR id / version id: `[A-Za-z0-9\-\.]{1,64}` (R4 datatypes.html#id), never '.' or '..'. */
+function fhirId(seg: string, what: string): string {
+  const len = seg.length;
+  let ok = len >= 1 && len <= 64;
+  for (let i = 0; ok && i < len; i++) {
+    const c = seg.charCodeAt(i);
+    ok =
+      (c >= 0x61 && c <= 0x7a) || // a-z
+      (c >= 0x41 && c <= 0x5a) || // A-Z
+      (c >= 0x30 && c <= 0x39) || // 0-9
+      c === 0x2d || // -
+      c === DOT;
+  }
+  // '.' and '..' are already refused as dot segments by scanPath; kept here so this function is
+  // correct on its own.
+  if (!ok || seg === '.' || seg === '..') {
+    throw new GatewayError('AMBIGUOUS_PATH', `invalid ${what} '${clip(seg)}' (FHIR ids are [A-Za-z0-9-.]{1,64})`);
+  }
+  return seg;
+}
+
+/** `$name` with name `[a-zA-Z][a-zA-Z0-9\-_]*` (R4 operationdefinition.html, OperationDefinition.code). Returns the name without '$'. */
+function operationName(seg: string): string {
+  const len = seg.length;
+  let ok = len >= 2;
+  for (let i = 1; ok && i < len; i++) {
+    const c = seg.charCodeAt(i);
+    const alpha = (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a);
+    ok = i === 1 ? alpha : alpha || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f;
+  }
+  if (!ok) throw new GatewayError('AMBIGUOUS_PATH', `invalid operation name '${clip(seg)}'`);
+  return seg.slice(1);
+}
+
+/**
+ * Refuses every path form that servers, proxies and frameworks are known to read differently
+ * (RFC 3986 §2.1 percent-encoding, §3.3 path parameters, §3.5 fragment, §5.2.4 dot segments; '\'
+ * which WHATWG URL and several servers treat as '/'; '//' which some servers collapse). One pass.
+ */
+function scanPath(path: string): void {
+  const len = path.length;
+  let segStart = 1; // path[0] is '/'
+  for (let i = 1; i <= len; i++) {
+    const c = i === len ? SLASH : path.charCodeAt(i);
+    if (c === SLASH) {
+      const segLen = i - segStart;
+      if (segLen === 0) {
+        // An empty segment: '//' in the middle, or the trailing '/' (checked after the base path
+        // is stripped, because `[base]/` is allowed).
+        if (i !== len) {
+          throw new GatewayError('AMBIGUOUS_PATH', "empty path segment ('//')");
+        }
+      } else if (path.charCodeAt(segStart) === DOT && (segLen === 1 || (segLen === 2 && path.charCodeAt(segStart + 1) === DOT))) {
+        throw new GatewayError('AMBIGUOUS_PATH', "dot segment ('.' or '..') in path");
+      }
+      segStart = i + 1;
+      continue;
+    }
+    if (c <= 0x20 || c >= 0x7f) {
+      throw new GatewayError('AMBIGUOUS_PATH', 'path contains a space, control character or non-ASCII character');
+    }
+    if (c === PERCENT) throw new GatewayError('AMBIGUOUS_PATH', "percent-encoded characters ('%') are not accepted in the path");
+    if (c === BACKSLASH) throw new GatewayError('AMBIGUOUS_PATH', "backslash ('\\') in path");
+    if (c === SEMICOLON) throw new GatewayError('AMBIGUOUS_PATH', "path parameters (';') are not accepted");
+    if (c === HASH) throw new GatewayError('AMBIGUOUS_PATH', "fragment ('#') in request target");
+  }
+}
+
+/**
+ * The query is forwarded raw, so it is only checked, never decoded: no fragment (RFC 9112 §3.2
+ * origin-form has none; servers disagree on whether '#…' is data), no spaces, controls or non-ASCII
+ * (RFC 3986 §3.4 allows none of them raw, and upstreams would decode such bytes as different
+ * charsets), and no `_method` parameter (method override).
+ */
+function scanQuery(query: string): void {
+  const len = query.length;
+  let nameStart = 0;
+  let nameEnd = -1; // index of the first '=' in the current parameter, -1 if none yet
+  for (let i = 0; i <= len; i++) {
+    const c = i === len ? AMPERSAND : query.charCodeAt(i);
+    // '&' and ';' both end a parameter: some frameworks still split on ';' (old CGI convention,
+    // HTML 4.01 §B.2.2), so `a=1;_method=DELETE` must be caught too.
+    if (c === AMPERSAND || c === SEMICOLON) {
+      const end = nameEnd < 0 ? i : nameEnd;
+      if (isMethodParam(query, nameStart, end)) {
+        throw new GatewayError('METHOD_OVERRIDE', "the '_method' query parameter is not accepted");
+      }
+      nameStart = i + 1;
+      nameEnd = -1;
+      continue;
+    }
+    if (c === EQUALS) {
+      if (nameEnd < 0) nameEnd = i;
+      continue;
+    }
+    if (c <= 0x20 || c >= 0x7f) {
+      throw new GatewayError('AMBIGUOUS_PATH', 'query contains a space, control character or non-ASCII character');
+    }
+    if (c === HASH) throw new GatewayError('AMBIGUOUS_PATH', "fragment ('#') in request target");
+  }
+}
+
+/**
+ * Is query[start, end) a `_method` parameter name? Compared case-insensitively and after
+ * percent-decoding (`%5Fmethod`), because whichever framework honours it may decode and fold case.
+ */
+function isMethodParam(query: string, start: number, end: number): boolean {
+  const len = end - start;
+  // '_method' is 7 characters; fully percent-encoded it is 21.
+  if (len < 7 || len > 21) return false;
+  let name = query.slice(start, end);
+  if (name.includes('%')) {
+    try {
+      name = decodeURIComponent(name);
+    } catch {
+      // Not decodable (bad escape or invalid UTF-8): nobody can read it as '_method'.
+      return false;
+    }
+  }
+  return name.length === 7 && name.toLowerCase() === '_method';
+}
+
+/**
+ * Method override headers (X-HTTP-Method-Override and friends) make frameworks run a different
+ * method than the one we authorized, so their mere presence is refused. Names are compared
+ * case-insensitively (RFC 9110 §5.1) even though Node lowercases them, because callers may not.
+ * Returns whether If-None-Exist is present (conditional create).
+ */
+function scanHeaders(headers: RequestHeaders): boolean {
+  let ifNoneExist = false;
+  for (const name in headers) {
+    const len = name.length;
+    // Length filter first: 13 = x-http-method / if-none-exist, 17 = x-method-override,
+    // 22 = x-http-method-override. Everything else costs one comparison.
+    if (len !== 13 && len !== 17 && len !== 22) continue;
+    if (headers[name] === undefined) continue;
+    const lower = name.toLowerCase();
+    if (lower === 'x-http-method-override' || lower === 'x-http-method' || lower === 'x-method-override') {
+      throw new GatewayError('METHOD_OVERRIDE', `the ${lower} header is not accepted`);
+    }
+    if (lower === 'if-none-exist') ifNoneExist = true;
+  }
+  return ifNoneExist;
+}
+
+/**
+ * A method outside GET/HEAD/POST/PUT/PATCH/DELETE. Always METHOD_NOT_ALLOWED; when the path is a
+ * shape we know, the error carries that shape's Allow list (error path only, so the extra
+ * classification costs nothing on accepted requests).
+ */
+function unsupportedMethod(method: string, url: string, basePath: string): GatewayError {
+  try {
+    classifyTarget(method, url, basePath, false, false);
+  } catch (err) {
+    if (err instanceof GatewayError && err.code === 'METHOD_NOT_ALLOWED') return err;
+  }
+  return new GatewayError('METHOD_NOT_ALLOWED', `method '${clip(method)}' is not supported`);
+}
+
+function methodNotAllowed(method: string, shape: string, allow: readonly string[], entry: boolean): GatewayError {
+  const detail = `${clip(method)} is not supported on ${shape}`;
+  return entry
+    ? new GatewayError('METHOD_NOT_ALLOWED', detail)
+    : new GatewayError('METHOD_NOT_ALLOWED', detail, { headers: { Allow: allow.join(', ') } });
+}
+
+function notFound(): GatewayError {
+  return new GatewayError('NOT_FOUND', 'no FHIR interaction has this path shape');
+}
+
+function notOriginForm(url: string): GatewayError {
+  if (url === '*') return new GatewayError('ABSOLUTE_FORM_TARGET', 'asterisk-form request target');
+  if (hasScheme(url)) return new GatewayError('ABSOLUTE_FORM_TARGET', 'absolute-form request target');
+  return new GatewayError('ABSOLUTE_FORM_TARGET', "the request target must be in origin-form (start with '/')");
+}
+
+/** True if a ':' comes before any '/', '?' or '#', i.e. the reference has (or looks like it has) a scheme. */
+function hasScheme(url: string): boolean {
+  for (let i = 0; i < url.length; i++) {
+    const c = url.charCodeAt(i);
+    if (c === COLON) return true;
+    if (c === SLASH || c === QUESTION || c === HASH) return false;
+  }
+  return false;
+}
+
+/** Client-visible echoes are short and printable: at most 100 characters, others replaced by '?'. */
+function clip(s: string): string {
+  const cut = s.length > 100 ? s.slice(0, 100) : s;
+  let out = '';
+  for (let i = 0; i < cut.length; i++) {
+    const c = cut.charCodeAt(i);
+    out += c >= 0x20 && c < 0x7f ? cut[i] : '?';
+  }
+  return s.length > 100 ? out + '…' : out;
+}

@@ -1,0 +1,103 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { GatewayError } from '../errors.js';
+import { inRanges, parseAddress, type Address, type Range } from '../security/ip.js';
+
+/** What the gateway knows about a request before it looks at the FHIR interaction. */
+export interface RequestContext {
+  readonly id: string;
+  /** The client as the policy sees it: the socket peer, or the first untrusted hop of X-Forwarded-For. */
+  readonly clientIp: Address;
+  /** The socket peer, always. */
+  readonly peerIp: Address;
+  readonly peerTrusted: boolean;
+  /** The X-Forwarded-For chain as accepted (only when the peer is a trusted proxy), oldest first. */
+  readonly forwardedChain: readonly string[];
+  readonly secure: boolean;
+  /** The protocol the client used: https when TLS here or a trusted proxy says so. */
+  readonly proto: 'http' | 'https';
+  readonly startedAt: number;
+}
+
+/** Node keeps one of these when they repeat and the upstream may keep the other (request smuggling, auth confusion). */
+const SINGLE_HEADERS = new Set(['authorization', 'host', 'content-length', 'content-type']);
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export function rejectDuplicateHeaders(raw: readonly string[]): void {
+  // Most requests carry each of these at most once; count only when one shows up again.
+  let seen = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (!SINGLE_HEADERS.has(name)) continue;
+    const bit = name === 'authorization' ? 1 : name === 'host' ? 2 : name === 'content-length' ? 4 : 8;
+    if (seen & bit) throw new GatewayError('DUPLICATE_HEADER', name);
+    seen |= bit;
+  }
+}
+
+function headerValues(raw: readonly string[], lname: string): string[] | undefined {
+  let out: string[] | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === lname.length && raw[i]!.toLowerCase() === lname) {
+      (out ??= []).push(...raw[i + 1]!.split(','));
+    }
+  }
+  return out?.map((s) => s.trim());
+}
+
+function strictAddress(text: string, header: string): Address {
+  const a = parseAddress(text);
+  if (!a) throw new GatewayError('BAD_FORWARDED_HEADER', `${header} holds a value that is not a canonical IP address`);
+  return a;
+}
+
+export function buildContext(req: IncomingMessage, trustedProxies: readonly Range[]): RequestContext {
+  const raw = req.rawHeaders;
+  rejectDuplicateHeaders(raw);
+
+  const peerText = req.socket.remoteAddress;
+  const peerIp = peerText ? parseAddress(peerText) : undefined;
+  // A socket with no address (already closed) cannot be placed in any range: refuse.
+  if (!peerIp) throw new GatewayError('FORBIDDEN', 'client address unknown');
+  const peerTrusted = trustedProxies.length > 0 && inRanges(peerIp, trustedProxies);
+
+  // Values are validated whoever sent them: a non-canonical address is refused in any header we read.
+  const xff = headerValues(raw, 'x-forwarded-for');
+  const xffAddrs = xff?.map((v) => strictAddress(v, 'X-Forwarded-For'));
+  const realIp = headerValues(raw, 'x-real-ip');
+  realIp?.forEach((v) => strictAddress(v, 'X-Real-IP'));
+
+  let clientIp = peerIp;
+  let forwardedChain: string[] = [];
+  let proto: 'http' | 'https' = (req.socket as TLSSocket).encrypted ? 'https' : 'http';
+  if (peerTrusted) {
+    if (xffAddrs && xffAddrs.length > 0) {
+      // Walk right to left through trusted hops; the first untrusted one is the client.
+      let i = xffAddrs.length - 1;
+      while (i > 0 && inRanges(xffAddrs[i]!, trustedProxies)) i--;
+      clientIp = xffAddrs[i]!;
+      forwardedChain = xff!.slice(i);
+    }
+    const xfp = headerValues(raw, 'x-forwarded-proto');
+    if (xfp && xfp.length > 0 && proto === 'http') {
+      const last = xfp[xfp.length - 1]!.toLowerCase();
+      if (last !== 'http' && last !== 'https') throw new GatewayError('BAD_FORWARDED_HEADER', 'X-Forwarded-Proto');
+      proto = last;
+    }
+  }
+
+  const incomingId = req.headers['x-request-id'];
+  const id = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
+
+  return {
+    id,
+    clientIp,
+    peerIp,
+    peerTrusted,
+    forwardedChain,
+    secure: proto === 'https',
+    proto,
+    startedAt: performance.now(),
+  };
+}

@@ -1,0 +1,211 @@
+import { createReadStream } from 'node:fs';
+import { unlink } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { tmpdir } from 'node:os';
+import type { Logger } from 'pino';
+import type { GatewayConfig } from '../config/types.js';
+import { forEntry, GatewayError, isGatewayError } from '../errors.js';
+import { spoolAndScanBundle } from '../fhir/bundle-scan.js';
+import { classifyEntry, classifyRequest } from '../fhir/classify.js';
+import type { Interaction } from '../fhir/interaction.js';
+import type { PassThrough } from '../proxy/pass-through.js';
+import { SizeLimit } from '../proxy/size-limit.js';
+import { parseRanges, type Range } from '../security/ip.js';
+import { TokenVerifier } from '../security/jwt.js';
+import { runChecks, type PipelineDeps, type Principal } from '../security/pipeline.js';
+import { Policy } from '../security/policy.js';
+import { buildContext, type RequestContext } from './context.js';
+import { sendError, toGatewayError } from './respond.js';
+
+/** Everything derived from one configuration; swapped whole on reload so a request sees one version. */
+export interface GatewayState {
+  readonly config: GatewayConfig;
+  readonly policy: Policy;
+  readonly deps: PipelineDeps;
+  readonly trustedProxies: readonly Range[];
+  readonly basePath: string;
+  readonly spoolDir: string;
+}
+
+export function buildState(config: GatewayConfig, basePath: string, previous?: GatewayState): GatewayState {
+  // Keep the verifier (and its caches) across reloads unless what it verifies against changed.
+  const sameAuth = previous && JSON.stringify(previous.config.auth) === JSON.stringify(config.auth);
+  const verifier = sameAuth ? previous.deps.verifier : new TokenVerifier(config.auth);
+  return {
+    config,
+    policy: new Policy(config),
+    deps: { verifier, patientClaim: config.auth.patientClaim },
+    trustedProxies: parseRanges(config.server.trustedProxies),
+    basePath,
+    spoolDir: config.server.spoolDir ?? tmpdir(),
+  };
+}
+
+const BODYLESS = new Set(['GET', 'HEAD', 'DELETE']);
+const JSON_BODY = /^application\/(fhir\+)?json\s*(;|$)/i;
+const OWN_PATHS = new Set(['/healthz', '/readyz']);
+
+/**
+ * The request flow of ARCHITECTURE.md: context → classify → security pipeline → dispatch.
+ * Runs on node:http directly so pass-through traffic pays nothing for routing it does not need;
+ * paths the gateway serves itself go to the fastify app (`toApp`).
+ */
+export class Gateway {
+  private state: GatewayState;
+
+  constructor(
+    state: GatewayState,
+    private readonly passThrough: PassThrough,
+    private readonly toApp: (req: IncomingMessage, res: ServerResponse) => void,
+    private readonly log: Logger,
+  ) {
+    this.state = state;
+  }
+
+  get current(): GatewayState {
+    return this.state;
+  }
+
+  swap(state: GatewayState): void {
+    this.state = state;
+  }
+
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const url = req.url ?? '';
+    if (OWN_PATHS.has(url)) {
+      this.toApp(req, res);
+      return;
+    }
+    const st = this.state;
+    let ctx: RequestContext;
+    let interaction: Interaction;
+    try {
+      ctx = buildContext(req, st.trustedProxies);
+    } catch (err) {
+      this.refuse(req, res, toGatewayError(err), undefined, undefined);
+      return;
+    }
+    try {
+      interaction = classifyRequest({ method: req.method ?? '', url, basePath: st.basePath, headers: req.headers });
+    } catch (err) {
+      this.refuse(req, res, toGatewayError(err), ctx, undefined);
+      return;
+    }
+    res.once('finish', () => this.access(ctx, interaction, res));
+    this.authorizeAndDispatch(req, res, st, ctx, interaction).catch((err: unknown) => {
+      this.refuse(req, res, toGatewayError(err), ctx, interaction);
+    });
+  };
+
+  private async authorizeAndDispatch(req: IncomingMessage, res: ServerResponse, st: GatewayState, ctx: RequestContext, interaction: Interaction): Promise<void> {
+    const chunked = req.headers['transfer-encoding'] !== undefined;
+    const cl = req.headers['content-length'];
+    const contentLength = cl === undefined ? undefined : Number(cl);
+    // Node would forward such a body unframed (no length, no chunking) and the upstream would
+    // read it as a second request: refuse bodies where FHIR has none.
+    if (BODYLESS.has(req.method ?? '') && (chunked || (contentLength ?? 0) > 0)) {
+      throw new GatewayError('BAD_REQUEST', `${req.method} requests must not carry a body`);
+    }
+    if (/(^|&)access_token=/.test(interaction.query)) {
+      throw new GatewayError('BAD_REQUEST', 'tokens are accepted only in the Authorization header');
+    }
+    const rule = st.policy.ruleFor(interaction);
+    const principal: Principal = { token: undefined, scopes: undefined };
+    const authorization = req.headers.authorization;
+    await runChecks({ ctx, interaction, rule, authorization, contentLength, principal }, st.deps);
+
+    const path = `/${interaction.path}${interaction.query ? `?${interaction.query}` : ''}`;
+    if (interaction.interaction === 'batch') {
+      await this.forwardBundle(req, res, st, ctx, interaction, principal, path);
+      return;
+    }
+    this.continueIfExpected(req, res);
+    // A declared length is enforced by Node's parser; only chunked bodies need counting.
+    const body = chunked ? req.pipe(new SizeLimit(rule.limits.maxRequestBytes)) : undefined;
+    this.passThrough.forward(req, res, ctx, { path, forwardAuthorization: rule.forwardAuthorization, ...(body ? { body } : {}) });
+  }
+
+  /**
+   * Batch and transaction Bundles are authorized entry by entry. The body is spooled (never held
+   * in memory) while its entries are read; only after every entry passed does the upstream get it.
+   */
+  private async forwardBundle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    st: GatewayState,
+    ctx: RequestContext,
+    interaction: Interaction,
+    principal: Principal,
+    path: string,
+  ): Promise<void> {
+    if (!JSON_BODY.test(req.headers['content-type'] ?? '')) {
+      throw new GatewayError('UNSUPPORTED_MEDIA', 'batch and transaction Bundles must be sent as application/fhir+json');
+    }
+    this.continueIfExpected(req, res);
+    const requestRule = st.policy.ruleFor(interaction);
+    const scanned = await spoolAndScanBundle(req, {
+      dir: st.spoolDir,
+      maxBytes: requestRule.limits.maxRequestBytes,
+      maxEntries: st.config.bundles.maxEntries,
+    });
+    const removeSpool = () => void unlink(scanned.file).catch(() => undefined);
+    try {
+      const authorization = req.headers.authorization;
+      const bundle: Interaction = { ...interaction, interaction: scanned.type };
+      const bundleRule = st.policy.ruleFor(bundle);
+      await runChecks({ ctx, interaction: bundle, rule: bundleRule, authorization, contentLength: scanned.size, principal }, st.deps);
+      for (const entry of scanned.entries) {
+        try {
+          const ei = classifyEntry(entry.method, entry.url);
+          if (entry.resourceType !== undefined && (ei.interaction === 'create' || ei.interaction === 'update') && entry.resourceType !== ei.resourceType) {
+            throw new GatewayError('BAD_BUNDLE', `resource is ${entry.resourceType.slice(0, 64)} but request.url names ${ei.resourceType}`);
+          }
+          await runChecks({ ctx, interaction: ei, rule: st.policy.ruleFor(ei), authorization, contentLength: undefined, principal }, st.deps);
+        } catch (err) {
+          throw isGatewayError(err) ? forEntry(err, entry.index) : err;
+        }
+      }
+      res.once('close', removeSpool);
+      this.passThrough.forward(req, res, ctx, {
+        path,
+        forwardAuthorization: bundleRule.forwardAuthorization,
+        body: createReadStream(scanned.file),
+        contentLength: scanned.size,
+      });
+    } catch (err) {
+      removeSpool();
+      throw err;
+    }
+  }
+
+  private continueIfExpected(req: IncomingMessage, res: ServerResponse): void {
+    // Only reached after the checks passed: a refused upload is answered before its body is sent.
+    if (req.headers.expect?.toLowerCase() === '100-continue') res.writeContinue();
+  }
+
+  private refuse(req: IncomingMessage, res: ServerResponse, err: GatewayError, ctx: RequestContext | undefined, interaction: Interaction | undefined): void {
+    if (err.code === 'INTERNAL') this.log.error({ reqId: ctx?.id, err: err.cause }, 'internal error');
+    sendError(req, res, err, ctx?.id);
+    if (!interaction) this.access(ctx, undefined, res, err.code);
+    else if (!res.writableFinished) res.once('finish', () => undefined);
+  }
+
+  /** One line per request: never headers, query strings (search parameters are PHI) or bodies. */
+  private access(ctx: RequestContext | undefined, i: Interaction | undefined, res: ServerResponse, code?: string): void {
+    if (!this.log.isLevelEnabled('info')) return;
+    this.log.info(
+      {
+        reqId: ctx?.id,
+        client: ctx?.clientIp.toString(),
+        method: i?.method,
+        interaction: i?.interaction,
+        resourceType: i?.resourceType,
+        operation: i?.operation,
+        status: res.statusCode,
+        ...(code ? { code } : {}),
+        ms: ctx ? Math.round((performance.now() - ctx.startedAt) * 10) / 10 : undefined,
+      },
+      'request',
+    );
+  }
+}

@@ -1,0 +1,34 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { GatewayError, isGatewayError } from '../errors.js';
+import { errorFormat, renderOutcome } from '../fhir/operation-outcome.js';
+
+/** Turns anything thrown into the GatewayError the client sees; unknown errors become INTERNAL (no stack leaves). */
+export function toGatewayError(err: unknown): GatewayError {
+  return isGatewayError(err) ? err : new GatewayError('INTERNAL', undefined, { cause: err });
+}
+
+/**
+ * Writes an error as an OperationOutcome on a raw response. If the response has already
+ * started, the only honest thing left is to cut the connection so the client sees a failure.
+ */
+export function sendError(req: IncomingMessage, res: ServerResponse, err: GatewayError, requestId: string | undefined): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const url = req.url ?? '';
+  const q = url.indexOf('?');
+  const { body, contentType } = renderOutcome(err, requestId, errorFormat(req.headers.accept, q < 0 ? '' : url.slice(q + 1)));
+  const headers: Record<string, string | number> = {
+    'content-type': contentType,
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    ...err.headers,
+  };
+  if (requestId) headers['x-request-id'] = requestId;
+  // After a refusal the rest of the request body is not wanted; closing avoids reading it.
+  if (!req.complete && req.method !== 'GET' && req.method !== 'HEAD') headers['connection'] = 'close';
+  res.writeHead(err.status, headers);
+  res.end(req.method === 'HEAD' ? undefined : body);
+}

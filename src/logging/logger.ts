@@ -1,0 +1,36 @@
+import pino, { type DestinationStream, type Logger } from 'pino';
+
+/**
+ * Paths redacted wherever they appear. The gateway never logs headers or bodies on purpose;
+ * this is the net under that rule (pino `redact`), tested by parsing log lines.
+ */
+export const REDACT_PATHS = [
+  'authorization',
+  '*.authorization',
+  'headers.authorization',
+  '*.headers.authorization',
+  'headers.cookie',
+  '*.headers.cookie',
+  'token',
+  '*.token',
+  'access_token',
+  '*.access_token',
+  'signature',
+  '*.signature',
+  'body',
+  '*.body',
+];
+
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'fhir-binary-gateway' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    // Buffered, asynchronous writes keep logging off the request's critical path; flushed on exit.
+    destination ?? pino.destination({ dest: 1, minLength: 4096, sync: false }),
+  );
+}

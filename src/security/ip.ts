@@ -1,0 +1,71 @@
+import ipaddr from 'ipaddr.js';
+
+export type Address = ipaddr.IPv4 | ipaddr.IPv6;
+export type Range = readonly [Address, number];
+
+/**
+ * Parses an address the strict way: IPv4 only in canonical four-part decimal (so `127.1`,
+ * `0x7f.0.0.1`, `017.0.0.1` are refused — other software expands them differently), IPv6 in any
+ * valid textual form. IPv4-mapped IPv6 (`::ffff:10.0.0.1`) becomes the IPv4 address so one
+ * rule covers both spellings. Returns undefined when the text is not an address.
+ */
+export function parseAddress(text: string): Address | undefined {
+  if (text.includes('.') && !text.includes(':')) {
+    if (!ipaddr.IPv4.isValidFourPartDecimal(text)) return undefined;
+    // isValidFourPartDecimal accepts leading zeros ("010.0.0.1"), which some parsers read as octal.
+    if (/(^|\.)0\d/.test(text)) return undefined;
+    return ipaddr.IPv4.parse(text);
+  }
+  if (!ipaddr.IPv6.isValid(text)) return undefined;
+  const v6 = ipaddr.IPv6.parse(text);
+  if (v6.zoneId !== undefined) return undefined;
+  // A mapped address written with a non-canonical IPv4 tail is as ambiguous as the bare form.
+  if (v6.isIPv4MappedAddress()) {
+    const tail = text.slice(text.lastIndexOf(':') + 1);
+    if (tail.includes('.') && parseAddress(tail) === undefined) return undefined;
+    return v6.toIPv4Address();
+  }
+  return v6;
+}
+
+/** Parses `a.b.c.d/n`, an IPv6 CIDR, or a bare address (a /32 or /128). Undefined when invalid. */
+export function parseRange(text: string): Range | undefined {
+  const slash = text.indexOf('/');
+  const addrText = slash < 0 ? text : text.slice(0, slash);
+  const prefixText = slash < 0 ? undefined : text.slice(slash + 1);
+  if (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText)) return undefined;
+  // Parse the IPv6 form ourselves first: a mapped range (::ffff:10.0.0.0/104) must become IPv4/8.
+  const isV6 = addrText.includes(':');
+  if (isV6) {
+    if (!ipaddr.IPv6.isValid(addrText)) return undefined;
+    const v6 = ipaddr.IPv6.parse(addrText);
+    if (v6.zoneId !== undefined) return undefined;
+    const prefix = prefixText === undefined ? 128 : Number(prefixText);
+    if (prefix > 128) return undefined;
+    if (v6.isIPv4MappedAddress() && prefix >= 96) return [v6.toIPv4Address(), prefix - 96];
+    return [v6, prefix];
+  }
+  const v4 = parseAddress(addrText);
+  if (!v4) return undefined;
+  const prefix = prefixText === undefined ? 32 : Number(prefixText);
+  if (prefix > 32) return undefined;
+  return [v4, prefix];
+}
+
+export function parseRanges(texts: readonly string[]): Range[] {
+  const out: Range[] = [];
+  for (const t of texts) {
+    const r = parseRange(t);
+    if (!r) throw new Error(`not an IP address or CIDR range: ${t}`);
+    out.push(r);
+  }
+  return out;
+}
+
+export function inRanges(addr: Address, ranges: readonly Range[]): boolean {
+  const kind = addr.kind();
+  for (const [net, bits] of ranges) {
+    if (net.kind() === kind && addr.match(net as never, bits)) return true;
+  }
+  return false;
+}

@@ -1,0 +1,102 @@
+import { GatewayError } from '../errors.js';
+import type { Interaction } from '../fhir/interaction.js';
+import type { RequestContext } from '../http/context.js';
+import { inRanges } from './ip.js';
+import { bearerToken, NO_TOKEN_CHALLENGE, type TokenVerifier, type VerifiedToken } from './jwt.js';
+import type { EffectiveRule } from './policy.js';
+import { describeRequired, missingScopes, parseScopes, smartGrants, type ScopeSet } from './scopes.js';
+
+/** The caller's identity, filled in by the bearer check and reused by later checks and Bundle entries. */
+export interface Principal {
+  token: VerifiedToken | undefined;
+  scopes: ScopeSet | undefined;
+}
+
+export interface CheckInput {
+  readonly ctx: RequestContext;
+  readonly interaction: Interaction;
+  readonly rule: EffectiveRule;
+  readonly authorization: string | undefined;
+  /** Declared Content-Length, when the request has one. */
+  readonly contentLength: number | undefined;
+  readonly principal: Principal;
+}
+
+export interface PipelineDeps {
+  readonly verifier: TokenVerifier;
+  readonly patientClaim: string;
+}
+
+/** One check: returns nothing when satisfied, throws a GatewayError otherwise. */
+export type Check = (input: CheckInput, deps: PipelineDeps) => void | Promise<void>;
+
+const scopeCache = new WeakMap<VerifiedToken, ScopeSet>();
+
+export const requireTransport: Check = ({ ctx, rule }) => {
+  if (rule.require.https && !ctx.secure) throw new GatewayError('INSECURE_TRANSPORT');
+};
+
+export const requireAddress: Check = ({ ctx, rule }) => {
+  if (rule.ipDeny.length > 0 && inRanges(ctx.clientIp, rule.ipDeny)) throw new GatewayError('FORBIDDEN');
+  if (rule.ipAllow.length > 0 && !inRanges(ctx.clientIp, rule.ipAllow)) throw new GatewayError('FORBIDDEN');
+};
+
+export const requireDeclaredSize: Check = ({ rule, contentLength }) => {
+  if (contentLength !== undefined && contentLength > rule.limits.maxRequestBytes) {
+    throw new GatewayError('PAYLOAD_TOO_LARGE', `limit is ${rule.limits.maxRequestBytes} bytes`);
+  }
+};
+
+/**
+ * A token that is present is always verified, even where the rule lets anonymous callers in:
+ * a bad token is an error to report, not something to ignore silently.
+ */
+export const requireBearer: Check = async ({ rule, authorization, principal }, { verifier }) => {
+  if (principal.token) return;
+  const token = bearerToken(authorization);
+  if (token === undefined) {
+    if (!rule.require.auth) return;
+    throw new GatewayError('TOKEN_MISSING', undefined, { headers: { 'www-authenticate': NO_TOKEN_CHALLENGE } });
+  }
+  const verified = await verifier.verify(token);
+  let scopes = scopeCache.get(verified);
+  if (!scopes) {
+    scopes = parseScopes(verified.claims as Record<string, unknown>);
+    scopeCache.set(verified, scopes);
+  }
+  principal.token = verified;
+  principal.scopes = scopes;
+};
+
+export const requireScopes: Check = ({ rule, interaction, principal }, { patientClaim }) => {
+  const { scopes: required, smart } = rule.require;
+  if (required.length === 0 && !smart) return;
+  const set = principal.scopes;
+  // A rule that names scopes cannot be met without a token, whatever its auth setting says.
+  if (!set) throw new GatewayError('TOKEN_MISSING', undefined, { headers: { 'www-authenticate': NO_TOKEN_CHALLENGE } });
+  const missing = missingScopes(set, required);
+  if (missing.length > 0) throw insufficient(missing.join(' '));
+  if (smart) {
+    const patient = principal.token?.claims[patientClaim];
+    if (!smartGrants(set, interaction, { patient: typeof patient === 'string' ? patient : undefined })) {
+      throw insufficient(describeRequired(interaction));
+    }
+  }
+};
+
+function insufficient(scope: string): GatewayError {
+  const safe = scope.replace(/["\\]/g, '');
+  return new GatewayError('INSUFFICIENT_SCOPE', `requires ${safe}`, {
+    headers: { 'www-authenticate': `Bearer error="insufficient_scope", scope="${safe}"` },
+  });
+}
+
+/** The order is the architecture's: transport → IP → size → JWT → scopes. */
+export const CHECKS: readonly Check[] = [requireTransport, requireAddress, requireDeclaredSize, requireBearer, requireScopes];
+
+export async function runChecks(input: CheckInput, deps: PipelineDeps, checks: readonly Check[] = CHECKS): Promise<void> {
+  for (const check of checks) {
+    const r = check(input, deps);
+    if (r) await r;
+  }
+}

@@ -1,0 +1,68 @@
+import type { GatewayConfig, RuleRequire, RuleLimits } from '../config/types.js';
+import type { Interaction } from '../fhir/interaction.js';
+import { parseRanges, type Range } from './ip.js';
+
+/** A rule with everything inherited from defaultRule filled in and its IP ranges parsed. */
+export interface EffectiveRule {
+  readonly name: string;
+  readonly require: RuleRequire;
+  readonly limits: RuleLimits;
+  readonly forwardAuthorization: boolean;
+  readonly ipAllow: readonly Range[];
+  readonly ipDeny: readonly Range[];
+}
+
+interface Matcher {
+  readonly interactions: ReadonlySet<string> | undefined;
+  readonly resourceTypes: ReadonlySet<string> | undefined;
+  readonly operations: ReadonlySet<string> | undefined;
+  readonly rule: EffectiveRule;
+}
+
+/**
+ * The policy engine: the first rule whose match fits the interaction wins; when none fits, the
+ * defaultRule applies (fail closed: its defaults require HTTPS and a token). A rule that names
+ * resourceTypes never matches a system-level interaction, and one that names operations never
+ * matches a non-operation, so a narrow rule cannot loosen something it did not name.
+ */
+export class Policy {
+  private readonly matchers: readonly Matcher[];
+  readonly defaultRule: EffectiveRule;
+
+  constructor(config: GatewayConfig) {
+    const d = config.defaultRule;
+    this.defaultRule = effective('defaultRule', d.require, d.limits, d.forwardAuthorization);
+    this.matchers = config.rules.map((r) => ({
+      interactions: r.match.interactions ? new Set(r.match.interactions) : undefined,
+      resourceTypes: r.match.resourceTypes && !r.match.resourceTypes.includes('*') ? new Set(r.match.resourceTypes) : undefined,
+      operations: r.match.operations ? new Set(r.match.operations) : undefined,
+      rule: effective(
+        r.name,
+        { ...d.require, ...r.require },
+        { ...d.limits, ...r.limits },
+        r.forwardAuthorization ?? d.forwardAuthorization,
+      ),
+    }));
+  }
+
+  ruleFor(i: Interaction): EffectiveRule {
+    for (const m of this.matchers) {
+      if (m.interactions && !m.interactions.has(i.interaction)) continue;
+      if (m.resourceTypes && (i.resourceType === undefined || !m.resourceTypes.has(i.resourceType))) continue;
+      if (m.operations && (i.operation === undefined || !m.operations.has(i.operation))) continue;
+      return m.rule;
+    }
+    return this.defaultRule;
+  }
+}
+
+function effective(name: string, require: RuleRequire, limits: RuleLimits, forwardAuthorization: boolean): EffectiveRule {
+  return Object.freeze({
+    name,
+    require,
+    limits,
+    forwardAuthorization,
+    ipAllow: parseRanges(require.ipAllow),
+    ipDeny: parseRanges(require.ipDeny),
+  });
+}

@@ -1,0 +1,81 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+
+export const ISSUER = 'https://issuer.test';
+export const AUDIENCE = 'fhir-binary-gateway';
+
+export interface TestKey {
+  readonly kid: string;
+  readonly alg: string;
+  readonly privateKey: CryptoKey;
+  readonly publicJwk: JWK;
+}
+
+export async function makeKey(kid: string, alg = 'RS256'): Promise<TestKey> {
+  const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
+  return { kid, alg, privateKey, publicJwk: { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' } };
+}
+
+/** A real JWKS endpoint over HTTP. Its key list can change under the gateway; it counts fetches. */
+export interface JwksServer {
+  readonly url: string;
+  keys: JWK[];
+  fetches: number;
+  close(): Promise<void>;
+}
+
+export async function startJwksServer(t: { teardown(fn: () => unknown): void }, keys: TestKey[]): Promise<JwksServer> {
+  const state = { keys: keys.map((k) => k.publicJwk), fetches: 0 };
+  const server = http.createServer((_req, res) => {
+    state.fetches++;
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ keys: state.keys }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
+  const jwks: JwksServer = {
+    url,
+    get keys() {
+      return state.keys;
+    },
+    set keys(v) {
+      state.keys = v;
+    },
+    get fetches() {
+      return state.fetches;
+    },
+    set fetches(v) {
+      state.fetches = v;
+    },
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+  t.teardown(() => {
+    server.closeAllConnections();
+    return jwks.close();
+  });
+  return jwks;
+}
+
+export interface TokenOptions {
+  readonly claims?: JWTPayload;
+  readonly issuer?: string | undefined;
+  readonly audience?: string | string[] | undefined;
+  /** Seconds from now; undefined leaves exp out. */
+  readonly expiresIn?: number | undefined;
+  readonly notBefore?: number;
+  readonly header?: Record<string, unknown>;
+}
+
+export async function mintToken(key: TestKey, opts: TokenOptions = {}): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  const jwt = new SignJWT({ ...opts.claims }).setProtectedHeader({ alg: key.alg, kid: key.kid, ...opts.header }).setIssuedAt(now);
+  const iss = 'issuer' in opts ? opts.issuer : ISSUER;
+  if (iss !== undefined) jwt.setIssuer(iss);
+  const aud = 'audience' in opts ? opts.audience : AUDIENCE;
+  if (aud !== undefined) jwt.setAudience(aud);
+  const exp = 'expiresIn' in opts ? opts.expiresIn : 300;
+  if (exp !== undefined) jwt.setExpirationTime(now + exp);
+  if (opts.notBefore !== undefined) jwt.setNotBefore(now + opts.notBefore);
+  return jwt.sign(key.privateKey);
+}

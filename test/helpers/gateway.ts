@@ -1,0 +1,61 @@
+import { Writable } from 'node:stream';
+import { buildConfig } from '../../src/config/load.js';
+import { createLogger } from '../../src/logging/logger.js';
+import { startGateway, type RunningGateway } from '../../src/server.js';
+import { AUDIENCE, ISSUER } from './auth.js';
+
+/** Collects the gateway's log lines, parsed as JSON (pino's test habit: assert on real log output). */
+export class LogSink extends Writable {
+  readonly lines: Record<string, unknown>[] = [];
+  readonly raw: string[] = [];
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (!line) continue;
+      this.raw.push(line);
+      this.lines.push(JSON.parse(line) as Record<string, unknown>);
+    }
+    cb();
+  }
+}
+
+export interface TestGateway extends RunningGateway {
+  readonly logs: LogSink;
+  /** The FHIR base clients call, e.g. http://127.0.0.1:PORT/fhir */
+  readonly base: string;
+}
+
+type Teardown = { teardown(fn: () => unknown): void };
+
+/**
+ * Starts the real gateway (same code path as the CLI) on an ephemeral port. `overrides` are
+ * merged over a baseline config: upstream and JWKS given, HTTPS not required (tests speak
+ * plain HTTP unless they test TLS), auth and SMART required.
+ */
+export async function startTestGateway(t: Teardown, opts: { upstream: string; jwksUri?: string; config?: Record<string, unknown> }): Promise<TestGateway> {
+  const base: Record<string, unknown> = {
+    server: { host: '127.0.0.1', port: 0, publicBaseUrl: 'http://gateway.test/fhir' },
+    upstream: { url: opts.upstream, connectTimeoutMs: 1000, timeoutMs: 5000 },
+    auth: { issuers: [ISSUER], audiences: [AUDIENCE], ...(opts.jwksUri ? { jwksUri: opts.jwksUri } : {}), jwksCooldownMs: 0 },
+    defaultRule: { require: { https: false, auth: true, smart: true } },
+  };
+  const merged = deepMerge(base, opts.config ?? {});
+  const config = buildConfig(merged, '(test)', process.cwd());
+  const logs = new LogSink();
+  const log = createLogger('info', logs);
+  const gw = await startGateway(config, log);
+  t.teardown(() => gw.close());
+  const basePath = new URL(gw.publicBaseUrl).pathname.replace(/\/$/, '');
+  return Object.assign(gw, { logs, base: `${gw.url}${basePath}` });
+}
+
+function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const cur = out[k];
+    out[k] =
+      v && typeof v === 'object' && !Array.isArray(v) && cur && typeof cur === 'object' && !Array.isArray(cur)
+        ? deepMerge(cur as Record<string, unknown>, v as Record<string, unknown>)
+        : v;
+  }
+  return out;
+}
