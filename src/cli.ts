@@ -44,7 +44,12 @@ async function main(): Promise<number> {
     const port = env.GATEWAY_PORT ? Number(env.GATEWAY_PORT) : DEMO_DEFAULT_PORT;
     demo = await startDemo(Number.isInteger(port) ? port : DEMO_DEFAULT_PORT);
     // GATEWAY_HOST is ignored: the demo serves plain HTTP and must stay on loopback.
-    config = buildConfig(demo.config, '(demo mode)', process.cwd(), { GATEWAY_PORT: env.GATEWAY_PORT });
+    try {
+      config = buildConfig(demo.config, '(demo mode)', process.cwd(), { GATEWAY_PORT: env.GATEWAY_PORT });
+    } catch (err) {
+      demo.stop(); // the forked upstream and the key's temp dir
+      throw err;
+    }
     log = createLogger(config.logging.level);
     log.warn({ demo: true, upstream: demo.upstreamUrl }, 'DEMO MODE: embedded in-memory FHIR server, generated key, plain HTTP on loopback. Not for production.');
   } else {
@@ -86,6 +91,9 @@ async function main(): Promise<number> {
       const next = loadConfig(configFile, env, embeddedDefaults).config;
       running.reload(next);
       log.info({ file: configFile }, 'configuration reloaded');
+      // Listeners and the upstream connection pool are built once: say so rather than pretend.
+      const fixed = (['server', 'upstream'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(config[k]));
+      if (fixed.length > 0) log.warn({ file: configFile, sections: fixed }, 'changes to these sections take effect only after a restart');
     } catch (err) {
       // A bad new policy must not take the gateway down or open it up: keep the old one.
       log.error({ file: configFile, problems: err instanceof ConfigError ? err.problems : [String(err)] }, 'configuration reload failed; keeping the previous configuration');
@@ -97,8 +105,8 @@ async function main(): Promise<number> {
       log.info({ signal }, 'shutting down');
       running.close().finally(() => {
         demo?.stop();
-        log.flush();
-        resolve();
+        // Asynchronous destination: exiting before the flush completes loses the last lines.
+        log.flush(() => resolve());
       });
     };
     process.once('SIGTERM', () => stop('SIGTERM'));

@@ -41,6 +41,8 @@ export const ERRORS = {
   BAD_FORWARDED_HEADER: def(400, 'invalid', 'A forwarding header is malformed'),
   BAD_REQUEST: def(400, 'invalid', 'The request is malformed'),
   BAD_BUNDLE: def(400, 'structure', 'The Bundle cannot be authorized entry by entry'),
+  REQUEST_TIMEOUT: def(408, 'timeout', 'The request did not arrive in time'),
+  HEADERS_TOO_LARGE: def(431, 'too-long', 'The request headers are too large'),
   // 401/403: the security pipeline.
   TOKEN_MISSING: def(401, 'login', 'A bearer token is required'),
   INVALID_TOKEN: def(401, 'login', 'The bearer token is not valid'),

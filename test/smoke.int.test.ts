@@ -29,3 +29,21 @@ t.test('a FHIR read goes through the gateway with a valid token and is refused w
   t.equal(anon.headers.get('www-authenticate'), 'Bearer realm="fhir-binary-gateway"');
   t.match(await anon.json(), { resourceType: 'OperationOutcome', issue: [{ details: { coding: [{ code: 'TOKEN_MISSING' }] } }] });
 });
+
+t.test('capabilities on an auth:false rule need no token even though defaultRule has smart: true', async (t) => {
+  const up = await startUpstream(t);
+  const key = await makeKey('k1');
+  const jwks = await startJwksServer(t, [key]);
+  const gw = await startTestGateway(t, {
+    upstream: up.url,
+    jwksUri: jwks.url,
+    config: { rules: [{ name: 'open-metadata', match: { interactions: ['capabilities', 'search'] }, require: { auth: false } }] },
+  });
+  const meta = await fetch(`${gw.base}/metadata`);
+  t.equal(meta.status, 200, 'metadata is public');
+  t.match(await meta.json(), { resourceType: 'CapabilityStatement' });
+  // The same rule does not make a search public: smart is inherited and a search needs a scope.
+  const search = await fetch(`${gw.base}/Patient?name=x`);
+  t.equal(search.status, 401);
+  t.match(await search.json(), { issue: [{ details: { coding: [{ code: 'TOKEN_MISSING' }] } }] });
+});

@@ -4,7 +4,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { configSchema, includeSchema } from './schema.js';
 import { ConfigError } from './errors.js';
-import { checkSemantics } from './semantics.js';
+import { checkSemantics, type RuleOrigin } from './semantics.js';
 import type { GatewayConfig } from './types.js';
 
 const ajv = new Ajv({ useDefaults: true, allErrors: true, strict: true, allowUnionTypes: true });
@@ -62,6 +62,24 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/** Key paths an environment variable overrides: a problem there is the variable's, not the file's. */
+const ENV_PATHS: Readonly<Record<string, keyof ConfigEnv>> = {
+  '/upstream/url': 'GATEWAY_UPSTREAM_URL',
+  '/server/host': 'GATEWAY_HOST',
+  '/server/port': 'GATEWAY_PORT',
+};
+
+function blameEnv(problems: readonly string[], origin: string, env: ConfigEnv): string[] {
+  return problems.map((p) => {
+    for (const [path, name] of Object.entries(ENV_PATHS)) {
+      const v = env[name];
+      const overridden = name === 'GATEWAY_PORT' ? v !== undefined && v !== '' : Boolean(v);
+      if (overridden && (p.startsWith(`${origin}: ${path}: `) || p.startsWith(`${origin}: ${path}/`))) return `${p} (set by ${name})`;
+    }
+    return p;
+  });
+}
+
 function applyEnv(raw: Record<string, unknown>, env: ConfigEnv): void {
   const section = (name: string): Record<string, unknown> => {
     const s = raw[name];
@@ -97,10 +115,11 @@ export function buildConfig(raw: unknown, origin: string, baseDir: string, env: 
   const obj = raw as Record<string, unknown>;
   applyEnv(obj, env);
   if (!validateConfig(obj)) {
-    throw new ConfigError((validateConfig.errors ?? []).map((e) => describe(origin, e)));
+    throw new ConfigError(blameEnv((validateConfig.errors ?? []).map((e) => describe(origin, e)), origin, env));
   }
   const problems: string[] = [];
   const rules = obj['rules'] as unknown[];
+  const ruleOrigins: RuleOrigin[] = rules.map((_, index) => ({ file: origin, index }));
   for (const inc of obj['include'] as string[]) {
     const file = resolve(baseDir, inc);
     const incRaw = readYaml(file);
@@ -108,13 +127,16 @@ export function buildConfig(raw: unknown, origin: string, baseDir: string, env: 
       problems.push(...(validateInclude.errors ?? []).map((e) => describe(file, e)));
       continue;
     }
-    rules.push(...(incRaw as { rules: unknown[] }).rules);
+    const incRules = (incRaw as { rules: unknown[] }).rules;
+    // Problems found later in an included rule name that file and the rule's index in it.
+    incRules.forEach((_, index) => ruleOrigins.push({ file, index }));
+    rules.push(...incRules);
   }
   if (problems.length > 0) throw new ConfigError(problems);
   resolvePaths(obj, baseDir);
   const config = obj as unknown as GatewayConfig;
-  const semantic = checkSemantics(config, origin);
-  if (semantic.length > 0) throw new ConfigError(semantic);
+  const semantic = checkSemantics(config, origin, ruleOrigins);
+  if (semantic.length > 0) throw new ConfigError(blameEnv(semantic, origin, env));
   return deepFreeze(config);
 }
 

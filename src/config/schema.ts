@@ -100,6 +100,7 @@ export const configSchema = {
         timeoutMs: { type: 'integer', minimum: 1, default: 60_000 },
         maxSockets: { type: 'integer', minimum: 1, default: 256 },
         rejectUnauthorized: { type: 'boolean', default: true },
+        aliases: { type: 'array', items: { type: 'string', pattern: '^https?://' }, default: [] },
       },
     },
     auth: {
@@ -117,6 +118,7 @@ export const configSchema = {
         jwksCacheMaxAgeMs: { type: 'integer', minimum: 1_000, default: 600_000 },
         jwksTimeoutMs: { type: 'integer', minimum: 100, default: 5_000 },
         patientClaim: { type: 'string', default: 'patient' },
+        typ: { type: 'string', minLength: 1 },
         tokenCache: {
           type: 'object',
           additionalProperties: false,

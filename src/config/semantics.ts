@@ -2,27 +2,42 @@ import { existsSync } from 'node:fs';
 import { parseRange } from '../security/ip.js';
 import type { GatewayConfig, RuleRequire } from './types.js';
 
-/** Checks the schema cannot express. Returns human-readable problems (file, key path, what was expected). */
-export function checkSemantics(c: GatewayConfig, origin: string): string[] {
+/** Where a rule was written: the file and its index under that file's `rules`. */
+export interface RuleOrigin {
+  readonly file: string;
+  readonly index: number;
+}
+
+/**
+ * Checks the schema cannot express. Returns human-readable problems (file, key path, what was
+ * expected). `ruleOrigins[i]` says where `c.rules[i]` came from (an included file); by default
+ * every rule is from `origin`.
+ */
+export function checkSemantics(c: GatewayConfig, origin: string, ruleOrigins: readonly RuleOrigin[] = []): string[] {
   const problems: string[] = [];
   const at = (path: string, msg: string) => problems.push(`${origin}: ${path}: ${msg}`);
+  const ruleAt = (i: number) => {
+    const o = ruleOrigins[i] ?? { file: origin, index: i };
+    return (path: string, msg: string) => problems.push(`${o.file}: /rules/${o.index}${path}: ${msg}`);
+  };
 
-  const checkRanges = (path: string, list: readonly string[] | undefined) => {
+  const checkRanges = (path: string, list: readonly string[] | undefined, report = at) => {
     list?.forEach((r, i) => {
-      if (!parseRange(r)) at(`${path}/${i}`, `'${r}' is not an IP address or CIDR range (IPv4 must be four-part decimal)`);
+      if (!parseRange(r)) report(`${path}/${i}`, `'${r}' is not an IP address or CIDR range (IPv4 must be four-part decimal)`);
     });
   };
-  const checkRequire = (path: string, req: Partial<RuleRequire> | undefined) => {
-    checkRanges(`${path}/ipAllow`, req?.ipAllow);
-    checkRanges(`${path}/ipDeny`, req?.ipDeny);
+  const checkRequire = (path: string, req: Partial<RuleRequire> | undefined, report = at) => {
+    checkRanges(`${path}/ipAllow`, req?.ipAllow, report);
+    checkRanges(`${path}/ipDeny`, req?.ipDeny, report);
   };
 
   checkRanges('/server/trustedProxies', c.server.trustedProxies);
   checkRequire('/defaultRule/require', c.defaultRule.require);
   const names = new Set<string>();
   c.rules.forEach((rule, i) => {
-    checkRequire(`/rules/${i}/require`, rule.require);
-    if (names.has(rule.name)) at(`/rules/${i}/name`, `duplicate rule name '${rule.name}'`);
+    const report = ruleAt(i);
+    checkRequire('/require', rule.require, report);
+    if (names.has(rule.name)) report('/name', `duplicate rule name '${rule.name}'`);
     names.add(rule.name);
   });
 
@@ -32,6 +47,9 @@ export function checkSemantics(c: GatewayConfig, origin: string): string[] {
     if (v !== undefined && URL.canParse(v) && (new URL(v).search || new URL(v).hash)) at(`/server/${key}`, 'must not have a query or fragment');
   }
   if (c.upstream.url !== undefined && !URL.canParse(c.upstream.url)) at('/upstream/url', 'must be an absolute URL');
+  c.upstream.aliases.forEach((a, i) => {
+    if (!URL.canParse(a)) at(`/upstream/aliases/${i}`, 'must be an absolute URL');
+  });
 
   const needsAuth = c.defaultRule.require.auth || c.rules.some((r) => r.require?.auth ?? c.defaultRule.require.auth);
   if (c.auth.jwksUri && c.auth.jwksFile) at('/auth', 'set jwksUri or jwksFile, not both');

@@ -43,6 +43,8 @@ export interface GatewayConfig {
     readonly timeoutMs: number;
     readonly maxSockets: number;
     readonly rejectUnauthorized: boolean;
+    /** Other base URLs the upstream calls itself in Location headers (e.g. HAPI's server_address). */
+    readonly aliases: readonly string[];
   };
   readonly auth: {
     readonly issuers: readonly string[];
@@ -55,6 +57,8 @@ export interface GatewayConfig {
     readonly jwksCacheMaxAgeMs: number;
     readonly jwksTimeoutMs: number;
     readonly patientClaim: string;
+    /** Required JWS `typ` header, e.g. `at+jwt` (RFC 9068), so ID tokens are not taken for access tokens. */
+    readonly typ?: string;
     readonly tokenCache: { readonly maxEntries: number; readonly maxAgeSeconds: number };
   };
   readonly rules: readonly RuleConfig[];

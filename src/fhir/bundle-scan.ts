@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { unlink } from 'node:fs/promises';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -103,6 +102,8 @@ class BundleScanner extends Writable {
         const parentKey = parent?.kind === 'object' ? parent.key : undefined;
         // Lenient parsers (Jackson's ACCEPT_SINGLE_VALUE_AS_ARRAY) would read a lone object as a one-entry array we never saw.
         if (where === 'root' && parentKey === 'entry' && tok.name !== 'startArray') throw bad('Bundle.entry must be an array');
+        // The same leniency would read `[[entry]]` or `resource: [ {...} ]` as the object we never checked.
+        if (tok.name === 'startArray' && !(where === 'root' && parentKey === 'entry')) this.mustBeObject(where, parentKey);
         if (tok.name === 'startArray') {
           this.stack.push({ kind: 'array', index: 0 });
           return;
@@ -150,7 +151,11 @@ class BundleScanner extends Writable {
         return;
       }
       case 'startString':
+        this.scalar();
         this.beginString();
+        return;
+      case 'startNumber':
+        this.scalar();
         return;
       case 'stringChunk':
         if (this.keyOpen) {
@@ -170,6 +175,7 @@ class BundleScanner extends Writable {
       case 'nullValue':
       case 'trueValue':
       case 'falseValue':
+        this.scalar();
         this.valueEnds();
         return;
       case 'endNumber':
@@ -182,6 +188,18 @@ class BundleScanner extends Writable {
 
   private keyOpen = false;
 
+  /** A scalar where an array or object is required (Bundle.entry, an entry, entry.request/resource) is refused. */
+  private scalar(): void {
+    if (this.stack.length === 0) return;
+    const top = this.stack[this.stack.length - 1]!;
+    this.mustBeObject(this.where(), top.kind === 'object' ? top.key : undefined);
+  }
+
+  private mustBeObject(where: string, key: string | undefined): void {
+    if (where === 'root' && key === 'entry') throw bad('Bundle.entry must be an array');
+    if (where === 'entries') throw bad(`entry ${this.entries.length} must be an object`);
+    if (where === 'entry' && (key === 'request' || key === 'resource')) throw bad(`entry ${this.entries.length}: ${key} must be an object`);
+  }
 
   private valueEnds(): void {
     const top = this.stack[this.stack.length - 1];
@@ -237,14 +255,32 @@ function bad(detail: string): GatewayError {
 
 /** Splits the byte stream: one copy to the spool file, one to the tokenizer, at the slower one's pace. */
 class Tee extends Transform {
+  /**
+   * JSON is UTF-8 (RFC 8259 §8.1). The tokenizer replaces invalid sequences with U+FFFD while
+   * some upstream parsers decode them (an overlong `\xC1\xAD` read as `m` makes a second
+   * `method` key we never saw): refuse them.
+   */
+  private readonly utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   constructor(private readonly side: Writable) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    try {
+      this.utf8.decode(chunk, { stream: true });
+    } catch {
+      cb(bad('body is not valid UTF-8'));
+      return;
+    }
     if (this.side.write(chunk)) cb(null, chunk);
     else this.side.once('drain', () => cb(null, chunk));
   }
   override _flush(cb: TransformCallback): void {
+    try {
+      this.utf8.decode();
+    } catch {
+      cb(bad('body is not valid UTF-8'));
+      return;
+    }
     this.side.end();
     cb();
   }
@@ -261,7 +297,16 @@ export async function spoolAndScanBundle(body: Readable, opts: ScanOptions): Pro
   // Keys are streamed (not packed) so a hostile multi-megabyte key is never accumulated.
   const parser = parserStream({ packKeys: false, streamKeys: true, packStrings: false, streamStrings: true, packNumbers: false, streamNumbers: true });
   const scanner = new BundleScanner(opts.maxEntries);
-  const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
+  // Opened before reading: a spool directory we cannot write is our fault (500), not a bad body,
+  // and the file exists before anything can fail (an unlink racing a lazy open would leave it behind).
+  let handle: FileHandle;
+  try {
+    handle = await open(file, 'wx', 0o600);
+  } catch (err) {
+    throw new GatewayError('INTERNAL', undefined, { cause: err });
+  }
+  const out = handle.createWriteStream();
+  const closed = new Promise<void>((resolve) => out.once('close', resolve));
   const ac = new AbortController();
   const guard = <T>(p: Promise<T>) =>
     p.catch((err: unknown) => {
@@ -274,6 +319,8 @@ export async function spoolAndScanBundle(body: Readable, opts: ScanOptions): Pro
       guard(pipeline(parser, scanner, { signal: ac.signal })),
     ]);
   } catch (err) {
+    out.destroy();
+    await closed;
     await unlink(file).catch(() => undefined);
     const cause = ac.signal.reason ?? err;
     if (isGatewayError(cause)) throw cause;

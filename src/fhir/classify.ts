@@ -489,8 +489,14 @@ function scanQuery(query: string): void {
     // HTML 4.01 §B.2.2), so `a=1;_method=DELETE` must be caught too.
     if (c === AMPERSAND || c === SEMICOLON) {
       const end = nameEnd < 0 ? i : nameEnd;
-      if (isMethodParam(query, nameStart, end)) {
+      const name = paramName(query, nameStart, end);
+      if (name === '_method') {
         throw new GatewayError('METHOD_OVERRIDE', "the '_method' query parameter is not accepted");
+      }
+      // RFC 6750 §2.3 lets a token ride in the query; we do not: it would end up in access logs
+      // (ours are clean, the upstream's may not be) and in browser histories.
+      if (name === 'access_token') {
+        throw new GatewayError('BAD_REQUEST', 'tokens are accepted only in the Authorization header');
       }
       nameStart = i + 1;
       nameEnd = -1;
@@ -507,24 +513,30 @@ function scanQuery(query: string): void {
   }
 }
 
+/** Parameter names we refuse, lowercase; the longest bounds how much of a name is ever decoded. */
+const WATCHED_PARAMS = ['_method', 'access_token'];
+const WATCHED_MIN = 7;
+const WATCHED_MAX = 12 * 3; // fully percent-encoded
+
 /**
- * Is query[start, end) a `_method` parameter name? Compared case-insensitively and after
- * percent-decoding (`%5Fmethod`), because whichever framework honours it may decode and fold case.
+ * query[start, end) as a lowercase, percent-decoded parameter name when it could be one we
+ * refuse, else ''. Decoded and case-folded (`%5Fmethod`, `ACCESS_TOKEN`) because whichever
+ * framework honours it may decode and fold case.
  */
-function isMethodParam(query: string, start: number, end: number): boolean {
+function paramName(query: string, start: number, end: number): string {
   const len = end - start;
-  // '_method' is 7 characters; fully percent-encoded it is 21.
-  if (len < 7 || len > 21) return false;
+  if (len < WATCHED_MIN || len > WATCHED_MAX) return '';
   let name = query.slice(start, end);
   if (name.includes('%')) {
     try {
       name = decodeURIComponent(name);
     } catch {
-      // Not decodable (bad escape or invalid UTF-8): nobody can read it as '_method'.
-      return false;
+      // Not decodable (bad escape or invalid UTF-8): nobody can read it as a name we watch.
+      return '';
     }
   }
-  return name.length === 7 && name.toLowerCase() === '_method';
+  name = name.toLowerCase();
+  return WATCHED_PARAMS.includes(name) ? name : '';
 }
 
 /**

@@ -1,4 +1,5 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, { type FastifyServerFactory } from 'fastify';
 import { GatewayError } from '../errors.js';
 import { errorFormat, renderOutcome } from '../fhir/operation-outcome.js';
@@ -15,7 +16,7 @@ export interface AppOptions {
  * Requests reach it from Gateway after the request flow, never around it.
  */
 export function buildApp(opts: AppOptions) {
-  const app = Fastify({ serverFactory: opts.serverFactory, logger: false, return503OnClosing: true });
+  const app = Fastify({ serverFactory: opts.serverFactory, logger: false, return503OnClosing: true, clientErrorHandler });
 
   const reply = (res: { code: (n: number) => unknown; header: (k: string, v: string) => unknown }, err: GatewayError, accept: string | undefined, query: string) => {
     const { body, contentType } = renderOutcome(err, undefined, errorFormat(accept, query));
@@ -29,12 +30,41 @@ export function buildApp(opts: AppOptions) {
   app.setErrorHandler((err, req, res) => reply(res, toGatewayError(err), req.headers.accept, ''));
 
   app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_req, res) => {
+  app.get('/readyz', async (req, res) => {
     if (await opts.upstreamReady()) return { status: 'ready' };
-    res.code(503);
-    return { status: 'upstream unreachable' };
+    return reply(res, new GatewayError('NOT_READY', 'the upstream FHIR server does not answer'), req.headers.accept, '');
   });
   return app;
+}
+
+/**
+ * Requests Node's parser refuses (repeated Content-Length, Content-Length with Transfer-Encoding,
+ * malformed framing, oversized heads) never reach a handler. Answer them as an OperationOutcome
+ * like every other refusal (fastify's default writes its own JSON body), then close the
+ * connection: whatever follows on it cannot be framed.
+ */
+function clientErrorHandler(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  // A response already on its way on this connection cannot be followed by another one.
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (!socket.writable || inFlight?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const gwErr =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? new GatewayError('HEADERS_TOO_LARGE')
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new GatewayError('REQUEST_TIMEOUT')
+        : new GatewayError('BAD_REQUEST', 'the request could not be parsed as HTTP/1.1');
+  const status = gwErr.status;
+  const { body } = renderOutcome(gwErr, undefined, 'json');
+  const head =
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
+    'Content-Type: application/fhir+json; charset=utf-8\r\n' +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    'Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n';
+  socket.end(head + body, () => socket.destroy());
 }
 
 export type RoutingFn = (req: IncomingMessage, res: ServerResponse) => void;

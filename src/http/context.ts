@@ -24,6 +24,21 @@ export interface RequestContext {
 const SINGLE_HEADERS = new Set(['authorization', 'host', 'content-length', 'content-type']);
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/**
+ * Headers the gateway reads and relies on. Naming one in Connection would make us (RFC 9110
+ * §7.6.1) strip it before the upstream, so the upstream would act on a request that differs
+ * from the one we checked: refused.
+ */
+const NOT_HOP_BY_HOP = new Set(['authorization', 'host', 'content-length', 'content-type', 'transfer-encoding', 'x-security-context']);
+
+export function rejectConnectionNamed(connection: string | undefined): void {
+  if (connection === undefined) return;
+  for (const token of connection.split(',')) {
+    const name = token.trim().toLowerCase();
+    if (NOT_HOP_BY_HOP.has(name)) throw new GatewayError('BAD_REQUEST', `Connection must not name ${name}`);
+  }
+}
+
 export function rejectDuplicateHeaders(raw: readonly string[]): void {
   // Most requests carry each of these at most once; count only when one shows up again.
   let seen = 0;
@@ -55,6 +70,7 @@ function strictAddress(text: string, header: string): Address {
 export function buildContext(req: IncomingMessage, trustedProxies: readonly Range[]): RequestContext {
   const raw = req.rawHeaders;
   rejectDuplicateHeaders(raw);
+  rejectConnectionNamed(req.headers.connection);
 
   const peerText = req.socket.remoteAddress;
   const peerIp = peerText ? parseAddress(peerText) : undefined;

@@ -106,9 +106,6 @@ export class Gateway {
     if (BODYLESS.has(req.method ?? '') && (chunked || (contentLength ?? 0) > 0)) {
       throw new GatewayError('BAD_REQUEST', `${req.method} requests must not carry a body`);
     }
-    if (/(^|&)access_token=/.test(interaction.query)) {
-      throw new GatewayError('BAD_REQUEST', 'tokens are accepted only in the Authorization header');
-    }
     const rule = st.policy.ruleFor(interaction);
     const principal: Principal = { token: undefined, scopes: undefined };
     const authorization = req.headers.authorization;

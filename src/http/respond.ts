@@ -28,7 +28,10 @@ export function sendError(req: IncomingMessage, res: ServerResponse, err: Gatewa
   };
   if (requestId) headers['x-request-id'] = requestId;
   // After a refusal the rest of the request body is not wanted; closing avoids reading it.
-  if (!req.complete && req.method !== 'GET' && req.method !== 'HEAD') headers['connection'] = 'close';
+  // (A bodyless GET/HEAD is not yet `complete` when refused synchronously: keep those alive.
+  // One that announced a body is refused for it, and that body could be endless.)
+  const announcesBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+  if (!req.complete && (announcesBody || (req.method !== 'GET' && req.method !== 'HEAD'))) headers['connection'] = 'close';
   res.writeHead(err.status, headers);
   res.end(req.method === 'HEAD' ? undefined : body);
 }

@@ -30,7 +30,9 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       formatters: { level: (label) => ({ level: label }) },
     },
-    // Buffered, asynchronous writes keep logging off the request's critical path; flushed on exit.
-    destination ?? pino.destination({ dest: 1, minLength: 4096, sync: false }),
+    // Asynchronous writes keep logging off the request's critical path (lines written while a
+    // write is in flight are batched). No minLength: a buffer that waits for 4 KiB would hold a
+    // quiet gateway's lines (the startup line, a failed reload) back indefinitely.
+    destination ?? pino.destination({ dest: 1, sync: false }),
   );
 }

@@ -41,11 +41,13 @@ export function prepareUpstreamHeaders(
   headers['x-request-id'] = ctx.id;
 }
 
-/** Rewrites an absolute URL under the upstream base to the same path under the public base. */
-export function rewriteUpstreamUrl(value: string, upstreamBase: string, publicBase: string): string {
-  if (value.startsWith(upstreamBase)) {
-    const rest = value.slice(upstreamBase.length);
-    if (rest === '' || rest[0] === '/' || rest[0] === '?') return publicBase + rest;
+/** Rewrites an absolute URL under one of the upstream's bases to the same path under the public base. */
+export function rewriteUpstreamUrl(value: string, upstreamBases: readonly string[], publicBase: string): string {
+  for (const base of upstreamBases) {
+    if (value.startsWith(base)) {
+      const rest = value.slice(base.length);
+      if (rest === '' || rest[0] === '/' || rest[0] === '?') return publicBase + rest;
+    }
   }
   return value;
 }
@@ -53,7 +55,7 @@ export function rewriteUpstreamUrl(value: string, upstreamBase: string, publicBa
 export function prepareResponseHeaders(
   upstream: IncomingHttpHeaders,
   requestId: string,
-  upstreamBase: string,
+  upstreamBases: readonly string[],
   publicBase: string,
 ): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = { ...upstream };
@@ -61,7 +63,7 @@ export function prepareResponseHeaders(
   for (const h of RESPONSE_DROPPED) delete out[h];
   for (const h of ['location', 'content-location'] as const) {
     const v = out[h];
-    if (typeof v === 'string') out[h] = rewriteUpstreamUrl(v, upstreamBase, publicBase);
+    if (typeof v === 'string') out[h] = rewriteUpstreamUrl(v, upstreamBases, publicBase);
   }
   out['x-request-id'] = requestId;
   return out;

@@ -38,6 +38,8 @@ export class PassThrough {
   private readonly agent: http.Agent;
   private readonly states = new WeakMap<IncomingMessage, ForwardState>();
   readonly upstreamBase: string;
+  /** upstream.url and its aliases: the prefixes rewritten to the public base in Location headers. */
+  private readonly upstreamBases: readonly string[];
   /** Set once the listen address is known when no publicBaseUrl is configured. */
   publicBase: string;
 
@@ -48,6 +50,7 @@ export class PassThrough {
   ) {
     this.publicBase = publicBase.replace(/\/+$/, '');
     this.upstreamBase = upstream.url.replace(/\/+$/, '');
+    this.upstreamBases = [this.upstreamBase, ...upstream.aliases.map((a) => a.replace(/\/+$/, ''))];
     const target = new URL(this.upstreamBase);
     const agentOptions = { keepAlive: true, maxSockets: upstream.maxSockets, maxFreeSockets: upstream.maxSockets, scheduling: 'lifo' as const };
     this.agent =
@@ -114,8 +117,12 @@ export class PassThrough {
       socket.once('connect', () => clearTimeout(timer));
       socket.once('close', () => clearTimeout(timer));
     }
-    // An idle timeout, as proxies do: the upstream may stream a long answer as long as bytes keep coming.
-    proxyReq.setTimeout(this.upstream.timeoutMs, () => this.fail(state, new GatewayError('UPSTREAM_TIMEOUT')));
+    // An idle timeout, as proxies do: the upstream may stream a long answer as long as bytes keep
+    // coming. Armed once the request is sent: a client that uploads slowly is not the upstream's fault
+    // (the server's requestTimeout bounds that).
+    const arm = () => proxyReq.setTimeout(this.upstream.timeoutMs, () => this.fail(state, new GatewayError('UPSTREAM_TIMEOUT')));
+    if (proxyReq.writableFinished) arm();
+    else proxyReq.once('finish', arm);
   }
 
   private onProxyRes(proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse): void {
@@ -125,7 +132,7 @@ export class PassThrough {
       proxyRes.destroy();
       return;
     }
-    res.writeHead(proxyRes.statusCode ?? 502, prepareResponseHeaders(proxyRes.headers, id, this.upstreamBase, this.publicBase));
+    res.writeHead(proxyRes.statusCode ?? 502, prepareResponseHeaders(proxyRes.headers, id, this.upstreamBases, this.publicBase));
     proxyRes.on('error', () => res.destroy());
     proxyRes.pipe(res);
   }

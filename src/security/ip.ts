@@ -16,16 +16,21 @@ export function parseAddress(text: string): Address | undefined {
     if (/(^|\.)0\d/.test(text)) return undefined;
     return ipaddr.IPv4.parse(text);
   }
-  if (!ipaddr.IPv6.isValid(text)) return undefined;
+  if (!ipaddr.IPv6.isValid(text) || !canonicalDottedTail(text)) return undefined;
   const v6 = ipaddr.IPv6.parse(text);
   if (v6.zoneId !== undefined) return undefined;
-  // A mapped address written with a non-canonical IPv4 tail is as ambiguous as the bare form.
-  if (v6.isIPv4MappedAddress()) {
-    const tail = text.slice(text.lastIndexOf(':') + 1);
-    if (tail.includes('.') && parseAddress(tail) === undefined) return undefined;
-    return v6.toIPv4Address();
-  }
+  if (v6.isIPv4MappedAddress()) return v6.toIPv4Address();
   return v6;
+}
+
+/**
+ * An IPv6 text with an embedded dotted IPv4 tail (`::ffff:10.0.0.1`, `64:ff9b::10.0.0.1`) must
+ * spell the tail canonically: ipaddr.js reads `010` as 10 and `0x7f` as 127 where inet_pton
+ * refuses both, so a non-canonical tail is as ambiguous as the bare IPv4 form.
+ */
+function canonicalDottedTail(text: string): boolean {
+  if (!text.includes('.')) return true;
+  return ipaddr.IPv4.isValidFourPartDecimal(text.slice(text.lastIndexOf(':') + 1));
 }
 
 /** Parses `a.b.c.d/n`, an IPv6 CIDR, or a bare address (a /32 or /128). Undefined when invalid. */
@@ -37,7 +42,7 @@ export function parseRange(text: string): Range | undefined {
   // Parse the IPv6 form ourselves first: a mapped range (::ffff:10.0.0.0/104) must become IPv4/8.
   const isV6 = addrText.includes(':');
   if (isV6) {
-    if (!ipaddr.IPv6.isValid(addrText)) return undefined;
+    if (!ipaddr.IPv6.isValid(addrText) || !canonicalDottedTail(addrText)) return undefined;
     const v6 = ipaddr.IPv6.parse(addrText);
     if (v6.zoneId !== undefined) return undefined;
     const prefix = prefixText === undefined ? 128 : Number(prefixText);
@@ -64,8 +69,16 @@ export function parseRanges(texts: readonly string[]): Range[] {
 
 export function inRanges(addr: Address, ranges: readonly Range[]): boolean {
   const kind = addr.kind();
+  let mapped: ipaddr.IPv6 | undefined;
   for (const [net, bits] of ranges) {
-    if (net.kind() === kind && addr.match(net as never, bits)) return true;
+    if (net.kind() === kind) {
+      if (addr.match(net as never, bits)) return true;
+    } else if (kind === 'ipv4' && bits < 96) {
+      // parseRange turns mapped ranges of /96 and longer into IPv4 ones; a shorter IPv6 range
+      // (`::/0`, `::/80`) can still contain ::ffff:0:0/96, i.e. every IPv4 client.
+      mapped ??= (addr as ipaddr.IPv4).toIPv4MappedAddress();
+      if (mapped.match(net as ipaddr.IPv6, bits)) return true;
+    }
   }
   return false;
 }

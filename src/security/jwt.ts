@@ -92,7 +92,10 @@ export class TokenVerifier {
     const now = this.now();
     const hit = this.cache.get(token);
     if (hit) {
-      if (now < hit.cachedUntil && this.timeValid(hit.token, now)) return hit.token;
+      // jose's set may have lost this entry's key since it was cached (a refresh caused by some
+      // other token, possibly one that failed): hits look too, or they would outlive the key.
+      this.checkKeys(now);
+      if (this.cache.has(token) && now < hit.cachedUntil && this.timeValid(hit.token, now)) return hit.token;
       this.cache.delete(token);
     }
     const verified = await this.verifyFully(token);
@@ -141,6 +144,7 @@ export class TokenVerifier {
         clockTolerance: this.auth.clockToleranceSeconds,
         // jose only checks exp when present; an access token without one would never expire.
         requiredClaims: ['exp'],
+        ...(this.auth.typ ? { typ: this.auth.typ } : {}),
         currentDate: new Date(this.now()),
       });
       return {

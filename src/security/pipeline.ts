@@ -69,7 +69,9 @@ export const requireBearer: Check = async ({ rule, authorization, principal }, {
 };
 
 export const requireScopes: Check = ({ rule, interaction, principal }, { patientClaim }) => {
-  const { scopes: required, smart } = rule.require;
+  const { scopes: required } = rule.require;
+  // SMART defines no scope for the CapabilityStatement: an inherited `smart: true` must not demand a token for it.
+  const smart = rule.require.smart && interaction.interaction !== 'capabilities';
   if (required.length === 0 && !smart) return;
   const set = principal.scopes;
   // A rule that names scopes cannot be met without a token, whatever its auth setting says.

@@ -15,6 +15,8 @@ export interface EffectiveRule {
 interface Matcher {
   readonly interactions: ReadonlySet<string> | undefined;
   readonly resourceTypes: ReadonlySet<string> | undefined;
+  /** The rule names resourceTypes (possibly only '*'): it matches only interactions that have one. */
+  readonly typed: boolean;
   readonly operations: ReadonlySet<string> | undefined;
   readonly rule: EffectiveRule;
 }
@@ -35,6 +37,7 @@ export class Policy {
     this.matchers = config.rules.map((r) => ({
       interactions: r.match.interactions ? new Set(r.match.interactions) : undefined,
       resourceTypes: r.match.resourceTypes && !r.match.resourceTypes.includes('*') ? new Set(r.match.resourceTypes) : undefined,
+      typed: r.match.resourceTypes !== undefined,
       operations: r.match.operations ? new Set(r.match.operations) : undefined,
       rule: effective(
         r.name,
@@ -48,6 +51,7 @@ export class Policy {
   ruleFor(i: Interaction): EffectiveRule {
     for (const m of this.matchers) {
       if (m.interactions && !m.interactions.has(i.interaction)) continue;
+      if (m.typed && i.resourceType === undefined) continue;
       if (m.resourceTypes && (i.resourceType === undefined || !m.resourceTypes.has(i.resourceType))) continue;
       if (m.operations && (i.operation === undefined || !m.operations.has(i.operation))) continue;
       return m.rule;

@@ -1,0 +1,139 @@
+#!/usr/bin/env node
+// Small FHIR reads, in one run: the upstream direct, a bare http-proxy, nginx, and the gateway
+// with a JWT + SMART scope policy. Prints req/s, p50/p99 and the ratios the issue asks for.
+// Two cores are shared: wrk and the upstream get CPU 0, the proxy under test CPU 1.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..');
+const DURATION = process.env.BENCH_DURATION ?? '10s';
+const CONNECTIONS = process.env.BENCH_CONNECTIONS ?? '64';
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const PORTS = { upstream: 18180, bare: 18181, nginx: 18182, gateway: 18183 };
+const work = mkdtempSync(join(tmpdir(), 'fbg-bench-'));
+const children = [];
+
+function start(cmd, args, opts = {}) {
+  const child = spawn('taskset', ['-c', opts.cpu ?? '1', cmd, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', opts.stdout ?? 'ignore', 'inherit'] });
+  children.push(child);
+  return child;
+}
+
+async function waitFor(url, headers = {}) {
+  for (let i = 0; i < 100; i++) {
+    try {
+      const r = await fetch(url, { headers });
+      await r.arrayBuffer();
+      if (r.status < 500) return;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`not ready: ${url}`);
+}
+
+function wrk(url, token) {
+  const out = execFileSync('taskset', ['-c', '0', 'wrk', '-t1', `-c${CONNECTIONS}`, `-d${DURATION}`, '--latency', '-H', `Authorization: Bearer ${token}`, url], { encoding: 'utf8' });
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]);
+  const ms = (label) => {
+    const m = new RegExp(`\\s${label}%\\s+([\\d.]+)(us|ms|s)`).exec(out);
+    const v = Number(m[1]);
+    return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
+  };
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+  if (non2xx) throw new Error(`${url}: ${non2xx[1]} non-2xx responses`);
+  return { rps, p50: ms('50'), p99: ms('99') };
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+try {
+  const upstream = `http://127.0.0.1:${PORTS.upstream}`;
+  start('node', [join(here, 'servers/static-upstream.mjs')], { cpu: '0', env: { PORT: String(PORTS.upstream) } });
+  start('node', [join(here, 'servers/bare-proxy.mjs')], { env: { PORT: String(PORTS.bare), TARGET: upstream } });
+
+  const nginxConf = join(work, 'nginx.conf');
+  mkdirSync(join(work, 'nginx'), { recursive: true });
+  writeFileSync(
+    nginxConf,
+    `worker_processes 1;
+daemon off;
+pid ${work}/nginx.pid;
+error_log ${work}/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${work}/nginx/body;
+  proxy_temp_path ${work}/nginx/proxy;
+  fastcgi_temp_path ${work}/nginx/fastcgi;
+  uwsgi_temp_path ${work}/nginx/uwsgi;
+  scgi_temp_path ${work}/nginx/scgi;
+  upstream fhir { server 127.0.0.1:${PORTS.upstream}; keepalive 256; }
+  server {
+    listen 127.0.0.1:${PORTS.nginx};
+    location / { proxy_pass http://fhir; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+`,
+  );
+  start('nginx', ['-c', nginxConf]);
+
+  const jwksFile = join(work, 'jwks.json');
+  const token = execFileSync('node', [join(here, 'servers/mint-token.mjs'), jwksFile], { cwd: root, encoding: 'utf8' }).trim();
+  const gwConf = join(work, 'gateway.yaml');
+  writeFileSync(
+    gwConf,
+    `server: { host: 127.0.0.1, port: ${PORTS.gateway}, publicBaseUrl: "http://127.0.0.1:${PORTS.gateway}/fhir" }
+upstream: { url: "${upstream}/fhir" }
+auth: { issuers: [https://issuer.bench], audiences: [fhir-binary-gateway], jwksFile: ${jwksFile}, algorithms: [RS256] }
+defaultRule:
+  require: { https: false, auth: true, smart: true }
+logging: { level: info }
+`,
+  );
+  start('node', [join(root, 'bin/fhir-binary-gateway.js'), '--config', gwConf]);
+
+  const targets = {
+    direct: `${upstream}/fhir/Patient/example`,
+    'bare http-proxy': `http://127.0.0.1:${PORTS.bare}/fhir/Patient/example`,
+    nginx: `http://127.0.0.1:${PORTS.nginx}/fhir/Patient/example`,
+    'gateway (JWT + SMART)': `http://127.0.0.1:${PORTS.gateway}/fhir/Patient/example`,
+  };
+  for (const url of Object.values(targets)) await waitFor(url, { authorization: `Bearer ${token}` });
+  // Warm-up: JIT, keep-alive pools, the verified-token cache.
+  for (const url of Object.values(targets)) wrk(url, token);
+
+  const runs = Object.fromEntries(Object.keys(targets).map((k) => [k, []]));
+  for (let r = 0; r < ROUNDS; r++) {
+    // Rotate the order each round so drift on the shared machine does not favour one target.
+    const names = Object.keys(targets);
+    const order = names.slice(r % names.length).concat(names.slice(0, r % names.length));
+    for (const name of order) runs[name].push(wrk(targets[name], token));
+  }
+  const result = Object.fromEntries(
+    Object.entries(runs).map(([k, rs]) => [k, { rps: median(rs.map((x) => x.rps)), p50: median(rs.map((x) => x.p50)), p99: median(rs.map((x) => x.p99)), all: rs.map((x) => Math.round(x.rps)) }]),
+  );
+  const gw = result['gateway (JWT + SMART)'];
+  const ratios = { 'gateway / bare http-proxy': gw.rps / result['bare http-proxy'].rps, 'gateway / nginx': gw.rps / result.nginx.rps };
+
+  const lines = [
+    `Run: ${new Date().toISOString()}, node ${process.version}, wrk -t1 -c${CONNECTIONS} -d${DURATION}, ${ROUNDS} rounds (median), 2 cores (wrk + upstream on CPU 0, proxy on CPU 1)`,
+    '',
+    '| target | req/s (median) | p50 ms | p99 ms | req/s per round |',
+    '|---|---:|---:|---:|---|',
+    ...Object.entries(result).map(([k, v]) => `| ${k} | ${Math.round(v.rps)} | ${v.p50.toFixed(2)} | ${v.p99.toFixed(2)} | ${v.all.join(', ')} |`),
+    '',
+    ...Object.entries(ratios).map(([k, v]) => `- ${k}: **${v.toFixed(2)}×**`),
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  mkdirSync(join(here, 'out'), { recursive: true });
+  writeFileSync(join(here, 'out', 'proxy-throughput.json'), JSON.stringify({ result, ratios }, null, 2));
+} finally {
+  for (const c of children) c.kill('SIGTERM');
+}

@@ -1,0 +1,45 @@
+import { createHash, type Hash } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { GatewayError } from '../errors.js';
+
+/**
+ * Counts and hashes bytes as they pass (SHA-256 for integrity, SHA-1 because FHIR R4
+ * Attachment.hash is SHA-1), failing the stream the moment `maxBytes` is passed. Every driver
+ * puts its input through one of these, so size and hashes mean the same thing everywhere.
+ */
+export class DigestStream extends Transform {
+  private readonly sha256: Hash = createHash('sha256');
+  private readonly sha1: Hash = createHash('sha1');
+  private count = 0;
+  private result: { size: number; sha256: string; sha1: string } | undefined;
+
+  constructor(private readonly maxBytes: number = Number.POSITIVE_INFINITY) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.count += chunk.length;
+    if (this.count > this.maxBytes) {
+      cb(new GatewayError('PAYLOAD_TOO_LARGE', `limit is ${this.maxBytes} bytes`));
+      return;
+    }
+    this.sha256.update(chunk);
+    this.sha1.update(chunk);
+    cb(null, chunk);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    this.result = { size: this.count, sha256: this.sha256.digest('hex'), sha1: this.sha1.digest('base64') };
+    cb();
+  }
+
+  /** Available once the stream has flushed (all input seen). */
+  get digest(): { size: number; sha256: string; sha1: string } {
+    if (!this.result) throw new Error('digest read before the stream ended');
+    return this.result;
+  }
+
+  get bytes(): number {
+    return this.count;
+  }
+}

@@ -1,0 +1,253 @@
+import t from 'tap';
+import type { Test } from 'tap';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { AUDIENCE, ISSUER, makeKey, mintToken } from './helpers/auth.js';
+import { startUpstream } from './helpers/upstream.js';
+
+/** The built CLI, spawned the way users run it: `node bin/fhir-binary-gateway.js`. */
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = join(ROOT, 'bin', 'fhir-binary-gateway.js');
+const EX_CONFIG = 78;
+
+/** Builds dist/ when it is missing or older than a source file (`make test` builds first). */
+function ensureBuilt(): void {
+  const cli = join(ROOT, 'dist', 'cli.js');
+  const newest = (dir: string): number =>
+    Math.max(0, ...readdirSync(dir, { withFileTypes: true }).map((e) => (e.isDirectory() ? newest(join(dir, e.name)) : e.name.endsWith('.ts') ? statSync(join(dir, e.name)).mtimeMs : 0)));
+  if (existsSync(cli) && statSync(cli).mtimeMs >= newest(join(ROOT, 'src'))) return;
+  execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'inherit' });
+}
+ensureBuilt();
+
+function tempDir(t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'fbg-cli-test-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+interface Cli {
+  readonly child: ChildProcess;
+  stdout: string;
+  stderr: string;
+  /** The exit code once the process ended. */
+  readonly exited: Promise<number | null>;
+  /** JSON log lines printed so far (pino writes them to stdout, among the banner). */
+  logs(): Record<string, unknown>[];
+  waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs?: number): Promise<T>;
+}
+
+/** Spawns the CLI with a clean environment (no GATEWAY_* from the caller) plus `env`. */
+function spawnCli(t: Test, args: string[], env: Record<string, string>, cwd: string): Cli {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GATEWAY_'))) as Record<string, string>;
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const cli: Cli = {
+    child,
+    stdout: '',
+    stderr: '',
+    exited,
+    logs() {
+      return cli.stdout
+        .split('\n')
+        .slice(0, -1) // the last piece is an incomplete line (or empty)
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
+    async waitFor(what, probe, timeoutMs = 30_000) {
+      const until = Date.now() + timeoutMs;
+      let done = false;
+      void exited.then(() => (done = true));
+      for (;;) {
+        const v = probe();
+        if (v !== undefined && v !== false) return v;
+        if (done) throw new Error(`the CLI exited while waiting for ${what}\nstdout:\n${cli.stdout}\nstderr:\n${cli.stderr}`);
+        if (Date.now() > until) throw new Error(`timed out waiting for ${what}\nstdout:\n${cli.stdout}\nstderr:\n${cli.stderr}`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+  };
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (cli.stdout += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (cli.stderr += d));
+  t.teardown(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  });
+  return cli;
+}
+
+async function stop(t: Test, cli: Cli): Promise<void> {
+  cli.child.kill('SIGTERM');
+  t.equal(await cli.exited, 0, 'exits 0 on SIGTERM');
+}
+
+t.test('demo mode on GATEWAY_PORT=0: the printed curl command works', async (t) => {
+  const tmp = tempDir(t);
+  const cli = spawnCli(t, [], { GATEWAY_PORT: '0', TMPDIR: tmp }, tmp);
+  const curl = await cli.waitFor('the curl command', () => /^curl .*$/m.exec(cli.stdout)?.[0], 60_000);
+  const m = /^curl -s -H "Authorization: Bearer ([\w-]+\.[\w-]+\.[\w-]+)" (http:\/\/127\.0\.0\.1:(\d+))\/Patient\/([\w-]+)$/.exec(curl);
+  t.ok(m, `the printed command has the expected shape: ${curl.slice(0, 60)}…`);
+  if (!m) return;
+  const [, token, base, port, id] = m as unknown as [string, string, string, string, string];
+  t.not(Number(port), 0, 'the real port is printed, not 0');
+  t.match(cli.stdout, `gateway:  ${base}`, 'the banner names the same base');
+  t.match(cli.stdout, /DEMO MODE \(not for production\)/);
+
+  // Run the command exactly as printed.
+  const { stdout } = await promisify(execFile)('sh', ['-c', curl], { cwd: tmp });
+  const patient = JSON.parse(stdout) as { resourceType: string; id: string; name: { family: string }[] };
+  t.match(patient, { resourceType: 'Patient', id, name: [{ family: 'Demo', given: ['Ada'] }] });
+
+  // The token is what grants it: without it, 401.
+  const anon = await fetch(`${base}/Patient/${id}`);
+  t.equal(anon.status, 401);
+  await anon.arrayBuffer();
+  const withToken = await fetch(`${base}/Patient?family=Demo`, { headers: { authorization: `Bearer ${token}` } });
+  t.equal(withToken.status, 200, 'the token also searches');
+  await withToken.arrayBuffer();
+
+  const warn = await cli.waitFor('the DEMO MODE warning line', () => cli.logs().find((l) => l['level'] === 'warn' && String(l['msg']).includes('DEMO MODE')));
+  t.match(warn, { demo: true, msg: /Not for production/ });
+  const listening = await cli.waitFor('the listening line', () => cli.logs().find((l) => l['msg'] === 'gateway listening'));
+  t.equal(listening['listen'], base, 'listening on the printed address');
+  t.match(String(listening['listen']), /^http:\/\/127\.0\.0\.1:/, 'loopback only');
+  for (const l of cli.logs()) t.notOk(JSON.stringify(l).includes(token), 'the token is printed for the user, never logged');
+
+  await stop(t, cli);
+  t.same(readdirSync(tmp), [], "the demo's key directory is removed on exit");
+});
+
+t.test('an upstream URL without a config file does not fall back to demo mode', async (t) => {
+  const tmp = tempDir(t);
+  const cli = spawnCli(t, [], { GATEWAY_UPSTREAM_URL: 'http://127.0.0.1:9/fhir', GATEWAY_PORT: '0', TMPDIR: tmp }, tmp);
+  t.equal(await cli.exited, EX_CONFIG, 'exit code 78 (EX_CONFIG)');
+  t.match(cli.stderr, /^Invalid configuration:/);
+  t.match(cli.stderr, '(embedded defaults): /auth: jwksUri or jwksFile is required');
+  t.match(cli.stderr, '/auth/issuers');
+  t.notMatch(cli.stdout + cli.stderr, /DEMO MODE/);
+  t.same(readdirSync(tmp), [], 'no demo key was generated');
+});
+
+t.test('a bad --config file: exit 78, stderr names the file and the key path', async (t) => {
+  const tmp = tempDir(t);
+  const typo = join(tmp, 'typo.yaml');
+  writeFileSync(typo, 'upstream: { url: http://127.0.0.1:9/fhir }\nserver:\n  htps: true\n');
+  let cli = spawnCli(t, ['--config', typo], {}, tmp);
+  t.equal(await cli.exited, EX_CONFIG);
+  t.match(cli.stderr, `${typo}: /server: unknown key 'htps'`);
+  t.notMatch(cli.stdout, /DEMO MODE/);
+
+  const syntax = join(tmp, 'syntax.yaml');
+  writeFileSync(syntax, 'upstream:\n  url: [http://127.0.0.1:9/fhir\n');
+  cli = spawnCli(t, ['--config', syntax], {}, tmp);
+  t.equal(await cli.exited, EX_CONFIG);
+  t.match(cli.stderr, new RegExp(`${syntax.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: `), 'file:line:col');
+
+  // The relative path as given is resolved from the working directory and reported absolute.
+  cli = spawnCli(t, [], { GATEWAY_CONFIG: 'typo.yaml' }, tmp);
+  t.equal(await cli.exited, EX_CONFIG, 'GATEWAY_CONFIG is read too');
+  t.match(cli.stderr, `${typo}: /server: unknown key 'htps'`);
+
+  cli = spawnCli(t, ['--config', join(tmp, 'missing.yaml')], {}, tmp);
+  t.equal(await cli.exited, EX_CONFIG);
+  t.match(cli.stderr, `${join(tmp, 'missing.yaml')}: cannot be read (ENOENT)`);
+});
+
+t.test('a bad GATEWAY_PORT in demo mode is a config error, and the demo is cleaned up', async (t) => {
+  const tmp = tempDir(t);
+  const cli = spawnCli(t, [], { GATEWAY_PORT: 'eighty', TMPDIR: tmp }, tmp);
+  t.equal(await cli.exited, EX_CONFIG);
+  t.match(cli.stderr, '(demo mode): /server/port: must be integer (set by GATEWAY_PORT)');
+  t.same(readdirSync(tmp), [], "the demo key's temp directory is removed");
+});
+
+t.test('--help', async (t) => {
+  const tmp = tempDir(t);
+  const cli = spawnCli(t, ['--help'], {}, tmp);
+  t.equal(await cli.exited, 0);
+  t.match(cli.stdout, /^Usage: fhir-binary-gateway \[--config FILE\]/);
+  t.match(cli.stdout, /DEMO MODE/);
+});
+
+t.test('SIGHUP applies a valid changed file and keeps the old configuration on a broken one', async (t) => {
+  const tmp = tempDir(t);
+  const up = await startUpstream(t);
+  const key = await makeKey('k1');
+  writeFileSync(join(tmp, 'jwks.json'), JSON.stringify({ keys: [key.publicJwk] }));
+  const created = await fetch(`${up.url}/Patient`, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'Patient' }) });
+  const { id } = (await created.json()) as { id: string };
+
+  const file = join(tmp, 'gateway.yaml');
+  const policy = (rules: string) =>
+    [
+      'server: { host: 127.0.0.1, port: 0 }',
+      `upstream: { url: "${up.url}" }`,
+      `auth: { issuers: ["${ISSUER}"], audiences: ["${AUDIENCE}"], jwksFile: ./jwks.json }`,
+      `rules: ${rules}`,
+      'defaultRule: { require: { https: false, auth: true, smart: true } }',
+      '',
+    ].join('\n');
+  const publicReads = '[{ name: public-patient-reads, match: { interactions: [read], resourceTypes: [Patient] }, require: { auth: false, smart: false } }]';
+  writeFileSync(file, policy('[]'));
+
+  const cli = spawnCli(t, ['--config', file], {}, tmp);
+  const listening = await cli.waitFor('the listening line', () => cli.logs().find((l) => l['msg'] === 'gateway listening'));
+  const base = String(listening['listen']);
+  const status = async (path = `/Patient/${id}`, headers: Record<string, string> = {}) => {
+    const r = await fetch(`${base}${path}`, { headers });
+    await r.arrayBuffer();
+    return r.status;
+  };
+  const token = await mintToken(key, { claims: { scope: 'user/Patient.r' } });
+  t.equal(await status(), 401, 'initially a token is required');
+  t.equal(await status(`/Patient/${id}`, { authorization: `Bearer ${token}` }), 200, 'and a token from the jwksFile works');
+
+  let seen = 0;
+  const hup = async (what: RegExp) => {
+    const before = cli.logs().length;
+    cli.child.kill('SIGHUP');
+    const line = await cli.waitFor(`a log line matching ${what}`, () => cli.logs().slice(before).find((l) => what.test(String(l['msg']))));
+    seen++;
+    return line;
+  };
+
+  writeFileSync(file, policy(publicReads));
+  await hup(/^configuration reloaded$/);
+  t.equal(await status(), 200, 'the new rule applies after SIGHUP');
+
+  writeFileSync(file, policy(publicReads).replace('rules:', 'rules: [\n'));
+  const failedYaml = await hup(/reload failed/);
+  t.equal(failedYaml['level'], 'error');
+  t.match(failedYaml, { file, problems: [new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: `)] });
+  t.equal(await status(), 200, 'a YAML error keeps the previous configuration');
+
+  writeFileSync(file, policy('[]').replace('https: false', 'htps: false'));
+  const failedSchema = await hup(/reload failed/);
+  t.match(failedSchema, { problems: [`${file}: /defaultRule/require: unknown key 'htps'`] });
+  t.equal(await status(), 200, 'a schema error keeps the previous configuration');
+  t.equal(await status('/metadata'), 401, 'and nothing else changed either');
+
+  writeFileSync(file, policy('[]'));
+  await hup(/^configuration reloaded$/);
+  t.equal(await status(), 401, 'a later valid file is applied again');
+  t.notOk(cli.logs().some((l) => String(l['msg']).includes('restart')), 'no restart warning while server/upstream are unchanged');
+
+  // Listeners and the upstream are not rebuilt on reload: a change there is applied to nothing, and said so.
+  writeFileSync(file, policy(publicReads).replace(`url: "${up.url}"`, `url: "${up.url}", timeoutMs: 1234`));
+  const before = cli.logs().length;
+  await hup(/^configuration reloaded$/);
+  const warn = await cli.waitFor('the restart warning', () => cli.logs().slice(before).find((l) => l['level'] === 'warn' && /restart/.test(String(l['msg']))));
+  t.same(warn['sections'], ['upstream']);
+  t.equal(await status(), 200, 'the rest of the file is applied');
+  t.equal(seen, 5);
+
+  await stop(t, cli);
+  t.match(cli.logs().at(-1), { msg: 'shutting down', signal: 'SIGTERM' }, 'the last line is flushed on exit');
+});
