@@ -220,17 +220,12 @@ t.test('a Bundle larger than the rule limit is 413, also when chunked', async (t
   await spoolEmpty(t, env.spoolDir, 'after 413');
 });
 
-// Known bug (src/http/gateway.ts + src/security/scopes.ts, not fixed here): the Bundle request as a
-// whole is checked against its rule's SMART requirement, which never grants batch/transaction, so
-// without a rule like BUNDLE_RULE every Bundle is refused, whatever its entries.
-const WHOLE_BUNDLE_SMART = { todo: 'gateway.ts checks POST [base] itself against SMART scopes, which never grant a Bundle' };
-
 t.test('with only the shipped defaultRule (SMART), a Bundle is authorized by its entries', async (t) => {
   const env = await setup(t, {});
   const r = await post(env, await token(env, 'user/Patient.cruds user/Observation.cruds'), twoCreates());
-  t.equal(r.status, 200, 'a transaction whose entries are all granted goes through', WHOLE_BUNDLE_SMART);
+  t.equal(r.status, 200, 'a transaction whose entries are all granted goes through');
   await r.body?.cancel();
-  // What must hold either way: an entry that is not granted is refused.
+  // An entry that is not granted is refused.
   const refused = await post(env, await token(env, 'user/Patient.cruds'), twoCreates());
   t.equal(refused.status, 403);
   t.same(env.up.requests.filter((q) => q.method === 'POST' && q.url.startsWith('/fhir/Observation')), []);
@@ -241,6 +236,35 @@ t.test('with only the shipped defaultRule (SMART), a Bundle is authorized by its
 t.test("a rule naming only 'transaction' applies to transactions", async (t) => {
   const env = await setup(t, { rules: [{ ...BUNDLE_RULE, match: { interactions: ['transaction'] } }] });
   const r = await post(env, await token(env, 'user/Patient.cruds user/Observation.cruds'), twoCreates());
-  t.equal(r.status, 200, 'the request-level check sees POST [base] as batch, so this rule never applies to it', WHOLE_BUNDLE_SMART);
+  t.equal(r.status, 200, 'the transaction rule applies once the body says it is a transaction');
   await r.body?.cancel();
+});
+
+t.test("a rule naming only 'transaction' is enforced on transactions, not on batches", async (t) => {
+  // Transactions only from 10.0.0.0/8: a transaction from loopback is refused, a batch is not.
+  const env = await setup(t, { rules: [{ ...BUNDLE_RULE, name: 'tx-internal', match: { interactions: ['transaction'] }, require: { ipAllow: ['10.0.0.0/8'] } }] });
+  const tok = await token(env, 'user/Patient.cruds user/Observation.cruds');
+  const tx = await post(env, tok, twoCreates());
+  t.equal(tx.status, 403);
+  t.match(await tx.json(), { issue: [{ details: { coding: [{ code: 'FORBIDDEN' }] } }] });
+  const batch = await post(env, tok, twoCreates().replace('"transaction"', '"batch"'));
+  t.equal(batch.status, 200, 'a batch is not a transaction');
+  await batch.body?.cancel();
+  await spoolEmpty(t, env.spoolDir, 'after both');
+});
+
+t.test('a conditional create entry (request.ifNoneExist) needs the search permission a conditional create needs', async (t) => {
+  const env = await setup(t, {});
+  const bundle = {
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [{ resource: { resourceType: 'Patient', name: [{ family: 'Cond' }] }, request: { method: 'POST', url: 'Patient', ifNoneExist: 'identifier=urn:x|1' } }],
+  };
+  const createOnly = await post(env, await token(env, 'user/Patient.c'), JSON.stringify(bundle));
+  t.equal(createOnly.status, 403, 'create alone does not cover a conditional create (it runs a search)');
+  t.match(await createOnly.json(), { issue: [{ details: { coding: [{ code: 'INSUFFICIENT_SCOPE' }], text: /Bundle entry 0/ } }] });
+  t.same(env.up.requests.filter((q) => q.method === 'POST'), [], 'nothing reached the upstream');
+  const withSearch = await post(env, await token(env, 'user/Patient.cs'), JSON.stringify(bundle));
+  t.equal(withSearch.status, 200);
+  await withSearch.body?.cancel();
 });

@@ -226,9 +226,9 @@ t.test('other semantic checks', async (t) => {
 
 t.test('auth required but nowhere to verify tokens → error', async (t) => {
   const missing = [
-    'test.yaml: /auth: jwksUri or jwksFile is required while any rule requires auth',
-    'test.yaml: /auth/issuers: must list at least one issuer while any rule requires auth',
-    'test.yaml: /auth/audiences: must list at least one audience while any rule requires auth',
+    'test.yaml: /auth: jwksUri or jwksFile is required while any rule requires auth, smart or scopes',
+    'test.yaml: /auth/issuers: must list at least one issuer while any rule requires auth, smart or scopes',
+    'test.yaml: /auth/audiences: must list at least one audience while any rule requires auth, smart or scopes',
   ];
   t.same(problems(t, () => build({ upstream: { url: 'http://u.test' } })), missing, 'the defaultRule requires auth by default');
   t.same(problems(t, () => build({ upstream: { url: 'http://u.test' }, auth: { issuers: ['i'], audiences: ['a'] } })), [missing[0]]);
@@ -241,6 +241,16 @@ t.test('auth required but nowhere to verify tokens → error', async (t) => {
   t.equal(open.defaultRule.require.auth, false, 'no auth anywhere: no JWKS needed');
   const inherits = build({ upstream: { url: 'http://u.test' }, defaultRule: { require: { auth: false } }, rules: [{ name: 'r', match: {}, require: {} }] });
   t.equal(inherits.rules.length, 1, 'a rule that sets nothing inherits auth: false: still no JWKS needed');
+  t.same(
+    problems(t, () => build({ upstream: { url: 'http://u.test' }, defaultRule: { require: { auth: false, smart: true } } })),
+    missing,
+    'smart without auth still needs tokens, so a key source',
+  );
+  t.same(
+    problems(t, () => build({ upstream: { url: 'http://u.test' }, defaultRule: { require: { auth: false } }, rules: [{ name: 'w', match: {}, require: { scopes: ['fhir.write'] } }] })),
+    missing,
+    'literal scopes without auth still need tokens',
+  );
 });
 
 t.test('YAML syntax errors name file:line:col; duplicate keys too', async (t) => {
@@ -262,7 +272,7 @@ t.test('YAML syntax errors name file:line:col; duplicate keys too', async (t) =>
   t.same(problems(t, () => loadConfig(missing, {}, noEmbedded)), [`${missing}: cannot be read (ENOENT)`]);
 
   const empty = write(dir, 'empty.yaml', '# nothing here\n');
-  t.match(problems(t, () => loadConfig(empty, {}, noEmbedded)), [`${empty}: /auth: jwksUri or jwksFile is required while any rule requires auth`], 'an empty file is an empty mapping');
+  t.match(problems(t, () => loadConfig(empty, {}, noEmbedded)), [`${empty}: /auth: jwksUri or jwksFile is required while any rule requires auth, smart or scopes`], 'an empty file is an empty mapping');
 });
 
 t.test('includes: appended in order, relative to the including file; their errors name them', async (t) => {
@@ -353,9 +363,9 @@ t.test('policies/default.yaml is the embedded default and needs only the deploym
   const file = join(POLICIES, 'default.yaml');
   // As shipped it refuses to start: it does not know where tokens come from.
   t.same(problems(t, () => loadConfig(file, {}, noEmbedded)), [
-    `${file}: /auth: jwksUri or jwksFile is required while any rule requires auth`,
-    `${file}: /auth/issuers: must list at least one issuer while any rule requires auth`,
-    `${file}: /auth/audiences: must list at least one audience while any rule requires auth`,
+    `${file}: /auth: jwksUri or jwksFile is required while any rule requires auth, smart or scopes`,
+    `${file}: /auth/issuers: must list at least one issuer while any rule requires auth, smart or scopes`,
+    `${file}: /auth/audiences: must list at least one audience while any rule requires auth, smart or scopes`,
   ]);
   t.same(problems(t, () => loadConfig(undefined, {}, embeddedDefaults)).map((p) => p.split(': ')[0]), ['(embedded defaults)', '(embedded defaults)', '(embedded defaults)']);
 

@@ -51,13 +51,17 @@ export function checkSemantics(c: GatewayConfig, origin: string, ruleOrigins: re
     if (!URL.canParse(a)) at(`/upstream/aliases/${i}`, 'must be an absolute URL');
   });
 
-  const needsAuth = c.defaultRule.require.auth || c.rules.some((r) => r.require?.auth ?? c.defaultRule.require.auth);
+  // A rule that requires a token, SMART scopes or literal scopes can only ever be met with a
+  // verified token: without a key source it would refuse everything, which is a configuration error.
+  const d = c.defaultRule.require;
+  const usesTokens = (r: Partial<typeof d> | undefined) => (r?.auth ?? d.auth) || (r?.smart ?? d.smart) || (r?.scopes ?? d.scopes).length > 0;
+  const needsAuth = usesTokens(d) || c.rules.some((r) => usesTokens(r.require));
   if (c.auth.jwksUri && c.auth.jwksFile) at('/auth', 'set jwksUri or jwksFile, not both');
   if (needsAuth && !c.auth.jwksUri && !c.auth.jwksFile) {
-    at('/auth', 'jwksUri or jwksFile is required while any rule requires auth');
+    at('/auth', 'jwksUri or jwksFile is required while any rule requires auth, smart or scopes');
   }
-  if (needsAuth && c.auth.issuers.length === 0) at('/auth/issuers', 'must list at least one issuer while any rule requires auth');
-  if (needsAuth && c.auth.audiences.length === 0) at('/auth/audiences', 'must list at least one audience while any rule requires auth');
+  if (needsAuth && c.auth.issuers.length === 0) at('/auth/issuers', 'must list at least one issuer while any rule requires auth, smart or scopes');
+  if (needsAuth && c.auth.audiences.length === 0) at('/auth/audiences', 'must list at least one audience while any rule requires auth, smart or scopes');
   if (c.auth.jwksFile && !existsSync(c.auth.jwksFile)) at('/auth/jwksFile', `file not found: ${c.auth.jwksFile}`);
   if (c.server.tls) {
     if (!existsSync(c.server.tls.certFile)) at('/server/tls/certFile', `file not found: ${c.server.tls.certFile}`);

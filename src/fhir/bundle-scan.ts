@@ -13,6 +13,8 @@ export interface BundleEntryRequest {
   readonly url: string;
   /** resource.resourceType, when the entry carries a resource. */
   readonly resourceType: string | undefined;
+  /** request.ifNoneExist: makes a POST entry a conditional create, which also runs a search. */
+  readonly ifNoneExist: string | undefined;
 }
 
 export interface ScannedBundle {
@@ -53,10 +55,10 @@ class BundleScanner extends Writable {
   private keyTooLong = false;
   private str: string | undefined;
   private strCap = 0;
-  private strTarget: 'resourceType' | 'type' | 'method' | 'url' | 'entryType' | undefined;
+  private strTarget: 'resourceType' | 'type' | 'method' | 'url' | 'ifNoneExist' | 'entryType' | undefined;
   rootType: string | undefined;
   bundleType: string | undefined;
-  private current: { method?: string; url?: string; resourceType?: string } | undefined;
+  private current: { method?: string; url?: string; resourceType?: string; ifNoneExist?: string } | undefined;
   readonly entries: BundleEntryRequest[] = [];
 
   constructor(private readonly maxEntries: number) {
@@ -123,7 +125,7 @@ class BundleScanner extends Writable {
         if (where === 'entry' && this.current) {
           const c = this.current;
           if (!c.method || !c.url) throw bad(`entry ${this.entries.length} has no request.method or request.url`);
-          this.entries.push({ index: this.entries.length, method: c.method, url: c.url, resourceType: c.resourceType });
+          this.entries.push({ index: this.entries.length, method: c.method, url: c.url, resourceType: c.resourceType, ifNoneExist: c.ifNoneExist });
           this.current = undefined;
         }
         this.valueEnds();
@@ -213,11 +215,11 @@ class BundleScanner extends Writable {
     const where = this.stack.length === 0 ? 'none' : this.where();
     this.strTarget = undefined;
     if (where === 'root' && (key === 'resourceType' || key === 'type')) this.strTarget = key;
-    else if (where === 'request' && (key === 'method' || key === 'url')) this.strTarget = key;
+    else if (where === 'request' && (key === 'method' || key === 'url' || key === 'ifNoneExist')) this.strTarget = key;
     else if (where === 'resource' && key === 'resourceType') this.strTarget = 'entryType';
     if (this.strTarget) {
       this.str = '';
-      this.strCap = this.strTarget === 'url' ? MAX_URL : MAX_SHORT_STRING;
+      this.strCap = this.strTarget === 'url' || this.strTarget === 'ifNoneExist' ? MAX_URL : MAX_SHORT_STRING;
     } else {
       this.str = undefined;
     }
@@ -239,6 +241,9 @@ class BundleScanner extends Writable {
         break;
       case 'url':
         if (this.current) this.current.url = v;
+        break;
+      case 'ifNoneExist':
+        if (this.current) this.current.ifNoneExist = v;
         break;
       case 'entryType':
         if (this.current) this.current.resourceType = v;

@@ -67,7 +67,13 @@ function strictAddress(text: string, header: string): Address {
   return a;
 }
 
-export function buildContext(req: IncomingMessage, trustedProxies: readonly Range[]): RequestContext {
+/** A sane incoming X-Request-Id is kept (so ids follow a request across systems), anything else replaced. */
+export function requestIdOf(req: IncomingMessage): string {
+  const incoming = req.headers['x-request-id'];
+  return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+}
+
+export function buildContext(req: IncomingMessage, trustedProxies: readonly Range[], id: string): RequestContext {
   const raw = req.rawHeaders;
   rejectDuplicateHeaders(raw);
   rejectConnectionNamed(req.headers.connection);
@@ -102,9 +108,6 @@ export function buildContext(req: IncomingMessage, trustedProxies: readonly Rang
       proto = last;
     }
   }
-
-  const incomingId = req.headers['x-request-id'];
-  const id = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
 
   return {
     id,

@@ -12,9 +12,9 @@ import type { PassThrough } from '../proxy/pass-through.js';
 import { SizeLimit } from '../proxy/size-limit.js';
 import { parseRanges, type Range } from '../security/ip.js';
 import { TokenVerifier } from '../security/jwt.js';
-import { runChecks, type PipelineDeps, type Principal } from '../security/pipeline.js';
-import { Policy } from '../security/policy.js';
-import { buildContext, type RequestContext } from './context.js';
+import { PRE_BODY_CHECKS, runChecks, type PipelineDeps, type Principal } from '../security/pipeline.js';
+import { Policy, type EffectiveRule } from '../security/policy.js';
+import { buildContext, requestIdOf, type RequestContext } from './context.js';
 import { sendError, toGatewayError } from './respond.js';
 
 /** Everything derived from one configuration; swapped whole on reload so a request sees one version. */
@@ -77,24 +77,17 @@ export class Gateway {
       return;
     }
     const st = this.state;
-    let ctx: RequestContext;
-    let interaction: Interaction;
+    // The id comes first so that every refusal, even of a malformed request, can be traced.
+    const rec: AccessRecord = { id: requestIdOf(req), ctx: undefined, interaction: undefined, code: undefined };
+    res.once('finish', () => this.access(rec, res));
     try {
-      ctx = buildContext(req, st.trustedProxies);
+      rec.ctx = buildContext(req, st.trustedProxies, rec.id);
+      rec.interaction = classifyRequest({ method: req.method ?? '', url, basePath: st.basePath, headers: req.headers });
     } catch (err) {
-      this.refuse(req, res, toGatewayError(err), undefined, undefined);
+      this.refuse(req, res, toGatewayError(err), rec);
       return;
     }
-    try {
-      interaction = classifyRequest({ method: req.method ?? '', url, basePath: st.basePath, headers: req.headers });
-    } catch (err) {
-      this.refuse(req, res, toGatewayError(err), ctx, undefined);
-      return;
-    }
-    res.once('finish', () => this.access(ctx, interaction, res));
-    this.authorizeAndDispatch(req, res, st, ctx, interaction).catch((err: unknown) => {
-      this.refuse(req, res, toGatewayError(err), ctx, interaction);
-    });
+    this.authorizeAndDispatch(req, res, st, rec.ctx, rec.interaction).catch((err: unknown) => this.refuse(req, res, toGatewayError(err), rec));
   };
 
   private async authorizeAndDispatch(req: IncomingMessage, res: ServerResponse, st: GatewayState, ctx: RequestContext, interaction: Interaction): Promise<void> {
@@ -106,16 +99,14 @@ export class Gateway {
     if (BODYLESS.has(req.method ?? '') && (chunked || (contentLength ?? 0) > 0)) {
       throw new GatewayError('BAD_REQUEST', `${req.method} requests must not carry a body`);
     }
-    const rule = st.policy.ruleFor(interaction);
     const principal: Principal = { token: undefined, scopes: undefined };
-    const authorization = req.headers.authorization;
-    await runChecks({ ctx, interaction, rule, authorization, contentLength, principal }, st.deps);
-
     const path = `/${interaction.path}${interaction.query ? `?${interaction.query}` : ''}`;
     if (interaction.interaction === 'batch') {
       await this.forwardBundle(req, res, st, ctx, interaction, principal, path);
       return;
     }
+    const rule = st.policy.ruleFor(interaction);
+    await runChecks({ ctx, interaction, rule, authorization: req.headers.authorization, contentLength, principal }, st.deps);
     this.continueIfExpected(req, res);
     // A declared length is enforced by Node's parser; only chunked bodies need counting.
     const body = chunked ? req.pipe(new SizeLimit(rule.limits.maxRequestBytes)) : undefined;
@@ -138,8 +129,11 @@ export class Gateway {
     if (!JSON_BODY.test(req.headers['content-type'] ?? '')) {
       throw new GatewayError('UNSUPPORTED_MEDIA', 'batch and transaction Bundles must be sent as application/fhir+json');
     }
+    // Whether this is a batch or a transaction is in the body; before reading it, the request must
+    // pass the transport/address/size/token checks of one of the two rules (the body decides which,
+    // and is checked again against that one).
+    const requestRule = await this.passEither(st, ctx, interaction, principal, req);
     this.continueIfExpected(req, res);
-    const requestRule = st.policy.ruleFor(interaction);
     const scanned = await spoolAndScanBundle(req, {
       dir: st.spoolDir,
       maxBytes: requestRule.limits.maxRequestBytes,
@@ -153,7 +147,7 @@ export class Gateway {
       await runChecks({ ctx, interaction: bundle, rule: bundleRule, authorization, contentLength: scanned.size, principal }, st.deps);
       for (const entry of scanned.entries) {
         try {
-          const ei = classifyEntry(entry.method, entry.url);
+          const ei = classifyEntry(entry.method, entry.url, entry.ifNoneExist !== undefined ? { ifNoneExist: entry.ifNoneExist } : undefined);
           if (entry.resourceType !== undefined && (ei.interaction === 'create' || ei.interaction === 'update') && entry.resourceType !== ei.resourceType) {
             throw new GatewayError('BAD_BUNDLE', `resource is ${entry.resourceType.slice(0, 64)} but request.url names ${ei.resourceType}`);
           }
@@ -175,34 +169,59 @@ export class Gateway {
     }
   }
 
+  private async passEither(st: GatewayState, ctx: RequestContext, interaction: Interaction, principal: Principal, req: IncomingMessage): Promise<EffectiveRule> {
+    const cl = req.headers['content-length'];
+    const contentLength = cl === undefined ? undefined : Number(cl);
+    const authorization = req.headers.authorization;
+    let first: unknown;
+    for (const kind of ['batch', 'transaction'] as const) {
+      const rule = st.policy.ruleFor({ ...interaction, interaction: kind });
+      try {
+        await runChecks({ ctx, interaction: { ...interaction, interaction: kind }, rule, authorization, contentLength, principal }, st.deps, PRE_BODY_CHECKS);
+        return rule;
+      } catch (err) {
+        first ??= err;
+      }
+    }
+    throw first;
+  }
+
   private continueIfExpected(req: IncomingMessage, res: ServerResponse): void {
     // Only reached after the checks passed: a refused upload is answered before its body is sent.
     if (req.headers.expect?.toLowerCase() === '100-continue') res.writeContinue();
   }
 
-  private refuse(req: IncomingMessage, res: ServerResponse, err: GatewayError, ctx: RequestContext | undefined, interaction: Interaction | undefined): void {
-    if (err.code === 'INTERNAL') this.log.error({ reqId: ctx?.id, err: err.cause }, 'internal error');
-    sendError(req, res, err, ctx?.id);
-    if (!interaction) this.access(ctx, undefined, res, err.code);
-    else if (!res.writableFinished) res.once('finish', () => undefined);
+  private refuse(req: IncomingMessage, res: ServerResponse, err: GatewayError, rec: AccessRecord): void {
+    rec.code = err.code;
+    if (err.code === 'INTERNAL') this.log.error({ reqId: rec.id, err: err.cause }, 'internal error');
+    sendError(req, res, err, rec.id);
   }
 
   /** One line per request: never headers, query strings (search parameters are PHI) or bodies. */
-  private access(ctx: RequestContext | undefined, i: Interaction | undefined, res: ServerResponse, code?: string): void {
+  private access(rec: AccessRecord, res: ServerResponse): void {
     if (!this.log.isLevelEnabled('info')) return;
+    const { ctx, interaction: i } = rec;
     this.log.info(
       {
-        reqId: ctx?.id,
+        reqId: rec.id,
         client: ctx?.clientIp.toString(),
         method: i?.method,
         interaction: i?.interaction,
         resourceType: i?.resourceType,
         operation: i?.operation,
         status: res.statusCode,
-        ...(code ? { code } : {}),
+        ...(rec.code ? { code: rec.code } : {}),
         ms: ctx ? Math.round((performance.now() - ctx.startedAt) * 10) / 10 : undefined,
       },
       'request',
     );
   }
+}
+
+interface AccessRecord {
+  readonly id: string;
+  ctx: RequestContext | undefined;
+  interaction: Interaction | undefined;
+  /** The catalogue code when the gateway refused the request. */
+  code: string | undefined;
 }

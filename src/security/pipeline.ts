@@ -31,6 +31,7 @@ export interface PipelineDeps {
 export type Check = (input: CheckInput, deps: PipelineDeps) => void | Promise<void>;
 
 const scopeCache = new WeakMap<VerifiedToken, ScopeSet>();
+const WHOLE_REQUEST_EXEMPT = new Set(['capabilities', 'batch', 'transaction']);
 
 export const requireTransport: Check = ({ ctx, rule }) => {
   if (rule.require.https && !ctx.secure) throw new GatewayError('INSECURE_TRANSPORT');
@@ -70,8 +71,9 @@ export const requireBearer: Check = async ({ rule, authorization, principal }, {
 
 export const requireScopes: Check = ({ rule, interaction, principal }, { patientClaim }) => {
   const { scopes: required } = rule.require;
-  // SMART defines no scope for the CapabilityStatement: an inherited `smart: true` must not demand a token for it.
-  const smart = rule.require.smart && interaction.interaction !== 'capabilities';
+  // SMART defines no scope for the CapabilityStatement, and a batch/transaction is granted entry by
+  // entry (each entry passes its own rule): an inherited `smart: true` must not refuse them whole.
+  const smart = rule.require.smart && !WHOLE_REQUEST_EXEMPT.has(interaction.interaction);
   if (required.length === 0 && !smart) return;
   const set = principal.scopes;
   // A rule that names scopes cannot be met without a token, whatever its auth setting says.
@@ -95,6 +97,9 @@ function insufficient(scope: string): GatewayError {
 
 /** The order is the architecture's: transport → IP → size → JWT → scopes. */
 export const CHECKS: readonly Check[] = [requireTransport, requireAddress, requireDeclaredSize, requireBearer, requireScopes];
+
+/** Everything but scopes: what can be decided before a Bundle's entries are known. */
+export const PRE_BODY_CHECKS: readonly Check[] = [requireTransport, requireAddress, requireDeclaredSize, requireBearer];
 
 export async function runChecks(input: CheckInput, deps: PipelineDeps, checks: readonly Check[] = CHECKS): Promise<void> {
   for (const check of checks) {
