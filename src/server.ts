@@ -79,7 +79,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     gateway,
     reload(next: GatewayConfig) {
       gateway.swap(buildState(next, basePath, gateway.current));
-      log.level = next.logging.level;
+      gateway.setLogLevel(next.logging.level);
     },
     async close() {
       await app.close();

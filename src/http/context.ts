@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { GatewayError } from '../errors.js';
 import { inRanges, parseAddress, type Address, type Range } from '../security/ip.js';
@@ -23,6 +24,7 @@ export interface RequestContext {
 /** Node keeps one of these when they repeat and the upstream may keep the other (request smuggling, auth confusion). */
 const SINGLE_HEADERS = new Set(['authorization', 'host', 'content-length', 'content-type']);
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const kPeer = Symbol('fhir-binary-gateway.peer');
 
 /**
  * Headers the gateway reads and relies on. Naming one in Connection would make us (RFC 9110
@@ -78,8 +80,14 @@ export function buildContext(req: IncomingMessage, trustedProxies: readonly Rang
   rejectDuplicateHeaders(raw);
   rejectConnectionNamed(req.headers.connection);
 
-  const peerText = req.socket.remoteAddress;
-  const peerIp = peerText ? parseAddress(peerText) : undefined;
+  // Parsed once per connection: keep-alive clients send many requests on one socket.
+  const socket = req.socket as Socket & { [kPeer]?: Address };
+  let peerIp = socket[kPeer];
+  if (!peerIp) {
+    const peerText = socket.remoteAddress;
+    peerIp = peerText ? parseAddress(peerText) : undefined;
+    if (peerIp) socket[kPeer] = peerIp;
+  }
   // A socket with no address (already closed) cannot be placed in any range: refuse.
   if (!peerIp) throw new GatewayError('FORBIDDEN', 'client address unknown');
   const peerTrusted = trustedProxies.length > 0 && inRanges(peerIp, trustedProxies);

@@ -3,6 +3,7 @@ import { unlink } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import type { Logger } from 'pino';
+import { createAccessLogger } from '../logging/logger.js';
 import type { GatewayConfig } from '../config/types.js';
 import { forEntry, GatewayError, isGatewayError } from '../errors.js';
 import { spoolAndScanBundle } from '../fhir/bundle-scan.js';
@@ -52,6 +53,7 @@ const OWN_PATHS = new Set(['/healthz', '/readyz']);
  */
 export class Gateway {
   private state: GatewayState;
+  private readonly accessLog: Logger;
 
   constructor(
     state: GatewayState,
@@ -60,6 +62,13 @@ export class Gateway {
     private readonly log: Logger,
   ) {
     this.state = state;
+    this.accessLog = createAccessLogger(log);
+  }
+
+  /** Applies a new log level to both loggers (reload). */
+  setLogLevel(level: string): void {
+    this.log.level = level;
+    this.accessLog.level = level;
   }
 
   get current(): GatewayState {
@@ -87,10 +96,15 @@ export class Gateway {
       this.refuse(req, res, toGatewayError(err), rec);
       return;
     }
-    this.authorizeAndDispatch(req, res, st, rec.ctx, rec.interaction).catch((err: unknown) => this.refuse(req, res, toGatewayError(err), rec));
+    try {
+      this.authorizeAndDispatch(req, res, st, rec.ctx, rec.interaction)?.catch((err: unknown) => this.refuse(req, res, toGatewayError(err), rec));
+    } catch (err) {
+      this.refuse(req, res, toGatewayError(err), rec);
+    }
   };
 
-  private async authorizeAndDispatch(req: IncomingMessage, res: ServerResponse, st: GatewayState, ctx: RequestContext, interaction: Interaction): Promise<void> {
+  /** Synchronous when every check could be decided at once (the common case); a promise otherwise. */
+  private authorizeAndDispatch(req: IncomingMessage, res: ServerResponse, st: GatewayState, ctx: RequestContext, interaction: Interaction): Promise<void> | undefined {
     const chunked = req.headers['transfer-encoding'] !== undefined;
     const cl = req.headers['content-length'];
     const contentLength = cl === undefined ? undefined : Number(cl);
@@ -101,12 +115,15 @@ export class Gateway {
     }
     const principal: Principal = { token: undefined, scopes: undefined };
     const path = `/${interaction.path}${interaction.query ? `?${interaction.query}` : ''}`;
-    if (interaction.interaction === 'batch') {
-      await this.forwardBundle(req, res, st, ctx, interaction, principal, path);
-      return;
-    }
+    if (interaction.interaction === 'batch') return this.forwardBundle(req, res, st, ctx, interaction, principal, path);
     const rule = st.policy.ruleFor(interaction);
-    await runChecks({ ctx, interaction, rule, authorization: req.headers.authorization, contentLength, principal }, st.deps);
+    const pending = runChecks({ ctx, interaction, rule, authorization: req.headers.authorization, contentLength, principal }, st.deps);
+    if (pending) return pending.then(() => this.dispatch(req, res, ctx, rule, chunked, path));
+    this.dispatch(req, res, ctx, rule, chunked, path);
+    return undefined;
+  }
+
+  private dispatch(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, chunked: boolean, path: string): void {
     this.continueIfExpected(req, res);
     // A declared length is enforced by Node's parser; only chunked bodies need counting.
     const body = chunked ? req.pipe(new SizeLimit(rule.limits.maxRequestBytes)) : undefined;
@@ -199,9 +216,9 @@ export class Gateway {
 
   /** One line per request: never headers, query strings (search parameters are PHI) or bodies. */
   private access(rec: AccessRecord, res: ServerResponse): void {
-    if (!this.log.isLevelEnabled('info')) return;
+    if (!this.accessLog.isLevelEnabled('info')) return;
     const { ctx, interaction: i } = rec;
-    this.log.info(
+    this.accessLog.info(
       {
         reqId: rec.id,
         client: ctx?.clientIp.toString(),

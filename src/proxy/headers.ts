@@ -8,37 +8,41 @@ const GATEWAY_OWNED = ['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-f
 /** Fields of the upstream's response that say too much about it. */
 const RESPONSE_DROPPED = ['server', 'x-powered-by'];
 
-/** Removes every field named in Connection, then the hop-by-hop ones; must run before ours are added. */
-function stripConnectionNamed(headers: IncomingHttpHeaders | OutgoingHttpHeaders): void {
-  const conn = headers['connection'];
-  if (typeof conn === 'string') {
-    for (const token of conn.split(',')) {
-      const name = token.trim().toLowerCase();
-      if (name) delete headers[name];
-    }
+const REQUEST_DROPPED = new Set([...HOP_BY_HOP, ...GATEWAY_OWNED]);
+const RESPONSE_DROPPED_ALL = new Set([...HOP_BY_HOP, ...RESPONSE_DROPPED]);
+
+/** Every field named in Connection (RFC 9110 §7.6.1): dropped along with the hop-by-hop ones. */
+function connectionNamed(connection: unknown): Set<string> | undefined {
+  if (typeof connection !== 'string') return undefined;
+  const names = new Set<string>();
+  for (const token of connection.split(',')) {
+    const name = token.trim().toLowerCase();
+    if (name) names.add(name);
   }
-  for (const h of HOP_BY_HOP) delete headers[h];
+  return names;
 }
 
 /**
- * Rewrites the incoming request's headers in place into what the upstream receives (http-proxy
- * copies req.headers). Ours are added last, so a client cannot name them in Connection to make
- * us drop them.
+ * The headers the upstream receives, as a new object (http-proxy copies `req.headers`): the
+ * client's, minus every field named in Connection, the hop-by-hop ones, the ones the gateway owns
+ * and (unless the rule says otherwise) Authorization; then ours. Ours come last, so a client
+ * cannot name them in Connection to make us drop them. Built by copying rather than deleting:
+ * deleting keys turns the object into a slow dictionary for everything that reads it after.
  */
-export function prepareUpstreamHeaders(
-  headers: IncomingHttpHeaders,
-  ctx: RequestContext,
-  forwardAuthorization: boolean,
-): void {
-  const host = headers.host;
-  stripConnectionNamed(headers);
-  for (const h of GATEWAY_OWNED) delete headers[h];
-  if (!forwardAuthorization) delete headers.authorization;
+export function upstreamHeaders(headers: IncomingHttpHeaders, ctx: RequestContext, forwardAuthorization: boolean): IncomingHttpHeaders {
+  const named = connectionNamed(headers.connection);
+  const out: IncomingHttpHeaders = {};
+  for (const name in headers) {
+    if (REQUEST_DROPPED.has(name) || named?.has(name)) continue;
+    if (name === 'authorization' && !forwardAuthorization) continue;
+    out[name] = headers[name];
+  }
   const peer = ctx.peerIp.toString();
-  headers['x-forwarded-for'] = ctx.forwardedChain.length > 0 ? `${ctx.forwardedChain.join(', ')}, ${peer}` : peer;
-  headers['x-forwarded-proto'] = ctx.proto;
-  if (host !== undefined) headers['x-forwarded-host'] = host;
-  headers['x-request-id'] = ctx.id;
+  out['x-forwarded-for'] = ctx.forwardedChain.length > 0 ? `${ctx.forwardedChain.join(', ')}, ${peer}` : peer;
+  out['x-forwarded-proto'] = ctx.proto;
+  if (headers.host !== undefined) out['x-forwarded-host'] = headers.host;
+  out['x-request-id'] = ctx.id;
+  return out;
 }
 
 /** Rewrites an absolute URL under one of the upstream's bases to the same path under the public base. */
@@ -52,18 +56,19 @@ export function rewriteUpstreamUrl(value: string, upstreamBases: readonly string
   return value;
 }
 
+/** The upstream's response headers as the client gets them: same hygiene, Location rewritten, our request id. */
 export function prepareResponseHeaders(
   upstream: IncomingHttpHeaders,
   requestId: string,
   upstreamBases: readonly string[],
   publicBase: string,
 ): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = { ...upstream };
-  stripConnectionNamed(out);
-  for (const h of RESPONSE_DROPPED) delete out[h];
-  for (const h of ['location', 'content-location'] as const) {
-    const v = out[h];
-    if (typeof v === 'string') out[h] = rewriteUpstreamUrl(v, upstreamBases, publicBase);
+  const named = connectionNamed(upstream.connection);
+  const out: OutgoingHttpHeaders = {};
+  for (const name in upstream) {
+    if (RESPONSE_DROPPED_ALL.has(name) || named?.has(name)) continue;
+    const v = upstream[name];
+    out[name] = (name === 'location' || name === 'content-location') && typeof v === 'string' ? rewriteUpstreamUrl(v, upstreamBases, publicBase) : v;
   }
   out['x-request-id'] = requestId;
   return out;

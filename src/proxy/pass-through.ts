@@ -7,17 +7,30 @@ import type { GatewayConfig } from '../config/types.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { RequestContext } from '../http/context.js';
 import { sendError } from '../http/respond.js';
-import { prepareResponseHeaders, prepareUpstreamHeaders } from './headers.js';
+import { prepareResponseHeaders, upstreamHeaders } from './headers.js';
 
 /** Network errors that mean "could not talk to the upstream" rather than "the upstream said no". */
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EPIPE']);
 
+/**
+ * Per-exchange state, kept on the request, the response and the upstream request under one
+ * symbol. This is the hot path of every proxied request: a property on objects that exist anyway
+ * (rather than a WeakMap, whose ephemeron entries cost the GC) and shared listener functions
+ * (rather than a closure and a `once` wrapper per request) measurably lift throughput.
+ */
+const kState = Symbol('fhir-binary-gateway.forward');
+
 interface ForwardState {
+  readonly owner: PassThrough;
   readonly ctx: RequestContext;
+  readonly res: ServerResponse;
   proxyReq: ClientRequest | undefined;
+  proxyRes: IncomingMessage | undefined;
   /** Set when we abort the upstream request ourselves (timeout, size limit): this is what the client hears. */
   failure: GatewayError | undefined;
 }
+
+type WithState<T> = T & { [kState]?: ForwardState };
 
 export interface ForwardOptions {
   /** Path and query relative to the FHIR base, starting with '/', e.g. `/Patient/1?_format=json`. */
@@ -29,6 +42,30 @@ export interface ForwardOptions {
   readonly contentLength?: number;
 }
 
+/** The client went away before the answer was complete: let go of the upstream exchange too, or its socket would sit half-read and never return to the pool. */
+function onClientClose(this: WithState<ServerResponse>): void {
+  if (this.writableFinished) return;
+  const st = this[kState];
+  st?.proxyRes?.destroy();
+  st?.proxyReq?.destroy();
+}
+
+/** An idle timeout, as proxies do: armed once the request is sent, because a client that uploads slowly is not the upstream's fault (the server's requestTimeout bounds that). */
+function armIdleTimeout(this: WithState<ClientRequest>): void {
+  const st = this[kState];
+  if (st) this.setTimeout(st.owner.timeoutMs, onIdle);
+}
+
+function onIdle(this: WithState<ClientRequest>): void {
+  const st = this[kState];
+  if (st) st.owner.fail(st, new GatewayError('UPSTREAM_TIMEOUT'));
+}
+
+/** The upstream died mid-answer: cut the client too, so it never takes a truncated body for a whole one. */
+function onUpstreamResponseError(this: WithState<IncomingMessage>): void {
+  this[kState]?.res.destroy();
+}
+
 /**
  * Streams requests the gateway does not own to the upstream and the answers back, with
  * header hygiene both ways. Nothing is buffered: bodies are piped.
@@ -36,12 +73,13 @@ export interface ForwardOptions {
 export class PassThrough {
   private readonly proxy: httpProxy;
   private readonly agent: http.Agent;
-  private readonly states = new WeakMap<IncomingMessage, ForwardState>();
   readonly upstreamBase: string;
   /** upstream.url and its aliases: the prefixes rewritten to the public base in Location headers. */
   private readonly upstreamBases: readonly string[];
   /** Set once the listen address is known when no publicBaseUrl is configured. */
   publicBase: string;
+  readonly timeoutMs: number;
+  private readonly onError: httpProxy.ErrorCallback;
 
   constructor(
     private readonly upstream: GatewayConfig['upstream'] & { url: string },
@@ -51,6 +89,7 @@ export class PassThrough {
     this.publicBase = publicBase.replace(/\/+$/, '');
     this.upstreamBase = upstream.url.replace(/\/+$/, '');
     this.upstreamBases = [this.upstreamBase, ...upstream.aliases.map((a) => a.replace(/\/+$/, ''))];
+    this.timeoutMs = upstream.timeoutMs;
     const target = new URL(this.upstreamBase);
     const agentOptions = { keepAlive: true, maxSockets: upstream.maxSockets, maxFreeSockets: upstream.maxSockets, scheduling: 'lifo' as const };
     this.agent =
@@ -58,7 +97,15 @@ export class PassThrough {
         ? new https.Agent({ ...agentOptions, rejectUnauthorized: upstream.rejectUnauthorized })
         : new http.Agent(agentOptions);
     this.proxy = httpProxy.createProxyServer({
-      target: this.upstreamBase,
+      // Parsed once here: given as a string, http-proxy re-parses it on every request that
+      // carries per-request options.
+      target: {
+        protocol: target.protocol,
+        hostname: target.hostname.replace(/^\[|\]$/g, ''),
+        host: target.host,
+        port: target.port || (target.protocol === 'https:' ? '443' : '80'),
+        path: target.pathname,
+      } as unknown as string,
       agent: this.agent,
       changeOrigin: true,
       // We set X-Forwarded-* ourselves, after stripping what the client sent.
@@ -68,27 +115,29 @@ export class PassThrough {
       selfHandleResponse: true,
       secure: upstream.rejectUnauthorized,
     });
-    this.proxy.on('proxyReq', (proxyReq, req) => this.onProxyReq(proxyReq, req));
-    this.proxy.on('proxyRes', (proxyRes, req, res) => this.onProxyRes(proxyRes, req, res as ServerResponse));
+    this.proxy.on('proxyReq', (proxyReq, req) => this.onProxyReq(proxyReq as WithState<ClientRequest>, req as WithState<IncomingMessage>));
+    this.proxy.on('proxyRes', (proxyRes, req, res) => this.onProxyRes(proxyRes, req as WithState<IncomingMessage>, res as ServerResponse));
     // http-proxy reports a client that went away first as 'econnreset'; nothing to answer then.
     this.proxy.on('econnreset', () => undefined);
+    // One bound handler for every request (not a closure each); http-proxy passes req and res back.
+    this.onError = (err, req, res) => this.handleError(err as NodeJS.ErrnoException, req as WithState<IncomingMessage>, res as ServerResponse);
   }
 
   forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, opts: ForwardOptions): void {
-    const state: ForwardState = { ctx, proxyReq: undefined, failure: undefined };
-    this.states.set(req, state);
-    prepareUpstreamHeaders(req.headers, ctx, opts.forwardAuthorization);
+    const state: ForwardState = { owner: this, ctx, res, proxyReq: undefined, proxyRes: undefined, failure: undefined };
+    (req as WithState<IncomingMessage>)[kState] = state;
+    (res as WithState<ServerResponse>)[kState] = state;
+    req.headers = upstreamHeaders(req.headers, ctx, opts.forwardAuthorization);
     if (opts.contentLength !== undefined) req.headers['content-length'] = String(opts.contentLength);
     req.url = opts.path;
+    res.on('close', onClientClose);
     if (opts.body) {
       opts.body.once('error', (err) => this.fail(state, isGatewayError(err) ? err : new GatewayError('BAD_REQUEST', 'request body failed', { cause: err })));
+      this.proxy.web(req, res, { buffer: opts.body }, this.onError);
+    } else {
+      // No options object: http-proxy would copy its whole configuration for one.
+      (this.proxy.web as (req: IncomingMessage, res: ServerResponse, cb: httpProxy.ErrorCallback) => void)(req, res, this.onError);
     }
-    res.once('close', () => {
-      // The client went away before the answer was complete: let go of the upstream exchange too,
-      // or its socket would sit half-read and never return to the pool.
-      if (!res.writableFinished) state.proxyReq?.destroy();
-    });
-    this.proxy.web(req, res, opts.body ? { buffer: opts.body } : {}, (err: NodeJS.ErrnoException) => this.onError(err, req, res, state));
   }
 
   close(): void {
@@ -96,17 +145,18 @@ export class PassThrough {
     this.agent.destroy();
   }
 
-  private fail(state: ForwardState, err: GatewayError): void {
+  fail(state: ForwardState, err: GatewayError): void {
     if (state.failure) return;
     state.failure = err;
-    // Destroying with the error routes it to onError through http-proxy's handler.
+    // Destroying with the error routes it to handleError through http-proxy's handler.
     if (state.proxyReq) state.proxyReq.destroy(err);
   }
 
-  private onProxyReq(proxyReq: ClientRequest, req: IncomingMessage): void {
-    const state = this.states.get(req);
+  private onProxyReq(proxyReq: WithState<ClientRequest>, req: WithState<IncomingMessage>): void {
+    const state = req[kState];
     if (!state) return;
     state.proxyReq = proxyReq;
+    proxyReq[kState] = state;
     if (state.failure) {
       proxyReq.destroy(state.failure);
       return;
@@ -117,28 +167,26 @@ export class PassThrough {
       socket.once('connect', () => clearTimeout(timer));
       socket.once('close', () => clearTimeout(timer));
     }
-    // An idle timeout, as proxies do: the upstream may stream a long answer as long as bytes keep
-    // coming. Armed once the request is sent: a client that uploads slowly is not the upstream's fault
-    // (the server's requestTimeout bounds that).
-    const arm = () => proxyReq.setTimeout(this.upstream.timeoutMs, () => this.fail(state, new GatewayError('UPSTREAM_TIMEOUT')));
-    if (proxyReq.writableFinished) arm();
-    else proxyReq.once('finish', arm);
+    if (proxyReq.writableFinished) armIdleTimeout.call(proxyReq);
+    else proxyReq.on('finish', armIdleTimeout);
   }
 
-  private onProxyRes(proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse): void {
-    const state = this.states.get(req);
-    const id = state?.ctx.id ?? '';
-    if (res.headersSent || res.destroyed) {
+  private onProxyRes(proxyRes: WithState<IncomingMessage>, req: WithState<IncomingMessage>, res: ServerResponse): void {
+    const state = req[kState];
+    if (res.headersSent || res.destroyed || !state) {
       proxyRes.destroy();
       return;
     }
-    res.writeHead(proxyRes.statusCode ?? 502, prepareResponseHeaders(proxyRes.headers, id, this.upstreamBases, this.publicBase));
-    proxyRes.on('error', () => res.destroy());
+    state.proxyRes = proxyRes;
+    proxyRes[kState] = state;
+    res.writeHead(proxyRes.statusCode ?? 502, prepareResponseHeaders(proxyRes.headers, state.ctx.id, this.upstreamBases, this.publicBase));
+    proxyRes.on('error', onUpstreamResponseError);
     proxyRes.pipe(res);
   }
 
-  private onError(err: NodeJS.ErrnoException, req: IncomingMessage, res: ServerResponse, state: ForwardState): void {
-    if (res.destroyed) return;
+  private handleError(err: NodeJS.ErrnoException, req: WithState<IncomingMessage>, res: ServerResponse): void {
+    const state = req[kState];
+    if (res.destroyed || !state) return;
     let out: GatewayError;
     if (state.failure) out = state.failure;
     else if (isGatewayError(err)) out = err;

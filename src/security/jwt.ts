@@ -88,16 +88,26 @@ export class TokenVerifier {
     }
   }
 
-  async verify(token: string): Promise<VerifiedToken> {
-    const now = this.now();
+  /**
+   * The token from the cache when it is there and still valid, synchronously: the common case
+   * costs no promise. Undefined means "verify it" (verify()).
+   */
+  cached(token: string): VerifiedToken | undefined {
     const hit = this.cache.get(token);
-    if (hit) {
-      // jose's set may have lost this entry's key since it was cached (a refresh caused by some
-      // other token, possibly one that failed): hits look too, or they would outlive the key.
-      this.checkKeys(now);
-      if (this.cache.has(token) && now < hit.cachedUntil && this.timeValid(hit.token, now)) return hit.token;
-      this.cache.delete(token);
-    }
+    if (!hit) return undefined;
+    const now = this.now();
+    // jose's set may have lost this entry's key since it was cached (a refresh caused by some
+    // other token, possibly one that failed): hits look too, or they would outlive the key.
+    this.checkKeys(now);
+    if (this.cache.has(token) && now < hit.cachedUntil && this.timeValid(hit.token, now)) return hit.token;
+    this.cache.delete(token);
+    return undefined;
+  }
+
+  async verify(token: string): Promise<VerifiedToken> {
+    const hit = this.cached(token);
+    if (hit) return hit;
+    const now = this.now();
     const verified = await this.verifyFully(token);
     this.checkKeys(now);
     if (this.maxEntries > 0 && this.maxAgeMs > 0) {

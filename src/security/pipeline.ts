@@ -52,14 +52,23 @@ export const requireDeclaredSize: Check = ({ rule, contentLength }) => {
  * A token that is present is always verified, even where the rule lets anonymous callers in:
  * a bad token is an error to report, not something to ignore silently.
  */
-export const requireBearer: Check = async ({ rule, authorization, principal }, { verifier }) => {
-  if (principal.token) return;
+export const requireBearer: Check = ({ rule, authorization, principal }, { verifier }) => {
+  if (principal.token) return undefined;
   const token = bearerToken(authorization);
   if (token === undefined) {
-    if (!rule.require.auth) return;
+    if (!rule.require.auth) return undefined;
     throw new GatewayError('TOKEN_MISSING', undefined, { headers: { 'www-authenticate': NO_TOKEN_CHALLENGE } });
   }
-  const verified = await verifier.verify(token);
+  // A cached verification is used synchronously; only a real one costs a promise.
+  const hit = verifier.cached(token);
+  if (hit) {
+    adopt(principal, hit);
+    return undefined;
+  }
+  return verifier.verify(token).then((v) => adopt(principal, v));
+};
+
+function adopt(principal: Principal, verified: VerifiedToken): void {
   let scopes = scopeCache.get(verified);
   if (!scopes) {
     scopes = parseScopes(verified.claims as Record<string, unknown>);
@@ -67,7 +76,7 @@ export const requireBearer: Check = async ({ rule, authorization, principal }, {
   }
   principal.token = verified;
   principal.scopes = scopes;
-};
+}
 
 export const requireScopes: Check = ({ rule, interaction, principal }, { patientClaim }) => {
   const { scopes: required } = rule.require;
@@ -101,9 +110,15 @@ export const CHECKS: readonly Check[] = [requireTransport, requireAddress, requi
 /** Everything but scopes: what can be decided before a Bundle's entries are known. */
 export const PRE_BODY_CHECKS: readonly Check[] = [requireTransport, requireAddress, requireDeclaredSize, requireBearer];
 
-export async function runChecks(input: CheckInput, deps: PipelineDeps, checks: readonly Check[] = CHECKS): Promise<void> {
-  for (const check of checks) {
-    const r = check(input, deps);
-    if (r) await r;
+/**
+ * Runs the checks in order; the first failure throws. Synchronous (returns undefined) unless a
+ * check had to wait (a token not yet in the cache), then a promise for the rest: most requests
+ * pass through without allocating one.
+ */
+export function runChecks(input: CheckInput, deps: PipelineDeps, checks: readonly Check[] = CHECKS): Promise<void> | undefined {
+  for (let i = 0; i < checks.length; i++) {
+    const r = checks[i]!(input, deps);
+    if (r) return r.then(() => runChecks(input, deps, checks.slice(i + 1)));
   }
+  return undefined;
 }
