@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Small FHIR reads, in one run: the upstream direct, a bare http-proxy, nginx, and the gateway
-// with a JWT + SMART scope policy. Prints req/s, p50/p99 and the ratios the issue asks for.
+// with a JWT + SMART scope policy (access log off like the baselines, and on). Prints req/s, p50/p99 and the ratios the issue asks for.
 // Two cores are shared: wrk and the upstream get CPU 0, the proxy under test CPU 1.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -13,7 +13,7 @@ const root = join(here, '..');
 const DURATION = process.env.BENCH_DURATION ?? '10s';
 const CONNECTIONS = process.env.BENCH_CONNECTIONS ?? '64';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const PORTS = { upstream: 18180, bare: 18181, nginx: 18182, gateway: 18183 };
+const PORTS = { upstream: 18180, bare: 18181, nginx: 18182, gateway: 18183, gatewayLogged: 18184 };
 const work = mkdtempSync(join(tmpdir(), 'fbg-bench-'));
 const children = [];
 
@@ -86,24 +86,29 @@ http {
 
   const jwksFile = join(work, 'jwks.json');
   const token = execFileSync('node', [join(here, 'servers/mint-token.mjs'), jwksFile], { cwd: root, encoding: 'utf8' }).trim();
-  const gwConf = join(work, 'gateway.yaml');
-  writeFileSync(
-    gwConf,
-    `server: { host: 127.0.0.1, port: ${PORTS.gateway}, publicBaseUrl: "http://127.0.0.1:${PORTS.gateway}/fhir" }
+  // Two gateways: one with access logging off, like the baselines (nginx runs `access_log off`,
+  // the bare proxy logs nothing), and one logging an access line per request, as shipped.
+  for (const [port, level, name] of [[PORTS.gateway, 'warn', 'gateway.yaml'], [PORTS.gatewayLogged, 'info', 'gateway-logged.yaml']]) {
+    const gwConf = join(work, name);
+    writeFileSync(
+      gwConf,
+      `server: { host: 127.0.0.1, port: ${port}, publicBaseUrl: "http://127.0.0.1:${port}/fhir" }
 upstream: { url: "${upstream}/fhir" }
 auth: { issuers: [https://issuer.bench], audiences: [fhir-binary-gateway], jwksFile: ${jwksFile}, algorithms: [RS256] }
 defaultRule:
   require: { https: false, auth: true, smart: true }
-logging: { level: info }
+logging: { level: ${level} }
 `,
-  );
-  start('node', [join(root, 'bin/fhir-binary-gateway.js'), '--config', gwConf]);
+    );
+    start('node', [join(root, 'bin/fhir-binary-gateway.js'), '--config', gwConf]);
+  }
 
   const targets = {
     direct: `${upstream}/fhir/Patient/example`,
     'bare http-proxy': `http://127.0.0.1:${PORTS.bare}/fhir/Patient/example`,
     nginx: `http://127.0.0.1:${PORTS.nginx}/fhir/Patient/example`,
     'gateway (JWT + SMART)': `http://127.0.0.1:${PORTS.gateway}/fhir/Patient/example`,
+    'gateway (JWT + SMART, access log on)': `http://127.0.0.1:${PORTS.gatewayLogged}/fhir/Patient/example`,
   };
   for (const url of Object.values(targets)) await waitFor(url, { authorization: `Bearer ${token}` });
   // Warm-up: JIT, keep-alive pools, the verified-token cache.
@@ -120,7 +125,12 @@ logging: { level: info }
     Object.entries(runs).map(([k, rs]) => [k, { rps: median(rs.map((x) => x.rps)), p50: median(rs.map((x) => x.p50)), p99: median(rs.map((x) => x.p99)), all: rs.map((x) => Math.round(x.rps)) }]),
   );
   const gw = result['gateway (JWT + SMART)'];
-  const ratios = { 'gateway / bare http-proxy': gw.rps / result['bare http-proxy'].rps, 'gateway / nginx': gw.rps / result.nginx.rps };
+  const gwLogged = result['gateway (JWT + SMART, access log on)'];
+  const ratios = {
+    'gateway / bare http-proxy': gw.rps / result['bare http-proxy'].rps,
+    'gateway / nginx': gw.rps / result.nginx.rps,
+    'gateway with access log / bare http-proxy': gwLogged.rps / result['bare http-proxy'].rps,
+  };
 
   const lines = [
     `Run: ${new Date().toISOString()}, node ${process.version}, wrk -t1 -c${CONNECTIONS} -d${DURATION}, ${ROUNDS} rounds (median), 2 cores (wrk + upstream on CPU 0, proxy on CPU 1)`,

@@ -21,8 +21,6 @@ export interface RequestContext {
   readonly startedAt: number;
 }
 
-/** Node keeps one of these when they repeat and the upstream may keep the other (request smuggling, auth confusion). */
-const SINGLE_HEADERS = new Set(['authorization', 'host', 'content-length', 'content-type']);
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const kPeer = Symbol('fhir-binary-gateway.peer');
 
@@ -41,26 +39,58 @@ export function rejectConnectionNamed(connection: string | undefined): void {
   }
 }
 
-export function rejectDuplicateHeaders(raw: readonly string[]): void {
-  // Most requests carry each of these at most once; count only when one shows up again.
-  let seen = 0;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    if (!SINGLE_HEADERS.has(name)) continue;
-    const bit = name === 'authorization' ? 1 : name === 'host' ? 2 : name === 'content-length' ? 4 : 8;
-    if (seen & bit) throw new GatewayError('DUPLICATE_HEADER', name);
-    seen |= bit;
-  }
+/** Header names buildContext reads, by length first: most headers are skipped without lowercasing. */
+const SCANNED_LENGTHS = new Set([4, 9, 12, 13, 14, 15, 17]);
+
+interface ScannedHeaders {
+  xff: string[] | undefined;
+  realIp: string[] | undefined;
+  xfp: string[] | undefined;
 }
 
-function headerValues(raw: readonly string[], lname: string): string[] | undefined {
-  let out: string[] | undefined;
+/**
+ * One pass over the raw headers (Node's req.headers has already merged or dropped repeats):
+ * refuses a repeated Authorization, Host, Content-Length or Content-Type (Node keeps one of them,
+ * the upstream may keep the other: request smuggling, auth confusion) and collects the
+ * forwarding headers, split on commas.
+ */
+export function scanHeaders(raw: readonly string[]): ScannedHeaders {
+  const out: ScannedHeaders = { xff: undefined, realIp: undefined, xfp: undefined };
+  let seen = 0;
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length === lname.length && raw[i]!.toLowerCase() === lname) {
-      (out ??= []).push(...raw[i + 1]!.split(','));
+    const name = raw[i]!;
+    if (!SCANNED_LENGTHS.has(name.length)) continue;
+    const lname = name.toLowerCase();
+    let bit = 0;
+    switch (lname) {
+      case 'authorization':
+        bit = 1;
+        break;
+      case 'host':
+        bit = 2;
+        break;
+      case 'content-length':
+        bit = 4;
+        break;
+      case 'content-type':
+        bit = 8;
+        break;
+      case 'x-forwarded-for':
+        (out.xff ??= []).push(...raw[i + 1]!.split(',').map((v) => v.trim()));
+        continue;
+      case 'x-real-ip':
+        (out.realIp ??= []).push(...raw[i + 1]!.split(',').map((v) => v.trim()));
+        continue;
+      case 'x-forwarded-proto':
+        (out.xfp ??= []).push(...raw[i + 1]!.split(',').map((v) => v.trim()));
+        continue;
+      default:
+        continue;
     }
+    if (seen & bit) throw new GatewayError('DUPLICATE_HEADER', lname);
+    seen |= bit;
   }
-  return out?.map((s) => s.trim());
+  return out;
 }
 
 function strictAddress(text: string, header: string): Address {
@@ -76,8 +106,7 @@ export function requestIdOf(req: IncomingMessage): string {
 }
 
 export function buildContext(req: IncomingMessage, trustedProxies: readonly Range[], id: string): RequestContext {
-  const raw = req.rawHeaders;
-  rejectDuplicateHeaders(raw);
+  const scanned = scanHeaders(req.rawHeaders);
   rejectConnectionNamed(req.headers.connection);
 
   // Parsed once per connection: keep-alive clients send many requests on one socket.
@@ -93,9 +122,9 @@ export function buildContext(req: IncomingMessage, trustedProxies: readonly Rang
   const peerTrusted = trustedProxies.length > 0 && inRanges(peerIp, trustedProxies);
 
   // Values are validated whoever sent them: a non-canonical address is refused in any header we read.
-  const xff = headerValues(raw, 'x-forwarded-for');
+  const xff = scanned.xff;
   const xffAddrs = xff?.map((v) => strictAddress(v, 'X-Forwarded-For'));
-  const realIp = headerValues(raw, 'x-real-ip');
+  const realIp = scanned.realIp;
   realIp?.forEach((v) => strictAddress(v, 'X-Real-IP'));
 
   let clientIp = peerIp;
@@ -109,7 +138,7 @@ export function buildContext(req: IncomingMessage, trustedProxies: readonly Rang
       clientIp = xffAddrs[i]!;
       forwardedChain = xff!.slice(i);
     }
-    const xfp = headerValues(raw, 'x-forwarded-proto');
+    const xfp = scanned.xfp;
     if (xfp && xfp.length > 0 && proto === 'http') {
       const last = xfp[xfp.length - 1]!.toLowerCase();
       if (last !== 'http' && last !== 'https') throw new GatewayError('BAD_FORWARDED_HEADER', 'X-Forwarded-Proto');

@@ -88,7 +88,7 @@ export class Gateway {
     const st = this.state;
     // The id comes first so that every refusal, even of a malformed request, can be traced.
     const rec: AccessRecord = { id: requestIdOf(req), ctx: undefined, interaction: undefined, code: undefined };
-    res.once('finish', () => this.access(rec, res));
+    if (this.accessLog.isLevelEnabled('info')) res.once('finish', () => this.access(rec, res));
     try {
       rec.ctx = buildContext(req, st.trustedProxies, rec.id);
       rec.interaction = classifyRequest({ method: req.method ?? '', url, basePath: st.basePath, headers: req.headers });
