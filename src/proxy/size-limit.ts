@@ -4,17 +4,18 @@ import { GatewayError } from '../errors.js';
 /** Counts body bytes as they stream past and fails the stream the moment the count passes the limit. */
 export class SizeLimit extends Transform {
   private seen = 0;
-  constructor(private readonly limit: number) {
+  constructor(private readonly limit: number = Number.POSITIVE_INFINITY) {
     super();
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+  /** Counts `chunk`; the error to fail the stream with once the limit is passed. */
+  protected admit(chunk: Buffer): GatewayError | undefined {
     this.seen += chunk.length;
-    if (this.seen > this.limit) {
-      cb(new GatewayError('PAYLOAD_TOO_LARGE', `limit is ${this.limit} bytes`));
-      return;
-    }
-    cb(null, chunk);
+    return this.seen > this.limit ? new GatewayError('PAYLOAD_TOO_LARGE', `limit is ${this.limit} bytes`) : undefined;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    cb(this.admit(chunk) ?? null, chunk);
   }
 
   get bytes(): number {

@@ -1,26 +1,21 @@
 import { createHash, type Hash } from 'node:crypto';
-import { Transform, type TransformCallback } from 'node:stream';
-import { GatewayError } from '../errors.js';
+import type { TransformCallback } from 'node:stream';
+import { SizeLimit } from '../proxy/size-limit.js';
 
 /**
  * Counts and hashes bytes as they pass (SHA-256 for integrity, SHA-1 because FHIR R4
- * Attachment.hash is SHA-1), failing the stream the moment `maxBytes` is passed. Every driver
- * puts its input through one of these, so size and hashes mean the same thing everywhere.
+ * Attachment.hash is SHA-1), failing the stream the moment `maxBytes` is passed. Every storage
+ * driver puts its input through one of these, so size and hashes mean the same everywhere.
  */
-export class DigestStream extends Transform {
+export class DigestStream extends SizeLimit {
   private readonly sha256: Hash = createHash('sha256');
   private readonly sha1: Hash = createHash('sha1');
-  private count = 0;
   private result: { size: number; sha256: string; sha1: string } | undefined;
 
-  constructor(private readonly maxBytes: number = Number.POSITIVE_INFINITY) {
-    super();
-  }
-
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.count += chunk.length;
-    if (this.count > this.maxBytes) {
-      cb(new GatewayError('PAYLOAD_TOO_LARGE', `limit is ${this.maxBytes} bytes`));
+    const tooLarge = this.admit(chunk);
+    if (tooLarge) {
+      cb(tooLarge);
       return;
     }
     this.sha256.update(chunk);
@@ -29,7 +24,7 @@ export class DigestStream extends Transform {
   }
 
   override _flush(cb: TransformCallback): void {
-    this.result = { size: this.count, sha256: this.sha256.digest('hex'), sha1: this.sha1.digest('base64') };
+    this.result = { size: this.bytes, sha256: this.sha256.digest('hex'), sha1: this.sha1.digest('base64') };
     cb();
   }
 
@@ -37,9 +32,5 @@ export class DigestStream extends Transform {
   get digest(): { size: number; sha256: string; sha1: string } {
     if (!this.result) throw new Error('digest read before the stream ended');
     return this.result;
-  }
-
-  get bytes(): number {
-    return this.count;
   }
 }
