@@ -92,7 +92,10 @@ async function main(): Promise<number> {
       running.reload(next);
       log.info({ file: configFile }, 'configuration reloaded');
       // Listeners and the upstream connection pool are built once: say so rather than pretend.
-      const fixed = (['server', 'upstream'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(config[k]));
+      // (server.trustedProxies and server.spoolDir are per-request state and do take effect.)
+      const fixedPart = (c: GatewayConfig, k: 'server' | 'upstream') =>
+        JSON.stringify(k === 'server' ? { ...c.server, trustedProxies: undefined, spoolDir: undefined } : c.upstream);
+      const fixed = (['server', 'upstream'] as const).filter((k) => fixedPart(next, k) !== fixedPart(config, k));
       if (fixed.length > 0) log.warn({ file: configFile, sections: fixed }, 'changes to these sections take effect only after a restart');
     } catch (err) {
       // A bad new policy must not take the gateway down or open it up: keep the old one.

@@ -2,7 +2,7 @@
  * JSON Schema of the policy file. Ajv applies the defaults written here, so every default the
  * gateway runs with is visible in one place (and in docs/configuration.md).
  * Rule `require`/`limits` fields deliberately have no defaults: an unset field inherits from
- * `defaultRule`, which does have them (see src/config/rules.ts).
+ * `defaultRule`, which does have them (see src/security/policy.ts).
  */
 
 const cidrList = { type: 'array', items: { type: 'string', minLength: 1 }, default: [] } as const;

@@ -47,6 +47,10 @@ export function checkSemantics(c: GatewayConfig, origin: string, ruleOrigins: re
     if (v !== undefined && URL.canParse(v) && (new URL(v).search || new URL(v).hash)) at(`/server/${key}`, 'must not have a query or fragment');
   }
   if (c.upstream.url !== undefined && !URL.canParse(c.upstream.url)) at('/upstream/url', 'must be an absolute URL');
+  // Credentials in the URL would be logged with it and are not sent by the proxy anyway.
+  if (c.upstream.url !== undefined && URL.canParse(c.upstream.url) && (new URL(c.upstream.url).username || new URL(c.upstream.url).password)) {
+    at('/upstream/url', 'must not contain credentials (user:password@)');
+  }
   c.upstream.aliases.forEach((a, i) => {
     if (!URL.canParse(a)) at(`/upstream/aliases/${i}`, 'must be an absolute URL');
   });

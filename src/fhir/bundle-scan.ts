@@ -36,6 +36,8 @@ const MAX_DEPTH = 100;
 const MAX_KEY = 64;
 const MAX_SHORT_STRING = 64;
 const MAX_URL = 8192;
+/** Every key the scanner reads, wherever it reads it; duplicates of these are refused. */
+const READ_KEYS = new Set(['resourceType', 'type', 'entry', 'request', 'resource', 'method', 'url', 'ifNoneExist']);
 
 interface Token {
   name: string;
@@ -145,8 +147,10 @@ class BundleScanner extends Writable {
         const top = this.stack[this.stack.length - 1];
         if (!top || top.kind !== 'object') throw bad('malformed JSON');
         const key = this.keyTooLong ? '\u0000long' : this.keyBuf;
-        if (top.seen) {
-          if (top.seen.has(key)) throw bad(`duplicate key '${key.slice(0, MAX_KEY)}'`);
+        // Only the keys we read can be used to make the upstream act on something we did not
+        // check; remembering every key would let a key flood cost ~10x the body in heap.
+        if (top.seen && READ_KEYS.has(key)) {
+          if (top.seen.has(key)) throw bad(`duplicate key '${key}'`);
           top.seen.add(key);
         }
         top.key = key;

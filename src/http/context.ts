@@ -25,11 +25,12 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const kPeer = Symbol('fhir-binary-gateway.peer');
 
 /**
- * Headers the gateway reads and relies on. Naming one in Connection would make us (RFC 9110
- * §7.6.1) strip it before the upstream, so the upstream would act on a request that differs
- * from the one we checked: refused.
+ * Headers whose meaning the gateway checks or relies on (X-Security-Context: the binary plane's
+ * access-control proxy). Naming one in Connection would make us (RFC 9110 §7.6.1) strip it
+ * before the upstream, so the upstream would act on a request that differs from the one we
+ * checked: refused.
  */
-const NOT_HOP_BY_HOP = new Set(['authorization', 'host', 'content-length', 'content-type', 'transfer-encoding', 'x-security-context']);
+const NOT_HOP_BY_HOP = new Set(['authorization', 'host', 'content-length', 'content-type', 'transfer-encoding', 'if-none-exist', 'x-security-context']);
 
 export function rejectConnectionNamed(connection: string | undefined): void {
   if (connection === undefined) return;

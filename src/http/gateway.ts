@@ -1,7 +1,8 @@
-import { createReadStream } from 'node:fs';
+import { createReadStream, type ReadStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
+import { finished } from 'node:stream';
 import type { Logger } from 'pino';
 import { createAccessLogger } from '../logging/logger.js';
 import type { GatewayConfig } from '../config/types.js';
@@ -29,8 +30,10 @@ export interface GatewayState {
 }
 
 export function buildState(config: GatewayConfig, basePath: string, previous?: GatewayState): GatewayState {
-  // Keep the verifier (and its caches) across reloads unless what it verifies against changed.
-  const sameAuth = previous && JSON.stringify(previous.config.auth) === JSON.stringify(config.auth);
+  // Keep the verifier (and its caches) across reloads unless what it verifies against may have
+  // changed. A jwksFile is re-read on every reload: rotating a key means rewriting that file in
+  // place, and a revoked key must stop working when the operator says reload.
+  const sameAuth = previous && !config.auth.jwksFile && JSON.stringify(previous.config.auth) === JSON.stringify(config.auth);
   const verifier = sameAuth ? previous.deps.verifier : new TokenVerifier(config.auth);
   return {
     config,
@@ -88,7 +91,8 @@ export class Gateway {
     const st = this.state;
     // The id comes first so that every refusal, even of a malformed request, can be traced.
     const rec: AccessRecord = { id: requestIdOf(req), ctx: undefined, interaction: undefined, code: undefined };
-    if (this.accessLog.isLevelEnabled('info')) res.once('finish', () => this.access(rec, res));
+    // On close, not finish: an exchange cut short (client gone, upstream broke off) gets its line too.
+    if (this.accessLog.isLevelEnabled('info')) res.once('close', () => this.access(rec, res));
     try {
       rec.ctx = buildContext(req, st.trustedProxies, rec.id);
       rec.interaction = classifyRequest({ method: req.method ?? '', url, basePath: st.basePath, headers: req.headers });
@@ -156,34 +160,32 @@ export class Gateway {
       maxBytes: requestRule.limits.maxRequestBytes,
       maxEntries: st.config.bundles.maxEntries,
     });
-    const removeSpool = () => void unlink(scanned.file).catch(() => undefined);
-    try {
-      const authorization = req.headers.authorization;
-      const bundle: Interaction = { ...interaction, interaction: scanned.type };
-      const bundleRule = st.policy.ruleFor(bundle);
-      await runChecks({ ctx, interaction: bundle, rule: bundleRule, authorization, contentLength: scanned.size, principal }, st.deps);
-      for (const entry of scanned.entries) {
-        try {
-          const ei = classifyEntry(entry.method, entry.url, entry.ifNoneExist !== undefined ? { ifNoneExist: entry.ifNoneExist } : undefined);
-          if (entry.resourceType !== undefined && (ei.interaction === 'create' || ei.interaction === 'update') && entry.resourceType !== ei.resourceType) {
-            throw new GatewayError('BAD_BUNDLE', `resource is ${entry.resourceType.slice(0, 64)} but request.url names ${ei.resourceType}`);
-          }
-          await runChecks({ ctx, interaction: ei, rule: st.policy.ruleFor(ei), authorization, contentLength: undefined, principal }, st.deps);
-        } catch (err) {
-          throw isGatewayError(err) ? forEntry(err, entry.index) : err;
+    // The spool file holds the whole body (PHI): it goes when the exchange ends, however it
+    // ends. finished() also fires for a response that closed while we were still checking.
+    let body: ReadStream | undefined;
+    finished(res, () => {
+      body?.destroy();
+      void unlink(scanned.file).catch(() => undefined);
+    });
+    const authorization = req.headers.authorization;
+    const bundle: Interaction = { ...interaction, interaction: scanned.type };
+    const bundleRule = st.policy.ruleFor(bundle);
+    await runChecks({ ctx, interaction: bundle, rule: bundleRule, authorization, contentLength: scanned.size, principal }, st.deps);
+    for (const entry of scanned.entries) {
+      try {
+        const ei = classifyEntry(entry.method, entry.url, entry.ifNoneExist !== undefined ? { ifNoneExist: entry.ifNoneExist } : undefined);
+        if (entry.resourceType !== undefined && (ei.interaction === 'create' || ei.interaction === 'update') && entry.resourceType !== ei.resourceType) {
+          throw new GatewayError('BAD_BUNDLE', `resource is ${entry.resourceType.slice(0, 64)} but request.url names ${ei.resourceType}`);
         }
+        await runChecks({ ctx, interaction: ei, rule: st.policy.ruleFor(ei), authorization, contentLength: undefined, principal }, st.deps);
+      } catch (err) {
+        throw isGatewayError(err) ? forEntry(err, entry.index) : err;
       }
-      res.once('close', removeSpool);
-      this.passThrough.forward(req, res, ctx, {
-        path,
-        forwardAuthorization: bundleRule.forwardAuthorization,
-        body: createReadStream(scanned.file),
-        contentLength: scanned.size,
-      });
-    } catch (err) {
-      removeSpool();
-      throw err;
     }
+    // A client that went away while we checked gets nothing executed on its behalf.
+    if (res.destroyed || req.socket.destroyed) return;
+    body = createReadStream(scanned.file);
+    this.passThrough.forward(req, res, ctx, { path, forwardAuthorization: bundleRule.forwardAuthorization, body, contentLength: scanned.size });
   }
 
   private async passEither(st: GatewayState, ctx: RequestContext, interaction: Interaction, principal: Principal, req: IncomingMessage): Promise<EffectiveRule> {
@@ -228,6 +230,7 @@ export class Gateway {
         operation: i?.operation,
         status: res.statusCode,
         ...(rec.code ? { code: rec.code } : {}),
+        ...(res.writableFinished ? {} : { aborted: true }),
         ms: ctx ? Math.round((performance.now() - ctx.startedAt) * 10) / 10 : undefined,
       },
       'request',

@@ -29,20 +29,33 @@ function connectionNamed(connection: unknown): Set<string> | undefined {
  * cannot name them in Connection to make us drop them. Built by copying rather than deleting:
  * deleting keys turns the object into a slow dictionary for everything that reads it after.
  */
-export function upstreamHeaders(headers: IncomingHttpHeaders, ctx: RequestContext, forwardAuthorization: boolean): IncomingHttpHeaders {
+export function upstreamHeaders(headers: IncomingHttpHeaders, ctx: RequestContext, forwardAuthorization: boolean, publicHost: string | undefined): IncomingHttpHeaders {
   const named = connectionNamed(headers.connection);
   const out: IncomingHttpHeaders = {};
   for (const name in headers) {
-    if (REQUEST_DROPPED.has(name) || named?.has(name)) continue;
+    if (REQUEST_DROPPED.has(name) || named?.has(name) || lookalike(name)) continue;
     if (name === 'authorization' && !forwardAuthorization) continue;
     out[name] = headers[name];
   }
   const peer = ctx.peerIp.toString();
   out['x-forwarded-for'] = ctx.forwardedChain.length > 0 ? `${ctx.forwardedChain.join(', ')}, ${peer}` : peer;
   out['x-forwarded-proto'] = ctx.proto;
-  if (headers.host !== undefined) out['x-forwarded-host'] = headers.host;
+  // The configured public host when there is one: an upstream that builds links from it must not
+  // be handed whatever Host the client chose.
+  const host = publicHost ?? headers.host;
+  if (host !== undefined) out['x-forwarded-host'] = host;
   out['x-request-id'] = ctx.id;
   return out;
+}
+
+/**
+ * Headers that other software reads as forwarding or routing information: any other
+ * `x-forwarded-*`, the IIS/Symfony rewrite headers, and any name with `_`, which CGI, WSGI and
+ * Rack fold into `-` (so `x_forwarded_for` would become a second X-Forwarded-For; nginx drops
+ * such names by default for the same reason).
+ */
+function lookalike(name: string): boolean {
+  return name.includes('_') || name.startsWith('x-forwarded-') || name === 'x-original-url' || name === 'x-rewrite-url';
 }
 
 /** Rewrites an absolute URL under one of the upstream's bases to the same path under the public base. */

@@ -24,6 +24,8 @@ interface ForwardState {
   readonly owner: PassThrough;
   readonly ctx: RequestContext;
   readonly res: ServerResponse;
+  /** A replacement body (spooled, size-limited): destroyed when the exchange ends early, or its fd would stay open. */
+  readonly body: Readable | undefined;
   proxyReq: ClientRequest | undefined;
   proxyRes: IncomingMessage | undefined;
   /** Set when we abort the upstream request ourselves (timeout, size limit): this is what the client hears. */
@@ -44,8 +46,10 @@ export interface ForwardOptions {
 
 /** The client went away before the answer was complete: let go of the upstream exchange too, or its socket would sit half-read and never return to the pool. */
 function onClientClose(this: WithState<ServerResponse>): void {
-  if (this.writableFinished) return;
   const st = this[kState];
+  // Whatever happened, a replacement body is done with once the client's exchange is over.
+  st?.body?.destroy();
+  if (this.writableFinished) return;
   st?.proxyRes?.destroy();
   st?.proxyReq?.destroy();
 }
@@ -62,8 +66,11 @@ function onIdle(this: WithState<ClientRequest>): void {
 }
 
 /** The upstream died mid-answer: cut the client too, so it never takes a truncated body for a whole one. */
-function onUpstreamResponseError(this: WithState<IncomingMessage>): void {
-  this[kState]?.res.destroy();
+function onUpstreamResponseError(this: WithState<IncomingMessage>, err: Error): void {
+  const st = this[kState];
+  if (!st) return;
+  st.owner.logBroken(st, err);
+  st.res.destroy();
 }
 
 /**
@@ -76,8 +83,8 @@ export class PassThrough {
   readonly upstreamBase: string;
   /** upstream.url and its aliases: the prefixes rewritten to the public base in Location headers. */
   private readonly upstreamBases: readonly string[];
-  /** Set once the listen address is known when no publicBaseUrl is configured. */
-  publicBase: string;
+  private publicBaseUrl = '';
+  private publicHost: string | undefined;
   readonly timeoutMs: number;
   private readonly onError: httpProxy.ErrorCallback;
 
@@ -86,7 +93,7 @@ export class PassThrough {
     publicBase: string,
     private readonly log: Logger,
   ) {
-    this.publicBase = publicBase.replace(/\/+$/, '');
+    this.publicBase = publicBase;
     this.upstreamBase = upstream.url.replace(/\/+$/, '');
     this.upstreamBases = [this.upstreamBase, ...upstream.aliases.map((a) => a.replace(/\/+$/, ''))];
     this.timeoutMs = upstream.timeoutMs;
@@ -123,11 +130,21 @@ export class PassThrough {
     this.onError = (err, req, res) => this.handleError(err as NodeJS.ErrnoException, req as WithState<IncomingMessage>, res as ServerResponse);
   }
 
+  /** Set once the listen address is known when no publicBaseUrl is configured. */
+  set publicBase(url: string) {
+    this.publicBaseUrl = url.replace(/\/+$/, '');
+    this.publicHost = url && URL.canParse(url) ? new URL(url).host : undefined;
+  }
+
+  get publicBase(): string {
+    return this.publicBaseUrl;
+  }
+
   forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, opts: ForwardOptions): void {
-    const state: ForwardState = { owner: this, ctx, res, proxyReq: undefined, proxyRes: undefined, failure: undefined };
+    const state: ForwardState = { owner: this, ctx, res, body: opts.body, proxyReq: undefined, proxyRes: undefined, failure: undefined };
     (req as WithState<IncomingMessage>)[kState] = state;
     (res as WithState<ServerResponse>)[kState] = state;
-    req.headers = upstreamHeaders(req.headers, ctx, opts.forwardAuthorization);
+    req.headers = upstreamHeaders(req.headers, ctx, opts.forwardAuthorization, this.publicHost);
     if (opts.contentLength !== undefined) req.headers['content-length'] = String(opts.contentLength);
     req.url = opts.path;
     res.on('close', onClientClose);
@@ -143,6 +160,10 @@ export class PassThrough {
   close(): void {
     this.proxy.close();
     this.agent.destroy();
+  }
+
+  logBroken(state: ForwardState, err: Error): void {
+    this.log.warn({ reqId: state.ctx.id, cause: (err as NodeJS.ErrnoException).code ?? err.message }, 'upstream response broke off');
   }
 
   fail(state: ForwardState, err: GatewayError): void {
@@ -186,7 +207,9 @@ export class PassThrough {
 
   private handleError(err: NodeJS.ErrnoException, req: WithState<IncomingMessage>, res: ServerResponse): void {
     const state = req[kState];
-    if (res.destroyed || !state) return;
+    if (!state) return;
+    state.body?.destroy();
+    if (res.destroyed) return;
     let out: GatewayError;
     if (state.failure) out = state.failure;
     else if (isGatewayError(err)) out = err;

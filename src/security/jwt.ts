@@ -79,7 +79,6 @@ export class TokenVerifier {
     } else if (auth.jwksFile) {
       const set = JSON.parse(readFileSync(auth.jwksFile, 'utf8')) as JSONWebKeySet;
       this.keys = createLocalJWKSet(set);
-      this.knownKids = kidsOf(set);
     } else {
       // No key source: every token is refused rather than trusted.
       this.keys = async () => {

@@ -151,7 +151,10 @@ function parseRestrictions(query: string): (readonly [string, string])[] | undef
   if (!RESTRICTION_SHAPE.test(query)) return undefined;
   const out: (readonly [string, string])[] = [];
   const seen = new Set<string>();
-  for (const [name, value] of new URLSearchParams(query)) {
+  // ';' separates parameters too for the classifier (old CGI convention some servers still
+  // follow): split on it here as well, or a parameter hidden behind ';' (`code=x;_include=…`)
+  // would be seen by such an upstream and not by us. Seeing more parameters only refuses more.
+  for (const [name, value] of new URLSearchParams(query.replaceAll(';', '&'))) {
     if (!RESTRICTION_NAME.test(name) || value === '') return undefined;
     // A comma is FHIR search OR; `?category=a,b` is refused rather than interpreted.
     if (value.includes(',')) return undefined;
@@ -286,7 +289,10 @@ function parseQuery(query: string): QueryParam[] {
   // URLSearchParams decodes percent-escapes and `+` the way servlet containers and Node servers
   // do, so `pati%65nt` is compared as `patient`. Names are compared case-sensitively (FHIR search
   // parameter names are case-sensitive).
-  for (const [name, value] of new URLSearchParams(query)) {
+  // ';' separates parameters too for the classifier (old CGI convention some servers still
+  // follow): split on it here as well, or a parameter hidden behind ';' (`code=x;_include=…`)
+  // would be seen by such an upstream and not by us. Seeing more parameters only refuses more.
+  for (const [name, value] of new URLSearchParams(query.replaceAll(';', '&'))) {
     const cut = name.search(/[:.]/);
     out.push({ name, base: cut === -1 ? name : name.slice(0, cut), value });
   }
