@@ -436,3 +436,14 @@ t.test('every policies/examples/*.yaml parses', async (t) => {
     t.equal(c.defaultRule.require.https, false);
   });
 });
+
+t.test('a rule naming a resource type that does not exist is refused (it would never apply)', async (t) => {
+  t.same(
+    problems(t, () => build({ ...minimal(), rules: [{ name: 'tight', match: { resourceTypes: ['Binray', 'Patient', 'Documentreference'] }, require: { ipAllow: ['10.0.0.0/8'] } }] })),
+    [
+      "test.yaml: /rules/0/match/resourceTypes/0: 'Binray' is not a FHIR R4 resource type",
+      "test.yaml: /rules/0/match/resourceTypes/2: 'Documentreference' is not a FHIR R4 resource type (did you mean 'DocumentReference'?)",
+    ],
+  );
+  t.equal(build({ ...minimal(), rules: [{ name: 'any', match: { resourceTypes: ['*'] } }] }).rules.length, 1, "'*' is fine");
+});

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { canonicalResourceType, isResourceType } from '../fhir/resource-types.js';
 import { parseRange } from '../security/ip.js';
 import type { GatewayConfig, RuleRequire } from './types.js';
 
@@ -39,6 +40,12 @@ export function checkSemantics(c: GatewayConfig, origin: string, ruleOrigins: re
     checkRequire('/require', rule.require, report);
     if (names.has(rule.name)) report('/name', `duplicate rule name '${rule.name}'`);
     names.add(rule.name);
+    // A misspelt type would make the rule silently never apply: a tightening rule would fail open.
+    rule.match.resourceTypes?.forEach((type, j) => {
+      if (type === '*' || isResourceType(type)) return;
+      const canonical = canonicalResourceType(type);
+      report(`/match/resourceTypes/${j}`, `'${type}' is not a FHIR R4 resource type${canonical ? ` (did you mean '${canonical}'?)` : ''}`);
+    });
   });
 
   for (const key of ['publicBaseUrl'] as const) {

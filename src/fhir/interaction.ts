@@ -13,10 +13,6 @@ export type InteractionKind =
   | 'transaction'
   | 'capabilities';
 
-export const INTERACTION_KINDS: readonly InteractionKind[] = [
-  'read', 'vread', 'update', 'patch', 'delete', 'create', 'search', 'history',
-  'operation', 'batch', 'transaction', 'capabilities',
-];
 
 /**
  * What one request (or one Bundle entry) asks the FHIR server to do. Produced by the one

@@ -1,4 +1,4 @@
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyServerFactory } from 'fastify';
 import { GatewayError } from '../errors.js';
@@ -67,4 +67,3 @@ function clientErrorHandler(err: Error & { code?: string }, socket: Socket): voi
   socket.end(head + body, () => socket.destroy());
 }
 
-export type RoutingFn = (req: IncomingMessage, res: ServerResponse) => void;
