@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 NPM ?= npm
 
-.PHONY: run test build install typecheck bench clean
+.PHONY: run test build install typecheck lint bench clean
 
 node_modules/.package-lock.json: package.json package-lock.json
 	$(NPM) ci --no-audit --no-fund
@@ -16,12 +16,16 @@ build: install
 typecheck: install
 	npx tsc -p tsconfig.test.json --noEmit
 
+# Type-aware lint rules that catch real bugs (floating promises, type-only imports, exhaustive switches).
+lint: install
+	npx eslint src
+
 # Starts the gateway on its embedded defaults (demo mode when no upstream is configured).
 run: build
 	node bin/fhir-binary-gateway.js $(if $(CONFIG),--config $(CONFIG),)
 
 # Builds, type-checks and runs every test (unit and integration, against real servers).
-test: build typecheck
+test: build typecheck lint
 	$(NPM) test --silent
 
 bench: build

@@ -106,7 +106,10 @@ async function main(): Promise<number> {
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ signal }, 'shutting down');
-      running.close().finally(() => {
+      void running
+        .close()
+        .catch((err: unknown) => log.error({ err: err instanceof Error ? err.message : String(err) }, 'shutdown did not complete cleanly'))
+        .finally(() => {
         demo?.stop();
         // Asynchronous destination: exiting before the flush completes loses the last lines.
         log.flush(() => resolve());

@@ -40,7 +40,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   let server!: Server;
   const app = buildApp({
     serverFactory: (appHandler) => {
-      const toApp = appHandler as (req: IncomingMessage, res: ServerResponse) => void;
+      const toApp = appHandler;
       gateway = new Gateway(buildState(config, basePath), passThrough, toApp, log);
       const tls = config.server.tls;
       server = tls

@@ -101,7 +101,7 @@ function resolvePaths(obj: Record<string, unknown>, baseDir: string): void {
   const server = obj['server'] as Record<string, unknown>;
   if (typeof server['spoolDir'] === 'string') server['spoolDir'] = resolve(baseDir, server['spoolDir']);
   const tls = server['tls'] as Record<string, unknown> | undefined;
-  if (tls) for (const k of ['certFile', 'keyFile']) if (typeof tls[k] === 'string') tls[k] = resolve(baseDir, tls[k] as string);
+  if (tls) for (const k of ['certFile', 'keyFile']) if (typeof tls[k] === 'string') tls[k] = resolve(baseDir, tls[k]);
 }
 
 /**
@@ -127,6 +127,8 @@ export function buildConfig(raw: unknown, origin: string, baseDir: string, env: 
       problems.push(...(validateInclude.errors ?? []).map((e) => describe(file, e)));
       continue;
     }
+    // Ajv's guard types incRaw from the schema loosely; name the shape it was just validated against.
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion
     const incRules = (incRaw as { rules: unknown[] }).rules;
     // Problems found later in an included rule name that file and the rule's index in it.
     incRules.forEach((_, index) => ruleOrigins.push({ file, index }));

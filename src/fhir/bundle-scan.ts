@@ -81,18 +81,18 @@ class BundleScanner extends Writable {
     const s = this.stack;
     // root object
     if (s.length === 1) return 'root';
-    if (s.length === 2 && s[0]!.kind === 'object' && s[0]!.key === 'entry' && s[1]!.kind === 'array') return 'entries';
+    if (s.length === 2 && s[0].kind === 'object' && s[0].key === 'entry' && s[1].kind === 'array') return 'entries';
     if (s.length === 3 && this.inEntries()) return 'entry';
-    if (s.length === 4 && this.inEntries() && s[2]!.kind === 'object') {
-      if (s[2]!.key === 'request') return 'request';
-      if (s[2]!.key === 'resource') return 'resource';
+    if (s.length === 4 && this.inEntries() && s[2].kind === 'object') {
+      if (s[2].key === 'request') return 'request';
+      if (s[2].key === 'resource') return 'resource';
     }
     return 'other';
   }
 
   private inEntries(): boolean {
     const s = this.stack;
-    return s[0]!.kind === 'object' && s[0]!.key === 'entry' && s[1]!.kind === 'array' && s[2]!.kind === 'object';
+    return s[0].kind === 'object' && s[0].key === 'entry' && s[1].kind === 'array' && s[2].kind === 'object';
   }
 
   private token(tok: Token): void {
@@ -197,7 +197,7 @@ class BundleScanner extends Writable {
   /** A scalar where an array or object is required (Bundle.entry, an entry, entry.request/resource) is refused. */
   private scalar(): void {
     if (this.stack.length === 0) return;
-    const top = this.stack[this.stack.length - 1]!;
+    const top = this.stack[this.stack.length - 1];
     this.mustBeObject(this.where(), top.kind === 'object' ? top.key : undefined);
   }
 

@@ -171,7 +171,7 @@ function classifyTarget(
   if (rel.length === 0) return routeBase(method, query, entry);
   const s = rel.split('/');
   const n = s.length;
-  const s0 = s[0]!;
+  const s0 = s[0];
 
   if (n === 1) {
     if (s0 === 'metadata') {
@@ -204,7 +204,7 @@ function classifyTarget(
 
   if (n === 1) return routeType(method, type, query, conditionalCreate, entry);
 
-  const s1 = s[1]!;
+  const s1 = s[1];
   if (s1 === '_search') {
     if (n !== 2) throw notFound();
     // R4 http.html "search": POST [base]/[type]/_search (parameters in the body and/or query).
@@ -228,7 +228,7 @@ function classifyTarget(
   const id = fhirId(s1, 'id');
   if (n === 2) return routeInstance(method, type, id, query, entry);
 
-  const s2 = s[2]!;
+  const s2 = s[2];
   if (s2 === '_history') {
     if (n === 3) {
       if (isRead(method)) {
@@ -236,7 +236,7 @@ function classifyTarget(
       }
       throw methodNotAllowed(method, '[type]/[id]/_history', ALLOW_READ, entry);
     }
-    const versionId = fhirId(s[3]!, 'version id');
+    const versionId = fhirId(s[3], 'version id');
     if (n === 4) {
       // R4 http.html "vread": GET [base]/[type]/[id]/_history/[vid].
       if (isRead(method)) {
@@ -252,7 +252,7 @@ function classifyTarget(
       }
       throw methodNotAllowed(method, '[type]/[id]/_history/[vid]', ALLOW_READ, entry);
     }
-    const s4 = s[4]!;
+    const s4 = s[4];
     if (n === 5 && s4.charCodeAt(0) === DOLLAR) {
       // R4 operations.html: operations on a specific version, e.g. $meta on _history/[vid].
       const operation = operationName(s4);

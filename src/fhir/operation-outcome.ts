@@ -22,7 +22,7 @@ function formatParam(query: string): string | undefined {
   for (const part of query.split('&')) {
     if (part.startsWith('_format=')) {
       try {
-        return decodeURIComponent(part.slice(8).replace(/\+/g, ' ')).split(';')[0]!.trim();
+        return decodeURIComponent(part.slice(8).replace(/\+/g, ' ')).split(';')[0].trim();
       } catch {
         return undefined;
       }
@@ -59,8 +59,8 @@ function xmlEscape(s: string): string {
 export function renderOutcome(err: GatewayError, requestId: string | undefined, format: FhirFormat): { body: string; contentType: string } {
   const oo = outcomeOf(err, requestId);
   if (format === 'json') return { body: JSON.stringify(oo), contentType: 'application/fhir+json; charset=utf-8' };
-  const issue = oo.issue[0]!;
-  const coding = issue.details.coding[0]!;
+  const issue = oo.issue[0];
+  const coding = issue.details.coding[0];
   const body =
     '<?xml version="1.0" encoding="UTF-8"?>' +
     '<OperationOutcome xmlns="http://hl7.org/fhir"><issue>' +

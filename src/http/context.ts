@@ -59,7 +59,7 @@ export function scanHeaders(raw: readonly string[]): ScannedHeaders {
   const out: ScannedHeaders = { xff: undefined, realIp: undefined, xfp: undefined };
   let seen = 0;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
+    const name = raw[i];
     if (!SCANNED_LENGTHS.has(name.length)) continue;
     const lname = name.toLowerCase();
     let bit = 0;
@@ -77,13 +77,13 @@ export function scanHeaders(raw: readonly string[]): ScannedHeaders {
         bit = 8;
         break;
       case 'x-forwarded-for':
-        (out.xff ??= []).push(...raw[i + 1]!.split(',').map((v) => v.trim()));
+        (out.xff ??= []).push(...raw[i + 1].split(',').map((v) => v.trim()));
         continue;
       case 'x-real-ip':
-        (out.realIp ??= []).push(...raw[i + 1]!.split(',').map((v) => v.trim()));
+        (out.realIp ??= []).push(...raw[i + 1].split(',').map((v) => v.trim()));
         continue;
       case 'x-forwarded-proto':
-        (out.xfp ??= []).push(...raw[i + 1]!.split(',').map((v) => v.trim()));
+        (out.xfp ??= []).push(...raw[i + 1].split(',').map((v) => v.trim()));
         continue;
       default:
         continue;
@@ -135,13 +135,13 @@ export function buildContext(req: IncomingMessage, trustedProxies: readonly Rang
     if (xffAddrs && xffAddrs.length > 0) {
       // Walk right to left through trusted hops; the first untrusted one is the client.
       let i = xffAddrs.length - 1;
-      while (i > 0 && inRanges(xffAddrs[i]!, trustedProxies)) i--;
+      while (i > 0 && inRanges(xffAddrs[i], trustedProxies)) i--;
       clientIp = xffAddrs[i]!;
       forwardedChain = xff!.slice(i);
     }
     const xfp = scanned.xfp;
     if (xfp && xfp.length > 0 && proto === 'http') {
-      const last = xfp[xfp.length - 1]!.toLowerCase();
+      const last = xfp[xfp.length - 1].toLowerCase();
       if (last !== 'http' && last !== 'https') throw new GatewayError('BAD_FORWARDED_HEADER', 'X-Forwarded-Proto');
       proto = last;
     }

@@ -122,12 +122,12 @@ export class PassThrough {
       selfHandleResponse: true,
       secure: upstream.rejectUnauthorized,
     });
-    this.proxy.on('proxyReq', (proxyReq, req) => this.onProxyReq(proxyReq as WithState<ClientRequest>, req as WithState<IncomingMessage>));
-    this.proxy.on('proxyRes', (proxyRes, req, res) => this.onProxyRes(proxyRes, req as WithState<IncomingMessage>, res as ServerResponse));
+    this.proxy.on('proxyReq', (proxyReq, req) => this.onProxyReq(proxyReq, req));
+    this.proxy.on('proxyRes', (proxyRes, req, res) => this.onProxyRes(proxyRes, req, res));
     // http-proxy reports a client that went away first as 'econnreset'; nothing to answer then.
     this.proxy.on('econnreset', () => undefined);
     // One bound handler for every request (not a closure each); http-proxy passes req and res back.
-    this.onError = (err, req, res) => this.handleError(err as NodeJS.ErrnoException, req as WithState<IncomingMessage>, res as ServerResponse);
+    this.onError = (err, req, res) => this.handleError(err, req, res as ServerResponse);
   }
 
   /** Set once the listen address is known when no publicBaseUrl is configured. */

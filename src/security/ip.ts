@@ -72,12 +72,12 @@ export function inRanges(addr: Address, ranges: readonly Range[]): boolean {
   let mapped: ipaddr.IPv6 | undefined;
   for (const [net, bits] of ranges) {
     if (net.kind() === kind) {
-      if (addr.match(net as never, bits)) return true;
+      if (addr.match(net, bits)) return true;
     } else if (kind === 'ipv4' && bits < 96) {
       // parseRange turns mapped ranges of /96 and longer into IPv4 ones; a shorter IPv6 range
       // (`::/0`, `::/80`) can still contain ::ffff:0:0/96, i.e. every IPv4 client.
       mapped ??= (addr as ipaddr.IPv4).toIPv4MappedAddress();
-      if (mapped.match(net as ipaddr.IPv6, bits)) return true;
+      if (mapped.match(net, bits)) return true;
     }
   }
   return false;

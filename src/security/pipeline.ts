@@ -80,7 +80,7 @@ export const requireBearer: Check = ({ rule, authorization, principal }, { verif
 function adopt(principal: Principal, verified: VerifiedToken): void {
   let scopes = scopeCache.get(verified);
   if (!scopes) {
-    scopes = parseScopes(verified.claims as Record<string, unknown>);
+    scopes = parseScopes(verified.claims);
     scopeCache.set(verified, scopes);
   }
   principal.token = verified;
@@ -126,7 +126,7 @@ export const PRE_BODY_CHECKS: readonly Check[] = [requireTransport, requireAddre
  */
 export function runChecks(input: CheckInput, deps: PipelineDeps, checks: readonly Check[] = CHECKS): Promise<void> | undefined {
   for (let i = 0; i < checks.length; i++) {
-    const r = checks[i]!(input, deps);
+    const r = checks[i](input, deps);
     if (r) return r.then(() => runChecks(input, deps, checks.slice(i + 1)));
   }
   return undefined;

@@ -126,8 +126,8 @@ export function parseSmartScope(scope: string): SmartScope | undefined {
   const m = SMART_SHAPE.exec(scope);
   if (!m) return undefined;
   const context = m[1] as SmartContext;
-  const resourceType = m[2] as string;
-  const perms = m[3] as string;
+  const resourceType = m[2];
+  const perms = m[3];
   const query = m[4];
   if (resourceType !== '*' && !RESOURCE_TYPE.test(resourceType)) return undefined;
 
