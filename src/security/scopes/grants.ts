@@ -1,0 +1,98 @@
+/** Deciding whether a scope set grants one classified interaction. */
+
+import type { Interaction } from '../../fhir/interaction.js';
+import type { ScopeSet, SmartGrantContext, SmartScope } from './types.js';
+import { FHIR_ID } from './parse.js';
+import { staysInPatientCompartment } from './patient-compartment.js';
+import { parseQuery, reachesOtherTypes, type QueryParam } from './query.js';
+import { requirement } from './requirement.js';
+
+export function covers(scope: SmartScope, type: string, letter: string): boolean {
+  return (scope.resourceType === '*' || scope.resourceType === type) && scope.permissions.includes(letter);
+}
+
+export function isUnrestrictedUserOrSystem(scope: SmartScope): boolean {
+  return scope.context !== 'patient' && scope.restrictions.length === 0;
+}
+
+/**
+ * Whether the scopes grant the interaction. Scopes are a union (OR): for `user/` and `system/`
+ * unrestricted scopes, the letters of all scopes covering the type are pooled (`user/Patient.cr`
+ * plus `user/*.uds` cover a request needing `cruds` on Patient). A restricted or `patient/` scope
+ * is never pooled: it must, on its own, hold the single letter the request needs and satisfy its
+ * own condition. Requests needing several letters (operations, conditional writes) are therefore
+ * granted only by unrestricted `user/`/`system/` scopes.
+ */
+export function smartGrants(set: ScopeSet, request: Interaction, ctx: SmartGrantContext = {}): boolean {
+  const req = requirement(request);
+  if (req.kind === 'none') return true;
+  if (req.kind === 'never') return false;
+
+  const params = parseQuery(typeof request.query === 'string' ? request.query : '');
+  if (reachesOtherTypes(request, params, ctx)) {
+    // The response may carry (or be shaped by) resources of any type: require an unrestricted
+    // user/ or system/ grant to search or read every type, in addition to the request's own grant.
+    const everyType = set.smart.some(
+      (s) => isUnrestrictedUserOrSystem(s) && s.resourceType === '*' && (s.permissions.includes('s') || s.permissions.includes('r')),
+    );
+    if (!everyType) return false;
+  }
+
+  const pooled = new Set<string>();
+  for (const s of set.smart) {
+    if (isUnrestrictedUserOrSystem(s) && (s.resourceType === '*' || s.resourceType === req.type)) {
+      for (const l of s.permissions) pooled.add(l);
+    }
+  }
+  if ([...req.letters].every((l) => pooled.has(l))) return true;
+  if (req.letters.length !== 1) return false;
+
+  const letter = req.letters;
+  const patient = typeof ctx.patient === 'string' && FHIR_ID.test(ctx.patient) ? ctx.patient : undefined;
+  for (const s of set.smart) {
+    if (isUnrestrictedUserOrSystem(s) || !covers(s, req.type, letter)) continue;
+    // A restricted scope grants only a search (it says which search results may be seen; it says
+    // nothing about a read, write or operation, whose target we cannot check here).
+    if (s.restrictions.length > 0 && !(request.interaction === 'search' && satisfiesRestrictions(s, params))) continue;
+    if (s.context === 'patient' && (patient === undefined || !staysInPatientCompartment(request, params, patient, req.type))) {
+      continue;
+    }
+    return true;
+  }
+  return false;
+}
+
+/**
+ * What the request needs, for the error detail shown to clients, e.g. `user/Observation.r`,
+ * `user/*.cruds`, or `user/Observation.s and user/*.s` when the query reaches other types.
+ * Describes the unrestricted user-level grant that would suffice; never includes token content.
+ */
+export function describeRequired(request: Interaction, ctx: SmartGrantContext = {}): string {
+  const req = requirement(request);
+  if (req.kind === 'none') return 'no scope';
+  if (req.kind === 'never') {
+    return request.interaction === 'batch' || request.interaction === 'transaction'
+      ? 'scopes for each Bundle entry'
+      : 'no scope grants this request';
+  }
+  const own = `user/${req.type}.${req.letters}`;
+  const params = parseQuery(typeof request.query === 'string' ? request.query : '');
+  const ownCoversEveryType = req.type === '*' && (req.letters.includes('s') || req.letters.includes('r'));
+  return reachesOtherTypes(request, params, ctx) && !ownCoversEveryType ? `${own} and user/*.s` : own;
+}
+
+/**
+ * v2 restrictions (`patient/Observation.rs?category=laboratory`): the search must carry each
+ * restriction parameter exactly once, with exactly the scope's value, and no modified or chained
+ * variant of it (`category:not=…`, `category:missing=…`). Extra parameters are fine: FHIR search
+ * ANDs them, which only narrows.
+ */
+export function satisfiesRestrictions(scope: SmartScope, params: readonly QueryParam[]): boolean {
+  for (const [name, value] of scope.restrictions) {
+    const same = params.filter((p) => p.base === name);
+    if (same.length !== 1) return false;
+    const p = same[0];
+    if (p === undefined || p.name !== name || p.value !== value || p.value.includes(',')) return false;
+  }
+  return true;
+}

@@ -1,0 +1,39 @@
+/** The shapes of parsed scopes (see ../scopes.ts for the model). */
+
+export type SmartContext = 'patient' | 'user' | 'system';
+
+/** One parsed SMART clinical-data scope. */
+export interface SmartScope {
+  /** The scope string exactly as it appeared in the token. */
+  readonly scope: string;
+  readonly context: SmartContext;
+  /** A resource type name, or `*`. */
+  readonly resourceType: string;
+  /** Normalised to v2 letters in `cruds` order: v1 `read` → `rs`, `write` → `cud`, `*` → `cruds`. */
+  readonly permissions: string;
+  readonly version: 1 | 2;
+  /**
+   * v2 search restrictions (`?param=value&…`), decoded. Empty when unrestricted. A restricted
+   * scope only ever grants a search that carries every restriction (see smartGrants).
+   */
+  readonly restrictions: readonly (readonly [name: string, value: string])[];
+}
+
+/** The parsed scopes of one token. Immutable; safe to cache per token. */
+export interface ScopeSet {
+  /** Every well-formed scope token, for literal checks such as `files.write`. */
+  readonly raw: ReadonlySet<string>;
+  /** The subset of `raw` that parsed as SMART clinical-data scopes. */
+  readonly smart: readonly SmartScope[];
+}
+
+export interface SmartGrantContext {
+  /** The token's `patient` launch-context claim. Required before any `patient/` scope grants. */
+  readonly patient?: string | undefined;
+  /**
+   * Set to true only when the caller has merged the parameters of a form-encoded `POST _search`
+   * body into `request.query`. Without it a non-GET search has parameters we cannot see, so it is
+   * treated as if it carried `_include` (see smartGrants).
+   */
+  readonly searchBodyInQuery?: boolean | undefined;
+}
