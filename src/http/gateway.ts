@@ -119,7 +119,7 @@ export class Gateway {
     }
     const principal: Principal = { token: undefined, scopes: undefined };
     const path = `/${interaction.path}${interaction.query ? `?${interaction.query}` : ''}`;
-    if (interaction.interaction === 'batch') return this.forwardBundle(req, res, st, ctx, interaction, principal, path);
+    if (interaction.interaction === 'batch') return this.forwardBundle(req, res, st, ctx, interaction, principal, path, contentLength);
     const rule = st.policy.ruleFor(interaction);
     const pending = runChecks({ ctx, interaction, rule, authorization: req.headers.authorization, contentLength, principal }, st.deps);
     if (pending) return pending.then(() => this.dispatch(req, res, ctx, rule, chunked, path));
@@ -146,6 +146,7 @@ export class Gateway {
     interaction: Interaction,
     principal: Principal,
     path: string,
+    contentLength: number | undefined,
   ): Promise<void> {
     if (!JSON_BODY.test(req.headers['content-type'] ?? '')) {
       throw new GatewayError('UNSUPPORTED_MEDIA', 'batch and transaction Bundles must be sent as application/fhir+json');
@@ -153,7 +154,7 @@ export class Gateway {
     // Whether this is a batch or a transaction is in the body; before reading it, the request must
     // pass the transport/address/size/token checks of one of the two rules (the body decides which,
     // and is checked again against that one).
-    const requestRule = await this.passEither(st, ctx, interaction, principal, req);
+    const requestRule = await this.passEither(st, ctx, interaction, principal, req.headers.authorization, contentLength);
     this.continueIfExpected(req, res);
     const scanned = await spoolAndScanBundle(req, {
       dir: st.spoolDir,
@@ -188,10 +189,14 @@ export class Gateway {
     this.passThrough.forward(req, res, ctx, { path, forwardAuthorization: bundleRule.forwardAuthorization, body, contentLength: scanned.size });
   }
 
-  private async passEither(st: GatewayState, ctx: RequestContext, interaction: Interaction, principal: Principal, req: IncomingMessage): Promise<EffectiveRule> {
-    const cl = req.headers['content-length'];
-    const contentLength = cl === undefined ? undefined : Number(cl);
-    const authorization = req.headers.authorization;
+  private async passEither(
+    st: GatewayState,
+    ctx: RequestContext,
+    interaction: Interaction,
+    principal: Principal,
+    authorization: string | undefined,
+    contentLength: number | undefined,
+  ): Promise<EffectiveRule> {
     let first: unknown;
     for (const kind of ['batch', 'transaction'] as const) {
       const rule = st.policy.ruleFor({ ...interaction, interaction: kind });
