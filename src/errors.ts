@@ -56,10 +56,13 @@ export const ERRORS = {
   PAYLOAD_TOO_LARGE: def(413, 'too-long', 'The request body exceeds the size limit'),
   UNSUPPORTED_MEDIA: def(415, 'not-supported', 'The content type is not accepted here'),
   EXPECTATION_FAILED: def(417, 'not-supported', 'Only Expect: 100-continue is supported'),
+  RANGE_NOT_SATISFIABLE: def(416, 'value', 'The requested range is not within the content'),
   // 5xx: the upstream, or us.
   UPSTREAM_UNAVAILABLE: def(502, 'transient', 'The upstream FHIR server could not be reached'),
   UPSTREAM_TIMEOUT: def(504, 'timeout', 'The upstream FHIR server did not answer in time'),
   NOT_READY: def(503, 'transient', 'The gateway is not ready'),
+  STORAGE_UNAVAILABLE: def(503, 'transient', 'The object store could not be reached'),
+  BLOB_UNREADABLE: def(500, 'exception', 'The stored content cannot be read'),
   INTERNAL: def(500, 'exception', 'Internal gateway error'),
 } as const satisfies Record<string, ErrorDef>;
 

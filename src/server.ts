@@ -4,6 +4,8 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from './config/types.js';
+import { BinaryPlane } from './binary/plane.js';
+import { createBlobStore } from './storage/create.js';
 import { GatewayError } from './errors.js';
 import { buildApp } from './http/app.js';
 import { buildState, Gateway } from './http/gateway.js';
@@ -36,12 +38,14 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const passThrough = new PassThrough({ ...config.upstream, url: upstreamUrl }, config.server.publicBaseUrl ?? '', log);
   const upstreamBase = passThrough.upstreamBase;
 
+  const store = await createBlobStore(config.storage);
   let gateway!: Gateway;
+  const binary = new BinaryPlane(store, passThrough, () => gateway.current.config, log);
   let server!: Server;
   const app = buildApp({
     serverFactory: (appHandler) => {
       const toApp = appHandler;
-      gateway = new Gateway(buildState(config, basePath), passThrough, toApp, log);
+      gateway = new Gateway(buildState(config, basePath), passThrough, toApp, log, binary);
       const tls = config.server.tls;
       server = tls
         ? https.createServer({ cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile), minVersion: tls.minVersion }, gateway.handle)

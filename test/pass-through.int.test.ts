@@ -331,7 +331,7 @@ function hashingUpstream(onFirstBytes?: () => void): Parameters<typeof startReco
 }
 
 function post(gwUrl: string, headers: http.OutgoingHttpHeaders): { req: http.ClientRequest; response: Promise<{ status: number; body: string }> } {
-  const u = new URL(`${gwUrl}/fhir/Binary`);
+  const u = new URL(`${gwUrl}/fhir/Observation`);
   const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', ...headers } });
   const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
     req.on('response', (res) => {
@@ -358,7 +358,7 @@ t.test('request bodies stream: the upstream gets the first bytes before the clie
   t.equal(r.status, 201);
   const want = createHash('sha256').update(Buffer.alloc(64 * 1024, 1)).update(Buffer.alloc(64 * 1024, 2)).digest('hex');
   t.same(JSON.parse(r.body), { sha256: want, bytes: 128 * 1024 });
-  t.equal(up.requests[0]!.url, '/fhir/Binary');
+  t.equal(up.requests[0]!.url, '/fhir/Observation');
 });
 
 t.test('a ~50 MB POST body arrives intact at the upstream', async (t) => {

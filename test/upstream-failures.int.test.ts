@@ -152,7 +152,7 @@ t.test('client disconnects mid-download: the upstream response stream is destroy
   });
   const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url });
   const conn = await RawConnection.connect(portOf(gw.url));
-  await conn.write(httpMessage(['GET /fhir/Binary/b1 HTTP/1.1', HOST, AUTH, 'Accept: application/octet-stream']));
+  await conn.write(httpMessage(['GET /fhir/DocumentReference/d1 HTTP/1.1', HOST, AUTH, 'Accept: application/octet-stream']));
   t.ok(await conn.waitForBytes(64 * 1024), 'the download is flowing');
   conn.close();
   const result = await Promise.race([closed, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 3000))]);

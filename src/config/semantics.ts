@@ -78,5 +78,34 @@ export function checkSemantics(c: GatewayConfig, origin: string, ruleOrigins: re
     if (!existsSync(c.server.tls.certFile)) at('/server/tls/certFile', `file not found: ${c.server.tls.certFile}`);
     if (!existsSync(c.server.tls.keyFile)) at('/server/tls/keyFile', `file not found: ${c.server.tls.keyFile}`);
   }
+  checkStorage(c, at);
+  Object.keys(c.content.allowedTypes).forEach((type) => {
+    if (!isResourceType(type)) at(`/content/allowedTypes/${type}`, `'${type}' is not a FHIR R4 resource type`);
+  });
   return problems;
+}
+
+function checkStorage(c: GatewayConfig, at: (path: string, msg: string) => void): void {
+  const s = c.storage;
+  if (s.driver === 's3' && !s.s3) at('/storage/s3', "is required when storage.driver is 's3'");
+  if (s.driver === 'azure' && !s.azure) at('/storage/azure', "is required when storage.driver is 'azure'");
+  if (s.s3 && (s.s3.accessKeyIdEnv === undefined) !== (s.s3.secretAccessKeyEnv === undefined)) {
+    at('/storage/s3', 'set both accessKeyIdEnv and secretAccessKeyEnv, or neither (the SDK default chain)');
+  }
+  if (s.azure) {
+    const forms = [s.azure.connectionStringEnv, s.azure.accountKeyEnv, s.azure.sasTokenEnv].filter((v) => v !== undefined).length;
+    if (forms !== 1) at('/storage/azure', 'set exactly one of connectionStringEnv, accountKeyEnv (with accountName) or sasTokenEnv (with url)');
+    if (s.azure.accountKeyEnv && !s.azure.accountName) at('/storage/azure/accountName', 'is required with accountKeyEnv');
+    if (s.azure.sasTokenEnv && !s.azure.url) at('/storage/azure/url', 'is required with sasTokenEnv');
+  }
+  const enc = s.filesystem.encryption;
+  if (enc) {
+    const ids = enc.keys.map((k) => k.id);
+    if (!ids.includes(enc.activeKey)) at('/storage/filesystem/encryption/activeKey', `'${enc.activeKey}' is not among the keys`);
+    if (new Set(ids).size !== ids.length) at('/storage/filesystem/encryption/keys', 'key ids must be unique');
+    enc.keys.forEach((k, i) => {
+      if ((k.file === undefined) === (k.env === undefined)) at(`/storage/filesystem/encryption/keys/${i}`, 'set exactly one of file or env');
+      if (k.file && !existsSync(k.file)) at(`/storage/filesystem/encryption/keys/${i}/file`, `file not found: ${k.file}`);
+    });
+  }
 }

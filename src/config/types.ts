@@ -68,5 +68,44 @@ export interface GatewayConfig {
     readonly forwardAuthorization: boolean;
   };
   readonly bundles: { readonly maxEntries: number };
+  readonly storage: StorageConfig;
+  readonly content: { readonly allowedTypes: Readonly<Record<string, readonly string[]>> };
   readonly logging: { readonly level: string };
+}
+
+export interface StorageConfig {
+  readonly driver: 'filesystem' | 's3' | 'azure';
+  readonly filesystem: {
+    readonly directory: string;
+    readonly encryption?: {
+      readonly activeKey: string;
+      /** Key material: 32 bytes, base64, in a file or an environment variable (never in the policy file). */
+      readonly keys: readonly { readonly id: string; readonly file?: string; readonly env?: string }[];
+    };
+  };
+  readonly s3?: {
+    readonly bucket: string;
+    readonly region: string;
+    readonly endpoint?: string;
+    readonly forcePathStyle: boolean;
+    readonly prefix: string;
+    /** Names of the variables holding static credentials; without them the SDK's default chain (env, profile, instance role) applies. */
+    readonly accessKeyIdEnv?: string;
+    readonly secretAccessKeyEnv?: string;
+    readonly serverSideEncryption?: 'AES256' | 'aws:kms' | 'aws:kms:dsse';
+    readonly sseKmsKeyId?: string;
+    readonly partSizeBytes: number;
+    readonly queueSize: number;
+  };
+  readonly azure?: {
+    readonly container: string;
+    readonly prefix: string;
+    readonly connectionStringEnv?: string;
+    readonly accountName?: string;
+    readonly accountKeyEnv?: string;
+    readonly url?: string;
+    readonly sasTokenEnv?: string;
+    readonly blockSizeBytes: number;
+    readonly concurrency: number;
+  };
 }

@@ -10,6 +10,7 @@ import { forEntry, GatewayError, isGatewayError } from '../errors.js';
 import { spoolAndScanBundle } from '../fhir/bundle-scan.js';
 import { classifyEntry, classifyRequest } from '../fhir/classify.js';
 import type { Interaction } from '../fhir/interaction.js';
+import type { BinaryPlane } from '../binary/plane.js';
 import type { PassThrough } from '../proxy/pass-through.js';
 import { SizeLimit } from '../proxy/size-limit.js';
 import { parseRanges, type Range } from '../security/ip.js';
@@ -63,6 +64,8 @@ export class Gateway {
     private readonly passThrough: PassThrough,
     private readonly toApp: (req: IncomingMessage, res: ServerResponse) => void,
     private readonly log: Logger,
+    /** Serves the interactions it owns (raw Binary) instead of pass-through. */
+    private readonly binary?: BinaryPlane,
   ) {
     this.state = state;
     this.accessLog = createAccessLogger(log);
@@ -122,16 +125,17 @@ export class Gateway {
     if (interaction.interaction === 'batch') return this.forwardBundle(req, res, st, ctx, interaction, principal, path, contentLength);
     const rule = st.policy.ruleFor(interaction);
     const pending = runChecks({ ctx, interaction, rule, authorization: req.headers.authorization, contentLength, principal }, st.deps);
-    if (pending) return pending.then(() => this.dispatch(req, res, ctx, rule, chunked, path));
-    this.dispatch(req, res, ctx, rule, chunked, path);
-    return undefined;
+    if (pending) return pending.then(() => this.dispatch(req, res, ctx, rule, interaction, chunked, path));
+    return this.dispatch(req, res, ctx, rule, interaction, chunked, path);
   }
 
-  private dispatch(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, chunked: boolean, path: string): void {
+  private dispatch(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, interaction: Interaction, chunked: boolean, path: string): Promise<void> | undefined {
+    if (this.binary?.owns(interaction, req.headers['content-type'])) return this.binary.handle(req, res, ctx, rule, interaction, () => this.continueIfExpected(req, res));
     this.continueIfExpected(req, res);
     // A declared length is enforced by Node's parser; only chunked bodies need counting.
     const body = chunked ? req.pipe(new SizeLimit(rule.limits.maxRequestBytes)) : undefined;
     this.passThrough.forward(req, res, ctx, { path, forwardAuthorization: rule.forwardAuthorization, ...(body ? { body } : {}) });
+    return undefined;
   }
 
   /**

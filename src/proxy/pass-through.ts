@@ -1,4 +1,4 @@
-import http, { type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import http, { type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
 import httpProxy from 'http-proxy';
@@ -7,7 +7,10 @@ import type { GatewayConfig } from '../config/types.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { RequestContext } from '../http/context.js';
 import { sendError } from '../http/respond.js';
-import { prepareResponseHeaders, upstreamHeaders } from './headers.js';
+import { prepareResponseHeaders, rewriteUpstreamUrl, upstreamHeaders } from './headers.js';
+
+/** Client headers that do not belong on a request the gateway makes itself. */
+const OWN_REQUEST_DROPPED = new Set(['content-type', 'content-length', 'content-encoding', 'accept', 'accept-encoding', 'range', 'if-range', 'if-none-match', 'if-modified-since', 'x-security-context', 'host']);
 
 /** Network errors that mean "could not talk to the upstream" rather than "the upstream said no". */
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EPIPE']);
@@ -155,6 +158,39 @@ export class PassThrough {
       // No options object: http-proxy would copy its whole configuration for one.
       (this.proxy.web as (req: IncomingMessage, res: ServerResponse, cb: httpProxy.ErrorCallback) => void)(req, res, this.onError);
     }
+  }
+
+  /**
+   * A request of the gateway's own to the upstream (the binary plane writes and reads resources
+   * itself), over the same keep-alive pool and with the same header hygiene as forwarded traffic.
+   * `headers` replace the client's of the same name.
+   */
+  request(req: IncomingMessage, ctx: RequestContext, forwardAuthorization: boolean, method: string, path: string, headers: Record<string, string>): ClientRequest {
+    const base = upstreamHeaders(req.headers, ctx, forwardAuthorization, this.publicHost);
+    const out: Record<string, string | string[]> = {};
+    for (const name in base) {
+      // Our own exchange: the client's framing, conditionals and range are not the upstream's business.
+      if (OWN_REQUEST_DROPPED.has(name)) continue;
+      const v = base[name];
+      if (v !== undefined) out[name] = v;
+    }
+    const target = new URL(this.upstreamBase + path);
+    out['host'] = target.host;
+    Object.assign(out, headers);
+    const mod = target.protocol === 'https:' ? https : http;
+    const r = mod.request(target, { method, headers: out, agent: this.agent });
+    r.setTimeout(this.timeoutMs, () => r.destroy(new GatewayError('UPSTREAM_TIMEOUT')));
+    return r;
+  }
+
+  /** A URL from the upstream (Location, Content-Location), as the client must see it. */
+  publicUrl(value: string): string {
+    return rewriteUpstreamUrl(value, this.upstreamBases, this.publicBase);
+  }
+
+  /** The upstream's response headers with our hygiene applied. */
+  clientHeaders(upstream: IncomingMessage['headers'], requestId: string): OutgoingHttpHeaders {
+    return prepareResponseHeaders(upstream, requestId, this.upstreamBases, this.publicBase);
   }
 
   close(): void {

@@ -97,4 +97,16 @@ export class BlobNotFound extends Error {
   }
 }
 
+/**
+ * The blob exists but cannot be read as stored: its encryption key is not configured or does not
+ * match, or the bytes fail authentication. Never answered with bytes, never retried.
+ */
+export class BlobUnreadable extends Error {
+  readonly code = 'BLOB_UNREADABLE';
+  constructor(message: string) {
+    super(message);
+    this.name = 'BlobUnreadable';
+  }
+}
+
 export const BLOB_ID = /^[a-z0-9-]{1,64}$/;

@@ -1,3 +1,6 @@
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { buildConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/logging/logger.js';
@@ -22,6 +25,10 @@ export interface TestGateway extends RunningGateway {
   readonly logs: LogSink;
   /** The FHIR base clients call, e.g. http://127.0.0.1:PORT/fhir */
   readonly base: string;
+  /** The filesystem blob store's directory (a fresh temp dir unless the config names one). */
+  readonly blobDir: string;
+  /** Every file under blobDir, temp files included: what a failed upload must not have added to. */
+  blobFiles(): string[];
 }
 
 type Teardown = { teardown(fn: () => unknown): void };
@@ -37,15 +44,21 @@ export async function startTestGateway(t: Teardown, opts: { upstream: string; jw
     upstream: { url: opts.upstream, connectTimeoutMs: 1000, timeoutMs: 5000 },
     auth: { issuers: [ISSUER], audiences: [AUDIENCE], ...(opts.jwksUri ? { jwksUri: opts.jwksUri } : {}), jwksCooldownMs: 0 },
     defaultRule: { require: { https: false, auth: true, smart: true } },
+    storage: { filesystem: { directory: mkdtempSync(join(tmpdir(), 'fbg-test-blobs-')) } },
   };
   const merged = deepMerge(base, opts.config ?? {});
   const config = buildConfig(merged, '(test)', process.cwd());
   const logs = new LogSink();
   const log = createLogger('info', logs);
   const gw = await startGateway(config, log);
-  t.teardown(() => gw.close());
+  const blobDir = config.storage.filesystem.directory;
+  t.teardown(async () => {
+    await gw.close();
+    rmSync(blobDir, { recursive: true, force: true });
+  });
   const basePath = new URL(gw.publicBaseUrl).pathname.replace(/\/$/, '');
-  return Object.assign(gw, { logs, base: `${gw.url}${basePath}` });
+  const blobFiles = () => (readdirSync(blobDir, { recursive: true }) as string[]).filter((p) => statSync(join(blobDir, p)).isFile()).sort();
+  return Object.assign(gw, { logs, base: `${gw.url}${basePath}`, blobDir, blobFiles });
 }
 
 function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {

@@ -1,0 +1,44 @@
+/**
+ * FHIR R4 Binary (§ Serving Binary Resources using the RESTful API): a read returns the raw content
+ * unless the client asks for a FHIR format, then the Binary resource. What counts as asking for FHIR:
+ * `_format` (any FHIR format name or MIME type), or an Accept whose preferred entry is a FHIR
+ * MIME type. Generic `application/json` / `application/xml` are FHIR requests only when the
+ * Binary's own content type is not that same type — a JSON document stored as a Binary is served
+ * raw to a client that asks for JSON. (R4 leaves generic types to the server; this is the reading
+ * that lets both kinds of client get what they mean, and is documented in docs/binary.md.)
+ */
+const FHIR_TYPES = new Set(['application/fhir+json', 'application/json+fhir', 'application/fhir+xml', 'application/xml+fhir']);
+const GENERIC = new Set(['application/json', 'application/xml', 'text/xml']);
+const FORMAT_NAMES = new Set(['json', 'xml', 'ttl', 'application/fhir+json', 'application/fhir+xml', 'application/json', 'application/xml', 'text/json', 'text/xml']);
+
+export type BinaryView = 'raw' | 'fhir-json' | 'fhir-xml';
+
+interface AcceptEntry {
+  readonly type: string;
+  readonly q: number;
+}
+
+function parseAccept(accept: string): AcceptEntry[] {
+  return accept
+    .split(',')
+    .map((part) => {
+      const [type, ...params] = part.split(';').map((s) => s.trim().toLowerCase());
+      const q = params.find((p) => p.startsWith('q='));
+      const qv = q ? Number(q.slice(2)) : 1;
+      return { type: type ?? '', q: Number.isFinite(qv) ? qv : 0 };
+    })
+    .filter((e) => e.type && e.q > 0)
+    .sort((a, b) => b.q - a.q);
+}
+
+export function binaryView(accept: string | undefined, format: string | undefined, contentType: string): BinaryView {
+  if (format !== undefined) {
+    const f = format.toLowerCase();
+    if (FORMAT_NAMES.has(f)) return f.includes('xml') ? 'fhir-xml' : 'fhir-json';
+  }
+  const best = accept ? parseAccept(accept)[0] : undefined;
+  if (!best) return 'raw';
+  if (FHIR_TYPES.has(best.type)) return best.type.includes('xml') ? 'fhir-xml' : 'fhir-json';
+  if (GENERIC.has(best.type) && best.type !== contentType) return best.type.includes('xml') ? 'fhir-xml' : 'fhir-json';
+  return 'raw';
+}

@@ -1,0 +1,248 @@
+import { Readable, pipeline } from 'node:stream';
+import { text } from 'node:stream/consumers';
+import { BlobServiceClient, ContainerClient, RestError, StorageSharedKeyCredential, type BlobRequestConditions, type BlockBlobClient } from '@azure/storage-blob';
+import { BlobNotFound, type BlobInfo, type BlobStore, type ByteRange, type ListOptions, type ListPage, type MetaPatch, type PutMeta, type PutOptions } from './blob-store.js';
+import { DigestStream } from './digest.js';
+import { checkRange, isBlobId, newBlobId, newInfo, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
+
+export interface AzureStoreOptions {
+  container: string;
+  /** Prepended to every blob name, e.g. `gateway/`, to share a container. */
+  prefix?: string;
+  connectionString?: string;
+  accountName?: string;
+  accountKey?: string;
+  /** Account or container URL: the endpoint for accountKey, or the SAS URL (with `sasToken` or its own query). */
+  url?: string;
+  sasToken?: string;
+  blockSizeBytes?: number;
+  concurrency?: number;
+}
+
+/** Memory per put is about `(concurrency + 1) × block size`. */
+const DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024;
+const DEFAULT_CONCURRENCY = 2;
+/** Every listed item costs one record read, done in parallel, so pages stay small. */
+const MAX_PAGE = 100;
+/** Read-patch-write rounds before setMeta gives up under contention. */
+const SET_META_ATTEMPTS = 5;
+
+/** Blob content in Azure Blob Storage, with the shared metadata record as a JSON blob beside it. */
+export class AzureBlobStore implements BlobStore {
+  readonly driver = 'azure';
+  private readonly container: ContainerClient;
+  private readonly prefix: string;
+  // Only what put needs, not the options: they hold the credentials.
+  private readonly blockSize: number;
+  private readonly concurrency: number;
+
+  constructor(options: AzureStoreOptions) {
+    this.container = containerClient(options);
+    this.prefix = options.prefix ?? '';
+    this.blockSize = options.blockSizeBytes ?? DEFAULT_BLOCK_SIZE;
+    this.concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
+  }
+
+  async put(body: Readable, meta: PutMeta, options: PutOptions = {}): Promise<BlobInfo> {
+    const { signal } = options;
+    const id = newBlobId();
+    const content = this.content(id);
+    const staging = trackStaging(content);
+    const digest = new DigestStream(options.maxBytes);
+    // uploadStream may attach its listeners after an early failure was emitted, and then waits
+    // forever; the pipeline's own outcome is what tells us the input failed.
+    const streamed = new Promise<void>((resolve, reject) => pipeline(body, digest, (err) => (err ? reject(err) : resolve())));
+    const onAbort = (): void => void digest.destroy(abortError(signal));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) onAbort();
+    try {
+      // No abortSignal for the SDK: a request abandoned in flight may still land after our cleanup.
+      // Abort reaches the upload through the stream instead, and is checked between requests.
+      const upload = content.uploadStream(digest, this.blockSize, this.concurrency, { blobHTTPHeaders: { blobContentType: meta.contentType } });
+      await Promise.all([streamed, upload]);
+      if (signal?.aborted) throw abortError(signal);
+      const info = newInfo(id, digest.digest, meta);
+      await this.writeRecord(info, {});
+      if (signal?.aborted) throw abortError(signal);
+      return info;
+    } catch (err) {
+      digest.destroy();
+      await this.discard(id, staging);
+      throw err;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async get(id: string, range?: ByteRange): Promise<{ readonly info: BlobInfo; readonly body: Readable }> {
+    const info = (await this.readRecord(id))?.info;
+    if (!info) throw new BlobNotFound(id);
+    checkRange(range, info.size);
+    try {
+      const res = await this.content(id).download(range?.start ?? 0, range && range.end - range.start + 1);
+      return { info, body: nodeReadable(res.readableStreamBody) };
+    } catch (err) {
+      throw isNotFound(err) ? new BlobNotFound(id) : err;
+    }
+  }
+
+  async head(id: string): Promise<BlobInfo | undefined> {
+    return (await this.readRecord(id))?.info;
+  }
+
+  async delete(id: string): Promise<void> {
+    if (!isBlobId(id)) return;
+    // Record last: a delete that fails midway leaves the blob visible to head, list and the
+    // retention sweeper, so it gets retried instead of leaving content nobody can find.
+    await this.content(id).deleteIfExists();
+    await this.record(id).deleteIfExists();
+  }
+
+  async list(options: ListOptions = {}): Promise<ListPage> {
+    const idPrefix = options.prefix ?? '';
+    if (!/^[a-z0-9-]*$/.test(idPrefix)) return { items: [] };
+    const base = `${this.prefix}meta/`;
+    const maxPageSize = Math.min(Math.max(1, options.limit ?? MAX_PAGE), MAX_PAGE);
+    const pages = this.container.listBlobsFlat({ prefix: base + idPrefix }).byPage({ maxPageSize, continuationToken: options.cursor });
+    for await (const page of pages) {
+      const ids = page.segment.blobItems.flatMap(({ name }) => {
+        const id = name.slice(base.length, -'.json'.length);
+        return isBlobId(id) && name === `${base}${id}.json` ? [id] : [];
+      });
+      // A record deleted between the listing and the read is simply no longer there.
+      const records = await Promise.all(ids.map((id) => this.readRecord(id)));
+      const items = records.flatMap((r) => (r ? [r.info] : []));
+      return page.continuationToken ? { items, cursor: page.continuationToken } : { items };
+    }
+    return { items: [] };
+  }
+
+  /**
+   * Read, patch, write with If-Match on the record's ETag, retried on a conflict: two gateways
+   * patching one blob must not undo each other, and a record deleted meanwhile must not come back.
+   */
+  async setMeta(id: string, patch: MetaPatch): Promise<BlobInfo> {
+    for (let attempt = 1; ; attempt++) {
+      const record = await this.readRecord(id);
+      if (!record) throw new BlobNotFound(id);
+      const info = patchInfo(record.info, patch);
+      try {
+        await this.writeRecord(info, record.driver, { ifMatch: record.etag });
+        return info;
+      } catch (err) {
+        if (isNotFound(err)) throw new BlobNotFound(id);
+        if (!(err instanceof RestError && err.statusCode === 412) || attempt >= SET_META_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  private content(id: string): BlockBlobClient {
+    return this.container.getBlockBlobClient(`${this.prefix}blobs/${id}`);
+  }
+
+  private record(id: string): BlockBlobClient {
+    return this.container.getBlockBlobClient(`${this.prefix}meta/${id}.json`);
+  }
+
+  private async readRecord(id: string): Promise<{ info: BlobInfo; driver: DriverMeta; etag: string | undefined } | undefined> {
+    if (!isBlobId(id)) return undefined;
+    try {
+      const res = await this.record(id).download(0);
+      const { info, driver } = parseMeta(await text(nodeReadable(res.readableStreamBody)), id);
+      return { info, driver, etag: res.etag };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  private async writeRecord(info: BlobInfo, driver: DriverMeta, conditions: BlobRequestConditions = {}): Promise<void> {
+    const json = serializeMeta(info, driver);
+    await this.record(info.id).upload(json, Buffer.byteLength(json), { blobHTTPHeaders: { blobContentType: 'application/json' }, conditions });
+  }
+
+  /** Best effort: the caller gets the put's own error, which a cleanup failure almost always shares. */
+  private async discard(id: string, staging: ReturnType<typeof trackStaging>): Promise<void> {
+    await staging.settle();
+    // Uncommitted blocks outlive a failed upload for up to a week. Microsoft's documented way to
+    // drop them is to commit a block list (empty here) and then delete the blob it makes.
+    if (staging.staged()) await this.content(id).commitBlockList([]).catch(() => undefined);
+    await this.content(id).deleteIfExists().catch(() => undefined);
+    await this.record(id).deleteIfExists().catch(() => undefined);
+  }
+}
+
+/**
+ * uploadStream gives no handle on the blocks still being staged when it fails, and a block that
+ * lands after our cleanup would linger as an uncommitted blob. It stages through
+ * `this.stageBlock`, so that is where we keep count. `settle` waits for the blocks in flight and
+ * refuses any further ones.
+ */
+function trackStaging(blob: BlockBlobClient): { staged(): boolean; settle(): Promise<void> } {
+  const inFlight = new Set<Promise<unknown>>();
+  let staged = false;
+  let closed = false;
+  const stage = blob.stageBlock.bind(blob);
+  blob.stageBlock = (...args) => {
+    if (closed) return Promise.reject(new Error('the put has already failed'));
+    staged = true;
+    const p = stage(...args);
+    inFlight.add(p);
+    p.then(() => inFlight.delete(p), () => inFlight.delete(p));
+    return p;
+  };
+  return {
+    staged: () => staged,
+    settle: async () => {
+      closed = true;
+      await Promise.allSettled(inFlight);
+    },
+  };
+}
+
+/** Always named AbortError, whatever reason the caller aborted with (that becomes the cause). */
+function abortError(signal: AbortSignal | undefined): Error {
+  return Object.assign(new Error('the put was aborted', { cause: signal?.reason }), { name: 'AbortError' });
+}
+
+/** A missing container is a misconfiguration, not a missing blob, and must not read as one. */
+function isNotFound(err: unknown): boolean {
+  if (!(err instanceof RestError) || err.statusCode !== 404) return false;
+  const code = (err.details as { errorCode?: string } | undefined)?.errorCode ?? err.code;
+  return code !== 'ContainerNotFound';
+}
+
+function nodeReadable(body: NodeJS.ReadableStream | undefined): Readable {
+  if (!body) throw new Error('Azure returned no body stream');
+  return body instanceof Readable ? body : new Readable().wrap(body);
+}
+
+function containerClient(o: AzureStoreOptions): ContainerClient {
+  const sasInUrl = o.url !== undefined && new URL(o.url).searchParams.has('sig');
+  const byKey = o.accountName !== undefined || o.accountKey !== undefined;
+  const bySas = o.sasToken !== undefined || sasInUrl;
+  const forms = [o.connectionString !== undefined && 'connectionString', byKey && 'accountName + accountKey', bySas && 'url + sasToken'].filter(Boolean);
+  if (forms.length !== 1) invalid(`needs exactly one credential: connectionString, accountName + accountKey, or url + sasToken; got ${forms.join(' and ') || 'none'}`);
+  if (o.connectionString !== undefined) {
+    if (o.url !== undefined) invalid('url cannot be combined with connectionString, which names the endpoint');
+    return BlobServiceClient.fromConnectionString(o.connectionString).getContainerClient(o.container);
+  }
+  if (byKey) {
+    if (!o.accountName || !o.accountKey) invalid('accountName and accountKey must be given together');
+    return containerAt(o.url ?? `https://${o.accountName}.blob.core.windows.net`, o.container, new StorageSharedKeyCredential(o.accountName, o.accountKey));
+  }
+  if (o.url === undefined) invalid('sasToken needs url (the account or container URL)');
+  if (o.sasToken === undefined) return containerAt(o.url, o.container);
+  if (sasInUrl) invalid('url already carries a SAS; drop sasToken or the query');
+  return containerAt(`${o.url}${o.url.includes('?') ? '&' : '?'}${o.sasToken.replace(/^\?/, '')}`, o.container);
+}
+
+function invalid(why: string): never {
+  throw new Error(`AzureBlobStore: ${why}`);
+}
+
+/** A URL ending in the container names it; else it is an account URL (path-style ones carry the account in the path). */
+function containerAt(url: string, container: string, credential?: StorageSharedKeyCredential): ContainerClient {
+  const isContainerUrl = new URL(url).pathname.split('/').filter(Boolean).at(-1) === container;
+  return isContainerUrl ? new ContainerClient(url, credential) : new BlobServiceClient(url, credential).getContainerClient(container);
+}

@@ -1,0 +1,220 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { BlobNotFound, BlobUnreadable, type BlobInfo, type BlobStore, type ByteRange, type ListOptions, type ListPage, type MetaPatch, type PutMeta, type PutOptions } from './blob-store.js';
+import { DigestStream } from './digest.js';
+import { HEADER_READ_BYTES, newHeader, OpenStream, openHeader, SealStream, sealedSize, sealedSpan, type KeyRing } from './encryption.js';
+import { checkRange, isBlobId, newBlobId, newInfo, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
+
+export interface FilesystemStoreOptions {
+  readonly directory: string;
+  /** When set, content is sealed at rest (encryption.ts); blobs written without it still read. */
+  readonly encryption?: KeyRing;
+}
+
+const DEFAULT_LIST_LIMIT = 1000;
+
+/**
+ * Blobs as files: `<dir>/<id[0..2]>/<id[2..4]>/<id>.blob` with its metadata record `<id>.json`
+ * beside it. Safe for a directory shared by several gateways (NFS, a shared volume): ids are
+ * random, every write goes to a uniquely named temp file in the target directory (created
+ * exclusively, fsynced) and is renamed into place, so a reader sees a whole file or none; the
+ * record is written after the content, so a record means the content is complete.
+ */
+export class FilesystemBlobStore implements BlobStore {
+  readonly driver = 'filesystem';
+  private readonly dir: string;
+
+  constructor(private readonly options: FilesystemStoreOptions) {
+    this.dir = options.directory;
+  }
+
+  async put(body: Readable, meta: PutMeta, options: PutOptions = {}): Promise<BlobInfo> {
+    const id = newBlobId();
+    const shard = this.shardOf(id);
+    await mkdir(shard, { recursive: true, mode: 0o700 });
+    const blobTmp = tempName(shard, id, 'blob');
+    const metaTmp = tempName(shard, id, 'json');
+    const blobPath = join(shard, `${id}.blob`);
+    let renamed = false;
+    try {
+      const digest = new DigestStream(options.maxBytes);
+      const sealed = this.options.encryption ? newHeader(this.options.encryption) : undefined;
+      const fh = await open(blobTmp, 'wx', 0o600);
+      // The stream leaves the descriptor open (autoClose: false) so it can be fsynced after the
+      // last write; it holds a reference that FileHandle.close() waits for until it is destroyed.
+      const out = fh.createWriteStream({ autoClose: false, start: sealed?.bytes.length ?? 0 });
+      try {
+        if (sealed) await fh.write(sealed.bytes, 0, sealed.bytes.length, 0);
+        const stages: NodeJS.ReadWriteStream[] = [digest];
+        if (sealed) stages.push(new SealStream(sealed.header));
+        await pipeline([body, ...stages, out], options.signal ? { signal: options.signal } : {});
+        await fh.sync();
+      } finally {
+        out.destroy();
+        await fh.close();
+      }
+      const info = newInfo(id, digest.digest, meta);
+      const driver: DriverMeta = sealed ? { keyId: sealed.header.keyId } : {};
+      await rename(blobTmp, blobPath);
+      renamed = true;
+      await writeDurably(metaTmp, join(shard, `${id}.json`), serializeMeta(info, driver));
+      await syncDir(shard);
+      return info;
+    } catch (err) {
+      body.destroy();
+      await Promise.all([blobTmp, metaTmp, ...(renamed ? [blobPath] : [])].map(removeQuietly));
+      throw err;
+    }
+  }
+
+  async get(id: string, range?: ByteRange): Promise<{ readonly info: BlobInfo; readonly body: Readable }> {
+    const record = await this.read(id);
+    if (!record) throw new BlobNotFound(id);
+    const { info, driver } = record;
+    checkRange(range, info.size);
+    const path = join(this.shardOf(id), `${id}.blob`);
+    if (driver.keyId === undefined) {
+      if (info.size === 0) return { info, body: emptyStream() };
+      const body = createReadStream(path, { start: range?.start ?? 0, end: range?.end ?? info.size - 1 });
+      return { info, body };
+    }
+    return { info, body: await this.openSealed(path, info.size, range) };
+  }
+
+  async head(id: string): Promise<BlobInfo | undefined> {
+    return (await this.read(id))?.info;
+  }
+
+  async delete(id: string): Promise<void> {
+    if (!isBlobId(id)) return;
+    const shard = this.shardOf(id);
+    // The record first: from then on the blob does not exist for anyone, even if unlinking the content fails.
+    await removeQuietly(join(shard, `${id}.json`));
+    await removeQuietly(join(shard, `${id}.blob`));
+  }
+
+  async setMeta(id: string, patch: MetaPatch): Promise<BlobInfo> {
+    const record = await this.read(id);
+    if (!record) throw new BlobNotFound(id);
+    const info = patchInfo(record.info, patch);
+    const shard = this.shardOf(id);
+    await writeDurably(tempName(shard, id, 'json'), join(shard, `${id}.json`), serializeMeta(info, record.driver));
+    return info;
+  }
+
+  /** Walks shards in id order, so the cursor is simply the last id returned. */
+  async list(options: ListOptions = {}): Promise<ListPage> {
+    const limit = options.limit ?? DEFAULT_LIST_LIMIT;
+    const after = options.cursor ?? '';
+    const items: BlobInfo[] = [];
+    for (const a of await sortedDirs(this.dir, after.slice(0, 2))) {
+      for (const b of await sortedDirs(join(this.dir, a), a === after.slice(0, 2) ? after.slice(2, 4) : '')) {
+        const names = (await readdir(join(this.dir, a, b))).filter((n) => n.endsWith('.json') && !n.startsWith('.')).sort();
+        for (const name of names) {
+          const id = name.slice(0, -'.json'.length);
+          if (id <= after || (options.prefix && !id.startsWith(options.prefix))) continue;
+          const info = await this.head(id);
+          if (!info) continue;
+          if (items.length === limit) return { items, cursor: items[items.length - 1].id };
+          items.push(info);
+        }
+      }
+    }
+    return { items };
+  }
+
+  private shardOf(id: string): string {
+    return join(this.dir, id.slice(0, 2), id.slice(2, 4));
+  }
+
+  private async read(id: string): Promise<{ info: BlobInfo; driver: DriverMeta } | undefined> {
+    if (!isBlobId(id) || id.length < 4) return undefined;
+    let text: string;
+    try {
+      text = await readFile(join(this.shardOf(id), `${id}.json`), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    return parseMeta(text, id);
+  }
+
+  private async openSealed(path: string, size: number, range: ByteRange | undefined): Promise<Readable> {
+    const ring = this.options.encryption;
+    if (!ring) throw new BlobUnreadable('blob is encrypted and no encryption keys are configured');
+    const fh = await open(path, 'r');
+    let header;
+    try {
+      const buf = Buffer.alloc(HEADER_READ_BYTES);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      header = openHeader(buf.subarray(0, bytesRead), ring);
+      // A file of the wrong length has been truncated or appended to: refuse before streaming.
+      if ((await fh.stat()).size !== sealedSize(header, size)) throw new BlobUnreadable('encrypted blob has the wrong length');
+    } finally {
+      await fh.close();
+    }
+    const start = range?.start ?? 0;
+    const end = range?.end ?? size - 1;
+    const span = sealedSpan(header, size, start, Math.max(end, start));
+    const out = new OpenStream(header, size, start, end);
+    const file = createReadStream(path, { start: span.from, end: span.to });
+    file.on('error', (err) => out.destroy(err));
+    return file.pipe(out);
+  }
+}
+
+function tempName(dir: string, id: string, ext: string): string {
+  return join(dir, `.${id}.${randomBytes(6).toString('hex')}.${ext}.tmp`);
+}
+
+async function writeDurably(tmp: string, final: string, text: string): Promise<void> {
+  const fh = await open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, final);
+}
+
+/** The rename is durable only once the directory entry is. */
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function removeQuietly(path: string): Promise<void> {
+  await unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
+}
+
+async function sortedDirs(dir: string, from: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const out: string[] = [];
+  for (const n of names.sort()) {
+    if (n.length === 2 && n >= from && /^[a-z0-9-]{2}$/.test(n) && (await stat(join(dir, n))).isDirectory()) out.push(n);
+  }
+  return out;
+}
+
+function emptyStream(): Readable {
+  const s = new PassThrough();
+  s.end();
+  return s;
+}

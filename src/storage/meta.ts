@@ -1,0 +1,95 @@
+import { randomBytes } from 'node:crypto';
+import { BLOB_ID, type BlobInfo, type BlobState, type MetaPatch, type PutMeta } from './blob-store.js';
+
+/**
+ * The metadata record every driver keeps beside a blob (a `.json` file, an S3 object, an Azure
+ * blob), in one format so a retention sweeper or a migration reads them all the same way.
+ * Written only once the content is complete: a record means the bytes are all there.
+ */
+export const META_VERSION = 1;
+
+/** 128 random bits, lowercase hex: unguessable, URL-safe, and evenly spread for sharding. */
+export function newBlobId(): string {
+  return randomBytes(16).toString('hex');
+}
+
+export function isBlobId(id: string): boolean {
+  return BLOB_ID.test(id);
+}
+
+export function newInfo(id: string, digest: { size: number; sha256: string; sha1: string }, meta: PutMeta, now = new Date()): BlobInfo {
+  const at = now.toISOString();
+  return {
+    id,
+    size: digest.size,
+    sha256: digest.sha256,
+    sha1: digest.sha1,
+    contentType: meta.contentType,
+    state: meta.state ?? 'pending',
+    owner: meta.owner,
+    createdAt: at,
+    updatedAt: at,
+  };
+}
+
+export function patchInfo(info: BlobInfo, patch: MetaPatch, now = new Date()): BlobInfo {
+  return {
+    ...info,
+    ...(patch.state !== undefined ? { state: patch.state } : {}),
+    ...(patch.owner !== undefined ? { owner: patch.owner } : {}),
+    ...(patch.contentType !== undefined ? { contentType: patch.contentType } : {}),
+    updatedAt: now.toISOString(),
+  };
+}
+
+/** Driver-specific facts kept with the record (e.g. the encryption key id), opaque to callers. */
+export type DriverMeta = Readonly<Record<string, string | number>>;
+
+export function serializeMeta(info: BlobInfo, driver: DriverMeta = {}): string {
+  return JSON.stringify({ v: META_VERSION, ...info, owner: info.owner ?? null, driver });
+}
+
+const STATES: readonly BlobState[] = ['pending', 'linked'];
+
+/** Parses a record, refusing anything malformed: a corrupt record must not serve another blob's bytes. */
+export function parseMeta(text: string, expectedId: string): { info: BlobInfo; driver: DriverMeta } {
+  const o = JSON.parse(text) as Record<string, unknown>;
+  const str = (k: string): string => {
+    const v = o[k];
+    if (typeof v !== 'string') throw new Error(`blob metadata: ${k} is not a string`);
+    return v;
+  };
+  if (o.v !== META_VERSION) throw new Error(`blob metadata: unknown version ${String(o.v)}`);
+  const id = str('id');
+  if (id !== expectedId) throw new Error('blob metadata: id does not match');
+  const size = o.size;
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new Error('blob metadata: bad size');
+  const state = str('state') as BlobState;
+  if (!STATES.includes(state)) throw new Error('blob metadata: bad state');
+  const owner = o.owner;
+  if (owner !== null && typeof owner !== 'string') throw new Error('blob metadata: bad owner');
+  const driver = (o.driver ?? {}) as DriverMeta;
+  return {
+    info: {
+      id,
+      size,
+      sha256: str('sha256'),
+      sha1: str('sha1'),
+      contentType: str('contentType'),
+      state,
+      owner: owner ?? undefined,
+      createdAt: str('createdAt'),
+      updatedAt: str('updatedAt'),
+    },
+    driver,
+  };
+}
+
+/** Checks an inclusive range against a size; drivers call it so a bad range never reaches a read. */
+export function checkRange(range: { start: number; end: number } | undefined, size: number): void {
+  if (!range) return;
+  const { start, end } = range;
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start || end >= size) {
+    throw new RangeError(`byte range ${start}-${end} is not within 0-${size - 1}`);
+  }
+}

@@ -1,0 +1,208 @@
+import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { addAbortSignal, pipeline, Readable } from 'node:stream';
+import { BlobNotFound, BlobUnreadable, type BlobInfo, type BlobStore, type ByteRange, type ListOptions, type ListPage, type MetaPatch, type PutMeta, type PutOptions } from './blob-store.js';
+import { DigestStream } from './digest.js';
+import { checkRange, isBlobId, newBlobId, newInfo, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
+
+export interface S3StoreOptions {
+  bucket: string;
+  /** Unset: the SDK's own resolution (AWS_REGION, profile). */
+  region?: string;
+  /** For S3-compatible stores (MinIO, Ceph); usually with forcePathStyle. */
+  endpoint?: string;
+  forcePathStyle?: boolean;
+  /** Prepended verbatim to every key, so several gateways or tenants can share a bucket. */
+  prefix?: string;
+  /** Unset: the SDK's default chain (env, profile, IMDS, web identity). */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  serverSideEncryption?: 'AES256' | 'aws:kms' | 'aws:kms:dsse';
+  sseKmsKeyId?: string;
+  partSizeBytes?: number;
+  queueSize?: number;
+}
+
+/** Memory per put is bounded by about (queueSize + 1) × partSize: the parts in flight plus the one filling. */
+export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_QUEUE_SIZE = 2;
+/** S3 refuses smaller parts (except the last); lib-storage keeps its own copy private. */
+const MIN_PART_SIZE_BYTES = 5 * 1024 * 1024;
+const DEFAULT_LIST_LIMIT = 1000;
+
+/**
+ * Blobs as S3 objects: content at `<prefix>blobs/<id>`, its metadata record at
+ * `<prefix>meta/<id>.json`. The record is written only once the content upload has completed, so
+ * a record means the bytes are all there; the store lists records, never content.
+ *
+ * A failed put removes what it wrote, but a process that dies mid-upload cannot: give the bucket
+ * a lifecycle rule that aborts incomplete multipart uploads (AbortIncompleteMultipartUpload).
+ */
+export class S3BlobStore implements BlobStore {
+  readonly driver = 's3';
+  private readonly client: S3Client;
+  private readonly bucket: string;
+  private readonly prefix: string;
+  private readonly sse: { ServerSideEncryption?: S3StoreOptions['serverSideEncryption']; SSEKMSKeyId?: string };
+
+  constructor(
+    private readonly options: S3StoreOptions,
+    client?: S3Client,
+  ) {
+    const partSize = options.partSizeBytes ?? DEFAULT_PART_SIZE_BYTES;
+    // Fail at boot rather than on the first large upload.
+    if (partSize < MIN_PART_SIZE_BYTES) throw new RangeError(`partSizeBytes must be at least ${MIN_PART_SIZE_BYTES} (the S3 minimum part size)`);
+    this.client =
+      client ??
+      new S3Client({ region: options.region, endpoint: options.endpoint, forcePathStyle: options.forcePathStyle, credentials: options.credentials });
+    this.bucket = options.bucket;
+    this.prefix = options.prefix ?? '';
+    this.sse = {
+      ...(options.serverSideEncryption ? { ServerSideEncryption: options.serverSideEncryption } : {}),
+      ...(options.sseKmsKeyId ? { SSEKMSKeyId: options.sseKmsKeyId } : {}),
+    };
+  }
+
+  async put(body: Readable, meta: PutMeta, options: PutOptions = {}): Promise<BlobInfo> {
+    const { signal } = options;
+    const id = newBlobId();
+    const digest = new DigestStream(options.maxBytes);
+    // What failed on our side of the stream (body, size limit, abort) is what the caller must hear,
+    // not whatever S3 call it made fail next, nor a failure to clean up after it.
+    let cause: unknown;
+    digest.once('error', (err) => {
+      cause ??= err;
+    });
+    pipeline(body, digest, () => {});
+    if (signal) addAbortSignal(signal, digest);
+    try {
+      const upload = new Upload({
+        client: this.client,
+        params: { Bucket: this.bucket, Key: this.contentKey(id), Body: digest, ContentType: meta.contentType, ...this.sse },
+        partSize: this.options.partSizeBytes ?? DEFAULT_PART_SIZE_BYTES,
+        queueSize: this.options.queueSize ?? DEFAULT_QUEUE_SIZE,
+        // The upload aborts its own multipart upload before done() rejects.
+        leavePartsOnError: false,
+      });
+      await upload.done();
+      // An abort that arrives once every byte was read no longer reaches the stream.
+      if (signal?.aborted) throw abortError(signal);
+      const info = newInfo(id, digest.digest, meta);
+      await this.writeRecord(info, {});
+      if (signal?.aborted) throw abortError(signal);
+      return info;
+    } catch (err) {
+      const reason = cause ?? err;
+      // Nothing will read the rest of the body. lib-storage already destroys the stream it stops
+      // iterating; this keeps that from being something we rely on.
+      body.destroy();
+      // Also covers a completed upload or record whose response was lost.
+      await this.delete(id).catch(() => undefined);
+      throw reason;
+    }
+  }
+
+  async get(id: string, range?: ByteRange): Promise<{ readonly info: BlobInfo; readonly body: Readable }> {
+    const record = await this.read(id);
+    if (!record) throw new BlobNotFound(id);
+    checkRange(range, record.info.size);
+    const res = await this.client
+      .send(new GetObjectCommand({ Bucket: this.bucket, Key: this.contentKey(id), ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}) }))
+      .catch((err: unknown) => {
+        // Deleted between reading the record and reading the content.
+        if (isAbsent(err)) throw new BlobNotFound(id);
+        // The record's size allows the range; the object does not.
+        if ((err as { name?: string }).name === 'InvalidRange') throw new BlobUnreadable(`S3 has no bytes ${range?.start}-${range?.end} of blob ${id}`);
+        throw err;
+      });
+    if (!(res.Body instanceof Readable)) throw new Error('S3 GetObject returned no Node stream');
+    // A store that ignores or rewrites the Range, or content that does not match its record, must
+    // never be served as this blob's bytes.
+    const { size } = record.info;
+    const want = range ? `bytes ${range.start}-${range.end}/${size}` : undefined;
+    const length = range ? range.end - range.start + 1 : size;
+    if (res.ContentRange !== want || (res.ContentLength !== undefined && res.ContentLength !== length)) {
+      res.Body.destroy();
+      throw new BlobUnreadable(`S3 answered ${res.ContentRange ?? `${res.ContentLength} bytes`} for ${want ?? `${size} bytes`}`);
+    }
+    return { info: record.info, body: res.Body };
+  }
+
+  async head(id: string): Promise<BlobInfo | undefined> {
+    return (await this.read(id))?.info;
+  }
+
+  async delete(id: string): Promise<void> {
+    if (!isBlobId(id)) return;
+    // The record first: from then on the blob does not exist for anyone, even if deleting the content fails.
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.recordKey(id) }));
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.contentKey(id) }));
+  }
+
+  async setMeta(id: string, patch: MetaPatch): Promise<BlobInfo> {
+    const record = await this.read(id);
+    if (!record) throw new BlobNotFound(id);
+    const info = patchInfo(record.info, patch);
+    await this.writeRecord(info, record.driver);
+    return info;
+  }
+
+  /** The cursor is S3's continuation token, passed through unchanged. */
+  async list(options: ListOptions = {}): Promise<ListPage> {
+    const recordPrefix = `${this.prefix}meta/`;
+    const res = await this.client.send(
+      new ListObjectsV2Command({
+        Bucket: this.bucket,
+        Prefix: recordPrefix + (options.prefix ?? ''),
+        MaxKeys: options.limit ?? DEFAULT_LIST_LIMIT,
+        ContinuationToken: options.cursor,
+      }),
+    );
+    const ids = (res.Contents ?? [])
+      .map((o) => o.Key ?? '')
+      .filter((key) => key.endsWith('.json'))
+      .map((key) => key.slice(recordPrefix.length, -'.json'.length))
+      .filter(isBlobId);
+    // A record deleted since the listing is simply not listed.
+    const records = await Promise.all(ids.map((id) => this.read(id)));
+    const items = records.flatMap((r) => (r ? [r.info] : []));
+    return res.IsTruncated && res.NextContinuationToken ? { items, cursor: res.NextContinuationToken } : { items };
+  }
+
+  private contentKey(id: string): string {
+    return `${this.prefix}blobs/${id}`;
+  }
+
+  private recordKey(id: string): string {
+    return `${this.prefix}meta/${id}.json`;
+  }
+
+  private async read(id: string): Promise<{ info: BlobInfo; driver: DriverMeta } | undefined> {
+    if (!isBlobId(id)) return undefined;
+    let text: string;
+    try {
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.recordKey(id) }));
+      text = (await res.Body?.transformToString('utf8')) ?? '';
+    } catch (err) {
+      if (isAbsent(err)) return undefined;
+      throw err;
+    }
+    return parseMeta(text, id);
+  }
+
+  private async writeRecord(info: BlobInfo, driver: DriverMeta): Promise<void> {
+    await this.client.send(
+      new PutObjectCommand({ Bucket: this.bucket, Key: this.recordKey(info.id), Body: serializeMeta(info, driver), ContentType: 'application/json', ...this.sse }),
+    );
+  }
+}
+
+/** A missing key, but not a missing bucket: that is a misconfiguration and must not read as "no such blob". */
+function isAbsent(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e.name === 'NoSuchKey' || (e.$metadata?.httpStatusCode === 404 && e.name !== 'NoSuchBucket');
+}
+
+/** The same shape as Node's own abort errors (stream.addAbortSignal, stream/promises.pipeline). */
+function abortError(signal: AbortSignal): Error {
+  return Object.assign(new Error('The operation was aborted', { cause: signal.reason }), { name: 'AbortError', code: 'ABORT_ERR' });
+}

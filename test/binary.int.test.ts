@@ -1,0 +1,266 @@
+// Binary over REST through the running gateway, against Medplum's FHIR router and the filesystem store.
+import { createHash, randomBytes } from 'node:crypto';
+import t, { type Test } from 'tap';
+import { makeKey, mintToken, startJwksServer } from './helpers/auth.js';
+import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { httpMessage, portOf, rawRequest } from './helpers/raw-http.js';
+import { startUpstream } from './helpers/upstream.js';
+import type { FhirUpstream } from '../src/demo/fhir-upstream.js';
+
+const PDF = (n: number) => Buffer.concat([Buffer.from('%PDF-1.7\n%\xe2\xe3\xcf\xd3\n', 'latin1'), randomBytes(n)]);
+// A real 1×1 PNG: file-type walks its chunks, so a signature alone is not enough.
+const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==', 'base64');
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+interface Stack {
+  gw: TestGateway;
+  up: FhirUpstream;
+  auth: Record<string, string>;
+}
+
+async function stack(t: Test, config: Record<string, unknown> = {}): Promise<Stack> {
+  const up = await startUpstream(t);
+  const key = await makeKey('k1');
+  const jwks = await startJwksServer(t, [key]);
+  const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url, config });
+  const token = await mintToken(key, { claims: { scope: 'user/*.cruds fhir.write' } });
+  return { gw, up, auth: { authorization: `Bearer ${token}` } };
+}
+
+async function upload(s: Stack, body: Buffer, contentType: string, headers: Record<string, string> = {}, method = 'POST', path = '/Binary'): Promise<Response> {
+  return fetch(`${s.gw.base}${path}`, { method, headers: { ...s.auth, 'content-type': contentType, ...headers }, body });
+}
+
+const code = async (r: Response) => ((await r.json()) as { issue: { details: { coding: { code: string }[] } }[] }).issue[0].details.coding[0].code;
+/** What the upstream itself holds for a Binary (read around the gateway). */
+const upstreamBinary = async (s: Stack, id: string) => (await fetch(`${s.up.url}/Binary/${id}`, { headers: { accept: 'application/fhir+json' } })).json() as Promise<Record<string, unknown>>;
+const binaryPosts = (s: Stack) => s.up.requests.filter((r) => r.url.startsWith('/fhir/Binary') && r.method !== 'GET').length;
+
+t.test('POST raw content: stored, the upstream holds a reference, the client reads the same bytes back', async (t) => {
+  const s = await stack(t);
+  const pdf = PDF(300_000);
+  const created = await upload(s, pdf, 'application/pdf', { 'x-security-context': 'Patient/123' });
+  t.equal(created.status, 201);
+  const location = created.headers.get('location') ?? '';
+  t.match(location, /^http:\/\/gateway\.test\/fhir\/Binary\/[A-Za-z0-9-]+\/_history\/1$/, 'Location through the gateway');
+  const id = location.split('/')[5];
+
+  const held = await upstreamBinary(s, id);
+  t.equal(held.data, undefined, 'the upstream holds no data');
+  t.match(held, { resourceType: 'Binary', contentType: 'application/pdf', securityContext: { reference: 'Patient/123' } });
+  t.match(JSON.stringify(held._data), new RegExp(sha256(pdf)), 'the reference carries the sha256');
+  const files = s.gw.blobFiles();
+  t.equal(files.filter((f) => f.endsWith('.blob')).length, 1, 'one blob stored');
+  const meta = JSON.parse(await (await import('node:fs/promises')).readFile(`${s.gw.blobDir}/${files.find((f) => f.endsWith('.json'))}`, 'utf8')) as Record<string, unknown>;
+  t.match(meta, { state: 'linked', owner: `Binary/${id}`, size: pdf.length, contentType: 'application/pdf' }, 'linked to its owner once the upstream accepted it');
+
+  const raw = await fetch(`${s.gw.base}/Binary/${id}`, { headers: s.auth });
+  t.equal(raw.status, 200);
+  t.equal(raw.headers.get('content-type'), 'application/pdf');
+  t.equal(raw.headers.get('content-length'), String(pdf.length));
+  t.equal(raw.headers.get('etag'), 'W/"1"');
+  t.ok(raw.headers.get('last-modified'), 'Last-Modified');
+  t.equal(raw.headers.get('x-security-context'), 'Patient/123');
+  t.equal(raw.headers.get('x-content-type-options'), 'nosniff');
+  t.equal(raw.headers.get('accept-ranges'), 'bytes');
+  t.equal(raw.headers.get('content-disposition'), null, 'a PDF is not forced to download');
+  t.equal(sha256(Buffer.from(await raw.arrayBuffer())), sha256(pdf), 'byte-identical');
+
+  const fhir = await fetch(`${s.gw.base}/Binary/${id}`, { headers: { ...s.auth, accept: 'application/fhir+json' } });
+  t.equal(fhir.status, 200);
+  t.match(fhir.headers.get('content-type'), /^application\/fhir\+json/);
+  const asFhir = (await fhir.json()) as Record<string, unknown>;
+  t.match(asFhir, { resourceType: 'Binary', id, contentType: 'application/pdf', securityContext: { reference: 'Patient/123' } });
+  t.equal(asFhir._data, undefined, 'the internal reference is not shown');
+  t.ok(Buffer.from(asFhir.data as string, 'base64').equals(pdf), 'FHIR view carries the content as base64');
+  const viaFormat = await fetch(`${s.gw.base}/Binary/${id}?_format=json`, { headers: s.auth });
+  t.match(viaFormat.headers.get('content-type'), /^application\/fhir\+json/, '_format=json asks for the resource');
+  await viaFormat.arrayBuffer();
+  const genericJson = await fetch(`${s.gw.base}/Binary/${id}`, { headers: { ...s.auth, accept: 'application/json' } });
+  t.match(genericJson.headers.get('content-type'), /^application\/fhir\+json/, 'generic JSON on non-JSON content means the resource');
+  await genericJson.arrayBuffer();
+});
+
+t.test('HEAD, Range (206, suffix, 416) and If-None-Match (304) on a raw read', async (t) => {
+  const s = await stack(t);
+  const pdf = PDF(100_000);
+  const id = ((await upload(s, pdf, 'application/pdf')).headers.get('location') ?? '').split('/')[5];
+
+  const head = await fetch(`${s.gw.base}/Binary/${id}`, { method: 'HEAD', headers: s.auth });
+  t.equal(head.status, 200);
+  t.equal(head.headers.get('content-length'), String(pdf.length));
+  t.equal((await head.arrayBuffer()).byteLength, 0);
+
+  const part = await fetch(`${s.gw.base}/Binary/${id}`, { headers: { ...s.auth, range: 'bytes=1000-1999' } });
+  t.equal(part.status, 206);
+  t.equal(part.headers.get('content-range'), `bytes 1000-1999/${pdf.length}`);
+  t.ok(Buffer.from(await part.arrayBuffer()).equals(pdf.subarray(1000, 2000)));
+  const suffix = await fetch(`${s.gw.base}/Binary/${id}`, { headers: { ...s.auth, range: 'bytes=-10' } });
+  t.equal(suffix.status, 206);
+  t.ok(Buffer.from(await suffix.arrayBuffer()).equals(pdf.subarray(pdf.length - 10)));
+  const beyond = await fetch(`${s.gw.base}/Binary/${id}`, { headers: { ...s.auth, range: `bytes=${pdf.length}-` } });
+  t.equal(beyond.status, 416);
+  t.equal(beyond.headers.get('content-range'), `bytes */${pdf.length}`);
+  t.equal(await code(beyond), 'RANGE_NOT_SATISFIABLE');
+
+  const cached = await fetch(`${s.gw.base}/Binary/${id}`, { headers: { ...s.auth, 'if-none-match': 'W/"1"' } });
+  t.equal(cached.status, 304);
+  t.equal(cached.headers.get('etag'), 'W/"1"');
+  const stale = await fetch(`${s.gw.base}/Binary/${id}`, { headers: { ...s.auth, 'if-none-match': 'W/"0"' } });
+  t.equal(stale.status, 200);
+  await stale.arrayBuffer();
+});
+
+t.test('PUT makes a new version; _history reads each version’s own content', async (t) => {
+  const s = await stack(t);
+  const v1 = PDF(5000);
+  const v2 = PDF(7000);
+  const id = ((await upload(s, v1, 'application/pdf')).headers.get('location') ?? '').split('/')[5];
+  const put = await upload(s, v2, 'application/pdf', {}, 'PUT', `/Binary/${id}`);
+  t.equal(put.status, 200);
+  await put.arrayBuffer();
+  t.ok(Buffer.from(await (await fetch(`${s.gw.base}/Binary/${id}`, { headers: s.auth })).arrayBuffer()).equals(v2), 'current is v2');
+  const old = await fetch(`${s.gw.base}/Binary/${id}/_history/1`, { headers: s.auth });
+  t.equal(old.headers.get('etag'), 'W/"1"');
+  t.ok(Buffer.from(await old.arrayBuffer()).equals(v1), 'version 1 still reads v1');
+});
+
+t.test('content checks: a mismatch, a type not allowed, bad text → 415 and nothing stored or sent upstream', async (t) => {
+  const s = await stack(t, { content: { allowedTypes: { Binary: ['application/pdf', 'image/png', 'text/plain'] } } });
+  const cases: [string, Buffer, string, RegExp][] = [
+    ['PNG bytes declared as PDF', PNG, 'application/pdf', /image\/png, declared as application\/pdf/],
+    ['PDF bytes declared as PNG', PDF(100), 'image/png', /application\/pdf, declared as image\/png/],
+    ['unrecognisable bytes declared as PDF', randomBytes(10_000), 'application/pdf', /does not look like application\/pdf/],
+    ['a type not on the allow-list', Buffer.from('PK\x03\x04zip'), 'application/zip', /application\/zip is not allowed for Binary/],
+    ['invalid UTF-8 as text', Buffer.concat([Buffer.from('hello '), Buffer.from([0xc3, 0x28])]), 'text/plain', /not valid UTF-8/],
+    ['NUL in text', Buffer.from('hello\0world'), 'text/plain', /NUL/],
+    ['HTML declared as text (sniffed)', Buffer.from('<?xml version="1.0"?><x/>'), 'text/plain', /declared as text\/plain/],
+    ['no Content-Type at all', PDF(10), '', /Content-Type is required/],
+  ];
+  for (const [name, body, type, why] of cases) {
+    const r = await fetch(`${s.gw.base}/Binary`, { method: 'POST', headers: { ...s.auth, ...(type ? { 'content-type': type } : {}) }, body });
+    t.equal(r.status, 415, name);
+    const o = (await r.json()) as { issue: { diagnostics?: string; details: { coding: { code: string }[] } }[] };
+    t.equal(o.issue[0].details.coding[0].code, 'UNSUPPORTED_MEDIA', `${name}: code`);
+    t.match(JSON.stringify(o), why, `${name}: says why`);
+  }
+  t.same(s.gw.blobFiles(), [], 'nothing stored');
+  t.equal(binaryPosts(s), 0, 'the upstream never saw a Binary');
+  const ok = await upload(s, Buffer.from('plain text, valid UTF-8: é'), 'text/plain; charset=utf-8');
+  t.equal(ok.status, 201, 'valid text is accepted');
+});
+
+t.test('limits: 413 past the rule’s maximum (declared or streamed), nothing stored; Expect: 100-continue answered before the body', async (t) => {
+  const s = await stack(t, { rules: [{ name: 'small-binaries', match: { resourceTypes: ['Binary'] }, limits: { maxRequestBytes: 50_000 } }] });
+  const declared = await upload(s, PDF(60_000), 'application/pdf');
+  t.equal(declared.status, 413);
+  t.equal(await code(declared), 'PAYLOAD_TOO_LARGE');
+  // Chunked: no length to refuse up front, so the count stops it midway.
+  const big = PDF(200_000);
+  const streamed = await fetch(`${s.gw.base}/Binary`, {
+    method: 'POST',
+    headers: { ...s.auth, 'content-type': 'application/pdf' },
+    body: new ReadableStream({
+      start(c) {
+        for (let i = 0; i < big.length; i += 16_384) c.enqueue(big.subarray(i, i + 16_384));
+        c.close();
+      },
+    }),
+    duplex: 'half',
+  } as RequestInit);
+  t.equal(streamed.status, 413);
+  t.same(s.gw.blobFiles(), [], 'no partial blob, no temp file');
+  t.equal(binaryPosts(s), 0);
+
+  const port = portOf(s.gw.url);
+  const r = await rawRequest(
+    port,
+    httpMessage(['POST /fhir/Binary HTTP/1.1', 'Host: x', `Authorization: ${s.auth.authorization}`, 'Content-Type: application/pdf', 'Content-Length: 60000', 'Expect: 100-continue']),
+  );
+  t.equal(r.statusCode, 413, '413 to Expect: 100-continue');
+  t.same(r.interim, [], 'no 100 Continue was sent');
+  const r2 = await rawRequest(port, httpMessage(['POST /fhir/Binary HTTP/1.1', 'Host: x', `Authorization: ${s.auth.authorization}`, 'Content-Type: application/zip', 'Content-Length: 10', 'Expect: 100-continue']));
+  t.equal(r2.statusCode, 415, 'a refused type is answered before the body too');
+  t.same(r2.interim, []);
+});
+
+t.test('the upstream refusing or unreachable: the blob is removed', async (t) => {
+  const s = await stack(t);
+  // An update with a stale If-Match is refused by the upstream after the content was stored.
+  const id = ((await upload(s, PDF(1000), 'application/pdf')).headers.get('location') ?? '').split('/')[5];
+  const before = s.gw.blobFiles();
+  const stale = await upload(s, PDF(2000), 'application/pdf', { 'if-match': 'W/"7"' }, 'PUT', `/Binary/${id}`);
+  t.ok(stale.status >= 400 && stale.status < 500, `upstream refused (${stale.status})`);
+  await stale.arrayBuffer();
+  t.same(s.gw.blobFiles(), before, 'the refused blob is gone');
+
+  const key = await makeKey('k2');
+  const jwks = await startJwksServer(t, [key]);
+  const down = await startTestGateway(t, { upstream: 'http://127.0.0.1:9/fhir', jwksUri: jwks.url });
+  const token = await mintToken(key, { claims: { scope: 'user/*.cruds' } });
+  const r = await fetch(`${down.base}/Binary`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/pdf' }, body: PDF(5000) });
+  t.equal(r.status, 502);
+  t.equal(await code(r), 'UPSTREAM_UNAVAILABLE');
+  t.same(down.blobFiles(), [], 'nothing kept when the upstream could not be told');
+});
+
+t.test('a client that disconnects midway leaves nothing behind', async (t) => {
+  const s = await stack(t);
+  const port = portOf(s.gw.url);
+  const { connect } = await import('node:net');
+  const sock = connect(port, '127.0.0.1');
+  await new Promise((r) => sock.once('connect', r));
+  sock.write(httpMessage(['POST /fhir/Binary HTTP/1.1', 'Host: x', `Authorization: ${s.auth.authorization}`, 'Content-Type: application/pdf', 'Content-Length: 1000000']));
+  sock.write(PDF(200_000));
+  await new Promise((r) => setTimeout(r, 200));
+  t.ok(s.gw.blobFiles().some((f) => f.endsWith('.tmp')), 'the upload was in progress');
+  sock.destroy();
+  for (let i = 0; i < 50 && s.gw.blobFiles().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.same(s.gw.blobFiles(), [], 'temp file removed');
+  t.equal(binaryPosts(s), 0);
+});
+
+t.test('Binaries the upstream already holds inline still read through the gateway', async (t) => {
+  const s = await stack(t);
+  const content = PDF(2000);
+  const r = await fetch(`${s.up.url}/Binary`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({ resourceType: 'Binary', contentType: 'application/pdf', data: content.toString('base64') }),
+  });
+  const id = ((await r.json()) as { id: string }).id;
+  const raw = await fetch(`${s.gw.base}/Binary/${id}`, { headers: s.auth });
+  t.equal(raw.status, 200);
+  t.equal(raw.headers.get('content-type'), 'application/pdf');
+  t.ok(Buffer.from(await raw.arrayBuffer()).equals(content));
+  const part = await fetch(`${s.gw.base}/Binary/${id}`, { headers: { ...s.auth, range: 'bytes=0-3' } });
+  t.equal(await part.text(), '%PDF');
+  const missing = await fetch(`${s.gw.base}/Binary/does-not-exist`, { headers: s.auth });
+  t.equal(missing.status, 404, "the upstream's 404 is relayed");
+  await missing.arrayBuffer();
+});
+
+t.test('active content is always a download, sandboxed, never sniffed', async (t) => {
+  const s = await stack(t, { content: { allowedTypes: { Binary: ['text/html'] } } });
+  const id = ((await upload(s, Buffer.from('<html><script>alert(1)</script></html>'), 'text/html')).headers.get('location') ?? '').split('/')[5];
+  const r = await fetch(`${s.gw.base}/Binary/${id}`, { headers: s.auth });
+  t.equal(r.headers.get('content-type'), 'text/html');
+  t.equal(r.headers.get('content-disposition'), 'attachment');
+  t.equal(r.headers.get('x-content-type-options'), 'nosniff');
+  t.match(r.headers.get('content-security-policy'), /sandbox/);
+  await r.arrayBuffer();
+});
+
+t.test('a blob whose hash differs from the reference is never served', async (t) => {
+  const s = await stack(t);
+  const id = ((await upload(s, PDF(1000), 'application/pdf')).headers.get('location') ?? '').split('/')[5];
+  // Point the upstream's Binary at a different blob (as a client writing around the gateway could).
+  const other = ((await upload(s, PDF(1000), 'application/pdf')).headers.get('location') ?? '').split('/')[5];
+  const a = await upstreamBinary(s, id);
+  const b = await upstreamBinary(s, other);
+  const swapped = { ...a, _data: { extension: [{ ...(b._data as { extension: { extension: unknown[] }[] }).extension[0], extension: [(b._data as { extension: { extension: unknown[] }[] }).extension[0].extension[0], (a._data as { extension: { extension: unknown[] }[] }).extension[0].extension[1]] }] } };
+  await (await fetch(`${s.up.url}/Binary/${id}`, { method: 'PUT', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(swapped) })).arrayBuffer();
+  const r = await fetch(`${s.gw.base}/Binary/${id}`, { headers: s.auth });
+  t.equal(r.status, 500);
+  t.equal(await code(r), 'BLOB_UNREADABLE');
+});

@@ -1,0 +1,213 @@
+// The BlobStore contract: every driver (filesystem, S3, Azure) runs these same tests against its
+// real backing server. A driver file calls `blobStoreContract(t, factory)`.
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { text } from 'node:stream/consumers';
+import type { Test } from 'tap';
+import { GatewayError } from '../../src/errors.js';
+import { BlobNotFound, type BlobStore } from '../../src/storage/blob-store.js';
+
+export interface ContractSubject {
+  readonly store: BlobStore;
+  /**
+   * Everything physically in the backing store, whatever its state: files and temp files,
+   * objects and in-progress multipart uploads, committed and uncommitted blobs. Used to prove
+   * that a failed or deleted put leaves nothing behind.
+   */
+  residue(): Promise<string[]>;
+}
+
+/** Bytes in uneven chunks, so drivers cannot rely on chunk alignment. */
+export function chunked(data: Buffer, sizes: readonly number[] = [1, 7, 4096, 65_537]): Readable {
+  const parts: Buffer[] = [];
+  let at = 0;
+  let i = 0;
+  while (at < data.length) {
+    const n = sizes[i++ % sizes.length];
+    parts.push(data.subarray(at, at + n));
+    at += n;
+  }
+  return Readable.from(parts);
+}
+
+/** A body that sends `first` and then fails, as a client that disconnects midway. */
+export function failingBody(first: Buffer, error = new Error('client went away')): Readable {
+  let sent = false;
+  return new Readable({
+    read() {
+      if (!sent) {
+        sent = true;
+        this.push(first);
+      } else {
+        setImmediate(() => this.destroy(error));
+      }
+    },
+  });
+}
+
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+const sha1 = (b: Buffer): string => createHash('sha1').update(b).digest('base64');
+
+async function bytes(body: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of body) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+export function blobStoreContract(t: Test, name: string, make: (t: Test) => Promise<ContractSubject>): void {
+  t.test(`${name}: put streams content in and reports size and hashes; get streams it back`, async (t) => {
+    const { store, residue } = await make(t);
+    // Over one S3 part (5 MiB) and one Azure block buffer, in odd chunk sizes.
+    const data = randomBytes(6 * 1024 * 1024 + 3);
+    const info = await store.put(chunked(data), { contentType: 'application/pdf', owner: 'DocumentReference/1' });
+    t.match(info.id, /^[a-z0-9-]{1,64}$/);
+    t.equal(info.size, data.length);
+    t.equal(info.sha256, sha256(data));
+    t.equal(info.sha1, sha1(data));
+    t.equal(info.contentType, 'application/pdf');
+    t.equal(info.state, 'pending', 'a new blob is pending until the upstream accepts its resource');
+    t.equal(info.owner, 'DocumentReference/1');
+    t.ok(Date.parse(info.createdAt) <= Date.now() && Date.now() - Date.parse(info.createdAt) < 60_000, 'createdAt is now');
+    const got = await store.get(info.id);
+    t.same(got.info, info, 'get reports the same metadata');
+    const back = await bytes(got.body);
+    t.equal(back.length, data.length);
+    t.ok(back.equals(data), 'byte-identical');
+    t.same(await store.head(info.id), info);
+    t.ok((await residue()).length > 0, 'residue sees the stored blob (so its emptiness elsewhere means something)');
+  });
+
+  t.test(`${name}: an empty blob`, async (t) => {
+    const { store } = await make(t);
+    const info = await store.put(Readable.from([]), { contentType: 'text/plain' });
+    t.equal(info.size, 0);
+    t.equal(info.sha256, sha256(Buffer.alloc(0)));
+    t.equal((await bytes((await store.get(info.id)).body)).length, 0);
+  });
+
+  t.test(`${name}: byte ranges (inclusive) anywhere in the blob`, async (t) => {
+    const { store } = await make(t);
+    const data = randomBytes(300_000);
+    const { id } = await store.put(chunked(data), { contentType: 'application/octet-stream' });
+    for (const [start, end] of [
+      [0, 0],
+      [0, 99],
+      [65_530, 65_545],
+      [131_071, 131_073],
+      [1000, 299_999],
+      [299_999, 299_999],
+      [0, 299_999],
+    ] as const) {
+      const got = await store.get(id, { start, end });
+      const part = await bytes(got.body);
+      t.ok(part.equals(data.subarray(start, end + 1)), `bytes ${start}-${end}`);
+      t.equal(got.info.size, data.length, 'info still gives the whole size');
+    }
+    for (const bad of [
+      { start: 10, end: 5 },
+      { start: 0, end: 300_000 },
+      { start: -1, end: 3 },
+    ]) {
+      await t.rejects(store.get(id, bad), RangeError, `range ${bad.start}-${bad.end} refused`);
+    }
+  });
+
+  t.test(`${name}: unknown and malformed ids are not found, never an error about something else`, async (t) => {
+    const { store } = await make(t);
+    for (const id of ['0123456789abcdef0123456789abcdef', '../../etc/passwd', 'A', '', 'a/b', '..', 'x'.repeat(65)]) {
+      await t.rejects(store.get(id), BlobNotFound, `get ${JSON.stringify(id)}`);
+      t.equal(await store.head(id), undefined, `head ${JSON.stringify(id)}`);
+      await t.rejects(store.setMeta(id, { state: 'linked' }), BlobNotFound, `setMeta ${JSON.stringify(id)}`);
+      await store.delete(id);
+    }
+  });
+
+  t.test(`${name}: setMeta links a blob and records its owner; content is untouched`, async (t) => {
+    const { store } = await make(t);
+    const data = Buffer.from('hello, blob');
+    const put = await store.put(chunked(data), { contentType: 'text/plain' });
+    t.equal(put.owner, undefined);
+    await new Promise((r) => setTimeout(r, 5));
+    const linked = await store.setMeta(put.id, { state: 'linked', owner: 'Binary/42' });
+    t.equal(linked.state, 'linked');
+    t.equal(linked.owner, 'Binary/42');
+    t.equal(linked.createdAt, put.createdAt);
+    t.ok(Date.parse(linked.updatedAt) >= Date.parse(put.updatedAt), 'updatedAt moves forward');
+    t.equal(linked.sha256, put.sha256);
+    t.same(await store.head(put.id), linked, 'persisted');
+    const got = await store.get(put.id);
+    t.equal(await text(got.body), 'hello, blob');
+    t.equal(got.info.state, 'linked');
+  });
+
+  t.test(`${name}: delete removes blob and metadata, and is idempotent`, async (t) => {
+    const { store, residue } = await make(t);
+    const before = await residue();
+    const { id } = await store.put(chunked(randomBytes(70_000)), { contentType: 'image/png' });
+    await store.delete(id);
+    await store.delete(id);
+    t.equal(await store.head(id), undefined);
+    await t.rejects(store.get(id), BlobNotFound);
+    t.same(await residue(), before, 'nothing left behind');
+  });
+
+  t.test(`${name}: passing maxBytes rejects PAYLOAD_TOO_LARGE and leaves nothing`, async (t) => {
+    const { store, residue } = await make(t);
+    const before = await residue();
+    const err = await store.put(chunked(randomBytes(6 * 1024 * 1024)), { contentType: 'application/pdf' }, { maxBytes: 5 * 1024 * 1024 + 1 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    t.ok(err instanceof GatewayError && err.code === 'PAYLOAD_TOO_LARGE', 'PAYLOAD_TOO_LARGE');
+    t.same(await residue(), before, 'no blob, no temp file, no metadata, no open upload');
+    t.same((await store.list()).items, [], 'nothing listed');
+    const exact = await store.put(chunked(randomBytes(1000)), { contentType: 'text/plain' }, { maxBytes: 1000 });
+    t.equal(exact.size, 1000, 'exactly maxBytes is allowed');
+  });
+
+  t.test(`${name}: a body that fails midway rejects with its error and leaves nothing`, async (t) => {
+    const { store, residue } = await make(t);
+    const before = await residue();
+    await t.rejects(store.put(failingBody(randomBytes(6 * 1024 * 1024)), { contentType: 'application/pdf' }), /client went away/);
+    t.same(await residue(), before, 'nothing left behind');
+  });
+
+  t.test(`${name}: an abort signal stops the put and leaves nothing`, async (t) => {
+    const { store, residue } = await make(t);
+    const before = await residue();
+    const ac = new AbortController();
+    const body = new Readable({ read() {} });
+    body.push(randomBytes(1024 * 1024));
+    const p = store.put(body, { contentType: 'application/pdf' }, { signal: ac.signal });
+    setTimeout(() => ac.abort(), 50);
+    await t.rejects(p, { name: 'AbortError' });
+    t.same(await residue(), before, 'nothing left behind');
+  });
+
+  t.test(`${name}: list pages through every blob with its metadata`, async (t) => {
+    const { store } = await make(t);
+    const ids = new Set<string>();
+    for (let i = 0; i < 7; i++) ids.add((await store.put(chunked(Buffer.from(`blob ${i}`)), { contentType: 'text/plain', owner: `Binary/${i}` })).id);
+    const seen = new Map<string, string | undefined>();
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const page = await store.list({ limit: 3, ...(cursor ? { cursor } : {}) });
+      t.ok(page.items.length <= 3, 'respects limit');
+      for (const item of page.items) seen.set(item.id, item.owner);
+      cursor = page.cursor;
+      pages++;
+    } while (cursor && pages < 10);
+    t.same(new Set(seen.keys()), ids, 'every blob once');
+    t.ok(pages >= 3, 'paged');
+    for (const [id, owner] of seen) t.match(owner, /^Binary\/\d$/, `owner of ${id} listed`);
+  });
+
+  t.test(`${name}: concurrent puts get distinct ids and keep their own bytes`, async (t) => {
+    const { store } = await make(t);
+    const datas = Array.from({ length: 6 }, () => randomBytes(200_000));
+    const infos = await Promise.all(datas.map((d) => store.put(chunked(d), { contentType: 'application/octet-stream' })));
+    t.equal(new Set(infos.map((i) => i.id)).size, datas.length);
+    for (let i = 0; i < datas.length; i++) t.ok((await bytes((await store.get(infos[i].id)).body)).equals(datas[i]), `blob ${i}`);
+  });
+}

@@ -1,0 +1,158 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import type { Readable } from 'node:stream';
+import t, { type Test } from 'tap';
+import { BlobUnreadable } from '../../src/storage/blob-store.js';
+import { DEFAULT_CHUNK_BYTES, type KeyRing } from '../../src/storage/encryption.js';
+import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
+import { blobStoreContract, chunked } from './contract.js';
+
+function tempDir(t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'fbg-fs-store-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Every file under dir, relative, temp files included. */
+function files(dir: string): string[] {
+  return (readdirSync(dir, { recursive: true }) as string[]).filter((p) => statSync(join(dir, p)).isFile()).sort();
+}
+
+async function bytes(body: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of body) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+const ring = (active: string, keys: Record<string, Buffer>): KeyRing => ({ activeKeyId: active, keys: new Map(Object.entries(keys)) });
+
+blobStoreContract(t, 'filesystem', async (t) => {
+  const dir = tempDir(t);
+  return { store: new FilesystemBlobStore({ directory: dir }), residue: async () => files(dir) };
+});
+
+const k1 = randomBytes(32);
+const k2 = randomBytes(32);
+blobStoreContract(t, 'filesystem (encrypted)', async (t) => {
+  const dir = tempDir(t);
+  return { store: new FilesystemBlobStore({ directory: dir, encryption: ring('k1', { k1 }) }), residue: async () => files(dir) };
+});
+
+t.test('layout: sharded by id, metadata beside the blob, owner-only permissions, no temp files', async (t) => {
+  const dir = tempDir(t);
+  const store = new FilesystemBlobStore({ directory: dir });
+  const info = await store.put(chunked(Buffer.from('%PDF-1.4 x')), { contentType: 'application/pdf' });
+  const shard = `${info.id.slice(0, 2)}/${info.id.slice(2, 4)}`;
+  t.same(files(dir), [`${shard}/${info.id}.blob`, `${shard}/${info.id}.json`]);
+  t.equal(statSync(join(dir, shard, `${info.id}.blob`)).mode & 0o777, 0o600);
+  t.equal(statSync(join(dir, shard, `${info.id}.json`)).mode & 0o777, 0o600);
+  const record = JSON.parse(readFileSync(join(dir, shard, `${info.id}.json`), 'utf8')) as Record<string, unknown>;
+  t.match(record, { v: 1, id: info.id, state: 'pending', owner: null, size: 10, contentType: 'application/pdf' }, 'a record a sweeper can read');
+});
+
+t.test('two gateways sharing one directory see each other’s blobs and never collide', async (t) => {
+  const dir = tempDir(t);
+  const a = new FilesystemBlobStore({ directory: dir });
+  const b = new FilesystemBlobStore({ directory: dir });
+  const datas = Array.from({ length: 10 }, () => randomBytes(50_000));
+  const infos = await Promise.all(datas.map((d, i) => (i % 2 ? a : b).put(chunked(d), { contentType: 'application/octet-stream' })));
+  for (let i = 0; i < datas.length; i++) t.ok((await bytes((await (i % 2 ? b : a).get(infos[i].id)).body)).equals(datas[i]), `blob ${i} read by the other`);
+  await b.setMeta(infos[1].id, { state: 'linked' });
+  t.equal((await a.head(infos[1].id))?.state, 'linked');
+  t.notOk(files(dir).some((f) => f.endsWith('.tmp')), 'no temp files');
+});
+
+t.test('encryption: content never on disk in the clear; ranges across chunk boundaries', async (t) => {
+  const dir = tempDir(t);
+  const store = new FilesystemBlobStore({ directory: dir, encryption: ring('k1', { k1 }) });
+  const marker = Buffer.from('PATIENT-NAME-Jane-Doe-');
+  const data = Buffer.concat(Array.from({ length: 12_000 }, () => marker)); // ~4 chunks of 64 KiB
+  const info = await store.put(chunked(data), { contentType: 'text/plain' });
+  const onDisk = readFileSync(join(dir, info.id.slice(0, 2), info.id.slice(2, 4), `${info.id}.blob`));
+  t.equal(onDisk.indexOf(marker), -1, 'the plaintext is nowhere in the file');
+  t.equal(info.sha256.length, 64, 'hashes are of the plaintext');
+  const c = DEFAULT_CHUNK_BYTES;
+  for (const [s, e] of [
+    [c - 1, c],
+    [c, 2 * c - 1],
+    [c - 5, 3 * c + 5],
+    [data.length - 1, data.length - 1],
+    [0, data.length - 1],
+  ]) {
+    t.ok((await bytes((await store.get(info.id, { start: s, end: e })).body)).equals(data.subarray(s, e + 1)), `range ${s}-${e}`);
+  }
+  for (const size of [c, 2 * c, c + 1, 1]) {
+    const d = randomBytes(size);
+    const i = await store.put(chunked(d), { contentType: 'application/octet-stream' });
+    t.ok((await bytes((await store.get(i.id)).body)).equals(d), `${size} bytes (chunk-boundary sizes) round-trip`);
+  }
+});
+
+t.test('encryption: after rotation old blobs still open; a missing or wrong key is a clear error, never bytes', async (t) => {
+  const dir = tempDir(t);
+  const old = await new FilesystemBlobStore({ directory: dir, encryption: ring('k1', { k1 }) }).put(chunked(Buffer.from('sealed with k1')), { contentType: 'text/plain' });
+  const rotated = new FilesystemBlobStore({ directory: dir, encryption: ring('k2', { k1, k2 }) });
+  const fresh = await rotated.put(chunked(Buffer.from('sealed with k2')), { contentType: 'text/plain' });
+  t.equal((await bytes((await rotated.get(old.id)).body)).toString(), 'sealed with k1', 'old blob opens after rotation');
+  t.equal((await bytes((await rotated.get(fresh.id)).body)).toString(), 'sealed with k2');
+
+  const withoutK1 = new FilesystemBlobStore({ directory: dir, encryption: ring('k2', { k2 }) });
+  await t.rejects(withoutK1.get(old.id), new BlobUnreadable('blob was encrypted with key "k1", which is not configured'));
+  const wrongK1 = new FilesystemBlobStore({ directory: dir, encryption: ring('k1', { k1: randomBytes(32) }) });
+  await t.rejects(wrongK1.get(old.id), new BlobUnreadable('key "k1" does not open this blob (wrong key material)'));
+  const noKeys = new FilesystemBlobStore({ directory: dir });
+  await t.rejects(noKeys.get(old.id), BlobUnreadable, 'no keys configured at all');
+  t.equal((await noKeys.head(old.id))?.sha256, old.sha256, 'metadata still readable without keys');
+});
+
+t.test('encryption: a flipped byte, swapped chunks or a truncated file fail authentication instead of yielding bytes', async (t) => {
+  const dir = tempDir(t);
+  const store = new FilesystemBlobStore({ directory: dir, encryption: ring('k1', { k1 }) });
+  const data = randomBytes(3 * DEFAULT_CHUNK_BYTES + 100);
+  const path = (id: string) => join(dir, id.slice(0, 2), id.slice(2, 4), `${id}.blob`);
+  const read = async (id: string) => bytes((await store.get(id)).body);
+
+  const flipped = await store.put(chunked(data), { contentType: 'application/octet-stream' });
+  const f = readFileSync(path(flipped.id));
+  const headerLen = f.length - (data.length + 4 * 16);
+  const sealed = DEFAULT_CHUNK_BYTES + 16;
+  f[headerLen + sealed + 10] ^= 1;
+  writeFileSync(path(flipped.id), f);
+  await t.rejects(read(flipped.id), /failed authentication at chunk 1/, 'flipped byte in chunk 1');
+  // The chunks before the damage were authentic and may have streamed; the damaged one never does.
+  const partial: Buffer[] = [];
+  await t.rejects(
+    (async () => {
+      for await (const c of (await store.get(flipped.id)).body) partial.push(c as Buffer);
+    })(),
+  );
+  t.ok(data.subarray(0, Buffer.concat(partial).length).equals(Buffer.concat(partial)), 'only authentic bytes were emitted');
+  t.ok(Buffer.concat(partial).length <= DEFAULT_CHUNK_BYTES, 'nothing of the damaged chunk or after it');
+
+  const swapped = await store.put(chunked(data), { contentType: 'application/octet-stream' });
+  const s = readFileSync(path(swapped.id));
+  const c0 = Buffer.from(s.subarray(headerLen, headerLen + sealed));
+  s.copy(s, headerLen, headerLen + sealed, headerLen + 2 * sealed);
+  c0.copy(s, headerLen + sealed);
+  writeFileSync(path(swapped.id), s);
+  await t.rejects(read(swapped.id), /failed authentication at chunk 0/, 'chunks 0 and 1 swapped');
+  const last = await store.put(chunked(data), { contentType: 'application/octet-stream' });
+  const l = readFileSync(path(last.id));
+  l[l.length - 20] ^= 1;
+  writeFileSync(path(last.id), l);
+  await t.rejects(read(last.id), /failed authentication at chunk 3/, 'flipped byte in the last chunk');
+  t.ok((await bytes((await store.get(last.id, { start: 0, end: 99 })).body)).equals(data.subarray(0, 100)), 'a range that does not touch the damage still reads');
+
+  const cut = await store.put(chunked(data), { contentType: 'application/octet-stream' });
+  truncateSync(path(cut.id), statSync(path(cut.id)).size - 116);
+  await t.rejects(store.get(cut.id), /wrong length/, 'truncated file refused before streaming');
+});
+
+t.test('a put that fails leaves nothing in an encrypted store either (relative paths shown on failure)', async (t) => {
+  const dir = tempDir(t);
+  const store = new FilesystemBlobStore({ directory: dir, encryption: ring('k1', { k1 }) });
+  await t.rejects(store.put(chunked(randomBytes(200_000)), { contentType: 'x/y' }, { maxBytes: 100_000 }), { code: 'PAYLOAD_TOO_LARGE' });
+  t.same(files(dir).map((p) => relative(dir, join(dir, p))), []);
+});
