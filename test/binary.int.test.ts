@@ -134,7 +134,7 @@ t.test('content checks: a mismatch, a type not allowed, bad text → 415 and not
     ['a type not on the allow-list', Buffer.from('PK\x03\x04zip'), 'application/zip', /application\/zip is not allowed for Binary/],
     ['invalid UTF-8 as text', Buffer.concat([Buffer.from('hello '), Buffer.from([0xc3, 0x28])]), 'text/plain', /not valid UTF-8/],
     ['NUL in text', Buffer.from('hello\0world'), 'text/plain', /NUL/],
-    ['HTML declared as text (sniffed)', Buffer.from('<?xml version="1.0"?><x/>'), 'text/plain', /declared as text\/plain/],
+    ['XML declared as text (sniffed)', Buffer.from('<?xml version="1.0"?><x/>'), 'text/plain', /declared as text\/plain/],
     ['no Content-Type at all', PDF(10), '', /Content-Type is required/],
   ];
   for (const [name, body, type, why] of cases) {
@@ -263,4 +263,16 @@ t.test('a blob whose hash differs from the reference is never served', async (t)
   const r = await fetch(`${s.gw.base}/Binary/${id}`, { headers: s.auth });
   t.equal(r.status, 500);
   t.equal(await code(r), 'BLOB_UNREADABLE');
+});
+
+t.test('a conditional raw Binary write is refused, never passed on unchecked', async (t) => {
+  const s = await stack(t);
+  const r = await upload(s, PNG, 'application/pdf', { 'if-none-exist': 'identifier=x' });
+  t.equal(r.status, 405);
+  t.equal(await code(r), 'METHOD_NOT_ALLOWED');
+  const q = await upload(s, PNG, 'application/pdf', {}, 'PUT', '/Binary?identifier=x');
+  t.equal(q.status, 405, 'conditional update too');
+  await q.arrayBuffer();
+  t.same(s.gw.blobFiles(), []);
+  t.equal(binaryPosts(s), 0, 'the upstream never saw the bytes');
 });

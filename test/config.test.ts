@@ -447,3 +447,26 @@ t.test('a rule naming a resource type that does not exist is refused (it would n
   );
   t.equal(build({ ...minimal(), rules: [{ name: 'any', match: { resourceTypes: ['*'] } }] }).rules.length, 1, "'*' is fine");
 });
+
+t.test('storage: defaults, paths relative to the policy file, and the checks the schema cannot express', async (t) => {
+  const c = build(minimal());
+  t.equal(c.storage.driver, 'filesystem');
+  t.equal(c.storage.filesystem.directory, '/cfg/data/blobs', 'relative to the policy file');
+  t.same(c.content.allowedTypes['Media'], ['audio/*', 'video/*', 'image/dicom'], "the seed's allow-list by default");
+  t.same(problems(t, () => build({ ...minimal(), storage: { driver: 's3' } })), ["test.yaml: /storage/s3: is required when storage.driver is 's3'"]);
+  t.same(problems(t, () => build({ ...minimal(), storage: { driver: 'azure', azure: { container: 'blobs' } } })), [
+    'test.yaml: /storage/azure: set exactly one of connectionStringEnv, accountKeyEnv (with accountName) or sasTokenEnv (with url)',
+  ]);
+  t.same(problems(t, () => build({ ...minimal(), storage: { s3: { bucket: 'b', accessKeyIdEnv: 'AK' } } })), [
+    'test.yaml: /storage/s3: set both accessKeyIdEnv and secretAccessKeyEnv, or neither (the SDK default chain)',
+  ]);
+  t.same(problems(t, () => build({ ...minimal(), storage: { filesystem: { encryption: { activeKey: 'k2', keys: [{ id: 'k1', env: 'K1' }, { id: 'k1', file: 'k.key', env: 'K' }] } } } })), [
+    "test.yaml: /storage/filesystem/encryption/activeKey: 'k2' is not among the keys",
+    'test.yaml: /storage/filesystem/encryption/keys: key ids must be unique',
+    'test.yaml: /storage/filesystem/encryption/keys/1: set exactly one of file or env',
+    'test.yaml: /storage/filesystem/encryption/keys/1/file: file not found: /cfg/k.key',
+  ]);
+  t.same(problems(t, () => build({ ...minimal(), content: { allowedTypes: { Documentreference: ['application/pdf'] } } })), [
+    "test.yaml: /content/allowedTypes/Documentreference: 'Documentreference' is not a FHIR R4 resource type",
+  ]);
+});

@@ -51,8 +51,8 @@ export class BinaryPlane {
 
   /** Whether the plane serves this interaction rather than pass-through. */
   owns(i: Interaction, contentType: string | undefined): boolean {
-    if (i.resourceType !== 'Binary' || i.conditional) return false;
-    if (i.interaction === 'read' || i.interaction === 'vread') return true;
+    if (i.resourceType !== 'Binary') return false;
+    if (i.interaction === 'read' || i.interaction === 'vread') return !i.conditional;
     // A FHIR-format Binary body still goes through as before: externalizing its `data` is the
     // streaming rewrite engine's job (next step), and it must not be buffered here meanwhile.
     return (i.interaction === 'create' || i.interaction === 'update') && !FHIR_BODY.test(essence(contentType) ?? '');
@@ -65,6 +65,9 @@ export class BinaryPlane {
   }
 
   private async write(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, proceed: () => void): Promise<void> {
+    // Raw content must reach the store through the checks; passing a conditional write on would
+    // hand the upstream unchecked bytes.
+    if (i.conditional) throw new GatewayError('METHOD_NOT_ALLOWED', 'conditional create/update of raw Binary content is not supported');
     const declared = essence(req.headers['content-type']);
     if (!declared) throw new GatewayError('UNSUPPORTED_MEDIA', 'Content-Type is required for Binary content');
     const allow = this.config().content.allowedTypes['Binary'] ?? [];

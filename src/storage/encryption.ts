@@ -76,12 +76,10 @@ export function newHeader(ring: KeyRing, chunkSize = DEFAULT_CHUNK_BYTES): { byt
   const wrapIv = randomBytes(12);
   const wrap = createCipheriv('aes-256-gcm', kek, wrapIv).setAAD(wrapAad(keyId));
   const wrapped = Buffer.concat([wrap.update(dataKey), wrap.final()]);
-  const tail = Buffer.alloc(8);
   const noncePrefix = randomBytes(8);
   const size = Buffer.alloc(4);
   size.writeUInt32BE(chunkSize);
-  noncePrefix.copy(tail);
-  const bytes = Buffer.concat([MAGIC, Buffer.from([VERSION, keyId.length]), keyId, wrapIv, wrapped, wrap.getAuthTag(), size, tail]);
+  const bytes = Buffer.concat([MAGIC, Buffer.from([VERSION, keyId.length]), keyId, wrapIv, wrapped, wrap.getAuthTag(), size, noncePrefix]);
   const digest = createHash('sha256').update(bytes).digest();
   return { bytes, header: { keyId: ring.activeKeyId, chunkSize, length: bytes.length, dataKey, noncePrefix, digest } };
 }
@@ -255,6 +253,6 @@ export function sealedSpan(header: Pick<SealedHeader, 'length' | 'chunkSize'>, s
   const last = size === 0 ? 0 : Math.floor(end / c);
   const from = header.length + first * (c + TAG);
   const lastPlain = Math.min(c, size - last * c);
-  const to = header.length + last * (c + TAG) + Math.max(lastPlain, 0) + TAG - 1;
+  const to = header.length + last * (c + TAG) + lastPlain + TAG - 1;
   return { from, to };
 }

@@ -1,5 +1,5 @@
 // The BlobStore contract: every driver (filesystem, S3, Azure) runs these same tests against its
-// real backing server. A driver file calls `blobStoreContract(t, factory)`.
+// real backing server. A driver file calls `blobStoreContract(t, name, make)`.
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
 import { BlobUnreadable } from '../../src/storage/blob-store.js';
@@ -150,9 +150,9 @@ t.test('encryption: a flipped byte, swapped chunks or a truncated file fail auth
   await t.rejects(store.get(cut.id), /wrong length/, 'truncated file refused before streaming');
 });
 
-t.test('a put that fails leaves nothing in an encrypted store either (relative paths shown on failure)', async (t) => {
+t.test('a put that fails leaves nothing in an encrypted store either', async (t) => {
   const dir = tempDir(t);
   const store = new FilesystemBlobStore({ directory: dir, encryption: ring('k1', { k1 }) });
   await t.rejects(store.put(chunked(randomBytes(200_000)), { contentType: 'x/y' }, { maxBytes: 100_000 }), { code: 'PAYLOAD_TOO_LARGE' });
-  t.same(files(dir).map((p) => relative(dir, join(dir, p))), []);
+  t.same(files(dir), []);
 });
