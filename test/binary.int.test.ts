@@ -5,11 +5,9 @@ import { makeKey, mintToken, startJwksServer } from './helpers/auth.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { httpMessage, portOf, rawRequest } from './helpers/raw-http.js';
 import { startUpstream } from './helpers/upstream.js';
+import { PDF, PNG } from './helpers/content.js';
 import type { FhirUpstream } from '../src/demo/fhir-upstream.js';
 
-const PDF = (n: number) => Buffer.concat([Buffer.from('%PDF-1.7\n%\xe2\xe3\xcf\xd3\n', 'latin1'), randomBytes(n)]);
-// A real 1×1 PNG: file-type walks its chunks, so a signature alone is not enough.
-const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==', 'base64');
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 interface Stack {
@@ -275,4 +273,62 @@ t.test('a conditional raw Binary write is refused, never passed on unchecked', a
   await q.arrayBuffer();
   t.same(s.gw.blobFiles(), []);
   t.equal(binaryPosts(s), 0, 'the upstream never saw the bytes');
+});
+
+t.test('a FHIR JSON Binary body: its data is externalized and checked like raw content', async (t) => {
+  const s = await stack(t);
+  const pdf = PDF(400_000);
+  const body = JSON.stringify({ resourceType: 'Binary', contentType: 'application/pdf', securityContext: { reference: 'Patient/7' }, data: pdf.toString('base64') });
+  const created = await upload(s, Buffer.from(body), 'application/fhir+json');
+  t.equal(created.status, 201);
+  const id = (created.headers.get('location') ?? '').split('/')[5];
+  await created.arrayBuffer();
+  const held = await upstreamBinary(s, id);
+  t.equal(held.data, undefined, 'the upstream holds no data');
+  t.match(held, { contentType: 'application/pdf', securityContext: { reference: 'Patient/7' } });
+  t.match(JSON.stringify(held._data), new RegExp(sha256(pdf)));
+  const meta = s.gw.blobFiles().filter((f) => f.endsWith('.json'));
+  t.equal(meta.length, 1);
+  const record = JSON.parse(await (await import('node:fs/promises')).readFile(`${s.gw.blobDir}/${meta[0]}`, 'utf8')) as Record<string, unknown>;
+  t.match(record, { state: 'linked', owner: `Binary/${id}`, contentType: 'application/pdf', size: pdf.length });
+  const raw = await fetch(`${s.gw.base}/Binary/${id}`, { headers: s.auth });
+  t.equal(sha256(Buffer.from(await raw.arrayBuffer())), sha256(pdf), 'raw read gives the bytes back');
+
+  const v2 = PDF(1000);
+  const put = await upload(s, Buffer.from(JSON.stringify({ resourceType: 'Binary', id, contentType: 'application/pdf', data: v2.toString('base64') })), 'application/fhir+json', {}, 'PUT', `/Binary/${id}`);
+  t.equal(put.status, 200);
+  await put.arrayBuffer();
+  t.ok(Buffer.from(await (await fetch(`${s.gw.base}/Binary/${id}`, { headers: s.auth })).arrayBuffer()).equals(v2), 'update through the FHIR body');
+});
+
+t.test('a FHIR JSON Binary body that fails a check: refused, nothing stored, nothing sent upstream', async (t) => {
+  const s = await stack(t);
+  const before = binaryPosts(s);
+  const cases: [string, string, string, number, string][] = [
+    ['PNG declared as PDF', 'application/fhir+json', JSON.stringify({ resourceType: 'Binary', contentType: 'application/pdf', data: PNG.toString('base64') }), 415, 'UNSUPPORTED_MEDIA'],
+    ['type not allowed', 'application/fhir+json', JSON.stringify({ resourceType: 'Binary', contentType: 'application/zip', data: PDF(10).toString('base64') }), 415, 'UNSUPPORTED_MEDIA'],
+    ['not base64', 'application/fhir+json', JSON.stringify({ resourceType: 'Binary', contentType: 'application/pdf', data: '%%%%' }), 400, 'BAD_REQUEST'],
+    ['not a Binary', 'application/fhir+json', JSON.stringify({ resourceType: 'DocumentReference', status: 'current', content: [{ attachment: { contentType: 'application/pdf', data: PDF(3000).toString('base64') } }] }), 400, 'BAD_REQUEST'],
+    ['malformed JSON', 'application/fhir+json', '{"resourceType":"Binary","contentType":"application/pdf","data":"JVBE', 400, 'BAD_REQUEST'],
+    ['a reference written by the client', 'application/fhir+json', JSON.stringify({ resourceType: 'Binary', contentType: 'application/pdf', _data: { extension: [{ url: 'http://fhir-binary-gateway.dev/fhir/StructureDefinition/blob-reference', extension: [] }] } }), 400, 'BAD_REQUEST'],
+    ['FHIR XML', 'application/fhir+xml', '<Binary xmlns="http://hl7.org/fhir"><contentType value="application/pdf"/><data value="JVBERi0="/></Binary>', 415, 'UNSUPPORTED_MEDIA'],
+  ];
+  for (const [name, type, body, status, expected] of cases) {
+    const r = await upload(s, Buffer.from(body), type);
+    t.equal(r.status, status, name);
+    t.equal(await code(r), expected, `${name}: ${expected}`);
+    t.same(s.gw.blobFiles(), [], `${name}: nothing stored`);
+  }
+  t.equal(binaryPosts(s), before, 'the upstream never saw any of them');
+  const spool = (await import('node:fs')).readdirSync((await import('node:os')).tmpdir()).filter((f) => f.startsWith('fbg-body-'));
+  t.same(spool, [], 'no spool file left behind');
+});
+
+t.test('PATCH of Binary is refused: it could set data past every check', async (t) => {
+  const s = await stack(t);
+  const id = ((await upload(s, PDF(1000), 'application/pdf')).headers.get('location') ?? '').split('/')[5];
+  const r = await fetch(`${s.gw.base}/Binary/${id}`, { method: 'PATCH', headers: { ...s.auth, 'content-type': 'application/json-patch+json' }, body: JSON.stringify([{ op: 'add', path: '/data', value: 'PHNjcmlwdD4=' }]) });
+  t.equal(r.status, 405);
+  t.equal(await code(r), 'METHOD_NOT_ALLOWED');
+  t.equal((await upstreamBinary(s, id)).data, undefined, 'the upstream Binary is unchanged');
 });

@@ -1,4 +1,7 @@
+import { createReadStream } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { tmpdir } from 'node:os';
 import { pipeline, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config/types.js';
@@ -12,6 +15,7 @@ import type { EffectiveRule } from '../security/policy.js';
 import { BlobUnreadable, type BlobInfo, type BlobStore } from '../storage/blob-store.js';
 import { Base64Encode, base64Length } from './base64.js';
 import { binaryView } from './negotiate.js';
+import { spoolExternalized } from '../rewrite/spool.js';
 import { etagMatches, parseRange } from './range.js';
 import { blobExtension, findBlobRef, type BlobRef } from './reference.js';
 import { readJson, sendUpstream, UpstreamFailure } from './upstream-exchange.js';
@@ -50,15 +54,15 @@ export class BinaryPlane {
   ) {}
 
   /** Whether the plane serves this interaction rather than pass-through. */
-  owns(i: Interaction, contentType: string | undefined): boolean {
+  owns(i: Interaction): boolean {
     if (i.resourceType !== 'Binary') return false;
     if (i.interaction === 'read' || i.interaction === 'vread') return !i.conditional;
-    // A FHIR-format Binary body still goes through as before: externalizing its `data` is the
-    // streaming rewrite engine's job (next step), and it must not be buffered here meanwhile.
-    return (i.interaction === 'create' || i.interaction === 'update') && !FHIR_BODY.test(essence(contentType) ?? '');
+    return i.interaction === 'create' || i.interaction === 'update' || i.interaction === 'patch';
   }
 
   async handle(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, proceed: () => void): Promise<void> {
+    // A patch could set `data` past every check (JSON Patch, FHIRPath Patch): refused, not guessed at.
+    if (i.interaction === 'patch') throw new GatewayError('METHOD_NOT_ALLOWED', 'PATCH of Binary is not supported: send the whole Binary (PUT)');
     if (i.interaction === 'create' || i.interaction === 'update') return this.write(req, res, ctx, rule, i, proceed);
     proceed();
     return this.read(req, res, ctx, rule, i);
@@ -67,9 +71,10 @@ export class BinaryPlane {
   private async write(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, proceed: () => void): Promise<void> {
     // Raw content must reach the store through the checks; passing a conditional write on would
     // hand the upstream unchecked bytes.
-    if (i.conditional) throw new GatewayError('METHOD_NOT_ALLOWED', 'conditional create/update of raw Binary content is not supported');
+    if (i.conditional) throw new GatewayError('METHOD_NOT_ALLOWED', 'conditional create/update of Binary is not supported');
     const declared = essence(req.headers['content-type']);
     if (!declared) throw new GatewayError('UNSUPPORTED_MEDIA', 'Content-Type is required for Binary content');
+    if (FHIR_BODY.test(declared)) return this.writeResource(req, res, ctx, rule, i, declared, proceed);
     const allow = this.config().content.allowedTypes['Binary'] ?? [];
     if (!allowed(declared, allow)) throw new GatewayError('UNSUPPORTED_MEDIA', `${declared} is not allowed for Binary`);
     const securityContext = req.headers['x-security-context'];
@@ -90,23 +95,64 @@ export class BinaryPlane {
       _data: { extension: [blobExtension(ref)] },
     };
     const body = Buffer.from(JSON.stringify(binary));
+    await this.commit(req, res, ctx, rule, i, [{ id: info.id, contentType: declared }], body, body.length);
+  }
+
+  /**
+   * A FHIR Binary body (`application/fhir+json`): its `data` goes through the rewrite engine into
+   * the store, checked like raw content, and the upstream gets the Binary with a reference instead.
+   */
+  private async writeResource(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, declared: string, proceed: () => void): Promise<void> {
+    // Streaming XML is not built; a body we cannot rewrite must not reach the upstream with its data.
+    if (declared.includes('xml')) throw new GatewayError('UNSUPPORTED_MEDIA', 'FHIR XML Binary bodies are not accepted: send application/fhir+json, or the content itself with its own Content-Type');
+    proceed();
+    const config = this.config();
+    const allowedTypes = config.content.allowedTypes;
+    const spooled = await spoolExternalized(req, res, config.server.spoolDir ?? tmpdir(), rule.limits.maxRequestBytes, {
+      store: this.store,
+      // A Binary carries no Attachments; its data is always externalized, as raw uploads are.
+      minBytes: 0,
+      maxBytes: rule.limits.maxRequestBytes,
+      allowedTypes: (rt) => allowedTypes[rt] ?? allowedTypes['Binary'] ?? [],
+    });
+    if (!spooled) return;
+    try {
+      if (spooled.rootType !== 'Binary') {
+        await this.discard(spooled.blobs.map((b) => b.info.id), ctx);
+        throw new GatewayError('BAD_REQUEST', `the body of a Binary ${i.interaction} must be a Binary, not ${spooled.rootType ?? 'something without resourceType'}`);
+      }
+      const blobs = spooled.blobs.map((b) => ({ id: b.info.id, contentType: b.contentType }));
+      await this.commit(req, res, ctx, rule, i, blobs, createReadStream(spooled.file), spooled.size);
+    } finally {
+      await unlink(spooled.file).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Sends the rewritten resource to the upstream. Its answer decides the blobs' fate: accepted →
+   * `linked` to the resource; refused or unreachable → deleted. The client gets the upstream's answer.
+   */
+  private async commit(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, blobs: readonly { id: string; contentType: string }[], body: Buffer | Readable, length: number): Promise<void> {
+    const ids = blobs.map((b) => b.id);
     let up: IncomingMessage;
     try {
-      up = await sendUpstream(this.upstream.request(req, ctx, rule.forwardAuthorization, i.method, `/${i.path}`, { 'content-type': FHIR_JSON, 'content-length': String(body.length), accept: FHIR_JSON }), body);
+      up = await sendUpstream(this.upstream.request(req, ctx, rule.forwardAuthorization, i.method, `/${i.path}`, { 'content-type': FHIR_JSON, 'content-length': String(length), accept: FHIR_JSON }), body);
     } catch (err) {
-      await this.discard(info.id, ctx);
+      await this.discard(ids, ctx);
       throw err instanceof UpstreamFailure ? err.gatewayError : err;
     }
     const status = up.statusCode ?? 502;
     if (status >= 200 && status < 300) {
       const id = i.id ?? /\/Binary\/([A-Za-z0-9\-.]{1,64})(\/|$)/.exec(String(up.headers.location ?? up.headers['content-location'] ?? ''))?.[1];
-      await this.store.setMeta(info.id, { state: 'linked', ...(id ? { owner: `Binary/${id}` } : {}) }).catch((err: unknown) => {
-        // The upstream has the resource, so the blob must stay; pending is what a sweeper checks
-        // against the upstream before removing anything.
-        this.log.warn({ reqId: ctx.id, blob: info.id, cause: (err as Error).message }, 'blob accepted upstream but could not be marked linked');
-      });
+      for (const blob of blobs) {
+        await this.store.setMeta(blob.id, { state: 'linked', contentType: blob.contentType, ...(id ? { owner: `Binary/${id}` } : {}) }).catch((err: unknown) => {
+          // The upstream has the resource, so the blob must stay; pending is what a sweeper checks
+          // against the upstream before removing anything.
+          this.log.warn({ reqId: ctx.id, blob: blob.id, cause: (err as Error).message }, 'blob accepted upstream but could not be marked linked');
+        });
+      }
     } else {
-      await this.discard(info.id, ctx);
+      await this.discard(ids, ctx);
     }
     this.relay(up, res, ctx);
   }
@@ -241,9 +287,11 @@ export class BinaryPlane {
     up.pipe(res);
   }
 
-  private async discard(id: string, ctx: RequestContext): Promise<void> {
-    await this.store.delete(id).catch((err: unknown) => {
-      this.log.error({ reqId: ctx.id, blob: id, cause: (err as Error).message }, 'could not delete a refused blob; it stays pending for the sweeper');
-    });
+  private async discard(ids: readonly string[], ctx: RequestContext): Promise<void> {
+    for (const id of ids) {
+      await this.store.delete(id).catch((err: unknown) => {
+        this.log.error({ reqId: ctx.id, blob: id, cause: (err as Error).message }, 'could not delete a refused blob; it stays pending for the sweeper');
+      });
+    }
   }
 }

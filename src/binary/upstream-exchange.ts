@@ -1,4 +1,5 @@
 import type { ClientRequest, IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
 import { GatewayError, isGatewayError } from '../errors.js';
 
 /** The upstream could not be asked: carries what the client is told. */
@@ -8,15 +9,21 @@ export class UpstreamFailure extends Error {
   }
 }
 
-/** Sends a request the gateway makes itself and resolves with the response head. */
-export function sendUpstream(req: ClientRequest, body?: Buffer): Promise<IncomingMessage> {
+/** Sends a request the gateway makes itself (the body a buffer or a stream) and resolves with the response head. */
+export function sendUpstream(req: ClientRequest, body?: Buffer | Readable): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     req.once('response', resolve);
     req.once('error', (err: NodeJS.ErrnoException) => {
       const g = isGatewayError(err) ? err : new GatewayError('UPSTREAM_UNAVAILABLE', undefined, { cause: err });
       reject(new UpstreamFailure(g));
     });
-    req.end(body);
+    if (body === undefined || Buffer.isBuffer(body)) {
+      req.end(body);
+      return;
+    }
+    // A body that fails to read (its file vanished) must not leave the upstream waiting for the rest.
+    body.once('error', (err) => req.destroy(err));
+    body.pipe(req);
   });
 }
 

@@ -1,11 +1,8 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { TextDecoder } from 'node:util';
-import { fileTypeFromBuffer } from 'file-type';
 import { GatewayError } from '../errors.js';
-import { isTextual, sameType } from './media-type.js';
-
-/** What file-type needs to recognise every format it knows (its documented sample size). */
-export const SNIFF_BYTES = 4100;
+import { isTextual } from './media-type.js';
+import { SNIFF_BYTES, verdict } from './sniff.js';
 
 /**
  * Holds back the first bytes of an upload until their real type is known, then lets everything
@@ -79,13 +76,4 @@ export class ContentCheck extends Transform {
     }
     return undefined;
   }
-}
-
-async function verdict(head: Buffer, declared: string): Promise<GatewayError | undefined> {
-  if (declared === 'application/octet-stream') return undefined;
-  const found = await fileTypeFromBuffer(head);
-  if (found) {
-    return sameType(found.mime, declared) ? undefined : new GatewayError('UNSUPPORTED_MEDIA', `content is ${found.mime}, declared as ${declared}`);
-  }
-  return isTextual(declared) ? undefined : new GatewayError('UNSUPPORTED_MEDIA', `content does not look like ${declared}`);
 }

@@ -1,0 +1,43 @@
+import { randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { unlink } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { SizeLimit } from '../proxy/size-limit.js';
+import { Externalizer, type ExternalizedBlob, type ExternalizeOptions } from './externalize.js';
+
+export interface Spooled {
+  /** The rewritten body: a private file the caller streams on and removes. */
+  readonly file: string;
+  readonly size: number;
+  readonly blobs: readonly ExternalizedBlob[];
+  readonly rootType: string | undefined;
+}
+
+/**
+ * Reads a FHIR JSON request body through the Externalizer into a private spool file. The upstream
+ * gets nothing until every attachment has been stored and checked, and then a body with a known
+ * length. Undefined when the client went away (nothing to answer, nothing kept); a refusal
+ * rejects, with the blobs and the spool file already removed.
+ */
+export async function spoolExternalized(req: IncomingMessage, res: ServerResponse, dir: string, maxBytes: number, opts: ExternalizeOptions): Promise<Spooled | undefined> {
+  const file = join(dir, `fbg-body-${randomUUID()}.json`);
+  const ext = new Externalizer(opts);
+  const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
+  const abort = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) abort.abort();
+  };
+  res.once('close', onClose);
+  try {
+    await pipeline(req, new SizeLimit(maxBytes), ext, out, { signal: abort.signal });
+    return { file, size: out.bytesWritten, blobs: ext.blobs, rootType: ext.rootType };
+  } catch (err) {
+    await unlink(file).catch(() => undefined);
+    if (abort.signal.aborted) return undefined;
+    throw err;
+  } finally {
+    res.off('close', onClose);
+  }
+}
