@@ -52,6 +52,7 @@ export const ERRORS = {
   // 404/405: outside what the gateway serves.
   NOT_FOUND: def(404, 'not-found', 'Not found'),
   METHOD_NOT_ALLOWED: def(405, 'not-supported', 'This method is not supported on this path'),
+  PRECONDITION_FAILED: def(412, 'conflict', 'The resource has changed since the version the request names'),
   // 413/415/417: body limits and types.
   PAYLOAD_TOO_LARGE: def(413, 'too-long', 'The request body exceeds the size limit'),
   UNSUPPORTED_MEDIA: def(415, 'not-supported', 'The content type is not accepted here'),

@@ -2,37 +2,28 @@ import { createReadStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
-import { pipeline, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config/types.js';
-import { ContentCheck } from '../content/check.js';
-import { allowed, essence, isActiveContent } from '../content/media-type.js';
-import { GatewayError, isGatewayError } from '../errors.js';
+import { allowed, essence } from '../content/media-type.js';
+import { GatewayError } from '../errors.js';
 import type { Interaction } from '../fhir/interaction.js';
 import type { RequestContext } from '../http/context.js';
 import type { PassThrough } from '../proxy/pass-through.js';
-import type { EffectiveRule } from '../security/policy.js';
-import { BlobUnreadable, type BlobInfo, type BlobStore } from '../storage/blob-store.js';
-import { Base64Encode, base64Length } from './base64.js';
-import { binaryView } from './negotiate.js';
 import { spoolExternalized } from '../rewrite/spool.js';
-import { etagMatches, parseRange } from './range.js';
-import { blobExtension, findBlobRef, type BlobRef } from './reference.js';
+import type { EffectiveRule } from '../security/policy.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import { BinaryAccess } from './access.js';
+import { Base64Encode, base64Length } from './base64.js';
+import { ContentIo, FHIR_JSON, MAX_RESOURCE_BYTES, RELATIVE_REFERENCE, type FhirResource } from './content-io.js';
+import { binaryView } from './negotiate.js';
+import { etagMatches } from './range.js';
+import { blobExtension, findBlobRef } from './reference.js';
 import { readJson, sendUpstream, UpstreamFailure } from './upstream-exchange.js';
 
 const FHIR_BODY = /^application\/(fhir\+json|json\+fhir|fhir\+xml|xml\+fhir)$/;
-const FHIR_JSON = 'application/fhir+json; charset=utf-8';
-/** A Binary resource the upstream returns is small once its content is in the store; an inline one larger than this is not read into memory. */
-const MAX_RESOURCE_BYTES = 1024 * 1024;
-/** X-Security-Context / securityContext: a relative reference to the resource that governs access. */
-const RELATIVE_REFERENCE = /^[A-Z][A-Za-z]{1,63}\/[A-Za-z0-9\-.]{1,64}$/;
-/** Raw content must never run as a page of ours: no scripts, no plugins, no same-origin. */
-const RAW_SECURITY_HEADERS = { 'x-content-type-options': 'nosniff', 'content-security-policy': "default-src 'none'; sandbox" } as const;
+const BINARY_LOCATION = /\/Binary\/([A-Za-z0-9\-.]{1,64})(\/|$)/;
 
-interface BinaryResource {
-  resourceType?: unknown;
-  id?: unknown;
-  meta?: { versionId?: unknown; lastUpdated?: unknown };
+interface BinaryResource extends FhirResource {
   contentType?: unknown;
   securityContext?: { reference?: unknown };
   data?: unknown;
@@ -40,27 +31,36 @@ interface BinaryResource {
 }
 
 /**
- * The binary plane for raw Binary traffic (FHIR R4 Binary over REST): uploads go to the BlobStore
+ * The binary plane: raw Binary traffic (FHIR R4 Binary over REST) and FHIR JSON Binary bodies,
+ * plus the binary-access operations and raw Media (BinaryAccess). Uploads go to the BlobStore
  * while being counted, hashed and type-checked, and the upstream gets a Binary that points at the
- * blob; reads are answered from the store with the Binary's headers. Transport details stay in
- * the gateway; this class sees requests only as already authorized interactions.
+ * blob; reads are answered from the store with the Binary's headers. This class sees requests
+ * only as already authorized interactions.
  */
 export class BinaryPlane {
+  private readonly io: ContentIo;
+  private readonly access: BinaryAccess;
+
   constructor(
-    private readonly store: BlobStore,
-    private readonly upstream: PassThrough,
+    store: BlobStore,
+    upstream: PassThrough,
     private readonly config: () => GatewayConfig,
-    private readonly log: Logger,
-  ) {}
+    log: Logger,
+  ) {
+    this.io = new ContentIo(store, upstream, log);
+    this.access = new BinaryAccess(this.io, config);
+  }
 
   /** Whether the plane serves this interaction rather than pass-through. */
-  owns(i: Interaction): boolean {
+  owns(i: Interaction, accept: string | undefined): boolean {
+    if (BinaryAccess.owns(i, accept)) return true;
     if (i.resourceType !== 'Binary') return false;
     if (i.interaction === 'read' || i.interaction === 'vread') return !i.conditional;
     return i.interaction === 'create' || i.interaction === 'update' || i.interaction === 'patch';
   }
 
   async handle(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, proceed: () => void): Promise<void> {
+    if (i.resourceType !== 'Binary' || i.interaction === 'operation') return this.access.handle(req, res, ctx, rule, i, proceed);
     // A patch could set `data` past every check (JSON Patch, FHIRPath Patch): refused, not guessed at.
     if (i.interaction === 'patch') throw new GatewayError('METHOD_NOT_ALLOWED', 'PATCH of Binary is not supported: send the whole Binary (PUT)');
     if (i.interaction === 'create' || i.interaction === 'update') return this.write(req, res, ctx, rule, i, proceed);
@@ -69,7 +69,7 @@ export class BinaryPlane {
   }
 
   private async write(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, proceed: () => void): Promise<void> {
-    // Raw content must reach the store through the checks; passing a conditional write on would
+    // Content must reach the store through the checks; passing a conditional write on would
     // hand the upstream unchecked bytes.
     if (i.conditional) throw new GatewayError('METHOD_NOT_ALLOWED', 'conditional create/update of Binary is not supported');
     const declared = essence(req.headers['content-type']);
@@ -84,18 +84,18 @@ export class BinaryPlane {
     // Only now may the client send the body (Expect: 100-continue).
     proceed();
 
-    const info = await this.storeBody(req, res, declared, rule.limits.maxRequestBytes);
+    const info = await this.io.storeBody(req, res, declared, rule.limits.maxRequestBytes);
     if (!info) return;
-    const ref: BlobRef = { id: info.id, sha256: info.sha256 };
     const binary = {
       resourceType: 'Binary',
       ...(i.id ? { id: i.id } : {}),
       contentType: declared,
       ...(securityContext ? { securityContext: { reference: securityContext } } : {}),
-      _data: { extension: [blobExtension(ref)] },
+      _data: { extension: [blobExtension({ id: info.id, sha256: info.sha256 })] },
     };
     const body = Buffer.from(JSON.stringify(binary));
-    await this.commit(req, res, ctx, rule, i, [{ id: info.id, contentType: declared }], body, body.length);
+    const up = await this.io.commit(req, ctx, rule, i.method, `/${i.path}`, {}, [{ id: info.id, contentType: declared }], body, body.length, (r) => this.owner(i, r));
+    this.io.relay(up, res, ctx);
   }
 
   /**
@@ -109,7 +109,7 @@ export class BinaryPlane {
     const config = this.config();
     const allowedTypes = config.content.allowedTypes;
     const spooled = await spoolExternalized(req, res, config.server.spoolDir ?? tmpdir(), rule.limits.maxRequestBytes, {
-      store: this.store,
+      store: this.io.store,
       // A Binary carries no Attachments; its data is always externalized, as raw uploads are.
       minBytes: 0,
       maxBytes: rule.limits.maxRequestBytes,
@@ -118,76 +118,35 @@ export class BinaryPlane {
     if (!spooled) return;
     try {
       if (spooled.rootType !== 'Binary') {
-        await this.discard(spooled.blobs.map((b) => b.info.id), ctx);
+        await this.io.discard(spooled.blobs.map((b) => b.info.id), ctx);
         throw new GatewayError('BAD_REQUEST', `the body of a Binary ${i.interaction} must be a Binary, not ${spooled.rootType ?? 'something without resourceType'}`);
       }
       const blobs = spooled.blobs.map((b) => ({ id: b.info.id, contentType: b.contentType }));
-      await this.commit(req, res, ctx, rule, i, blobs, createReadStream(spooled.file), spooled.size);
+      const up = await this.io.commit(req, ctx, rule, i.method, `/${i.path}`, {}, blobs, createReadStream(spooled.file), spooled.size, (r) => this.owner(i, r));
+      this.io.relay(up, res, ctx);
     } finally {
       await unlink(spooled.file).catch(() => undefined);
     }
   }
 
-  /**
-   * Sends the rewritten resource to the upstream. Its answer decides the blobs' fate: accepted →
-   * `linked` to the resource; refused or unreachable → deleted. The client gets the upstream's answer.
-   */
-  private async commit(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, blobs: readonly { id: string; contentType: string }[], body: Buffer | Readable, length: number): Promise<void> {
-    const ids = blobs.map((b) => b.id);
-    let up: IncomingMessage;
-    try {
-      up = await sendUpstream(this.upstream.request(req, ctx, rule.forwardAuthorization, i.method, `/${i.path}`, { 'content-type': FHIR_JSON, 'content-length': String(length), accept: FHIR_JSON }), body);
-    } catch (err) {
-      await this.discard(ids, ctx);
-      throw err instanceof UpstreamFailure ? err.gatewayError : err;
-    }
-    const status = up.statusCode ?? 502;
-    if (status >= 200 && status < 300) {
-      const id = i.id ?? /\/Binary\/([A-Za-z0-9\-.]{1,64})(\/|$)/.exec(String(up.headers.location ?? up.headers['content-location'] ?? ''))?.[1];
-      for (const blob of blobs) {
-        await this.store.setMeta(blob.id, { state: 'linked', contentType: blob.contentType, ...(id ? { owner: `Binary/${id}` } : {}) }).catch((err: unknown) => {
-          // The upstream has the resource, so the blob must stay; pending is what a sweeper checks
-          // against the upstream before removing anything.
-          this.log.warn({ reqId: ctx.id, blob: blob.id, cause: (err as Error).message }, 'blob accepted upstream but could not be marked linked');
-        });
-      }
-    } else {
-      await this.discard(ids, ctx);
-    }
-    this.relay(up, res, ctx);
-  }
-
-  /** Streams the body into the store through the content check; undefined when the client went away (nothing to answer). */
-  private async storeBody(req: IncomingMessage, res: ServerResponse, declared: string, maxBytes: number): Promise<BlobInfo | undefined> {
-    const abort = new AbortController();
-    const onClose = () => {
-      if (!res.writableFinished) abort.abort();
-    };
-    res.once('close', onClose);
-    const checked = pipeline(req, new ContentCheck(declared), () => undefined) as Readable;
-    try {
-      return await this.store.put(checked, { contentType: declared }, { maxBytes, signal: abort.signal });
-    } catch (err) {
-      if (abort.signal.aborted) return undefined;
-      if (isGatewayError(err)) throw err;
-      throw new GatewayError('STORAGE_UNAVAILABLE', undefined, { cause: err });
-    } finally {
-      res.off('close', onClose);
-    }
+  private owner(i: Interaction, up: IncomingMessage): string | undefined {
+    const id = i.id ?? BINARY_LOCATION.exec(String(up.headers.location ?? up.headers['content-location'] ?? ''))?.[1];
+    return id ? `Binary/${id}` : undefined;
   }
 
   private async read(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction): Promise<void> {
     let up: IncomingMessage;
     try {
-      up = await sendUpstream(this.upstream.request(req, ctx, rule.forwardAuthorization, 'GET', `/${i.path}`, { accept: FHIR_JSON }));
+      up = await sendUpstream(this.io.upstream.request(req, ctx, rule.forwardAuthorization, 'GET', `/${i.path}`, { accept: FHIR_JSON }));
     } catch (err) {
       throw err instanceof UpstreamFailure ? err.gatewayError : err;
     }
     // A Binary the upstream holds inline and large is passed on as it is to a client that asked for
     // the resource; serving its content raw needs the streaming decoder (next step), never a buffer.
+    const format = new URLSearchParams(i.query).get('_format') ?? undefined;
     const tooLarge = Number(up.headers['content-length'] ?? 0) > MAX_RESOURCE_BYTES;
-    if (up.statusCode !== 200 || (tooLarge && binaryView(req.headers.accept, new URLSearchParams(i.query).get('_format') ?? undefined, '') !== 'raw')) {
-      this.relay(up, res, ctx);
+    if (up.statusCode !== 200 || (tooLarge && binaryView(req.headers.accept, format, '') !== 'raw')) {
+      this.io.relay(up, res, ctx);
       return;
     }
     const binary = (await readJson(up, MAX_RESOURCE_BYTES)) as BinaryResource;
@@ -195,14 +154,10 @@ export class BinaryPlane {
     const contentType = (typeof binary.contentType === 'string' && essence(binary.contentType)) || 'application/octet-stream';
     const ref = findBlobRef(binary._data?.extension);
     const inline = typeof binary.data === 'string' ? Buffer.from(binary.data, 'base64') : undefined;
-    const info = ref ? await this.blobFor(ref) : undefined;
+    const info = ref ? await this.io.blobFor(ref) : undefined;
     const size = info?.size ?? inline?.length ?? 0;
 
-    const headers: OutgoingHttpHeaders = { 'x-request-id': ctx.id, vary: 'Accept' };
-    const versionId = binary.meta?.versionId;
-    if (typeof versionId === 'string') headers['etag'] = `W/"${versionId}"`;
-    const lastUpdated = typeof binary.meta?.lastUpdated === 'string' ? Date.parse(binary.meta.lastUpdated) : NaN;
-    if (!Number.isNaN(lastUpdated)) headers['last-modified'] = new Date(lastUpdated).toUTCString();
+    const headers: OutgoingHttpHeaders = { ...this.io.versionHeaders(binary, ctx), vary: 'Accept' };
     const sc = binary.securityContext?.reference;
     if (typeof sc === 'string' && RELATIVE_REFERENCE.test(sc)) headers['x-security-context'] = sc;
     if (typeof headers['etag'] === 'string' && etagMatches(req.headers['if-none-match'], headers['etag'])) {
@@ -211,87 +166,26 @@ export class BinaryPlane {
       return;
     }
 
-    const view = binaryView(req.headers.accept, new URLSearchParams(i.query).get('_format') ?? undefined, contentType);
+    const view = binaryView(req.headers.accept, format, contentType);
     if (view === 'fhir-xml') throw new GatewayError('UNSUPPORTED_MEDIA', 'FHIR XML is not served; ask for application/fhir+json');
-    if (view === 'fhir-json') {
-      const { data: _inlineData, _data: _ref, ...rest } = binary;
-      const head = Buffer.from(`${JSON.stringify(rest).slice(0, -1)}${size > 0 || ref ? ',"data":"' : ''}`);
-      const tail = Buffer.from(size > 0 || ref ? '"}' : '}');
-      headers['content-type'] = FHIR_JSON;
-      headers['content-length'] = head.length + (size > 0 || ref ? base64Length(size) : 0) + tail.length;
-      res.writeHead(200, headers);
-      if (req.method === 'HEAD') {
-        res.end();
-        return;
-      }
-      res.write(head);
-      const content = ref ? (await this.store.get(ref.id)).body.pipe(new Base64Encode()) : undefined;
-      if (content) await this.streamTo(content, res, false);
-      else if (inline) res.write(inline.toString('base64'));
-      res.end(tail);
+    if (view === 'raw') {
+      await this.io.serveRaw(req, res, headers, ref ? { contentType, size, ref } : { contentType, size, inline: inline ?? Buffer.alloc(0) });
       return;
     }
-
-    Object.assign(headers, RAW_SECURITY_HEADERS, { 'content-type': contentType, 'accept-ranges': 'bytes' });
-    if (isActiveContent(contentType)) headers['content-disposition'] = 'attachment';
-    const range = parseRange(req.headers.range, size);
-    if (range === 'unsatisfiable') throw new GatewayError('RANGE_NOT_SATISFIABLE', undefined, { headers: { 'content-range': `bytes */${size}` } });
-    if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
-    headers['content-length'] = range ? range.end - range.start + 1 : size;
-    res.writeHead(range ? 206 : 200, headers);
-    if (req.method === 'HEAD' || size === 0) {
+    const { data: _inlineData, _data: _ref, ...rest } = binary;
+    const hasData = size > 0 || ref !== undefined;
+    const head = Buffer.from(`${JSON.stringify(rest).slice(0, -1)}${hasData ? ',"data":"' : ''}`);
+    const tail = Buffer.from(hasData ? '"}' : '}');
+    headers['content-type'] = FHIR_JSON;
+    headers['content-length'] = head.length + (hasData ? base64Length(size) : 0) + tail.length;
+    res.writeHead(200, headers);
+    if (req.method === 'HEAD') {
       res.end();
       return;
     }
-    if (inline) {
-      res.end(range ? inline.subarray(range.start, range.end + 1) : inline);
-      return;
-    }
-    const { body } = await this.store.get(ref!.id, range);
-    await this.streamTo(body, res, true);
-  }
-
-  /** The blob a reference names, checked against the hash the upstream holds: a swapped or altered blob is never served. */
-  private async blobFor(ref: BlobRef): Promise<BlobInfo> {
-    let info: BlobInfo | undefined;
-    try {
-      info = await this.store.head(ref.id);
-    } catch (err) {
-      throw new GatewayError('STORAGE_UNAVAILABLE', undefined, { cause: err });
-    }
-    if (!info) throw new GatewayError('BLOB_UNREADABLE', 'the content this Binary refers to is missing from the store');
-    if (info.sha256 !== ref.sha256) throw new GatewayError('BLOB_UNREADABLE', 'the stored content does not match the hash the FHIR server holds');
-    return info;
-  }
-
-  /** Pipes stored content to the client; a failure midway cuts the connection, so a truncated body is never taken for a whole one. */
-  private streamTo(body: Readable, res: ServerResponse, end: boolean): Promise<void> {
-    return new Promise((resolve) => {
-      body.on('error', (err) => {
-        this.log.error({ cause: err instanceof BlobUnreadable ? err.message : (err as NodeJS.ErrnoException).code ?? err.message }, 'stored content failed mid-stream');
-        res.destroy();
-        resolve();
-      });
-      body.on('end', resolve);
-      res.once('close', () => {
-        body.destroy();
-        resolve();
-      });
-      body.pipe(res, { end });
-    });
-  }
-
-  private relay(up: IncomingMessage, res: ServerResponse, ctx: RequestContext): void {
-    res.writeHead(up.statusCode ?? 502, this.upstream.clientHeaders(up.headers, ctx.id));
-    up.on('error', () => res.destroy());
-    up.pipe(res);
-  }
-
-  private async discard(ids: readonly string[], ctx: RequestContext): Promise<void> {
-    for (const id of ids) {
-      await this.store.delete(id).catch((err: unknown) => {
-        this.log.error({ reqId: ctx.id, blob: id, cause: (err as Error).message }, 'could not delete a refused blob; it stays pending for the sweeper');
-      });
-    }
+    res.write(head);
+    if (ref) await this.io.streamTo((await this.io.store.get(ref.id)).body.pipe(new Base64Encode()), res, false);
+    else if (inline) res.write(inline.toString('base64'));
+    res.end(tail);
   }
 }

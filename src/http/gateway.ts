@@ -130,7 +130,7 @@ export class Gateway {
   }
 
   private dispatch(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, interaction: Interaction, chunked: boolean, path: string): Promise<void> | undefined {
-    if (this.binary?.owns(interaction)) return this.binary.handle(req, res, ctx, rule, interaction, () => this.continueIfExpected(req, res));
+    if (this.binary?.owns(interaction, req.headers.accept)) return this.binary.handle(req, res, ctx, rule, interaction, () => this.continueIfExpected(req, res));
     this.continueIfExpected(req, res);
     // A declared length is enforced by Node's parser; only chunked bodies need counting.
     const body = chunked ? req.pipe(new SizeLimit(rule.limits.maxRequestBytes)) : undefined;

@@ -1,0 +1,181 @@
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { pipeline, type Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { ContentCheck } from '../content/check.js';
+import { isActiveContent } from '../content/media-type.js';
+import { GatewayError, isGatewayError } from '../errors.js';
+import type { RequestContext } from '../http/context.js';
+import type { PassThrough } from '../proxy/pass-through.js';
+import type { EffectiveRule } from '../security/policy.js';
+import { BlobUnreadable, type BlobInfo, type BlobStore } from '../storage/blob-store.js';
+import { parseRange } from './range.js';
+import type { BlobRef } from './reference.js';
+import { readJson, sendUpstream, UpstreamFailure } from './upstream-exchange.js';
+
+export const FHIR_JSON = 'application/fhir+json; charset=utf-8';
+/** A resource the upstream returns is small once its content is in the store; an inline one larger than this is not read into memory. */
+export const MAX_RESOURCE_BYTES = 1024 * 1024;
+/** X-Security-Context / securityContext: a relative reference to the resource that governs access. */
+export const RELATIVE_REFERENCE = /^[A-Z][A-Za-z]{1,63}\/[A-Za-z0-9\-.]{1,64}$/;
+/** Raw content must never run as a page of ours: no scripts, no plugins, no same-origin. */
+const RAW_SECURITY_HEADERS = { 'x-content-type-options': 'nosniff', 'content-security-policy': "default-src 'none'; sandbox" } as const;
+
+/** Content to serve raw: inline bytes the upstream held, or a checked blob. */
+export type RawContent = { readonly contentType: string; readonly size: number } & ({ readonly inline: Buffer } | { readonly ref: BlobRef });
+
+export interface FhirResource {
+  resourceType?: unknown;
+  id?: unknown;
+  meta?: { versionId?: unknown; lastUpdated?: unknown };
+  [key: string]: unknown;
+}
+
+/**
+ * What every binary-plane handler does with bytes and with the upstream: store an upload through
+ * the content check, serve content raw (Range, HEAD, safe headers), fetch a small resource, and
+ * settle blobs once the upstream has answered. Transport-level, so handlers stay about FHIR.
+ */
+export class ContentIo {
+  constructor(
+    readonly store: BlobStore,
+    readonly upstream: PassThrough,
+    private readonly log: Logger,
+  ) {}
+
+  /** Streams the body into the store through the content check; undefined when the client went away (nothing to answer). */
+  async storeBody(req: IncomingMessage, res: ServerResponse, declared: string, maxBytes: number): Promise<BlobInfo | undefined> {
+    const abort = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) abort.abort();
+    };
+    res.once('close', onClose);
+    const checked = pipeline(req, new ContentCheck(declared), () => undefined) as Readable;
+    try {
+      return await this.store.put(checked, { contentType: declared }, { maxBytes, signal: abort.signal });
+    } catch (err) {
+      if (abort.signal.aborted) return undefined;
+      if (isGatewayError(err)) throw err;
+      throw new GatewayError('STORAGE_UNAVAILABLE', undefined, { cause: err });
+    } finally {
+      res.off('close', onClose);
+    }
+  }
+
+  /** GETs a resource from the upstream: the parsed resource on 200 (bounded), else the response to relay. */
+  async fetchResource(req: IncomingMessage, ctx: RequestContext, rule: EffectiveRule, path: string): Promise<{ resource: FhirResource } | { relay: IncomingMessage }> {
+    let up: IncomingMessage;
+    try {
+      up = await sendUpstream(this.upstream.request(req, ctx, rule.forwardAuthorization, 'GET', path, { accept: FHIR_JSON }));
+    } catch (err) {
+      throw err instanceof UpstreamFailure ? err.gatewayError : err;
+    }
+    if (up.statusCode !== 200) return { relay: up };
+    return { resource: (await readJson(up, MAX_RESOURCE_BYTES)) as FhirResource };
+  }
+
+  /** ETag, Last-Modified from the resource's meta. */
+  versionHeaders(resource: FhirResource, ctx: RequestContext): OutgoingHttpHeaders {
+    const headers: OutgoingHttpHeaders = { 'x-request-id': ctx.id };
+    const versionId = resource.meta?.versionId;
+    if (typeof versionId === 'string') headers['etag'] = `W/"${versionId}"`;
+    const lastUpdated = typeof resource.meta?.lastUpdated === 'string' ? Date.parse(resource.meta.lastUpdated) : NaN;
+    if (!Number.isNaN(lastUpdated)) headers['last-modified'] = new Date(lastUpdated).toUTCString();
+    return headers;
+  }
+
+  /** The blob a reference names, checked against the hash the upstream holds: a swapped or altered blob is never served. */
+  async blobFor(ref: BlobRef): Promise<BlobInfo> {
+    let info: BlobInfo | undefined;
+    try {
+      info = await this.store.head(ref.id);
+    } catch (err) {
+      throw new GatewayError('STORAGE_UNAVAILABLE', undefined, { cause: err });
+    }
+    if (!info) throw new GatewayError('BLOB_UNREADABLE', 'the content this resource refers to is missing from the store');
+    if (info.sha256 !== ref.sha256) throw new GatewayError('BLOB_UNREADABLE', 'the stored content does not match the hash the FHIR server holds');
+    return info;
+  }
+
+  /** Serves content as itself: Range (206/416), HEAD, and headers that keep a browser from running it. */
+  async serveRaw(req: IncomingMessage, res: ServerResponse, headers: OutgoingHttpHeaders, content: RawContent): Promise<void> {
+    const { contentType, size } = content;
+    Object.assign(headers, RAW_SECURITY_HEADERS, { 'content-type': contentType, 'accept-ranges': 'bytes' });
+    if (isActiveContent(contentType)) headers['content-disposition'] = 'attachment';
+    const range = parseRange(req.headers.range, size);
+    if (range === 'unsatisfiable') throw new GatewayError('RANGE_NOT_SATISFIABLE', undefined, { headers: { 'content-range': `bytes */${size}` } });
+    if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
+    headers['content-length'] = range ? range.end - range.start + 1 : size;
+    res.writeHead(range ? 206 : 200, headers);
+    if (req.method === 'HEAD' || size === 0) {
+      res.end();
+      return;
+    }
+    if ('inline' in content) {
+      res.end(range ? content.inline.subarray(range.start, range.end + 1) : content.inline);
+      return;
+    }
+    const { body } = await this.store.get(content.ref.id, range);
+    await this.streamTo(body, res, true);
+  }
+
+  /** Pipes stored content to the client; a failure midway cuts the connection, so a truncated body is never taken for a whole one. */
+  streamTo(body: Readable, res: ServerResponse, end: boolean): Promise<void> {
+    return new Promise((resolve) => {
+      body.on('error', (err) => {
+        this.log.error({ cause: err instanceof BlobUnreadable ? err.message : (err as NodeJS.ErrnoException).code ?? err.message }, 'stored content failed mid-stream');
+        res.destroy();
+        resolve();
+      });
+      body.on('end', resolve);
+      res.once('close', () => {
+        body.destroy();
+        resolve();
+      });
+      body.pipe(res, { end });
+    });
+  }
+
+  /**
+   * Sends a resource the gateway rewrote to the upstream. Its answer decides the blobs' fate:
+   * accepted → `linked` to `owner(response)`; refused or unreachable → deleted. Resolves with the
+   * upstream's response, for the caller to relay.
+   */
+  async commit(req: IncomingMessage, ctx: RequestContext, rule: EffectiveRule, method: string, path: string, headers: Record<string, string>, blobs: readonly { id: string; contentType: string }[], body: Buffer | Readable, length: number, owner: (up: IncomingMessage) => string | undefined): Promise<IncomingMessage> {
+    const ids = blobs.map((b) => b.id);
+    let up: IncomingMessage;
+    try {
+      up = await sendUpstream(this.upstream.request(req, ctx, rule.forwardAuthorization, method, path, { ...headers, 'content-type': FHIR_JSON, 'content-length': String(length), accept: FHIR_JSON }), body);
+    } catch (err) {
+      await this.discard(ids, ctx);
+      throw err instanceof UpstreamFailure ? err.gatewayError : err;
+    }
+    const status = up.statusCode ?? 502;
+    if (status < 200 || status >= 300) {
+      await this.discard(ids, ctx);
+      return up;
+    }
+    const who = owner(up);
+    for (const blob of blobs) {
+      await this.store.setMeta(blob.id, { state: 'linked', contentType: blob.contentType, ...(who ? { owner: who } : {}) }).catch((err: unknown) => {
+        // The upstream has the resource, so the blob must stay; pending is what a sweeper checks
+        // against the upstream before removing anything.
+        this.log.warn({ reqId: ctx.id, blob: blob.id, cause: (err as Error).message }, 'blob accepted upstream but could not be marked linked');
+      });
+    }
+    return up;
+  }
+
+  relay(up: IncomingMessage, res: ServerResponse, ctx: RequestContext): void {
+    res.writeHead(up.statusCode ?? 502, this.upstream.clientHeaders(up.headers, ctx.id));
+    up.on('error', () => res.destroy());
+    up.pipe(res);
+  }
+
+  async discard(ids: readonly string[], ctx: RequestContext): Promise<void> {
+    for (const id of ids) {
+      await this.store.delete(id).catch((err: unknown) => {
+        this.log.error({ reqId: ctx.id, blob: id, cause: (err as Error).message }, 'could not delete a refused blob; it stays pending for the sweeper');
+      });
+    }
+  }
+}
