@@ -332,3 +332,14 @@ t.test('PATCH of Binary is refused: it could set data past every check', async (
   t.equal(await code(r), 'METHOD_NOT_ALLOWED');
   t.equal((await upstreamBinary(s, id)).data, undefined, 'the upstream Binary is unchanged');
 });
+
+t.test('a Binary held inline above 1 MiB is refused, not buffered or relayed unchecked', async (t) => {
+  const s = await stack(t);
+  const r = await fetch(`${s.up.url}/Binary`, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'Binary', contentType: 'application/pdf', securityContext: { reference: 'Patient/1' }, data: PDF(1_200_000).toString('base64') }) });
+  const id = ((await r.json()) as { id: string }).id;
+  for (const accept of ['application/pdf', 'application/fhir+json']) {
+    const res = await fetch(`${s.gw.base}/Binary/${id}`, { headers: { ...s.auth, accept } });
+    t.equal(res.status, 500, accept);
+    t.equal(await code(res), 'INTERNAL', `${accept}: an OperationOutcome, no content`);
+  }
+});

@@ -9,6 +9,7 @@ import { parseAttachmentPath, resolveAttachment } from './attachment-path.js';
 import { FHIR_JSON, type ContentIo, type FhirResource } from './content-io.js';
 import { etagMatches } from './range.js';
 import { BLOB_EXTENSION_URL, blobExtension, findBlobRef } from './reference.js';
+import type { Caller, SecurityContextGuard } from './security-context.js';
 
 const FHIR_FORMAT = /^application\/(fhir\+json|json\+fhir|fhir\+xml|xml\+fhir)$/;
 /** Accept values that ask for a document about the content, never the content itself. */
@@ -22,6 +23,7 @@ const NOT_RAW = /^(application\/(fhir\+json|json\+fhir|fhir\+xml|xml\+fhir|json|
 export class BinaryAccess {
   constructor(
     private readonly io: ContentIo,
+    private readonly guard: SecurityContextGuard,
     private readonly config: () => GatewayConfig,
   ) {}
 
@@ -32,7 +34,7 @@ export class BinaryAccess {
     return rawAccept(accept) !== undefined;
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, proceed: () => void): Promise<void> {
+  async handle(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller, proceed: () => void): Promise<void> {
     if (i.interaction !== 'operation') {
       proceed();
       return this.rawMedia(req, res, ctx, rule, i);
@@ -43,19 +45,20 @@ export class BinaryAccess {
       if (req.method !== 'GET' && req.method !== 'HEAD') throw new GatewayError('METHOD_NOT_ALLOWED', '$binary-access-read is a GET', { headers: { allow: 'GET, HEAD' } });
       proceed();
       const path = `/${i.resourceType}/${i.id}${i.versionId ? `/_history/${i.versionId}` : ''}`;
-      return this.read(req, res, ctx, rule, path, steps);
+      return this.read(req, res, ctx, rule, i, caller, path, steps);
     }
     if (req.method !== 'POST') throw new GatewayError('METHOD_NOT_ALLOWED', '$binary-access-write is a POST', { headers: { allow: 'POST' } });
     if (i.versionId) throw new GatewayError('BAD_REQUEST', '$binary-access-write writes the current version; use If-Match to name the version it replaces');
-    return this.write(req, res, ctx, rule, i.resourceType, i.id, steps, proceed);
+    return this.write(req, res, ctx, rule, i.resourceType, i.id, steps, caller, proceed);
   }
 
-  private async read(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, path: string, steps: ReturnType<typeof parseAttachmentPath>): Promise<void> {
+  private async read(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller, path: string, steps: ReturnType<typeof parseAttachmentPath>): Promise<void> {
     const got = await this.io.fetchResource(req, ctx, rule, path);
     if ('relay' in got) {
       this.io.relay(got.relay, res, ctx);
       return;
     }
+    if (got.resource.resourceType === 'Binary') await this.guard.binaryRead(req, ctx, rule, i, caller, got.resource);
     const attachment = resolveAttachment(got.resource, steps);
     if (!attachment) throw new GatewayError('NOT_FOUND', 'no attachment at that path');
     await this.serveAttachment(req, res, ctx, got.resource, attachment);
@@ -78,7 +81,7 @@ export class BinaryAccess {
     await this.io.serveRaw(req, res, headers, ref ? { contentType, size: info!.size, ref } : { contentType, size: inline!.length, inline: inline! });
   }
 
-  private async write(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, type: string, id: string, steps: ReturnType<typeof parseAttachmentPath>, proceed: () => void): Promise<void> {
+  private async write(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, type: string, id: string, steps: ReturnType<typeof parseAttachmentPath>, caller: Caller, proceed: () => void): Promise<void> {
     const declared = essence(req.headers['content-type']);
     if (!declared) throw new GatewayError('UNSUPPORTED_MEDIA', 'Content-Type is required: the content’s own type');
     if (FHIR_FORMAT.test(declared)) {
@@ -99,6 +102,9 @@ export class BinaryAccess {
     if (ifMatch !== undefined && (version === undefined || !etagMatches(ifMatch, `W/"${version}"`))) {
       throw new GatewayError('PRECONDITION_FAILED', `the current version is ${version ?? 'unknown'}`);
     }
+    // Replacing a Binary's content needs the right to read what governs it.
+    const sc = (resource as { securityContext?: { reference?: unknown } }).securityContext?.reference;
+    if (type === 'Binary' && sc !== undefined) await this.guard.require(req, ctx, rule, caller, typeof sc === 'string' ? sc : '');
     const attachment = resolveAttachment(resource, steps);
     if (!attachment) throw new GatewayError('BAD_REQUEST', 'no attachment at that path: create the element first (e.g. with its contentType), then write its content');
     proceed();

@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { unlink } from 'node:fs/promises';
+import { readFile, unlink } from 'node:fs/promises';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import type { Logger } from 'pino';
@@ -18,6 +18,7 @@ import { ContentIo, FHIR_JSON, MAX_RESOURCE_BYTES, RELATIVE_REFERENCE, type Fhir
 import { binaryView } from './negotiate.js';
 import { etagMatches } from './range.js';
 import { blobExtension, findBlobRef } from './reference.js';
+import { SecurityContextGuard, type Caller } from './security-context.js';
 import { readJson, sendUpstream, UpstreamFailure } from './upstream-exchange.js';
 
 const FHIR_BODY = /^application\/(fhir\+json|json\+fhir|fhir\+xml|xml\+fhir)$/;
@@ -40,6 +41,7 @@ interface BinaryResource extends FhirResource {
 export class BinaryPlane {
   private readonly io: ContentIo;
   private readonly access: BinaryAccess;
+  private readonly guard: SecurityContextGuard;
 
   constructor(
     store: BlobStore,
@@ -48,7 +50,8 @@ export class BinaryPlane {
     log: Logger,
   ) {
     this.io = new ContentIo(store, upstream, log);
-    this.access = new BinaryAccess(this.io, config);
+    this.guard = new SecurityContextGuard(this.io);
+    this.access = new BinaryAccess(this.io, this.guard, config);
   }
 
   /** Whether the plane serves this interaction rather than pass-through. */
@@ -59,28 +62,30 @@ export class BinaryPlane {
     return i.interaction === 'create' || i.interaction === 'update' || i.interaction === 'patch';
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, proceed: () => void): Promise<void> {
-    if (i.resourceType !== 'Binary' || i.interaction === 'operation') return this.access.handle(req, res, ctx, rule, i, proceed);
+  async handle(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller, proceed: () => void): Promise<void> {
+    if (i.resourceType !== 'Binary' || i.interaction === 'operation') return this.access.handle(req, res, ctx, rule, i, caller, proceed);
     // A patch could set `data` past every check (JSON Patch, FHIRPath Patch): refused, not guessed at.
     if (i.interaction === 'patch') throw new GatewayError('METHOD_NOT_ALLOWED', 'PATCH of Binary is not supported: send the whole Binary (PUT)');
-    if (i.interaction === 'create' || i.interaction === 'update') return this.write(req, res, ctx, rule, i, proceed);
+    if (i.interaction === 'create' || i.interaction === 'update') return this.write(req, res, ctx, rule, i, caller, proceed);
     proceed();
-    return this.read(req, res, ctx, rule, i);
+    return this.read(req, res, ctx, rule, i, caller);
   }
 
-  private async write(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, proceed: () => void): Promise<void> {
+  private async write(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller, proceed: () => void): Promise<void> {
     // Content must reach the store through the checks; passing a conditional write on would
     // hand the upstream unchecked bytes.
     if (i.conditional) throw new GatewayError('METHOD_NOT_ALLOWED', 'conditional create/update of Binary is not supported');
     const declared = essence(req.headers['content-type']);
     if (!declared) throw new GatewayError('UNSUPPORTED_MEDIA', 'Content-Type is required for Binary content');
-    if (FHIR_BODY.test(declared)) return this.writeResource(req, res, ctx, rule, i, declared, proceed);
+    if (FHIR_BODY.test(declared)) return this.writeResource(req, res, ctx, rule, i, declared, caller, proceed);
     const allow = this.config().content.allowedTypes['Binary'] ?? [];
     if (!allowed(declared, allow)) throw new GatewayError('UNSUPPORTED_MEDIA', `${declared} is not allowed for Binary`);
     const securityContext = req.headers['x-security-context'];
     if (securityContext !== undefined && (typeof securityContext !== 'string' || !RELATIVE_REFERENCE.test(securityContext))) {
       throw new GatewayError('BAD_REQUEST', 'X-Security-Context must be a relative reference such as Patient/123');
     }
+    await this.guardUpdate(req, ctx, rule, i, caller);
+    if (securityContext) await this.guard.require(req, ctx, rule, caller, securityContext);
     // Only now may the client send the body (Expect: 100-continue).
     proceed();
 
@@ -102,9 +107,10 @@ export class BinaryPlane {
    * A FHIR Binary body (`application/fhir+json`): its `data` goes through the rewrite engine into
    * the store, checked like raw content, and the upstream gets the Binary with a reference instead.
    */
-  private async writeResource(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, declared: string, proceed: () => void): Promise<void> {
+  private async writeResource(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, declared: string, caller: Caller, proceed: () => void): Promise<void> {
     // Streaming XML is not built; a body we cannot rewrite must not reach the upstream with its data.
     if (declared.includes('xml')) throw new GatewayError('UNSUPPORTED_MEDIA', 'FHIR XML Binary bodies are not accepted: send application/fhir+json, or the content itself with its own Content-Type');
+    await this.guardUpdate(req, ctx, rule, i, caller);
     proceed();
     const config = this.config();
     const allowedTypes = config.content.allowedTypes;
@@ -122,6 +128,15 @@ export class BinaryPlane {
         throw new GatewayError('BAD_REQUEST', `the body of a Binary ${i.interaction} must be a Binary, not ${spooled.rootType ?? 'something without resourceType'}`);
       }
       const blobs = spooled.blobs.map((b) => ({ id: b.info.id, contentType: b.contentType }));
+      // With its data gone the rewritten Binary is small: its securityContext is read from the spool.
+      const rewritten = JSON.parse(await readFile(spooled.file, 'utf8')) as BinaryResource;
+      const sc = rewritten.securityContext?.reference;
+      if (sc !== undefined) {
+        await this.guard.require(req, ctx, rule, caller, typeof sc === 'string' ? sc : '').catch(async (err: unknown) => {
+          await this.io.discard(blobs.map((b) => b.id), ctx);
+          throw err;
+        });
+      }
       const up = await this.io.commit(req, ctx, rule, i.method, `/${i.path}`, {}, blobs, createReadStream(spooled.file), spooled.size, (r) => this.owner(i, r));
       this.io.relay(up, res, ctx);
     } finally {
@@ -129,28 +144,44 @@ export class BinaryPlane {
     }
   }
 
+  /**
+   * Replacing a Binary needs the same right as reading it: the securityContext of the version
+   * being replaced is checked too, or a caller could take over content governed by another patient.
+   */
+  private async guardUpdate(req: IncomingMessage, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller): Promise<void> {
+    if (i.interaction !== 'update' || !caller.scopes) return;
+    const got = await this.io.fetchResource(req, ctx, rule, `/Binary/${i.id!}`);
+    if ('relay' in got) {
+      // No current version (update as create) has no context to protect.
+      got.relay.resume();
+      return;
+    }
+    const sc = (got.resource as BinaryResource).securityContext?.reference;
+    if (sc !== undefined) await this.guard.require(req, ctx, rule, caller, typeof sc === 'string' ? sc : '');
+  }
+
   private owner(i: Interaction, up: IncomingMessage): string | undefined {
     const id = i.id ?? BINARY_LOCATION.exec(String(up.headers.location ?? up.headers['content-location'] ?? ''))?.[1];
     return id ? `Binary/${id}` : undefined;
   }
 
-  private async read(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction): Promise<void> {
+  private async read(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller): Promise<void> {
     let up: IncomingMessage;
     try {
       up = await sendUpstream(this.io.upstream.request(req, ctx, rule.forwardAuthorization, 'GET', `/${i.path}`, { accept: FHIR_JSON }));
     } catch (err) {
       throw err instanceof UpstreamFailure ? err.gatewayError : err;
     }
-    // A Binary the upstream holds inline and large is passed on as it is to a client that asked for
-    // the resource; serving its content raw needs the streaming decoder (next step), never a buffer.
-    const format = new URLSearchParams(i.query).get('_format') ?? undefined;
-    const tooLarge = Number(up.headers['content-length'] ?? 0) > MAX_RESOURCE_BYTES;
-    if (up.statusCode !== 200 || (tooLarge && binaryView(req.headers.accept, format, '') !== 'raw')) {
+    if (up.statusCode !== 200) {
       this.io.relay(up, res, ctx);
       return;
     }
+    // A Binary the upstream holds inline above the limit is refused, not buffered: its
+    // securityContext cannot be checked without reading it (the streaming reader is not built yet).
     const binary = (await readJson(up, MAX_RESOURCE_BYTES)) as BinaryResource;
     if (binary.resourceType !== 'Binary') throw new GatewayError('UPSTREAM_UNAVAILABLE', 'the upstream answered a Binary read with something else');
+    await this.guard.binaryRead(req, ctx, rule, i, caller, binary);
+    const format = new URLSearchParams(i.query).get('_format') ?? undefined;
     const contentType = (typeof binary.contentType === 'string' && essence(binary.contentType)) || 'application/octet-stream';
     const ref = findBlobRef(binary._data?.extension);
     const inline = typeof binary.data === 'string' ? Buffer.from(binary.data, 'base64') : undefined;

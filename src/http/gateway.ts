@@ -125,12 +125,18 @@ export class Gateway {
     if (interaction.interaction === 'batch') return this.forwardBundle(req, res, st, ctx, interaction, principal, path, contentLength);
     const rule = st.policy.ruleFor(interaction);
     const pending = runChecks({ ctx, interaction, rule, authorization: req.headers.authorization, contentLength, principal }, st.deps);
-    if (pending) return pending.then(() => this.dispatch(req, res, ctx, rule, interaction, chunked, path));
-    return this.dispatch(req, res, ctx, rule, interaction, chunked, path);
+    if (pending) return pending.then(() => this.dispatch(req, res, ctx, rule, interaction, chunked, path, principal));
+    return this.dispatch(req, res, ctx, rule, interaction, chunked, path, principal);
   }
 
-  private dispatch(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, interaction: Interaction, chunked: boolean, path: string): Promise<void> | undefined {
-    if (this.binary?.owns(interaction, req.headers.accept)) return this.binary.handle(req, res, ctx, rule, interaction, () => this.continueIfExpected(req, res));
+  private dispatch(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, interaction: Interaction, chunked: boolean, path: string, principal: Principal): Promise<void> | undefined {
+    if (this.binary?.owns(interaction, req.headers.accept)) {
+      const patient = principal.token?.claims[this.state.deps.patientClaim];
+      // Scopes count only where the rule asks for them; elsewhere the plane has no scope model to apply.
+      const scopes = rule.require.smart ? principal.scopes : undefined;
+      const caller = { scopes, patient: typeof patient === 'string' ? patient : undefined };
+      return this.binary.handle(req, res, ctx, rule, interaction, caller, () => this.continueIfExpected(req, res));
+    }
     this.continueIfExpected(req, res);
     // A declared length is enforced by Node's parser; only chunked bodies need counting.
     const body = chunked ? req.pipe(new SizeLimit(rule.limits.maxRequestBytes)) : undefined;

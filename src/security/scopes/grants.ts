@@ -54,7 +54,7 @@ export function smartGrants(set: ScopeSet, request: Interaction, ctx: SmartGrant
     // A restricted scope grants only a search (it says which search results may be seen; it says
     // nothing about a read, write or operation, whose target we cannot check here).
     if (s.restrictions.length > 0 && !(request.interaction === 'search' && satisfiesRestrictions(s, params))) continue;
-    if (s.context === 'patient' && (patient === undefined || !staysInPatientCompartment(request, params, patient, req.type))) {
+    if (s.context === 'patient' && (patient === undefined || !(staysInPatientCompartment(request, params, patient, req.type) || binaryReadDeferred(request)))) {
       continue;
     }
     return true;
@@ -95,4 +95,15 @@ export function satisfiesRestrictions(scope: SmartScope, params: readonly QueryP
     if (p === undefined || p.name !== name || p.value !== value || p.value.includes(',')) return false;
   }
   return true;
+}
+
+/**
+ * A Binary belongs to no compartment; its `securityContext` says which resource governs it. A
+ * patient-scoped read of a Binary is therefore let through to the binary plane, which owns every
+ * such read and serves it only when the Binary's securityContext is in the patient's compartment
+ * (src/binary/security-context.ts); a Binary without one is refused there.
+ */
+export function binaryReadDeferred(request: Interaction): boolean {
+  if (request.resourceType !== 'Binary' || request.id === undefined) return false;
+  return request.interaction === 'read' || request.interaction === 'vread' || (request.interaction === 'operation' && request.operation === 'binary-access-read');
 }
