@@ -1,38 +1,10 @@
 // Binary over REST through the running gateway, against Medplum's FHIR router and the filesystem store.
-import { createHash, randomBytes } from 'node:crypto';
-import t, { type Test } from 'tap';
+import { randomBytes } from 'node:crypto';
+import t from 'tap';
 import { makeKey, mintToken, startJwksServer } from './helpers/auth.js';
-import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { binaryPosts, code, PDF, PNG, sha256, stack, upload, upstreamBinary } from './helpers/binary-stack.js';
+import { startTestGateway } from './helpers/gateway.js';
 import { httpMessage, portOf, rawRequest } from './helpers/raw-http.js';
-import { startUpstream } from './helpers/upstream.js';
-import { PDF, PNG } from './helpers/content.js';
-import type { FhirUpstream } from '../src/demo/fhir-upstream.js';
-
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-interface Stack {
-  gw: TestGateway;
-  up: FhirUpstream;
-  auth: Record<string, string>;
-}
-
-async function stack(t: Test, config: Record<string, unknown> = {}): Promise<Stack> {
-  const up = await startUpstream(t);
-  const key = await makeKey('k1');
-  const jwks = await startJwksServer(t, [key]);
-  const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url, config });
-  const token = await mintToken(key, { claims: { scope: 'user/*.cruds fhir.write' } });
-  return { gw, up, auth: { authorization: `Bearer ${token}` } };
-}
-
-async function upload(s: Stack, body: Buffer, contentType: string, headers: Record<string, string> = {}, method = 'POST', path = '/Binary'): Promise<Response> {
-  return fetch(`${s.gw.base}${path}`, { method, headers: { ...s.auth, 'content-type': contentType, ...headers }, body });
-}
-
-const code = async (r: Response) => ((await r.json()) as { issue: { details: { coding: { code: string }[] } }[] }).issue[0].details.coding[0].code;
-/** What the upstream itself holds for a Binary (read around the gateway). */
-const upstreamBinary = async (s: Stack, id: string) => (await fetch(`${s.up.url}/Binary/${id}`, { headers: { accept: 'application/fhir+json' } })).json() as Promise<Record<string, unknown>>;
-const binaryPosts = (s: Stack) => s.up.requests.filter((r) => r.url.startsWith('/fhir/Binary') && r.method !== 'GET').length;
 
 t.test('POST raw content: stored, the upstream holds a reference, the client reads the same bytes back', async (t) => {
   const s = await stack(t);

@@ -1,6 +1,14 @@
 import { Readable, pipeline } from 'node:stream';
 import { text } from 'node:stream/consumers';
-import { BlobServiceClient, ContainerClient, RestError, StorageSharedKeyCredential, type BlobRequestConditions, type BlockBlobClient } from '@azure/storage-blob';
+import {
+  BlobServiceClient,
+  ContainerClient,
+  RestError,
+  StorageSharedKeyCredential,
+  type BlobRequestConditions,
+  type BlockBlobClient,
+  type StoragePipelineOptions,
+} from '@azure/storage-blob';
 import { BlobNotFound, type BlobInfo, type BlobStore, type ByteRange, type ListOptions, type ListPage, type MetaPatch, type PutMeta, type PutOptions } from './blob-store.js';
 import { DigestStream } from './digest.js';
 import { checkRange, isBlobId, newBlobId, newInfo, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
@@ -26,6 +34,13 @@ const DEFAULT_CONCURRENCY = 2;
 const MAX_PAGE = 100;
 /** Read-patch-write rounds before setMeta gives up under contention. */
 const SET_META_ATTEMPTS = 5;
+/**
+ * A client waits on every call. The SDK's default (4 tries, 0 + 4 + 12 s apart) holds each call
+ * 16 s against an unreachable store, and a failed put makes four (the upload, then three cleanup
+ * calls): over a minute before the client heard 503. Three tries, 0 + 0.5 s apart, as the S3
+ * SDK's standard mode does, still ride out a dropped connection or a brief 500/503.
+ */
+const PIPELINE: StoragePipelineOptions = { retryOptions: { maxTries: 3, retryDelayInMs: 500, maxRetryDelayInMs: 2000 } };
 
 /** Blob content in Azure Blob Storage, with the shared metadata record as a JSON blob beside it. */
 export class AzureBlobStore implements BlobStore {
@@ -225,7 +240,7 @@ function containerClient(o: AzureStoreOptions): ContainerClient {
   if (forms.length !== 1) invalid(`needs exactly one credential: connectionString, accountName + accountKey, or url + sasToken; got ${forms.join(' and ') || 'none'}`);
   if (o.connectionString !== undefined) {
     if (o.url !== undefined) invalid('url cannot be combined with connectionString, which names the endpoint');
-    return BlobServiceClient.fromConnectionString(o.connectionString).getContainerClient(o.container);
+    return BlobServiceClient.fromConnectionString(o.connectionString, PIPELINE).getContainerClient(o.container);
   }
   if (byKey) {
     if (!o.accountName || !o.accountKey) invalid('accountName and accountKey must be given together');
@@ -244,5 +259,5 @@ function invalid(why: string): never {
 /** A URL ending in the container names it; else it is an account URL (path-style ones carry the account in the path). */
 function containerAt(url: string, container: string, credential?: StorageSharedKeyCredential): ContainerClient {
   const isContainerUrl = new URL(url).pathname.split('/').filter(Boolean).at(-1) === container;
-  return isContainerUrl ? new ContainerClient(url, credential) : new BlobServiceClient(url, credential).getContainerClient(container);
+  return isContainerUrl ? new ContainerClient(url, credential, PIPELINE) : new BlobServiceClient(url, credential, PIPELINE).getContainerClient(container);
 }

@@ -8,6 +8,8 @@ export interface Azurite {
   readonly accountKey: string;
   /** Account URL, path-style: `http://127.0.0.1:<port>/devstoreaccount1`. */
   readonly blobEndpoint: string;
+  /** Stops the server (SIGTERM, then SIGKILL after a grace period); resolves once it has exited. Also run at teardown. */
+  stop(): Promise<void>;
 }
 
 /** Azurite's built-in development account (public, documented by Microsoft). */
@@ -37,14 +39,15 @@ export async function startAzurite(t: { teardown(fn: () => unknown): void }): Pr
   // A test process that dies without running teardowns must not leave the server running.
   const killOnExit = (): void => void child.kill('SIGKILL');
   process.once('exit', killOnExit);
-  t.teardown(async () => {
+  const stop = async (): Promise<void> => {
     process.off('exit', killOnExit);
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
     await exited;
     clearTimeout(timer);
-  });
+  };
+  t.teardown(stop);
 
   const blobEndpoint = await new Promise<string>((resolve, reject) => {
     let out = '';
@@ -75,5 +78,6 @@ export async function startAzurite(t: { teardown(fn: () => unknown): void }): Pr
     accountName: ACCOUNT_NAME,
     accountKey: ACCOUNT_KEY,
     blobEndpoint,
+    stop,
   };
 }

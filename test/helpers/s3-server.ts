@@ -65,6 +65,8 @@ export interface S3Server {
   readonly requests: SeenRequest[];
   /** Every file s3rver holds (objects, their sidecars, in-progress multipart uploads), relative to dir, minus those present at start. */
   files(): string[];
+  /** Stops listening (the port then refuses connections) and drops idle keep-alive connections; the files stay for inspection. */
+  stop(): Promise<void>;
 }
 
 export async function startS3Server(t: Test, bucket = 'blobs'): Promise<S3Server> {
@@ -84,7 +86,9 @@ export async function startS3Server(t: Test, bucket = 'blobs'): Promise<S3Server
   // Koa composes its middleware when it starts listening, so these go in before run().
   server.middleware.unshift(recordRequests(requests), markTrailingSlash, abortMultipartUpload(dir), firstByteRange);
   const { port } = await server.run();
-  t.teardown(() => server.close());
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> => (stopped ??= server.close());
+  t.teardown(stop);
   const initial = new Set(allFiles(dir));
   return {
     endpoint: `http://127.0.0.1:${port}`,
@@ -94,6 +98,7 @@ export async function startS3Server(t: Test, bucket = 'blobs'): Promise<S3Server
     dir,
     requests,
     files: () => allFiles(dir).filter((f) => !initial.has(f)),
+    stop,
   };
 }
 
