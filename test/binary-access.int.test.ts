@@ -1,32 +1,12 @@
 // $binary-access-write / $binary-access-read and raw Media through the running gateway, against Medplum's FHIR router.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import t, { type Test } from 'tap';
-import { makeKey, mintToken, startJwksServer } from './helpers/auth.js';
-import { PDF, PNG, WAV } from './helpers/content.js';
-import { startTestGateway, type TestGateway } from './helpers/gateway.js';
-import { startUpstream } from './helpers/upstream.js';
-import type { FhirUpstream } from '../src/demo/fhir-upstream.js';
+import t from 'tap';
+import { code, PDF, PNG, stack, type Stack } from './helpers/binary-stack.js';
+import { WAV } from './helpers/content.js';
 import { findBlobRef } from '../src/binary/reference.js';
 
-interface Stack {
-  gw: TestGateway;
-  up: FhirUpstream;
-  auth: Record<string, string>;
-  token: (scope: string) => Promise<Record<string, string>>;
-}
-
-async function stack(t: Test): Promise<Stack> {
-  const up = await startUpstream(t);
-  const key = await makeKey('k1');
-  const jwks = await startJwksServer(t, [key]);
-  const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url });
-  const token = async (scope: string) => ({ authorization: `Bearer ${await mintToken(key, { claims: { scope } })}` });
-  return { gw, up, auth: await token('user/*.cruds'), token };
-}
-
 const sha1 = (b: Buffer) => createHash('sha1').update(b).digest('base64');
-const code = async (r: Response) => ((await r.json()) as { issue: { details: { coding: { code: string }[] } }[] }).issue[0].details.coding[0].code;
 /** Creates a resource through the gateway (plain pass-through) and returns its id. */
 async function create(s: Stack, resource: Record<string, unknown>): Promise<string> {
   const r = await fetch(`${s.gw.base}/${resource.resourceType as string}`, { method: 'POST', headers: { ...s.auth, 'content-type': 'application/fhir+json' }, body: JSON.stringify(resource) });
@@ -104,7 +84,7 @@ t.test('refusals: type, path, method, scope, size; nothing stored, nothing writt
     ['no such attachment', write('DocumentReference.content[5].attachment', PDF(10), 'application/pdf'), 400, 'BAD_REQUEST'],
     ['path of another type', write('Media.content', PDF(10), 'application/pdf'), 400, 'BAD_REQUEST'],
     ['FHIRPath beyond simple paths', write("DocumentReference.content.where(attachment.title='x').attachment", PDF(10), 'application/pdf'), 400, 'BAD_REQUEST'],
-    ['no write scope', write('DocumentReference.content.attachment', PDF(10), 'application/pdf', await s.token('user/DocumentReference.rs')), 403, 'INSUFFICIENT_SCOPE'],
+    ['no write scope', write('DocumentReference.content.attachment', PDF(10), 'application/pdf', await s.as('user/DocumentReference.rs')), 403, 'INSUFFICIENT_SCOPE'],
   ];
   for (const [name, pending, status, expected] of cases) {
     const r = await pending;

@@ -315,3 +315,39 @@ t.test('a Binary held inline above 1 MiB is refused, not buffered or relayed unc
     t.equal(await code(res), 'INTERNAL', `${accept}: an OperationOutcome, no content`);
   }
 });
+
+t.test('every security refusal of an upload (401, 403 transport/IP/scope) stores nothing and sends nothing upstream', async (t) => {
+  const s = await stack(t, {
+    rules: [
+      { name: 'https-binary', match: { resourceTypes: ['Binary'], interactions: ['update'] }, require: { https: true } },
+      { name: 'deny-local', match: { resourceTypes: ['Binary'], interactions: ['create'] }, require: { ipDeny: ['127.0.0.0/8'] } },
+    ],
+  });
+  const cases: [string, Promise<Response>, number, string][] = [
+    ['HTTPS required', upload(s, PDF(5000), 'application/pdf', {}, 'PUT', '/Binary/x'), 403, 'INSECURE_TRANSPORT'],
+    ['client address denied', upload(s, PDF(5000), 'application/pdf'), 403, 'FORBIDDEN'],
+  ];
+  for (const [name, pending, status, expected] of cases) {
+    const r = await pending;
+    t.equal(r.status, status, name);
+    t.equal(await code(r), expected, `${name}: ${expected}`);
+  }
+  t.same(s.gw.blobFiles(), [], 'nothing stored');
+  t.equal(binaryPosts(s), 0, 'nothing sent upstream');
+
+  const open = await stack(t);
+  const stranger = { authorization: `Bearer ${await mintToken(await makeKey('k2'), { claims: { scope: 'user/*.cruds' } })}` };
+  for (const [name, headers, expected] of [['no token', {}, 'TOKEN_MISSING'], ['a token signed by an unknown key', stranger, 'INVALID_TOKEN']] as const) {
+    const r = await fetch(`${open.gw.base}/Binary`, { method: 'POST', headers: { ...headers, 'content-type': 'application/pdf' }, body: PDF(5000) });
+    t.equal(r.status, 401, name);
+    t.equal(await code(r), expected, `${name}: ${expected}`);
+  }
+  const readOnly = await open.as('user/Binary.r');
+  for (const [method, path] of [['POST', '/Binary'], ['PUT', '/Binary/x']] as const) {
+    const r = await upload(open, PDF(5000), 'application/pdf', readOnly, method, path);
+    t.equal(r.status, 403, `${method} with a read-only scope`);
+    t.equal(await code(r), 'INSUFFICIENT_SCOPE');
+  }
+  t.same(open.gw.blobFiles(), [], 'nothing stored');
+  t.equal(binaryPosts(open), 0, 'nothing sent upstream');
+});

@@ -1,26 +1,7 @@
 // Binary.securityContext through the running gateway, against Medplum's FHIR router: reading or
 // writing a Binary needs read access to the resource its securityContext names.
-import t, { type Test } from 'tap';
-import { makeKey, mintToken, startJwksServer } from './helpers/auth.js';
-import { PDF } from './helpers/content.js';
-import { startTestGateway, type TestGateway } from './helpers/gateway.js';
-import { startUpstream } from './helpers/upstream.js';
-import type { FhirUpstream } from '../src/demo/fhir-upstream.js';
-
-interface Stack {
-  gw: TestGateway;
-  up: FhirUpstream;
-  as: (scope: string, patient?: string) => Promise<Record<string, string>>;
-}
-
-async function stack(t: Test): Promise<Stack> {
-  const up = await startUpstream(t);
-  const key = await makeKey('k1');
-  const jwks = await startJwksServer(t, [key]);
-  const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url });
-  const as = async (scope: string, patient?: string) => ({ authorization: `Bearer ${await mintToken(key, { claims: { scope, ...(patient ? { patient } : {}) } })}` });
-  return { gw, up, as };
-}
+import t from 'tap';
+import { PDF, stack, type Stack } from './helpers/binary-stack.js';
 
 /** Creates directly in the upstream (around the gateway): the fixtures of each case. */
 async function direct(s: Stack, resource: Record<string, unknown>): Promise<string> {

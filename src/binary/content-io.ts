@@ -7,7 +7,7 @@ import { GatewayError, isGatewayError } from '../errors.js';
 import type { RequestContext } from '../http/context.js';
 import type { PassThrough } from '../proxy/pass-through.js';
 import type { EffectiveRule } from '../security/policy.js';
-import { BlobUnreadable, type BlobInfo, type BlobStore } from '../storage/blob-store.js';
+import { BlobNotFound, BlobUnreadable, type BlobInfo, type BlobStore, type ByteRange } from '../storage/blob-store.js';
 import { parseRange } from './range.js';
 import type { BlobRef } from './reference.js';
 import { readJson, sendUpstream, UpstreamFailure } from './upstream-exchange.js';
@@ -105,17 +105,31 @@ export class ContentIo {
     if (range === 'unsatisfiable') throw new GatewayError('RANGE_NOT_SATISFIABLE', undefined, { headers: { 'content-range': `bytes */${size}` } });
     if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
     headers['content-length'] = range ? range.end - range.start + 1 : size;
+    const bodyless = req.method === 'HEAD' || size === 0;
+    // Opened before the head goes out: a store failure is still an OperationOutcome, not a cut connection.
+    const body = bodyless || 'inline' in content ? undefined : await this.open(content.ref.id, range);
     res.writeHead(range ? 206 : 200, headers);
-    if (req.method === 'HEAD' || size === 0) {
+    if (bodyless) {
       res.end();
       return;
     }
-    if ('inline' in content) {
-      res.end(range ? content.inline.subarray(range.start, range.end + 1) : content.inline);
+    if (body) {
+      await this.streamTo(body, res, true);
       return;
     }
-    const { body } = await this.store.get(content.ref.id, range);
-    await this.streamTo(body, res, true);
+    const inline = (content as { inline: Buffer }).inline;
+    res.end(range ? inline.subarray(range.start, range.end + 1) : inline);
+  }
+
+  /** A blob's content stream, its failures named as the client should see them. */
+  async open(id: string, range?: ByteRange): Promise<Readable> {
+    try {
+      return (await this.store.get(id, range)).body;
+    } catch (err) {
+      if (isGatewayError(err)) throw err;
+      if (err instanceof BlobNotFound || err instanceof BlobUnreadable) throw new GatewayError('BLOB_UNREADABLE', err.message);
+      throw new GatewayError('STORAGE_UNAVAILABLE', undefined, { cause: err });
+    }
   }
 
   /** Pipes stored content to the client; a failure midway cuts the connection, so a truncated body is never taken for a whole one. */

@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs';
 import { readFile, unlink } from 'node:fs/promises';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
+import { pipeline } from 'node:stream';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config/types.js';
 import { allowed, essence } from '../content/media-type.js';
@@ -209,13 +210,15 @@ export class BinaryPlane {
     const tail = Buffer.from(hasData ? '"}' : '}');
     headers['content-type'] = FHIR_JSON;
     headers['content-length'] = head.length + (hasData ? base64Length(size) : 0) + tail.length;
+    const stored = ref && req.method !== 'HEAD' ? await this.io.open(ref.id) : undefined;
     res.writeHead(200, headers);
     if (req.method === 'HEAD') {
       res.end();
       return;
     }
     res.write(head);
-    if (ref) await this.io.streamTo((await this.io.store.get(ref.id)).body.pipe(new Base64Encode()), res, false);
+    // pipeline, not pipe: a store failure midway must reach streamTo, which cuts the connection.
+    if (stored) await this.io.streamTo(pipeline(stored, new Base64Encode(), () => undefined), res, false);
     else if (inline) res.write(inline.toString('base64'));
     res.end(tail);
   }
