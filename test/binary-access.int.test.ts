@@ -148,3 +148,24 @@ t.test('Binary.data through the operations; inline attachments written around th
   t.equal(inline.headers.get('content-type'), 'application/pdf');
   t.ok(Buffer.from(await inline.arrayBuffer()).equals(content), 'decoded from the inline data');
 });
+
+t.test('large inline attachments (held by the upstream above 1 MiB) stream through $binary-access-read and raw Media', async (t) => {
+  const s = await stack(t);
+  const pdf = PDF(2_500_000);
+  const doc = await fetch(`${s.up.url}/DocumentReference`, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'DocumentReference', status: 'current', content: [{ attachment: { contentType: 'text/plain', data: Buffer.from('small').toString('base64') } }, { attachment: { contentType: 'application/pdf', data: pdf.toString('base64') } }] }) });
+  const did = ((await doc.json()) as { id: string }).id;
+  const r = await fetch(`${s.gw.base}/DocumentReference/${did}/$binary-access-read?path=DocumentReference.content[1].attachment`, { headers: s.auth });
+  t.equal(r.status, 200);
+  t.equal(r.headers.get('content-type'), 'application/pdf');
+  t.ok(Buffer.from(await r.arrayBuffer()).equals(pdf), 'the second attachment, streamed');
+  const wav = WAV(2_000_000);
+  const media = await fetch(`${s.up.url}/Media`, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'Media', status: 'completed', content: { contentType: 'audio/wav', data: wav.toString('base64') } }) });
+  const mid = ((await media.json()) as { id: string }).id;
+  const raw = await fetch(`${s.gw.base}/Media/${mid}?_output=data`, { headers: s.auth });
+  t.equal(raw.headers.get('content-type'), 'audio/wav');
+  t.ok(Buffer.from(await raw.arrayBuffer()).equals(wav), 'raw Media from a large inline resource');
+  const other = await fetch(`${s.gw.base}/Media/${mid}`, { headers: { ...s.auth, accept: 'audio/mpeg' } });
+  const resource = (await other.json()) as { resourceType: string; content: { data: string } };
+  t.equal(resource.resourceType, 'Media', 'another type: the resource, relayed whole');
+  t.equal(resource.content.data.length, wav.toString('base64').length);
+});

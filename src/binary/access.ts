@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { tmpdir } from 'node:os';
 import type { GatewayConfig } from '../config/types.js';
 import { allowed, essence } from '../content/media-type.js';
 import { GatewayError } from '../errors.js';
@@ -6,11 +7,12 @@ import type { Interaction } from '../fhir/interaction.js';
 import type { RequestContext } from '../http/context.js';
 import type { EffectiveRule } from '../security/policy.js';
 import { parseAttachmentPath, resolveAttachment } from './attachment-path.js';
-import { FHIR_JSON, type ContentIo, type FhirResource } from './content-io.js';
+import { FHIR_JSON, type ContentIo, type FetchedAttachment } from './content-io.js';
 import { etagMatches } from './range.js';
 import { BLOB_EXTENSION_URL, blobExtension, findBlobRef } from './reference.js';
 import type { Caller, SecurityContextGuard } from './security-context.js';
 
+const MEDIA_CONTENT = [{ name: 'content', index: undefined }] as const;
 const FHIR_FORMAT = /^application\/(fhir\+json|json\+fhir|fhir\+xml|xml\+fhir)$/;
 /** Accept values that ask for a document about the content, never the content itself. */
 const NOT_RAW = /^(application\/(fhir\+json|json\+fhir|fhir\+xml|xml\+fhir|json|xml)|text\/(html|xml))$/;
@@ -53,32 +55,41 @@ export class BinaryAccess {
   }
 
   private async read(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller, path: string, steps: ReturnType<typeof parseAttachmentPath>): Promise<void> {
-    const got = await this.io.fetchResource(req, ctx, rule, path);
+    const got = await this.io.fetchAttachment(req, ctx, rule, path, i.resourceType === 'Binary' ? 'binary' : steps, this.spoolDir());
     if ('relay' in got) {
       this.io.relay(got.relay, res, ctx);
       return;
     }
-    if (got.resource.resourceType === 'Binary') await this.guard.binaryRead(req, ctx, rule, i, caller, got.resource);
-    const attachment = resolveAttachment(got.resource, steps);
-    if (!attachment) throw new GatewayError('NOT_FOUND', 'no attachment at that path');
-    await this.serveAttachment(req, res, ctx, got.resource, attachment);
+    try {
+      if (got.resource.resourceType === 'Binary') await this.guard.binaryRead(req, ctx, rule, i, caller, got.resource);
+      if (!got.attachment) throw new GatewayError('NOT_FOUND', 'no attachment at that path');
+      await this.serveAttachment(req, res, ctx, got);
+    } finally {
+      await got.release();
+    }
+  }
+
+  private spoolDir(): string {
+    return this.config().server.spoolDir ?? tmpdir();
   }
 
   /** Serves an attachment's content raw, from the store or from inline data the upstream holds. */
-  private async serveAttachment(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, resource: FhirResource, attachment: Record<string, unknown>): Promise<void> {
+  private async serveAttachment(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, got: FetchedAttachment): Promise<void> {
+    const attachment = got.attachment!;
     const ref = findBlobRef((attachment['_data'] as { extension?: unknown } | undefined)?.extension);
-    const data = attachment['data'];
-    if (!ref && typeof data !== 'string') throw new GatewayError('NOT_FOUND', 'the attachment has no content here (only a url, or nothing)');
+    const inline = ref ? undefined : got.inline;
+    if (!ref && !inline) throw new GatewayError('NOT_FOUND', 'the attachment has no content here (only a url, or nothing)');
     const info = ref ? await this.io.blobFor(ref) : undefined;
-    const inline = typeof data === 'string' && !ref ? Buffer.from(data, 'base64') : undefined;
     const contentType = essence(typeof attachment['contentType'] === 'string' ? attachment['contentType'] : undefined) ?? info?.contentType ?? 'application/octet-stream';
-    const headers = this.io.versionHeaders(resource, ctx);
+    const headers = this.io.versionHeaders(got.resource, ctx);
     if (typeof headers['etag'] === 'string' && etagMatches(req.headers['if-none-match'], headers['etag'])) {
       res.writeHead(304, headers);
       res.end();
       return;
     }
-    await this.io.serveRaw(req, res, headers, ref ? { contentType, size: info!.size, ref } : { contentType, size: inline!.length, inline: inline! });
+    if (ref) await this.io.serveRaw(req, res, headers, { contentType, size: info!.size, ref });
+    else if (inline && 'bytes' in inline) await this.io.serveRaw(req, res, headers, { contentType, size: inline.bytes.length, inline: inline.bytes });
+    else if (inline) await this.io.serveRaw(req, res, headers, { contentType, size: inline.size, file: inline.file });
   }
 
   private async write(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, type: string, id: string, steps: ReturnType<typeof parseAttachmentPath>, caller: Caller, proceed: () => void): Promise<void> {
@@ -133,22 +144,32 @@ export class BinaryAccess {
 
   /** GET Media/{id} asking for the content itself: served raw; otherwise the resource, as FHIR. */
   private async rawMedia(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction): Promise<void> {
-    const got = await this.io.fetchResource(req, ctx, rule, `/${i.path}`);
+    const got = await this.io.fetchAttachment(req, ctx, rule, `/${i.path}`, MEDIA_CONTENT, this.spoolDir());
     if ('relay' in got) {
       this.io.relay(got.relay, res, ctx);
       return;
     }
-    const content = got.resource['content'] as Record<string, unknown> | undefined;
-    const contentType = essence(typeof content?.['contentType'] === 'string' ? content['contentType'] : undefined);
-    const wanted = new URLSearchParams(i.query).get('_output') === 'data' || (contentType !== undefined && rawAccept(req.headers.accept) === contentType);
-    if (wanted && content && typeof content === 'object') {
-      await this.serveAttachment(req, res, ctx, got.resource, content);
-      return;
+    try {
+      const content = got.attachment;
+      const contentType = essence(typeof content?.['contentType'] === 'string' ? content['contentType'] : undefined);
+      const wanted = new URLSearchParams(i.query).get('_output') === 'data' || (contentType !== undefined && rawAccept(req.headers.accept) === contentType);
+      if (wanted && content) {
+        await this.serveAttachment(req, res, ctx, got);
+        return;
+      }
+      // The client named a type the content is not: it gets the resource, as FHIR would answer.
+      if (!got.whole) {
+        // Only the content was kept of a large resource: the resource itself is fetched again and relayed as it comes.
+        const again = await this.io.fetchRaw(req, ctx, rule, `/${i.path}`);
+        this.io.relay(again, res, ctx);
+        return;
+      }
+      const body = Buffer.from(JSON.stringify(got.resource));
+      res.writeHead(200, { ...this.io.versionHeaders(got.resource, ctx), 'content-type': FHIR_JSON, 'content-length': body.length, vary: 'Accept' });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    } finally {
+      await got.release();
     }
-    // The client named a type the content is not: it gets the resource, as FHIR would answer.
-    const body = Buffer.from(JSON.stringify(got.resource));
-    res.writeHead(200, { ...this.io.versionHeaders(got.resource, ctx), 'content-type': FHIR_JSON, 'content-length': body.length, vary: 'Accept' });
-    res.end(req.method === 'HEAD' ? undefined : body);
   }
 }
 

@@ -1,3 +1,5 @@
+import { createReadStream } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { pipeline, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -8,6 +10,8 @@ import type { RequestContext } from '../http/context.js';
 import type { PassThrough } from '../proxy/pass-through.js';
 import type { EffectiveRule } from '../security/policy.js';
 import { BlobNotFound, BlobUnreadable, type BlobInfo, type BlobStore, type ByteRange } from '../storage/blob-store.js';
+import { extractAttachment } from '../rewrite/extract.js';
+import { resolveAttachment, type PathStep } from './attachment-path.js';
 import { parseRange } from './range.js';
 import type { BlobRef } from './reference.js';
 import { readJson, sendUpstream, UpstreamFailure } from './upstream-exchange.js';
@@ -20,8 +24,19 @@ export const RELATIVE_REFERENCE = /^[A-Z][A-Za-z]{1,63}\/[A-Za-z0-9\-.]{1,64}$/;
 /** Raw content must never run as a page of ours: no scripts, no plugins, no same-origin. */
 const RAW_SECURITY_HEADERS = { 'x-content-type-options': 'nosniff', 'content-security-policy': "default-src 'none'; sandbox" } as const;
 
-/** Content to serve raw: inline bytes the upstream held, or a checked blob. */
-export type RawContent = { readonly contentType: string; readonly size: number } & ({ readonly inline: Buffer } | { readonly ref: BlobRef });
+/** Content to serve raw: inline bytes the upstream held (small, or spooled to a file), or a checked blob. */
+export type RawContent = { readonly contentType: string; readonly size: number } & ({ readonly inline: Buffer } | { readonly file: string } | { readonly ref: BlobRef });
+
+/** One attachment of a resource read from the upstream, with its inline content if it has some. */
+export interface FetchedAttachment {
+  /** The whole resource when it was small; its identity members (resourceType, id, meta, securityContext) when it was streamed. */
+  readonly resource: FhirResource;
+  readonly whole: boolean;
+  readonly attachment: Record<string, unknown> | undefined;
+  readonly inline: { readonly bytes: Buffer } | { readonly file: string; readonly size: number } | undefined;
+  /** Removes the spool file, if any. */
+  release(): Promise<void>;
+}
 
 export interface FhirResource {
   resourceType?: unknown;
@@ -61,16 +76,40 @@ export class ContentIo {
     }
   }
 
-  /** GETs a resource from the upstream: the parsed resource on 200 (bounded), else the response to relay. */
-  async fetchResource(req: IncomingMessage, ctx: RequestContext, rule: EffectiveRule, path: string): Promise<{ resource: FhirResource } | { relay: IncomingMessage }> {
-    let up: IncomingMessage;
+  /** GETs `path` from the upstream as FHIR JSON; resolves with the response head. */
+  async fetchRaw(req: IncomingMessage, ctx: RequestContext, rule: EffectiveRule, path: string): Promise<IncomingMessage> {
     try {
-      up = await sendUpstream(this.upstream.request(req, ctx, rule.forwardAuthorization, 'GET', path, { accept: FHIR_JSON }));
+      return await sendUpstream(this.upstream.request(req, ctx, rule.forwardAuthorization, 'GET', path, { accept: FHIR_JSON }));
     } catch (err) {
       throw err instanceof UpstreamFailure ? err.gatewayError : err;
     }
+  }
+
+  /** GETs a resource from the upstream: the parsed resource on 200 (bounded), else the response to relay. */
+  async fetchResource(req: IncomingMessage, ctx: RequestContext, rule: EffectiveRule, path: string): Promise<{ resource: FhirResource } | { relay: IncomingMessage }> {
+    const up = await this.fetchRaw(req, ctx, rule, path);
     if (up.statusCode !== 200) return { relay: up };
     return { resource: (await readJson(up, MAX_RESOURCE_BYTES)) as FhirResource };
+  }
+
+  /**
+   * GETs a resource for one of its attachments (`binary`: Binary.data). A small resource is parsed
+   * whole; a larger one is streamed and only the attachment is kept, its inline data spooled to a
+   * private file, so a resource held with hundreds of megabytes inline is served in bounded memory.
+   */
+  async fetchAttachment(req: IncomingMessage, ctx: RequestContext, rule: EffectiveRule, path: string, steps: readonly PathStep[] | 'binary', spoolDir: string): Promise<FetchedAttachment | { relay: IncomingMessage }> {
+    const up = await this.fetchRaw(req, ctx, rule, path);
+    if (up.statusCode !== 200) return { relay: up };
+    const length = up.headers['content-length'];
+    if (length !== undefined && Number(length) <= MAX_RESOURCE_BYTES) {
+      const resource = (await readJson(up, MAX_RESOURCE_BYTES)) as FhirResource;
+      const attachment = steps === 'binary' ? (resource.resourceType === 'Binary' ? resource : undefined) : resolveAttachment(resource, steps);
+      const data = attachment?.['data'];
+      return { resource, whole: true, attachment, inline: typeof data === 'string' ? { bytes: Buffer.from(data, 'base64') } : undefined, release: async () => undefined };
+    }
+    const x = await extractAttachment(up, steps, spoolDir);
+    const file = x.spool?.file;
+    return { resource: x.resource, whole: false, attachment: x.attachment, inline: x.spool, release: async () => (file ? unlink(file).catch(() => undefined) : undefined) };
   }
 
   /** ETag, Last-Modified from the resource's meta. */
@@ -107,7 +146,7 @@ export class ContentIo {
     headers['content-length'] = range ? range.end - range.start + 1 : size;
     const bodyless = req.method === 'HEAD' || size === 0;
     // Opened before the head goes out: a store failure is still an OperationOutcome, not a cut connection.
-    const body = bodyless || 'inline' in content ? undefined : await this.open(content.ref.id, range);
+    const body = bodyless || 'inline' in content ? undefined : 'file' in content ? createReadStream(content.file, range ? { start: range.start, end: range.end } : {}) : await this.open(content.ref.id, range);
     res.writeHead(range ? 206 : 200, headers);
     if (bodyless) {
       res.end();

@@ -15,12 +15,11 @@ import type { EffectiveRule } from '../security/policy.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { BinaryAccess } from './access.js';
 import { Base64Encode, base64Length } from './base64.js';
-import { ContentIo, FHIR_JSON, MAX_RESOURCE_BYTES, RELATIVE_REFERENCE, type FhirResource } from './content-io.js';
+import { ContentIo, FHIR_JSON, RELATIVE_REFERENCE, type FetchedAttachment, type FhirResource } from './content-io.js';
 import { binaryView } from './negotiate.js';
 import { etagMatches } from './range.js';
 import { blobExtension, findBlobRef } from './reference.js';
 import { SecurityContextGuard, type Caller } from './security-context.js';
-import { readJson, sendUpstream, UpstreamFailure } from './upstream-exchange.js';
 
 const FHIR_BODY = /^application\/(fhir\+json|json\+fhir|fhir\+xml|xml\+fhir)$/;
 const BINARY_LOCATION = /\/Binary\/([A-Za-z0-9\-.]{1,64})(\/|$)/;
@@ -167,27 +166,28 @@ export class BinaryPlane {
   }
 
   private async read(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller): Promise<void> {
-    let up: IncomingMessage;
-    try {
-      up = await sendUpstream(this.io.upstream.request(req, ctx, rule.forwardAuthorization, 'GET', `/${i.path}`, { accept: FHIR_JSON }));
-    } catch (err) {
-      throw err instanceof UpstreamFailure ? err.gatewayError : err;
-    }
-    if (up.statusCode !== 200) {
-      this.io.relay(up, res, ctx);
+    const got = await this.io.fetchAttachment(req, ctx, rule, `/${i.path}`, 'binary', this.config().server.spoolDir ?? tmpdir());
+    if ('relay' in got) {
+      this.io.relay(got.relay, res, ctx);
       return;
     }
-    // A Binary the upstream holds inline above the limit is refused, not buffered: its
-    // securityContext cannot be checked without reading it (the streaming reader is not built yet).
-    const binary = (await readJson(up, MAX_RESOURCE_BYTES)) as BinaryResource;
+    try {
+      await this.serve(req, res, ctx, rule, i, caller, got);
+    } finally {
+      await got.release();
+    }
+  }
+
+  private async serve(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller, got: FetchedAttachment): Promise<void> {
+    const binary = got.resource as BinaryResource;
     if (binary.resourceType !== 'Binary') throw new GatewayError('UPSTREAM_UNAVAILABLE', 'the upstream answered a Binary read with something else');
     await this.guard.binaryRead(req, ctx, rule, i, caller, binary);
     const format = new URLSearchParams(i.query).get('_format') ?? undefined;
     const contentType = (typeof binary.contentType === 'string' && essence(binary.contentType)) || 'application/octet-stream';
     const ref = findBlobRef(binary._data?.extension);
-    const inline = typeof binary.data === 'string' ? Buffer.from(binary.data, 'base64') : undefined;
+    const inline = ref ? undefined : got.inline;
     const info = ref ? await this.io.blobFor(ref) : undefined;
-    const size = info?.size ?? inline?.length ?? 0;
+    const size = info?.size ?? (inline ? ('bytes' in inline ? inline.bytes.length : inline.size) : 0);
 
     const headers: OutgoingHttpHeaders = { ...this.io.versionHeaders(binary, ctx), vary: 'Accept' };
     const sc = binary.securityContext?.reference;
@@ -201,7 +201,8 @@ export class BinaryPlane {
     const view = binaryView(req.headers.accept, format, contentType);
     if (view === 'fhir-xml') throw new GatewayError('UNSUPPORTED_MEDIA', 'FHIR XML is not served; ask for application/fhir+json');
     if (view === 'raw') {
-      await this.io.serveRaw(req, res, headers, ref ? { contentType, size, ref } : { contentType, size, inline: inline ?? Buffer.alloc(0) });
+      const content = ref ? { ref } : inline ? ('bytes' in inline ? { inline: inline.bytes } : { file: inline.file }) : { inline: Buffer.alloc(0) };
+      await this.io.serveRaw(req, res, headers, { contentType, size, ...content });
       return;
     }
     const { data: _inlineData, _data: _ref, ...rest } = binary;
@@ -210,16 +211,16 @@ export class BinaryPlane {
     const tail = Buffer.from(hasData ? '"}' : '}');
     headers['content-type'] = FHIR_JSON;
     headers['content-length'] = head.length + (hasData ? base64Length(size) : 0) + tail.length;
-    const stored = ref && req.method !== 'HEAD' ? await this.io.open(ref.id) : undefined;
+    const bytes = req.method === 'HEAD' || !hasData ? undefined : ref ? await this.io.open(ref.id) : inline && 'file' in inline ? createReadStream(inline.file) : undefined;
     res.writeHead(200, headers);
     if (req.method === 'HEAD') {
       res.end();
       return;
     }
     res.write(head);
-    // pipeline, not pipe: a store failure midway must reach streamTo, which cuts the connection.
-    if (stored) await this.io.streamTo(pipeline(stored, new Base64Encode(), () => undefined), res, false);
-    else if (inline) res.write(inline.toString('base64'));
+    // pipeline, not pipe: a failure midway must reach streamTo, which cuts the connection.
+    if (bytes) await this.io.streamTo(pipeline(bytes, new Base64Encode(), () => undefined), res, false);
+    else if (inline && 'bytes' in inline) res.write(inline.bytes.toString('base64'));
     res.end(tail);
   }
 }
