@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 NPM ?= npm
 
-.PHONY: run test build install typecheck lint bench clean
+.PHONY: run test build install typecheck lint bench bench-binary clean
 
 node_modules/.package-lock.json: package.json package-lock.json
 	$(NPM) ci --no-audit --no-fund
@@ -28,8 +28,14 @@ run: build
 test: build typecheck lint
 	$(NPM) test --silent
 
+# Pass-through throughput against a bare proxy and nginx (issue 2), about a minute.
 bench: build
-	bash bench/proxy-throughput.sh
+	bash bench/run.sh proxy-throughput
+
+# 64 MiB and 1 GiB raw Binary up and down against nginx, with peak RSS (issue 3), a few minutes and
+# ~7 GiB of temp disk. Not part of `bench`: it is long and disk-hungry. BENCH_SIZES / BENCH_ROUNDS to change.
+bench-binary: build
+	bash bench/run.sh binary-transfer
 
 clean:
 	rm -rf dist .tap coverage

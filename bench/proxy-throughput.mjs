@@ -2,38 +2,16 @@
 // Small FHIR reads, in one run: the upstream direct, a bare http-proxy, nginx, and the gateway
 // with a JWT + SMART scope policy (access log off like the baselines, and on). Prints req/s, p50/p99 and the ratios the issue asks for.
 // Two cores are shared: wrk and the upstream get CPU 0, the proxy under test CPU 1.
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { benchDir as here, createRun, median, mintToken, rotate, startGateway, waitFor, writeGatewayConf, writeNginxConf, writeOut } from './lib.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, '..');
 const DURATION = process.env.BENCH_DURATION ?? '10s';
 const CONNECTIONS = process.env.BENCH_CONNECTIONS ?? '64';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const PORTS = { upstream: 18180, bare: 18181, nginx: 18182, gateway: 18183, gatewayLogged: 18184 };
-const work = mkdtempSync(join(tmpdir(), 'fbg-bench-'));
-const children = [];
-
-function start(cmd, args, opts = {}) {
-  const child = spawn('taskset', ['-c', opts.cpu ?? '1', cmd, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', opts.stdout ?? 'ignore', 'inherit'] });
-  children.push(child);
-  return child;
-}
-
-async function waitFor(url, headers = {}) {
-  for (let i = 0; i < 100; i++) {
-    try {
-      const r = await fetch(url, { headers });
-      await r.arrayBuffer();
-      if (r.status < 500) return;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`not ready: ${url}`);
-}
+const run = createRun('fbg-bench-');
+const { work, start } = run;
 
 function wrk(url, token) {
   const out = execFileSync('taskset', ['-c', '0', 'wrk', '-t1', `-c${CONNECTIONS}`, `-d${DURATION}`, '--latency', '-H', `Authorization: Bearer ${token}`, url], { encoding: 'utf8' });
@@ -48,59 +26,26 @@ function wrk(url, token) {
   return { rps, p50: ms('50'), p99: ms('99') };
 }
 
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
 try {
   const upstream = `http://127.0.0.1:${PORTS.upstream}`;
   start('node', [join(here, 'servers/static-upstream.mjs')], { cpu: '0', env: { PORT: String(PORTS.upstream) } });
   start('node', [join(here, 'servers/bare-proxy.mjs')], { env: { PORT: String(PORTS.bare), TARGET: upstream } });
 
-  const nginxConf = join(work, 'nginx.conf');
-  mkdirSync(join(work, 'nginx'), { recursive: true });
-  writeFileSync(
-    nginxConf,
-    `worker_processes 1;
-daemon off;
-pid ${work}/nginx.pid;
-error_log ${work}/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${work}/nginx/body;
-  proxy_temp_path ${work}/nginx/proxy;
-  fastcgi_temp_path ${work}/nginx/fastcgi;
-  uwsgi_temp_path ${work}/nginx/uwsgi;
-  scgi_temp_path ${work}/nginx/scgi;
-  upstream fhir { server 127.0.0.1:${PORTS.upstream}; keepalive 256; }
+  const nginxConf = writeNginxConf(
+    work,
+    `  upstream fhir { server 127.0.0.1:${PORTS.upstream}; keepalive 256; }
   server {
     listen 127.0.0.1:${PORTS.nginx};
     location / { proxy_pass http://fhir; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-`,
+  }`,
   );
   start('nginx', ['-c', nginxConf]);
 
-  const jwksFile = join(work, 'jwks.json');
-  const token = execFileSync('node', [join(here, 'servers/mint-token.mjs'), jwksFile], { cwd: root, encoding: 'utf8' }).trim();
+  const { jwksFile, token } = mintToken(work);
   // Two gateways: one with access logging off, like the baselines (nginx runs `access_log off`,
   // the bare proxy logs nothing), and one logging an access line per request, as shipped.
   for (const [port, level, name] of [[PORTS.gateway, 'warn', 'gateway.yaml'], [PORTS.gatewayLogged, 'info', 'gateway-logged.yaml']]) {
-    const gwConf = join(work, name);
-    writeFileSync(
-      gwConf,
-      `server: { host: 127.0.0.1, port: ${port}, publicBaseUrl: "http://127.0.0.1:${port}/fhir" }
-upstream: { url: "${upstream}/fhir" }
-auth: { issuers: [https://issuer.bench], audiences: [fhir-binary-gateway], jwksFile: ${jwksFile}, algorithms: [RS256] }
-defaultRule:
-  require: { https: false, auth: true, smart: true }
-logging: { level: ${level} }
-`,
-    );
-    start('node', [join(root, 'bin/fhir-binary-gateway.js'), '--config', gwConf]);
+    startGateway(run, writeGatewayConf(work, name, { port, upstream: `${upstream}/fhir`, jwksFile, level }));
   }
 
   const targets = {
@@ -117,9 +62,7 @@ logging: { level: ${level} }
   const runs = Object.fromEntries(Object.keys(targets).map((k) => [k, []]));
   for (let r = 0; r < ROUNDS; r++) {
     // Rotate the order each round so drift on the shared machine does not favour one target.
-    const names = Object.keys(targets);
-    const order = names.slice(r % names.length).concat(names.slice(0, r % names.length));
-    for (const name of order) runs[name].push(wrk(targets[name], token));
+    for (const name of rotate(Object.keys(targets), r)) runs[name].push(wrk(targets[name], token));
   }
   const result = Object.fromEntries(
     Object.entries(runs).map(([k, rs]) => [k, { rps: median(rs.map((x) => x.rps)), p50: median(rs.map((x) => x.p50)), p99: median(rs.map((x) => x.p99)), all: rs.map((x) => Math.round(x.rps)) }]),
@@ -142,8 +85,7 @@ logging: { level: ${level} }
     ...Object.entries(ratios).map(([k, v]) => `- ${k}: **${v.toFixed(2)}×**`),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
-  mkdirSync(join(here, 'out'), { recursive: true });
-  writeFileSync(join(here, 'out', 'proxy-throughput.json'), JSON.stringify({ result, ratios }, null, 2));
+  writeOut('proxy-throughput.json', { result, ratios });
 } finally {
-  for (const c of children) c.kill('SIGTERM');
+  await run.close();
 }
