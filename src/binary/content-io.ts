@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { unlink } from 'node:fs/promises';
+import { unlink, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { pipeline, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -9,6 +9,7 @@ import { GatewayError, isGatewayError } from '../errors.js';
 import type { RequestContext } from '../http/context.js';
 import type { PassThrough } from '../proxy/pass-through.js';
 import type { EffectiveRule } from '../security/policy.js';
+import { pumpFile } from '../storage/file-pump.js';
 import { BlobNotFound, BlobUnreadable, type BlobInfo, type BlobStore, type ByteRange } from '../storage/blob-store.js';
 import { extractAttachment } from '../rewrite/extract.js';
 import { resolveAttachment, type PathStep } from './attachment-path.js';
@@ -146,10 +147,21 @@ export class ContentIo {
     headers['content-length'] = range ? range.end - range.start + 1 : size;
     const bodyless = req.method === 'HEAD' || size === 0;
     // Opened before the head goes out: a store failure is still an OperationOutcome, not a cut connection.
-    const body = bodyless || 'inline' in content ? undefined : 'file' in content ? createReadStream(content.file, range ? { start: range.start, end: range.end } : {}) : await this.open(content.ref.id, range);
+    const plain = bodyless || !('ref' in content) ? undefined : await this.openPlain(content.ref.id);
+    const body = bodyless || plain || 'inline' in content ? undefined : 'file' in content ? createReadStream(content.file, range ? { start: range.start, end: range.end } : {}) : await this.open(content.ref.id, range);
     res.writeHead(range ? 206 : 200, headers);
     if (bodyless) {
       res.end();
+      return;
+    }
+    if (plain) {
+      try {
+        await pumpFile(plain, range?.start ?? 0, range?.end ?? size - 1, res);
+        res.end();
+      } catch (err) {
+        this.log.error({ cause: (err as Error).message }, 'stored content failed mid-stream');
+        res.destroy();
+      }
       return;
     }
     if (body) {
@@ -158,6 +170,17 @@ export class ContentIo {
     }
     const inline = (content as { inline: Buffer }).inline;
     res.end(range ? inline.subarray(range.start, range.end + 1) : inline);
+  }
+
+  /** The blob's plain local file, when the store has one (filesystem, unencrypted). */
+  private async openPlain(id: string): Promise<FileHandle | undefined> {
+    if (!this.store.openPlainFile) return undefined;
+    try {
+      return (await this.store.openPlainFile(id))?.file;
+    } catch (err) {
+      if (err instanceof BlobNotFound) throw new GatewayError('BLOB_UNREADABLE', err.message);
+      throw new GatewayError('STORAGE_UNAVAILABLE', undefined, { cause: err });
+    }
   }
 
   /** A blob's content stream, its failures named as the client should see them. */

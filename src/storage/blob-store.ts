@@ -1,3 +1,4 @@
+import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 
 /**
@@ -86,6 +87,12 @@ export interface BlobStore {
   delete(id: string): Promise<void>;
   list(options?: ListOptions): Promise<ListPage>;
   setMeta(id: string, patch: MetaPatch): Promise<BlobInfo>;
+  /**
+   * Optional: the local file holding the blob's content as is (unencrypted, on this machine),
+   * opened, for serving without a read stream (src/storage/file-pump.ts). Undefined when the
+   * driver has no such file for this blob; rejects BlobNotFound when absent.
+   */
+  openPlainFile?(id: string): Promise<{ readonly info: BlobInfo; readonly file: FileHandle } | undefined>;
 }
 
 /** The blob does not exist (or its id is malformed). */

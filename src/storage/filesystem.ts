@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -83,6 +83,13 @@ export class FilesystemBlobStore implements BlobStore {
       return { info, body };
     }
     return { info, body: await this.openSealed(path, info.size, range) };
+  }
+
+  async openPlainFile(id: string): Promise<{ readonly info: BlobInfo; readonly file: FileHandle } | undefined> {
+    const record = await this.read(id);
+    if (!record) throw new BlobNotFound(id);
+    if (record.driver.keyId !== undefined) return undefined;
+    return { info: record.info, file: await open(join(this.shardOf(id), `${id}.blob`), 'r') };
   }
 
   async head(id: string): Promise<BlobInfo | undefined> {
