@@ -76,7 +76,7 @@ t.test('a declared Content-Length over the rule limit is refused with 413 before
   // Only the head is sent: the refusal must not wait for (or read) the body.
   const conn = await RawConnection.connect(port);
   t.teardown(() => conn.close());
-  await conn.write(httpMessage(postHead('/fhir/Observation', `Content-Length: ${LIMIT + 1}`)));
+  await conn.write(httpMessage(postHead('/fhir/Observation/$validate', `Content-Length: ${LIMIT + 1}`)));
   const res = await conn.readResponse();
   t.equal(res.statusCode, 413);
   t.equal(outcomeCode(res.body), 'PAYLOAD_TOO_LARGE');
@@ -86,7 +86,7 @@ t.test('a declared Content-Length over the rule limit is refused with 413 before
   t.same(up.requests, [], 'the upstream received nothing');
 
   // The same size is fine where no rule narrows the default limit, and exactly LIMIT is fine here.
-  const ok = await rawRequest(port, httpMessage([...postHead('/fhir/Observation'), `Content-Length: ${LIMIT}`], Buffer.alloc(LIMIT, 7)));
+  const ok = await rawRequest(port, httpMessage([...postHead('/fhir/Observation/$validate'), `Content-Length: ${LIMIT}`], Buffer.alloc(LIMIT, 7)));
   t.equal(ok.statusCode, 201, 'exactly at the limit is accepted');
   const other = await rawRequest(
     port,
@@ -102,7 +102,7 @@ t.test('a chunked body that grows past the limit gets 413 and the upstream reque
   t.teardown(() => conn.close());
   const first = nextFirstBytes();
   const settled = nextSettled();
-  await conn.write(Buffer.concat([httpMessage(postHead('/fhir/Observation', 'Transfer-Encoding: chunked')), chunk(Buffer.alloc(600, 1))]));
+  await conn.write(Buffer.concat([httpMessage(postHead('/fhir/Observation/$validate', 'Transfer-Encoding: chunked')), chunk(Buffer.alloc(600, 1))]));
   // Streaming: the upstream already has the request and its first bytes.
   await first;
   t.equal(up.requests.length, 1, 'the request was being streamed to the upstream');
@@ -117,7 +117,7 @@ t.test('a chunked body that grows past the limit gets 413 and the upstream reque
 
 t.test('a chunked body over the limit sent at once never completes upstream either', async (t) => {
   const { port, bodies } = await setup(t);
-  const res = await rawRequest(port, Buffer.concat([httpMessage(postHead('/fhir/Observation', 'Transfer-Encoding: chunked')), chunk(Buffer.alloc(4 * LIMIT, 1)), chunk('')]));
+  const res = await rawRequest(port, Buffer.concat([httpMessage(postHead('/fhir/Observation/$validate', 'Transfer-Encoding: chunked')), chunk(Buffer.alloc(4 * LIMIT, 1)), chunk('')]));
   t.equal(res.statusCode, 413);
   t.equal(outcomeCode(res.body), 'PAYLOAD_TOO_LARGE');
   await sleep(200);
@@ -129,7 +129,7 @@ t.test('a chunked body over the limit sent at once never completes upstream eith
 
 t.test('a chunked body within the limit goes through', async (t) => {
   const { port, bodies } = await setup(t);
-  const res = await rawRequest(port, Buffer.concat([httpMessage(postHead('/fhir/Observation', 'Transfer-Encoding: chunked')), chunk(Buffer.alloc(LIMIT / 2, 1)), chunk(Buffer.alloc(LIMIT / 2, 2)), chunk('')]));
+  const res = await rawRequest(port, Buffer.concat([httpMessage(postHead('/fhir/Observation/$validate', 'Transfer-Encoding: chunked')), chunk(Buffer.alloc(LIMIT / 2, 1)), chunk(Buffer.alloc(LIMIT / 2, 2)), chunk('')]));
   t.equal(res.statusCode, 201);
   t.same(bodies, [{ bytes: LIMIT, result: 'end' }]);
 });
@@ -138,7 +138,7 @@ t.test('Expect: 100-continue with a too-large Content-Length gets 413 and never 
   const { up, port } = await setup(t);
   const conn = await RawConnection.connect(port);
   t.teardown(() => conn.close());
-  await conn.write(httpMessage(postHead('/fhir/Observation', `Content-Length: ${10 * LIMIT}`, 'Expect: 100-continue')));
+  await conn.write(httpMessage(postHead('/fhir/Observation/$validate', `Content-Length: ${10 * LIMIT}`, 'Expect: 100-continue')));
   const res = await conn.readResponse();
   t.equal(res.statusCode, 413, 'the first thing the client hears is the refusal');
   t.equal(outcomeCode(res.body), 'PAYLOAD_TOO_LARGE');
@@ -163,7 +163,7 @@ t.test('Expect: 100-continue within the limit gets 100 Continue, then the reques
   const { up, port, bodies } = await setup(t);
   const conn = await RawConnection.connect(port);
   t.teardown(() => conn.close());
-  await conn.write(httpMessage(postHead('/fhir/Observation', `Content-Length: ${LIMIT}`, 'Expect: 100-continue')));
+  await conn.write(httpMessage(postHead('/fhir/Observation/$validate', `Content-Length: ${LIMIT}`, 'Expect: 100-continue')));
   const interim = await conn.readResponse();
   t.equal(interim.statusCode, 100, '100 Continue before the body is sent');
   t.same(up.requests, [], 'nothing forwarded before the body comes');
@@ -176,7 +176,7 @@ t.test('Expect: 100-continue within the limit gets 100 Continue, then the reques
 
 t.test('an Expect other than 100-continue gets 417', async (t) => {
   const { up, port } = await setup(t);
-  const res = await rawRequest(port, httpMessage([...postHead('/fhir/Observation'), 'Content-Length: 4', 'Expect: something-else'], 'abcd'));
+  const res = await rawRequest(port, httpMessage([...postHead('/fhir/Observation/$validate'), 'Content-Length: 4', 'Expect: something-else'], 'abcd'));
   t.equal(res.statusCode, 417);
   t.equal(outcomeCode(res.body), 'EXPECTATION_FAILED');
   t.match(res.headers['content-type'], /^application\/fhir\+json/);

@@ -93,7 +93,7 @@ t.test('Connection may not name a header the gateway checked (the upstream would
   for (const named of ['Content-Type', 'authorization', 'Host', 'Content-Length', 'Transfer-Encoding', 'X-Security-Context']) {
     const res = await rawRequest(
       port,
-      httpMessage(['POST /fhir/Patient HTTP/1.1', HOST, AUTH, `Connection: keep-alive, ${named}`, 'Content-Type: application/fhir+json', 'Content-Length: 2'], '{}'),
+      httpMessage(['POST /fhir/Patient/$validate HTTP/1.1', HOST, AUTH, `Connection: keep-alive, ${named}`, 'Content-Type: application/fhir+json', 'Content-Length: 2'], '{}'),
     );
     t.equal(res.statusCode, 400, `Connection: ${named}`);
     t.equal(outcomeCodeOf(res.body), 'BAD_REQUEST', `Connection: ${named}: code`);
@@ -111,7 +111,7 @@ t.test('upstream.aliases: Location under another name the upstream uses for itse
     },
     { upstream: { aliases: ['https://hapi.internal:8443/fhir/'] } },
   );
-  const res = await rawRequest(port, httpMessage(['POST /fhir/Patient HTTP/1.1', HOST, AUTH, 'Content-Type: application/fhir+json', 'Content-Length: 2'], '{}'));
+  const res = await rawRequest(port, httpMessage(['POST /fhir/Patient/$validate HTTP/1.1', HOST, AUTH, 'Content-Type: application/fhir+json', 'Content-Length: 2'], '{}'));
   t.equal(res.statusCode, 201);
   t.equal(res.headers.location, 'http://gateway.test/fhir/Patient/p9/_history/1');
 });
@@ -262,7 +262,7 @@ t.test('Location and Content-Location under the upstream base are rewritten to t
   for (; current < cases.length; current++) {
     const [note, , want] = cases[current]!;
     const expected = typeof want === 'function' ? want(upBase) : want;
-    const res = await rawRequest(port, httpMessage(['POST /fhir/Patient HTTP/1.1', HOST, AUTH, 'Content-Type: application/fhir+json', 'Content-Length: 2'], '{}'));
+    const res = await rawRequest(port, httpMessage(['POST /fhir/Patient/$validate HTTP/1.1', HOST, AUTH, 'Content-Type: application/fhir+json', 'Content-Length: 2'], '{}'));
     t.equal(res.statusCode, 201, note);
     t.equal(res.headers.location, expected, `Location: ${note}`);
     t.equal(res.headers['content-location'], expected, `Content-Location: ${note}`);
@@ -331,7 +331,7 @@ function hashingUpstream(onFirstBytes?: () => void): Parameters<typeof startReco
 }
 
 function post(gwUrl: string, headers: http.OutgoingHttpHeaders): { req: http.ClientRequest; response: Promise<{ status: number; body: string }> } {
-  const u = new URL(`${gwUrl}/fhir/Observation`);
+  const u = new URL(`${gwUrl}/fhir/Observation/$validate`);
   const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', ...headers } });
   const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
     req.on('response', (res) => {
@@ -358,7 +358,7 @@ t.test('request bodies stream: the upstream gets the first bytes before the clie
   t.equal(r.status, 201);
   const want = createHash('sha256').update(Buffer.alloc(64 * 1024, 1)).update(Buffer.alloc(64 * 1024, 2)).digest('hex');
   t.same(JSON.parse(r.body), { sha256: want, bytes: 128 * 1024 });
-  t.equal(up.requests[0]!.url, '/fhir/Observation');
+  t.equal(up.requests[0]!.url, '/fhir/Observation/$validate');
 });
 
 t.test('a ~50 MB POST body arrives intact at the upstream', async (t) => {

@@ -14,6 +14,7 @@ import { spoolExternalized } from '../rewrite/spool.js';
 import type { EffectiveRule } from '../security/policy.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { BinaryAccess } from './access.js';
+import { ResourceWrites } from './resource-writes.js';
 import { Base64Encode, base64Length } from './base64.js';
 import { ContentIo, FHIR_JSON, RELATIVE_REFERENCE, type FetchedAttachment, type FhirResource } from './content-io.js';
 import { binaryView } from './negotiate.js';
@@ -42,6 +43,7 @@ export class BinaryPlane {
   private readonly io: ContentIo;
   private readonly access: BinaryAccess;
   private readonly guard: SecurityContextGuard;
+  private readonly resources: ResourceWrites;
 
   constructor(
     store: BlobStore,
@@ -52,17 +54,19 @@ export class BinaryPlane {
     this.io = new ContentIo(store, upstream, log);
     this.guard = new SecurityContextGuard(this.io);
     this.access = new BinaryAccess(this.io, this.guard, config);
+    this.resources = new ResourceWrites(this.io, config);
   }
 
   /** Whether the plane serves this interaction rather than pass-through. */
   owns(i: Interaction, accept: string | undefined): boolean {
-    if (BinaryAccess.owns(i, accept)) return true;
+    if (BinaryAccess.owns(i, accept) || ResourceWrites.owns(i)) return true;
     if (i.resourceType !== 'Binary') return false;
     if (i.interaction === 'read' || i.interaction === 'vread') return !i.conditional;
     return i.interaction === 'create' || i.interaction === 'update' || i.interaction === 'patch';
   }
 
   async handle(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller, proceed: () => void): Promise<void> {
+    if (ResourceWrites.owns(i)) return this.resources.handle(req, res, ctx, rule, i, proceed);
     if (i.resourceType !== 'Binary' || i.interaction === 'operation') return this.access.handle(req, res, ctx, rule, i, caller, proceed);
     // A patch could set `data` past every check (JSON Patch, FHIRPath Patch): refused, not guessed at.
     if (i.interaction === 'patch') throw new GatewayError('METHOD_NOT_ALLOWED', 'PATCH of Binary is not supported: send the whole Binary (PUT)');

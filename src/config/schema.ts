@@ -221,6 +221,17 @@ export const configSchema = {
         },
       },
     },
+    externalize: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // Attachment data at or above this many decoded bytes goes to the object store; smaller
+        // data stays inline (still checked). A PATCH body above it is refused: a patch could
+        // otherwise carry attachment data past the rewrite.
+        minBytes: { type: 'integer', minimum: 0, maximum: 1073741824, default: 65536 },
+      },
+    },
     content: {
       type: 'object',
       additionalProperties: false,

@@ -69,6 +69,7 @@ export interface GatewayConfig {
   };
   readonly bundles: { readonly maxEntries: number };
   readonly storage: StorageConfig;
+  readonly externalize: { readonly minBytes: number };
   readonly content: { readonly allowedTypes: Readonly<Record<string, readonly string[]>> };
   readonly logging: { readonly level: string };
 }
