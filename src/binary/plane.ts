@@ -14,6 +14,7 @@ import { spoolExternalized } from '../rewrite/spool.js';
 import type { EffectiveRule } from '../security/policy.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { BinaryAccess } from './access.js';
+import { BundleWrites } from './bundle-writes.js';
 import { ResourceWrites } from './resource-writes.js';
 import { Base64Encode, base64Length } from './base64.js';
 import { ContentIo, FHIR_JSON, RELATIVE_REFERENCE, type FetchedAttachment, type FhirResource } from './content-io.js';
@@ -44,6 +45,7 @@ export class BinaryPlane {
   private readonly access: BinaryAccess;
   private readonly guard: SecurityContextGuard;
   private readonly resources: ResourceWrites;
+  private readonly bundles: BundleWrites;
 
   constructor(
     store: BlobStore,
@@ -55,6 +57,12 @@ export class BinaryPlane {
     this.guard = new SecurityContextGuard(this.io);
     this.access = new BinaryAccess(this.io, this.guard, config);
     this.resources = new ResourceWrites(this.io, config);
+    this.bundles = new BundleWrites(this.io, config);
+  }
+
+  /** A batch/transaction already authorized entry by entry, spooled in `file`. */
+  forwardBundle(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, path: string, file: string, type: 'batch' | 'transaction'): Promise<void> {
+    return this.bundles.forward(req, res, ctx, rule, path, file, type);
   }
 
   /** Whether the plane serves this interaction rather than pass-through. */

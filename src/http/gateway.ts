@@ -185,6 +185,10 @@ export class Gateway {
     for (const entry of scanned.entries) {
       try {
         const ei = classifyEntry(entry.method, entry.url, entry.ifNoneExist !== undefined ? { ifNoneExist: entry.ifNoneExist } : undefined);
+        // Binary content and its securityContext are the binary plane's, which a Bundle entry
+        // bypasses: reading or writing Binary is done at its own endpoints.
+        if (ei.resourceType === 'Binary' || entry.resourceType === 'Binary') throw new GatewayError('BAD_BUNDLE', 'Binary cannot be read or written inside a Bundle: use the Binary endpoints');
+        if (ei.operation === 'binary-access-read' || ei.operation === 'binary-access-write') throw new GatewayError('BAD_BUNDLE', `$${ei.operation} cannot be used inside a Bundle`);
         if (entry.resourceType !== undefined && (ei.interaction === 'create' || ei.interaction === 'update') && entry.resourceType !== ei.resourceType) {
           throw new GatewayError('BAD_BUNDLE', `resource is ${entry.resourceType.slice(0, 64)} but request.url names ${ei.resourceType}`);
         }
@@ -195,6 +199,7 @@ export class Gateway {
     }
     // A client that went away while we checked gets nothing executed on its behalf.
     if (res.destroyed || req.socket.destroyed) return;
+    if (this.binary) return this.binary.forwardBundle(req, res, ctx, bundleRule, path, scanned.file, scanned.type);
     body = createReadStream(scanned.file);
     this.passThrough.forward(req, res, ctx, { path, forwardAuthorization: bundleRule.forwardAuthorization, body, contentLength: scanned.size });
   }

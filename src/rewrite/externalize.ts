@@ -25,6 +25,8 @@ export interface ExternalizedBlob {
   readonly contentType: string;
   /** The resource the attachment belongs to. */
   readonly resourceType: string;
+  /** In a Bundle: the index of the entry the attachment is in. */
+  readonly entry: number | undefined;
 }
 
 /**
@@ -67,6 +69,7 @@ interface Stored {
   info: BlobInfo;
   contentType: string;
   resourceType: string;
+  entry: number | undefined;
 }
 
 interface ArrayFrame {
@@ -114,6 +117,7 @@ export class Externalizer extends Transform {
   /** Every string value is compared with our extension URL: only the gateway writes references. */
   private probe: string | undefined;
   private readonly abort = new AbortController();
+  private entry: number | undefined;
   private failed = false;
 
   constructor(private readonly opts: ExternalizeOptions) {
@@ -279,6 +283,8 @@ export class Externalizer extends Transform {
     if (parent?.kind === 'array' && parent.count++) this.out.push(',');
     switch (t.name) {
       case 'startObject':
+        // An item of the top-level Bundle's entry array: what its attachments belong to.
+        if (this.stack.length === 2 && parent?.kind === 'array' && parent.name === 'entry') this.entry = parent.count - 1;
         this.out.push('{');
         this.open({ kind: 'object', name: this.memberName(parent), root: this.isRoot(parent), count: 0, seen: undefined, held: undefined, contentType: undefined, resourceType: undefined, data: undefined, attachments: undefined });
         return undefined;
@@ -349,7 +355,7 @@ export class Externalizer extends Transform {
     this.sink = undefined;
     (this.stack[this.stack.length - 1] as ObjectFrame).data = { result };
     // Recorded at once, so that a failure from here on deletes it too.
-    if (result.kind === 'blob') this.stored.push({ info: result.info, contentType: 'application/octet-stream', resourceType: '' });
+    if (result.kind === 'blob') this.stored.push({ info: result.info, contentType: 'application/octet-stream', resourceType: '', entry: this.entry });
   }
 
   /** Rewrites what the object's data needs, checks it, and closes the object. */

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { SizeLimit } from '../proxy/size-limit.js';
@@ -16,12 +17,12 @@ export interface Spooled {
 }
 
 /**
- * Reads a FHIR JSON request body through the Externalizer into a private spool file. The upstream
+ * Reads a FHIR JSON body (a request, or a spooled Bundle) through the Externalizer into a private spool file. The upstream
  * gets nothing until every attachment has been stored and checked, and then a body with a known
  * length. Undefined when the client went away (nothing to answer, nothing kept); a refusal
  * rejects, with the blobs and the spool file already removed.
  */
-export async function spoolExternalized(req: IncomingMessage, res: ServerResponse, dir: string, maxBytes: number, opts: ExternalizeOptions): Promise<Spooled | undefined> {
+export async function spoolExternalized(body: Readable, res: ServerResponse, dir: string, maxBytes: number, opts: ExternalizeOptions): Promise<Spooled | undefined> {
   const file = join(dir, `fbg-body-${randomUUID()}.json`);
   const ext = new Externalizer(opts);
   const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
@@ -31,7 +32,7 @@ export async function spoolExternalized(req: IncomingMessage, res: ServerRespons
   };
   res.once('close', onClose);
   try {
-    await pipeline(req, new SizeLimit(maxBytes), ext, out, { signal: abort.signal });
+    await pipeline(body, new SizeLimit(maxBytes), ext, out, { signal: abort.signal });
     return { file, size: out.bytesWritten, blobs: ext.blobs, rootType: ext.rootType };
   } catch (err) {
     await unlink(file).catch(() => undefined);
