@@ -1,0 +1,33 @@
+// Shared by the attack tests: fixtures written around the gateway, Bundles, small readers.
+import type { Stack } from '../helpers/binary-stack.js';
+
+export const BUNDLE_RULE = { name: 'bundles', match: { interactions: ['batch', 'transaction'] }, require: { smart: false } };
+
+/** Creates directly in the upstream (around the gateway) and returns the id. */
+export async function direct(s: Stack, resource: Record<string, unknown>): Promise<string> {
+  const r = await fetch(`${s.up.url}/${resource.resourceType as string}`, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(resource) });
+  return ((await r.json()) as { id: string }).id;
+}
+
+export type Bundle = { entry?: { resource?: Record<string, any>; response?: { status?: string; location?: string } }[] };
+
+export function bundle(s: Stack, headers: Record<string, string>, entries: unknown[], type = 'batch'): Promise<Response> {
+  return fetch(s.gw.base, { method: 'POST', headers: { ...headers, 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'Bundle', type, entry: entries }) });
+}
+
+/** The id in a transaction-response location (`Binary/{id}` or `Binary/{id}/_history/1`). */
+export const locationId = (b: Bundle, i = 0): string | undefined => b.entry?.[i]?.response?.location?.split('/')[1];
+
+export async function status(p: Promise<Response>): Promise<number> {
+  const r = await p;
+  await r.arrayBuffer();
+  return r.status;
+}
+
+/** A governed Binary uploaded the proper way (raw, through the gateway): its bytes are in the store. */
+export async function uploadGoverned(s: Stack, content: Buffer, contentType: string, securityContext?: string): Promise<string> {
+  const r = await fetch(`${s.gw.base}/Binary`, { method: 'POST', headers: { ...s.auth, 'content-type': contentType, ...(securityContext ? { 'x-security-context': securityContext } : {}) }, body: content });
+  await r.arrayBuffer();
+  if (r.status !== 201) throw new Error(`upload failed: ${r.status}`);
+  return (r.headers.get('location') ?? '').split('/')[5]!;
+}
