@@ -10,7 +10,7 @@ import { parseAttachmentPath, resolveAttachment } from './attachment-path.js';
 import { FHIR_JSON, type ContentIo, type FetchedAttachment } from './content-io.js';
 import { etagMatches } from './range.js';
 import { BLOB_EXTENSION_URL, blobExtension, findBlobRef } from './reference.js';
-import type { Caller, SecurityContextGuard } from './security-context.js';
+import { securityContextOf, type Caller, type SecurityContextGuard } from './security-context.js';
 
 const MEDIA_CONTENT = [{ name: 'content', index: undefined }] as const;
 const FHIR_FORMAT = /^application\/(fhir\+json|json\+fhir|fhir\+xml|xml\+fhir)$/;
@@ -79,7 +79,7 @@ export class BinaryAccess {
     const ref = findBlobRef((attachment['_data'] as { extension?: unknown } | undefined)?.extension);
     const inline = ref ? undefined : got.inline;
     if (!ref && !inline) throw new GatewayError('NOT_FOUND', 'the attachment has no content here (only a url, or nothing)');
-    const info = ref ? await this.io.blobFor(ref) : undefined;
+    const info = ref ? await this.io.blobFor(ref, `${String(got.resource.resourceType)}/${String(got.resource.id)}`) : undefined;
     const contentType = essence(typeof attachment['contentType'] === 'string' ? attachment['contentType'] : undefined) ?? info?.contentType ?? 'application/octet-stream';
     const headers = this.io.versionHeaders(got.resource, ctx);
     if (typeof headers['etag'] === 'string' && etagMatches(req.headers['if-none-match'], headers['etag'])) {
@@ -114,8 +114,8 @@ export class BinaryAccess {
       throw new GatewayError('PRECONDITION_FAILED', `the current version is ${version ?? 'unknown'}`);
     }
     // Replacing a Binary's content needs the right to read what governs it.
-    const sc = (resource as { securityContext?: { reference?: unknown } }).securityContext?.reference;
-    if (type === 'Binary' && sc !== undefined) await this.guard.require(req, ctx, rule, caller, typeof sc === 'string' ? sc : '');
+    const sc = type === 'Binary' ? securityContextOf(resource, 'write') : undefined;
+    if (sc !== undefined) await this.guard.require(req, ctx, rule, caller, sc);
     const attachment = resolveAttachment(resource, steps);
     if (!attachment) throw new GatewayError('BAD_REQUEST', 'no attachment at that path: create the element first (e.g. with its contentType), then write its content');
     proceed();

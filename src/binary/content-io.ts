@@ -123,8 +123,12 @@ export class ContentIo {
     return headers;
   }
 
-  /** The blob a reference names, checked against the hash the upstream holds: a swapped or altered blob is never served. */
-  async blobFor(ref: BlobRef): Promise<BlobInfo> {
+  /**
+   * The blob a reference names, checked against the hash the upstream holds and against the
+   * resource it was written for: a swapped, altered or borrowed blob is never served (a reference
+   * copied into another resource would otherwise read content its securityContext protects).
+   */
+  async blobFor(ref: BlobRef, owner: string): Promise<BlobInfo> {
     let info: BlobInfo | undefined;
     try {
       info = await this.store.head(ref.id);
@@ -133,6 +137,7 @@ export class ContentIo {
     }
     if (!info) throw new GatewayError('BLOB_UNREADABLE', 'the content this resource refers to is missing from the store');
     if (info.sha256 !== ref.sha256) throw new GatewayError('BLOB_UNREADABLE', 'the stored content does not match the hash the FHIR server holds');
+    if (info.state !== 'linked' || info.owner !== owner) throw new GatewayError('BLOB_UNREADABLE', 'the stored content was not written for this resource');
     return info;
   }
 
@@ -141,7 +146,11 @@ export class ContentIo {
     const { contentType, size } = content;
     Object.assign(headers, RAW_SECURITY_HEADERS, { 'content-type': contentType, 'accept-ranges': 'bytes' });
     if (isActiveContent(contentType)) headers['content-disposition'] = 'attachment';
-    const range = parseRange(req.headers.range, size);
+    // If-Range (RFC 9110 13.1.5): a range only of the representation the client already has. Our
+    // ETags are weak and never match; a date must equal Last-Modified exactly. Otherwise: all of it.
+    const ifRange = req.headers['if-range'];
+    const rangeAllowed = ifRange === undefined || (typeof ifRange === 'string' && !/^(W\/)?"/.test(ifRange) && ifRange === headers['last-modified']);
+    const range = rangeAllowed ? parseRange(req.headers.range, size) : undefined;
     if (range === 'unsatisfiable') throw new GatewayError('RANGE_NOT_SATISFIABLE', undefined, { headers: { 'content-range': `bytes */${size}` } });
     if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
     headers['content-length'] = range ? range.end - range.start + 1 : size;
@@ -159,13 +168,13 @@ export class ContentIo {
         await pumpFile(plain, range?.start ?? 0, range?.end ?? size - 1, res);
         res.end();
       } catch (err) {
-        this.log.error({ cause: (err as Error).message }, 'stored content failed mid-stream');
+        this.log.error({ reqId: headers['x-request-id'], cause: (err as Error).message }, 'stored content failed mid-stream');
         res.destroy();
       }
       return;
     }
     if (body) {
-      await this.streamTo(body, res, true);
+      await this.streamTo(body, res, true, String(headers['x-request-id']));
       return;
     }
     const inline = (content as { inline: Buffer }).inline;
@@ -178,7 +187,7 @@ export class ContentIo {
     try {
       return (await this.store.openPlainFile(id))?.file;
     } catch (err) {
-      if (err instanceof BlobNotFound) throw new GatewayError('BLOB_UNREADABLE', err.message);
+      if (err instanceof BlobNotFound || (err as NodeJS.ErrnoException).code === 'ENOENT') throw new GatewayError('BLOB_UNREADABLE', 'the stored content is missing');
       throw new GatewayError('STORAGE_UNAVAILABLE', undefined, { cause: err });
     }
   }
@@ -189,16 +198,16 @@ export class ContentIo {
       return (await this.store.get(id, range)).body;
     } catch (err) {
       if (isGatewayError(err)) throw err;
-      if (err instanceof BlobNotFound || err instanceof BlobUnreadable) throw new GatewayError('BLOB_UNREADABLE', err.message);
+      if (err instanceof BlobNotFound || err instanceof BlobUnreadable || (err as NodeJS.ErrnoException).code === 'ENOENT') throw new GatewayError('BLOB_UNREADABLE', 'the stored content is missing or cannot be read');
       throw new GatewayError('STORAGE_UNAVAILABLE', undefined, { cause: err });
     }
   }
 
   /** Pipes stored content to the client; a failure midway cuts the connection, so a truncated body is never taken for a whole one. */
-  streamTo(body: Readable, res: ServerResponse, end: boolean): Promise<void> {
+  streamTo(body: Readable, res: ServerResponse, end: boolean, reqId?: string): Promise<void> {
     return new Promise((resolve) => {
       body.on('error', (err) => {
-        this.log.error({ cause: err instanceof BlobUnreadable ? err.message : (err as NodeJS.ErrnoException).code ?? err.message }, 'stored content failed mid-stream');
+        this.log.error({ reqId, cause: err instanceof BlobUnreadable ? err.message : (err as NodeJS.ErrnoException).code ?? err.message }, 'stored content failed mid-stream');
         res.destroy();
         resolve();
       });

@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { readFile, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { pipeline } from 'node:stream';
@@ -21,7 +21,7 @@ import { ContentIo, FHIR_JSON, RELATIVE_REFERENCE, type FetchedAttachment, type 
 import { binaryView } from './negotiate.js';
 import { etagMatches } from './range.js';
 import { blobExtension, findBlobRef } from './reference.js';
-import { SecurityContextGuard, type Caller } from './security-context.js';
+import { securityContextOf, SecurityContextGuard, type Caller } from './security-context.js';
 
 const FHIR_BODY = /^application\/(fhir\+json|json\+fhir|fhir\+xml|xml\+fhir)$/;
 const BINARY_LOCATION = /\/Binary\/([A-Za-z0-9\-.]{1,64})(\/|$)/;
@@ -70,6 +70,7 @@ export class BinaryPlane {
     if (BinaryAccess.owns(i, accept) || ResourceWrites.owns(i)) return true;
     if (i.resourceType !== 'Binary') return false;
     if (i.interaction === 'read' || i.interaction === 'vread') return !i.conditional;
+    if (i.interaction === 'history' || i.interaction === 'search' || i.interaction === 'delete') return true;
     return i.interaction === 'create' || i.interaction === 'update' || i.interaction === 'patch';
   }
 
@@ -79,6 +80,21 @@ export class BinaryPlane {
     // A patch could set `data` past every check (JSON Patch, FHIRPath Patch): refused, not guessed at.
     if (i.interaction === 'patch') throw new GatewayError('METHOD_NOT_ALLOWED', 'PATCH of Binary is not supported: send the whole Binary (PUT)');
     if (i.interaction === 'create' || i.interaction === 'update') return this.write(req, res, ctx, rule, i, caller, proceed);
+    if (i.interaction === 'history' || i.interaction === 'search') {
+      // Versions and search results carry content and references of Binaries with any
+      // securityContext; only a caller who may read every resource type may list them.
+      if (!SecurityContextGuard.readsEverything(caller)) throw new GatewayError('INSUFFICIENT_SCOPE', `Binary ${i.interaction} needs read access to every resource type (user/*.r or system/*.r): each Binary's securityContext governs it`);
+      proceed();
+      this.io.upstream.forward(req, res, ctx, { path: `/${i.path}${i.query ? `?${i.query}` : ''}`, forwardAuthorization: rule.forwardAuthorization });
+      return;
+    }
+    if (i.interaction === 'delete') {
+      // Deleting is replacing with nothing: the same right as replacing.
+      await this.guardUpdate(req, ctx, rule, i, caller);
+      proceed();
+      this.io.upstream.forward(req, res, ctx, { path: `/${i.path}${i.query ? `?${i.query}` : ''}`, forwardAuthorization: rule.forwardAuthorization });
+      return;
+    }
     proceed();
     return this.read(req, res, ctx, rule, i, caller);
   }
@@ -96,7 +112,7 @@ export class BinaryPlane {
     if (securityContext !== undefined && (typeof securityContext !== 'string' || !RELATIVE_REFERENCE.test(securityContext))) {
       throw new GatewayError('BAD_REQUEST', 'X-Security-Context must be a relative reference such as Patient/123');
     }
-    await this.guardUpdate(req, ctx, rule, i, caller);
+    const version = await this.guardUpdate(req, ctx, rule, i, caller);
     if (securityContext) await this.guard.require(req, ctx, rule, caller, securityContext);
     // Only now may the client send the body (Expect: 100-continue).
     proceed();
@@ -111,7 +127,7 @@ export class BinaryPlane {
       _data: { extension: [blobExtension({ id: info.id, sha256: info.sha256 })] },
     };
     const body = Buffer.from(JSON.stringify(binary));
-    const up = await this.io.commit(req, ctx, rule, i.method, `/${i.path}`, {}, [{ id: info.id, contentType: declared }], body, body.length, (r) => this.owner(i, r));
+    const up = await this.io.commit(req, ctx, rule, i.method, `/${i.path}`, this.ifMatch(req, version), [{ id: info.id, contentType: declared }], body, body.length, (r) => this.owner(i, r));
     this.io.relay(up, res, ctx);
   }
 
@@ -122,14 +138,16 @@ export class BinaryPlane {
   private async writeResource(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, declared: string, caller: Caller, proceed: () => void): Promise<void> {
     // Streaming XML is not built; a body we cannot rewrite must not reach the upstream with its data.
     if (declared.includes('xml')) throw new GatewayError('UNSUPPORTED_MEDIA', 'FHIR XML Binary bodies are not accepted: send application/fhir+json, or the content itself with its own Content-Type');
-    await this.guardUpdate(req, ctx, rule, i, caller);
+    const version = await this.guardUpdate(req, ctx, rule, i, caller);
     proceed();
     const config = this.config();
     const allowedTypes = config.content.allowedTypes;
     const spooled = await spoolExternalized(req, res, config.server.spoolDir ?? tmpdir(), rule.limits.maxRequestBytes, {
       store: this.io.store,
-      // A Binary carries no Attachments; its data is always externalized, as raw uploads are.
-      minBytes: 0,
+      // Binary.data is always externalized, as raw uploads are; anything nested (extensions) only
+      // above the threshold, so one body cannot fan out into many blobs.
+      minBytes: config.externalize.minBytes,
+      binaryMinBytes: 0,
       maxBytes: rule.limits.maxRequestBytes,
       allowedTypes: (rt) => allowedTypes[rt] ?? allowedTypes['Binary'] ?? [],
     });
@@ -140,16 +158,14 @@ export class BinaryPlane {
         throw new GatewayError('BAD_REQUEST', `the body of a Binary ${i.interaction} must be a Binary, not ${spooled.rootType ?? 'something without resourceType'}`);
       }
       const blobs = spooled.blobs.map((b) => ({ id: b.info.id, contentType: b.contentType }));
-      // With its data gone the rewritten Binary is small: its securityContext is read from the spool.
-      const rewritten = JSON.parse(await readFile(spooled.file, 'utf8')) as BinaryResource;
-      const sc = rewritten.securityContext?.reference;
-      if (sc !== undefined) {
-        await this.guard.require(req, ctx, rule, caller, typeof sc === 'string' ? sc : '').catch(async (err: unknown) => {
-          await this.io.discard(blobs.map((b) => b.id), ctx);
-          throw err;
-        });
+      try {
+        const sc = securityContextOf({ securityContext: spooled.rootSecurityContext }, 'write');
+        if (sc !== undefined) await this.guard.require(req, ctx, rule, caller, sc);
+      } catch (err) {
+        await this.io.discard(blobs.map((b) => b.id), ctx);
+        throw err;
       }
-      const up = await this.io.commit(req, ctx, rule, i.method, `/${i.path}`, {}, blobs, createReadStream(spooled.file), spooled.size, (r) => this.owner(i, r));
+      const up = await this.io.commit(req, ctx, rule, i.method, `/${i.path}`, this.ifMatch(req, version), blobs, createReadStream(spooled.file), spooled.size, (r) => this.owner(i, r));
       this.io.relay(up, res, ctx);
     } finally {
       await unlink(spooled.file).catch(() => undefined);
@@ -157,19 +173,46 @@ export class BinaryPlane {
   }
 
   /**
-   * Replacing a Binary needs the same right as reading it: the securityContext of the version
-   * being replaced is checked too, or a caller could take over content governed by another patient.
+   * Replacing or deleting a Binary needs the same right as reading it: the securityContext of the
+   * version being replaced is checked too, or a caller could take over content governed by another
+   * patient. A deleted Binary is judged by its earlier versions (delete, then re-create under the
+   * same id, must not launder it). Resolves with the current version, for If-Match.
    */
-  private async guardUpdate(req: IncomingMessage, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller): Promise<void> {
-    if (i.interaction !== 'update' || !caller.scopes) return;
-    const got = await this.io.fetchResource(req, ctx, rule, `/Binary/${i.id!}`);
-    if ('relay' in got) {
-      // No current version (update as create) has no context to protect.
-      got.relay.resume();
-      return;
+  private async guardUpdate(req: IncomingMessage, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller): Promise<string | undefined> {
+    if (i.interaction !== 'update' && i.interaction !== 'delete') return undefined;
+    if (i.id === undefined) throw new GatewayError('METHOD_NOT_ALLOWED', `conditional ${i.interaction} of Binary is not supported`);
+    if (!caller.scopes) return undefined;
+    const got = await this.io.fetchResource(req, ctx, rule, `/Binary/${i.id}`);
+    if (!('relay' in got)) {
+      const sc = securityContextOf(got.resource, 'write');
+      if (sc !== undefined) await this.guard.require(req, ctx, rule, caller, sc);
+      const v = got.resource.meta?.versionId;
+      return typeof v === 'string' ? v : undefined;
     }
-    const sc = (got.resource as BinaryResource).securityContext?.reference;
-    if (sc !== undefined) await this.guard.require(req, ctx, rule, caller, typeof sc === 'string' ? sc : '');
+    const status = got.relay.statusCode;
+    got.relay.resume();
+    if (status === 404) return undefined;
+    // Gone (or anything else): every earlier version's context must be readable by the caller.
+    const history = await this.io.fetchResource(req, ctx, rule, `/Binary/${i.id}/_history`);
+    if ('relay' in history) {
+      history.relay.resume();
+      throw new GatewayError('INSUFFICIENT_SCOPE', 'the earlier versions of this Binary could not be checked');
+    }
+    const entries = (history.resource['entry'] ?? []) as { resource?: FhirResource }[];
+    for (const e of Array.isArray(entries) ? entries : []) {
+      const sc = e.resource ? securityContextOf(e.resource, 'write') : undefined;
+      if (sc !== undefined) await this.guard.require(req, ctx, rule, caller, sc);
+    }
+    return undefined;
+  }
+
+  /**
+   * The version the securityContext check read: the update must replace exactly that one, or a
+   * version written in between (with another context) would be overwritten unchecked. A client's
+   * own If-Match is kept (the upstream then enforces it).
+   */
+  private ifMatch(req: IncomingMessage, version: string | undefined): Record<string, string> {
+    return version !== undefined && req.headers['if-match'] === undefined ? { 'if-match': `W/"${version}"` } : {};
   }
 
   private owner(i: Interaction, up: IncomingMessage): string | undefined {
@@ -198,7 +241,7 @@ export class BinaryPlane {
     const contentType = (typeof binary.contentType === 'string' && essence(binary.contentType)) || 'application/octet-stream';
     const ref = findBlobRef(binary._data?.extension);
     const inline = ref ? undefined : got.inline;
-    const info = ref ? await this.io.blobFor(ref) : undefined;
+    const info = ref ? await this.io.blobFor(ref, `Binary/${String(binary.id)}`) : undefined;
     const size = info?.size ?? (inline ? ('bytes' in inline ? inline.bytes.length : inline.size) : 0);
 
     const headers: OutgoingHttpHeaders = { ...this.io.versionHeaders(binary, ctx), vary: 'Accept' };
@@ -231,7 +274,7 @@ export class BinaryPlane {
     }
     res.write(head);
     // pipeline, not pipe: a failure midway must reach streamTo, which cuts the connection.
-    if (bytes) await this.io.streamTo(pipeline(bytes, new Base64Encode(), () => undefined), res, false);
+    if (bytes) await this.io.streamTo(pipeline(bytes, new Base64Encode(), () => undefined), res, false, ctx.id);
     else if (inline && 'bytes' in inline) res.write(inline.bytes.toString('base64'));
     res.end(tail);
   }

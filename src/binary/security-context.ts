@@ -36,10 +36,15 @@ export class SecurityContextGuard {
     return !caller.scopes || smartGrants(caller.scopes, i, {});
   }
 
+  /** Unrestricted user/system read on every type: every securityContext check would pass on scopes. */
+  static readsEverything(caller: Caller): boolean {
+    return !caller.scopes || caller.scopes.smart.some((s) => s.context !== 'patient' && s.restrictions.length === 0 && s.resourceType === '*' && s.permissions.includes('r'));
+  }
+
   /** Reading a Binary: its securityContext decides; without one, only user/system scopes reach it. */
   async binaryRead(req: IncomingMessage, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller, binary: FhirResource): Promise<void> {
-    const sc = (binary['securityContext'] as { reference?: unknown } | undefined)?.reference;
-    if (sc !== undefined) return this.require(req, ctx, rule, caller, typeof sc === 'string' ? sc : '');
+    const sc = securityContextOf(binary, 'read');
+    if (sc !== undefined) return this.require(req, ctx, rule, caller, sc);
     if (!SecurityContextGuard.broad(caller, i)) throw new GatewayError('INSUFFICIENT_SCOPE', 'a patient-scoped token may read only Binaries whose securityContext is in the patient compartment');
   }
 
@@ -89,6 +94,21 @@ export class SecurityContextGuard {
   }
 }
 
-function denied(reference: string): GatewayError {
-  return new GatewayError('INSUFFICIENT_SCOPE', `the Binary's securityContext requires read access to ${reference.slice(0, 140)}`);
+/** The reference itself is not named: it would tell a caller who may not read it whose content this is. */
+function denied(_reference: string): GatewayError {
+  return new GatewayError('INSUFFICIENT_SCOPE', "the Binary's securityContext requires read access to the resource it names");
+}
+
+/**
+ * A resource's securityContext reference. Absent → undefined. Present but not an object with a
+ * string reference (an array, a bare string, an identifier-only Reference) cannot be checked and
+ * is refused: 400 on a write, 403 on a read. Never ignored.
+ */
+export function securityContextOf(resource: FhirResource, use: 'read' | 'write'): string | undefined {
+  const sc = resource['securityContext'];
+  if (sc === undefined) return undefined;
+  const ref = sc && typeof sc === 'object' && !Array.isArray(sc) ? (sc as { reference?: unknown }).reference : undefined;
+  if (typeof ref === 'string') return ref;
+  if (use === 'write') throw new GatewayError('BAD_REQUEST', 'securityContext must be one Reference with a relative reference, such as {"reference": "Patient/123"}');
+  throw new GatewayError('INSUFFICIENT_SCOPE', "the Binary's securityContext cannot be checked");
 }

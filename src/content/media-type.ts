@@ -34,11 +34,16 @@ export function sameType(a: string, b: string): boolean {
   return canonical(a) === canonical(b);
 }
 
-/** Whether `type` matches one of `patterns` (`image/*` matches any image; aliases count). */
+/**
+ * Whether `type` matches one of `patterns` (`image/*` matches any image; aliases count). A
+ * wildcard never matches a structured-syntax subtype (`image/x+json`, `image/svg+xml`): those are
+ * text without a signature, so `image/*` would otherwise admit any JSON or XML (HTML included).
+ * Such a type must be listed by name.
+ */
 export function allowed(type: string, patterns: readonly string[]): boolean {
   const t = canonical(type);
   return patterns.some((p) => {
-    if (p.endsWith('/*')) return type.startsWith(p.slice(0, -1)) || t.startsWith(p.slice(0, -1));
+    if (p.endsWith('/*')) return !type.includes('+') && (type.startsWith(p.slice(0, -1)) || t.startsWith(p.slice(0, -1)));
     return canonical(p) === t;
   });
 }

@@ -42,11 +42,14 @@ const NOT_ATTACHMENT = new Set([
 /** Members held back until their object ends: they are rewritten when its data is externalized. */
 const HELD = new Set(['size', 'hash', '_data']);
 /** Members whose duplicates are refused: parsers disagree on which one wins. */
-const SINGLE = new Set(['data', 'contentType', 'resourceType', 'size', 'hash', '_data']);
+const SINGLE = new Set(['data', 'contentType', 'resourceType', 'size', 'hash', '_data', 'securityContext']);
 /** Members whose value is itself a resource. */
 const RESOURCE_MEMBERS = new Set(['resource', 'outcome']);
 const MAX_KEY = 1024;
 const MAX_HELD_CHARS = 64 * 1024;
+/** What each token of a held value counts for against MAX_HELD_CHARS (an object costs far more than its braces). */
+const TOKEN_COST = 16;
+const MAX_HELD_DEPTH = 16;
 const MAX_CAPTURE = 256;
 const MAX_DEPTH = 128;
 
@@ -126,6 +129,8 @@ export class Externalizer extends Transform {
 
   /** The top-level resource's type, once the body has been read. */
   rootType: string | undefined;
+  /** The top-level resource's securityContext member as sent (any shape), once the body has been read. */
+  rootSecurityContext: unknown;
 
   /** What this run stored; the caller's to link or delete once the body has ended without error. */
   get blobs(): readonly ExternalizedBlob[] {
@@ -179,7 +184,8 @@ export class Externalizer extends Transform {
   }
 
   private fail(err: unknown, cb: TransformCallback): void {
-    const e = isGatewayError(err) ? err : new GatewayError('STORAGE_UNAVAILABLE', undefined, { cause: err });
+    // Store failures arrive as GatewayErrors already (DataSink); anything else is ours.
+    const e = isGatewayError(err) ? err : new GatewayError('INTERNAL', 'the body could not be rewritten', { cause: err });
     void this.cleanUp(e).then(() => cb(e));
   }
 
@@ -245,7 +251,8 @@ export class Externalizer extends Transform {
       if (frame.seen.has(key)) throw new GatewayError('BAD_REQUEST', `duplicate member "${key}" in one JSON object`);
       frame.seen.add(key);
     }
-    if (HELD.has(key)) {
+    // The top-level resource's securityContext is kept (it is small) for the caller's access check.
+    if (HELD.has(key) || (key === 'securityContext' && frame.root && this.stack.length === 1)) {
       this.next = { kind: 'hold', key };
       return;
     }
@@ -364,7 +371,10 @@ export class Externalizer extends Transform {
     if (frame.data) await this.finishData(frame);
     else this.emitHeld(frame, frame.held);
     if (frame.root) this.checkResource(frame);
-    if (!this.stack.length) this.rootType = frame.resourceType;
+    if (!this.stack.length) {
+      this.rootType = frame.resourceType;
+      this.rootSecurityContext = frame.held?.get('securityContext');
+    }
     this.out.push('}');
   }
 
@@ -434,6 +444,9 @@ export class Externalizer extends Transform {
   /** Builds a held member's value in memory, bounded: these are small by nature. */
   private assemble(t: JsonToken): void {
     const a = this.assembly!;
+    // Every token counts, not only characters: `[{},{},…]` costs memory with no text at all.
+    a.chars += TOKEN_COST;
+    if (a.chars > MAX_HELD_CHARS) throw new GatewayError('BAD_REQUEST', `"${a.key}" is too large`);
     const put = (v: unknown) => {
       const top = a.stack[a.stack.length - 1];
       if (!top) {
@@ -451,6 +464,7 @@ export class Externalizer extends Transform {
         const c = t.name === 'startObject' ? {} : [];
         put(c);
         a.done = false;
+        if (a.stack.length >= MAX_HELD_DEPTH) throw new GatewayError('BAD_REQUEST', `"${a.key}" is nested too deeply`);
         a.stack.push(c);
         break;
       }

@@ -238,6 +238,9 @@ class Extraction {
   /** Builds a kept member's value in memory, bounded. */
   private keep(t: JsonToken): void {
     const k = this.kept!;
+    // Every token counts, not only characters: `[{},{},…]` costs memory with no text at all.
+    k.chars += 16;
+    if (k.chars > MAX_KEPT_CHARS) throw new GatewayError('UPSTREAM_UNAVAILABLE', `the upstream's "${k.key}" is too large to serve from`);
     const put = (v: unknown) => {
       const top = k.stack[k.stack.length - 1];
       if (!top) k.into[k.key] = v;
@@ -252,6 +255,7 @@ class Extraction {
       case 'startArray': {
         const c = t.name === 'startObject' ? {} : [];
         put(c);
+        if (k.stack.length >= 32) throw new GatewayError('UPSTREAM_UNAVAILABLE', `the upstream's "${k.key}" is nested too deeply`);
         k.stack.push(c);
         return;
       }

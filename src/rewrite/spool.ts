@@ -14,6 +14,8 @@ export interface Spooled {
   readonly size: number;
   readonly blobs: readonly ExternalizedBlob[];
   readonly rootType: string | undefined;
+  /** The top-level resource's securityContext as sent, if any. */
+  readonly rootSecurityContext: unknown;
 }
 
 /**
@@ -33,7 +35,7 @@ export async function spoolExternalized(body: Readable, res: ServerResponse, dir
   res.once('close', onClose);
   try {
     await pipeline(body, new SizeLimit(maxBytes), ext, out, { signal: abort.signal });
-    return { file, size: out.bytesWritten, blobs: ext.blobs, rootType: ext.rootType };
+    return { file, size: out.bytesWritten, blobs: ext.blobs, rootType: ext.rootType, rootSecurityContext: ext.rootSecurityContext };
   } catch (err) {
     await unlink(file).catch(() => undefined);
     if (abort.signal.aborted) return undefined;

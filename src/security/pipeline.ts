@@ -100,7 +100,7 @@ export const requireScopes: Check = ({ rule, interaction, principal }, { patient
   if (missing.length > 0) throw insufficient(missing.join(' '));
   if (smart) {
     const patient = principal.token?.claims[patientClaim];
-    if (!smartGrants(set, interaction, { patient: typeof patient === 'string' ? patient : undefined })) {
+    if (!smartGrants(set, interaction, { patient: typeof patient === 'string' ? patient : undefined, deferBinaryRead: true })) {
       throw insufficient(describeRequired(interaction));
     }
   }

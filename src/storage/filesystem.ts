@@ -79,7 +79,9 @@ export class FilesystemBlobStore implements BlobStore {
     const path = join(this.shardOf(id), `${id}.blob`);
     if (driver.keyId === undefined) {
       if (info.size === 0) return { info, body: emptyStream() };
-      const body = createReadStream(path, { start: range?.start ?? 0, end: range?.end ?? info.size - 1 });
+      // Opened now, not lazily: a missing file is an error of get(), before anything is answered.
+      const fh = await open(path, 'r');
+      const body = fh.createReadStream({ start: range?.start ?? 0, end: range?.end ?? info.size - 1 });
       return { info, body };
     }
     return { info, body: await this.openSealed(path, info.size, range) };

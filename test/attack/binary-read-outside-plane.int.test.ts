@@ -22,7 +22,9 @@ t.test('a patient-scoped token reads another patient’s Binary inside a batch',
   const body = (await r.json()) as Bundle;
   const leaked = body.entry?.[0]?.resource?.data as string | undefined;
   t.notOk(leaked !== undefined && Buffer.from(leaked, 'base64').equals(secret), 'the batch entry does not return the other patient’s content');
-  t.equal(r.status, 403, 'the batch is refused, as the same read outside a batch is');
+  // Binary entries are refused in any Bundle (400 BAD_BUNDLE): the plane's checks cannot run there.
+  t.equal(r.status, 400, 'the batch is refused');
+  t.match(JSON.stringify(body), /BAD_BUNDLE/);
 });
 
 t.test('user/Binary.r without read access to the securityContext: batch read and instance history', async (t) => {

@@ -43,7 +43,9 @@ async function open(s: Stack, headers: Record<string, string>, head: string, uni
   for (let left = count; left > 0; ) {
     const n = Math.min(left, perBlock);
     left -= n;
-    if (!req.write(n === perBlock ? block : Buffer.from(unit.repeat(n)))) await new Promise((r) => req.once('drain', r));
+    if (req.destroyed) break;
+    // A gateway that refuses midway closes the connection: stop writing then, rather than wait for a drain.
+    if (!req.write(n === perBlock ? block : Buffer.from(unit.repeat(n)))) await new Promise((r) => { req.once('drain', r); req.once('close', r); });
   }
   return { req, done };
 }
@@ -66,7 +68,7 @@ async function retainedOf(s: Stack, headers: Record<string, string>, head: strin
   gc();
   const base = used();
   const { req, done } = await open(s, headers, head, unit, count);
-  req.write(tail.slice(0, -1));
+  if (!req.destroyed) req.write(tail.slice(0, -1));
   // Let the gateway consume what was sent, then see what it still holds.
   let retained = 0;
   for (let i = 0; i < 10; i++) {
@@ -74,7 +76,7 @@ async function retainedOf(s: Stack, headers: Record<string, string>, head: strin
     gc();
     retained = used() - base;
   }
-  req.end(tail.slice(-1));
+  if (!req.destroyed) req.end(tail.slice(-1));
   return { status: await done, retained };
 }
 
@@ -109,7 +111,7 @@ t.test('a held member made of empty objects is assembled in memory without bound
   const control = await retainedOf(s, token, `${head}"meta":{"extension":[{}`, ',{}', count, ']}}');
   t.equal(control.status, 415);
   const r = await retainedOf(s, token, `${head}"_data":{"extension":[{}`, ',{}', count, ']}}');
-  t.equal(r.status, 415);
+  t.equal(r.status, 400, 'refused as soon as the held member passes its bound');
   t.comment(`${((count * 3) / MiB).toFixed(0)} MiB of {} under meta (streamed): ${(control.retained / MiB).toFixed(0)} MiB retained; under _data (held): ${(r.retained / MiB).toFixed(0)} MiB`);
   t.ok(r.retained < 8 * MiB, 'a held member is bounded by what it holds, not only by its characters');
 });

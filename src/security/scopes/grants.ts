@@ -54,7 +54,7 @@ export function smartGrants(set: ScopeSet, request: Interaction, ctx: SmartGrant
     // A restricted scope grants only a search (it says which search results may be seen; it says
     // nothing about a read, write or operation, whose target we cannot check here).
     if (s.restrictions.length > 0 && !(request.interaction === 'search' && satisfiesRestrictions(s, params))) continue;
-    if (s.context === 'patient' && (patient === undefined || !(staysInPatientCompartment(request, params, patient, req.type) || binaryReadDeferred(request)))) {
+    if (s.context === 'patient' && (patient === undefined || !(staysInPatientCompartment(request, params, patient, req.type) || (ctx.deferBinaryRead === true && binaryReadDeferred(request))))) {
       continue;
     }
     return true;

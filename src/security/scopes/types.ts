@@ -36,4 +36,10 @@ export interface SmartGrantContext {
    * treated as if it carried `_include` (see smartGrants).
    */
   readonly searchBodyInQuery?: boolean | undefined;
+  /**
+   * Set only by the security pipeline for a request the binary plane will serve itself: a
+   * patient-scoped Binary read is then let through for the plane's securityContext check
+   * (binaryReadDeferred). Everywhere else (the plane's own checks included) it is not granted.
+   */
+  readonly deferBinaryRead?: boolean | undefined;
 }
