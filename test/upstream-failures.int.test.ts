@@ -176,7 +176,7 @@ t.test('a client that uploads slowly is not blamed on the upstream: the idle tim
   const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url, config: { upstream: { timeoutMs: 300 } } });
   const conn = await RawConnection.connect(portOf(gw.url));
   t.teardown(() => conn.socket.destroy());
-  await conn.write(httpMessage(['POST /fhir/Basic HTTP/1.1', HOST, AUTH, 'Content-Type: application/fhir+json', 'Transfer-Encoding: chunked']));
+  await conn.write(httpMessage(['POST /fhir/Basic/$validate HTTP/1.1', HOST, AUTH, 'Content-Type: application/fhir+json', 'Transfer-Encoding: chunked']));
   await conn.write('5\r\n{"a":\r\n');
   // Three times the upstream timeout with nothing sent: the client's pause, not the upstream's.
   await new Promise((r) => setTimeout(r, 900));
