@@ -5,6 +5,7 @@ import { GatewayError, isGatewayError } from '../errors.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
 import { DataSink } from './data-sink.js';
 import { JsonTokenizer, type JsonToken } from './json-tokens.js';
+import { ValueBuilder } from './value-builder.js';
 
 export interface ExternalizeOptions {
   readonly store: BlobStore;
@@ -47,8 +48,6 @@ const SINGLE = new Set(['data', 'contentType', 'resourceType', 'size', 'hash', '
 const RESOURCE_MEMBERS = new Set(['resource', 'outcome']);
 const MAX_KEY = 1024;
 const MAX_HELD_CHARS = 64 * 1024;
-/** What each token of a held value counts for against MAX_HELD_CHARS (an object costs far more than its braces). */
-const TOKEN_COST = 16;
 const MAX_HELD_DEPTH = 16;
 const MAX_CAPTURE = 256;
 const MAX_DEPTH = 128;
@@ -83,18 +82,6 @@ interface ArrayFrame {
 
 type Frame = ObjectFrame | ArrayFrame;
 
-/** A value being assembled into memory (held members), with its size bounded. */
-interface Assembly {
-  readonly key: string;
-  readonly stack: (unknown[] | Record<string, unknown>)[];
-  pendingKey: string | undefined;
-  text: string | undefined;
-  number: boolean;
-  chars: number;
-  value: unknown;
-  done: boolean;
-}
-
 /**
  * The rewrite engine's write direction: reads FHIR JSON token by token and lifts every
  * Attachment.data and Binary.data out into the BlobStore as it streams past (decode → sniff →
@@ -114,7 +101,8 @@ export class Externalizer extends Transform {
   private key: { text: string } | undefined;
   /** What the next value is for: emitted, held back, or a candidate data value. */
   private next: { kind: 'emit' } | { kind: 'hold'; key: string } | { kind: 'data'; frame: ObjectFrame } | { kind: 'capture'; frame: ObjectFrame; field: 'contentType' | 'resourceType' } = { kind: 'emit' };
-  private assembly: Assembly | undefined;
+  /** A held member being built: its key and its builder. */
+  private assembly: { readonly key: string; readonly builder: ValueBuilder } | undefined;
   private sink: DataSink | undefined;
   private capture: { frame: ObjectFrame; field: 'contentType' | 'resourceType'; text: string } | undefined;
   /** Every string value is compared with our extension URL: only the gateway writes references. */
@@ -273,7 +261,18 @@ export class Externalizer extends Transform {
     const next = this.next;
     this.next = { kind: 'emit' };
     if (next.kind === 'hold') {
-      this.assembly = { key: next.key, stack: [], pendingKey: undefined, text: undefined, number: false, chars: 0, value: undefined, done: false };
+      const key = next.key;
+      this.assembly = {
+        key,
+        builder: new ValueBuilder({
+          maxCost: MAX_HELD_CHARS,
+          maxDepth: MAX_HELD_DEPTH,
+          tooLarge: (why) => new GatewayError('BAD_REQUEST', `"${key}" is ${why}`),
+          onString: (str) => {
+            if (str === BLOB_EXTENSION_URL) throw injected();
+          },
+        }),
+      };
       this.assemble(t);
       return undefined;
     }
@@ -444,71 +443,10 @@ export class Externalizer extends Transform {
   /** Builds a held member's value in memory, bounded: these are small by nature. */
   private assemble(t: JsonToken): void {
     const a = this.assembly!;
-    // Every token counts, not only characters: `[{},{},…]` costs memory with no text at all.
-    a.chars += TOKEN_COST;
-    if (a.chars > MAX_HELD_CHARS) throw new GatewayError('BAD_REQUEST', `"${a.key}" is too large`);
-    const put = (v: unknown) => {
-      const top = a.stack[a.stack.length - 1];
-      if (!top) {
-        a.value = v;
-        a.done = true;
-      } else if (Array.isArray(top)) top.push(v);
-      else {
-        top[a.pendingKey!] = v;
-        a.pendingKey = undefined;
-      }
-    };
-    switch (t.name) {
-      case 'startObject':
-      case 'startArray': {
-        const c = t.name === 'startObject' ? {} : [];
-        put(c);
-        a.done = false;
-        if (a.stack.length >= MAX_HELD_DEPTH) throw new GatewayError('BAD_REQUEST', `"${a.key}" is nested too deeply`);
-        a.stack.push(c);
-        break;
-      }
-      case 'endObject':
-      case 'endArray':
-        a.stack.pop();
-        if (!a.stack.length) a.done = true;
-        break;
-      case 'startKey':
-      case 'startString':
-        a.text = '';
-        a.number = false;
-        break;
-      case 'startNumber':
-        a.text = '';
-        a.number = true;
-        break;
-      case 'stringChunk':
-      case 'numberChunk':
-        a.text += t.value;
-        a.chars += t.value.length;
-        if (a.chars > MAX_HELD_CHARS) throw new GatewayError('BAD_REQUEST', `"${a.key}" is too large`);
-        break;
-      case 'endKey':
-        a.pendingKey = a.text;
-        a.text = undefined;
-        break;
-      case 'endString':
-        if (a.text === BLOB_EXTENSION_URL) throw injected();
-        put(a.text);
-        a.text = undefined;
-        break;
-      case 'endNumber':
-        put(Number(a.text));
-        a.text = undefined;
-        break;
-      default:
-        put(t.value);
-    }
-    if (a.done && !a.stack.length) {
-      const frame = this.stack[this.stack.length - 1] as ObjectFrame;
-      (frame.held ??= new Map()).set(a.key, a.value);
-      this.assembly = undefined;
-    }
+    if (!a.builder.push(t)) return;
+    const frame = this.stack[this.stack.length - 1] as ObjectFrame;
+    (frame.held ??= new Map()).set(a.key, a.builder.value);
+    this.assembly = undefined;
   }
 }
 

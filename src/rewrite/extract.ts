@@ -8,6 +8,7 @@ import type { PathStep } from '../binary/attachment-path.js';
 import { GatewayError } from '../errors.js';
 import { Base64Decoder } from './base64-decode.js';
 import { JsonTokenizer, type JsonToken } from './json-tokens.js';
+import { ValueBuilder } from './value-builder.js';
 
 /** Root members a reader of one attachment needs: identity, version, access. */
 const ROOT_KEEP = new Set(['resourceType', 'id', 'meta', 'securityContext', 'contentType']);
@@ -58,7 +59,7 @@ class Extraction {
   private readonly resource: Record<string, unknown> = {};
   private attachment: Record<string, unknown> | undefined;
   /** A kept value being built: where it goes, and its containers. */
-  private kept: { into: Record<string, unknown>; key: string; stack: (unknown[] | Record<string, unknown>)[]; pendingKey: string | undefined; text: string | undefined; number: boolean; chars: number } | undefined;
+  private kept: { readonly into: Record<string, unknown>; readonly key: string; readonly builder: ValueBuilder } | undefined;
   /** Depth of a container being skipped whole; a scalar being skipped. */
   private skipping = 0;
   private skipScalar = false;
@@ -152,7 +153,8 @@ class Extraction {
     }
     const keepInto = parent?.target && typeof seg === 'string' ? this.attachment! : depth === 1 && typeof seg === 'string' && ROOT_KEEP.has(seg) ? this.resource : undefined;
     if (keepInto && typeof seg === 'string') {
-      this.kept = { into: keepInto, key: seg, stack: [], pendingKey: undefined, text: undefined, number: false, chars: 0 };
+      const key = seg;
+      this.kept = { into: keepInto, key, builder: new ValueBuilder({ maxCost: MAX_KEPT_CHARS, maxDepth: 32, tooLarge: (why) => new GatewayError('UPSTREAM_UNAVAILABLE', `the upstream's "${key}" is ${why} to serve from`) }) };
       this.keep(t);
       return undefined;
     }
@@ -238,59 +240,9 @@ class Extraction {
   /** Builds a kept member's value in memory, bounded. */
   private keep(t: JsonToken): void {
     const k = this.kept!;
-    // Every token counts, not only characters: `[{},{},…]` costs memory with no text at all.
-    k.chars += 16;
-    if (k.chars > MAX_KEPT_CHARS) throw new GatewayError('UPSTREAM_UNAVAILABLE', `the upstream's "${k.key}" is too large to serve from`);
-    const put = (v: unknown) => {
-      const top = k.stack[k.stack.length - 1];
-      if (!top) k.into[k.key] = v;
-      else if (Array.isArray(top)) top.push(v);
-      else {
-        top[k.pendingKey!] = v;
-        k.pendingKey = undefined;
-      }
-    };
-    switch (t.name) {
-      case 'startObject':
-      case 'startArray': {
-        const c = t.name === 'startObject' ? {} : [];
-        put(c);
-        if (k.stack.length >= 32) throw new GatewayError('UPSTREAM_UNAVAILABLE', `the upstream's "${k.key}" is nested too deeply`);
-        k.stack.push(c);
-        return;
-      }
-      case 'endObject':
-      case 'endArray':
-        k.stack.pop();
-        break;
-      case 'startKey':
-      case 'startString':
-      case 'startNumber':
-        k.text = '';
-        k.number = t.name === 'startNumber';
-        return;
-      case 'stringChunk':
-      case 'numberChunk':
-        k.text += t.value;
-        k.chars += t.value.length;
-        if (k.chars > MAX_KEPT_CHARS) throw new GatewayError('UPSTREAM_UNAVAILABLE', `the upstream's "${k.key}" is too large to serve from`);
-        return;
-      case 'endKey':
-        k.pendingKey = k.text;
-        k.text = undefined;
-        return;
-      case 'endString':
-        put(k.text);
-        break;
-      case 'endNumber':
-        put(Number(k.text));
-        break;
-      default:
-        put(t.value);
-    }
-    if (!k.stack.length) {
-      this.kept = undefined;
-      this.valueDone();
-    }
+    if (!k.builder.push(t)) return;
+    k.into[k.key] = k.builder.value;
+    this.kept = undefined;
+    this.valueDone();
   }
 }
