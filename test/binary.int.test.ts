@@ -1,10 +1,19 @@
 // Binary over REST through the running gateway, against Medplum's FHIR router and the filesystem store.
 import { randomBytes } from 'node:crypto';
-import t from 'tap';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
 import { makeKey, mintToken, startJwksServer } from './helpers/auth.js';
 import { binaryPosts, code, PDF, PNG, sha256, stack, upload, upstreamBinary } from './helpers/binary-stack.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { httpMessage, portOf, rawRequest } from './helpers/raw-http.js';
+
+function privateDir(t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'fbg-spool-test-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
 
 t.test('POST raw content: stored, the upstream holds a reference, the client reads the same bytes back', async (t) => {
   const s = await stack(t);
@@ -274,7 +283,9 @@ t.test('a FHIR JSON Binary body: its data is externalized and checked like raw c
 });
 
 t.test('a FHIR JSON Binary body that fails a check: refused, nothing stored, nothing sent upstream', async (t) => {
-  const s = await stack(t);
+  // A spool directory of its own: other test files spool into the shared tmpdir at the same time.
+  const spoolDir = privateDir(t);
+  const s = await stack(t, { server: { spoolDir } });
   const before = binaryPosts(s);
   const cases: [string, string, string, number, string][] = [
     ['PNG declared as PDF', 'application/fhir+json', JSON.stringify({ resourceType: 'Binary', contentType: 'application/pdf', data: PNG.toString('base64') }), 415, 'UNSUPPORTED_MEDIA'],
@@ -292,8 +303,7 @@ t.test('a FHIR JSON Binary body that fails a check: refused, nothing stored, not
     t.same(s.gw.blobFiles(), [], `${name}: nothing stored`);
   }
   t.equal(binaryPosts(s), before, 'the upstream never saw any of them');
-  const spool = (await import('node:fs')).readdirSync((await import('node:os')).tmpdir()).filter((f) => f.startsWith('fbg-body-'));
-  t.same(spool, [], 'no spool file left behind');
+  t.same(readdirSync(spoolDir), [], 'no spool file left behind');
 });
 
 t.test('PATCH of Binary is refused: it could set data past every check', async (t) => {
@@ -306,7 +316,8 @@ t.test('PATCH of Binary is refused: it could set data past every check', async (
 });
 
 t.test('a Binary held inline above 1 MiB is streamed, not buffered, and its securityContext still checked', async (t) => {
-  const s = await stack(t);
+  const spoolDir = privateDir(t);
+  const s = await stack(t, { server: { spoolDir } });
   const content = PDF(3_000_000);
   const pid = ((await (await fetch(`${s.up.url}/Patient`, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: '{"resourceType":"Patient"}' })).json()) as { id: string }).id;
   const r = await fetch(`${s.up.url}/Binary`, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'Binary', contentType: 'application/pdf', securityContext: { reference: `Patient/${pid}` }, data: content.toString('base64') }) });
@@ -326,8 +337,7 @@ t.test('a Binary held inline above 1 MiB is streamed, not buffered, and its secu
   const binaryOnly = await fetch(`${s.gw.base}/Binary/${id}`, { headers: await s.as('user/Binary.r') });
   t.equal(binaryOnly.status, 403, 'securityContext enforced on large inline Binaries too');
   t.equal(await code(binaryOnly), 'INSUFFICIENT_SCOPE');
-  const spools = (await import('node:fs')).readdirSync((await import('node:os')).tmpdir()).filter((f) => f.startsWith('fbg-inline-'));
-  t.same(spools, [], 'every spool file removed');
+  t.same(readdirSync(spoolDir), [], 'every spool file removed');
 });
 
 t.test('every security refusal of an upload (401, 403 transport/IP/scope) stores nothing and sends nothing upstream', async (t) => {
