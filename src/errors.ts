@@ -51,7 +51,9 @@ export const ERRORS = {
   INSUFFICIENT_SCOPE: def(403, 'forbidden', 'The token does not grant this interaction'),
   // 404/405: outside what the gateway serves.
   NOT_FOUND: def(404, 'not-found', 'Not found'),
+
   METHOD_NOT_ALLOWED: def(405, 'not-supported', 'This method is not supported on this path'),
+  NOT_ACCEPTABLE: def(406, 'not-supported', 'The response cannot be given in the requested format'),
   PRECONDITION_FAILED: def(412, 'conflict', 'The resource has changed since the version the request names'),
   // 413/415/417: body limits and types.
   PAYLOAD_TOO_LARGE: def(413, 'too-long', 'The request body exceeds the size limit'),
@@ -60,6 +62,7 @@ export const ERRORS = {
   RANGE_NOT_SATISFIABLE: def(416, 'value', 'The requested range is not within the content'),
   // 5xx: the upstream, or us.
   UPSTREAM_UNAVAILABLE: def(502, 'transient', 'The upstream FHIR server could not be reached'),
+  UPSTREAM_INVALID: def(502, 'invalid', 'The upstream FHIR server answered with something the gateway cannot check'),
   UPSTREAM_TIMEOUT: def(504, 'timeout', 'The upstream FHIR server did not answer in time'),
   NOT_READY: def(503, 'transient', 'The gateway is not ready'),
   STORAGE_UNAVAILABLE: def(503, 'transient', 'The object store could not be reached'),

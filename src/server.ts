@@ -41,6 +41,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const store = await createBlobStore(config.storage);
   let gateway!: Gateway;
   const binary = new BinaryPlane(store, passThrough, () => gateway.current.config, log);
+  // Answers that may carry attachments go through the rewrite engine on their way back.
+  passThrough.responseHook = binary.responses;
   let server!: Server;
   const app = buildApp({
     serverFactory: (appHandler) => {

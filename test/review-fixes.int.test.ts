@@ -128,8 +128,9 @@ t.test('review #7: forwarding lookalikes are dropped and X-Forwarded-Host is the
 t.test('review #8: an exchange the upstream cuts short still gets an access line, marked aborted', async (t) => {
   const up = await startRecordingServer(t, (req, res) => {
     req.resume();
-    res.writeHead(200, { 'content-type': 'application/fhir+json', 'content-length': 1000 });
-    res.write('{"resourceType":');
+    // Large enough to be streamed on (a small answer is read whole first, and its loss becomes a clean 502).
+    res.writeHead(200, { 'content-type': 'application/fhir+json', 'content-length': 1_000_000 });
+    res.write('{"resourceType":"Patient","id":"p1",');
     setTimeout(() => res.socket?.destroy(), 50);
   });
   const key = await makeKey('k1');

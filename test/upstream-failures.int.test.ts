@@ -36,7 +36,8 @@ t.test('upstream port closed: 502 UPSTREAM_UNAVAILABLE as an OperationOutcome', 
     'the cause is logged',
   );
 
-  const xml = await read(gw.base, '/Patient/p1', { accept: 'application/fhir+xml' });
+  // Reads are FHIR JSON only (the gateway rewrites them); the capability statement passes as asked.
+  const xml = await read(gw.base, '/metadata', { accept: 'application/fhir+xml' });
   t.equal(xml.status, 502);
   t.match(await xml.text(), /<code value="UPSTREAM_UNAVAILABLE"\/>/, 'in XML when asked');
 });
@@ -99,7 +100,7 @@ async function gatewayDyingMidResponse(t: Test, respond: (res: ServerResponse) =
   return startTestGateway(t, { upstream: up.url, jwksUri: jwks.url });
 }
 
-t.test('upstream dies mid-response (Content-Length): the client connection is cut', async (t) => {
+t.test('upstream dies mid-response (Content-Length): a small answer is read before anything is sent, so the client gets a clean 502', async (t) => {
   const gw = await gatewayDyingMidResponse(t, (res) => {
     res.writeHead(200, { 'content-type': 'application/fhir+json', 'content-length': 1000 });
     res.write('{"resourceType":"Patient",');
@@ -108,9 +109,23 @@ t.test('upstream dies mid-response (Content-Length): the client connection is cu
   t.teardown(() => conn.close());
   await conn.write(httpMessage(['GET /fhir/Patient/p1 HTTP/1.1', HOST, AUTH]));
   const res = await conn.readResponse({ timeoutMs: 3000 });
+  t.equal(res.statusCode, 502, 'no head had been sent: the failure can still be said');
+  t.match(res.body.toString(), /UPSTREAM_UNAVAILABLE/);
+  t.notMatch(res.body.toString(), /Patient/, 'nothing of the broken answer');
+});
+
+t.test('upstream dies mid-response (Content-Length, large): the client connection is cut', async (t) => {
+  const gw = await gatewayDyingMidResponse(t, (res) => {
+    res.writeHead(200, { 'content-type': 'application/fhir+json', 'content-length': 1_000_000 });
+    res.write('{"resourceType":"Patient",');
+  });
+  const conn = await RawConnection.connect(portOf(gw.url));
+  t.teardown(() => conn.close());
+  await conn.write(httpMessage(['GET /fhir/Patient/p1 HTTP/1.1', HOST, AUTH]));
+  const res = await conn.readResponse({ timeoutMs: 3000 });
   t.equal(res.statusCode, 200, 'the head had already been sent');
   t.equal(res.complete, false, 'the body is incomplete by its own framing');
-  t.equal(res.body.toString(), '{"resourceType":"Patient",');
+  t.equal(res.body.toString(), '{"resourceType":"Patient"', 'what had been rewritten so far (a member is written once complete)');
   t.ok(conn.closed, 'the gateway closed the connection (the client is not left waiting)');
 });
 
@@ -126,7 +141,7 @@ t.test('upstream dies mid-response (chunked): no clean end is forged', async (t)
   t.equal(res.statusCode, 200);
   t.equal(res.chunked, true);
   t.equal(res.complete, false, 'no terminating zero-length chunk: the client can tell the answer is broken');
-  t.equal(res.body.toString(), '{"resourceType":"Bundle",');
+  t.equal(res.body.toString(), '{"resourceType":"Bundle"', 'what had been rewritten so far');
   t.ok(conn.closed, 'the connection is closed');
 
   // The same through fetch: the body read fails rather than ending quietly.
@@ -139,9 +154,11 @@ t.test('client disconnects mid-download: the upstream response stream is destroy
   const closed = new Promise<{ finished: boolean; written: number }>((r) => (upstreamClosed = r));
   const up = await startRecordingServer(t, (req, res) => {
     req.resume();
-    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    // An endless search answer: it streams through the response rewrite like any Bundle.
+    res.writeHead(200, { 'content-type': 'application/fhir+json' });
+    res.write('{"resourceType":"Bundle","type":"searchset","entry":[{}');
     let written = 0;
-    const block = Buffer.alloc(16 * 1024, 0x61);
+    const block = Buffer.from(',{"resource":{"resourceType":"Basic","id":"b"}}'.repeat(400));
     // An endless download, written only as fast as it drains.
     const pump = () => {
       while (!res.destroyed && res.write(block)) written += block.length;
@@ -152,7 +169,7 @@ t.test('client disconnects mid-download: the upstream response stream is destroy
   });
   const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url });
   const conn = await RawConnection.connect(portOf(gw.url));
-  await conn.write(httpMessage(['GET /fhir/DocumentReference/d1 HTTP/1.1', HOST, AUTH, 'Accept: application/octet-stream']));
+  await conn.write(httpMessage(['GET /fhir/DocumentReference?status=current HTTP/1.1', HOST, AUTH]));
   t.ok(await conn.waitForBytes(64 * 1024), 'the download is flowing');
   conn.close();
   const result = await Promise.race([closed, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 3000))]);

@@ -57,7 +57,7 @@ export class BinaryAccess {
   private async read(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller, path: string, steps: ReturnType<typeof parseAttachmentPath>): Promise<void> {
     const got = await this.io.fetchAttachment(req, ctx, rule, path, i.resourceType === 'Binary' ? 'binary' : steps, this.spoolDir());
     if ('relay' in got) {
-      this.io.relay(got.relay, res, ctx);
+      this.io.relay(req, got.relay, res, ctx);
       return;
     }
     try {
@@ -104,7 +104,7 @@ export class BinaryAccess {
     // Everything that can refuse the write is decided before the body is read (and before 100-continue).
     const got = await this.io.fetchResource(req, ctx, rule, `/${type}/${id}`);
     if ('relay' in got) {
-      this.io.relay(got.relay, res, ctx);
+      this.io.relay(req, got.relay, res, ctx);
       return;
     }
     const resource = got.resource;
@@ -139,14 +139,14 @@ export class BinaryAccess {
     // Conditional on the version we read: a change in between makes the upstream refuse, and the blob goes.
     const conditional: Record<string, string> = version ? { 'if-match': `W/"${version}"` } : {};
     const up = await this.io.commit(req, ctx, rule, 'PUT', `/${type}/${id}`, conditional, [{ id: info.id, contentType: declared }], body, body.length, () => `${type}/${id}`);
-    this.io.relay(up, res, ctx);
+    this.io.relay(req, up, res, ctx);
   }
 
   /** GET Media/{id} asking for the content itself: served raw; otherwise the resource, as FHIR. */
   private async rawMedia(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction): Promise<void> {
     const got = await this.io.fetchAttachment(req, ctx, rule, `/${i.path}`, MEDIA_CONTENT, this.spoolDir());
     if ('relay' in got) {
-      this.io.relay(got.relay, res, ctx);
+      this.io.relay(req, got.relay, res, ctx);
       return;
     }
     try {
@@ -161,12 +161,18 @@ export class BinaryAccess {
       if (!got.whole) {
         // Only the content was kept of a large resource: the resource itself is fetched again and relayed as it comes.
         const again = await this.io.fetchRaw(req, ctx, rule, `/${i.path}`);
-        this.io.relay(again, res, ctx);
+        this.io.relay(req, again, res, ctx);
         return;
       }
       const body = Buffer.from(JSON.stringify(got.resource));
-      res.writeHead(200, { ...this.io.versionHeaders(got.resource, ctx), 'content-type': FHIR_JSON, 'content-length': body.length, vary: 'Accept' });
-      res.end(req.method === 'HEAD' ? undefined : body);
+      const headers = { ...this.io.versionHeaders(got.resource, ctx), 'content-type': FHIR_JSON, vary: 'Accept' };
+      if (req.method === 'HEAD' || !ctx.rewrite) {
+        res.writeHead(200, { ...headers, 'content-length': body.length });
+        res.end(req.method === 'HEAD' ? undefined : body);
+        return;
+      }
+      // The resource as FHIR: its attachments inflated or linked like any other read.
+      await this.io.responses.sendBuffer(body, res, 200, headers, ctx, ctx.rewrite);
     } finally {
       await got.release();
     }

@@ -53,13 +53,18 @@ export class BundleWrites {
       const status = up.statusCode ?? 502;
       if (!spooled.blobs.length || status < 200 || status >= 300) {
         await this.io.discard(ids, ctx);
-        this.io.relay(up, res, ctx);
+        this.io.relay(req, up, res, ctx);
         return;
       }
       const outcome = await spoolBundleResponse(up, responseFile);
       await this.settle(ctx, spooled.blobs, outcome.entries, type);
       const headers = this.io.upstream.clientHeaders(up.headers, ctx.id);
       delete headers['transfer-encoding'];
+      if (ctx.rewrite) {
+        // Entries the upstream answered with resources (Prefer: return=representation) are reads too.
+        await this.io.responses.sendBody(createReadStream(responseFile), res, status, headers, ctx, ctx.rewrite);
+        return;
+      }
       headers['content-length'] = outcome.size;
       res.writeHead(status, headers);
       await pipeline(createReadStream(responseFile), res).catch(() => res.destroy());

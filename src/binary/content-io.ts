@@ -15,6 +15,7 @@ import { extractAttachment } from '../rewrite/extract.js';
 import { resolveAttachment, type PathStep } from './attachment-path.js';
 import { parseRange } from './range.js';
 import type { BlobRef } from './reference.js';
+import { ResponseRewrite } from './response-rewrite.js';
 import { readJson, sendUpstream, UpstreamFailure } from './upstream-exchange.js';
 
 export const FHIR_JSON = 'application/fhir+json; charset=utf-8';
@@ -52,11 +53,17 @@ export interface FhirResource {
  * settle blobs once the upstream has answered. Transport-level, so handlers stay about FHIR.
  */
 export class ContentIo {
+  /** The rewrite engine's read direction: every resource the upstream answers with goes back through it. */
+  readonly responses: ResponseRewrite;
+
   constructor(
     readonly store: BlobStore,
     readonly upstream: PassThrough,
+    spoolDir: () => string,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.responses = new ResponseRewrite(store, upstream, spoolDir, log);
+  }
 
   /** Streams the body into the store through the content check; undefined when the client went away (nothing to answer). */
   async storeBody(req: IncomingMessage, res: ServerResponse, declared: string, maxBytes: number): Promise<BlobInfo | undefined> {
@@ -250,8 +257,14 @@ export class ContentIo {
     return up;
   }
 
-  relay(up: IncomingMessage, res: ServerResponse, ctx: RequestContext): void {
-    res.writeHead(up.statusCode ?? 502, this.upstream.clientHeaders(up.headers, ctx.id));
+  /** Sends the upstream's answer on, through the response rewrite (attachments inflated or linked, within the budget). */
+  relay(req: IncomingMessage, up: IncomingMessage, res: ServerResponse, ctx: RequestContext): void {
+    const headers = this.upstream.clientHeaders(up.headers, ctx.id);
+    if (ctx.rewrite) {
+      this.responses.send(req, up, res, headers, ctx, ctx.rewrite);
+      return;
+    }
+    res.writeHead(up.statusCode ?? 502, headers);
     up.on('error', () => res.destroy());
     up.pipe(res);
   }

@@ -15,6 +15,8 @@ import type { EffectiveRule } from '../security/policy.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { BinaryAccess } from './access.js';
 import { BundleWrites } from './bundle-writes.js';
+import type { ResponseRewrite } from './response-rewrite.js';
+import { requireJson } from '../http/response-params.js';
 import { ResourceWrites } from './resource-writes.js';
 import { Base64Encode, base64Length } from './base64.js';
 import { ContentIo, FHIR_JSON, RELATIVE_REFERENCE, type FetchedAttachment, type FhirResource } from './content-io.js';
@@ -46,6 +48,8 @@ export class BinaryPlane {
   private readonly guard: SecurityContextGuard;
   private readonly resources: ResourceWrites;
   private readonly bundles: BundleWrites;
+  /** The read direction of the rewrite engine, for every answer that may carry attachments. */
+  readonly responses: ResponseRewrite;
 
   constructor(
     store: BlobStore,
@@ -53,7 +57,8 @@ export class BinaryPlane {
     private readonly config: () => GatewayConfig,
     log: Logger,
   ) {
-    this.io = new ContentIo(store, upstream, log);
+    this.io = new ContentIo(store, upstream, () => config().server.spoolDir ?? tmpdir(), log);
+    this.responses = this.io.responses;
     this.guard = new SecurityContextGuard(this.io);
     this.access = new BinaryAccess(this.io, this.guard, config);
     this.resources = new ResourceWrites(this.io, config);
@@ -84,8 +89,9 @@ export class BinaryPlane {
       // Versions and search results carry content and references of Binaries with any
       // securityContext; only a caller who may read every resource type may list them.
       if (!SecurityContextGuard.readsEverything(caller)) throw new GatewayError('INSUFFICIENT_SCOPE', `Binary ${i.interaction} needs read access to every resource type (user/*.r or system/*.r): each Binary's securityContext governs it`);
+      requireJson(req, i);
       proceed();
-      this.io.upstream.forward(req, res, ctx, { path: `/${i.path}${i.query ? `?${i.query}` : ''}`, forwardAuthorization: rule.forwardAuthorization });
+      this.io.upstream.forward(req, res, ctx, { path: `/${i.path}${i.query ? `?${i.query}` : ''}`, forwardAuthorization: rule.forwardAuthorization, rewrite: ctx.rewrite });
       return;
     }
     if (i.interaction === 'delete') {
@@ -114,6 +120,7 @@ export class BinaryPlane {
     }
     const version = await this.guardUpdate(req, ctx, rule, i, caller);
     if (securityContext) await this.guard.require(req, ctx, rule, caller, securityContext);
+    echoNoContent(ctx);
     // Only now may the client send the body (Expect: 100-continue).
     proceed();
 
@@ -128,7 +135,7 @@ export class BinaryPlane {
     };
     const body = Buffer.from(JSON.stringify(binary));
     const up = await this.io.commit(req, ctx, rule, i.method, `/${i.path}`, this.ifMatch(req, version), [{ id: info.id, contentType: declared }], body, body.length, (r) => this.owner(i, r));
-    this.io.relay(up, res, ctx);
+    this.io.relay(req, up, res, ctx);
   }
 
   /**
@@ -139,6 +146,7 @@ export class BinaryPlane {
     // Streaming XML is not built; a body we cannot rewrite must not reach the upstream with its data.
     if (declared.includes('xml')) throw new GatewayError('UNSUPPORTED_MEDIA', 'FHIR XML Binary bodies are not accepted: send application/fhir+json, or the content itself with its own Content-Type');
     const version = await this.guardUpdate(req, ctx, rule, i, caller);
+    echoNoContent(ctx);
     proceed();
     const config = this.config();
     const allowedTypes = config.content.allowedTypes;
@@ -166,7 +174,7 @@ export class BinaryPlane {
         throw err;
       }
       const up = await this.io.commit(req, ctx, rule, i.method, `/${i.path}`, this.ifMatch(req, version), blobs, createReadStream(spooled.file), spooled.size, (r) => this.owner(i, r));
-      this.io.relay(up, res, ctx);
+      this.io.relay(req, up, res, ctx);
     } finally {
       await unlink(spooled.file).catch(() => undefined);
     }
@@ -223,7 +231,7 @@ export class BinaryPlane {
   private async read(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller): Promise<void> {
     const got = await this.io.fetchAttachment(req, ctx, rule, `/${i.path}`, 'binary', this.config().server.spoolDir ?? tmpdir());
     if ('relay' in got) {
-      this.io.relay(got.relay, res, ctx);
+      this.io.relay(req, got.relay, res, ctx);
       return;
     }
     try {
@@ -278,4 +286,9 @@ export class BinaryPlane {
     else if (inline && 'bytes' in inline) res.write(inline.bytes.toString('base64'));
     res.end(tail);
   }
+}
+
+/** The answer to a Binary write does not echo the bytes the client just sent: a link stands for them. */
+function echoNoContent(ctx: RequestContext): void {
+  if (ctx.rewrite) ctx.rewrite = { ...ctx.rewrite, inflate: false };
 }

@@ -7,6 +7,7 @@ import { essence } from '../content/media-type.js';
 import { GatewayError } from '../errors.js';
 import type { Interaction } from '../fhir/interaction.js';
 import type { RequestContext } from '../http/context.js';
+import { requireJson } from '../http/response-params.js';
 import { SizeLimit } from '../proxy/size-limit.js';
 import { spoolExternalized } from '../rewrite/spool.js';
 import type { EffectiveRule } from '../security/policy.js';
@@ -37,7 +38,7 @@ export class ResourceWrites {
     const config = this.config();
     const path = `/${i.path}${i.query ? `?${i.query}` : ''}`;
     if (i.interaction === 'patch') {
-      this.patch(req, res, ctx, rule, path, config.externalize.minBytes, proceed);
+      this.patch(req, res, ctx, rule, i, path, config.externalize.minBytes, proceed);
       return;
     }
     const declared = essence(req.headers['content-type']) ?? '';
@@ -65,17 +66,19 @@ export class ResourceWrites {
         return id ? `${type}/${id}` : undefined;
       };
       const up = await this.io.commit(req, ctx, rule, i.method, path, {}, blobs, createReadStream(spooled.file), spooled.size, owner);
-      this.io.relay(up, res, ctx);
+      this.io.relay(req, up, res, ctx);
     } finally {
       await unlink(spooled.file).catch(() => undefined);
     }
   }
 
-  private patch(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, path: string, limit: number, proceed: () => void): void {
+  private patch(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, path: string, limit: number, proceed: () => void): void {
     const declared = req.headers['content-length'];
     if (declared !== undefined && Number(declared) > limit) throw new GatewayError('PAYLOAD_TOO_LARGE', `a PATCH body may not exceed externalize.minBytes (${limit} bytes): send large attachment data with an update or $binary-access-write`);
+    requireJson(req, i);
     proceed();
     const max = Math.min(limit, rule.limits.maxRequestBytes);
-    this.io.upstream.forward(req, res, ctx, { path, forwardAuthorization: rule.forwardAuthorization, body: req.pipe(new SizeLimit(max)) });
+    // The patched resource comes back through the response rewrite, like any read.
+    this.io.upstream.forward(req, res, ctx, { path, forwardAuthorization: rule.forwardAuthorization, body: req.pipe(new SizeLimit(max)), ...(ctx.rewrite ? { rewrite: ctx.rewrite } : {}) });
   }
 }

@@ -41,6 +41,16 @@ const limitsSchema = (withDefaults: boolean) => ({
   ...(withDefaults ? { default: {} } : {}),
 });
 
+const inflateSchema = (withDefaults: boolean) => ({
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    enabled: { type: 'boolean', ...(withDefaults ? { default: true } : {}) },
+    maxBytesPerResponse: { type: 'integer', minimum: 0, ...(withDefaults ? { default: 10 * 1024 * 1024 } : {}) },
+  },
+  ...(withDefaults ? { default: {} } : {}),
+});
+
 export const ruleSchema = {
   type: 'object',
   additionalProperties: false,
@@ -59,6 +69,8 @@ export const ruleSchema = {
     require: requireSchema(false),
     limits: limitsSchema(false),
     forwardAuthorization: { type: 'boolean' },
+    // Overrides the top-level `inflate` for the interactions this rule matches.
+    inflate: inflateSchema(false),
   },
 } as const;
 
@@ -232,6 +244,10 @@ export const configSchema = {
         minBytes: { type: 'integer', minimum: 0, maximum: 1073741824, default: 65536 },
       },
     },
+    // Responses: stored attachment content goes back inline while the decoded total stays within
+    // maxBytesPerResponse (in document order); the rest, and inline data the upstream holds past
+    // the budget, become links. `enabled: false` links every stored attachment.
+    inflate: inflateSchema(true),
     content: {
       type: 'object',
       additionalProperties: false,

@@ -14,6 +14,11 @@ export interface RuleLimits {
   readonly maxRequestBytes: number;
 }
 
+export interface InflateConfig {
+  readonly enabled: boolean;
+  readonly maxBytesPerResponse: number;
+}
+
 export interface RuleConfig {
   readonly name: string;
   readonly match: {
@@ -24,6 +29,7 @@ export interface RuleConfig {
   readonly require?: Partial<RuleRequire>;
   readonly limits?: Partial<RuleLimits>;
   readonly forwardAuthorization?: boolean;
+  readonly inflate?: Partial<InflateConfig>;
 }
 
 export interface GatewayConfig {
@@ -70,6 +76,7 @@ export interface GatewayConfig {
   readonly bundles: { readonly maxEntries: number };
   readonly storage: StorageConfig;
   readonly externalize: { readonly minBytes: number };
+  readonly inflate: InflateConfig;
   readonly content: { readonly allowedTypes: Readonly<Record<string, readonly string[]>> };
   readonly logging: { readonly level: string };
 }

@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { GatewayError } from '../errors.js';
 import { inRanges, parseAddress, type Address, type Range } from '../security/ip.js';
+import type { RewriteParams } from './response-params.js';
 
 /** What the gateway knows about a request before it looks at the FHIR interaction. */
 export interface RequestContext {
@@ -19,6 +20,8 @@ export interface RequestContext {
   /** The protocol the client used: https when TLS here or a trusted proxy says so. */
   readonly proto: 'http' | 'https';
   readonly startedAt: number;
+  /** How answers to this request are rewritten (the matched rule's inflate settings and the client's `_inflate`); set at dispatch. */
+  rewrite: RewriteParams | undefined;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -156,5 +159,6 @@ export function buildContext(req: IncomingMessage, trustedProxies: readonly Rang
     secure: proto === 'https',
     proto,
     startedAt: performance.now(),
+    rewrite: undefined,
   };
 }

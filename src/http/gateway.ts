@@ -18,6 +18,7 @@ import { TokenVerifier } from '../security/jwt.js';
 import { PRE_BODY_CHECKS, runChecks, type PipelineDeps, type Principal } from '../security/pipeline.js';
 import { Policy, type EffectiveRule } from '../security/policy.js';
 import { buildContext, requestIdOf, type RequestContext } from './context.js';
+import { requireJson, responseParams, rewritesResponse } from './response-params.js';
 import { sendError, toGatewayError } from './respond.js';
 
 /** Everything derived from one configuration; swapped whole on reload so a request sees one version. */
@@ -129,7 +130,11 @@ export class Gateway {
     return this.dispatch(req, res, ctx, rule, interaction, chunked, path, principal);
   }
 
-  private dispatch(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, interaction: Interaction, chunked: boolean, path: string, principal: Principal): Promise<void> | undefined {
+  private dispatch(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, classified: Interaction, chunked: boolean, path: string, principal: Principal): Promise<void> | undefined {
+    // `_inflate` is the gateway's parameter: read here, never passed on.
+    const { params, interaction } = responseParams(classified, rule);
+    ctx.rewrite = params;
+    if (interaction !== classified) path = `/${interaction.path}${interaction.query ? `?${interaction.query}` : ''}`;
     if (this.binary?.owns(interaction, req.headers.accept)) {
       const patient = principal.token?.claims[this.state.deps.patientClaim];
       // Scopes count only where the rule asks for them; elsewhere the plane has no scope model to apply.
@@ -140,7 +145,10 @@ export class Gateway {
     this.continueIfExpected(req, res);
     // A declared length is enforced by Node's parser; only chunked bodies need counting.
     const body = chunked ? req.pipe(new SizeLimit(rule.limits.maxRequestBytes)) : undefined;
-    this.passThrough.forward(req, res, ctx, { path, forwardAuthorization: rule.forwardAuthorization, ...(body ? { body } : {}) });
+    // Answers that may carry resources go through the rewrite engine (when there is a store to inflate from).
+    const rewrite = this.binary && rewritesResponse(interaction) ? params : undefined;
+    if (rewrite) requireJson(req, interaction);
+    this.passThrough.forward(req, res, ctx, { path, forwardAuthorization: rule.forwardAuthorization, ...(body ? { body } : {}), ...(rewrite ? { rewrite } : {}) });
     return undefined;
   }
 
@@ -199,7 +207,12 @@ export class Gateway {
     }
     // A client that went away while we checked gets nothing executed on its behalf.
     if (res.destroyed || req.socket.destroyed) return;
-    if (this.binary) return this.binary.forwardBundle(req, res, ctx, bundleRule, path, scanned.file, scanned.type);
+    if (this.binary) {
+      const { params, interaction: stripped } = responseParams(bundle, bundleRule);
+      ctx.rewrite = params;
+      const upstreamPath = stripped === bundle ? path : `/${stripped.path}${stripped.query ? `?${stripped.query}` : ''}`;
+      return this.binary.forwardBundle(req, res, ctx, bundleRule, upstreamPath, scanned.file, scanned.type);
+    }
     body = createReadStream(scanned.file);
     this.passThrough.forward(req, res, ctx, { path, forwardAuthorization: bundleRule.forwardAuthorization, body, contentLength: scanned.size });
   }

@@ -7,6 +7,7 @@ import type { GatewayConfig } from '../config/types.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { RequestContext } from '../http/context.js';
 import { sendError } from '../http/respond.js';
+import type { RewriteParams } from '../http/response-params.js';
 import { prepareResponseHeaders, rewriteUpstreamUrl, upstreamHeaders } from './headers.js';
 
 /** Client headers that do not belong on a request the gateway makes itself. */
@@ -31,6 +32,8 @@ interface ForwardState {
   readonly body: Readable | undefined;
   proxyReq: ClientRequest | undefined;
   proxyRes: IncomingMessage | undefined;
+  /** Set when the answer goes through the rewrite engine rather than straight back. */
+  readonly rewrite: RewriteParams | undefined;
   /** Set when we abort the upstream request ourselves (timeout, size limit): this is what the client hears. */
   failure: GatewayError | undefined;
 }
@@ -45,6 +48,13 @@ export interface ForwardOptions {
   readonly body?: Readable;
   /** Overrides Content-Length (e.g. a spooled body of known size). */
   readonly contentLength?: number;
+  /** Send the answer through the response rewriter with these settings. */
+  readonly rewrite?: RewriteParams;
+}
+
+/** Rewrites answers that may carry attachments (src/binary/response-rewrite.ts); set once the binary plane exists. */
+export interface ResponseHook {
+  send(req: IncomingMessage, up: IncomingMessage, res: ServerResponse, headers: OutgoingHttpHeaders, ctx: RequestContext, params: RewriteParams): void;
 }
 
 /** The client went away before the answer was complete: let go of the upstream exchange too, or its socket would sit half-read and never return to the pool. */
@@ -85,7 +95,8 @@ export class PassThrough {
   private readonly agent: http.Agent;
   readonly upstreamBase: string;
   /** upstream.url and its aliases: the prefixes rewritten to the public base in Location headers. */
-  private readonly upstreamBases: readonly string[];
+  readonly upstreamBases: readonly string[];
+  responseHook: ResponseHook | undefined;
   private publicBaseUrl = '';
   private publicHost: string | undefined;
   readonly timeoutMs: number;
@@ -144,7 +155,7 @@ export class PassThrough {
   }
 
   forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, opts: ForwardOptions): void {
-    const state: ForwardState = { owner: this, ctx, res, body: opts.body, proxyReq: undefined, proxyRes: undefined, failure: undefined };
+    const state: ForwardState = { owner: this, ctx, res, body: opts.body, rewrite: opts.rewrite, proxyReq: undefined, proxyRes: undefined, failure: undefined };
     (req as WithState<IncomingMessage>)[kState] = state;
     (res as WithState<ServerResponse>)[kState] = state;
     req.headers = upstreamHeaders(req.headers, ctx, opts.forwardAuthorization, this.publicHost);
@@ -236,8 +247,14 @@ export class PassThrough {
     }
     state.proxyRes = proxyRes;
     proxyRes[kState] = state;
-    res.writeHead(proxyRes.statusCode ?? 502, prepareResponseHeaders(proxyRes.headers, state.ctx.id, this.upstreamBases, this.publicBase));
+    const headers = prepareResponseHeaders(proxyRes.headers, state.ctx.id, this.upstreamBases, this.publicBase);
+    if (state.rewrite && this.responseHook) {
+      // The hook owns the answer from here, its failures too (a small one may still become a 502).
+      this.responseHook.send(req, proxyRes, res, headers, state.ctx, state.rewrite);
+      return;
+    }
     proxyRes.on('error', onUpstreamResponseError);
+    res.writeHead(proxyRes.statusCode ?? 502, headers);
     proxyRes.pipe(res);
   }
 

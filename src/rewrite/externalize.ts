@@ -3,6 +3,7 @@ import { BLOB_EXTENSION_URL, blobExtension } from '../binary/reference.js';
 import { allowed, essence } from '../content/media-type.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
+import { NOT_ATTACHMENT } from './attachment-kinds.js';
 import { DataSink } from './data-sink.js';
 import { JsonTokenizer, type JsonToken } from './json-tokens.js';
 import { ValueBuilder } from './value-builder.js';
@@ -30,16 +31,6 @@ export interface ExternalizedBlob {
   readonly entry: number | undefined;
 }
 
-/**
- * Element names whose type (SampledData, Signature) has a string `data` that is not attachment
- * content; from the R4 definitions. Every other object with a string `data` below a resource is
- * an Attachment (R4 has no third kind), so a new or unknown element is externalized, not missed.
- */
-const NOT_ATTACHMENT = new Set([
-  'valueSampledData', 'defaultValueSampledData', 'fixedSampledData', 'patternSampledData',
-  'valueSignature', 'defaultValueSignature', 'fixedSignature', 'patternSignature',
-  'signature', 'proxySignature', 'sourceSignature', 'attestationSignature',
-]);
 /** Members held back until their object ends: they are rewritten when its data is externalized. */
 const HELD = new Set(['size', 'hash', '_data']);
 /** Members whose duplicates are refused: parsers disagree on which one wins. */

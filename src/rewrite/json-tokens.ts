@@ -22,6 +22,9 @@ type Step = (input: string | typeof none) => unknown;
  */
 export class JsonTokenizer {
   private readonly utf8 = new StringDecoder('utf8');
+  /** `invalid` makes the error for a malformed document: whose document it is decides what it says. */
+  constructor(private readonly invalid: (cause: unknown) => Error = (cause) => new GatewayError('BAD_REQUEST', 'the body is not valid JSON', { cause })) {}
+
   private readonly step = jsonParser({ packKeys: false, packStrings: false, packNumbers: false, streamKeys: true, streamStrings: true, streamNumbers: true }) as unknown as Step;
 
   push(chunk: Buffer): readonly JsonToken[] {
@@ -39,7 +42,7 @@ export class JsonTokenizer {
     try {
       out = this.step(input);
     } catch (err) {
-      throw new GatewayError('BAD_REQUEST', 'the body is not valid JSON', { cause: err });
+      throw this.invalid(err);
     }
     if (out === none || out === undefined) return [];
     return isMany(out) ? (getManyValues(out) as JsonToken[]) : [out as JsonToken];

@@ -1,4 +1,4 @@
-import type { GatewayConfig, RuleRequire, RuleLimits } from '../config/types.js';
+import type { GatewayConfig, InflateConfig, RuleRequire, RuleLimits } from '../config/types.js';
 import type { Interaction } from '../fhir/interaction.js';
 import { parseRanges, type Range } from './ip.js';
 
@@ -8,6 +8,8 @@ export interface EffectiveRule {
   readonly require: RuleRequire;
   readonly limits: RuleLimits;
   readonly forwardAuthorization: boolean;
+  /** The top-level `inflate` with the rule's own settings over it. */
+  readonly inflate: InflateConfig;
   readonly ipAllow: readonly Range[];
   readonly ipDeny: readonly Range[];
 }
@@ -33,7 +35,7 @@ export class Policy {
 
   constructor(config: GatewayConfig) {
     const d = config.defaultRule;
-    this.defaultRule = effective('defaultRule', d.require, d.limits, d.forwardAuthorization);
+    this.defaultRule = effective('defaultRule', d.require, d.limits, d.forwardAuthorization, config.inflate);
     this.matchers = config.rules.map((r) => ({
       interactions: r.match.interactions ? new Set(r.match.interactions) : undefined,
       resourceTypes: r.match.resourceTypes && !r.match.resourceTypes.includes('*') ? new Set(r.match.resourceTypes) : undefined,
@@ -44,6 +46,7 @@ export class Policy {
         { ...d.require, ...r.require },
         { ...d.limits, ...r.limits },
         r.forwardAuthorization ?? d.forwardAuthorization,
+        { ...config.inflate, ...r.inflate },
       ),
     }));
   }
@@ -60,12 +63,13 @@ export class Policy {
   }
 }
 
-function effective(name: string, require: RuleRequire, limits: RuleLimits, forwardAuthorization: boolean): EffectiveRule {
+function effective(name: string, require: RuleRequire, limits: RuleLimits, forwardAuthorization: boolean, inflate: InflateConfig): EffectiveRule {
   return Object.freeze({
     name,
     require,
     limits,
     forwardAuthorization,
+    inflate,
     ipAllow: parseRanges(require.ipAllow),
     ipDeny: parseRanges(require.ipDeny),
   });

@@ -1,0 +1,148 @@
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream';
+import type { Logger } from 'pino';
+import { GatewayError } from '../errors.js';
+import type { RequestContext } from '../http/context.js';
+import { sendError } from '../http/respond.js';
+import type { RewriteParams } from '../http/response-params.js';
+import type { PassThrough } from '../proxy/pass-through.js';
+import { Inflater } from '../rewrite/inflate.js';
+import type { BlobStore } from '../storage/blob-store.js';
+
+const JSON_TYPE = /^application\/(fhir\+json|json\+fhir|json)\s*(;|$)/i;
+/** Answers this small are read whole and looked at before deciding whether to rewrite them at all. */
+const SMALL = 64 * 1024;
+
+/**
+ * Sends an upstream answer to the client through the rewrite engine's read direction (inflate
+ * within the budget, links past it, public URLs). Small answers that cannot contain anything to
+ * rewrite are sent as they came: most reads pay for a scan, not a parse.
+ */
+export class ResponseRewrite {
+  /** What can only appear in a body that needs rewriting: a `data`/`_data` key, an escape that could spell one, an upstream URL. */
+  private markers: readonly Buffer[] = [];
+  private markersFor = '';
+
+  constructor(
+    private readonly store: BlobStore,
+    private readonly upstream: PassThrough,
+    private readonly spoolDir: () => string,
+    private readonly log: Logger,
+  ) {}
+
+  send(req: IncomingMessage, up: IncomingMessage, res: ServerResponse, headers: OutgoingHttpHeaders, ctx: RequestContext, params: RewriteParams): void {
+    const status = up.statusCode ?? 502;
+    const length = up.headers['content-length'];
+    if (req.method === 'HEAD' || status === 204 || status === 304 || length === '0') {
+      this.relay(up, res, status, headers);
+      return;
+    }
+    const type = up.headers['content-type'] ?? '';
+    const encoded = up.headers['content-encoding'] !== undefined && up.headers['content-encoding'] !== 'identity';
+    if (!JSON_TYPE.test(type) || encoded) {
+      // An error page cannot carry attachment content; a success the gateway cannot read could.
+      if (status >= 400) {
+        this.relay(up, res, status, headers);
+        return;
+      }
+      up.destroy();
+      sendError(req, res, new GatewayError('UPSTREAM_INVALID', encoded ? 'the upstream answered compressed' : `the upstream answered a FHIR interaction with ${String(type).slice(0, 64) || 'no content type'}`), ctx.id);
+      return;
+    }
+    // Upstream failures from here on are handled where the body is read (small) or by the pipeline.
+    if (length !== undefined && Number(length) <= SMALL) {
+      void this.small(req, up, res, status, headers, ctx, params);
+      return;
+    }
+    void this.rewrite(up, up, res, status, headers, ctx, params);
+  }
+
+  /** Sends a JSON body the gateway holds (a spooled batch response, a small resource) through the engine; resolves when it is sent or abandoned. */
+  sendBody(body: AsyncIterable<Buffer>, res: ServerResponse, status: number, headers: OutgoingHttpHeaders, ctx: RequestContext, params: RewriteParams): Promise<void> {
+    return this.rewrite(body, undefined, res, status, headers, ctx, params);
+  }
+
+  /** A small body in memory: sent as it is, with its length, unless it may need rewriting. */
+  sendBuffer(body: Buffer, res: ServerResponse, status: number, headers: OutgoingHttpHeaders, ctx: RequestContext, params: RewriteParams): Promise<void> {
+    if (this.mayNeedRewrite(body)) return this.rewrite(once(body), undefined, res, status, headers, ctx, params);
+    headers['content-length'] = body.length;
+    res.writeHead(status, headers);
+    res.end(body);
+    return Promise.resolve();
+  }
+
+  private async small(req: IncomingMessage, up: IncomingMessage, res: ServerResponse, status: number, headers: OutgoingHttpHeaders, ctx: RequestContext, params: RewriteParams): Promise<void> {
+    const parts: Buffer[] = [];
+    let n = 0;
+    try {
+      // Node holds the upstream to its Content-Length: at most SMALL bytes arrive.
+      for await (const chunk of up) {
+        parts.push(chunk as Buffer);
+        n += (chunk as Buffer).length;
+      }
+    } catch {
+      // Nothing was sent yet: the client hears a clean 502 rather than a truncated answer (unless
+      // the proxy's error handler already answered, which must not be cut short by a second one).
+      this.log.warn({ reqId: ctx.id }, 'upstream response broke off');
+      if (!res.headersSent && !res.destroyed) sendError(req, res, new GatewayError('UPSTREAM_UNAVAILABLE', 'the upstream broke off its answer'), ctx.id);
+      return;
+    }
+    await this.sendBuffer(parts.length === 1 ? parts[0] : Buffer.concat(parts, n), res, status, headers, ctx, params);
+  }
+
+  private mayNeedRewrite(body: Buffer): boolean {
+    for (const m of this.currentMarkers()) if (body.includes(m)) return true;
+    return false;
+  }
+
+  private currentMarkers(): readonly Buffer[] {
+    const bases = this.upstream.upstreamBases.join('\n');
+    if (bases !== this.markersFor) {
+      this.markersFor = bases;
+      this.markers = ['data"', '\\u', '\\/', ...this.upstream.upstreamBases].map((s) => Buffer.from(s));
+    }
+    return this.markers;
+  }
+
+  private rewrite(source: AsyncIterable<Buffer>, up: IncomingMessage | undefined, res: ServerResponse, status: number, headers: OutgoingHttpHeaders, ctx: RequestContext, params: RewriteParams): Promise<void> {
+    const publicBase = this.upstream.publicBase;
+    const inflater = new Inflater({
+      store: this.store,
+      maxBytes: params.maxBytes,
+      inflate: params.inflate,
+      spoolDir: this.spoolDir(),
+      link: (owner, path) => `${publicBase}/${owner}${path === undefined ? '' : `/$binary-access-read?path=${encodeURIComponent(path)}`}`,
+      publicUrl: (url) => this.upstream.publicUrl(url),
+      warn: (what, blob) => this.log.warn({ reqId: ctx.id, blob }, what),
+    });
+    delete headers['content-length'];
+    res.writeHead(status, headers);
+    let clientGone = false;
+    res.once('close', () => (clientGone = !res.writableFinished));
+    return new Promise((resolve) => {
+      pipeline(source, (src: AsyncIterable<Buffer>) => inflater.run(src), res, (err) => {
+        resolve();
+        if (err) {
+          const upstreamBroke = up !== undefined && !up.complete && !clientGone;
+          // Headers are out: cutting the connection is the only way to say the body is not whole.
+          if (!res.destroyed) res.destroy();
+          up?.destroy();
+          if (upstreamBroke) this.log.warn({ reqId: ctx.id }, 'upstream response broke off');
+          else if (!clientGone) this.log.warn({ reqId: ctx.id, cause: (err as { code?: string }).code ?? err.message }, 'response rewrite failed');
+          return;
+        }
+        if (inflater.report.inflated || inflater.report.linked) this.log.debug({ reqId: ctx.id, ...inflater.report }, 'response rewritten');
+      });
+    });
+  }
+
+  private relay(up: IncomingMessage, res: ServerResponse, status: number, headers: OutgoingHttpHeaders): void {
+    res.writeHead(status, headers);
+    up.on('error', () => res.destroy());
+    up.pipe(res);
+  }
+}
+
+async function* once(body: Buffer): AsyncGenerator<Buffer> {
+  yield body;
+}

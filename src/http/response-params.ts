@@ -1,0 +1,82 @@
+import type { IncomingMessage } from 'node:http';
+import { GatewayError } from '../errors.js';
+import type { Interaction } from '../fhir/interaction.js';
+import type { EffectiveRule } from '../security/policy.js';
+
+/** How one response is rewritten: the rule's inflate settings, lowered by the client's `_inflate`. */
+export interface RewriteParams {
+  readonly inflate: boolean;
+  readonly maxBytes: number;
+}
+
+/** Interactions whose responses can carry resources, hence attachments. */
+const CARRY_RESOURCES = new Set(['read', 'vread', 'search', 'history', 'operation', 'patch']);
+const JSON_RANGES = new Set(['*/*', 'application/*', 'application/fhir+json', 'application/json+fhir', 'application/json']);
+
+/** Whether a pass-through response of this interaction goes through the rewrite engine. */
+export function rewritesResponse(i: Interaction): boolean {
+  return CARRY_RESOURCES.has(i.interaction);
+}
+
+/**
+ * The client's `_inflate` (`false`, `true`, or a number of bytes): it may ask for less inflation
+ * than the rule allows, never for more. The parameter is the gateway's, so it is taken out of the
+ * query before the upstream sees it (a strict server would refuse it).
+ */
+export function responseParams(i: Interaction, rule: EffectiveRule): { readonly params: RewriteParams; readonly interaction: Interaction } {
+  const policy: RewriteParams = { inflate: rule.inflate.enabled, maxBytes: rule.inflate.maxBytesPerResponse };
+  if (!i.query.includes('_inflate')) return { params: policy, interaction: i };
+  let asked: string | undefined;
+  const kept: string[] = [];
+  for (const part of i.query.split('&')) {
+    const eq = part.indexOf('=');
+    if (safeDecode(eq < 0 ? part : part.slice(0, eq)) !== '_inflate') {
+      kept.push(part);
+      continue;
+    }
+    if (asked !== undefined) throw new GatewayError('BAD_REQUEST', '_inflate may be given once');
+    asked = safeDecode(eq < 0 ? '' : part.slice(eq + 1));
+  }
+  let params = policy;
+  if (asked === 'false') params = { ...policy, inflate: false };
+  else if (/^\d{1,15}$/.test(asked ?? '')) params = { ...policy, maxBytes: Math.min(policy.maxBytes, Number(asked)) };
+  else if (asked !== 'true') throw new GatewayError('BAD_REQUEST', '_inflate must be true, false, or a number of bytes');
+  const query = kept.join('&');
+  return { params, interaction: { ...i, query } };
+}
+
+/**
+ * A rewritten response is FHIR JSON: what the gateway cannot read, it cannot hold to a budget.
+ * A client that accepts JSON gets it (the upstream is asked for exactly that, uncompressed);
+ * one that accepts only XML (by Accept or `_format`) is told so with 406.
+ */
+export function requireJson(req: IncomingMessage, i: Interaction): void {
+  if (/(^|&)_format=[^&]*xml/i.test(i.query)) throw notAcceptable();
+  const accept = req.headers.accept;
+  if (accept !== undefined && !acceptsJson(accept)) throw notAcceptable();
+  req.headers.accept = 'application/fhir+json';
+  delete req.headers['accept-encoding'];
+}
+
+function acceptsJson(accept: string): boolean {
+  for (const range of accept.split(',')) {
+    const [type, ...params] = range.split(';');
+    const name = type.trim().toLowerCase();
+    if (!JSON_RANGES.has(name)) continue;
+    const q = params.map((p) => p.trim().toLowerCase()).find((p) => p.startsWith('q='));
+    if (q === undefined || Number(q.slice(2)) > 0) return true;
+  }
+  return false;
+}
+
+function notAcceptable(): GatewayError {
+  return new GatewayError('NOT_ACCEPTABLE', 'responses are sent as FHIR JSON only (the gateway rewrites their attachments): accept application/fhir+json');
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, ' '));
+  } catch {
+    return s;
+  }
+}

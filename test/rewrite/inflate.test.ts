@@ -1,0 +1,157 @@
+// The rewrite engine's read direction over a real filesystem store: inflation within the budget,
+// links past it, inline data the upstream holds, owners, Bundles, URL rewriting.
+import { createHash } from 'node:crypto';
+import t from 'tap';
+import { BLOB_EXTENSION_URL } from '../../src/binary/reference.js';
+import { CONTENT_URL_EXTENSION } from '../../src/rewrite/inflate.js';
+import { engine, PUBLIC, UPSTREAM } from '../helpers/engine.js';
+import { PDF } from '../helpers/content.js';
+
+const sha1 = (b: Buffer) => createHash('sha1').update(b).digest('base64');
+const b64 = (b: Buffer) => b.toString('base64');
+// The way Medplum writes resources: id and meta after the content.
+const docRef = (id: string, ...datas: Buffer[]) => ({ resourceType: 'DocumentReference', status: 'current', content: datas.map((d, i) => ({ attachment: { contentType: 'application/pdf', title: `part ${i}`, data: b64(d) } })), id, meta: { versionId: '1' } });
+
+/** What a client wrote, with the fields externalizing adds (size, hash). */
+const withSizes = (doc: ReturnType<typeof docRef>, datas: Buffer[]) => ({ ...doc, content: doc.content.map((c, i) => ({ attachment: { ...c.attachment, size: datas[i]!.length, hash: sha1(datas[i]!) } })) });
+
+t.test('stored content comes back inline, exactly, with size and hash; our reference never leaves', async (t) => {
+  const e = engine(t);
+  const parts = [PDF(100_000), PDF(3000), PDF(70_000)];
+  const doc = docRef('d1', ...parts);
+  const { text: held, ext } = await e.externalize(JSON.stringify(doc));
+  await e.link(ext, 'DocumentReference/d1');
+  t.equal(ext.blobs.length, 3);
+  const { text, report } = await e.inflate(held, {}, 4096);
+  t.same(JSON.parse(text), withSizes(doc, parts));
+  t.notOk(text.includes(BLOB_EXTENSION_URL), 'no reference in the output');
+  t.same(report, { inflated: 3, linked: 0, bytes: parts.reduce((n, p) => n + p.length, 0) });
+});
+
+t.test('the budget: attachments in document order while they fit, a $binary-access-read link for the rest', async (t) => {
+  const e = engine(t);
+  const parts = [PDF(40_000), PDF(50_000), PDF(5000)];
+  const { text: held, ext } = await e.externalize(JSON.stringify(docRef('d2', ...parts)));
+  await e.link(ext, 'DocumentReference/d2');
+  const { text, report } = await e.inflate(held, { maxBytes: 60_000 });
+  const out = JSON.parse(text);
+  t.ok(Buffer.from(out.content[0].attachment.data, 'base64').equals(parts[0]!), 'the first fits');
+  t.equal(out.content[1].attachment.data, undefined, 'the second would exceed the budget');
+  t.equal(out.content[1].attachment.url, `${PUBLIC}/DocumentReference/d2/$binary-access-read?path=${encodeURIComponent('DocumentReference.content[1].attachment')}`);
+  t.match(out.content[1].attachment, { size: parts[1]!.length, hash: sha1(parts[1]!) }, 'size and hash stay, so a client can decide to follow');
+  t.ok(Buffer.from(out.content[2].attachment.data, 'base64').equals(parts[2]!), 'a later small one still fits');
+  t.equal(report.bytes, parts[0]!.length + parts[2]!.length);
+  t.ok(report.bytes <= 60_000);
+});
+
+t.test('inflation off: every stored attachment gets a link; an attachment that has a url keeps its own', async (t) => {
+  const e = engine(t);
+  const pdf = PDF(20_000);
+  const doc = { resourceType: 'Media', status: 'completed', content: { contentType: 'application/pdf', url: 'https://elsewhere.example/x.pdf', data: b64(pdf) }, contained: [{ resourceType: 'DocumentReference', id: 'c', status: 'current', content: [{ attachment: { contentType: 'application/pdf', data: b64(pdf) } }] }], id: 'm1' };
+  const { text: held, ext } = await e.externalize(JSON.stringify(doc));
+  await e.link(ext, 'Media/m1');
+  const { text, report } = await e.inflate(held, { inflate: false });
+  const out = JSON.parse(text);
+  t.equal(out.content.url, 'https://elsewhere.example/x.pdf', 'not overwritten');
+  t.equal(out.content.data, undefined);
+  t.equal(out.contained[0].content[0].attachment.url, `${PUBLIC}/Media/m1/$binary-access-read?path=${encodeURIComponent('Media.contained[0].content[0].attachment')}`, 'contained: linked through the container, its owner');
+  t.equal(report.inflated, 0);
+  t.equal(report.linked, 1);
+});
+
+t.test('inline data the upstream holds: sent in place within the budget, replaced by a link past it', async (t) => {
+  const e = engine(t);
+  const small = PDF(2000);
+  const large = PDF(400_000);
+  const doc = { resourceType: 'DocumentReference', id: 'i1', status: 'current', content: [{ attachment: { contentType: 'application/pdf', data: b64(small) } }, { attachment: { contentType: 'application/pdf', data: b64(large) } }] };
+  const within = await e.inflate(JSON.stringify(doc), {}, 1000);
+  t.equal(within.text, JSON.stringify(doc), 'within an unlimited budget: unchanged, byte for byte');
+  const capped = await e.inflate(JSON.stringify(doc), { maxBytes: 100_000 }, 7);
+  const out = JSON.parse(capped.text);
+  t.equal(out.content[0].attachment.data, b64(small));
+  t.equal(out.content[1].attachment.data, undefined, 'never more than the budget');
+  t.match(out.content[1].attachment.url, /\/DocumentReference\/i1\/\$binary-access-read\?path=DocumentReference.content%5B1%5D.attachment$/);
+  t.same(e.spooled(), [], 'spill files are gone (400 KB went through one)');
+  const none = await e.inflate(JSON.stringify(doc), { maxBytes: 0 });
+  t.same(JSON.parse(none.text).content.map((c: { attachment: { data?: string } }) => c.attachment.data), [undefined, undefined], 'a zero budget sends no attachment bytes');
+});
+
+t.test('a blob is served only to the resource it was written for', async (t) => {
+  const e = engine(t);
+  const pdf = PDF(10_000);
+  const { text: held, ext } = await e.externalize(JSON.stringify(docRef('mine', pdf)));
+  await e.link(ext, 'DocumentReference/mine');
+  // The same reference, planted in another resource (written to the upstream around the gateway).
+  const planted = held.replace('"id":"mine"', '"id":"theirs"');
+  const { text, warnings } = await e.inflate(planted);
+  const out = JSON.parse(text);
+  t.equal(out.content[0].attachment.data, undefined, 'not served');
+  t.match(warnings, [/not written for this resource/]);
+  const pending = await e.externalize(JSON.stringify(docRef('p', pdf)));
+  const unsettled = await e.inflate(pending.text);
+  t.equal(JSON.parse(unsettled.text).content[0].attachment.data, undefined, 'a pending blob (upstream never accepted) is not served');
+  t.match(unsettled.warnings, [/unsettled/]);
+  const noId = await e.inflate(held.replace(',"id":"mine"', ''));
+  t.equal(JSON.parse(noId.text).content[0].attachment.data, undefined, 'no id: no owner to check against');
+});
+
+t.test('a search Bundle: each entry owns its attachments; fullUrl and link move to the public base', async (t) => {
+  const e = engine(t);
+  const a = PDF(30_000);
+  const b = PDF(30_000);
+  const ra = await e.externalize(JSON.stringify(docRef('a', a)));
+  await e.link(ra.ext, 'DocumentReference/a');
+  const rb = await e.externalize(JSON.stringify(docRef('b', b)));
+  await e.link(rb.ext, 'DocumentReference/b');
+  const bundle = `{"resourceType":"Bundle","type":"searchset","link":[{"relation":"self","url":"${UPSTREAM}/DocumentReference?_count=2"},{"relation":"next","url":"http://other.example/x"}],"entry":[{"fullUrl":"${UPSTREAM}/DocumentReference/a","resource":${ra.text},"search":{"mode":"match"}},{"fullUrl":"${UPSTREAM}/DocumentReference/b","resource":${rb.text}}],"total":2}`;
+  const { text, report } = await e.inflate(bundle, { maxBytes: 40_000 }, 3);
+  const out = JSON.parse(text);
+  t.equal(out.link[0].url, `${PUBLIC}/DocumentReference?_count=2`);
+  t.equal(out.link[1].url, 'http://other.example/x', 'only the upstream base is rewritten');
+  t.same(out.entry.map((x: { fullUrl: string }) => x.fullUrl), [`${PUBLIC}/DocumentReference/a`, `${PUBLIC}/DocumentReference/b`]);
+  t.ok(Buffer.from(out.entry[0].resource.content[0].attachment.data, 'base64').equals(a));
+  t.equal(out.entry[1].resource.content[0].attachment.url, `${PUBLIC}/DocumentReference/b/$binary-access-read?path=${encodeURIComponent('DocumentReference.content[0].attachment')}`, "the second entry's link names its own resource");
+  t.same(report, { inflated: 1, linked: 1, bytes: a.length });
+  t.equal(out.total, 2);
+});
+
+t.test('Binary in a Bundle: inline within the budget, else a content-url extension on _data', async (t) => {
+  const e = engine(t);
+  const pdf = PDF(50_000);
+  const r = await e.externalize(JSON.stringify({ resourceType: 'Binary', id: 'bin', contentType: 'application/pdf', data: b64(pdf) }), { binaryMinBytes: 0 });
+  await e.link(r.ext, 'Binary/bin');
+  const bundle = `{"resourceType":"Bundle","type":"history","entry":[{"resource":${r.text}}]}`;
+  const full = JSON.parse((await e.inflate(bundle)).text);
+  t.ok(Buffer.from(full.entry[0].resource.data, 'base64').equals(pdf));
+  t.equal(full.entry[0].resource._data, undefined);
+  const capped = JSON.parse((await e.inflate(bundle, { maxBytes: 1000 })).text);
+  t.equal(capped.entry[0].resource.data, undefined);
+  t.same(capped.entry[0].resource._data, { extension: [{ url: CONTENT_URL_EXTENSION, valueUrl: `${PUBLIC}/Binary/bin` }] });
+});
+
+t.test('SampledData and Signature data are not attachments: never counted, never touched', async (t) => {
+  const e = engine(t);
+  const obs = { resourceType: 'Observation', id: 'o', valueSampledData: { origin: { value: 0 }, dimensions: 1, data: '1 2 3 '.repeat(5000) } };
+  const { text } = await e.inflate(JSON.stringify(obs), { maxBytes: 0 });
+  t.equal(text, JSON.stringify(obs));
+});
+
+t.test('our other extensions on _data survive; a missing blob is linked, not fatal', async (t) => {
+  const e = engine(t);
+  const pdf = PDF(5000);
+  const { text: held, ext } = await e.externalize(JSON.stringify({ resourceType: 'DocumentReference', id: 'x', content: [{ attachment: { contentType: 'application/pdf', data: b64(pdf), _data: { extension: [{ url: 'http://example.org/note', valueString: 'kept' }] } } }] }));
+  await e.link(ext, 'DocumentReference/x');
+  const out = JSON.parse((await e.inflate(held)).text);
+  t.same(out.content[0].attachment._data, { extension: [{ url: 'http://example.org/note', valueString: 'kept' }] });
+  t.ok(Buffer.from(out.content[0].attachment.data, 'base64').equals(pdf));
+  await e.store.delete(ext.blobs[0]!.info.id);
+  const gone = await e.inflate(held);
+  t.match(JSON.parse(gone.text).content[0].attachment.url, /\$binary-access-read/);
+  t.match(gone.warnings, [/missing/]);
+});
+
+t.test('malformed or truncated upstream JSON fails with UPSTREAM_INVALID', async (t) => {
+  const e = engine(t);
+  await t.rejects(e.inflate('{"resourceType":"Patient","id":"1"'), { code: 'UPSTREAM_INVALID' });
+  await t.rejects(e.inflate('{"resourceType":"Patient",}'), { code: 'UPSTREAM_INVALID' });
+});
