@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 NPM ?= npm
 
-.PHONY: run test build install typecheck lint bench bench-binary clean
+.PHONY: run test build install typecheck lint bench bench-binary bench-rewrite clean
 
 node_modules/.package-lock.json: package.json package-lock.json
 	$(NPM) ci --no-audit --no-fund
@@ -36,6 +36,10 @@ bench: build
 # ~7 GiB of temp disk. Not part of `bench`: it is long and disk-hungry. BENCH_SIZES / BENCH_ROUNDS to change.
 bench-binary: build
 	bash bench/run.sh binary-transfer
+
+# ~1 GiB of temp disk, a few minutes. BENCH_MIB / BENCH_ROUNDS / BENCH_REPS to change.
+bench-rewrite: build
+	bash bench/run.sh rewrite
 
 clean:
 	rm -rf dist .tap coverage

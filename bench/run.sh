@@ -4,7 +4,7 @@
 # (binary transfers), taskset (pinning).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-name="${1:?usage: bench/run.sh proxy-throughput|binary-transfer}"
+name="${1:?usage: bench/run.sh proxy-throughput|binary-transfer|rewrite}"
 need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || need+=(nginx-light)

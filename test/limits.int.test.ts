@@ -68,7 +68,8 @@ async function setup(t: Test) {
 }
 
 function postHead(path: string, ...extra: string[]): string[] {
-  return [`POST ${path} HTTP/1.1`, HOST, AUTH, 'Content-Type: application/octet-stream', ...extra];
+  // Form-encoded: operation bodies in other formats are checked (JSON) or refused; these tests are about size.
+  return [`POST ${path} HTTP/1.1`, HOST, AUTH, 'Content-Type: application/x-www-form-urlencoded', ...extra];
 }
 
 t.test('a declared Content-Length over the rule limit is refused with 413 before the upstream', async (t) => {

@@ -335,7 +335,9 @@ function hashingUpstream(onFirstBytes?: () => void): Parameters<typeof startReco
 
 function post(gwUrl: string, headers: http.OutgoingHttpHeaders): { req: http.ClientRequest; response: Promise<{ status: number; body: string }> } {
   const u = new URL(`${gwUrl}/fhir/Observation/$validate`);
-  const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', ...headers } });
+  // Form-encoded: the one operation body format passed on without the JSON attachment guard, so the
+  // bytes are this test's own (the guard is tested in operation-bodies.int.test.ts).
+  const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded', ...headers } });
   const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
     req.on('response', (res) => {
       let body = '';

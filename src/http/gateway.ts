@@ -18,7 +18,9 @@ import { TokenVerifier } from '../security/jwt.js';
 import { PRE_BODY_CHECKS, runChecks, type PipelineDeps, type Principal } from '../security/pipeline.js';
 import { Policy, type EffectiveRule } from '../security/policy.js';
 import { buildContext, requestIdOf, type RequestContext } from './context.js';
-import { requireJson, responseParams, rewritesResponse } from './response-params.js';
+import { requireJson, responseParams, rewritesResponse, type RewriteParams } from './response-params.js';
+import { DataGuard } from '../rewrite/data-guard.js';
+import { spoolThrough } from '../rewrite/spool.js';
 import { sendError, toGatewayError } from './respond.js';
 
 /** Everything derived from one configuration; swapped whole on reload so a request sees one version. */
@@ -49,6 +51,7 @@ export function buildState(config: GatewayConfig, basePath: string, previous?: G
 
 const BODYLESS = new Set(['GET', 'HEAD', 'DELETE']);
 const JSON_BODY = /^application\/(fhir\+)?json\s*(;|$)/i;
+const FORM_BODY = /^application\/x-www-form-urlencoded\s*(;|$)/i;
 const OWN_PATHS = new Set(['/healthz', '/readyz']);
 
 /**
@@ -142,12 +145,16 @@ export class Gateway {
       const caller = { scopes, patient: typeof patient === 'string' ? patient : undefined };
       return this.binary.handle(req, res, ctx, rule, interaction, caller, () => this.continueIfExpected(req, res));
     }
-    this.continueIfExpected(req, res);
-    // A declared length is enforced by Node's parser; only chunked bodies need counting.
-    const body = chunked ? req.pipe(new SizeLimit(rule.limits.maxRequestBytes)) : undefined;
     // Answers that may carry resources go through the rewrite engine (when there is a store to inflate from).
     const rewrite = this.binary && rewritesResponse(interaction) ? params : undefined;
     if (rewrite) requireJson(req, interaction);
+    const hasBody = chunked || Number(req.headers['content-length'] ?? 0) > 0;
+    if (this.binary && hasBody && interaction.interaction === 'operation' && !FORM_BODY.test(req.headers['content-type'] ?? '')) {
+      return this.forwardOperationBody(req, res, ctx, rule, interaction, path, rewrite);
+    }
+    this.continueIfExpected(req, res);
+    // A declared length is enforced by Node's parser; only chunked bodies need counting.
+    const body = chunked ? req.pipe(new SizeLimit(rule.limits.maxRequestBytes)) : undefined;
     this.passThrough.forward(req, res, ctx, { path, forwardAuthorization: rule.forwardAuthorization, ...(body ? { body } : {}), ...(rewrite ? { rewrite } : {}) });
     return undefined;
   }
@@ -217,6 +224,38 @@ export class Gateway {
     this.passThrough.forward(req, res, ctx, { path, forwardAuthorization: bundleRule.forwardAuthorization, body, contentLength: scanned.size });
   }
 
+  /**
+   * An operation may store what it is sent ($process-message, $submit-attachment, …), so its body
+   * is held to the same rule as a write: no attachment data at or above externalize.minBytes, no
+   * blob reference of ours. It is spooled while checked (never held in memory), then sent on
+   * unchanged with its length. Only JSON can be checked: other bodies are refused (form-encoded
+   * parameters, which carry no attachments, pass as they are).
+   */
+  private async forwardOperationBody(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, path: string, rewrite: RewriteParams | undefined): Promise<void> {
+    if (!JSON_BODY.test(req.headers['content-type'] ?? '')) {
+      throw new GatewayError('UNSUPPORTED_MEDIA', 'an operation body must be application/fhir+json: other formats are not checked for attachment data');
+    }
+    const st = this.state;
+    const minBytes = st.config.externalize.minBytes;
+    // A GraphQL mutation carries resources inside a query string, where the guard cannot see
+    // attachments: its body is bounded like a PATCH instead.
+    const graphql = i.operation === 'graphql';
+    const declared = req.headers['content-length'];
+    if (graphql && declared !== undefined && Number(declared) > minBytes) throw graphqlTooLarge(minBytes);
+    this.continueIfExpected(req, res);
+    const max = graphql ? Math.min(minBytes, rule.limits.maxRequestBytes) : rule.limits.maxRequestBytes;
+    const spooled = await spoolThrough(req, res, st.spoolDir, max, new DataGuard(minBytes), 'operation').catch((err: unknown) => {
+      throw graphql && isGatewayError(err) && err.code === 'PAYLOAD_TOO_LARGE' ? graphqlTooLarge(minBytes) : err;
+    });
+    if (!spooled) return;
+    const body = createReadStream(spooled.file);
+    finished(res, () => {
+      body.destroy();
+      void unlink(spooled.file).catch(() => undefined);
+    });
+    this.passThrough.forward(req, res, ctx, { path, forwardAuthorization: rule.forwardAuthorization, body, contentLength: spooled.size, ...(rewrite ? { rewrite } : {}) });
+  }
+
   private async passEither(
     st: GatewayState,
     ctx: RequestContext,
@@ -277,4 +316,8 @@ interface AccessRecord {
   interaction: Interaction | undefined;
   /** The catalogue code when the gateway refused the request. */
   code: string | undefined;
+}
+
+function graphqlTooLarge(minBytes: number): GatewayError {
+  return new GatewayError('PAYLOAD_TOO_LARGE', `a $graphql body may not exceed externalize.minBytes (${minBytes} bytes): a mutation could carry attachment data past the rewrite`);
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
-import type { Readable } from 'node:stream';
+import type { Readable, Transform } from 'node:stream';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { SizeLimit } from '../proxy/size-limit.js';
@@ -25,8 +25,18 @@ export interface Spooled {
  * rejects, with the blobs and the spool file already removed.
  */
 export async function spoolExternalized(body: Readable, res: ServerResponse, dir: string, maxBytes: number, opts: ExternalizeOptions): Promise<Spooled | undefined> {
-  const file = join(dir, `fbg-body-${randomUUID()}.json`);
   const ext = new Externalizer(opts);
+  const spooled = await spoolThrough(body, res, dir, maxBytes, ext, 'body');
+  return spooled && { ...spooled, blobs: ext.blobs, rootType: ext.rootType, rootSecurityContext: ext.rootSecurityContext };
+}
+
+/**
+ * Reads a body through `check` (which passes it on or fails) into a private spool file: the
+ * upstream gets nothing until all of it passed, then a body of known length. Undefined when the
+ * client went away; a refusal rejects with the file already removed.
+ */
+export async function spoolThrough(body: Readable, res: ServerResponse, dir: string, maxBytes: number, check: Transform, kind = 'checked'): Promise<{ readonly file: string; readonly size: number } | undefined> {
+  const file = join(dir, `fbg-${kind}-${randomUUID()}.json`);
   const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
   const abort = new AbortController();
   const onClose = () => {
@@ -34,8 +44,8 @@ export async function spoolExternalized(body: Readable, res: ServerResponse, dir
   };
   res.once('close', onClose);
   try {
-    await pipeline(body, new SizeLimit(maxBytes), ext, out, { signal: abort.signal });
-    return { file, size: out.bytesWritten, blobs: ext.blobs, rootType: ext.rootType, rootSecurityContext: ext.rootSecurityContext };
+    await pipeline(body, new SizeLimit(maxBytes), check, out, { signal: abort.signal });
+    return { file, size: out.bytesWritten };
   } catch (err) {
     await unlink(file).catch(() => undefined);
     if (abort.signal.aborted) return undefined;
