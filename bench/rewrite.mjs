@@ -138,7 +138,7 @@ inflate: { maxBytesPerResponse: ${10 * MiB} }
    * to a socket when the gateway serves it.
    */
   const inflate = async (keep) => {
-    const inf = new Inflater({ store, maxBytes: 10 * MiB, inflate: true, spoolDir: spool, link: (o, p) => `${gw}/${o}/$binary-access-read?path=${p}`, publicUrl: (u) => u });
+    const inf = new Inflater({ store, maxBytes: 10 * MiB, inflate: true, owners: 'entries', spoolDir: spool, link: (o, p) => `${gw}/${o}/$binary-access-read?path=${p}`, publicUrl: (u) => u });
     const parts = [];
     let n = 0;
     await pipeline(Readable.from([held]), (src) => inf.run(src), async function* (src) {

@@ -73,3 +73,13 @@ t.test('$graphql: a mutation hides resources inside a query string, so its body 
   await small.arrayBuffer();
   t.equal(s.up.requests.filter((r) => r.url.includes('graphql')).length, 1);
 });
+
+t.test('$graphql in a form or as application/graphql is bounded too', async (t) => {
+  const s = await stack(t, { externalize: { minBytes: 2000 } });
+  for (const type of ['application/x-www-form-urlencoded', 'application/graphql']) {
+    const r = await op(s, `query=${'x'.repeat(3000)}`, type, '$graphql');
+    t.equal(r.status, 413, type);
+    await r.arrayBuffer();
+  }
+  t.equal(s.up.requests.filter((r) => r.url.includes('graphql')).length, 0);
+});

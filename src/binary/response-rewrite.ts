@@ -51,7 +51,7 @@ export class ResponseRewrite {
     }
     // Upstream failures from here on are handled where the body is read (small) or by the pipeline.
     if (length !== undefined && Number(length) <= SMALL) {
-      void this.small(req, up, res, status, headers, ctx, params);
+      this.small(req, up, res, status, headers, ctx, params);
       return;
     }
     void this.rewrite(up, up, res, status, headers, ctx, params);
@@ -71,23 +71,35 @@ export class ResponseRewrite {
     return Promise.resolve();
   }
 
-  private async small(req: IncomingMessage, up: IncomingMessage, res: ServerResponse, status: number, headers: OutgoingHttpHeaders, ctx: RequestContext, params: RewriteParams): Promise<void> {
+  /**
+   * Reads a small answer whole (Node holds the upstream to its Content-Length: at most SMALL
+   * bytes arrive), by events rather than an async iterator: this is every ordinary read's path.
+   */
+  private small(req: IncomingMessage, up: IncomingMessage, res: ServerResponse, status: number, headers: OutgoingHttpHeaders, ctx: RequestContext, params: RewriteParams): void {
     const parts: Buffer[] = [];
     let n = 0;
-    try {
-      // Node holds the upstream to its Content-Length: at most SMALL bytes arrive.
-      for await (const chunk of up) {
-        parts.push(chunk as Buffer);
-        n += (chunk as Buffer).length;
-      }
-    } catch {
+    let done = false;
+    up.on('data', (chunk: Buffer) => {
+      parts.push(chunk);
+      n += chunk.length;
+    });
+    up.once('end', () => {
+      done = true;
+      void this.sendBuffer(parts.length === 1 ? parts[0] : Buffer.concat(parts, n), res, status, headers, ctx, params);
+    });
+    const broke = () => {
+      if (done) return;
+      done = true;
       // Nothing was sent yet: the client hears a clean 502 rather than a truncated answer (unless
       // the proxy's error handler already answered, which must not be cut short by a second one).
       this.log.warn({ reqId: ctx.id }, 'upstream response broke off');
       if (!res.headersSent && !res.destroyed) sendError(req, res, new GatewayError('UPSTREAM_UNAVAILABLE', 'the upstream broke off its answer'), ctx.id);
-      return;
-    }
-    await this.sendBuffer(parts.length === 1 ? parts[0] : Buffer.concat(parts, n), res, status, headers, ctx, params);
+    };
+    up.once('error', broke);
+    up.once('aborted', broke);
+    up.once('close', () => {
+      if (!up.complete) broke();
+    });
   }
 
   private mayNeedRewrite(body: Buffer): boolean {
@@ -110,6 +122,7 @@ export class ResponseRewrite {
       store: this.store,
       maxBytes: params.maxBytes,
       inflate: params.inflate,
+      owners: params.owners,
       spoolDir: this.spoolDir(),
       link: (owner, path) => `${publicBase}/${owner}${path === undefined ? '' : `/$binary-access-read?path=${encodeURIComponent(path)}`}`,
       publicUrl: (url) => this.upstream.publicUrl(url),

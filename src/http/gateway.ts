@@ -2,7 +2,7 @@ import { createReadStream, type ReadStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
-import { finished } from 'node:stream';
+import { finished, PassThrough as PassThroughStream } from 'node:stream';
 import type { Logger } from 'pino';
 import { createAccessLogger } from '../logging/logger.js';
 import type { GatewayConfig } from '../config/types.js';
@@ -149,7 +149,7 @@ export class Gateway {
     const rewrite = this.binary && rewritesResponse(interaction) ? params : undefined;
     if (rewrite) requireJson(req, interaction);
     const hasBody = chunked || Number(req.headers['content-length'] ?? 0) > 0;
-    if (this.binary && hasBody && interaction.interaction === 'operation' && !FORM_BODY.test(req.headers['content-type'] ?? '')) {
+    if (this.binary && hasBody && interaction.interaction === 'operation' && (interaction.operation === 'graphql' || !FORM_BODY.test(req.headers['content-type'] ?? ''))) {
       return this.forwardOperationBody(req, res, ctx, rule, interaction, path, rewrite);
     }
     this.continueIfExpected(req, res);
@@ -232,19 +232,20 @@ export class Gateway {
    * parameters, which carry no attachments, pass as they are).
    */
   private async forwardOperationBody(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, path: string, rewrite: RewriteParams | undefined): Promise<void> {
-    if (!JSON_BODY.test(req.headers['content-type'] ?? '')) {
+    const json = JSON_BODY.test(req.headers['content-type'] ?? '');
+    // A GraphQL mutation carries resources inside a query string, where the guard cannot see
+    // attachments: its body, in whatever format, is bounded like a PATCH instead.
+    const graphql = i.operation === 'graphql';
+    if (!json && !graphql) {
       throw new GatewayError('UNSUPPORTED_MEDIA', 'an operation body must be application/fhir+json: other formats are not checked for attachment data');
     }
     const st = this.state;
     const minBytes = st.config.externalize.minBytes;
-    // A GraphQL mutation carries resources inside a query string, where the guard cannot see
-    // attachments: its body is bounded like a PATCH instead.
-    const graphql = i.operation === 'graphql';
     const declared = req.headers['content-length'];
     if (graphql && declared !== undefined && Number(declared) > minBytes) throw graphqlTooLarge(minBytes);
     this.continueIfExpected(req, res);
     const max = graphql ? Math.min(minBytes, rule.limits.maxRequestBytes) : rule.limits.maxRequestBytes;
-    const spooled = await spoolThrough(req, res, st.spoolDir, max, new DataGuard(minBytes), 'operation').catch((err: unknown) => {
+    const spooled = await spoolThrough(req, res, st.spoolDir, max, json ? new DataGuard(minBytes) : new PassThroughStream(), 'operation').catch((err: unknown) => {
       throw graphql && isGatewayError(err) && err.code === 'PAYLOAD_TOO_LARGE' ? graphqlTooLarge(minBytes) : err;
     });
     if (!spooled) return;

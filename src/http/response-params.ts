@@ -7,6 +7,22 @@ import type { EffectiveRule } from '../security/policy.js';
 export interface RewriteParams {
   readonly inflate: boolean;
   readonly maxBytes: number;
+  /** Whose blobs may be inflated (src/rewrite/inflate.ts): decided by what was asked, never by what the answer says about itself. */
+  readonly owners: 'root' | 'entries' | 'by-type';
+}
+
+function ownersOf(i: Interaction): RewriteParams['owners'] {
+  switch (i.interaction) {
+    case 'search':
+    case 'history':
+    case 'batch':
+    case 'transaction':
+      return 'entries';
+    case 'operation':
+      return 'by-type';
+    default:
+      return 'root';
+  }
 }
 
 /** Interactions whose responses can carry resources, hence attachments. */
@@ -24,11 +40,12 @@ export function rewritesResponse(i: Interaction): boolean {
  * query before the upstream sees it (a strict server would refuse it).
  */
 export function responseParams(i: Interaction, rule: EffectiveRule): { readonly params: RewriteParams; readonly interaction: Interaction } {
-  const policy: RewriteParams = { inflate: rule.inflate.enabled, maxBytes: rule.inflate.maxBytesPerResponse };
-  if (!i.query.includes('_inflate')) return { params: policy, interaction: i };
+  const policy: RewriteParams = { inflate: rule.inflate.enabled, maxBytes: rule.inflate.maxBytesPerResponse, owners: ownersOf(i) };
+  // Encoded names (%5Finflate) and ';' separators are read too: the pre-check must not skip them.
+  if (!/_inflate|%|;/i.test(i.query)) return { params: policy, interaction: i };
   let asked: string | undefined;
   const kept: string[] = [];
-  for (const part of i.query.split('&')) {
+  for (const part of i.query.split(/[&;]/)) {
     const eq = part.indexOf('=');
     if (safeDecode(eq < 0 ? part : part.slice(0, eq)) !== '_inflate') {
       kept.push(part);
@@ -37,9 +54,10 @@ export function responseParams(i: Interaction, rule: EffectiveRule): { readonly 
     if (asked !== undefined) throw new GatewayError('BAD_REQUEST', '_inflate may be given once');
     asked = safeDecode(eq < 0 ? '' : part.slice(eq + 1));
   }
+  if (asked === undefined) return { params: policy, interaction: i };
   let params = policy;
   if (asked === 'false') params = { ...policy, inflate: false };
-  else if (/^\d{1,15}$/.test(asked ?? '')) params = { ...policy, maxBytes: Math.min(policy.maxBytes, Number(asked)) };
+  else if (/^\d{1,15}$/.test(asked)) params = { ...policy, maxBytes: Math.min(policy.maxBytes, Number(asked)) };
   else if (asked !== 'true') throw new GatewayError('BAD_REQUEST', '_inflate must be true, false, or a number of bytes');
   const query = kept.join('&');
   return { params, interaction: { ...i, query } };
@@ -51,11 +69,14 @@ export function responseParams(i: Interaction, rule: EffectiveRule): { readonly 
  * one that accepts only XML (by Accept or `_format`) is told so with 406.
  */
 export function requireJson(req: IncomingMessage, i: Interaction): void {
-  if (/(^|&)_format=[^&]*xml/i.test(i.query)) throw notAcceptable();
+  const format = /(?:^|[&;])_format=([^&;]*)/i.exec(i.query)?.[1];
+  if (format !== undefined && /xml/i.test(format)) throw notAcceptable();
+  // _format overrides Accept (FHIR R4 http.html); an empty Accept says nothing.
   const accept = req.headers.accept;
-  if (accept !== undefined && !acceptsJson(accept)) throw notAcceptable();
+  if (format === undefined && accept !== undefined && accept.trim() !== '' && !acceptsJson(accept)) throw notAcceptable();
+  // Assigned, not deleted: deleting keys turns the headers object into a slow dictionary.
   req.headers.accept = 'application/fhir+json';
-  delete req.headers['accept-encoding'];
+  req.headers['accept-encoding'] = 'identity';
 }
 
 function acceptsJson(accept: string): boolean {

@@ -15,6 +15,13 @@ export interface InflateOptions {
   readonly maxBytes: number;
   /** Whether stored content is put back inline at all; false: every stored attachment gets a link. */
   readonly inflate: boolean;
+  /**
+   * Who owns the attachments below the document: `root` (a read: the resource itself), `entries`
+   * (a search, history or batch/transaction answer: each `entry[i].resource`, never the Bundle,
+   * which no one stored), or `by-type` (an operation's answer: entries of a Bundle whose type,
+   * read before its entries, says it was assembled, and Parameters' resources; otherwise the root).
+   */
+  readonly owners: 'root' | 'entries' | 'by-type';
   /** Where inline values too large to decide on in memory are kept meanwhile. */
   readonly spoolDir: string;
   /** The URL a client follows for an attachment's content: `owner` is `Type/id`; `path` the attachment's FHIRPath, or undefined for Binary.data. */
@@ -33,8 +40,12 @@ export interface InflateReport {
   bytes: number;
 }
 
-/** Bundle types whose entries are resources in their own right (each the owner of its attachments). */
-const STORED_BUNDLE_TYPES = new Set(['document', 'message', 'collection']);
+/** Bundle types an operation assembles from resources stored one by one (each the owner of its attachments). */
+const ASSEMBLED_BUNDLE_TYPES = new Set(['searchset', 'history', 'batch-response', 'transaction-response']);
+/** What each held slot costs against MAX_PENDING_CHARS besides its text: waiting slots must not be free. */
+const SLOT_COST = 512;
+/** Replaces our extension URL where the gateway did not put it: the client never sees our URL. */
+const REMOVED_URL = 'http://fhir-binary-gateway.dev/fhir/StructureDefinition/blob-reference-removed';
 const MAX_KEY = 1024;
 const MAX_HELD = 64 * 1024;
 const MAX_HELD_DEPTH = 16;
@@ -62,6 +73,10 @@ interface ObjectFrame {
   resourceType: string | undefined;
   bundleType: string | undefined;
   hasUrl: boolean;
+  /** resourceType/id/type seen here (duplicates refused). */
+  identity: Set<string> | undefined;
+  /** Attachment.size as the upstream holds it: lets a blob that cannot fit be linked without asking the store. */
+  declaredSize: number | undefined;
   /** What this object's end must add: its attachment content or link. */
   att: Att | undefined;
 }
@@ -89,6 +104,8 @@ interface Att {
 
 /** A part of the output that may have to wait: for its owner's id, or for a blob to stream. */
 interface Slot {
+  /** Memory it holds, counted against MAX_PENDING_CHARS while it waits (set by enqueue). */
+  cost?: number;
   ready(): boolean;
   render(): AsyncIterable<string>;
   /** Releases what it holds when the output is abandoned. */
@@ -121,6 +138,11 @@ export class Inflater {
   private readonly queue: Segment[] = [];
   private pendingChars = 0;
   private out: string[] = [];
+  private outChars = 0;
+  /** Any token at all: an empty body is passed on as empty, not refused. */
+  private sawToken = false;
+  /** Depth of a value being dropped (a non-string attachment `data`). */
+  private skipDepth = 0;
   private key: string | undefined;
   private lastKey: string | undefined;
   private next: { kind: 'emit' } | { kind: 'hold'; key: string } | { kind: 'data'; frame: ObjectFrame } = { kind: 'emit' };
@@ -135,13 +157,21 @@ export class Inflater {
 
   /** The rewritten response, piece by piece, for stream.pipeline (which supplies backpressure). */
   async *run(source: AsyncIterable<Buffer | string>): AsyncGenerator<string> {
+    // Whether everything so far was whitespace (an empty answer is passed on empty, not refused).
+    let blank = true;
     try {
       for await (const chunk of source) {
+        if (!this.sawToken && !blank) blank = !/\S/.test(typeof chunk === 'string' ? chunk : chunk.toString('latin1'));
         for (const t of this.tokens.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk)) {
           const pending = this.token(t);
           if (pending) await pending;
         }
+        this.checkPending();
         yield* this.flush(false);
+      }
+      if (!this.sawToken && blank) {
+        // Nothing but (possibly) whitespace: an empty answer stays empty.
+        return;
       }
       for (const t of this.tokens.end()) {
         const pending = this.token(t);
@@ -166,24 +196,44 @@ export class Inflater {
       }
       if (!final && !head.ready()) return;
       this.queue.shift();
+      this.pendingChars -= head.cost ?? 0;
       yield* head.render();
     }
     if (this.out.length) {
       const text = this.out.join('');
       this.out = [];
+      this.outChars = 0;
       if (text) yield text;
     }
   }
 
-  private enqueue(slot: Slot): void {
+  private enqueue(slot: Slot, heldChars = 0): void {
     const text = this.out.join('');
     this.out = [];
+    this.outChars = 0;
+    slot.cost = SLOT_COST + heldChars;
     this.queue.push(text, slot);
-    this.pendingChars += text.length;
-    if (this.pendingChars > MAX_PENDING_CHARS) throw upstreamInvalid("a resource's id comes too late in the response to serve its attachments");
+    this.pendingChars += text.length + slot.cost;
+    this.checkPending();
+  }
+
+  private emit(s: string): void {
+    this.out.push(s);
+    this.outChars += s.length;
+  }
+
+  /** Output waits only while a slot does: what waits is bounded, slots and held spills included. */
+  private checkPending(): void {
+    if (this.queue.length && this.pendingChars + this.outChars > MAX_PENDING_CHARS) throw upstreamInvalid("a resource's id comes too late in the response to serve its attachments");
   }
 
   private token(t: JsonToken): Promise<void> | undefined {
+    this.sawToken = true;
+    if (this.skipDepth) {
+      if (t.name === 'startObject' || t.name === 'startArray') this.skipDepth++;
+      else if (t.name === 'endObject' || t.name === 'endArray') this.skipDepth--;
+      return undefined;
+    }
     if (this.assembly) return this.assemble(t);
     if (this.spill) return this.spillToken(t);
     switch (t.name) {
@@ -200,13 +250,13 @@ export class Inflater {
           if (this.key.length > MAX_KEY) throw upstreamInvalid('a JSON key is too long');
           return undefined;
         }
-        this.out.push(escape(t.value));
+        this.emit(escape(t.value));
         return undefined;
       case 'endString':
-        this.out.push('"');
+        this.emit('"');
         return undefined;
       case 'numberChunk':
-        this.out.push(t.value);
+        this.emit(t.value);
         return undefined;
       case 'endNumber':
         return undefined;
@@ -215,7 +265,7 @@ export class Inflater {
         return undefined;
       case 'endArray':
         this.stack.pop();
-        this.out.push(']');
+        this.emit(']');
         return undefined;
       default:
         return this.startValue(t);
@@ -250,14 +300,16 @@ export class Inflater {
     switch (key) {
       case '_data':
       case 'fullUrl':
+      // Every `url`: one equal to our extension URL is replaced wherever the gateway did not put it.
+      case 'url':
         return true;
       case 'resourceType':
       case 'id':
-        return frame.root;
+        return frame.root && this.once(frame, key);
       case 'type':
-        return this.stack.length === 1;
-      case 'url':
-        return frame.name === 'link';
+        return this.stack.length === 1 && this.once(frame, key);
+      case 'size':
+        return !frame.root;
       case 'location':
         return frame.name === 'response';
       default:
@@ -265,8 +317,16 @@ export class Inflater {
     }
   }
 
+  /** Identity members decide ownership: a second one (parsers disagree on which wins) is refused. */
+  private once(frame: ObjectFrame, key: string): true {
+    frame.identity ??= new Set();
+    if (frame.identity.has(key)) throw upstreamInvalid(`duplicate "${key}" in one resource`);
+    frame.identity.add(key);
+    return true;
+  }
+
   private emitKey(frame: ObjectFrame, key: string): void {
-    this.out.push(`${frame.count++ ? ',' : ''}${JSON.stringify(key)}:`);
+    this.emit(`${frame.count++ ? ',' : ''}${JSON.stringify(key)}:`);
   }
 
   private startValue(t: JsonToken): Promise<void> | undefined {
@@ -285,13 +345,17 @@ export class Inflater {
         this.spill = { frame: next.frame, spill: new Spill(this.opts.spoolDir), chars: 0, tail: '' };
         return undefined;
       }
-      this.emitKey(next.frame, 'data');
+      // Attachment content that is not a string is not FHIR; it is not sent (nor counted) either.
+      (next.frame.att ??= newAtt()).overflow = true;
+      if (t.name === 'startObject' || t.name === 'startArray') this.skipDepth = 1;
+      this.opts.warn?.('attachment data that is not a string was left out');
+      return undefined;
     }
     const parent = this.stack[this.stack.length - 1];
-    if (parent?.kind === 'array' && parent.count++) this.out.push(',');
+    if (parent?.kind === 'array' && parent.count++) this.emit(',');
     switch (t.name) {
       case 'startObject': {
-        this.out.push('{');
+        this.emit('{');
         const seg = this.segment(parent);
         const owns = this.ownsAttachments(parent) ? { type: undefined, id: undefined, ended: false } : undefined;
         this.open({
@@ -305,23 +369,25 @@ export class Inflater {
           resourceType: undefined,
           bundleType: undefined,
           hasUrl: false,
+          identity: undefined,
+          declaredSize: undefined,
           att: undefined,
         });
         return undefined;
       }
       case 'startArray':
-        this.out.push('[');
+        this.emit('[');
         this.open({ kind: 'array', name: this.lastKey, path: (parent?.path ?? '') + this.segment(parent), owner: parent?.owner, count: 0 });
         return undefined;
       case 'startString':
-        this.out.push('"');
+        this.emit('"');
         return undefined;
       case 'startNumber':
         return undefined;
       case 'nullValue':
       case 'trueValue':
       case 'falseValue':
-        this.out.push(String(t.value));
+        this.emit(String(t.value));
         return undefined;
       default:
         throw upstreamInvalid('the response is not valid JSON');
@@ -340,18 +406,19 @@ export class Inflater {
   }
 
   /**
-   * Who a blob was written for: the document's resource, except in a search/history/batch Bundle
-   * or a Parameters, whose `entry[i].resource` / `parameter[i].resource` are resources of their
-   * own (written one by one). Stored Bundles (document, message, collection) own their entries'.
+   * Who a blob was written for (InflateOptions.owners): the document's resource, or each entry's.
    */
   private ownsAttachments(parent: Frame | undefined): boolean {
+    const mode = this.opts.owners;
     if (!parent) return true;
-    if (this.stack.length !== 3 || parent.kind !== 'object' || this.lastKey !== 'resource') return false;
+    if (mode === 'root' || this.stack.length !== 3 || parent.kind !== 'object' || this.lastKey !== 'resource') return false;
     const list = this.stack[1];
     const top = this.stack[0] as ObjectFrame;
     if (list.kind !== 'array') return false;
+    if (mode === 'entries') return list.name === 'entry';
     if (top.resourceType === 'Parameters') return list.name === 'parameter';
-    return top.resourceType === 'Bundle' && list.name === 'entry' && !STORED_BUNDLE_TYPES.has(top.bundleType ?? '');
+    // A type not read yet counts as stored: the root, whose id the upstream vouches for, owns.
+    return top.resourceType === 'Bundle' && list.name === 'entry' && ASSEMBLED_BUNDLE_TYPES.has(top.bundleType ?? '');
   }
 
   private open(frame: Frame): void {
@@ -381,14 +448,27 @@ export class Inflater {
       case 'type':
         if (typeof v === 'string') frame.bundleType = v;
         break;
+      case 'size':
+        if (typeof v === 'number') frame.declaredSize = v;
+        break;
+      case 'url':
+        if (v === BLOB_EXTENSION_URL) {
+          this.opts.warn?.('a blob reference the gateway did not write was removed');
+          this.emitKey(frame, 'url');
+          this.emit(JSON.stringify(REMOVED_URL));
+          return undefined;
+        }
+        this.emitKey(frame, 'url');
+        this.emit(JSON.stringify(typeof v === 'string' && frame.name === 'link' ? this.opts.publicUrl(v) : v));
+        return undefined;
       default:
         // fullUrl, Bundle.link.url, response.location
         this.emitKey(frame, a.key);
-        this.out.push(JSON.stringify(typeof v === 'string' ? this.opts.publicUrl(v) : v));
+        this.emit(JSON.stringify(typeof v === 'string' ? this.opts.publicUrl(v) : v));
         return undefined;
     }
     this.emitKey(frame, a.key);
-    this.out.push(JSON.stringify(v));
+    this.emit(JSON.stringify(v));
     return undefined;
   }
 
@@ -396,21 +476,24 @@ export class Inflater {
   private async onDataElement(frame: ObjectFrame, v: unknown): Promise<void> {
     const element = v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
     const ref = element ? findBlobRef(element['extension']) : undefined;
+    const ours = element !== undefined && Array.isArray(element['extension']) && (element['extension'] as unknown[]).some((e) => (e as { url?: unknown } | null)?.url === BLOB_EXTENSION_URL);
     const binaryRoot = frame.root && frame.resourceType === 'Binary';
-    if (!ref && !binaryRoot) {
+    if (!element || (!ours && !binaryRoot)) {
       this.emitKey(frame, '_data');
-      this.out.push(JSON.stringify(v));
+      this.emit(JSON.stringify(v));
       return;
     }
+    if (ours && !ref) this.opts.warn?.('a malformed blob reference was removed');
     const att = (frame.att ??= newAtt());
     att.rest = element ? withoutReference(element) : (v as Record<string, unknown> | undefined);
     if (!ref || att.ref) return;
-    att.ref = { ref, inflate: await this.inflatable(ref) };
+    att.ref = { ref, inflate: await this.inflatable(ref, frame.declaredSize) };
   }
 
   /** The blob, if it is intact, settled and within what is left of the budget (which it then takes). */
-  private async inflatable(ref: BlobRef): Promise<BlobInfo | undefined> {
-    if (!this.opts.inflate) return undefined;
+  private async inflatable(ref: BlobRef, declared: number | undefined): Promise<BlobInfo | undefined> {
+    // The store is asked only when the blob could fit: a spent budget costs no round trips.
+    if (!this.opts.inflate || this.remaining <= 0 || (declared !== undefined && declared > this.remaining)) return undefined;
     let info: BlobInfo | undefined;
     try {
       info = await this.opts.store.head(ref.id);
@@ -450,10 +533,10 @@ export class Inflater {
       this.report.bytes += size;
       att.dataSent = true;
       this.emitKey(s.frame, 'data');
-      this.out.push('"');
+      this.emit('"');
       const spill = s.spill;
-      this.enqueue({ ready: () => true, render: () => spill.read(), discard: () => spill.discard() });
-      this.out.push('"');
+      this.enqueue({ ready: () => true, render: () => spill.read(), discard: () => spill.discard() }, spill.memoryChars);
+      this.emit('"');
       return;
     }
     await s.spill?.discard();
@@ -465,7 +548,7 @@ export class Inflater {
     if (frame.owns) frame.owns.ended = true;
     const att = frame.att;
     if (att && (att.ref || att.overflow || att.rest)) this.finishAttachment(frame, att);
-    this.out.push('}');
+    this.emit('}');
   }
 
   /**
@@ -549,7 +632,8 @@ function decodedSize(chars: number, tail: string): number {
   return Math.max(0, Math.floor((chars * 3) / 4) - pad);
 }
 
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\u2028\u2029]/;
+/** What JSON.stringify would escape: quotes, backslashes, controls, and lone surrogates (well-formed JSON.stringify). */
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
 
 function escape(s: string): string {
   return NEEDS_ESCAPE.test(s) ? JSON.stringify(s).slice(1, -1) : s;
@@ -561,6 +645,7 @@ async function* base64(body: AsyncIterable<Buffer>, size: number): AsyncGenerato
   let n = 0;
   for await (const chunk of body) {
     n += chunk.length;
+    if (n > size) throw new GatewayError('BLOB_UNREADABLE', 'the stored content is longer than recorded');
     const all = carry.length ? Buffer.concat([carry, chunk]) : chunk;
     const whole = all.length - (all.length % 3);
     carry = Buffer.from(all.subarray(whole));

@@ -16,6 +16,11 @@ export class Spill {
   private file: { readonly path: string; readonly handle: FileHandle } | undefined;
   chars = 0;
 
+  /** Characters held in memory (none once they moved to the file). */
+  get memoryChars(): number {
+    return this.file ? 0 : this.chars;
+  }
+
   constructor(private readonly dir: string) {}
 
   async write(s: string): Promise<void> {

@@ -72,6 +72,8 @@ export function engine(t: Test): Engine {
         store,
         maxBytes: Number.MAX_SAFE_INTEGER,
         inflate: true,
+        // Bundle types lead in these inputs: ownership by type is the general case.
+        owners: 'by-type',
         spoolDir: spool,
         link: (owner, path) => `${PUBLIC}/${owner}${path === undefined ? '' : `/$binary-access-read?path=${encodeURIComponent(path)}`}`,
         publicUrl: (u) => (u.startsWith(UPSTREAM) ? PUBLIC + u.slice(UPSTREAM.length) : u),

@@ -155,3 +155,94 @@ t.test('malformed or truncated upstream JSON fails with UPSTREAM_INVALID', async
   await t.rejects(e.inflate('{"resourceType":"Patient","id":"1"'), { code: 'UPSTREAM_INVALID' });
   await t.rejects(e.inflate('{"resourceType":"Patient",}'), { code: 'UPSTREAM_INVALID' });
 });
+
+// ---- review findings (attack review of the read direction), kept as regression tests ----
+
+/** A blob stored for DocumentReference/victim, and its reference as the upstream holds it. */
+async function victim(e: ReturnType<typeof engine>) {
+  const pdf = PDF(3000);
+  const { text, ext } = await e.externalize(JSON.stringify(docRef('victim', pdf)), { minBytes: 100 });
+  await e.link(ext, 'DocumentReference/victim');
+  return { pdf, resource: text };
+}
+
+t.test('ownership comes from what was asked, not from a Bundle type the answer may state late', async (t) => {
+  const e = engine(t);
+  const { resource } = await victim(e);
+  const early = `{"resourceType":"Bundle","id":"evil","type":"searchset","entry":[{"resource":${resource}}]}`;
+  const late = `{"resourceType":"Bundle","id":"evil","entry":[{"resource":${resource}}],"type":"document"}`;
+  for (const [body, owners] of [[early, 'root'], [late, 'root'], [late, 'by-type']] as const) {
+    const { text, report } = await e.inflate(body, { owners });
+    t.equal(report.inflated, 0, `${owners}: a read of Bundle/evil serves only what Bundle/evil owns`);
+    t.equal(JSON.parse(text).entry[0].resource.content[0].attachment.data, undefined);
+  }
+  t.equal((await e.inflate(early, { owners: 'entries' })).report.inflated, 1, 'a search answer: each entry owns its own');
+  t.equal((await e.inflate(early, { owners: 'by-type' })).report.inflated, 1, 'an operation answer typed searchset before its entries');
+});
+
+t.test('what waits for a late id is bounded: text, slots and held inline data all count', async (t) => {
+  const e = engine(t);
+  const { resource } = await victim(e);
+  const noId = resource.replace(',"id":"victim"', '');
+  const huge = noId.replace('"status":"current"', `"status":"current","description":"${'a'.repeat(9 * 1024 * 1024)}"`).replace(/}$/, ',"id":"victim"}');
+  // The attachment comes before the description here: its slot waits while 9 MiB of text pass.
+  const after = noId.replace(/}$/, `,"description":"${'a'.repeat(9 * 1024 * 1024)}","id":"victim"}`);
+  await t.rejects(e.inflate(after), { code: 'UPSTREAM_INVALID' }, 'text behind a waiting slot');
+  t.equal((await e.inflate(huge)).report.inflated, 1, 'the same text before the attachment streams on');
+  const many = noId.replace(/}$/, `,"contained":[${Array.from({ length: 20_000 }, () => '{"resourceType":"Media","content":{"contentType":"text/plain","data":"AA=="}}').join(',')}],"id":"victim"}`);
+  await t.rejects(e.inflate(many), { code: 'UPSTREAM_INVALID' }, 'many small slots');
+  t.same(e.spooled(), []);
+});
+
+t.test('a spent budget asks the store nothing; a declared size that cannot fit neither', async (t) => {
+  const e = engine(t);
+  const { resource } = await victim(e);
+  let heads = 0;
+  const head = e.store.head.bind(e.store);
+  e.store.head = (id: string) => {
+    heads++;
+    return head(id);
+  };
+  await e.inflate(resource, { maxBytes: 0 });
+  t.equal(heads, 0, 'budget 0');
+  await e.inflate(resource, { maxBytes: 2000 });
+  t.equal(heads, 0, 'Attachment.size 3015 > 2000');
+  await e.inflate(resource, { maxBytes: 10_000 });
+  t.equal(heads, 1, 'only when it could fit');
+});
+
+t.test('our extension URL never reaches a client: malformed references and ones planted outside _data', async (t) => {
+  const e = engine(t);
+  const malformed = JSON.stringify({ resourceType: 'DocumentReference', id: 'm', content: [{ attachment: { contentType: 'text/plain', _data: { extension: [{ url: BLOB_EXTENSION_URL, extension: [{ url: 'id', valueString: 'bad' }] }, { url: 'http://example.org/x', valueString: 'kept' }] } } }] });
+  const out1 = await e.inflate(malformed);
+  t.notOk(out1.text.includes(BLOB_EXTENSION_URL));
+  t.same(JSON.parse(out1.text).content[0].attachment._data, { extension: [{ url: 'http://example.org/x', valueString: 'kept' }] });
+  const { resource } = await victim(e);
+  const ref = JSON.parse(resource).content[0].attachment._data.extension[0];
+  const planted = JSON.stringify({ resourceType: 'DocumentReference', id: 'victim', content: [{ attachment: { contentType: 'text/plain', extension: [ref] } }] });
+  const out2 = await e.inflate(planted);
+  t.notOk(out2.text.includes(`"${BLOB_EXTENSION_URL}"`), 'replaced');
+  t.equal(out2.report.inflated, 0);
+  t.match(out2.warnings, [/did not write/]);
+});
+
+t.test('duplicate identity members and non-string data are refused or left out, never counted wrong', async (t) => {
+  const e = engine(t);
+  await t.rejects(e.inflate('{"resourceType":"Patient","id":"p","resourceType":"Binary"}'), { code: 'UPSTREAM_INVALID' });
+  await t.rejects(e.inflate('{"resourceType":"Patient","id":"other","id":"victim"}'), { code: 'UPSTREAM_INVALID' });
+  await t.rejects(e.inflate('{"resourceType":"Bundle","type":"searchset","type":"document"}'), { code: 'UPSTREAM_INVALID' });
+  const arr = JSON.stringify({ resourceType: 'DocumentReference', id: 'a', content: [{ attachment: { contentType: 'text/plain', data: [Buffer.alloc(20_000).toString('base64')] } }] });
+  const { text } = await e.inflate(arr, { maxBytes: 0 });
+  const att = JSON.parse(text).content[0].attachment;
+  t.equal(att.data, undefined, 'not sent');
+  t.match(att.url, /\$binary-access-read/, 'a link instead');
+});
+
+t.test('lone surrogates stay escaped; an empty body stays empty', async (t) => {
+  const e = engine(t);
+  const body = '{"resourceType":"Basic","id":"s","text":"\\ud800 and \\udfff"}';
+  const { text } = await e.inflate(body, {}, 3);
+  t.equal(text, body);
+  t.equal((await e.inflate('')).text, '');
+  t.equal((await e.inflate('  \n')).text, '');
+});
