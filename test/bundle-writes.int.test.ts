@@ -76,7 +76,12 @@ t.test('entries are checked like any write; Binary entries are refused', async (
   const s = await stack(t, { rules: [BUNDLE_RULE] });
   const mismatch = await post(s, { resourceType: 'Bundle', type: 'transaction', entry: [{ request: { method: 'POST', url: 'DocumentReference' }, resource: docRef(PNG, 'application/pdf') }] });
   t.equal(mismatch.status, 415);
-  t.equal(await code(mismatch), 'UNSUPPORTED_MEDIA');
+  const outcome = (await mismatch.json()) as { issue: { details: { coding: { code: string }[]; text: string } }[] };
+  t.equal(outcome.issue[0]!.details.coding[0]!.code, 'UNSUPPORTED_MEDIA');
+  t.match(outcome.issue[0]!.details.text, /Bundle entry 0: /, 'the refusal names the entry');
+  const second = await post(s, { resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'POST', url: 'DocumentReference' }, resource: docRef(PDF(100_000), 'application/pdf') }, { request: { method: 'POST', url: 'DocumentReference' }, resource: docRef(PNG, 'application/pdf') }] });
+  t.equal(second.status, 415);
+  t.match(JSON.stringify(await second.json()), /Bundle entry 1: /, 'the second entry, by its index');
   const binary = await post(s, { resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'GET', url: 'Binary/x' } }] });
   t.equal(binary.status, 400);
   t.equal(await code(binary), 'BAD_BUNDLE');

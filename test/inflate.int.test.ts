@@ -175,3 +175,20 @@ t.test('a reference planted in the upstream around the gateway reads nothing', a
   t.equal(followed.status, 500, 'and its link refuses too');
   t.equal(await code(followed), 'BLOB_UNREADABLE');
 });
+
+t.test('a transaction that creates: its answer carries the created resources, inflated or linked like any read', async (t) => {
+  const s = await stack(t);
+  const pdf = PDF(90_000);
+  const tx = { resourceType: 'Bundle', type: 'transaction', entry: [{ request: { method: 'POST', url: 'DocumentReference' }, resource: { resourceType: 'DocumentReference', status: 'current', content: [{ attachment: { contentType: 'application/pdf', data: b64(pdf) } }] } }] };
+  const r = await post(s, '', tx);
+  t.equal(r.status, 200);
+  const text = await r.text();
+  t.notOk(text.includes(BLOB_EXTENSION_URL), 'no reference in the answer');
+  const entry = (JSON.parse(text) as Json)['entry'][0];
+  t.match(entry.response.status, /^201/);
+  t.ok(Buffer.from(entry.resource.content[0].attachment.data, 'base64').equals(pdf), 'the created resource, inflated');
+  const linked = await json(await fetch(`${s.gw.base}?_inflate=false`, { method: 'POST', headers: { ...s.auth, 'content-type': 'application/fhir+json' }, body: JSON.stringify(tx) }));
+  const created = linked['entry'][0].resource;
+  t.equal(created.content[0].attachment.url, link('DocumentReference', created.id, 'DocumentReference.content[0].attachment'), '_inflate=false: a link to the new resource');
+  t.ok((await bytesOf(await follow(s, created.content[0].attachment.url))).equals(pdf), 'which serves it');
+});

@@ -1,7 +1,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { BLOB_EXTENSION_URL, blobExtension } from '../binary/reference.js';
 import { allowed, essence } from '../content/media-type.js';
-import { GatewayError, isGatewayError } from '../errors.js';
+import { forEntry, GatewayError, isGatewayError } from '../errors.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
 import { NOT_ATTACHMENT } from './attachment-kinds.js';
 import { DataSink } from './data-sink.js';
@@ -164,7 +164,9 @@ export class Externalizer extends Transform {
 
   private fail(err: unknown, cb: TransformCallback): void {
     // Store failures arrive as GatewayErrors already (DataSink); anything else is ours.
-    const e = isGatewayError(err) ? err : new GatewayError('INTERNAL', 'the body could not be rewritten', { cause: err });
+    const e0 = isGatewayError(err) ? err : new GatewayError('INTERNAL', 'the body could not be rewritten', { cause: err });
+    // In a Bundle, the refusal names the entry it is about (as the entry-by-entry checks do).
+    const e = this.entry !== undefined && e0.code !== 'INTERNAL' && e0.code !== 'STORAGE_UNAVAILABLE' ? forEntry(e0, this.entry) : e0;
     void this.cleanUp(e).then(() => cb(e));
   }
 
@@ -365,6 +367,9 @@ export class Externalizer extends Transform {
       this.rootType = frame.resourceType;
       this.rootSecurityContext = frame.held?.get('securityContext');
     }
+    // An entry of the top-level Bundle ended: what fails from here on is not that entry's.
+    const list = this.stack[1];
+    if (this.stack.length === 2 && list?.kind === 'array' && list.name === 'entry') this.entry = undefined;
     this.out.push('}');
   }
 
