@@ -3,6 +3,7 @@
 // with a JWT + SMART scope policy (access log off like the baselines, and on). Prints req/s, p50/p99 and the ratios the issue asks for.
 // Two cores are shared: wrk and the upstream get CPU 0, the proxy under test CPU 1.
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { benchDir as here, createRun, median, mintToken, rotate, startGateway, waitFor, writeGatewayConf, writeNginxConf, writeOut } from './lib.mjs';
 
@@ -18,9 +19,16 @@ const PORTS = { upstream: 18180, bare: 18181, nginx: 18182, gateway: 18183, gate
 const run = createRun('fbg-bench-');
 const { work, start } = run;
 
+/** CPU seconds (user + system) a process has used: /proc/PID/stat fields 14 and 15, in clock ticks (100 per second). */
+function cpuSeconds(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
 function wrk(url, token, duration = DURATION) {
   const out = execFileSync('taskset', ['-c', '0', 'wrk', '-t1', `-c${CONNECTIONS}`, `-d${duration}`, '--latency', '-H', `Authorization: Bearer ${token}`, url], { encoding: 'utf8' });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]);
+  const requests = Number(/(\d+) requests in/.exec(out)[1]);
   const ms = (label) => {
     const m = new RegExp(`\\s${label}%\\s+([\\d.]+)(us|ms|s)`).exec(out);
     const v = Number(m[1]);
@@ -28,13 +36,13 @@ function wrk(url, token, duration = DURATION) {
   };
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
   if (non2xx) throw new Error(`${url}: ${non2xx[1]} non-2xx responses`);
-  return { rps, p50: ms('50'), p99: ms('99') };
+  return { rps, requests, p50: ms('50'), p99: ms('99') };
 }
 
 try {
   const upstream = `http://127.0.0.1:${PORTS.upstream}`;
   start('node', [join(here, 'servers/static-upstream.mjs')], { cpu: '0', env: { PORT: String(PORTS.upstream) } });
-  start('node', [join(here, 'servers/bare-proxy.mjs')], { env: { PORT: String(PORTS.bare), TARGET: upstream } });
+  const bareProc = start('node', [join(here, 'servers/bare-proxy.mjs')], { env: { PORT: String(PORTS.bare), TARGET: upstream } });
 
   const nginxConf = writeNginxConf(
     work,
@@ -49,8 +57,9 @@ try {
   const { jwksFile, token } = mintToken(work);
   // Two gateways: one with access logging off, like the baselines (nginx runs `access_log off`,
   // the bare proxy logs nothing), and one logging an access line per request, as shipped.
+  const gatewayProcs = [];
   for (const [port, level, name] of [[PORTS.gateway, 'warn', 'gateway.yaml'], [PORTS.gatewayLogged, 'info', 'gateway-logged.yaml']]) {
-    startGateway(run, writeGatewayConf(work, name, { port, upstream: `${upstream}/fhir`, jwksFile, level }));
+    gatewayProcs.push(startGateway(run, writeGatewayConf(work, name, { port, upstream: `${upstream}/fhir`, jwksFile, level })));
   }
 
   const targets = {
@@ -72,11 +81,22 @@ try {
   const result = Object.fromEntries(
     Object.entries(runs).map(([k, rs]) => [k, { rps: median(rs.map((x) => x.rps)), p50: median(rs.map((x) => x.p50)), p99: median(rs.map((x) => x.p99)), all: rs.map((x) => Math.round(x.rps)) }]),
   );
+  // Each proxy's CPU time per request, from /proc: the host's other tenants move wall-clock
+  // throughput a lot and CPU per request little. Both proxies are single-threaded on one core, so
+  // bare CPU/request ÷ gateway CPU/request is the throughput ratio at equal CPU.
+  const pids = { 'bare http-proxy': bareProc.pid, 'gateway (JWT + SMART)': gatewayProcs[0].pid };
   const pairRatios = [];
+  const cpuRatios = [];
   for (let i = 0; i < PAIRS; i++) {
     const order = i % 2 ? ['gateway (JWT + SMART)', 'bare http-proxy'] : ['bare http-proxy', 'gateway (JWT + SMART)'];
-    const got = Object.fromEntries(order.map((k) => [k, wrk(targets[k], token, PAIR_DURATION).rps]));
-    pairRatios.push(got['gateway (JWT + SMART)'] / got['bare http-proxy']);
+    const got = {};
+    for (const k of order) {
+      const cpu0 = cpuSeconds(pids[k]);
+      const w = wrk(targets[k], token, PAIR_DURATION);
+      got[k] = { rps: w.rps, cpuPerRequest: (cpuSeconds(pids[k]) - cpu0) / w.requests };
+    }
+    pairRatios.push(got['gateway (JWT + SMART)'].rps / got['bare http-proxy'].rps);
+    cpuRatios.push(got['bare http-proxy'].cpuPerRequest / got['gateway (JWT + SMART)'].cpuPerRequest);
   }
   const sortedPairs = [...pairRatios].sort((a, b) => a - b);
   const quartile = (q) => sortedPairs[Math.min(sortedPairs.length - 1, Math.floor(q * sortedPairs.length))];
@@ -96,10 +116,11 @@ try {
     ...Object.entries(result).map(([k, v]) => `| ${k} | ${Math.round(v.rps)} | ${v.p50.toFixed(2)} | ${v.p99.toFixed(2)} | ${v.all.join(', ')} |`),
     '',
     ...Object.entries(ratios).map(([k, v]) => `- ${k}: **${v.toFixed(2)}×**`),
+    `- gateway / bare http-proxy at equal CPU (CPU seconds per request, same pairs): median **${median(cpuRatios).toFixed(2)}×** (per pair: ${cpuRatios.map((r) => r.toFixed(2)).join(', ')})`,
     `- gateway / bare http-proxy, paired (${PAIRS} back-to-back pairs of ${PAIR_DURATION}, order alternating): median **${median(pairRatios).toFixed(2)}×**, quartiles ${quartile(0.25).toFixed(2)}–${quartile(0.75).toFixed(2)} (per pair: ${pairRatios.map((r) => r.toFixed(2)).join(', ')})`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
-  writeOut('proxy-throughput.json', { result, ratios, pairRatios });
+  writeOut('proxy-throughput.json', { result, ratios, pairRatios, cpuRatios });
 } finally {
   await run.close();
 }

@@ -20,15 +20,16 @@ const SMALL = 64 * 1024;
  */
 export class ResponseRewrite {
   /** What can only appear in a body that needs rewriting: a `data`/`_data` key, an escape that could spell one, an upstream URL. */
-  private markers: readonly Buffer[] = [];
-  private markersFor = '';
+  private readonly markers: readonly Buffer[];
 
   constructor(
     private readonly store: BlobStore,
     private readonly upstream: PassThrough,
     private readonly spoolDir: () => string,
-    private readonly log: Logger,
-  ) {}
+    readonly log: Logger,
+  ) {
+    this.markers = ['data"', '\\u', '\\/', ...upstream.upstreamBases].map((s) => Buffer.from(s));
+  }
 
   send(req: IncomingMessage, up: IncomingMessage, res: ServerResponse, headers: OutgoingHttpHeaders, ctx: RequestContext, params: RewriteParams): void {
     const status = up.statusCode ?? 502;
@@ -76,44 +77,28 @@ export class ResponseRewrite {
    * bytes arrive), by events rather than an async iterator: this is every ordinary read's path.
    */
   private small(req: IncomingMessage, up: IncomingMessage, res: ServerResponse, status: number, headers: OutgoingHttpHeaders, ctx: RequestContext, params: RewriteParams): void {
-    const parts: Buffer[] = [];
-    let n = 0;
-    let done = false;
-    up.on('data', (chunk: Buffer) => {
-      parts.push(chunk);
-      n += chunk.length;
-    });
-    up.once('end', () => {
-      done = true;
-      void this.sendBuffer(parts.length === 1 ? parts[0] : Buffer.concat(parts, n), res, status, headers, ctx, params);
-    });
-    const broke = () => {
-      if (done) return;
-      done = true;
-      // Nothing was sent yet: the client hears a clean 502 rather than a truncated answer (unless
-      // the proxy's error handler already answered, which must not be cut short by a second one).
-      this.log.warn({ reqId: ctx.id }, 'upstream response broke off');
-      if (!res.headersSent && !res.destroyed) sendError(req, res, new GatewayError('UPSTREAM_UNAVAILABLE', 'the upstream broke off its answer'), ctx.id);
-    };
-    up.once('error', broke);
-    up.once('aborted', broke);
-    up.once('close', () => {
-      if (!up.complete) broke();
-    });
+    // State on the response object and shared listeners, not closures: this runs for every read.
+    (up as WithSmall)[kSmall] = { owner: this, req, res, status, headers, ctx, params, parts: [], n: 0, done: false };
+    up.on('data', onSmallData);
+    up.once('end', onSmallEnd);
+    up.once('error', onSmallBroke);
+    up.once('close', onSmallClose);
+  }
+
+  /** The small answer is whole: on to the client. */
+  finishSmall(s: SmallState): void {
+    void this.sendBuffer(s.parts.length === 1 ? s.parts[0] : Buffer.concat(s.parts, s.n), s.res, s.status, s.headers, s.ctx, s.params);
+  }
+
+  /** Nothing was sent yet: the client hears a clean 502 rather than a truncated answer (unless the proxy's error handler already answered, which must not be cut short by a second one). */
+  brokeSmall(s: SmallState): void {
+    this.log.warn({ reqId: s.ctx.id }, 'upstream response broke off');
+    if (!s.res.headersSent && !s.res.destroyed) sendError(s.req, s.res, new GatewayError('UPSTREAM_UNAVAILABLE', 'the upstream broke off its answer'), s.ctx.id);
   }
 
   private mayNeedRewrite(body: Buffer): boolean {
-    for (const m of this.currentMarkers()) if (body.includes(m)) return true;
+    for (const m of this.markers) if (body.includes(m)) return true;
     return false;
-  }
-
-  private currentMarkers(): readonly Buffer[] {
-    const bases = this.upstream.upstreamBases.join('\n');
-    if (bases !== this.markersFor) {
-      this.markersFor = bases;
-      this.markers = ['data"', '\\u', '\\/', ...this.upstream.upstreamBases].map((s) => Buffer.from(s));
-    }
-    return this.markers;
   }
 
   private rewrite(source: AsyncIterable<Buffer>, up: IncomingMessage | undefined, res: ServerResponse, status: number, headers: OutgoingHttpHeaders, ctx: RequestContext, params: RewriteParams): Promise<void> {
@@ -158,4 +143,44 @@ export class ResponseRewrite {
 
 async function* once(body: Buffer): AsyncGenerator<Buffer> {
   yield body;
+}
+
+const kSmall = Symbol('fhir-binary-gateway.small-answer');
+
+interface SmallState {
+  readonly owner: ResponseRewrite;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly status: number;
+  readonly headers: OutgoingHttpHeaders;
+  readonly ctx: RequestContext;
+  readonly params: RewriteParams;
+  readonly parts: Buffer[];
+  n: number;
+  done: boolean;
+}
+
+type WithSmall = IncomingMessage & { [kSmall]?: SmallState };
+
+function onSmallData(this: WithSmall, chunk: Buffer): void {
+  const s = this[kSmall]!;
+  s.parts.push(chunk);
+  s.n += chunk.length;
+}
+
+function onSmallEnd(this: WithSmall): void {
+  const s = this[kSmall]!;
+  s.done = true;
+  s.owner.finishSmall(s);
+}
+
+function onSmallBroke(this: WithSmall): void {
+  const s = this[kSmall]!;
+  if (s.done) return;
+  s.done = true;
+  s.owner.brokeSmall(s);
+}
+
+function onSmallClose(this: WithSmall): void {
+  if (!this.complete) onSmallBroke.call(this);
 }

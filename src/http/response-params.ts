@@ -74,9 +74,10 @@ export function requireJson(req: IncomingMessage, i: Interaction): void {
   // _format overrides Accept (FHIR R4 http.html); an empty Accept says nothing.
   const accept = req.headers.accept;
   if (format === undefined && accept !== undefined && accept.trim() !== '' && !acceptsJson(accept)) throw notAcceptable();
-  // Assigned, not deleted: deleting keys turns the headers object into a slow dictionary.
   req.headers.accept = 'application/fhir+json';
-  req.headers['accept-encoding'] = 'identity';
+  // Assigned, not deleted (deleting keys turns the headers object into a slow dictionary); and
+  // only when the client asked for an encoding: without it the upstream sends none.
+  if (req.headers['accept-encoding'] !== undefined) req.headers['accept-encoding'] = 'identity';
 }
 
 function acceptsJson(accept: string): boolean {
