@@ -161,7 +161,7 @@ export class Inflater {
     let blank = true;
     try {
       for await (const chunk of source) {
-        if (!this.sawToken && !blank) blank = !/\S/.test(typeof chunk === 'string' ? chunk : chunk.toString('latin1'));
+        if (!this.sawToken && blank) blank = !/\S/.test(typeof chunk === 'string' ? chunk : chunk.toString('latin1'));
         for (const t of this.tokens.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk)) {
           const pending = this.token(t);
           if (pending) await pending;

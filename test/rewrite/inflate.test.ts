@@ -154,6 +154,9 @@ t.test('malformed or truncated upstream JSON fails with UPSTREAM_INVALID', async
   const e = engine(t);
   await t.rejects(e.inflate('{"resourceType":"Patient","id":"1"'), { code: 'UPSTREAM_INVALID' });
   await t.rejects(e.inflate('{"resourceType":"Patient",}'), { code: 'UPSTREAM_INVALID' });
+  // No token before the end (a truncated literal) is not an empty body: refused, not passed as empty.
+  await t.rejects(e.inflate('tru'), { code: 'UPSTREAM_INVALID' });
+  await t.rejects(e.inflate(' nul', {}, 1), { code: 'UPSTREAM_INVALID' });
 });
 
 // ---- review findings (attack review of the read direction), kept as regression tests ----
