@@ -306,3 +306,53 @@ t.test('auth.typ: only tokens whose typ header matches are accepted (an ID token
   const lax = new TokenVerifier(authConfig({ jwksFile: jwksFileWith(t, [key]) }));
   t.ok(await lax.verify(await mintToken(key, { header: { typ: 'JWT' } })), 'without auth.typ any typ passes');
 });
+
+t.test('an entry a connection holds (lookup, then revalidate) is good only while the cache would still answer with it', async (t) => {
+  const k1 = await makeKey('k1');
+  const k2 = await makeKey('k2');
+  const jwks = await startJwksServer(t, [k1, k2]);
+  const clock = manualClock();
+  const v = new TokenVerifier(authConfig({ jwksUri: jwks.url, jwksCooldownMs: 0, tokenCache: { maxEntries: 2, maxAgeSeconds: 60 } }), clock.now);
+  const a = await mintToken(k1, { expiresIn: 600 });
+  const verified = await v.verify(a);
+  const held = v.lookup(a);
+  t.equal(held?.token, verified, 'lookup gives the cached entry');
+  t.ok(v.revalidate(held!), 'fresh: good');
+
+  // Cache age: past maxAge the held entry goes, as a lookup would.
+  clock.ms += 60_000;
+  t.notOk(v.revalidate(held!), 'past maxAgeSeconds: not good');
+  t.equal(v.lookup(a), undefined, 'and gone from the cache');
+
+  // Capacity: evicting the entry from the cache makes the held copy worthless too.
+  await v.verify(a);
+  const again = v.lookup(a)!;
+  await v.verify(await mintToken(k2, { claims: { n: 1 } }));
+  await v.verify(await mintToken(k2, { claims: { n: 2 } }));
+  t.notOk(v.revalidate(again), 'evicted at maxEntries: not good');
+
+  // exp: a held entry is refused at exp + tolerance although its cache age is fine.
+  const short = await mintToken(k2, { expiresIn: 60 });
+  await v.verify(short);
+  const heldShort = v.lookup(short)!;
+  clock.ms = (decodeJwt(short).exp as number) * 1000 + 30_000;
+  t.notOk(v.revalidate(heldShort), 'at exp + tolerance: not good');
+
+  // Key withdrawn: once jose's set has lost k1, an entry signed by it is not good however it is held.
+  const fresh = manualClock();
+  const w = new TokenVerifier(authConfig({ jwksUri: jwks.url, jwksCooldownMs: 0 }), fresh.now);
+  await w.verify(a);
+  const heldA = w.lookup(a)!;
+  jwks.keys = [k2.publicJwk];
+  fresh.ms += 2_000;
+  await refused(t, w.verify(await mintToken(await makeKey('k9'))), /no matching signing key/, 'unknown kid makes jose refetch');
+  t.notOk(w.revalidate(heldA), 'signed by the withdrawn key: not good');
+
+  // A verifier built by a reload does not honour entries of the one it replaced.
+  const b = await mintToken(k2);
+  await w.verify(b);
+  const heldB = w.lookup(b)!;
+  const replacement = new TokenVerifier(authConfig({ jwksUri: jwks.url }), fresh.now);
+  t.notOk(replacement.revalidate(heldB), "another verifier's entry: not good");
+  t.ok(w.revalidate(heldB), 'still good for its own verifier');
+});

@@ -16,7 +16,8 @@ const jwks = await startJwksServer(t, [key]);
 const token = await mintToken(key, { claims: { scope: 'user/*.cruds fhir.write files.write' } });
 const AUTH = `Authorization: Bearer ${token}`;
 const HOST = 'Host: gateway.test';
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+/** A generated request id: the process's random UUID, then a counter (base 36). */
+const GENERATED_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}-[0-9a-z]+$/;
 
 async function setup(t: Test, handler?: Parameters<typeof startRecordingServer>[1], config?: Record<string, unknown>): Promise<{ up: RecordingServer; gw: TestGateway; port: number }> {
   const up = await startRecordingServer(t, handler);
@@ -171,11 +172,13 @@ t.test('request ids: a sane one is kept, an insane one replaced', async (t) => {
   ] as const) {
     const r = await send(id);
     const got = r.headers.get('x-request-id') ?? '';
-    t.match(got, UUID, `${note}: replaced by a generated id`);
+    t.match(got, GENERATED_ID, `${note}: replaced by a generated id`);
     t.equal(up.requests.at(-1)!.headers['x-request-id'], got, `${note}: the upstream gets the generated id`);
   }
   const none = await send(undefined);
-  t.match(none.headers.get('x-request-id'), UUID, 'generated when absent');
+  t.match(none.headers.get('x-request-id'), GENERATED_ID, 'generated when absent');
+  const again = await send(undefined);
+  t.not(again.headers.get('x-request-id'), none.headers.get('x-request-id'), 'each request gets its own id');
   t.equal((await send('a'.repeat(128))).headers.get('x-request-id'), 'a'.repeat(128), '128 characters is still sane');
 });
 
@@ -237,7 +240,7 @@ t.test('hop-by-hop, Connection-named and revealing response headers are stripped
   }
   t.not(res.headers['keep-alive'], 'timeout=999, max=7', "the upstream's Keep-Alive is not the client's");
   t.notMatch(res.headers.connection ?? '', /x-internal-node/i, "the upstream's Connection tokens are not passed on");
-  t.match(res.headers['x-request-id'], UUID, 'our request id is added');
+  t.match(res.headers['x-request-id'], GENERATED_ID, 'our request id is added');
 });
 
 t.test('Location and Content-Location under the upstream base are rewritten to the public base; others are not', async (t) => {

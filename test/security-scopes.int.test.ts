@@ -7,6 +7,7 @@ import t, { type Test } from 'tap';
 import type { FhirUpstream } from '../src/demo/fhir-upstream.js';
 import { makeKey, mintToken, startJwksServer } from './helpers/auth.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { httpMessage, outcomeCode, portOf, RawConnection } from './helpers/raw-http.js';
 import { startUpstream } from './helpers/upstream.js';
 
 const up: FhirUpstream = await startUpstream(t);
@@ -205,4 +206,29 @@ t.test('a v2 restricted scope (user/Observation.rs?category=laboratory) grants o
   await insufficient(t, tok, { path: 'Observation' }, 'user/Observation.s', 'no category');
   await insufficient(t, tok, { path: `Observation/${obsId}` }, 'user/Observation.r', 'a read');
   await insufficient(t, tok, { path: 'Observation?category=laboratory&_revinclude=Provenance:target' }, 'user/Observation.s and user/*.s', '_revinclude');
+});
+
+t.test('one keep-alive connection, several callers: each request is judged by its own token, never the last one accepted on the connection', async (t) => {
+  // A proxy in front of the gateway multiplexes users over one connection; the gateway remembers
+  // the last accepted token per connection (a hot-path shortcut), which must never leak to the next request.
+  const wide = await scoped('user/*.read');
+  const narrow = await scoped('user/Observation.rs');
+  const conn = await RawConnection.connect(portOf(gw.url));
+  t.teardown(() => conn.close());
+  const get = async (path: string, auth: string | undefined): Promise<{ status: number; code: string | undefined }> => {
+    const head = [`GET ${new URL(gw.base).pathname}/${path} HTTP/1.1`, 'Host: gateway.test', ...(auth ? [`Authorization: ${auth}`] : [])];
+    await conn.write(httpMessage(head));
+    const res = await conn.readResponse();
+    return { status: res.statusCode, code: res.statusCode >= 400 ? outcomeCode(res.body) : undefined };
+  };
+  const before = up.requests.length;
+  t.equal((await get(`Patient/${patientId}`, `Bearer ${wide}`)).status, 200, 'wide token reads Patient');
+  t.same(await get(`Patient/${patientId}`, `Bearer ${narrow}`), { status: 403, code: 'INSUFFICIENT_SCOPE' }, 'next request, narrow token: refused');
+  t.same(await get(`Patient/${patientId}`, undefined), { status: 401, code: 'TOKEN_MISSING' }, 'next request, no token: refused');
+  t.same(await get(`Patient/${patientId}`, `Bearer ${wide}x`), { status: 401, code: 'INVALID_TOKEN' }, 'next request, the wide token altered: refused');
+  t.same(await get(`Patient/${patientId}`, `bearer ${wide}`), { status: 200, code: undefined }, 'the wide token under another spelling of the scheme: accepted');
+  t.equal((await get(`Observation/${obsId}`, `Bearer ${narrow}`)).status, 200, 'narrow token reads Observation');
+  t.equal((await get(`Patient/${patientId}`, `Bearer ${wide}`)).status, 200, 'wide token again');
+  t.equal(up.requests.length, before + 4, 'only the four accepted requests reached the upstream');
+  t.notOk(conn.closed, 'all on one connection');
 });

@@ -79,10 +79,11 @@ export class ResponseRewrite {
   private small(req: IncomingMessage, up: IncomingMessage, res: ServerResponse, status: number, headers: OutgoingHttpHeaders, ctx: RequestContext, params: RewriteParams): void {
     // State on the response object and shared listeners, not closures: this runs for every read.
     (up as WithSmall)[kSmall] = { owner: this, req, res, status, headers, ctx, params, parts: [], n: 0, done: false };
+    // `on`, not `once`: each fires at most once here or is guarded by `done`, and once() costs a wrapper per listener per request.
     up.on('data', onSmallData);
-    up.once('end', onSmallEnd);
-    up.once('error', onSmallBroke);
-    up.once('close', onSmallClose);
+    up.on('end', onSmallEnd);
+    up.on('error', onSmallBroke);
+    up.on('close', onSmallClose);
   }
 
   /** The small answer is whole: on to the client. */
@@ -170,6 +171,7 @@ function onSmallData(this: WithSmall, chunk: Buffer): void {
 
 function onSmallEnd(this: WithSmall): void {
   const s = this[kSmall]!;
+  if (s.done) return;
   s.done = true;
   s.owner.finishSmall(s);
 }

@@ -5,6 +5,26 @@ import type { TLSSocket } from 'node:tls';
 import { GatewayError } from '../errors.js';
 import { inRanges, parseAddress, type Address, type Range } from '../security/ip.js';
 import type { RewriteParams } from './response-params.js';
+import type { TokenCacheEntry } from '../security/jwt.js';
+import type { ScopeSet } from '../security/scopes.js';
+
+/**
+ * What the gateway remembers about one client connection, kept on the socket: keep-alive
+ * clients send many requests on one, and most of them the same bearer token.
+ */
+export interface Connection {
+  /** The socket peer. */
+  readonly peerIp: Address;
+  /** peerIp as text (for X-Forwarded-For). */
+  readonly peerText: string;
+  /**
+   * The last bearer token accepted on this connection (security/pipeline.ts). A request with the
+   * same Authorization header reuses it after a cheap revalidation, instead of hashing a long
+   * token into the verifier's cache again. Compared by the whole header, so a proxy multiplexing
+   * many users over one connection only ever gets each user's own token back.
+   */
+  bearer: { readonly header: string; readonly entry: TokenCacheEntry; readonly scopes: ScopeSet } | undefined;
+}
 
 /** What the gateway knows about a request before it looks at the FHIR interaction. */
 export interface RequestContext {
@@ -13,6 +33,7 @@ export interface RequestContext {
   readonly clientIp: Address;
   /** The socket peer, always. */
   readonly peerIp: Address;
+  readonly connection: Connection;
   readonly peerTrusted: boolean;
   /** The X-Forwarded-For chain as accepted (only when the peer is a trusted proxy), oldest first. */
   readonly forwardedChain: readonly string[];
@@ -25,7 +46,7 @@ export interface RequestContext {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-const kPeer = Symbol('fhir-binary-gateway.peer');
+const kConnection = Symbol('fhir-binary-gateway.connection');
 
 /**
  * Headers whose meaning the gateway checks or relies on (X-Security-Context: the binary plane's
@@ -103,10 +124,19 @@ function strictAddress(text: string, header: string): Address {
   return a;
 }
 
+/**
+ * Generated ids are a random UUID drawn once per process plus a counter (Kong's "uuid#counter"
+ * scheme): unique across processes and restarts, and on the hot path a string concatenation
+ * rather than a random UUID per request. Ids are for correlation, not secrets: a client may send
+ * its own anyway.
+ */
+const ID_PREFIX = `${randomUUID()}-`;
+let idCounter = 0;
+
 /** A sane incoming X-Request-Id is kept (so ids follow a request across systems), anything else replaced. */
 export function requestIdOf(req: IncomingMessage): string {
   const incoming = req.headers['x-request-id'];
-  return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+  return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : ID_PREFIX + (++idCounter).toString(36);
 }
 
 export function buildContext(req: IncomingMessage, trustedProxies: readonly Range[], id: string): RequestContext {
@@ -114,15 +144,17 @@ export function buildContext(req: IncomingMessage, trustedProxies: readonly Rang
   rejectConnectionNamed(req.headers.connection);
 
   // Parsed once per connection: keep-alive clients send many requests on one socket.
-  const socket = req.socket as Socket & { [kPeer]?: Address };
-  let peerIp = socket[kPeer];
-  if (!peerIp) {
-    const peerText = socket.remoteAddress;
-    peerIp = peerText ? parseAddress(peerText) : undefined;
-    if (peerIp) socket[kPeer] = peerIp;
+  const socket = req.socket as Socket & { [kConnection]?: Connection };
+  let connection = socket[kConnection];
+  if (!connection) {
+    const remote = socket.remoteAddress;
+    const parsed = remote ? parseAddress(remote) : undefined;
+    // A socket with no address (already closed) cannot be placed in any range: refuse.
+    if (!parsed) throw new GatewayError('FORBIDDEN', 'client address unknown');
+    connection = { peerIp: parsed, peerText: parsed.toString(), bearer: undefined };
+    socket[kConnection] = connection;
   }
-  // A socket with no address (already closed) cannot be placed in any range: refuse.
-  if (!peerIp) throw new GatewayError('FORBIDDEN', 'client address unknown');
+  const peerIp = connection.peerIp;
   const peerTrusted = trustedProxies.length > 0 && inRanges(peerIp, trustedProxies);
 
   // Values are validated whoever sent them: a non-canonical address is refused in any header we read.
@@ -154,6 +186,7 @@ export function buildContext(req: IncomingMessage, trustedProxies: readonly Rang
     id,
     clientIp,
     peerIp,
+    connection,
     peerTrusted,
     forwardedChain,
     secure: proto === 'https',

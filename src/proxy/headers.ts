@@ -14,6 +14,11 @@ const RESPONSE_DROPPED_ALL = new Set([...HOP_BY_HOP, ...RESPONSE_DROPPED]);
 /** Every field named in Connection (RFC 9110 §7.6.1): dropped along with the hop-by-hop ones. */
 function connectionNamed(connection: unknown): Set<string> | undefined {
   if (typeof connection !== 'string') return undefined;
+  // The usual values (an upstream's keep-alive) name nothing beyond the hop-by-hop fields dropped anyway.
+  if (connection.length <= 10) {
+    const v = connection.toLowerCase();
+    if (v === 'keep-alive' || v === 'close') return undefined;
+  }
   const names = new Set<string>();
   for (const token of connection.split(',')) {
     const name = token.trim().toLowerCase();
@@ -37,7 +42,7 @@ export function upstreamHeaders(headers: IncomingHttpHeaders, ctx: RequestContex
     if (name === 'authorization' && !forwardAuthorization) continue;
     out[name] = headers[name];
   }
-  const peer = ctx.peerIp.toString();
+  const peer = ctx.connection.peerText;
   out['x-forwarded-for'] = ctx.forwardedChain.length > 0 ? `${ctx.forwardedChain.join(', ')}, ${peer}` : peer;
   out['x-forwarded-proto'] = ctx.proto;
   // The configured public host when there is one: an upstream that builds links from it must not

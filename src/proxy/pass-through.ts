@@ -1,6 +1,6 @@
 import http, { type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import https from 'node:https';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config/types.js';
@@ -39,6 +39,18 @@ interface ForwardState {
 }
 
 type WithState<T> = T & { [kState]?: ForwardState };
+
+/**
+ * The body of a request that has none (no Content-Length or 0, not chunked), as http-proxy's
+ * `buffer` option: http-proxy pipes `buffer || req` into the upstream request, and a pipe from
+ * the request adds and removes eight listeners on every GET just to end it. This ends it.
+ */
+const NO_BODY = {
+  pipe<T extends Writable>(dest: T): T {
+    dest.end();
+    return dest;
+  },
+} as unknown as Readable;
 
 export interface ForwardOptions {
   /** Path and query relative to the FHIR base, starting with '/', e.g. `/Patient/1?_format=json`. */
@@ -156,6 +168,8 @@ export class PassThrough {
 
   forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, opts: ForwardOptions): void {
     const state: ForwardState = { owner: this, ctx, res, body: opts.body, rewrite: opts.rewrite, proxyReq: undefined, proxyRes: undefined, failure: undefined };
+    const cl = req.headers['content-length'];
+    const bodyless = opts.body === undefined && req.headers['transfer-encoding'] === undefined && (cl === undefined || cl === '0');
     (req as WithState<IncomingMessage>)[kState] = state;
     (res as WithState<ServerResponse>)[kState] = state;
     req.headers = upstreamHeaders(req.headers, ctx, opts.forwardAuthorization, this.publicHost);
@@ -165,6 +179,8 @@ export class PassThrough {
     if (opts.body) {
       opts.body.once('error', (err) => this.fail(state, isGatewayError(err) ? err : new GatewayError('BAD_REQUEST', 'request body failed', { cause: err })));
       this.proxy.web(req, res, { buffer: opts.body }, this.onError);
+    } else if (bodyless) {
+      this.proxy.web(req, res, { buffer: NO_BODY }, this.onError);
     } else {
       // No options object: http-proxy would copy its whole configuration for one.
       (this.proxy.web as (req: IncomingMessage, res: ServerResponse, cb: httpProxy.ErrorCallback) => void)(req, res, this.onError);

@@ -20,9 +20,14 @@ export interface VerifiedToken {
   readonly kid: string | undefined;
 }
 
-interface CacheEntry {
+/** One verified token in the cache. A connection may hold on to it (pipeline.ts) and ask {@link TokenVerifier.revalidate} instead of looking the token up again. */
+export interface TokenCacheEntry {
   readonly token: VerifiedToken;
   readonly cachedUntil: number;
+  readonly key: string;
+  readonly owner: TokenVerifier;
+  /** Set when the entry leaves the cache (expired, evicted, key withdrawn): a holder must not use it any more. */
+  evicted: boolean;
 }
 
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i;
@@ -55,7 +60,7 @@ export function bearerToken(header: string | undefined): string | undefined {
 export class TokenVerifier {
   private readonly keys: JWTVerifyGetKey;
   private readonly remote: ReturnType<typeof createRemoteJWKSet> | undefined;
-  private readonly cache = new Map<string, CacheEntry>();
+  private readonly cache = new Map<string, TokenCacheEntry>();
   private readonly maxEntries: number;
   private readonly maxAgeMs: number;
   private readonly toleranceMs: number;
@@ -92,15 +97,29 @@ export class TokenVerifier {
    * costs no promise. Undefined means "verify it" (verify()).
    */
   cached(token: string): VerifiedToken | undefined {
+    return this.lookup(token)?.token;
+  }
+
+  /** The cache entry for a token when it is there and still valid; undefined means "verify it". */
+  lookup(token: string): TokenCacheEntry | undefined {
     const hit = this.cache.get(token);
-    if (!hit) return undefined;
+    return hit && this.revalidate(hit) ? hit : undefined;
+  }
+
+  /**
+   * Whether an entry obtained earlier is still good: in this verifier's cache (not evicted, not
+   * from a verifier a reload replaced), its cache age and the token's exp/nbf still valid. Costs
+   * no hashing of the token, which for a long JWT is most of the cost of a lookup.
+   */
+  revalidate(entry: TokenCacheEntry): boolean {
+    if (entry.evicted || entry.owner !== this) return false;
     const now = this.now();
     // jose's set may have lost this entry's key since it was cached (a refresh caused by some
     // other token, possibly one that failed): hits look too, or they would outlive the key.
     this.checkKeys(now);
-    if (this.cache.has(token) && now < hit.cachedUntil && this.timeValid(hit.token, now)) return hit.token;
-    this.cache.delete(token);
-    return undefined;
+    if (!entry.evicted && now < entry.cachedUntil && this.timeValid(entry.token, now)) return true;
+    this.evict(entry.key);
+    return false;
   }
 
   async verify(token: string): Promise<VerifiedToken> {
@@ -113,15 +132,23 @@ export class TokenVerifier {
       if (this.cache.size >= this.maxEntries) {
         // Map iteration order is insertion order: drop the oldest entry.
         const oldest = this.cache.keys().next();
-        if (!oldest.done) this.cache.delete(oldest.value);
+        if (!oldest.done) this.evict(oldest.value);
       }
-      this.cache.set(token, { token: verified, cachedUntil: now + this.maxAgeMs });
+      this.evict(token);
+      this.cache.set(token, { token: verified, cachedUntil: now + this.maxAgeMs, key: token, owner: this, evicted: false });
     }
     return verified;
   }
 
   get cacheSize(): number {
     return this.cache.size;
+  }
+
+  private evict(key: string): void {
+    const entry = this.cache.get(key);
+    if (!entry) return;
+    entry.evicted = true;
+    this.cache.delete(key);
   }
 
   private timeValid(t: VerifiedToken, now: number): boolean {
@@ -140,7 +167,7 @@ export class TokenVerifier {
     this.knownKids = kids;
     if (!before) return;
     for (const [tok, entry] of this.cache) {
-      if (entry.token.kid !== undefined && !kids.has(entry.token.kid)) this.cache.delete(tok);
+      if (entry.token.kid !== undefined && !kids.has(entry.token.kid)) this.evict(tok);
     }
   }
 

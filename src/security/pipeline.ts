@@ -2,7 +2,7 @@ import { GatewayError } from '../errors.js';
 import type { Interaction } from '../fhir/interaction.js';
 import type { RequestContext } from '../http/context.js';
 import { inRanges } from './ip.js';
-import { bearerToken, NO_TOKEN_CHALLENGE, type TokenVerifier, type VerifiedToken } from './jwt.js';
+import { bearerToken, NO_TOKEN_CHALLENGE, type TokenCacheEntry, type TokenVerifier, type VerifiedToken } from './jwt.js';
 import type { EffectiveRule } from './policy.js';
 import { describeRequired, missingScopes, parseScopes, smartGrants, type ScopeSet } from './scopes.js';
 
@@ -52,14 +52,21 @@ export const requireDeclaredSize: Check = ({ rule, contentLength }) => {
  * A token that is present is always verified, even where the rule lets anonymous callers in:
  * a bad token is an error to report, not something to ignore silently.
  */
-export const requireBearer: Check = ({ rule, authorization, principal }, { verifier }) => {
+export const requireBearer: Check = ({ ctx, rule, authorization, principal }, { verifier }) => {
   if (principal.token) return undefined;
+  // Fastest path: the same header as the connection's last accepted one, still valid in the cache.
+  const last = ctx.connection.bearer;
+  if (last !== undefined && last.header === authorization && verifier.revalidate(last.entry)) {
+    principal.token = last.entry.token;
+    principal.scopes = last.scopes;
+    return undefined;
+  }
   // Fast path: only tokens that passed bearerToken() and a full verification are in the cache,
   // so a hit on the text after "Bearer " proves the header is well-formed without the regex.
   if (authorization !== undefined && authorization.startsWith('Bearer ')) {
-    const hit = verifier.cached(authorization.slice(7));
+    const hit = verifier.lookup(authorization.slice(7));
     if (hit) {
-      adopt(principal, hit);
+      adopt(principal, hit.token, ctx, authorization, hit);
       return undefined;
     }
   }
@@ -69,15 +76,16 @@ export const requireBearer: Check = ({ rule, authorization, principal }, { verif
     throw new GatewayError('TOKEN_MISSING', undefined, { headers: { 'www-authenticate': NO_TOKEN_CHALLENGE } });
   }
   // A cached verification is used synchronously; only a real one costs a promise.
-  const hit = verifier.cached(token);
+  const hit = verifier.lookup(token);
   if (hit) {
-    adopt(principal, hit);
+    adopt(principal, hit.token, ctx, authorization!, hit);
     return undefined;
   }
-  return verifier.verify(token).then((v) => adopt(principal, v));
+  return verifier.verify(token).then((v) => adopt(principal, v, ctx, authorization!, verifier.lookup(token)));
 };
 
-function adopt(principal: Principal, verified: VerifiedToken): void {
+/** Takes the verified token (and its parsed scopes) for this request; remembers it on the connection when it is in the cache. */
+function adopt(principal: Principal, verified: VerifiedToken, ctx: RequestContext, header: string, entry: TokenCacheEntry | undefined): void {
   let scopes = scopeCache.get(verified);
   if (!scopes) {
     scopes = parseScopes(verified.claims);
@@ -85,6 +93,7 @@ function adopt(principal: Principal, verified: VerifiedToken): void {
   }
   principal.token = verified;
   principal.scopes = scopes;
+  if (entry?.token === verified) ctx.connection.bearer = { header, entry, scopes };
 }
 
 export const requireScopes: Check = ({ rule, interaction, principal }, { patientClaim }) => {

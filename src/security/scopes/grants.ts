@@ -38,13 +38,8 @@ export function smartGrants(set: ScopeSet, request: Interaction, ctx: SmartGrant
     if (!everyType) return false;
   }
 
-  const pooled = new Set<string>();
-  for (const s of set.smart) {
-    if (isUnrestrictedUserOrSystem(s) && (s.resourceType === '*' || s.resourceType === req.type)) {
-      for (const l of s.permissions) pooled.add(l);
-    }
-  }
-  if ([...req.letters].every((l) => pooled.has(l))) return true;
+  const pooled = pooledLetters(set, req.type);
+  if (hasAll(pooled, req.letters)) return true;
   if (req.letters.length !== 1) return false;
 
   const letter = req.letters;
@@ -60,6 +55,36 @@ export function smartGrants(set: ScopeSet, request: Interaction, ctx: SmartGrant
     return true;
   }
   return false;
+}
+
+function hasAll(pooled: ReadonlySet<string>, letters: string): boolean {
+  for (let i = 0; i < letters.length; i++) if (!pooled.has(letters[i])) return false;
+  return true;
+}
+
+/** Pooled letters of a token's scope set, by type: the same token asks about the same few types request after request. */
+const pooledByType = new WeakMap<ScopeSet, Map<string, ReadonlySet<string>>>();
+
+/** The letters the unrestricted user/ and system/ scopes grant on `type`, pooled (see smartGrants). */
+function pooledLetters(set: ScopeSet, type: string): ReadonlySet<string> {
+  let byType = pooledByType.get(set);
+  if (!byType) {
+    byType = new Map();
+    pooledByType.set(set, byType);
+  }
+  let pooled = byType.get(type);
+  if (pooled) return pooled;
+  const letters = new Set<string>();
+  for (const s of set.smart) {
+    if (isUnrestrictedUserOrSystem(s) && (s.resourceType === '*' || s.resourceType === type)) {
+      for (const l of s.permissions) letters.add(l);
+    }
+  }
+  pooled = letters;
+  // Types come from requests; a token is only ever asked about valid resource types, but bound it anyway.
+  if (byType.size >= 1024) byType.clear();
+  byType.set(type, pooled);
+  return pooled;
 }
 
 /**

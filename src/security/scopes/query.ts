@@ -13,6 +13,7 @@ export interface QueryParam {
 
 export function parseQuery(query: string): QueryParam[] {
   const out: QueryParam[] = [];
+  if (query.length === 0) return out;
   // URLSearchParams decodes percent-escapes and `+` the way servlet containers and Node servers
   // do, so `pati%65nt` is compared as `patient`. Names are compared case-sensitively (FHIR search
   // parameter names are case-sensitive).

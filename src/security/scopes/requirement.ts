@@ -13,11 +13,40 @@ export const NONE: Requirement = { kind: 'none' };
 export const NEVER: Requirement = { kind: 'never' };
 export const LETTER_ORDER = 'cruds';
 
+/** Requirements already built, by type and letters: every request needs one, and there are few distinct ones. Bounded, as types come from requests. */
+const built = new Map<string, Requirement>();
+const MAX_BUILT = 4096;
+
+/** Single-letter requirements (most requests), by type then letter: no argument array, no key string. */
+const single = new Map<string, Map<string, Requirement>>();
+
+/** `letters(type, letter)` for one letter, without the allocations. */
+export function one(type: string | undefined, letter: string): Requirement {
+  const t = type ?? '*';
+  let byLetter = single.get(t);
+  if (!byLetter) {
+    if (single.size >= MAX_BUILT) single.clear();
+    byLetter = new Map();
+    single.set(t, byLetter);
+  }
+  let req = byLetter.get(letter);
+  if (!req) {
+    req = letters(t, letter);
+    byLetter.set(letter, req);
+  }
+  return req;
+}
+
 export function letters(type: string | undefined, ...required: string[]): Requirement {
   const t = type ?? '*';
-  if (t !== '*' && !RESOURCE_TYPE.test(t)) return NEVER;
-  const l = [...LETTER_ORDER].filter((x) => required.includes(x)).join('');
-  return { kind: 'letters', type: t, letters: l };
+  const key = `${t} ${required.join('')}`;
+  let req = built.get(key);
+  if (req) return req;
+  if (t !== '*' && !RESOURCE_TYPE.test(t)) req = NEVER;
+  else req = { kind: 'letters', type: t, letters: [...LETTER_ORDER].filter((x) => required.includes(x)).join('') };
+  if (built.size >= MAX_BUILT) built.clear();
+  built.set(key, req);
+  return req;
 }
 
 export function requirement(request: Interaction): Requirement {
@@ -33,28 +62,28 @@ export function requirement(request: Interaction): Requirement {
       // classified into its own Interaction and checked here.
       return NEVER;
     case 'create':
-      req = letters(type, 'c');
+      req = one(type, 'c');
       break;
     case 'read':
     case 'vread':
       if (type === undefined || request.id === undefined) return NEVER;
-      req = letters(type, 'r');
+      req = one(type, 'r');
       break;
     case 'update':
     case 'patch':
-      req = letters(type, 'u');
+      req = one(type, 'u');
       break;
     case 'delete':
-      req = letters(type, 'd');
+      req = one(type, 'd');
       break;
     case 'search':
-      req = letters(type, 's');
+      req = one(type, 's');
       break;
     case 'history':
       // Instance history is a read of that resource's versions; type/system history lists
       // resources like a search does.
       if (request.id !== undefined && type === undefined) return NEVER;
-      req = letters(type, request.id !== undefined ? 'r' : 's');
+      req = one(type, request.id !== undefined ? 'r' : 's');
       break;
     case 'operation':
       req = operationRequirement(request);
@@ -74,9 +103,9 @@ export function operationRequirement(request: Interaction): Requirement {
   const type = request.resourceType;
   switch (request.operation) {
     case 'binary-access-read':
-      return letters(type, 'r');
+      return one(type, 'r');
     case 'binary-access-write':
-      return letters(type, 'u');
+      return one(type, 'u');
     case 'everything':
       // $everything returns the whole compartment plus referenced resources of any type
       // (Practitioner, Medication, …), so it needs read and search on every type.
