@@ -202,3 +202,32 @@ t.test('a client that uploads slowly is not blamed on the upstream: the idle tim
   t.equal(res.statusCode, 201, 'answered normally, not 504');
   t.match(JSON.parse(res.body.toString('utf8')), { received: 7 });
 });
+
+t.test('an upstream that stalls mid-answer is cut after the idle timeout: the client is not left hanging, the upstream connection is closed', async (t) => {
+  for (const [label, length] of [
+    ['small answer (read whole first)', 4_000],
+    ['large answer (streamed)', 200_000],
+  ] as const) {
+    let upstreamSocketClosed = false;
+    const up = await startRecordingServer(t, (req, res) => {
+      req.resume();
+      res.socket?.once('close', () => (upstreamSocketClosed = true));
+      res.writeHead(200, { 'content-type': 'application/fhir+json', 'content-length': String(length) });
+      res.write(`{"resourceType":"Patient","text":"${'x'.repeat(1_000)}`);
+      // …and nothing more.
+    });
+    const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url, config: { upstream: { timeoutMs: 300 } } });
+    const conn = await RawConnection.connect(portOf(gw.url));
+    t.teardown(() => conn.socket.destroy());
+    const started = Date.now();
+    await conn.write(httpMessage(['GET /fhir/Patient/p1 HTTP/1.1', HOST, AUTH]));
+    const res = await conn.readResponse({ timeoutMs: 5_000 }).catch((err: unknown) => err as Error);
+    const ms = Date.now() - started;
+    if (res instanceof Error) t.fail(`${label}: ${res.message}`);
+    else if (res.statusCode === 200) t.notOk(res.complete, `${label}: the 200 already under way is cut, never passed off as whole`);
+    else t.same([res.statusCode, outcomeCode(res.body)], [504, 'UPSTREAM_TIMEOUT'], `${label}: nothing sent yet, so a clean 504 instead`);
+    t.ok(ms >= 280 && ms < 3_000, `${label}: after the 300 ms idle timeout (${ms} ms)`);
+    await new Promise((r) => setTimeout(r, 100));
+    t.ok(upstreamSocketClosed, `${label}: the stalled upstream connection was closed`);
+  }
+});

@@ -9,6 +9,7 @@ import type { RequestContext } from '../http/context.js';
 import { sendError } from '../http/respond.js';
 import type { RewriteParams } from '../http/response-params.js';
 import { prepareResponseHeaders, rewriteUpstreamUrl, upstreamHeaders } from './headers.js';
+import { IdleWatch, type IdleMark } from './idle-watch.js';
 
 /** Client headers that do not belong on a request the gateway makes itself. */
 const OWN_REQUEST_DROPPED = new Set(['content-type', 'content-length', 'content-encoding', 'accept', 'accept-encoding', 'range', 'if-range', 'if-none-match', 'if-modified-since', 'x-security-context', 'host']);
@@ -24,7 +25,7 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUN
  */
 const kState = Symbol('fhir-binary-gateway.forward');
 
-interface ForwardState {
+interface ForwardState extends IdleMark {
   readonly owner: PassThrough;
   readonly ctx: RequestContext;
   readonly res: ServerResponse;
@@ -74,20 +75,22 @@ function onClientClose(this: WithState<ServerResponse>): void {
   const st = this[kState];
   // Whatever happened, a replacement body is done with once the client's exchange is over.
   st?.body?.destroy();
+  if (st) st.owner.idle.delete(st);
   if (this.writableFinished) return;
   st?.proxyRes?.destroy();
   st?.proxyReq?.destroy();
 }
 
-/** An idle timeout, as proxies do: armed once the request is sent, because a client that uploads slowly is not the upstream's fault (the server's requestTimeout bounds that). */
-function armIdleTimeout(this: WithState<ClientRequest>): void {
-  const st = this[kState];
-  if (st) this.setTimeout(st.owner.timeoutMs, onIdle);
-}
-
-function onIdle(this: WithState<ClientRequest>): void {
-  const st = this[kState];
-  if (st) st.owner.fail(st, new GatewayError('UPSTREAM_TIMEOUT'));
+/**
+ * The upstream timeout is an idle timeout, as proxies have: progress is bytes read from the
+ * upstream. It starts once the request is sent, because a client that uploads slowly is not the
+ * upstream's fault (the server's requestTimeout bounds that), and stops once the whole answer is
+ * in. Undefined: not timed right now.
+ */
+function upstreamProgress(st: ForwardState): number | undefined {
+  const req = st.proxyReq;
+  if (req === undefined || !req.writableFinished || st.proxyRes?.complete === true) return undefined;
+  return req.socket?.bytesRead ?? 0;
 }
 
 /** The upstream died mid-answer: cut the client too, so it never takes a truncated body for a whole one. */
@@ -112,6 +115,8 @@ export class PassThrough {
   private publicBaseUrl = '';
   private publicHost: string | undefined;
   readonly timeoutMs: number;
+  /** In-flight exchanges under the upstream idle timeout. */
+  readonly idle: IdleWatch<ForwardState>;
   private readonly onError: httpProxy.ErrorCallback;
 
   constructor(
@@ -123,6 +128,11 @@ export class PassThrough {
     this.upstreamBase = upstream.url.replace(/\/+$/, '');
     this.upstreamBases = [this.upstreamBase, ...upstream.aliases.map((a) => a.replace(/\/+$/, ''))];
     this.timeoutMs = upstream.timeoutMs;
+    this.idle = new IdleWatch<ForwardState>({
+      timeoutMs: upstream.timeoutMs,
+      progressOf: upstreamProgress,
+      onIdle: (st) => this.fail(st, new GatewayError('UPSTREAM_TIMEOUT')),
+    });
     const target = new URL(this.upstreamBase);
     const agentOptions = { keepAlive: true, maxSockets: upstream.maxSockets, maxFreeSockets: upstream.maxSockets, scheduling: 'lifo' as const };
     this.agent =
@@ -167,7 +177,7 @@ export class PassThrough {
   }
 
   forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, opts: ForwardOptions): void {
-    const state: ForwardState = { owner: this, ctx, res, body: opts.body, rewrite: opts.rewrite, proxyReq: undefined, proxyRes: undefined, failure: undefined };
+    const state: ForwardState = { owner: this, ctx, res, body: opts.body, rewrite: opts.rewrite, proxyReq: undefined, proxyRes: undefined, failure: undefined, idleProgress: 0, idleSince: -1, idlePrev: undefined, idleNext: undefined };
     const cl = req.headers['content-length'];
     const bodyless = opts.body === undefined && req.headers['transfer-encoding'] === undefined && (cl === undefined || cl === '0');
     (req as WithState<IncomingMessage>)[kState] = state;
@@ -176,6 +186,7 @@ export class PassThrough {
     if (opts.contentLength !== undefined) req.headers['content-length'] = String(opts.contentLength);
     req.url = opts.path;
     res.on('close', onClientClose);
+    this.idle.add(state);
     if (opts.body) {
       opts.body.once('error', (err) => this.fail(state, isGatewayError(err) ? err : new GatewayError('BAD_REQUEST', 'request body failed', { cause: err })));
       this.proxy.web(req, res, { buffer: opts.body }, this.onError);
@@ -221,6 +232,7 @@ export class PassThrough {
   }
 
   close(): void {
+    this.idle.close();
     this.proxy.close();
     this.agent.destroy();
   }
@@ -251,8 +263,6 @@ export class PassThrough {
       socket.once('connect', () => clearTimeout(timer));
       socket.once('close', () => clearTimeout(timer));
     }
-    if (proxyReq.writableFinished) armIdleTimeout.call(proxyReq);
-    else proxyReq.on('finish', armIdleTimeout);
   }
 
   private onProxyRes(proxyRes: WithState<IncomingMessage>, req: WithState<IncomingMessage>, res: ServerResponse): void {
