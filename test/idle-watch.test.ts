@@ -138,3 +138,17 @@ t.test('bookkeeping: adding twice watches once, deleting an unwatched item is a 
   watch.sweep();
   t.same(fired, ['a', 'd']);
 });
+
+t.test('an item whose progress is null is over: unlinked at the next sweep, never timed out', async (t) => {
+  const { watch, fired, item, at } = setup(100);
+  const a = item('a', 0);
+  const b = item('b', 0);
+  watch.add(a);
+  watch.add(b);
+  at(0);
+  a.progress = null as unknown as number;
+  at(50);
+  t.equal(watch.size, 1, 'a unlinked');
+  at(1_000);
+  t.same(fired, ['b'], 'only b timed out');
+});

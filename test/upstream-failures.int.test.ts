@@ -29,7 +29,7 @@ t.test('upstream port closed: 502 UPSTREAM_UNAVAILABLE as an OperationOutcome', 
   const body = (await res.json()) as unknown;
   t.equal(outcomeCode(body), 'UPSTREAM_UNAVAILABLE');
   t.match(body, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient' }] });
-  t.match(res.headers.get('x-request-id'), /^[0-9a-f-]{36}-[0-9a-z]+$/, 'the request id is on the error too');
+  t.match(res.headers.get('x-request-id'), /^[0-9a-f-]{36}$/, 'the request id is on the error too');
   t.notMatch(JSON.stringify(body), /ECONNREFUSED|127\.0\.0\.1|stack/i, 'no internals leak to the client');
   t.ok(
     gw.logs.lines.some((l) => l.msg === 'upstream exchange failed' && l.code === 'UPSTREAM_UNAVAILABLE' && l.cause === 'ECONNREFUSED'),

@@ -124,19 +124,10 @@ function strictAddress(text: string, header: string): Address {
   return a;
 }
 
-/**
- * Generated ids are a random UUID drawn once per process plus a counter (Kong's "uuid#counter"
- * scheme): unique across processes and restarts, and on the hot path a string concatenation
- * rather than a random UUID per request. Ids are for correlation, not secrets: a client may send
- * its own anyway.
- */
-const ID_PREFIX = `${randomUUID()}-`;
-let idCounter = 0;
-
 /** A sane incoming X-Request-Id is kept (so ids follow a request across systems), anything else replaced. */
 export function requestIdOf(req: IncomingMessage): string {
   const incoming = req.headers['x-request-id'];
-  return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : ID_PREFIX + (++idCounter).toString(36);
+  return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
 }
 
 export function buildContext(req: IncomingMessage, trustedProxies: readonly Range[], id: string): RequestContext {

@@ -14,11 +14,8 @@ const RESPONSE_DROPPED_ALL = new Set([...HOP_BY_HOP, ...RESPONSE_DROPPED]);
 /** Every field named in Connection (RFC 9110 §7.6.1): dropped along with the hop-by-hop ones. */
 function connectionNamed(connection: unknown): Set<string> | undefined {
   if (typeof connection !== 'string') return undefined;
-  // The usual values (an upstream's keep-alive) name nothing beyond the hop-by-hop fields dropped anyway.
-  if (connection.length <= 10) {
-    const v = connection.toLowerCase();
-    if (v === 'keep-alive' || v === 'close') return undefined;
-  }
+  // The usual value (an upstream's keep-alive) names nothing beyond the hop-by-hop fields dropped anyway.
+  if (connection.length === 10 && connection.toLowerCase() === 'keep-alive') return undefined;
   const names = new Set<string>();
   for (const token of connection.split(',')) {
     const name = token.trim().toLowerCase();

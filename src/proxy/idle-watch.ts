@@ -13,8 +13,8 @@ export interface IdleMark {
 
 export interface IdleWatchOptions<T> {
   readonly timeoutMs: number;
-  /** Bytes moved so far; any change means "not idle". Undefined: not subject to the timeout right now. */
-  readonly progressOf: (item: T) => number | undefined;
+  /** Bytes moved so far; any change means "not idle". Undefined: not subject to the timeout right now. Null: over, stop watching it. */
+  readonly progressOf: (item: T) => number | undefined | null;
   /** Called once when an item made no progress for timeoutMs; the item is no longer watched. */
   readonly onIdle: (item: T) => void;
   readonly now?: () => number;
@@ -79,10 +79,13 @@ export class IdleWatch<T extends IdleMark> {
     // Timed-out items are collected first and failed after the walk: failing one exchange can end
     // others (and so unlink them) while the list is being walked.
     let idle: T[] | undefined;
+    let ended: T[] | undefined;
     for (let node = this.head.idleNext!; node !== this.head; node = node.idleNext!) {
       const item = node as T;
       const progress = this.opts.progressOf(item);
-      if (progress === undefined) {
+      if (progress === null) {
+        (ended ??= []).push(item);
+      } else if (progress === undefined) {
         item.idleSince = -1;
       } else if (item.idleSince < 0 || progress !== item.idleProgress) {
         item.idleProgress = progress;
@@ -91,6 +94,7 @@ export class IdleWatch<T extends IdleMark> {
         (idle ??= []).push(item);
       }
     }
+    if (ended) for (const item of ended) this.delete(item);
     if (!idle) return;
     for (const item of idle) {
       // Still watched: an earlier onIdle of this sweep may have ended it.

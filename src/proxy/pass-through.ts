@@ -87,7 +87,9 @@ function onClientClose(this: WithState<ServerResponse>): void {
  * upstream's fault (the server's requestTimeout bounds that), and stops once the whole answer is
  * in. Undefined: not timed right now.
  */
-function upstreamProgress(st: ForwardState): number | undefined {
+function upstreamProgress(st: ForwardState): number | undefined | null {
+  // Backstop: the client's side is over (onClientClose normally unlinks it): stop watching.
+  if (st.res.destroyed) return null;
   const req = st.proxyReq;
   if (req === undefined || !req.writableFinished || st.proxyRes?.complete === true) return undefined;
   return req.socket?.bytesRead ?? 0;
@@ -177,6 +179,12 @@ export class PassThrough {
   }
 
   forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, opts: ForwardOptions): void {
+    // The client left while we were checking (a first token verification, a spooled body): its
+    // 'close' has fired already, so nothing would end this exchange. Nothing is sent on its behalf.
+    if (res.destroyed) {
+      opts.body?.destroy();
+      return;
+    }
     const state: ForwardState = { owner: this, ctx, res, body: opts.body, rewrite: opts.rewrite, proxyReq: undefined, proxyRes: undefined, failure: undefined, idleProgress: 0, idleSince: -1, idlePrev: undefined, idleNext: undefined };
     const cl = req.headers['content-length'];
     const bodyless = opts.body === undefined && req.headers['transfer-encoding'] === undefined && (cl === undefined || cl === '0');

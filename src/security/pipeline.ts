@@ -56,10 +56,15 @@ export const requireBearer: Check = ({ ctx, rule, authorization, principal }, { 
   if (principal.token) return undefined;
   // Fastest path: the same header as the connection's last accepted one, still valid in the cache.
   const last = ctx.connection.bearer;
-  if (last !== undefined && last.header === authorization && verifier.revalidate(last.entry)) {
-    principal.token = last.entry.token;
-    principal.scopes = last.scopes;
-    return undefined;
+  if (last !== undefined) {
+    if (last.header === authorization && verifier.revalidate(last.entry)) {
+      principal.token = last.entry.token;
+      principal.scopes = last.scopes;
+      return undefined;
+    }
+    // Not this request's token, or no longer good: forget it, so an idle connection does not pin
+    // an old verifier (after a reload) or an expired token's claims.
+    ctx.connection.bearer = undefined;
   }
   // Fast path: only tokens that passed bearerToken() and a full verification are in the cache,
   // so a hit on the text after "Bearer " proves the header is well-formed without the regex.
