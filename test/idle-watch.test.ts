@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { IdleWatch, type IdleMark } from '../src/proxy/idle-watch.js';
 
 interface Item extends IdleMark {
@@ -16,18 +16,21 @@ function setup(timeoutMs = 100) {
     clock.ms = ms;
     watch.sweep();
   };
-  return { watch, fired, item, at };
+  /** The item was last seen moving at `from`: not timed out one ms before the timeout, timed out at it. */
+  const firesAfterTimeout = (t: Test, name: string, from: number, msg: string) => {
+    at(from + timeoutMs - 1);
+    t.notOk(fired.includes(name), `${msg}: not at ${timeoutMs - 1} ms`);
+    at(from + timeoutMs);
+    t.ok(fired.includes(name), `${msg}: at ${timeoutMs} ms`);
+  };
+  return { watch, fired, item, at, firesAfterTimeout };
 }
 
 t.test('an item that makes no progress is timed out once, after the timeout and never before', async (t) => {
-  const { watch, fired, item, at } = setup(100);
-  const a = item('a', 0);
-  watch.add(a);
+  const { watch, fired, item, at, firesAfterTimeout } = setup(100);
+  watch.add(item('a', 0));
   at(0);
-  at(99);
-  t.same(fired, [], 'not at 99 ms');
-  at(100);
-  t.same(fired, ['a'], 'at 100 ms');
+  firesAfterTimeout(t, 'a', 0, 'silent from the start');
   at(500);
   t.same(fired, ['a'], 'once: no longer watched');
   t.equal(watch.size, 0);
@@ -47,19 +50,15 @@ t.test('progress restarts the clock: a slow but steady item is never timed out',
 });
 
 t.test('the clock starts at the first sweep that sees the item: a sweep period late at most, never early', async (t) => {
-  const { watch, fired, item, at } = setup(100);
+  const { watch, item, at, firesAfterTimeout } = setup(100);
   at(0);
-  const a = item('a', 5);
-  watch.add(a);
+  watch.add(item('a', 5));
   at(50);
-  at(149);
-  t.same(fired, [], '99 ms after it was first seen');
-  at(150);
-  t.same(fired, ['a']);
+  firesAfterTimeout(t, 'a', 50, 'counted from the sweep at 50 ms that first saw it');
 });
 
 t.test('an item not subject to the timeout (undefined progress) is never timed out, and its clock restarts when it becomes subject', async (t) => {
-  const { watch, fired, item, at } = setup(100);
+  const { watch, fired, item, at, firesAfterTimeout } = setup(100);
   const a = item('a', undefined);
   watch.add(a);
   at(0);
@@ -73,10 +72,7 @@ t.test('an item not subject to the timeout (undefined progress) is never timed o
   at(1_200);
   a.progress = 7;
   at(1_250);
-  at(1_349);
-  t.same(fired, [], 'undefined in between (the answer was all in) restarts it again');
-  at(1_350);
-  t.same(fired, ['a']);
+  firesAfterTimeout(t, 'a', 1_250, 'undefined in between (the answer was all in) restarts it again');
 });
 
 t.test('deleted items are never timed out; others are unaffected', async (t) => {

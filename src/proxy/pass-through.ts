@@ -116,7 +116,6 @@ export class PassThrough {
   responseHook: ResponseHook | undefined;
   private publicBaseUrl = '';
   private publicHost: string | undefined;
-  readonly timeoutMs: number;
   /** In-flight exchanges under the upstream idle timeout. */
   readonly idle: IdleWatch<ForwardState>;
   private readonly onError: httpProxy.ErrorCallback;
@@ -129,7 +128,6 @@ export class PassThrough {
     this.publicBase = publicBase;
     this.upstreamBase = upstream.url.replace(/\/+$/, '');
     this.upstreamBases = [this.upstreamBase, ...upstream.aliases.map((a) => a.replace(/\/+$/, ''))];
-    this.timeoutMs = upstream.timeoutMs;
     this.idle = new IdleWatch<ForwardState>({
       timeoutMs: upstream.timeoutMs,
       progressOf: upstreamProgress,
@@ -225,7 +223,7 @@ export class PassThrough {
     Object.assign(out, headers);
     const mod = target.protocol === 'https:' ? https : http;
     const r = mod.request(target, { method, headers: out, agent: this.agent });
-    r.setTimeout(this.timeoutMs, () => r.destroy(new GatewayError('UPSTREAM_TIMEOUT')));
+    r.setTimeout(this.upstream.timeoutMs, () => r.destroy(new GatewayError('UPSTREAM_TIMEOUT')));
     return r;
   }
 

@@ -13,19 +13,19 @@ export const NONE: Requirement = { kind: 'none' };
 export const NEVER: Requirement = { kind: 'never' };
 export const LETTER_ORDER = 'cruds';
 
-/** Requirements already built, by type and letters: every request needs one, and there are few distinct ones. Bounded, as types come from requests. */
-const built = new Map<string, Requirement>();
-const MAX_BUILT = 4096;
-
-/** Single-letter requirements (most requests), by type then letter: no argument array, no key string. */
+/**
+ * Single-letter requirements (what most requests need), built once per type and letter: every
+ * request asks for one. Bounded, as types come from requests.
+ */
 const single = new Map<string, Map<string, Requirement>>();
+const MAX_TYPES = 4096;
 
 /** `letters(type, letter)` for one letter, without the allocations. */
 export function one(type: string | undefined, letter: string): Requirement {
   const t = type ?? '*';
   let byLetter = single.get(t);
   if (!byLetter) {
-    if (single.size >= MAX_BUILT) single.clear();
+    if (single.size >= MAX_TYPES) single.clear();
     byLetter = new Map();
     single.set(t, byLetter);
   }
@@ -39,14 +39,9 @@ export function one(type: string | undefined, letter: string): Requirement {
 
 export function letters(type: string | undefined, ...required: string[]): Requirement {
   const t = type ?? '*';
-  const key = `${t} ${required.join('')}`;
-  let req = built.get(key);
-  if (req) return req;
-  if (t !== '*' && !RESOURCE_TYPE.test(t)) req = NEVER;
-  else req = { kind: 'letters', type: t, letters: [...LETTER_ORDER].filter((x) => required.includes(x)).join('') };
-  if (built.size >= MAX_BUILT) built.clear();
-  built.set(key, req);
-  return req;
+  if (t !== '*' && !RESOURCE_TYPE.test(t)) return NEVER;
+  const l = [...LETTER_ORDER].filter((x) => required.includes(x)).join('');
+  return { kind: 'letters', type: t, letters: l };
 }
 
 export function requirement(request: Interaction): Requirement {
