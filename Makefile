@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 NPM ?= npm
 
-.PHONY: run test build install typecheck lint bench bench-binary bench-rewrite clean
+.PHONY: run test test-unit test-int build install typecheck lint format bench bench-binary bench-rewrite clean
 
 node_modules/.package-lock.json: package.json package-lock.json
 	$(NPM) ci --no-audit --no-fund
@@ -16,17 +16,42 @@ build: install
 typecheck: install
 	npx tsc -p tsconfig.test.json --noEmit
 
-# Type-aware lint rules that catch real bugs (floating promises, type-only imports, exhaustive switches).
+# Type-aware lint rules that catch real bugs (floating promises, type-only imports, exhaustive
+# switches) over src, test and bench, and the formatter's check (`make format` rewrites).
 lint: install
-	npx eslint src
+	npx eslint src test bench bin
+	npx prettier --check --log-level warn .
+
+format: install
+	npx prettier --write --log-level warn .
 
 # Starts the gateway on its embedded defaults (demo mode when no upstream is configured).
 run: build
 	node bin/fhir-binary-gateway.js $(if $(CONFIG),--config $(CONFIG),)
 
-# Builds, type-checks and runs every test (unit and integration, against real servers).
+# Builds, type-checks, lints and runs every test (unit and integration, against real servers).
+# tap's raw TAP goes to .tap/results.tap; what is printed is one line per test file, every
+# failure in full, the coverage gate, and a last line `N passed, N failed` counting tests.
+TAP_RUN = npx tap --reporter=silent --output-file=.tap/results.tap --coverage-report=json-summary
+
 test: build typecheck lint
-	$(NPM) test --silent
+	@$(MAKE) --no-print-directory tap-run TAP_ARGS=
+
+# One area alone: `make test-unit` (no real servers), `make test-int`, or
+# `make tap-run TAP_ARGS=test/security` for a folder.
+test-unit: build
+	@$(MAKE) --no-print-directory tap-run TAP_ARGS="--exclude='**/*.int.test.ts'"
+
+test-int: build
+	@$(MAKE) --no-print-directory tap-run TAP_ARGS="--include='test/**/*.int.test.ts'"
+
+.PHONY: tap-run
+tap-run:
+	@mkdir -p .tap; rm -rf .tap/coverage .tap/report
+	@$(TAP_RUN) $(TAP_ARGS); tap=$$?; \
+	  node test/tools/report.mjs .tap/results.tap; report=$$?; \
+	  gate=0; if [ -z "$(TAP_ARGS)" ]; then node test/tools/coverage-gate.mjs .tap/report/coverage-summary.json; gate=$$?; fi; \
+	  [ $$tap -eq 0 ] && [ $$report -eq 0 ] && [ $$gate -eq 0 ]
 
 # Pass-through throughput against a bare proxy and nginx (issue 2), about a minute.
 bench: build

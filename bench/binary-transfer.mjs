@@ -33,7 +33,11 @@ const { work, start } = run;
 
 /** Runs a shell pipeline on CPU 0 (the client's core); the token travels in the environment, not in argv. */
 function client(script, env = {}) {
-  return execFileSync('taskset', ['-c', '0', 'bash', '-o', 'pipefail', '-c', script], { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 1 << 20 }).trim();
+  return execFileSync('taskset', ['-c', '0', 'bash', '-o', 'pipefail', '-c', script], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    maxBuffer: 1 << 20,
+  }).trim();
 }
 
 /**
@@ -91,10 +95,16 @@ try {
     return s.bavail * s.bsize;
   })();
   const needed = largest * (1 + (ENCRYPTED ? 4 : 2) + 2) + 256 * MiB;
-  if (free < needed) throw new Error(`${(free / UNITS.G).toFixed(1)} GiB free in ${work}, ${(needed / UNITS.G).toFixed(1)} GiB needed: set BENCH_SIZES smaller`);
+  if (free < needed)
+    throw new Error(
+      `${(free / UNITS.G).toFixed(1)} GiB free in ${work}, ${(needed / UNITS.G).toFixed(1)} GiB needed: set BENCH_SIZES smaller`,
+    );
 
   const upstream = `http://127.0.0.1:${PORTS.upstream}/fhir`;
-  start('node', ['--experimental-websocket', join(root, 'dist/demo/fhir-upstream-main.js')], { cpu: '0', env: { FHIR_UPSTREAM_PORT: String(PORTS.upstream) } });
+  start('node', ['--experimental-websocket', join(root, 'dist/demo/fhir-upstream-main.js')], {
+    cpu: '0',
+    env: { FHIR_UPSTREAM_PORT: String(PORTS.upstream) },
+  });
 
   // nginx as usually deployed (Debian's nginx.conf turns sendfile on), and a second server with
   // sendfile off (copies through user space, as Node must); on this VM either can be the faster.
@@ -109,14 +119,21 @@ try {
     client_max_body_size 0;
     location /upload/ { dav_methods PUT; create_full_put_path on; }
   }`;
-  const nginx = start('nginx', ['-c', writeNginxConf(work, `${nginxServer(PORTS.nginx, 'on')}\n${nginxServer(PORTS.nginxNoSendfile, 'off')}`)]);
+  const nginx = start('nginx', [
+    '-c',
+    writeNginxConf(work, `${nginxServer(PORTS.nginx, 'on')}\n${nginxServer(PORTS.nginxNoSendfile, 'off')}`),
+  ]);
 
   const { jwksFile, token } = mintToken(work, 'user/Binary.cruds');
   const gateways = [{ name: 'gateway', port: PORTS.gateway, encryption: '' }];
   if (ENCRYPTED) {
     const keyFile = join(work, 'blob-key');
     writeFileSync(keyFile, randomBytes(32).toString('base64'), { mode: 0o600 });
-    gateways.push({ name: 'gateway (encrypted at rest)', port: PORTS.gatewayEncrypted, encryption: `\n    encryption: { activeKey: k1, keys: [{ id: k1, file: ${keyFile} }] }` });
+    gateways.push({
+      name: 'gateway (encrypted at rest)',
+      port: PORTS.gatewayEncrypted,
+      encryption: `\n    encryption: { activeKey: k1, keys: [{ id: k1, file: ${keyFile} }] }`,
+    });
   }
   for (const g of gateways) {
     g.blobs = join(work, `blobs-${g.port}`);
@@ -127,7 +144,10 @@ storage:
   filesystem:
     directory: ${g.blobs}${g.encryption}
 `;
-    g.proc = startGateway(run, writeGatewayConf(work, `gateway-${g.port}.yaml`, { port: g.port, upstream, jwksFile, maxRequestBytes: largest, extra }));
+    g.proc = startGateway(
+      run,
+      writeGatewayConf(work, `gateway-${g.port}.yaml`, { port: g.port, upstream, jwksFile, maxRequestBytes: largest, extra }),
+    );
     g.base = `http://127.0.0.1:${g.port}/fhir`;
   }
   await waitFor(`${upstream}/metadata`);
@@ -151,7 +171,8 @@ storage:
       curl({ method: 'GET', url: `${g.base}/Binary/${/\/Binary\/([^/]+)\//.exec(location)[1]}`, token, bytes: 8 * MiB });
     }
   }
-  for (const port of [PORTS.nginx, PORTS.nginxNoSendfile]) curl({ method: 'GET', url: `http://127.0.0.1:${port}/static/warm.bin`, bytes: 8 * MiB });
+  for (const port of [PORTS.nginx, PORTS.nginxNoSendfile])
+    curl({ method: 'GET', url: `http://127.0.0.1:${port}/static/warm.bin`, bytes: 8 * MiB });
   curl({ method: 'PUT', url: `http://127.0.0.1:${PORTS.nginx}/upload/warm.bin`, upload: warm, bytes: 8 * MiB });
 
   const results = [];
@@ -180,10 +201,14 @@ storage:
       for (const name of rotate(uploaders, r)) {
         const g = gateways.find((x) => x.name === name);
         if (!g) {
-          measured(name, 'upload', nginxWorker, () => curl({ method: 'PUT', url: `http://127.0.0.1:${PORTS.nginx}/upload/${size.label}.bin`, upload: file, bytes: size.bytes }));
+          measured(name, 'upload', nginxWorker, () =>
+            curl({ method: 'PUT', url: `http://127.0.0.1:${PORTS.nginx}/upload/${size.label}.bin`, upload: file, bytes: size.bytes }),
+          );
           continue;
         }
-        const { location } = measured(name, 'upload', g.proc.pid, () => curl({ method: 'POST', url: `${g.base}/Binary`, upload: file, token, bytes: size.bytes }));
+        const { location } = measured(name, 'upload', g.proc.pid, () =>
+          curl({ method: 'POST', url: `${g.base}/Binary`, upload: file, token, bytes: size.bytes }),
+        );
         const binaryId = /\/Binary\/([^/]+)\/_history\//.exec(location)?.[1];
         if (!binaryId) throw new Error(`${name}: no Location in the 201 (${location})`);
         const blob = await blobOf(upstream, binaryId);
@@ -201,15 +226,24 @@ storage:
 
     // Downloads to /dev/null (timed), then one more per gateway hashed as it streams (not timed:
     // sha256sum on CPU 0 would be the bottleneck, not the server).
-    const servers = { ...Object.fromEntries(gateways.map((g) => [g.name, `${g.base}/Binary/${g.blob.binaryId}`])), nginx: `http://127.0.0.1:${PORTS.nginx}/static/${size.label}.bin`, 'nginx (sendfile off)': `http://127.0.0.1:${PORTS.nginxNoSendfile}/static/${size.label}.bin` };
+    const servers = {
+      ...Object.fromEntries(gateways.map((g) => [g.name, `${g.base}/Binary/${g.blob.binaryId}`])),
+      nginx: `http://127.0.0.1:${PORTS.nginx}/static/${size.label}.bin`,
+      'nginx (sendfile off)': `http://127.0.0.1:${PORTS.nginxNoSendfile}/static/${size.label}.bin`,
+    };
     for (let r = 0; r < ROUNDS; r++) {
       for (const name of rotate(Object.keys(servers), r)) {
         const g = gateways.find((x) => x.name === name);
-        measured(name, 'download', g?.proc.pid ?? nginxWorker, () => curl({ method: 'GET', url: servers[name], token: g ? token : undefined, bytes: size.bytes }));
+        measured(name, 'download', g?.proc.pid ?? nginxWorker, () =>
+          curl({ method: 'GET', url: servers[name], token: g ? token : undefined, bytes: size.bytes }),
+        );
       }
     }
     for (const g of gateways) {
-      const got = client(`curl -sS -f -H "Authorization: Bearer $TOKEN" -H 'Accept: application/octet-stream' '${servers[g.name]}' | sha256sum | cut -d' ' -f1`, { TOKEN: token });
+      const got = client(
+        `curl -sS -f -H "Authorization: Bearer $TOKEN" -H 'Accept: application/octet-stream' '${servers[g.name]}' | sha256sum | cut -d' ' -f1`,
+        { TOKEN: token },
+      );
       slot(g.name).sha256Match = got === sha256;
       slot(g.name).downloadPeakRssMiB = peakRssMiB(g.proc.pid);
       resetPeakRss(g.proc.pid);
@@ -243,11 +277,14 @@ storage:
       t.downloadMiBps = median(t.download);
       t.uploadCpuSPerGiB = t.upload.length ? t.uploadCpuS / t.upload.length / (rec.bytes / UNITS.G) : undefined;
       t.downloadCpuSPerGiB = t.downloadCpuS / t.download.length / (rec.bytes / UNITS.G);
-      const rss = t.uploadPeakRssMiB === undefined ? '' : `${fmt(t.idleRssMiB)} / ${fmt(t.uploadPeakRssMiB)} / ${fmt(t.downloadPeakRssMiB)}`;
+      const rss =
+        t.uploadPeakRssMiB === undefined ? '' : `${fmt(t.idleRssMiB)} / ${fmt(t.uploadPeakRssMiB)} / ${fmt(t.downloadPeakRssMiB)}`;
       const sha = t.sha256Match === undefined ? '' : t.sha256Match ? 'identical' : '**DIFFERENT**';
       const up = t.upload.length ? fmt(t.uploadMiBps) : '–';
       const cpu = `${t.upload.length ? fmt(t.uploadCpuSPerGiB, 2) : '–'} / ${fmt(t.downloadCpuSPerGiB, 2)}`;
-      lines.push(`| ${rec.size} | ${name} | ${up} | ${fmt(t.downloadMiBps)} | ${cpu} | ${t.upload.map((x) => fmt(x)).join(', ')} | ${t.download.map((x) => fmt(x)).join(', ')} | ${rss} | ${sha} |`);
+      lines.push(
+        `| ${rec.size} | ${name} | ${up} | ${fmt(t.downloadMiBps)} | ${cpu} | ${t.upload.map((x) => fmt(x)).join(', ')} | ${t.download.map((x) => fmt(x)).join(', ')} | ${rss} | ${sha} |`,
+      );
       if (t.uploadPeakRssMiB !== undefined) {
         goals.rss &&= Math.max(t.uploadPeakRssMiB, t.downloadPeakRssMiB) <= RSS_GOAL_MIB;
         goals.sha256 &&= t.sha256Match;
@@ -277,7 +314,9 @@ storage:
   const verdict = (ok) => (ok ? 'met' : '**not met**');
   lines.push('', ...ratioLines, '');
   lines.push(`- Goal: peak RSS ≤ ${RSS_GOAL_MIB} MiB at every size: ${verdict(goals.rss)}`);
-  lines.push(`- Goal: gateway download ≥ ${DOWNLOAD_GOAL}× nginx (the faster of its two servers, at every size): ${verdict(goals.download)}`);
+  lines.push(
+    `- Goal: gateway download ≥ ${DOWNLOAD_GOAL}× nginx (the faster of its two servers, at every size): ${verdict(goals.download)}`,
+  );
   lines.push(`- Every download through the gateway byte-identical (sha256): ${goals.sha256 ? 'yes' : '**no**'}`);
   process.stdout.write(`${lines.join('\n')}\n`);
   writeOut('binary-transfer.json', { date: new Date().toISOString(), node: process.version, rounds: ROUNDS, results, goals });

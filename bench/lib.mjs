@@ -21,7 +21,10 @@ export function createRun(prefix) {
 
   /** Starts `cmd` pinned to one CPU. taskset execs `cmd`, so `child.pid` is the process itself. */
   function start(cmd, args, opts = {}) {
-    const child = spawn('taskset', ['-c', opts.cpu ?? '1', cmd, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', opts.stdout ?? 'ignore', 'inherit'] });
+    const child = spawn('taskset', ['-c', opts.cpu ?? '1', cmd, ...args], {
+      env: { ...process.env, ...opts.env },
+      stdio: ['ignore', opts.stdout ?? 'ignore', 'inherit'],
+    });
     child.exited = new Promise((resolve) => child.once('exit', resolve));
     children.push(child);
     return child;
@@ -98,7 +101,10 @@ ${http}
 /** Writes a JWKS file into `work` and returns a token it verifies, with the given SMART scopes. */
 export function mintToken(work, scope) {
   const jwksFile = join(work, 'jwks.json');
-  const token = execFileSync('node', [join(benchDir, 'servers/mint-token.mjs'), jwksFile, ...(scope ? [scope] : [])], { cwd: root, encoding: 'utf8' }).trim();
+  const token = execFileSync('node', [join(benchDir, 'servers/mint-token.mjs'), jwksFile, ...(scope ? [scope] : [])], {
+    cwd: root,
+    encoding: 'utf8',
+  }).trim();
   return { jwksFile, token };
 }
 

@@ -5,7 +5,18 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { benchDir as here, createRun, median, mintToken, rotate, startGateway, waitFor, writeGatewayConf, writeNginxConf, writeOut } from './lib.mjs';
+import {
+  benchDir as here,
+  createRun,
+  median,
+  mintToken,
+  rotate,
+  startGateway,
+  waitFor,
+  writeGatewayConf,
+  writeNginxConf,
+  writeOut,
+} from './lib.mjs';
 
 const DURATION = process.env.BENCH_DURATION ?? '10s';
 const CONNECTIONS = process.env.BENCH_CONNECTIONS ?? '64';
@@ -26,7 +37,11 @@ function cpuSeconds(pid) {
 }
 
 function wrk(url, token, duration = DURATION) {
-  const out = execFileSync('taskset', ['-c', '0', 'wrk', '-t1', `-c${CONNECTIONS}`, `-d${duration}`, '--latency', '-H', `Authorization: Bearer ${token}`, url], { encoding: 'utf8' });
+  const out = execFileSync(
+    'taskset',
+    ['-c', '0', 'wrk', '-t1', `-c${CONNECTIONS}`, `-d${duration}`, '--latency', '-H', `Authorization: Bearer ${token}`, url],
+    { encoding: 'utf8' },
+  );
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]);
   const requests = Number(/(\d+) requests in/.exec(out)[1]);
   const ms = (label) => {
@@ -58,7 +73,10 @@ try {
   // Two gateways: one with access logging off, like the baselines (nginx runs `access_log off`,
   // the bare proxy logs nothing), and one logging an access line per request, as shipped.
   const gatewayProcs = [];
-  for (const [port, level, name] of [[PORTS.gateway, 'warn', 'gateway.yaml'], [PORTS.gatewayLogged, 'info', 'gateway-logged.yaml']]) {
+  for (const [port, level, name] of [
+    [PORTS.gateway, 'warn', 'gateway.yaml'],
+    [PORTS.gatewayLogged, 'info', 'gateway-logged.yaml'],
+  ]) {
     gatewayProcs.push(startGateway(run, writeGatewayConf(work, name, { port, upstream: `${upstream}/fhir`, jwksFile, level })));
   }
 
@@ -79,7 +97,15 @@ try {
     for (const name of rotate(Object.keys(targets), r)) runs[name].push(wrk(targets[name], token));
   }
   const result = Object.fromEntries(
-    Object.entries(runs).map(([k, rs]) => [k, { rps: median(rs.map((x) => x.rps)), p50: median(rs.map((x) => x.p50)), p99: median(rs.map((x) => x.p99)), all: rs.map((x) => Math.round(x.rps)) }]),
+    Object.entries(runs).map(([k, rs]) => [
+      k,
+      {
+        rps: median(rs.map((x) => x.rps)),
+        p50: median(rs.map((x) => x.p50)),
+        p99: median(rs.map((x) => x.p99)),
+        all: rs.map((x) => Math.round(x.rps)),
+      },
+    ]),
   );
   // Each proxy's CPU time per request, from /proc: the host's other tenants move wall-clock
   // throughput a lot and CPU per request little. Both proxies are single-threaded on one core, so
@@ -113,7 +139,9 @@ try {
     '',
     '| target | req/s (median) | p50 ms | p99 ms | req/s per round |',
     '|---|---:|---:|---:|---|',
-    ...Object.entries(result).map(([k, v]) => `| ${k} | ${Math.round(v.rps)} | ${v.p50.toFixed(2)} | ${v.p99.toFixed(2)} | ${v.all.join(', ')} |`),
+    ...Object.entries(result).map(
+      ([k, v]) => `| ${k} | ${Math.round(v.rps)} | ${v.p50.toFixed(2)} | ${v.p99.toFixed(2)} | ${v.all.join(', ')} |`,
+    ),
     '',
     ...Object.entries(ratios).map(([k, v]) => `- ${k}: **${v.toFixed(2)}×**`),
     `- gateway / bare http-proxy at equal CPU (CPU seconds per request, same pairs): median **${median(cpuRatios).toFixed(2)}×** (per pair: ${cpuRatios.map((r) => r.toFixed(2)).join(', ')})`,

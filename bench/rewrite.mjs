@@ -36,10 +36,20 @@ const resetPeakRss = (pid) => writeFileSync(`/proc/${pid}/clear_refs`, '5');
 
 /** curl on CPU 0, streaming the file up (`-T`; `--data-binary @` would load it whole); status and seconds. */
 function post(url, file, token) {
-  const out = execFileSync('taskset', ['-c', '0', 'bash', '-c', `curl -sS -X POST -o /dev/null -w '%{http_code} %{time_total}' -H 'Content-Type: application/fhir+json' ${token ? '-H "Authorization: Bearer $TOKEN"' : ''} -T '${file}' '${url}'`], {
-    encoding: 'utf8',
-    env: { ...process.env, TOKEN: token ?? '' },
-  });
+  const out = execFileSync(
+    'taskset',
+    [
+      '-c',
+      '0',
+      'bash',
+      '-c',
+      `curl -sS -X POST -o /dev/null -w '%{http_code} %{time_total}' -H 'Content-Type: application/fhir+json' ${token ? '-H "Authorization: Bearer $TOKEN"' : ''} -T '${file}' '${url}'`,
+    ],
+    {
+      encoding: 'utf8',
+      env: { ...process.env, TOKEN: token ?? '' },
+    },
+  );
   const [status, seconds] = out.trim().split(' ');
   if (status !== '201') throw new Error(`POST ${url}: HTTP ${status}`);
   return Number(seconds);
@@ -48,7 +58,9 @@ function post(url, file, token) {
 /** The DocumentReference body: `size` bytes of PDF-signed random content, base64, written in pieces. */
 async function writeBody(file, size) {
   const out = createWriteStream(file);
-  out.write('{"resourceType":"DocumentReference","status":"current","description":"bench","content":[{"attachment":{"contentType":"application/pdf","title":"scan.pdf","data":"');
+  out.write(
+    '{"resourceType":"DocumentReference","status":"current","description":"bench","content":[{"attachment":{"contentType":"application/pdf","title":"scan.pdf","data":"',
+  );
   const head = Buffer.from('%PDF-1.4\n');
   const piece = 3 * 349_525;
   let left = size - head.length;
@@ -72,7 +84,10 @@ function clearDir(dir) {
 
 try {
   const upstream = `http://127.0.0.1:${PORTS.upstream}/fhir`;
-  start('node', ['--experimental-websocket', join(root, 'dist/demo/fhir-upstream-main.js')], { cpu: '0', env: { FHIR_UPSTREAM_PORT: String(PORTS.upstream) } });
+  start('node', ['--experimental-websocket', join(root, 'dist/demo/fhir-upstream-main.js')], {
+    cpu: '0',
+    env: { FHIR_UPSTREAM_PORT: String(PORTS.upstream) },
+  });
   const { jwksFile, token } = mintToken(work, 'user/*.cruds');
   const blobs = join(work, 'blobs');
   const naiveBlobs = join(work, 'naive-blobs');
@@ -83,7 +98,10 @@ try {
     directory: ${blobs}
 inflate: { maxBytesPerResponse: ${10 * MiB} }
 `;
-  const gateway = startGateway(run, writeGatewayConf(work, 'gateway.yaml', { port: PORTS.gateway, upstream, jwksFile, maxRequestBytes: 2 * SIZE, extra }));
+  const gateway = startGateway(
+    run,
+    writeGatewayConf(work, 'gateway.yaml', { port: PORTS.gateway, upstream, jwksFile, maxRequestBytes: 2 * SIZE, extra }),
+  );
   const naive = start('node', [join(root, 'bench/servers/naive-externalize.mjs'), String(PORTS.naive), upstream, naiveBlobs], { cpu: '1' });
   const gw = `http://127.0.0.1:${PORTS.gateway}/fhir`;
   await waitFor(`${upstream}/metadata`);
@@ -95,7 +113,14 @@ inflate: { maxBytesPerResponse: ${10 * MiB} }
   await writeBody(body, SIZE);
   const targets = {
     gateway: { url: `${gw}/DocumentReference`, pid: gateway.pid, token, dir: blobs, times: [], rss: [] },
-    naive: { url: `http://127.0.0.1:${PORTS.naive}/fhir/DocumentReference`, pid: naive.pid, token: undefined, dir: naiveBlobs, times: [], rss: [] },
+    naive: {
+      url: `http://127.0.0.1:${PORTS.naive}/fhir/DocumentReference`,
+      pid: naive.pid,
+      token: undefined,
+      dir: naiveBlobs,
+      times: [],
+      rss: [],
+    },
   };
   // Warm-up, small: JIT, token cache, the upstream's first writes.
   const small = join(work, 'small.json');
@@ -112,16 +137,27 @@ inflate: { maxBytesPerResponse: ${10 * MiB} }
     }
   }
   rmSync(body);
-  const a = Object.fromEntries(Object.entries(targets).map(([k, t]) => [k, { seconds: median(t.times), peakRssMiB: median(t.rss), times: t.times, rss: t.rss }]));
+  const a = Object.fromEntries(
+    Object.entries(targets).map(([k, t]) => [k, { seconds: median(t.times), peakRssMiB: median(t.rss), times: t.times, rss: t.rss }]),
+  );
   const timeRatio = a.gateway.seconds / a.naive.seconds;
 
   // ---- B. inflate ----
   const pdf = Buffer.concat([Buffer.from('%PDF-1.4\n'), randomBytes(MiB - 9)]);
-  const doc = JSON.stringify({ resourceType: 'DocumentReference', status: 'current', content: [{ attachment: { contentType: 'application/pdf', data: pdf.toString('base64') } }] });
+  const doc = JSON.stringify({
+    resourceType: 'DocumentReference',
+    status: 'current',
+    content: [{ attachment: { contentType: 'application/pdf', data: pdf.toString('base64') } }],
+  });
   for (let i = 0; i < 50; i++) {
     // Once on a fresh connection: the pooled keep-alive one may have been closed by the server
     // while part A ran (an idle timeout), which fetch only finds out as EPIPE on reuse.
-    const create = () => fetch(`${gw}/DocumentReference?_inflate=false`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' }, body: doc });
+    const create = () =>
+      fetch(`${gw}/DocumentReference?_inflate=false`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' },
+        body: doc,
+      });
     const r = await create().catch(create);
     if (r.status !== 201) throw new Error(`create: HTTP ${r.status} ${await r.text()}`);
     await r.arrayBuffer();
@@ -138,15 +174,27 @@ inflate: { maxBytesPerResponse: ${10 * MiB} }
    * to a socket when the gateway serves it.
    */
   const inflate = async (keep) => {
-    const inf = new Inflater({ store, maxBytes: 10 * MiB, inflate: true, owners: 'entries', spoolDir: spool, link: (o, p) => `${gw}/${o}/$binary-access-read?path=${p}`, publicUrl: (u) => u });
+    const inf = new Inflater({
+      store,
+      maxBytes: 10 * MiB,
+      inflate: true,
+      owners: 'entries',
+      spoolDir: spool,
+      link: (o, p) => `${gw}/${o}/$binary-access-read?path=${p}`,
+      publicUrl: (u) => u,
+    });
     const parts = [];
     let n = 0;
-    await pipeline(Readable.from([held]), (src) => inf.run(src), async function* (src) {
-      for await (const c of src) {
-        n += c.length;
-        if (keep) parts.push(c);
-      }
-    });
+    await pipeline(
+      Readable.from([held]),
+      (src) => inf.run(src),
+      async function* (src) {
+        for await (const c of src) {
+          n += c.length;
+          if (keep) parts.push(c);
+        }
+      },
+    );
     return { text: keep ? parts.join('') : undefined, chars: n, report: inf.report };
   };
   const { text: inflated, report } = await inflate(true);
@@ -164,7 +212,9 @@ inflate: { maxBytesPerResponse: ${10 * MiB} }
   for (let i = 0; i < REPS; i++) {
     for (const which of rotate(['gateway', 'upstream'], i)) {
       const t0 = performance.now();
-      const r = await fetch(which === 'gateway' ? `${gw}/DocumentReference?_count=50` : `${upstream}/DocumentReference?_count=50`, { headers: { authorization: `Bearer ${token}` } });
+      const r = await fetch(which === 'gateway' ? `${gw}/DocumentReference?_count=50` : `${upstream}/DocumentReference?_count=50`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
       await r.arrayBuffer();
       e2e[which].push(performance.now() - t0);
     }
@@ -181,16 +231,35 @@ inflate: { maxBytesPerResponse: ${10 * MiB} }
     endToEnd: { gatewayMs: median(e2e.gateway), upstreamDirectMs: median(e2e.upstream) },
   };
 
-  const result = { date: new Date().toISOString(), sizeMiB: SIZE / MiB, rounds: ROUNDS, externalize: a, timeRatio, inflate: b, goals: GOALS };
+  const result = {
+    date: new Date().toISOString(),
+    sizeMiB: SIZE / MiB,
+    rounds: ROUNDS,
+    externalize: a,
+    timeRatio,
+    inflate: b,
+    goals: GOALS,
+  };
   writeOut('rewrite.json', result);
   console.log(`\nA. externalize a ${SIZE / MiB} MiB attachment (${ROUNDS} rounds, medians)`);
   console.log('| target | seconds | peak RSS MiB | per round (s / MiB) |\n|---|---:|---:|---|');
-  for (const [k, v] of Object.entries(a)) console.log(`| ${k} | ${v.seconds.toFixed(2)} | ${v.peakRssMiB.toFixed(0)} | ${v.times.map((s, i) => `${s.toFixed(2)} / ${v.rss[i].toFixed(0)}`).join(', ')} |`);
-  console.log(`gateway/naive time: ${timeRatio.toFixed(2)}× (goal ≤ ${GOALS.timeRatio}); gateway peak RSS ${a.gateway.peakRssMiB.toFixed(0)} MiB (goal ≤ ${GOALS.rssMiB})`);
+  for (const [k, v] of Object.entries(a))
+    console.log(
+      `| ${k} | ${v.seconds.toFixed(2)} | ${v.peakRssMiB.toFixed(0)} | ${v.times.map((s, i) => `${s.toFixed(2)} / ${v.rss[i].toFixed(0)}`).join(', ')} |`,
+    );
+  console.log(
+    `gateway/naive time: ${timeRatio.toFixed(2)}× (goal ≤ ${GOALS.timeRatio}); gateway peak RSS ${a.gateway.peakRssMiB.toFixed(0)} MiB (goal ≤ ${GOALS.rssMiB})`,
+  );
   console.log(`\nB. inflate a 50-entry search Bundle of 1 MiB attachments to a 10 MiB budget (${REPS} reps, medians)`);
-  console.log(`engine to a streaming sink ${b.engineMs.toFixed(1)} ms vs JSON.parse+stringify of the inflated Bundle ${b.jsonParseStringifyMs.toFixed(1)} ms: ${b.ratio.toFixed(2)}× (goal ≤ ${GOALS.inflateRatio}); ${report.inflated} inflated, ${report.linked} linked, ${(b.inflatedBytes / MiB).toFixed(1)} MiB out`);
-  console.log(`engine with its output joined into one string (as stringify makes one): ${b.engineJoinedMs.toFixed(1)} ms, ${b.ratioJoined.toFixed(2)}×`);
-  console.log(`end to end: gateway ${b.endToEnd.gatewayMs.toFixed(1)} ms, upstream direct (references only) ${b.endToEnd.upstreamDirectMs.toFixed(1)} ms`);
+  console.log(
+    `engine to a streaming sink ${b.engineMs.toFixed(1)} ms vs JSON.parse+stringify of the inflated Bundle ${b.jsonParseStringifyMs.toFixed(1)} ms: ${b.ratio.toFixed(2)}× (goal ≤ ${GOALS.inflateRatio}); ${report.inflated} inflated, ${report.linked} linked, ${(b.inflatedBytes / MiB).toFixed(1)} MiB out`,
+  );
+  console.log(
+    `engine with its output joined into one string (as stringify makes one): ${b.engineJoinedMs.toFixed(1)} ms, ${b.ratioJoined.toFixed(2)}×`,
+  );
+  console.log(
+    `end to end: gateway ${b.endToEnd.gatewayMs.toFixed(1)} ms, upstream direct (references only) ${b.endToEnd.upstreamDirectMs.toFixed(1)} ms`,
+  );
 } finally {
   await run.close();
 }

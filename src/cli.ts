@@ -51,13 +51,17 @@ async function main(): Promise<number> {
       throw err;
     }
     log = createLogger(config.logging.level);
-    log.warn({ demo: true, upstream: demo.upstreamUrl }, 'DEMO MODE: embedded in-memory FHIR server, generated key, plain HTTP on loopback. Not for production.');
+    log.warn(
+      { demo: true, upstream: demo.upstreamUrl },
+      'DEMO MODE: embedded in-memory FHIR server, generated key, plain HTTP on loopback. Not for production.',
+    );
   } else {
     const loaded = loadConfig(file, env, embeddedDefaults);
     config = loaded.config;
     configFile = loaded.file;
     log = createLogger(config.logging.level);
-    if (!config.upstream.url) throw new ConfigError([`${configFile ?? '(embedded defaults)'}: /upstream/url: is required (or set GATEWAY_UPSTREAM_URL)`]);
+    if (!config.upstream.url)
+      throw new ConfigError([`${configFile ?? '(embedded defaults)'}: /upstream/url: is required (or set GATEWAY_UPSTREAM_URL)`]);
     if (!config.server.publicBaseUrl) log.warn('server.publicBaseUrl is not set: Location headers will name the listen address');
   }
 
@@ -99,7 +103,10 @@ async function main(): Promise<number> {
       if (fixed.length > 0) log.warn({ file: configFile, sections: fixed }, 'changes to these sections take effect only after a restart');
     } catch (err) {
       // A bad new policy must not take the gateway down or open it up: keep the old one.
-      log.error({ file: configFile, problems: err instanceof ConfigError ? err.problems : [String(err)] }, 'configuration reload failed; keeping the previous configuration');
+      log.error(
+        { file: configFile, problems: err instanceof ConfigError ? err.problems : [String(err)] },
+        'configuration reload failed; keeping the previous configuration',
+      );
     }
   });
 
@@ -110,10 +117,10 @@ async function main(): Promise<number> {
         .close()
         .catch((err: unknown) => log.error({ err: err instanceof Error ? err.message : String(err) }, 'shutdown did not complete cleanly'))
         .finally(() => {
-        demo?.stop();
-        // Asynchronous destination: exiting before the flush completes loses the last lines.
-        log.flush(() => resolve());
-      });
+          demo?.stop();
+          // Asynchronous destination: exiting before the flush completes loses the last lines.
+          log.flush(() => resolve());
+        });
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

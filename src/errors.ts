@@ -98,7 +98,10 @@ export class GatewayError extends Error {
 
 /** The same error, said of one Bundle entry. */
 export function forEntry(err: GatewayError, index: number): GatewayError {
-  return new GatewayError(err.code, `Bundle entry ${index}${err.detail ? `: ${err.detail}` : ''}`, { cause: err, headers: { ...err.headers } });
+  return new GatewayError(err.code, `Bundle entry ${index}${err.detail ? `: ${err.detail}` : ''}`, {
+    cause: err,
+    headers: { ...err.headers },
+  });
 }
 
 export function isGatewayError(err: unknown): err is GatewayError {

@@ -50,17 +50,25 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       gateway = new Gateway(buildState(config, basePath), passThrough, toApp, log, binary);
       const tls = config.server.tls;
       server = tls
-        ? https.createServer({ cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile), minVersion: tls.minVersion }, gateway.handle)
+        ? https.createServer(
+            { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile), minVersion: tls.minVersion },
+            gateway.handle,
+          )
         : http.createServer(gateway.handle);
       // Answer Expect: 100-continue only after the checks passed (Gateway calls writeContinue).
       server.on('checkContinue', gateway.handle);
-      server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => sendError(req, res, new GatewayError('EXPECTATION_FAILED'), undefined));
+      server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
+        sendError(req, res, new GatewayError('EXPECTATION_FAILED'), undefined),
+      );
       server.requestTimeout = config.server.requestTimeoutMs;
       return server;
     },
     upstreamReady: async () => {
       try {
-        const r = await fetch(`${upstreamBase}/metadata`, { signal: AbortSignal.timeout(READY_TIMEOUT_MS), headers: { accept: 'application/fhir+json' } });
+        const r = await fetch(`${upstreamBase}/metadata`, {
+          signal: AbortSignal.timeout(READY_TIMEOUT_MS),
+          headers: { accept: 'application/fhir+json' },
+        });
         await r.body?.cancel();
         return r.status < 500;
       } catch {

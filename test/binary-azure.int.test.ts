@@ -41,14 +41,26 @@ binaryStoreScenarios(t, 'azure', async (t) => {
   return {
     storage: {
       driver: 'azure',
-      azure: { container: container.containerName, prefix: PREFIX, accountName: az.accountName, accountKeyEnv: env, url: az.blobEndpoint, blockSizeBytes: BLOCK },
+      azure: {
+        container: container.containerName,
+        prefix: PREFIX,
+        accountName: az.accountName,
+        accountKeyEnv: env,
+        url: az.blobEndpoint,
+        blockSizeBytes: BLOCK,
+      },
     },
     prefix: PREFIX,
     partSize: BLOCK,
     residue: () => names(true),
     objects: () => names(false),
-    record: async (id) => JSON.parse(await text((await container.getBlobClient(`${PREFIX}meta/${id}.json`).download()).readableStreamBody!)) as Record<string, unknown>,
-    parts: async (id) => (await container.getBlockBlobClient(`${PREFIX}blobs/${id}`).getBlockList('committed')).committedBlocks?.length ?? 0,
+    record: async (id) =>
+      JSON.parse(await text((await container.getBlobClient(`${PREFIX}meta/${id}.json`).download()).readableStreamBody!)) as Record<
+        string,
+        unknown
+      >,
+    parts: async (id) =>
+      (await container.getBlockBlobClient(`${PREFIX}blobs/${id}`).getBlockList('committed')).committedBlocks?.length ?? 0,
     piecesStarted: () => staged,
     stop: () => az.stop(),
   };

@@ -39,9 +39,16 @@ binaryStoreScenarios(t, 's3', async (t) => {
     partSize: PART,
     // s3rver keeps objects and in-progress multipart uploads as files: what is on its disk is all there is.
     residue: async () => srv.files(),
-    objects: async () => ((await client.send(new ListObjectsV2Command({ Bucket: srv.bucket }))).Contents ?? []).map((o) => o.Key ?? '').sort(),
-    record: async (id) => JSON.parse((await (await client.send(new GetObjectCommand({ Bucket: srv.bucket, Key: `${PREFIX}meta/${id}.json` }))).Body?.transformToString()) ?? '') as Record<string, unknown>,
-    parts: async (id) => requestsTo('PUT', `${PREFIX}blobs/${id}`).filter((r) => r.query.partNumber !== undefined && r.status === 200).length,
+    objects: async () =>
+      ((await client.send(new ListObjectsV2Command({ Bucket: srv.bucket }))).Contents ?? []).map((o) => o.Key ?? '').sort(),
+    record: async (id) =>
+      JSON.parse(
+        (await (
+          await client.send(new GetObjectCommand({ Bucket: srv.bucket, Key: `${PREFIX}meta/${id}.json` }))
+        ).Body?.transformToString()) ?? '',
+      ) as Record<string, unknown>,
+    parts: async (id) =>
+      requestsTo('PUT', `${PREFIX}blobs/${id}`).filter((r) => r.query.partNumber !== undefined && r.status === 200).length,
     piecesStarted: () => srv.requests.filter((r) => r.method === 'POST' && 'uploads' in r.query).length,
     stop: () => srv.stop(),
   };

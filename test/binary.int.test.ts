@@ -30,8 +30,14 @@ t.test('POST raw content: stored, the upstream holds a reference, the client rea
   t.match(JSON.stringify(held._data), new RegExp(sha256(pdf)), 'the reference carries the sha256');
   const files = s.gw.blobFiles();
   t.equal(files.filter((f) => f.endsWith('.blob')).length, 1, 'one blob stored');
-  const meta = JSON.parse(await (await import('node:fs/promises')).readFile(`${s.gw.blobDir}/${files.find((f) => f.endsWith('.json'))}`, 'utf8')) as Record<string, unknown>;
-  t.match(meta, { state: 'linked', owner: `Binary/${id}`, size: pdf.length, contentType: 'application/pdf' }, 'linked to its owner once the upstream accepted it');
+  const meta = JSON.parse(
+    await (await import('node:fs/promises')).readFile(`${s.gw.blobDir}/${files.find((f) => f.endsWith('.json'))}`, 'utf8'),
+  ) as Record<string, unknown>;
+  t.match(
+    meta,
+    { state: 'linked', owner: `Binary/${id}`, size: pdf.length, contentType: 'application/pdf' },
+    'linked to its owner once the upstream accepted it',
+  );
 
   const raw = await fetch(`${s.gw.base}/Binary/${id}`, { headers: s.auth });
   t.equal(raw.status, 200);
@@ -117,7 +123,11 @@ t.test('content checks: a mismatch, a type not allowed, bad text → 415 and not
     ['no Content-Type at all', PDF(10), '', /Content-Type is required/],
   ];
   for (const [name, body, type, why] of cases) {
-    const r = await fetch(`${s.gw.base}/Binary`, { method: 'POST', headers: { ...s.auth, ...(type ? { 'content-type': type } : {}) }, body });
+    const r = await fetch(`${s.gw.base}/Binary`, {
+      method: 'POST',
+      headers: { ...s.auth, ...(type ? { 'content-type': type } : {}) },
+      body,
+    });
     t.equal(r.status, 415, name);
     const o = (await r.json()) as { issue: { diagnostics?: string; details: { coding: { code: string }[] } }[] };
     t.equal(o.issue[0].details.coding[0].code, 'UNSUPPORTED_MEDIA', `${name}: code`);
@@ -129,39 +139,61 @@ t.test('content checks: a mismatch, a type not allowed, bad text → 415 and not
   t.equal(ok.status, 201, 'valid text is accepted');
 });
 
-t.test('limits: 413 past the rule’s maximum (declared or streamed), nothing stored; Expect: 100-continue answered before the body', async (t) => {
-  const s = await stack(t, { rules: [{ name: 'small-binaries', match: { resourceTypes: ['Binary'] }, limits: { maxRequestBytes: 50_000 } }] });
-  const declared = await upload(s, PDF(60_000), 'application/pdf');
-  t.equal(declared.status, 413);
-  t.equal(await code(declared), 'PAYLOAD_TOO_LARGE');
-  // Chunked: no length to refuse up front, so the count stops it midway.
-  const big = PDF(200_000);
-  const streamed = await fetch(`${s.gw.base}/Binary`, {
-    method: 'POST',
-    headers: { ...s.auth, 'content-type': 'application/pdf' },
-    body: new ReadableStream({
-      start(c) {
-        for (let i = 0; i < big.length; i += 16_384) c.enqueue(big.subarray(i, i + 16_384));
-        c.close();
-      },
-    }),
-    duplex: 'half',
-  } as RequestInit);
-  t.equal(streamed.status, 413);
-  t.same(s.gw.blobFiles(), [], 'no partial blob, no temp file');
-  t.equal(binaryPosts(s), 0);
+t.test(
+  'limits: 413 past the rule’s maximum (declared or streamed), nothing stored; Expect: 100-continue answered before the body',
+  async (t) => {
+    const s = await stack(t, {
+      rules: [{ name: 'small-binaries', match: { resourceTypes: ['Binary'] }, limits: { maxRequestBytes: 50_000 } }],
+    });
+    const declared = await upload(s, PDF(60_000), 'application/pdf');
+    t.equal(declared.status, 413);
+    t.equal(await code(declared), 'PAYLOAD_TOO_LARGE');
+    // Chunked: no length to refuse up front, so the count stops it midway.
+    const big = PDF(200_000);
+    const streamed = await fetch(`${s.gw.base}/Binary`, {
+      method: 'POST',
+      headers: { ...s.auth, 'content-type': 'application/pdf' },
+      body: new ReadableStream({
+        start(c) {
+          for (let i = 0; i < big.length; i += 16_384) c.enqueue(big.subarray(i, i + 16_384));
+          c.close();
+        },
+      }),
+      duplex: 'half',
+    });
+    t.equal(streamed.status, 413);
+    t.same(s.gw.blobFiles(), [], 'no partial blob, no temp file');
+    t.equal(binaryPosts(s), 0);
 
-  const port = portOf(s.gw.url);
-  const r = await rawRequest(
-    port,
-    httpMessage(['POST /fhir/Binary HTTP/1.1', 'Host: x', `Authorization: ${s.auth.authorization}`, 'Content-Type: application/pdf', 'Content-Length: 60000', 'Expect: 100-continue']),
-  );
-  t.equal(r.statusCode, 413, '413 to Expect: 100-continue');
-  t.same(r.interim, [], 'no 100 Continue was sent');
-  const r2 = await rawRequest(port, httpMessage(['POST /fhir/Binary HTTP/1.1', 'Host: x', `Authorization: ${s.auth.authorization}`, 'Content-Type: application/zip', 'Content-Length: 10', 'Expect: 100-continue']));
-  t.equal(r2.statusCode, 415, 'a refused type is answered before the body too');
-  t.same(r2.interim, []);
-});
+    const port = portOf(s.gw.url);
+    const r = await rawRequest(
+      port,
+      httpMessage([
+        'POST /fhir/Binary HTTP/1.1',
+        'Host: x',
+        `Authorization: ${s.auth.authorization}`,
+        'Content-Type: application/pdf',
+        'Content-Length: 60000',
+        'Expect: 100-continue',
+      ]),
+    );
+    t.equal(r.statusCode, 413, '413 to Expect: 100-continue');
+    t.same(r.interim, [], 'no 100 Continue was sent');
+    const r2 = await rawRequest(
+      port,
+      httpMessage([
+        'POST /fhir/Binary HTTP/1.1',
+        'Host: x',
+        `Authorization: ${s.auth.authorization}`,
+        'Content-Type: application/zip',
+        'Content-Length: 10',
+        'Expect: 100-continue',
+      ]),
+    );
+    t.equal(r2.statusCode, 415, 'a refused type is answered before the body too');
+    t.same(r2.interim, []);
+  },
+);
 
 t.test('the upstream refusing or unreachable: the blob is removed', async (t) => {
   const s = await stack(t);
@@ -177,7 +209,11 @@ t.test('the upstream refusing or unreachable: the blob is removed', async (t) =>
   const jwks = await startJwksServer(t, [key]);
   const down = await startTestGateway(t, { upstream: 'http://127.0.0.1:9/fhir', jwksUri: jwks.url });
   const token = await mintToken(key, { claims: { scope: 'user/*.cruds' } });
-  const r = await fetch(`${down.base}/Binary`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/pdf' }, body: PDF(5000) });
+  const r = await fetch(`${down.base}/Binary`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/pdf' },
+    body: PDF(5000),
+  });
   t.equal(r.status, 502);
   t.equal(await code(r), 'UPSTREAM_UNAVAILABLE');
   t.same(down.blobFiles(), [], 'nothing kept when the upstream could not be told');
@@ -189,10 +225,21 @@ t.test('a client that disconnects midway leaves nothing behind', async (t) => {
   const { connect } = await import('node:net');
   const sock = connect(port, '127.0.0.1');
   await new Promise((r) => sock.once('connect', r));
-  sock.write(httpMessage(['POST /fhir/Binary HTTP/1.1', 'Host: x', `Authorization: ${s.auth.authorization}`, 'Content-Type: application/pdf', 'Content-Length: 1000000']));
+  sock.write(
+    httpMessage([
+      'POST /fhir/Binary HTTP/1.1',
+      'Host: x',
+      `Authorization: ${s.auth.authorization}`,
+      'Content-Type: application/pdf',
+      'Content-Length: 1000000',
+    ]),
+  );
   sock.write(PDF(200_000));
   await new Promise((r) => setTimeout(r, 200));
-  t.ok(s.gw.blobFiles().some((f) => f.endsWith('.tmp')), 'the upload was in progress');
+  t.ok(
+    s.gw.blobFiles().some((f) => f.endsWith('.tmp')),
+    'the upload was in progress',
+  );
   sock.destroy();
   for (let i = 0; i < 50 && s.gw.blobFiles().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
   t.same(s.gw.blobFiles(), [], 'temp file removed');
@@ -221,7 +268,9 @@ t.test('Binaries the upstream already holds inline still read through the gatewa
 
 t.test('active content is always a download, sandboxed, never sniffed', async (t) => {
   const s = await stack(t, { content: { allowedTypes: { Binary: ['text/html'] } } });
-  const id = ((await upload(s, Buffer.from('<html><script>alert(1)</script></html>'), 'text/html')).headers.get('location') ?? '').split('/')[5];
+  const id = ((await upload(s, Buffer.from('<html><script>alert(1)</script></html>'), 'text/html')).headers.get('location') ?? '').split(
+    '/',
+  )[5];
   const r = await fetch(`${s.gw.base}/Binary/${id}`, { headers: s.auth });
   t.equal(r.headers.get('content-type'), 'text/html');
   t.equal(r.headers.get('content-disposition'), 'attachment');
@@ -237,8 +286,27 @@ t.test('a blob whose hash differs from the reference is never served', async (t)
   const other = ((await upload(s, PDF(1000), 'application/pdf')).headers.get('location') ?? '').split('/')[5];
   const a = await upstreamBinary(s, id);
   const b = await upstreamBinary(s, other);
-  const swapped = { ...a, _data: { extension: [{ ...(b._data as { extension: { extension: unknown[] }[] }).extension[0], extension: [(b._data as { extension: { extension: unknown[] }[] }).extension[0].extension[0], (a._data as { extension: { extension: unknown[] }[] }).extension[0].extension[1]] }] } };
-  await (await fetch(`${s.up.url}/Binary/${id}`, { method: 'PUT', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(swapped) })).arrayBuffer();
+  const swapped = {
+    ...a,
+    _data: {
+      extension: [
+        {
+          ...(b._data as { extension: { extension: unknown[] }[] }).extension[0],
+          extension: [
+            (b._data as { extension: { extension: unknown[] }[] }).extension[0].extension[0],
+            (a._data as { extension: { extension: unknown[] }[] }).extension[0].extension[1],
+          ],
+        },
+      ],
+    },
+  };
+  await (
+    await fetch(`${s.up.url}/Binary/${id}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/fhir+json' },
+      body: JSON.stringify(swapped),
+    })
+  ).arrayBuffer();
   const r = await fetch(`${s.gw.base}/Binary/${id}`, { headers: s.auth });
   t.equal(r.status, 500);
   t.equal(await code(r), 'BLOB_UNREADABLE');
@@ -259,7 +327,12 @@ t.test('a conditional raw Binary write is refused, never passed on unchecked', a
 t.test('a FHIR JSON Binary body: its data is externalized and checked like raw content', async (t) => {
   const s = await stack(t);
   const pdf = PDF(400_000);
-  const body = JSON.stringify({ resourceType: 'Binary', contentType: 'application/pdf', securityContext: { reference: 'Patient/7' }, data: pdf.toString('base64') });
+  const body = JSON.stringify({
+    resourceType: 'Binary',
+    contentType: 'application/pdf',
+    securityContext: { reference: 'Patient/7' },
+    data: pdf.toString('base64'),
+  });
   const created = await upload(s, Buffer.from(body), 'application/fhir+json');
   t.equal(created.status, 201);
   const id = (created.headers.get('location') ?? '').split('/')[5];
@@ -270,16 +343,29 @@ t.test('a FHIR JSON Binary body: its data is externalized and checked like raw c
   t.match(JSON.stringify(held._data), new RegExp(sha256(pdf)));
   const meta = s.gw.blobFiles().filter((f) => f.endsWith('.json'));
   t.equal(meta.length, 1);
-  const record = JSON.parse(await (await import('node:fs/promises')).readFile(`${s.gw.blobDir}/${meta[0]}`, 'utf8')) as Record<string, unknown>;
+  const record = JSON.parse(await (await import('node:fs/promises')).readFile(`${s.gw.blobDir}/${meta[0]}`, 'utf8')) as Record<
+    string,
+    unknown
+  >;
   t.match(record, { state: 'linked', owner: `Binary/${id}`, contentType: 'application/pdf', size: pdf.length });
   const raw = await fetch(`${s.gw.base}/Binary/${id}`, { headers: s.auth });
   t.equal(sha256(Buffer.from(await raw.arrayBuffer())), sha256(pdf), 'raw read gives the bytes back');
 
   const v2 = PDF(1000);
-  const put = await upload(s, Buffer.from(JSON.stringify({ resourceType: 'Binary', id, contentType: 'application/pdf', data: v2.toString('base64') })), 'application/fhir+json', {}, 'PUT', `/Binary/${id}`);
+  const put = await upload(
+    s,
+    Buffer.from(JSON.stringify({ resourceType: 'Binary', id, contentType: 'application/pdf', data: v2.toString('base64') })),
+    'application/fhir+json',
+    {},
+    'PUT',
+    `/Binary/${id}`,
+  );
   t.equal(put.status, 200);
   await put.arrayBuffer();
-  t.ok(Buffer.from(await (await fetch(`${s.gw.base}/Binary/${id}`, { headers: s.auth })).arrayBuffer()).equals(v2), 'update through the FHIR body');
+  t.ok(
+    Buffer.from(await (await fetch(`${s.gw.base}/Binary/${id}`, { headers: s.auth })).arrayBuffer()).equals(v2),
+    'update through the FHIR body',
+  );
 });
 
 t.test('a FHIR JSON Binary body that fails a check: refused, nothing stored, nothing sent upstream', async (t) => {
@@ -288,13 +374,63 @@ t.test('a FHIR JSON Binary body that fails a check: refused, nothing stored, not
   const s = await stack(t, { server: { spoolDir } });
   const before = binaryPosts(s);
   const cases: [string, string, string, number, string][] = [
-    ['PNG declared as PDF', 'application/fhir+json', JSON.stringify({ resourceType: 'Binary', contentType: 'application/pdf', data: PNG.toString('base64') }), 415, 'UNSUPPORTED_MEDIA'],
-    ['type not allowed', 'application/fhir+json', JSON.stringify({ resourceType: 'Binary', contentType: 'application/zip', data: PDF(10).toString('base64') }), 415, 'UNSUPPORTED_MEDIA'],
-    ['not base64', 'application/fhir+json', JSON.stringify({ resourceType: 'Binary', contentType: 'application/pdf', data: '%%%%' }), 400, 'BAD_REQUEST'],
-    ['not a Binary', 'application/fhir+json', JSON.stringify({ resourceType: 'DocumentReference', status: 'current', content: [{ attachment: { contentType: 'application/pdf', data: PDF(3000).toString('base64') } }] }), 400, 'BAD_REQUEST'],
-    ['malformed JSON', 'application/fhir+json', '{"resourceType":"Binary","contentType":"application/pdf","data":"JVBE', 400, 'BAD_REQUEST'],
-    ['a reference written by the client', 'application/fhir+json', JSON.stringify({ resourceType: 'Binary', contentType: 'application/pdf', _data: { extension: [{ url: 'http://fhir-binary-gateway.dev/fhir/StructureDefinition/blob-reference', extension: [] }] } }), 400, 'BAD_REQUEST'],
-    ['FHIR XML', 'application/fhir+xml', '<Binary xmlns="http://hl7.org/fhir"><contentType value="application/pdf"/><data value="JVBERi0="/></Binary>', 415, 'UNSUPPORTED_MEDIA'],
+    [
+      'PNG declared as PDF',
+      'application/fhir+json',
+      JSON.stringify({ resourceType: 'Binary', contentType: 'application/pdf', data: PNG.toString('base64') }),
+      415,
+      'UNSUPPORTED_MEDIA',
+    ],
+    [
+      'type not allowed',
+      'application/fhir+json',
+      JSON.stringify({ resourceType: 'Binary', contentType: 'application/zip', data: PDF(10).toString('base64') }),
+      415,
+      'UNSUPPORTED_MEDIA',
+    ],
+    [
+      'not base64',
+      'application/fhir+json',
+      JSON.stringify({ resourceType: 'Binary', contentType: 'application/pdf', data: '%%%%' }),
+      400,
+      'BAD_REQUEST',
+    ],
+    [
+      'not a Binary',
+      'application/fhir+json',
+      JSON.stringify({
+        resourceType: 'DocumentReference',
+        status: 'current',
+        content: [{ attachment: { contentType: 'application/pdf', data: PDF(3000).toString('base64') } }],
+      }),
+      400,
+      'BAD_REQUEST',
+    ],
+    [
+      'malformed JSON',
+      'application/fhir+json',
+      '{"resourceType":"Binary","contentType":"application/pdf","data":"JVBE',
+      400,
+      'BAD_REQUEST',
+    ],
+    [
+      'a reference written by the client',
+      'application/fhir+json',
+      JSON.stringify({
+        resourceType: 'Binary',
+        contentType: 'application/pdf',
+        _data: { extension: [{ url: 'http://fhir-binary-gateway.dev/fhir/StructureDefinition/blob-reference', extension: [] }] },
+      }),
+      400,
+      'BAD_REQUEST',
+    ],
+    [
+      'FHIR XML',
+      'application/fhir+xml',
+      '<Binary xmlns="http://hl7.org/fhir"><contentType value="application/pdf"/><data value="JVBERi0="/></Binary>',
+      415,
+      'UNSUPPORTED_MEDIA',
+    ],
   ];
   for (const [name, type, body, status, expected] of cases) {
     const r = await upload(s, Buffer.from(body), type);
@@ -309,7 +445,11 @@ t.test('a FHIR JSON Binary body that fails a check: refused, nothing stored, not
 t.test('PATCH of Binary is refused: it could set data past every check', async (t) => {
   const s = await stack(t);
   const id = ((await upload(s, PDF(1000), 'application/pdf')).headers.get('location') ?? '').split('/')[5];
-  const r = await fetch(`${s.gw.base}/Binary/${id}`, { method: 'PATCH', headers: { ...s.auth, 'content-type': 'application/json-patch+json' }, body: JSON.stringify([{ op: 'add', path: '/data', value: 'PHNjcmlwdD4=' }]) });
+  const r = await fetch(`${s.gw.base}/Binary/${id}`, {
+    method: 'PATCH',
+    headers: { ...s.auth, 'content-type': 'application/json-patch+json' },
+    body: JSON.stringify([{ op: 'add', path: '/data', value: 'PHNjcmlwdD4=' }]),
+  });
   t.equal(r.status, 405);
   t.equal(await code(r), 'METHOD_NOT_ALLOWED');
   t.equal((await upstreamBinary(s, id)).data, undefined, 'the upstream Binary is unchanged');
@@ -319,8 +459,25 @@ t.test('a Binary held inline above 1 MiB is streamed, not buffered, and its secu
   const spoolDir = privateDir(t);
   const s = await stack(t, { server: { spoolDir } });
   const content = PDF(3_000_000);
-  const pid = ((await (await fetch(`${s.up.url}/Patient`, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: '{"resourceType":"Patient"}' })).json()) as { id: string }).id;
-  const r = await fetch(`${s.up.url}/Binary`, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'Binary', contentType: 'application/pdf', securityContext: { reference: `Patient/${pid}` }, data: content.toString('base64') }) });
+  const pid = (
+    (await (
+      await fetch(`${s.up.url}/Patient`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/fhir+json' },
+        body: '{"resourceType":"Patient"}',
+      })
+    ).json()) as { id: string }
+  ).id;
+  const r = await fetch(`${s.up.url}/Binary`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({
+      resourceType: 'Binary',
+      contentType: 'application/pdf',
+      securityContext: { reference: `Patient/${pid}` },
+      data: content.toString('base64'),
+    }),
+  });
   const id = ((await r.json()) as { id: string }).id;
   const raw = await fetch(`${s.gw.base}/Binary/${id}`, { headers: { ...s.auth, accept: 'application/pdf' } });
   t.equal(raw.status, 200);
@@ -361,13 +518,23 @@ t.test('every security refusal of an upload (401, 403 transport/IP/scope) stores
 
   const open = await stack(t);
   const stranger = { authorization: `Bearer ${await mintToken(await makeKey('k2'), { claims: { scope: 'user/*.cruds' } })}` };
-  for (const [name, headers, expected] of [['no token', {}, 'TOKEN_MISSING'], ['a token signed by an unknown key', stranger, 'INVALID_TOKEN']] as const) {
-    const r = await fetch(`${open.gw.base}/Binary`, { method: 'POST', headers: { ...headers, 'content-type': 'application/pdf' }, body: PDF(5000) });
+  for (const [name, headers, expected] of [
+    ['no token', {}, 'TOKEN_MISSING'],
+    ['a token signed by an unknown key', stranger, 'INVALID_TOKEN'],
+  ] as const) {
+    const r = await fetch(`${open.gw.base}/Binary`, {
+      method: 'POST',
+      headers: { ...headers, 'content-type': 'application/pdf' },
+      body: PDF(5000),
+    });
     t.equal(r.status, 401, name);
     t.equal(await code(r), expected, `${name}: ${expected}`);
   }
   const readOnly = await open.as('user/Binary.r');
-  for (const [method, path] of [['POST', '/Binary'], ['PUT', '/Binary/x']] as const) {
+  for (const [method, path] of [
+    ['POST', '/Binary'],
+    ['PUT', '/Binary/x'],
+  ] as const) {
     const r = await upload(open, PDF(5000), 'application/pdf', readOnly, method, path);
     t.equal(r.status, 403, `${method} with a read-only scope`);
     t.equal(await code(r), 'INSUFFICIENT_SCOPE');

@@ -25,7 +25,7 @@ function chunked(body: Buffer, sizes: readonly number[] = [body.length || 1]): R
   let off = 0;
   let i = 0;
   while (off < body.length) {
-    const n = Math.max(1, sizes[i++ % sizes.length]!);
+    const n = Math.max(1, sizes[i++ % sizes.length]);
     parts.push(body.subarray(off, off + n));
     off += n;
   }
@@ -145,7 +145,11 @@ const entryArb = fc.record(
     method: methodArb,
     url: fc.tuple(typeArb, textArb).map(([ty, q]) => `${ty}?x=${q}`),
     resource: fc.option(
-      fc.record({ resourceType: typeArb, text: textArb, nested: fc.array(fc.record({ resourceType: typeArb, request: fc.record({ method: methodArb }) }), { maxLength: 2 }) }),
+      fc.record({
+        resourceType: typeArb,
+        text: textArb,
+        nested: fc.array(fc.record({ resourceType: typeArb, request: fc.record({ method: methodArb }) }), { maxLength: 2 }),
+      }),
       { nil: undefined },
     ),
     resourceFirst: fc.boolean(),
@@ -184,8 +188,8 @@ t.test('identical results whatever the chunk sizes (1 byte .. 64 KiB)', async (t
         return (
           JSON.stringify(whole.entries) === JSON.stringify(expected) &&
           JSON.stringify(cut.entries) === JSON.stringify(expected) &&
-          whole.entries.every((e, i) => e.url === expected[i]!.url) &&
-          cut.entries.every((e, i) => e.url === expected[i]!.url) &&
+          whole.entries.every((e, i) => e.url === expected[i].url) &&
+          cut.entries.every((e, i) => e.url === expected[i].url) &&
           whole.type === b.type &&
           cut.type === b.type &&
           cut.size === body.length &&
@@ -206,7 +210,10 @@ t.test('one byte at a time: multi-byte characters and escapes split across chunk
   const dir = tempDir(t);
   const body = bundle('batch', [
     entry('GET', 'Patient?name=Zoë-😀-\u00e9\u4e2d'),
-    { 'requ\u0065st': { 'm\u00e9thod-not': 1, method: 'POST', url: 'Observation' }, resource: { resourceType: 'Observation', note: [{ text: '"\\\u2028' }] } },
+    {
+      'requ\u0065st': { 'm\u00e9thod-not': 1, method: 'POST', url: 'Observation' },
+      resource: { resourceType: 'Observation', note: [{ text: '"\\\u2028' }] },
+    },
   ]).replace('\\"', '\\u0022');
   const r = await scan(dir, body, [1]);
   t.same(r.entries, [
@@ -227,10 +234,16 @@ t.test('duplicate keys in the objects that are read are refused', async (t) => {
     ['root type', '{"resourceType":"Bundle","type":"batch","type":"transaction","entry":[]}'],
     ['root entry', '{"resourceType":"Bundle","type":"batch","entry":[],"entry":[{"request":{"method":"DELETE","url":"Patient/1"}}]}'],
     ['entry request', `${start}{"request":{"method":"GET","url":"Patient/1"},"request":{"method":"DELETE","url":"Patient/1"}}]}`],
-    ['entry resource', `${start}{"resource":{"resourceType":"Patient"},"resource":{"resourceType":"Observation"},"request":{"method":"POST","url":"Patient"}}]}`],
+    [
+      'entry resource',
+      `${start}{"resource":{"resourceType":"Patient"},"resource":{"resourceType":"Observation"},"request":{"method":"POST","url":"Patient"}}]}`,
+    ],
     ['request method', `${start}{"request":{"method":"GET","url":"Patient/1","method":"DELETE"}}]}`],
     ['request url', `${start}{"request":{"method":"GET","url":"Patient/1","url":"Observation/1"}}]}`],
-    ['resource resourceType', `${start}{"resource":{"resourceType":"Patient","resourceType":"Observation"},"request":{"method":"POST","url":"Patient"}}]}`],
+    [
+      'resource resourceType',
+      `${start}{"resource":{"resourceType":"Patient","resourceType":"Observation"},"request":{"method":"POST","url":"Patient"}}]}`,
+    ],
     // The same key spelled with an escape is the same key.
     ['escaped method', `${start}{"request":{"method":"GET","m\\u0065thod":"DELETE","url":"Patient/1"}}]}`],
     ['escaped root type', '{"resourceType":"Bundle","type":"batch","\\u0074ype":"transaction","entry":[]}'],
@@ -248,25 +261,57 @@ t.test('duplicate keys in the objects that are read are refused', async (t) => {
 t.test('keys the scanner does not read may repeat: only read keys are remembered', async (t) => {
   const dir = tempDir(t);
   const start = '{"resourceType":"Bundle","type":"batch","entry":[';
-  const dup = await scan(dir, `${start}{"resource":{"resourceType":"Patient","id":"1","id":"2"},"request":{"method":"PUT","url":"Patient/1"}}]}`);
-  t.same(dup.entries.map((e) => [e.method, e.url, e.resourceType]), [['PUT', 'Patient/1', 'Patient']], 'resource.id is not read: its duplicate is the upstream\'s to judge');
+  const dup = await scan(
+    dir,
+    `${start}{"resource":{"resourceType":"Patient","id":"1","id":"2"},"request":{"method":"PUT","url":"Patient/1"}}]}`,
+  );
+  t.same(
+    dup.entries.map((e) => [e.method, e.url, e.resourceType]),
+    [['PUT', 'Patient/1', 'Patient']],
+    "resource.id is not read: its duplicate is the upstream's to judge",
+  );
   // 200k distinct keys in a tracked object: not read, not remembered, accepted.
   const keys = Array.from({ length: 200_000 }, (_, i) => `"k${i}":0`).join(',');
-  const flood = await scan(dir, `${start}{${keys},"request":{"method":"GET","url":"Patient/1"}}]}`, undefined, { maxBytes: 16 * 1024 * 1024 });
-  t.same(flood.entries.map((e) => [e.method, e.url]), [['GET', 'Patient/1']]);
+  const flood = await scan(dir, `${start}{${keys},"request":{"method":"GET","url":"Patient/1"}}]}`, undefined, {
+    maxBytes: 16 * 1024 * 1024,
+  });
+  t.same(
+    flood.entries.map((e) => [e.method, e.url]),
+    [['GET', 'Patient/1']],
+  );
 });
 
 t.test('shape: not a Bundle, wrong type, entry not an array of objects, missing request', async (t) => {
   const cases: [string, string, RegExp][] = [
-    ['entry as object', '{"resourceType":"Bundle","type":"batch","entry":{"request":{"method":"DELETE","url":"Patient/1"}}}', /entry must be an array/],
+    [
+      'entry as object',
+      '{"resourceType":"Bundle","type":"batch","entry":{"request":{"method":"DELETE","url":"Patient/1"}}}',
+      /entry must be an array/,
+    ],
     ['entry as string', '{"resourceType":"Bundle","type":"batch","entry":"x"}', /entry must be an array/],
     ['entry as null', '{"resourceType":"Bundle","type":"batch","entry":null}', /entry must be an array/],
     ['entry as number', '{"resourceType":"Bundle","type":"batch","entry":1}', /entry must be an array/],
-    ['entry item an array', '{"resourceType":"Bundle","type":"batch","entry":[[{"request":{"method":"DELETE","url":"Patient/1"}}]]}', /entry 0 must be an object/],
-    ['entry item a scalar', '{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient/1"}},1]}', /entry 1 must be an object/],
+    [
+      'entry item an array',
+      '{"resourceType":"Bundle","type":"batch","entry":[[{"request":{"method":"DELETE","url":"Patient/1"}}]]}',
+      /entry 0 must be an object/,
+    ],
+    [
+      'entry item a scalar',
+      '{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient/1"}},1]}',
+      /entry 1 must be an object/,
+    ],
     ['entry item null', '{"resourceType":"Bundle","type":"batch","entry":[null]}', /entry 0 must be an object/],
-    ['request as array', '{"resourceType":"Bundle","type":"batch","entry":[{"request":[{"method":"DELETE","url":"Patient/1"}]}]}', /request must be an object/],
-    ['resource as array', '{"resourceType":"Bundle","type":"batch","entry":[{"resource":[{"resourceType":"Observation"}],"request":{"method":"POST","url":"Patient"}}]}', /resource must be an object/],
+    [
+      'request as array',
+      '{"resourceType":"Bundle","type":"batch","entry":[{"request":[{"method":"DELETE","url":"Patient/1"}]}]}',
+      /request must be an object/,
+    ],
+    [
+      'resource as array',
+      '{"resourceType":"Bundle","type":"batch","entry":[{"resource":[{"resourceType":"Observation"}],"request":{"method":"POST","url":"Patient"}}]}',
+      /resource must be an object/,
+    ],
     ['not a Bundle', '{"resourceType":"Patient","type":"batch","entry":[]}', /resourceType must be Bundle/],
     ['no resourceType', '{"type":"batch","entry":[]}', /resourceType must be Bundle/],
     ['resourceType not a string', '{"resourceType":["Bundle"],"type":"batch","entry":[]}', /resourceType must be Bundle/],
@@ -276,9 +321,17 @@ t.test('shape: not a Bundle, wrong type, entry not an array of objects, missing 
     ['type wrong case', '{"resourceType":"Bundle","type":"Transaction","entry":[]}', /type must be batch or transaction/],
     ['root array', '[{"resourceType":"Bundle","type":"batch","entry":[]}]', /not a JSON object/],
     ['root string', '"Bundle"', /resourceType must be Bundle/],
-    ['no request', '{"resourceType":"Bundle","type":"batch","entry":[{"resource":{"resourceType":"Patient"}}]}', /entry 0 has no request\.method or request\.url/],
+    [
+      'no request',
+      '{"resourceType":"Bundle","type":"batch","entry":[{"resource":{"resourceType":"Patient"}}]}',
+      /entry 0 has no request\.method or request\.url/,
+    ],
     ['no url', '{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET"}}]}', /entry 0 has no request/],
-    ['method not a string', '{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":1,"url":"Patient/1"}}]}', /entry 0 has no request/],
+    [
+      'method not a string',
+      '{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":1,"url":"Patient/1"}}]}',
+      /entry 0 has no request/,
+    ],
     ['url too long', bundle('batch', [entry('GET', `Patient?name=${'a'.repeat(9000)}`)]), /url too long/],
     ['method too long', bundle('batch', [entry('G'.repeat(100), 'Patient/1')]), /method too long/],
   ];
@@ -306,8 +359,18 @@ t.test('invalid JSON is BAD_BUNDLE', async (t) => {
     ['bare word', 'transaction'],
     ['raw control char in string', '{"resourceType":"Bundle","type":"batch","id":"a\u0001b","entry":[]}'],
     // Invalid UTF-8: an overlong 'm' (0xC1 0xAD) that a lenient decoder would read as a second `method` key.
-    ['overlong UTF-8 key', Buffer.concat([Buffer.from('{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient/1","'), Buffer.from([0xc1, 0xad]), Buffer.from('ethod":"DELETE"}}]}')])],
-    ['lone continuation byte', Buffer.concat([Buffer.from('{"resourceType":"Bundle","type":"batch","id":"'), Buffer.from([0x80]), Buffer.from('","entry":[]}')])],
+    [
+      'overlong UTF-8 key',
+      Buffer.concat([
+        Buffer.from('{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient/1","'),
+        Buffer.from([0xc1, 0xad]),
+        Buffer.from('ethod":"DELETE"}}]}'),
+      ]),
+    ],
+    [
+      'lone continuation byte',
+      Buffer.concat([Buffer.from('{"resourceType":"Bundle","type":"batch","id":"'), Buffer.from([0x80]), Buffer.from('","entry":[]}')]),
+    ],
     ['truncated multi-byte at the end', Buffer.concat([Buffer.from(ok), Buffer.from([0xe4, 0xb8])])],
   ];
   for (const [name, body] of cases) {
@@ -357,7 +420,10 @@ t.test('nesting: a depth bomb is refused, realistic nesting passes', async (t) =
   // A Questionnaire with items nested 40 deep.
   let item: Record<string, unknown> = { linkId: 'leaf', type: 'string' };
   for (let i = 0; i < 40; i++) item = { linkId: `l${i}`, type: 'group', item: [item] };
-  const r = await scan(dir, bundle('batch', [entry('POST', 'Questionnaire', { resourceType: 'Questionnaire', status: 'draft', item: [item] })]));
+  const r = await scan(
+    dir,
+    bundle('batch', [entry('POST', 'Questionnaire', { resourceType: 'Questionnaire', status: 'draft', item: [item] })]),
+  );
   t.same(r.entries, [{ index: 0, method: 'POST', url: 'Questionnaire', resourceType: 'Questionnaire' }]);
 });
 
@@ -393,10 +459,26 @@ async function settle<T>(p: Promise<T>): Promise<T | Error> {
 t.test('huge keys and values are streamed, not accumulated', async (t) => {
   const dir = tempDir(t);
   const cases: [string, string, string][] = [
-    ['20 MiB key at the root', '{"resourceType":"Bundle","type":"batch","', '":1,"entry":[{"request":{"method":"GET","url":"Patient/1"}}]}'],
-    ['20 MiB key in entry.request', '{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient/1","', '":1}}]}'],
-    ['20 MiB key in a resource', '{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"POST","url":"Patient"},"resource":{"resourceType":"Patient","', '":1}}]}'],
-    ['20 MiB attachment data', '{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"POST","url":"Binary"},"resource":{"resourceType":"Binary","contentType":"text/plain","data":"', '"}}]}'],
+    [
+      '20 MiB key at the root',
+      '{"resourceType":"Bundle","type":"batch","',
+      '":1,"entry":[{"request":{"method":"GET","url":"Patient/1"}}]}',
+    ],
+    [
+      '20 MiB key in entry.request',
+      '{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient/1","',
+      '":1}}]}',
+    ],
+    [
+      '20 MiB key in a resource',
+      '{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"POST","url":"Patient"},"resource":{"resourceType":"Patient","',
+      '":1}}]}',
+    ],
+    [
+      '20 MiB attachment data',
+      '{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"POST","url":"Binary"},"resource":{"resourceType":"Binary","contentType":"text/plain","data":"',
+      '"}}]}',
+    ],
   ];
   for (const [name, prefix, suffix] of cases) {
     t.test(name, async (t) => {

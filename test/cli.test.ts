@@ -18,9 +18,17 @@ const EX_CONFIG = 78;
 function ensureBuilt(): void {
   const cli = join(ROOT, 'dist', 'cli.js');
   const newest = (dir: string): number =>
-    Math.max(0, ...readdirSync(dir, { withFileTypes: true }).map((e) => (e.isDirectory() ? newest(join(dir, e.name)) : e.name.endsWith('.ts') ? statSync(join(dir, e.name)).mtimeMs : 0)));
+    Math.max(
+      0,
+      ...readdirSync(dir, { withFileTypes: true }).map((e) =>
+        e.isDirectory() ? newest(join(dir, e.name)) : e.name.endsWith('.ts') ? statSync(join(dir, e.name)).mtimeMs : 0,
+      ),
+    );
   if (existsSync(cli) && statSync(cli).mtimeMs >= newest(join(ROOT, 'src'))) return;
-  execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'inherit' });
+  execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], {
+    cwd: ROOT,
+    stdio: 'inherit',
+  });
 }
 ensureBuilt();
 
@@ -71,8 +79,8 @@ function spawnCli(t: Test, args: string[], env: Record<string, string>, cwd: str
       }
     },
   };
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (cli.stdout += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (cli.stderr += d));
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (cli.stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (cli.stderr += d));
   t.teardown(async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
@@ -113,7 +121,9 @@ t.test('demo mode on GATEWAY_PORT=0: the printed curl command works', async (t) 
   t.equal(withToken.status, 200, 'the token also searches');
   await withToken.arrayBuffer();
 
-  const warn = await cli.waitFor('the DEMO MODE warning line', () => cli.logs().find((l) => l['level'] === 'warn' && String(l['msg']).includes('DEMO MODE')));
+  const warn = await cli.waitFor('the DEMO MODE warning line', () =>
+    cli.logs().find((l) => l['level'] === 'warn' && String(l['msg']).includes('DEMO MODE')),
+  );
   t.match(warn, { demo: true, msg: /Not for production/ });
   const listening = await cli.waitFor('the listening line', () => cli.logs().find((l) => l['msg'] === 'gateway listening'));
   t.equal(listening['listen'], base, 'listening on the printed address');
@@ -181,7 +191,11 @@ t.test('SIGHUP applies a valid changed file and keeps the old configuration on a
   const up = await startUpstream(t);
   const key = await makeKey('k1');
   writeFileSync(join(tmp, 'jwks.json'), JSON.stringify({ keys: [key.publicJwk] }));
-  const created = await fetch(`${up.url}/Patient`, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'Patient' }) });
+  const created = await fetch(`${up.url}/Patient`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({ resourceType: 'Patient' }),
+  });
   const { id } = (await created.json()) as { id: string };
 
   const file = join(tmp, 'gateway.yaml');
@@ -194,7 +208,8 @@ t.test('SIGHUP applies a valid changed file and keeps the old configuration on a
       'defaultRule: { require: { https: false, auth: true, smart: true } }',
       '',
     ].join('\n');
-  const publicReads = '[{ name: public-patient-reads, match: { interactions: [read], resourceTypes: [Patient] }, require: { auth: false, smart: false } }]';
+  const publicReads =
+    '[{ name: public-patient-reads, match: { interactions: [read], resourceTypes: [Patient] }, require: { auth: false, smart: false } }]';
   writeFileSync(file, policy('[]'));
 
   const cli = spawnCli(t, ['--config', file], {}, tmp);
@@ -213,7 +228,12 @@ t.test('SIGHUP applies a valid changed file and keeps the old configuration on a
   const hup = async (what: RegExp) => {
     const before = cli.logs().length;
     cli.child.kill('SIGHUP');
-    const line = await cli.waitFor(`a log line matching ${what}`, () => cli.logs().slice(before).find((l) => what.test(String(l['msg']))));
+    const line = await cli.waitFor(`a log line matching ${what}`, () =>
+      cli
+        .logs()
+        .slice(before)
+        .find((l) => what.test(String(l['msg']))),
+    );
     seen++;
     return line;
   };
@@ -237,13 +257,21 @@ t.test('SIGHUP applies a valid changed file and keeps the old configuration on a
   writeFileSync(file, policy('[]'));
   await hup(/^configuration reloaded$/);
   t.equal(await status(), 401, 'a later valid file is applied again');
-  t.notOk(cli.logs().some((l) => String(l['msg']).includes('restart')), 'no restart warning while server/upstream are unchanged');
+  t.notOk(
+    cli.logs().some((l) => String(l['msg']).includes('restart')),
+    'no restart warning while server/upstream are unchanged',
+  );
 
   // Listeners and the upstream are not rebuilt on reload: a change there is applied to nothing, and said so.
   writeFileSync(file, policy(publicReads).replace(`url: "${up.url}"`, `url: "${up.url}", timeoutMs: 1234`));
   const before = cli.logs().length;
   await hup(/^configuration reloaded$/);
-  const warn = await cli.waitFor('the restart warning', () => cli.logs().slice(before).find((l) => l['level'] === 'warn' && /restart/.test(String(l['msg']))));
+  const warn = await cli.waitFor('the restart warning', () =>
+    cli
+      .logs()
+      .slice(before)
+      .find((l) => l['level'] === 'warn' && /restart/.test(String(l['msg']))),
+  );
   t.same(warn['sections'], ['upstream']);
   t.equal(await status(), 200, 'the rest of the file is applied');
   t.equal(seen, 5);

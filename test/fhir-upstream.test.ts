@@ -121,7 +121,10 @@ t.test('a transaction Bundle posted to the base resolves references between entr
   t.equal(res.status, 200);
   const bundle = await json<Bundle>(res);
   t.match(bundle, { resourceType: 'Bundle', type: 'transaction-response' });
-  t.same(bundle.entry.map((e) => e.response.status), ['201', '201']);
+  t.same(
+    bundle.entry.map((e) => e.response.status),
+    ['201', '201'],
+  );
 
   const observations = await json<Bundle>(await fetch(`${up.url}/Observation`));
   const patients = await json<Bundle>(await fetch(`${up.url}/Patient`));

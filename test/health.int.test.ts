@@ -43,12 +43,18 @@ t.test('/readyz is 200 when the upstream answers and 503 when it is down', async
     up.requests.some((r) => r.method === 'GET' && r.url === '/fhir/metadata'),
     'readiness is checked against the upstream capability statement',
   );
-  t.notOk(up.requests.some((r) => r.url.includes('readyz')), '/readyz itself is not forwarded');
+  t.notOk(
+    up.requests.some((r) => r.url.includes('readyz')),
+    '/readyz itself is not forwarded',
+  );
 
   await closeUp();
   const down = await fetch(`${gw.url}/readyz`);
   t.equal(down.status, 503, 'not ready once the upstream is gone');
-  t.match(await down.json(), { resourceType: 'OperationOutcome', issue: [{ code: 'transient', details: { coding: [{ code: 'NOT_READY' }] } }] });
+  t.match(await down.json(), {
+    resourceType: 'OperationOutcome',
+    issue: [{ code: 'transient', details: { coding: [{ code: 'NOT_READY' }] } }],
+  });
 
   const health = await fetch(`${gw.url}/healthz`);
   t.equal(health.status, 200, 'still alive (liveness does not follow the upstream)');

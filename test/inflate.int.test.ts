@@ -7,8 +7,14 @@ import { code, PDF, stack, type Stack } from './helpers/binary-stack.js';
 
 type Json = Record<string, any>;
 const b64 = (b: Buffer) => b.toString('base64');
-const post = (s: Stack, path: string, body: unknown) => fetch(`${s.gw.base}/${path}`, { method: 'POST', headers: { ...s.auth, 'content-type': 'application/fhir+json' }, body: JSON.stringify(body) });
-const get = (s: Stack, path: string, headers: Record<string, string> = {}) => fetch(`${s.gw.base}/${path}`, { headers: { ...s.auth, ...headers } });
+const post = (s: Stack, path: string, body: unknown) =>
+  fetch(`${s.gw.base}/${path}`, {
+    method: 'POST',
+    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
+    body: JSON.stringify(body),
+  });
+const get = (s: Stack, path: string, headers: Record<string, string> = {}) =>
+  fetch(`${s.gw.base}/${path}`, { headers: { ...s.auth, ...headers } });
 const json = async (r: Response) => (await r.json()) as Json;
 /** Writes straight to the upstream, around the gateway (data written before it, or by another path). */
 const direct = async (s: Stack, path: string, body: unknown, method = 'POST') =>
@@ -21,7 +27,14 @@ const link = (type: string, id: string, path: string) => `${PUBLIC}/${type}/${id
 const follow = (s: Stack, url: string, headers: Record<string, string> = s.auth) => fetch(url.replace(PUBLIC, s.gw.base), { headers });
 
 async function twoPdfs(s: Stack, a = PDF(100_000), b = PDF(120_000)) {
-  const r = await post(s, 'DocumentReference', { resourceType: 'DocumentReference', status: 'current', content: [{ attachment: { contentType: 'application/pdf', data: b64(a) } }, { attachment: { contentType: 'application/pdf', data: b64(b) } }] });
+  const r = await post(s, 'DocumentReference', {
+    resourceType: 'DocumentReference',
+    status: 'current',
+    content: [
+      { attachment: { contentType: 'application/pdf', data: b64(a) } },
+      { attachment: { contentType: 'application/pdf', data: b64(b) } },
+    ],
+  });
   t.equal(r.status, 201);
   const created = await json(r);
   return { id: created['id'] as string, a, b, created };
@@ -49,7 +62,10 @@ t.test('read, vread, search and history give the stored content back inline; our
     const entry = (bundle['entry'] as Json[]).find((e) => e['resource']?.id === id)!;
     t.ok(Buffer.from(entry['resource'].content[1].attachment.data, 'base64').equals(b), `${path}: inflated in the Bundle`);
   }
-  t.notOk(s.up.requests.some((r) => r.url.includes('_inflate')), 'nothing of ours reached the upstream');
+  t.notOk(
+    s.up.requests.some((r) => r.url.includes('_inflate')),
+    'nothing of ours reached the upstream',
+  );
 });
 
 t.test('past inflate.maxBytesPerResponse: a link through the gateway, which serves the exact bytes', async (t) => {
@@ -68,7 +84,8 @@ t.test('past inflate.maxBytesPerResponse: a link through the gateway, which serv
   const second = await twoPdfs(s, PDF(20_000), PDF(20_000));
   const bundle = await json(await get(s, `DocumentReference?_id=${id},${second.id}`));
   let sent = 0;
-  for (const e of bundle['entry'] as Json[]) for (const c of e['resource'].content) sent += c.attachment.data ? Buffer.from(c.attachment.data, 'base64').length : 0;
+  for (const e of bundle['entry'] as Json[])
+    for (const c of e['resource'].content) sent += c.attachment.data ? Buffer.from(c.attachment.data, 'base64').length : 0;
   t.ok(sent <= 150_000, `${sent} bytes of attachment data in the Bundle`);
   t.ok(sent > 0);
 });
@@ -77,7 +94,14 @@ t.test('_inflate: a client may ask for less, never more; the upstream never sees
   const s = await stack(t, { inflate: { maxBytesPerResponse: 150_000 } });
   const { id, a } = await twoPdfs(s);
   const off = await json(await get(s, `DocumentReference/${id}?_inflate=false`));
-  t.same(off['content'].map((c: Json) => [c.attachment.data, typeof c.attachment.url]), [[undefined, 'string'], [undefined, 'string']], '_inflate=false: links only');
+  t.same(
+    off['content'].map((c: Json) => [c.attachment.data, typeof c.attachment.url]),
+    [
+      [undefined, 'string'],
+      [undefined, 'string'],
+    ],
+    '_inflate=false: links only',
+  );
   const less = await json(await get(s, `DocumentReference/${id}?_inflate=50000`));
   t.equal(less['content'][0].attachment.data, undefined, 'a smaller budget');
   const more = await json(await get(s, `DocumentReference/${id}?_inflate=99999999`));
@@ -88,17 +112,31 @@ t.test('_inflate: a client may ask for less, never more; the upstream never sees
   t.equal(await code(bad), 'BAD_REQUEST');
   const searched = await json(await get(s, `DocumentReference?_id=${id}&_inflate=false`));
   t.equal(searched['entry'][0].resource.content[0].attachment.data, undefined, 'on searches too');
-  t.notOk(s.up.requests.some((r) => r.url.includes('_inflate')), 'stripped before the upstream');
+  t.notOk(
+    s.up.requests.some((r) => r.url.includes('_inflate')),
+    'stripped before the upstream',
+  );
 });
 
 t.test('per rule: inflation off for one resource type, on for the rest', async (t) => {
-  const s = await stack(t, { rules: [{ name: 'no-inflate-docs', match: { resourceTypes: ['DocumentReference'] }, require: { scopes: [] }, inflate: { enabled: false } }] });
+  const s = await stack(t, {
+    rules: [
+      { name: 'no-inflate-docs', match: { resourceTypes: ['DocumentReference'] }, require: { scopes: [] }, inflate: { enabled: false } },
+    ],
+  });
   const { id } = await twoPdfs(s);
   const doc = await json(await get(s, `DocumentReference/${id}`));
   t.equal(doc['content'][0].attachment.data, undefined);
   t.equal(doc['content'][0].attachment.url, link('DocumentReference', id, 'DocumentReference.content[0].attachment'));
   const png = PDF(90_000);
-  const m = await json(await post(s, 'Observation', { resourceType: 'Observation', status: 'final', code: { text: 'scan' }, valueAttachment: { contentType: 'application/pdf', data: b64(png) } }));
+  const m = await json(
+    await post(s, 'Observation', {
+      resourceType: 'Observation',
+      status: 'final',
+      code: { text: 'scan' },
+      valueAttachment: { contentType: 'application/pdf', data: b64(png) },
+    }),
+  );
   const obs = await json(await get(s, `Observation/${m['id']}`));
   t.ok(Buffer.from(obs['valueAttachment'].data, 'base64').equals(png), 'another type still inflates');
 });
@@ -107,7 +145,14 @@ t.test('inline data the upstream already holds: within the budget as it is, past
   const s = await stack(t, { inflate: { maxBytesPerResponse: 1_000_000 } });
   const big = PDF(3_000_000);
   const small = PDF(5000);
-  const held = await direct(s, 'DocumentReference', { resourceType: 'DocumentReference', status: 'current', content: [{ attachment: { contentType: 'application/pdf', data: b64(small) } }, { attachment: { contentType: 'application/pdf', data: b64(big) } }] });
+  const held = await direct(s, 'DocumentReference', {
+    resourceType: 'DocumentReference',
+    status: 'current',
+    content: [
+      { attachment: { contentType: 'application/pdf', data: b64(small) } },
+      { attachment: { contentType: 'application/pdf', data: b64(big) } },
+    ],
+  });
   const doc = await json(await get(s, `DocumentReference/${held['id']}`));
   t.ok(Buffer.from(doc['content'][0].attachment.data, 'base64').equals(small));
   t.equal(doc['content'][1].attachment.data, undefined, 'a client never receives more than the budget');
@@ -121,14 +166,27 @@ t.test('a stored Bundle: fullUrl and link move to the public base; its entries a
     resourceType: 'Bundle',
     type: 'collection',
     link: [{ relation: 'self', url: `${s.up.url}/Bundle/abc` }],
-    entry: [{ fullUrl: `${s.up.url}/DocumentReference/x1`, resource: { resourceType: 'DocumentReference', id: 'x1', status: 'current', content: [{ attachment: { contentType: 'application/pdf', data: b64(pdf) } }] } }],
+    entry: [
+      {
+        fullUrl: `${s.up.url}/DocumentReference/x1`,
+        resource: {
+          resourceType: 'DocumentReference',
+          id: 'x1',
+          status: 'current',
+          content: [{ attachment: { contentType: 'application/pdf', data: b64(pdf) } }],
+        },
+      },
+    ],
   });
   t.equal(r.status, 201);
   const id = (await json(r))['id'];
   const bundle = await json(await get(s, `Bundle/${id}`));
   t.equal(bundle['entry'][0].fullUrl, `${PUBLIC}/DocumentReference/x1`);
   t.equal(bundle['link'][0].url, `${PUBLIC}/Bundle/abc`);
-  t.ok(Buffer.from(bundle['entry'][0].resource.content[0].attachment.data, 'base64').equals(pdf), "a collection's blobs belong to the Bundle");
+  t.ok(
+    Buffer.from(bundle['entry'][0].resource.content[0].attachment.data, 'base64').equals(pdf),
+    "a collection's blobs belong to the Bundle",
+  );
   const linked = await json(await get(s, `Bundle/${id}?_inflate=false`));
   t.equal(linked['entry'][0].resource.content[0].attachment.url, link('Bundle', id, 'Bundle.entry[0].resource.content[0].attachment'));
   t.ok((await bytesOf(await follow(s, linked['entry'][0].resource.content[0].attachment.url))).equals(pdf), 'and its link serves it');
@@ -137,7 +195,11 @@ t.test('a stored Bundle: fullUrl and link move to the public base; its entries a
 t.test('a batch of reads: every entry answered with a resource is inflated', async (t) => {
   const s = await stack(t);
   const { id, a } = await twoPdfs(s);
-  const r = await post(s, '', { resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'GET', url: `DocumentReference/${id}` } }] });
+  const r = await post(s, '', {
+    resourceType: 'Bundle',
+    type: 'batch',
+    entry: [{ request: { method: 'GET', url: `DocumentReference/${id}` } }],
+  });
   t.equal(r.status, 200);
   const bundle = await json(r);
   t.ok(Buffer.from(bundle['entry'][0].resource.content[0].attachment.data, 'base64').equals(a));
@@ -146,7 +208,10 @@ t.test('a batch of reads: every entry answered with a resource is inflated', asy
 t.test('XML cannot be held to a budget: refused with 406 naming JSON; JSON by any name is fine', async (t) => {
   const s = await stack(t);
   const { id } = await twoPdfs(s);
-  for (const [headers, q] of [[{ accept: 'application/fhir+xml' }, ''], [{}, '?_format=xml']] as const) {
+  for (const [headers, q] of [
+    [{ accept: 'application/fhir+xml' }, ''],
+    [{}, '?_format=xml'],
+  ] as const) {
     const r = await get(s, `DocumentReference/${id}${q}`, headers);
     t.equal(r.status, 406);
     // The refusal itself comes in the format the client asked for.
@@ -179,7 +244,20 @@ t.test('a reference planted in the upstream around the gateway reads nothing', a
 t.test('a transaction that creates: its answer carries the created resources, inflated or linked like any read', async (t) => {
   const s = await stack(t);
   const pdf = PDF(90_000);
-  const tx = { resourceType: 'Bundle', type: 'transaction', entry: [{ request: { method: 'POST', url: 'DocumentReference' }, resource: { resourceType: 'DocumentReference', status: 'current', content: [{ attachment: { contentType: 'application/pdf', data: b64(pdf) } }] } }] };
+  const tx = {
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [
+      {
+        request: { method: 'POST', url: 'DocumentReference' },
+        resource: {
+          resourceType: 'DocumentReference',
+          status: 'current',
+          content: [{ attachment: { contentType: 'application/pdf', data: b64(pdf) } }],
+        },
+      },
+    ],
+  };
   const r = await post(s, '', tx);
   t.equal(r.status, 200);
   const text = await r.text();
@@ -187,8 +265,18 @@ t.test('a transaction that creates: its answer carries the created resources, in
   const entry = (JSON.parse(text) as Json)['entry'][0];
   t.match(entry.response.status, /^201/);
   t.ok(Buffer.from(entry.resource.content[0].attachment.data, 'base64').equals(pdf), 'the created resource, inflated');
-  const linked = await json(await fetch(`${s.gw.base}?_inflate=false`, { method: 'POST', headers: { ...s.auth, 'content-type': 'application/fhir+json' }, body: JSON.stringify(tx) }));
+  const linked = await json(
+    await fetch(`${s.gw.base}?_inflate=false`, {
+      method: 'POST',
+      headers: { ...s.auth, 'content-type': 'application/fhir+json' },
+      body: JSON.stringify(tx),
+    }),
+  );
   const created = linked['entry'][0].resource;
-  t.equal(created.content[0].attachment.url, link('DocumentReference', created.id, 'DocumentReference.content[0].attachment'), '_inflate=false: a link to the new resource');
+  t.equal(
+    created.content[0].attachment.url,
+    link('DocumentReference', created.id, 'DocumentReference.content[0].attachment'),
+    '_inflate=false: a link to the new resource',
+  );
   t.ok((await bytesOf(await follow(s, created.content[0].attachment.url))).equals(pdf), 'which serves it');
 });

@@ -222,13 +222,16 @@ t.test('inRanges: mapped addresses and mapped ranges meet as IPv4', async (t) =>
   t.ok(inRanges(addr('8.8.8.8'), ranges('::ffff:0:0/96')), '::ffff:0:0/96 is every IPv4 address');
 });
 
-t.test('inRanges: an IPv6 range that contains the mapped space also covers IPv4 clients (ipDeny ::/0 must not let IPv4 through)', async (t) => {
-  // Clients are normalised to IPv4; without this ipDeny ['::/0'] would deny IPv6 only and
-  // trustedProxies/ipAllow written in IPv6 would silently not cover the IPv4 clients they cover.
-  t.ok(inRanges(addr('127.0.0.1'), ranges('::/0')), '::/0 covers 127.0.0.1');
-  t.ok(inRanges(addr('203.0.113.1'), ranges('::/0')), '::/0 covers any IPv4');
-  t.ok(inRanges(addr('10.0.0.1'), ranges('::ffff:0:0/95')), 'a /95 around the mapped space covers it');
-  t.ok(inRanges(addr('10.0.0.1'), ranges('::/80')), '::/80 covers ::ffff:0:0/96');
-  t.notOk(inRanges(addr('10.0.0.1'), ranges('2001:db8::/32')), 'an unrelated IPv6 range does not');
-  t.notOk(inRanges(addr('10.0.0.1'), ranges('::/96')), '::/96 (IPv4-compatible, deprecated) is not the mapped space');
-});
+t.test(
+  'inRanges: an IPv6 range that contains the mapped space also covers IPv4 clients (ipDeny ::/0 must not let IPv4 through)',
+  async (t) => {
+    // Clients are normalised to IPv4; without this ipDeny ['::/0'] would deny IPv6 only and
+    // trustedProxies/ipAllow written in IPv6 would silently not cover the IPv4 clients they cover.
+    t.ok(inRanges(addr('127.0.0.1'), ranges('::/0')), '::/0 covers 127.0.0.1');
+    t.ok(inRanges(addr('203.0.113.1'), ranges('::/0')), '::/0 covers any IPv4');
+    t.ok(inRanges(addr('10.0.0.1'), ranges('::ffff:0:0/95')), 'a /95 around the mapped space covers it');
+    t.ok(inRanges(addr('10.0.0.1'), ranges('::/80')), '::/80 covers ::ffff:0:0/96');
+    t.notOk(inRanges(addr('10.0.0.1'), ranges('2001:db8::/32')), 'an unrelated IPv6 range does not');
+    t.notOk(inRanges(addr('10.0.0.1'), ranges('::/96')), '::/96 (IPv4-compatible, deprecated) is not the mapped space');
+  },
+);

@@ -163,7 +163,10 @@ t.test('a cached token is refused once the clock is before nbf - tolerance (nbf 
 t.test('the cache is bounded at maxEntries; the oldest entry is evicted', async (t) => {
   const key = await makeKey('k1');
   const clock = manualClock();
-  const v = new TokenVerifier(authConfig({ jwksFile: jwksFileWith(t, [key]), tokenCache: { maxEntries: 3, maxAgeSeconds: 600 } }), clock.now);
+  const v = new TokenVerifier(
+    authConfig({ jwksFile: jwksFileWith(t, [key]), tokenCache: { maxEntries: 3, maxAgeSeconds: 600 } }),
+    clock.now,
+  );
   const tokens = await Promise.all([0, 1, 2, 3].map((i) => mintToken(key, { claims: { n: i } })));
   const verified: VerifiedToken[] = [];
   for (const tok of tokens) {
@@ -172,12 +175,12 @@ t.test('the cache is bounded at maxEntries; the oldest entry is evicted', async 
   }
   t.equal(v.cacheSize, 3, 'never more than maxEntries');
   // Tokens 1..3 are still cached (check before touching token 0, whose re-verification evicts one).
-  for (const i of [1, 2, 3]) t.equal(await v.verify(tokens[i]!), verified[i], `token ${i} still cached`);
-  const again = await v.verify(tokens[0]!);
+  for (const i of [1, 2, 3]) t.equal(await v.verify(tokens[i]), verified[i], `token ${i} still cached`);
+  const again = await v.verify(tokens[0]);
   t.not(again, verified[0], 'token 0 was evicted and verified afresh');
-  t.same(again.claims, verified[0]!.claims);
+  t.same(again.claims, verified[0].claims);
   t.equal(v.cacheSize, 3);
-  t.not(await v.verify(tokens[1]!), verified[1], 'inserting token 0 again evicted token 1, now the oldest');
+  t.not(await v.verify(tokens[1]), verified[1], 'inserting token 0 again evicted token 1, now the oldest');
 });
 
 t.test('cache entries expire after maxAgeSeconds; maxEntries 0 or maxAgeSeconds 0 disable the cache', async (t) => {
@@ -312,7 +315,10 @@ t.test('an entry a connection holds (lookup, then revalidate) is good only while
   const k2 = await makeKey('k2');
   const jwks = await startJwksServer(t, [k1, k2]);
   const clock = manualClock();
-  const v = new TokenVerifier(authConfig({ jwksUri: jwks.url, jwksCooldownMs: 0, tokenCache: { maxEntries: 2, maxAgeSeconds: 60 } }), clock.now);
+  const v = new TokenVerifier(
+    authConfig({ jwksUri: jwks.url, jwksCooldownMs: 0, tokenCache: { maxEntries: 2, maxAgeSeconds: 60 } }),
+    clock.now,
+  );
   const a = await mintToken(k1, { expiresIn: 600 });
   const verified = await v.verify(a);
   const held = v.lookup(a);

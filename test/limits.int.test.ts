@@ -87,11 +87,17 @@ t.test('a declared Content-Length over the rule limit is refused with 413 before
   t.same(up.requests, [], 'the upstream received nothing');
 
   // The same size is fine where no rule narrows the default limit, and exactly LIMIT is fine here.
-  const ok = await rawRequest(port, httpMessage([...postHead('/fhir/Observation/$validate'), `Content-Length: ${LIMIT}`], Buffer.alloc(LIMIT, 7)));
+  const ok = await rawRequest(
+    port,
+    httpMessage([...postHead('/fhir/Observation/$validate'), `Content-Length: ${LIMIT}`], Buffer.alloc(LIMIT, 7)),
+  );
   t.equal(ok.statusCode, 201, 'exactly at the limit is accepted');
   const other = await rawRequest(
     port,
-    httpMessage(['POST /fhir/Patient HTTP/1.1', HOST, AUTH, 'Content-Type: application/fhir+json', `Content-Length: ${LIMIT + 1}`], `{"resourceType":"Patient"}`.padEnd(LIMIT + 1, ' ')),
+    httpMessage(
+      ['POST /fhir/Patient HTTP/1.1', HOST, AUTH, 'Content-Type: application/fhir+json', `Content-Length: ${LIMIT + 1}`],
+      `{"resourceType":"Patient"}`.padEnd(LIMIT + 1, ' '),
+    ),
   );
   t.equal(other.statusCode, 201, 'the limit is the rule’s, not global');
   t.equal(up.requests.length, 2);
@@ -103,7 +109,9 @@ t.test('a chunked body that grows past the limit gets 413 and the upstream reque
   t.teardown(() => conn.close());
   const first = nextFirstBytes();
   const settled = nextSettled();
-  await conn.write(Buffer.concat([httpMessage(postHead('/fhir/Observation/$validate', 'Transfer-Encoding: chunked')), chunk(Buffer.alloc(600, 1))]));
+  await conn.write(
+    Buffer.concat([httpMessage(postHead('/fhir/Observation/$validate', 'Transfer-Encoding: chunked')), chunk(Buffer.alloc(600, 1))]),
+  );
   // Streaming: the upstream already has the request and its first bytes.
   await first;
   t.equal(up.requests.length, 1, 'the request was being streamed to the upstream');
@@ -118,7 +126,14 @@ t.test('a chunked body that grows past the limit gets 413 and the upstream reque
 
 t.test('a chunked body over the limit sent at once never completes upstream either', async (t) => {
   const { port, bodies } = await setup(t);
-  const res = await rawRequest(port, Buffer.concat([httpMessage(postHead('/fhir/Observation/$validate', 'Transfer-Encoding: chunked')), chunk(Buffer.alloc(4 * LIMIT, 1)), chunk('')]));
+  const res = await rawRequest(
+    port,
+    Buffer.concat([
+      httpMessage(postHead('/fhir/Observation/$validate', 'Transfer-Encoding: chunked')),
+      chunk(Buffer.alloc(4 * LIMIT, 1)),
+      chunk(''),
+    ]),
+  );
   t.equal(res.statusCode, 413);
   t.equal(outcomeCode(res.body), 'PAYLOAD_TOO_LARGE');
   await sleep(200);
@@ -130,7 +145,15 @@ t.test('a chunked body over the limit sent at once never completes upstream eith
 
 t.test('a chunked body within the limit goes through', async (t) => {
   const { port, bodies } = await setup(t);
-  const res = await rawRequest(port, Buffer.concat([httpMessage(postHead('/fhir/Observation/$validate', 'Transfer-Encoding: chunked')), chunk(Buffer.alloc(LIMIT / 2, 1)), chunk(Buffer.alloc(LIMIT / 2, 2)), chunk('')]));
+  const res = await rawRequest(
+    port,
+    Buffer.concat([
+      httpMessage(postHead('/fhir/Observation/$validate', 'Transfer-Encoding: chunked')),
+      chunk(Buffer.alloc(LIMIT / 2, 1)),
+      chunk(Buffer.alloc(LIMIT / 2, 2)),
+      chunk(''),
+    ]),
+  );
   t.equal(res.statusCode, 201);
   t.same(bodies, [{ bytes: LIMIT, result: 'end' }]);
 });
@@ -152,7 +175,15 @@ t.test('Expect: 100-continue on an unauthenticated upload gets 401 and never 100
   const { up, port } = await setup(t);
   const conn = await RawConnection.connect(port);
   t.teardown(() => conn.close());
-  await conn.write(httpMessage(['POST /fhir/Observation HTTP/1.1', HOST, 'Content-Type: application/octet-stream', 'Content-Length: 10', 'Expect: 100-continue']));
+  await conn.write(
+    httpMessage([
+      'POST /fhir/Observation HTTP/1.1',
+      HOST,
+      'Content-Type: application/octet-stream',
+      'Content-Length: 10',
+      'Expect: 100-continue',
+    ]),
+  );
   const res = await conn.readResponse();
   t.equal(res.statusCode, 401);
   t.equal(outcomeCode(res.body), 'TOKEN_MISSING');
@@ -172,12 +203,15 @@ t.test('Expect: 100-continue within the limit gets 100 Continue, then the reques
   const res = await conn.readResponse();
   t.equal(res.statusCode, 201);
   t.same(bodies, [{ bytes: LIMIT, result: 'end' }], 'the whole body reached the upstream');
-  t.equal(up.requests[0]!.headers.expect, undefined, 'Expect itself is not forwarded (hop-by-hop in practice)');
+  t.equal(up.requests[0].headers.expect, undefined, 'Expect itself is not forwarded (hop-by-hop in practice)');
 });
 
 t.test('an Expect other than 100-continue gets 417', async (t) => {
   const { up, port } = await setup(t);
-  const res = await rawRequest(port, httpMessage([...postHead('/fhir/Observation/$validate'), 'Content-Length: 4', 'Expect: something-else'], 'abcd'));
+  const res = await rawRequest(
+    port,
+    httpMessage([...postHead('/fhir/Observation/$validate'), 'Content-Length: 4', 'Expect: something-else'], 'abcd'),
+  );
   t.equal(res.statusCode, 417);
   t.equal(outcomeCode(res.body), 'EXPECTATION_FAILED');
   t.match(res.headers['content-type'], /^application\/fhir\+json/);

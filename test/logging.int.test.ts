@@ -59,7 +59,7 @@ t.test('log lines are JSON and never carry tokens, query values or bodies; one a
   const readOnly = await mintToken(key, { claims: { scope: 'user/Patient.rs' } });
   const expired = await mintToken(key, { claims: { scope: 'user/Patient.cruds' }, expiresIn: -3600 });
   const forged = `${token.slice(0, token.lastIndexOf('.'))}.${'A'.repeat(86)}`;
-  const secrets = [token, readOnly, expired, forged, token.split('.')[2]!, 'Bearer', NAME, BODY_MARKER];
+  const secrets = [token, readOnly, expired, forged, token.split('.')[2], 'Bearer', NAME, BODY_MARKER];
   const sent: Sent[] = [];
 
   const call = async (what: string, path: string, init: RequestInit & { headers?: Record<string, string> } = {}, interaction?: string) => {
@@ -72,30 +72,71 @@ t.test('log lines are JSON and never carry tokens, query values or bodies; one a
   const json = { 'content-type': 'application/fhir+json' };
   const patient = JSON.stringify({ resourceType: 'Patient', name: [{ family: NAME, given: [BODY_MARKER] }] });
 
-  const created = await call('create with a marked body', '/Patient', { method: 'POST', headers: auth(token, json), body: patient }, 'create');
+  const created = await call(
+    'create with a marked body',
+    '/Patient',
+    { method: 'POST', headers: auth(token, json), body: patient },
+    'create',
+  );
   t.equal(created.status, 201);
   const id = created.headers.get('location')?.split('/')[5];
   t.equal((await call('read', `/Patient/${id}`, { headers: auth(token) }, 'read')).status, 200);
   t.equal((await call('search by name', `/Patient?name=${NAME}&given=${BODY_MARKER}`, { headers: auth(token) }, 'search')).status, 200);
-  t.equal((await call('search, encoded name', `/Patient?family=${encodeURIComponent(`${NAME} Jr`)}`, { headers: auth(token) }, 'search')).status, 200);
+  t.equal(
+    (await call('search, encoded name', `/Patient?family=${encodeURIComponent(`${NAME} Jr`)}`, { headers: auth(token) }, 'search')).status,
+    200,
+  );
   t.equal((await call('upstream 404', `/Patient/does-not-exist?name=${NAME}`, { headers: auth(token) }, 'read')).status, 404);
   t.equal((await call('no token', `/Patient?name=${NAME}`, {}, 'search')).status, 401);
   t.equal((await call('expired token', `/Patient?name=${NAME}`, { headers: auth(expired) }, 'search')).status, 401);
   t.equal((await call('forged signature', `/Patient?name=${NAME}`, { headers: auth(forged) }, 'search')).status, 401);
-  t.equal((await call('garbage token', `/Patient?name=${NAME}`, { headers: { authorization: `Bearer ${BODY_MARKER}` } }, 'search')).status, 401);
-  t.equal((await call('insufficient scope with a body', '/Patient', { method: 'POST', headers: auth(readOnly, json), body: patient }, 'create')).status, 403);
+  t.equal(
+    (await call('garbage token', `/Patient?name=${NAME}`, { headers: { authorization: `Bearer ${BODY_MARKER}` } }, 'search')).status,
+    401,
+  );
+  t.equal(
+    (await call('insufficient scope with a body', '/Patient', { method: 'POST', headers: auth(readOnly, json), body: patient }, 'create'))
+      .status,
+    403,
+  );
   // (Refused while classifying or just after: which interaction it is logged with is not the point.)
   t.equal((await call('token in the query', `/Patient?access_token=${token}&name=${NAME}`, {})).status, 400);
   t.equal(
-    (await call('bad bundle with a marker', '/', { method: 'POST', headers: auth(token, json), body: `{"resourceType":"Bundle","type":"batch","id":"${BODY_MARKER}","type":"x"}` }, 'batch')).status,
+    (
+      await call(
+        'bad bundle with a marker',
+        '/',
+        { method: 'POST', headers: auth(token, json), body: `{"resourceType":"Bundle","type":"batch","id":"${BODY_MARKER}","type":"x"}` },
+        'batch',
+      )
+    ).status,
     400,
   );
   t.equal(
-    (await call('bundle entry refused', '/', { method: 'POST', headers: auth(readOnly, json), body: JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource: JSON.parse(patient), request: { method: 'POST', url: `Patient?name=${NAME}` } }] }) }, 'batch')).status,
+    (
+      await call(
+        'bundle entry refused',
+        '/',
+        {
+          method: 'POST',
+          headers: auth(readOnly, json),
+          body: JSON.stringify({
+            resourceType: 'Bundle',
+            type: 'transaction',
+            entry: [{ resource: JSON.parse(patient), request: { method: 'POST', url: `Patient?name=${NAME}` } }],
+          }),
+        },
+        'batch',
+      )
+    ).status,
     403,
   );
   t.equal((await call('client request id', `/Patient/${id}`, { headers: auth(token, { 'x-request-id': ALIEN_ID }) }, 'read')).status, 200);
-  t.equal((await call('insane client request id', `/Patient/${id}`, { headers: auth(token, { 'x-request-id': `${BODY_MARKER} <x>` }) }, 'read')).status, 200);
+  t.equal(
+    (await call('insane client request id', `/Patient/${id}`, { headers: auth(token, { 'x-request-id': `${BODY_MARKER} <x>` }) }, 'read'))
+      .status,
+    200,
+  );
 
   const lines = await accessLines(gw, sent.length);
 
@@ -106,7 +147,8 @@ t.test('log lines are JSON and never carry tokens, query values or bodies; one a
       t.doesNotThrow(() => (parsed = JSON.parse(line)), 'a JSON line');
       t.type(parsed, 'object');
       for (const s of secrets) {
-        if (line.includes(s)) t.fail(`a log line contains ${s === 'Bearer' ? 'the word Bearer' : `a secret (${s.slice(0, 12)}…)`}: ${line.slice(0, 300)}`);
+        if (line.includes(s))
+          t.fail(`a log line contains ${s === 'Bearer' ? 'the word Bearer' : `a secret (${s.slice(0, 12)}…)`}: ${line.slice(0, 300)}`);
       }
       t.notMatch(line, /eyJ[\w-]+\.eyJ/, 'nothing that looks like a JWT');
     }
@@ -217,12 +259,21 @@ t.test('requests refused while reading the request context', async (t) => {
   t.match(responses[1], /BAD_FORWARDED_HEADER/);
   const lines = await accessLines(gw, 2);
   t.equal(lines.length, 2, 'one line each');
-  t.same(lines.map((l) => l['code']), ['DUPLICATE_HEADER', 'BAD_FORWARDED_HEADER'], 'with the refusal code');
+  t.same(
+    lines.map((l) => l['code']),
+    ['DUPLICATE_HEADER', 'BAD_FORWARDED_HEADER'],
+    'with the refusal code',
+  );
   for (const l of lines) t.equal(l['status'], 400);
   for (const [i, res] of responses.entries()) {
     const id = /\r\nx-request-id: ([^\r]+)\r\n/i.exec(res)?.[1];
     t.ok(id, `response ${i} carries X-Request-Id`, CONTEXT_ID_GAP);
-    t.equal(lines.filter((l) => id !== undefined && l['reqId'] === id).length, 1, `response ${i}: its access line has the same reqId`, CONTEXT_ID_GAP);
+    t.equal(
+      lines.filter((l) => id !== undefined && l['reqId'] === id).length,
+      1,
+      `response ${i}: its access line has the same reqId`,
+      CONTEXT_ID_GAP,
+    );
   }
   for (const line of gw.logs.raw) t.notOk(line.includes(token) || line.includes('Bearer') || line.includes(NAME), 'nothing secret');
 });

@@ -7,7 +7,11 @@ import { code, PDF, stack, type Stack } from './helpers/binary-stack.js';
 
 const op = (s: Stack, body: string | Buffer, contentType = 'application/fhir+json', path = 'DocumentReference/$validate') =>
   fetch(`${s.gw.base}/${path}`, { method: 'POST', headers: { ...s.auth, 'content-type': contentType }, body });
-const docRef = (data: Buffer) => ({ resourceType: 'DocumentReference', status: 'current', content: [{ attachment: { contentType: 'application/pdf', data: data.toString('base64') } }] });
+const docRef = (data: Buffer) => ({
+  resourceType: 'DocumentReference',
+  status: 'current',
+  content: [{ attachment: { contentType: 'application/pdf', data: data.toString('base64') } }],
+});
 const upstreamOps = (s: Stack) => s.up.requests.filter((r) => r.url.includes('$validate')).length;
 
 t.test('small attachment data passes to the upstream unchanged; the answer comes back', async (t) => {
@@ -19,8 +23,8 @@ t.test('small attachment data passes to the upstream unchanged; the answer comes
   t.equal(((await r.json()) as { resourceType: string }).resourceType, 'OperationOutcome');
   const seen = s.up.requests.filter((x) => x.url.includes('$validate'));
   t.equal(seen.length, 1);
-  t.equal(seen[0]!.bodyBytes, Buffer.byteLength(body), 'the body arrived whole, with its length');
-  t.equal(seen[0]!.headers['content-length'], String(Buffer.byteLength(body)));
+  t.equal(seen[0].bodyBytes, Buffer.byteLength(body), 'the body arrived whole, with its length');
+  t.equal(seen[0].headers['content-length'], String(Buffer.byteLength(body)));
 });
 
 t.test('attachment data at or above externalize.minBytes is refused before the upstream, declared or streamed', async (t) => {
@@ -34,7 +38,7 @@ t.test('attachment data at or above externalize.minBytes is refused before the u
     headers: { ...s.auth, 'content-type': 'application/fhir+json' },
     body: new Blob([body]).stream(),
     duplex: 'half',
-  } as RequestInit);
+  });
   t.equal(streamed.status, 413, 'chunked too');
   await streamed.arrayBuffer();
   t.equal(upstreamOps(s), 0, 'the upstream saw neither');
@@ -42,7 +46,14 @@ t.test('attachment data at or above externalize.minBytes is refused before the u
 
 t.test('a blob reference of ours is refused; bodies that cannot be checked are refused; form parameters pass', async (t) => {
   const s = await stack(t);
-  const injected = await op(s, JSON.stringify({ resourceType: 'DocumentReference', status: 'current', content: [{ attachment: { contentType: 'application/pdf', _data: { extension: [{ url: BLOB_EXTENSION_URL, extension: [] }] } } }] }));
+  const injected = await op(
+    s,
+    JSON.stringify({
+      resourceType: 'DocumentReference',
+      status: 'current',
+      content: [{ attachment: { contentType: 'application/pdf', _data: { extension: [{ url: BLOB_EXTENSION_URL, extension: [] }] } } }],
+    }),
+  );
   t.equal(injected.status, 400);
   t.equal(await code(injected), 'BAD_REQUEST');
   const xml = await op(s, '<DocumentReference xmlns="http://hl7.org/fhir"/>', 'application/fhir+xml');
@@ -60,11 +71,19 @@ t.test('a blob reference of ours is refused; bodies that cannot be checked are r
 
 t.test('$graphql: a mutation hides resources inside a query string, so its body is bounded by externalize.minBytes', async (t) => {
   const s = await stack(t, { externalize: { minBytes: 2000 } });
-  const mutation = (data: string) => JSON.stringify({ query: `mutation { DocumentReferenceCreate(res: { resourceType: "DocumentReference", status: "current", content: [{ attachment: { contentType: "text/plain", data: "${data}" } }] }) { id } }` });
+  const mutation = (data: string) =>
+    JSON.stringify({
+      query: `mutation { DocumentReferenceCreate(res: { resourceType: "DocumentReference", status: "current", content: [{ attachment: { contentType: "text/plain", data: "${data}" } }] }) { id } }`,
+    });
   const big = await op(s, mutation(Buffer.alloc(3000, 'x').toString('base64')), 'application/json', '$graphql');
   t.equal(big.status, 413);
   t.match(await big.text(), /graphql/);
-  const streamed = await fetch(`${s.gw.base}/$graphql`, { method: 'POST', headers: { ...s.auth, 'content-type': 'application/json' }, body: new Blob([mutation(Buffer.alloc(3000, 'x').toString('base64'))]).stream(), duplex: 'half' } as RequestInit);
+  const streamed = await fetch(`${s.gw.base}/$graphql`, {
+    method: 'POST',
+    headers: { ...s.auth, 'content-type': 'application/json' },
+    body: new Blob([mutation(Buffer.alloc(3000, 'x').toString('base64'))]).stream(),
+    duplex: 'half',
+  });
   t.equal(streamed.status, 413, 'streamed too');
   await streamed.arrayBuffer();
   t.equal(s.up.requests.filter((r) => r.url.includes('graphql')).length, 0, 'the upstream saw neither');

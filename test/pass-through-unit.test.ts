@@ -5,7 +5,18 @@ import t from 'tap';
 import { PassThrough } from '../src/proxy/pass-through.js';
 
 t.test('forward for a client that already left sends nothing, releases the replacement body and watches nothing', async (t) => {
-  const pt = new PassThrough({ url: 'http://127.0.0.1:9/fhir', aliases: [], connectTimeoutMs: 1_000, timeoutMs: 1_000, maxSockets: 4, rejectUnauthorized: true } as never, 'http://gateway.test/fhir', pino({ level: 'silent' }));
+  const pt = new PassThrough(
+    {
+      url: 'http://127.0.0.1:9/fhir',
+      aliases: [],
+      connectTimeoutMs: 1_000,
+      timeoutMs: 1_000,
+      maxSockets: 4,
+      rejectUnauthorized: true,
+    },
+    'http://gateway.test/fhir',
+    pino({ level: 'silent' }),
+  );
   t.teardown(() => pt.close());
   const body = new PassThroughStream();
   // The client's 'close' fired while the gateway was still checking the request.

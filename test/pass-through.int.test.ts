@@ -9,7 +9,14 @@ import net, { type AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import { makeKey, mintToken, startJwksServer } from './helpers/auth.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
-import { httpMessage, outcomeCode as outcomeCodeOf, portOf, rawRequest, startRecordingServer, type RecordingServer } from './helpers/raw-http.js';
+import {
+  httpMessage,
+  outcomeCode as outcomeCodeOf,
+  portOf,
+  rawRequest,
+  startRecordingServer,
+  type RecordingServer,
+} from './helpers/raw-http.js';
 
 const key = await makeKey('k1');
 const jwks = await startJwksServer(t, [key]);
@@ -19,7 +26,11 @@ const HOST = 'Host: gateway.test';
 /** A generated request id: a random UUID (v4), which says nothing about how many requests came before. */
 const GENERATED_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
-async function setup(t: Test, handler?: Parameters<typeof startRecordingServer>[1], config?: Record<string, unknown>): Promise<{ up: RecordingServer; gw: TestGateway; port: number }> {
+async function setup(
+  t: Test,
+  handler?: Parameters<typeof startRecordingServer>[1],
+  config?: Record<string, unknown>,
+): Promise<{ up: RecordingServer; gw: TestGateway; port: number }> {
   const up = await startRecordingServer(t, handler);
   const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url, ...(config ? { config } : {}) });
   return { up, gw, port: portOf(gw.url) };
@@ -56,7 +67,7 @@ t.test('hop-by-hop request headers are stripped before the upstream', async (t) 
   );
   t.equal(res.statusCode, 200);
   t.equal(up.requests.length, 1);
-  const h = up.requests[0]!.headers;
+  const h = up.requests[0].headers;
   for (const name of ['keep-alive', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-connection', 'x-custom']) {
     t.equal(h[name], undefined, `${name} not forwarded`);
   }
@@ -68,21 +79,38 @@ t.test('hop-by-hop request headers are stripped before the upstream', async (t) 
 t.test('an h2c upgrade request is served as a plain request, never tunnelled', async (t) => {
   const { up, port } = await setup(t);
   // With no 'upgrade' listener Node hands Upgrade requests to the request handler like any other.
-  const res = await rawRequest(port, httpMessage(['GET /fhir/Patient/p1 HTTP/1.1', HOST, AUTH, 'Connection: Upgrade, HTTP2-Settings', 'Upgrade: h2c', 'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA']));
+  const res = await rawRequest(
+    port,
+    httpMessage([
+      'GET /fhir/Patient/p1 HTTP/1.1',
+      HOST,
+      AUTH,
+      'Connection: Upgrade, HTTP2-Settings',
+      'Upgrade: h2c',
+      'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA',
+    ]),
+  );
   t.equal(res.statusCode, 200, 'never 101 Switching Protocols');
   t.equal(up.requests.length, 1);
-  t.equal(up.requests[0]!.headers.upgrade, undefined, 'Upgrade not forwarded');
-  t.equal(up.requests[0]!.headers['http2-settings'], undefined, 'HTTP2-Settings (named in Connection) not forwarded');
+  t.equal(up.requests[0].headers.upgrade, undefined, 'Upgrade not forwarded');
+  t.equal(up.requests[0].headers['http2-settings'], undefined, 'HTTP2-Settings (named in Connection) not forwarded');
 });
 
-t.test("Connection cannot make the gateway drop its own X-Forwarded-For / X-Request-Id", async (t) => {
+t.test('Connection cannot make the gateway drop its own X-Forwarded-For / X-Request-Id', async (t) => {
   const { up, port } = await setup(t);
   const res = await rawRequest(
     port,
-    httpMessage(['GET /fhir/Patient/p1 HTTP/1.1', HOST, AUTH, 'Connection: X-Forwarded-For, X-Request-Id, X-Custom', 'X-Custom: drop me', 'X-Request-Id: client-id-1']),
+    httpMessage([
+      'GET /fhir/Patient/p1 HTTP/1.1',
+      HOST,
+      AUTH,
+      'Connection: X-Forwarded-For, X-Request-Id, X-Custom',
+      'X-Custom: drop me',
+      'X-Request-Id: client-id-1',
+    ]),
   );
   t.equal(res.statusCode, 200);
-  const h = up.requests[0]!.headers;
+  const h = up.requests[0].headers;
   t.equal(h['x-custom'], undefined, 'X-Custom (named in Connection) dropped');
   t.equal(h['x-forwarded-for'], '127.0.0.1', "the gateway's X-Forwarded-For still arrives");
   t.type(h['x-request-id'], 'string', "the gateway's X-Request-Id still arrives");
@@ -94,7 +122,17 @@ t.test('Connection may not name a header the gateway checked (the upstream would
   for (const named of ['Content-Type', 'authorization', 'Host', 'Content-Length', 'Transfer-Encoding', 'X-Security-Context']) {
     const res = await rawRequest(
       port,
-      httpMessage(['POST /fhir/Patient/$validate HTTP/1.1', HOST, AUTH, `Connection: keep-alive, ${named}`, 'Content-Type: application/fhir+json', 'Content-Length: 2'], '{}'),
+      httpMessage(
+        [
+          'POST /fhir/Patient/$validate HTTP/1.1',
+          HOST,
+          AUTH,
+          `Connection: keep-alive, ${named}`,
+          'Content-Type: application/fhir+json',
+          'Content-Length: 2',
+        ],
+        '{}',
+      ),
     );
     t.equal(res.statusCode, 400, `Connection: ${named}`);
     t.equal(outcomeCodeOf(res.body), 'BAD_REQUEST', `Connection: ${named}: code`);
@@ -107,12 +145,19 @@ t.test('upstream.aliases: Location under another name the upstream uses for itse
     t,
     (req, res) => {
       req.resume();
-      res.writeHead(201, { location: 'https://hapi.internal:8443/fhir/Patient/p9/_history/1', 'content-type': 'application/fhir+json', 'content-length': 2 });
+      res.writeHead(201, {
+        location: 'https://hapi.internal:8443/fhir/Patient/p9/_history/1',
+        'content-type': 'application/fhir+json',
+        'content-length': 2,
+      });
       res.end('{}');
     },
     { upstream: { aliases: ['https://hapi.internal:8443/fhir/'] } },
   );
-  const res = await rawRequest(port, httpMessage(['POST /fhir/Patient/$validate HTTP/1.1', HOST, AUTH, 'Content-Type: application/fhir+json', 'Content-Length: 2'], '{}'));
+  const res = await rawRequest(
+    port,
+    httpMessage(['POST /fhir/Patient/$validate HTTP/1.1', HOST, AUTH, 'Content-Type: application/fhir+json', 'Content-Length: 2'], '{}'),
+  );
   t.equal(res.statusCode, 201);
   t.equal(res.headers.location, 'http://gateway.test/fhir/Patient/p9/_history/1');
 });
@@ -135,7 +180,7 @@ t.test('X-Forwarded-* are set by the gateway; what the client sent under those n
     ]),
   );
   t.equal(res.statusCode, 200);
-  const h = up.requests[0]!.headers;
+  const h = up.requests[0].headers;
   t.equal(h.forwarded, undefined, 'Forwarded dropped');
   t.equal(h['x-real-ip'], undefined, 'X-Real-IP dropped');
   t.equal(h['x-forwarded-port'], undefined, 'X-Forwarded-Port dropped');
@@ -149,11 +194,11 @@ t.test('X-Forwarded-* are set by the gateway; what the client sent under those n
 t.test('Authorization is not forwarded unless the rule says so', async (t) => {
   const { up, port } = await setup(t);
   t.equal((await rawRequest(port, httpMessage(['GET /fhir/Patient/p1 HTTP/1.1', HOST, AUTH]))).statusCode, 200);
-  t.equal(up.requests[0]!.headers.authorization, undefined, 'dropped by default');
+  t.equal(up.requests[0].headers.authorization, undefined, 'dropped by default');
 
   const fwd = await setup(t, undefined, { rules: [{ name: 'fwd', match: { resourceTypes: ['Patient'] }, forwardAuthorization: true }] });
   t.equal((await rawRequest(fwd.port, httpMessage(['GET /fhir/Patient/p1 HTTP/1.1', HOST, AUTH]))).statusCode, 200);
-  t.equal(fwd.up.requests[0]!.headers.authorization, `Bearer ${token}`, 'forwarded where a rule sets forwardAuthorization');
+  t.equal(fwd.up.requests[0].headers.authorization, `Bearer ${token}`, 'forwarded where a rule sets forwardAuthorization');
 });
 
 t.test('request ids: a sane one is kept, an insane one replaced', async (t) => {
@@ -256,16 +301,19 @@ t.test('Location and Content-Location under the upstream base are rewritten to t
   let current = 0;
   const { up, port } = await setup(t, (req, res) => {
     req.resume();
-    const c = cases[current]!;
+    const c = cases[current];
     const v = typeof c[1] === 'function' ? c[1](`http://127.0.0.1:${(req.socket.localPort ?? 0).toString()}/fhir`) : c[1];
     res.writeHead(201, { location: v, 'content-location': v, 'content-type': 'application/fhir+json', 'content-length': 2 });
     res.end('{}');
   });
   const upBase = up.url;
   for (; current < cases.length; current++) {
-    const [note, , want] = cases[current]!;
+    const [note, , want] = cases[current];
     const expected = typeof want === 'function' ? want(upBase) : want;
-    const res = await rawRequest(port, httpMessage(['POST /fhir/Patient/$validate HTTP/1.1', HOST, AUTH, 'Content-Type: application/fhir+json', 'Content-Length: 2'], '{}'));
+    const res = await rawRequest(
+      port,
+      httpMessage(['POST /fhir/Patient/$validate HTTP/1.1', HOST, AUTH, 'Content-Type: application/fhir+json', 'Content-Length: 2'], '{}'),
+    );
     t.equal(res.statusCode, 201, note);
     t.equal(res.headers.location, expected, `Location: ${note}`);
     t.equal(res.headers['content-location'], expected, `Content-Location: ${note}`);
@@ -336,11 +384,20 @@ function hashingUpstream(onFirstBytes?: () => void): Parameters<typeof startReco
   };
 }
 
-function post(gwUrl: string, headers: http.OutgoingHttpHeaders): { req: http.ClientRequest; response: Promise<{ status: number; body: string }> } {
+function post(
+  gwUrl: string,
+  headers: http.OutgoingHttpHeaders,
+): { req: http.ClientRequest; response: Promise<{ status: number; body: string }> } {
   const u = new URL(`${gwUrl}/fhir/Observation/$validate`);
   // Form-encoded: the one operation body format passed on without the JSON attachment guard, so the
   // bytes are this test's own (the guard is tested in operation-bodies.int.test.ts).
-  const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded', ...headers } });
+  const req = http.request({
+    host: u.hostname,
+    port: u.port,
+    path: u.pathname,
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded', ...headers },
+  });
   const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
     req.on('response', (res) => {
       let body = '';
@@ -356,7 +413,10 @@ function post(gwUrl: string, headers: http.OutgoingHttpHeaders): { req: http.Cli
 
 t.test('request bodies stream: the upstream gets the first bytes before the client has sent the rest', async (t) => {
   const firstBytes = deferred();
-  const { gw, up } = await setup(t, hashingUpstream(() => firstBytes.resolve()));
+  const { gw, up } = await setup(
+    t,
+    hashingUpstream(() => firstBytes.resolve()),
+  );
   const { req, response } = post(gw.url, { 'transfer-encoding': 'chunked' });
   req.write(Buffer.alloc(64 * 1024, 1));
   await within(firstBytes.promise, 3000, 'first request bytes at the upstream');
@@ -364,9 +424,12 @@ t.test('request bodies stream: the upstream gets the first bytes before the clie
   req.end(Buffer.alloc(64 * 1024, 2));
   const r = await response;
   t.equal(r.status, 201);
-  const want = createHash('sha256').update(Buffer.alloc(64 * 1024, 1)).update(Buffer.alloc(64 * 1024, 2)).digest('hex');
+  const want = createHash('sha256')
+    .update(Buffer.alloc(64 * 1024, 1))
+    .update(Buffer.alloc(64 * 1024, 2))
+    .digest('hex');
   t.same(JSON.parse(r.body), { sha256: want, bytes: 128 * 1024 });
-  t.equal(up.requests[0]!.url, '/fhir/Observation/$validate');
+  t.equal(up.requests[0].url, '/fhir/Observation/$validate');
 });
 
 t.test('a ~50 MB POST body arrives intact at the upstream', async (t) => {

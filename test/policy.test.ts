@@ -100,7 +100,10 @@ t.test('all match conditions must hold (AND), each list is OR', async (t) => {
 
 t.test('a rule naming resourceTypes never matches a system-level interaction', async (t) => {
   const p = policy({ rules: [{ name: 'patient', match: { resourceTypes: ['Patient'] }, require: { auth: false } }] });
-  t.same(matched(p, 'patient').sort(), ['create', 'instanceOperation', 'patch', 'postSearch', 'read', 'search', 'typeHistory', 'typeOperation', 'update', 'vread'].sort());
+  t.same(
+    matched(p, 'patient').sort(),
+    ['create', 'instanceOperation', 'patch', 'postSearch', 'read', 'search', 'typeHistory', 'typeOperation', 'update', 'vread'].sort(),
+  );
   for (const s of ['capabilities', 'batch', 'systemSearch', 'systemHistory', 'systemOperation'] as const) {
     t.equal(p.ruleFor(SHAPES[s]).name, 'defaultRule', `${s} is not loosened`);
   }
@@ -108,7 +111,9 @@ t.test('a rule naming resourceTypes never matches a system-level interaction', a
 });
 
 t.test("'*' matches every resource type, still never a system-level interaction", async (t) => {
-  const p = policy({ rules: [{ name: 'any-type-search', match: { interactions: ['search', 'history'], resourceTypes: ['*'] }, require: { auth: false } }] });
+  const p = policy({
+    rules: [{ name: 'any-type-search', match: { interactions: ['search', 'history'], resourceTypes: ['*'] }, require: { auth: false } }],
+  });
   t.same(matched(p, 'any-type-search').sort(), ['compartmentSearch', 'postSearch', 'search', 'typeHistory'].sort());
   t.equal(p.ruleFor(req('GET', '/Observation?code=x')).name, 'any-type-search');
   t.equal(p.ruleFor(SHAPES.systemSearch).name, 'defaultRule', 'GET /?_type=… is not a type-level search');
@@ -149,7 +154,13 @@ t.test('a rule inherits every unset field from defaultRule', async (t) => {
     },
     rules: [
       { name: 'public-capabilities', match: { interactions: ['capabilities'] }, require: { auth: false, smart: false } },
-      { name: 'uploads', match: { interactions: ['create'], resourceTypes: ['Binary'] }, require: { scopes: ['files.write'] }, limits: { maxRequestBytes: 5000 }, forwardAuthorization: false },
+      {
+        name: 'uploads',
+        match: { interactions: ['create'], resourceTypes: ['Binary'] },
+        require: { scopes: ['files.write'] },
+        limits: { maxRequestBytes: 5000 },
+        forwardAuthorization: false,
+      },
       { name: 'ward', match: { interactions: ['delete'] }, require: { ipAllow: ['192.168.1.0/24'] } },
     ],
   });

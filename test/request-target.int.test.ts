@@ -56,7 +56,6 @@ async function refused(t: Test, bytes: Buffer, status: number, code: string | nu
   return res;
 }
 
-
 t.test('control: well-formed raw requests do reach the upstream', async (t) => {
   t.ok(PID, 'a patient exists');
   const before = up.requests.length;
@@ -162,7 +161,17 @@ t.test('duplicate Content-Type headers are refused', async (t) => {
   const body = JSON.stringify({ resourceType: 'Patient' });
   await refused(
     t,
-    httpMessage(['POST /fhir/Patient HTTP/1.1', HOST, AUTH, 'Content-Type: application/fhir+json', 'Content-Type: text/plain', `Content-Length: ${body.length}`], body),
+    httpMessage(
+      [
+        'POST /fhir/Patient HTTP/1.1',
+        HOST,
+        AUTH,
+        'Content-Type: application/fhir+json',
+        'Content-Type: text/plain',
+        `Content-Length: ${body.length}`,
+      ],
+      body,
+    ),
     400,
     'DUPLICATE_HEADER',
   );
@@ -180,15 +189,25 @@ t.test('duplicate Content-Length headers are refused by Node before the gateway 
     ['different values', [`Content-Length: ${n}`, `Content-Length: ${n + 5}`]],
     ['with Transfer-Encoding', [`Content-Length: ${n}`, 'Transfer-Encoding: chunked']],
   ] as const) {
-    const res = await refused(t, httpMessage(['POST /fhir/Patient HTTP/1.1', HOST, AUTH, 'Content-Type: application/fhir+json', ...cl], body), 400, 'BAD_REQUEST', note);
+    const res = await refused(
+      t,
+      httpMessage(['POST /fhir/Patient HTTP/1.1', HOST, AUTH, 'Content-Type: application/fhir+json', ...cl], body),
+      400,
+      'BAD_REQUEST',
+      note,
+    );
     t.equal(res.headers['connection'], 'close', 'the connection is closed: nothing after it is read as a request');
   }
-  t.notOk(gw.logs.lines.slice(logsBefore).some((l) => l.msg === 'request' && l.method === 'POST'), 'the gateway handler never saw these requests');
+  t.notOk(
+    gw.logs.lines.slice(logsBefore).some((l) => l.msg === 'request' && l.method === 'POST'),
+    'the gateway handler never saw these requests',
+  );
 });
 
 t.test('obfuscated Transfer-Encoding is refused by Node or re-framed, never passed on ambiguously', async (t) => {
   const body = Buffer.concat([chunk(JSON.stringify({ resourceType: 'Patient' })), chunk('')]);
-  const post = (...te: string[]) => httpMessage(['POST /fhir/Patient HTTP/1.1', HOST, AUTH, 'Content-Type: application/fhir+json', ...te], body);
+  const post = (...te: string[]) =>
+    httpMessage(['POST /fhir/Patient HTTP/1.1', HOST, AUTH, 'Content-Type: application/fhir+json', ...te], body);
   // Refused while parsing (clientError handler, connection closed).
   for (const te of [
     ['Transfer-Encoding: chunked', 'Transfer-Encoding: chunked'],
@@ -218,7 +237,13 @@ t.test('a body on GET is refused and cannot smuggle a second request', async (t)
   const smuggled = `GET /fhir/Binary/${BIN} HTTP/1.1\r\n${HOST}\r\n${AUTH}\r\n\r\n`;
   const conn = await RawConnection.connect(port);
   t.teardown(() => conn.close());
-  await conn.write(Buffer.concat([httpMessage([`GET /fhir/Patient/${PID} HTTP/1.1`, HOST, AUTH, 'Transfer-Encoding: chunked']), chunk(smuggled), chunk('')]));
+  await conn.write(
+    Buffer.concat([
+      httpMessage([`GET /fhir/Patient/${PID} HTTP/1.1`, HOST, AUTH, 'Transfer-Encoding: chunked']),
+      chunk(smuggled),
+      chunk(''),
+    ]),
+  );
   const res = await conn.readResponse();
   t.equal(res.statusCode, 400);
   t.equal(outcomeCode(res.body), 'BAD_REQUEST');
@@ -231,9 +256,31 @@ t.test('a body on GET is refused and cannot smuggle a second request', async (t)
   t.equal(more, undefined, 'no second response (the chunk was not read as a request)');
   t.same(up.requests.slice(before), [], 'the upstream received nothing');
 
-  await refused(t, httpMessage([`GET /fhir/Patient/${PID} HTTP/1.1`, HOST, AUTH, 'Content-Length: 5'], 'hello'), 400, 'BAD_REQUEST', 'declared length on GET');
-  await refused(t, httpMessage([`DELETE /fhir/Patient/${PID} HTTP/1.1`, HOST, AUTH, 'Transfer-Encoding: chunked'], Buffer.concat([chunk('{}'), chunk('')])), 400, 'BAD_REQUEST', 'chunked DELETE');
-  await refused(t, httpMessage([`HEAD /fhir/Patient/${PID} HTTP/1.1`, HOST, AUTH, 'Content-Length: 2'], '{}'), 400, null, 'HEAD with a body', true);
+  await refused(
+    t,
+    httpMessage([`GET /fhir/Patient/${PID} HTTP/1.1`, HOST, AUTH, 'Content-Length: 5'], 'hello'),
+    400,
+    'BAD_REQUEST',
+    'declared length on GET',
+  );
+  await refused(
+    t,
+    httpMessage(
+      [`DELETE /fhir/Patient/${PID} HTTP/1.1`, HOST, AUTH, 'Transfer-Encoding: chunked'],
+      Buffer.concat([chunk('{}'), chunk('')]),
+    ),
+    400,
+    'BAD_REQUEST',
+    'chunked DELETE',
+  );
+  await refused(
+    t,
+    httpMessage([`HEAD /fhir/Patient/${PID} HTTP/1.1`, HOST, AUTH, 'Content-Length: 2'], '{}'),
+    400,
+    null,
+    'HEAD with a body',
+    true,
+  );
 });
 
 t.test('a refused GET whose body is still coming closes the connection instead of draining it', async (t) => {
@@ -241,7 +288,9 @@ t.test('a refused GET whose body is still coming closes the connection instead o
   const conn = await RawConnection.connect(port);
   t.teardown(() => conn.close());
   // An unterminated chunked body: the client could keep this going for as long as it likes.
-  await conn.write(Buffer.concat([httpMessage([`GET /fhir/Patient/${PID} HTTP/1.1`, HOST, AUTH, 'Transfer-Encoding: chunked']), chunk('x'.repeat(1000))]));
+  await conn.write(
+    Buffer.concat([httpMessage([`GET /fhir/Patient/${PID} HTTP/1.1`, HOST, AUTH, 'Transfer-Encoding: chunked']), chunk('x'.repeat(1000))]),
+  );
   const res = await conn.readResponse();
   t.equal(res.statusCode, 400);
   t.equal(outcomeCode(res.body), 'BAD_REQUEST');
@@ -260,10 +309,22 @@ t.test('error responses are XML when the client asks for XML', async (t) => {
   t.match(viaFormat.headers['content-type'], /^application\/fhir\+xml/);
   t.match(viaFormat.body.toString(), /<code value="METHOD_OVERRIDE"\/>/);
 
-  const viaFormatMime = await refused(t, get('/fhir/Patient/1?_format=application/fhir%2Bxml', AUTH), 400, null, '_format=application/fhir+xml');
+  const viaFormatMime = await refused(
+    t,
+    get('/fhir/Patient/1?_format=application/fhir%2Bxml', AUTH),
+    400,
+    null,
+    '_format=application/fhir+xml',
+  );
   t.match(viaFormatMime.body.toString(), /<code value="DUPLICATE_HEADER"\/>/);
 
   // _format overrides Accept (FHIR http.html): JSON asked in _format wins over an XML Accept.
-  const jsonWins = await refused(t, get('/fhir/patient/1?_format=json', 'Accept: application/fhir+xml'), 400, 'AMBIGUOUS_PATH', '_format=json over Accept xml');
+  const jsonWins = await refused(
+    t,
+    get('/fhir/patient/1?_format=json', 'Accept: application/fhir+xml'),
+    400,
+    'AMBIGUOUS_PATH',
+    '_format=json over Accept xml',
+  );
   t.match(jsonWins.headers['content-type'], /^application\/fhir\+json/);
 });

@@ -6,7 +6,14 @@ import { requireJson, responseParams } from '../src/http/response-params.js';
 import type { EffectiveRule } from '../src/security/policy.js';
 
 const rule = { inflate: { enabled: true, maxBytesPerResponse: 1000 } } as EffectiveRule;
-const read = (query: string): Interaction => ({ interaction: 'read', resourceType: 'Patient', id: '1', method: 'GET', path: 'Patient/1', query }) as Interaction;
+const read = (query: string): Interaction => ({
+  interaction: 'read',
+  resourceType: 'Patient',
+  id: '1',
+  method: 'GET',
+  path: 'Patient/1',
+  query,
+});
 
 t.test('_inflate lowers the policy, never raises it, and never reaches the upstream', async (t) => {
   const cases: [string, { inflate: boolean; maxBytes: number }, string][] = [
@@ -25,13 +32,15 @@ t.test('_inflate lowers the policy, never raises it, and never reaches the upstr
     t.equal(interaction.query, left, `${query}: what the upstream gets`);
   }
   t.equal(responseParams(read(''), rule).params.owners, 'root');
-  t.equal(responseParams({ ...read(''), interaction: 'search' } as Interaction, rule).params.owners, 'entries');
-  t.equal(responseParams({ ...read(''), interaction: 'operation' } as Interaction, rule).params.owners, 'by-type');
-  for (const bad of ['_inflate=lots', '_inflate=1&_inflate=2', '_inflate=-1']) t.throws(() => responseParams(read(bad), rule), { code: 'BAD_REQUEST' }, bad);
+  t.equal(responseParams({ ...read(''), interaction: 'search' }, rule).params.owners, 'entries');
+  t.equal(responseParams({ ...read(''), interaction: 'operation' }, rule).params.owners, 'by-type');
+  for (const bad of ['_inflate=lots', '_inflate=1&_inflate=2', '_inflate=-1'])
+    t.throws(() => responseParams(read(bad), rule), { code: 'BAD_REQUEST' }, bad);
 });
 
 t.test('JSON only: XML-only clients get 406; _format overrides Accept; the upstream is asked for uncompressed JSON', async (t) => {
-  const req = (accept?: string) => ({ headers: accept === undefined ? {} : { accept, 'accept-encoding': 'gzip' } }) as unknown as IncomingMessage;
+  const req = (accept?: string) =>
+    ({ headers: accept === undefined ? {} : { accept, 'accept-encoding': 'gzip' } }) as unknown as IncomingMessage;
   for (const [accept, query, ok] of [
     [undefined, '', true],
     ['', '', true],

@@ -9,7 +9,16 @@ import { buildConfig } from '../src/config/load.js';
 import { ConfigError } from '../src/config/errors.js';
 import { AUDIENCE, ISSUER, makeKey, mintToken, startJwksServer } from './helpers/auth.js';
 import { startTestGateway } from './helpers/gateway.js';
-import { closedPort, httpMessage, outcomeCode, portOf, RawConnection, rawRequest, sleep, startRecordingServer } from './helpers/raw-http.js';
+import {
+  closedPort,
+  httpMessage,
+  outcomeCode,
+  portOf,
+  RawConnection,
+  rawRequest,
+  sleep,
+  startRecordingServer,
+} from './helpers/raw-http.js';
 
 const HOST = 'Host: gateway.test';
 
@@ -34,7 +43,11 @@ function deletedSpoolFds(): string[] {
 }
 
 const batch = (n = 2) =>
-  JSON.stringify({ resourceType: 'Bundle', type: 'batch', entry: Array.from({ length: n }, (_, i) => ({ request: { method: 'GET', url: `Patient/p${i}` } })) });
+  JSON.stringify({
+    resourceType: 'Bundle',
+    type: 'batch',
+    entry: Array.from({ length: n }, (_, i) => ({ request: { method: 'GET', url: `Patient/p${i}` } })),
+  });
 
 t.test('review #1: a jwksFile rewritten in place and reloaded stops trusting the removed key', async (t) => {
   const up = await startRecordingServer(t);
@@ -46,13 +59,36 @@ t.test('review #1: a jwksFile rewritten in place and reloaded stops trusting the
   const config = { auth: { issuers: [ISSUER], audiences: [AUDIENCE], jwksFile } };
   const gw = await startTestGateway(t, { upstream: up.url, config });
   const read = async (key: typeof a) =>
-    (await fetch(`${gw.base}/Patient/p1`, { headers: { authorization: `Bearer ${await mintToken(key, { claims: { scope: 'user/Patient.r' } })}` } })).status;
+    (
+      await fetch(`${gw.base}/Patient/p1`, {
+        headers: { authorization: `Bearer ${await mintToken(key, { claims: { scope: 'user/Patient.r' } })}` },
+      })
+    ).status;
   const tokenA = await mintToken(a, { claims: { scope: 'user/Patient.r' } });
-  t.equal((await fetch(`${gw.base}/Patient/p1`, { headers: { authorization: `Bearer ${tokenA}` } })).status, 200, 'key a trusted (and its token now cached)');
+  t.equal(
+    (await fetch(`${gw.base}/Patient/p1`, { headers: { authorization: `Bearer ${tokenA}` } })).status,
+    200,
+    'key a trusted (and its token now cached)',
+  );
   t.equal(await read(b), 401, 'key b not yet');
   writeFileSync(jwksFile, JSON.stringify({ keys: [b.publicJwk] }));
-  gw.reload(buildConfig({ server: { host: '127.0.0.1', port: 0, publicBaseUrl: 'http://gateway.test/fhir' }, upstream: { url: up.url }, ...config, defaultRule: { require: { https: false, auth: true, smart: true } } }, '(test)', dir));
-  t.equal((await fetch(`${gw.base}/Patient/p1`, { headers: { authorization: `Bearer ${tokenA}` } })).status, 401, 'the cached token of the removed key is refused');
+  gw.reload(
+    buildConfig(
+      {
+        server: { host: '127.0.0.1', port: 0, publicBaseUrl: 'http://gateway.test/fhir' },
+        upstream: { url: up.url },
+        ...config,
+        defaultRule: { require: { https: false, auth: true, smart: true } },
+      },
+      '(test)',
+      dir,
+    ),
+  );
+  t.equal(
+    (await fetch(`${gw.base}/Patient/p1`, { headers: { authorization: `Bearer ${tokenA}` } })).status,
+    401,
+    'the cached token of the removed key is refused',
+  );
   t.equal(await read(a), 401, 'key a no longer trusted');
   t.equal(await read(b), 200, 'key b trusted');
 });
@@ -69,7 +105,12 @@ t.test('review #2: a client that closes right after sending a Bundle leaves no s
   for (let i = 0; i < 10; i++) {
     const conn = await RawConnection.connect(portOf(gw.url));
     const body = batch(3);
-    await conn.write(httpMessage(['POST /fhir HTTP/1.1', HOST, auth, 'Content-Type: application/fhir+json', `Content-Length: ${Buffer.byteLength(body)}`], body));
+    await conn.write(
+      httpMessage(
+        ['POST /fhir HTTP/1.1', HOST, auth, 'Content-Type: application/fhir+json', `Content-Length: ${Buffer.byteLength(body)}`],
+        body,
+      ),
+    );
     conn.socket.destroy();
   }
   await sleep(300);
@@ -81,10 +122,18 @@ t.test('review #3: spool fds are released when the upstream is down', async (t) 
   const key = await makeKey('k1');
   const jwks = await startJwksServer(t, [key]);
   const spoolDir = tempDir(t, 'fbg-spool-');
-  const gw = await startTestGateway(t, { upstream: `http://127.0.0.1:${await closedPort()}/fhir`, jwksUri: jwks.url, config: { server: { spoolDir } } });
+  const gw = await startTestGateway(t, {
+    upstream: `http://127.0.0.1:${await closedPort()}/fhir`,
+    jwksUri: jwks.url,
+    config: { server: { spoolDir } },
+  });
   const token = await mintToken(key, { claims: { scope: 'user/Patient.rs' } });
   for (let i = 0; i < 5; i++) {
-    const r = await fetch(gw.base, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' }, body: batch(200) });
+    const r = await fetch(gw.base, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' },
+      body: batch(200),
+    });
     t.equal(r.status, 502);
     t.equal(outcomeCode(await r.json()), 'UPSTREAM_UNAVAILABLE');
   }
@@ -100,7 +149,10 @@ t.test("review #5: a parameter hidden behind ';' is seen by the scope checks too
   const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url });
   const token = await mintToken(key, { claims: { scope: 'user/Observation.rs' } });
   for (const q of ['code=x&_include=Observation:subject', 'code=x;_include=Observation:subject']) {
-    const r = await rawRequest(portOf(gw.url), httpMessage([`GET /fhir/Observation?${q} HTTP/1.1`, HOST, `Authorization: Bearer ${token}`]));
+    const r = await rawRequest(
+      portOf(gw.url),
+      httpMessage([`GET /fhir/Observation?${q} HTTP/1.1`, HOST, `Authorization: Bearer ${token}`]),
+    );
     t.equal(r.statusCode, 403, q);
     t.equal(outcomeCode(r.body), 'INSUFFICIENT_SCOPE', q);
   }
@@ -115,12 +167,23 @@ t.test('review #7: forwarding lookalikes are dropped and X-Forwarded-Host is the
   const token = await mintToken(key, { claims: { scope: 'user/Patient.r' } });
   const r = await rawRequest(
     portOf(gw.url),
-    httpMessage(['GET /fhir/Patient/p1 HTTP/1.1', 'Host: evil.example', `Authorization: Bearer ${token}`, 'X_Forwarded_For: 10.9.9.9', 'x_forwarded_proto: https', 'X-Original-URL: /admin', 'X-Rewrite-URL: /admin', 'X-Forwarded-Server: evil', 'X-Custom: kept']),
+    httpMessage([
+      'GET /fhir/Patient/p1 HTTP/1.1',
+      'Host: evil.example',
+      `Authorization: Bearer ${token}`,
+      'X_Forwarded_For: 10.9.9.9',
+      'x_forwarded_proto: https',
+      'X-Original-URL: /admin',
+      'X-Rewrite-URL: /admin',
+      'X-Forwarded-Server: evil',
+      'X-Custom: kept',
+    ]),
   );
   t.equal(r.statusCode, 200);
-  const h = up.requests[0]!.headers;
+  const h = up.requests[0].headers;
   t.equal(h['x-forwarded-host'], 'gateway.test', 'from publicBaseUrl');
-  for (const name of ['x_forwarded_for', 'x_forwarded_proto', 'x-original-url', 'x-rewrite-url', 'x-forwarded-server']) t.equal(h[name], undefined, `${name} dropped`);
+  for (const name of ['x_forwarded_for', 'x_forwarded_proto', 'x-original-url', 'x-rewrite-url', 'x-forwarded-server'])
+    t.equal(h[name], undefined, `${name} dropped`);
   t.equal(h['x-custom'], 'kept', 'ordinary headers still pass');
   t.equal(h['x-forwarded-proto'], 'http');
 });
@@ -137,13 +200,21 @@ t.test('review #8: an exchange the upstream cuts short still gets an access line
   const jwks = await startJwksServer(t, [key]);
   const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url });
   const token = await mintToken(key, { claims: { scope: 'user/Patient.r' } });
-  const r = await rawRequest(portOf(gw.url), httpMessage(['GET /fhir/Patient/p1 HTTP/1.1', HOST, `Authorization: Bearer ${token}`]), { timeoutMs: 2000 }).catch(() => undefined);
+  const r = await rawRequest(portOf(gw.url), httpMessage(['GET /fhir/Patient/p1 HTTP/1.1', HOST, `Authorization: Bearer ${token}`]), {
+    timeoutMs: 2000,
+  }).catch(() => undefined);
   t.notOk(r?.complete, 'the client does not get a complete answer');
   await sleep(100);
-  const id = up.requests[0]!.headers['x-request-id'];
+  const id = up.requests[0].headers['x-request-id'];
   const lines = gw.logs.lines.filter((l) => l['reqId'] === id);
-  t.ok(lines.some((l) => l['msg'] === 'request' && l['aborted'] === true), 'access line with aborted: true');
-  t.ok(lines.some((l) => l['msg'] === 'upstream response broke off'), 'and a warning saying why');
+  t.ok(
+    lines.some((l) => l['msg'] === 'request' && l['aborted'] === true),
+    'access line with aborted: true',
+  );
+  t.ok(
+    lines.some((l) => l['msg'] === 'upstream response broke off'),
+    'and a warning saying why',
+  );
 });
 
 t.test('review #9: credentials in upstream.url are a configuration error', async (t) => {

@@ -31,7 +31,10 @@ const OBS_SEARCH: Req = { interaction: 'search', resourceType: 'Observation' };
 const OBS_READ: Req = { interaction: 'read', resourceType: 'Observation', id: '1' };
 
 t.test('parseSmartScope: valid v1 and v2 scopes', async (t) => {
-  const cases: [string, { context: string; resourceType: string; permissions: string; version: number; restrictions?: [string, string][] }][] = [
+  const cases: [
+    string,
+    { context: string; resourceType: string; permissions: string; version: number; restrictions?: [string, string][] },
+  ][] = [
     ['patient/Observation.read', { context: 'patient', resourceType: 'Observation', permissions: 'rs', version: 1 }],
     ['user/*.write', { context: 'user', resourceType: '*', permissions: 'cud', version: 1 }],
     ['system/*.*', { context: 'system', resourceType: '*', permissions: 'cruds', version: 1 }],
@@ -45,14 +48,26 @@ t.test('parseSmartScope: valid v1 and v2 scopes', async (t) => {
     [
       'patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory',
       {
-        context: 'patient', resourceType: 'Observation', permissions: 'rs', version: 2,
+        context: 'patient',
+        resourceType: 'Observation',
+        permissions: 'rs',
+        version: 2,
         restrictions: [['category', 'http://terminology.hl7.org/CodeSystem/observation-category|laboratory']],
       },
     ],
-    ['user/Observation.s?category=a&status=final', {
-      context: 'user', resourceType: 'Observation', permissions: 's', version: 2,
-      restrictions: [['category', 'a'], ['status', 'final']],
-    }],
+    [
+      'user/Observation.s?category=a&status=final',
+      {
+        context: 'user',
+        resourceType: 'Observation',
+        permissions: 's',
+        version: 2,
+        restrictions: [
+          ['category', 'a'],
+          ['status', 'final'],
+        ],
+      },
+    ],
     ['user/*.s?_tag=x%7Cy', { context: 'user', resourceType: '*', permissions: 's', version: 2, restrictions: [['_tag', 'x|y']] }],
     [`user/A${'a'.repeat(63)}.r`, { context: 'user', resourceType: `A${'a'.repeat(63)}`, permissions: 'r', version: 2 }],
   ];
@@ -66,22 +81,60 @@ t.test('parseSmartScope: valid v1 and v2 scopes', async (t) => {
 
 t.test('parseSmartScope: junk and malformed SMART-like strings are not SMART scopes', async (t) => {
   const junk = [
-    'launch', 'launch/patient', 'openid', 'fhirUser', 'profile', 'offline_access', 'online_access',
-    'files.write', 'fhir.write',
-    'patient/Observation.srs', 'patient/Observation.rsx', 'patient/Observation.rr', 'patient/Observation.sr',
-    'patient/Observation.dc', 'patient/Observation.', 'patient/Observation', 'patient/.read',
-    'Patient/Observation.read', 'User/Observation.read', 'admin/Observation.read', '/Observation.read',
-    'user/observation.read', 'user/O.read', 'user/Obs1.read', 'user/Obs_x.read', 'user/**.read',
-    'user/Observation/x.read', 'user/Observation.READ', 'user/Observation.Read', 'user/Observation.read.write',
-    'user/Observation.writes', 'user/Observation.x', `user/A${'a'.repeat(64)}.r`,
+    'launch',
+    'launch/patient',
+    'openid',
+    'fhirUser',
+    'profile',
+    'offline_access',
+    'online_access',
+    'files.write',
+    'fhir.write',
+    'patient/Observation.srs',
+    'patient/Observation.rsx',
+    'patient/Observation.rr',
+    'patient/Observation.sr',
+    'patient/Observation.dc',
+    'patient/Observation.',
+    'patient/Observation',
+    'patient/.read',
+    'Patient/Observation.read',
+    'User/Observation.read',
+    'admin/Observation.read',
+    '/Observation.read',
+    'user/observation.read',
+    'user/O.read',
+    'user/Obs1.read',
+    'user/Obs_x.read',
+    'user/**.read',
+    'user/Observation/x.read',
+    'user/Observation.READ',
+    'user/Observation.Read',
+    'user/Observation.read.write',
+    'user/Observation.writes',
+    'user/Observation.x',
+    `user/A${'a'.repeat(64)}.r`,
     // v1 has no restrictions; malformed v2 restrictions.
-    'user/Observation.read?category=x', 'user/Observation.*?category=x',
-    'user/Observation.rs?', 'user/Observation.rs?category', 'user/Observation.rs?category=',
-    'user/Observation.rs?=x', 'user/Observation.rs?category=a&', 'user/Observation.rs?&category=a',
-    'user/Observation.rs?category=a&category=b', 'user/Observation.rs?category:not=a',
-    'user/Observation.rs?subject.name=x', 'user/Observation.rs?a=b=c', 'user/Observation.rs?code=a,b',
-    'user/Observation.rs?code=a%2Cb', 'user/Observation.rs?cat%3Anot=a', 'user/Observation.rs?category=a?b=c',
-    'user/Observation.rs#x', ' user/Observation.rs', 'user/Observation.rs ', '',
+    'user/Observation.read?category=x',
+    'user/Observation.*?category=x',
+    'user/Observation.rs?',
+    'user/Observation.rs?category',
+    'user/Observation.rs?category=',
+    'user/Observation.rs?=x',
+    'user/Observation.rs?category=a&',
+    'user/Observation.rs?&category=a',
+    'user/Observation.rs?category=a&category=b',
+    'user/Observation.rs?category:not=a',
+    'user/Observation.rs?subject.name=x',
+    'user/Observation.rs?a=b=c',
+    'user/Observation.rs?code=a,b',
+    'user/Observation.rs?code=a%2Cb',
+    'user/Observation.rs?cat%3Anot=a',
+    'user/Observation.rs?category=a?b=c',
+    'user/Observation.rs#x',
+    ' user/Observation.rs',
+    'user/Observation.rs ',
+    '',
   ];
   for (const s of junk) t.equal(parseSmartScope(s), undefined, JSON.stringify(s));
 });
@@ -92,8 +145,12 @@ t.test('parseScopes: scope, scp and both', async (t) => {
     ['scope string', { scope: 'openid user/Patient.read launch' }, ['launch', 'openid', 'user/Patient.read'], ['user/Patient.read']],
     ['scp array', { scp: ['user/Patient.rs', 'files.write'] }, ['files.write', 'user/Patient.rs'], ['user/Patient.rs']],
     ['scp string', { scp: 'user/Patient.rs files.write' }, ['files.write', 'user/Patient.rs'], ['user/Patient.rs']],
-    ['union of both', { scope: 'user/Patient.rs', scp: ['user/Observation.c', 'user/Patient.rs'] },
-      ['user/Observation.c', 'user/Patient.rs'], ['user/Observation.c', 'user/Patient.rs']],
+    [
+      'union of both',
+      { scope: 'user/Patient.rs', scp: ['user/Observation.c', 'user/Patient.rs'] },
+      ['user/Observation.c', 'user/Patient.rs'],
+      ['user/Observation.c', 'user/Patient.rs'],
+    ],
     ['repeated spaces', { scope: '  a   b ' }, ['a', 'b'], []],
     ['non-string junk ignored', { scope: 42, scp: [1, null, { a: 1 }, ['user/*.*'], 'fhir.write'] }, ['fhir.write'], []],
     ['scope as array is not accepted', { scope: ['user/*.*'] }, [], []],
@@ -105,8 +162,12 @@ t.test('parseScopes: scope, scp and both', async (t) => {
     ['split of a spaced type in a string is junk', { scope: 'user/Obs ervation.read' }, ['ervation.read', 'user/Obs'], []],
     ['non-ASCII and quotes dropped', { scope: 'user/Patiént.read "files.write" files\\.write ok' }, ['ok'], []],
     ['no claims', {}, [], []],
-    ['malformed SMART-like stays raw only', { scope: 'patient/Observation.srs patient/Observation.rsx' },
-      ['patient/Observation.rsx', 'patient/Observation.srs'], []],
+    [
+      'malformed SMART-like stays raw only',
+      { scope: 'patient/Observation.srs patient/Observation.rsx' },
+      ['patient/Observation.rsx', 'patient/Observation.srs'],
+      [],
+    ],
   ];
   for (const [name, claims, raw, smart] of cases) {
     const set = parseScopes(claims);
@@ -152,16 +213,47 @@ t.test('every interaction maps to its permission letters', async (t) => {
     ['type history', { interaction: 'history', resourceType: 'Observation' }, 'Observation', 's'],
     ['system history', { interaction: 'history' }, '*', 's'],
     ['system search', { interaction: 'search', query: '_lastUpdated=gt2020' }, '*', 's'],
-    ['compartment search', { interaction: 'search', resourceType: 'Observation', compartment: { resourceType: 'Patient', id: '1' } }, 'Observation', 's'],
-    ['binary-access-read', { interaction: 'operation', resourceType: 'DocumentReference', id: '1', operation: 'binary-access-read', query: 'path=DocumentReference.content.attachment' }, 'DocumentReference', 'r'],
-    ['binary-access-write', { interaction: 'operation', resourceType: 'DocumentReference', id: '1', operation: 'binary-access-write', method: 'POST' }, 'DocumentReference', 'u'],
+    [
+      'compartment search',
+      { interaction: 'search', resourceType: 'Observation', compartment: { resourceType: 'Patient', id: '1' } },
+      'Observation',
+      's',
+    ],
+    [
+      'binary-access-read',
+      {
+        interaction: 'operation',
+        resourceType: 'DocumentReference',
+        id: '1',
+        operation: 'binary-access-read',
+        query: 'path=DocumentReference.content.attachment',
+      },
+      'DocumentReference',
+      'r',
+    ],
+    [
+      'binary-access-write',
+      { interaction: 'operation', resourceType: 'DocumentReference', id: '1', operation: 'binary-access-write', method: 'POST' },
+      'DocumentReference',
+      'u',
+    ],
     ['other type operation', { interaction: 'operation', resourceType: 'Observation', operation: 'lastn' }, 'Observation', 'cruds'],
     ['other instance operation', { interaction: 'operation', resourceType: 'Patient', id: '1', operation: 'match' }, 'Patient', 'cruds'],
     ['system operation', { interaction: 'operation', operation: 'reindex', method: 'POST' }, '*', 'cruds'],
     ['$everything', { interaction: 'operation', resourceType: 'Patient', id: '1', operation: 'everything' }, '*', 'rs'],
-    ['conditional update', { interaction: 'update', resourceType: 'Observation', conditional: true, method: 'PUT', query: 'identifier=x' }, 'Observation', 'us'],
+    [
+      'conditional update',
+      { interaction: 'update', resourceType: 'Observation', conditional: true, method: 'PUT', query: 'identifier=x' },
+      'Observation',
+      'us',
+    ],
     ['conditional create', { interaction: 'create', resourceType: 'Observation', conditional: true, method: 'POST' }, 'Observation', 'cs'],
-    ['conditional delete', { interaction: 'delete', resourceType: 'Observation', conditional: true, method: 'DELETE', query: 'identifier=x' }, 'Observation', 'ds'],
+    [
+      'conditional delete',
+      { interaction: 'delete', resourceType: 'Observation', conditional: true, method: 'DELETE', query: 'identifier=x' },
+      'Observation',
+      'ds',
+    ],
   ];
   for (const [name, r, type, letters] of rows) {
     for (const ctx of ['user', 'system']) {
@@ -241,8 +333,16 @@ t.test('scope union: pooling only across unrestricted user/system scopes', async
     ['user/Patient.cr user/Patient.uds?name=x', { ...op, query: 'name=x' }, false],
     ['user/Patient.cr patient/Patient.uds', op, false],
     ['patient/Patient.cruds', { ...op, id: '1' }, false],
-    ['user/Observation.u user/Observation.s?code=x', { interaction: 'update', resourceType: 'Observation', conditional: true, query: 'code=x' }, false],
-    ['user/Observation.u user/Observation.s', { interaction: 'update', resourceType: 'Observation', conditional: true, query: 'code=x' }, true],
+    [
+      'user/Observation.u user/Observation.s?code=x',
+      { interaction: 'update', resourceType: 'Observation', conditional: true, query: 'code=x' },
+      false,
+    ],
+    [
+      'user/Observation.u user/Observation.s',
+      { interaction: 'update', resourceType: 'Observation', conditional: true, query: 'code=x' },
+      true,
+    ],
     // Any single scope suffices for a single letter.
     ['user/Patient.c openid user/Observation.r', OBS_READ, true],
   ];
@@ -253,7 +353,9 @@ t.test('patient scopes: allowed only where the request visibly stays in the comp
   const P = { patient: '123' };
   const search = (query: string, resourceType = 'Observation'): Req => ({ interaction: 'search', resourceType, query });
   const compartment = (id: string, resourceType?: string, query = ''): Req => ({
-    interaction: 'search', compartment: { resourceType: 'Patient', id }, query,
+    interaction: 'search',
+    compartment: { resourceType: 'Patient', id },
+    query,
     ...(resourceType !== undefined ? { resourceType } : {}),
   });
   const rows: [string, string, Req, SmartGrantContext, boolean][] = [
@@ -265,7 +367,13 @@ t.test('patient scopes: allowed only where the request visibly stays in the comp
     ['read own Patient needs r', 'patient/Patient.s', { interaction: 'read', resourceType: 'Patient', id: '123' }, P, false],
     ['read other Patient', 'patient/Patient.read', { interaction: 'read', resourceType: 'Patient', id: '456' }, P, false],
     ['read own Patient, no claim', 'patient/Patient.read', { interaction: 'read', resourceType: 'Patient', id: '123' }, {}, false],
-    ['read own Patient, empty claim', 'patient/Patient.read', { interaction: 'read', resourceType: 'Patient', id: '' }, { patient: '' }, false],
+    [
+      'read own Patient, empty claim',
+      'patient/Patient.read',
+      { interaction: 'read', resourceType: 'Patient', id: '' },
+      { patient: '' },
+      false,
+    ],
     ['invalid claim never matches', 'patient/Observation.rs', search('patient=1,2'), { patient: '1,2' }, false],
     ['read other type by id', 'patient/*.rs', OBS_READ, P, false],
     ['type history of Patient', 'patient/Patient.rs', { interaction: 'history', resourceType: 'Patient' }, P, false],
@@ -302,13 +410,24 @@ t.test('patient scopes: allowed only where the request visibly stays in the comp
     ['compartment search wrong patient', 'patient/Observation.rs', compartment('456', 'Observation'), P, false],
     ['compartment search no claim', 'patient/Observation.rs', compartment('123', 'Observation'), {}, false],
     ['compartment search type outside', 'patient/*.rs', compartment('123', 'Practitioner'), P, false],
-    ['other compartment', 'patient/Observation.rs',
-      { interaction: 'search', resourceType: 'Observation', compartment: { resourceType: 'Encounter', id: '123' } }, P, false],
+    [
+      'other compartment',
+      'patient/Observation.rs',
+      { interaction: 'search', resourceType: 'Observation', compartment: { resourceType: 'Encounter', id: '123' } },
+      P,
+      false,
+    ],
     ['create', 'patient/Observation.cruds', { interaction: 'create', resourceType: 'Observation' }, P, false],
     ['update own Patient', 'patient/Patient.cruds', { interaction: 'update', resourceType: 'Patient', id: '123' }, P, false],
     ['delete', 'patient/Observation.*', { interaction: 'delete', resourceType: 'Observation', id: '1' }, P, false],
     ['$everything', 'patient/*.*', { interaction: 'operation', resourceType: 'Patient', id: '123', operation: 'everything' }, P, false],
-    ['binary-access-read', 'patient/*.*', { interaction: 'operation', resourceType: 'Patient', id: '123', operation: 'binary-access-read' }, P, false],
+    [
+      'binary-access-read',
+      'patient/*.*',
+      { interaction: 'operation', resourceType: 'Patient', id: '123', operation: 'binary-access-read' },
+      P,
+      false,
+    ],
     ['_include', 'patient/*.rs', search('patient=123&_include=Observation:performer'), P, false],
     ['_revinclude:iterate', 'patient/*.rs', search('patient=123&_revinclude:iterate=Provenance:target'), P, false],
     // User scopes do not depend on the patient claim.
@@ -345,11 +464,26 @@ t.test('v2 restricted scopes: enforced, never widened', async (t) => {
     ['instance history', LAB, { interaction: 'history', resourceType: 'Observation', id: '1' }, false],
     ['type history', LAB, { interaction: 'history', resourceType: 'Observation', query: 'category=laboratory' }, false],
     ['create', 'user/Observation.c?category=laboratory', { interaction: 'create', resourceType: 'Observation' }, false],
-    ['update', 'user/Observation.u?category=laboratory', { interaction: 'update', resourceType: 'Observation', id: '1', query: 'category=laboratory' }, false],
-    ['operation', 'user/Observation.cruds?category=laboratory', { interaction: 'operation', resourceType: 'Observation', operation: 'lastn', query: 'category=laboratory' }, false],
+    [
+      'update',
+      'user/Observation.u?category=laboratory',
+      { interaction: 'update', resourceType: 'Observation', id: '1', query: 'category=laboratory' },
+      false,
+    ],
+    [
+      'operation',
+      'user/Observation.cruds?category=laboratory',
+      { interaction: 'operation', resourceType: 'Observation', operation: 'lastn', query: 'category=laboratory' },
+      false,
+    ],
     ['needs s', 'user/Observation.r?category=laboratory', search('category=laboratory'), false],
     ['_revinclude', LAB, search('category=laboratory&_revinclude=Provenance:target'), false],
-    ['restricted * does not satisfy _include', `${LAB} user/*.rs?category=laboratory`, search('category=laboratory&_include=Observation:subject'), false],
+    [
+      'restricted * does not satisfy _include',
+      `${LAB} user/*.rs?category=laboratory`,
+      search('category=laboratory&_include=Observation:subject'),
+      false,
+    ],
     // A separate unrestricted scope still grants on its own.
     ['plus unrestricted read', `${LAB} user/Observation.r`, OBS_READ, true],
     ['plus unrestricted read: search still restricted', `${LAB} user/Observation.r`, search('code=x'), false],
@@ -372,25 +506,46 @@ t.test('v2 restricted scopes: enforced, never widened', async (t) => {
   t.equal(grants(PL, search('category=laboratory'), P), false, 'patient+restricted: no pin');
   t.equal(grants(PL, search('patient=123'), P), false, 'patient+restricted: no restriction');
   t.equal(grants(PL, search('patient=456&category=laboratory'), P), false, 'patient+restricted: wrong patient');
-  t.equal(grants(PL, { ...search('category=laboratory'), compartment: { resourceType: 'Patient', id: '123' } }, P), true, 'patient+restricted: compartment');
+  t.equal(
+    grants(PL, { ...search('category=laboratory'), compartment: { resourceType: 'Patient', id: '123' } }, P),
+    true,
+    'patient+restricted: compartment',
+  );
   t.equal(grants(PL, { interaction: 'read', resourceType: 'Patient', id: '123' }, P), false, 'patient+restricted: no read');
   // Conditions are per scope: a pin satisfying one scope and a restriction satisfying another do not combine.
   t.equal(grants('patient/Observation.r user/Observation.s?category=x', search('patient=123'), P), false, 'no cross-scope combination');
-  t.equal(grants('patient/Observation.rs user/Observation.s?category=x', search('patient=123'), P), true, 'control: the patient scope alone');
+  t.equal(
+    grants('patient/Observation.rs user/Observation.s?category=x', search('patient=123'), P),
+    true,
+    'control: the patient scope alone',
+  );
 });
 
 t.test('searches reaching other types need an unrestricted user/system grant on *', async (t) => {
   const queries = [
-    '_include=Observation:subject', '_include:iterate=Observation:subject', '_revinclude=Provenance:target',
-    '_revinclude:iterate=Provenance:target', '%5Finclude=Observation:subject', '_has:Observation:patient:code=x',
-    'subject.name=smith', 'subject:Patient.name=smith', '_filter=subject.name eq smith', '_query=custom',
-    '_contained=true', '_containedType=contained', '_type=Patient',
+    '_include=Observation:subject',
+    '_include:iterate=Observation:subject',
+    '_revinclude=Provenance:target',
+    '_revinclude:iterate=Provenance:target',
+    '%5Finclude=Observation:subject',
+    '_has:Observation:patient:code=x',
+    'subject.name=smith',
+    'subject:Patient.name=smith',
+    '_filter=subject.name eq smith',
+    '_query=custom',
+    '_contained=true',
+    '_containedType=contained',
+    '_type=Patient',
   ];
   for (const q of queries) {
     const r: Req = { ...OBS_SEARCH, query: `code=x&${q}` };
     t.equal(grants('user/Observation.rs', r), false, `${q}: type grant alone denied`);
     t.equal(grants('system/Observation.cruds patient/*.rs', r, { patient: '1' }), false, `${q}: patient wildcard does not count`);
-    t.equal(grants('user/Observation.rs user/*.rs?_tag=x', { ...r, query: `${r.query}&_tag=x` }), false, `${q}: restricted wildcard does not count`);
+    t.equal(
+      grants('user/Observation.rs user/*.rs?_tag=x', { ...r, query: `${r.query}&_tag=x` }),
+      false,
+      `${q}: restricted wildcard does not count`,
+    );
     t.equal(grants('user/Observation.rs user/*.cud', r), false, `${q}: wildcard without r/s denied`);
     t.equal(grants('user/Observation.rs user/*.r', r), true, `${q}: plus user/*.r granted`);
     t.equal(grants('user/Observation.s system/*.s', r), true, `${q}: plus system/*.s granted`);
@@ -405,9 +560,15 @@ t.test('searches reaching other types need an unrestricted user/system grant on 
   t.equal(describeRequired(req(sys)), 'user/*.s');
   // Applied to every interaction, not only searches.
   t.equal(grants('user/Observation.r', { ...OBS_READ, query: '_include=Observation:subject' }), false);
-  t.equal(grants('user/Observation.us', { interaction: 'update', resourceType: 'Observation', conditional: true, query: 'subject.name=x' }), false);
+  t.equal(
+    grants('user/Observation.us', { interaction: 'update', resourceType: 'Observation', conditional: true, query: 'subject.name=x' }),
+    false,
+  );
   // Harmless result parameters are not cross-type.
-  t.equal(grants('user/Observation.s', { ...OBS_SEARCH, query: '_count=5&_sort=-date&_elements=code&_summary=true&_total=accurate' }), true);
+  t.equal(
+    grants('user/Observation.s', { ...OBS_SEARCH, query: '_count=5&_sort=-date&_elements=code&_summary=true&_total=accurate' }),
+    true,
+  );
 });
 
 t.test('POST _search: body parameters are invisible unless merged', async (t) => {

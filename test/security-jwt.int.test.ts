@@ -2,7 +2,7 @@
  * JWT bypass classes, each attacked through the running gateway in front of a real FHIR server.
  * Every refusal also checks that nothing reached the upstream.
  */
-import { createPublicKey, randomUUID } from 'node:crypto';
+import { createPublicKey, randomUUID, type JsonWebKey } from 'node:crypto';
 import http from 'node:http';
 import { SignJWT } from 'jose';
 import t, { type Test } from 'tap';
@@ -97,15 +97,30 @@ t.test('alg "none" token (unsigned) is refused with invalid_token', async (t) =>
     ['alg "None"', `${b64url({ alg: 'None' })}.${payload}.`],
     ['alg "NONE"', `${b64url({ alg: 'NONE' })}.${payload}.`],
   ] as const) {
-    await refused(t, up, () => get(patientUrl, tok), { status: 401, code: 'INVALID_TOKEN', challenge: INVALID('signing algorithm not allowed') }, name);
+    await refused(
+      t,
+      up,
+      () => get(patientUrl, tok),
+      { status: 401, code: 'INVALID_TOKEN', challenge: INVALID('signing algorithm not allowed') },
+      name,
+    );
   }
   // The signature part of a real token glued onto an alg:none header changes nothing.
   const real = (await token(k1)).split('.');
-  await refused(t, up, () => get(patientUrl, `${header}.${real[1]}.${real[2]}`), { status: 401, code: 'INVALID_TOKEN', challenge: INVALID('signing algorithm not allowed') }, 'alg none with a real signature');
+  await refused(
+    t,
+    up,
+    () => get(patientUrl, `${header}.${real[1]}.${real[2]}`),
+    { status: 401, code: 'INVALID_TOKEN', challenge: INVALID('signing algorithm not allowed') },
+    'alg none with a real signature',
+  );
 });
 
 t.test('HS256 token signed with the RSA public key (PEM, JWK, modulus) as HMAC secret is refused (alg confusion)', async (t) => {
-  const pem = createPublicKey({ key: k1.publicJwk as import('node:crypto').JsonWebKey, format: 'jwk' }).export({ type: 'spki', format: 'pem' }) as string;
+  const pem = createPublicKey({ key: k1.publicJwk as JsonWebKey, format: 'jwk' }).export({
+    type: 'spki',
+    format: 'pem',
+  }) as string;
   const secrets: [string, Uint8Array][] = [
     ['SPKI PEM', new TextEncoder().encode(pem)],
     ['SPKI PEM without trailing newline', new TextEncoder().encode(pem.trimEnd())],
@@ -115,65 +130,167 @@ t.test('HS256 token signed with the RSA public key (PEM, JWK, modulus) as HMAC s
   for (const alg of ['HS256', 'HS512']) {
     for (const [name, secret] of secrets) {
       const tok = await new SignJWT(claimsNow()).setProtectedHeader({ alg, kid: 'k1', typ: 'JWT' }).sign(secret);
-      await refused(t, up, () => get(patientUrl, tok), { status: 401, code: 'INVALID_TOKEN', challenge: INVALID('signing algorithm not allowed') }, `${alg} / ${name}`);
+      await refused(
+        t,
+        up,
+        () => get(patientUrl, tok),
+        { status: 401, code: 'INVALID_TOKEN', challenge: INVALID('signing algorithm not allowed') },
+        `${alg} / ${name}`,
+      );
     }
   }
 });
 
 t.test('a token signed by another key under a known kid (forged signature) is refused', async (t) => {
   const forger = await makeKey('k1');
-  await refused(t, up, async () => get(patientUrl, await token(forger)), { status: 401, code: 'INVALID_TOKEN', challenge: INVALID('signature verification failed') }, 'forged');
+  await refused(
+    t,
+    up,
+    async () => get(patientUrl, await token(forger)),
+    { status: 401, code: 'INVALID_TOKEN', challenge: INVALID('signature verification failed') },
+    'forged',
+  );
   // Payload swapped under a genuine header and signature.
   const [h, , s] = (await token(k1)).split('.');
   const tampered = `${h}.${b64url(claimsNow({ scope: 'system/*.cruds', sub: 'admin' }))}.${s}`;
-  await refused(t, up, () => get(patientUrl, tampered), { status: 401, code: 'INVALID_TOKEN', challenge: INVALID('signature verification failed') }, 'tampered payload');
+  await refused(
+    t,
+    up,
+    () => get(patientUrl, tampered),
+    { status: 401, code: 'INVALID_TOKEN', challenge: INVALID('signature verification failed') },
+    'tampered payload',
+  );
 });
 
 t.test('aud as an array is accepted when it contains the audience, refused when it does not', async (t) => {
   const ok = await get(patientUrl, await token(k1, { audience: ['other-api', AUDIENCE] }));
   t.equal(ok.status, 200, 'array containing the audience');
-  await refused(t, up, async () => get(patientUrl, await token(k1, { audience: ['other-api', 'yet-another'] })), { status: 401, code: 'INVALID_TOKEN', challenge: INVALID("claim 'aud' is invalid or missing") }, 'array without it');
-  await refused(t, up, async () => get(patientUrl, await token(k1, { audience: [] })), { status: 401, code: 'INVALID_TOKEN' }, 'empty array');
-  await refused(t, up, async () => get(patientUrl, await token(k1, { audience: undefined })), { status: 401, code: 'INVALID_TOKEN', challenge: INVALID("claim 'aud' is invalid or missing") }, 'no aud');
-  await refused(t, up, async () => get(patientUrl, await token(k1, { audience: `${AUDIENCE} ` })), { status: 401, code: 'INVALID_TOKEN' }, 'near-miss string');
+  await refused(
+    t,
+    up,
+    async () => get(patientUrl, await token(k1, { audience: ['other-api', 'yet-another'] })),
+    { status: 401, code: 'INVALID_TOKEN', challenge: INVALID("claim 'aud' is invalid or missing") },
+    'array without it',
+  );
+  await refused(
+    t,
+    up,
+    async () => get(patientUrl, await token(k1, { audience: [] })),
+    { status: 401, code: 'INVALID_TOKEN' },
+    'empty array',
+  );
+  await refused(
+    t,
+    up,
+    async () => get(patientUrl, await token(k1, { audience: undefined })),
+    { status: 401, code: 'INVALID_TOKEN', challenge: INVALID("claim 'aud' is invalid or missing") },
+    'no aud',
+  );
+  await refused(
+    t,
+    up,
+    async () => get(patientUrl, await token(k1, { audience: `${AUDIENCE} ` })),
+    { status: 401, code: 'INVALID_TOKEN' },
+    'near-miss string',
+  );
 });
 
 t.test('a token without exp (would never expire) is refused', async (t) => {
-  await refused(t, up, async () => get(patientUrl, await token(k1, { expiresIn: undefined })), { status: 401, code: 'INVALID_TOKEN', challenge: INVALID("claim 'exp' is invalid or missing") }, 'no exp');
+  await refused(
+    t,
+    up,
+    async () => get(patientUrl, await token(k1, { expiresIn: undefined })),
+    { status: 401, code: 'INVALID_TOKEN', challenge: INVALID("claim 'exp' is invalid or missing") },
+    'no exp',
+  );
 });
 
 t.test('an expired token is refused and the challenge says it expired', async (t) => {
-  const res = await refused(t, up, async () => get(patientUrl, await token(k1, { expiresIn: -120 })), { status: 401, code: 'INVALID_TOKEN', challenge: INVALID('token expired') }, 'expired 120 s ago');
+  const res = await refused(
+    t,
+    up,
+    async () => get(patientUrl, await token(k1, { expiresIn: -120 })),
+    { status: 401, code: 'INVALID_TOKEN', challenge: INVALID('token expired') },
+    'expired 120 s ago',
+  );
   t.match(res.headers.get('www-authenticate'), /error_description="[^"]*expired/);
   // Within clockToleranceSeconds (30 s by default) an expired token still passes.
   t.equal((await get(patientUrl, await token(k1, { expiresIn: -5 }))).status, 200, 'expired 5 s ago, inside tolerance');
 });
 
 t.test('a not-yet-valid token (nbf beyond the clock tolerance) is refused', async (t) => {
-  await refused(t, up, async () => get(patientUrl, await token(k1, { notBefore: 300 })), { status: 401, code: 'INVALID_TOKEN', challenge: INVALID('token not yet valid') }, 'nbf +300 s');
+  await refused(
+    t,
+    up,
+    async () => get(patientUrl, await token(k1, { notBefore: 300 })),
+    { status: 401, code: 'INVALID_TOKEN', challenge: INVALID('token not yet valid') },
+    'nbf +300 s',
+  );
   t.equal((await get(patientUrl, await token(k1, { notBefore: 5 }))).status, 200, 'nbf +5 s is inside tolerance');
 });
 
 t.test('a token from the wrong issuer is refused', async (t) => {
   for (const issuer of ['https://evil.test', `${ISSUER}/`, ISSUER.toUpperCase(), undefined]) {
-    await refused(t, up, async () => get(patientUrl, await token(k1, { issuer })), { status: 401, code: 'INVALID_TOKEN', challenge: INVALID("claim 'iss' is invalid or missing") }, `iss ${String(issuer)}`);
+    await refused(
+      t,
+      up,
+      async () => get(patientUrl, await token(k1, { issuer })),
+      { status: 401, code: 'INVALID_TOKEN', challenge: INVALID("claim 'iss' is invalid or missing") },
+      `iss ${String(issuer)}`,
+    );
   }
 });
 
 t.test('a token in the access_token query parameter is refused with 400 and never accepted', async (t) => {
   const tok = await token(k1);
   await refused(t, up, () => get(`${patientUrl}?access_token=${tok}`), { status: 400, code: 'BAD_REQUEST' }, 'query only');
-  await refused(t, up, () => get(`${gw.base}/Patient?name=Seed&access_token=${tok}`), { status: 400, code: 'BAD_REQUEST' }, 'after another parameter');
-  await refused(t, up, () => get(`${patientUrl}?access_token=${tok}`, tok), { status: 400, code: 'BAD_REQUEST' }, 'alongside a valid Authorization header');
-  await refused(t, up, () => get(`${gw.base}/metadata?access_token=${tok}`), { status: 400, code: 'BAD_REQUEST' }, 'even where no token is needed');
+  await refused(
+    t,
+    up,
+    () => get(`${gw.base}/Patient?name=Seed&access_token=${tok}`),
+    { status: 400, code: 'BAD_REQUEST' },
+    'after another parameter',
+  );
+  await refused(
+    t,
+    up,
+    () => get(`${patientUrl}?access_token=${tok}`, tok),
+    { status: 400, code: 'BAD_REQUEST' },
+    'alongside a valid Authorization header',
+  );
+  await refused(
+    t,
+    up,
+    () => get(`${gw.base}/metadata?access_token=${tok}`),
+    { status: 400, code: 'BAD_REQUEST' },
+    'even where no token is needed',
+  );
   // Encoded or case-folded names are the same parameter to whichever framework decodes them.
-  await refused(t, up, () => get(`${patientUrl}?access%5Ftoken=${tok}`, tok), { status: 400, code: 'BAD_REQUEST' }, 'percent-encoded name with a valid header');
-  await refused(t, up, () => get(`${patientUrl}?ACCESS_TOKEN=${tok}`, tok), { status: 400, code: 'BAD_REQUEST' }, 'upper-case name with a valid header');
+  await refused(
+    t,
+    up,
+    () => get(`${patientUrl}?access%5Ftoken=${tok}`, tok),
+    { status: 400, code: 'BAD_REQUEST' },
+    'percent-encoded name with a valid header',
+  );
+  await refused(
+    t,
+    up,
+    () => get(`${patientUrl}?ACCESS_TOKEN=${tok}`, tok),
+    { status: 400, code: 'BAD_REQUEST' },
+    'upper-case name with a valid header',
+  );
   await refused(t, up, () => get(`${patientUrl}?a=1;access_token=${tok}`, tok), { status: 400, code: 'BAD_REQUEST' }, "';'-separated");
 });
 
 t.test('a missing token is 401 with a realm challenge and no error= (RFC 6750 §3.1)', async (t) => {
-  const res = await refused(t, up, () => get(patientUrl), { status: 401, code: 'TOKEN_MISSING', challenge: 'Bearer realm="fhir-binary-gateway"' }, 'no Authorization');
+  const res = await refused(
+    t,
+    up,
+    () => get(patientUrl),
+    { status: 401, code: 'TOKEN_MISSING', challenge: 'Bearer realm="fhir-binary-gateway"' },
+    'no Authorization',
+  );
   t.notMatch(res.headers.get('www-authenticate'), /error=/);
 });
 
@@ -196,15 +313,22 @@ t.test('two Authorization headers (auth confusion: Node keeps one, the upstream 
   const send = () =>
     new Promise<Response>((resolve, reject) => {
       // fetch folds repeated headers into one; node:http sends a raw header list as given (Host included).
-      const req = http.request(patientUrl, { headers: ['Host', new URL(patientUrl).host, 'Authorization', `Bearer ${good}`, 'Authorization', 'Bearer attacker'], agent: false }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const headers = new Headers();
-          for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers.set(k, v);
-          resolve(new Response(Buffer.concat(chunks), { status: res.statusCode ?? 0, headers }));
-        });
-      });
+      const req = http.request(
+        patientUrl,
+        {
+          headers: ['Host', new URL(patientUrl).host, 'Authorization', `Bearer ${good}`, 'Authorization', 'Bearer attacker'],
+          agent: false,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const headers = new Headers();
+            for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers.set(k, v);
+            resolve(new Response(Buffer.concat(chunks), { status: res.statusCode ?? 0, headers }));
+          });
+        },
+      );
       req.on('error', reject);
       req.end();
     });
@@ -213,7 +337,13 @@ t.test('two Authorization headers (auth confusion: Node keeps one, the upstream 
 
 t.test('a bad token is refused even where the rule lets anonymous callers in', async (t) => {
   t.equal((await get(`${gw.base}/metadata`)).status, 200, 'anonymous capabilities read');
-  await refused(t, up, async () => get(`${gw.base}/metadata`, await token(k1, { expiresIn: -120 })), { status: 401, code: 'INVALID_TOKEN', challenge: INVALID('token expired') }, 'expired token on a public path');
+  await refused(
+    t,
+    up,
+    async () => get(`${gw.base}/metadata`, await token(k1, { expiresIn: -120 })),
+    { status: 401, code: 'INVALID_TOKEN', challenge: INVALID('token expired') },
+    'expired token on a public path',
+  );
 });
 
 t.test('the token is not forwarded to the upstream by default, and is when the rule says forwardAuthorization', async (t) => {
@@ -249,7 +379,13 @@ t.test('an unknown kid makes the gateway refetch the JWKS and accept the rotated
   t.equal(afterFirst, 1, 'one fetch so far');
 
   const tokB = await token(b);
-  await refused(t, up, () => get(url, tokB), { status: 401, code: 'INVALID_TOKEN', challenge: INVALID('no matching signing key') }, 'kid b before it is published');
+  await refused(
+    t,
+    up,
+    () => get(url, tokB),
+    { status: 401, code: 'INVALID_TOKEN', challenge: INVALID('no matching signing key') },
+    'kid b before it is published',
+  );
   t.equal(jwks.fetches, afterFirst + 1, 'the unknown kid triggered a refetch');
 
   jwks.keys = [a.publicJwk, b.publicJwk];
@@ -270,7 +406,9 @@ t.test('with a JWKS cooldown a burst of unknown kids does not hammer the JWKS se
   t.equal((await get(url, await token(a))).status, 200);
   t.equal(jwks.fetches, 1);
   const attacker = await makeKey('x');
-  const toks = await Promise.all(Array.from({ length: 25 }, () => mintToken({ ...attacker, kid: randomUUID() }, { claims: { scope: ALL } })));
+  const toks = await Promise.all(
+    Array.from({ length: 25 }, () => mintToken({ ...attacker, kid: randomUUID() }, { claims: { scope: ALL } })),
+  );
   const before = up.requests.length;
   const results = await Promise.all(toks.map((tok) => get(url, tok)));
   for (const r of results) {

@@ -75,7 +75,7 @@ async function passes(t: Test, send: () => Promise<Result>, msg: string) {
   const res = await send();
   t.equal(res.status, 200, `${msg}: 200`);
   t.equal(up.requests.length, before + 1, `${msg}: forwarded once`);
-  return up.requests[before]!;
+  return up.requests[before];
 }
 
 /** The `client` of the gateway's latest access-log line (written on 'finish', i.e. by the time the client has the body). */
@@ -90,8 +90,20 @@ t.test('HTTPS required: plain HTTP is refused with INSECURE_TRANSPORT before the
   const url = `${gw.base}/Patient/${patientId}`;
   await refused(t, () => request(url), 403, 'INSECURE_TRANSPORT', 'valid token over http');
   await refused(t, () => request(url, { authorization: undefined }), 403, 'INSECURE_TRANSPORT', 'no token over http');
-  await refused(t, () => request(url, { 'x-forwarded-proto': 'https' }), 403, 'INSECURE_TRANSPORT', 'X-Forwarded-Proto from a peer that is not a trusted proxy');
-  await refused(t, () => request(url, { forwarded: 'proto=https', 'x-forwarded-ssl': 'on', 'front-end-https': 'on', 'x-url-scheme': 'https' }), 403, 'INSECURE_TRANSPORT', 'other "I am https" headers');
+  await refused(
+    t,
+    () => request(url, { 'x-forwarded-proto': 'https' }),
+    403,
+    'INSECURE_TRANSPORT',
+    'X-Forwarded-Proto from a peer that is not a trusted proxy',
+  );
+  await refused(
+    t,
+    () => request(url, { forwarded: 'proto=https', 'x-forwarded-ssl': 'on', 'front-end-https': 'on', 'x-url-scheme': 'https' }),
+    403,
+    'INSECURE_TRANSPORT',
+    'other "I am https" headers',
+  );
 });
 
 t.test('TLS termination: HTTPS works and negotiates TLS 1.3; a TLS 1.2-only client cannot connect by default', async (t) => {
@@ -113,7 +125,11 @@ t.test('TLS termination: HTTPS works and negotiates TLS 1.3; a TLS 1.2-only clie
   t.equal(anon.status, 401, 'TLS does not replace the token');
   t.equal(codeOf(anon.body), 'TOKEN_MISSING');
 
-  await t.rejects(httpsRequest(url, { ca: cert.cert, headers: auth, maxVersion: 'TLSv1.2' }), { code: /ERR_SSL|EPROTO|ECONNRESET/ }, 'TLS 1.2 client refused');
+  await t.rejects(
+    httpsRequest(url, { ca: cert.cert, headers: auth, maxVersion: 'TLSv1.2' }),
+    { code: /ERR_SSL|EPROTO|ECONNRESET/ },
+    'TLS 1.2 client refused',
+  );
   t.equal(up.requests.length, before + 1, 'the failed handshake sent nothing upstream');
   await t.rejects(request(url.replace('https:', 'http:')), 'plain HTTP to the TLS port does not get through');
   t.equal(up.requests.length, before + 1);
@@ -121,7 +137,10 @@ t.test('TLS termination: HTTPS works and negotiates TLS 1.3; a TLS 1.2-only clie
 
 t.test('TLS termination with minVersion TLSv1.2 admits a TLS 1.2 client', async (t) => {
   const cert = makeSelfSignedCert(t);
-  const gw = await gateway(t, { server: { tls: { certFile: cert.certFile, keyFile: cert.keyFile, minVersion: 'TLSv1.2' } }, defaultRule: { require: { https: true } } });
+  const gw = await gateway(t, {
+    server: { tls: { certFile: cert.certFile, keyFile: cert.keyFile, minVersion: 'TLSv1.2' } },
+    defaultRule: { require: { https: true } },
+  });
   const url = `${gw.url}${new URL(gw.base).pathname}/Patient/${patientId}`;
   const res = await httpsRequest(url, { ca: cert.cert, headers: auth, maxVersion: 'TLSv1.2' });
   t.equal(res.status, 200);
@@ -136,7 +155,13 @@ t.test('X-Forwarded-Proto: https from a trusted proxy satisfies the https requir
   await passes(t, () => request(url, { 'x-forwarded-proto': 'HTTPS' }), 'case-insensitive');
   await refused(t, () => request(url), 403, 'INSECURE_TRANSPORT', 'trusted proxy, no X-Forwarded-Proto');
   await refused(t, () => request(url, { 'x-forwarded-proto': 'http' }), 403, 'INSECURE_TRANSPORT', 'trusted proxy says http');
-  await refused(t, () => request(url, { 'x-forwarded-proto': 'https, http' }), 403, 'INSECURE_TRANSPORT', 'the last hop (http) counts, not a client-supplied first value');
+  await refused(
+    t,
+    () => request(url, { 'x-forwarded-proto': 'https, http' }),
+    403,
+    'INSECURE_TRANSPORT',
+    'the last hop (http) counts, not a client-supplied first value',
+  );
   await refused(t, () => request(url, { 'x-forwarded-proto': 'wss' }), 400, 'BAD_FORWARDED_HEADER', 'an unknown protocol');
 });
 
@@ -144,7 +169,13 @@ t.test('X-Forwarded-Proto: https from an untrusted peer is ignored (spoofed)', a
   const gw = await gateway(t, { server: { trustedProxies: ['10.0.0.0/8'] }, defaultRule: { require: { https: true } } });
   const url = `${gw.base}/Patient/${patientId}`;
   await refused(t, () => request(url, { 'x-forwarded-proto': 'https' }), 403, 'INSECURE_TRANSPORT', 'untrusted peer says https');
-  await refused(t, () => request(url, { 'x-forwarded-proto': 'https', 'x-forwarded-for': '10.0.0.1' }), 403, 'INSECURE_TRANSPORT', 'untrusted peer claims to come via a trusted proxy');
+  await refused(
+    t,
+    () => request(url, { 'x-forwarded-proto': 'https', 'x-forwarded-for': '10.0.0.1' }),
+    403,
+    'INSECURE_TRANSPORT',
+    'untrusted peer claims to come via a trusted proxy',
+  );
 
   // Where https is not required the request passes, and the upstream is told the truth.
   const open = await gateway(t, { server: { trustedProxies: ['10.0.0.0/8'] } });
@@ -157,7 +188,13 @@ t.test('IP allow and deny lists refuse with 403 FORBIDDEN, before the token is l
 
   const allowOther = await gateway(t, { defaultRule: { require: { ipAllow: ['10.0.0.0/8'] } } });
   await refused(t, () => request(url(allowOther)), 403, 'FORBIDDEN', 'defaultRule ipAllow excludes 127.0.0.1');
-  await refused(t, () => request(url(allowOther), { authorization: undefined }), 403, 'FORBIDDEN', 'no token: still FORBIDDEN (IP is checked first)');
+  await refused(
+    t,
+    () => request(url(allowOther), { authorization: undefined }),
+    403,
+    'FORBIDDEN',
+    'no token: still FORBIDDEN (IP is checked first)',
+  );
 
   const allowLocal = await gateway(t, { defaultRule: { require: { ipAllow: ['10.0.0.0/8', '127.0.0.0/8'] } } });
   await passes(t, () => request(url(allowLocal)), 'defaultRule ipAllow includes 127.0.0.1');
@@ -191,10 +228,25 @@ t.test('X-Forwarded-For from an untrusted peer is ignored for IP decisions (spoo
   await refused(t, () => request(url, { 'x-forwarded-for': ['10.1.2.3', '10.1.2.4'] }), 403, 'FORBIDDEN', 'two XFF header lines');
 
   const denyLocal = await gateway(t, { defaultRule: { require: { ipDeny: ['127.0.0.0/8'] } } });
-  await refused(t, () => request(`${denyLocal.base}/Patient/${patientId}`, { 'x-forwarded-for': '203.0.113.9' }), 403, 'FORBIDDEN', 'XFF cannot escape a deny');
+  await refused(
+    t,
+    () => request(`${denyLocal.base}/Patient/${patientId}`, { 'x-forwarded-for': '203.0.113.9' }),
+    403,
+    'FORBIDDEN',
+    'XFF cannot escape a deny',
+  );
 
   const local = await gateway(t, { defaultRule: { require: { ipAllow: ['127.0.0.0/8'] } } });
-  const seen = await passes(t, () => request(`${local.base}/Patient/${patientId}`, { 'x-forwarded-for': '10.1.2.3, 192.0.2.1', 'x-real-ip': '10.1.2.3', forwarded: 'for=10.1.2.3' }), 'real peer allowed');
+  const seen = await passes(
+    t,
+    () =>
+      request(`${local.base}/Patient/${patientId}`, {
+        'x-forwarded-for': '10.1.2.3, 192.0.2.1',
+        'x-real-ip': '10.1.2.3',
+        forwarded: 'for=10.1.2.3',
+      }),
+    'real peer allowed',
+  );
   t.equal(seen.headers['x-forwarded-for'], '127.0.0.1', 'the upstream gets the real peer only');
   t.equal(seen.headers['x-real-ip'], undefined, 'X-Real-IP dropped');
   t.equal(seen.headers['forwarded'], undefined, 'Forwarded dropped');
@@ -212,15 +264,35 @@ t.test('X-Forwarded-For from a trusted peer is walked right to left through trus
   t.equal(await loggedClient(gw), '203.0.113.7', 'the client is the first untrusted hop from the right');
   t.equal(seen.headers['x-forwarded-for'], '203.0.113.7, 192.0.2.1, 127.0.0.1', 'the upstream gets the accepted chain plus the peer');
 
-  seen = await passes(t, () => request(url, { 'x-forwarded-for': '198.51.100.66, 203.0.113.7, 192.0.2.1' }), 'a client-written entry on the left');
+  seen = await passes(
+    t,
+    () => request(url, { 'x-forwarded-for': '198.51.100.66, 203.0.113.7, 192.0.2.1' }),
+    'a client-written entry on the left',
+  );
   t.equal(await loggedClient(gw), '203.0.113.7');
   t.equal(seen.headers['x-forwarded-for'], '203.0.113.7, 192.0.2.1, 127.0.0.1', 'entries left of the client are dropped');
 
-  seen = await passes(t, () => request(url, { 'x-forwarded-for': ['198.51.100.66', '203.0.113.7, 192.0.2.1'] }), 'the chain split over two header lines');
+  seen = await passes(
+    t,
+    () => request(url, { 'x-forwarded-for': ['198.51.100.66', '203.0.113.7, 192.0.2.1'] }),
+    'the chain split over two header lines',
+  );
   t.equal(await loggedClient(gw), '203.0.113.7');
 
-  await refused(t, () => request(url, { 'x-forwarded-for': '203.0.113.7, 198.51.100.66' }), 403, 'FORBIDDEN', 'the allowed address left of an untrusted hop (spoofed by that hop)');
-  await refused(t, () => request(url, { 'x-forwarded-for': '203.0.113.7, 198.51.100.66, 192.0.2.1' }), 403, 'FORBIDDEN', 'an untrusted hop in the middle stops the walk');
+  await refused(
+    t,
+    () => request(url, { 'x-forwarded-for': '203.0.113.7, 198.51.100.66' }),
+    403,
+    'FORBIDDEN',
+    'the allowed address left of an untrusted hop (spoofed by that hop)',
+  );
+  await refused(
+    t,
+    () => request(url, { 'x-forwarded-for': '203.0.113.7, 198.51.100.66, 192.0.2.1' }),
+    403,
+    'FORBIDDEN',
+    'an untrusted hop in the middle stops the walk',
+  );
   await refused(t, () => request(url), 403, 'FORBIDDEN', 'no XFF: the trusted proxy itself is the client');
 
   // Every hop trusted: the leftmost is the client.
@@ -234,7 +306,19 @@ t.test('non-canonical IPv4 in X-Forwarded-For / X-Real-IP is refused with 400 BA
   for (const gw of [untrusted, trusted]) {
     const who = gw === trusted ? 'trusted peer' : 'untrusted peer';
     const url = `${gw.base}/Patient/${patientId}`;
-    for (const bad of ['127.1', '0x7f.0.0.1', '010.0.0.1', '2130706433', '127.0.0.01', '::ffff:127.1', '::ffff:010.0.0.1', '203.0.113.7, 0x7f.0.0.1', 'unknown', 'fe80::1%eth0', '']) {
+    for (const bad of [
+      '127.1',
+      '0x7f.0.0.1',
+      '010.0.0.1',
+      '2130706433',
+      '127.0.0.01',
+      '::ffff:127.1',
+      '::ffff:010.0.0.1',
+      '203.0.113.7, 0x7f.0.0.1',
+      'unknown',
+      'fe80::1%eth0',
+      '',
+    ]) {
       await refused(t, () => request(url, { 'x-forwarded-for': bad }), 400, 'BAD_FORWARDED_HEADER', `${who}: XFF ${JSON.stringify(bad)}`);
     }
     await refused(t, () => request(url, { 'x-real-ip': '010.0.0.1' }), 400, 'BAD_FORWARDED_HEADER', `${who}: X-Real-IP 010.0.0.1`);
@@ -262,7 +346,13 @@ async function dualStack(): Promise<boolean> {
   try {
     await new Promise<void>((res, rej) => server.once('error', rej).listen(0, '::', () => res()));
     const port = (server.address() as AddressInfo).port;
-    await new Promise<void>((res, rej) => net.connect(port, '127.0.0.1').once('error', rej).once('close', () => res()).resume());
+    await new Promise<void>((res, rej) =>
+      net
+        .connect(port, '127.0.0.1')
+        .once('error', rej)
+        .once('close', () => res())
+        .resume(),
+    );
     return seen === '::ffff:127.0.0.1';
   } catch {
     return false;
@@ -271,22 +361,33 @@ async function dualStack(): Promise<boolean> {
   }
 }
 
-t.test('a gateway listening on :: sees IPv4 clients as ::ffff:127.0.0.1 and treats them as 127.0.0.1', { skip: !(await dualStack()) && 'no dual-stack IPv6 here' }, async (t) => {
-  const gw = await gateway(t, { server: { host: '::' }, defaultRule: { require: { ipAllow: ['127.0.0.1/32'] } } });
-  const port = (gw.server.address() as AddressInfo).port;
-  const base = new URL(gw.base).pathname;
+t.test(
+  'a gateway listening on :: sees IPv4 clients as ::ffff:127.0.0.1 and treats them as 127.0.0.1',
+  { skip: !(await dualStack()) && 'no dual-stack IPv6 here' },
+  async (t) => {
+    const gw = await gateway(t, { server: { host: '::' }, defaultRule: { require: { ipAllow: ['127.0.0.1/32'] } } });
+    const port = (gw.server.address() as AddressInfo).port;
+    const base = new URL(gw.base).pathname;
 
-  const seen = await passes(t, () => request(`http://127.0.0.1:${port}${base}/Patient/${patientId}`), 'IPv4 rule, IPv4 client via ::');
-  t.equal(seen.headers['x-forwarded-for'], '127.0.0.1', 'the upstream gets the IPv4 spelling');
-  t.equal(await loggedClient(gw), '127.0.0.1', 'the access log too');
-  await refused(t, () => request(`http://[::1]:${port}${base}/Patient/${patientId}`), 403, 'FORBIDDEN', '::1 is not in 127.0.0.1/32');
+    const seen = await passes(t, () => request(`http://127.0.0.1:${port}${base}/Patient/${patientId}`), 'IPv4 rule, IPv4 client via ::');
+    t.equal(seen.headers['x-forwarded-for'], '127.0.0.1', 'the upstream gets the IPv4 spelling');
+    t.equal(await loggedClient(gw), '127.0.0.1', 'the access log too');
+    await refused(t, () => request(`http://[::1]:${port}${base}/Patient/${patientId}`), 403, 'FORBIDDEN', '::1 is not in 127.0.0.1/32');
 
-  const mappedRule = await gateway(t, { server: { host: '::' }, defaultRule: { require: { ipAllow: ['::ffff:127.0.0.1/128'] } } });
-  const p2 = (mappedRule.server.address() as AddressInfo).port;
-  await passes(t, () => request(`http://127.0.0.1:${p2}${base}/Patient/${patientId}`), 'mapped rule, mapped peer');
+    const mappedRule = await gateway(t, { server: { host: '::' }, defaultRule: { require: { ipAllow: ['::ffff:127.0.0.1/128'] } } });
+    const p2 = (mappedRule.server.address() as AddressInfo).port;
+    await passes(t, () => request(`http://127.0.0.1:${p2}${base}/Patient/${patientId}`), 'mapped rule, mapped peer');
 
-  const trusted = await gateway(t, { server: { host: '::', trustedProxies: ['::ffff:127.0.0.1'] }, defaultRule: { require: { ipAllow: ['203.0.113.7'] } } });
-  const p3 = (trusted.server.address() as AddressInfo).port;
-  const fwd = await passes(t, () => request(`http://127.0.0.1:${p3}${base}/Patient/${patientId}`, { 'x-forwarded-for': '203.0.113.7' }), 'a mapped trusted proxy');
-  t.equal(fwd.headers['x-forwarded-for'], '203.0.113.7, 127.0.0.1');
-});
+    const trusted = await gateway(t, {
+      server: { host: '::', trustedProxies: ['::ffff:127.0.0.1'] },
+      defaultRule: { require: { ipAllow: ['203.0.113.7'] } },
+    });
+    const p3 = (trusted.server.address() as AddressInfo).port;
+    const fwd = await passes(
+      t,
+      () => request(`http://127.0.0.1:${p3}${base}/Patient/${patientId}`, { 'x-forwarded-for': '203.0.113.7' }),
+      'a mapped trusted proxy',
+    );
+    t.equal(fwd.headers['x-forwarded-for'], '203.0.113.7, 127.0.0.1');
+  },
+);

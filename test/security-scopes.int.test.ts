@@ -116,8 +116,20 @@ t.test('literal scopes are matched exactly: no case folding, no comma splitting,
   await insufficient(t, await scoped(`files.write,fhir.write ${smart}`), CREATE_BINARY, 'files.write fhir.write', 'comma-separated');
   await insufficient(t, await scoped(`files.write.all fhir.write ${smart}`), CREATE_BINARY, 'files.write', 'a longer scope');
   await insufficient(t, await scoped(`files.writ fhir.write ${smart}`), CREATE_BINARY, 'files.write', 'a prefix');
-  await insufficient(t, await scoped(`files.write\tfhir.write ${smart}`), CREATE_BINARY, 'files.write fhir.write', 'tab-separated (not a scope delimiter)');
-  await insufficient(t, await tokenWith({ scope: ['files.write', 'fhir.write', smart] }), CREATE_BINARY, 'files.write fhir.write', '`scope` as an array (must be a string)');
+  await insufficient(
+    t,
+    await scoped(`files.write\tfhir.write ${smart}`),
+    CREATE_BINARY,
+    'files.write fhir.write',
+    'tab-separated (not a scope delimiter)',
+  );
+  await insufficient(
+    t,
+    await tokenWith({ scope: ['files.write', 'fhir.write', smart] }),
+    CREATE_BINARY,
+    'files.write fhir.write',
+    '`scope` as an array (must be a string)',
+  );
 });
 
 t.test('the rule scopes do not replace SMART: files.write + fhir.write alone cannot create a Binary', async (t) => {
@@ -137,7 +149,11 @@ t.test('a transaction Bundle cannot smuggle a Binary create past the binary-writ
   // Binary is written only at its own endpoints (the binary plane's checks cannot run inside a
   // Bundle): refused whatever the token holds.
   for (const scopes of ['user/*.cruds fhir.write', 'user/*.cruds fhir.write files.write']) {
-    const res = await fetch(`${gw.base}`, { method: 'POST', headers: { authorization: `Bearer ${await scoped(scopes)}`, 'content-type': 'application/fhir+json' }, body: JSON.stringify(bundle) });
+    const res = await fetch(`${gw.base}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await scoped(scopes)}`, 'content-type': 'application/fhir+json' },
+      body: JSON.stringify(bundle),
+    });
     t.equal(res.status, 400, scopes);
     t.match(await res.json(), { issue: [{ details: { coding: [{ code: 'BAD_BUNDLE' }] } }] });
   }
@@ -148,10 +164,22 @@ t.test('SMART v1 user/Patient.read can read and search Patient but not create, u
   await allowed(t, tok, { path: `Patient/${patientId}` }, 200, 'read');
   await allowed(t, tok, { path: 'Patient?name=Scoped' }, 200, 'search');
   await insufficient(t, tok, { method: 'POST', path: 'Patient', body: { resourceType: 'Patient' } }, 'user/Patient.c', 'create');
-  await insufficient(t, tok, { method: 'PUT', path: `Patient/${patientId}`, body: { resourceType: 'Patient', id: patientId } }, 'user/Patient.u', 'update');
+  await insufficient(
+    t,
+    tok,
+    { method: 'PUT', path: `Patient/${patientId}`, body: { resourceType: 'Patient', id: patientId } },
+    'user/Patient.u',
+    'update',
+  );
   await insufficient(t, tok, { method: 'DELETE', path: `Patient/${patientId}` }, 'user/Patient.d', 'delete');
   await insufficient(t, tok, { path: `Observation/${obsId}` }, 'user/Observation.r', 'read another type');
-  await insufficient(t, tok, { path: 'Patient?_revinclude=Observation:subject' }, 'user/Patient.s and user/*.s', 'search reaching other types');
+  await insufficient(
+    t,
+    tok,
+    { path: 'Patient?_revinclude=Observation:subject' },
+    'user/Patient.s and user/*.s',
+    'search reaching other types',
+  );
   // v1 write grants c/u/d but not r/s.
   const write = await scoped('user/Patient.write');
   await allowed(t, write, { method: 'POST', path: 'Patient', body: { resourceType: 'Patient' } }, 201, 'v1 write creates');
@@ -170,10 +198,22 @@ t.test('SMART v2 patient/Observation.rs with a patient claim: only searches pinn
   await insufficient(t, tok, { path: `Observation?patient=${otherPatientId}` }, 'user/Observation.s', 'another patient');
   await insufficient(t, tok, { path: 'Observation' }, 'user/Observation.s', 'no patient parameter');
   await insufficient(t, tok, { path: 'Observation?code=glucose' }, 'user/Observation.s', 'other parameters only');
-  await insufficient(t, tok, { path: `Observation?patient=${patientId}&patient=${otherPatientId}` }, 'user/Observation.s', 'the parameter twice');
+  await insufficient(
+    t,
+    tok,
+    { path: `Observation?patient=${patientId}&patient=${otherPatientId}` },
+    'user/Observation.s',
+    'the parameter twice',
+  );
   await insufficient(t, tok, { path: `Observation?patient=${patientId},${otherPatientId}` }, 'user/Observation.s', 'an OR list');
   await insufficient(t, tok, { path: 'Observation?patient:missing=true' }, 'user/Observation.s', 'a modifier');
-  await insufficient(t, tok, { path: `Observation?patient=${patientId}&_include=Observation:performer` }, 'user/Observation.s and user/*.s', '_include reaches other types');
+  await insufficient(
+    t,
+    tok,
+    { path: `Observation?patient=${patientId}&_include=Observation:performer` },
+    'user/Observation.s and user/*.s',
+    '_include reaches other types',
+  );
   await insufficient(t, tok, { path: `Patient/${otherPatientId}/Observation` }, 'user/Observation.s', "another patient's compartment");
   await insufficient(t, tok, { path: `Observation/${obsId}` }, 'user/Observation.r', 'a read (content not checked: refused)');
 
@@ -200,35 +240,62 @@ t.test('a v2 restricted scope (user/Observation.rs?category=laboratory) grants o
   await allowed(t, tok, { path: `Observation?category=laboratory&patient=${patientId}` }, 200, 'an extra parameter only narrows');
 
   await insufficient(t, tok, { path: 'Observation?category=vital-signs' }, 'user/Observation.s', 'category=vital-signs');
-  await insufficient(t, tok, { path: 'Observation?category=laboratory,vital-signs' }, 'user/Observation.s', 'category=laboratory,vital-signs (OR)');
+  await insufficient(
+    t,
+    tok,
+    { path: 'Observation?category=laboratory,vital-signs' },
+    'user/Observation.s',
+    'category=laboratory,vital-signs (OR)',
+  );
   await insufficient(t, tok, { path: 'Observation?category=laboratory&category=vital-signs' }, 'user/Observation.s', 'category twice');
   await insufficient(t, tok, { path: 'Observation?category:not=vital-signs' }, 'user/Observation.s', 'a modifier');
   await insufficient(t, tok, { path: 'Observation' }, 'user/Observation.s', 'no category');
   await insufficient(t, tok, { path: `Observation/${obsId}` }, 'user/Observation.r', 'a read');
-  await insufficient(t, tok, { path: 'Observation?category=laboratory&_revinclude=Provenance:target' }, 'user/Observation.s and user/*.s', '_revinclude');
+  await insufficient(
+    t,
+    tok,
+    { path: 'Observation?category=laboratory&_revinclude=Provenance:target' },
+    'user/Observation.s and user/*.s',
+    '_revinclude',
+  );
 });
 
-t.test('one keep-alive connection, several callers: each request is judged by its own token, never the last one accepted on the connection', async (t) => {
-  // A proxy in front of the gateway multiplexes users over one connection; the gateway remembers
-  // the last accepted token per connection (a hot-path shortcut), which must never leak to the next request.
-  const wide = await scoped('user/*.read');
-  const narrow = await scoped('user/Observation.rs');
-  const conn = await RawConnection.connect(portOf(gw.url));
-  t.teardown(() => conn.close());
-  const get = async (path: string, auth: string | undefined): Promise<{ status: number; code: string | undefined }> => {
-    const head = [`GET ${new URL(gw.base).pathname}/${path} HTTP/1.1`, 'Host: gateway.test', ...(auth ? [`Authorization: ${auth}`] : [])];
-    await conn.write(httpMessage(head));
-    const res = await conn.readResponse();
-    return { status: res.statusCode, code: res.statusCode >= 400 ? outcomeCode(res.body) : undefined };
-  };
-  const before = up.requests.length;
-  t.equal((await get(`Patient/${patientId}`, `Bearer ${wide}`)).status, 200, 'wide token reads Patient');
-  t.same(await get(`Patient/${patientId}`, `Bearer ${narrow}`), { status: 403, code: 'INSUFFICIENT_SCOPE' }, 'next request, narrow token: refused');
-  t.same(await get(`Patient/${patientId}`, undefined), { status: 401, code: 'TOKEN_MISSING' }, 'next request, no token: refused');
-  t.same(await get(`Patient/${patientId}`, `Bearer ${wide}x`), { status: 401, code: 'INVALID_TOKEN' }, 'next request, the wide token altered: refused');
-  t.same(await get(`Patient/${patientId}`, `bearer ${wide}`), { status: 200, code: undefined }, 'the wide token under another spelling of the scheme: accepted');
-  t.equal((await get(`Observation/${obsId}`, `Bearer ${narrow}`)).status, 200, 'narrow token reads Observation');
-  t.equal((await get(`Patient/${patientId}`, `Bearer ${wide}`)).status, 200, 'wide token again');
-  t.equal(up.requests.length, before + 4, 'only the four accepted requests reached the upstream');
-  t.notOk(conn.closed, 'all on one connection');
-});
+t.test(
+  'one keep-alive connection, several callers: each request is judged by its own token, never the last one accepted on the connection',
+  async (t) => {
+    // A proxy in front of the gateway multiplexes users over one connection; the gateway remembers
+    // the last accepted token per connection (a hot-path shortcut), which must never leak to the next request.
+    const wide = await scoped('user/*.read');
+    const narrow = await scoped('user/Observation.rs');
+    const conn = await RawConnection.connect(portOf(gw.url));
+    t.teardown(() => conn.close());
+    const get = async (path: string, auth: string | undefined): Promise<{ status: number; code: string | undefined }> => {
+      const head = [`GET ${new URL(gw.base).pathname}/${path} HTTP/1.1`, 'Host: gateway.test', ...(auth ? [`Authorization: ${auth}`] : [])];
+      await conn.write(httpMessage(head));
+      const res = await conn.readResponse();
+      return { status: res.statusCode, code: res.statusCode >= 400 ? outcomeCode(res.body) : undefined };
+    };
+    const before = up.requests.length;
+    t.equal((await get(`Patient/${patientId}`, `Bearer ${wide}`)).status, 200, 'wide token reads Patient');
+    t.same(
+      await get(`Patient/${patientId}`, `Bearer ${narrow}`),
+      { status: 403, code: 'INSUFFICIENT_SCOPE' },
+      'next request, narrow token: refused',
+    );
+    t.same(await get(`Patient/${patientId}`, undefined), { status: 401, code: 'TOKEN_MISSING' }, 'next request, no token: refused');
+    t.same(
+      await get(`Patient/${patientId}`, `Bearer ${wide}x`),
+      { status: 401, code: 'INVALID_TOKEN' },
+      'next request, the wide token altered: refused',
+    );
+    t.same(
+      await get(`Patient/${patientId}`, `bearer ${wide}`),
+      { status: 200, code: undefined },
+      'the wide token under another spelling of the scheme: accepted',
+    );
+    t.equal((await get(`Observation/${obsId}`, `Bearer ${narrow}`)).status, 200, 'narrow token reads Observation');
+    t.equal((await get(`Patient/${patientId}`, `Bearer ${wide}`)).status, 200, 'wide token again');
+    t.equal(up.requests.length, before + 4, 'only the four accepted requests reached the upstream');
+    t.notOk(conn.closed, 'all on one connection');
+  },
+);

@@ -26,7 +26,7 @@ t.test('upstream port closed: 502 UPSTREAM_UNAVAILABLE as an OperationOutcome', 
   const res = await read(gw.base);
   t.equal(res.status, 502);
   t.match(res.headers.get('content-type'), /^application\/fhir\+json/);
-  const body = (await res.json()) as unknown;
+  const body = await res.json();
   t.equal(outcomeCode(body), 'UPSTREAM_UNAVAILABLE');
   t.match(body, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient' }] });
   t.match(res.headers.get('x-request-id'), /^[0-9a-f-]{36}$/, 'the request id is on the error too');
@@ -64,7 +64,11 @@ t.test('upstream accepts but never answers: 504 UPSTREAM_TIMEOUT', async (t) => 
     for (const s of sockets) s.destroy();
     return new Promise<void>((r) => silent.close(() => r()));
   });
-  const gw2 = await startTestGateway(t, { upstream: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/fhir`, jwksUri: jwks.url, config: { upstream: { timeoutMs: 300 } } });
+  const gw2 = await startTestGateway(t, {
+    upstream: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/fhir`,
+    jwksUri: jwks.url,
+    config: { upstream: { timeoutMs: 300 } },
+  });
   const res2 = await read(gw2.base);
   t.equal(res2.status, 504);
   t.equal(outcomeCode(await res2.json()), 'UPSTREAM_TIMEOUT');
@@ -100,19 +104,22 @@ async function gatewayDyingMidResponse(t: Test, respond: (res: ServerResponse) =
   return startTestGateway(t, { upstream: up.url, jwksUri: jwks.url });
 }
 
-t.test('upstream dies mid-response (Content-Length): a small answer is read before anything is sent, so the client gets a clean 502', async (t) => {
-  const gw = await gatewayDyingMidResponse(t, (res) => {
-    res.writeHead(200, { 'content-type': 'application/fhir+json', 'content-length': 1000 });
-    res.write('{"resourceType":"Patient",');
-  });
-  const conn = await RawConnection.connect(portOf(gw.url));
-  t.teardown(() => conn.close());
-  await conn.write(httpMessage(['GET /fhir/Patient/p1 HTTP/1.1', HOST, AUTH]));
-  const res = await conn.readResponse({ timeoutMs: 3000 });
-  t.equal(res.statusCode, 502, 'no head had been sent: the failure can still be said');
-  t.match(res.body.toString(), /UPSTREAM_UNAVAILABLE/);
-  t.notMatch(res.body.toString(), /Patient/, 'nothing of the broken answer');
-});
+t.test(
+  'upstream dies mid-response (Content-Length): a small answer is read before anything is sent, so the client gets a clean 502',
+  async (t) => {
+    const gw = await gatewayDyingMidResponse(t, (res) => {
+      res.writeHead(200, { 'content-type': 'application/fhir+json', 'content-length': 1000 });
+      res.write('{"resourceType":"Patient",');
+    });
+    const conn = await RawConnection.connect(portOf(gw.url));
+    t.teardown(() => conn.close());
+    await conn.write(httpMessage(['GET /fhir/Patient/p1 HTTP/1.1', HOST, AUTH]));
+    const res = await conn.readResponse({ timeoutMs: 3000 });
+    t.equal(res.statusCode, 502, 'no head had been sent: the failure can still be said');
+    t.match(res.body.toString(), /UPSTREAM_UNAVAILABLE/);
+    t.notMatch(res.body.toString(), /Patient/, 'nothing of the broken answer');
+  },
+);
 
 t.test('upstream dies mid-response (Content-Length, large): the client connection is cut', async (t) => {
   const gw = await gatewayDyingMidResponse(t, (res) => {
@@ -175,10 +182,7 @@ t.test('client disconnects mid-download: the upstream response stream is destroy
   const result = await Promise.race([closed, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 3000))]);
   t.not(result, 'timeout', "the upstream's response was closed after the client left");
   if (result !== 'timeout') t.equal(result.finished, false, 'closed before it finished: destroyed, not completed');
-  t.ok(
-    !gw.logs.lines.some((l) => l.level === 50),
-    'a client going away is not logged as an error',
-  );
+  t.ok(!gw.logs.lines.some((l) => l.level === 50), 'a client going away is not logged as an error');
 });
 
 t.test('a client that uploads slowly is not blamed on the upstream: the idle timer starts once the request is sent', async (t) => {
@@ -193,7 +197,9 @@ t.test('a client that uploads slowly is not blamed on the upstream: the idle tim
   const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url, config: { upstream: { timeoutMs: 300 } } });
   const conn = await RawConnection.connect(portOf(gw.url));
   t.teardown(() => conn.socket.destroy());
-  await conn.write(httpMessage(['POST /fhir/Basic/$validate HTTP/1.1', HOST, AUTH, 'Content-Type: application/fhir+json', 'Transfer-Encoding: chunked']));
+  await conn.write(
+    httpMessage(['POST /fhir/Basic/$validate HTTP/1.1', HOST, AUTH, 'Content-Type: application/fhir+json', 'Transfer-Encoding: chunked']),
+  );
   await conn.write('5\r\n{"a":\r\n');
   // Three times the upstream timeout with nothing sent: the client's pause, not the upstream's.
   await new Promise((r) => setTimeout(r, 900));
@@ -203,31 +209,34 @@ t.test('a client that uploads slowly is not blamed on the upstream: the idle tim
   t.match(JSON.parse(res.body.toString('utf8')), { received: 7 });
 });
 
-t.test('an upstream that stalls mid-answer is cut after the idle timeout: the client is not left hanging, the upstream connection is closed', async (t) => {
-  for (const [label, length] of [
-    ['small answer (read whole first)', 4_000],
-    ['large answer (streamed)', 200_000],
-  ] as const) {
-    let upstreamSocketClosed = false;
-    const up = await startRecordingServer(t, (req, res) => {
-      req.resume();
-      res.socket?.once('close', () => (upstreamSocketClosed = true));
-      res.writeHead(200, { 'content-type': 'application/fhir+json', 'content-length': String(length) });
-      res.write(`{"resourceType":"Patient","text":"${'x'.repeat(1_000)}`);
-      // …and nothing more.
-    });
-    const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url, config: { upstream: { timeoutMs: 300 } } });
-    const conn = await RawConnection.connect(portOf(gw.url));
-    t.teardown(() => conn.socket.destroy());
-    const started = Date.now();
-    await conn.write(httpMessage(['GET /fhir/Patient/p1 HTTP/1.1', HOST, AUTH]));
-    const res = await conn.readResponse({ timeoutMs: 5_000 }).catch((err: unknown) => err as Error);
-    const ms = Date.now() - started;
-    if (res instanceof Error) t.fail(`${label}: ${res.message}`);
-    else if (res.statusCode === 200) t.notOk(res.complete, `${label}: the 200 already under way is cut, never passed off as whole`);
-    else t.same([res.statusCode, outcomeCode(res.body)], [504, 'UPSTREAM_TIMEOUT'], `${label}: nothing sent yet, so a clean 504 instead`);
-    t.ok(ms >= 280 && ms < 3_000, `${label}: after the 300 ms idle timeout (${ms} ms)`);
-    await new Promise((r) => setTimeout(r, 100));
-    t.ok(upstreamSocketClosed, `${label}: the stalled upstream connection was closed`);
-  }
-});
+t.test(
+  'an upstream that stalls mid-answer is cut after the idle timeout: the client is not left hanging, the upstream connection is closed',
+  async (t) => {
+    for (const [label, length] of [
+      ['small answer (read whole first)', 4_000],
+      ['large answer (streamed)', 200_000],
+    ] as const) {
+      let upstreamSocketClosed = false;
+      const up = await startRecordingServer(t, (req, res) => {
+        req.resume();
+        res.socket?.once('close', () => (upstreamSocketClosed = true));
+        res.writeHead(200, { 'content-type': 'application/fhir+json', 'content-length': String(length) });
+        res.write(`{"resourceType":"Patient","text":"${'x'.repeat(1_000)}`);
+        // …and nothing more.
+      });
+      const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url, config: { upstream: { timeoutMs: 300 } } });
+      const conn = await RawConnection.connect(portOf(gw.url));
+      t.teardown(() => conn.socket.destroy());
+      const started = Date.now();
+      await conn.write(httpMessage(['GET /fhir/Patient/p1 HTTP/1.1', HOST, AUTH]));
+      const res = await conn.readResponse({ timeoutMs: 5_000 }).catch((err: unknown) => err as Error);
+      const ms = Date.now() - started;
+      if (res instanceof Error) t.fail(`${label}: ${res.message}`);
+      else if (res.statusCode === 200) t.notOk(res.complete, `${label}: the 200 already under way is cut, never passed off as whole`);
+      else t.same([res.statusCode, outcomeCode(res.body)], [504, 'UPSTREAM_TIMEOUT'], `${label}: nothing sent yet, so a clean 504 instead`);
+      t.ok(ms >= 280 && ms < 3_000, `${label}: after the 300 ms idle timeout (${ms} ms)`);
+      await new Promise((r) => setTimeout(r, 100));
+      t.ok(upstreamSocketClosed, `${label}: the stalled upstream connection was closed`);
+    }
+  },
+);

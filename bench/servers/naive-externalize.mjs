@@ -24,7 +24,17 @@ function externalize(node) {
     delete node.data;
     node.size = bytes.length;
     node.hash = sha1;
-    node._data = { extension: [{ url: 'urn:naive-blob', extension: [{ url: 'id', valueString: id }, { url: 'sha256', valueString: sha256 }] }] };
+    node._data = {
+      extension: [
+        {
+          url: 'urn:naive-blob',
+          extension: [
+            { url: 'id', valueString: id },
+            { url: 'sha256', valueString: sha256 },
+          ],
+        },
+      ],
+    };
   }
   for (const v of Object.values(node)) externalize(v);
 }
@@ -36,7 +46,11 @@ http
     for await (const c of req) parts.push(c);
     const resource = JSON.parse(Buffer.concat(parts).toString('utf8'));
     externalize(resource);
-    const up = await fetch(`${upstream}${req.url.replace(/^\/fhir/, '')}`, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(resource) });
+    const up = await fetch(`${upstream}${req.url.replace(/^\/fhir/, '')}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/fhir+json' },
+      body: JSON.stringify(resource),
+    });
     res.writeHead(up.status, { 'content-type': 'application/fhir+json' });
     res.end(Buffer.from(await up.arrayBuffer()));
   })

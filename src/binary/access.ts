@@ -36,25 +36,49 @@ export class BinaryAccess {
     return rawAccept(accept) !== undefined;
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller, proceed: () => void): Promise<void> {
+  async handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    i: Interaction,
+    caller: Caller,
+    proceed: () => void,
+  ): Promise<void> {
     if (i.interaction !== 'operation') {
       proceed();
       return this.rawMedia(req, res, ctx, rule, i);
     }
-    if (!i.resourceType || !i.id) throw new GatewayError('BAD_REQUEST', `$${i.operation} works on a resource instance, e.g. DocumentReference/123/$${i.operation}`);
+    if (!i.resourceType || !i.id)
+      throw new GatewayError('BAD_REQUEST', `$${i.operation} works on a resource instance, e.g. DocumentReference/123/$${i.operation}`);
     const steps = parseAttachmentPath(new URLSearchParams(i.query).get('path'), i.resourceType);
     if (i.operation === 'binary-access-read') {
-      if (req.method !== 'GET' && req.method !== 'HEAD') throw new GatewayError('METHOD_NOT_ALLOWED', '$binary-access-read is a GET', { headers: { allow: 'GET, HEAD' } });
+      if (req.method !== 'GET' && req.method !== 'HEAD')
+        throw new GatewayError('METHOD_NOT_ALLOWED', '$binary-access-read is a GET', { headers: { allow: 'GET, HEAD' } });
       proceed();
       const path = `/${i.resourceType}/${i.id}${i.versionId ? `/_history/${i.versionId}` : ''}`;
       return this.read(req, res, ctx, rule, i, caller, path, steps);
     }
-    if (req.method !== 'POST') throw new GatewayError('METHOD_NOT_ALLOWED', '$binary-access-write is a POST', { headers: { allow: 'POST' } });
-    if (i.versionId) throw new GatewayError('BAD_REQUEST', '$binary-access-write writes the current version; use If-Match to name the version it replaces');
+    if (req.method !== 'POST')
+      throw new GatewayError('METHOD_NOT_ALLOWED', '$binary-access-write is a POST', { headers: { allow: 'POST' } });
+    if (i.versionId)
+      throw new GatewayError(
+        'BAD_REQUEST',
+        '$binary-access-write writes the current version; use If-Match to name the version it replaces',
+      );
     return this.write(req, res, ctx, rule, i.resourceType, i.id, steps, caller, proceed);
   }
 
-  private async read(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller, path: string, steps: ReturnType<typeof parseAttachmentPath>): Promise<void> {
+  private async read(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    i: Interaction,
+    caller: Caller,
+    path: string,
+    steps: ReturnType<typeof parseAttachmentPath>,
+  ): Promise<void> {
     const got = await this.io.fetchAttachment(req, ctx, rule, path, i.resourceType === 'Binary' ? 'binary' : steps, this.spoolDir());
     if ('relay' in got) {
       this.io.relay(req, got.relay, res, ctx);
@@ -80,7 +104,10 @@ export class BinaryAccess {
     const inline = ref ? undefined : got.inline;
     if (!ref && !inline) throw new GatewayError('NOT_FOUND', 'the attachment has no content here (only a url, or nothing)');
     const info = ref ? await this.io.blobFor(ref, `${String(got.resource.resourceType)}/${String(got.resource.id)}`) : undefined;
-    const contentType = essence(typeof attachment['contentType'] === 'string' ? attachment['contentType'] : undefined) ?? info?.contentType ?? 'application/octet-stream';
+    const contentType =
+      essence(typeof attachment['contentType'] === 'string' ? attachment['contentType'] : undefined) ??
+      info?.contentType ??
+      'application/octet-stream';
     const headers = this.io.versionHeaders(got.resource, ctx);
     if (typeof headers['etag'] === 'string' && etagMatches(req.headers['if-none-match'], headers['etag'])) {
       res.writeHead(304, headers);
@@ -88,18 +115,33 @@ export class BinaryAccess {
       return;
     }
     if (ref) await this.io.serveRaw(req, res, headers, { contentType, size: info!.size, ref });
-    else if (inline && 'bytes' in inline) await this.io.serveRaw(req, res, headers, { contentType, size: inline.bytes.length, inline: inline.bytes });
+    else if (inline && 'bytes' in inline)
+      await this.io.serveRaw(req, res, headers, { contentType, size: inline.bytes.length, inline: inline.bytes });
     else if (inline) await this.io.serveRaw(req, res, headers, { contentType, size: inline.size, file: inline.file });
   }
 
-  private async write(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, type: string, id: string, steps: ReturnType<typeof parseAttachmentPath>, caller: Caller, proceed: () => void): Promise<void> {
+  private async write(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    type: string,
+    id: string,
+    steps: ReturnType<typeof parseAttachmentPath>,
+    caller: Caller,
+    proceed: () => void,
+  ): Promise<void> {
     const declared = essence(req.headers['content-type']);
     if (!declared) throw new GatewayError('UNSUPPORTED_MEDIA', 'Content-Type is required: the content’s own type');
     if (FHIR_FORMAT.test(declared)) {
-      throw new GatewayError('UNSUPPORTED_MEDIA', '$binary-access-write takes the content itself with its own Content-Type, not a FHIR resource');
+      throw new GatewayError(
+        'UNSUPPORTED_MEDIA',
+        '$binary-access-write takes the content itself with its own Content-Type, not a FHIR resource',
+      );
     }
     const allowedTypes = this.config().content.allowedTypes;
-    if (!allowed(declared, allowedTypes[type] ?? allowedTypes['Binary'] ?? [])) throw new GatewayError('UNSUPPORTED_MEDIA', `${declared} is not allowed for ${type}`);
+    if (!allowed(declared, allowedTypes[type] ?? allowedTypes['Binary'] ?? []))
+      throw new GatewayError('UNSUPPORTED_MEDIA', `${declared} is not allowed for ${type}`);
 
     // Everything that can refuse the write is decided before the body is read (and before 100-continue).
     const got = await this.io.fetchResource(req, ctx, rule, `/${type}/${id}`);
@@ -117,7 +159,11 @@ export class BinaryAccess {
     const sc = type === 'Binary' ? securityContextOf(resource, 'write') : undefined;
     if (sc !== undefined) await this.guard.require(req, ctx, rule, caller, sc);
     const attachment = resolveAttachment(resource, steps);
-    if (!attachment) throw new GatewayError('BAD_REQUEST', 'no attachment at that path: create the element first (e.g. with its contentType), then write its content');
+    if (!attachment)
+      throw new GatewayError(
+        'BAD_REQUEST',
+        'no attachment at that path: create the element first (e.g. with its contentType), then write its content',
+      );
     proceed();
 
     const info = await this.io.storeBody(req, res, declared, rule.limits.maxRequestBytes);
@@ -132,18 +178,37 @@ export class BinaryAccess {
       attachment['hash'] = info.sha1;
     }
     const element = (attachment['_data'] && typeof attachment['_data'] === 'object' ? attachment['_data'] : {}) as { extension?: unknown };
-    const others = Array.isArray(element.extension) ? element.extension.filter((e: { url?: unknown }) => e?.url !== BLOB_EXTENSION_URL) : [];
+    const others = Array.isArray(element.extension)
+      ? element.extension.filter((e: { url?: unknown }) => e?.url !== BLOB_EXTENSION_URL)
+      : [];
     attachment['_data'] = { ...element, extension: [...others, blobExtension({ id: info.id, sha256: info.sha256 })] };
 
     const body = Buffer.from(JSON.stringify(resource));
     // Conditional on the version we read: a change in between makes the upstream refuse, and the blob goes.
     const conditional: Record<string, string> = version ? { 'if-match': `W/"${version}"` } : {};
-    const up = await this.io.commit(req, ctx, rule, 'PUT', `/${type}/${id}`, conditional, [{ id: info.id, contentType: declared }], body, body.length, () => `${type}/${id}`);
+    const up = await this.io.commit(
+      req,
+      ctx,
+      rule,
+      'PUT',
+      `/${type}/${id}`,
+      conditional,
+      [{ id: info.id, contentType: declared }],
+      body,
+      body.length,
+      () => `${type}/${id}`,
+    );
     this.io.relay(req, up, res, ctx);
   }
 
   /** GET Media/{id} asking for the content itself: served raw; otherwise the resource, as FHIR. */
-  private async rawMedia(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction): Promise<void> {
+  private async rawMedia(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    i: Interaction,
+  ): Promise<void> {
     const got = await this.io.fetchAttachment(req, ctx, rule, `/${i.path}`, MEDIA_CONTENT, this.spoolDir());
     if ('relay' in got) {
       this.io.relay(req, got.relay, res, ctx);
@@ -152,7 +217,9 @@ export class BinaryAccess {
     try {
       const content = got.attachment;
       const contentType = essence(typeof content?.['contentType'] === 'string' ? content['contentType'] : undefined);
-      const wanted = new URLSearchParams(i.query).get('_output') === 'data' || (contentType !== undefined && rawAccept(req.headers.accept) === contentType);
+      const wanted =
+        new URLSearchParams(i.query).get('_output') === 'data' ||
+        (contentType !== undefined && rawAccept(req.headers.accept) === contentType);
       if (wanted && content) {
         await this.serveAttachment(req, res, ctx, got);
         return;

@@ -15,8 +15,10 @@ const STEP = /^([a-z][A-Za-z0-9]*)(?:\[(\d+)\])?$/;
  * (functions, filters) is refused rather than evaluated differently from the upstream.
  */
 export function parseAttachmentPath(path: string | null, resourceType: string): readonly PathStep[] {
-  if (path === null || path === '') throw new GatewayError('BAD_REQUEST', 'the path parameter is required, e.g. DocumentReference.content.attachment');
-  if (!PATH.test(path)) throw new GatewayError('BAD_REQUEST', 'path must be a simple element path such as DocumentReference.content[0].attachment');
+  if (path === null || path === '')
+    throw new GatewayError('BAD_REQUEST', 'the path parameter is required, e.g. DocumentReference.content.attachment');
+  if (!PATH.test(path))
+    throw new GatewayError('BAD_REQUEST', 'path must be a simple element path such as DocumentReference.content[0].attachment');
   const [type, ...rest] = path.split('.');
   if (type !== resourceType) throw new GatewayError('BAD_REQUEST', `path must start with ${resourceType}`);
   if (resourceType === 'Binary' && path !== 'Binary.data') throw new GatewayError('BAD_REQUEST', 'the only path on Binary is Binary.data');

@@ -29,7 +29,15 @@ export class BundleWrites {
     private readonly config: () => GatewayConfig,
   ) {}
 
-  async forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, path: string, file: string, type: 'batch' | 'transaction'): Promise<void> {
+  async forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    path: string,
+    file: string,
+    type: 'batch' | 'transaction',
+  ): Promise<void> {
     const config = this.config();
     const dir = config.server.spoolDir ?? tmpdir();
     const allowedTypes = config.content.allowedTypes;
@@ -45,7 +53,14 @@ export class BundleWrites {
     try {
       let up: IncomingMessage;
       try {
-        up = await sendUpstream(this.io.upstream.request(req, ctx, rule.forwardAuthorization, 'POST', path, { 'content-type': FHIR_JSON, 'content-length': String(spooled.size), accept: FHIR_JSON }), createReadStream(spooled.file));
+        up = await sendUpstream(
+          this.io.upstream.request(req, ctx, rule.forwardAuthorization, 'POST', path, {
+            'content-type': FHIR_JSON,
+            'content-length': String(spooled.size),
+            accept: FHIR_JSON,
+          }),
+          createReadStream(spooled.file),
+        );
       } catch (err) {
         await this.io.discard(ids, ctx);
         throw err instanceof UpstreamFailure ? err.gatewayError : err;
@@ -79,7 +94,12 @@ export class BundleWrites {
    * 2xx; a failed one loses its blobs. When the response cannot be read per entry, blobs stay
    * pending: the upstream may hold them, so only the retention sweeper may decide.
    */
-  private async settle(ctx: RequestContext, blobs: readonly ExternalizedBlob[], entries: readonly EntryOutcome[], type: 'batch' | 'transaction'): Promise<void> {
+  private async settle(
+    ctx: RequestContext,
+    blobs: readonly ExternalizedBlob[],
+    entries: readonly EntryOutcome[],
+    type: 'batch' | 'transaction',
+  ): Promise<void> {
     const failed: string[] = [];
     for (const blob of blobs) {
       const entry = blob.entry === undefined ? undefined : entries[blob.entry];
@@ -91,7 +111,9 @@ export class BundleWrites {
       if (ok === undefined) continue;
       const m = OWNER.exec(entry?.location ?? '');
       const owner = m ? `${m[1]}/${m[2]}` : undefined;
-      await this.io.store.setMeta(blob.info.id, { state: 'linked', contentType: blob.contentType, ...(owner ? { owner } : {}) }).catch(() => undefined);
+      await this.io.store
+        .setMeta(blob.info.id, { state: 'linked', contentType: blob.contentType, ...(owner ? { owner } : {}) })
+        .catch(() => undefined);
     }
     await this.io.discard(failed, ctx);
   }

@@ -27,7 +27,9 @@ export const RELATIVE_REFERENCE = /^[A-Z][A-Za-z]{1,63}\/[A-Za-z0-9\-.]{1,64}$/;
 const RAW_SECURITY_HEADERS = { 'x-content-type-options': 'nosniff', 'content-security-policy': "default-src 'none'; sandbox" } as const;
 
 /** Content to serve raw: inline bytes the upstream held (small, or spooled to a file), or a checked blob. */
-export type RawContent = { readonly contentType: string; readonly size: number } & ({ readonly inline: Buffer } | { readonly file: string } | { readonly ref: BlobRef });
+export type RawContent = { readonly contentType: string; readonly size: number } & (
+  { readonly inline: Buffer } | { readonly file: string } | { readonly ref: BlobRef }
+);
 
 /** One attachment of a resource read from the upstream, with its inline content if it has some. */
 export interface FetchedAttachment {
@@ -94,7 +96,12 @@ export class ContentIo {
   }
 
   /** GETs a resource from the upstream: the parsed resource on 200 (bounded), else the response to relay. */
-  async fetchResource(req: IncomingMessage, ctx: RequestContext, rule: EffectiveRule, path: string): Promise<{ resource: FhirResource } | { relay: IncomingMessage }> {
+  async fetchResource(
+    req: IncomingMessage,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    path: string,
+  ): Promise<{ resource: FhirResource } | { relay: IncomingMessage }> {
     const up = await this.fetchRaw(req, ctx, rule, path);
     if (up.statusCode !== 200) return { relay: up };
     return { resource: (await readJson(up, MAX_RESOURCE_BYTES)) as FhirResource };
@@ -105,19 +112,39 @@ export class ContentIo {
    * whole; a larger one is streamed and only the attachment is kept, its inline data spooled to a
    * private file, so a resource held with hundreds of megabytes inline is served in bounded memory.
    */
-  async fetchAttachment(req: IncomingMessage, ctx: RequestContext, rule: EffectiveRule, path: string, steps: readonly PathStep[] | 'binary', spoolDir: string): Promise<FetchedAttachment | { relay: IncomingMessage }> {
+  async fetchAttachment(
+    req: IncomingMessage,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    path: string,
+    steps: readonly PathStep[] | 'binary',
+    spoolDir: string,
+  ): Promise<FetchedAttachment | { relay: IncomingMessage }> {
     const up = await this.fetchRaw(req, ctx, rule, path);
     if (up.statusCode !== 200) return { relay: up };
     const length = up.headers['content-length'];
     if (length !== undefined && Number(length) <= MAX_RESOURCE_BYTES) {
       const resource = (await readJson(up, MAX_RESOURCE_BYTES)) as FhirResource;
-      const attachment = steps === 'binary' ? (resource.resourceType === 'Binary' ? resource : undefined) : resolveAttachment(resource, steps);
+      const attachment =
+        steps === 'binary' ? (resource.resourceType === 'Binary' ? resource : undefined) : resolveAttachment(resource, steps);
       const data = attachment?.['data'];
-      return { resource, whole: true, attachment, inline: typeof data === 'string' ? { bytes: Buffer.from(data, 'base64') } : undefined, release: async () => undefined };
+      return {
+        resource,
+        whole: true,
+        attachment,
+        inline: typeof data === 'string' ? { bytes: Buffer.from(data, 'base64') } : undefined,
+        release: async () => undefined,
+      };
     }
     const x = await extractAttachment(up, steps, spoolDir);
     const file = x.spool?.file;
-    return { resource: x.resource, whole: false, attachment: x.attachment, inline: x.spool, release: async () => (file ? unlink(file).catch(() => undefined) : undefined) };
+    return {
+      resource: x.resource,
+      whole: false,
+      attachment: x.attachment,
+      inline: x.spool,
+      release: async () => (file ? unlink(file).catch(() => undefined) : undefined),
+    };
   }
 
   /** ETag, Last-Modified from the resource's meta. */
@@ -143,8 +170,10 @@ export class ContentIo {
       throw new GatewayError('STORAGE_UNAVAILABLE', undefined, { cause: err });
     }
     if (!info) throw new GatewayError('BLOB_UNREADABLE', 'the content this resource refers to is missing from the store');
-    if (info.sha256 !== ref.sha256) throw new GatewayError('BLOB_UNREADABLE', 'the stored content does not match the hash the FHIR server holds');
-    if (info.state !== 'linked' || info.owner !== owner) throw new GatewayError('BLOB_UNREADABLE', 'the stored content was not written for this resource');
+    if (info.sha256 !== ref.sha256)
+      throw new GatewayError('BLOB_UNREADABLE', 'the stored content does not match the hash the FHIR server holds');
+    if (info.state !== 'linked' || info.owner !== owner)
+      throw new GatewayError('BLOB_UNREADABLE', 'the stored content was not written for this resource');
     return info;
   }
 
@@ -156,15 +185,22 @@ export class ContentIo {
     // If-Range (RFC 9110 13.1.5): a range only of the representation the client already has. Our
     // ETags are weak and never match; a date must equal Last-Modified exactly. Otherwise: all of it.
     const ifRange = req.headers['if-range'];
-    const rangeAllowed = ifRange === undefined || (typeof ifRange === 'string' && !/^(W\/)?"/.test(ifRange) && ifRange === headers['last-modified']);
+    const rangeAllowed =
+      ifRange === undefined || (typeof ifRange === 'string' && !/^(W\/)?"/.test(ifRange) && ifRange === headers['last-modified']);
     const range = rangeAllowed ? parseRange(req.headers.range, size) : undefined;
-    if (range === 'unsatisfiable') throw new GatewayError('RANGE_NOT_SATISFIABLE', undefined, { headers: { 'content-range': `bytes */${size}` } });
+    if (range === 'unsatisfiable')
+      throw new GatewayError('RANGE_NOT_SATISFIABLE', undefined, { headers: { 'content-range': `bytes */${size}` } });
     if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
     headers['content-length'] = range ? range.end - range.start + 1 : size;
     const bodyless = req.method === 'HEAD' || size === 0;
     // Opened before the head goes out: a store failure is still an OperationOutcome, not a cut connection.
     const plain = bodyless || !('ref' in content) ? undefined : await this.openPlain(content.ref.id);
-    const body = bodyless || plain || 'inline' in content ? undefined : 'file' in content ? createReadStream(content.file, range ? { start: range.start, end: range.end } : {}) : await this.open(content.ref.id, range);
+    const body =
+      bodyless || plain || 'inline' in content
+        ? undefined
+        : 'file' in content
+          ? createReadStream(content.file, range ? { start: range.start, end: range.end } : {})
+          : await this.open(content.ref.id, range);
     res.writeHead(range ? 206 : 200, headers);
     if (bodyless) {
       res.end();
@@ -194,7 +230,8 @@ export class ContentIo {
     try {
       return (await this.store.openPlainFile(id))?.file;
     } catch (err) {
-      if (err instanceof BlobNotFound || (err as NodeJS.ErrnoException).code === 'ENOENT') throw new GatewayError('BLOB_UNREADABLE', 'the stored content is missing');
+      if (err instanceof BlobNotFound || (err as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new GatewayError('BLOB_UNREADABLE', 'the stored content is missing');
       throw new GatewayError('STORAGE_UNAVAILABLE', undefined, { cause: err });
     }
   }
@@ -205,7 +242,8 @@ export class ContentIo {
       return (await this.store.get(id, range)).body;
     } catch (err) {
       if (isGatewayError(err)) throw err;
-      if (err instanceof BlobNotFound || err instanceof BlobUnreadable || (err as NodeJS.ErrnoException).code === 'ENOENT') throw new GatewayError('BLOB_UNREADABLE', 'the stored content is missing or cannot be read');
+      if (err instanceof BlobNotFound || err instanceof BlobUnreadable || (err as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new GatewayError('BLOB_UNREADABLE', 'the stored content is missing or cannot be read');
       throw new GatewayError('STORAGE_UNAVAILABLE', undefined, { cause: err });
     }
   }
@@ -214,7 +252,10 @@ export class ContentIo {
   streamTo(body: Readable, res: ServerResponse, end: boolean, reqId?: string): Promise<void> {
     return new Promise((resolve) => {
       body.on('error', (err) => {
-        this.log.error({ reqId, cause: err instanceof BlobUnreadable ? err.message : (err as NodeJS.ErrnoException).code ?? err.message }, 'stored content failed mid-stream');
+        this.log.error(
+          { reqId, cause: err instanceof BlobUnreadable ? err.message : ((err as NodeJS.ErrnoException).code ?? err.message) },
+          'stored content failed mid-stream',
+        );
         res.destroy();
         resolve();
       });
@@ -232,11 +273,30 @@ export class ContentIo {
    * accepted → `linked` to `owner(response)`; refused or unreachable → deleted. Resolves with the
    * upstream's response, for the caller to relay.
    */
-  async commit(req: IncomingMessage, ctx: RequestContext, rule: EffectiveRule, method: string, path: string, headers: Record<string, string>, blobs: readonly { id: string; contentType: string }[], body: Buffer | Readable, length: number, owner: (up: IncomingMessage) => string | undefined): Promise<IncomingMessage> {
+  async commit(
+    req: IncomingMessage,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    blobs: readonly { id: string; contentType: string }[],
+    body: Buffer | Readable,
+    length: number,
+    owner: (up: IncomingMessage) => string | undefined,
+  ): Promise<IncomingMessage> {
     const ids = blobs.map((b) => b.id);
     let up: IncomingMessage;
     try {
-      up = await sendUpstream(this.upstream.request(req, ctx, rule.forwardAuthorization, method, path, { ...headers, 'content-type': FHIR_JSON, 'content-length': String(length), accept: FHIR_JSON }), body);
+      up = await sendUpstream(
+        this.upstream.request(req, ctx, rule.forwardAuthorization, method, path, {
+          ...headers,
+          'content-type': FHIR_JSON,
+          'content-length': String(length),
+          accept: FHIR_JSON,
+        }),
+        body,
+      );
     } catch (err) {
       await this.discard(ids, ctx);
       throw err instanceof UpstreamFailure ? err.gatewayError : err;
@@ -248,11 +308,16 @@ export class ContentIo {
     }
     const who = owner(up);
     for (const blob of blobs) {
-      await this.store.setMeta(blob.id, { state: 'linked', contentType: blob.contentType, ...(who ? { owner: who } : {}) }).catch((err: unknown) => {
-        // The upstream has the resource, so the blob must stay; pending is what a sweeper checks
-        // against the upstream before removing anything.
-        this.log.warn({ reqId: ctx.id, blob: blob.id, cause: (err as Error).message }, 'blob accepted upstream but could not be marked linked');
-      });
+      await this.store
+        .setMeta(blob.id, { state: 'linked', contentType: blob.contentType, ...(who ? { owner: who } : {}) })
+        .catch((err: unknown) => {
+          // The upstream has the resource, so the blob must stay; pending is what a sweeper checks
+          // against the upstream before removing anything.
+          this.log.warn(
+            { reqId: ctx.id, blob: blob.id, cause: (err as Error).message },
+            'blob accepted upstream but could not be marked linked',
+          );
+        });
     }
     return up;
   }
@@ -272,7 +337,10 @@ export class ContentIo {
   async discard(ids: readonly string[], ctx: RequestContext): Promise<void> {
     for (const id of ids) {
       await this.store.delete(id).catch((err: unknown) => {
-        this.log.error({ reqId: ctx.id, blob: id, cause: (err as Error).message }, 'could not delete a refused blob; it stays pending for the sweeper');
+        this.log.error(
+          { reqId: ctx.id, blob: id, cause: (err as Error).message },
+          'could not delete a refused blob; it stays pending for the sweeper',
+        );
       });
     }
   }

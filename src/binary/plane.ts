@@ -66,7 +66,15 @@ export class BinaryPlane {
   }
 
   /** A batch/transaction already authorized entry by entry, spooled in `file`. */
-  forwardBundle(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, path: string, file: string, type: 'batch' | 'transaction'): Promise<void> {
+  forwardBundle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    path: string,
+    file: string,
+    type: 'batch' | 'transaction',
+  ): Promise<void> {
     return this.bundles.forward(req, res, ctx, rule, path, file, type);
   }
 
@@ -79,33 +87,61 @@ export class BinaryPlane {
     return i.interaction === 'create' || i.interaction === 'update' || i.interaction === 'patch';
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller, proceed: () => void): Promise<void> {
+  async handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    i: Interaction,
+    caller: Caller,
+    proceed: () => void,
+  ): Promise<void> {
     if (ResourceWrites.owns(i)) return this.resources.handle(req, res, ctx, rule, i, proceed);
     if (i.resourceType !== 'Binary' || i.interaction === 'operation') return this.access.handle(req, res, ctx, rule, i, caller, proceed);
     // A patch could set `data` past every check (JSON Patch, FHIRPath Patch): refused, not guessed at.
-    if (i.interaction === 'patch') throw new GatewayError('METHOD_NOT_ALLOWED', 'PATCH of Binary is not supported: send the whole Binary (PUT)');
+    if (i.interaction === 'patch')
+      throw new GatewayError('METHOD_NOT_ALLOWED', 'PATCH of Binary is not supported: send the whole Binary (PUT)');
     if (i.interaction === 'create' || i.interaction === 'update') return this.write(req, res, ctx, rule, i, caller, proceed);
     if (i.interaction === 'history' || i.interaction === 'search') {
       // Versions and search results carry content and references of Binaries with any
       // securityContext; only a caller who may read every resource type may list them.
-      if (!SecurityContextGuard.readsEverything(caller)) throw new GatewayError('INSUFFICIENT_SCOPE', `Binary ${i.interaction} needs read access to every resource type (user/*.r or system/*.r): each Binary's securityContext governs it`);
+      if (!SecurityContextGuard.readsEverything(caller))
+        throw new GatewayError(
+          'INSUFFICIENT_SCOPE',
+          `Binary ${i.interaction} needs read access to every resource type (user/*.r or system/*.r): each Binary's securityContext governs it`,
+        );
       requireJson(req, i);
       proceed();
-      this.io.upstream.forward(req, res, ctx, { path: `/${i.path}${i.query ? `?${i.query}` : ''}`, forwardAuthorization: rule.forwardAuthorization, rewrite: ctx.rewrite });
+      this.io.upstream.forward(req, res, ctx, {
+        path: `/${i.path}${i.query ? `?${i.query}` : ''}`,
+        forwardAuthorization: rule.forwardAuthorization,
+        rewrite: ctx.rewrite,
+      });
       return;
     }
     if (i.interaction === 'delete') {
       // Deleting is replacing with nothing: the same right as replacing.
       await this.guardUpdate(req, ctx, rule, i, caller);
       proceed();
-      this.io.upstream.forward(req, res, ctx, { path: `/${i.path}${i.query ? `?${i.query}` : ''}`, forwardAuthorization: rule.forwardAuthorization });
+      this.io.upstream.forward(req, res, ctx, {
+        path: `/${i.path}${i.query ? `?${i.query}` : ''}`,
+        forwardAuthorization: rule.forwardAuthorization,
+      });
       return;
     }
     proceed();
     return this.read(req, res, ctx, rule, i, caller);
   }
 
-  private async write(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller, proceed: () => void): Promise<void> {
+  private async write(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    i: Interaction,
+    caller: Caller,
+    proceed: () => void,
+  ): Promise<void> {
     // Content must reach the store through the checks; passing a conditional write on would
     // hand the upstream unchecked bytes.
     if (i.conditional) throw new GatewayError('METHOD_NOT_ALLOWED', 'conditional create/update of Binary is not supported');
@@ -134,7 +170,18 @@ export class BinaryPlane {
       _data: { extension: [blobExtension({ id: info.id, sha256: info.sha256 })] },
     };
     const body = Buffer.from(JSON.stringify(binary));
-    const up = await this.io.commit(req, ctx, rule, i.method, `/${i.path}`, this.ifMatch(req, version), [{ id: info.id, contentType: declared }], body, body.length, (r) => this.owner(i, r));
+    const up = await this.io.commit(
+      req,
+      ctx,
+      rule,
+      i.method,
+      `/${i.path}`,
+      this.ifMatch(req, version),
+      [{ id: info.id, contentType: declared }],
+      body,
+      body.length,
+      (r) => this.owner(i, r),
+    );
     this.io.relay(req, up, res, ctx);
   }
 
@@ -142,9 +189,22 @@ export class BinaryPlane {
    * A FHIR Binary body (`application/fhir+json`): its `data` goes through the rewrite engine into
    * the store, checked like raw content, and the upstream gets the Binary with a reference instead.
    */
-  private async writeResource(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, declared: string, caller: Caller, proceed: () => void): Promise<void> {
+  private async writeResource(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    i: Interaction,
+    declared: string,
+    caller: Caller,
+    proceed: () => void,
+  ): Promise<void> {
     // Streaming XML is not built; a body we cannot rewrite must not reach the upstream with its data.
-    if (declared.includes('xml')) throw new GatewayError('UNSUPPORTED_MEDIA', 'FHIR XML Binary bodies are not accepted: send application/fhir+json, or the content itself with its own Content-Type');
+    if (declared.includes('xml'))
+      throw new GatewayError(
+        'UNSUPPORTED_MEDIA',
+        'FHIR XML Binary bodies are not accepted: send application/fhir+json, or the content itself with its own Content-Type',
+      );
     const version = await this.guardUpdate(req, ctx, rule, i, caller);
     echoNoContent(ctx);
     proceed();
@@ -162,18 +222,38 @@ export class BinaryPlane {
     if (!spooled) return;
     try {
       if (spooled.rootType !== 'Binary') {
-        await this.io.discard(spooled.blobs.map((b) => b.info.id), ctx);
-        throw new GatewayError('BAD_REQUEST', `the body of a Binary ${i.interaction} must be a Binary, not ${spooled.rootType ?? 'something without resourceType'}`);
+        await this.io.discard(
+          spooled.blobs.map((b) => b.info.id),
+          ctx,
+        );
+        throw new GatewayError(
+          'BAD_REQUEST',
+          `the body of a Binary ${i.interaction} must be a Binary, not ${spooled.rootType ?? 'something without resourceType'}`,
+        );
       }
       const blobs = spooled.blobs.map((b) => ({ id: b.info.id, contentType: b.contentType }));
       try {
         const sc = securityContextOf({ securityContext: spooled.rootSecurityContext }, 'write');
         if (sc !== undefined) await this.guard.require(req, ctx, rule, caller, sc);
       } catch (err) {
-        await this.io.discard(blobs.map((b) => b.id), ctx);
+        await this.io.discard(
+          blobs.map((b) => b.id),
+          ctx,
+        );
         throw err;
       }
-      const up = await this.io.commit(req, ctx, rule, i.method, `/${i.path}`, this.ifMatch(req, version), blobs, createReadStream(spooled.file), spooled.size, (r) => this.owner(i, r));
+      const up = await this.io.commit(
+        req,
+        ctx,
+        rule,
+        i.method,
+        `/${i.path}`,
+        this.ifMatch(req, version),
+        blobs,
+        createReadStream(spooled.file),
+        spooled.size,
+        (r) => this.owner(i, r),
+      );
       this.io.relay(req, up, res, ctx);
     } finally {
       await unlink(spooled.file).catch(() => undefined);
@@ -186,7 +266,13 @@ export class BinaryPlane {
    * patient. A deleted Binary is judged by its earlier versions (delete, then re-create under the
    * same id, must not launder it). Resolves with the current version, for If-Match.
    */
-  private async guardUpdate(req: IncomingMessage, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller): Promise<string | undefined> {
+  private async guardUpdate(
+    req: IncomingMessage,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    i: Interaction,
+    caller: Caller,
+  ): Promise<string | undefined> {
     if (i.interaction !== 'update' && i.interaction !== 'delete') return undefined;
     if (i.id === undefined) throw new GatewayError('METHOD_NOT_ALLOWED', `conditional ${i.interaction} of Binary is not supported`);
     if (!caller.scopes) return undefined;
@@ -228,7 +314,14 @@ export class BinaryPlane {
     return id ? `Binary/${id}` : undefined;
   }
 
-  private async read(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller): Promise<void> {
+  private async read(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    i: Interaction,
+    caller: Caller,
+  ): Promise<void> {
     const got = await this.io.fetchAttachment(req, ctx, rule, `/${i.path}`, 'binary', this.config().server.spoolDir ?? tmpdir());
     if ('relay' in got) {
       this.io.relay(req, got.relay, res, ctx);
@@ -241,9 +334,18 @@ export class BinaryPlane {
     }
   }
 
-  private async serve(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller, got: FetchedAttachment): Promise<void> {
+  private async serve(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    i: Interaction,
+    caller: Caller,
+    got: FetchedAttachment,
+  ): Promise<void> {
     const binary = got.resource as BinaryResource;
-    if (binary.resourceType !== 'Binary') throw new GatewayError('UPSTREAM_UNAVAILABLE', 'the upstream answered a Binary read with something else');
+    if (binary.resourceType !== 'Binary')
+      throw new GatewayError('UPSTREAM_UNAVAILABLE', 'the upstream answered a Binary read with something else');
     await this.guard.binaryRead(req, ctx, rule, i, caller, binary);
     const format = new URLSearchParams(i.query).get('_format') ?? undefined;
     const contentType = (typeof binary.contentType === 'string' && essence(binary.contentType)) || 'application/octet-stream';
@@ -264,7 +366,13 @@ export class BinaryPlane {
     const view = binaryView(req.headers.accept, format, contentType);
     if (view === 'fhir-xml') throw new GatewayError('UNSUPPORTED_MEDIA', 'FHIR XML is not served; ask for application/fhir+json');
     if (view === 'raw') {
-      const content = ref ? { ref } : inline ? ('bytes' in inline ? { inline: inline.bytes } : { file: inline.file }) : { inline: Buffer.alloc(0) };
+      const content = ref
+        ? { ref }
+        : inline
+          ? 'bytes' in inline
+            ? { inline: inline.bytes }
+            : { file: inline.file }
+          : { inline: Buffer.alloc(0) };
       await this.io.serveRaw(req, res, headers, { contentType, size, ...content });
       return;
     }
@@ -274,7 +382,14 @@ export class BinaryPlane {
     const tail = Buffer.from(hasData ? '"}' : '}');
     headers['content-type'] = FHIR_JSON;
     headers['content-length'] = head.length + (hasData ? base64Length(size) : 0) + tail.length;
-    const bytes = req.method === 'HEAD' || !hasData ? undefined : ref ? await this.io.open(ref.id) : inline && 'file' in inline ? createReadStream(inline.file) : undefined;
+    const bytes =
+      req.method === 'HEAD' || !hasData
+        ? undefined
+        : ref
+          ? await this.io.open(ref.id)
+          : inline && 'file' in inline
+            ? createReadStream(inline.file)
+            : undefined;
     res.writeHead(200, headers);
     if (req.method === 'HEAD') {
       res.end();
@@ -282,7 +397,13 @@ export class BinaryPlane {
     }
     res.write(head);
     // pipeline, not pipe: a failure midway must reach streamTo, which cuts the connection.
-    if (bytes) await this.io.streamTo(pipeline(bytes, new Base64Encode(), () => undefined), res, false, ctx.id);
+    if (bytes)
+      await this.io.streamTo(
+        pipeline(bytes, new Base64Encode(), () => undefined),
+        res,
+        false,
+        ctx.id,
+      );
     else if (inline && 'bytes' in inline) res.write(inline.bytes.toString('base64'));
     res.end(tail);
   }

@@ -34,7 +34,14 @@ export class ResourceWrites {
     return i.interaction === 'create' || i.interaction === 'update' || i.interaction === 'patch';
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, proceed: () => void): Promise<void> {
+  async handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    i: Interaction,
+    proceed: () => void,
+  ): Promise<void> {
     const config = this.config();
     const path = `/${i.path}${i.query ? `?${i.query}` : ''}`;
     if (i.interaction === 'patch') {
@@ -42,7 +49,11 @@ export class ResourceWrites {
       return;
     }
     const declared = essence(req.headers['content-type']) ?? '';
-    if (FHIR_XML_BODY.test(declared)) throw new GatewayError('UNSUPPORTED_MEDIA', 'FHIR XML resource bodies are not accepted (their attachments are not rewritten): send application/fhir+json');
+    if (FHIR_XML_BODY.test(declared))
+      throw new GatewayError(
+        'UNSUPPORTED_MEDIA',
+        'FHIR XML resource bodies are not accepted (their attachments are not rewritten): send application/fhir+json',
+      );
     if (!FHIR_JSON_BODY.test(declared)) throw new GatewayError('UNSUPPORTED_MEDIA', 'a resource body must be application/fhir+json');
     proceed();
     const allowedTypes = config.content.allowedTypes;
@@ -55,8 +66,14 @@ export class ResourceWrites {
     if (!spooled) return;
     try {
       if (spooled.rootType !== i.resourceType) {
-        await this.io.discard(spooled.blobs.map((b) => b.info.id), ctx);
-        throw new GatewayError('BAD_REQUEST', `the body of a ${i.resourceType} ${i.interaction} must be a ${i.resourceType}, not ${spooled.rootType ?? 'something without resourceType'}`);
+        await this.io.discard(
+          spooled.blobs.map((b) => b.info.id),
+          ctx,
+        );
+        throw new GatewayError(
+          'BAD_REQUEST',
+          `the body of a ${i.resourceType} ${i.interaction} must be a ${i.resourceType}, not ${spooled.rootType ?? 'something without resourceType'}`,
+        );
       }
       const blobs = spooled.blobs.map((b) => ({ id: b.info.id, contentType: b.contentType }));
       const type = i.resourceType!;
@@ -72,13 +89,31 @@ export class ResourceWrites {
     }
   }
 
-  private patch(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, path: string, limit: number, proceed: () => void): void {
+  private patch(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    i: Interaction,
+    path: string,
+    limit: number,
+    proceed: () => void,
+  ): void {
     const declared = req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > limit) throw new GatewayError('PAYLOAD_TOO_LARGE', `a PATCH body may not exceed externalize.minBytes (${limit} bytes): send large attachment data with an update or $binary-access-write`);
+    if (declared !== undefined && Number(declared) > limit)
+      throw new GatewayError(
+        'PAYLOAD_TOO_LARGE',
+        `a PATCH body may not exceed externalize.minBytes (${limit} bytes): send large attachment data with an update or $binary-access-write`,
+      );
     requireJson(req, i);
     proceed();
     const max = Math.min(limit, rule.limits.maxRequestBytes);
     // The patched resource comes back through the response rewrite, like any read.
-    this.io.upstream.forward(req, res, ctx, { path, forwardAuthorization: rule.forwardAuthorization, body: req.pipe(new SizeLimit(max)), ...(ctx.rewrite ? { rewrite: ctx.rewrite } : {}) });
+    this.io.upstream.forward(req, res, ctx, {
+      path,
+      forwardAuthorization: rule.forwardAuthorization,
+      body: req.pipe(new SizeLimit(max)),
+      ...(ctx.rewrite ? { rewrite: ctx.rewrite } : {}),
+    });
   }
 }

@@ -31,7 +31,14 @@ export class ResponseRewrite {
     this.markers = ['data"', '\\u', '\\/', ...upstream.upstreamBases].map((s) => Buffer.from(s));
   }
 
-  send(req: IncomingMessage, up: IncomingMessage, res: ServerResponse, headers: OutgoingHttpHeaders, ctx: RequestContext, params: RewriteParams): void {
+  send(
+    req: IncomingMessage,
+    up: IncomingMessage,
+    res: ServerResponse,
+    headers: OutgoingHttpHeaders,
+    ctx: RequestContext,
+    params: RewriteParams,
+  ): void {
     const status = up.statusCode ?? 502;
     const length = up.headers['content-length'];
     if (req.method === 'HEAD' || status === 204 || status === 304 || length === '0') {
@@ -47,7 +54,17 @@ export class ResponseRewrite {
         return;
       }
       up.destroy();
-      sendError(req, res, new GatewayError('UPSTREAM_INVALID', encoded ? 'the upstream answered compressed' : `the upstream answered a FHIR interaction with ${String(type).slice(0, 64) || 'no content type'}`), ctx.id);
+      sendError(
+        req,
+        res,
+        new GatewayError(
+          'UPSTREAM_INVALID',
+          encoded
+            ? 'the upstream answered compressed'
+            : `the upstream answered a FHIR interaction with ${String(type).slice(0, 64) || 'no content type'}`,
+        ),
+        ctx.id,
+      );
       return;
     }
     // Upstream failures from here on are handled where the body is read (small) or by the pipeline.
@@ -59,12 +76,26 @@ export class ResponseRewrite {
   }
 
   /** Sends a JSON body the gateway holds (a spooled batch response, a small resource) through the engine; resolves when it is sent or abandoned. */
-  sendBody(body: AsyncIterable<Buffer>, res: ServerResponse, status: number, headers: OutgoingHttpHeaders, ctx: RequestContext, params: RewriteParams): Promise<void> {
+  sendBody(
+    body: AsyncIterable<Buffer>,
+    res: ServerResponse,
+    status: number,
+    headers: OutgoingHttpHeaders,
+    ctx: RequestContext,
+    params: RewriteParams,
+  ): Promise<void> {
     return this.rewrite(body, undefined, res, status, headers, ctx, params);
   }
 
   /** A small body in memory: sent as it is, with its length, unless it may need rewriting. */
-  sendBuffer(body: Buffer, res: ServerResponse, status: number, headers: OutgoingHttpHeaders, ctx: RequestContext, params: RewriteParams): Promise<void> {
+  sendBuffer(
+    body: Buffer,
+    res: ServerResponse,
+    status: number,
+    headers: OutgoingHttpHeaders,
+    ctx: RequestContext,
+    params: RewriteParams,
+  ): Promise<void> {
     if (this.mayNeedRewrite(body)) return this.rewrite(once(body), undefined, res, status, headers, ctx, params);
     headers['content-length'] = body.length;
     res.writeHead(status, headers);
@@ -76,7 +107,15 @@ export class ResponseRewrite {
    * Reads a small answer whole (Node holds the upstream to its Content-Length: at most SMALL
    * bytes arrive), by events rather than an async iterator: this is every ordinary read's path.
    */
-  private small(req: IncomingMessage, up: IncomingMessage, res: ServerResponse, status: number, headers: OutgoingHttpHeaders, ctx: RequestContext, params: RewriteParams): void {
+  private small(
+    req: IncomingMessage,
+    up: IncomingMessage,
+    res: ServerResponse,
+    status: number,
+    headers: OutgoingHttpHeaders,
+    ctx: RequestContext,
+    params: RewriteParams,
+  ): void {
     // State on the response object and shared listeners, not closures: this runs for every read.
     (up as WithSmall)[kSmall] = { owner: this, req, res, status, headers, ctx, params, parts: [], n: 0, done: false };
     // `on`, not `once`: each fires at most once here or is guarded by `done`, and once() costs a wrapper per listener per request.
@@ -94,7 +133,8 @@ export class ResponseRewrite {
   /** Nothing was sent yet: the client hears a clean 502 rather than a truncated answer (unless the proxy's error handler already answered, which must not be cut short by a second one). */
   brokeSmall(s: SmallState): void {
     this.log.warn({ reqId: s.ctx.id }, 'upstream response broke off');
-    if (!s.res.headersSent && !s.res.destroyed) sendError(s.req, s.res, new GatewayError('UPSTREAM_UNAVAILABLE', 'the upstream broke off its answer'), s.ctx.id);
+    if (!s.res.headersSent && !s.res.destroyed)
+      sendError(s.req, s.res, new GatewayError('UPSTREAM_UNAVAILABLE', 'the upstream broke off its answer'), s.ctx.id);
   }
 
   private mayNeedRewrite(body: Buffer): boolean {
@@ -102,7 +142,15 @@ export class ResponseRewrite {
     return false;
   }
 
-  private rewrite(source: AsyncIterable<Buffer>, up: IncomingMessage | undefined, res: ServerResponse, status: number, headers: OutgoingHttpHeaders, ctx: RequestContext, params: RewriteParams): Promise<void> {
+  private rewrite(
+    source: AsyncIterable<Buffer>,
+    up: IncomingMessage | undefined,
+    res: ServerResponse,
+    status: number,
+    headers: OutgoingHttpHeaders,
+    ctx: RequestContext,
+    params: RewriteParams,
+  ): Promise<void> {
     const publicBase = this.upstream.publicBase;
     const inflater = new Inflater({
       store: this.store,
@@ -119,19 +167,26 @@ export class ResponseRewrite {
     let clientGone = false;
     res.once('close', () => (clientGone = !res.writableFinished));
     return new Promise((resolve) => {
-      pipeline(source, (src: AsyncIterable<Buffer>) => inflater.run(src), res, (err) => {
-        resolve();
-        if (err) {
-          const upstreamBroke = up !== undefined && !up.complete && !clientGone;
-          // Headers are out: cutting the connection is the only way to say the body is not whole.
-          if (!res.destroyed) res.destroy();
-          up?.destroy();
-          if (upstreamBroke) this.log.warn({ reqId: ctx.id }, 'upstream response broke off');
-          else if (!clientGone) this.log.warn({ reqId: ctx.id, cause: (err as { code?: string }).code ?? err.message }, 'response rewrite failed');
-          return;
-        }
-        if (inflater.report.inflated || inflater.report.linked) this.log.debug({ reqId: ctx.id, ...inflater.report }, 'response rewritten');
-      });
+      pipeline(
+        source,
+        (src: AsyncIterable<Buffer>) => inflater.run(src),
+        res,
+        (err) => {
+          resolve();
+          if (err) {
+            const upstreamBroke = up !== undefined && !up.complete && !clientGone;
+            // Headers are out: cutting the connection is the only way to say the body is not whole.
+            if (!res.destroyed) res.destroy();
+            up?.destroy();
+            if (upstreamBroke) this.log.warn({ reqId: ctx.id }, 'upstream response broke off');
+            else if (!clientGone)
+              this.log.warn({ reqId: ctx.id, cause: (err as { code?: string }).code ?? err.message }, 'response rewrite failed');
+            return;
+          }
+          if (inflater.report.inflated || inflater.report.linked)
+            this.log.debug({ reqId: ctx.id, ...inflater.report }, 'response rewritten');
+        },
+      );
     });
   }
 

@@ -38,14 +38,30 @@ export class SecurityContextGuard {
 
   /** Unrestricted user/system read on every type: every securityContext check would pass on scopes. */
   static readsEverything(caller: Caller): boolean {
-    return !caller.scopes || caller.scopes.smart.some((s) => s.context !== 'patient' && s.restrictions.length === 0 && s.resourceType === '*' && s.permissions.includes('r'));
+    return (
+      !caller.scopes ||
+      caller.scopes.smart.some(
+        (s) => s.context !== 'patient' && s.restrictions.length === 0 && s.resourceType === '*' && s.permissions.includes('r'),
+      )
+    );
   }
 
   /** Reading a Binary: its securityContext decides; without one, only user/system scopes reach it. */
-  async binaryRead(req: IncomingMessage, ctx: RequestContext, rule: EffectiveRule, i: Interaction, caller: Caller, binary: FhirResource): Promise<void> {
+  async binaryRead(
+    req: IncomingMessage,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    i: Interaction,
+    caller: Caller,
+    binary: FhirResource,
+  ): Promise<void> {
     const sc = securityContextOf(binary, 'read');
     if (sc !== undefined) return this.require(req, ctx, rule, caller, sc);
-    if (!SecurityContextGuard.broad(caller, i)) throw new GatewayError('INSUFFICIENT_SCOPE', 'a patient-scoped token may read only Binaries whose securityContext is in the patient compartment');
+    if (!SecurityContextGuard.broad(caller, i))
+      throw new GatewayError(
+        'INSUFFICIENT_SCOPE',
+        'a patient-scoped token may read only Binaries whose securityContext is in the patient compartment',
+      );
   }
 
   /** Throws INSUFFICIENT_SCOPE unless the caller may read `reference` (see the class comment). */
@@ -54,12 +70,20 @@ export class SecurityContextGuard {
     if (!RELATIVE_REFERENCE.test(reference)) throw denied(reference);
     const [type, id] = reference.split('/') as [string, string];
     const read: Interaction = { interaction: 'read', resourceType: type, id, method: 'GET', path: reference, query: '' };
-    const granted = smartGrants(caller.scopes, read, { patient: caller.patient }) || (await this.inPatientCompartment(req, ctx, rule, caller, type, id));
+    const granted =
+      smartGrants(caller.scopes, read, { patient: caller.patient }) || (await this.inPatientCompartment(req, ctx, rule, caller, type, id));
     if (!granted) throw denied(reference);
     if (rule.forwardAuthorization && !(await this.upstreamLetsRead(req, ctx, rule, reference))) throw denied(reference);
   }
 
-  private async inPatientCompartment(req: IncomingMessage, ctx: RequestContext, rule: EffectiveRule, caller: Caller, type: string, id: string): Promise<boolean> {
+  private async inPatientCompartment(
+    req: IncomingMessage,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    caller: Caller,
+    type: string,
+    id: string,
+  ): Promise<boolean> {
     const patient = caller.patient;
     if (!patient || !/^[A-Za-z0-9\-.]{1,64}$/.test(patient)) return false;
     const scoped = caller.scopes!.smart.some((s) => s.context === 'patient' && s.restrictions.length === 0 && covers(s, type, 'r'));
@@ -68,8 +92,10 @@ export class SecurityContextGuard {
     for (const param of ['patient', 'subject'] as const) {
       if (!pins[param]) continue;
       const query = new URLSearchParams({ _id: id, [param]: `Patient/${patient}` });
-      const bundle = (await this.get(req, ctx, rule, `/${type}?${query.toString()}`)) as { resourceType?: unknown; entry?: { resource?: { resourceType?: unknown; id?: unknown } }[] } | undefined;
-      if (bundle?.resourceType === 'Bundle' && bundle.entry?.some((e) => e.resource?.resourceType === type && e.resource.id === id)) return true;
+      const bundle = (await this.get(req, ctx, rule, `/${type}?${query.toString()}`)) as
+        { resourceType?: unknown; entry?: { resource?: { resourceType?: unknown; id?: unknown } }[] } | undefined;
+      if (bundle?.resourceType === 'Bundle' && bundle.entry?.some((e) => e.resource?.resourceType === type && e.resource.id === id))
+        return true;
     }
     return false;
   }
@@ -82,7 +108,9 @@ export class SecurityContextGuard {
   private async get(req: IncomingMessage, ctx: RequestContext, rule: EffectiveRule, path: string): Promise<unknown> {
     let up: IncomingMessage;
     try {
-      up = await sendUpstream(this.io.upstream.request(req, ctx, rule.forwardAuthorization, 'GET', path, { accept: 'application/fhir+json' }));
+      up = await sendUpstream(
+        this.io.upstream.request(req, ctx, rule.forwardAuthorization, 'GET', path, { accept: 'application/fhir+json' }),
+      );
     } catch (err) {
       throw err instanceof UpstreamFailure ? err.gatewayError : err;
     }
@@ -109,6 +137,10 @@ export function securityContextOf(resource: FhirResource, use: 'read' | 'write')
   if (sc === undefined) return undefined;
   const ref = sc && typeof sc === 'object' && !Array.isArray(sc) ? (sc as { reference?: unknown }).reference : undefined;
   if (typeof ref === 'string') return ref;
-  if (use === 'write') throw new GatewayError('BAD_REQUEST', 'securityContext must be one Reference with a relative reference, such as {"reference": "Patient/123"}');
+  if (use === 'write')
+    throw new GatewayError(
+      'BAD_REQUEST',
+      'securityContext must be one Reference with a relative reference, such as {"reference": "Patient/123"}',
+    );
   throw new GatewayError('INSUFFICIENT_SCOPE', "the Binary's securityContext cannot be checked");
 }

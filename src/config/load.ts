@@ -100,11 +100,13 @@ function resolvePaths(obj: Record<string, unknown>, baseDir: string): void {
   if (typeof auth['jwksFile'] === 'string') auth['jwksFile'] = resolve(baseDir, auth['jwksFile']);
   const server = obj['server'] as Record<string, unknown>;
   if (typeof server['spoolDir'] === 'string') server['spoolDir'] = resolve(baseDir, server['spoolDir']);
-  const fsStore = ((obj['storage'] as Record<string, unknown> | undefined)?.['filesystem'] ?? undefined) as Record<string, unknown> | undefined;
+  const fsStore = ((obj['storage'] as Record<string, unknown> | undefined)?.['filesystem'] ?? undefined) as
+    Record<string, unknown> | undefined;
   if (fsStore) {
     if (typeof fsStore['directory'] === 'string') fsStore['directory'] = resolve(baseDir, fsStore['directory']);
     const keys = (fsStore['encryption'] as { keys?: unknown } | undefined)?.keys;
-    if (Array.isArray(keys)) for (const k of keys as Record<string, unknown>[]) if (typeof k['file'] === 'string') k['file'] = resolve(baseDir, k['file']);
+    if (Array.isArray(keys))
+      for (const k of keys as Record<string, unknown>[]) if (typeof k['file'] === 'string') k['file'] = resolve(baseDir, k['file']);
   }
   const tls = server['tls'] as Record<string, unknown> | undefined;
   if (tls) for (const k of ['certFile', 'keyFile']) if (typeof tls[k] === 'string') tls[k] = resolve(baseDir, tls[k]);
@@ -121,7 +123,13 @@ export function buildConfig(raw: unknown, origin: string, baseDir: string, env: 
   const obj = raw as Record<string, unknown>;
   applyEnv(obj, env);
   if (!validateConfig(obj)) {
-    throw new ConfigError(blameEnv((validateConfig.errors ?? []).map((e) => describe(origin, e)), origin, env));
+    throw new ConfigError(
+      blameEnv(
+        (validateConfig.errors ?? []).map((e) => describe(origin, e)),
+        origin,
+        env,
+      ),
+    );
   }
   const problems: string[] = [];
   const rules = obj['rules'] as unknown[];

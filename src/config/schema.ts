@@ -10,12 +10,32 @@ const stringList = { type: 'array', items: { type: 'string', minLength: 1 } } as
 
 /** Only asymmetric algorithms: a JWKS holds public keys, and HS* against a public key is the classic confusion attack. */
 export const ALLOWED_ALGORITHMS = [
-  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'Ed25519',
 ] as const;
 
 export const INTERACTIONS = [
-  'read', 'vread', 'update', 'patch', 'delete', 'create', 'search', 'history',
-  'operation', 'batch', 'transaction', 'capabilities',
+  'read',
+  'vread',
+  'update',
+  'patch',
+  'delete',
+  'create',
+  'search',
+  'history',
+  'operation',
+  'batch',
+  'transaction',
+  'capabilities',
 ] as const;
 
 const requireSchema = (withDefaults: boolean) => ({

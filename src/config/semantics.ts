@@ -51,11 +51,16 @@ export function checkSemantics(c: GatewayConfig, origin: string, ruleOrigins: re
   for (const key of ['publicBaseUrl'] as const) {
     const v = c.server[key];
     if (v !== undefined && !URL.canParse(v)) at(`/server/${key}`, 'must be an absolute URL');
-    if (v !== undefined && URL.canParse(v) && (new URL(v).search || new URL(v).hash)) at(`/server/${key}`, 'must not have a query or fragment');
+    if (v !== undefined && URL.canParse(v) && (new URL(v).search || new URL(v).hash))
+      at(`/server/${key}`, 'must not have a query or fragment');
   }
   if (c.upstream.url !== undefined && !URL.canParse(c.upstream.url)) at('/upstream/url', 'must be an absolute URL');
   // Credentials in the URL would be logged with it and are not sent by the proxy anyway.
-  if (c.upstream.url !== undefined && URL.canParse(c.upstream.url) && (new URL(c.upstream.url).username || new URL(c.upstream.url).password)) {
+  if (
+    c.upstream.url !== undefined &&
+    URL.canParse(c.upstream.url) &&
+    (new URL(c.upstream.url).username || new URL(c.upstream.url).password)
+  ) {
     at('/upstream/url', 'must not contain credentials (user:password@)');
   }
   c.upstream.aliases.forEach((a, i) => {
@@ -65,14 +70,17 @@ export function checkSemantics(c: GatewayConfig, origin: string, ruleOrigins: re
   // A rule that requires a token, SMART scopes or literal scopes can only ever be met with a
   // verified token: without a key source it would refuse everything, which is a configuration error.
   const d = c.defaultRule.require;
-  const usesTokens = (r: Partial<typeof d> | undefined) => (r?.auth ?? d.auth) || (r?.smart ?? d.smart) || (r?.scopes ?? d.scopes).length > 0;
+  const usesTokens = (r: Partial<typeof d> | undefined) =>
+    (r?.auth ?? d.auth) || (r?.smart ?? d.smart) || (r?.scopes ?? d.scopes).length > 0;
   const needsAuth = usesTokens(d) || c.rules.some((r) => usesTokens(r.require));
   if (c.auth.jwksUri && c.auth.jwksFile) at('/auth', 'set jwksUri or jwksFile, not both');
   if (needsAuth && !c.auth.jwksUri && !c.auth.jwksFile) {
     at('/auth', 'jwksUri or jwksFile is required while any rule requires auth, smart or scopes');
   }
-  if (needsAuth && c.auth.issuers.length === 0) at('/auth/issuers', 'must list at least one issuer while any rule requires auth, smart or scopes');
-  if (needsAuth && c.auth.audiences.length === 0) at('/auth/audiences', 'must list at least one audience while any rule requires auth, smart or scopes');
+  if (needsAuth && c.auth.issuers.length === 0)
+    at('/auth/issuers', 'must list at least one issuer while any rule requires auth, smart or scopes');
+  if (needsAuth && c.auth.audiences.length === 0)
+    at('/auth/audiences', 'must list at least one audience while any rule requires auth, smart or scopes');
   if (c.auth.jwksFile && !existsSync(c.auth.jwksFile)) at('/auth/jwksFile', `file not found: ${c.auth.jwksFile}`);
   if (c.server.tls) {
     if (!existsSync(c.server.tls.certFile)) at('/server/tls/certFile', `file not found: ${c.server.tls.certFile}`);
@@ -94,7 +102,8 @@ function checkStorage(c: GatewayConfig, at: (path: string, msg: string) => void)
   }
   if (s.azure) {
     const forms = [s.azure.connectionStringEnv, s.azure.accountKeyEnv, s.azure.sasTokenEnv].filter((v) => v !== undefined).length;
-    if (forms !== 1) at('/storage/azure', 'set exactly one of connectionStringEnv, accountKeyEnv (with accountName) or sasTokenEnv (with url)');
+    if (forms !== 1)
+      at('/storage/azure', 'set exactly one of connectionStringEnv, accountKeyEnv (with accountName) or sasTokenEnv (with url)');
     if (s.azure.accountKeyEnv && !s.azure.accountName) at('/storage/azure/accountName', 'is required with accountKeyEnv');
     if (s.azure.sasTokenEnv && !s.azure.url) at('/storage/azure/url', 'is required with sasTokenEnv');
   }
@@ -104,7 +113,8 @@ function checkStorage(c: GatewayConfig, at: (path: string, msg: string) => void)
     if (!ids.includes(enc.activeKey)) at('/storage/filesystem/encryption/activeKey', `'${enc.activeKey}' is not among the keys`);
     if (new Set(ids).size !== ids.length) at('/storage/filesystem/encryption/keys', 'key ids must be unique');
     enc.keys.forEach((k, i) => {
-      if ((k.file === undefined) === (k.env === undefined)) at(`/storage/filesystem/encryption/keys/${i}`, 'set exactly one of file or env');
+      if ((k.file === undefined) === (k.env === undefined))
+        at(`/storage/filesystem/encryption/keys/${i}`, 'set exactly one of file or env');
       if (k.file && !existsSync(k.file)) at(`/storage/filesystem/encryption/keys/${i}/file`, `file not found: ${k.file}`);
     });
   }

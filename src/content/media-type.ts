@@ -50,7 +50,14 @@ export function allowed(type: string, patterns: readonly string[]): boolean {
 
 /** Text formats with no signature: checked as UTF-8 without NUL instead of by magic bytes. */
 export function isTextual(type: string): boolean {
-  return type.startsWith('text/') || type === 'application/json' || type.endsWith('+json') || type === 'application/xml' || type.endsWith('+xml') || type === 'application/javascript';
+  return (
+    type.startsWith('text/') ||
+    type === 'application/json' ||
+    type.endsWith('+json') ||
+    type === 'application/xml' ||
+    type.endsWith('+xml') ||
+    type === 'application/javascript'
+  );
 }
 
 /**

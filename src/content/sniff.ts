@@ -16,7 +16,9 @@ export async function verdict(head: Buffer, declared: string): Promise<GatewayEr
   if (declared === 'application/octet-stream') return undefined;
   const found = await fileTypeFromBuffer(head);
   if (found) {
-    return sameType(found.mime, declared) ? undefined : new GatewayError('UNSUPPORTED_MEDIA', `content is ${found.mime}, declared as ${declared}`);
+    return sameType(found.mime, declared)
+      ? undefined
+      : new GatewayError('UNSUPPORTED_MEDIA', `content is ${found.mime}, declared as ${declared}`);
   }
   return isTextual(declared) ? undefined : new GatewayError('UNSUPPORTED_MEDIA', `content does not look like ${declared}`);
 }

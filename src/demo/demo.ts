@@ -32,7 +32,11 @@ function forkUpstream(): Promise<{ child: ChildProcess; url: string }> {
   const fromSource = self.endsWith('.ts');
   const entry = join(self, '..', `fhir-upstream-main.${fromSource ? 'ts' : 'js'}`);
   const execArgv = ['--experimental-websocket', ...(fromSource ? ['--import', 'tsx'] : [])];
-  const child = fork(entry, [], { execArgv, env: { ...process.env, FHIR_UPSTREAM_PORT: '0' }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const child = fork(entry, [], {
+    execArgv,
+    env: { ...process.env, FHIR_UPSTREAM_PORT: '0' },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill();

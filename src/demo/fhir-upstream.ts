@@ -217,8 +217,7 @@ function parseRequestBody(method: string, segments: string[], headers: IncomingH
   const contentType = headers['content-type'];
   const mediaType = mediaTypeOf(contentType ?? '');
   const rawBinaryWrite =
-    segments[0] === 'Binary' &&
-    ((method === 'POST' && segments.length === 1) || (method === 'PUT' && segments.length === 2));
+    segments[0] === 'Binary' && ((method === 'POST' && segments.length === 1) || (method === 'PUT' && segments.length === 2));
   if (rawBinaryWrite && !isFhirOrJson(mediaType)) {
     const binary: Binary = {
       resourceType: 'Binary',
@@ -265,11 +264,7 @@ function isFhirOrJson(mediaType: string): boolean {
 }
 
 function isBinaryRead(method: string, segments: string[]): boolean {
-  return (
-    method === 'GET' &&
-    segments[0] === 'Binary' &&
-    (segments.length === 2 || (segments.length === 4 && segments[2] === '_history'))
-  );
+  return method === 'GET' && segments[0] === 'Binary' && (segments.length === 2 || (segments.length === 4 && segments[2] === '_history'));
 }
 
 /** A client that asks for a non-FHIR type (e.g. `application/pdf`) gets the bytes themselves. */
@@ -278,13 +273,7 @@ function wantsRawBinary(accept: string | undefined): boolean {
   return !accept.split(',').some((range) => isFhirOrJson(mediaTypeOf(range)));
 }
 
-function sendRawBinary(
-  res: ServerResponse,
-  head: boolean,
-  status: number,
-  headers: Record<string, string>,
-  binary: Binary,
-): void {
+function sendRawBinary(res: ServerResponse, head: boolean, status: number, headers: Record<string, string>, binary: Binary): void {
   const bytes = Buffer.from(binary.data ?? '', 'base64');
   res.writeHead(status, {
     ...headers,

@@ -113,7 +113,8 @@ class BundleScanner extends Writable {
           return;
         }
         // Duplicate keys are tracked in the objects we read: the root, each entry, entry.request/resource.
-        const tracked = where === 'top' || where === 'entries' || (where === 'entry' && (parentKey === 'request' || parentKey === 'resource'));
+        const tracked =
+          where === 'top' || where === 'entries' || (where === 'entry' && (parentKey === 'request' || parentKey === 'resource'));
         if (where === 'entries') {
           if (this.entries.length >= this.maxEntries) throw bad(`more than ${this.maxEntries} entries`);
           this.current = {};
@@ -127,7 +128,13 @@ class BundleScanner extends Writable {
         if (where === 'entry' && this.current) {
           const c = this.current;
           if (!c.method || !c.url) throw bad(`entry ${this.entries.length} has no request.method or request.url`);
-          this.entries.push({ index: this.entries.length, method: c.method, url: c.url, resourceType: c.resourceType, ifNoneExist: c.ifNoneExist });
+          this.entries.push({
+            index: this.entries.length,
+            method: c.method,
+            url: c.url,
+            resourceType: c.resourceType,
+            ifNoneExist: c.ifNoneExist,
+          });
           this.current = undefined;
         }
         this.valueEnds();
@@ -304,7 +311,14 @@ export async function spoolAndScanBundle(body: Readable, opts: ScanOptions): Pro
   const file = join(opts.dir, `fbg-bundle-${randomUUID()}.json`);
   const limit = new SizeLimit(opts.maxBytes);
   // Keys are streamed (not packed) so a hostile multi-megabyte key is never accumulated.
-  const parser = parserStream({ packKeys: false, streamKeys: true, packStrings: false, streamStrings: true, packNumbers: false, streamNumbers: true });
+  const parser = parserStream({
+    packKeys: false,
+    streamKeys: true,
+    packStrings: false,
+    streamStrings: true,
+    packNumbers: false,
+    streamNumbers: true,
+  });
   const scanner = new BundleScanner(opts.maxEntries);
   // Opened before reading: a spool directory we cannot write is our fault (500), not a bad body,
   // and the file exists before anything can fail (an unlink racing a lazy open would leave it behind).

@@ -45,13 +45,7 @@ const FHIR_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT',
  * The five compartments R4 defines (compartmentdefinition.html). Only these
  * types can own a compartment search `[type]/[id]/[other type]`.
  */
-const COMPARTMENT_OWNERS: ReadonlySet<string> = new Set([
-  'Patient',
-  'Encounter',
-  'RelatedPerson',
-  'Practitioner',
-  'Device',
-]);
+const COMPARTMENT_OWNERS: ReadonlySet<string> = new Set(['Patient', 'Encounter', 'RelatedPerson', 'Practitioner', 'Device']);
 
 /** Reserved path words, used only to refuse wrong-case spellings of them (`METADATA`, `_History`). */
 const KEYWORDS: ReadonlySet<string> = new Set(['metadata', '_history', '_search']);
@@ -81,10 +75,7 @@ export function classifyRequest(input: ClassifyRequestInput): Interaction {
   // (§3.2.2) would let the client name a host the upstream might honour over its own; asterisk-form
   // (§3.2.4) and authority-form (§3.2.3) are for OPTIONS/CONNECT which we do not serve.
   if (url.charCodeAt(0) !== SLASH) throw notOriginForm(url);
-  if (
-    basePath.length !== 0 &&
-    (basePath.charCodeAt(0) !== SLASH || basePath.charCodeAt(basePath.length - 1) === SLASH)
-  ) {
+  if (basePath.length !== 0 && (basePath.charCodeAt(0) !== SLASH || basePath.charCodeAt(basePath.length - 1) === SLASH)) {
     throw new GatewayError('INTERNAL', 'misconfigured FHIR base path');
   }
   const conditionalCreate = input.headers === undefined ? false : scanHeaders(input.headers);
@@ -123,13 +114,7 @@ export function classifyEntry(method: string, url: string, options?: ClassifyEnt
  * Shared core. `target` starts with '/'. In entry mode a nested batch is BAD_BUNDLE and 405s carry
  * no Allow header (they describe an entry, not the HTTP resource the client addressed).
  */
-function classifyTarget(
-  method: string,
-  target: string,
-  basePath: string,
-  conditionalCreate: boolean,
-  entry: boolean,
-): Interaction {
+function classifyTarget(method: string, target: string, basePath: string, conditionalCreate: boolean, entry: boolean): Interaction {
   const q = target.indexOf('?');
   const path = q < 0 ? target : target.slice(0, q);
   const query = q < 0 ? '' : target.slice(q + 1);
@@ -320,13 +305,7 @@ function routeBase(method: string, query: string, entry: boolean): Interaction {
 }
 
 /** `[base]/[type]`: search, create, and the conditional update/patch/delete forms. */
-function routeType(
-  method: string,
-  type: string,
-  query: string,
-  conditionalCreate: boolean,
-  entry: boolean,
-): Interaction {
+function routeType(method: string, type: string, query: string, conditionalCreate: boolean, entry: boolean): Interaction {
   switch (method) {
     case 'GET':
     case 'HEAD':

@@ -13,7 +13,6 @@ export type InteractionKind =
   | 'transaction'
   | 'capabilities';
 
-
 /**
  * What one request (or one Bundle entry) asks the FHIR server to do. Produced by the one
  * classifier (src/fhir/classify.ts) and read by every later stage.

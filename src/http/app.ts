@@ -18,7 +18,12 @@ export interface AppOptions {
 export function buildApp(opts: AppOptions) {
   const app = Fastify({ serverFactory: opts.serverFactory, logger: false, return503OnClosing: true, clientErrorHandler });
 
-  const reply = (res: { code: (n: number) => unknown; header: (k: string, v: string) => unknown }, err: GatewayError, accept: string | undefined, query: string) => {
+  const reply = (
+    res: { code: (n: number) => unknown; header: (k: string, v: string) => unknown },
+    err: GatewayError,
+    accept: string | undefined,
+    query: string,
+  ) => {
     const { body, contentType } = renderOutcome(err, undefined, errorFormat(accept, query));
     res.code(err.status);
     res.header('content-type', contentType);
@@ -66,4 +71,3 @@ function clientErrorHandler(err: Error & { code?: string }, socket: Socket): voi
     'Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n';
   socket.end(head + body, () => socket.destroy());
 }
-

@@ -54,7 +54,15 @@ const kConnection = Symbol('fhir-binary-gateway.connection');
  * before the upstream, so the upstream would act on a request that differs from the one we
  * checked: refused.
  */
-const NOT_HOP_BY_HOP = new Set(['authorization', 'host', 'content-length', 'content-type', 'transfer-encoding', 'if-none-exist', 'x-security-context']);
+const NOT_HOP_BY_HOP = new Set([
+  'authorization',
+  'host',
+  'content-length',
+  'content-type',
+  'transfer-encoding',
+  'if-none-exist',
+  'x-security-context',
+]);
 
 export function rejectConnectionNamed(connection: string | undefined): void {
   if (connection === undefined) return;

@@ -108,14 +108,22 @@ export class Gateway {
       return;
     }
     try {
-      this.authorizeAndDispatch(req, res, st, rec.ctx, rec.interaction)?.catch((err: unknown) => this.refuse(req, res, toGatewayError(err), rec));
+      this.authorizeAndDispatch(req, res, st, rec.ctx, rec.interaction)?.catch((err: unknown) =>
+        this.refuse(req, res, toGatewayError(err), rec),
+      );
     } catch (err) {
       this.refuse(req, res, toGatewayError(err), rec);
     }
   };
 
   /** Synchronous when every check could be decided at once (the common case); a promise otherwise. */
-  private authorizeAndDispatch(req: IncomingMessage, res: ServerResponse, st: GatewayState, ctx: RequestContext, interaction: Interaction): Promise<void> | undefined {
+  private authorizeAndDispatch(
+    req: IncomingMessage,
+    res: ServerResponse,
+    st: GatewayState,
+    ctx: RequestContext,
+    interaction: Interaction,
+  ): Promise<void> | undefined {
     const chunked = req.headers['transfer-encoding'] !== undefined;
     const cl = req.headers['content-length'];
     const contentLength = cl === undefined ? undefined : Number(cl);
@@ -133,7 +141,16 @@ export class Gateway {
     return this.dispatch(req, res, ctx, rule, interaction, chunked, path, principal);
   }
 
-  private dispatch(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, classified: Interaction, chunked: boolean, path: string, principal: Principal): Promise<void> | undefined {
+  private dispatch(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    classified: Interaction,
+    chunked: boolean,
+    path: string,
+    principal: Principal,
+  ): Promise<void> | undefined {
     // `_inflate` is the gateway's parameter: read here, never passed on.
     const { params, interaction } = responseParams(classified, rule);
     ctx.rewrite = params;
@@ -149,13 +166,23 @@ export class Gateway {
     const rewrite = this.binary && rewritesResponse(interaction) ? params : undefined;
     if (rewrite) requireJson(req, interaction);
     const hasBody = chunked || Number(req.headers['content-length'] ?? 0) > 0;
-    if (this.binary && hasBody && interaction.interaction === 'operation' && (interaction.operation === 'graphql' || !FORM_BODY.test(req.headers['content-type'] ?? ''))) {
+    if (
+      this.binary &&
+      hasBody &&
+      interaction.interaction === 'operation' &&
+      (interaction.operation === 'graphql' || !FORM_BODY.test(req.headers['content-type'] ?? ''))
+    ) {
       return this.forwardOperationBody(req, res, ctx, rule, interaction, path, rewrite);
     }
     this.continueIfExpected(req, res);
     // A declared length is enforced by Node's parser; only chunked bodies need counting.
     const body = chunked ? req.pipe(new SizeLimit(rule.limits.maxRequestBytes)) : undefined;
-    this.passThrough.forward(req, res, ctx, { path, forwardAuthorization: rule.forwardAuthorization, ...(body ? { body } : {}), ...(rewrite ? { rewrite } : {}) });
+    this.passThrough.forward(req, res, ctx, {
+      path,
+      forwardAuthorization: rule.forwardAuthorization,
+      ...(body ? { body } : {}),
+      ...(rewrite ? { rewrite } : {}),
+    });
     return undefined;
   }
 
@@ -202,9 +229,15 @@ export class Gateway {
         const ei = classifyEntry(entry.method, entry.url, entry.ifNoneExist !== undefined ? { ifNoneExist: entry.ifNoneExist } : undefined);
         // Binary content and its securityContext are the binary plane's, which a Bundle entry
         // bypasses: reading or writing Binary is done at its own endpoints.
-        if (ei.resourceType === 'Binary' || entry.resourceType === 'Binary') throw new GatewayError('BAD_BUNDLE', 'Binary cannot be read or written inside a Bundle: use the Binary endpoints');
-        if (ei.operation === 'binary-access-read' || ei.operation === 'binary-access-write') throw new GatewayError('BAD_BUNDLE', `$${ei.operation} cannot be used inside a Bundle`);
-        if (entry.resourceType !== undefined && (ei.interaction === 'create' || ei.interaction === 'update') && entry.resourceType !== ei.resourceType) {
+        if (ei.resourceType === 'Binary' || entry.resourceType === 'Binary')
+          throw new GatewayError('BAD_BUNDLE', 'Binary cannot be read or written inside a Bundle: use the Binary endpoints');
+        if (ei.operation === 'binary-access-read' || ei.operation === 'binary-access-write')
+          throw new GatewayError('BAD_BUNDLE', `$${ei.operation} cannot be used inside a Bundle`);
+        if (
+          entry.resourceType !== undefined &&
+          (ei.interaction === 'create' || ei.interaction === 'update') &&
+          entry.resourceType !== ei.resourceType
+        ) {
           throw new GatewayError('BAD_BUNDLE', `resource is ${entry.resourceType.slice(0, 64)} but request.url names ${ei.resourceType}`);
         }
         await runChecks({ ctx, interaction: ei, rule: st.policy.ruleFor(ei), authorization, contentLength: undefined, principal }, st.deps);
@@ -221,7 +254,12 @@ export class Gateway {
       return this.binary.forwardBundle(req, res, ctx, bundleRule, upstreamPath, scanned.file, scanned.type);
     }
     body = createReadStream(scanned.file);
-    this.passThrough.forward(req, res, ctx, { path, forwardAuthorization: bundleRule.forwardAuthorization, body, contentLength: scanned.size });
+    this.passThrough.forward(req, res, ctx, {
+      path,
+      forwardAuthorization: bundleRule.forwardAuthorization,
+      body,
+      contentLength: scanned.size,
+    });
   }
 
   /**
@@ -231,13 +269,24 @@ export class Gateway {
    * unchanged with its length. Only JSON can be checked: other bodies are refused (form-encoded
    * parameters, which carry no attachments, pass as they are).
    */
-  private async forwardOperationBody(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, rule: EffectiveRule, i: Interaction, path: string, rewrite: RewriteParams | undefined): Promise<void> {
+  private async forwardOperationBody(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+    rule: EffectiveRule,
+    i: Interaction,
+    path: string,
+    rewrite: RewriteParams | undefined,
+  ): Promise<void> {
     const json = JSON_BODY.test(req.headers['content-type'] ?? '');
     // A GraphQL mutation carries resources inside a query string, where the guard cannot see
     // attachments: its body, in whatever format, is bounded like a PATCH instead.
     const graphql = i.operation === 'graphql';
     if (!json && !graphql) {
-      throw new GatewayError('UNSUPPORTED_MEDIA', 'an operation body must be application/fhir+json: other formats are not checked for attachment data');
+      throw new GatewayError(
+        'UNSUPPORTED_MEDIA',
+        'an operation body must be application/fhir+json: other formats are not checked for attachment data',
+      );
     }
     const st = this.state;
     const minBytes = st.config.externalize.minBytes;
@@ -245,7 +294,14 @@ export class Gateway {
     if (graphql && declared !== undefined && Number(declared) > minBytes) throw graphqlTooLarge(minBytes);
     this.continueIfExpected(req, res);
     const max = graphql ? Math.min(minBytes, rule.limits.maxRequestBytes) : rule.limits.maxRequestBytes;
-    const spooled = await spoolThrough(req, res, st.spoolDir, max, json ? new DataGuard(minBytes) : new PassThroughStream(), 'operation').catch((err: unknown) => {
+    const spooled = await spoolThrough(
+      req,
+      res,
+      st.spoolDir,
+      max,
+      json ? new DataGuard(minBytes) : new PassThroughStream(),
+      'operation',
+    ).catch((err: unknown) => {
       throw graphql && isGatewayError(err) && err.code === 'PAYLOAD_TOO_LARGE' ? graphqlTooLarge(minBytes) : err;
     });
     if (!spooled) return;
@@ -254,7 +310,13 @@ export class Gateway {
       body.destroy();
       void unlink(spooled.file).catch(() => undefined);
     });
-    this.passThrough.forward(req, res, ctx, { path, forwardAuthorization: rule.forwardAuthorization, body, contentLength: spooled.size, ...(rewrite ? { rewrite } : {}) });
+    this.passThrough.forward(req, res, ctx, {
+      path,
+      forwardAuthorization: rule.forwardAuthorization,
+      body,
+      contentLength: spooled.size,
+      ...(rewrite ? { rewrite } : {}),
+    });
   }
 
   private async passEither(
@@ -269,7 +331,11 @@ export class Gateway {
     for (const kind of ['batch', 'transaction'] as const) {
       const rule = st.policy.ruleFor({ ...interaction, interaction: kind });
       try {
-        await runChecks({ ctx, interaction: { ...interaction, interaction: kind }, rule, authorization, contentLength, principal }, st.deps, PRE_BODY_CHECKS);
+        await runChecks(
+          { ctx, interaction: { ...interaction, interaction: kind }, rule, authorization, contentLength, principal },
+          st.deps,
+          PRE_BODY_CHECKS,
+        );
         return rule;
       } catch (err) {
         first ??= err;
@@ -320,5 +386,8 @@ interface AccessRecord {
 }
 
 function graphqlTooLarge(minBytes: number): GatewayError {
-  return new GatewayError('PAYLOAD_TOO_LARGE', `a $graphql body may not exceed externalize.minBytes (${minBytes} bytes): a mutation could carry attachment data past the rewrite`);
+  return new GatewayError(
+    'PAYLOAD_TOO_LARGE',
+    `a $graphql body may not exceed externalize.minBytes (${minBytes} bytes): a mutation could carry attachment data past the rewrite`,
+  );
 }

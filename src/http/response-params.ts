@@ -92,7 +92,10 @@ function acceptsJson(accept: string): boolean {
 }
 
 function notAcceptable(): GatewayError {
-  return new GatewayError('NOT_ACCEPTABLE', 'responses are sent as FHIR JSON only (the gateway rewrites their attachments): accept application/fhir+json');
+  return new GatewayError(
+    'NOT_ACCEPTABLE',
+    'responses are sent as FHIR JSON only (the gateway rewrites their attachments): accept application/fhir+json',
+  );
 }
 
 function safeDecode(s: string): string {

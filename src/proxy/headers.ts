@@ -2,9 +2,29 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { RequestContext } from '../http/context.js';
 
 /** RFC 9110 §7.6.1 / RFC 7230 §6.1: hop-by-hop fields, never forwarded. */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+const HOP_BY_HOP = [
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+];
 /** Fields the gateway owns towards the upstream: whatever the client sent under these names is dropped. */
-const GATEWAY_OWNED = ['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-prefix', 'x-real-ip', 'x-request-id', 'expect'];
+const GATEWAY_OWNED = [
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-real-ip',
+  'x-request-id',
+  'expect',
+];
 /** Fields of the upstream's response that say too much about it. */
 const RESPONSE_DROPPED = ['server', 'x-powered-by'];
 
@@ -31,7 +51,12 @@ function connectionNamed(connection: unknown): Set<string> | undefined {
  * cannot name them in Connection to make us drop them. Built by copying rather than deleting:
  * deleting keys turns the object into a slow dictionary for everything that reads it after.
  */
-export function upstreamHeaders(headers: IncomingHttpHeaders, ctx: RequestContext, forwardAuthorization: boolean, publicHost: string | undefined): IncomingHttpHeaders {
+export function upstreamHeaders(
+  headers: IncomingHttpHeaders,
+  ctx: RequestContext,
+  forwardAuthorization: boolean,
+  publicHost: string | undefined,
+): IncomingHttpHeaders {
   const named = connectionNamed(headers.connection);
   const out: IncomingHttpHeaders = {};
   for (const name in headers) {
@@ -83,7 +108,8 @@ export function prepareResponseHeaders(
   for (const name in upstream) {
     if (RESPONSE_DROPPED_ALL.has(name) || named?.has(name)) continue;
     const v = upstream[name];
-    out[name] = (name === 'location' || name === 'content-location') && typeof v === 'string' ? rewriteUpstreamUrl(v, upstreamBases, publicBase) : v;
+    out[name] =
+      (name === 'location' || name === 'content-location') && typeof v === 'string' ? rewriteUpstreamUrl(v, upstreamBases, publicBase) : v;
   }
   out['x-request-id'] = requestId;
   return out;

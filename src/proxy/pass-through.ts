@@ -12,7 +12,19 @@ import { prepareResponseHeaders, rewriteUpstreamUrl, upstreamHeaders } from './h
 import { IdleWatch, type IdleMark } from './idle-watch.js';
 
 /** Client headers that do not belong on a request the gateway makes itself. */
-const OWN_REQUEST_DROPPED = new Set(['content-type', 'content-length', 'content-encoding', 'accept', 'accept-encoding', 'range', 'if-range', 'if-none-match', 'if-modified-since', 'x-security-context', 'host']);
+const OWN_REQUEST_DROPPED = new Set([
+  'content-type',
+  'content-length',
+  'content-encoding',
+  'accept',
+  'accept-encoding',
+  'range',
+  'if-range',
+  'if-none-match',
+  'if-modified-since',
+  'x-security-context',
+  'host',
+]);
 
 /** Network errors that mean "could not talk to the upstream" rather than "the upstream said no". */
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EPIPE']);
@@ -67,7 +79,14 @@ export interface ForwardOptions {
 
 /** Rewrites answers that may carry attachments (src/binary/response-rewrite.ts); set once the binary plane exists. */
 export interface ResponseHook {
-  send(req: IncomingMessage, up: IncomingMessage, res: ServerResponse, headers: OutgoingHttpHeaders, ctx: RequestContext, params: RewriteParams): void;
+  send(
+    req: IncomingMessage,
+    up: IncomingMessage,
+    res: ServerResponse,
+    headers: OutgoingHttpHeaders,
+    ctx: RequestContext,
+    params: RewriteParams,
+  ): void;
 }
 
 /** The client went away before the answer was complete: let go of the upstream exchange too, or its socket would sit half-read and never return to the pool. */
@@ -134,7 +153,12 @@ export class PassThrough {
       onIdle: (st) => this.fail(st, new GatewayError('UPSTREAM_TIMEOUT')),
     });
     const target = new URL(this.upstreamBase);
-    const agentOptions = { keepAlive: true, maxSockets: upstream.maxSockets, maxFreeSockets: upstream.maxSockets, scheduling: 'lifo' as const };
+    const agentOptions = {
+      keepAlive: true,
+      maxSockets: upstream.maxSockets,
+      maxFreeSockets: upstream.maxSockets,
+      scheduling: 'lifo' as const,
+    };
     this.agent =
       target.protocol === 'https:'
         ? new https.Agent({ ...agentOptions, rejectUnauthorized: upstream.rejectUnauthorized })
@@ -183,7 +207,20 @@ export class PassThrough {
       opts.body?.destroy();
       return;
     }
-    const state: ForwardState = { owner: this, ctx, res, body: opts.body, rewrite: opts.rewrite, proxyReq: undefined, proxyRes: undefined, failure: undefined, idleProgress: 0, idleSince: -1, idlePrev: undefined, idleNext: undefined };
+    const state: ForwardState = {
+      owner: this,
+      ctx,
+      res,
+      body: opts.body,
+      rewrite: opts.rewrite,
+      proxyReq: undefined,
+      proxyRes: undefined,
+      failure: undefined,
+      idleProgress: 0,
+      idleSince: -1,
+      idlePrev: undefined,
+      idleNext: undefined,
+    };
     const cl = req.headers['content-length'];
     const bodyless = opts.body === undefined && req.headers['transfer-encoding'] === undefined && (cl === undefined || cl === '0');
     (req as WithState<IncomingMessage>)[kState] = state;
@@ -194,7 +231,9 @@ export class PassThrough {
     res.on('close', onClientClose);
     this.idle.add(state);
     if (opts.body) {
-      opts.body.once('error', (err) => this.fail(state, isGatewayError(err) ? err : new GatewayError('BAD_REQUEST', 'request body failed', { cause: err })));
+      opts.body.once('error', (err) =>
+        this.fail(state, isGatewayError(err) ? err : new GatewayError('BAD_REQUEST', 'request body failed', { cause: err })),
+      );
       this.proxy.web(req, res, { buffer: opts.body }, this.onError);
     } else if (bodyless) {
       this.proxy.web(req, res, { buffer: NO_BODY }, this.onError);
@@ -209,7 +248,14 @@ export class PassThrough {
    * itself), over the same keep-alive pool and with the same header hygiene as forwarded traffic.
    * `headers` replace the client's of the same name.
    */
-  request(req: IncomingMessage, ctx: RequestContext, forwardAuthorization: boolean, method: string, path: string, headers: Record<string, string>): ClientRequest {
+  request(
+    req: IncomingMessage,
+    ctx: RequestContext,
+    forwardAuthorization: boolean,
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+  ): ClientRequest {
     const base = upstreamHeaders(req.headers, ctx, forwardAuthorization, this.publicHost);
     const out: Record<string, string | string[]> = {};
     for (const name in base) {
@@ -265,7 +311,10 @@ export class PassThrough {
     }
     const socket = proxyReq.socket;
     if (socket?.connecting) {
-      const timer = setTimeout(() => this.fail(state, new GatewayError('UPSTREAM_UNAVAILABLE', 'connect timeout')), this.upstream.connectTimeoutMs);
+      const timer = setTimeout(
+        () => this.fail(state, new GatewayError('UPSTREAM_UNAVAILABLE', 'connect timeout')),
+        this.upstream.connectTimeoutMs,
+      );
       socket.once('connect', () => clearTimeout(timer));
       socket.once('close', () => clearTimeout(timer));
     }

@@ -4,7 +4,16 @@
  * an Attachment (R4 has no third kind), so a new or unknown element is externalized, not missed.
  */
 export const NOT_ATTACHMENT = new Set([
-  'valueSampledData', 'defaultValueSampledData', 'fixedSampledData', 'patternSampledData',
-  'valueSignature', 'defaultValueSignature', 'fixedSignature', 'patternSignature',
-  'signature', 'proxySignature', 'sourceSignature', 'attestationSignature',
+  'valueSampledData',
+  'defaultValueSampledData',
+  'fixedSampledData',
+  'patternSampledData',
+  'valueSignature',
+  'defaultValueSignature',
+  'fixedSignature',
+  'patternSignature',
+  'signature',
+  'proxySignature',
+  'sourceSignature',
+  'attestationSignature',
 ]);

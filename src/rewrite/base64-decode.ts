@@ -14,7 +14,8 @@ export class Base64Decoder {
 
   /** Decodes what whole 4-character groups `text` completes; the rest waits for the next piece. */
   push(text: string): Buffer {
-    const clean = text.includes(' ') || text.includes('\n') || text.includes('\r') || text.includes('\t') ? text.replace(WHITESPACE, '') : text;
+    const clean =
+      text.includes(' ') || text.includes('\n') || text.includes('\r') || text.includes('\t') ? text.replace(WHITESPACE, '') : text;
     if (this.padded && clean.length > 0) throw invalid('data after the final padded group');
     let s = this.carry + clean;
     if (NOT_BASE64.test(s)) throw invalid('a character outside the base64 alphabet');

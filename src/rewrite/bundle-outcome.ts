@@ -18,7 +18,10 @@ const MAX_VALUE = 8192;
  * blobs of each entry from these and then relays the spooled response as it came.
  * A response that is not JSON, or not a Bundle, yields no entries; the spool is still complete.
  */
-export async function spoolBundleResponse(body: Readable, file: string): Promise<{ readonly entries: readonly EntryOutcome[]; readonly size: number }> {
+export async function spoolBundleResponse(
+  body: Readable,
+  file: string,
+): Promise<{ readonly entries: readonly EntryOutcome[]; readonly size: number }> {
   const scan = new ResponseScan();
   const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
   try {
@@ -90,7 +93,8 @@ class ResponseScan extends Transform {
         const parent = this.stack[this.stack.length - 1];
         const key = parent?.kind === 'array' ? parent.key : this.key;
         // A new item of the top-level entry array.
-        if (t.name === 'startObject' && this.stack.length === 2 && parent?.kind === 'array' && parent.key === 'entry') this.entries.push({ status: undefined, location: undefined });
+        if (t.name === 'startObject' && this.stack.length === 2 && parent?.kind === 'array' && parent.key === 'entry')
+          this.entries.push({ status: undefined, location: undefined });
         this.stack.push({ kind: t.name === 'startObject' ? 'object' : 'array', key });
         return;
       }

@@ -90,7 +90,8 @@ export class DataGuard extends Transform {
           // A lower bound while it streams (padding unknown yet): refused as early as it is certain.
           if (Math.floor((this.data * 3) / 4) - 2 >= this.minBytes) throw this.tooLarge();
         }
-        if (this.probe !== undefined) this.probe = this.probe.length + t.value.length <= BLOB_EXTENSION_URL.length ? this.probe + t.value : undefined;
+        if (this.probe !== undefined)
+          this.probe = this.probe.length + t.value.length <= BLOB_EXTENSION_URL.length ? this.probe + t.value : undefined;
         return;
       case 'endString':
         if (this.data !== undefined && this.data > 0) {
@@ -110,6 +111,9 @@ export class DataGuard extends Transform {
   private readonly arrays: boolean[] = [];
 
   private tooLarge(): GatewayError {
-    return new GatewayError('PAYLOAD_TOO_LARGE', `attachment data in an operation body must stay under externalize.minBytes (${this.minBytes} bytes): store the content first (create/update, $binary-access-write) and send the resource that refers to it`);
+    return new GatewayError(
+      'PAYLOAD_TOO_LARGE',
+      `attachment data in an operation body must stay under externalize.minBytes (${this.minBytes} bytes): store the content first (create/update, $binary-access-write) and send the resource that refers to it`,
+    );
   }
 }

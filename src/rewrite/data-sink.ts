@@ -17,7 +17,9 @@ export interface DataSinkOptions {
   readonly signal: AbortSignal;
 }
 
-export type SinkResult = { readonly kind: 'inline'; readonly bytes: Buffer; readonly sniffer: Sniffer } | { readonly kind: 'blob'; readonly info: BlobInfo; readonly sniffer: Sniffer };
+export type SinkResult =
+  | { readonly kind: 'inline'; readonly bytes: Buffer; readonly sniffer: Sniffer }
+  | { readonly kind: 'blob'; readonly info: BlobInfo; readonly sniffer: Sniffer };
 
 /**
  * Where one base64 `data` value goes as it streams past: decoded, watched by a Sniffer, and held
@@ -82,9 +84,11 @@ export class DataSink {
 
   private start(): void {
     this.body = new PassThrough();
-    this.put = this.opts.store.put(this.body, { contentType: 'application/octet-stream' }, { maxBytes: this.opts.maxBytes, signal: this.opts.signal }).catch((err: unknown) => {
-      throw isGatewayError(err) ? err : new GatewayError('STORAGE_UNAVAILABLE', undefined, { cause: err });
-    });
+    this.put = this.opts.store
+      .put(this.body, { contentType: 'application/octet-stream' }, { maxBytes: this.opts.maxBytes, signal: this.opts.signal })
+      .catch((err: unknown) => {
+        throw isGatewayError(err) ? err : new GatewayError('STORAGE_UNAVAILABLE', undefined, { cause: err });
+      });
     // Seen by whoever awaits `put`; this only keeps an early failure from being "unhandled".
     this.put.catch(() => undefined);
   }

@@ -91,7 +91,11 @@ export class Externalizer extends Transform {
   private out: string[] = [];
   private key: { text: string } | undefined;
   /** What the next value is for: emitted, held back, or a candidate data value. */
-  private next: { kind: 'emit' } | { kind: 'hold'; key: string } | { kind: 'data'; frame: ObjectFrame } | { kind: 'capture'; frame: ObjectFrame; field: 'contentType' | 'resourceType' } = { kind: 'emit' };
+  private next:
+    | { kind: 'emit' }
+    | { kind: 'hold'; key: string }
+    | { kind: 'data'; frame: ObjectFrame }
+    | { kind: 'capture'; frame: ObjectFrame; field: 'contentType' | 'resourceType' } = { kind: 'emit' };
   /** A held member being built: its key and its builder. */
   private assembly: { readonly key: string; readonly builder: ValueBuilder } | undefined;
   private sink: DataSink | undefined;
@@ -121,10 +125,13 @@ export class Externalizer extends Transform {
   }
 
   override _flush(cb: TransformCallback): void {
-    this.run(() => this.tokens.end(), (err) => {
-      if (!err && this.stack.length) err = new GatewayError('BAD_REQUEST', 'the body is not valid JSON');
-      cb(err);
-    });
+    this.run(
+      () => this.tokens.end(),
+      (err) => {
+        if (!err && this.stack.length) err = new GatewayError('BAD_REQUEST', 'the body is not valid JSON');
+        cb(err);
+      },
+    );
   }
 
   /** Also runs after a normal end (autoDestroy): only a run cut short, or failed, loses its blobs. */
@@ -272,7 +279,12 @@ export class Externalizer extends Transform {
     if (next.kind === 'data') {
       if (t.name === 'startString') {
         const binary = next.frame.root;
-        this.sink = new DataSink({ store: this.opts.store, minBytes: binary ? (this.opts.binaryMinBytes ?? 0) : this.opts.minBytes, maxBytes: this.opts.maxBytes, signal: this.abort.signal });
+        this.sink = new DataSink({
+          store: this.opts.store,
+          minBytes: binary ? (this.opts.binaryMinBytes ?? 0) : this.opts.minBytes,
+          maxBytes: this.opts.maxBytes,
+          signal: this.abort.signal,
+        });
         return undefined;
       }
       // Not a string: not attachment content; the upstream judges it.
@@ -285,7 +297,18 @@ export class Externalizer extends Transform {
         // An item of the top-level Bundle's entry array: what its attachments belong to.
         if (this.stack.length === 2 && parent?.kind === 'array' && parent.name === 'entry') this.entry = parent.count - 1;
         this.out.push('{');
-        this.open({ kind: 'object', name: this.memberName(parent), root: this.isRoot(parent), count: 0, seen: undefined, held: undefined, contentType: undefined, resourceType: undefined, data: undefined, attachments: undefined });
+        this.open({
+          kind: 'object',
+          name: this.memberName(parent),
+          root: this.isRoot(parent),
+          count: 0,
+          seen: undefined,
+          held: undefined,
+          contentType: undefined,
+          resourceType: undefined,
+          data: undefined,
+          attachments: undefined,
+        });
         return undefined;
       case 'startArray':
         this.out.push('[');
@@ -354,7 +377,8 @@ export class Externalizer extends Transform {
     this.sink = undefined;
     (this.stack[this.stack.length - 1] as ObjectFrame).data = { result };
     // Recorded at once, so that a failure from here on deletes it too.
-    if (result.kind === 'blob') this.stored.push({ info: result.info, contentType: 'application/octet-stream', resourceType: '', entry: this.entry });
+    if (result.kind === 'blob')
+      this.stored.push({ info: result.info, contentType: 'application/octet-stream', resourceType: '', entry: this.entry });
   }
 
   /** Rewrites what the object's data needs, checks it, and closes the object. */
@@ -376,9 +400,17 @@ export class Externalizer extends Transform {
   private async finishData(frame: ObjectFrame): Promise<void> {
     const { result } = frame.data!;
     const binary = frame.root;
-    if (binary && frame.resourceType !== 'Binary') throw new GatewayError('BAD_REQUEST', `a "data" member at the root of a resource is only valid in Binary, not ${frame.resourceType ?? 'a resource without resourceType'}`);
+    if (binary && frame.resourceType !== 'Binary')
+      throw new GatewayError(
+        'BAD_REQUEST',
+        `a "data" member at the root of a resource is only valid in Binary, not ${frame.resourceType ?? 'a resource without resourceType'}`,
+      );
     const declared = essence(frame.contentType);
-    if (!declared) throw new GatewayError('UNSUPPORTED_MEDIA', binary ? 'Binary.contentType is required' : 'an Attachment with data needs a valid contentType');
+    if (!declared)
+      throw new GatewayError(
+        'UNSUPPORTED_MEDIA',
+        binary ? 'Binary.contentType is required' : 'an Attachment with data needs a valid contentType',
+      );
     const bad = await result.sniffer.judge(declared);
     if (bad) throw bad;
     const stored = result.kind === 'blob' ? this.stored.find((b) => b.info.id === result.info.id) : undefined;
@@ -395,8 +427,10 @@ export class Externalizer extends Transform {
     if (!binary) {
       const size = held.get('size');
       const hash = held.get('hash');
-      if (size !== undefined && size !== info.size) throw new GatewayError('BAD_REQUEST', `Attachment.size says ${String(size)} bytes, the data has ${info.size}`);
-      if (hash !== undefined && hash !== info.sha1) throw new GatewayError('BAD_REQUEST', 'Attachment.hash does not match the SHA-1 of the data');
+      if (size !== undefined && size !== info.size)
+        throw new GatewayError('BAD_REQUEST', `Attachment.size says ${String(size)} bytes, the data has ${info.size}`);
+      if (hash !== undefined && hash !== info.sha1)
+        throw new GatewayError('BAD_REQUEST', 'Attachment.hash does not match the SHA-1 of the data');
       held.set('size', info.size);
       held.set('hash', info.sha1);
     }

@@ -147,14 +147,33 @@ class Extraction {
     const depth = this.frames.length;
     if (parent?.target && seg === 'data' && t.name === 'startString') {
       if (this.spool) throw new GatewayError('UPSTREAM_UNAVAILABLE', 'the upstream answered with two data members in one attachment');
-      this.spool = { decoder: new Base64Decoder(), out: createWriteStream(this.file, { flags: 'wx', mode: 0o600 }), pieces: [], chars: 0, size: 0 };
+      this.spool = {
+        decoder: new Base64Decoder(),
+        out: createWriteStream(this.file, { flags: 'wx', mode: 0o600 }),
+        pieces: [],
+        chars: 0,
+        size: 0,
+      };
       this.inData = true;
       return undefined;
     }
-    const keepInto = parent?.target && typeof seg === 'string' ? this.attachment! : depth === 1 && typeof seg === 'string' && ROOT_KEEP.has(seg) ? this.resource : undefined;
+    const keepInto =
+      parent?.target && typeof seg === 'string'
+        ? this.attachment!
+        : depth === 1 && typeof seg === 'string' && ROOT_KEEP.has(seg)
+          ? this.resource
+          : undefined;
     if (keepInto && typeof seg === 'string') {
       const key = seg;
-      this.kept = { into: keepInto, key, builder: new ValueBuilder({ maxCost: MAX_KEPT_CHARS, maxDepth: 32, tooLarge: (why) => new GatewayError('UPSTREAM_UNAVAILABLE', `the upstream's "${key}" is ${why} to serve from`) }) };
+      this.kept = {
+        into: keepInto,
+        key,
+        builder: new ValueBuilder({
+          maxCost: MAX_KEPT_CHARS,
+          maxDepth: 32,
+          tooLarge: (why) => new GatewayError('UPSTREAM_UNAVAILABLE', `the upstream's "${key}" is ${why} to serve from`),
+        }),
+      };
       this.keep(t);
       return undefined;
     }

@@ -224,7 +224,8 @@ export class Inflater {
 
   /** Output waits only while a slot does: what waits is bounded, slots and held spills included. */
   private checkPending(): void {
-    if (this.queue.length && this.pendingChars + this.outChars > MAX_PENDING_CHARS) throw upstreamInvalid("a resource's id comes too late in the response to serve its attachments");
+    if (this.queue.length && this.pendingChars + this.outChars > MAX_PENDING_CHARS)
+      throw upstreamInvalid("a resource's id comes too late in the response to serve its attachments");
   }
 
   private token(t: JsonToken): Promise<void> | undefined {
@@ -336,7 +337,11 @@ export class Inflater {
       const key = next.key;
       this.assembly = {
         key,
-        builder: new ValueBuilder({ maxCost: MAX_HELD, maxDepth: MAX_HELD_DEPTH, tooLarge: (why) => upstreamInvalid(`"${key}" is ${why}`) }),
+        builder: new ValueBuilder({
+          maxCost: MAX_HELD,
+          maxDepth: MAX_HELD_DEPTH,
+          tooLarge: (why) => upstreamInvalid(`"${key}" is ${why}`),
+        }),
       };
       return this.assemble(t);
     }
@@ -476,7 +481,10 @@ export class Inflater {
   private async onDataElement(frame: ObjectFrame, v: unknown): Promise<void> {
     const element = v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
     const ref = element ? findBlobRef(element['extension']) : undefined;
-    const ours = element !== undefined && Array.isArray(element['extension']) && (element['extension'] as unknown[]).some((e) => (e as { url?: unknown } | null)?.url === BLOB_EXTENSION_URL);
+    const ours =
+      element !== undefined &&
+      Array.isArray(element['extension']) &&
+      (element['extension'] as unknown[]).some((e) => (e as { url?: unknown } | null)?.url === BLOB_EXTENSION_URL);
     const binaryRoot = frame.root && frame.resourceType === 'Binary';
     if (!element || (!ours && !binaryRoot)) {
       this.emitKey(frame, '_data');

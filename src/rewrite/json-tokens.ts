@@ -8,7 +8,19 @@ import { GatewayError } from '../errors.js';
  * streamed in pieces: nothing is ever accumulated by the tokenizer, whatever its length).
  */
 export type JsonToken =
-  | { readonly name: 'startObject' | 'endObject' | 'startArray' | 'endArray' | 'startKey' | 'endKey' | 'startString' | 'endString' | 'startNumber' | 'endNumber' }
+  | {
+      readonly name:
+        | 'startObject'
+        | 'endObject'
+        | 'startArray'
+        | 'endArray'
+        | 'startKey'
+        | 'endKey'
+        | 'startString'
+        | 'endString'
+        | 'startNumber'
+        | 'endNumber';
+    }
   | { readonly name: 'stringChunk' | 'numberChunk'; readonly value: string }
   | { readonly name: 'nullValue'; readonly value: null }
   | { readonly name: 'trueValue'; readonly value: true }
@@ -23,9 +35,19 @@ type Step = (input: string | typeof none) => unknown;
 export class JsonTokenizer {
   private readonly utf8 = new StringDecoder('utf8');
   /** `invalid` makes the error for a malformed document: whose document it is decides what it says. */
-  constructor(private readonly invalid: (cause: unknown) => Error = (cause) => new GatewayError('BAD_REQUEST', 'the body is not valid JSON', { cause })) {}
+  constructor(
+    private readonly invalid: (cause: unknown) => Error = (cause) =>
+      new GatewayError('BAD_REQUEST', 'the body is not valid JSON', { cause }),
+  ) {}
 
-  private readonly step = jsonParser({ packKeys: false, packStrings: false, packNumbers: false, streamKeys: true, streamStrings: true, streamNumbers: true }) as unknown as Step;
+  private readonly step = jsonParser({
+    packKeys: false,
+    packStrings: false,
+    packNumbers: false,
+    streamKeys: true,
+    streamStrings: true,
+    streamNumbers: true,
+  }) as unknown as Step;
 
   push(chunk: Buffer): readonly JsonToken[] {
     return this.run(this.utf8.write(chunk));

@@ -24,7 +24,13 @@ export interface Spooled {
  * length. Undefined when the client went away (nothing to answer, nothing kept); a refusal
  * rejects, with the blobs and the spool file already removed.
  */
-export async function spoolExternalized(body: Readable, res: ServerResponse, dir: string, maxBytes: number, opts: ExternalizeOptions): Promise<Spooled | undefined> {
+export async function spoolExternalized(
+  body: Readable,
+  res: ServerResponse,
+  dir: string,
+  maxBytes: number,
+  opts: ExternalizeOptions,
+): Promise<Spooled | undefined> {
   const ext = new Externalizer(opts);
   const spooled = await spoolThrough(body, res, dir, maxBytes, ext, 'body');
   return spooled && { ...spooled, blobs: ext.blobs, rootType: ext.rootType, rootSecurityContext: ext.rootSecurityContext };
@@ -35,7 +41,14 @@ export async function spoolExternalized(body: Readable, res: ServerResponse, dir
  * upstream gets nothing until all of it passed, then a body of known length. Undefined when the
  * client went away; a refusal rejects with the file already removed.
  */
-export async function spoolThrough(body: Readable, res: ServerResponse, dir: string, maxBytes: number, check: Transform, kind = 'checked'): Promise<{ readonly file: string; readonly size: number } | undefined> {
+export async function spoolThrough(
+  body: Readable,
+  res: ServerResponse,
+  dir: string,
+  maxBytes: number,
+  check: Transform,
+  kind = 'checked',
+): Promise<{ readonly file: string; readonly size: number } | undefined> {
   const file = join(dir, `fbg-${kind}-${randomUUID()}.json`);
   const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
   const abort = new AbortController();

@@ -90,7 +90,13 @@ export const requireBearer: Check = ({ ctx, rule, authorization, principal }, { 
 };
 
 /** Takes the verified token (and its parsed scopes) for this request; remembers it on the connection when it is in the cache. */
-function adopt(principal: Principal, verified: VerifiedToken, ctx: RequestContext, header: string, entry: TokenCacheEntry | undefined): void {
+function adopt(
+  principal: Principal,
+  verified: VerifiedToken,
+  ctx: RequestContext,
+  header: string,
+  entry: TokenCacheEntry | undefined,
+): void {
   let scopes = scopeCache.get(verified);
   if (!scopes) {
     scopes = parseScopes(verified.claims);

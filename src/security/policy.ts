@@ -63,7 +63,13 @@ export class Policy {
   }
 }
 
-function effective(name: string, require: RuleRequire, limits: RuleLimits, forwardAuthorization: boolean, inflate: InflateConfig): EffectiveRule {
+function effective(
+  name: string,
+  require: RuleRequire,
+  limits: RuleLimits,
+  forwardAuthorization: boolean,
+  inflate: InflateConfig,
+): EffectiveRule {
   return Object.freeze({
     name,
     require,

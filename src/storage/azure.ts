@@ -9,7 +9,17 @@ import {
   type BlockBlobClient,
   type StoragePipelineOptions,
 } from '@azure/storage-blob';
-import { BlobNotFound, type BlobInfo, type BlobStore, type ByteRange, type ListOptions, type ListPage, type MetaPatch, type PutMeta, type PutOptions } from './blob-store.js';
+import {
+  BlobNotFound,
+  type BlobInfo,
+  type BlobStore,
+  type ByteRange,
+  type ListOptions,
+  type ListPage,
+  type MetaPatch,
+  type PutMeta,
+  type PutOptions,
+} from './blob-store.js';
 import { DigestStream } from './digest.js';
 import { checkRange, isBlobId, newBlobId, newInfo, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
 
@@ -73,7 +83,9 @@ export class AzureBlobStore implements BlobStore {
     try {
       // No abortSignal for the SDK: a request abandoned in flight may still land after our cleanup.
       // Abort reaches the upload through the stream instead, and is checked between requests.
-      const upload = content.uploadStream(digest, this.blockSize, this.concurrency, { blobHTTPHeaders: { blobContentType: meta.contentType } });
+      const upload = content.uploadStream(digest, this.blockSize, this.concurrency, {
+        blobHTTPHeaders: { blobContentType: meta.contentType },
+      });
       await Promise.all([streamed, upload]);
       if (signal?.aborted) throw abortError(signal);
       const info = newInfo(id, digest.digest, meta);
@@ -173,7 +185,10 @@ export class AzureBlobStore implements BlobStore {
 
   private async writeRecord(info: BlobInfo, driver: DriverMeta, conditions: BlobRequestConditions = {}): Promise<void> {
     const json = serializeMeta(info, driver);
-    await this.record(info.id).upload(json, Buffer.byteLength(json), { blobHTTPHeaders: { blobContentType: 'application/json' }, conditions });
+    await this.record(info.id).upload(json, Buffer.byteLength(json), {
+      blobHTTPHeaders: { blobContentType: 'application/json' },
+      conditions,
+    });
   }
 
   /** Best effort: the caller gets the put's own error, which a cleanup failure almost always shares. */
@@ -181,9 +196,16 @@ export class AzureBlobStore implements BlobStore {
     await staging.settle();
     // Uncommitted blocks outlive a failed upload for up to a week. Microsoft's documented way to
     // drop them is to commit a block list (empty here) and then delete the blob it makes.
-    if (staging.staged()) await this.content(id).commitBlockList([]).catch(() => undefined);
-    await this.content(id).deleteIfExists().catch(() => undefined);
-    await this.record(id).deleteIfExists().catch(() => undefined);
+    if (staging.staged())
+      await this.content(id)
+        .commitBlockList([])
+        .catch(() => undefined);
+    await this.content(id)
+      .deleteIfExists()
+      .catch(() => undefined);
+    await this.record(id)
+      .deleteIfExists()
+      .catch(() => undefined);
   }
 }
 
@@ -203,7 +225,10 @@ function trackStaging(blob: BlockBlobClient): { staged(): boolean; settle(): Pro
     staged = true;
     const p = stage(...args);
     inFlight.add(p);
-    p.then(() => inFlight.delete(p), () => inFlight.delete(p));
+    p.then(
+      () => inFlight.delete(p),
+      () => inFlight.delete(p),
+    );
     return p;
   };
   return {
@@ -236,15 +261,26 @@ function containerClient(o: AzureStoreOptions): ContainerClient {
   const sasInUrl = o.url !== undefined && new URL(o.url).searchParams.has('sig');
   const byKey = o.accountName !== undefined || o.accountKey !== undefined;
   const bySas = o.sasToken !== undefined || sasInUrl;
-  const forms = [o.connectionString !== undefined && 'connectionString', byKey && 'accountName + accountKey', bySas && 'url + sasToken'].filter(Boolean);
-  if (forms.length !== 1) invalid(`needs exactly one credential: connectionString, accountName + accountKey, or url + sasToken; got ${forms.join(' and ') || 'none'}`);
+  const forms = [
+    o.connectionString !== undefined && 'connectionString',
+    byKey && 'accountName + accountKey',
+    bySas && 'url + sasToken',
+  ].filter(Boolean);
+  if (forms.length !== 1)
+    invalid(
+      `needs exactly one credential: connectionString, accountName + accountKey, or url + sasToken; got ${forms.join(' and ') || 'none'}`,
+    );
   if (o.connectionString !== undefined) {
     if (o.url !== undefined) invalid('url cannot be combined with connectionString, which names the endpoint');
     return BlobServiceClient.fromConnectionString(o.connectionString, PIPELINE).getContainerClient(o.container);
   }
   if (byKey) {
     if (!o.accountName || !o.accountKey) invalid('accountName and accountKey must be given together');
-    return containerAt(o.url ?? `https://${o.accountName}.blob.core.windows.net`, o.container, new StorageSharedKeyCredential(o.accountName, o.accountKey));
+    return containerAt(
+      o.url ?? `https://${o.accountName}.blob.core.windows.net`,
+      o.container,
+      new StorageSharedKeyCredential(o.accountName, o.accountKey),
+    );
   }
   if (o.url === undefined) invalid('sasToken needs url (the account or container URL)');
   if (o.sasToken === undefined) return containerAt(o.url, o.container);
@@ -259,5 +295,7 @@ function invalid(why: string): never {
 /** A URL ending in the container names it; else it is an account URL (path-style ones carry the account in the path). */
 function containerAt(url: string, container: string, credential?: StorageSharedKeyCredential): ContainerClient {
   const isContainerUrl = new URL(url).pathname.split('/').filter(Boolean).at(-1) === container;
-  return isContainerUrl ? new ContainerClient(url, credential, PIPELINE) : new BlobServiceClient(url, credential, PIPELINE).getContainerClient(container);
+  return isContainerUrl
+    ? new ContainerClient(url, credential, PIPELINE)
+    : new BlobServiceClient(url, credential, PIPELINE).getContainerClient(container);
 }

@@ -42,7 +42,10 @@ export async function createBlobStore(cfg: StorageConfig, env: NodeJS.ProcessEnv
       const { S3BlobStore } = await import('./s3.js');
       const credentials =
         s3.accessKeyIdEnv && s3.secretAccessKeyEnv
-          ? { accessKeyId: secret({ env: s3.accessKeyIdEnv }, 'storage.s3.accessKeyIdEnv', env), secretAccessKey: secret({ env: s3.secretAccessKeyEnv }, 'storage.s3.secretAccessKeyEnv', env) }
+          ? {
+              accessKeyId: secret({ env: s3.accessKeyIdEnv }, 'storage.s3.accessKeyIdEnv', env),
+              secretAccessKey: secret({ env: s3.secretAccessKeyEnv }, 'storage.s3.secretAccessKeyEnv', env),
+            }
           : undefined;
       return new S3BlobStore({
         bucket: s3.bucket,
@@ -65,8 +68,16 @@ export async function createBlobStore(cfg: StorageConfig, env: NodeJS.ProcessEnv
         prefix: az.prefix,
         blockSizeBytes: az.blockSizeBytes,
         concurrency: az.concurrency,
-        ...(az.connectionStringEnv ? { connectionString: secret({ env: az.connectionStringEnv }, 'storage.azure.connectionStringEnv', env) } : {}),
-        ...(az.accountKeyEnv ? { accountName: az.accountName!, accountKey: secret({ env: az.accountKeyEnv }, 'storage.azure.accountKeyEnv', env), ...(az.url ? { url: az.url } : {}) } : {}),
+        ...(az.connectionStringEnv
+          ? { connectionString: secret({ env: az.connectionStringEnv }, 'storage.azure.connectionStringEnv', env) }
+          : {}),
+        ...(az.accountKeyEnv
+          ? {
+              accountName: az.accountName!,
+              accountKey: secret({ env: az.accountKeyEnv }, 'storage.azure.accountKeyEnv', env),
+              ...(az.url ? { url: az.url } : {}),
+            }
+          : {}),
         ...(az.sasTokenEnv ? { url: az.url!, sasToken: secret({ env: az.sasTokenEnv }, 'storage.azure.sasTokenEnv', env) } : {}),
       });
     }

@@ -247,7 +247,12 @@ export class OpenStream extends Transform {
 }
 
 /** Where in the file the chunks covering plaintext [start, end] begin and end (inclusive byte offsets). */
-export function sealedSpan(header: Pick<SealedHeader, 'length' | 'chunkSize'>, size: number, start: number, end: number): { from: number; to: number } {
+export function sealedSpan(
+  header: Pick<SealedHeader, 'length' | 'chunkSize'>,
+  size: number,
+  start: number,
+  end: number,
+): { from: number; to: number } {
   const c = header.chunkSize;
   const first = Math.floor(start / c);
   const last = size === 0 ? 0 : Math.floor(end / c);

@@ -1,7 +1,18 @@
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { addAbortSignal, pipeline, Readable } from 'node:stream';
-import { BlobNotFound, BlobUnreadable, type BlobInfo, type BlobStore, type ByteRange, type ListOptions, type ListPage, type MetaPatch, type PutMeta, type PutOptions } from './blob-store.js';
+import {
+  BlobNotFound,
+  BlobUnreadable,
+  type BlobInfo,
+  type BlobStore,
+  type ByteRange,
+  type ListOptions,
+  type ListPage,
+  type MetaPatch,
+  type PutMeta,
+  type PutOptions,
+} from './blob-store.js';
 import { DigestStream } from './digest.js';
 import { checkRange, isBlobId, newBlobId, newInfo, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
 
@@ -50,10 +61,16 @@ export class S3BlobStore implements BlobStore {
   ) {
     const partSize = options.partSizeBytes ?? DEFAULT_PART_SIZE_BYTES;
     // Fail at boot rather than on the first large upload.
-    if (partSize < MIN_PART_SIZE_BYTES) throw new RangeError(`partSizeBytes must be at least ${MIN_PART_SIZE_BYTES} (the S3 minimum part size)`);
+    if (partSize < MIN_PART_SIZE_BYTES)
+      throw new RangeError(`partSizeBytes must be at least ${MIN_PART_SIZE_BYTES} (the S3 minimum part size)`);
     this.client =
       client ??
-      new S3Client({ region: options.region, endpoint: options.endpoint, forcePathStyle: options.forcePathStyle, credentials: options.credentials });
+      new S3Client({
+        region: options.region,
+        endpoint: options.endpoint,
+        forcePathStyle: options.forcePathStyle,
+        credentials: options.credentials,
+      });
     this.bucket = options.bucket;
     this.prefix = options.prefix ?? '';
     this.sse = {
@@ -106,12 +123,19 @@ export class S3BlobStore implements BlobStore {
     if (!record) throw new BlobNotFound(id);
     checkRange(range, record.info.size);
     const res = await this.client
-      .send(new GetObjectCommand({ Bucket: this.bucket, Key: this.contentKey(id), ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}) }))
+      .send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: this.contentKey(id),
+          ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}),
+        }),
+      )
       .catch((err: unknown) => {
         // Deleted between reading the record and reading the content.
         if (isAbsent(err)) throw new BlobNotFound(id);
         // The record's size allows the range; the object does not.
-        if ((err as { name?: string }).name === 'InvalidRange') throw new BlobUnreadable(`S3 has no bytes ${range?.start}-${range?.end} of blob ${id}`);
+        if ((err as { name?: string }).name === 'InvalidRange')
+          throw new BlobUnreadable(`S3 has no bytes ${range?.start}-${range?.end} of blob ${id}`);
         throw err;
       });
     if (!(res.Body instanceof Readable)) throw new Error('S3 GetObject returned no Node stream');
@@ -191,7 +215,13 @@ export class S3BlobStore implements BlobStore {
 
   private async writeRecord(info: BlobInfo, driver: DriverMeta): Promise<void> {
     await this.client.send(
-      new PutObjectCommand({ Bucket: this.bucket, Key: this.recordKey(info.id), Body: serializeMeta(info, driver), ContentType: 'application/json', ...this.sse }),
+      new PutObjectCommand({
+        Bucket: this.bucket,
+        Key: this.recordKey(info.id),
+        Body: serializeMeta(info, driver),
+        ContentType: 'application/json',
+        ...this.sse,
+      }),
     );
   }
 }

@@ -14,7 +14,8 @@ t.test('DELETE then PUT takes over a Binary governed by a patient the caller can
   const governed = await uploadGoverned(s, PDF(3000), 'application/pdf', `Patient/${pid}`);
   const attacker = await s.as('user/Binary.cud');
   const mine = PDF(3000);
-  const put = () => fetch(`${s.gw.base}/Binary/${governed}`, { method: 'PUT', headers: { ...attacker, 'content-type': 'application/pdf' }, body: mine });
+  const put = () =>
+    fetch(`${s.gw.base}/Binary/${governed}`, { method: 'PUT', headers: { ...attacker, 'content-type': 'application/pdf' }, body: mine });
   t.equal(await status(put()), 403, 'replacing it directly is refused');
   const del = await status(fetch(`${s.gw.base}/Binary/${governed}`, { method: 'DELETE', headers: attacker }));
   t.equal(del, 403, 'deleting it needs the same right as replacing it');

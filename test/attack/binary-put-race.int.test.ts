@@ -18,7 +18,13 @@ t.test('a PUT checked against version 1 overwrites a governed version 2', async 
   const reads = () => s.up.requests.filter((r) => r.method === 'GET' && r.url === `/fhir/Binary/${id}`).length;
   const before = reads();
   let statusCode = 0;
-  const req = request({ host: url.hostname, port: url.port, path: url.pathname, method: 'PUT', headers: { ...attacker, 'content-type': 'application/pdf', 'content-length': String(mine.length) } });
+  const req = request({
+    host: url.hostname,
+    port: url.port,
+    path: url.pathname,
+    method: 'PUT',
+    headers: { ...attacker, 'content-type': 'application/pdf', 'content-length': String(mine.length) },
+  });
   const done = new Promise<void>((resolve, reject) => {
     req.on('response', (res) => {
       statusCode = res.statusCode ?? 0;
@@ -33,13 +39,19 @@ t.test('a PUT checked against version 1 overwrites a governed version 2', async 
   await new Promise((r) => setTimeout(r, 100));
   // Meanwhile the owner puts the Binary under a patient (version 2).
   const v2 = PDF(1000);
-  const owner = await fetch(`${s.gw.base}/Binary/${id}`, { method: 'PUT', headers: { ...s.auth, 'content-type': 'application/pdf', 'x-security-context': `Patient/${pid}` }, body: v2 });
+  const owner = await fetch(`${s.gw.base}/Binary/${id}`, {
+    method: 'PUT',
+    headers: { ...s.auth, 'content-type': 'application/pdf', 'x-security-context': `Patient/${pid}` },
+    body: v2,
+  });
   await owner.arrayBuffer();
   t.equal(owner.status, 200, 'version 2 is governed by the patient');
   req.end(mine);
   await done;
   t.not(statusCode, 200, 'the stale PUT is refused (412 or 403), not applied');
-  const held = (await (await fetch(`${s.up.url}/Binary/${id}`, { headers: { accept: 'application/fhir+json' } })).json()) as { securityContext?: unknown };
+  const held = (await (await fetch(`${s.up.url}/Binary/${id}`, { headers: { accept: 'application/fhir+json' } })).json()) as {
+    securityContext?: unknown;
+  };
   t.same(held.securityContext, { reference: `Patient/${pid}` }, 'the governed version is still current');
   const served = await fetch(`${s.gw.base}/Binary/${id}`, { headers: s.auth });
   t.equal(sha256(Buffer.from(await served.arrayBuffer())), sha256(v2), 'and serves the owner’s content');

@@ -14,14 +14,26 @@ t.test('a patient-scoped token reads another patient’s Binary inside a batch',
   const other = await direct(s, { resourceType: 'Patient' });
   const secret = PDF(2000);
   // A Binary the upstream holds inline (docs/binary.md: read the same way, securityContext checked).
-  const theirs = await direct(s, { resourceType: 'Binary', contentType: 'application/pdf', securityContext: { reference: `Patient/${other}` }, data: secret.toString('base64') });
+  const theirs = await direct(s, {
+    resourceType: 'Binary',
+    contentType: 'application/pdf',
+    securityContext: { reference: `Patient/${other}` },
+    data: secret.toString('base64'),
+  });
   const token = await s.as('patient/*.rs', me);
-  t.equal(await status(fetch(`${s.gw.base}/Binary/${theirs}`, { headers: token })), 403, 'the plain read is refused (securityContext of another patient)');
+  t.equal(
+    await status(fetch(`${s.gw.base}/Binary/${theirs}`, { headers: token })),
+    403,
+    'the plain read is refused (securityContext of another patient)',
+  );
 
   const r = await bundle(s, token, [{ request: { method: 'GET', url: `Binary/${theirs}` } }]);
   const body = (await r.json()) as Bundle;
   const leaked = body.entry?.[0]?.resource?.data as string | undefined;
-  t.notOk(leaked !== undefined && Buffer.from(leaked, 'base64').equals(secret), 'the batch entry does not return the other patient’s content');
+  t.notOk(
+    leaked !== undefined && Buffer.from(leaked, 'base64').equals(secret),
+    'the batch entry does not return the other patient’s content',
+  );
   // Binary entries are refused in any Bundle (400 BAD_BUNDLE): the plane's checks cannot run there.
   t.equal(r.status, 400, 'the batch is refused');
   t.match(JSON.stringify(body), /BAD_BUNDLE/);
@@ -31,7 +43,12 @@ t.test('user/Binary.r without read access to the securityContext: batch read and
   const s = await stack(t, { rules: [BUNDLE_RULE] });
   const pid = await direct(s, { resourceType: 'Patient' });
   const secret = PDF(2000);
-  const governed = await direct(s, { resourceType: 'Binary', contentType: 'application/pdf', securityContext: { reference: `Patient/${pid}` }, data: secret.toString('base64') });
+  const governed = await direct(s, {
+    resourceType: 'Binary',
+    contentType: 'application/pdf',
+    securityContext: { reference: `Patient/${pid}` },
+    data: secret.toString('base64'),
+  });
   const binaryOnly = await s.as('user/Binary.rs');
   t.equal(await status(fetch(`${s.gw.base}/Binary/${governed}`, { headers: binaryOnly })), 403, 'the plain read is refused');
 

@@ -10,11 +10,25 @@ const html = Buffer.from('<html><script>alert(document.domain)</script></html>')
 
 t.test('transaction POST Binary with inline text/html data', async (t) => {
   const s = await stack(t, { rules: [BUNDLE_RULE] });
-  const outside = await fetch(`${s.gw.base}/Binary`, { method: 'POST', headers: { ...s.auth, 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'Binary', contentType: 'text/html', data: html.toString('base64') }) });
+  const outside = await fetch(`${s.gw.base}/Binary`, {
+    method: 'POST',
+    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({ resourceType: 'Binary', contentType: 'text/html', data: html.toString('base64') }),
+  });
   await outside.arrayBuffer();
   t.equal(outside.status, 415, 'the same Binary sent alone is refused');
 
-  const r = await bundle(s, s.auth, [{ request: { method: 'POST', url: 'Binary' }, resource: { resourceType: 'Binary', contentType: 'text/html', data: html.toString('base64') } }], 'transaction');
+  const r = await bundle(
+    s,
+    s.auth,
+    [
+      {
+        request: { method: 'POST', url: 'Binary' },
+        resource: { resourceType: 'Binary', contentType: 'text/html', data: html.toString('base64') },
+      },
+    ],
+    'transaction',
+  );
   const id = locationId((await r.json()) as Bundle);
   t.equal(id, undefined, 'no Binary is created past the content check');
   if (id) {
@@ -26,7 +40,17 @@ t.test('transaction POST Binary with inline text/html data', async (t) => {
 t.test('transaction PUT Binary declared application/pdf, content an executable', async (t) => {
   const s = await stack(t, { rules: [BUNDLE_RULE] });
   const exe = Buffer.concat([Buffer.from('MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff', 'latin1'), Buffer.alloc(200, 1)]);
-  const r = await bundle(s, s.auth, [{ request: { method: 'PUT', url: 'Binary/evil' }, resource: { resourceType: 'Binary', id: 'evil', contentType: 'application/pdf', data: exe.toString('base64') } }], 'transaction');
+  const r = await bundle(
+    s,
+    s.auth,
+    [
+      {
+        request: { method: 'PUT', url: 'Binary/evil' },
+        resource: { resourceType: 'Binary', id: 'evil', contentType: 'application/pdf', data: exe.toString('base64') },
+      },
+    ],
+    'transaction',
+  );
   await r.arrayBuffer();
   const served = await fetch(`${s.gw.base}/Binary/evil`, { headers: s.auth });
   const bytes = Buffer.from(await served.arrayBuffer());
@@ -36,9 +60,28 @@ t.test('transaction PUT Binary declared application/pdf, content an executable',
 t.test('transaction PATCH Binary sets data past every check', async (t) => {
   const s = await stack(t, { rules: [BUNDLE_RULE] });
   const id = await direct(s, { resourceType: 'Binary', contentType: 'application/pdf', data: PDF(100).toString('base64') });
-  const patch = [{ op: 'replace', path: '/data', value: html.toString('base64') }, { op: 'replace', path: '/contentType', value: 'text/html' }];
-  const r = await bundle(s, s.auth, [{ request: { method: 'PATCH', url: `Binary/${id}` }, resource: { resourceType: 'Binary', contentType: 'application/json-patch+json', data: Buffer.from(JSON.stringify(patch)).toString('base64') } }], 'transaction');
+  const patch = [
+    { op: 'replace', path: '/data', value: html.toString('base64') },
+    { op: 'replace', path: '/contentType', value: 'text/html' },
+  ];
+  const r = await bundle(
+    s,
+    s.auth,
+    [
+      {
+        request: { method: 'PATCH', url: `Binary/${id}` },
+        resource: {
+          resourceType: 'Binary',
+          contentType: 'application/json-patch+json',
+          data: Buffer.from(JSON.stringify(patch)).toString('base64'),
+        },
+      },
+    ],
+    'transaction',
+  );
   await r.arrayBuffer();
-  const held = (await (await fetch(`${s.up.url}/Binary/${id}`, { headers: { accept: 'application/fhir+json' } })).json()) as { contentType?: string };
+  const held = (await (await fetch(`${s.up.url}/Binary/${id}`, { headers: { accept: 'application/fhir+json' } })).json()) as {
+    contentType?: string;
+  };
   t.not(held.contentType, 'text/html', 'the patch did not reach the upstream');
 });

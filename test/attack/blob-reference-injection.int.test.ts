@@ -24,12 +24,25 @@ t.test('reference leaked by Binary history, planted in a DocumentReference creat
   t.equal(element, undefined, 'the internal blob reference is not shown to a client');
 
   // Even without the leak: a client-written reference must never be followed.
-  const ref = element ?? (await (await fetch(`${s.up.url}/Binary/${governed}`, { headers: { accept: 'application/fhir+json' } })).json() as { _data: unknown })._data;
-  const created = await fetch(`${s.gw.base}/DocumentReference`, { method: 'POST', headers: { ...attacker, 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'DocumentReference', status: 'current', content: [{ attachment: { contentType: 'application/pdf', _data: ref } }] }) });
+  const ref =
+    element ??
+    ((await (await fetch(`${s.up.url}/Binary/${governed}`, { headers: { accept: 'application/fhir+json' } })).json()) as { _data: unknown })
+      ._data;
+  const created = await fetch(`${s.gw.base}/DocumentReference`, {
+    method: 'POST',
+    headers: { ...attacker, 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({
+      resourceType: 'DocumentReference',
+      status: 'current',
+      content: [{ attachment: { contentType: 'application/pdf', _data: ref } }],
+    }),
+  });
   const doc = (await created.json()) as { id?: string };
   t.not(created.status, 201, 'a DocumentReference carrying our blob-reference extension is refused');
   if (!doc.id) return;
-  const stolen = await fetch(`${s.gw.base}/DocumentReference/${doc.id}/$binary-access-read?path=DocumentReference.content.attachment`, { headers: attacker });
+  const stolen = await fetch(`${s.gw.base}/DocumentReference/${doc.id}/$binary-access-read?path=DocumentReference.content.attachment`, {
+    headers: attacker,
+  });
   const bytes = Buffer.from(await stolen.arrayBuffer());
   t.not(sha256(bytes), sha256(secret), 'the governed content is not served through the planted reference');
 });
@@ -40,11 +53,24 @@ t.test('reference planted in a Binary written in a transaction', async (t) => {
   const secret = PDF(5000);
   const governed = await uploadGoverned(s, secret, 'application/pdf', `Patient/${pid}`);
   const attacker = await s.as('user/Binary.cr');
-  const ref = (await (await fetch(`${s.up.url}/Binary/${governed}`, { headers: { accept: 'application/fhir+json' } })).json() as { _data: unknown })._data;
-  const tx = (await (await bundle(s, attacker, [{ request: { method: 'POST', url: 'Binary' }, resource: { resourceType: 'Binary', contentType: 'application/pdf', _data: ref } }], 'transaction')).json()) as Bundle;
+  const ref = (
+    (await (await fetch(`${s.up.url}/Binary/${governed}`, { headers: { accept: 'application/fhir+json' } })).json()) as { _data: unknown }
+  )._data;
+  const tx = (await (
+    await bundle(
+      s,
+      attacker,
+      [{ request: { method: 'POST', url: 'Binary' }, resource: { resourceType: 'Binary', contentType: 'application/pdf', _data: ref } }],
+      'transaction',
+    )
+  ).json()) as Bundle;
   const id = locationId(tx);
   t.equal(id, undefined, 'a client-written blob reference in a transaction entry is refused');
   if (!id) return;
   const stolen = await fetch(`${s.gw.base}/Binary/${id}`, { headers: attacker });
-  t.not(sha256(Buffer.from(await stolen.arrayBuffer())), sha256(secret), 'the governed content is not served through the copy (no securityContext on it)');
+  t.not(
+    sha256(Buffer.from(await stolen.arrayBuffer())),
+    sha256(secret),
+    'the governed content is not served through the copy (no securityContext on it)',
+  );
 });

@@ -5,14 +5,22 @@ export const BUNDLE_RULE = { name: 'bundles', match: { interactions: ['batch', '
 
 /** Creates directly in the upstream (around the gateway) and returns the id. */
 export async function direct(s: Stack, resource: Record<string, unknown>): Promise<string> {
-  const r = await fetch(`${s.up.url}/${resource.resourceType as string}`, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(resource) });
+  const r = await fetch(`${s.up.url}/${resource.resourceType as string}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/fhir+json' },
+    body: JSON.stringify(resource),
+  });
   return ((await r.json()) as { id: string }).id;
 }
 
 export type Bundle = { entry?: { resource?: Record<string, any>; response?: { status?: string; location?: string } }[] };
 
 export function bundle(s: Stack, headers: Record<string, string>, entries: unknown[], type = 'batch'): Promise<Response> {
-  return fetch(s.gw.base, { method: 'POST', headers: { ...headers, 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'Bundle', type, entry: entries }) });
+  return fetch(s.gw.base, {
+    method: 'POST',
+    headers: { ...headers, 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({ resourceType: 'Bundle', type, entry: entries }),
+  });
 }
 
 /** The id in a transaction-response location (`Binary/{id}` or `Binary/{id}/_history/1`). */
@@ -26,8 +34,12 @@ export async function status(p: Promise<Response>): Promise<number> {
 
 /** A governed Binary uploaded the proper way (raw, through the gateway): its bytes are in the store. */
 export async function uploadGoverned(s: Stack, content: Buffer, contentType: string, securityContext?: string): Promise<string> {
-  const r = await fetch(`${s.gw.base}/Binary`, { method: 'POST', headers: { ...s.auth, 'content-type': contentType, ...(securityContext ? { 'x-security-context': securityContext } : {}) }, body: content });
+  const r = await fetch(`${s.gw.base}/Binary`, {
+    method: 'POST',
+    headers: { ...s.auth, 'content-type': contentType, ...(securityContext ? { 'x-security-context': securityContext } : {}) },
+    body: content,
+  });
   await r.arrayBuffer();
   if (r.status !== 201) throw new Error(`upload failed: ${r.status}`);
-  return (r.headers.get('location') ?? '').split('/')[5]!;
+  return (r.headers.get('location') ?? '').split('/')[5];
 }

@@ -27,31 +27,57 @@ const used = () => {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Opens a POST /Binary and writes head + `count` copies of `unit` with backpressure; the caller ends it. */
-async function open(s: Stack, headers: Record<string, string>, head: string, unit: string, count: number): Promise<{ req: ClientRequest; done: Promise<number> }> {
+async function open(
+  s: Stack,
+  headers: Record<string, string>,
+  head: string,
+  unit: string,
+  count: number,
+): Promise<{ req: ClientRequest; done: Promise<number> }> {
   const url = new URL(`${s.gw.base}/Binary`);
   let req!: ClientRequest;
   const done = new Promise<number>((resolve, reject) => {
-    req = request({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { ...headers, 'content-type': 'application/fhir+json' } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
+    req = request(
+      {
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method: 'POST',
+        headers: { ...headers, 'content-type': 'application/fhir+json' },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
   });
   const perBlock = Math.max(1, Math.floor(MiB / unit.length));
   const block = Buffer.from(unit.repeat(perBlock));
   req.write(head);
-  for (let left = count; left > 0; ) {
+  for (let left = count; left > 0;) {
     const n = Math.min(left, perBlock);
     left -= n;
     if (req.destroyed) break;
     // A gateway that refuses midway closes the connection: stop writing then, rather than wait for a drain.
-    if (!req.write(n === perBlock ? block : Buffer.from(unit.repeat(n)))) await new Promise((r) => { req.once('drain', r); req.once('close', r); });
+    if (!req.write(n === perBlock ? block : Buffer.from(unit.repeat(n))))
+      await new Promise((r) => {
+        req.once('drain', r);
+        req.once('close', r);
+      });
   }
   return { req, done };
 }
 
 /** Peak memory growth while the whole request runs (sampled). */
-async function peakOf(s: Stack, headers: Record<string, string>, head: string, unit: string, count: number, tail: string): Promise<{ status: number; peak: number }> {
+async function peakOf(
+  s: Stack,
+  headers: Record<string, string>,
+  head: string,
+  unit: string,
+  count: number,
+  tail: string,
+): Promise<{ status: number; peak: number }> {
   gc();
   const base = used();
   let peak = 0;
@@ -64,7 +90,14 @@ async function peakOf(s: Stack, headers: Record<string, string>, head: string, u
 }
 
 /** Memory still held (after a full GC) once everything but the closing brace has been sent and read. */
-async function retainedOf(s: Stack, headers: Record<string, string>, head: string, unit: string, count: number, tail: string): Promise<{ status: number; retained: number }> {
+async function retainedOf(
+  s: Stack,
+  headers: Record<string, string>,
+  head: string,
+  unit: string,
+  count: number,
+  tail: string,
+): Promise<{ status: number; retained: number }> {
   gc();
   const base = used();
   const { req, done } = await open(s, headers, head, unit, count);
@@ -112,6 +145,8 @@ t.test('a held member made of empty objects is assembled in memory without bound
   t.equal(control.status, 415);
   const r = await retainedOf(s, token, `${head}"_data":{"extension":[{}`, ',{}', count, ']}}');
   t.equal(r.status, 400, 'refused as soon as the held member passes its bound');
-  t.comment(`${((count * 3) / MiB).toFixed(0)} MiB of {} under meta (streamed): ${(control.retained / MiB).toFixed(0)} MiB retained; under _data (held): ${(r.retained / MiB).toFixed(0)} MiB`);
+  t.comment(
+    `${((count * 3) / MiB).toFixed(0)} MiB of {} under meta (streamed): ${(control.retained / MiB).toFixed(0)} MiB retained; under _data (held): ${(r.retained / MiB).toFixed(0)} MiB`,
+  );
   t.ok(r.retained < 8 * MiB, 'a held member is bounded by what it holds, not only by its characters');
 });

@@ -18,7 +18,11 @@ t.test('Range with a stale If-Range gets the whole new content, not a piece of i
   await first.arrayBuffer();
   await new Promise((r) => setTimeout(r, 1100));
   const v2 = PDF(4000);
-  const put = await fetch(`${s.gw.base}/Binary/${id}`, { method: 'PUT', headers: { ...s.auth, 'content-type': 'application/pdf' }, body: v2 });
+  const put = await fetch(`${s.gw.base}/Binary/${id}`, {
+    method: 'PUT',
+    headers: { ...s.auth, 'content-type': 'application/pdf' },
+    body: v2,
+  });
   await put.arrayBuffer();
 
   const byEtag = await fetch(`${s.gw.base}/Binary/${id}`, { headers: { ...s.auth, range: 'bytes=1000-', 'if-range': validator } });
@@ -27,7 +31,9 @@ t.test('Range with a stale If-Range gets the whole new content, not a piece of i
   const byDate = await fetch(`${s.gw.base}/Binary/${id}`, { headers: { ...s.auth, range: 'bytes=1000-', 'if-range': lastModified } });
   await byDate.arrayBuffer();
   t.equal(byDate.status, 200, 'If-Range with the old Last-Modified: the whole content');
-  const access = await fetch(`${s.gw.base}/Binary/${id}/$binary-access-read?path=Binary.data`, { headers: { ...s.auth, range: 'bytes=1000-', 'if-range': validator } });
+  const access = await fetch(`${s.gw.base}/Binary/${id}/$binary-access-read?path=Binary.data`, {
+    headers: { ...s.auth, range: 'bytes=1000-', 'if-range': validator },
+  });
   await access.arrayBuffer();
   t.equal(access.status, 200, '$binary-access-read likewise');
 });

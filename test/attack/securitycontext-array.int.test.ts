@@ -14,7 +14,12 @@ t.test('writing: an array securityContext is checked (or refused), not ignored',
   const s = await stack(t);
   const other = await direct(s, { resourceType: 'Patient' });
   const writer = await s.as('user/Binary.c');
-  const body = JSON.stringify({ resourceType: 'Binary', contentType: 'text/plain', data: 'aGk=', securityContext: [{ reference: `Patient/${other}` }] });
+  const body = JSON.stringify({
+    resourceType: 'Binary',
+    contentType: 'text/plain',
+    data: 'aGk=',
+    securityContext: [{ reference: `Patient/${other}` }],
+  });
   const r = await fetch(`${s.gw.base}/Binary`, { method: 'POST', headers: { ...writer, 'content-type': 'application/fhir+json' }, body });
   await r.arrayBuffer();
   t.ok(r.status === 400 || r.status === 403, `refused (got ${r.status})`);
@@ -23,6 +28,15 @@ t.test('writing: an array securityContext is checked (or refused), not ignored',
 t.test('reading: a Binary with an array securityContext is not served as ungoverned', async (t) => {
   const s = await stack(t);
   const pid = await direct(s, { resourceType: 'Patient' });
-  const id = await direct(s, { resourceType: 'Binary', contentType: 'application/pdf', securityContext: [{ reference: `Patient/${pid}` }], data: PDF(100).toString('base64') });
-  t.equal(await status(fetch(`${s.gw.base}/Binary/${id}`, { headers: await s.as('user/Binary.r') })), 403, 'Binary.r alone does not reach it');
+  const id = await direct(s, {
+    resourceType: 'Binary',
+    contentType: 'application/pdf',
+    securityContext: [{ reference: `Patient/${pid}` }],
+    data: PDF(100).toString('base64'),
+  });
+  t.equal(
+    await status(fetch(`${s.gw.base}/Binary/${id}`, { headers: await s.as('user/Binary.r') })),
+    403,
+    'Binary.r alone does not reach it',
+  );
 });

@@ -18,5 +18,9 @@ t.test('a Binary governed by another patient’s Binary is readable by any patie
   const token = await s.as('patient/*.rs', me);
   t.equal(await status(fetch(`${s.gw.base}/Binary/${original}`, { headers: token })), 403, 'the original is refused to me');
   t.equal(await status(fetch(`${s.gw.base}/Binary/${thumbnail}`, { headers: token })), 403, 'so is what it governs');
-  t.equal(await status(fetch(`${s.gw.base}/Binary/${thumbnail}/$binary-access-read?path=Binary.data`, { headers: token })), 403, 'and by $binary-access-read');
+  t.equal(
+    await status(fetch(`${s.gw.base}/Binary/${thumbnail}/$binary-access-read?path=Binary.data`, { headers: token })),
+    403,
+    'and by $binary-access-read',
+  );
 });

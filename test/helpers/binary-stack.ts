@@ -56,11 +56,20 @@ export async function stack(t: Test, config: Record<string, unknown> = {}): Prom
   const key = await makeKey('k1');
   const jwks = await startJwksServer(t, [key]);
   const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url, config });
-  const as = async (scope: string, patient?: string) => ({ authorization: `Bearer ${await mintToken(key, { claims: { scope, ...(patient ? { patient } : {}) } })}` });
+  const as = async (scope: string, patient?: string) => ({
+    authorization: `Bearer ${await mintToken(key, { claims: { scope, ...(patient ? { patient } : {}) } })}`,
+  });
   return { gw, up, auth: await as('user/*.cruds fhir.write'), as };
 }
 
-export async function upload(s: Stack, body: Buffer, contentType: string, headers: Record<string, string> = {}, method = 'POST', path = '/Binary'): Promise<Response> {
+export async function upload(
+  s: Stack,
+  body: Buffer,
+  contentType: string,
+  headers: Record<string, string> = {},
+  method = 'POST',
+  path = '/Binary',
+): Promise<Response> {
   return fetch(`${s.gw.base}${path}`, { method, headers: { ...s.auth, 'content-type': contentType, ...headers }, body });
 }
 
@@ -68,7 +77,8 @@ export async function upload(s: Stack, body: Buffer, contentType: string, header
 export const createdId = (r: Response): string => (r.headers.get('location') ?? '').split('/')[5];
 
 /** The stable error code of an OperationOutcome answer. */
-export const code = async (r: Response): Promise<string> => ((await r.json()) as { issue: { details: { coding: { code: string }[] } }[] }).issue[0].details.coding[0].code;
+export const code = async (r: Response): Promise<string> =>
+  ((await r.json()) as { issue: { details: { coding: { code: string }[] } }[] }).issue[0].details.coding[0].code;
 
 /** What the upstream itself holds for a Binary (read around the gateway). */
 export const upstreamBinary = async (s: Stack, id: string): Promise<Record<string, unknown>> =>

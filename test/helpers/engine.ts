@@ -17,7 +17,7 @@ export function pieces(buf: Buffer, sizes: number | readonly number[]): Buffer[]
   const out: Buffer[] = [];
   const list = typeof sizes === 'number' ? [sizes] : sizes;
   for (let i = 0, k = 0; i < buf.length; k++) {
-    const n = Math.max(1, list[k % list.length]!);
+    const n = Math.max(1, list[k % list.length]);
     out.push(buf.subarray(i, i + n));
     i += n;
   }
@@ -30,10 +30,18 @@ export interface Engine {
   /** Files in the store and in the spool directory. */
   files(): string[];
   spooled(): string[];
-  externalize(body: string, opts?: Partial<ExternalizeOptions>, cut?: number | readonly number[]): Promise<{ text: string; ext: Externalizer }>;
+  externalize(
+    body: string,
+    opts?: Partial<ExternalizeOptions>,
+    cut?: number | readonly number[],
+  ): Promise<{ text: string; ext: Externalizer }>;
   /** Marks every blob the externalizer stored as linked to `owner`, as the plane does once the upstream accepted. */
   link(ext: Externalizer, owner: string): Promise<void>;
-  inflate(body: string, opts?: Partial<InflateOptions>, cut?: number | readonly number[]): Promise<{ text: string; report: InflateReport; warnings: string[] }>;
+  inflate(
+    body: string,
+    opts?: Partial<InflateOptions>,
+    cut?: number | readonly number[],
+  ): Promise<{ text: string; report: InflateReport; warnings: string[] }>;
 }
 
 export function engine(t: Test): Engine {
@@ -56,7 +64,13 @@ export function engine(t: Test): Engine {
     files: () => list(blobs),
     spooled: () => list(spool),
     async externalize(body, opts = {}, cut = 65536) {
-      const ext = new Externalizer({ store, minBytes: 1024, maxBytes: 512 * 1024 * 1024, allowedTypes: () => ['application/*', 'text/*', 'image/*', 'audio/*', 'video/*'], ...opts });
+      const ext = new Externalizer({
+        store,
+        minBytes: 1024,
+        maxBytes: 512 * 1024 * 1024,
+        allowedTypes: () => ['application/*', 'text/*', 'image/*', 'audio/*', 'video/*'],
+        ...opts,
+      });
       const out: Buffer[] = [];
       await pipeline(Readable.from(pieces(Buffer.from(body), cut)), ext, async function* (src) {
         for await (const c of src) out.push(Buffer.from(c as Buffer));
@@ -81,9 +95,13 @@ export function engine(t: Test): Engine {
         ...opts,
       });
       const out: string[] = [];
-      await pipeline(Readable.from(pieces(Buffer.from(body), cut)), (src) => inf.run(src), async function* (src) {
-        for await (const c of src) out.push(String(c));
-      });
+      await pipeline(
+        Readable.from(pieces(Buffer.from(body), cut)),
+        (src) => inf.run(src),
+        async function* (src) {
+          for await (const c of src) out.push(String(c));
+        },
+      );
       return { text: out.join(''), report: inf.report, warnings };
     },
   };

@@ -38,7 +38,10 @@ type Teardown = { teardown(fn: () => unknown): void };
  * merged over a baseline config: upstream and JWKS given, HTTPS not required (tests speak
  * plain HTTP unless they test TLS), auth and SMART required.
  */
-export async function startTestGateway(t: Teardown, opts: { upstream: string; jwksUri?: string; config?: Record<string, unknown> }): Promise<TestGateway> {
+export async function startTestGateway(
+  t: Teardown,
+  opts: { upstream: string; jwksUri?: string; config?: Record<string, unknown> },
+): Promise<TestGateway> {
   const base: Record<string, unknown> = {
     server: { host: '127.0.0.1', port: 0, publicBaseUrl: 'http://gateway.test/fhir' },
     upstream: { url: opts.upstream, connectTimeoutMs: 1000, timeoutMs: 5000 },

@@ -118,11 +118,14 @@ export class RawConnection {
         return parsed.response;
       }
       if (this.ended) {
-        throw new RawHttpError(`connection closed before a complete response head (${this.error?.message ?? 'closed'}); got ${JSON.stringify(this.buf.toString('latin1').slice(0, 200))}`);
+        throw new RawHttpError(
+          `connection closed before a complete response head (${this.error?.message ?? 'closed'}); got ${JSON.stringify(this.buf.toString('latin1').slice(0, 200))}`,
+        );
       }
       const left = deadline - Date.now();
       if (left > 0) await this.waitForData(left).catch(() => undefined);
-      else throw new RawHttpError(`no complete response within the timeout; got ${JSON.stringify(this.buf.toString('latin1').slice(0, 200))}`);
+      else
+        throw new RawHttpError(`no complete response within the timeout; got ${JSON.stringify(this.buf.toString('latin1').slice(0, 200))}`);
     }
   }
 
@@ -152,7 +155,11 @@ export class RawConnection {
 }
 
 /** Sends `bytes` on a fresh connection and reads one final response (skipping 1xx). */
-export async function rawRequest(port: number, bytes: string | Buffer, opts: { timeoutMs?: number; head?: boolean } = {}): Promise<RawResponse & { interim: RawResponse[] }> {
+export async function rawRequest(
+  port: number,
+  bytes: string | Buffer,
+  opts: { timeoutMs?: number; head?: boolean } = {},
+): Promise<RawResponse & { interim: RawResponse[] }> {
   const conn = await RawConnection.connect(port);
   try {
     await conn.write(bytes).catch(() => undefined); // the server may cut us off mid-write: read what it said
@@ -169,7 +176,10 @@ export async function rawRequest(port: number, bytes: string | Buffer, opts: { t
 
 /** Builds a request: `lines` are the request line and header lines, without CRLFs. */
 export function httpMessage(lines: readonly string[], body: string | Buffer = ''): Buffer {
-  return Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1'), typeof body === 'string' ? Buffer.from(body, 'latin1') : body]);
+  return Buffer.concat([
+    Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1'),
+    typeof body === 'string' ? Buffer.from(body, 'latin1') : body,
+  ]);
 }
 
 /** One chunk of a chunked body, or the terminating zero chunk for an empty input. */
@@ -212,7 +222,7 @@ function tryParse(buf: Buffer, ended: boolean, head: boolean): { response: RawRe
     for (;;) {
       const lineEnd = buf.indexOf('\r\n', pos);
       if (lineEnd < 0) return ended ? cut(base, parts, true, buf.length) : undefined;
-      const size = parseInt(buf.subarray(pos, lineEnd).toString('latin1').split(';')[0]!.trim(), 16);
+      const size = parseInt(buf.subarray(pos, lineEnd).toString('latin1').split(';')[0].trim(), 16);
       if (Number.isNaN(size)) throw new RawHttpError('bad chunk size line');
       if (size === 0) {
         // Trailer section: lines until an empty one.
@@ -239,7 +249,8 @@ function tryParse(buf: Buffer, ended: boolean, head: boolean): { response: RawRe
   const cl = headers['content-length'];
   if (cl !== undefined) {
     const n = Number(cl);
-    if (buf.length - pos >= n) return { response: { ...base, body: buf.subarray(pos, pos + n), chunked: false, complete: true }, consumed: pos + n };
+    if (buf.length - pos >= n)
+      return { response: { ...base, body: buf.subarray(pos, pos + n), chunked: false, complete: true }, consumed: pos + n };
     return ended ? cut(base, [buf.subarray(pos)], false, buf.length) : undefined;
   }
   // Neither length nor chunking: the body runs to the end of the connection.

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Test } from 'tap';
+import type * as NodeCrypto from 'node:crypto';
 
 const require = createRequire(import.meta.url);
 
@@ -40,7 +41,9 @@ export interface S3rver {
 }
 const S3rverClass = require('@20minutes/s3rver') as new (options: Record<string, unknown>) => S3rver;
 const S3Error = require('@20minutes/s3rver/lib/models/error') as new (code: string, message: string) => Error;
-const sigV4 = require('@20minutes/s3rver/lib/signature/v4') as { getStringToSign: (canonical: { uri: string; headers: object }, request: unknown) => string };
+const sigV4 = require('@20minutes/s3rver/lib/signature/v4') as {
+  getStringToSign: (canonical: { uri: string; headers: object }, request: unknown) => string;
+};
 
 /** s3rver's built-in account (lib/models/account.js: DUMMY_ACCOUNT.createKeyPair('S3RVER', 'S3RVER')). */
 export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
@@ -140,7 +143,12 @@ function abortMultipartUpload(dir: string): Middleware {
       await next();
     } catch (err) {
       const uploadId = ctx.query.uploadId;
-      if (ctx.method !== 'DELETE' || typeof uploadId !== 'string' || (err as { code?: string }).code !== 'MethodNotAllowed' || !ctx.state.account) {
+      if (
+        ctx.method !== 'DELETE' ||
+        typeof uploadId !== 'string' ||
+        (err as { code?: string }).code !== 'MethodNotAllowed' ||
+        !ctx.state.account
+      ) {
         throw err;
       }
       const [bucket, ...key] = ctx.path.slice(1).split('/').map(decodeURIComponent);
@@ -152,7 +160,10 @@ function abortMultipartUpload(dir: string): Middleware {
         storedKey = undefined;
       }
       if (storedKey !== key.join('/')) {
-        throw new S3Error('NoSuchUpload', 'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.');
+        throw new S3Error(
+          'NoSuchUpload',
+          'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.',
+        );
       }
       rmSync(uploadDir, { recursive: true, force: true });
       ctx.status = 204;
@@ -172,7 +183,7 @@ let desPatched = false;
 function useTripleDesForDes(): void {
   if (desPatched) return;
   desPatched = true;
-  const crypto = require('node:crypto') as typeof import('node:crypto');
+  const crypto = require('node:crypto') as typeof NodeCrypto;
   const { createCipheriv, createDecipheriv } = crypto;
   const triple = (key: Buffer): Buffer => Buffer.concat([key, key, key]);
   const swap = (algorithm: string, key: Buffer, rest: unknown[]): unknown[] =>
@@ -203,7 +214,10 @@ function signBucketPathsWithTheirSlash(): void {
   slashPatched = true;
   const { getStringToSign } = sigV4;
   sigV4.getStringToSign = (canonical, request) =>
-    getStringToSign(trailingSlash.has(canonical.headers) && !canonical.uri.endsWith('/') ? { ...canonical, uri: `${canonical.uri}/` } : canonical, request);
+    getStringToSign(
+      trailingSlash.has(canonical.headers) && !canonical.uri.endsWith('/') ? { ...canonical, uri: `${canonical.uri}/` } : canonical,
+      request,
+    );
 }
 
 /**

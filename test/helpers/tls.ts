@@ -26,12 +26,23 @@ export function makeSelfSignedCert(t: { teardown(fn: () => unknown): void }): Te
   execFileSync(
     'openssl',
     [
-      'req', '-x509', '-nodes',
-      '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
-      '-keyout', keyFile, '-out', certFile,
-      '-days', '1',
-      '-subj', '/CN=localhost',
-      '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      'req',
+      '-x509',
+      '-nodes',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
@@ -49,7 +60,14 @@ export interface HttpsResult {
 /** One HTTPS request with node:https (fetch cannot pin TLS versions or trust a custom CA). */
 export function httpsRequest(
   url: string,
-  opts: { ca?: Buffer; method?: string; headers?: OutgoingHttpHeaders; body?: string; minVersion?: 'TLSv1.2' | 'TLSv1.3'; maxVersion?: 'TLSv1.2' | 'TLSv1.3' } = {},
+  opts: {
+    ca?: Buffer;
+    method?: string;
+    headers?: OutgoingHttpHeaders;
+    body?: string;
+    minVersion?: 'TLSv1.2' | 'TLSv1.3';
+    maxVersion?: 'TLSv1.2' | 'TLSv1.3';
+  } = {},
 ): Promise<HttpsResult> {
   return new Promise((resolve, reject) => {
     const req = https.request(
@@ -66,7 +84,9 @@ export function httpsRequest(
         const protocol = (res.socket as TLSSocket).getProtocol();
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8'), protocol }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8'), protocol }),
+        );
         res.on('error', reject);
       },
     );

@@ -16,7 +16,15 @@ async function guard(body: string, minBytes: number, cut = 65536): Promise<strin
 }
 
 const params = (data: string, element = 'attachment') =>
-  JSON.stringify({ resourceType: 'Parameters', parameter: [{ name: 'resource', resource: { resourceType: 'DocumentReference', status: 'current', content: [{ [element]: { contentType: 'text/plain', data } }] } }] });
+  JSON.stringify({
+    resourceType: 'Parameters',
+    parameter: [
+      {
+        name: 'resource',
+        resource: { resourceType: 'DocumentReference', status: 'current', content: [{ [element]: { contentType: 'text/plain', data } }] },
+      },
+    ],
+  });
 
 t.test('bytes pass unchanged when nothing is at or above the threshold', async (t) => {
   const body = params(Buffer.alloc(99, 'a').toString('base64'));
@@ -35,13 +43,37 @@ t.test('the threshold is exact, padding included, whatever the cut', async (t) =
 
 t.test('any element counts (Observation.valueAttachment, contained, Bundle entries); SampledData and Signature do not', async (t) => {
   const big = Buffer.alloc(5000, 'c').toString('base64');
-  await t.rejects(guard(JSON.stringify({ resourceType: 'Bundle', type: 'message', entry: [{ resource: { resourceType: 'Observation', valueAttachment: { contentType: 'text/plain', data: big } } }] }), 1000), { code: 'PAYLOAD_TOO_LARGE' });
-  await t.rejects(guard(JSON.stringify({ resourceType: 'Parameters', parameter: [{ name: 'x', valueAttachment: { contentType: 'text/plain', data: big } }] }), 1000), { code: 'PAYLOAD_TOO_LARGE' });
-  const sampled = JSON.stringify({ resourceType: 'Observation', valueSampledData: { data: '1 2 3 '.repeat(2000) }, component: [{ valueSampledData: { data: '4 5 '.repeat(2000) } }], signature: { data: big } });
+  await t.rejects(
+    guard(
+      JSON.stringify({
+        resourceType: 'Bundle',
+        type: 'message',
+        entry: [{ resource: { resourceType: 'Observation', valueAttachment: { contentType: 'text/plain', data: big } } }],
+      }),
+      1000,
+    ),
+    { code: 'PAYLOAD_TOO_LARGE' },
+  );
+  await t.rejects(
+    guard(
+      JSON.stringify({ resourceType: 'Parameters', parameter: [{ name: 'x', valueAttachment: { contentType: 'text/plain', data: big } }] }),
+      1000,
+    ),
+    { code: 'PAYLOAD_TOO_LARGE' },
+  );
+  const sampled = JSON.stringify({
+    resourceType: 'Observation',
+    valueSampledData: { data: '1 2 3 '.repeat(2000) },
+    component: [{ valueSampledData: { data: '4 5 '.repeat(2000) } }],
+    signature: { data: big },
+  });
   t.equal(await guard(sampled, 1000), sampled);
 });
 
 t.test('our blob reference is refused anywhere; malformed JSON is refused', async (t) => {
-  await t.rejects(guard(JSON.stringify({ resourceType: 'Parameters', parameter: [{ name: 'x', valueString: BLOB_EXTENSION_URL }] }), 1000, 3), { code: 'BAD_REQUEST' });
+  await t.rejects(
+    guard(JSON.stringify({ resourceType: 'Parameters', parameter: [{ name: 'x', valueString: BLOB_EXTENSION_URL }] }), 1000, 3),
+    { code: 'BAD_REQUEST' },
+  );
   await t.rejects(guard('{"resourceType":"Parameters",', 1000), { code: 'BAD_REQUEST' });
 });

@@ -10,10 +10,19 @@ import { PDF } from '../helpers/content.js';
 const sha1 = (b: Buffer) => createHash('sha1').update(b).digest('base64');
 const b64 = (b: Buffer) => b.toString('base64');
 // The way Medplum writes resources: id and meta after the content.
-const docRef = (id: string, ...datas: Buffer[]) => ({ resourceType: 'DocumentReference', status: 'current', content: datas.map((d, i) => ({ attachment: { contentType: 'application/pdf', title: `part ${i}`, data: b64(d) } })), id, meta: { versionId: '1' } });
+const docRef = (id: string, ...datas: Buffer[]) => ({
+  resourceType: 'DocumentReference',
+  status: 'current',
+  content: datas.map((d, i) => ({ attachment: { contentType: 'application/pdf', title: `part ${i}`, data: b64(d) } })),
+  id,
+  meta: { versionId: '1' },
+});
 
 /** What a client wrote, with the fields externalizing adds (size, hash). */
-const withSizes = (doc: ReturnType<typeof docRef>, datas: Buffer[]) => ({ ...doc, content: doc.content.map((c, i) => ({ attachment: { ...c.attachment, size: datas[i]!.length, hash: sha1(datas[i]!) } })) });
+const withSizes = (doc: ReturnType<typeof docRef>, datas: Buffer[]) => ({
+  ...doc,
+  content: doc.content.map((c, i) => ({ attachment: { ...c.attachment, size: datas[i].length, hash: sha1(datas[i]) } })),
+});
 
 t.test('stored content comes back inline, exactly, with size and hash; our reference never leaves', async (t) => {
   const e = engine(t);
@@ -35,26 +44,50 @@ t.test('the budget: attachments in document order while they fit, a $binary-acce
   await e.link(ext, 'DocumentReference/d2');
   const { text, report } = await e.inflate(held, { maxBytes: 60_000 });
   const out = JSON.parse(text);
-  t.ok(Buffer.from(out.content[0].attachment.data, 'base64').equals(parts[0]!), 'the first fits');
+  t.ok(Buffer.from(out.content[0].attachment.data, 'base64').equals(parts[0]), 'the first fits');
   t.equal(out.content[1].attachment.data, undefined, 'the second would exceed the budget');
-  t.equal(out.content[1].attachment.url, `${PUBLIC}/DocumentReference/d2/$binary-access-read?path=${encodeURIComponent('DocumentReference.content[1].attachment')}`);
-  t.match(out.content[1].attachment, { size: parts[1]!.length, hash: sha1(parts[1]!) }, 'size and hash stay, so a client can decide to follow');
-  t.ok(Buffer.from(out.content[2].attachment.data, 'base64').equals(parts[2]!), 'a later small one still fits');
-  t.equal(report.bytes, parts[0]!.length + parts[2]!.length);
+  t.equal(
+    out.content[1].attachment.url,
+    `${PUBLIC}/DocumentReference/d2/$binary-access-read?path=${encodeURIComponent('DocumentReference.content[1].attachment')}`,
+  );
+  t.match(
+    out.content[1].attachment,
+    { size: parts[1].length, hash: sha1(parts[1]) },
+    'size and hash stay, so a client can decide to follow',
+  );
+  t.ok(Buffer.from(out.content[2].attachment.data, 'base64').equals(parts[2]), 'a later small one still fits');
+  t.equal(report.bytes, parts[0].length + parts[2].length);
   t.ok(report.bytes <= 60_000);
 });
 
 t.test('inflation off: every stored attachment gets a link; an attachment that has a url keeps its own', async (t) => {
   const e = engine(t);
   const pdf = PDF(20_000);
-  const doc = { resourceType: 'Media', status: 'completed', content: { contentType: 'application/pdf', url: 'https://elsewhere.example/x.pdf', data: b64(pdf) }, contained: [{ resourceType: 'DocumentReference', id: 'c', status: 'current', content: [{ attachment: { contentType: 'application/pdf', data: b64(pdf) } }] }], id: 'm1' };
+  const doc = {
+    resourceType: 'Media',
+    status: 'completed',
+    content: { contentType: 'application/pdf', url: 'https://elsewhere.example/x.pdf', data: b64(pdf) },
+    contained: [
+      {
+        resourceType: 'DocumentReference',
+        id: 'c',
+        status: 'current',
+        content: [{ attachment: { contentType: 'application/pdf', data: b64(pdf) } }],
+      },
+    ],
+    id: 'm1',
+  };
   const { text: held, ext } = await e.externalize(JSON.stringify(doc));
   await e.link(ext, 'Media/m1');
   const { text, report } = await e.inflate(held, { inflate: false });
   const out = JSON.parse(text);
   t.equal(out.content.url, 'https://elsewhere.example/x.pdf', 'not overwritten');
   t.equal(out.content.data, undefined);
-  t.equal(out.contained[0].content[0].attachment.url, `${PUBLIC}/Media/m1/$binary-access-read?path=${encodeURIComponent('Media.contained[0].content[0].attachment')}`, 'contained: linked through the container, its owner');
+  t.equal(
+    out.contained[0].content[0].attachment.url,
+    `${PUBLIC}/Media/m1/$binary-access-read?path=${encodeURIComponent('Media.contained[0].content[0].attachment')}`,
+    'contained: linked through the container, its owner',
+  );
   t.equal(report.inflated, 0);
   t.equal(report.linked, 1);
 });
@@ -63,17 +96,32 @@ t.test('inline data the upstream holds: sent in place within the budget, replace
   const e = engine(t);
   const small = PDF(2000);
   const large = PDF(400_000);
-  const doc = { resourceType: 'DocumentReference', id: 'i1', status: 'current', content: [{ attachment: { contentType: 'application/pdf', data: b64(small) } }, { attachment: { contentType: 'application/pdf', data: b64(large) } }] };
+  const doc = {
+    resourceType: 'DocumentReference',
+    id: 'i1',
+    status: 'current',
+    content: [
+      { attachment: { contentType: 'application/pdf', data: b64(small) } },
+      { attachment: { contentType: 'application/pdf', data: b64(large) } },
+    ],
+  };
   const within = await e.inflate(JSON.stringify(doc), {}, 1000);
   t.equal(within.text, JSON.stringify(doc), 'within an unlimited budget: unchanged, byte for byte');
   const capped = await e.inflate(JSON.stringify(doc), { maxBytes: 100_000 }, 7);
   const out = JSON.parse(capped.text);
   t.equal(out.content[0].attachment.data, b64(small));
   t.equal(out.content[1].attachment.data, undefined, 'never more than the budget');
-  t.match(out.content[1].attachment.url, /\/DocumentReference\/i1\/\$binary-access-read\?path=DocumentReference.content%5B1%5D.attachment$/);
+  t.match(
+    out.content[1].attachment.url,
+    /\/DocumentReference\/i1\/\$binary-access-read\?path=DocumentReference.content%5B1%5D.attachment$/,
+  );
   t.same(e.spooled(), [], 'spill files are gone (400 KB went through one)');
   const none = await e.inflate(JSON.stringify(doc), { maxBytes: 0 });
-  t.same(JSON.parse(none.text).content.map((c: { attachment: { data?: string } }) => c.attachment.data), [undefined, undefined], 'a zero budget sends no attachment bytes');
+  t.same(
+    JSON.parse(none.text).content.map((c: { attachment: { data?: string } }) => c.attachment.data),
+    [undefined, undefined],
+    'a zero budget sends no attachment bytes',
+  );
 });
 
 t.test('a blob is served only to the resource it was written for', async (t) => {
@@ -108,9 +156,16 @@ t.test('a search Bundle: each entry owns its attachments; fullUrl and link move 
   const out = JSON.parse(text);
   t.equal(out.link[0].url, `${PUBLIC}/DocumentReference?_count=2`);
   t.equal(out.link[1].url, 'http://other.example/x', 'only the upstream base is rewritten');
-  t.same(out.entry.map((x: { fullUrl: string }) => x.fullUrl), [`${PUBLIC}/DocumentReference/a`, `${PUBLIC}/DocumentReference/b`]);
+  t.same(
+    out.entry.map((x: { fullUrl: string }) => x.fullUrl),
+    [`${PUBLIC}/DocumentReference/a`, `${PUBLIC}/DocumentReference/b`],
+  );
   t.ok(Buffer.from(out.entry[0].resource.content[0].attachment.data, 'base64').equals(a));
-  t.equal(out.entry[1].resource.content[0].attachment.url, `${PUBLIC}/DocumentReference/b/$binary-access-read?path=${encodeURIComponent('DocumentReference.content[0].attachment')}`, "the second entry's link names its own resource");
+  t.equal(
+    out.entry[1].resource.content[0].attachment.url,
+    `${PUBLIC}/DocumentReference/b/$binary-access-read?path=${encodeURIComponent('DocumentReference.content[0].attachment')}`,
+    "the second entry's link names its own resource",
+  );
   t.same(report, { inflated: 1, linked: 1, bytes: a.length });
   t.equal(out.total, 2);
 });
@@ -118,7 +173,9 @@ t.test('a search Bundle: each entry owns its attachments; fullUrl and link move 
 t.test('Binary in a Bundle: inline within the budget, else a content-url extension on _data', async (t) => {
   const e = engine(t);
   const pdf = PDF(50_000);
-  const r = await e.externalize(JSON.stringify({ resourceType: 'Binary', id: 'bin', contentType: 'application/pdf', data: b64(pdf) }), { binaryMinBytes: 0 });
+  const r = await e.externalize(JSON.stringify({ resourceType: 'Binary', id: 'bin', contentType: 'application/pdf', data: b64(pdf) }), {
+    binaryMinBytes: 0,
+  });
   await e.link(r.ext, 'Binary/bin');
   const bundle = `{"resourceType":"Bundle","type":"history","entry":[{"resource":${r.text}}]}`;
   const full = JSON.parse((await e.inflate(bundle)).text);
@@ -131,7 +188,11 @@ t.test('Binary in a Bundle: inline within the budget, else a content-url extensi
 
 t.test('SampledData and Signature data are not attachments: never counted, never touched', async (t) => {
   const e = engine(t);
-  const obs = { resourceType: 'Observation', id: 'o', valueSampledData: { origin: { value: 0 }, dimensions: 1, data: '1 2 3 '.repeat(5000) } };
+  const obs = {
+    resourceType: 'Observation',
+    id: 'o',
+    valueSampledData: { origin: { value: 0 }, dimensions: 1, data: '1 2 3 '.repeat(5000) },
+  };
   const { text } = await e.inflate(JSON.stringify(obs), { maxBytes: 0 });
   t.equal(text, JSON.stringify(obs));
 });
@@ -139,12 +200,26 @@ t.test('SampledData and Signature data are not attachments: never counted, never
 t.test('our other extensions on _data survive; a missing blob is linked, not fatal', async (t) => {
   const e = engine(t);
   const pdf = PDF(5000);
-  const { text: held, ext } = await e.externalize(JSON.stringify({ resourceType: 'DocumentReference', id: 'x', content: [{ attachment: { contentType: 'application/pdf', data: b64(pdf), _data: { extension: [{ url: 'http://example.org/note', valueString: 'kept' }] } } }] }));
+  const { text: held, ext } = await e.externalize(
+    JSON.stringify({
+      resourceType: 'DocumentReference',
+      id: 'x',
+      content: [
+        {
+          attachment: {
+            contentType: 'application/pdf',
+            data: b64(pdf),
+            _data: { extension: [{ url: 'http://example.org/note', valueString: 'kept' }] },
+          },
+        },
+      ],
+    }),
+  );
   await e.link(ext, 'DocumentReference/x');
   const out = JSON.parse((await e.inflate(held)).text);
   t.same(out.content[0].attachment._data, { extension: [{ url: 'http://example.org/note', valueString: 'kept' }] });
   t.ok(Buffer.from(out.content[0].attachment.data, 'base64').equals(pdf));
-  await e.store.delete(ext.blobs[0]!.info.id);
+  await e.store.delete(ext.blobs[0].info.id);
   const gone = await e.inflate(held);
   t.match(JSON.parse(gone.text).content[0].attachment.url, /\$binary-access-read/);
   t.match(gone.warnings, [/missing/]);
@@ -174,7 +249,11 @@ t.test('ownership comes from what was asked, not from a Bundle type the answer m
   const { resource } = await victim(e);
   const early = `{"resourceType":"Bundle","id":"evil","type":"searchset","entry":[{"resource":${resource}}]}`;
   const late = `{"resourceType":"Bundle","id":"evil","entry":[{"resource":${resource}}],"type":"document"}`;
-  for (const [body, owners] of [[early, 'root'], [late, 'root'], [late, 'by-type']] as const) {
+  for (const [body, owners] of [
+    [early, 'root'],
+    [late, 'root'],
+    [late, 'by-type'],
+  ] as const) {
     const { text, report } = await e.inflate(body, { owners });
     t.equal(report.inflated, 0, `${owners}: a read of Bundle/evil serves only what Bundle/evil owns`);
     t.equal(JSON.parse(text).entry[0].resource.content[0].attachment.data, undefined);
@@ -187,12 +266,17 @@ t.test('what waits for a late id is bounded: text, slots and held inline data al
   const e = engine(t);
   const { resource } = await victim(e);
   const noId = resource.replace(',"id":"victim"', '');
-  const huge = noId.replace('"status":"current"', `"status":"current","description":"${'a'.repeat(9 * 1024 * 1024)}"`).replace(/}$/, ',"id":"victim"}');
+  const huge = noId
+    .replace('"status":"current"', `"status":"current","description":"${'a'.repeat(9 * 1024 * 1024)}"`)
+    .replace(/}$/, ',"id":"victim"}');
   // The attachment comes before the description here: its slot waits while 9 MiB of text pass.
   const after = noId.replace(/}$/, `,"description":"${'a'.repeat(9 * 1024 * 1024)}","id":"victim"}`);
   await t.rejects(e.inflate(after), { code: 'UPSTREAM_INVALID' }, 'text behind a waiting slot');
   t.equal((await e.inflate(huge)).report.inflated, 1, 'the same text before the attachment streams on');
-  const many = noId.replace(/}$/, `,"contained":[${Array.from({ length: 20_000 }, () => '{"resourceType":"Media","content":{"contentType":"text/plain","data":"AA=="}}').join(',')}],"id":"victim"}`);
+  const many = noId.replace(
+    /}$/,
+    `,"contained":[${Array.from({ length: 20_000 }, () => '{"resourceType":"Media","content":{"contentType":"text/plain","data":"AA=="}}').join(',')}],"id":"victim"}`,
+  );
   await t.rejects(e.inflate(many), { code: 'UPSTREAM_INVALID' }, 'many small slots');
   t.same(e.spooled(), []);
 });
@@ -216,13 +300,33 @@ t.test('a spent budget asks the store nothing; a declared size that cannot fit n
 
 t.test('our extension URL never reaches a client: malformed references and ones planted outside _data', async (t) => {
   const e = engine(t);
-  const malformed = JSON.stringify({ resourceType: 'DocumentReference', id: 'm', content: [{ attachment: { contentType: 'text/plain', _data: { extension: [{ url: BLOB_EXTENSION_URL, extension: [{ url: 'id', valueString: 'bad' }] }, { url: 'http://example.org/x', valueString: 'kept' }] } } }] });
+  const malformed = JSON.stringify({
+    resourceType: 'DocumentReference',
+    id: 'm',
+    content: [
+      {
+        attachment: {
+          contentType: 'text/plain',
+          _data: {
+            extension: [
+              { url: BLOB_EXTENSION_URL, extension: [{ url: 'id', valueString: 'bad' }] },
+              { url: 'http://example.org/x', valueString: 'kept' },
+            ],
+          },
+        },
+      },
+    ],
+  });
   const out1 = await e.inflate(malformed);
   t.notOk(out1.text.includes(BLOB_EXTENSION_URL));
   t.same(JSON.parse(out1.text).content[0].attachment._data, { extension: [{ url: 'http://example.org/x', valueString: 'kept' }] });
   const { resource } = await victim(e);
   const ref = JSON.parse(resource).content[0].attachment._data.extension[0];
-  const planted = JSON.stringify({ resourceType: 'DocumentReference', id: 'victim', content: [{ attachment: { contentType: 'text/plain', extension: [ref] } }] });
+  const planted = JSON.stringify({
+    resourceType: 'DocumentReference',
+    id: 'victim',
+    content: [{ attachment: { contentType: 'text/plain', extension: [ref] } }],
+  });
   const out2 = await e.inflate(planted);
   t.notOk(out2.text.includes(`"${BLOB_EXTENSION_URL}"`), 'replaced');
   t.equal(out2.report.inflated, 0);
@@ -234,7 +338,11 @@ t.test('duplicate identity members and non-string data are refused or left out, 
   await t.rejects(e.inflate('{"resourceType":"Patient","id":"p","resourceType":"Binary"}'), { code: 'UPSTREAM_INVALID' });
   await t.rejects(e.inflate('{"resourceType":"Patient","id":"other","id":"victim"}'), { code: 'UPSTREAM_INVALID' });
   await t.rejects(e.inflate('{"resourceType":"Bundle","type":"searchset","type":"document"}'), { code: 'UPSTREAM_INVALID' });
-  const arr = JSON.stringify({ resourceType: 'DocumentReference', id: 'a', content: [{ attachment: { contentType: 'text/plain', data: [Buffer.alloc(20_000).toString('base64')] } }] });
+  const arr = JSON.stringify({
+    resourceType: 'DocumentReference',
+    id: 'a',
+    content: [{ attachment: { contentType: 'text/plain', data: [Buffer.alloc(20_000).toString('base64')] } }],
+  });
   const { text } = await e.inflate(arr, { maxBytes: 0 });
   const att = JSON.parse(text).content[0].attachment;
   t.equal(att.data, undefined, 'not sent');

@@ -16,16 +16,25 @@ const sha1 = (b: Buffer) => createHash('sha1').update(b).digest('base64');
  */
 const text = (max: number) =>
   fc.oneof(
-    { arbitrary: fc.uint8Array({ minLength: 0, maxLength: max }).map((a) => Buffer.concat([Buffer.from('note '), Buffer.from(a.map((b) => 32 + (b % 95)))])), weight: 9 },
+    {
+      arbitrary: fc
+        .uint8Array({ minLength: 0, maxLength: max })
+        .map((a) => Buffer.concat([Buffer.from('note '), Buffer.from(a.map((b) => 32 + (b % 95)))])),
+      weight: 9,
+    },
     { arbitrary: fc.constant(Buffer.alloc(0)), weight: 1 },
   );
 /** Members that mean something to the engine are left to the structure below, not to noise. */
-const RESERVED = /"(_?data|size|hash|contentType|resourceType|url|id|fullUrl|type|location|link|resource|outcome|contained|entry|parameter)":/;
-const noise = fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 })
+const RESERVED =
+  /"(_?data|size|hash|contentType|resourceType|url|id|fullUrl|type|location|link|resource|outcome|contained|entry|parameter)":/;
+const noise = fc
+  .dictionary(fc.string({ minLength: 1, maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 })
   .map((v) => JSON.parse(JSON.stringify(v)) as Record<string, unknown>)
   .filter((v) => !RESERVED.test(JSON.stringify(v)));
 /** Chunk sizes: the byte stream is cut at these, in turn. */
-const cuts = fc.array(fc.integer({ min: 1, max: 65536 }), { minLength: 1, maxLength: 6 }).chain((big) => fc.oneof(fc.constant(big), fc.array(fc.integer({ min: 1, max: 17 }), { minLength: 1, maxLength: 4 })));
+const cuts = fc
+  .array(fc.integer({ min: 1, max: 65536 }), { minLength: 1, maxLength: 6 })
+  .chain((big) => fc.oneof(fc.constant(big), fc.array(fc.integer({ min: 1, max: 17 }), { minLength: 1, maxLength: 4 })));
 
 interface Att {
   readonly contentType: string;
@@ -39,7 +48,10 @@ interface Res {
   readonly extra: Record<string, unknown>;
 }
 
-const att = (max: number) => fc.record({ contentType: fc.constant('text/plain'), title: fc.option(fc.string({ maxLength: 6 }), { nil: undefined }), bytes: text(max) }).map((a) => (a.title === undefined ? { contentType: a.contentType, bytes: a.bytes } : a));
+const att = (max: number) =>
+  fc
+    .record({ contentType: fc.constant('text/plain'), title: fc.option(fc.string({ maxLength: 6 }), { nil: undefined }), bytes: text(max) })
+    .map((a) => (a.title === undefined ? { contentType: a.contentType, bytes: a.bytes } : a));
 const resource = (max: number) =>
   fc.record({
     resourceType: fc.constantFrom('DocumentReference' as const, 'Patient' as const, 'Observation' as const),
@@ -80,53 +92,75 @@ async function hold(e: Engine, rs: readonly Res[], minBytes: number, cut: readon
   return out;
 }
 
-const searchset = (entries: readonly string[]) => `{"resourceType":"Bundle","type":"searchset","entry":[${entries.map((x) => `{"resource":${x}}`).join(',')}]}`;
+const searchset = (entries: readonly string[]) =>
+  `{"resourceType":"Bundle","type":"searchset","entry":[${entries.map((x) => `{"resource":${x}}`).join(',')}]}`;
 /** Distinct ids: two resources with one id would be one owner. */
 const distinct = (rs: Res[]) => rs.filter((r, i) => rs.findIndex((o) => o.resourceType === r.resourceType && o.id === r.id) === i);
 
 t.test('externalize then inflate with an unlimited budget gives back the original plus size and hash', async (t) => {
   await fc.assert(
-    fc.asyncProperty(fc.array(resource(3000), { minLength: 1, maxLength: 3 }).map(distinct), fc.integer({ min: 0, max: 2500 }), cuts, async (rs, minBytes, cut) => {
-      const e = engine(t);
-      const held = await hold(e, rs, minBytes, cut);
-      const { text, report } = await e.inflate(searchset(held), {}, cut);
-      // Empty data has nothing to store: it stays inline whatever the threshold.
-      const stored = (a: Att) => a.bytes.length > 0 && a.bytes.length >= minBytes;
-      const expected = { resourceType: 'Bundle', type: 'searchset', entry: rs.map((r) => ({ resource: render(r, stored) })) };
-      t.same(JSON.parse(text), expected);
-      t.notOk(text.includes(BLOB_EXTENSION_URL));
-      t.equal(report.inflated, rs.flatMap(attsOf).filter(stored).length, 'every stored attachment came back from the store');
-      t.equal(e.files().length, 2 * report.inflated, 'one content file and one metadata file per stored attachment');
-    }),
+    fc.asyncProperty(
+      fc.array(resource(3000), { minLength: 1, maxLength: 3 }).map(distinct),
+      fc.integer({ min: 0, max: 2500 }),
+      cuts,
+      async (rs, minBytes, cut) => {
+        const e = engine(t);
+        const held = await hold(e, rs, minBytes, cut);
+        const { text, report } = await e.inflate(searchset(held), {}, cut);
+        // Empty data has nothing to store: it stays inline whatever the threshold.
+        const stored = (a: Att) => a.bytes.length > 0 && a.bytes.length >= minBytes;
+        const expected = { resourceType: 'Bundle', type: 'searchset', entry: rs.map((r) => ({ resource: render(r, stored) })) };
+        t.same(JSON.parse(text), expected);
+        t.notOk(text.includes(BLOB_EXTENSION_URL));
+        t.equal(report.inflated, rs.flatMap(attsOf).filter(stored).length, 'every stored attachment came back from the store');
+        t.equal(e.files().length, 2 * report.inflated, 'one content file and one metadata file per stored attachment');
+      },
+    ),
     { numRuns: RUNS },
   );
 });
 
 t.test('no budget is ever exceeded: each attachment is either its exact data or a link', async (t) => {
   await fc.assert(
-    fc.asyncProperty(fc.array(resource(4000), { minLength: 1, maxLength: 3 }).map(distinct), fc.integer({ min: 0, max: 3000 }), fc.integer({ min: 0, max: 9000 }), fc.boolean(), cuts, async (rs, minBytes, budget, inflate, cut) => {
-      const e = engine(t);
-      const held = await hold(e, rs, minBytes, [65536]);
-      const { text, report } = await e.inflate(searchset(held), { maxBytes: budget, inflate }, cut);
-      const out = JSON.parse(text) as { entry: { resource: Record<string, any> }[] };
-      let sent = 0;
-      out.entry.forEach((x, i) => {
-        const r = rs[i]!;
-        const got: Record<string, any>[] = r.resourceType === 'DocumentReference' ? x.resource['content'].map((c: { attachment: unknown }) => c.attachment) : r.resourceType === 'Patient' ? x.resource['photo'] : x.resource['valueAttachment'] ? [x.resource['valueAttachment']] : [];
-        attsOf(r).forEach((a, k) => {
-          const g = got[k]!;
-          if (g['data'] !== undefined) {
-            const bytes = Buffer.from(g['data'], 'base64');
-            t.ok(bytes.equals(a.bytes), 'data, when sent, is exact');
-            sent += bytes.length;
-            if (!inflate) t.ok(a.bytes.length < minBytes || a.bytes.length === 0, 'with inflation off, only data the upstream held inline');
-          } else t.match(g['url'], new RegExp(`/${r.resourceType}/${r.id}/\\$binary-access-read\\?path=`), 'else a link to its own resource');
+    fc.asyncProperty(
+      fc.array(resource(4000), { minLength: 1, maxLength: 3 }).map(distinct),
+      fc.integer({ min: 0, max: 3000 }),
+      fc.integer({ min: 0, max: 9000 }),
+      fc.boolean(),
+      cuts,
+      async (rs, minBytes, budget, inflate, cut) => {
+        const e = engine(t);
+        const held = await hold(e, rs, minBytes, [65536]);
+        const { text, report } = await e.inflate(searchset(held), { maxBytes: budget, inflate }, cut);
+        const out = JSON.parse(text) as { entry: { resource: Record<string, any> }[] };
+        let sent = 0;
+        out.entry.forEach((x, i) => {
+          const r = rs[i];
+          const got: Record<string, any>[] =
+            r.resourceType === 'DocumentReference'
+              ? x.resource['content'].map((c: { attachment: unknown }) => c.attachment)
+              : r.resourceType === 'Patient'
+                ? x.resource['photo']
+                : x.resource['valueAttachment']
+                  ? [x.resource['valueAttachment']]
+                  : [];
+          attsOf(r).forEach((a, k) => {
+            const g = got[k];
+            if (g['data'] !== undefined) {
+              const bytes = Buffer.from(g['data'], 'base64');
+              t.ok(bytes.equals(a.bytes), 'data, when sent, is exact');
+              sent += bytes.length;
+              if (!inflate)
+                t.ok(a.bytes.length < minBytes || a.bytes.length === 0, 'with inflation off, only data the upstream held inline');
+            } else
+              t.match(g['url'], new RegExp(`/${r.resourceType}/${r.id}/\\$binary-access-read\\?path=`), 'else a link to its own resource');
+          });
         });
-      });
-      t.ok(sent <= budget, `${sent} <= ${budget}`);
-      t.equal(report.bytes, sent);
-      t.same(e.spooled(), []);
-    }),
+        t.ok(sent <= budget, `${sent} <= ${budget}`);
+        t.equal(report.bytes, sent);
+        t.same(e.spooled(), []);
+      },
+    ),
     { numRuns: RUNS },
   );
 });

@@ -36,7 +36,10 @@ async function residue(container: ContainerClient): Promise<string[]> {
   return names.sort();
 }
 
-function storeFor(container: ContainerClient, credential: Omit<AzureStoreOptions, 'container'> = { connectionString: az.connectionString }): AzureBlobStore {
+function storeFor(
+  container: ContainerClient,
+  credential: Omit<AzureStoreOptions, 'container'> = { connectionString: az.connectionString },
+): AzureBlobStore {
   return new AzureBlobStore({ container: container.containerName, prefix: PREFIX, ...credential });
 }
 
@@ -78,7 +81,9 @@ t.test('azure: content and record sit under the prefix; the content blob carries
   t.same(await residue(container), [`${PREFIX}blobs/${info.id}`, `${PREFIX}meta/${info.id}.json`]);
   const props = await container.getBlobClient(`${PREFIX}blobs/${info.id}`).getProperties();
   t.equal(props.contentType, 'application/pdf');
-  const record = JSON.parse(await text((await container.getBlobClient(`${PREFIX}meta/${info.id}.json`).download()).readableStreamBody!)) as unknown;
+  const record = JSON.parse(
+    await text((await container.getBlobClient(`${PREFIX}meta/${info.id}.json`).download()).readableStreamBody!),
+  ) as unknown;
   t.match(record, { v: 1, id: info.id, sha256: info.sha256, owner: null });
   t.same((await store.list({ prefix: info.id.slice(0, 6) })).items, [info], 'list by id prefix');
   t.same((await store.list({ prefix: '../' })).items, [], 'a prefix no id can have lists nothing');
@@ -148,7 +153,11 @@ t.test('azure: concurrent setMeta calls do not lose each other’s updates', asy
   const store = storeFor(container);
   for (let i = 0; i < 5; i++) {
     const { id } = await store.put(chunked(Buffer.from(`blob ${i}`)), { contentType: 'text/plain' });
-    await Promise.all([store.setMeta(id, { state: 'linked' }), store.setMeta(id, { owner: `Binary/${i}` }), store.setMeta(id, { contentType: 'text/csv' })]);
+    await Promise.all([
+      store.setMeta(id, { state: 'linked' }),
+      store.setMeta(id, { owner: `Binary/${i}` }),
+      store.setMeta(id, { contentType: 'text/csv' }),
+    ]);
     t.match(await store.head(id), { state: 'linked', owner: `Binary/${i}`, contentType: 'text/csv' }, `blob ${i} has all three patches`);
   }
 });
@@ -192,7 +201,10 @@ t.test('azure: an expired SAS is refused', async (t) => {
   const container = await freshContainer(t);
   const { id } = await storeFor(container).put(chunked(Buffer.from('kept')), { contentType: 'text/plain' });
   const before = await residue(container);
-  const expired = storeFor(container, { url: az.blobEndpoint, sasToken: sas(container, 'rwcdl', new Date(Date.now() - 2 * HOUR), new Date(Date.now() - HOUR)) });
+  const expired = storeFor(container, {
+    url: az.blobEndpoint,
+    sasToken: sas(container, 'rwcdl', new Date(Date.now() - 2 * HOUR), new Date(Date.now() - HOUR)),
+  });
   await t.rejects(expired.put(chunked(Buffer.from('late')), { contentType: 'text/plain' }), FORBIDDEN);
   await t.rejects(expired.head(id), FORBIDDEN, 'not reported as absent');
   await t.rejects(expired.get(id), FORBIDDEN);
@@ -204,7 +216,10 @@ t.test('azure: a missing container is an error, not a missing blob', async (t) =
   const store = new AzureBlobStore({ container: 'no-such-container', connectionString: az.connectionString });
   const id = '0123456789abcdef0123456789abcdef';
   await t.rejects(store.head(id), { statusCode: 404, code: 'ContainerNotFound' });
-  const err = await store.get(id).then(() => undefined, (e: unknown) => e);
+  const err = await store.get(id).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   t.notOk(err instanceof BlobNotFound, 'get does not say BlobNotFound');
   await t.rejects(store.put(chunked(Buffer.from('x')), { contentType: 'text/plain' }), { name: 'RestError', statusCode: 404 });
 });
@@ -215,14 +230,26 @@ t.test('azure: the constructor wants exactly one credential form', async (t) => 
   const none = /exactly one credential: connectionString, accountName \+ accountKey, or url \+ sasToken; got none/;
   t.throws(() => new AzureBlobStore({ container }), none);
   t.throws(() => new AzureBlobStore({ container, url }), none, 'a URL alone is not a credential');
-  t.throws(() => new AzureBlobStore({ container, connectionString: az.connectionString, accountName: 'a', accountKey: 'aw==' }), /got connectionString and accountName \+ accountKey/);
-  t.throws(() => new AzureBlobStore({ container, connectionString: az.connectionString, sasToken: 'sv=x&sig=y' }), /got connectionString and url \+ sasToken/);
-  t.throws(() => new AzureBlobStore({ container, accountName: 'a', accountKey: 'aw==', url: `${url}?sig=y` }), /got accountName \+ accountKey and url \+ sasToken/);
+  t.throws(
+    () => new AzureBlobStore({ container, connectionString: az.connectionString, accountName: 'a', accountKey: 'aw==' }),
+    /got connectionString and accountName \+ accountKey/,
+  );
+  t.throws(
+    () => new AzureBlobStore({ container, connectionString: az.connectionString, sasToken: 'sv=x&sig=y' }),
+    /got connectionString and url \+ sasToken/,
+  );
+  t.throws(
+    () => new AzureBlobStore({ container, accountName: 'a', accountKey: 'aw==', url: `${url}?sig=y` }),
+    /got accountName \+ accountKey and url \+ sasToken/,
+  );
   t.throws(() => new AzureBlobStore({ container, accountName: 'a' }), /accountName and accountKey must be given together/);
   t.throws(() => new AzureBlobStore({ container, accountKey: 'aw==' }), /accountName and accountKey must be given together/);
   t.throws(() => new AzureBlobStore({ container, sasToken: 'sv=x&sig=y' }), /sasToken needs url/);
   t.throws(() => new AzureBlobStore({ container, url: `${url}?sig=y`, sasToken: 'sv=x&sig=y' }), /url already carries a SAS/);
-  t.throws(() => new AzureBlobStore({ container, connectionString: az.connectionString, url }), /url cannot be combined with connectionString/);
+  t.throws(
+    () => new AzureBlobStore({ container, connectionString: az.connectionString, url }),
+    /url cannot be combined with connectionString/,
+  );
   t.equal(new AzureBlobStore({ container, accountName: 'a', accountKey: 'aw==' }).driver, 'azure');
   t.equal(new AzureBlobStore({ container, url: `${url}/${container}?sv=x&sig=y` }).driver, 'azure');
 });

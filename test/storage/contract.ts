@@ -154,10 +154,12 @@ export function blobStoreContract(t: Test, name: string, make: (t: Test) => Prom
   t.test(`${name}: passing maxBytes rejects PAYLOAD_TOO_LARGE and leaves nothing`, async (t) => {
     const { store, residue } = await make(t);
     const before = await residue();
-    const err = await store.put(chunked(randomBytes(6 * 1024 * 1024)), { contentType: 'application/pdf' }, { maxBytes: 5 * 1024 * 1024 + 1 }).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const err = await store
+      .put(chunked(randomBytes(6 * 1024 * 1024)), { contentType: 'application/pdf' }, { maxBytes: 5 * 1024 * 1024 + 1 })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     t.ok(err instanceof GatewayError && err.code === 'PAYLOAD_TOO_LARGE', 'PAYLOAD_TOO_LARGE');
     t.same(await residue(), before, 'no blob, no temp file, no metadata, no open upload');
     t.same((await store.list()).items, [], 'nothing listed');
@@ -187,7 +189,8 @@ export function blobStoreContract(t: Test, name: string, make: (t: Test) => Prom
   t.test(`${name}: list pages through every blob with its metadata`, async (t) => {
     const { store } = await make(t);
     const ids = new Set<string>();
-    for (let i = 0; i < 7; i++) ids.add((await store.put(chunked(Buffer.from(`blob ${i}`)), { contentType: 'text/plain', owner: `Binary/${i}` })).id);
+    for (let i = 0; i < 7; i++)
+      ids.add((await store.put(chunked(Buffer.from(`blob ${i}`)), { contentType: 'text/plain', owner: `Binary/${i}` })).id);
     const seen = new Map<string, string | undefined>();
     let cursor: string | undefined;
     let pages = 0;

@@ -21,7 +21,10 @@ t.test('size, SHA-256 (hex) and SHA-1 (base64, as FHIR Attachment.hash) of what 
 
 t.test('passing maxBytes fails the stream with PAYLOAD_TOO_LARGE and no digest', async (t) => {
   const d = new DigestStream(10);
-  const err = await pipeline(Readable.from([Buffer.alloc(6), Buffer.alloc(6)]), d, sink()).then(() => undefined, (e: unknown) => e);
+  const err = await pipeline(Readable.from([Buffer.alloc(6), Buffer.alloc(6)]), d, sink()).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   t.ok(err instanceof GatewayError, 'a GatewayError');
   t.equal((err as GatewayError).code, 'PAYLOAD_TOO_LARGE');
   t.equal(d.bytes, 12, 'counted up to the chunk that passed the limit');

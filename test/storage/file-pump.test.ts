@@ -32,7 +32,13 @@ function slowSink(highWaterMark = 16 * 1024) {
 
 t.test('whole file and ranges arrive exactly, through a slow consumer', async (t) => {
   // A large highWaterMark lets writes queue up: a buffer reused before its write completed would show here.
-  for (const [start, end, hwm] of [[0, content.length - 1, 8 << 20], [0, content.length - 1, 16 << 10], [1, 262_144, 8 << 20], [262_143, 262_144, 16 << 10], [content.length - 5, content.length - 1, 16 << 10]] as const) {
+  for (const [start, end, hwm] of [
+    [0, content.length - 1, 8 << 20],
+    [0, content.length - 1, 16 << 10],
+    [1, 262_144, 8 << 20],
+    [262_143, 262_144, 16 << 10],
+    [content.length - 5, content.length - 1, 16 << 10],
+  ] as const) {
     const { sink, bytes } = slowSink(hwm);
     const fh = await open(path, 'r');
     await pumpFile(fh, start, end, sink);

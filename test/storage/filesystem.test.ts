@@ -49,7 +49,11 @@ t.test('layout: sharded by id, metadata beside the blob, owner-only permissions,
   t.equal(statSync(join(dir, shard, `${info.id}.blob`)).mode & 0o777, 0o600);
   t.equal(statSync(join(dir, shard, `${info.id}.json`)).mode & 0o777, 0o600);
   const record = JSON.parse(readFileSync(join(dir, shard, `${info.id}.json`), 'utf8')) as Record<string, unknown>;
-  t.match(record, { v: 1, id: info.id, state: 'pending', owner: null, size: 10, contentType: 'application/pdf' }, 'a record a sweeper can read');
+  t.match(
+    record,
+    { v: 1, id: info.id, state: 'pending', owner: null, size: 10, contentType: 'application/pdf' },
+    'a record a sweeper can read',
+  );
 });
 
 t.test('two gateways sharing one directory see each other’s blobs and never collide', async (t) => {
@@ -58,10 +62,14 @@ t.test('two gateways sharing one directory see each other’s blobs and never co
   const b = new FilesystemBlobStore({ directory: dir });
   const datas = Array.from({ length: 10 }, () => randomBytes(50_000));
   const infos = await Promise.all(datas.map((d, i) => (i % 2 ? a : b).put(chunked(d), { contentType: 'application/octet-stream' })));
-  for (let i = 0; i < datas.length; i++) t.ok((await bytes((await (i % 2 ? b : a).get(infos[i].id)).body)).equals(datas[i]), `blob ${i} read by the other`);
+  for (let i = 0; i < datas.length; i++)
+    t.ok((await bytes((await (i % 2 ? b : a).get(infos[i].id)).body)).equals(datas[i]), `blob ${i} read by the other`);
   await b.setMeta(infos[1].id, { state: 'linked' });
   t.equal((await a.head(infos[1].id))?.state, 'linked');
-  t.notOk(files(dir).some((f) => f.endsWith('.tmp')), 'no temp files');
+  t.notOk(
+    files(dir).some((f) => f.endsWith('.tmp')),
+    'no temp files',
+  );
 });
 
 t.test('encryption: content never on disk in the clear; ranges across chunk boundaries', async (t) => {
@@ -92,7 +100,10 @@ t.test('encryption: content never on disk in the clear; ranges across chunk boun
 
 t.test('encryption: after rotation old blobs still open; a missing or wrong key is a clear error, never bytes', async (t) => {
   const dir = tempDir(t);
-  const old = await new FilesystemBlobStore({ directory: dir, encryption: ring('k1', { k1 }) }).put(chunked(Buffer.from('sealed with k1')), { contentType: 'text/plain' });
+  const old = await new FilesystemBlobStore({ directory: dir, encryption: ring('k1', { k1 }) }).put(
+    chunked(Buffer.from('sealed with k1')),
+    { contentType: 'text/plain' },
+  );
   const rotated = new FilesystemBlobStore({ directory: dir, encryption: ring('k2', { k1, k2 }) });
   const fresh = await rotated.put(chunked(Buffer.from('sealed with k2')), { contentType: 'text/plain' });
   t.equal((await bytes((await rotated.get(old.id)).body)).toString(), 'sealed with k1', 'old blob opens after rotation');
@@ -143,7 +154,10 @@ t.test('encryption: a flipped byte, swapped chunks or a truncated file fail auth
   l[l.length - 20] ^= 1;
   writeFileSync(path(last.id), l);
   await t.rejects(read(last.id), /failed authentication at chunk 3/, 'flipped byte in the last chunk');
-  t.ok((await bytes((await store.get(last.id, { start: 0, end: 99 })).body)).equals(data.subarray(0, 100)), 'a range that does not touch the damage still reads');
+  t.ok(
+    (await bytes((await store.get(last.id, { start: 0, end: 99 })).body)).equals(data.subarray(0, 100)),
+    'a range that does not touch the damage still reads',
+  );
 
   const cut = await store.put(chunked(data), { contentType: 'application/octet-stream' });
   truncateSync(path(cut.id), statSync(path(cut.id)).size - 116);

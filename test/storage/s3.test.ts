@@ -15,7 +15,15 @@ const PART = 5 * MiB;
 
 function storeOn(srv: S3Server, options: Partial<S3StoreOptions> = {}, client?: S3Client): S3BlobStore {
   return new S3BlobStore(
-    { bucket: srv.bucket, region: 'us-east-1', endpoint: srv.endpoint, forcePathStyle: true, credentials: srv.credentials, partSizeBytes: PART, ...options },
+    {
+      bucket: srv.bucket,
+      region: 'us-east-1',
+      endpoint: srv.endpoint,
+      forcePathStyle: true,
+      credentials: srv.credentials,
+      partSizeBytes: PART,
+      ...options,
+    },
     client,
   );
 }
@@ -36,7 +44,9 @@ async function until(t: Test, what: string, done: () => boolean): Promise<void> 
 /** Requests that wrote `key`: a PUT without uploadId, or a CreateMultipartUpload. */
 function creates(srv: S3Server, key: string): SeenRequest[] {
   const path = `/${srv.bucket}/${key}`;
-  return srv.requests.filter((r) => r.path === path && ((r.method === 'PUT' && r.query.uploadId === undefined) || (r.method === 'POST' && 'uploads' in r.query)));
+  return srv.requests.filter(
+    (r) => r.path === path && ((r.method === 'PUT' && r.query.uploadId === undefined) || (r.method === 'POST' && 'uploads' in r.query)),
+  );
 }
 
 const signedHeaders = (r: SeenRequest): string[] => /SignedHeaders=([^,]+)/.exec(String(r.headers.authorization))?.[1].split(';') ?? [];
@@ -57,7 +67,14 @@ t.test('s3: layout: content at <prefix>blobs/<id> with its content type, the rec
   t.equal((await client.send(new HeadObjectCommand({ Bucket: srv.bucket, Key: `${p}blobs/${info.id}` }))).ContentType, 'application/pdf');
   const record = await client.send(new GetObjectCommand({ Bucket: srv.bucket, Key: `${p}meta/${info.id}.json` }));
   t.equal(record.ContentType, 'application/json');
-  t.match(JSON.parse((await record.Body?.transformToString()) ?? '') as unknown, { v: 1, id: info.id, size: 10, state: 'pending', owner: 'Binary/7', contentType: 'application/pdf' });
+  t.match(JSON.parse((await record.Body?.transformToString()) ?? '') as unknown, {
+    v: 1,
+    id: info.id,
+    size: 10,
+    state: 'pending',
+    owner: 'Binary/7',
+    contentType: 'application/pdf',
+  });
 });
 
 t.test('s3: SigV4 is checked: a wrong secret key is refused and stores nothing', async (t) => {
@@ -80,8 +97,15 @@ t.test('s3: SigV4 is checked: a wrong secret key is refused and stores nothing',
   await t.rejects(bad.get(existing.id), { name: 'SignatureDoesNotMatch' });
   const refused = srv.requests.slice(seen);
   t.ok(refused.length >= 3, 'the server saw the requests');
-  t.ok(refused.every((r) => r.status === 403 && !r.authenticated && signedHeaders(r).length > 0), 'each was signed, and each was refused');
-  t.equal(await (await good.get(existing.id)).body.toArray().then((c) => Buffer.concat(c as Buffer[]).toString()), 'stored with the right key', 'the right key still reads');
+  t.ok(
+    refused.every((r) => r.status === 403 && !r.authenticated && signedHeaders(r).length > 0),
+    'each was signed, and each was refused',
+  );
+  t.equal(
+    await (await good.get(existing.id)).body.toArray().then((c) => Buffer.concat(c as Buffer[]).toString()),
+    'stored with the right key',
+    'the right key still reads',
+  );
 });
 
 t.test('s3: serverSideEncryption and the KMS key id reach the server, signed, on content and record', async (t) => {
@@ -98,10 +122,29 @@ t.test('s3: serverSideEncryption and the KMS key id reach the server, signed, on
   ] as const) {
     const [req, ...more] = creates(srv, key);
     t.equal(more.length, 0, `${what}: created once`);
-    t.match(req, { status: 200, authenticated: true, headers: { 'x-amz-server-side-encryption': 'aws:kms', 'x-amz-server-side-encryption-aws-kms-key-id': 'alias/fhir-blobs', 'content-type': type } }, what);
-    t.ok(signedHeaders(req).includes('x-amz-server-side-encryption') && signedHeaders(req).includes('x-amz-server-side-encryption-aws-kms-key-id'), `${what}: SSE headers are signed`);
+    t.match(
+      req,
+      {
+        status: 200,
+        authenticated: true,
+        headers: {
+          'x-amz-server-side-encryption': 'aws:kms',
+          'x-amz-server-side-encryption-aws-kms-key-id': 'alias/fhir-blobs',
+          'content-type': type,
+        },
+      },
+      what,
+    );
+    t.ok(
+      signedHeaders(req).includes('x-amz-server-side-encryption') &&
+        signedHeaders(req).includes('x-amz-server-side-encryption-aws-kms-key-id'),
+      `${what}: SSE headers are signed`,
+    );
   }
-  t.ok(srv.requests.some((r) => r.method === 'POST' && 'uploads' in r.query), 'the large blob went through a multipart upload');
+  t.ok(
+    srv.requests.some((r) => r.method === 'POST' && 'uploads' in r.query),
+    'the large blob went through a multipart upload',
+  );
 
   const plain = storeOn(srv, { prefix: prefix() });
   const info = await plain.put(chunked(Buffer.from('plain')), { contentType: 'text/plain' });
@@ -116,8 +159,14 @@ t.test('s3: a prefix keeps two stores in one bucket apart', async (t) => {
   const none = storeOn(srv);
   const ia = await a.put(chunked(Buffer.from('a')), { contentType: 'text/plain' });
   const ib = await b.put(chunked(Buffer.from('b')), { contentType: 'text/plain' });
-  t.same((await a.list()).items.map((i) => i.id), [ia.id]);
-  t.same((await b.list()).items.map((i) => i.id), [ib.id]);
+  t.same(
+    (await a.list()).items.map((i) => i.id),
+    [ia.id],
+  );
+  t.same(
+    (await b.list()).items.map((i) => i.id),
+    [ib.id],
+  );
   t.same((await none.list()).items, [], 'no prefix does not mean every prefix');
   await t.rejects(b.get(ia.id), BlobNotFound);
   t.equal(await b.head(ia.id), undefined);
@@ -139,8 +188,14 @@ t.test('s3: PAYLOAD_TOO_LARGE after parts were uploaded aborts the multipart upl
     (e: unknown) => e,
   );
   t.ok(err instanceof GatewayError && err.code === 'PAYLOAD_TOO_LARGE', 'the size error, not an S3 one');
-  t.ok(srv.requests.some((r) => r.method === 'PUT' && r.query.partNumber === '1' && r.status === 200), 'a part had been uploaded');
-  t.ok(srv.requests.some((r) => r.method === 'DELETE' && typeof r.query.uploadId === 'string' && r.status === 204), 'the multipart upload was aborted');
+  t.ok(
+    srv.requests.some((r) => r.method === 'PUT' && r.query.partNumber === '1' && r.status === 200),
+    'a part had been uploaded',
+  );
+  t.ok(
+    srv.requests.some((r) => r.method === 'DELETE' && typeof r.query.uploadId === 'string' && r.status === 204),
+    'the multipart upload was aborted',
+  );
   t.same(srv.files(), [], 'nothing left: no object, no parts');
 });
 
@@ -152,7 +207,10 @@ t.test('s3: an abort while a multipart upload is open aborts it and leaves nothi
   const ac = new AbortController();
   const p = store.put(body, { contentType: 'application/pdf' }, { signal: ac.signal });
   await until(t, 'part 1 reached the server', () => srv.requests.some((r) => r.method === 'PUT' && r.query.partNumber === '1'));
-  t.ok(srv.files().some((f) => f.includes('._S3rver_uploads')), 'an open upload holds parts on the server');
+  t.ok(
+    srv.files().some((f) => f.includes('._S3rver_uploads')),
+    'an open upload holds parts on the server',
+  );
   ac.abort();
   await t.rejects(p, { name: 'AbortError' });
   t.ok(body.destroyed, 'the body is not left half-read');
@@ -175,7 +233,10 @@ t.test('s3: a record that cannot be written takes the uploaded content with it',
   for (const size of [1000, 6 * MiB]) {
     await t.rejects(store.put(chunked(randomBytes(size)), { contentType: 'text/plain' }), /record write failed/, `${size} bytes`);
   }
-  t.ok(srv.requests.some((r) => r.method === 'DELETE' && r.path.includes(`/${p}blobs/`) && r.status === 204), 'the content was deleted');
+  t.ok(
+    srv.requests.some((r) => r.method === 'DELETE' && r.path.includes(`/${p}blobs/`) && r.status === 204),
+    'the content was deleted',
+  );
   t.same(srv.files(), [], 'nothing left');
 });
 
@@ -184,7 +245,8 @@ t.test('s3: when cleaning up fails too, the put still rejects with what went wro
   const client = rawClient(t, srv);
   client.middlewareStack.add(
     (next, context) => async (args) => {
-      if (context.commandName === 'AbortMultipartUploadCommand' || context.commandName === 'DeleteObjectCommand') throw new Error('cleanup failed');
+      if (context.commandName === 'AbortMultipartUploadCommand' || context.commandName === 'DeleteObjectCommand')
+        throw new Error('cleanup failed');
       return next(args);
     },
     { step: 'initialize' },

@@ -49,7 +49,11 @@ export function smartGrants(set: ScopeSet, request: Interaction, ctx: SmartGrant
     // A restricted scope grants only a search (it says which search results may be seen; it says
     // nothing about a read, write or operation, whose target we cannot check here).
     if (s.restrictions.length > 0 && !(request.interaction === 'search' && satisfiesRestrictions(s, params))) continue;
-    if (s.context === 'patient' && (patient === undefined || !(staysInPatientCompartment(request, params, patient, req.type) || (ctx.deferBinaryRead === true && binaryReadDeferred(request))))) {
+    if (
+      s.context === 'patient' &&
+      (patient === undefined ||
+        !(staysInPatientCompartment(request, params, patient, req.type) || (ctx.deferBinaryRead === true && binaryReadDeferred(request))))
+    ) {
       continue;
     }
     return true;
@@ -130,5 +134,9 @@ export function satisfiesRestrictions(scope: SmartScope, params: readonly QueryP
  */
 export function binaryReadDeferred(request: Interaction): boolean {
   if (request.resourceType !== 'Binary' || request.id === undefined) return false;
-  return request.interaction === 'read' || request.interaction === 'vread' || (request.interaction === 'operation' && request.operation === 'binary-access-read');
+  return (
+    request.interaction === 'read' ||
+    request.interaction === 'vread' ||
+    (request.interaction === 'operation' && request.operation === 'binary-access-read')
+  );
 }

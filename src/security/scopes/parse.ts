@@ -113,8 +113,6 @@ export function parseRestrictions(query: string): (readonly [string, string])[] 
   return out.length > 0 ? out : undefined;
 }
 
-
-
 /** Literal, case-sensitive membership of every required scope string. */
 export function hasAllScopes(set: ScopeSet, required: readonly string[]): boolean {
   return required.every((s) => set.raw.has(s));

@@ -35,7 +35,14 @@ export function parseQuery(query: string): QueryParam[] {
  * `_contained`/`_containedType` (which return container resources) are refused on the same footing.
  */
 export const CROSS_TYPE_PARAMS: ReadonlySet<string> = new Set([
-  '_include', '_revinclude', '_type', '_has', '_filter', '_query', '_contained', '_containedType',
+  '_include',
+  '_revinclude',
+  '_type',
+  '_has',
+  '_filter',
+  '_query',
+  '_contained',
+  '_containedType',
 ]);
 
 export function reachesOtherTypes(request: Interaction, params: readonly QueryParam[], ctx: SmartGrantContext): boolean {
