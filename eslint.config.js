@@ -1,6 +1,34 @@
 // Lint rules that catch real bugs (STYLE.md, after medplum's eslint-config), type-aware, over the
 // gateway, its tests and its benchmarks.
+import boundaries from 'eslint-plugin-boundaries';
 import tseslint from 'typescript-eslint';
+
+/**
+ * The layers of src/, lowest first (docs/architecture.md): each may import only the ones before
+ * it. `app` is the composition root, the CLI and the public API; `demo` is the embedded demo upstream, which knows
+ * nothing of the gateway.
+ */
+const LAYERS = [
+  'errors',
+  'lib',
+  'logging',
+  'json',
+  'fhir',
+  'config',
+  'content',
+  'storage',
+  'rewrite',
+  'security',
+  'upstream',
+  'binary',
+  'http',
+  'app',
+];
+const layerElements = [...LAYERS.map((l) => ({ type: l, pattern: `src/${l}` })), { type: 'demo', pattern: 'src/demo' }];
+const layerPolicies = LAYERS.map((l, i) => ({
+  from: { element: { type: l } },
+  allow: { to: { element: { types: { anyOf: [...LAYERS.slice(0, i), ...(l === 'app' ? ['demo'] : [])] } } } },
+}));
 
 const typed = {
   '@typescript-eslint/no-floating-promises': 'error',
@@ -28,6 +56,19 @@ export default tseslint.config(
         'error',
         { allowForKnownSafePromises: [{ from: 'package', name: 'PromiseWithSubtest', package: '@tapjs/core' }] },
       ],
+    },
+  },
+  {
+    // Layers import downwards only: an upward or sideways import fails the build.
+    files: ['src/**/*.ts'],
+    plugins: { boundaries },
+    settings: {
+      'import/resolver': { typescript: { project: './tsconfig.json' } },
+      'boundaries/elements': layerElements,
+    },
+    rules: {
+      'boundaries/dependencies': ['error', { default: 'disallow', policies: layerPolicies }],
+      'boundaries/no-unknown-files': 'error',
     },
   },
   {

@@ -13,5 +13,5 @@ command -v taskset >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-[ -f dist/cli.js ] || npm run --silent build
+[ -f dist/app/cli.js ] || npm run --silent build
 node "bench/$name.mjs"

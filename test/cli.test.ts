@@ -16,7 +16,7 @@ const EX_CONFIG = 78;
 
 /** Builds dist/ when it is missing or older than a source file (`make test` builds first). */
 function ensureBuilt(): void {
-  const cli = join(ROOT, 'dist', 'cli.js');
+  const cli = join(ROOT, 'dist', 'app', 'cli.js');
   const newest = (dir: string): number =>
     Math.max(
       0,

@@ -1,88 +1,74 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { tmpdir } from 'node:os';
+import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import type { GatewayConfig } from '../config/types.js';
-import type { RequestContext } from '../http/context.js';
-import { spoolBundleResponse, type EntryOutcome } from '../rewrite/bundle-outcome.js';
+import type { ScannedBundle } from '../fhir/bundle-scan.js';
+import { clientGone } from '../lib/spool-file.js';
+import { externalizeBody } from '../rewrite/externalize-body.js';
 import type { ExternalizedBlob } from '../rewrite/externalize.js';
-import { spoolExternalized } from '../rewrite/spool.js';
-import type { EffectiveRule } from '../security/policy.js';
-import { FHIR_JSON, type ContentIo } from './content-io.js';
-import { sendUpstream, UpstreamFailure } from './upstream-exchange.js';
+import { spoolBundleResponse, type EntryOutcome } from '../rewrite/response-scan.js';
+import type { Exchange } from '../security/exchange.js';
+import { FHIR_JSON } from '../upstream/client.js';
+import type { PlaneDeps } from './deps.js';
 
 const OWNER = /^(?:.*\/)?([A-Z][A-Za-z]{1,63})\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]*)?$/;
 
 /**
- * Batch and transaction Bundles, once authorized entry by entry (src/http/gateway.ts): the spooled
+ * Batch and transaction Bundles, once authorized entry by entry (security/bundle.ts): the spooled
  * body goes through the rewrite engine like any resource write, then to the upstream. Its answer
  * settles the blobs: a refused transaction loses all of them; in a batch, each entry's own status
  * decides, and a linked blob's owner is the entry's `response.location`. The response is spooled
  * while those are read, then relayed as it came.
  */
 export class BundleWrites {
-  constructor(
-    private readonly io: ContentIo,
-    private readonly config: () => GatewayConfig,
-  ) {}
+  constructor(private readonly d: PlaneDeps) {}
 
-  async forward(
-    req: IncomingMessage,
-    res: ServerResponse,
-    ctx: RequestContext,
-    rule: EffectiveRule,
-    path: string,
-    file: string,
-    type: 'batch' | 'transaction',
-  ): Promise<void> {
-    const config = this.config();
-    const dir = config.server.spoolDir ?? tmpdir();
-    const allowedTypes = config.content.allowedTypes;
-    const spooled = await spoolExternalized(createReadStream(file), res, dir, rule.limits.maxRequestBytes, {
-      store: this.io.store,
-      minBytes: config.externalize.minBytes,
-      maxBytes: rule.limits.maxRequestBytes,
-      allowedTypes: (rt) => allowedTypes[rt] ?? allowedTypes['Binary'] ?? [],
-    });
+  async write(x: Exchange, scanned: ScannedBundle): Promise<void> {
+    const { config, policy } = x.settings;
+    const dir = config.server.spoolDir;
+    const gone = clientGone(x.res);
+    const spooled = await externalizeBody(
+      createReadStream(scanned.file),
+      { dir, maxBytes: x.rule.limits.maxRequestBytes, signal: gone.signal },
+      {
+        store: this.d.store,
+        minBytes: config.externalize.minBytes,
+        maxBytes: x.rule.limits.maxRequestBytes,
+        allowedTypes: (rt) => policy.allowedTypes(rt),
+      },
+    ).finally(() => gone.release());
     if (!spooled) return;
     const ids = spooled.blobs.map((b) => b.info.id);
     const responseFile = join(dir, `fbg-response-${randomUUID()}.json`);
     try {
       let up: IncomingMessage;
+      const i = x.interaction;
+      const headers = { 'content-type': FHIR_JSON, 'content-length': String(spooled.size), accept: FHIR_JSON };
       try {
-        up = await sendUpstream(
-          this.io.upstream.request(req, ctx, rule.forwardAuthorization, 'POST', path, {
-            'content-type': FHIR_JSON,
-            'content-length': String(spooled.size),
-            accept: FHIR_JSON,
-          }),
+        up = await this.d.resources.send(
+          x,
+          'POST',
+          i.query ? `/${i.path}?${i.query}` : `/${i.path}`,
+          headers,
           createReadStream(spooled.file),
         );
       } catch (err) {
-        await this.io.discard(ids, ctx);
-        throw err instanceof UpstreamFailure ? err.gatewayError : err;
+        await this.d.blobs.discard(ids, x.ctx.id);
+        throw err;
       }
       const status = up.statusCode ?? 502;
       if (!spooled.blobs.length || status < 200 || status >= 300) {
-        await this.io.discard(ids, ctx);
-        this.io.relay(req, up, res, ctx);
+        await this.d.blobs.discard(ids, x.ctx.id);
+        this.d.resources.relay(x, up);
         return;
       }
       const outcome = await spoolBundleResponse(up, responseFile);
-      await this.settle(ctx, spooled.blobs, outcome.entries, type);
-      const headers = this.io.upstream.clientHeaders(up.headers, ctx.id);
-      delete headers['transfer-encoding'];
-      if (ctx.rewrite) {
-        // Entries the upstream answered with resources (Prefer: return=representation) are reads too.
-        await this.io.responses.sendBody(createReadStream(responseFile), res, status, headers, ctx, ctx.rewrite);
-        return;
-      }
-      headers['content-length'] = outcome.size;
-      res.writeHead(status, headers);
-      await pipeline(createReadStream(responseFile), res).catch(() => res.destroy());
+      await this.settle(x, spooled.blobs, outcome.entries, scanned.type);
+      const answer = this.d.resources.answerHeaders(up, x.ctx.id);
+      delete answer['transfer-encoding'];
+      // Entries the upstream answered with resources (Prefer: return=representation) are reads too.
+      await this.d.resources.sendBody(x, createReadStream(responseFile), status, answer as Record<string, string | number | string[]>);
     } finally {
       await unlink(spooled.file).catch(() => undefined);
       await unlink(responseFile).catch(() => undefined);
@@ -95,7 +81,7 @@ export class BundleWrites {
    * pending: the upstream may hold them, so only the retention sweeper may decide.
    */
   private async settle(
-    ctx: RequestContext,
+    x: Exchange,
     blobs: readonly ExternalizedBlob[],
     entries: readonly EntryOutcome[],
     type: 'batch' | 'transaction',
@@ -110,11 +96,8 @@ export class BundleWrites {
       }
       if (ok === undefined) continue;
       const m = OWNER.exec(entry?.location ?? '');
-      const owner = m ? `${m[1]}/${m[2]}` : undefined;
-      await this.io.store
-        .setMeta(blob.info.id, { state: 'linked', contentType: blob.contentType, ...(owner ? { owner } : {}) })
-        .catch(() => undefined);
+      await this.d.blobs.link(blob.info.id, blob.contentType, m ? `${m[1]}/${m[2]}` : undefined, x.ctx.id);
     }
-    await this.io.discard(failed, ctx);
+    await this.d.blobs.discard(failed, x.ctx.id);
   }
 }

@@ -1,17 +1,15 @@
 import { createReadStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { tmpdir } from 'node:os';
-import type { GatewayConfig } from '../config/types.js';
 import { essence } from '../content/media-type.js';
-import { GatewayError } from '../errors.js';
+import { GatewayError } from '../errors/catalogue.js';
 import type { Interaction } from '../fhir/interaction.js';
-import type { RequestContext } from '../http/context.js';
-import { requireJson } from '../http/response-params.js';
-import { SizeLimit } from '../proxy/size-limit.js';
-import { spoolExternalized } from '../rewrite/spool.js';
-import type { EffectiveRule } from '../security/policy.js';
-import type { ContentIo } from './content-io.js';
+import { SizeLimit } from '../lib/size-limit.js';
+import { clientGone } from '../lib/spool-file.js';
+import { externalizeBody } from '../rewrite/externalize-body.js';
+import { requireJson } from '../rewrite/params.js';
+import type { Exchange } from '../security/exchange.js';
+import { writtenResource } from './blob-lifecycle.js';
+import type { PlaneDeps } from './deps.js';
 
 const FHIR_JSON_BODY = /^application\/(fhir\+json|json\+fhir|json)$/;
 const FHIR_XML_BODY = /^application\/(fhir\+xml|xml\+fhir|xml)$/;
@@ -24,96 +22,78 @@ const FHIR_XML_BODY = /^application\/(fhir\+xml|xml\+fhir|xml)$/;
  * the rewrite. FHIR XML bodies are refused (415, naming JSON): they are not rewritten.
  */
 export class ResourceWrites {
-  constructor(
-    private readonly io: ContentIo,
-    private readonly config: () => GatewayConfig,
-  ) {}
+  constructor(private readonly d: PlaneDeps) {}
 
   static owns(i: Interaction): boolean {
     if (i.resourceType === undefined || i.resourceType === 'Binary') return false;
-    return i.interaction === 'create' || i.interaction === 'update' || i.interaction === 'patch';
+    return i.kind === 'create' || i.kind === 'update' || i.kind === 'patch';
   }
 
-  async handle(
-    req: IncomingMessage,
-    res: ServerResponse,
-    ctx: RequestContext,
-    rule: EffectiveRule,
-    i: Interaction,
-    proceed: () => void,
-  ): Promise<void> {
-    const config = this.config();
-    const path = `/${i.path}${i.query ? `?${i.query}` : ''}`;
-    if (i.interaction === 'patch') {
-      this.patch(req, res, ctx, rule, i, path, config.externalize.minBytes, proceed);
-      return;
-    }
+  /** POST /[type], PUT /[type]/[id] (and their conditional forms). */
+  async write(x: Exchange): Promise<void> {
+    const { req, interaction: i } = x;
     const declared = essence(req.headers['content-type']) ?? '';
-    if (FHIR_XML_BODY.test(declared))
+    if (FHIR_XML_BODY.test(declared)) {
       throw new GatewayError(
         'UNSUPPORTED_MEDIA',
         'FHIR XML resource bodies are not accepted (their attachments are not rewritten): send application/fhir+json',
       );
+    }
     if (!FHIR_JSON_BODY.test(declared)) throw new GatewayError('UNSUPPORTED_MEDIA', 'a resource body must be application/fhir+json');
-    proceed();
-    const allowedTypes = config.content.allowedTypes;
-    const spooled = await spoolExternalized(req, res, config.server.spoolDir ?? tmpdir(), rule.limits.maxRequestBytes, {
-      store: this.io.store,
-      minBytes: config.externalize.minBytes,
-      maxBytes: rule.limits.maxRequestBytes,
-      allowedTypes: (rt) => allowedTypes[rt] ?? allowedTypes['Binary'] ?? [],
-    });
+    x.continue100();
+    const { config, policy } = x.settings;
+    const gone = clientGone(x.res);
+    const spooled = await externalizeBody(
+      req,
+      { dir: config.server.spoolDir, maxBytes: x.rule.limits.maxRequestBytes, signal: gone.signal },
+      {
+        store: this.d.store,
+        minBytes: config.externalize.minBytes,
+        maxBytes: x.rule.limits.maxRequestBytes,
+        allowedTypes: (rt) => policy.allowedTypes(rt),
+      },
+    ).finally(() => gone.release());
     if (!spooled) return;
+    const type = i.resourceType!;
     try {
-      if (spooled.rootType !== i.resourceType) {
-        await this.io.discard(
-          spooled.blobs.map((b) => b.info.id),
-          ctx,
+      const blobs = spooled.blobs.map((b) => ({ id: b.info.id, contentType: b.contentType }));
+      if (spooled.rootType !== type) {
+        await this.d.blobs.discard(
+          blobs.map((b) => b.id),
+          x.ctx.id,
         );
         throw new GatewayError(
           'BAD_REQUEST',
-          `the body of a ${i.resourceType} ${i.interaction} must be a ${i.resourceType}, not ${spooled.rootType ?? 'something without resourceType'}`,
+          `the body of a ${type} ${i.kind} must be a ${type}, not ${spooled.rootType ?? 'something without resourceType'}`,
         );
       }
-      const blobs = spooled.blobs.map((b) => ({ id: b.info.id, contentType: b.contentType }));
-      const type = i.resourceType!;
-      const location = new RegExp(`/${type}/([A-Za-z0-9\\-.]{1,64})(/|$)`);
-      const owner = (up: IncomingMessage) => {
-        const id = i.id ?? location.exec(String(up.headers.location ?? up.headers['content-location'] ?? ''))?.[1];
-        return id ? `${type}/${id}` : undefined;
-      };
-      const up = await this.io.commit(req, ctx, rule, i.method, path, {}, blobs, createReadStream(spooled.file), spooled.size, owner);
-      this.io.relay(req, up, res, ctx);
+      const up = await this.d.blobs.commit(x, {
+        method: i.method,
+        path: i.query ? `/${i.path}?${i.query}` : `/${i.path}`,
+        blobs,
+        body: createReadStream(spooled.file),
+        length: spooled.size,
+        owner: (r) => writtenResource(type, i.id, r),
+      });
+      this.d.resources.relay(x, up);
     } finally {
       await unlink(spooled.file).catch(() => undefined);
     }
   }
 
-  private patch(
-    req: IncomingMessage,
-    res: ServerResponse,
-    ctx: RequestContext,
-    rule: EffectiveRule,
-    i: Interaction,
-    path: string,
-    limit: number,
-    proceed: () => void,
-  ): void {
+  /** PATCH: bounded by externalize.minBytes; the patched resource comes back through the response rewrite, like any read. */
+  patch(x: Exchange): void {
+    const { req, rule } = x;
+    const limit = x.settings.config.externalize.minBytes;
     const declared = req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > limit)
+    if (declared !== undefined && Number(declared) > limit) {
       throw new GatewayError(
         'PAYLOAD_TOO_LARGE',
         `a PATCH body may not exceed externalize.minBytes (${limit} bytes): send large attachment data with an update or $binary-access-write`,
       );
-    requireJson(req, i);
-    proceed();
-    const max = Math.min(limit, rule.limits.maxRequestBytes);
-    // The patched resource comes back through the response rewrite, like any read.
-    this.io.upstream.forward(req, res, ctx, {
-      path,
-      forwardAuthorization: rule.forwardAuthorization,
-      body: req.pipe(new SizeLimit(max)),
-      ...(ctx.rewrite ? { rewrite: ctx.rewrite } : {}),
-    });
+    }
+    requireJson(req, x.interaction);
+    x.continue100();
+    this.d.forwarder.forward(x, { body: req.pipe(new SizeLimit(Math.min(limit, rule.limits.maxRequestBytes))), rewrite: x.rewrite });
   }
 }

@@ -1,15 +1,17 @@
 import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
+import type { FromSchema } from 'json-schema-to-ts';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { ConfigError } from '../errors/catalogue.js';
 import { configSchema, includeSchema } from './schema.js';
-import { ConfigError } from './errors.js';
 import { checkSemantics, type RuleOrigin } from './semantics.js';
-import type { GatewayConfig } from './types.js';
+import type { GatewayConfig, ValidatedConfig } from './types.js';
 
 const ajv = new Ajv({ useDefaults: true, allErrors: true, strict: true, allowUnionTypes: true });
-const validateConfig = ajv.compile(configSchema);
-const validateInclude = ajv.compile(includeSchema);
+const validateConfig = ajv.compile<ValidatedConfig>(configSchema);
+const validateInclude = ajv.compile<FromSchema<typeof includeSchema>>(includeSchema);
 
 /** Environment variables that override the file (documented in docs/configuration.md). */
 export interface ConfigEnv {
@@ -95,21 +97,17 @@ function applyEnv(raw: Record<string, unknown>, env: ConfigEnv): void {
 }
 
 /** File paths in a policy file are relative to that file, not to wherever the gateway was started. */
-function resolvePaths(obj: Record<string, unknown>, baseDir: string): void {
-  const auth = obj['auth'] as Record<string, unknown>;
-  if (typeof auth['jwksFile'] === 'string') auth['jwksFile'] = resolve(baseDir, auth['jwksFile']);
-  const server = obj['server'] as Record<string, unknown>;
-  if (typeof server['spoolDir'] === 'string') server['spoolDir'] = resolve(baseDir, server['spoolDir']);
-  const fsStore = ((obj['storage'] as Record<string, unknown> | undefined)?.['filesystem'] ?? undefined) as
-    Record<string, unknown> | undefined;
-  if (fsStore) {
-    if (typeof fsStore['directory'] === 'string') fsStore['directory'] = resolve(baseDir, fsStore['directory']);
-    const keys = (fsStore['encryption'] as { keys?: unknown } | undefined)?.keys;
-    if (Array.isArray(keys))
-      for (const k of keys as Record<string, unknown>[]) if (typeof k['file'] === 'string') k['file'] = resolve(baseDir, k['file']);
+function resolvePaths(c: ValidatedConfig, baseDir: string): void {
+  if (c.auth.jwksFile !== undefined) c.auth.jwksFile = resolve(baseDir, c.auth.jwksFile);
+  if (c.server.spoolDir !== undefined) c.server.spoolDir = resolve(baseDir, c.server.spoolDir);
+  const fs = c.storage.filesystem;
+  fs.directory = resolve(baseDir, fs.directory);
+  for (const k of fs.encryption?.keys ?? []) if (k.file !== undefined) k.file = resolve(baseDir, k.file);
+  const tls = c.server.tls;
+  if (tls) {
+    tls.certFile = resolve(baseDir, tls.certFile);
+    tls.keyFile = resolve(baseDir, tls.keyFile);
   }
-  const tls = server['tls'] as Record<string, unknown> | undefined;
-  if (tls) for (const k of ['certFile', 'keyFile']) if (typeof tls[k] === 'string') tls[k] = resolve(baseDir, tls[k]);
 }
 
 /**
@@ -120,9 +118,8 @@ export function buildConfig(raw: unknown, origin: string, baseDir: string, env: 
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ConfigError([`${origin}: /: must be a mapping of sections (server, upstream, auth, rules, defaultRule, …)`]);
   }
-  const obj = raw as Record<string, unknown>;
-  applyEnv(obj, env);
-  if (!validateConfig(obj)) {
+  applyEnv(raw as Record<string, unknown>, env);
+  if (!validateConfig(raw)) {
     throw new ConfigError(
       blameEnv(
         (validateConfig.errors ?? []).map((e) => describe(origin, e)),
@@ -132,25 +129,23 @@ export function buildConfig(raw: unknown, origin: string, baseDir: string, env: 
     );
   }
   const problems: string[] = [];
-  const rules = obj['rules'] as unknown[];
+  const rules = raw.rules;
   const ruleOrigins: RuleOrigin[] = rules.map((_, index) => ({ file: origin, index }));
-  for (const inc of obj['include'] as string[]) {
+  for (const inc of raw.include) {
     const file = resolve(baseDir, inc);
     const incRaw = readYaml(file);
     if (!validateInclude(incRaw)) {
       problems.push(...(validateInclude.errors ?? []).map((e) => describe(file, e)));
       continue;
     }
-    // Ajv's guard types incRaw from the schema loosely; name the shape it was just validated against.
-    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion
-    const incRules = (incRaw as { rules: unknown[] }).rules;
     // Problems found later in an included rule name that file and the rule's index in it.
-    incRules.forEach((_, index) => ruleOrigins.push({ file, index }));
-    rules.push(...incRules);
+    incRaw.rules.forEach((_, index) => ruleOrigins.push({ file, index }));
+    rules.push(...incRaw.rules);
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  resolvePaths(obj, baseDir);
-  const config = obj as unknown as GatewayConfig;
+  resolvePaths(raw, baseDir);
+  // Defaults the schema cannot state (they depend on the machine) are resolved here, once.
+  const config: GatewayConfig = { ...raw, server: { ...raw.server, spoolDir: raw.server.spoolDir ?? tmpdir() } };
   const semantic = checkSemantics(config, origin, ruleOrigins);
   if (semantic.length > 0) throw new ConfigError(blameEnv(semantic, origin, env));
   return deepFreeze(config);

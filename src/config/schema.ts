@@ -38,38 +38,34 @@ export const INTERACTIONS = [
   'capabilities',
 ] as const;
 
-const requireSchema = (withDefaults: boolean) => ({
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    https: { type: 'boolean', ...(withDefaults ? { default: true } : {}) },
-    auth: { type: 'boolean', ...(withDefaults ? { default: true } : {}) },
-    scopes: { ...stringList, ...(withDefaults ? { default: [] } : {}) },
-    smart: { type: 'boolean', ...(withDefaults ? { default: false } : {}) },
-    ipAllow: { ...stringList, ...(withDefaults ? { default: [] } : {}) },
-    ipDeny: { ...stringList, ...(withDefaults ? { default: [] } : {}) },
-  },
-  ...(withDefaults ? { default: {} } : {}),
-});
+/**
+ * The same property schemas with a `default` each: `defaultRule` has them, rules do not (an
+ * unset rule field inherits from `defaultRule`). Typed so the defaults reach the derived types.
+ */
+function withDefaults<P extends Record<string, object>, D extends { readonly [K in keyof P]: unknown }>(
+  props: P,
+  defaults: D,
+): { readonly [K in keyof P]: P[K] & { readonly default: D[K] } } {
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(props)) out[k] = { ...props[k], default: defaults[k] };
+  return out as { readonly [K in keyof P]: P[K] & { readonly default: D[K] } };
+}
 
-const limitsSchema = (withDefaults: boolean) => ({
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    maxRequestBytes: { type: 'integer', minimum: 0, ...(withDefaults ? { default: 10 * 1024 * 1024 } : {}) },
-  },
-  ...(withDefaults ? { default: {} } : {}),
-});
+const requireProps = {
+  https: { type: 'boolean' },
+  auth: { type: 'boolean' },
+  scopes: stringList,
+  smart: { type: 'boolean' },
+  ipAllow: stringList,
+  ipDeny: stringList,
+} as const;
+const requireDefaults = { https: true, auth: true, scopes: [], smart: false, ipAllow: [], ipDeny: [] } as const;
 
-const inflateSchema = (withDefaults: boolean) => ({
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    enabled: { type: 'boolean', ...(withDefaults ? { default: true } : {}) },
-    maxBytesPerResponse: { type: 'integer', minimum: 0, ...(withDefaults ? { default: 10 * 1024 * 1024 } : {}) },
-  },
-  ...(withDefaults ? { default: {} } : {}),
-});
+const limitsProps = { maxRequestBytes: { type: 'integer', minimum: 0 } } as const;
+const limitsDefaults = { maxRequestBytes: 10 * 1024 * 1024 } as const;
+
+const inflateProps = { enabled: { type: 'boolean' }, maxBytesPerResponse: { type: 'integer', minimum: 0 } } as const;
+const inflateDefaults = { enabled: true, maxBytesPerResponse: 10 * 1024 * 1024 } as const;
 
 export const ruleSchema = {
   type: 'object',
@@ -86,11 +82,11 @@ export const ruleSchema = {
         operations: { type: 'array', items: { type: 'string', pattern: '^[a-zA-Z][a-zA-Z0-9_-]*$' }, minItems: 1 },
       },
     },
-    require: requireSchema(false),
-    limits: limitsSchema(false),
+    require: { type: 'object', additionalProperties: false, properties: requireProps },
+    limits: { type: 'object', additionalProperties: false, properties: limitsProps },
     forwardAuthorization: { type: 'boolean' },
     // Overrides the top-level `inflate` for the interactions this rule matches.
-    inflate: inflateSchema(false),
+    inflate: { type: 'object', additionalProperties: false, properties: inflateProps },
   },
 } as const;
 
@@ -168,8 +164,8 @@ export const configSchema = {
       additionalProperties: false,
       default: {},
       properties: {
-        require: requireSchema(true),
-        limits: limitsSchema(true),
+        require: { type: 'object', additionalProperties: false, properties: withDefaults(requireProps, requireDefaults), default: {} },
+        limits: { type: 'object', additionalProperties: false, properties: withDefaults(limitsProps, limitsDefaults), default: {} },
         forwardAuthorization: { type: 'boolean', default: false },
       },
     },
@@ -267,7 +263,7 @@ export const configSchema = {
     // Responses: stored attachment content goes back inline while the decoded total stays within
     // maxBytesPerResponse (in document order); the rest, and inline data the upstream holds past
     // the budget, become links. `enabled: false` links every stored attachment.
-    inflate: inflateSchema(true),
+    inflate: { type: 'object', additionalProperties: false, properties: withDefaults(inflateProps, inflateDefaults), default: {} },
     content: {
       type: 'object',
       additionalProperties: false,

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { canonicalResourceType, isResourceType } from '../fhir/resource-types.js';
-import { parseRange } from '../security/ip.js';
+import { parseRange } from '../lib/ip.js';
 import type { GatewayConfig, RuleRequire } from './types.js';
 
 /** Where a rule was written: the file and its index under that file's `rules`. */

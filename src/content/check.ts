@@ -1,6 +1,6 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { TextDecoder } from 'node:util';
-import { GatewayError } from '../errors.js';
+import { GatewayError } from '../errors/catalogue.js';
 import { isTextual } from './media-type.js';
 import { SNIFF_BYTES, verdict } from './sniff.js';
 

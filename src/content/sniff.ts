@@ -1,6 +1,6 @@
 import { TextDecoder } from 'node:util';
 import { fileTypeFromBuffer } from 'file-type';
-import { GatewayError } from '../errors.js';
+import { GatewayError } from '../errors/catalogue.js';
 import { isTextual, sameType } from './media-type.js';
 
 /** What file-type needs to recognise every format it knows (its documented sample size). */

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import parserStream from 'stream-json';
-import { GatewayError, isGatewayError } from '../errors.js';
-import { SizeLimit } from '../proxy/size-limit.js';
+import { GatewayError, isGatewayError } from '../errors/catalogue.js';
+import { SizeLimit } from '../lib/size-limit.js';
+import type { JsonToken } from '../json/tokenizer.js';
+import { JsonWalker, type Container, type Route, type WalkPolicy } from '../json/walker.js';
 
 export interface BundleEntryRequest {
   readonly index: number;
@@ -33,271 +34,154 @@ export interface ScanOptions {
 
 /** Past these, nothing a FHIR Bundle needs lives: refuse instead of accumulating. */
 const MAX_DEPTH = 100;
-const MAX_KEY = 64;
 const MAX_SHORT_STRING = 64;
 const MAX_URL = 8192;
 /** Every key the scanner reads, wherever it reads it; duplicates of these are refused. */
 const READ_KEYS = new Set(['resourceType', 'type', 'entry', 'request', 'resource', 'method', 'url', 'ifNoneExist']);
 
-interface Token {
-  name: string;
-  value?: string;
-}
+/** Where a container sits, for the few places the scanner reads. */
+type Place = 'root' | 'entries' | 'entry' | 'request' | 'resource' | 'other';
 
-type Frame = { kind: 'object'; key: string | undefined; seen: Set<string> | undefined } | { kind: 'array'; index: number };
-
-/**
- * Follows the token stream of a batch/transaction Bundle and keeps only what authorization
- * needs. Keys we read are refused when repeated: parsers disagree on which duplicate wins, and
- * the upstream must not act on a different entry than the one we authorized.
- */
-class BundleScanner extends Writable {
-  private readonly stack: Frame[] = [];
-  private keyBuf = '';
-  private keyTooLong = false;
-  private str: string | undefined;
-  private strCap = 0;
-  private strTarget: 'resourceType' | 'type' | 'method' | 'url' | 'ifNoneExist' | 'entryType' | undefined;
-  rootType: string | undefined;
-  bundleType: string | undefined;
-  private current: { method?: string; url?: string; resourceType?: string; ifNoneExist?: string } | undefined;
-  readonly entries: BundleEntryRequest[] = [];
-
-  constructor(private readonly maxEntries: number) {
-    super({ objectMode: true });
-  }
-
-  override _write(tok: Token, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    try {
-      this.token(tok);
-      cb();
-    } catch (err) {
-      cb(err as Error);
-    }
-  }
-
-  /** Where we are: the path of keys/indices from the root, for the few shapes we care about. */
-  private where(): string {
-    const s = this.stack;
-    // root object
-    if (s.length === 1) return 'root';
-    if (s.length === 2 && s[0].kind === 'object' && s[0].key === 'entry' && s[1].kind === 'array') return 'entries';
-    if (s.length === 3 && this.inEntries()) return 'entry';
-    if (s.length === 4 && this.inEntries() && s[2].kind === 'object') {
-      if (s[2].key === 'request') return 'request';
-      if (s[2].key === 'resource') return 'resource';
-    }
-    return 'other';
-  }
-
-  private inEntries(): boolean {
-    const s = this.stack;
-    return s[0].kind === 'object' && s[0].key === 'entry' && s[1].kind === 'array' && s[2].kind === 'object';
-  }
-
-  private token(tok: Token): void {
-    switch (tok.name) {
-      case 'startObject':
-      case 'startArray': {
-        if (this.stack.length >= MAX_DEPTH) throw bad('nesting too deep');
-        if (this.stack.length === 0 && tok.name !== 'startObject') throw bad('not a JSON object');
-        const where = this.stack.length === 0 ? 'top' : this.where();
-        const parent = this.stack[this.stack.length - 1];
-        const parentKey = parent?.kind === 'object' ? parent.key : undefined;
-        // Lenient parsers (Jackson's ACCEPT_SINGLE_VALUE_AS_ARRAY) would read a lone object as a one-entry array we never saw.
-        if (where === 'root' && parentKey === 'entry' && tok.name !== 'startArray') throw bad('Bundle.entry must be an array');
-        // The same leniency would read `[[entry]]` or `resource: [ {...} ]` as the object we never checked.
-        if (tok.name === 'startArray' && !(where === 'root' && parentKey === 'entry')) this.mustBeObject(where, parentKey);
-        if (tok.name === 'startArray') {
-          this.stack.push({ kind: 'array', index: 0 });
-          return;
-        }
-        // Duplicate keys are tracked in the objects we read: the root, each entry, entry.request/resource.
-        const tracked =
-          where === 'top' || where === 'entries' || (where === 'entry' && (parentKey === 'request' || parentKey === 'resource'));
-        if (where === 'entries') {
-          if (this.entries.length >= this.maxEntries) throw bad(`more than ${this.maxEntries} entries`);
-          this.current = {};
-        }
-        this.stack.push({ kind: 'object', key: undefined, seen: tracked ? new Set() : undefined });
-        return;
-      }
-      case 'endObject': {
-        const where = this.where();
-        this.stack.pop();
-        if (where === 'entry' && this.current) {
-          const c = this.current;
-          if (!c.method || !c.url) throw bad(`entry ${this.entries.length} has no request.method or request.url`);
-          this.entries.push({
-            index: this.entries.length,
-            method: c.method,
-            url: c.url,
-            resourceType: c.resourceType,
-            ifNoneExist: c.ifNoneExist,
-          });
-          this.current = undefined;
-        }
-        this.valueEnds();
-        return;
-      }
-      case 'endArray':
-        this.stack.pop();
-        this.valueEnds();
-        return;
-      case 'startKey':
-        this.keyOpen = true;
-        this.keyBuf = '';
-        this.keyTooLong = false;
-        return;
-      case 'endKey': {
-        this.keyOpen = false;
-        const top = this.stack[this.stack.length - 1];
-        if (!top || top.kind !== 'object') throw bad('malformed JSON');
-        const key = this.keyTooLong ? '\u0000long' : this.keyBuf;
-        // Only the keys we read can be used to make the upstream act on something we did not
-        // check; remembering every key would let a key flood cost ~10x the body in heap.
-        if (top.seen && READ_KEYS.has(key)) {
-          if (top.seen.has(key)) throw bad(`duplicate key '${key}'`);
-          top.seen.add(key);
-        }
-        top.key = key;
-        return;
-      }
-      case 'startString':
-        this.scalar();
-        this.beginString();
-        return;
-      case 'startNumber':
-        this.scalar();
-        return;
-      case 'stringChunk':
-        if (this.keyOpen) {
-          if (this.keyBuf.length + (tok.value?.length ?? 0) > MAX_KEY) this.keyTooLong = true;
-          else this.keyBuf += tok.value ?? '';
-          return;
-        }
-        if (this.str !== undefined) {
-          if (this.str.length + (tok.value?.length ?? 0) > this.strCap) throw bad(`${this.strTarget} too long`);
-          this.str += tok.value ?? '';
-        }
-        return;
-      case 'endString':
-        this.endString();
-        this.valueEnds();
-        return;
-      case 'nullValue':
-      case 'trueValue':
-      case 'falseValue':
-        this.scalar();
-        this.valueEnds();
-        return;
-      case 'endNumber':
-        this.valueEnds();
-        return;
-      default:
-        return;
-    }
-  }
-
-  private keyOpen = false;
-
-  /** A scalar where an array or object is required (Bundle.entry, an entry, entry.request/resource) is refused. */
-  private scalar(): void {
-    if (this.stack.length === 0) return;
-    const top = this.stack[this.stack.length - 1];
-    this.mustBeObject(this.where(), top.kind === 'object' ? top.key : undefined);
-  }
-
-  private mustBeObject(where: string, key: string | undefined): void {
-    if (where === 'root' && key === 'entry') throw bad('Bundle.entry must be an array');
-    if (where === 'entries') throw bad(`entry ${this.entries.length} must be an object`);
-    if (where === 'entry' && (key === 'request' || key === 'resource')) throw bad(`entry ${this.entries.length}: ${key} must be an object`);
-  }
-
-  private valueEnds(): void {
-    const top = this.stack[this.stack.length - 1];
-    if (top?.kind === 'array') top.index++;
-    else if (top?.kind === 'object') top.key = undefined;
-  }
-
-  private beginString(): void {
-    const top = this.stack[this.stack.length - 1];
-    const key = top?.kind === 'object' ? top.key : undefined;
-    const where = this.stack.length === 0 ? 'none' : this.where();
-    this.strTarget = undefined;
-    if (where === 'root' && (key === 'resourceType' || key === 'type')) this.strTarget = key;
-    else if (where === 'request' && (key === 'method' || key === 'url' || key === 'ifNoneExist')) this.strTarget = key;
-    else if (where === 'resource' && key === 'resourceType') this.strTarget = 'entryType';
-    if (this.strTarget) {
-      this.str = '';
-      this.strCap = this.strTarget === 'url' || this.strTarget === 'ifNoneExist' ? MAX_URL : MAX_SHORT_STRING;
-    } else {
-      this.str = undefined;
-    }
-  }
-
-  private endString(): void {
-    if (this.str === undefined) return;
-    const v = this.str;
-    this.str = undefined;
-    switch (this.strTarget) {
-      case 'resourceType':
-        this.rootType = v;
-        break;
-      case 'type':
-        this.bundleType = v;
-        break;
-      case 'method':
-        if (this.current) this.current.method = v;
-        break;
-      case 'url':
-        if (this.current) this.current.url = v;
-        break;
-      case 'ifNoneExist':
-        if (this.current) this.current.ifNoneExist = v;
-        break;
-      case 'entryType':
-        if (this.current) this.current.resourceType = v;
-        break;
-      default:
-        break;
-    }
-  }
+interface Entry {
+  method?: string;
+  url?: string;
+  resourceType?: string;
+  ifNoneExist?: string;
 }
 
 function bad(detail: string): GatewayError {
   return new GatewayError('BAD_BUNDLE', detail);
 }
 
-/** Splits the byte stream: one copy to the spool file, one to the tokenizer, at the slower one's pace. */
-class Tee extends Transform {
-  /**
-   * JSON is UTF-8 (RFC 8259 §8.1). The tokenizer replaces invalid sequences with U+FFFD while
-   * some upstream parsers decode them (an overlong `\xC1\xAD` read as `m` makes a second
-   * `method` key we never saw): refuse them.
-   */
+/**
+ * Reads a batch/transaction Bundle as it streams and keeps only what authorization needs: the
+ * root resourceType and type, and each entry's request method, url and ifNoneExist and its
+ * resource's type. Keys it reads are refused when repeated (parsers disagree on which duplicate
+ * wins, and the upstream must not act on another entry than the one authorized), and so are
+ * arrays where an object must be (lenient parsers read `[{…}]` as the object we never checked).
+ */
+class BundleScan implements WalkPolicy<Place> {
+  readonly walker: JsonWalker<Place>;
+  rootType: string | undefined;
+  bundleType: string | undefined;
+  readonly entries: BundleEntryRequest[] = [];
+  private current: Entry | undefined;
+
+  constructor(private readonly maxEntries: number) {
+    this.walker = new JsonWalker(this, {
+      maxDepth: MAX_DEPTH,
+      maxKey: 1024,
+      hold: { maxChars: MAX_URL + 256, maxDepth: 4 },
+      subject: 'the Bundle',
+      fail: (problem) => bad(problem),
+    });
+  }
+
+  open(c: Container<Place>): Place {
+    const p = c.parent;
+    if (!p) return 'root';
+    if (p.state === 'root' && c.key === 'entry') return 'entries';
+    if (p.state === 'entries') {
+      if (c.kind !== 'object') throw bad(`entry ${c.index} must be an object`);
+      if (this.entries.length >= this.maxEntries) throw bad(`more than ${this.maxEntries} entries`);
+      this.current = {};
+      return 'entry';
+    }
+    if (p.state === 'entry' && (c.key === 'request' || c.key === 'resource')) return c.key;
+    return 'other';
+  }
+
+  route(parent: Container<Place> | undefined, key: string | undefined, first: JsonToken): Route {
+    if (!parent) {
+      if (first.name === 'startArray') throw bad('not a JSON object');
+      return 'pass';
+    }
+    const place = parent.state;
+    if (key !== undefined && place !== 'other' && READ_KEYS.has(key)) this.walker.once(parent, key);
+    const container = first.name === 'startObject' || first.name === 'startArray';
+    if (place === 'root' && key === 'entry' && first.name !== 'startArray') throw bad('Bundle.entry must be an array');
+    if (place === 'entries' && first.name !== 'startObject') throw bad(`entry ${parent.items - 1} must be an object`);
+    if (place === 'entry' && (key === 'request' || key === 'resource') && first.name !== 'startObject') {
+      throw bad(`entry ${this.entries.length}: ${key} must be an object`);
+    }
+    if (container) return 'pass';
+    return this.target(place, key) ? 'hold' : 'pass';
+  }
+
+  /** Whether the value under `key` in a `place` is one of the strings read. */
+  private target(place: Place, key: string | undefined): boolean {
+    if (place === 'root') return key === 'resourceType' || key === 'type';
+    if (place === 'request') return key === 'method' || key === 'url' || key === 'ifNoneExist';
+    return place === 'resource' && key === 'resourceType';
+  }
+
+  held(parent: Container<Place> | undefined, key: string | undefined, value: unknown): void {
+    // Only strings say anything; a number or null where a string belongs reads as absent.
+    if (typeof value !== 'string' || !parent || key === undefined) return;
+    const long = key === 'url' || key === 'ifNoneExist' ? MAX_URL : MAX_SHORT_STRING;
+    if (value.length > long) throw bad(`${key} too long`);
+    const place = parent.state;
+    if (place === 'root') {
+      if (key === 'resourceType') this.rootType = value;
+      else this.bundleType = value;
+    } else if (place === 'resource') this.current!.resourceType = value;
+    else if (key === 'method' || key === 'url' || key === 'ifNoneExist') this.current![key] = value;
+  }
+
+  close(c: Container<Place>): void {
+    if (c.state !== 'entry') return;
+    const e = this.current!;
+    if (!e.method || !e.url) throw bad(`entry ${this.entries.length} has no request.method or request.url`);
+    this.entries.push({
+      index: this.entries.length,
+      method: e.method,
+      url: e.url,
+      resourceType: e.resourceType,
+      ifNoneExist: e.ifNoneExist,
+    });
+    this.current = undefined;
+  }
+}
+
+/**
+ * Passes the body on to the spool file while the scan reads it. JSON is UTF-8 (RFC 8259 §8.1):
+ * the tokenizer would replace invalid sequences with U+FFFD while some upstream parsers decode
+ * them (an overlong `\xC1\xAD` read as `m` makes a second `method` key we never saw): refused.
+ */
+class ScanThrough extends Transform {
   private readonly utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-  constructor(private readonly side: Writable) {
+  constructor(private readonly scan: BundleScan) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     try {
       this.utf8.decode(chunk, { stream: true });
     } catch {
-      cb(bad('body is not valid UTF-8'));
+      cb(bad('the Bundle is not valid UTF-8'));
       return;
     }
-    if (this.side.write(chunk)) cb(null, chunk);
-    else this.side.once('drain', () => cb(null, chunk));
+    try {
+      // The scan never waits (it has no asynchronous hooks).
+      void this.scan.walker.push(chunk);
+    } catch (err) {
+      cb(err as Error);
+      return;
+    }
+    cb(null, chunk);
   }
   override _flush(cb: TransformCallback): void {
     try {
       this.utf8.decode();
     } catch {
-      cb(bad('body is not valid UTF-8'));
+      cb(bad('the Bundle is not valid UTF-8'));
       return;
     }
-    this.side.end();
+    try {
+      void this.scan.walker.end();
+    } catch (err) {
+      cb(err as Error);
+      return;
+    }
     cb();
   }
 }
@@ -310,16 +194,7 @@ class Tee extends Transform {
 export async function spoolAndScanBundle(body: Readable, opts: ScanOptions): Promise<ScannedBundle> {
   const file = join(opts.dir, `fbg-bundle-${randomUUID()}.json`);
   const limit = new SizeLimit(opts.maxBytes);
-  // Keys are streamed (not packed) so a hostile multi-megabyte key is never accumulated.
-  const parser = parserStream({
-    packKeys: false,
-    streamKeys: true,
-    packStrings: false,
-    streamStrings: true,
-    packNumbers: false,
-    streamNumbers: true,
-  });
-  const scanner = new BundleScanner(opts.maxEntries);
+  const scan = new BundleScan(opts.maxEntries);
   // Opened before reading: a spool directory we cannot write is our fault (500), not a bad body,
   // and the file exists before anything can fail (an unlink racing a lazy open would leave it behind).
   let handle: FileHandle;
@@ -329,32 +204,20 @@ export async function spoolAndScanBundle(body: Readable, opts: ScanOptions): Pro
     throw new GatewayError('INTERNAL', undefined, { cause: err });
   }
   const out = handle.createWriteStream();
-  const closed = new Promise<void>((resolve) => out.once('close', resolve));
-  const ac = new AbortController();
-  const guard = <T>(p: Promise<T>) =>
-    p.catch((err: unknown) => {
-      ac.abort(err);
-      throw err;
-    });
   try {
-    await Promise.all([
-      guard(pipeline(body, limit, new Tee(parser), out, { signal: ac.signal })),
-      guard(pipeline(parser, scanner, { signal: ac.signal })),
-    ]);
+    await pipeline(body, limit, new ScanThrough(scan), out);
   } catch (err) {
     out.destroy();
-    await closed;
+    if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
     await unlink(file).catch(() => undefined);
-    const cause = ac.signal.reason ?? err;
-    if (isGatewayError(cause)) throw cause;
     if (isGatewayError(err)) throw err;
-    throw new GatewayError('BAD_BUNDLE', 'body is not valid JSON', { cause: err });
+    throw new GatewayError('BAD_BUNDLE', 'the Bundle could not be read', { cause: err });
   }
   const fail = async (detail: string): Promise<never> => {
     await unlink(file).catch(() => undefined);
     throw bad(detail);
   };
-  if (scanner.rootType !== 'Bundle') return fail('resourceType must be Bundle');
-  if (scanner.bundleType !== 'batch' && scanner.bundleType !== 'transaction') return fail('Bundle.type must be batch or transaction');
-  return { type: scanner.bundleType, entries: scanner.entries, file, size: limit.bytes };
+  if (scan.rootType !== 'Bundle') return fail('resourceType must be Bundle');
+  if (scan.bundleType !== 'batch' && scan.bundleType !== 'transaction') return fail('Bundle.type must be batch or transaction');
+  return { type: scan.bundleType, entries: scan.entries, file, size: limit.bytes };
 }

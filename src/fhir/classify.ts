@@ -13,7 +13,7 @@
  *
  * Transport-independent: no fastify or node:http types here.
  */
-import { GatewayError } from '../errors.js';
+import { GatewayError } from '../errors/catalogue.js';
 import type { Interaction } from './interaction.js';
 import { RESOURCE_TYPES, RESOURCE_TYPES_BY_LOWERCASE } from './resource-types.js';
 import { clip, DOLLAR, DOT, hasScheme, scanHeaders, scanPath, scanQuery, SLASH, type RequestHeaders } from './target-scan.js';
@@ -148,19 +148,19 @@ function classifyTarget(method: string, target: string, basePath: string, condit
   if (n === 1) {
     if (s0 === 'metadata') {
       // R4 http.html "capabilities": GET [base]/metadata.
-      if (isRead(method)) return { interaction: 'capabilities', method, path: 'metadata', query };
+      if (isRead(method)) return { kind: 'capabilities', method, path: 'metadata', query };
       throw methodNotAllowed(method, 'metadata', ALLOW_READ, entry);
     }
     if (s0 === '_history') {
       // R4 http.html "history": GET [base]/_history (whole system).
-      if (isRead(method)) return { interaction: 'history', method, path: '_history', query };
+      if (isRead(method)) return { kind: 'history', method, path: '_history', query };
       throw methodNotAllowed(method, '_history', ALLOW_READ, entry);
     }
     if (s0.charCodeAt(0) === DOLLAR) {
       // R4 operations.html: system-level operation, invoked with POST, or GET when it has no side effects.
       const operation = operationName(s0);
       if (isRead(method) || method === 'POST') {
-        return { interaction: 'operation', operation, method, path: '$' + operation, query };
+        return { kind: 'operation', operation, method, path: '$' + operation, query };
       }
       throw methodNotAllowed(method, '$[operation]', ALLOW_OPERATION, entry);
     }
@@ -180,19 +180,19 @@ function classifyTarget(method: string, target: string, basePath: string, condit
   if (s1 === '_search') {
     if (n !== 2) throw notFound();
     // R4 http.html "search": POST [base]/[type]/_search (parameters in the body and/or query).
-    if (method === 'POST') return { interaction: 'search', resourceType: type, method, path: type + '/_search', query };
+    if (method === 'POST') return { kind: 'search', resourceType: type, method, path: type + '/_search', query };
     throw methodNotAllowed(method, '[type]/_search', ALLOW_POST, entry);
   }
   if (s1 === '_history') {
     if (n !== 2) throw notFound();
-    if (isRead(method)) return { interaction: 'history', resourceType: type, method, path: type + '/_history', query };
+    if (isRead(method)) return { kind: 'history', resourceType: type, method, path: type + '/_history', query };
     throw methodNotAllowed(method, '[type]/_history', ALLOW_READ, entry);
   }
   if (s1.charCodeAt(0) === DOLLAR) {
     const operation = operationName(s1);
     if (n !== 2) throw notFound();
     if (isRead(method) || method === 'POST') {
-      return { interaction: 'operation', resourceType: type, operation, method, path: type + '/$' + operation, query };
+      return { kind: 'operation', resourceType: type, operation, method, path: type + '/$' + operation, query };
     }
     throw methodNotAllowed(method, '[type]/$[operation]', ALLOW_OPERATION, entry);
   }
@@ -204,7 +204,7 @@ function classifyTarget(method: string, target: string, basePath: string, condit
   if (s2 === '_history') {
     if (n === 3) {
       if (isRead(method)) {
-        return { interaction: 'history', resourceType: type, id, method, path: type + '/' + id + '/_history', query };
+        return { kind: 'history', resourceType: type, id, method, path: type + '/' + id + '/_history', query };
       }
       throw methodNotAllowed(method, '[type]/[id]/_history', ALLOW_READ, entry);
     }
@@ -213,7 +213,7 @@ function classifyTarget(method: string, target: string, basePath: string, condit
       // R4 http.html "vread": GET [base]/[type]/[id]/_history/[vid].
       if (isRead(method)) {
         return {
-          interaction: 'vread',
+          kind: 'vread',
           resourceType: type,
           id,
           versionId,
@@ -230,7 +230,7 @@ function classifyTarget(method: string, target: string, basePath: string, condit
       const operation = operationName(s4);
       if (isRead(method)) {
         return {
-          interaction: 'operation',
+          kind: 'operation',
           resourceType: type,
           id,
           versionId,
@@ -249,7 +249,7 @@ function classifyTarget(method: string, target: string, basePath: string, condit
     if (n !== 3) throw notFound();
     if (isRead(method) || method === 'POST') {
       return {
-        interaction: 'operation',
+        kind: 'operation',
         resourceType: type,
         id,
         operation,
@@ -276,7 +276,7 @@ function classifyTarget(method: string, target: string, basePath: string, condit
   }
   if (isRead(method)) {
     return {
-      interaction: 'search',
+      kind: 'search',
       resourceType: other,
       compartment: { resourceType: type, id },
       method,
@@ -294,12 +294,12 @@ function routeBase(method: string, query: string, entry: boolean): Interaction {
     // transaction is Bundle.type, i.e. in the body, which this stage never reads: it is classified
     // 'batch' here and the Bundle stage turns it into 'transaction' after parsing Bundle.type.
     if (entry) throw new GatewayError('BAD_BUNDLE', 'an entry cannot itself be a batch or transaction');
-    return { interaction: 'batch', method, path: '', query };
+    return { kind: 'batch', method, path: '', query };
   }
   // R4 http.html "search": GET [base]?[parameters] searches all types. Without parameters there is
   // nothing to classify it as (servers answer it as a search, a capability page, or a 404), so it
   // is refused.
-  if (isRead(method) && query.length !== 0) return { interaction: 'search', method, path: '', query };
+  if (isRead(method) && query.length !== 0) return { kind: 'search', method, path: '', query };
   if (query.length === 0) throw methodNotAllowed(method, 'the base without search parameters', ALLOW_POST, entry);
   throw methodNotAllowed(method, 'the base', ALLOW_BASE_WITH_QUERY, entry);
 }
@@ -309,20 +309,20 @@ function routeType(method: string, type: string, query: string, conditionalCreat
   switch (method) {
     case 'GET':
     case 'HEAD':
-      return { interaction: 'search', resourceType: type, method, path: type, query };
+      return { kind: 'search', resourceType: type, method, path: type, query };
     case 'POST':
       // R4 http.html "conditional create": the criteria are in If-None-Exist, not the URL.
       return conditionalCreate
-        ? { interaction: 'create', resourceType: type, conditional: true, method, path: type, query }
-        : { interaction: 'create', resourceType: type, method, path: type, query };
+        ? { kind: 'create', resourceType: type, conditional: true, method, path: type, query }
+        : { kind: 'create', resourceType: type, method, path: type, query };
     case 'PUT':
     case 'PATCH':
     case 'DELETE':
       // R4 http.html "conditional update/patch/delete": PUT|PATCH|DELETE [base]/[type]?[criteria].
       // Without criteria the request has no target at all.
       if (query.length !== 0) {
-        const interaction = method === 'PUT' ? 'update' : method === 'PATCH' ? 'patch' : 'delete';
-        return { interaction, resourceType: type, conditional: true, method, path: type, query };
+        const kind = method === 'PUT' ? 'update' : method === 'PATCH' ? 'patch' : 'delete';
+        return { kind, resourceType: type, conditional: true, method, path: type, query };
       }
       throw methodNotAllowed(method, '[type] without search criteria', ALLOW_TYPE, entry);
     default:
@@ -336,13 +336,13 @@ function routeInstance(method: string, type: string, id: string, query: string, 
   switch (method) {
     case 'GET':
     case 'HEAD':
-      return { interaction: 'read', resourceType: type, id, method, path, query };
+      return { kind: 'read', resourceType: type, id, method, path, query };
     case 'PUT':
-      return { interaction: 'update', resourceType: type, id, method, path, query };
+      return { kind: 'update', resourceType: type, id, method, path, query };
     case 'PATCH':
-      return { interaction: 'patch', resourceType: type, id, method, path, query };
+      return { kind: 'patch', resourceType: type, id, method, path, query };
     case 'DELETE':
-      return { interaction: 'delete', resourceType: type, id, method, path, query };
+      return { kind: 'delete', resourceType: type, id, method, path, query };
     default:
       throw methodNotAllowed(method, '[type]/[id]', ALLOW_INSTANCE, entry);
   }

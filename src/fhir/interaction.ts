@@ -18,7 +18,7 @@ export type InteractionKind =
  * classifier (src/fhir/classify.ts) and read by every later stage.
  */
 export interface Interaction {
-  readonly interaction: InteractionKind;
+  readonly kind: InteractionKind;
   /** Absent for system-level interactions (capabilities, batch/transaction, system search/history/operations). */
   readonly resourceType?: string;
   readonly id?: string;
@@ -35,4 +35,9 @@ export interface Interaction {
   readonly path: string;
   /** The raw query string without `?` (may be empty). */
   readonly query: string;
+}
+
+/** What the upstream is sent for an interaction: its path and query relative to the FHIR base, e.g. `/Patient/1?_format=json`. */
+export function targetOf(i: Interaction): string {
+  return i.query ? `/${i.path}?${i.query}` : `/${i.path}`;
 }

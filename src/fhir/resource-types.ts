@@ -182,3 +182,6 @@ export function isResourceType(name: string): boolean {
 export function canonicalResourceType(name: string): string | undefined {
   return RESOURCE_TYPES_BY_LOWERCASE.get(name.toLowerCase());
 }
+
+/** A relative reference `Type/id` (X-Security-Context, Binary.securityContext): the type well-formed, the id FHIR's id syntax. */
+export const RELATIVE_REFERENCE = /^[A-Z][A-Za-z]{1,63}\/[A-Za-z0-9\-.]{1,64}$/;

@@ -4,7 +4,7 @@
  * parameters, override headers). They only check; nothing here decodes or rewrites what is forwarded.
  */
 
-import { GatewayError } from '../errors.js';
+import { GatewayError } from '../errors/catalogue.js';
 
 /** Request headers as Node/fastify expose them; names are matched case-insensitively. */
 export type RequestHeaders = Readonly<Record<string, string | string[] | undefined>>;

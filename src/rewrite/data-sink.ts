@@ -1,9 +1,9 @@
 import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
 import { Sniffer } from '../content/sniff.js';
-import { GatewayError, isGatewayError } from '../errors.js';
+import { storeFailure } from '../errors/map.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
-import { Base64Decoder } from './base64-decode.js';
+import { Base64Decoder } from '../lib/base64.js';
 
 /** The stringChunk pieces the tokenizer emits are small; decoding and writing in larger batches is far cheaper. */
 const BATCH_CHARS = 64 * 1024;
@@ -87,7 +87,7 @@ export class DataSink {
     this.put = this.opts.store
       .put(this.body, { contentType: 'application/octet-stream' }, { maxBytes: this.opts.maxBytes, signal: this.opts.signal })
       .catch((err: unknown) => {
-        throw isGatewayError(err) ? err : new GatewayError('STORAGE_UNAVAILABLE', undefined, { cause: err });
+        throw storeFailure(err);
       });
     // Seen by whoever awaits `put`; this only keeps an early failure from being "unhandled".
     this.put.catch(() => undefined);

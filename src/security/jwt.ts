@@ -10,7 +10,7 @@ import {
   type JWTVerifyGetKey,
 } from 'jose';
 import type { GatewayConfig } from '../config/types.js';
-import { GatewayError } from '../errors.js';
+import { GatewayError } from '../errors/catalogue.js';
 
 export interface VerifiedToken {
   readonly claims: JWTPayload;

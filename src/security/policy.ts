@@ -1,6 +1,6 @@
-import type { GatewayConfig, InflateConfig, RuleRequire, RuleLimits } from '../config/types.js';
+import type { GatewayConfig, InflateConfig, RuleLimits, RuleRequire } from '../config/types.js';
 import type { Interaction } from '../fhir/interaction.js';
-import { parseRanges, type Range } from './ip.js';
+import { parseRanges, type Range } from '../lib/ip.js';
 
 /** A rule with everything inherited from defaultRule filled in and its IP ranges parsed. */
 export interface EffectiveRule {
@@ -32,6 +32,8 @@ interface Matcher {
 export class Policy {
   private readonly matchers: readonly Matcher[];
   readonly defaultRule: EffectiveRule;
+  private readonly types: Readonly<Record<string, readonly string[]>>;
+  private readonly otherTypes: readonly string[];
 
   constructor(config: GatewayConfig) {
     const d = config.defaultRule;
@@ -49,17 +51,25 @@ export class Policy {
         { ...config.inflate, ...r.inflate },
       ),
     }));
+    this.types = config.content.allowedTypes;
+    // A resource type the policy does not list carries what Binary may: its content is stored and served the same way.
+    this.otherTypes = Object.hasOwn(this.types, 'Binary') ? this.types['Binary'] : [];
   }
 
   ruleFor(i: Interaction): EffectiveRule {
     for (const m of this.matchers) {
-      if (m.interactions && !m.interactions.has(i.interaction)) continue;
+      if (m.interactions && !m.interactions.has(i.kind)) continue;
       if (m.typed && i.resourceType === undefined) continue;
       if (m.resourceTypes && (i.resourceType === undefined || !m.resourceTypes.has(i.resourceType))) continue;
       if (m.operations && (i.operation === undefined || !m.operations.has(i.operation))) continue;
       return m.rule;
     }
     return this.defaultRule;
+  }
+
+  /** The media types attachments of `resourceType` may have (`content.allowedTypes`). */
+  allowedTypes(resourceType: string): readonly string[] {
+    return Object.hasOwn(this.types, resourceType) ? this.types[resourceType] : this.otherTypes;
   }
 }
 

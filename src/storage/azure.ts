@@ -10,7 +10,7 @@ import {
   type StoragePipelineOptions,
 } from '@azure/storage-blob';
 import {
-  BlobNotFound,
+  blobMissing,
   type BlobInfo,
   type BlobStore,
   type ByteRange,
@@ -103,13 +103,13 @@ export class AzureBlobStore implements BlobStore {
 
   async get(id: string, range?: ByteRange): Promise<{ readonly info: BlobInfo; readonly body: Readable }> {
     const info = (await this.readRecord(id))?.info;
-    if (!info) throw new BlobNotFound(id);
+    if (!info) throw blobMissing(id);
     checkRange(range, info.size);
     try {
       const res = await this.content(id).download(range?.start ?? 0, range && range.end - range.start + 1);
       return { info, body: nodeReadable(res.readableStreamBody) };
     } catch (err) {
-      throw isNotFound(err) ? new BlobNotFound(id) : err;
+      throw isNotFound(err) ? blobMissing(id) : err;
     }
   }
 
@@ -151,13 +151,13 @@ export class AzureBlobStore implements BlobStore {
   async setMeta(id: string, patch: MetaPatch): Promise<BlobInfo> {
     for (let attempt = 1; ; attempt++) {
       const record = await this.readRecord(id);
-      if (!record) throw new BlobNotFound(id);
+      if (!record) throw blobMissing(id);
       const info = patchInfo(record.info, patch);
       try {
         await this.writeRecord(info, record.driver, { ifMatch: record.etag });
         return info;
       } catch (err) {
-        if (isNotFound(err)) throw new BlobNotFound(id);
+        if (isNotFound(err)) throw blobMissing(id);
         if (!(err instanceof RestError && err.statusCode === 412) || attempt >= SET_META_ATTEMPTS) throw err;
       }
     }

@@ -1,5 +1,9 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
+import { GatewayError } from '../errors/catalogue.js';
+import type { ByteRange } from '../lib/range.js';
+
+export type { ByteRange } from '../lib/range.js';
 
 /**
  * Where the bytes live. Every driver (filesystem, S3, Azure Blob) implements this contract and
@@ -45,12 +49,6 @@ export interface PutOptions {
   readonly signal?: AbortSignal;
 }
 
-/** Inclusive byte range, as in HTTP `Range: bytes=start-end`; both already resolved against the size. */
-export interface ByteRange {
-  readonly start: number;
-  readonly end: number;
-}
-
 export interface MetaPatch {
   readonly state?: BlobState;
   readonly owner?: string;
@@ -79,7 +77,7 @@ export interface BlobStore {
    * body's/abort's error; in every rejection nothing is left behind.
    */
   put(body: Readable, meta: PutMeta, options?: PutOptions): Promise<BlobInfo>;
-  /** Streams the content (or an inclusive byte range of it). Rejects `BlobNotFound` when absent. */
+  /** Streams the content (or an inclusive byte range of it). Rejects (blobMissing) when absent. */
   get(id: string, range?: ByteRange): Promise<{ readonly info: BlobInfo; readonly body: Readable }>;
   /** Metadata only; undefined when absent. */
   head(id: string): Promise<BlobInfo | undefined>;
@@ -90,30 +88,24 @@ export interface BlobStore {
   /**
    * Optional: the local file holding the blob's content as is (unencrypted, on this machine),
    * opened, for serving without a read stream (src/storage/file-pump.ts). Undefined when the
-   * driver has no such file for this blob; rejects BlobNotFound when absent.
+   * driver has no such file for this blob; rejects (blobMissing) when absent.
    */
   openPlainFile?(id: string): Promise<{ readonly info: BlobInfo; readonly file: FileHandle } | undefined>;
 }
 
-/** The blob does not exist (or its id is malformed). */
-export class BlobNotFound extends Error {
-  readonly code = 'BLOB_NOT_FOUND';
-  constructor(id: string) {
-    super(`blob not found: ${id.slice(0, 80)}`);
-    this.name = 'BlobNotFound';
-  }
+/**
+ * The blob does not exist (or its id is malformed). For the client, the content its resource
+ * refers to cannot be read; the id is in the cause, for the log only.
+ */
+export function blobMissing(id: string): GatewayError {
+  return new GatewayError('BLOB_UNREADABLE', 'the stored content is missing', { cause: new Error(`blob not found: ${id.slice(0, 80)}`) });
 }
 
 /**
  * The blob exists but cannot be read as stored: its encryption key is not configured or does not
- * match, or the bytes fail authentication. Never answered with bytes, never retried.
+ * match, or the bytes fail authentication. Never answered with bytes, never retried. Why is in
+ * the cause, for the log only.
  */
-export class BlobUnreadable extends Error {
-  readonly code = 'BLOB_UNREADABLE';
-  constructor(message: string) {
-    super(message);
-    this.name = 'BlobUnreadable';
-  }
+export function blobUnreadable(why: string): GatewayError {
+  return new GatewayError('BLOB_UNREADABLE', 'the stored content cannot be read', { cause: new Error(why) });
 }
-
-export const BLOB_ID = /^[a-z0-9-]{1,64}$/;

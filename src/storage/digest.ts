@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { TransformCallback } from 'node:stream';
-import { SizeLimit } from '../proxy/size-limit.js';
+import { SizeLimit } from '../lib/size-limit.js';
 
 /**
  * Counts and hashes bytes as they pass (SHA-256 for integrity, SHA-1 because FHIR R4

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { BlobUnreadable } from './blob-store.js';
+import { blobUnreadable } from './blob-store.js';
 
 /**
  * Encryption at rest: AES-256-GCM, envelope style. Each blob gets its own random data key,
@@ -88,21 +88,21 @@ export function newHeader(ring: KeyRing, chunkSize = DEFAULT_CHUNK_BYTES): { byt
 export const HEADER_READ_BYTES = PREFIX + 255 + AFTER_KEY_ID;
 
 /**
- * Parses and unwraps a header. Fails with BlobUnreadable, before a single content byte is read,
+ * Parses and unwraps a header. Fails with blobUnreadable, before a single content byte is read,
  * when the file is not ours, its key id is not configured, or the configured key is not the one
  * it was sealed with.
  */
 export function openHeader(buf: Buffer, ring: KeyRing): SealedHeader {
   if (buf.length < PREFIX || !buf.subarray(0, MAGIC.length).equals(MAGIC) || buf[MAGIC.length] !== VERSION) {
-    throw new BlobUnreadable('not an encrypted blob of a known version');
+    throw blobUnreadable('not an encrypted blob of a known version');
   }
   const idLen = buf[MAGIC.length + 1];
   const length = PREFIX + idLen + AFTER_KEY_ID;
-  if (buf.length < length) throw new BlobUnreadable('encrypted blob header is truncated');
+  if (buf.length < length) throw blobUnreadable('encrypted blob header is truncated');
   const keyIdBytes = buf.subarray(PREFIX, PREFIX + idLen);
   const keyId = keyIdBytes.toString('utf8');
   const kek = ring.keys.get(keyId);
-  if (!kek) throw new BlobUnreadable(`blob was encrypted with key "${keyId}", which is not configured`);
+  if (!kek) throw blobUnreadable(`blob was encrypted with key "${keyId}", which is not configured`);
   let at = PREFIX + idLen;
   const wrapIv = buf.subarray(at, (at += 12));
   const wrapped = buf.subarray(at, (at += 32));
@@ -115,9 +115,9 @@ export function openHeader(buf: Buffer, ring: KeyRing): SealedHeader {
     const unwrap = createDecipheriv('aes-256-gcm', kek, wrapIv).setAAD(wrapAad(keyIdBytes)).setAuthTag(wrapTag);
     dataKey = Buffer.concat([unwrap.update(wrapped), unwrap.final()]);
   } catch {
-    throw new BlobUnreadable(`key "${keyId}" does not open this blob (wrong key material)`);
+    throw blobUnreadable(`key "${keyId}" does not open this blob (wrong key material)`);
   }
-  if (chunkSize < 1) throw new BlobUnreadable('encrypted blob header has chunk size 0');
+  if (chunkSize < 1) throw blobUnreadable('encrypted blob header has chunk size 0');
   const digest = createHash('sha256').update(buf.subarray(0, length)).digest();
   return { keyId, chunkSize, length, dataKey, noncePrefix, digest };
 }
@@ -218,7 +218,7 @@ export class OpenStream extends Transform {
     if (this.offset <= this.last || (this.size === 0 && this.index === 0)) {
       try {
         if (this.size === 0 && this.buf.length === TAG) this.emit_(this.buf, 0);
-        else throw new BlobUnreadable('encrypted blob is truncated');
+        else throw blobUnreadable('encrypted blob is truncated');
       } catch (err) {
         cb(err as Error);
         return;
@@ -236,7 +236,7 @@ export class OpenStream extends Transform {
     try {
       plain = Buffer.concat([d.update(sealed.subarray(0, plainLen)), d.final()]);
     } catch {
-      throw new BlobUnreadable(`encrypted blob failed authentication at chunk ${i}`);
+      throw blobUnreadable(`encrypted blob failed authentication at chunk ${i}`);
     }
     const from = Math.max(0, this.first - this.offset);
     const to = Math.min(plainLen, this.last - this.offset + 1);

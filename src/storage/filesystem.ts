@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
-  BlobNotFound,
-  BlobUnreadable,
+  blobMissing,
+  blobUnreadable,
   type BlobInfo,
   type BlobStore,
   type ByteRange,
@@ -84,7 +84,7 @@ export class FilesystemBlobStore implements BlobStore {
 
   async get(id: string, range?: ByteRange): Promise<{ readonly info: BlobInfo; readonly body: Readable }> {
     const record = await this.read(id);
-    if (!record) throw new BlobNotFound(id);
+    if (!record) throw blobMissing(id);
     const { info, driver } = record;
     checkRange(range, info.size);
     const path = join(this.shardOf(id), `${id}.blob`);
@@ -100,7 +100,7 @@ export class FilesystemBlobStore implements BlobStore {
 
   async openPlainFile(id: string): Promise<{ readonly info: BlobInfo; readonly file: FileHandle } | undefined> {
     const record = await this.read(id);
-    if (!record) throw new BlobNotFound(id);
+    if (!record) throw blobMissing(id);
     if (record.driver.keyId !== undefined) return undefined;
     return { info: record.info, file: await open(join(this.shardOf(id), `${id}.blob`), 'r') };
   }
@@ -119,7 +119,7 @@ export class FilesystemBlobStore implements BlobStore {
 
   async setMeta(id: string, patch: MetaPatch): Promise<BlobInfo> {
     const record = await this.read(id);
-    if (!record) throw new BlobNotFound(id);
+    if (!record) throw blobMissing(id);
     const info = patchInfo(record.info, patch);
     const shard = this.shardOf(id);
     await writeDurably(tempName(shard, id, 'json'), join(shard, `${id}.json`), serializeMeta(info, record.driver));
@@ -165,7 +165,7 @@ export class FilesystemBlobStore implements BlobStore {
 
   private async openSealed(path: string, size: number, range: ByteRange | undefined): Promise<Readable> {
     const ring = this.options.encryption;
-    if (!ring) throw new BlobUnreadable('blob is encrypted and no encryption keys are configured');
+    if (!ring) throw blobUnreadable('blob is encrypted and no encryption keys are configured');
     const fh = await open(path, 'r');
     let header;
     try {
@@ -173,7 +173,7 @@ export class FilesystemBlobStore implements BlobStore {
       const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
       header = openHeader(buf.subarray(0, bytesRead), ring);
       // A file of the wrong length has been truncated or appended to: refuse before streaming.
-      if ((await fh.stat()).size !== sealedSize(header, size)) throw new BlobUnreadable('encrypted blob has the wrong length');
+      if ((await fh.stat()).size !== sealedSize(header, size)) throw blobUnreadable('encrypted blob has the wrong length');
     } finally {
       await fh.close();
     }

@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { BLOB_ID, type BlobInfo, type BlobState, type MetaPatch, type PutMeta } from './blob-store.js';
+import type { BlobInfo, BlobState, MetaPatch, PutMeta } from './blob-store.js';
+
+export { isBlobId } from '../lib/blob-id.js';
 
 /**
  * The metadata record every driver keeps beside a blob (a `.json` file, an S3 object, an Azure
@@ -11,10 +13,6 @@ export const META_VERSION = 1;
 /** 128 random bits, lowercase hex: unguessable, URL-safe, and evenly spread for sharding. */
 export function newBlobId(): string {
   return randomBytes(16).toString('hex');
-}
-
-export function isBlobId(id: string): boolean {
-  return BLOB_ID.test(id);
 }
 
 export function newInfo(id: string, digest: { size: number; sha256: string; sha1: string }, meta: PutMeta, now = new Date()): BlobInfo {

@@ -2,8 +2,8 @@ import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectC
 import { Upload } from '@aws-sdk/lib-storage';
 import { addAbortSignal, pipeline, Readable } from 'node:stream';
 import {
-  BlobNotFound,
-  BlobUnreadable,
+  blobMissing,
+  blobUnreadable,
   type BlobInfo,
   type BlobStore,
   type ByteRange,
@@ -120,7 +120,7 @@ export class S3BlobStore implements BlobStore {
 
   async get(id: string, range?: ByteRange): Promise<{ readonly info: BlobInfo; readonly body: Readable }> {
     const record = await this.read(id);
-    if (!record) throw new BlobNotFound(id);
+    if (!record) throw blobMissing(id);
     checkRange(range, record.info.size);
     const res = await this.client
       .send(
@@ -132,10 +132,10 @@ export class S3BlobStore implements BlobStore {
       )
       .catch((err: unknown) => {
         // Deleted between reading the record and reading the content.
-        if (isAbsent(err)) throw new BlobNotFound(id);
+        if (isAbsent(err)) throw blobMissing(id);
         // The record's size allows the range; the object does not.
         if ((err as { name?: string }).name === 'InvalidRange')
-          throw new BlobUnreadable(`S3 has no bytes ${range?.start}-${range?.end} of blob ${id}`);
+          throw blobUnreadable(`S3 has no bytes ${range?.start}-${range?.end} of blob ${id}`);
         throw err;
       });
     if (!(res.Body instanceof Readable)) throw new Error('S3 GetObject returned no Node stream');
@@ -146,7 +146,7 @@ export class S3BlobStore implements BlobStore {
     const length = range ? range.end - range.start + 1 : size;
     if (res.ContentRange !== want || (res.ContentLength !== undefined && res.ContentLength !== length)) {
       res.Body.destroy();
-      throw new BlobUnreadable(`S3 answered ${res.ContentRange ?? `${res.ContentLength} bytes`} for ${want ?? `${size} bytes`}`);
+      throw blobUnreadable(`S3 answered ${res.ContentRange ?? `${res.ContentLength} bytes`} for ${want ?? `${size} bytes`}`);
     }
     return { info: record.info, body: res.Body };
   }
@@ -164,7 +164,7 @@ export class S3BlobStore implements BlobStore {
 
   async setMeta(id: string, patch: MetaPatch): Promise<BlobInfo> {
     const record = await this.read(id);
-    if (!record) throw new BlobNotFound(id);
+    if (!record) throw blobMissing(id);
     const info = patchInfo(record.info, patch);
     await this.writeRecord(info, record.driver);
     return info;

@@ -61,9 +61,15 @@ async function open(
     if (req.destroyed) break;
     // A gateway that refuses midway closes the connection: stop writing then, rather than wait for a drain.
     if (!req.write(n === perBlock ? block : Buffer.from(unit.repeat(n))))
-      await new Promise((r) => {
-        req.once('drain', r);
-        req.once('close', r);
+      // Whichever comes first; the other listener goes too (one left per wait would pile up on the request).
+      await new Promise<void>((resolve) => {
+        const go = () => {
+          req.off('drain', go);
+          req.off('close', go);
+          resolve();
+        };
+        req.once('drain', go);
+        req.once('close', go);
       });
   }
   return { req, done };

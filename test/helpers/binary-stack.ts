@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { crc32, deflateSync } from 'node:zlib';
 import type { Test } from 'tap';
 import type { FhirUpstream } from '../../src/demo/fhir-upstream.js';
-import { findBlobRef, type BlobRef } from '../../src/binary/reference.js';
+import { findBlobRef, type BlobRef } from '../../src/fhir/blob-reference.js';
 import { makeKey, mintToken, startJwksServer } from './auth.js';
 import { startTestGateway, type TestGateway } from './gateway.js';
 import { startUpstream } from './upstream.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { buildConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/logging/logger.js';
-import { startGateway, type RunningGateway } from '../../src/server.js';
+import { startGateway, type RunningGateway } from '../../src/app/server.js';
 import { AUDIENCE, ISSUER } from './auth.js';
 
 /** Collects the gateway's log lines, parsed as JSON (pino's test habit: assert on real log output). */

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import t, { type Test } from 'tap';
-import { BLOB_EXTENSION_URL, findBlobRef } from '../../src/binary/reference.js';
+import { BLOB_EXTENSION_URL, findBlobRef } from '../../src/fhir/blob-reference.js';
 import { Externalizer, type ExternalizeOptions } from '../../src/rewrite/externalize.js';
 import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
 import { PDF, PNG } from '../helpers/content.js';

@@ -2,7 +2,7 @@
 // links past it, inline data the upstream holds, owners, Bundles, URL rewriting.
 import { createHash } from 'node:crypto';
 import t from 'tap';
-import { BLOB_EXTENSION_URL } from '../../src/binary/reference.js';
+import { BLOB_EXTENSION_URL } from '../../src/fhir/blob-reference.js';
 import { CONTENT_URL_EXTENSION } from '../../src/rewrite/inflate.js';
 import { engine, PUBLIC, UPSTREAM } from '../helpers/engine.js';
 import { PDF } from '../helpers/content.js';

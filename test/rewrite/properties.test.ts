@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import t from 'tap';
-import { BLOB_EXTENSION_URL } from '../../src/binary/reference.js';
+import { BLOB_EXTENSION_URL } from '../../src/fhir/blob-reference.js';
 import { engine, type Engine } from '../helpers/engine.js';
 
 const RUNS = Number(process.env['FC_RUNS'] ?? 40);

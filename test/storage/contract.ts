@@ -4,8 +4,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import type { Test } from 'tap';
-import { GatewayError } from '../../src/errors.js';
-import { BlobNotFound, type BlobStore } from '../../src/storage/blob-store.js';
+import { GatewayError } from '../../src/errors/catalogue.js';
+import type { BlobStore } from '../../src/storage/blob-store.js';
+import { MISSING } from '../helpers/store-errors.js';
 
 export interface ContractSubject {
   readonly store: BlobStore;
@@ -115,9 +116,9 @@ export function blobStoreContract(t: Test, name: string, make: (t: Test) => Prom
   t.test(`${name}: unknown and malformed ids are not found, never an error about something else`, async (t) => {
     const { store } = await make(t);
     for (const id of ['0123456789abcdef0123456789abcdef', '../../etc/passwd', 'A', '', 'a/b', '..', 'x'.repeat(65)]) {
-      await t.rejects(store.get(id), BlobNotFound, `get ${JSON.stringify(id)}`);
+      await t.rejects(store.get(id), MISSING, `get ${JSON.stringify(id)}`);
       t.equal(await store.head(id), undefined, `head ${JSON.stringify(id)}`);
-      await t.rejects(store.setMeta(id, { state: 'linked' }), BlobNotFound, `setMeta ${JSON.stringify(id)}`);
+      await t.rejects(store.setMeta(id, { state: 'linked' }), MISSING, `setMeta ${JSON.stringify(id)}`);
       await store.delete(id);
     }
   });
@@ -147,7 +148,7 @@ export function blobStoreContract(t: Test, name: string, make: (t: Test) => Prom
     await store.delete(id);
     await store.delete(id);
     t.equal(await store.head(id), undefined);
-    await t.rejects(store.get(id), BlobNotFound);
+    await t.rejects(store.get(id), MISSING);
     t.same(await residue(), before, 'nothing left behind');
   });
 

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import t from 'tap';
-import { GatewayError } from '../../src/errors.js';
+import { GatewayError } from '../../src/errors/catalogue.js';
 import { DigestStream } from '../../src/storage/digest.js';
 
 const sink = () => new Writable({ write: (_c, _e, cb) => cb() });

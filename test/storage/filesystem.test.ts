@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
-import { BlobUnreadable } from '../../src/storage/blob-store.js';
+import { UNREADABLE, unreadable } from '../helpers/store-errors.js';
 import { DEFAULT_CHUNK_BYTES, type KeyRing } from '../../src/storage/encryption.js';
 import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
 import { blobStoreContract, chunked } from './contract.js';
@@ -110,11 +110,11 @@ t.test('encryption: after rotation old blobs still open; a missing or wrong key 
   t.equal((await bytes((await rotated.get(fresh.id)).body)).toString(), 'sealed with k2');
 
   const withoutK1 = new FilesystemBlobStore({ directory: dir, encryption: ring('k2', { k2 }) });
-  await t.rejects(withoutK1.get(old.id), new BlobUnreadable('blob was encrypted with key "k1", which is not configured'));
+  await t.rejects(withoutK1.get(old.id), unreadable('blob was encrypted with key "k1", which is not configured'));
   const wrongK1 = new FilesystemBlobStore({ directory: dir, encryption: ring('k1', { k1: randomBytes(32) }) });
-  await t.rejects(wrongK1.get(old.id), new BlobUnreadable('key "k1" does not open this blob (wrong key material)'));
+  await t.rejects(wrongK1.get(old.id), unreadable('key "k1" does not open this blob (wrong key material)'));
   const noKeys = new FilesystemBlobStore({ directory: dir });
-  await t.rejects(noKeys.get(old.id), BlobUnreadable, 'no keys configured at all');
+  await t.rejects(noKeys.get(old.id), UNREADABLE, 'no keys configured at all');
   t.equal((await noKeys.head(old.id))?.sha256, old.sha256, 'metadata still readable without keys');
 });
 
@@ -131,7 +131,7 @@ t.test('encryption: a flipped byte, swapped chunks or a truncated file fail auth
   const sealed = DEFAULT_CHUNK_BYTES + 16;
   f[headerLen + sealed + 10] ^= 1;
   writeFileSync(path(flipped.id), f);
-  await t.rejects(read(flipped.id), /failed authentication at chunk 1/, 'flipped byte in chunk 1');
+  await t.rejects(read(flipped.id), unreadable(/failed authentication at chunk 1/), 'flipped byte in chunk 1');
   // The chunks before the damage were authentic and may have streamed; the damaged one never does.
   const partial: Buffer[] = [];
   await t.rejects(
@@ -148,12 +148,12 @@ t.test('encryption: a flipped byte, swapped chunks or a truncated file fail auth
   s.copy(s, headerLen, headerLen + sealed, headerLen + 2 * sealed);
   c0.copy(s, headerLen + sealed);
   writeFileSync(path(swapped.id), s);
-  await t.rejects(read(swapped.id), /failed authentication at chunk 0/, 'chunks 0 and 1 swapped');
+  await t.rejects(read(swapped.id), unreadable(/failed authentication at chunk 0/), 'chunks 0 and 1 swapped');
   const last = await store.put(chunked(data), { contentType: 'application/octet-stream' });
   const l = readFileSync(path(last.id));
   l[l.length - 20] ^= 1;
   writeFileSync(path(last.id), l);
-  await t.rejects(read(last.id), /failed authentication at chunk 3/, 'flipped byte in the last chunk');
+  await t.rejects(read(last.id), unreadable(/failed authentication at chunk 3/), 'flipped byte in the last chunk');
   t.ok(
     (await bytes((await store.get(last.id, { start: 0, end: 99 })).body)).equals(data.subarray(0, 100)),
     'a range that does not touch the damage still reads',
@@ -161,7 +161,7 @@ t.test('encryption: a flipped byte, swapped chunks or a truncated file fail auth
 
   const cut = await store.put(chunked(data), { contentType: 'application/octet-stream' });
   truncateSync(path(cut.id), statSync(path(cut.id)).size - 116);
-  await t.rejects(store.get(cut.id), /wrong length/, 'truncated file refused before streaming');
+  await t.rejects(store.get(cut.id), unreadable(/wrong length/), 'truncated file refused before streaming');
 });
 
 t.test('a put that fails leaves nothing in an encrypted store either', async (t) => {

@@ -2,8 +2,8 @@ import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCom
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
-import { GatewayError } from '../../src/errors.js';
-import { BlobNotFound, BlobUnreadable } from '../../src/storage/blob-store.js';
+import { GatewayError } from '../../src/errors/catalogue.js';
+import { MISSING, UNREADABLE } from '../helpers/store-errors.js';
 import { S3BlobStore, type S3StoreOptions } from '../../src/storage/s3.js';
 import { startS3Server, type S3Server, type SeenRequest } from '../helpers/s3-server.js';
 import { blobStoreContract, chunked, failingBody } from './contract.js';
@@ -168,9 +168,9 @@ t.test('s3: a prefix keeps two stores in one bucket apart', async (t) => {
     [ib.id],
   );
   t.same((await none.list()).items, [], 'no prefix does not mean every prefix');
-  await t.rejects(b.get(ia.id), BlobNotFound);
+  await t.rejects(b.get(ia.id), MISSING);
   t.equal(await b.head(ia.id), undefined);
-  await t.rejects(b.setMeta(ia.id, { state: 'linked' }), BlobNotFound);
+  await t.rejects(b.setMeta(ia.id, { state: 'linked' }), MISSING);
   await b.delete(ia.id);
   t.equal((await a.head(ia.id))?.id, ia.id, "b's delete did not touch a's blob");
   t.ok(
@@ -265,9 +265,9 @@ t.test('s3: content that does not match its record is refused, never served', as
   const store = storeOn(srv, { prefix: p });
   const info = await store.put(chunked(Buffer.from('the original content')), { contentType: 'text/plain' });
   await rawClient(t, srv).send(new PutObjectCommand({ Bucket: srv.bucket, Key: `${p}blobs/${info.id}`, Body: 'swapped' }));
-  await t.rejects(store.get(info.id), BlobUnreadable, 'whole blob');
-  await t.rejects(store.get(info.id, { start: 10, end: 19 }), BlobUnreadable, 'a range the object does not have');
-  await t.rejects(store.get(info.id, { start: 0, end: 6 }), BlobUnreadable, 'a range it has: the object is still not this blob');
+  await t.rejects(store.get(info.id), UNREADABLE, 'whole blob');
+  await t.rejects(store.get(info.id, { start: 10, end: 19 }), UNREADABLE, 'a range the object does not have');
+  await t.rejects(store.get(info.id, { start: 0, end: 6 }), UNREADABLE, 'a range it has: the object is still not this blob');
   t.equal((await store.head(info.id))?.sha256, info.sha256, 'the record itself still reads');
 });
 

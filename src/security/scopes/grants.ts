@@ -48,7 +48,7 @@ export function smartGrants(set: ScopeSet, request: Interaction, ctx: SmartGrant
     if (isUnrestrictedUserOrSystem(s) || !covers(s, req.type, letter)) continue;
     // A restricted scope grants only a search (it says which search results may be seen; it says
     // nothing about a read, write or operation, whose target we cannot check here).
-    if (s.restrictions.length > 0 && !(request.interaction === 'search' && satisfiesRestrictions(s, params))) continue;
+    if (s.restrictions.length > 0 && !(request.kind === 'search' && satisfiesRestrictions(s, params))) continue;
     if (
       s.context === 'patient' &&
       (patient === undefined ||
@@ -100,9 +100,7 @@ export function describeRequired(request: Interaction, ctx: SmartGrantContext = 
   const req = requirement(request);
   if (req.kind === 'none') return 'no scope';
   if (req.kind === 'never') {
-    return request.interaction === 'batch' || request.interaction === 'transaction'
-      ? 'scopes for each Bundle entry'
-      : 'no scope grants this request';
+    return request.kind === 'batch' || request.kind === 'transaction' ? 'scopes for each Bundle entry' : 'no scope grants this request';
   }
   const own = `user/${req.type}.${req.letters}`;
   const params = parseQuery(typeof request.query === 'string' ? request.query : '');
@@ -135,8 +133,6 @@ export function satisfiesRestrictions(scope: SmartScope, params: readonly QueryP
 export function binaryReadDeferred(request: Interaction): boolean {
   if (request.resourceType !== 'Binary' || request.id === undefined) return false;
   return (
-    request.interaction === 'read' ||
-    request.interaction === 'vread' ||
-    (request.interaction === 'operation' && request.operation === 'binary-access-read')
+    request.kind === 'read' || request.kind === 'vread' || (request.kind === 'operation' && request.operation === 'binary-access-read')
   );
 }

@@ -95,7 +95,7 @@ export const PIN_PARAMS = ['patient', 'subject'] as const;
  * which this layer never sees, so patient scopes do not grant them.
  */
 export function staysInPatientCompartment(request: Interaction, params: readonly QueryParam[], patient: string, type: string): boolean {
-  switch (request.interaction) {
+  switch (request.kind) {
     case 'read':
     case 'vread':
     case 'history':

@@ -50,5 +50,5 @@ export function reachesOtherTypes(request: Interaction, params: readonly QueryPa
   // A form-encoded POST _search body carries parameters we do not see here (unless the caller
   // merged them into the query), so assume the worst about them.
   const m = String(request.method).toUpperCase();
-  return request.interaction === 'search' && m !== 'GET' && m !== 'HEAD' && ctx.searchBodyInQuery !== true;
+  return request.kind === 'search' && m !== 'GET' && m !== 'HEAD' && ctx.searchBodyInQuery !== true;
 }

@@ -47,7 +47,7 @@ export function letters(type: string | undefined, ...required: string[]): Requir
 export function requirement(request: Interaction): Requirement {
   const type = request.resourceType;
   let req: Requirement;
-  switch (request.interaction) {
+  switch (request.kind) {
     case 'capabilities':
       // The CapabilityStatement is public metadata: SMART clients read it before they hold a token.
       return NONE;

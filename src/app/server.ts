@@ -1,0 +1,146 @@
+import { readFileSync } from 'node:fs';
+import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { BinaryAccess } from '../binary/binary-access.js';
+import { BinaryReads } from '../binary/binary-read.js';
+import { BinaryWrites } from '../binary/binary-write.js';
+import { BlobLifecycle } from '../binary/blob-lifecycle.js';
+import { BundleWrites } from '../binary/bundle-writes.js';
+import type { PlaneDeps } from '../binary/deps.js';
+import { RawResponder } from '../binary/raw-response.js';
+import { ResourceWrites } from '../binary/resource-writes.js';
+import { UpstreamResources } from '../binary/upstream-resources.js';
+import type { GatewayConfig } from '../config/types.js';
+import { ConfigError, GatewayError } from '../errors/catalogue.js';
+import { AccessLog } from '../http/access-log.js';
+import { RequestFlow } from '../http/flow.js';
+import { buildHealthApp } from '../http/health.js';
+import { routeTable } from '../http/routes.js';
+import { BaseUrls } from '../lib/public-url.js';
+import { sendError } from '../lib/respond.js';
+import { ResponseRewrite } from '../rewrite/response-rewrite.js';
+import { SecurityContextGuard } from '../security/security-context.js';
+import { buildSettings, LiveSettings } from '../security/settings.js';
+import { createBlobStore } from '../storage/create.js';
+import { upstreamAgent } from '../upstream/agent.js';
+import { UpstreamClient } from '../upstream/client.js';
+import { Forwarder } from '../upstream/forwarder.js';
+import { PassThroughRoutes } from '../upstream/pass-through.js';
+
+export interface RunningGateway {
+  /** Where the gateway listens, e.g. http://127.0.0.1:8080. */
+  readonly url: string;
+  /** The public FHIR base (publicBaseUrl, or the listen URL when none is set). */
+  readonly publicBaseUrl: string;
+  readonly server: Server;
+  /** The settings in force (swapped by reload). */
+  readonly settings: LiveSettings;
+  /** Applies a new configuration to later requests; listeners and upstream stay as they are. */
+  reload(config: GatewayConfig): void;
+  close(): Promise<void>;
+}
+
+const READY_TIMEOUT_MS = 2_000;
+
+function basePathOf(publicBaseUrl: string | undefined): string {
+  if (!publicBaseUrl) return '';
+  return new URL(publicBaseUrl).pathname.replace(/\/+$/, '');
+}
+
+/**
+ * The composition root: the one place that builds the gateway's parts and hands each the others
+ * it needs (constructor injection), bottom layer first. The server listens before the parts are
+ * built, because the public base URL may be the listen address; the request handler is attached
+ * right after, before any request can have been read.
+ */
+export async function startGateway(config: GatewayConfig, log: Logger): Promise<RunningGateway> {
+  const upstreamUrl = config.upstream.url;
+  if (!upstreamUrl) throw new ConfigError(['upstream.url is required']);
+  const store = await createBlobStore(config.storage);
+
+  const tls = config.server.tls;
+  const server: Server = tls
+    ? https.createServer({ cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile), minVersion: tls.minVersion })
+    : http.createServer();
+  server.requestTimeout = config.server.requestTimeoutMs;
+  const upstreamBase = upstreamUrl.replace(/\/+$/, '');
+  // fastify serves on our server: the flow hands it the paths it answers (app.routing).
+  const app = buildHealthApp({ serverFactory: () => server, upstreamReady: () => upstreamAnswers(upstreamBase) });
+  await app.ready();
+  await app.listen({ host: config.server.host, port: config.server.port });
+
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address;
+  const url = `${tls ? 'https' : 'http'}://${host}:${addr.port}`;
+  const urls = new BaseUrls(upstreamUrl, config.upstream.aliases, config.server.publicBaseUrl ?? url);
+  const settings = new LiveSettings(buildSettings(config));
+
+  const agent = upstreamAgent(urls.upstream, config.upstream);
+  const client = new UpstreamClient({ urls, agent, timeoutMs: config.upstream.timeoutMs });
+  const responses = new ResponseRewrite({ store, urls, spoolDir: () => settings.current.config.server.spoolDir, log });
+  const forwarder = new Forwarder({ urls, agent, upstream: config.upstream, responses, log });
+  const plane: PlaneDeps = {
+    store,
+    resources: new UpstreamResources(client, responses),
+    blobs: new BlobLifecycle(store, client, log),
+    raw: new RawResponder(store, log),
+    guard: new SecurityContextGuard(client),
+    forwarder,
+  };
+  const accessLog = new AccessLog(log);
+  const flow = new RequestFlow({
+    settings,
+    basePath: basePathOf(config.server.publicBaseUrl),
+    routes: routeTable({
+      access: new BinaryAccess(plane),
+      resources: new ResourceWrites(plane),
+      binaryReads: new BinaryReads(plane),
+      binaryWrites: new BinaryWrites(plane),
+      passThrough: new PassThroughRoutes(forwarder),
+    }),
+    bundles: new BundleWrites(plane),
+    health: app.routing,
+    accessLog,
+    log,
+  });
+  server.on('request', flow.handle);
+  // Answer Expect: 100-continue only after the checks passed (handlers call Exchange.continue100).
+  server.on('checkContinue', flow.handle);
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
+    sendError(req, res, new GatewayError('EXPECTATION_FAILED'), undefined),
+  );
+  log.info({ listen: url, publicBaseUrl: urls.public, upstream: urls.upstream, tls: Boolean(tls) }, 'gateway listening');
+
+  return {
+    url,
+    publicBaseUrl: urls.public,
+    server,
+    settings,
+    reload(next: GatewayConfig) {
+      settings.reload(next);
+      log.level = next.logging.level;
+      accessLog.level = next.logging.level;
+    },
+    async close() {
+      await app.close();
+      forwarder.close();
+      agent.destroy();
+    },
+  };
+}
+
+/** /readyz: the upstream answers its CapabilityStatement (anything but a 5xx). */
+async function upstreamAnswers(base: string): Promise<boolean> {
+  try {
+    const r = await fetch(`${base}/metadata`, {
+      signal: AbortSignal.timeout(READY_TIMEOUT_MS),
+      headers: { accept: 'application/fhir+json' },
+    });
+    await r.body?.cancel();
+    return r.status < 500;
+  } catch {
+    return false;
+  }
+}

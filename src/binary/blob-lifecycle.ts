@@ -1,0 +1,130 @@
+import type { IncomingMessage } from 'node:http';
+import { pipeline, type Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { ContentCheck } from '../content/check.js';
+import { GatewayError } from '../errors/catalogue.js';
+import { storeFailure } from '../errors/map.js';
+import type { BlobRef } from '../fhir/blob-reference.js';
+import { clientGone } from '../lib/spool-file.js';
+import type { Exchange } from '../security/exchange.js';
+import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
+import { FHIR_JSON, send, type UpstreamClient } from '../upstream/client.js';
+
+/** A write of a resource whose content the gateway stored (ARCHITECTURE.md, blob lifecycle). */
+export interface ResourceWrite {
+  readonly method: string;
+  /** Path and query relative to the FHIR base. */
+  readonly path: string;
+  /** Extra request headers (If-Match). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** The blobs the body refers to, and their checked content types. */
+  readonly blobs: readonly { readonly id: string; readonly contentType: string }[];
+  readonly body: Buffer | Readable;
+  readonly length: number;
+  /** The resource the blobs belong to, once the upstream has answered (`Type/id`). */
+  owner(up: IncomingMessage): string | undefined;
+}
+
+/**
+ * Where every blob's life is decided: stored `pending` before the upstream write, `linked` to
+ * its resource once the upstream accepted it, deleted when refused; and checked against the
+ * reference the upstream holds before any byte of it is served.
+ */
+export class BlobLifecycle {
+  constructor(
+    private readonly store: BlobStore,
+    private readonly client: UpstreamClient,
+    private readonly log: Logger,
+  ) {}
+
+  /** Streams the request body into the store through the content check; undefined when the client went away (nothing to answer). */
+  async upload(x: Exchange, declared: string): Promise<BlobInfo | undefined> {
+    const gone = clientGone(x.res);
+    const checked = pipeline(x.req, new ContentCheck(declared), () => undefined) as Readable;
+    try {
+      return await this.store.put(checked, { contentType: declared }, { maxBytes: x.rule.limits.maxRequestBytes, signal: gone.signal });
+    } catch (err) {
+      if (gone.signal.aborted) return undefined;
+      throw storeFailure(err);
+    } finally {
+      gone.release();
+    }
+  }
+
+  /**
+   * The blob a reference names, checked against the hash the upstream holds and against the
+   * resource it was written for: a swapped, altered or borrowed blob is never served (a reference
+   * copied into another resource would otherwise read content its securityContext protects).
+   */
+  async blobFor(ref: BlobRef, owner: string): Promise<BlobInfo> {
+    let info: BlobInfo | undefined;
+    try {
+      info = await this.store.head(ref.id);
+    } catch (err) {
+      throw storeFailure(err);
+    }
+    if (!info) throw new GatewayError('BLOB_UNREADABLE', 'the content this resource refers to is missing from the store');
+    if (info.sha256 !== ref.sha256)
+      throw new GatewayError('BLOB_UNREADABLE', 'the stored content does not match the hash the FHIR server holds');
+    if (info.state !== 'linked' || info.owner !== owner)
+      throw new GatewayError('BLOB_UNREADABLE', 'the stored content was not written for this resource');
+    return info;
+  }
+
+  /**
+   * Sends a resource the gateway rewrote to the upstream. Its answer decides the blobs' fate:
+   * accepted → `linked` to its owner; refused or unreachable → deleted. Resolves with the
+   * upstream's response, for the caller to relay.
+   */
+  async commit(x: Exchange, w: ResourceWrite): Promise<IncomingMessage> {
+    const ids = w.blobs.map((b) => b.id);
+    let up: IncomingMessage;
+    try {
+      const headers = { ...w.headers, 'content-type': FHIR_JSON, 'content-length': String(w.length), accept: FHIR_JSON };
+      up = await send(this.client.request(x, w.method, w.path, headers), w.body);
+    } catch (err) {
+      await this.discard(ids, x.ctx.id);
+      throw err;
+    }
+    const status = up.statusCode ?? 502;
+    if (status < 200 || status >= 300) {
+      await this.discard(ids, x.ctx.id);
+      return up;
+    }
+    const owner = w.owner(up);
+    for (const blob of w.blobs) await this.link(blob.id, blob.contentType, owner, x.ctx.id);
+    return up;
+  }
+
+  /** Marks a blob the upstream accepted as `linked` to its resource. */
+  async link(id: string, contentType: string, owner: string | undefined, reqId: string): Promise<void> {
+    await this.store.setMeta(id, { state: 'linked', contentType, ...(owner ? { owner } : {}) }).catch((err: unknown) => {
+      // The upstream has the resource, so the blob must stay; pending is what a sweeper checks
+      // against the upstream before removing anything.
+      this.log.warn({ reqId, blob: id, cause: (err as Error).message }, 'blob accepted upstream but could not be marked linked');
+    });
+  }
+
+  /** Deletes blobs whose resource the upstream refused (or never got). */
+  async discard(ids: readonly string[], reqId: string): Promise<void> {
+    for (const id of ids) {
+      await this.store.delete(id).catch((err: unknown) => {
+        this.log.error(
+          { reqId, blob: id, cause: (err as Error).message },
+          'could not delete a refused blob; it stays pending for the sweeper',
+        );
+      });
+    }
+  }
+}
+
+/**
+ * The resource a write created or replaced, `Type/id`: the id the request named, else the one in
+ * the upstream's Location (Content-Location) for a create.
+ */
+export function writtenResource(type: string, id: string | undefined, up: IncomingMessage): string | undefined {
+  if (id !== undefined) return `${type}/${id}`;
+  // `type` is a resource type the classifier checked: letters only, safe in a pattern.
+  const m = new RegExp(`/${type}/([A-Za-z0-9\\-.]{1,64})(/|$)`).exec(String(up.headers.location ?? up.headers['content-location'] ?? ''));
+  return m ? `${type}/${m[1]}` : undefined;
+}

@@ -1,0 +1,132 @@
+import { createReadStream } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { isActiveContent } from '../content/media-type.js';
+import { GatewayError } from '../errors/catalogue.js';
+import { storeFailure } from '../errors/map.js';
+import type { BlobRef } from '../fhir/blob-reference.js';
+import { parseRange, type ByteRange } from '../lib/range.js';
+import type { Exchange } from '../security/exchange.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import { pumpFile } from '../storage/file-pump.js';
+import type { FhirResource } from './upstream-resources.js';
+
+/** Raw content must never run as a page of ours: no scripts, no plugins, no same-origin. */
+const RAW_SECURITY_HEADERS = { 'x-content-type-options': 'nosniff', 'content-security-policy': "default-src 'none'; sandbox" } as const;
+
+/** Content to serve raw: inline bytes the upstream held (small, or spooled to a file), or a checked blob. */
+export type RawContent = { readonly contentType: string; readonly size: number } & (
+  { readonly inline: Buffer } | { readonly file: string } | { readonly ref: BlobRef }
+);
+
+/** ETag and Last-Modified from a resource's meta, and our request id. */
+export function versionHeaders(resource: FhirResource, requestId: string): OutgoingHttpHeaders {
+  const headers: OutgoingHttpHeaders = { 'x-request-id': requestId };
+  const versionId = resource.meta?.versionId;
+  if (typeof versionId === 'string') headers['etag'] = `W/"${versionId}"`;
+  const lastUpdated = typeof resource.meta?.lastUpdated === 'string' ? Date.parse(resource.meta.lastUpdated) : NaN;
+  if (!Number.isNaN(lastUpdated)) headers['last-modified'] = new Date(lastUpdated).toUTCString();
+  return headers;
+}
+
+/**
+ * Content served as itself (Binary read raw, $binary-access-read, raw Media): Range (206/416),
+ * If-Range, HEAD, and headers that keep a browser from running it. Bytes come from the store,
+ * from a plain local file when the store has one (no read-stream garbage), or from inline data
+ * the upstream held.
+ */
+export class RawResponder {
+  constructor(
+    private readonly store: BlobStore,
+    private readonly log: Logger,
+  ) {}
+
+  async serve(x: Exchange, headers: OutgoingHttpHeaders, content: RawContent): Promise<void> {
+    const { req, res } = x;
+    const { contentType, size } = content;
+    Object.assign(headers, RAW_SECURITY_HEADERS, { 'content-type': contentType, 'accept-ranges': 'bytes' });
+    if (isActiveContent(contentType)) headers['content-disposition'] = 'attachment';
+    // If-Range (RFC 9110 13.1.5): a range only of the representation the client already has. Our
+    // ETags are weak and never match; a date must equal Last-Modified exactly. Otherwise: all of it.
+    const ifRange = req.headers['if-range'];
+    const rangeAllowed =
+      ifRange === undefined || (typeof ifRange === 'string' && !/^(W\/)?"/.test(ifRange) && ifRange === headers['last-modified']);
+    const range = rangeAllowed ? parseRange(req.headers.range, size) : undefined;
+    if (range === 'unsatisfiable')
+      throw new GatewayError('RANGE_NOT_SATISFIABLE', undefined, { headers: { 'content-range': `bytes */${size}` } });
+    if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
+    headers['content-length'] = range ? range.end - range.start + 1 : size;
+    const bodyless = req.method === 'HEAD' || size === 0;
+    // Opened before the head goes out: a store failure is still an OperationOutcome, not a cut connection.
+    const plain = bodyless || !('ref' in content) ? undefined : await this.openPlain(content.ref.id);
+    const body =
+      bodyless || plain || 'inline' in content
+        ? undefined
+        : 'file' in content
+          ? createReadStream(content.file, range ? { start: range.start, end: range.end } : {})
+          : await this.open(content.ref.id, range);
+    res.writeHead(range ? 206 : 200, headers);
+    if (bodyless) {
+      res.end();
+      return;
+    }
+    if (plain) {
+      try {
+        await pumpFile(plain, range?.start ?? 0, range?.end ?? size - 1, res);
+        res.end();
+      } catch (err) {
+        this.log.error({ reqId: x.ctx.id, cause: (err as Error).message }, 'stored content failed mid-stream');
+        res.destroy();
+      }
+      return;
+    }
+    if (body) {
+      await this.streamTo(body, res, true, x.ctx.id);
+      return;
+    }
+    const inline = (content as { inline: Buffer }).inline;
+    res.end(range ? inline.subarray(range.start, range.end + 1) : inline);
+  }
+
+  /** The blob's plain local file, when the store has one (filesystem, unencrypted). */
+  private async openPlain(id: string): Promise<FileHandle | undefined> {
+    if (!this.store.openPlainFile) return undefined;
+    try {
+      return (await this.store.openPlainFile(id))?.file;
+    } catch (err) {
+      throw storeFailure(err);
+    }
+  }
+
+  /** A blob's content stream, its failures named as the client should see them. */
+  async open(id: string, range?: ByteRange): Promise<Readable> {
+    try {
+      return (await this.store.get(id, range)).body;
+    } catch (err) {
+      throw storeFailure(err);
+    }
+  }
+
+  /** Pipes stored content to the client; a failure midway cuts the connection, so a truncated body is never taken for a whole one. */
+  streamTo(body: Readable, res: ServerResponse, end: boolean, reqId: string): Promise<void> {
+    return new Promise((resolve) => {
+      body.on('error', (err) => {
+        const cause =
+          err instanceof GatewayError && err.cause instanceof Error
+            ? err.cause.message
+            : ((err as NodeJS.ErrnoException).code ?? err.message);
+        this.log.error({ reqId, cause }, 'stored content failed mid-stream');
+        res.destroy();
+        resolve();
+      });
+      body.on('end', resolve);
+      res.once('close', () => {
+        body.destroy();
+        resolve();
+      });
+      body.pipe(res, { end });
+    });
+  }
+}

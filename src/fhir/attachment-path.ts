@@ -1,0 +1,46 @@
+import { GatewayError } from '../errors/catalogue.js';
+
+/** One step of an attachment path: an element name and, for repeating elements, which one. */
+export interface PathStep {
+  readonly name: string;
+  readonly index: number | undefined;
+}
+
+const PATH = /^[A-Z][A-Za-z]{1,63}(\.[a-z][A-Za-z0-9]{0,63}(\[\d{1,4}\])?){1,8}$/;
+const STEP = /^([a-z][A-Za-z0-9]*)(?:\[(\d+)\])?$/;
+
+/**
+ * The `path` parameter of $binary-access-read/write: the simple FHIRPath subset the operations use
+ * (`DocumentReference.content[1].attachment`, `Media.content`, `Binary.data`). Anything richer
+ * (functions, filters) is refused rather than evaluated differently from the upstream.
+ */
+export function parseAttachmentPath(path: string | null, resourceType: string): readonly PathStep[] {
+  if (path === null || path === '')
+    throw new GatewayError('BAD_REQUEST', 'the path parameter is required, e.g. DocumentReference.content.attachment');
+  if (!PATH.test(path))
+    throw new GatewayError('BAD_REQUEST', 'path must be a simple element path such as DocumentReference.content[0].attachment');
+  const [type, ...rest] = path.split('.');
+  if (type !== resourceType) throw new GatewayError('BAD_REQUEST', `path must start with ${resourceType}`);
+  if (resourceType === 'Binary' && path !== 'Binary.data') throw new GatewayError('BAD_REQUEST', 'the only path on Binary is Binary.data');
+  return rest.map((s) => {
+    const m = STEP.exec(s)!;
+    return { name: m[1], index: m[2] === undefined ? undefined : Number(m[2]) };
+  });
+}
+
+/**
+ * The object a path names in a resource (an Attachment; for `Binary.data`, the Binary itself).
+ * A repeating element without an index means its first item, as FHIRPath's first match does.
+ */
+export function resolveAttachment(resource: Record<string, unknown>, steps: readonly PathStep[]): Record<string, unknown> | undefined {
+  if (steps.length === 1 && steps[0].name === 'data' && resource['resourceType'] === 'Binary') return resource;
+  let cur: unknown = resource;
+  for (const step of steps) {
+    if (!cur || typeof cur !== 'object' || Array.isArray(cur)) return undefined;
+    let v = (cur as Record<string, unknown>)[step.name];
+    if (Array.isArray(v)) v = v[step.index ?? 0];
+    else if (step.index !== undefined && step.index !== 0) return undefined;
+    cur = v;
+  }
+  return cur && typeof cur === 'object' && !Array.isArray(cur) ? (cur as Record<string, unknown>) : undefined;
+}

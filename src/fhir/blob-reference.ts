@@ -1,0 +1,44 @@
+import { isBlobId } from '../lib/blob-id.js';
+
+/**
+ * The stable reference the upstream keeps instead of the bytes: an extension carrying the blob id
+ * and the content's SHA-256. Our own URL on purpose: HAPI's `externalized-binary-id` would be read
+ * by a HAPI upstream with binary storage on as one of its own blobs. On Binary (a Resource, with no
+ * `extension`) it sits on the primitive `data` element (`_data.extension`); on an Attachment, in
+ * its `extension`.
+ */
+export const BLOB_EXTENSION_URL = 'http://fhir-binary-gateway.dev/fhir/StructureDefinition/blob-reference';
+
+export interface BlobRef {
+  readonly id: string;
+  readonly sha256: string;
+}
+
+interface Extension {
+  url?: unknown;
+  valueString?: unknown;
+  extension?: unknown;
+}
+
+export function blobExtension(ref: BlobRef): { url: string; extension: { url: string; valueString: string }[] } {
+  return {
+    url: BLOB_EXTENSION_URL,
+    extension: [
+      { url: 'id', valueString: ref.id },
+      { url: 'sha256', valueString: ref.sha256 },
+    ],
+  };
+}
+
+/** Finds our reference in an `extension` array; undefined when absent or malformed (a malformed one is never followed). */
+export function findBlobRef(extensions: unknown): BlobRef | undefined {
+  if (!Array.isArray(extensions)) return undefined;
+  for (const ext of extensions as Extension[]) {
+    if (ext?.url !== BLOB_EXTENSION_URL || !Array.isArray(ext.extension)) continue;
+    const sub = (name: string) => (ext.extension as Extension[]).find((e) => e?.url === name)?.valueString;
+    const id = sub('id');
+    const sha256 = sub('sha256');
+    if (typeof id === 'string' && isBlobId(id) && typeof sha256 === 'string' && /^[0-9a-f]{64}$/.test(sha256)) return { id, sha256 };
+  }
+  return undefined;
+}

@@ -1,0 +1,130 @@
+import { unlink } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { finished } from 'node:stream';
+import type { Logger } from 'pino';
+import type { BundleWrites } from '../binary/bundle-writes.js';
+import { GatewayError } from '../errors/catalogue.js';
+import { toGatewayError } from '../errors/map.js';
+import { spoolAndScanBundle } from '../fhir/bundle-scan.js';
+import { classifyRequest } from '../fhir/classify.js';
+import type { Interaction } from '../fhir/interaction.js';
+import { sendError } from '../lib/respond.js';
+import { rewriteParams } from '../rewrite/params.js';
+import { authorizeBundle, authorizeBundleRequest, type BundleRequest } from '../security/bundle.js';
+import { newPrincipal, type CheckInput } from '../security/checks.js';
+import { Exchange } from '../security/exchange.js';
+import { runChecks } from '../security/pipeline.js';
+import type { LiveSettings, Settings } from '../security/settings.js';
+import type { AccessLog, AccessRecord } from './access-log.js';
+import { buildContext, requestIdOf } from './context.js';
+import { routeFor, type Route } from './routes.js';
+
+const BODYLESS = new Set(['GET', 'HEAD', 'DELETE']);
+const JSON_BODY = /^application\/(fhir\+)?json\s*(;|$)/i;
+const OWN_PATHS = new Set(['/healthz', '/readyz']);
+
+export interface FlowDeps {
+  readonly settings: LiveSettings;
+  /** The public FHIR base path: '' or e.g. '/fhir'. */
+  readonly basePath: string;
+  readonly routes: readonly Route[];
+  readonly bundles: BundleWrites;
+  /** The fastify app, for the paths the gateway answers itself (health.ts). */
+  readonly health: (req: IncomingMessage, res: ServerResponse) => void;
+  readonly accessLog: AccessLog;
+  readonly log: Logger;
+}
+
+/**
+ * The request flow of ARCHITECTURE.md: context → classify → security pipeline → route. Runs on
+ * node:http directly, so pass-through traffic pays nothing for routing it does not need.
+ * Synchronous while every check can be decided at once (the common case).
+ */
+export class RequestFlow {
+  constructor(private readonly d: FlowDeps) {}
+
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const url = req.url ?? '';
+    if (OWN_PATHS.has(url)) {
+      this.d.health(req, res);
+      return;
+    }
+    const settings = this.d.settings.current;
+    // The id comes first so that every refusal, even of a malformed request, can be traced.
+    const rec = this.d.accessLog.start(requestIdOf(req), res);
+    try {
+      rec.ctx = buildContext(req, settings.trustedProxies, rec.id);
+      rec.interaction = classifyRequest({ method: req.method ?? '', url, basePath: this.d.basePath, headers: req.headers });
+      this.authorize(req, res, settings, rec.ctx, rec.interaction)?.catch((err: unknown) =>
+        this.refuse(req, res, toGatewayError(err), rec),
+      );
+    } catch (err) {
+      this.refuse(req, res, toGatewayError(err), rec);
+    }
+  };
+
+  /** Synchronous when every check could be decided at once; a promise otherwise. */
+  private authorize(
+    req: IncomingMessage,
+    res: ServerResponse,
+    settings: Settings,
+    ctx: CheckInput['ctx'],
+    interaction: Interaction,
+  ): Promise<void> | undefined {
+    const chunked = req.headers['transfer-encoding'] !== undefined;
+    const cl = req.headers['content-length'];
+    const contentLength = cl === undefined ? undefined : Number(cl);
+    // Node would forward such a body unframed (no length, no chunking) and the upstream would
+    // read it as a second request: refuse bodies where FHIR has none.
+    if (BODYLESS.has(req.method ?? '') && (chunked || (contentLength ?? 0) > 0)) {
+      throw new GatewayError('BAD_REQUEST', `${req.method} requests must not carry a body`);
+    }
+    const principal = newPrincipal();
+    const authorization = req.headers.authorization;
+    if (interaction.kind === 'batch') return this.bundle(req, res, settings, { ctx, interaction, authorization, contentLength, principal });
+    const input: CheckInput = { ctx, interaction, rule: settings.policy.ruleFor(interaction), authorization, contentLength, principal };
+    const pending = runChecks(input, settings);
+    if (pending) return pending.then(() => this.dispatch(req, res, input, settings));
+    return this.dispatch(req, res, input, settings);
+  }
+
+  /** The exchange is made (`_inflate` is the gateway's parameter: read here, never passed on) and routed. */
+  private dispatch(req: IncomingMessage, res: ServerResponse, input: CheckInput, settings: Settings): Promise<void> | undefined {
+    const { params, interaction } = rewriteParams(input.interaction, input.rule.inflate);
+    const x = new Exchange(req, res, input.ctx, interaction, input.rule, input.principal, params, settings);
+    return routeFor(this.d.routes, interaction, req).handle(x) ?? undefined;
+  }
+
+  /**
+   * Batch and transaction Bundles are authorized entry by entry (security/bundle.ts). The body is
+   * spooled (never held in memory) while its entries are read; only after every entry passed does
+   * the upstream get it.
+   */
+  private async bundle(req: IncomingMessage, res: ServerResponse, settings: Settings, r: BundleRequest): Promise<void> {
+    if (!JSON_BODY.test(req.headers['content-type'] ?? '')) {
+      throw new GatewayError('UNSUPPORTED_MEDIA', 'batch and transaction Bundles must be sent as application/fhir+json');
+    }
+    const requestRule = await authorizeBundleRequest(r, settings);
+    // Only reached after the checks passed: a refused upload is answered before its body is sent.
+    if (req.headers.expect?.toLowerCase() === '100-continue') res.writeContinue();
+    const scanned = await spoolAndScanBundle(req, {
+      dir: settings.config.server.spoolDir,
+      maxBytes: requestRule.limits.maxRequestBytes,
+      maxEntries: settings.config.bundles.maxEntries,
+    });
+    // The spool file holds the whole body (PHI): it goes when the exchange ends, however it
+    // ends. finished() also fires for a response that closed while we were still checking.
+    finished(res, () => void unlink(scanned.file).catch(() => undefined));
+    const bundle = await authorizeBundle(r, scanned, settings);
+    // A client that went away while we checked gets nothing executed on its behalf.
+    if (res.destroyed || req.socket.destroyed) return;
+    const { params, interaction } = rewriteParams(bundle.interaction, bundle.rule.inflate);
+    return this.d.bundles.write(new Exchange(req, res, r.ctx, interaction, bundle.rule, r.principal, params, settings), scanned);
+  }
+
+  private refuse(req: IncomingMessage, res: ServerResponse, err: GatewayError, rec: AccessRecord): void {
+    rec.code = err.code;
+    if (err.code === 'INTERNAL') this.d.log.error({ reqId: rec.id, err: err.cause }, 'internal error');
+    sendError(req, res, err, rec.id);
+  }
+}

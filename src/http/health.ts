@@ -1,0 +1,76 @@
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import Fastify, { type FastifyServerFactory } from 'fastify';
+import { GatewayError } from '../errors/catalogue.js';
+import { toGatewayError } from '../errors/map.js';
+import { renderOutcome } from '../errors/outcome.js';
+import { outcomeFormat } from '../lib/accept.js';
+
+export interface AppOptions {
+  readonly serverFactory: FastifyServerFactory;
+  /** Whether the upstream answers; backs /readyz. */
+  readonly upstreamReady: () => Promise<boolean>;
+}
+
+/**
+ * The fastify app for what the gateway serves itself: /healthz and /readyz. The request flow
+ * (flow.ts) hands it those two paths before anything else; every other request goes through the
+ * flow on node:http directly, so pass-through traffic pays nothing for routing it does not need.
+ * It also answers requests Node's parser refuses.
+ */
+export function buildHealthApp(opts: AppOptions) {
+  const app = Fastify({ serverFactory: opts.serverFactory, logger: false, return503OnClosing: true, clientErrorHandler });
+
+  const reply = (
+    res: { code: (n: number) => unknown; header: (k: string, v: string) => unknown },
+    err: GatewayError,
+    accept: string | undefined,
+    query: string,
+  ) => {
+    const { body, contentType } = renderOutcome(err, undefined, outcomeFormat(accept, query));
+    res.code(err.status);
+    res.header('content-type', contentType);
+    for (const [k, v] of Object.entries(err.headers)) res.header(k, v);
+    return body;
+  };
+
+  app.setNotFoundHandler((req, res) => reply(res, new GatewayError('NOT_FOUND'), req.headers.accept, ''));
+  app.setErrorHandler((err, req, res) => reply(res, toGatewayError(err), req.headers.accept, ''));
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (req, res) => {
+    if (await opts.upstreamReady()) return { status: 'ready' };
+    return reply(res, new GatewayError('NOT_READY', 'the upstream FHIR server does not answer'), req.headers.accept, '');
+  });
+  return app;
+}
+
+/**
+ * Requests Node's parser refuses (repeated Content-Length, Content-Length with Transfer-Encoding,
+ * malformed framing, oversized heads) never reach a handler. Answer them as an OperationOutcome
+ * like every other refusal (fastify's default writes its own JSON body), then close the
+ * connection: whatever follows on it cannot be framed.
+ */
+function clientErrorHandler(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  // A response already on its way on this connection cannot be followed by another one.
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (!socket.writable || inFlight?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const gwErr =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? new GatewayError('HEADERS_TOO_LARGE')
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new GatewayError('REQUEST_TIMEOUT')
+        : new GatewayError('BAD_REQUEST', 'the request could not be parsed as HTTP/1.1');
+  const status = gwErr.status;
+  const { body } = renderOutcome(gwErr, undefined, 'json');
+  const head =
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
+    'Content-Type: application/fhir+json; charset=utf-8\r\n' +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    'Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n';
+  socket.end(head + body, () => socket.destroy());
+}

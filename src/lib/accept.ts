@@ -1,0 +1,74 @@
+import Negotiator from 'negotiator';
+
+/**
+ * Content negotiation (RFC 9110 §12.5.1), one way for every answer the gateway writes: errors
+ * (JSON or XML OperationOutcome), rewritten answers (FHIR JSON only), Binary (content or
+ * resource). Parsing Accept is negotiator's (jshttp), not ours. `_format` overrides Accept (FHIR
+ * R4 http.html §2.21.0.6).
+ */
+
+export const JSON_TYPES: readonly string[] = ['application/fhir+json', 'application/json+fhir', 'application/json'];
+export const XML_TYPES: readonly string[] = ['application/fhir+xml', 'application/xml+fhir', 'application/xml', 'text/xml'];
+/** `_format` values that ask for XML. */
+const XML_FORMATS = new Set(['xml', ...XML_TYPES]);
+
+/** Which of `offered` the client prefers (ties go to the first offered); undefined when it accepts none. A missing or empty Accept accepts anything. */
+export function negotiate(accept: string | undefined, offered: readonly string[]): string | undefined {
+  if (accept === undefined || accept.trim() === '') return offered[0];
+  return new Negotiator({ headers: { accept } }).mediaType([...offered]);
+}
+
+/** The client's media ranges, most preferred first (lowercase); `*\/*` when it sends none. */
+export function preferredTypes(accept: string | undefined): string[] {
+  if (accept === undefined || accept.trim() === '') return ['*/*'];
+  return new Negotiator({ headers: { accept } }).mediaTypes().map((t) => t.toLowerCase());
+}
+
+/** The `_format` parameter of a raw query, decoded, without parameters; undefined when absent. */
+export function formatParam(query: string): string | undefined {
+  if (!query.includes('_format=')) return undefined;
+  for (const part of query.split(/[&;]/)) {
+    if (!part.startsWith('_format=')) continue;
+    try {
+      return decodeURIComponent(part.slice(8).replace(/\+/g, ' ')).split(';')[0].trim().toLowerCase();
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+/** Whether `_format` asks for XML. */
+export function isXmlFormat(format: string): boolean {
+  return XML_FORMATS.has(format.toLowerCase());
+}
+
+/**
+ * The format of an OperationOutcome: JSON whenever the client takes JSON at all (what the gateway
+ * answers with is FHIR JSON, so its errors match), XML when it takes XML and not JSON, and JSON
+ * when it takes neither (the answer is an error either way).
+ */
+export function outcomeFormat(accept: string | undefined, query: string): 'json' | 'xml' {
+  const format = formatParam(query);
+  if (format !== undefined) return isXmlFormat(format) ? 'xml' : 'json';
+  if (acceptsJson(accept, '')) return 'json';
+  return negotiate(accept, XML_TYPES) !== undefined ? 'xml' : 'json';
+}
+
+/** Accept values seen before, and whether they take JSON: a client sends the same one request after request. */
+const takesJson = new Map<string, boolean>();
+const MAX_REMEMBERED = 256;
+
+/** Whether the client takes FHIR JSON (by `_format`, else Accept). */
+export function acceptsJson(accept: string | undefined, query: string): boolean {
+  const format = query ? formatParam(query) : undefined;
+  if (format !== undefined) return !isXmlFormat(format);
+  if (accept === undefined) return true;
+  let ok = takesJson.get(accept);
+  if (ok === undefined) {
+    ok = negotiate(accept, JSON_TYPES) !== undefined;
+    if (takesJson.size >= MAX_REMEMBERED) takesJson.clear();
+    takesJson.set(accept, ok);
+  }
+  return ok;
+}

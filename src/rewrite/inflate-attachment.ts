@@ -1,0 +1,111 @@
+import type { BlobRef } from '../fhir/blob-reference.js';
+import { base64Chunks } from '../lib/base64.js';
+import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
+import type { Slot } from './inflate-output.js';
+
+/** Where a Binary's content can be fetched when it is not inline: Binary has no `url` element, so it sits on `_data`. */
+export const CONTENT_URL_EXTENSION = 'http://fhir-binary-gateway.dev/fhir/StructureDefinition/content-url';
+
+/** The resource whose id governs the attachments below it: blobs are served only to their owner. */
+export interface Owner {
+  type: string | undefined;
+  id: string | undefined;
+  ended: boolean;
+}
+
+/** What one attachment's end must add: its content or a link, and what `_data` held besides our reference. */
+export interface Att {
+  /** Our reference, with the blob if it may be inflated (checked and within budget). */
+  ref: { readonly ref: BlobRef; readonly inflate: BlobInfo | undefined } | undefined;
+  rest: Record<string, unknown> | undefined;
+  /** Inline data was sent: a stored copy must not add a second `data`. */
+  dataSent: boolean;
+  /** Inline data did not fit the budget: it needs a link instead. */
+  overflow: boolean;
+}
+
+export function newAtt(): Att {
+  return { ref: undefined, rest: undefined, dataSent: false, overflow: false };
+}
+
+/** What one run did, for the log and the tests. */
+export interface InflateReport {
+  inflated: number;
+  linked: number;
+  /** Decoded bytes of attachment data sent (stored and inline). */
+  bytes: number;
+}
+
+export interface AttachmentEnd {
+  readonly owner: Owner;
+  readonly att: Att;
+  /** The attachment is Binary.data (a Binary at a resource's root). */
+  readonly binaryRoot: boolean;
+  /** The attachment is its owner itself (a Binary that is the document or an entry's resource). */
+  readonly isOwner: boolean;
+  /** From the owner to the attachment, e.g. `.content[0].attachment`. */
+  readonly path: string;
+  readonly hasUrl: boolean;
+  /** Whether the object already has members (a comma comes first). */
+  readonly comma: boolean;
+  readonly store: BlobStore;
+  readonly report: InflateReport;
+  link(owner: string, path: string | undefined): string;
+  warn?(what: string, blob?: string): void;
+}
+
+/**
+ * What an attachment gets at its end, decided once its owner's id is known: the stored content
+ * (if it fits and was written for this resource), else a link, plus whatever else `_data` held.
+ */
+export function attachmentEnd(a: AttachmentEnd): Slot {
+  const { owner, att, report } = a;
+  let comma = a.comma;
+  const member = (key: string) => {
+    const s = `${comma ? ',' : ''}${JSON.stringify(key)}:`;
+    comma = true;
+    return s;
+  };
+  const blob = att.ref && !att.dataSent ? att.ref.inflate : undefined;
+  const needsLink = (att.ref !== undefined && !att.dataSent) || att.overflow;
+  return {
+    ready: () => owner.ended || (owner.type !== undefined && owner.id !== undefined),
+    discard: async () => undefined,
+    async *render() {
+      const ownerKey = owner.type && owner.id ? `${owner.type}/${owner.id}` : undefined;
+      let streamed = false;
+      if (blob) {
+        if (ownerKey && blob.owner === ownerKey) {
+          let body: AsyncIterable<Buffer> | undefined;
+          try {
+            body = (await a.store.get(blob.id)).body;
+          } catch {
+            a.warn?.('stored content could not be opened: linked instead', blob.id);
+          }
+          if (body) {
+            yield `${member('data')}"`;
+            yield* base64Chunks(body, blob.size);
+            yield '"';
+            streamed = true;
+            report.inflated++;
+            report.bytes += blob.size;
+          }
+        } else a.warn?.('stored content was not written for this resource: not served', blob.id);
+      }
+      let rest = att.rest;
+      if (needsLink && !streamed) {
+        if (!ownerKey) a.warn?.('an attachment of a resource without an id cannot be linked');
+        else if (a.binaryRoot) {
+          const ext = Array.isArray(rest?.['extension']) ? (rest['extension'] as unknown[]) : [];
+          const url = a.isOwner ? a.link(ownerKey, undefined) : a.link(ownerKey, `${owner.type}${a.path}`);
+          rest = { ...rest, extension: [...ext, { url: CONTENT_URL_EXTENSION, valueUrl: url }] };
+          report.linked++;
+        } else if (!a.hasUrl) {
+          yield `${member('url')}${JSON.stringify(a.link(ownerKey, `${owner.type}${a.path}`))}`;
+          report.linked++;
+        }
+      }
+      if (rest && Object.keys(rest).length) yield `${member('_data')}${JSON.stringify(rest)}`;
+    },
+  };
+}

@@ -1,0 +1,219 @@
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream';
+import type { Logger } from 'pino';
+import { GatewayError } from '../errors/catalogue.js';
+import type { BaseUrls } from '../lib/public-url.js';
+import { sendError } from '../lib/respond.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import { Inflater } from './inflate.js';
+import type { RewriteParams } from './params.js';
+
+const JSON_TYPE = /^application\/(fhir\+json|json\+fhir|json)\s*(;|$)/i;
+/** Answers this small are read whole and looked at before deciding whether to rewrite them at all. */
+const SMALL = 64 * 1024;
+
+/** Where an answer goes: the client's request and response, and the request id for the log. */
+export interface Client {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly ctx: { readonly id: string };
+}
+
+export interface ResponseRewriteDeps {
+  readonly store: BlobStore;
+  readonly urls: BaseUrls;
+  /** The spool directory of the configuration in force. */
+  spoolDir(): string;
+  readonly log: Logger;
+}
+
+/**
+ * Sends an upstream answer to the client through the rewrite engine's read direction (inflate
+ * within the budget, links past it, public URLs). Small answers that cannot contain anything to
+ * rewrite are sent as they came: most reads pay for a scan, not a parse.
+ */
+export class ResponseRewrite {
+  /** What can only appear in a body that needs rewriting: a `data`/`_data` key, an escape that could spell one, an upstream URL. */
+  private readonly markers: readonly Buffer[];
+  private readonly log: Logger;
+
+  constructor(private readonly deps: ResponseRewriteDeps) {
+    this.log = deps.log;
+    this.markers = ['data"', '\\u', '\\/', ...deps.urls.upstreams].map((s) => Buffer.from(s));
+  }
+
+  /** The upstream's answer `up`, with `headers` already cleaned, to `to`. */
+  send(to: Client, up: IncomingMessage, headers: OutgoingHttpHeaders, params: RewriteParams): void {
+    const status = up.statusCode ?? 502;
+    const length = up.headers['content-length'];
+    if (to.req.method === 'HEAD' || status === 204 || status === 304 || length === '0') {
+      relay(up, to.res, status, headers);
+      return;
+    }
+    const type = up.headers['content-type'] ?? '';
+    const encoded = up.headers['content-encoding'] !== undefined && up.headers['content-encoding'] !== 'identity';
+    if (!JSON_TYPE.test(type) || encoded) {
+      // An error page cannot carry attachment content; a success the gateway cannot read could.
+      if (status >= 400) {
+        relay(up, to.res, status, headers);
+        return;
+      }
+      up.destroy();
+      const what = encoded
+        ? 'the upstream answered compressed'
+        : `the upstream answered a FHIR interaction with ${type.slice(0, 64) || 'no content type'}`;
+      sendError(to.req, to.res, new GatewayError('UPSTREAM_INVALID', what), to.ctx.id);
+      return;
+    }
+    // Upstream failures from here on are handled where the body is read (small) or by the pipeline.
+    if (length !== undefined && Number(length) <= SMALL) {
+      this.small(to, up, status, headers, params);
+      return;
+    }
+    void this.rewrite(to, up, up, status, headers, params);
+  }
+
+  /** Sends a JSON body the gateway holds (a spooled batch response, a small resource) through the engine; resolves when it is sent or abandoned. */
+  sendBody(to: Client, body: AsyncIterable<Buffer>, status: number, headers: OutgoingHttpHeaders, params: RewriteParams): Promise<void> {
+    return this.rewrite(to, body, undefined, status, headers, params);
+  }
+
+  /** A small body in memory: sent as it is, with its length, unless it may need rewriting. */
+  sendBuffer(to: Client, body: Buffer, status: number, headers: OutgoingHttpHeaders, params: RewriteParams): Promise<void> {
+    if (this.mayNeedRewrite(body)) return this.rewrite(to, once(body), undefined, status, headers, params);
+    headers['content-length'] = body.length;
+    to.res.writeHead(status, headers);
+    to.res.end(body);
+    return Promise.resolve();
+  }
+
+  /**
+   * Reads a small answer whole (Node holds the upstream to its Content-Length: at most SMALL
+   * bytes arrive), by events rather than an async iterator: this is every ordinary read's path.
+   */
+  private small(to: Client, up: IncomingMessage, status: number, headers: OutgoingHttpHeaders, params: RewriteParams): void {
+    // State on the response object and shared listeners, not closures: this runs for every read.
+    (up as WithSmall)[kSmall] = { owner: this, to, status, headers, params, parts: [], n: 0, done: false };
+    // `on`, not `once`: each fires at most once here or is guarded by `done`, and once() costs a wrapper per listener per request.
+    up.on('data', onSmallData);
+    up.on('end', onSmallEnd);
+    up.on('error', onSmallBroke);
+    up.on('close', onSmallClose);
+  }
+
+  /** The small answer is whole: on to the client. */
+  finishSmall(s: SmallState): void {
+    void this.sendBuffer(s.to, s.parts.length === 1 ? s.parts[0] : Buffer.concat(s.parts, s.n), s.status, s.headers, s.params);
+  }
+
+  /** Nothing was sent yet: the client hears a clean 502 rather than a truncated answer (unless the proxy's error handler already answered, which must not be cut short by a second one). */
+  brokeSmall(s: SmallState): void {
+    const { req, res, ctx } = s.to;
+    this.log.warn({ reqId: ctx.id }, 'upstream response broke off');
+    if (!res.headersSent && !res.destroyed)
+      sendError(req, res, new GatewayError('UPSTREAM_UNAVAILABLE', 'the upstream broke off its answer'), ctx.id);
+  }
+
+  private mayNeedRewrite(body: Buffer): boolean {
+    for (const m of this.markers) if (body.includes(m)) return true;
+    return false;
+  }
+
+  private rewrite(
+    to: Client,
+    source: AsyncIterable<Buffer>,
+    up: IncomingMessage | undefined,
+    status: number,
+    headers: OutgoingHttpHeaders,
+    params: RewriteParams,
+  ): Promise<void> {
+    const { res, ctx } = to;
+    const urls = this.deps.urls;
+    const inflater = new Inflater({
+      store: this.deps.store,
+      maxBytes: params.maxBytes,
+      inflate: params.inflate,
+      owners: params.owners,
+      spoolDir: this.deps.spoolDir(),
+      link: (owner, path) => `${urls.public}/${owner}${path === undefined ? '' : `/$binary-access-read?path=${encodeURIComponent(path)}`}`,
+      publicUrl: (url) => urls.toPublic(url),
+      warn: (what, blob) => this.log.warn({ reqId: ctx.id, blob }, what),
+    });
+    delete headers['content-length'];
+    res.writeHead(status, headers);
+    let clientGone = false;
+    res.once('close', () => (clientGone = !res.writableFinished));
+    return new Promise((resolve) => {
+      pipeline(
+        source,
+        (src: AsyncIterable<Buffer>) => inflater.run(src),
+        res,
+        (err) => {
+          resolve();
+          if (err) {
+            const upstreamBroke = up !== undefined && !up.complete && !clientGone;
+            // Headers are out: cutting the connection is the only way to say the body is not whole.
+            if (!res.destroyed) res.destroy();
+            up?.destroy();
+            if (upstreamBroke) this.log.warn({ reqId: ctx.id }, 'upstream response broke off');
+            else if (!clientGone)
+              this.log.warn({ reqId: ctx.id, cause: (err as { code?: string }).code ?? err.message }, 'response rewrite failed');
+            return;
+          }
+          if (inflater.report.inflated || inflater.report.linked)
+            this.log.debug({ reqId: ctx.id, ...inflater.report }, 'response rewritten');
+        },
+      );
+    });
+  }
+}
+
+/** The upstream's answer as it came (it cannot carry anything to rewrite). */
+export function relay(up: IncomingMessage, res: ServerResponse, status: number, headers: OutgoingHttpHeaders): void {
+  res.writeHead(status, headers);
+  up.on('error', () => res.destroy());
+  up.pipe(res);
+}
+
+async function* once(body: Buffer): AsyncGenerator<Buffer> {
+  yield body;
+}
+
+const kSmall = Symbol('fhir-binary-gateway.small-answer');
+
+interface SmallState {
+  readonly owner: ResponseRewrite;
+  readonly to: Client;
+  readonly status: number;
+  readonly headers: OutgoingHttpHeaders;
+  readonly params: RewriteParams;
+  readonly parts: Buffer[];
+  n: number;
+  done: boolean;
+}
+
+type WithSmall = IncomingMessage & { [kSmall]?: SmallState };
+
+function onSmallData(this: WithSmall, chunk: Buffer): void {
+  const s = this[kSmall]!;
+  s.parts.push(chunk);
+  s.n += chunk.length;
+}
+
+function onSmallEnd(this: WithSmall): void {
+  const s = this[kSmall]!;
+  if (s.done) return;
+  s.done = true;
+  s.owner.finishSmall(s);
+}
+
+function onSmallBroke(this: WithSmall): void {
+  const s = this[kSmall]!;
+  if (s.done) return;
+  s.done = true;
+  s.owner.brokeSmall(s);
+}
+
+function onSmallClose(this: WithSmall): void {
+  if (!this.complete) onSmallBroke.call(this);
+}

@@ -1,0 +1,93 @@
+import { createWriteStream } from 'node:fs';
+import { unlink } from 'node:fs/promises';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { JsonToken } from '../json/tokenizer.js';
+import { JsonWalker, type Container, type Route, type WalkPolicy } from '../json/walker.js';
+
+/** What a batch/transaction-response says about one entry. */
+export interface EntryOutcome {
+  readonly status: string | undefined;
+  readonly location: string | undefined;
+}
+
+const MAX_VALUE = 8192;
+
+/**
+ * Spools a batch/transaction-response Bundle to `file` while reading each
+ * `entry[i].response.status` and `.location` (nothing else is kept). The caller settles the
+ * blobs of each entry from these and then relays the spooled response as it came. A response
+ * that is not JSON, or not a Bundle, yields no entries; the spool is still complete.
+ */
+export async function spoolBundleResponse(
+  body: Readable,
+  file: string,
+): Promise<{ readonly entries: readonly EntryOutcome[]; readonly size: number }> {
+  const scan = new ResponseScan();
+  const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
+  try {
+    await pipeline(body, scan, out);
+  } catch (err) {
+    await unlink(file).catch(() => undefined);
+    throw err;
+  }
+  return { entries: scan.entries, size: out.bytesWritten };
+}
+
+/** Containers are marked `entry` (an item of the top-level entry array) or `response` (its response). */
+type Mark = 'entry' | 'response' | undefined;
+
+class ResponseScan extends Transform implements WalkPolicy<Mark> {
+  readonly entries: { status: string | undefined; location: string | undefined }[] = [];
+  private readonly walker = new JsonWalker<Mark>(this, {
+    maxDepth: 128,
+    maxKey: 1024,
+    hold: { maxChars: MAX_VALUE, maxDepth: 1 },
+    subject: 'the response',
+    fail: (problem) => new Error(problem),
+  });
+  /** Once the body is not what we can read, it is only passed on. */
+  private broken = false;
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (!this.broken) {
+      try {
+        void this.walker.push(chunk);
+      } catch {
+        this.broken = true;
+        this.entries.length = 0;
+      }
+    }
+    cb(null, chunk);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    if (!this.broken) {
+      try {
+        void this.walker.end();
+      } catch {
+        this.entries.length = 0;
+      }
+    }
+    cb();
+  }
+
+  open(c: Container<Mark>): Mark {
+    const p = c.parent;
+    // entry[i]: an object item of the array `entry` of the top-level object.
+    if (c.kind === 'object' && p?.kind === 'array' && p.key === 'entry' && p.depth === 2) {
+      this.entries.push({ status: undefined, location: undefined });
+      return 'entry';
+    }
+    return p?.state === 'entry' && c.key === 'response' ? 'response' : undefined;
+  }
+
+  route(parent: Container<Mark> | undefined, key: string | undefined, first: JsonToken): Route {
+    return parent?.state === 'response' && (key === 'status' || key === 'location') && first.name === 'startString' ? 'hold' : 'pass';
+  }
+
+  held(_parent: Container<Mark> | undefined, key: string | undefined, value: unknown): void {
+    const entry = this.entries[this.entries.length - 1];
+    if (entry && typeof value === 'string' && (key === 'status' || key === 'location')) entry[key] = value;
+  }
+}

@@ -1,0 +1,88 @@
+import { forEntry, GatewayError, isGatewayError } from '../errors/catalogue.js';
+import type { ScannedBundle } from '../fhir/bundle-scan.js';
+import { classifyEntry } from '../fhir/classify.js';
+import type { Interaction } from '../fhir/interaction.js';
+import type { CheckInput, Principal } from './checks.js';
+import type { RequestContext } from './client.js';
+import { PRE_BODY_CHECKS, runChecks } from './pipeline.js';
+import type { EffectiveRule } from './policy.js';
+import type { Settings } from './settings.js';
+
+/**
+ * Batch and transaction Bundles are authorized entry by entry: each entry is classified into its
+ * own interaction and must pass the rule that interaction matches, as if sent alone. The Bundle
+ * is read (spooled, never held in memory) only after the request passed what can be decided
+ * without it.
+ */
+
+/** The request before its body is read: the Bundle says whether it is a batch or a transaction. */
+export interface BundleRequest {
+  readonly ctx: RequestContext;
+  /** Classified as `batch` (the classifier never reads bodies). */
+  readonly interaction: Interaction;
+  readonly authorization: string | undefined;
+  readonly contentLength: number | undefined;
+  readonly principal: Principal;
+}
+
+/**
+ * Before the body is read, the request must pass the transport/address/size/token checks of the
+ * batch rule or the transaction rule (the body decides which, and is checked again against that
+ * one). Resolves with the rule that passed, whose size limit bounds the read.
+ */
+export async function authorizeBundleRequest(r: BundleRequest, settings: Settings): Promise<EffectiveRule> {
+  let first: unknown;
+  for (const kind of ['batch', 'transaction'] as const) {
+    const interaction = { ...r.interaction, kind };
+    const rule = settings.policy.ruleFor(interaction);
+    try {
+      await runChecks({ ...r, interaction, rule }, settings, PRE_BODY_CHECKS);
+      return rule;
+    } catch (err) {
+      first ??= err;
+    }
+  }
+  throw first;
+}
+
+/**
+ * The Bundle as read: its own rule (as a batch or transaction), then every entry's. Resolves with
+ * the Bundle's interaction and rule; a refused entry is named in the error.
+ */
+export async function authorizeBundle(
+  r: BundleRequest,
+  scanned: ScannedBundle,
+  settings: Settings,
+): Promise<{ readonly interaction: Interaction; readonly rule: EffectiveRule }> {
+  const interaction: Interaction = { ...r.interaction, kind: scanned.type };
+  const rule = settings.policy.ruleFor(interaction);
+  await runChecks({ ...r, interaction, rule, contentLength: scanned.size }, settings);
+  for (const entry of scanned.entries) {
+    try {
+      const ei = classifyEntry(entry.method, entry.url, entry.ifNoneExist !== undefined ? { ifNoneExist: entry.ifNoneExist } : undefined);
+      // Binary content and its securityContext are the binary plane's, which a Bundle entry
+      // bypasses: reading or writing Binary is done at its own endpoints.
+      if (ei.resourceType === 'Binary' || entry.resourceType === 'Binary') {
+        throw new GatewayError('BAD_BUNDLE', 'Binary cannot be read or written inside a Bundle: use the Binary endpoints');
+      }
+      if (ei.operation === 'binary-access-read' || ei.operation === 'binary-access-write') {
+        throw new GatewayError('BAD_BUNDLE', `$${ei.operation} cannot be used inside a Bundle`);
+      }
+      if (entry.resourceType !== undefined && (ei.kind === 'create' || ei.kind === 'update') && entry.resourceType !== ei.resourceType) {
+        throw new GatewayError('BAD_BUNDLE', `resource is ${entry.resourceType.slice(0, 64)} but request.url names ${ei.resourceType}`);
+      }
+      const input: CheckInput = {
+        ctx: r.ctx,
+        interaction: ei,
+        rule: settings.policy.ruleFor(ei),
+        authorization: r.authorization,
+        contentLength: undefined,
+        principal: r.principal,
+      };
+      await runChecks(input, settings);
+    } catch (err) {
+      throw isGatewayError(err) ? forEntry(err, entry.index) : err;
+    }
+  }
+  return { interaction, rule };
+}

@@ -1,0 +1,147 @@
+import { GatewayError } from '../errors/catalogue.js';
+import type { Interaction } from '../fhir/interaction.js';
+import { inRanges } from '../lib/ip.js';
+import type { RequestContext } from './client.js';
+import { bearerToken, NO_TOKEN_CHALLENGE, type TokenCacheEntry, type VerifiedToken } from './jwt.js';
+import type { EffectiveRule } from './policy.js';
+import { describeRequired, missingScopes, parseScopes, smartGrants, type ScopeSet } from './scopes.js';
+import type { Settings } from './settings.js';
+
+/**
+ * The checks of the security pipeline (ARCHITECTURE.md), each `(input, settings) → ok | throws`:
+ * transport, client address (IP ranges), declared size, bearer token, scopes. The order they run
+ * in is pipeline.ts's.
+ */
+
+/** Who is asking: filled in by the bearer check, reused by later checks, Bundle entries and the handlers. */
+export interface Principal {
+  token: VerifiedToken | undefined;
+  scopes: ScopeSet | undefined;
+  /** The token's patient launch context (the claim `auth.patientClaim` names), when it is a string. */
+  patient: string | undefined;
+}
+
+export function newPrincipal(): Principal {
+  return { token: undefined, scopes: undefined, patient: undefined };
+}
+
+export interface CheckInput {
+  readonly ctx: RequestContext;
+  readonly interaction: Interaction;
+  readonly rule: EffectiveRule;
+  readonly authorization: string | undefined;
+  /** Declared Content-Length, when the request has one. */
+  readonly contentLength: number | undefined;
+  readonly principal: Principal;
+}
+
+/** One check: returns nothing when satisfied, throws a GatewayError otherwise. */
+export type Check = (input: CheckInput, settings: Settings) => void | Promise<void>;
+
+const scopeCache = new WeakMap<VerifiedToken, ScopeSet>();
+const WHOLE_REQUEST_EXEMPT = new Set(['capabilities', 'batch', 'transaction']);
+
+export const requireTransport: Check = ({ ctx, rule }) => {
+  if (rule.require.https && !ctx.secure) throw new GatewayError('INSECURE_TRANSPORT');
+};
+
+export const requireAddress: Check = ({ ctx, rule }) => {
+  if (rule.ipDeny.length > 0 && inRanges(ctx.clientIp, rule.ipDeny)) throw new GatewayError('FORBIDDEN');
+  if (rule.ipAllow.length > 0 && !inRanges(ctx.clientIp, rule.ipAllow)) throw new GatewayError('FORBIDDEN');
+};
+
+export const requireDeclaredSize: Check = ({ rule, contentLength }) => {
+  if (contentLength !== undefined && contentLength > rule.limits.maxRequestBytes) {
+    throw new GatewayError('PAYLOAD_TOO_LARGE', `limit is ${rule.limits.maxRequestBytes} bytes`);
+  }
+};
+
+/**
+ * A token that is present is always verified, even where the rule lets anonymous callers in:
+ * a bad token is an error to report, not something to ignore silently.
+ */
+export const requireBearer: Check = ({ ctx, rule, authorization, principal }, settings) => {
+  if (principal.token) return undefined;
+  const verifier = settings.verifier;
+  const claim = settings.config.auth.patientClaim;
+  // Fastest path: the same header as the connection's last accepted one, still valid in the cache.
+  const last = ctx.connection.bearer;
+  if (last !== undefined) {
+    if (last.header === authorization && verifier.revalidate(last.entry)) {
+      principal.token = last.entry.token;
+      principal.scopes = last.scopes;
+      principal.patient = last.patient;
+      return undefined;
+    }
+    // Not this request's token, or no longer good: forget it, so an idle connection does not pin
+    // an old verifier (after a reload) or an expired token's claims.
+    ctx.connection.bearer = undefined;
+  }
+  // Fast path: only tokens that passed bearerToken() and a full verification are in the cache,
+  // so a hit on the text after "Bearer " proves the header is well-formed without the regex.
+  if (authorization !== undefined && authorization.startsWith('Bearer ')) {
+    const hit = verifier.lookup(authorization.slice(7));
+    if (hit) {
+      adopt(principal, hit.token, ctx, authorization, hit, claim);
+      return undefined;
+    }
+  }
+  const token = bearerToken(authorization);
+  if (token === undefined) {
+    if (!rule.require.auth) return undefined;
+    throw new GatewayError('TOKEN_MISSING', undefined, { headers: { 'www-authenticate': NO_TOKEN_CHALLENGE } });
+  }
+  // A cached verification is used synchronously; only a real one costs a promise.
+  const hit = verifier.lookup(token);
+  if (hit) {
+    adopt(principal, hit.token, ctx, authorization!, hit, claim);
+    return undefined;
+  }
+  return verifier.verify(token).then((v) => adopt(principal, v, ctx, authorization!, verifier.lookup(token), claim));
+};
+
+/** Takes the verified token (and its parsed scopes) for this request; remembers it on the connection when it is in the cache. */
+function adopt(
+  principal: Principal,
+  verified: VerifiedToken,
+  ctx: RequestContext,
+  header: string,
+  entry: TokenCacheEntry | undefined,
+  patientClaim: string,
+): void {
+  let scopes = scopeCache.get(verified);
+  if (!scopes) {
+    scopes = parseScopes(verified.claims);
+    scopeCache.set(verified, scopes);
+  }
+  const patient = verified.claims[patientClaim];
+  principal.token = verified;
+  principal.scopes = scopes;
+  principal.patient = typeof patient === 'string' ? patient : undefined;
+  if (entry?.token === verified) ctx.connection.bearer = { header, entry, scopes, patient: principal.patient };
+}
+
+export const requireScopes: Check = ({ rule, interaction, principal }) => {
+  const { scopes: required } = rule.require;
+  // SMART defines no scope for the CapabilityStatement, and a batch/transaction is granted entry by
+  // entry (each entry passes its own rule): an inherited `smart: true` must not refuse them whole.
+  const smart = rule.require.smart && !WHOLE_REQUEST_EXEMPT.has(interaction.kind);
+  if (required.length === 0 && !smart) return;
+  const set = principal.scopes;
+  // A rule that names scopes cannot be met without a token, whatever its auth setting says.
+  if (!set) throw new GatewayError('TOKEN_MISSING', undefined, { headers: { 'www-authenticate': NO_TOKEN_CHALLENGE } });
+  const missing = missingScopes(set, required);
+  if (missing.length > 0) throw insufficient(missing.join(' '));
+  if (smart) {
+    if (!smartGrants(set, interaction, { patient: principal.patient, deferBinaryRead: true })) {
+      throw insufficient(describeRequired(interaction));
+    }
+  }
+};
+
+function insufficient(scope: string): GatewayError {
+  const safe = scope.replace(/["\\]/g, '');
+  return new GatewayError('INSUFFICIENT_SCOPE', `requires ${safe}`, {
+    headers: { 'www-authenticate': `Bearer error="insufficient_scope", scope="${safe}"` },
+  });
+}

@@ -1,0 +1,42 @@
+import type { GatewayConfig } from '../config/types.js';
+import { parseRanges, type Range } from '../lib/ip.js';
+import { TokenVerifier } from './jwt.js';
+import { Policy } from './policy.js';
+
+/**
+ * Everything derived from one configuration. A reload builds new settings and swaps them whole,
+ * so a request sees one version from its start to its end (it holds the settings it began with).
+ */
+export interface Settings {
+  readonly config: GatewayConfig;
+  readonly policy: Policy;
+  readonly verifier: TokenVerifier;
+  readonly trustedProxies: readonly Range[];
+}
+
+export function buildSettings(config: GatewayConfig, previous?: Settings): Settings {
+  // Keep the verifier (and its caches) across reloads unless what it verifies against may have
+  // changed. A jwksFile is re-read on every reload: rotating a key means rewriting that file in
+  // place, and a revoked key must stop working when the operator says reload.
+  const sameAuth = previous && !config.auth.jwksFile && JSON.stringify(previous.config.auth) === JSON.stringify(config.auth);
+  return {
+    config,
+    policy: new Policy(config),
+    verifier: sameAuth ? previous.verifier : new TokenVerifier(config.auth),
+    trustedProxies: parseRanges(config.server.trustedProxies),
+  };
+}
+
+/** The settings in force, swapped on reload. Readers take `current` once per request. */
+export class LiveSettings {
+  constructor(private settings: Settings) {}
+
+  get current(): Settings {
+    return this.settings;
+  }
+
+  reload(config: GatewayConfig): Settings {
+    this.settings = buildSettings(config, this.settings);
+    return this.settings;
+  }
+}

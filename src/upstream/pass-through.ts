@@ -1,0 +1,98 @@
+import { createReadStream } from 'node:fs';
+import { unlink } from 'node:fs/promises';
+import { finished, PassThrough } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
+import { GatewayError, isGatewayError } from '../errors/catalogue.js';
+import type { Interaction } from '../fhir/interaction.js';
+import { SizeLimit } from '../lib/size-limit.js';
+import { clientGone, spoolThrough } from '../lib/spool-file.js';
+import { OperationBodyGuard } from '../rewrite/operation-body-guard.js';
+import { requireJson, rewritesResponse } from '../rewrite/params.js';
+import type { Exchange } from '../security/exchange.js';
+import type { Forwarder } from './forwarder.js';
+
+const JSON_BODY = /^application\/(fhir\+)?json\s*(;|$)/i;
+const FORM_BODY = /^application\/x-www-form-urlencoded\s*(;|$)/i;
+
+/**
+ * What the gateway does not serve itself goes to the upstream as it came: the two routes of the
+ * route table that forward (http/routes.ts).
+ */
+export class PassThroughRoutes {
+  constructor(private readonly forwarder: Forwarder) {}
+
+  /**
+   * Everything not served by the binary plane. Answers that may carry resources go through the
+   * rewrite engine (the client must then take FHIR JSON); a declared length is enforced by Node's
+   * parser, so only chunked bodies need counting.
+   */
+  forward(x: Exchange): void {
+    const rewrite = rewritesResponse(x.interaction) ? x.rewrite : undefined;
+    if (rewrite) requireJson(x.req, x.interaction);
+    x.continue100();
+    const chunked = x.req.headers['transfer-encoding'] !== undefined;
+    const body = chunked ? x.req.pipe(new SizeLimit(x.rule.limits.maxRequestBytes)) : undefined;
+    this.forwarder.forward(x, { ...(body ? { body } : {}), ...(rewrite ? { rewrite } : {}) });
+  }
+
+  /** An operation whose body could store attachment content: every body but form-encoded parameters, and every $graphql body. */
+  static checksBody(i: Interaction, req: IncomingMessage): boolean {
+    if (i.kind !== 'operation') return false;
+    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+    return hasBody && (i.operation === 'graphql' || !FORM_BODY.test(req.headers['content-type'] ?? ''));
+  }
+
+  /**
+   * An operation may store what it is sent ($process-message, $submit-attachment, …), so its body
+   * is held to the same rule as a write: no attachment data at or above externalize.minBytes, no
+   * blob reference of ours. It is spooled while checked (never held in memory), then sent on
+   * unchanged with its length. Only JSON can be checked: other bodies are refused (form-encoded
+   * parameters, which carry no attachments, pass as they are).
+   */
+  async operationBody(x: Exchange): Promise<void> {
+    const { req, res, rule, interaction: i } = x;
+    const rewrite = rewritesResponse(i) ? x.rewrite : undefined;
+    if (rewrite) requireJson(req, i);
+    const json = JSON_BODY.test(req.headers['content-type'] ?? '');
+    // A GraphQL mutation carries resources inside a query string, where the guard cannot see
+    // attachments: its body, in whatever format, is bounded like a PATCH instead.
+    const graphql = i.operation === 'graphql';
+    if (!json && !graphql) {
+      throw new GatewayError(
+        'UNSUPPORTED_MEDIA',
+        'an operation body must be application/fhir+json: other formats are not checked for attachment data',
+      );
+    }
+    const { config } = x.settings;
+    const minBytes = config.externalize.minBytes;
+    const declared = req.headers['content-length'];
+    if (graphql && declared !== undefined && Number(declared) > minBytes) throw graphqlTooLarge(minBytes);
+    x.continue100();
+    const maxBytes = graphql ? Math.min(minBytes, rule.limits.maxRequestBytes) : rule.limits.maxRequestBytes;
+    const gone = clientGone(res);
+    const spooled = await spoolThrough(req, json ? new OperationBodyGuard(minBytes) : new PassThrough(), {
+      dir: config.server.spoolDir,
+      kind: 'operation',
+      maxBytes,
+      signal: gone.signal,
+    })
+      .catch((err: unknown) => {
+        throw graphql && isGatewayError(err) && err.code === 'PAYLOAD_TOO_LARGE' ? graphqlTooLarge(minBytes) : err;
+      })
+      .finally(() => gone.release());
+    if (!spooled) return;
+    const body = createReadStream(spooled.file);
+    finished(res, () => {
+      body.destroy();
+      void unlink(spooled.file).catch(() => undefined);
+    });
+    this.forwarder.forward(x, { body, contentLength: spooled.size, ...(rewrite ? { rewrite } : {}) });
+  }
+}
+
+function graphqlTooLarge(minBytes: number): GatewayError {
+  return new GatewayError(
+    'PAYLOAD_TOO_LARGE',
+    `a $graphql body may not exceed externalize.minBytes (${minBytes} bytes): a mutation could carry attachment data past the rewrite`,
+  );
+}
