@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 NPM ?= npm
 
-.PHONY: run test test-unit test-int build install typecheck lint format bench bench-binary bench-rewrite clean
+.PHONY: run test test-unit test-int build install typecheck lint format bench bench-binary bench-rewrite bench-builds clean
 
 node_modules/.package-lock.json: package.json package-lock.json
 	$(NPM) ci --no-audit --no-fund
@@ -65,6 +65,12 @@ bench-binary: build
 # ~1 GiB of temp disk, a few minutes. BENCH_MIB / BENCH_ROUNDS / BENCH_REPS to change.
 bench-rewrite: build
 	bash bench/run.sh rewrite
+
+# This build against a previous revision, in one run: small reads, raw Binary, externalize and
+# inflate through both builds taking turns (a change that moves code must not slow it).
+# PREVIOUS=<git rev>; about five minutes.
+bench-builds: build
+	bash bench/builds.sh $(or $(PREVIOUS),HEAD~1)
 
 clean:
 	rm -rf dist .tap coverage

@@ -4,8 +4,6 @@ import { allowed, essence } from '../content/media-type.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { blobExtension } from '../fhir/blob-reference.js';
 import { RELATIVE_REFERENCE } from '../fhir/resource-types.js';
-import { clientGone } from '../lib/spool-file.js';
-import { externalizeBody } from '../rewrite/externalize-body.js';
 import type { Exchange } from '../security/exchange.js';
 import { securityContextOf } from '../security/security-context.js';
 import { writtenResource } from './blob-lifecycle.js';
@@ -92,21 +90,9 @@ export class BinaryWrites {
     }
     const version = await this.guardReplace(x);
     x.continue100();
-    const { config, policy } = x.settings;
-    const gone = clientGone(x.res);
-    const spooled = await externalizeBody(
-      x.req,
-      { dir: config.server.spoolDir, maxBytes: x.rule.limits.maxRequestBytes, signal: gone.signal },
-      {
-        store: this.d.store,
-        // Binary.data is always externalized, as raw uploads are; anything nested (extensions) only
-        // above the threshold, so one body cannot fan out into many blobs.
-        minBytes: config.externalize.minBytes,
-        binaryMinBytes: 0,
-        maxBytes: x.rule.limits.maxRequestBytes,
-        allowedTypes: (rt) => policy.allowedTypes(rt),
-      },
-    ).finally(() => gone.release());
+    // Binary.data is always externalized, as raw uploads are; anything nested (extensions) only
+    // above the threshold, so one body cannot fan out into many blobs.
+    const spooled = await this.d.blobs.externalize(x, x.req, 0);
     if (!spooled) return;
     const blobs = spooled.blobs.map((b) => ({ id: b.info.id, contentType: b.contentType }));
     try {

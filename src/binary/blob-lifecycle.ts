@@ -5,6 +5,7 @@ import { ContentCheck } from '../content/check.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { storeFailure } from '../errors/map.js';
 import type { BlobRef } from '../fhir/blob-reference.js';
+import { externalizeBody, type ExternalizedBody } from '../rewrite/externalize-body.js';
 import { clientGone } from '../lib/spool-file.js';
 import type { Exchange } from '../security/exchange.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
@@ -46,6 +47,33 @@ export class BlobLifecycle {
     } catch (err) {
       if (gone.signal.aborted) return undefined;
       throw storeFailure(err);
+    } finally {
+      gone.release();
+    }
+  }
+
+  /**
+   * A FHIR JSON body through the rewrite engine's write direction into a private spool file, its
+   * attachment data into the store (pending until the upstream answers). Undefined when the
+   * client went away. `binaryMinBytes`: Binary.data is externalized from this size (raw and FHIR
+   * Binary uploads then behave alike).
+   */
+  async externalize(x: Exchange, body: Readable, binaryMinBytes?: number): Promise<ExternalizedBody | undefined> {
+    const { config, policy } = x.settings;
+    const maxBytes = x.rule.limits.maxRequestBytes;
+    const gone = clientGone(x.res);
+    try {
+      return await externalizeBody(
+        body,
+        { dir: config.server.spoolDir, maxBytes, signal: gone.signal },
+        {
+          store: this.store,
+          minBytes: config.externalize.minBytes,
+          ...(binaryMinBytes !== undefined ? { binaryMinBytes } : {}),
+          maxBytes,
+          allowedTypes: (rt) => policy.allowedTypes(rt),
+        },
+      );
     } finally {
       gone.release();
     }

@@ -4,8 +4,6 @@ import { unlink } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import type { ScannedBundle } from '../fhir/bundle-scan.js';
-import { clientGone } from '../lib/spool-file.js';
-import { externalizeBody } from '../rewrite/externalize-body.js';
 import type { ExternalizedBlob } from '../rewrite/externalize.js';
 import { spoolBundleResponse, type EntryOutcome } from '../rewrite/response-scan.js';
 import type { Exchange } from '../security/exchange.js';
@@ -25,19 +23,8 @@ export class BundleWrites {
   constructor(private readonly d: PlaneDeps) {}
 
   async write(x: Exchange, scanned: ScannedBundle): Promise<void> {
-    const { config, policy } = x.settings;
-    const dir = config.server.spoolDir;
-    const gone = clientGone(x.res);
-    const spooled = await externalizeBody(
-      createReadStream(scanned.file),
-      { dir, maxBytes: x.rule.limits.maxRequestBytes, signal: gone.signal },
-      {
-        store: this.d.store,
-        minBytes: config.externalize.minBytes,
-        maxBytes: x.rule.limits.maxRequestBytes,
-        allowedTypes: (rt) => policy.allowedTypes(rt),
-      },
-    ).finally(() => gone.release());
+    const dir = x.settings.config.server.spoolDir;
+    const spooled = await this.d.blobs.externalize(x, createReadStream(scanned.file));
     if (!spooled) return;
     const ids = spooled.blobs.map((b) => b.info.id);
     const responseFile = join(dir, `fbg-response-${randomUUID()}.json`);

@@ -4,8 +4,6 @@ import { essence } from '../content/media-type.js';
 import { GatewayError } from '../errors/catalogue.js';
 import type { Interaction } from '../fhir/interaction.js';
 import { SizeLimit } from '../lib/size-limit.js';
-import { clientGone } from '../lib/spool-file.js';
-import { externalizeBody } from '../rewrite/externalize-body.js';
 import { requireJson } from '../rewrite/params.js';
 import type { Exchange } from '../security/exchange.js';
 import { writtenResource } from './blob-lifecycle.js';
@@ -41,18 +39,7 @@ export class ResourceWrites {
     }
     if (!FHIR_JSON_BODY.test(declared)) throw new GatewayError('UNSUPPORTED_MEDIA', 'a resource body must be application/fhir+json');
     x.continue100();
-    const { config, policy } = x.settings;
-    const gone = clientGone(x.res);
-    const spooled = await externalizeBody(
-      req,
-      { dir: config.server.spoolDir, maxBytes: x.rule.limits.maxRequestBytes, signal: gone.signal },
-      {
-        store: this.d.store,
-        minBytes: config.externalize.minBytes,
-        maxBytes: x.rule.limits.maxRequestBytes,
-        allowedTypes: (rt) => policy.allowedTypes(rt),
-      },
-    ).finally(() => gone.release());
+    const spooled = await this.d.blobs.externalize(x, req);
     if (!spooled) return;
     const type = i.resourceType!;
     try {

@@ -4,9 +4,22 @@
  * server (HAPI-style version ids, Location/ETag headers, raw Binary).
  */
 import { createServer } from 'node:http';
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { CreateResourceOptions, FhirRequest, MemoryRepository } from '@medplum/fhir-router';
+import {
+  capabilityStatement,
+  isBinaryRead,
+  normalizeBasePath,
+  operationOutcome,
+  parseQuery,
+  parseRequestBody,
+  readBody,
+  send,
+  sendRawBinary,
+  wantsRawBinary,
+  type Resource,
+} from './fhir-wire.js';
 
 export interface RecordedRequest {
   method: string;
@@ -35,16 +48,9 @@ const DEFAULT_BASE_PATH = '/fhir';
 // Longer than any client agent's idle timeout, so the server never closes a socket the
 // client is about to reuse (which surfaces as a spurious ECONNRESET in tests).
 const KEEP_ALIVE_TIMEOUT_MS = 65_000;
-const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 const ROUTED_METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']);
 
-type Resource = Parameters<MemoryRepository['createResource']>[0];
-type Binary = Extract<Resource, { resourceType: 'Binary' }>;
-type OperationOutcome = Extract<Resource, { resourceType: 'OperationOutcome' }>;
-type CapabilityStatement = Extract<Resource, { resourceType: 'CapabilityStatement' }>;
-type IssueType = OperationOutcome['issue'][number]['code'];
 type Medplum = Awaited<ReturnType<typeof loadMedplum>>;
-type ResourceType = ReturnType<Medplum['core']['getResourceTypes']>[number];
 
 let medplum: Promise<Medplum> | undefined;
 
@@ -209,117 +215,4 @@ function createRepository(Base: typeof MemoryRepository): MemoryRepository {
     }
   }
   return new SequentialVersionRepository();
-}
-
-type ParsedBody = { body: unknown } | { error: { status: number; issue: IssueType; message: string } };
-
-function parseRequestBody(method: string, segments: string[], headers: IncomingHttpHeaders, body: Buffer): ParsedBody {
-  const contentType = headers['content-type'];
-  const mediaType = mediaTypeOf(contentType ?? '');
-  const rawBinaryWrite =
-    segments[0] === 'Binary' && ((method === 'POST' && segments.length === 1) || (method === 'PUT' && segments.length === 2));
-  if (rawBinaryWrite && !isFhirOrJson(mediaType)) {
-    const binary: Binary = {
-      resourceType: 'Binary',
-      contentType: contentType ?? 'application/octet-stream',
-      ...(segments[1] === undefined ? {} : { id: segments[1] }),
-      ...(body.length > 0 ? { data: body.toString('base64') } : {}),
-    };
-    const securityContext = headers['x-security-context'];
-    if (typeof securityContext === 'string') binary.securityContext = { reference: securityContext };
-    return { body: binary };
-  }
-  if (body.length === 0) return { body: undefined };
-  if (mediaType === 'application/x-www-form-urlencoded') return { body: parseQuery(body.toString('utf8')) };
-  if (!isJson(mediaType)) {
-    return { error: { status: 415, issue: 'not-supported', message: `Unsupported Content-Type: ${contentType ?? '(none)'}` } };
-  }
-  try {
-    return { body: JSON.parse(body.toString('utf8')) };
-  } catch (err) {
-    return { error: { status: 400, issue: 'structure', message: `Invalid JSON: ${(err as Error).message}` } };
-  }
-}
-
-/** Repeated parameters become arrays, as Medplum's own query parser does. */
-function parseQuery(search: string): Record<string, string | string[]> {
-  const query: Record<string, string | string[]> = Object.create(null);
-  for (const [name, value] of new URLSearchParams(search)) {
-    const existing = query[name];
-    query[name] = existing === undefined ? value : [existing, value].flat();
-  }
-  return query;
-}
-
-function mediaTypeOf(header: string): string {
-  return (header.split(';')[0] ?? '').trim().toLowerCase();
-}
-
-function isJson(mediaType: string): boolean {
-  return mediaType === 'application/json' || mediaType.endsWith('+json');
-}
-
-function isFhirOrJson(mediaType: string): boolean {
-  return isJson(mediaType) || mediaType.startsWith('application/fhir+');
-}
-
-function isBinaryRead(method: string, segments: string[]): boolean {
-  return method === 'GET' && segments[0] === 'Binary' && (segments.length === 2 || (segments.length === 4 && segments[2] === '_history'));
-}
-
-/** A client that asks for a non-FHIR type (e.g. `application/pdf`) gets the bytes themselves. */
-function wantsRawBinary(accept: string | undefined): boolean {
-  if (accept === undefined || accept.trim() === '') return false;
-  return !accept.split(',').some((range) => isFhirOrJson(mediaTypeOf(range)));
-}
-
-function sendRawBinary(res: ServerResponse, head: boolean, status: number, headers: Record<string, string>, binary: Binary): void {
-  const bytes = Buffer.from(binary.data ?? '', 'base64');
-  res.writeHead(status, {
-    ...headers,
-    'Content-Type': binary.contentType ?? 'application/octet-stream',
-    'Content-Length': bytes.length,
-  });
-  res.end(head ? undefined : bytes);
-}
-
-function send(res: ServerResponse, head: boolean, status: number, headers: Record<string, string>, resource: Resource): void {
-  const json = JSON.stringify(resource);
-  res.writeHead(status, { ...headers, 'Content-Type': FHIR_JSON, 'Content-Length': Buffer.byteLength(json) });
-  res.end(head ? undefined : json);
-}
-
-async function readBody(req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
-function operationOutcome(code: IssueType, text: string): OperationOutcome {
-  return { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code, details: { text } }] };
-}
-
-function normalizeBasePath(basePath: string): string {
-  const trimmed = basePath.replace(/\/+$/, '');
-  return trimmed === '' || trimmed.startsWith('/') ? trimmed : `/${trimmed}`;
-}
-
-function capabilityStatement(resourceTypes: ResourceType[]): CapabilityStatement {
-  const interactions = ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'create', 'search-type'] as const;
-  return {
-    resourceType: 'CapabilityStatement',
-    status: 'active',
-    date: new Date().toISOString(),
-    kind: 'instance',
-    software: { name: 'fhir-binary-gateway demo upstream (Medplum fhir-router, in memory)' },
-    fhirVersion: '4.0.1',
-    format: ['json'],
-    rest: [
-      {
-        mode: 'server',
-        interaction: [{ code: 'batch' }, { code: 'transaction' }],
-        resource: resourceTypes.map((type) => ({ type, interaction: interactions.map((code) => ({ code })) })),
-      },
-    ],
-  };
 }

@@ -1,7 +1,7 @@
 /**
  * The one error catalogue. Every refusal the gateway makes is one of these codes; the code is
  * stable (clients and dashboards switch on it), the message is for humans. Each code is
- * documented in docs/errors.md and test/errors.test.ts checks that nothing is missing there.
+ * documented in docs/errors.md and test/errors/catalogue.test.ts checks that nothing is missing there.
  */
 
 /** FHIR OperationOutcome.issue.code values we use (http://hl7.org/fhir/valueset-issue-type.html). */

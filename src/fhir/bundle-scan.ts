@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { GatewayError, isGatewayError } from '../errors/catalogue.js';
 import { SizeLimit } from '../lib/size-limit.js';
 import type { JsonToken } from '../json/tokenizer.js';
+import { WalkThrough } from '../json/walk-through.js';
 import { JsonWalker, type Container, type Route, type WalkPolicy } from '../json/walker.js';
 
 export interface BundleEntryRequest {
@@ -144,45 +145,28 @@ class BundleScan implements WalkPolicy<Place> {
 }
 
 /**
- * Passes the body on to the spool file while the scan reads it. JSON is UTF-8 (RFC 8259 §8.1):
- * the tokenizer would replace invalid sequences with U+FFFD while some upstream parsers decode
- * them (an overlong `\xC1\xAD` read as `m` makes a second `method` key we never saw): refused.
+ * JSON is UTF-8 (RFC 8259 §8.1). The tokenizer replaces invalid sequences with U+FFFD while some
+ * upstream parsers decode them (an overlong `\xC1\xAD` read as `m` makes a second `method` key we
+ * never saw): refused before the scan reads them.
  */
-class ScanThrough extends Transform {
+class Utf8Only extends Transform {
   private readonly utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-  constructor(private readonly scan: BundleScan) {
-    super();
-  }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    try {
-      this.utf8.decode(chunk, { stream: true });
-    } catch {
-      cb(bad('the Bundle is not valid UTF-8'));
-      return;
-    }
-    try {
-      // The scan never waits (it has no asynchronous hooks).
-      void this.scan.walker.push(chunk);
-    } catch (err) {
-      cb(err as Error);
-      return;
-    }
-    cb(null, chunk);
+    cb(
+      this.check(() => this.utf8.decode(chunk, { stream: true })),
+      chunk,
+    );
   }
   override _flush(cb: TransformCallback): void {
+    cb(this.check(() => this.utf8.decode()));
+  }
+  private check(decode: () => unknown): GatewayError | null {
     try {
-      this.utf8.decode();
+      decode();
+      return null;
     } catch {
-      cb(bad('the Bundle is not valid UTF-8'));
-      return;
+      return bad('the Bundle is not valid UTF-8');
     }
-    try {
-      void this.scan.walker.end();
-    } catch (err) {
-      cb(err as Error);
-      return;
-    }
-    cb();
   }
 }
 
@@ -205,7 +189,7 @@ export async function spoolAndScanBundle(body: Readable, opts: ScanOptions): Pro
   }
   const out = handle.createWriteStream();
   try {
-    await pipeline(body, limit, new ScanThrough(scan), out);
+    await pipeline(body, limit, new Utf8Only(), new WalkThrough(scan.walker), out);
   } catch (err) {
     out.destroy();
     if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));

@@ -15,8 +15,9 @@
  */
 import { GatewayError } from '../errors/catalogue.js';
 import type { Interaction } from './interaction.js';
-import { RESOURCE_TYPES, RESOURCE_TYPES_BY_LOWERCASE } from './resource-types.js';
-import { clip, DOLLAR, DOT, hasScheme, scanHeaders, scanPath, scanQuery, SLASH, type RequestHeaders } from './target-scan.js';
+import { ALLOW, isRead, methodNotAllowed, notFound, operationName, resourceType } from './classify-segments.js';
+import { routeInstance } from './classify-instance.js';
+import { clip, DOLLAR, hasScheme, scanHeaders, scanPath, scanQuery, SLASH, type RequestHeaders } from './target-scan.js';
 
 export type { RequestHeaders } from './target-scan.js';
 
@@ -40,25 +41,6 @@ export interface ClassifyEntryOptions {
 
 /** The methods FHIR R4 uses (http.html; the http-verb value set bound to Bundle.entry.request.method). */
 const FHIR_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']);
-
-/**
- * The five compartments R4 defines (compartmentdefinition.html). Only these
- * types can own a compartment search `[type]/[id]/[other type]`.
- */
-const COMPARTMENT_OWNERS: ReadonlySet<string> = new Set(['Patient', 'Encounter', 'RelatedPerson', 'Practitioner', 'Device']);
-
-/** Reserved path words, used only to refuse wrong-case spellings of them (`METADATA`, `_History`). */
-const KEYWORDS: ReadonlySet<string> = new Set(['metadata', '_history', '_search']);
-
-// Allow lists for 405 responses (RFC 9110 §15.5.6: a 405 MUST carry Allow). Also the documentation
-// of which methods each shape accepts.
-const ALLOW_READ = ['GET', 'HEAD'] as const;
-const ALLOW_OPERATION = ['GET', 'HEAD', 'POST'] as const;
-const ALLOW_POST = ['POST'] as const;
-const ALLOW_BASE_WITH_QUERY = ['GET', 'HEAD', 'POST'] as const;
-const ALLOW_TYPE = ['GET', 'HEAD', 'POST'] as const;
-const ALLOW_TYPE_WITH_QUERY = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
-const ALLOW_INSTANCE = ['GET', 'HEAD', 'PUT', 'PATCH', 'DELETE'] as const;
 
 /**
  * Classifies one HTTP request. `url` is the raw request-target; `basePath` the public FHIR base.
@@ -149,12 +131,12 @@ function classifyTarget(method: string, target: string, basePath: string, condit
     if (s0 === 'metadata') {
       // R4 http.html "capabilities": GET [base]/metadata.
       if (isRead(method)) return { kind: 'capabilities', method, path: 'metadata', query };
-      throw methodNotAllowed(method, 'metadata', ALLOW_READ, entry);
+      throw methodNotAllowed(method, 'metadata', ALLOW.read, entry);
     }
     if (s0 === '_history') {
       // R4 http.html "history": GET [base]/_history (whole system).
       if (isRead(method)) return { kind: 'history', method, path: '_history', query };
-      throw methodNotAllowed(method, '_history', ALLOW_READ, entry);
+      throw methodNotAllowed(method, '_history', ALLOW.read, entry);
     }
     if (s0.charCodeAt(0) === DOLLAR) {
       // R4 operations.html: system-level operation, invoked with POST, or GET when it has no side effects.
@@ -162,7 +144,7 @@ function classifyTarget(method: string, target: string, basePath: string, condit
       if (isRead(method) || method === 'POST') {
         return { kind: 'operation', operation, method, path: '$' + operation, query };
       }
-      throw methodNotAllowed(method, '$[operation]', ALLOW_OPERATION, entry);
+      throw methodNotAllowed(method, '$[operation]', ALLOW.operation, entry);
     }
   }
 
@@ -181,12 +163,12 @@ function classifyTarget(method: string, target: string, basePath: string, condit
     if (n !== 2) throw notFound();
     // R4 http.html "search": POST [base]/[type]/_search (parameters in the body and/or query).
     if (method === 'POST') return { kind: 'search', resourceType: type, method, path: type + '/_search', query };
-    throw methodNotAllowed(method, '[type]/_search', ALLOW_POST, entry);
+    throw methodNotAllowed(method, '[type]/_search', ALLOW.post, entry);
   }
   if (s1 === '_history') {
     if (n !== 2) throw notFound();
     if (isRead(method)) return { kind: 'history', resourceType: type, method, path: type + '/_history', query };
-    throw methodNotAllowed(method, '[type]/_history', ALLOW_READ, entry);
+    throw methodNotAllowed(method, '[type]/_history', ALLOW.read, entry);
   }
   if (s1.charCodeAt(0) === DOLLAR) {
     const operation = operationName(s1);
@@ -194,97 +176,10 @@ function classifyTarget(method: string, target: string, basePath: string, condit
     if (isRead(method) || method === 'POST') {
       return { kind: 'operation', resourceType: type, operation, method, path: type + '/$' + operation, query };
     }
-    throw methodNotAllowed(method, '[type]/$[operation]', ALLOW_OPERATION, entry);
+    throw methodNotAllowed(method, '[type]/$[operation]', ALLOW.operation, entry);
   }
 
-  const id = fhirId(s1, 'id');
-  if (n === 2) return routeInstance(method, type, id, query, entry);
-
-  const s2 = s[2];
-  if (s2 === '_history') {
-    if (n === 3) {
-      if (isRead(method)) {
-        return { kind: 'history', resourceType: type, id, method, path: type + '/' + id + '/_history', query };
-      }
-      throw methodNotAllowed(method, '[type]/[id]/_history', ALLOW_READ, entry);
-    }
-    const versionId = fhirId(s[3], 'version id');
-    if (n === 4) {
-      // R4 http.html "vread": GET [base]/[type]/[id]/_history/[vid].
-      if (isRead(method)) {
-        return {
-          kind: 'vread',
-          resourceType: type,
-          id,
-          versionId,
-          method,
-          path: type + '/' + id + '/_history/' + versionId,
-          query,
-        };
-      }
-      throw methodNotAllowed(method, '[type]/[id]/_history/[vid]', ALLOW_READ, entry);
-    }
-    const s4 = s[4];
-    if (n === 5 && s4.charCodeAt(0) === DOLLAR) {
-      // R4 operations.html: operations on a specific version, e.g. $meta on _history/[vid].
-      const operation = operationName(s4);
-      if (isRead(method)) {
-        return {
-          kind: 'operation',
-          resourceType: type,
-          id,
-          versionId,
-          operation,
-          method,
-          path: type + '/' + id + '/_history/' + versionId + '/$' + operation,
-          query,
-        };
-      }
-      throw methodNotAllowed(method, '[type]/[id]/_history/[vid]/$[operation]', ALLOW_READ, entry);
-    }
-    throw notFound();
-  }
-  if (s2.charCodeAt(0) === DOLLAR) {
-    const operation = operationName(s2);
-    if (n !== 3) throw notFound();
-    if (isRead(method) || method === 'POST') {
-      return {
-        kind: 'operation',
-        resourceType: type,
-        id,
-        operation,
-        method,
-        path: type + '/' + id + '/$' + operation,
-        query,
-      };
-    }
-    throw methodNotAllowed(method, '[type]/[id]/$[operation]', ALLOW_OPERATION, entry);
-  }
-  if (s2 === '*') {
-    // R4 search.html (Compartments) `[compartment]/[id]/*` (all types in the compartment): its scope
-    // depends on the server's CompartmentDefinition, which we cannot authorize per type. Refused.
-    throw new GatewayError('NOT_FOUND', "compartment searches across all types ('*') are not supported");
-  }
-  const other = resourceType(s2);
-  if (other === undefined) {
-    throw new GatewayError('NOT_FOUND', `'${clip(s2)}' is not a FHIR R4 resource type`);
-  }
-  if (n !== 3) throw notFound();
-  // R4 search.html (Compartments) and http.html (search): compartment search GET [base]/[Compartment]/[id]/[type]?params.
-  if (!COMPARTMENT_OWNERS.has(type)) {
-    throw new GatewayError('NOT_FOUND', `${type} is not a compartment type`);
-  }
-  if (isRead(method)) {
-    return {
-      kind: 'search',
-      resourceType: other,
-      compartment: { resourceType: type, id },
-      method,
-      path: type + '/' + id + '/' + other,
-      query,
-    };
-  }
-  throw methodNotAllowed(method, '[compartment]/[id]/[type]', ALLOW_READ, entry);
+  return routeInstance(method, type, s, query, entry);
 }
 
 /** `[base]` itself: batch/transaction (POST) and whole-system search (GET with parameters). */
@@ -300,8 +195,8 @@ function routeBase(method: string, query: string, entry: boolean): Interaction {
   // nothing to classify it as (servers answer it as a search, a capability page, or a 404), so it
   // is refused.
   if (isRead(method) && query.length !== 0) return { kind: 'search', method, path: '', query };
-  if (query.length === 0) throw methodNotAllowed(method, 'the base without search parameters', ALLOW_POST, entry);
-  throw methodNotAllowed(method, 'the base', ALLOW_BASE_WITH_QUERY, entry);
+  if (query.length === 0) throw methodNotAllowed(method, 'the base without search parameters', ALLOW.post, entry);
+  throw methodNotAllowed(method, 'the base', ALLOW.baseWithQuery, entry);
 }
 
 /** `[base]/[type]`: search, create, and the conditional update/patch/delete forms. */
@@ -324,88 +219,11 @@ function routeType(method: string, type: string, query: string, conditionalCreat
         const kind = method === 'PUT' ? 'update' : method === 'PATCH' ? 'patch' : 'delete';
         return { kind, resourceType: type, conditional: true, method, path: type, query };
       }
-      throw methodNotAllowed(method, '[type] without search criteria', ALLOW_TYPE, entry);
+      throw methodNotAllowed(method, '[type] without search criteria', ALLOW.type, entry);
     default:
-      throw methodNotAllowed(method, '[type]', query.length !== 0 ? ALLOW_TYPE_WITH_QUERY : ALLOW_TYPE, entry);
+      throw methodNotAllowed(method, '[type]', query.length !== 0 ? ALLOW.typeWithQuery : ALLOW.type, entry);
   }
 }
-
-/** `[base]/[type]/[id]`: read, update, patch, delete. */
-function routeInstance(method: string, type: string, id: string, query: string, entry: boolean): Interaction {
-  const path = type + '/' + id;
-  switch (method) {
-    case 'GET':
-    case 'HEAD':
-      return { kind: 'read', resourceType: type, id, method, path, query };
-    case 'PUT':
-      return { kind: 'update', resourceType: type, id, method, path, query };
-    case 'PATCH':
-      return { kind: 'patch', resourceType: type, id, method, path, query };
-    case 'DELETE':
-      return { kind: 'delete', resourceType: type, id, method, path, query };
-    default:
-      throw methodNotAllowed(method, '[type]/[id]', ALLOW_INSTANCE, entry);
-  }
-}
-
-/** HEAD is answered like GET (RFC 9110 §9.3.2), so it classifies like GET; the method is kept. */
-function isRead(method: string): boolean {
-  return method === 'GET' || method === 'HEAD';
-}
-
-/**
- * Returns `seg` if it is exactly an R4 resource type, undefined if it is not one in any case, and
- * refuses a wrong-case spelling (or a wrong-case reserved word such as `METADATA`): a
- * case-insensitive upstream would serve `patient` as `Patient` while our policy saw something else.
- */
-function resourceType(seg: string): string | undefined {
-  if (RESOURCE_TYPES.has(seg)) return seg;
-  const lower = seg.toLowerCase();
-  const canonical = RESOURCE_TYPES_BY_LOWERCASE.get(lower);
-  if (canonical !== undefined) {
-    throw new GatewayError('AMBIGUOUS_PATH', `resource type '${clip(seg)}' must be spelled '${canonical}'`);
-  }
-  if (KEYWORDS.has(lower) && seg !== lower) {
-    throw new GatewayError('AMBIGUOUS_PATH', `'${clip(seg)}' must be spelled '${lower}'`);
-  }
-  return undefined;
-}
-
-/** FHIR id / version id: `[A-Za-z0-9\-\.]{1,64}` (R4 datatypes.html#id), never '.' or '..'. */
-function fhirId(seg: string, what: string): string {
-  const len = seg.length;
-  let ok = len >= 1 && len <= 64;
-  for (let i = 0; ok && i < len; i++) {
-    const c = seg.charCodeAt(i);
-    ok =
-      (c >= 0x61 && c <= 0x7a) || // a-z
-      (c >= 0x41 && c <= 0x5a) || // A-Z
-      (c >= 0x30 && c <= 0x39) || // 0-9
-      c === 0x2d || // -
-      c === DOT;
-  }
-  // '.' and '..' are already refused as dot segments by scanPath; kept here so this function is
-  // correct on its own.
-  if (!ok || seg === '.' || seg === '..') {
-    throw new GatewayError('AMBIGUOUS_PATH', `invalid ${what} '${clip(seg)}' (FHIR ids are [A-Za-z0-9-.]{1,64})`);
-  }
-  return seg;
-}
-
-/** `$name` with name `[a-zA-Z][a-zA-Z0-9\-_]*` (R4 operationdefinition.html, OperationDefinition.code). Returns the name without '$'. */
-function operationName(seg: string): string {
-  const len = seg.length;
-  let ok = len >= 2;
-  for (let i = 1; ok && i < len; i++) {
-    const c = seg.charCodeAt(i);
-    const alpha = (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a);
-    ok = i === 1 ? alpha : alpha || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f;
-  }
-  if (!ok) throw new GatewayError('AMBIGUOUS_PATH', `invalid operation name '${clip(seg)}'`);
-  return seg.slice(1);
-}
-
-/** Parameter names we refuse, lowercase; the longest bounds how much of a name is ever decoded. */
 
 /**
  * A method outside GET/HEAD/POST/PUT/PATCH/DELETE. Always METHOD_NOT_ALLOWED; when the path is a
@@ -421,23 +239,8 @@ function unsupportedMethod(method: string, url: string, basePath: string): Gatew
   return new GatewayError('METHOD_NOT_ALLOWED', `method '${clip(method)}' is not supported`);
 }
 
-function methodNotAllowed(method: string, shape: string, allow: readonly string[], entry: boolean): GatewayError {
-  const detail = `${clip(method)} is not supported on ${shape}`;
-  return entry
-    ? new GatewayError('METHOD_NOT_ALLOWED', detail)
-    : new GatewayError('METHOD_NOT_ALLOWED', detail, { headers: { Allow: allow.join(', ') } });
-}
-
-function notFound(): GatewayError {
-  return new GatewayError('NOT_FOUND', 'no FHIR interaction has this path shape');
-}
-
 function notOriginForm(url: string): GatewayError {
   if (url === '*') return new GatewayError('ABSOLUTE_FORM_TARGET', 'asterisk-form request target');
   if (hasScheme(url)) return new GatewayError('ABSOLUTE_FORM_TARGET', 'absolute-form request target');
   return new GatewayError('ABSOLUTE_FORM_TARGET', "the request target must be in origin-form (start with '/')");
 }
-
-/** True if a ':' comes before any '/', '?' or '#', i.e. the reference has (or looks like it has) a scheme. */
-
-/** Client-visible echoes are short and printable: at most 100 characters, others replaced by '?'. */

@@ -8,7 +8,7 @@
  * StructureDefinitions with kind 'resource', derivation 'specialization', abstract false and
  * fhirVersion '4.0.1'. The fhirVersion filter matters: Medplum's copy of that file also carries the
  * R4B (4.3.0) `SubscriptionStatus` backport, which is not an R4 resource. Medplum's own types
- * (profiles-medplum.json: Project, Bot, ...) are deliberately not included. test/classify.test.ts
+ * (profiles-medplum.json: Project, Bot, ...) are deliberately not included. test/fhir/classify.test.ts
  * re-derives the list from the same file and fails if the two ever disagree.
  */
 export const RESOURCE_TYPE_NAMES: readonly string[] = Object.freeze([

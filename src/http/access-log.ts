@@ -41,7 +41,8 @@ export class AccessLog {
     const rec: AccessRecord = { id, ctx: undefined, interaction: undefined, code: undefined };
     if (this.log.isLevelEnabled('info')) {
       (res as ServerResponse & { [kRecord]?: unknown })[kRecord] = { log: this, rec };
-      res.once('close', onClose);
+      // 'close' fires once; on() spares the wrapper once() makes per request.
+      res.on('close', onClose);
     }
     return rec;
   }

@@ -54,7 +54,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
  * The logger for access lines, writing to the same destination. It has no redact step: its
  * lines have one fixed shape of values the gateway computes itself (ids, addresses, codes,
  * numbers), never headers, query strings or bodies, and pino's redaction of wildcard paths is
- * a measurable share of the per-request cost. test/logging.int.test.ts checks the lines.
+ * a measurable share of the per-request cost. test/http/logging.int.test.ts checks the lines.
  */
 export function createAccessLogger(parent: Logger): Logger {
   const stream = (parent as unknown as Record<symbol, DestinationStream>)[pino.symbols.streamSym];

@@ -1,14 +1,14 @@
 import { Transform, type TransformCallback } from 'node:stream';
-import { allowed, essence } from '../content/media-type.js';
 import { forEntry, GatewayError, isGatewayError } from '../errors/catalogue.js';
 import { NOT_ATTACHMENT } from '../fhir/attachment-kinds.js';
-import { BLOB_EXTENSION_URL, blobExtension } from '../fhir/blob-reference.js';
+import { BLOB_EXTENSION_URL } from '../fhir/blob-reference.js';
 import { bundleEntryOf, isResourceRoot } from '../fhir/json-positions.js';
 import type { JsonToken } from '../json/tokenizer.js';
 import { JsonWalker, type Container, type Route, type WalkPolicy } from '../json/walker.js';
 import { JsonWriter } from '../json/writer.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
 import { DataSink, type SinkResult } from './data-sink.js';
+import { checkAllowed, rewrittenMembers, type ObjectState, type Stored } from './externalize-attachment.js';
 
 export interface ExternalizeOptions {
   readonly store: BlobStore;
@@ -38,26 +38,6 @@ const HELD = new Set(['size', 'hash', '_data']);
 /** Members whose duplicates are refused: parsers disagree on which one wins. */
 const SINGLE = new Set(['data', 'contentType', 'resourceType', 'size', 'hash', '_data', 'securityContext']);
 const MAX_CAPTURE = 256;
-
-/** What the rewrite keeps about one object while it streams by. */
-interface ObjectState {
-  /** A resource: the document, a contained one, an entry's, a parameter's, an outcome. */
-  readonly root: boolean;
-  held: Map<string, unknown> | undefined;
-  contentType: string | undefined;
-  resourceType: string | undefined;
-  data: SinkResult | undefined;
-  /** On a resource root: its attachments, checked against its allow-list at its end. */
-  attachments: { readonly declared: string; readonly stored: Stored | undefined }[] | undefined;
-}
-
-/** An ExternalizedBlob while its resource is still being read. */
-interface Stored {
-  info: BlobInfo;
-  contentType: string;
-  resourceType: string;
-  entry: number | undefined;
-}
 
 type State = ObjectState | undefined;
 
@@ -227,7 +207,7 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
   private finishObject(c: Container<State>, held: Map<string, unknown> | undefined): void {
     const frame = c.state!;
     if (held) for (const [k, v] of held) this.out.pair(c, k, v);
-    if (frame.root) this.checkResource(frame);
+    if (frame.root) checkAllowed(frame, (rt) => this.opts.allowedTypes(rt));
     if (c.depth === 1) {
       this.rootType = frame.resourceType;
       this.rootSecurityContext = frame.held?.get('securityContext');
@@ -235,46 +215,11 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
   }
 
   private async finishData(c: Container<State>, frame: ObjectState, result: SinkResult): Promise<void> {
-    const binary = frame.root;
-    if (binary && frame.resourceType !== 'Binary') {
-      throw new GatewayError(
-        'BAD_REQUEST',
-        `a "data" member at the root of a resource is only valid in Binary, not ${frame.resourceType ?? 'a resource without resourceType'}`,
-      );
-    }
-    const declared = essence(frame.contentType);
-    if (!declared)
-      throw new GatewayError(
-        'UNSUPPORTED_MEDIA',
-        binary ? 'Binary.contentType is required' : 'an Attachment with data needs a valid contentType',
-      );
-    const bad = await result.sniffer.judge(declared);
-    if (bad) throw bad;
+    const { declared, members } = await rewrittenMembers(frame, result);
     const stored = result.kind === 'blob' ? this.stored.find((b) => b.info.id === result.info.id) : undefined;
     if (stored) stored.contentType = declared;
-    ((binary ? frame : this.resourceOf(c)).attachments ??= []).push({ declared, stored });
-    const held = new Map(frame.held);
-    if (result.kind === 'inline') {
-      this.out.pair(c, 'data', result.bytes.toString('base64'));
-      for (const [k, v] of held) this.out.pair(c, k, v);
-      return;
-    }
-    const { info } = result;
-    if (!binary) {
-      const size = held.get('size');
-      const hash = held.get('hash');
-      if (size !== undefined && size !== info.size)
-        throw new GatewayError('BAD_REQUEST', `Attachment.size says ${String(size)} bytes, the data has ${info.size}`);
-      if (hash !== undefined && hash !== info.sha1)
-        throw new GatewayError('BAD_REQUEST', 'Attachment.hash does not match the SHA-1 of the data');
-      held.set('size', info.size);
-      held.set('hash', info.sha1);
-    }
-    const prior = held.get('_data');
-    const element = prior && typeof prior === 'object' && !Array.isArray(prior) ? (prior as Record<string, unknown>) : {};
-    const extension = Array.isArray(element['extension']) ? (element['extension'] as unknown[]) : [];
-    held.set('_data', { ...element, extension: [...extension, blobExtension({ id: info.id, sha256: info.sha256 })] });
-    for (const [k, v] of held) this.out.pair(c, k, v);
+    ((frame.root ? frame : this.resourceOf(c)).attachments ??= []).push({ declared, stored });
+    for (const [k, v] of members) this.out.pair(c, k, v);
   }
 
   /** The resource an attachment sits in. */
@@ -282,18 +227,6 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
     for (let x = c.parent; x; x = x.parent) if (x.state?.root) return x.state;
     // Attachments always sit inside a resource; data in a non-resource document has no policy.
     throw new GatewayError('BAD_REQUEST', 'attachment data outside a FHIR resource');
-  }
-
-  /** The allow-list of the resource that carries the attachments; known only once the resource is complete. */
-  private checkResource(frame: ObjectState): void {
-    if (!frame.attachments) return;
-    const rt = frame.resourceType;
-    if (!rt) throw new GatewayError('BAD_REQUEST', 'a resource with attachment data has no resourceType');
-    const allow = this.opts.allowedTypes(rt);
-    for (const { declared, stored } of frame.attachments) {
-      if (!allowed(declared, allow)) throw new GatewayError('UNSUPPORTED_MEDIA', `${declared} is not allowed for ${rt}`);
-      if (stored) stored.resourceType = rt;
-    }
   }
 }
 

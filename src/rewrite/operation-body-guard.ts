@@ -1,8 +1,9 @@
-import { Transform, type TransformCallback } from 'node:stream';
+import type { Transform } from 'node:stream';
 import { GatewayError } from '../errors/catalogue.js';
 import { NOT_ATTACHMENT } from '../fhir/attachment-kinds.js';
 import { BLOB_EXTENSION_URL } from '../fhir/blob-reference.js';
 import type { JsonToken } from '../json/tokenizer.js';
+import { WalkThrough } from '../json/walk-through.js';
 import { JsonWalker, type Container, type Route, type WalkPolicy } from '../json/walker.js';
 import { decodedSize } from '../lib/base64.js';
 
@@ -13,44 +14,25 @@ import { decodedSize } from '../lib/base64.js';
  * operation may store what it receives, and the upstream must never hold large attachment data
  * or a reference the gateway did not write.
  */
-export class OperationBodyGuard extends Transform implements WalkPolicy<undefined> {
-  private readonly walker: JsonWalker<undefined>;
+export function operationBodyGuard(minBytes: number): Transform {
+  return new WalkThrough(new JsonWalker(new OperationBodyGuard(minBytes), guardWalk));
+}
+
+const guardWalk = {
+  maxDepth: 128,
+  maxKey: 1024,
+  hold: { maxChars: 0, maxDepth: 0 },
+  subject: 'the body',
+  forbid: { text: BLOB_EXTENSION_URL, error: () => new GatewayError('BAD_REQUEST', 'blob references are written by the gateway only') },
+  fail: (problem: string, cause?: unknown) => new GatewayError('BAD_REQUEST', problem, { cause }),
+};
+
+class OperationBodyGuard implements WalkPolicy<undefined> {
   /** Characters of the attachment `data` being read, and its last two (for padding). */
   private chars = 0;
   private tail = '';
 
-  constructor(private readonly minBytes: number) {
-    super();
-    this.walker = new JsonWalker(this, {
-      maxDepth: 128,
-      maxKey: 1024,
-      hold: { maxChars: 0, maxDepth: 0 },
-      subject: 'the body',
-      forbid: { text: BLOB_EXTENSION_URL, error: () => new GatewayError('BAD_REQUEST', 'blob references are written by the gateway only') },
-      fail: (problem, cause) => new GatewayError('BAD_REQUEST', problem, { cause }),
-    });
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    try {
-      // The guard never waits (its hooks are synchronous).
-      void this.walker.push(chunk);
-    } catch (err) {
-      cb(err as Error);
-      return;
-    }
-    cb(null, chunk);
-  }
-
-  override _flush(cb: TransformCallback): void {
-    try {
-      void this.walker.end();
-    } catch (err) {
-      cb(err as Error);
-      return;
-    }
-    cb();
-  }
+  constructor(private readonly minBytes: number) {}
 
   open(): undefined {
     return undefined;

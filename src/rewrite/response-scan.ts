@@ -1,8 +1,9 @@
 import { createWriteStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { JsonToken } from '../json/tokenizer.js';
+import { WalkThrough } from '../json/walk-through.js';
 import { JsonWalker, type Container, type Route, type WalkPolicy } from '../json/walker.js';
 
 /** What a batch/transaction-response says about one entry. */
@@ -24,9 +25,11 @@ export async function spoolBundleResponse(
   file: string,
 ): Promise<{ readonly entries: readonly EntryOutcome[]; readonly size: number }> {
   const scan = new ResponseScan();
+  // A response the scan cannot read is still relayed as it came; it only yields no entries.
+  const through = new WalkThrough(new JsonWalker(scan, scanWalk), { tolerant: true, onBroken: () => (scan.entries.length = 0) });
   const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
   try {
-    await pipeline(body, scan, out);
+    await pipeline(body, through, out);
   } catch (err) {
     await unlink(file).catch(() => undefined);
     throw err;
@@ -37,40 +40,16 @@ export async function spoolBundleResponse(
 /** Containers are marked `entry` (an item of the top-level entry array) or `response` (its response). */
 type Mark = 'entry' | 'response' | undefined;
 
-class ResponseScan extends Transform implements WalkPolicy<Mark> {
+const scanWalk = {
+  maxDepth: 128,
+  maxKey: 1024,
+  hold: { maxChars: MAX_VALUE, maxDepth: 1 },
+  subject: 'the response',
+  fail: (problem: string) => new Error(problem),
+};
+
+class ResponseScan implements WalkPolicy<Mark> {
   readonly entries: { status: string | undefined; location: string | undefined }[] = [];
-  private readonly walker = new JsonWalker<Mark>(this, {
-    maxDepth: 128,
-    maxKey: 1024,
-    hold: { maxChars: MAX_VALUE, maxDepth: 1 },
-    subject: 'the response',
-    fail: (problem) => new Error(problem),
-  });
-  /** Once the body is not what we can read, it is only passed on. */
-  private broken = false;
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (!this.broken) {
-      try {
-        void this.walker.push(chunk);
-      } catch {
-        this.broken = true;
-        this.entries.length = 0;
-      }
-    }
-    cb(null, chunk);
-  }
-
-  override _flush(cb: TransformCallback): void {
-    if (!this.broken) {
-      try {
-        void this.walker.end();
-      } catch {
-        this.entries.length = 0;
-      }
-    }
-    cb();
-  }
 
   open(c: Container<Mark>): Mark {
     const p = c.parent;

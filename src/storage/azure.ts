@@ -9,19 +9,11 @@ import {
   type BlockBlobClient,
   type StoragePipelineOptions,
 } from '@azure/storage-blob';
-import {
-  blobMissing,
-  type BlobInfo,
-  type BlobStore,
-  type ByteRange,
-  type ListOptions,
-  type ListPage,
-  type MetaPatch,
-  type PutMeta,
-  type PutOptions,
-} from './blob-store.js';
+import { blobMissing } from './blob-store.js';
+import type { BlobInfo, BlobStore, ByteRange, ListOptions, ListPage, MetaPatch, PutMeta, PutOptions } from './blob-store.js';
 import { DigestStream } from './digest.js';
-import { checkRange, isBlobId, newBlobId, newInfo, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
+import { abortError, finishPut } from './put.js';
+import { checkRange, isBlobId, newBlobId, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
 
 export interface AzureStoreOptions {
   container: string;
@@ -87,11 +79,7 @@ export class AzureBlobStore implements BlobStore {
         blobHTTPHeaders: { blobContentType: meta.contentType },
       });
       await Promise.all([streamed, upload]);
-      if (signal?.aborted) throw abortError(signal);
-      const info = newInfo(id, digest.digest, meta);
-      await this.writeRecord(info, {});
-      if (signal?.aborted) throw abortError(signal);
-      return info;
+      return await finishPut(id, digest.digest, meta, signal, (info) => this.writeRecord(info, {}));
     } catch (err) {
       digest.destroy();
       await this.discard(id, staging);
@@ -238,11 +226,6 @@ function trackStaging(blob: BlockBlobClient): { staged(): boolean; settle(): Pro
       await Promise.allSettled(inFlight);
     },
   };
-}
-
-/** Always named AbortError, whatever reason the caller aborted with (that becomes the cause). */
-function abortError(signal: AbortSignal | undefined): Error {
-  return Object.assign(new Error('the put was aborted', { cause: signal?.reason }), { name: 'AbortError' });
 }
 
 /** A missing container is a misconfiguration, not a missing blob, and must not read as one. */

@@ -4,18 +4,8 @@ import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle }
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import {
-  blobMissing,
-  blobUnreadable,
-  type BlobInfo,
-  type BlobStore,
-  type ByteRange,
-  type ListOptions,
-  type ListPage,
-  type MetaPatch,
-  type PutMeta,
-  type PutOptions,
-} from './blob-store.js';
+import { blobMissing, blobUnreadable } from './blob-store.js';
+import type { BlobInfo, BlobStore, ByteRange, ListOptions, ListPage, MetaPatch, PutMeta, PutOptions } from './blob-store.js';
 import { DigestStream } from './digest.js';
 import { HEADER_READ_BYTES, newHeader, OpenStream, openHeader, SealStream, sealedSize, sealedSpan, type KeyRing } from './encryption.js';
 import { checkRange, isBlobId, newBlobId, newInfo, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';

@@ -1,20 +1,11 @@
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { addAbortSignal, pipeline, Readable } from 'node:stream';
-import {
-  blobMissing,
-  blobUnreadable,
-  type BlobInfo,
-  type BlobStore,
-  type ByteRange,
-  type ListOptions,
-  type ListPage,
-  type MetaPatch,
-  type PutMeta,
-  type PutOptions,
-} from './blob-store.js';
+import { blobMissing, blobUnreadable } from './blob-store.js';
+import type { BlobInfo, BlobStore, ByteRange, ListOptions, ListPage, MetaPatch, PutMeta, PutOptions } from './blob-store.js';
 import { DigestStream } from './digest.js';
-import { checkRange, isBlobId, newBlobId, newInfo, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
+import { finishPut } from './put.js';
+import { checkRange, isBlobId, newBlobId, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -102,11 +93,7 @@ export class S3BlobStore implements BlobStore {
       });
       await upload.done();
       // An abort that arrives once every byte was read no longer reaches the stream.
-      if (signal?.aborted) throw abortError(signal);
-      const info = newInfo(id, digest.digest, meta);
-      await this.writeRecord(info, {});
-      if (signal?.aborted) throw abortError(signal);
-      return info;
+      return await finishPut(id, digest.digest, meta, signal, (info) => this.writeRecord(info, {}));
     } catch (err) {
       const reason = cause ?? err;
       // Nothing will read the rest of the body. lib-storage already destroys the stream it stops
@@ -230,9 +217,4 @@ export class S3BlobStore implements BlobStore {
 function isAbsent(err: unknown): boolean {
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
   return e.name === 'NoSuchKey' || (e.$metadata?.httpStatusCode === 404 && e.name !== 'NoSuchBucket');
-}
-
-/** The same shape as Node's own abort errors (stream.addAbortSignal, stream/promises.pipeline). */
-function abortError(signal: AbortSignal): Error {
-  return Object.assign(new Error('The operation was aborted', { cause: signal.reason }), { name: 'AbortError', code: 'ABORT_ERR' });
 }

@@ -6,7 +6,7 @@ import { GatewayError, isGatewayError } from '../errors/catalogue.js';
 import type { Interaction } from '../fhir/interaction.js';
 import { SizeLimit } from '../lib/size-limit.js';
 import { clientGone, spoolThrough } from '../lib/spool-file.js';
-import { OperationBodyGuard } from '../rewrite/operation-body-guard.js';
+import { operationBodyGuard } from '../rewrite/operation-body-guard.js';
 import { requireJson, rewritesResponse } from '../rewrite/params.js';
 import type { Exchange } from '../security/exchange.js';
 import type { Forwarder } from './forwarder.js';
@@ -70,7 +70,7 @@ export class PassThroughRoutes {
     x.continue100();
     const maxBytes = graphql ? Math.min(minBytes, rule.limits.maxRequestBytes) : rule.limits.maxRequestBytes;
     const gone = clientGone(res);
-    const spooled = await spoolThrough(req, json ? new OperationBodyGuard(minBytes) : new PassThrough(), {
+    const spooled = await spoolThrough(req, json ? operationBodyGuard(minBytes) : new PassThrough(), {
       dir: config.server.spoolDir,
       kind: 'operation',
       maxBytes,

@@ -4,12 +4,12 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import t from 'tap';
 import { BLOB_EXTENSION_URL } from '../../src/fhir/blob-reference.js';
-import { OperationBodyGuard } from '../../src/rewrite/operation-body-guard.js';
+import { operationBodyGuard } from '../../src/rewrite/operation-body-guard.js';
 import { pieces } from '../helpers/engine.js';
 
 async function guard(body: string, minBytes: number, cut = 65536): Promise<string> {
   const out: Buffer[] = [];
-  await pipeline(Readable.from(pieces(Buffer.from(body), cut)), new OperationBodyGuard(minBytes), async function* (src) {
+  await pipeline(Readable.from(pieces(Buffer.from(body), cut)), operationBodyGuard(minBytes), async function* (src) {
     for await (const c of src) out.push(c as Buffer);
   });
   return Buffer.concat(out).toString();

@@ -128,7 +128,7 @@ export function satisfiesRestrictions(scope: SmartScope, params: readonly QueryP
  * A Binary belongs to no compartment; its `securityContext` says which resource governs it. A
  * patient-scoped read of a Binary is therefore let through to the binary plane, which owns every
  * such read and serves it only when the Binary's securityContext is in the patient's compartment
- * (src/binary/security-context.ts); a Binary without one is refused there.
+ * (src/security/security-context.ts); a Binary without one is refused there.
  */
 export function binaryReadDeferred(request: Interaction): boolean {
   if (request.resourceType !== 'Binary' || request.id === undefined) return false;
