@@ -211,6 +211,9 @@ t.test('XML cannot be held to a budget: refused with 406 naming JSON; JSON by an
   for (const [headers, q] of [
     [{ accept: 'application/fhir+xml' }, ''],
     [{}, '?_format=xml'],
+    // JSON refused outright: the 406 too comes as XML (it came as JSON before the one Accept negotiation).
+    [{ accept: 'application/fhir+xml, application/json;q=0' }, ''],
+    [{ accept: 'application/fhir+xml, application/*;q=0' }, ''],
   ] as const) {
     const r = await get(s, `DocumentReference/${id}${q}`, headers);
     t.equal(r.status, 406);
