@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { isActiveContent } from '../content/media-type.js';
 import { GatewayError } from '../errors/catalogue.js';
-import { storeFailure } from '../errors/map.js';
+import { contentFailure } from '../errors/map.js';
 import type { BlobRef } from '../fhir/blob-reference.js';
 import { parseRange, type ByteRange } from '../lib/range.js';
 import type { Exchange } from '../security/exchange.js';
@@ -96,7 +96,7 @@ export class RawResponder {
     try {
       return (await this.store.openPlainFile(id))?.file;
     } catch (err) {
-      throw storeFailure(err);
+      throw contentFailure(err);
     }
   }
 
@@ -105,7 +105,7 @@ export class RawResponder {
     try {
       return (await this.store.get(id, range)).body;
     } catch (err) {
-      throw storeFailure(err);
+      throw contentFailure(err);
     }
   }
 

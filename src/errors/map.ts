@@ -14,12 +14,21 @@ export function toGatewayError(err: unknown): GatewayError {
   return isGatewayError(err) ? err : new GatewayError('INTERNAL', undefined, { cause: err });
 }
 
-/** A failure talking to the object store: a file gone from under us is unreadable content; anything else is the store being unavailable. */
+/** A failure of the object store (writing, or reading metadata): the store is unavailable. */
 export function storeFailure(err: unknown): GatewayError {
   if (isGatewayError(err)) return err;
-  if ((err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT')
-    return new GatewayError('BLOB_UNREADABLE', 'the stored content is missing', { cause: err });
   return new GatewayError('STORAGE_UNAVAILABLE', undefined, { cause: err });
+}
+
+/**
+ * A failure opening stored content: a file gone from under its record is content that cannot be
+ * read (BLOB_UNREADABLE, not retried); anything else is the store being unavailable.
+ */
+export function contentFailure(err: unknown): GatewayError {
+  if ((err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT' && !isGatewayError(err)) {
+    return new GatewayError('BLOB_UNREADABLE', 'the stored content is missing', { cause: err });
+  }
+  return storeFailure(err);
 }
 
 /** A failure talking to the upstream FHIR server: it did not answer in time, or could not be reached. */

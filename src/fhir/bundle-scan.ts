@@ -72,6 +72,8 @@ class BundleScan implements WalkPolicy<Place> {
     this.walker = new JsonWalker(this, {
       maxDepth: MAX_DEPTH,
       maxKey: 1024,
+      // Keys the scan does not read may be anything the upstream accepts.
+      longKeys: 'cut',
       hold: { maxChars: MAX_URL + 256, maxDepth: 4 },
       subject: 'the Bundle',
       fail: (problem) => bad(problem),

@@ -27,7 +27,7 @@ export function listOfResource(c: Container<unknown>): string | undefined {
 export function bundleEntryOf(c: Container<unknown> | undefined): number | undefined {
   for (let x = c; x; x = x.parent) {
     const p = x.parent;
-    if (p?.kind === 'array' && p.depth === 2 && p.key === 'entry') return x.index;
+    if (p?.kind === 'array' && p.depth === 2 && p.key === 'entry') return x.kind === 'object' ? x.index : undefined;
   }
   return undefined;
 }

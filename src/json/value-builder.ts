@@ -4,7 +4,7 @@ import type { JsonToken } from './tokenizer.js';
 const TOKEN_COST = 16;
 
 export interface ValueLimits {
-  /** Budget in characters of text plus TOKEN_COST per token. */
+  /** Budget in characters of text plus TOKEN_COST per value, container and key (not per piece of a string). */
   readonly maxCost: number;
   readonly maxDepth: number;
   /** The error to throw past a limit (what it says depends on whose JSON it is). */
@@ -28,12 +28,18 @@ export class ValueBuilder {
 
   /** Takes the next token; true once the value is complete. */
   push(t: JsonToken): boolean {
-    this.cost += TOKEN_COST;
-    if (this.cost > this.limits.maxCost) throw this.limits.tooLarge('too large');
+    // Pieces of a string or number cost their characters only: what a value costs must not depend
+    // on how the network cut it.
+    if (t.name !== 'stringChunk' && t.name !== 'numberChunk') {
+      this.cost += TOKEN_COST;
+      if (this.cost > this.limits.maxCost) throw this.limits.tooLarge('too large');
+    }
     switch (t.name) {
       case 'startObject':
       case 'startArray': {
-        const c = t.name === 'startObject' ? {} : [];
+        // No prototype: a member named `__proto__` is a member like any other, not the object's
+        // prototype (whose members every later read would see as the object's own).
+        const c = t.name === 'startObject' ? (Object.create(null) as Record<string, unknown>) : [];
         this.put(c);
         if (this.stack.length >= this.limits.maxDepth) throw this.limits.tooLarge('nested too deeply');
         this.stack.push(c);

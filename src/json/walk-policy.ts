@@ -48,8 +48,13 @@ export interface WalkPolicy<S> {
 
 export interface WalkOptions {
   readonly maxDepth: number;
-  /** Longer keys are refused: no FHIR element name comes close. */
+  /** Longer keys are refused (no FHIR element name comes close), or with `longKeys: 'cut'` kept to this length. */
   readonly maxKey: number;
+  /**
+   * `cut`: a longer key is kept to maxKey characters and the walk goes on, for readers that only
+   * look for short keys and must not refuse what they do not read (a cut key never equals one).
+   */
+  readonly longKeys?: 'refuse' | 'cut';
   /** Bounds of a held value: characters (plus a per-token cost) and nesting. */
   readonly hold: { readonly maxChars: number; readonly maxDepth: number };
   /** A string value equal to `text` anywhere (passed, held or streamed) is refused with `error()`. */

@@ -94,7 +94,10 @@ export class JsonWalker<S> {
       case Mode.Key:
         if (t.name === 'stringChunk') {
           this.keyText += t.value;
-          if (this.keyText.length > this.opts.maxKey) throw this.opts.fail('a JSON key is too long');
+          if (this.keyText.length > this.opts.maxKey) {
+            if (this.opts.longKeys !== 'cut') throw this.opts.fail('a JSON key is too long');
+            this.keyText = this.keyText.slice(0, this.opts.maxKey);
+          }
         } else if (t.name === 'endKey') {
           this.key = this.keyText;
           this.mode = Mode.Value;

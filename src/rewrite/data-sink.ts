@@ -84,6 +84,10 @@ export class DataSink {
 
   private start(): void {
     this.body = new PassThrough();
+    // The store attaches its listeners only once it has opened its file (or connection); an abort
+    // before that (a truncated final base64 group) destroys this stream with an error nobody would
+    // hear yet, and an unheard 'error' takes the process down. The put reports it.
+    this.body.on('error', () => undefined);
     this.put = this.opts.store
       .put(this.body, { contentType: 'application/octet-stream' }, { maxBytes: this.opts.maxBytes, signal: this.opts.signal })
       .catch((err: unknown) => {

@@ -160,7 +160,10 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
       this.sink = new DataSink({ store: this.opts.store, minBytes, maxBytes: this.opts.maxBytes, signal: this.abort.signal });
       return 'stream';
     }
-    return key === 'contentType' || (key === 'resourceType' && frame.root) ? 'hold' : 'pass';
+    // Read (and written back in place) only when it is a string: anything else is walked like
+    // any value, so attachment data inside it is still found.
+    if (first.name === 'startString' && (key === 'contentType' || (key === 'resourceType' && frame.root))) return 'hold';
+    return 'pass';
   }
 
   held(parent: Container<State> | undefined, key: string | undefined, value: unknown): void {
@@ -170,7 +173,7 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
       (frame.held ??= new Map()).set(key, value);
       return;
     }
-    // Read and written back in place.
+    // Read and written back in place (a string: see route).
     this.out.pair(parent, key, value);
     if (typeof value !== 'string') return;
     if (value.length > MAX_CAPTURE) throw new GatewayError('BAD_REQUEST', `${key} is too long`);

@@ -21,6 +21,8 @@ export function operationBodyGuard(minBytes: number): Transform {
 const guardWalk = {
   maxDepth: 128,
   maxKey: 1024,
+  // The body is passed on as it is: only `data` and our URL are refused, not long keys.
+  longKeys: 'cut' as const,
   hold: { maxChars: 0, maxDepth: 0 },
   subject: 'the body',
   forbid: { text: BLOB_EXTENSION_URL, error: () => new GatewayError('BAD_REQUEST', 'blob references are written by the gateway only') },

@@ -41,9 +41,11 @@ export async function spoolBundleResponse(
 type Mark = 'entry' | 'response' | undefined;
 
 const scanWalk = {
-  maxDepth: 128,
-  maxKey: 1024,
-  hold: { maxChars: MAX_VALUE, maxDepth: 1 },
+  // The upstream's answer, relayed as it came whatever it is: only what the scan reads is bounded.
+  maxDepth: 1000,
+  maxKey: 64,
+  longKeys: 'cut' as const,
+  hold: { maxChars: 0, maxDepth: 0 },
   subject: 'the response',
   fail: (problem: string) => new Error(problem),
 };
@@ -61,12 +63,23 @@ class ResponseScan implements WalkPolicy<Mark> {
     return p?.state === 'entry' && c.key === 'response' ? 'response' : undefined;
   }
 
+  /** `entry[i].response.status` / `.location` being read, kept to MAX_VALUE characters. */
+  private reading: { field: 'status' | 'location'; value: string } | undefined;
+
   route(parent: Container<Mark> | undefined, key: string | undefined, first: JsonToken): Route {
-    return parent?.state === 'response' && (key === 'status' || key === 'location') && first.name === 'startString' ? 'hold' : 'pass';
+    if (parent?.state !== 'response' || (key !== 'status' && key !== 'location') || first.name !== 'startString') return 'pass';
+    this.reading = { field: key, value: '' };
+    return 'stream';
   }
 
-  held(_parent: Container<Mark> | undefined, key: string | undefined, value: unknown): void {
+  chunk(text: string): void {
+    const r = this.reading!;
+    if (r.value.length < MAX_VALUE) r.value = (r.value + text).slice(0, MAX_VALUE);
+  }
+
+  streamEnd(): void {
     const entry = this.entries[this.entries.length - 1];
-    if (entry && typeof value === 'string' && (key === 'status' || key === 'location')) entry[key] = value;
+    if (entry) entry[this.reading!.field] = this.reading!.value;
+    this.reading = undefined;
   }
 }

@@ -45,11 +45,10 @@ export class S3BlobStore implements BlobStore {
   private readonly bucket: string;
   private readonly prefix: string;
   private readonly sse: { ServerSideEncryption?: S3StoreOptions['serverSideEncryption']; SSEKMSKeyId?: string };
+  private readonly partSize: number;
+  private readonly queueSize: number;
 
-  constructor(
-    private readonly options: S3StoreOptions,
-    client?: S3Client,
-  ) {
+  constructor(options: S3StoreOptions, client?: S3Client) {
     const partSize = options.partSizeBytes ?? DEFAULT_PART_SIZE_BYTES;
     // Fail at boot rather than on the first large upload.
     if (partSize < MIN_PART_SIZE_BYTES)
@@ -64,6 +63,8 @@ export class S3BlobStore implements BlobStore {
       });
     this.bucket = options.bucket;
     this.prefix = options.prefix ?? '';
+    this.partSize = partSize;
+    this.queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
     this.sse = {
       ...(options.serverSideEncryption ? { ServerSideEncryption: options.serverSideEncryption } : {}),
       ...(options.sseKmsKeyId ? { SSEKMSKeyId: options.sseKmsKeyId } : {}),
@@ -86,8 +87,8 @@ export class S3BlobStore implements BlobStore {
       const upload = new Upload({
         client: this.client,
         params: { Bucket: this.bucket, Key: this.contentKey(id), Body: digest, ContentType: meta.contentType, ...this.sse },
-        partSize: this.options.partSizeBytes ?? DEFAULT_PART_SIZE_BYTES,
-        queueSize: this.options.queueSize ?? DEFAULT_QUEUE_SIZE,
+        partSize: this.partSize,
+        queueSize: this.queueSize,
         // The upload aborts its own multipart upload before done() rejects.
         leavePartsOnError: false,
       });
