@@ -6,7 +6,7 @@
 // Binary by id — inside a batch, where the promised plane check never happens.
 import t from 'tap';
 import { PDF, stack } from '../helpers/binary-stack.js';
-import { BUNDLE_RULE, bundle, direct, status, type Bundle } from './helpers.js';
+import { BUNDLE_RULE, bundle, direct, outcome, outcomeCodeOf, type Bundle } from './helpers.js';
 
 t.test('a patient-scoped token reads another patient’s Binary inside a batch', async (t) => {
   const s = await stack(t, { rules: [BUNDLE_RULE] });
@@ -21,22 +21,21 @@ t.test('a patient-scoped token reads another patient’s Binary inside a batch',
     data: secret.toString('base64'),
   });
   const token = await s.as('patient/*.rs', me);
-  t.equal(
-    await status(fetch(`${s.gw.base}/Binary/${theirs}`, { headers: token })),
-    403,
+  t.same(
+    await outcome(fetch(`${s.gw.base}/Binary/${theirs}`, { headers: token })),
+    [403, 'INSUFFICIENT_SCOPE'],
     'the plain read is refused (securityContext of another patient)',
   );
 
   const r = await bundle(s, token, [{ request: { method: 'GET', url: `Binary/${theirs}` } }]);
-  const body = (await r.json()) as Bundle;
-  const leaked = body.entry?.[0]?.resource?.data as string | undefined;
+  const text = await r.text();
+  const leaked = (JSON.parse(text) as Bundle).entry?.[0]?.resource?.data as string | undefined;
   t.notOk(
     leaked !== undefined && Buffer.from(leaked, 'base64').equals(secret),
     'the batch entry does not return the other patient’s content',
   );
   // Binary entries are refused in any Bundle (400 BAD_BUNDLE): the plane's checks cannot run there.
-  t.equal(r.status, 400, 'the batch is refused');
-  t.match(JSON.stringify(body), /BAD_BUNDLE/);
+  t.same([r.status, outcomeCodeOf(text)], [400, 'BAD_BUNDLE'], 'the batch is refused');
 });
 
 t.test('user/Binary.r without read access to the securityContext: batch read and instance history', async (t) => {
@@ -50,12 +49,20 @@ t.test('user/Binary.r without read access to the securityContext: batch read and
     data: secret.toString('base64'),
   });
   const binaryOnly = await s.as('user/Binary.rs');
-  t.equal(await status(fetch(`${s.gw.base}/Binary/${governed}`, { headers: binaryOnly })), 403, 'the plain read is refused');
+  t.same(
+    await outcome(fetch(`${s.gw.base}/Binary/${governed}`, { headers: binaryOnly })),
+    [403, 'INSUFFICIENT_SCOPE'],
+    'the plain read is refused',
+  );
 
-  const b = (await (await bundle(s, binaryOnly, [{ request: { method: 'GET', url: `Binary/${governed}` } }])).json()) as Bundle;
-  t.equal(b.entry?.[0]?.resource?.data, undefined, 'batch read: no content of a governed Binary');
-  const hist = (await (await fetch(`${s.gw.base}/Binary/${governed}/_history`, { headers: binaryOnly })).json()) as Bundle;
-  t.equal(hist.entry?.[0]?.resource?.data, undefined, 'instance history: no content of a governed Binary');
+  const batch = await bundle(s, binaryOnly, [{ request: { method: 'GET', url: `Binary/${governed}` } }]);
+  const batchText = await batch.text();
+  t.equal((JSON.parse(batchText) as Bundle).entry?.[0]?.resource?.data, undefined, 'batch read: no content of a governed Binary');
+  t.same([batch.status, outcomeCodeOf(batchText)], [400, 'BAD_BUNDLE'], 'batch read: refused');
+  const hist = await fetch(`${s.gw.base}/Binary/${governed}/_history`, { headers: binaryOnly });
+  const histText = await hist.text();
+  t.equal((JSON.parse(histText) as Bundle).entry?.[0]?.resource?.data, undefined, 'instance history: no content of a governed Binary');
+  t.same([hist.status, outcomeCodeOf(histText)], [403, 'INSUFFICIENT_SCOPE'], 'instance history: refused');
   // (Binary search would be the same hole on an upstream that indexes Binary; Medplum's in-memory
   // repository answers `Binary?_id=` with nothing, so it is not asserted here.)
 });

@@ -8,7 +8,7 @@
 // securityContext copies the content out.
 import t from 'tap';
 import { PDF, sha256, stack } from '../helpers/binary-stack.js';
-import { BUNDLE_RULE, bundle, direct, locationId, status, uploadGoverned, type Bundle } from './helpers.js';
+import { BUNDLE_RULE, bundle, direct, locationId, outcome, outcomeCodeOf, uploadGoverned, type Bundle } from './helpers.js';
 
 t.test('reference leaked by Binary history, planted in a DocumentReference created by pass-through', async (t) => {
   const s = await stack(t);
@@ -17,10 +17,16 @@ t.test('reference leaked by Binary history, planted in a DocumentReference creat
   const governed = await uploadGoverned(s, secret, 'application/pdf', `Patient/${pid}`);
   // May read Binaries and write DocumentReferences; may not read the Patient.
   const attacker = await s.as('user/Binary.r user/DocumentReference.cru');
-  t.equal(await status(fetch(`${s.gw.base}/Binary/${governed}`, { headers: attacker })), 403, 'the governed Binary itself is refused');
+  t.same(
+    await outcome(fetch(`${s.gw.base}/Binary/${governed}`, { headers: attacker })),
+    [403, 'INSUFFICIENT_SCOPE'],
+    'the governed Binary itself is refused',
+  );
 
-  const hist = (await (await fetch(`${s.gw.base}/Binary/${governed}/_history`, { headers: attacker })).json()) as Bundle;
-  const element = hist.entry?.[0]?.resource?._data;
+  const histAnswer = await fetch(`${s.gw.base}/Binary/${governed}/_history`, { headers: attacker });
+  const histText = await histAnswer.text();
+  t.same([histAnswer.status, outcomeCodeOf(histText)], [403, 'INSUFFICIENT_SCOPE'], 'its history is refused too');
+  const element = (JSON.parse(histText) as Bundle).entry?.[0]?.resource?._data;
   t.equal(element, undefined, 'the internal blob reference is not shown to a client');
 
   // Even without the leak: a client-written reference must never be followed.
@@ -37,8 +43,13 @@ t.test('reference leaked by Binary history, planted in a DocumentReference creat
       content: [{ attachment: { contentType: 'application/pdf', _data: ref } }],
     }),
   });
-  const doc = (await created.json()) as { id?: string };
-  t.not(created.status, 201, 'a DocumentReference carrying our blob-reference extension is refused');
+  const createdText = await created.text();
+  t.same(
+    [created.status, outcomeCodeOf(createdText)],
+    [400, 'BAD_REQUEST'],
+    'a DocumentReference carrying our blob-reference extension is refused',
+  );
+  const doc = JSON.parse(createdText) as { id?: string };
   if (!doc.id) return;
   const stolen = await fetch(`${s.gw.base}/DocumentReference/${doc.id}/$binary-access-read?path=DocumentReference.content.attachment`, {
     headers: attacker,
@@ -56,15 +67,15 @@ t.test('reference planted in a Binary written in a transaction', async (t) => {
   const ref = (
     (await (await fetch(`${s.up.url}/Binary/${governed}`, { headers: { accept: 'application/fhir+json' } })).json()) as { _data: unknown }
   )._data;
-  const tx = (await (
-    await bundle(
-      s,
-      attacker,
-      [{ request: { method: 'POST', url: 'Binary' }, resource: { resourceType: 'Binary', contentType: 'application/pdf', _data: ref } }],
-      'transaction',
-    )
-  ).json()) as Bundle;
-  const id = locationId(tx);
+  const txAnswer = await bundle(
+    s,
+    attacker,
+    [{ request: { method: 'POST', url: 'Binary' }, resource: { resourceType: 'Binary', contentType: 'application/pdf', _data: ref } }],
+    'transaction',
+  );
+  const txText = await txAnswer.text();
+  t.same([txAnswer.status, outcomeCodeOf(txText)], [400, 'BAD_BUNDLE'], 'the transaction is refused');
+  const id = locationId(JSON.parse(txText) as Bundle);
   t.equal(id, undefined, 'a client-written blob reference in a transaction entry is refused');
   if (!id) return;
   const stolen = await fetch(`${s.gw.base}/Binary/${id}`, { headers: attacker });

@@ -26,12 +26,6 @@ export function bundle(s: Stack, headers: Record<string, string>, entries: unkno
 /** The id in a transaction-response location (`Binary/{id}` or `Binary/{id}/_history/1`). */
 export const locationId = (b: Bundle, i = 0): string | undefined => b.entry?.[i]?.response?.location?.split('/')[1];
 
-export async function status(p: Promise<Response>): Promise<number> {
-  const r = await p;
-  await r.arrayBuffer();
-  return r.status;
-}
-
 /** A governed Binary uploaded the proper way (raw, through the gateway): its bytes are in the store. */
 export async function uploadGoverned(s: Stack, content: Buffer, contentType: string, securityContext?: string): Promise<string> {
   const r = await fetch(`${s.gw.base}/Binary`, {
@@ -42,4 +36,25 @@ export async function uploadGoverned(s: Stack, content: Buffer, contentType: str
   await r.arrayBuffer();
   if (r.status !== 201) throw new Error(`upload failed: ${r.status}`);
   return (r.headers.get('location') ?? '').split('/')[5];
+}
+
+/** The stable code of an OperationOutcome body (issue[0].details.coding[0].code, docs/errors.md); undefined for anything else. */
+export function outcomeCodeOf(body: string): string | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+  const oo = v as { resourceType?: string; issue?: { details?: { coding?: { code?: string }[] } }[] } | null;
+  return oo?.resourceType === 'OperationOutcome' ? oo.issue?.[0]?.details?.coding?.[0]?.code : undefined;
+}
+
+/**
+ * What an attack test pins about an answer: its HTTP status and its OperationOutcome code
+ * (undefined when the body is not an OperationOutcome), the body read to its end.
+ */
+export async function outcome(p: Promise<Response> | Response): Promise<[status: number, code: string | undefined]> {
+  const r = await p;
+  return [r.status, outcomeCodeOf(await r.text())];
 }

@@ -14,8 +14,11 @@
 import { request, type ClientRequest } from 'node:http';
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import type { Socket } from 'node:net';
 import t from 'tap';
 import { stack, type Stack } from '../helpers/binary-stack.js';
+import { eventually } from '../helpers/poll.js';
+import { outcomeCodeOf } from './helpers.js';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
@@ -24,7 +27,9 @@ const used = () => {
   const m = process.memoryUsage();
   return m.heapUsed + m.external + m.arrayBuffers;
 };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The answer to a request: its status and its OperationOutcome code. */
+type Answer = [status: number, code: string | undefined];
 
 /** Opens a POST /Binary and writes head + `count` copies of `unit` with backpressure; the caller ends it. */
 async function open(
@@ -33,10 +38,11 @@ async function open(
   head: string,
   unit: string,
   count: number,
-): Promise<{ req: ClientRequest; done: Promise<number> }> {
+): Promise<{ req: ClientRequest; done: Promise<Answer>; answered: () => boolean }> {
   const url = new URL(`${s.gw.base}/Binary`);
   let req!: ClientRequest;
-  const done = new Promise<number>((resolve, reject) => {
+  let answered = false;
+  const done = new Promise<Answer>((resolve, reject) => {
     req = request(
       {
         host: url.hostname,
@@ -44,10 +50,13 @@ async function open(
         path: url.pathname,
         method: 'POST',
         headers: { ...headers, 'content-type': 'application/fhir+json' },
+        agent: false, // a connection of its own, whose gateway side can be watched
       },
       (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
+        answered = true;
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve([res.statusCode ?? 0, outcomeCodeOf(Buffer.concat(chunks).toString('utf8'))]));
       },
     );
     req.on('error', reject);
@@ -72,7 +81,7 @@ async function open(
         req.once('close', go);
       });
   }
-  return { req, done };
+  return { req, done, answered: () => answered };
 }
 
 /** Peak memory growth while the whole request runs (sampled). */
@@ -83,16 +92,16 @@ async function peakOf(
   unit: string,
   count: number,
   tail: string,
-): Promise<{ status: number; peak: number }> {
+): Promise<{ answer: Answer; peak: number }> {
   gc();
   const base = used();
   let peak = 0;
   const timer = setInterval(() => (peak = Math.max(peak, used() - base)), 5);
   const { req, done } = await open(s, headers, head, unit, count);
   req.end(tail);
-  const status = await done;
+  const answer = await done;
   clearInterval(timer);
-  return { status, peak };
+  return { answer, peak };
 }
 
 /** Memory still held (after a full GC) once everything but the closing brace has been sent and read. */
@@ -103,20 +112,27 @@ async function retainedOf(
   unit: string,
   count: number,
   tail: string,
-): Promise<{ status: number; retained: number }> {
+): Promise<{ answer: Answer; retained: number }> {
+  // The gateway's side of the connection (it runs in this process): what it has read so far.
+  const accepted: Socket[] = [];
+  const onConnection = (socket: Socket) => accepted.push(socket);
+  s.gw.server.on('connection', onConnection);
   gc();
   const base = used();
-  const { req, done } = await open(s, headers, head, unit, count);
+  const { req, done, answered } = await open(s, headers, head, unit, count);
+  s.gw.server.off('connection', onConnection);
   if (!req.destroyed) req.write(tail.slice(0, -1));
-  // Let the gateway consume what was sent, then see what it still holds.
-  let retained = 0;
-  for (let i = 0; i < 10; i++) {
-    await sleep(300);
-    gc();
-    retained = used() - base;
-  }
+  const served = accepted.find((c) => c.remotePort === req.socket?.localPort);
+  // Wait until the gateway has read every byte sent (or refused the request), then see what it still holds.
+  await eventually(
+    () => req.destroyed || answered() || (served !== undefined && served.bytesRead >= (req.socket?.bytesWritten ?? Infinity)),
+    'the gateway reading everything sent',
+    60_000,
+  );
+  gc();
+  const retained = used() - base;
   if (!req.destroyed) req.end(tail.slice(-1));
-  return { status: await done, retained };
+  return { answer: await done, retained };
 }
 
 t.test('a large non-data member is loaded whole (readFile + JSON.parse of the spool)', async (t) => {
@@ -136,7 +152,7 @@ t.test('a large non-data member is loaded whole (readFile + JSON.parse of the sp
   t.teardown(() => void (JSON.parse = parse));
   const r = await peakOf(s, token, `${sc}"data":"aGVsbG8=","meta":{"tag":[{"display":"`, 'a', size, '"}]}}');
   JSON.parse = parse;
-  t.equal(r.status, 403);
+  t.same(r.answer, [403, 'INSUFFICIENT_SCOPE'], 'refused at the securityContext check');
   t.comment(`longest text parsed whole: ${(longest / MiB).toFixed(1)} MiB; sampled peak growth ${(r.peak / MiB).toFixed(0)} MiB`);
   t.ok(longest < MiB, `no part of the body is parsed whole (longest: ${(longest / MiB).toFixed(1)} MiB)`);
 });
@@ -148,9 +164,9 @@ t.test('a held member made of empty objects is assembled in memory without bound
   // Declared PDF, text content: refused (415) when the root object ends; until then `_data` is held.
   const head = '{"resourceType":"Binary","contentType":"application/pdf","data":"aGVsbG8=",';
   const control = await retainedOf(s, token, `${head}"meta":{"extension":[{}`, ',{}', count, ']}}');
-  t.equal(control.status, 415);
+  t.same(control.answer, [415, 'UNSUPPORTED_MEDIA'], 'control: refused when the root object ends');
   const r = await retainedOf(s, token, `${head}"_data":{"extension":[{}`, ',{}', count, ']}}');
-  t.equal(r.status, 400, 'refused as soon as the held member passes its bound');
+  t.same(r.answer, [400, 'BAD_REQUEST'], 'refused as soon as the held member passes its bound');
   t.comment(
     `${((count * 3) / MiB).toFixed(0)} MiB of {} under meta (streamed): ${(control.retained / MiB).toFixed(0)} MiB retained; under _data (held): ${(r.retained / MiB).toFixed(0)} MiB`,
   );

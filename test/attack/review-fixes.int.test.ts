@@ -9,16 +9,9 @@ import { buildConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors/catalogue.js';
 import { AUDIENCE, ISSUER, makeKey, mintToken, startJwksServer } from '../helpers/auth.js';
 import { startTestGateway } from '../helpers/gateway.js';
-import {
-  closedPort,
-  httpMessage,
-  outcomeCode,
-  portOf,
-  RawConnection,
-  rawRequest,
-  sleep,
-  startRecordingServer,
-} from '../helpers/raw-http.js';
+import { closedPort, httpMessage, outcomeCode, portOf, RawConnection, rawRequest, startRecordingServer } from '../helpers/raw-http.js';
+import { eventually, settled } from '../helpers/poll.js';
+import { outcome } from './helpers.js';
 
 const HOST = 'Host: gateway.test';
 
@@ -28,13 +21,13 @@ function tempDir(t: Test, prefix: string): string {
   return dir;
 }
 
-/** Open fds of this process (the gateway runs in it) that point at deleted spool files. */
-function deletedSpoolFds(): string[] {
+/** Open fds of this process (the gateway runs in it) that point at deleted spool files in `spoolDir`. */
+function deletedSpoolFds(spoolDir: string): string[] {
   const out: string[] = [];
   for (const fd of readdirSync('/proc/self/fd')) {
     try {
       const target = readlinkSync(`/proc/self/fd/${fd}`);
-      if (target.includes('fbg-bundle-') && target.endsWith('(deleted)')) out.push(target);
+      if (target.startsWith(`${spoolDir}/`) && target.endsWith('(deleted)')) out.push(target);
     } catch {
       // closed between readdir and readlink
     }
@@ -58,19 +51,13 @@ t.test('review #1: a jwksFile rewritten in place and reloaded stops trusting the
   writeFileSync(jwksFile, JSON.stringify({ keys: [a.publicJwk] }));
   const config = { auth: { issuers: [ISSUER], audiences: [AUDIENCE], jwksFile } };
   const gw = await startTestGateway(t, { upstream: up.url, config });
-  const read = async (key: typeof a) =>
-    (
-      await fetch(`${gw.base}/Patient/p1`, {
-        headers: { authorization: `Bearer ${await mintToken(key, { claims: { scope: 'user/Patient.r' } })}` },
-      })
-    ).status;
+  const readWith = (token: string) => outcome(fetch(`${gw.base}/Patient/p1`, { headers: { authorization: `Bearer ${token}` } }));
+  const read = async (key: typeof a) => readWith(await mintToken(key, { claims: { scope: 'user/Patient.r' } }));
+  const OK = [200, undefined];
+  const UNTRUSTED = [401, 'INVALID_TOKEN'];
   const tokenA = await mintToken(a, { claims: { scope: 'user/Patient.r' } });
-  t.equal(
-    (await fetch(`${gw.base}/Patient/p1`, { headers: { authorization: `Bearer ${tokenA}` } })).status,
-    200,
-    'key a trusted (and its token now cached)',
-  );
-  t.equal(await read(b), 401, 'key b not yet');
+  t.same(await readWith(tokenA), OK, 'key a trusted (and its token now cached)');
+  t.same(await read(b), UNTRUSTED, 'key b not yet');
   writeFileSync(jwksFile, JSON.stringify({ keys: [b.publicJwk] }));
   gw.reload(
     buildConfig(
@@ -84,24 +71,21 @@ t.test('review #1: a jwksFile rewritten in place and reloaded stops trusting the
       dir,
     ),
   );
-  t.equal(
-    (await fetch(`${gw.base}/Patient/p1`, { headers: { authorization: `Bearer ${tokenA}` } })).status,
-    401,
-    'the cached token of the removed key is refused',
-  );
-  t.equal(await read(a), 401, 'key a no longer trusted');
-  t.equal(await read(b), 200, 'key b trusted');
+  t.same(await readWith(tokenA), UNTRUSTED, 'the cached token of the removed key is refused');
+  t.same(await read(a), UNTRUSTED, 'key a no longer trusted');
+  t.same(await read(b), OK, 'key b trusted');
 });
 
 t.test('review #2: a client that closes right after sending a Bundle leaves no spool file and no open fd', async (t) => {
   const up = await startRecordingServer(t);
   const key = await makeKey('k1');
   const jwks = await startJwksServer(t, [key]);
-  const spoolDir = tempDir(t, 'fbg-spool-');
-  const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url, config: { server: { spoolDir } } });
+  const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url });
   const auth = `Authorization: Bearer ${await mintToken(key, { claims: { scope: 'user/Patient.rs' } })}`;
   // Verify the token once so the JWKS fetch does not widen the window we test.
   await rawRequest(portOf(gw.url), httpMessage(['GET /fhir/Patient/p0 HTTP/1.1', HOST, auth]));
+  const accessLines = () => gw.logs.lines.filter((l) => l['msg'] === 'request').length;
+  const before = accessLines();
   for (let i = 0; i < 10; i++) {
     const conn = await RawConnection.connect(portOf(gw.url));
     const body = batch(3);
@@ -113,20 +97,16 @@ t.test('review #2: a client that closes right after sending a Bundle leaves no s
     );
     conn.socket.destroy();
   }
-  await sleep(300);
-  t.same(readdirSync(spoolDir), [], 'no spool file left');
-  t.same(deletedSpoolFds(), [], 'no fd held on a deleted spool file');
+  // Each exchange gets its access line when it closes: then the gateway is done with all ten.
+  await eventually(() => accessLines() - before >= 10, 'an access line for each of the ten exchanges');
+  t.same(await settled(() => gw.spoolFiles(), []), [], 'no spool file left');
+  t.same(await settled(() => deletedSpoolFds(gw.spoolDir), []), [], 'no fd held on a deleted spool file');
 });
 
 t.test('review #3: spool fds are released when the upstream is down', async (t) => {
   const key = await makeKey('k1');
   const jwks = await startJwksServer(t, [key]);
-  const spoolDir = tempDir(t, 'fbg-spool-');
-  const gw = await startTestGateway(t, {
-    upstream: `http://127.0.0.1:${await closedPort()}/fhir`,
-    jwksUri: jwks.url,
-    config: { server: { spoolDir } },
-  });
+  const gw = await startTestGateway(t, { upstream: `http://127.0.0.1:${await closedPort()}/fhir`, jwksUri: jwks.url });
   const token = await mintToken(key, { claims: { scope: 'user/Patient.rs' } });
   for (let i = 0; i < 5; i++) {
     const r = await fetch(gw.base, {
@@ -137,9 +117,16 @@ t.test('review #3: spool fds are released when the upstream is down', async (t) 
     t.equal(r.status, 502);
     t.equal(outcomeCode(await r.json()), 'UPSTREAM_UNAVAILABLE');
   }
-  await sleep(200);
-  t.same(readdirSync(spoolDir), [], 'spool files removed');
-  t.same(deletedSpoolFds(), [], 'and their fds closed');
+  t.same(await settled(() => gw.spoolFiles(), []), [], 'spool files removed');
+  const open = await settled(() => deletedSpoolFds(gw.spoolDir), []);
+  t.same(
+    open.filter((f) => !/\/fbg-body-[^/]*$/.test(f)),
+    [],
+    'and the fds of the scanned Bundles closed',
+  );
+  t.same(open, [], 'and so are those of the rewritten bodies the upstream never took', {
+    todo: 'product bug: src/upstream/client.ts send() does not destroy a body stream whose upstream request failed; its fd stays open',
+  });
 });
 
 t.test("review #5: a parameter hidden behind ';' is seen by the scope checks too", async (t) => {
@@ -204,17 +191,13 @@ t.test('review #8: an exchange the upstream cuts short still gets an access line
     timeoutMs: 2000,
   }).catch(() => undefined);
   t.notOk(r?.complete, 'the client does not get a complete answer');
-  await sleep(100);
   const id = up.requests[0].headers['x-request-id'];
-  const lines = gw.logs.lines.filter((l) => l['reqId'] === id);
-  t.ok(
-    lines.some((l) => l['msg'] === 'request' && l['aborted'] === true),
-    'access line with aborted: true',
-  );
-  t.ok(
-    lines.some((l) => l['msg'] === 'upstream response broke off'),
-    'and a warning saying why',
-  );
+  const lines = () => gw.logs.lines.filter((l) => l['reqId'] === id);
+  // The access line is written when the exchange closes, which may be after the client saw the cut.
+  const access = await eventually(() => lines().find((l) => l['msg'] === 'request'), 'the access line of the cut exchange');
+  t.equal(access['aborted'], true, 'access line with aborted: true');
+  const warning = await eventually(() => lines().find((l) => l['msg'] === 'upstream response broke off'), 'a warning saying why');
+  t.equal(warning['level'], 'warn', 'and a warning saying why');
 });
 
 t.test('review #9: credentials in upstream.url are a configuration error', async (t) => {

@@ -4,7 +4,7 @@
 // app, that links any Binary id it sees to another patient's id.
 import t from 'tap';
 import { PDF, stack } from '../helpers/binary-stack.js';
-import { direct, uploadGoverned } from './helpers.js';
+import { direct, outcomeCodeOf, uploadGoverned } from './helpers.js';
 
 t.test('a refused reader is not told whose Binary it is', async (t) => {
   const s = await stack(t);
@@ -13,6 +13,7 @@ t.test('a refused reader is not told whose Binary it is', async (t) => {
   const id = await uploadGoverned(s, PDF(100), 'application/pdf', `Patient/${other}`);
   const r = await fetch(`${s.gw.base}/Binary/${id}`, { headers: await s.as('patient/*.rs', me) });
   const text = await r.text();
-  t.equal(r.status, 403);
+  t.same([r.status, outcomeCodeOf(text)], [403, 'INSUFFICIENT_SCOPE'], 'refused');
   t.notOk(text.includes(other), 'the other patient’s id is not in the refusal');
+  t.notOk(JSON.stringify(Object.fromEntries(r.headers)).includes(other), 'nor in its headers');
 });

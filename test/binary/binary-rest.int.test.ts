@@ -1,19 +1,11 @@
 // Binary over REST through the running gateway, against Medplum's FHIR router and the filesystem store.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { makeKey, mintToken, startJwksServer } from '../helpers/auth.js';
 import { binaryPosts, code, PDF, PNG, sha256, stack, upload, upstreamBinary } from '../helpers/binary-stack.js';
 import { startTestGateway } from '../helpers/gateway.js';
+import { eventually, settled } from '../helpers/poll.js';
 import { httpMessage, portOf, rawRequest } from '../helpers/raw-http.js';
-
-function privateDir(t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'fbg-spool-test-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 t.test('POST raw content: stored, the upstream holds a reference, the client reads the same bytes back', async (t) => {
   const s = await stack(t);
@@ -235,14 +227,12 @@ t.test('a client that disconnects midway leaves nothing behind', async (t) => {
     ]),
   );
   sock.write(PDF(200_000));
-  await new Promise((r) => setTimeout(r, 200));
   t.ok(
-    s.gw.blobFiles().some((f) => f.endsWith('.tmp')),
+    await eventually(() => s.gw.blobFiles().some((f) => f.endsWith('.tmp')), 'a temp file in the store').catch(() => false),
     'the upload was in progress',
   );
   sock.destroy();
-  for (let i = 0; i < 50 && s.gw.blobFiles().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
-  t.same(s.gw.blobFiles(), [], 'temp file removed');
+  t.same(await settled(() => s.gw.blobFiles(), []), [], 'temp file removed');
   t.equal(binaryPosts(s), 0);
 });
 
@@ -369,9 +359,7 @@ t.test('a FHIR JSON Binary body: its data is externalized and checked like raw c
 });
 
 t.test('a FHIR JSON Binary body that fails a check: refused, nothing stored, nothing sent upstream', async (t) => {
-  // A spool directory of its own: other test files spool into the shared tmpdir at the same time.
-  const spoolDir = privateDir(t);
-  const s = await stack(t, { server: { spoolDir } });
+  const s = await stack(t);
   const before = binaryPosts(s);
   const cases: [string, string, string, number, string][] = [
     [
@@ -439,7 +427,7 @@ t.test('a FHIR JSON Binary body that fails a check: refused, nothing stored, not
     t.same(s.gw.blobFiles(), [], `${name}: nothing stored`);
   }
   t.equal(binaryPosts(s), before, 'the upstream never saw any of them');
-  t.same(readdirSync(spoolDir), [], 'no spool file left behind');
+  t.same(s.gw.spoolFiles(), [], 'no spool file left behind');
 });
 
 t.test('PATCH of Binary is refused: it could set data past every check', async (t) => {
@@ -456,8 +444,7 @@ t.test('PATCH of Binary is refused: it could set data past every check', async (
 });
 
 t.test('a Binary held inline above 1 MiB is streamed, not buffered, and its securityContext still checked', async (t) => {
-  const spoolDir = privateDir(t);
-  const s = await stack(t, { server: { spoolDir } });
+  const s = await stack(t);
   const content = PDF(3_000_000);
   const pid = (
     (await (
@@ -494,7 +481,8 @@ t.test('a Binary held inline above 1 MiB is streamed, not buffered, and its secu
   const binaryOnly = await fetch(`${s.gw.base}/Binary/${id}`, { headers: await s.as('user/Binary.r') });
   t.equal(binaryOnly.status, 403, 'securityContext enforced on large inline Binaries too');
   t.equal(await code(binaryOnly), 'INSUFFICIENT_SCOPE');
-  t.same(readdirSync(spoolDir), [], 'every spool file removed');
+  // Removed when each exchange closes, which may be after the client has its answer.
+  t.same(await settled(() => s.gw.spoolFiles(), []), [], 'every spool file removed');
 });
 
 t.test('every security refusal of an upload (401, 403 transport/IP/scope) stores nothing and sends nothing upstream', async (t) => {

@@ -1,7 +1,9 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import { createHash } from 'node:crypto';
-import fs, { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import fsp from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,8 +12,36 @@ import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { GatewayError, type ErrorCode } from '../../src/errors/catalogue.js';
 import { spoolAndScanBundle, type ScannedBundle, type ScanOptions } from '../../src/fhir/bundle-scan.js';
+import { eventually } from '../helpers/poll.js';
 
 const MiB = 1024 * 1024;
+
+/**
+ * Every open of a spool file (fs/promises `open`, which the scanner awaits before it reads the
+ * body) goes through this wrapper: it counts the opens in flight, and can delay them as a busy
+ * libuv threadpool would (`openDelayMs`). A test that checks that no spool file turns up late
+ * waits for every open to complete (`opensDone`) instead of sleeping for a while.
+ */
+const realOpen = fsp.open;
+let opensStarted = 0;
+let opensInFlight = 0;
+let openDelayMs = 0;
+fsp.open = async (...args: Parameters<typeof realOpen>) => {
+  opensStarted++;
+  opensInFlight++;
+  try {
+    if (openDelayMs > 0) await new Promise((r) => setTimeout(r, openDelayMs));
+    return await realOpen(...args);
+  } finally {
+    opensInFlight--;
+  }
+};
+syncBuiltinESMExports(); // the scanner's `import { open }` is a live binding: point it at the wrapper
+t.teardown(() => {
+  fsp.open = realOpen;
+  syncBuiltinESMExports();
+});
+const opensDone = () => eventually(() => opensInFlight === 0, 'every open of a spool file completing');
 
 function tempDir(t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'fbg-scan-test-'));
@@ -67,8 +97,8 @@ async function refused(
   if (detail) t.match(err?.message, detail);
   // The spool file is removed on failure (also if its open completes after the failure).
   t.same(readdirSync(dir), [], 'no spool file left');
-  await new Promise((r) => setTimeout(r, 20));
-  t.same(readdirSync(dir), [], 'still no spool file a moment later');
+  await opensDone();
+  t.same(readdirSync(dir), [], 'still no spool file once every open completed');
   return err;
 }
 
@@ -515,6 +545,7 @@ t.test('a body stream that fails midway (client abort) is a GatewayError and lea
   const dir = tempDir(t);
   async function* broken() {
     yield Buffer.from('{"resourceType":"Bundle","type":"batch","entry":[');
+    // Part of the scenario: the failure comes later than the first bytes, as a socket's would.
     await new Promise((r) => setTimeout(r, 5));
     throw new Error('socket hang up');
   }
@@ -543,25 +574,29 @@ t.test('the spool file is removed on every failure, whatever the chunking (prope
     }),
     { numRuns: 100 },
   );
-  await new Promise((r) => setTimeout(r, 50));
-  t.same(readdirSync(dir), []);
+  await opensDone();
+  t.same(readdirSync(dir), [], 'none once every open completed');
 });
 
 t.test('the spool file is removed even when the failure comes before the file exists (slow filesystem)', async (t) => {
   const dir = tempDir(t);
-  // Delay the start of every callback-style open(2) (what a lazily opened fs.createWriteStream
-  // uses), as a busy libuv threadpool would: a body refused before such an open completes must
-  // not leave the file behind once it does.
-  const realOpen = fs.open;
-  const slowOpen = (...args: unknown[]) => void setTimeout(() => (realOpen as (...a: unknown[]) => void)(...args), 30);
-  (fs as { open: unknown }).open = slowOpen;
+  // Every open takes 30 ms, as on a busy libuv threadpool: a body that fails (the client went
+  // away) while its spool file is still being opened, and bodies refused right after, must not
+  // leave the file behind once it exists.
+  openDelayMs = 30;
   t.teardown(() => {
-    (fs as { open: unknown }).open = realOpen;
+    openDelayMs = 0;
   });
+  const before = opensStarted;
+  const gone = new Readable({ read() {} });
+  gone.on('error', () => undefined); // as a request socket's: nobody is listening yet while the file opens
+  setImmediate(() => gone.destroy(new Error('socket hang up')));
+  await refused(t, dir, gone, 'BAD_BUNDLE');
   for (const body of ['[', 'x', '{"a":1,"a":2}', '{"resourceType":"Bundle","type":"batch","entry":{}}']) {
     await refused(t, dir, body, 'BAD_BUNDLE');
   }
-  await new Promise((r) => setTimeout(r, 100));
+  t.equal(opensStarted - before, 5, 'each spool file was opened through the slow open');
+  await opensDone();
   t.same(readdirSync(dir), [], 'nothing appeared after the delayed opens completed');
 });
 

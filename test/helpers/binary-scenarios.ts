@@ -4,6 +4,7 @@
 import { connect } from 'node:net';
 import type { Test } from 'tap';
 import { binaryPosts, blobRefOf, createdId, pngOfAtLeast, sha256, stack, upload, type Stack } from './binary-stack.js';
+import { eventually } from './poll.js';
 import { httpMessage, portOf } from './raw-http.js';
 
 /** One driver, on a server of its own for this test. */
@@ -33,13 +34,11 @@ const MiB = 1024 * 1024;
 const STORE_DOWN_ANSWER_MS = 10_000;
 
 /** Polls until `done` holds or `ms` pass; the caller asserts on the outcome. */
-async function until(done: () => Promise<boolean>, ms = 10_000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await done()) return true;
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 25));
-  }
+function until(done: () => Promise<boolean>, ms = 10_000): Promise<boolean> {
+  return eventually(done, 'a store condition', ms, 25).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** The gateway on this store, with room for uploads several parts long. */

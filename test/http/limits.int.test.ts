@@ -6,6 +6,7 @@ import type { IncomingMessage } from 'node:http';
 import t, { type Test } from 'tap';
 import { makeKey, mintToken, startJwksServer } from '../helpers/auth.js';
 import { startTestGateway } from '../helpers/gateway.js';
+import { settled } from '../helpers/poll.js';
 import { chunk, httpMessage, outcomeCode, portOf, RawConnection, rawRequest, sleep, startRecordingServer } from '../helpers/raw-http.js';
 
 const key = await makeKey('k1');
@@ -14,6 +15,12 @@ const token = await mintToken(key, { claims: { scope: 'user/*.cruds fhir.write f
 const AUTH = `Authorization: Bearer ${token}`;
 const HOST = 'Host: gateway.test';
 const LIMIT = 1024;
+/**
+ * A bounded wait before checking that something did NOT reach the upstream, taken only after the
+ * gateway is done with the exchange (its access line is written, or it closed the connection):
+ * long enough for a request it had forwarded to land.
+ */
+const QUIET_MS = 100;
 
 interface BodyOutcome {
   bytes: number;
@@ -28,7 +35,7 @@ interface BodyOutcome {
 async function setup(t: Test) {
   const bodies: BodyOutcome[] = [];
   const firstBytes: (() => void)[] = [];
-  const settled: ((o: BodyOutcome) => void)[] = [];
+  const onSettle: ((o: BodyOutcome) => void)[] = [];
   const up = await startRecordingServer(t, (req: IncomingMessage, res) => {
     let bytes = 0;
     let done = false;
@@ -37,7 +44,7 @@ async function setup(t: Test) {
       done = true;
       const o = { bytes, result };
       bodies.push(o);
-      for (const f of settled.splice(0)) f(o);
+      for (const f of onSettle.splice(0)) f(o);
     };
     req.on('data', (d: Buffer) => {
       if (bytes === 0) for (const f of firstBytes.splice(0)) f();
@@ -63,7 +70,7 @@ async function setup(t: Test) {
     port: portOf(gw.url),
     bodies,
     nextFirstBytes: () => new Promise<void>((r) => firstBytes.push(r)),
-    nextSettled: () => new Promise<BodyOutcome>((r) => settled.push(r)),
+    nextSettled: () => new Promise<BodyOutcome>((r) => onSettle.push(r)),
   };
 }
 
@@ -73,7 +80,7 @@ function postHead(path: string, ...extra: string[]): string[] {
 }
 
 t.test('a declared Content-Length over the rule limit is refused with 413 before the upstream', async (t) => {
-  const { up, port } = await setup(t);
+  const { up, gw, port } = await setup(t);
   // Only the head is sent: the refusal must not wait for (or read) the body.
   const conn = await RawConnection.connect(port);
   t.teardown(() => conn.close());
@@ -83,7 +90,8 @@ t.test('a declared Content-Length over the rule limit is refused with 413 before
   t.equal(outcomeCode(res.body), 'PAYLOAD_TOO_LARGE');
   t.equal(res.headers.connection, 'close', 'the unread body is not taken as the next request');
   t.ok(await conn.waitClosed(), 'the connection is closed');
-  await sleep(100);
+  await gw.accessLine(res.headers['x-request-id']);
+  await sleep(QUIET_MS);
   t.same(up.requests, [], 'the upstream received nothing');
 
   // The same size is fine where no rule narrows the default limit, and exactly LIMIT is fine here.
@@ -108,7 +116,7 @@ t.test('a chunked body that grows past the limit gets 413 and the upstream reque
   const conn = await RawConnection.connect(port);
   t.teardown(() => conn.close());
   const first = nextFirstBytes();
-  const settled = nextSettled();
+  const outcome = nextSettled();
   await conn.write(
     Buffer.concat([httpMessage(postHead('/fhir/Observation/$validate', 'Transfer-Encoding: chunked')), chunk(Buffer.alloc(600, 1))]),
   );
@@ -119,13 +127,13 @@ t.test('a chunked body that grows past the limit gets 413 and the upstream reque
   const res = await conn.readResponse();
   t.equal(res.statusCode, 413);
   t.equal(outcomeCode(res.body), 'PAYLOAD_TOO_LARGE');
-  const body = await settled;
+  const body = await outcome;
   t.equal(body.result, 'aborted', 'the upstream saw its request cut off, never a complete body');
   t.ok(body.bytes <= LIMIT, `the upstream got at most the limit (${body.bytes} bytes)`);
 });
 
 t.test('a chunked body over the limit sent at once never completes upstream either', async (t) => {
-  const { port, bodies } = await setup(t);
+  const { up, gw, port, bodies } = await setup(t);
   const res = await rawRequest(
     port,
     Buffer.concat([
@@ -136,7 +144,11 @@ t.test('a chunked body over the limit sent at once never completes upstream eith
   );
   t.equal(res.statusCode, 413);
   t.equal(outcomeCode(res.body), 'PAYLOAD_TOO_LARGE');
-  await sleep(200);
+  // The upstream request (if one was begun) settles as cut off or complete; wait for the gateway
+  // to be done with the exchange, then for any upstream body to settle.
+  await gw.accessLine(res.headers['x-request-id']);
+  await sleep(QUIET_MS);
+  t.equal(await settled(() => bodies.length, up.requests.length), up.requests.length, 'every upstream request begun has settled');
   t.notOk(
     bodies.some((b) => b.result === 'end'),
     'no complete body reached the upstream',
@@ -215,18 +227,25 @@ t.test('an Expect other than 100-continue gets 417', async (t) => {
   t.equal(res.statusCode, 417);
   t.equal(outcomeCode(res.body), 'EXPECTATION_FAILED');
   t.match(res.headers['content-type'], /^application\/fhir\+json/);
-  await sleep(100);
+  // Answered by Node's checkExpectation before any exchange exists (no request id, no access
+  // line): the answer itself is the gateway's last word on this request.
+  await sleep(QUIET_MS);
   t.same(up.requests, [], 'the upstream received nothing');
 });
 
 t.test('a request head over Node’s header limit gets 431 as an OperationOutcome, nothing upstream', async (t) => {
   const { up, port } = await setup(t);
-  // Refused by Node's parser (maxHeaderSize, 16 KiB by default) before any handler runs.
-  const res = await rawRequest(port, httpMessage(['GET /fhir/Patient/p1 HTTP/1.1', HOST, AUTH, `X-Big: ${'a'.repeat(20 * 1024)}`]));
+  // Refused by Node's parser (maxHeaderSize, 16 KiB by default) before any handler runs: no
+  // exchange, no access line. What precedes "nothing upstream" is the gateway closing the connection.
+  const conn = await RawConnection.connect(port);
+  t.teardown(() => conn.close());
+  await conn.write(httpMessage(['GET /fhir/Patient/p1 HTTP/1.1', HOST, AUTH, `X-Big: ${'a'.repeat(20 * 1024)}`])).catch(() => undefined);
+  const res = await conn.readResponse();
   t.equal(res.statusCode, 431);
   t.match(res.headers['content-type'], /^application\/fhir\+json/);
   t.equal(outcomeCode(res.body), 'HEADERS_TOO_LARGE');
   t.equal(res.headers.connection, 'close');
-  await sleep(100);
+  t.ok(await conn.waitClosed(), 'the connection is closed');
+  await sleep(QUIET_MS);
   t.same(up.requests, [], 'the upstream received nothing');
 });

@@ -3,6 +3,7 @@ import type { Test } from 'tap';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { makeKey, mintToken, startJwksServer, type TestKey } from '../helpers/auth.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { eventually } from '../helpers/poll.js';
 import { startUpstream } from '../helpers/upstream.js';
 
 /**
@@ -33,11 +34,15 @@ async function setup(t: Test): Promise<{ gw: TestGateway; key: TestKey }> {
   return { gw, key };
 }
 
-/** Access lines (msg 'request') arrive on response finish, possibly after the client saw it. */
+/**
+ * The access lines (msg 'request') once there are `n`: they arrive when each exchange closes,
+ * possibly after the client saw the answer. Then a short bounded wait, so that an extra line
+ * (a request logged twice) would be there for the caller's count to see.
+ */
 async function accessLines(gw: TestGateway, n: number): Promise<Record<string, unknown>[]> {
   const get = () => gw.logs.lines.filter((l) => l['msg'] === 'request');
-  for (let i = 0; i < 100 && get().length < n; i++) await new Promise((r) => setTimeout(r, 10));
-  await new Promise((r) => setTimeout(r, 50)); // and no extra line after that
+  await eventually(() => get().length >= n, `${n} access lines`);
+  await new Promise((r) => setTimeout(r, 50));
   return get();
 }
 

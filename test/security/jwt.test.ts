@@ -225,6 +225,8 @@ t.test('a key removed from the JWKS invalidates cached tokens signed by it once 
   t.equal(v.cacheSize, 2);
 
   jwks.keys = [k2.publicJwk];
+  // Kept as a sleep, on purpose: jose judges its set's age on the real clock (no hook to poll or
+  // to advance), so the scenario is simply to be past the 50 ms lifetime.
   await sleep(80);
   clock.ms += 2_000;
   // Another token (a miss) makes jose refetch; the cache then drops what k1 signed.

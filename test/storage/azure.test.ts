@@ -13,6 +13,7 @@ import {
 import t, { type Test } from 'tap';
 import { AzureBlobStore, type AzureStoreOptions } from '../../src/storage/azure.js';
 import { startAzurite } from '../helpers/azurite.js';
+import { eventually } from '../helpers/poll.js';
 import { blobStoreContract, chunked, failingBody } from './contract.js';
 
 const az = await startAzurite(t);
@@ -52,16 +53,26 @@ function sas(container: ContainerClient, permissions: string, startsOn: Date, ex
 /**
  * Blocks that land some time after they were handed to the SDK, as on a slow link: a put that
  * fails while they are in flight must wait for them before cleaning up, or they outlive it.
+ * The delay is the scenario (a slow link); `inFlight()` counts the stagings not yet settled, so
+ * a test can wait for the last one to land (or fail) before it checks that none was left behind.
  */
-function slowStaging(t: Test, ms: number): void {
+function slowStaging(t: Test, ms: number): { inFlight(): number; started(): number } {
   const original = BlockBlobClient.prototype.stageBlock;
+  let started = 0;
+  let settled = 0;
   t.teardown(() => {
     BlockBlobClient.prototype.stageBlock = original;
   });
   BlockBlobClient.prototype.stageBlock = async function (this: BlockBlobClient, ...args: Parameters<BlockBlobClient['stageBlock']>) {
-    await sleep(ms);
-    return original.apply(this, args);
+    started++;
+    try {
+      await sleep(ms);
+      return await original.apply(this, args);
+    } finally {
+      settled++;
+    }
   };
+  return { inFlight: () => started - settled, started: () => started };
 }
 
 const HOUR = 3_600_000;
@@ -91,11 +102,12 @@ t.test('azure: content and record sit under the prefix; the content blob carries
 t.test('azure: a failure after blocks were staged leaves no uncommitted blocks', async (t) => {
   const container = await freshContainer(t);
   const store = storeFor(container, { connectionString: az.connectionString, blockSizeBytes: 64 * 1024, concurrency: 4 });
-  slowStaging(t, 200);
+  const staging = slowStaging(t, 200);
   const body = failingBody(randomBytes(1024 * 1024));
   await t.rejects(store.put(body, { contentType: 'application/pdf' }), /client went away/);
   t.same(await residue(container), []);
-  await sleep(400);
+  t.ok(staging.started() > 0, 'blocks were staging when the body failed');
+  await eventually(() => staging.inFlight() === 0, 'every staged block landing (or failing)');
   t.same(await residue(container), [], 'no block lands after the put gave up');
   t.ok(body.destroyed, 'the body is not left open');
 });
@@ -103,15 +115,17 @@ t.test('azure: a failure after blocks were staged leaves no uncommitted blocks',
 t.test('azure: an abort while blocks are staging leaves nothing and closes the body', async (t) => {
   const container = await freshContainer(t);
   const store = storeFor(container, { connectionString: az.connectionString, blockSizeBytes: 64 * 1024 });
-  slowStaging(t, 200);
+  const staging = slowStaging(t, 200);
   const ac = new AbortController();
   const body = new Readable({ read() {} });
   body.push(randomBytes(1024 * 1024));
   const put = store.put(body, { contentType: 'application/pdf' }, { signal: ac.signal });
-  setTimeout(() => ac.abort(), 30);
+  // Aborted while blocks are staging (each takes 200 ms to land).
+  await eventually(() => staging.started() > 0, 'a block staging');
+  ac.abort();
   await t.rejects(put, { name: 'AbortError' });
   t.same(await residue(container), []);
-  await sleep(400);
+  await eventually(() => staging.inFlight() === 0, 'every staged block landing (or failing)');
   t.same(await residue(container), [], 'no block lands after the put gave up');
   t.ok(body.destroyed, 'the body is not left open');
 });

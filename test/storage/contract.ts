@@ -6,6 +6,7 @@ import { text } from 'node:stream/consumers';
 import type { Test } from 'tap';
 import { GatewayError } from '../../src/errors/catalogue.js';
 import type { BlobStore } from '../../src/storage/blob-store.js';
+import { eventually } from '../helpers/poll.js';
 import { MISSING } from '../helpers/store-errors.js';
 
 export interface ContractSubject {
@@ -128,12 +129,13 @@ export function blobStoreContract(t: Test, name: string, make: (t: Test) => Prom
     const data = Buffer.from('hello, blob');
     const put = await store.put(chunked(data), { contentType: 'text/plain' });
     t.equal(put.owner, undefined);
-    await new Promise((r) => setTimeout(r, 5));
+    // Once the clock is past the put's millisecond, a later update must show in updatedAt.
+    await eventually(() => Date.now() > Date.parse(put.updatedAt), "the clock passing the put's millisecond");
     const linked = await store.setMeta(put.id, { state: 'linked', owner: 'Binary/42' });
     t.equal(linked.state, 'linked');
     t.equal(linked.owner, 'Binary/42');
     t.equal(linked.createdAt, put.createdAt);
-    t.ok(Date.parse(linked.updatedAt) >= Date.parse(put.updatedAt), 'updatedAt moves forward');
+    t.ok(Date.parse(linked.updatedAt) > Date.parse(put.updatedAt), 'updatedAt moves forward');
     t.equal(linked.sha256, put.sha256);
     t.same(await store.head(put.id), linked, 'persisted');
     const got = await store.get(put.id);

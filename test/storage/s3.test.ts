@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
 import { GatewayError } from '../../src/errors/catalogue.js';
+import { eventually } from '../helpers/poll.js';
 import { MISSING, UNREADABLE } from '../helpers/store-errors.js';
 import { S3BlobStore, type S3StoreOptions } from '../../src/storage/s3.js';
 import { startS3Server, type S3Server, type SeenRequest } from '../helpers/s3-server.js';
@@ -37,8 +38,7 @@ function rawClient(t: Test, srv: S3Server): S3Client {
 const prefix = (): string => `gw-${randomBytes(4).toString('hex')}/`;
 
 async function until(t: Test, what: string, done: () => boolean): Promise<void> {
-  for (let i = 0; i < 1000 && !done(); i++) await new Promise((r) => setTimeout(r, 10));
-  t.ok(done(), what);
+  t.ok(await eventually(done, what, 10_000).catch(() => false), what);
 }
 
 /** Requests that wrote `key`: a PUT without uploadId, or a CreateMultipartUpload. */

@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap';
 import { IdleWatch, type IdleMark } from '../../src/upstream/idle-watch.js';
+import { eventually } from '../helpers/poll.js';
 
 interface Item extends IdleMark {
   name: string;
@@ -103,8 +104,11 @@ t.test('the sweep runs by itself, on a timer', async (t) => {
   const watch = new IdleWatch<Item>({ timeoutMs: 40, progressOf: (i) => i.progress, onIdle: (i) => fired.push(i.name) });
   t.teardown(() => watch.close());
   watch.add({ name: 'a', progress: 1, idleProgress: 0, idleSince: -1, idlePrev: undefined, idleNext: undefined });
-  await new Promise((r) => setTimeout(r, 200));
-  t.same(fired, ['a']);
+  const started = performance.now();
+  await eventually(() => fired.length > 0, 'the timer-driven sweep timing the item out');
+  t.ok(performance.now() - started >= 40, 'not before the timeout');
+  t.same(fired, ['a'], 'once, the item it was given');
+  t.equal(watch.size, 0, 'no longer watched');
 });
 
 t.test(
