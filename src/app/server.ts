@@ -15,6 +15,7 @@ import { UpstreamResources } from '../binary/upstream-resources.js';
 import type { GatewayConfig } from '../config/types.js';
 import { ConfigError, GatewayError } from '../errors/catalogue.js';
 import { AccessLog } from '../http/access-log.js';
+import { requestIdOf } from '../http/context.js';
 import { RequestFlow } from '../http/flow.js';
 import { buildHealthApp } from '../http/health.js';
 import { routeTable } from '../http/routes.js';
@@ -108,8 +109,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   server.on('request', flow.handle);
   // Answer Expect: 100-continue only after the checks passed (handlers call Exchange.continue100).
   server.on('checkContinue', flow.handle);
+  // An Expect the gateway cannot meet is refused before the flow; it still gets a request id.
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
-    sendError(req, res, new GatewayError('EXPECTATION_FAILED'), undefined),
+    sendError(req, res, new GatewayError('EXPECTATION_FAILED'), requestIdOf(req)),
   );
   log.info({ listen: url, publicBaseUrl: urls.public, upstream: urls.upstream, tls: Boolean(tls) }, 'gateway listening');
 

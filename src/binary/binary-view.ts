@@ -11,17 +11,7 @@ import { formatParam, preferredTypes } from '../lib/accept.js';
  */
 const FHIR_TYPES = new Set(['application/fhir+json', 'application/json+fhir', 'application/fhir+xml', 'application/xml+fhir']);
 const GENERIC = new Set(['application/json', 'application/xml', 'text/xml']);
-const FORMAT_NAMES = new Set([
-  'json',
-  'xml',
-  'ttl',
-  'application/fhir+json',
-  'application/fhir+xml',
-  'application/json',
-  'application/xml',
-  'text/json',
-  'text/xml',
-]);
+const FORMAT_NAMES = new Set(['json', 'xml', 'ttl', ...FHIR_TYPES, 'application/json', 'application/xml', 'text/json', 'text/xml']);
 
 export type BinaryView = 'raw' | 'fhir-json' | 'fhir-xml';
 

@@ -41,7 +41,8 @@ export function formatParam(query: string): string | undefined {
   for (const part of query.split(/[&;]/)) {
     if (part.slice(0, 8).toLowerCase() !== '_format=') continue;
     try {
-      return decodeURIComponent(part.slice(8).replace(/\+/g, ' ')).split(';')[0].trim().toLowerCase();
+      // A literal `+` is kept: `_format=application/fhir+json` names the FHIR type, and no format has a space.
+      return decodeURIComponent(part.slice(8)).split(';')[0].trim().toLowerCase();
     } catch {
       return undefined;
     }

@@ -85,7 +85,12 @@ export class UpstreamClient implements UpstreamReader {
 export function send(req: ClientRequest, body?: Buffer | Readable): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     req.once('response', resolve);
-    req.once('error', (err) => reject(upstreamFailure(err)));
+    req.once('error', (err) => {
+      // pipe() does not end its source when the destination fails: a spooled body's file would
+      // stay open for good, one descriptor per failed request.
+      if (body !== undefined && !Buffer.isBuffer(body)) body.destroy();
+      reject(upstreamFailure(err));
+    });
     if (body === undefined || Buffer.isBuffer(body)) {
       req.end(body);
       return;

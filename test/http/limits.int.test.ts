@@ -227,8 +227,9 @@ t.test('an Expect other than 100-continue gets 417', async (t) => {
   t.equal(res.statusCode, 417);
   t.equal(outcomeCode(res.body), 'EXPECTATION_FAILED');
   t.match(res.headers['content-type'], /^application\/fhir\+json/);
-  // Answered by Node's checkExpectation before any exchange exists (no request id, no access
-  // line): the answer itself is the gateway's last word on this request.
+  t.match(res.headers['x-request-id'], /^[0-9a-f-]{36}$/, 'a refusal before the flow still has a request id');
+  // Answered by Node's checkExpectation before any exchange exists (no access line): the answer
+  // itself is the gateway's last word on this request.
   await sleep(QUIET_MS);
   t.same(up.requests, [], 'the upstream received nothing');
 });
