@@ -4,6 +4,7 @@ import { unlink } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import type { ScannedBundle } from '../fhir/bundle-scan.js';
+import { targetOf } from '../fhir/interaction.js';
 import type { ExternalizedBlob } from '../rewrite/externalize.js';
 import { spoolBundleResponse, type EntryOutcome } from '../rewrite/response-scan.js';
 import type { Exchange } from '../security/exchange.js';
@@ -33,13 +34,7 @@ export class BundleWrites {
       const i = x.interaction;
       const headers = { 'content-type': FHIR_JSON, 'content-length': String(spooled.size), accept: FHIR_JSON };
       try {
-        up = await this.d.resources.send(
-          x,
-          'POST',
-          i.query ? `/${i.path}?${i.query}` : `/${i.path}`,
-          headers,
-          createReadStream(spooled.file),
-        );
+        up = await this.d.resources.send(x, 'POST', targetOf(i), headers, createReadStream(spooled.file));
       } catch (err) {
         await this.d.blobs.discard(ids, x.ctx.id);
         throw err;

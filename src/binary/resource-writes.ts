@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { essence } from '../content/media-type.js';
 import { GatewayError } from '../errors/catalogue.js';
-import type { Interaction } from '../fhir/interaction.js';
+import { targetOf, type Interaction } from '../fhir/interaction.js';
 import { SizeLimit } from '../lib/size-limit.js';
 import { requireJson } from '../rewrite/params.js';
 import type { Exchange } from '../security/exchange.js';
@@ -56,7 +56,7 @@ export class ResourceWrites {
       }
       const up = await this.d.blobs.commit(x, {
         method: i.method,
-        path: i.query ? `/${i.path}?${i.query}` : `/${i.path}`,
+        path: targetOf(i),
         blobs,
         body: createReadStream(spooled.file),
         length: spooled.size,

@@ -5,6 +5,7 @@ import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import { GatewayError, isGatewayError } from '../errors/catalogue.js';
 import { upstreamFailure } from '../errors/map.js';
+import { targetOf } from '../fhir/interaction.js';
 import type { BaseUrls } from '../lib/public-url.js';
 import { sendError } from '../lib/respond.js';
 import type { RewriteParams } from '../rewrite/params.js';
@@ -176,7 +177,7 @@ export class Forwarder {
     req.headers = upstreamHeaders(req.headers, x.ctx, x.rule.forwardAuthorization, this.opts.urls.publicHost);
     if (opts.contentLength !== undefined) req.headers['content-length'] = String(opts.contentLength);
     const i = x.interaction;
-    req.url = opts.path ?? (i.query ? `/${i.path}?${i.query}` : `/${i.path}`);
+    req.url = opts.path ?? targetOf(i);
     res.on('close', onClientClose);
     this.idle.add(state);
     if (opts.body) {
