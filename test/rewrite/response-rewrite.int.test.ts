@@ -1,0 +1,73 @@
+/**
+ * The read rewrite of every pass-through answer (src/rewrite/response-rewrite.ts), for the answers
+ * it must not rewrite: bodiless ones are relayed as they came, error pages too, and a success it
+ * cannot read (not JSON, or compressed) is refused rather than passed on unchecked.
+ */
+import { gzipSync } from 'node:zlib';
+import t, { type Test } from 'tap';
+import { makeKey, mintToken, startJwksServer } from '../helpers/auth.js';
+import { startTestGateway } from '../helpers/gateway.js';
+import { outcomeCode, startRecordingServer } from '../helpers/raw-http.js';
+
+const key = await makeKey('k1');
+const jwks = await startJwksServer(t, [key]);
+const token = await mintToken(key, { claims: { scope: 'user/*.cruds' } });
+const auth = { authorization: `Bearer ${token}` };
+const PATIENT = JSON.stringify({ resourceType: 'Patient', id: 'p1' });
+
+/** A gateway in front of an upstream that answers every request with `status`, `headers` and `body`. */
+async function answering(t: Test, status: number, headers: Record<string, string>, body: string | Buffer = ''): Promise<string> {
+  const up = await startRecordingServer(t, (req, res) => {
+    req.resume();
+    res.writeHead(status, headers);
+    res.end(req.method === 'HEAD' ? undefined : body);
+  });
+  const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url });
+  return gw.base;
+}
+
+t.test('a HEAD is relayed with the upstream headers and no body', async (t) => {
+  const base = await answering(t, 200, { 'content-type': 'application/fhir+json', 'content-length': String(PATIENT.length) }, PATIENT);
+  const res = await fetch(`${base}/Patient/p1`, { method: 'HEAD', headers: auth });
+  t.equal(res.status, 200);
+  t.equal(res.headers.get('content-length'), String(PATIENT.length));
+  t.match(res.headers.get('content-type'), /^application\/fhir\+json/);
+  t.equal((await res.arrayBuffer()).byteLength, 0);
+});
+
+t.test('a 204 and a 304 are relayed as they came', async (t) => {
+  for (const status of [204, 304]) {
+    const base = await answering(t, status, { etag: 'W/"3"' });
+    const res = await fetch(`${base}/Patient/p1`, { headers: auth });
+    t.equal(res.status, status);
+    t.equal(res.headers.get('etag'), 'W/"3"');
+    t.equal((await res.arrayBuffer()).byteLength, 0);
+  }
+});
+
+t.test("an upstream's error page that is not JSON reaches the client unchanged", async (t) => {
+  const page = '<html><body>Not here</body></html>';
+  const base = await answering(t, 404, { 'content-type': 'text/html' }, page);
+  const res = await fetch(`${base}/Patient/missing`, { headers: auth });
+  t.equal(res.status, 404);
+  t.equal(res.headers.get('content-type'), 'text/html');
+  t.equal(await res.text(), page);
+});
+
+t.test('a success the gateway cannot read is refused with UPSTREAM_INVALID, not passed on', async (t) => {
+  const html = await answering(t, 200, { 'content-type': 'text/html' }, '<p>{"data":"secret"}</p>');
+  const res = await fetch(`${html}/Patient/p1`, { headers: auth });
+  t.equal(res.status, 502);
+  const body = await res.text();
+  t.equal(outcomeCode(body), 'UPSTREAM_INVALID');
+  t.match(body, /text\/html/);
+  t.notMatch(body, /secret/);
+
+  const zipped = gzipSync(PATIENT);
+  const gz = await answering(t, 200, { 'content-type': 'application/fhir+json', 'content-encoding': 'gzip' }, zipped);
+  const res2 = await fetch(`${gz}/Patient/p1`, { headers: auth });
+  t.equal(res2.status, 502);
+  const body2 = await res2.text();
+  t.equal(outcomeCode(body2), 'UPSTREAM_INVALID');
+  t.match(body2, /compressed/);
+});
