@@ -1,9 +1,11 @@
 import { createReadStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
+import { finished } from 'node:stream';
 import { essence } from '../content/media-type.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { targetOf, type Interaction } from '../fhir/interaction.js';
-import { SizeLimit } from '../lib/size-limit.js';
+import { clientGone, spoolThrough } from '../lib/spool-file.js';
+import { patchGuard } from '../rewrite/patch-guard.js';
 import { requireJson } from '../rewrite/params.js';
 import type { Exchange } from '../security/exchange.js';
 import { writtenResource } from './blob-lifecycle.js';
@@ -11,6 +13,8 @@ import type { PlaneDeps } from './deps.js';
 
 const FHIR_JSON_BODY = /^application\/(fhir\+json|json\+fhir|json)$/;
 const FHIR_XML_BODY = /^application\/(fhir\+xml|xml\+fhir|xml)$/;
+/** JSON Patch, and FHIRPath Patch (a Parameters resource): the two forms the guard can read. */
+const PATCH_BODY = /^application\/(json-patch\+json|fhir\+json|json\+fhir|json)$/;
 
 /**
  * Create and update of every resource type other than Binary: the body goes through the rewrite
@@ -68,9 +72,13 @@ export class ResourceWrites {
     }
   }
 
-  /** PATCH: bounded by externalize.minBytes; the patched resource comes back through the response rewrite, like any read. */
-  patch(x: Exchange): void {
-    const { req, rule } = x;
+  /**
+   * PATCH: bounded by externalize.minBytes, and refused when it touches attachment members or
+   * carries our blob reference (rewrite/patch-guard.ts); spooled while checked, then sent on
+   * unchanged with its length. The patched resource comes back through the response rewrite.
+   */
+  async patch(x: Exchange): Promise<void> {
+    const { req, res, rule } = x;
     const limit = x.settings.config.externalize.minBytes;
     const declared = req.headers['content-length'];
     if (declared !== undefined && Number(declared) > limit) {
@@ -79,8 +87,27 @@ export class ResourceWrites {
         `a PATCH body may not exceed externalize.minBytes (${limit} bytes): send large attachment data with an update or $binary-access-write`,
       );
     }
+    if (!PATCH_BODY.test(essence(req.headers['content-type']) ?? '')) {
+      throw new GatewayError(
+        'UNSUPPORTED_MEDIA',
+        'a PATCH body must be application/json-patch+json or FHIRPath Patch as application/fhir+json: other formats are not checked',
+      );
+    }
     requireJson(req, x.interaction);
     x.continue100();
-    this.d.forwarder.forward(x, { body: req.pipe(new SizeLimit(Math.min(limit, rule.limits.maxRequestBytes))), rewrite: x.rewrite });
+    const gone = clientGone(res);
+    const spooled = await spoolThrough(req, patchGuard(), {
+      dir: x.settings.config.server.spoolDir,
+      kind: 'patch',
+      maxBytes: Math.min(limit, rule.limits.maxRequestBytes),
+      signal: gone.signal,
+    }).finally(() => gone.release());
+    if (!spooled) return;
+    const body = createReadStream(spooled.file);
+    finished(res, () => {
+      body.destroy();
+      void unlink(spooled.file).catch(() => undefined);
+    });
+    this.d.forwarder.forward(x, { body, contentLength: spooled.size, rewrite: x.rewrite });
   }
 }

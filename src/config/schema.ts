@@ -213,6 +213,25 @@ export const configSchema = {
         },
       },
     },
+    // What each operation may return, for the type-set authorization (docs/security.md, "What a
+    // request can reach"): `own` (its own type), `any`, or `{ types: [...] }`. Over the built-ins;
+    // an operation named nowhere may return any type.
+    operations: {
+      type: 'object',
+      propertyNames: { pattern: '^[a-zA-Z][a-zA-Z0-9_-]*$' },
+      additionalProperties: {
+        anyOf: [
+          { enum: ['own', 'any'] },
+          {
+            type: 'object',
+            additionalProperties: false,
+            required: ['types'],
+            properties: { types: { type: 'array', items: { type: 'string', pattern: '^[A-Z][A-Za-z]+$' }, minItems: 1 } },
+          },
+        ],
+      },
+      default: {},
+    },
     logging: {
       type: 'object',
       additionalProperties: false,

@@ -48,6 +48,13 @@ export function checkSemantics(c: GatewayConfig, origin: string, ruleOrigins: re
     });
   });
 
+  for (const [op, returns] of Object.entries(c.operations)) {
+    if (typeof returns === 'string') continue;
+    returns.types.forEach((type, j) => {
+      if (!isResourceType(type)) at(`/operations/${op}/types/${j}`, `'${type}' is not a FHIR R4 resource type`);
+    });
+  }
+
   for (const key of ['publicBaseUrl'] as const) {
     const v = c.server[key];
     if (v !== undefined && !URL.canParse(v)) at(`/server/${key}`, 'must be an absolute URL');

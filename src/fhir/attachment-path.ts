@@ -1,4 +1,5 @@
 import { GatewayError } from '../errors/catalogue.js';
+import { NOT_ATTACHMENT } from './attachment-kinds.js';
 
 /** One step of an attachment path: an element name and, for repeating elements, which one. */
 export interface PathStep {
@@ -24,6 +25,9 @@ export function parseAttachmentPath(path: string | null, resourceType: string): 
   if (resourceType === 'Binary' && path !== 'Binary.data') throw new GatewayError('BAD_REQUEST', 'the only path on Binary is Binary.data');
   return rest.map((s) => {
     const m = STEP.exec(s)!;
+    // Signature and SampledData carry base64 `data` that is not attachment content: never
+    // checked on write as content, so never served or written as content either.
+    if (NOT_ATTACHMENT.has(m[1])) throw new GatewayError('BAD_REQUEST', `${m[1]} is not an attachment: it has no content to read or write`);
     return { name: m[1], index: m[2] === undefined ? undefined : Number(m[2]) };
   });
 }

@@ -60,9 +60,9 @@ export function classifyRequest(input: ClassifyRequestInput): Interaction {
   if (basePath.length !== 0 && (basePath.charCodeAt(0) !== SLASH || basePath.charCodeAt(basePath.length - 1) === SLASH)) {
     throw new GatewayError('INTERNAL', 'misconfigured FHIR base path');
   }
-  const conditionalCreate = input.headers === undefined ? false : scanHeaders(input.headers);
+  const criteria = input.headers === undefined ? undefined : scanHeaders(input.headers);
   if (!FHIR_METHODS.has(method)) throw unsupportedMethod(method, url, basePath);
-  return classifyTarget(method, url, basePath, conditionalCreate, false);
+  return classifyTarget(method, url, basePath, criteria, false);
 }
 
 /**
@@ -88,15 +88,17 @@ export function classifyEntry(method: string, url: string, options?: ClassifyEnt
   if (hasScheme(url)) {
     throw new GatewayError('BAD_BUNDLE', 'entry request.url must be relative (absolute URLs are not accepted)');
   }
-  const conditionalCreate = options !== undefined && options.ifNoneExist !== undefined;
-  return classifyTarget(method, '/' + url, '', conditionalCreate, true);
+  const criteria = options?.ifNoneExist;
+  if (criteria !== undefined && typeof criteria !== 'string')
+    throw new GatewayError('BAD_BUNDLE', 'entry request.ifNoneExist must be a string');
+  return classifyTarget(method, '/' + url, '', criteria, true);
 }
 
 /**
  * Shared core. `target` starts with '/'. In entry mode a nested batch is BAD_BUNDLE and 405s carry
  * no Allow header (they describe an entry, not the HTTP resource the client addressed).
  */
-function classifyTarget(method: string, target: string, basePath: string, conditionalCreate: boolean, entry: boolean): Interaction {
+function classifyTarget(method: string, target: string, basePath: string, criteria: string | undefined, entry: boolean): Interaction {
   const q = target.indexOf('?');
   const path = q < 0 ? target : target.slice(0, q);
   const query = q < 0 ? '' : target.slice(q + 1);
@@ -156,7 +158,7 @@ function classifyTarget(method: string, target: string, basePath: string, condit
     throw new GatewayError('NOT_FOUND', `'${clip(s0)}' is not a FHIR R4 resource type`);
   }
 
-  if (n === 1) return routeType(method, type, query, conditionalCreate, entry);
+  if (n === 1) return routeType(method, type, query, criteria, entry);
 
   const s1 = s[1];
   if (s1 === '_search') {
@@ -200,15 +202,15 @@ function routeBase(method: string, query: string, entry: boolean): Interaction {
 }
 
 /** `[base]/[type]`: search, create, and the conditional update/patch/delete forms. */
-function routeType(method: string, type: string, query: string, conditionalCreate: boolean, entry: boolean): Interaction {
+function routeType(method: string, type: string, query: string, criteria: string | undefined, entry: boolean): Interaction {
   switch (method) {
     case 'GET':
     case 'HEAD':
       return { kind: 'search', resourceType: type, method, path: type, query };
     case 'POST':
       // R4 http.html "conditional create": the criteria are in If-None-Exist, not the URL.
-      return conditionalCreate
-        ? { kind: 'create', resourceType: type, conditional: true, method, path: type, query }
+      return criteria !== undefined
+        ? { kind: 'create', resourceType: type, conditional: true, criteria, method, path: type, query }
         : { kind: 'create', resourceType: type, method, path: type, query };
     case 'PUT':
     case 'PATCH':
@@ -232,7 +234,7 @@ function routeType(method: string, type: string, query: string, conditionalCreat
  */
 function unsupportedMethod(method: string, url: string, basePath: string): GatewayError {
   try {
-    classifyTarget(method, url, basePath, false, false);
+    classifyTarget(method, url, basePath, undefined, false);
   } catch (err) {
     if (err instanceof GatewayError && err.code === 'METHOD_NOT_ALLOWED') return err;
   }

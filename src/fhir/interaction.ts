@@ -29,6 +29,8 @@ export interface Interaction {
   readonly compartment?: { readonly resourceType: string; readonly id: string };
   /** True for conditional create/update/delete/patch (criteria in the query or If-None-Exist). */
   readonly conditional?: boolean;
+  /** A conditional create's criteria (If-None-Exist, or a Bundle entry's ifNoneExist): a search the server runs. */
+  readonly criteria?: string;
   /** The HTTP method as received (after HEAD → GET equivalence is noted here, not applied). */
   readonly method: string;
   /** The canonical path relative to the FHIR base, without leading slash, e.g. `Patient/1/_history/2`. */

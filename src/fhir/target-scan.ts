@@ -127,10 +127,10 @@ export function paramName(query: string, start: number, end: number): string {
  * Method override headers (X-HTTP-Method-Override and friends) make frameworks run a different
  * method than the one we authorized, so their mere presence is refused. Names are compared
  * case-insensitively (RFC 9110 §5.1) even though Node lowercases them, because callers may not.
- * Returns whether If-None-Exist is present (conditional create).
+ * Returns If-None-Exist's value when present (a conditional create and its criteria).
  */
-export function scanHeaders(headers: RequestHeaders): boolean {
-  let ifNoneExist = false;
+export function scanHeaders(headers: RequestHeaders): string | undefined {
+  let ifNoneExist: string | undefined;
   for (const name in headers) {
     const len = name.length;
     // Length filter first: 13 = x-http-method / if-none-exist, 17 = x-method-override,
@@ -141,7 +141,11 @@ export function scanHeaders(headers: RequestHeaders): boolean {
     if (lower === 'x-http-method-override' || lower === 'x-http-method' || lower === 'x-method-override') {
       throw new GatewayError('METHOD_OVERRIDE', `the ${lower} header is not accepted`);
     }
-    if (lower === 'if-none-exist') ifNoneExist = true;
+    if (lower === 'if-none-exist') {
+      const v = headers[name];
+      // A repeated header is refused before classification (http/context.ts); join defensively anyway.
+      ifNoneExist = Array.isArray(v) ? v.join('&') : String(v);
+    }
   }
   return ifNoneExist;
 }

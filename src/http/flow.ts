@@ -7,11 +7,13 @@ import { GatewayError } from '../errors/catalogue.js';
 import { toGatewayError } from '../errors/map.js';
 import { spoolAndScanBundle } from '../fhir/bundle-scan.js';
 import { classifyRequest } from '../fhir/classify.js';
+import { OWN_ONLY } from '../fhir/reach.js';
 import type { Interaction } from '../fhir/interaction.js';
 import { sendError } from '../lib/respond.js';
 import { rewriteParams } from '../rewrite/params.js';
 import { authorizeBundle, authorizeBundleRequest, type BundleRequest } from '../security/bundle.js';
 import { newPrincipal, type CheckInput } from '../security/checks.js';
+import { bundleReadGrant, readGrant } from '../security/read-grant.js';
 import { Exchange } from '../security/exchange.js';
 import { runChecks } from '../security/pipeline.js';
 import type { LiveSettings, Settings } from '../security/settings.js';
@@ -90,8 +92,11 @@ export class RequestFlow {
 
   /** The exchange is made (`_inflate` is the gateway's parameter: read here, never passed on) and routed. */
   private dispatch(req: IncomingMessage, res: ServerResponse, input: CheckInput, settings: Settings): Promise<void> | undefined {
-    const { params, interaction } = rewriteParams(input.interaction, input.rule.inflate);
-    const x = new Exchange(req, res, input.ctx, interaction, input.rule, input.principal, params, settings);
+    // A request that reaches other types runs under the smallest limits of every rule it reached.
+    const reach = settings.policy.reachOf(input.interaction);
+    const rule = reach === OWN_ONLY ? input.rule : settings.policy.strictest(input.rule, settings.policy.reachedRules(reach));
+    const { params, interaction } = rewriteParams(input.interaction, rule.inflate, readGrant(input.principal, rule));
+    const x = new Exchange(req, res, input.ctx, interaction, rule, input.principal, params, settings);
     return routeFor(this.d.routes, interaction, req).handle(x) ?? undefined;
   }
 
@@ -118,7 +123,7 @@ export class RequestFlow {
     const bundle = await authorizeBundle(r, scanned, settings);
     // A client that went away while we checked gets nothing executed on its behalf.
     if (res.destroyed || req.socket.destroyed) return;
-    const { params, interaction } = rewriteParams(bundle.interaction, bundle.rule.inflate);
+    const { params, interaction } = rewriteParams(bundle.interaction, bundle.rule.inflate, bundleReadGrant(r.principal));
     return this.d.bundles.write(new Exchange(req, res, r.ctx, interaction, bundle.rule, r.principal, params, settings), scanned);
   }
 

@@ -33,6 +33,11 @@ export interface InflateOptions {
   publicUrl(url: string): string;
   /** Content that could not be served as the resource says (for the log: never content, never URLs). */
   warn?(what: string, blob?: string): void;
+  /**
+   * Whether the caller may read resources of `type` (undefined: not known yet). Stored content is
+   * inflated only into resources the caller may read; the others get a link, which checks on its own.
+   */
+  mayRead?(type: string | undefined): boolean;
 }
 
 /** Bundle types an operation assembles from resources stored one by one (each the owner of its attachments). */
@@ -242,7 +247,8 @@ export class Inflater implements WalkPolicy<State> {
     const att = (frame.att ??= newAtt());
     att.rest = withoutReference(element);
     if (!ref || att.ref) return;
-    att.ref = { ref, inflate: await this.budget.stored(ref, frame.declaredSize) };
+    const readable = this.opts.mayRead === undefined || this.opts.mayRead(frame.owner?.type);
+    att.ref = { ref, inflate: readable ? await this.budget.stored(ref, frame.declaredSize) : undefined };
   }
 
   chunk(piece: string): Promise<void> {

@@ -4,12 +4,36 @@ import { GatewayError } from '../errors/catalogue.js';
 import type { Interaction } from '../fhir/interaction.js';
 import { acceptsJson } from '../lib/accept.js';
 
+/** Which resource types the caller may read (security/read-grant.ts decides; the rewrite only asks). */
+export interface ReadCheck {
+  mayRead(type: string | undefined): boolean;
+}
+
+/** Every type: where the rule applies no scope model. */
+export const READS_ALL: ReadCheck = { mayRead: () => true };
+
 /** How one response is rewritten: the rule's inflate settings, lowered by the client's `_inflate`. */
 export interface RewriteParams {
   readonly inflate: boolean;
   readonly maxBytes: number;
   /** Whose blobs may be inflated (src/rewrite/inflate.ts): decided by what was asked, never by what the answer says about itself. */
   readonly owners: 'root' | 'entries' | 'by-type';
+  /** Stored content is inflated only into resources of types the caller may read. */
+  readonly reader: ReadCheck;
+  /**
+   * A write's successful answer carries no body: the caller may not read the resource it wrote
+   * (or the one a conditional create matched). Status, Location, ETag and Last-Modified remain,
+   * which is what `Prefer: return=minimal` gives.
+   */
+  readonly withhold: boolean;
+}
+
+/** Interactions whose answer is the resource written (or matched). */
+const WRITE_ANSWERS = new Set(['create', 'update', 'patch']);
+
+function withholds(i: Interaction, reader: ReadCheck): boolean {
+  const write = WRITE_ANSWERS.has(i.kind) || (i.kind === 'operation' && i.operation === 'binary-access-write');
+  return write && !reader.mayRead(i.resourceType);
 }
 
 function ownersOf(i: Interaction): RewriteParams['owners'] {
@@ -42,8 +66,15 @@ export function rewritesResponse(i: Interaction): boolean {
 export function rewriteParams(
   i: Interaction,
   inflate: InflateConfig,
+  reader: ReadCheck = READS_ALL,
 ): { readonly params: RewriteParams; readonly interaction: Interaction } {
-  const policy: RewriteParams = { inflate: inflate.enabled, maxBytes: inflate.maxBytesPerResponse, owners: ownersOf(i) };
+  const policy: RewriteParams = {
+    inflate: inflate.enabled,
+    maxBytes: inflate.maxBytesPerResponse,
+    owners: ownersOf(i),
+    reader,
+    withhold: reader !== READS_ALL && withholds(i, reader),
+  };
   // Encoded names (%5Finflate) and ';' separators are read too: the pre-check must not skip them.
   if (!/_inflate|%|;/i.test(i.query)) return { params: policy, interaction: i };
   let asked: string | undefined;

@@ -45,6 +45,10 @@ export class ResponseRewrite {
   /** The upstream's answer `up`, with `headers` already cleaned, to `to`. */
   send(to: Client, up: IncomingMessage, headers: OutgoingHttpHeaders, params: RewriteParams): void {
     const status = up.statusCode ?? 502;
+    if (withheld(to, status, headers, params)) {
+      up.resume();
+      return;
+    }
     const length = up.headers['content-length'];
     if (to.req.method === 'HEAD' || status === 204 || status === 304 || length === '0') {
       relay(up, to.res, status, headers);
@@ -75,11 +79,13 @@ export class ResponseRewrite {
 
   /** Sends a JSON body the gateway holds (a spooled batch response, a small resource) through the engine; resolves when it is sent or abandoned. */
   sendBody(to: Client, body: AsyncIterable<Buffer>, status: number, headers: OutgoingHttpHeaders, params: RewriteParams): Promise<void> {
+    if (withheld(to, status, headers, params)) return Promise.resolve();
     return this.rewrite(to, body, undefined, status, headers, params);
   }
 
   /** A small body in memory: sent as it is, with its length, unless it may need rewriting. */
   sendBuffer(to: Client, body: Buffer, status: number, headers: OutgoingHttpHeaders, params: RewriteParams): Promise<void> {
+    if (withheld(to, status, headers, params)) return Promise.resolve();
     if (this.mayNeedRewrite(body)) return this.rewrite(to, once(body), undefined, status, headers, params);
     headers['content-length'] = body.length;
     to.res.writeHead(status, headers);
@@ -138,6 +144,7 @@ export class ResponseRewrite {
       link: (owner, path) => `${urls.public}/${owner}${path === undefined ? '' : `/$binary-access-read?path=${encodeURIComponent(path)}`}`,
       publicUrl: (url) => urls.toPublic(url),
       warn: (what, blob) => this.log.warn({ reqId: ctx.id, blob }, what),
+      mayRead: (type) => params.reader.mayRead(type),
     });
     delete headers['content-length'];
     res.writeHead(status, headers);
@@ -216,4 +223,19 @@ function onSmallBroke(this: WithSmall): void {
 
 function onSmallClose(this: WithSmall): void {
   if (!this.complete) onSmallBroke.call(this);
+}
+
+/**
+ * A successful write answer to a caller who may not read what was written: status and the
+ * version headers only (RewriteParams.withhold). Returns whether it was sent so.
+ */
+function withheld(to: Client, status: number, headers: OutgoingHttpHeaders, params: RewriteParams): boolean {
+  if (!params.withhold || status < 200 || status >= 300) return false;
+  delete headers['content-type'];
+  delete headers['content-encoding'];
+  delete headers['transfer-encoding'];
+  headers['content-length'] = 0;
+  to.res.writeHead(status, headers);
+  to.res.end();
+  return true;
 }

@@ -139,9 +139,9 @@ export const requireScopes: Check = ({ rule, interaction, principal }) => {
   }
 };
 
-function insufficient(scope: string): GatewayError {
+export function insufficient(scope: string, why?: string): GatewayError {
   const safe = scope.replace(/["\\]/g, '');
-  return new GatewayError('INSUFFICIENT_SCOPE', `requires ${safe}`, {
+  return new GatewayError('INSUFFICIENT_SCOPE', `requires ${safe}${why ? ` (${why})` : ''}`, {
     headers: { 'www-authenticate': `Bearer error="insufficient_scope", scope="${safe}"` },
   });
 }

@@ -7,10 +7,14 @@ import {
   type Check,
   type CheckInput,
 } from './checks.js';
+import { requireReach } from './reach.js';
 import type { Settings } from './settings.js';
 
-/** The order is the architecture's: transport → IP → size → JWT → scopes. */
-export const CHECKS: readonly Check[] = [requireTransport, requireAddress, requireDeclaredSize, requireBearer, requireScopes];
+/**
+ * The order is the architecture's: transport → IP → size → JWT → scopes, then the same for every
+ * other type the request reaches (reach.ts).
+ */
+export const CHECKS: readonly Check[] = [requireTransport, requireAddress, requireDeclaredSize, requireBearer, requireScopes, requireReach];
 
 /** Everything but scopes: what can be decided before a Bundle's entries are known. */
 export const PRE_BODY_CHECKS: readonly Check[] = [requireTransport, requireAddress, requireDeclaredSize, requireBearer];

@@ -1,5 +1,7 @@
 import type { GatewayConfig, InflateConfig, RuleLimits, RuleRequire } from '../config/types.js';
-import type { Interaction } from '../fhir/interaction.js';
+import type { Interaction, InteractionKind } from '../fhir/interaction.js';
+import { BUILTIN_OPERATIONS, reachOf, type OperationReturns, type Reach } from '../fhir/reach.js';
+import { RESOURCE_TYPE_NAMES } from '../fhir/resource-types.js';
 import { parseRanges, type Range } from '../lib/ip.js';
 
 /** A rule with everything inherited from defaultRule filled in and its IP ranges parsed. */
@@ -13,6 +15,15 @@ export interface EffectiveRule {
   readonly ipAllow: readonly Range[];
   readonly ipDeny: readonly Range[];
 }
+
+/** One type a request reaches (`*`: every type) and a rule that governs reading it. */
+export interface ReachedRule {
+  readonly type: string;
+  readonly rule: EffectiveRule;
+}
+
+/** The ways a resource of a type is read: any rule matching one of them governs the type's content in an answer. */
+const READ_KINDS: readonly InteractionKind[] = ['read', 'vread', 'search', 'history'];
 
 interface Matcher {
   readonly interactions: ReadonlySet<string> | undefined;
@@ -34,6 +45,10 @@ export class Policy {
   readonly defaultRule: EffectiveRule;
   private readonly types: Readonly<Record<string, readonly string[]>>;
   private readonly otherTypes: readonly string[];
+  /** What each operation may return: the built-ins with the policy's `operations` over them. */
+  readonly operations: ReadonlyMap<string, OperationReturns>;
+  /** The rules of every type, for a request whose reach is unbounded (computed once). */
+  private readonly everyType: readonly ReachedRule[];
 
   constructor(config: GatewayConfig) {
     const d = config.defaultRule;
@@ -54,6 +69,70 @@ export class Policy {
     this.types = config.content.allowedTypes;
     // A resource type the policy does not list carries what Binary may: its content is stored and served the same way.
     this.otherTypes = Object.hasOwn(this.types, 'Binary') ? this.types['Binary'] : [];
+    const ops = new Map(BUILTIN_OPERATIONS);
+    for (const [name, returns] of Object.entries(config.operations)) ops.set(name, typeof returns === 'string' ? returns : returns.types);
+    this.operations = ops;
+    this.everyType = this.rulesOfEveryType(config);
+  }
+
+  /** The types `i` reaches besides its own (fhir/reach.ts), with this policy's operation declarations. */
+  reachOf(i: Interaction): Reach {
+    return reachOf(i, this.operations);
+  }
+
+  /**
+   * The rules that govern reading each type `reach` names, first match per way of reading (read,
+   * vread, search, history), so a rule that tightens any of them holds. An unbounded reach gets
+   * the rules of every type, under type `*`.
+   */
+  reachedRules(reach: Reach): readonly ReachedRule[] {
+    if (reach.any) return this.everyType;
+    const out: ReachedRule[] = [];
+    for (const type of reach.types) {
+      for (const rule of this.readRules(type)) out.push({ type, rule });
+    }
+    return out;
+  }
+
+  /**
+   * The rule an exchange that reaches other types runs under: `main`, with the smallest limits and
+   * inflate budget of every rule it reached (the answer carries their types' content too).
+   */
+  strictest(main: EffectiveRule, reached: readonly ReachedRule[]): EffectiveRule {
+    let rule = main;
+    for (const { rule: r } of reached) {
+      if (r === main) continue;
+      const maxRequestBytes = Math.min(rule.limits.maxRequestBytes, r.limits.maxRequestBytes);
+      const enabled = rule.inflate.enabled && r.inflate.enabled;
+      const maxBytesPerResponse = Math.min(rule.inflate.maxBytesPerResponse, r.inflate.maxBytesPerResponse);
+      rule = Object.freeze({
+        ...rule,
+        limits: { ...rule.limits, maxRequestBytes },
+        inflate: { ...rule.inflate, enabled, maxBytesPerResponse },
+      });
+    }
+    return rule;
+  }
+
+  private readRules(type: string): EffectiveRule[] {
+    const rules: EffectiveRule[] = [];
+    for (const kind of READ_KINDS) {
+      const rule = this.ruleFor({ kind, resourceType: type, method: 'GET', path: type, query: '' });
+      if (!rules.includes(rule)) rules.push(rule);
+    }
+    return rules;
+  }
+
+  /** Every type a rule names, plus one it does not (which gets what every unnamed type gets). */
+  private rulesOfEveryType(config: GatewayConfig): ReachedRule[] {
+    const named = new Set<string>();
+    for (const r of config.rules) for (const t of r.match.resourceTypes ?? []) if (t !== '*') named.add(t);
+    const unnamed = RESOURCE_TYPE_NAMES.find((t) => !named.has(t));
+    const rules: EffectiveRule[] = [];
+    for (const type of unnamed === undefined ? named : [...named, unnamed]) {
+      for (const rule of this.readRules(type)) if (!rules.includes(rule)) rules.push(rule);
+    }
+    return rules.map((rule) => ({ type: '*', rule }));
   }
 
   ruleFor(i: Interaction): EffectiveRule {

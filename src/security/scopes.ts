@@ -14,4 +14,12 @@
 export type { ScopeSet, SmartContext, SmartGrantContext, SmartScope } from './scopes/types.js';
 export { hasAllScopes, missingScopes, parseScopes, parseSmartScope } from './scopes/parse.js';
 export { PATIENT_COMPARTMENT } from './scopes/patient-compartment.js';
-export { binaryReadDeferred, covers, describeRequired, smartGrants } from './scopes/grants.js';
+export {
+  binaryReadDeferred,
+  covers,
+  describeRequired,
+  grantsSeeing,
+  isUnrestrictedUserOrSystem,
+  readsEveryType,
+  smartGrants,
+} from './scopes/grants.js';

@@ -2,7 +2,7 @@ import { GatewayError } from '../errors/catalogue.js';
 import type { Interaction } from '../fhir/interaction.js';
 import { RELATIVE_REFERENCE } from '../fhir/resource-types.js';
 import type { Exchange } from './exchange.js';
-import { covers, PATIENT_COMPARTMENT, smartGrants } from './scopes.js';
+import { covers, PATIENT_COMPARTMENT, readsEveryType, smartGrants } from './scopes.js';
 
 /** Reads from the upstream as the exchange's client (its token forwarded when the rule says so). */
 export interface UpstreamReader {
@@ -33,12 +33,7 @@ export class SecurityContextGuard {
   /** Unrestricted user/system read on every type: every securityContext check would pass on scopes. */
   static readsEverything(x: Exchange): boolean {
     const scopes = x.smartScopes;
-    return (
-      !scopes ||
-      scopes.smart.some(
-        (s) => s.context !== 'patient' && s.restrictions.length === 0 && s.resourceType === '*' && s.permissions.includes('r'),
-      )
-    );
+    return !scopes || readsEveryType(scopes);
   }
 
   /** Reading a Binary: its securityContext decides; without one, only user/system scopes reach it. */

@@ -93,13 +93,29 @@ const MAPPING: readonly Row[] = [
   [
     'POST',
     '/fhir/Patient',
-    { kind: 'create', resourceType: 'Patient', conditional: true, method: 'POST', path: 'Patient', query: '' },
+    {
+      kind: 'create',
+      resourceType: 'Patient',
+      conditional: true,
+      criteria: 'identifier=http://x|1',
+      method: 'POST',
+      path: 'Patient',
+      query: '',
+    },
     { 'if-none-exist': 'identifier=http://x|1' },
   ],
   [
     'POST',
     '/fhir/Patient',
-    { kind: 'create', resourceType: 'Patient', conditional: true, method: 'POST', path: 'Patient', query: '' },
+    {
+      kind: 'create',
+      resourceType: 'Patient',
+      conditional: true,
+      criteria: 'identifier=http://x|1',
+      method: 'POST',
+      path: 'Patient',
+      query: '',
+    },
     { 'If-None-Exist': 'identifier=http://x|1' },
   ],
   [
@@ -657,11 +673,17 @@ t.test('classifyEntry: mapping', async (t) => {
     kind: 'create',
     resourceType: 'Patient',
     conditional: true,
+    criteria: 'identifier=x',
     method: 'POST',
     path: 'Patient',
     query: '',
   });
   t.notOk(classifyEntry('POST', 'Patient', { ifNoneExist: undefined }).conditional);
+  t.throws(
+    () => classifyEntry('POST', 'Patient', { ifNoneExist: 7 as unknown as string }),
+    { code: 'BAD_BUNDLE' },
+    'ifNoneExist not a string',
+  );
 });
 
 t.test('classifyEntry: refusals', async (t) => {

@@ -4,7 +4,7 @@ import type { Interaction } from '../../fhir/interaction.js';
 import type { ScopeSet, SmartGrantContext, SmartScope } from './types.js';
 import { FHIR_ID } from './parse.js';
 import { staysInPatientCompartment } from './patient-compartment.js';
-import { parseQuery, reachesOtherTypes, type QueryParam } from './query.js';
+import { parseQuery, type QueryParam } from '../../fhir/search-params.js';
 import { requirement } from './requirement.js';
 
 export function covers(scope: SmartScope, type: string, letter: string): boolean {
@@ -29,15 +29,6 @@ export function smartGrants(set: ScopeSet, request: Interaction, ctx: SmartGrant
   if (req.kind === 'never') return false;
 
   const params = parseQuery(typeof request.query === 'string' ? request.query : '');
-  if (reachesOtherTypes(request, params, ctx)) {
-    // The response may carry (or be shaped by) resources of any type: require an unrestricted
-    // user/ or system/ grant to search or read every type, in addition to the request's own grant.
-    const everyType = set.smart.some(
-      (s) => isUnrestrictedUserOrSystem(s) && s.resourceType === '*' && (s.permissions.includes('s') || s.permissions.includes('r')),
-    );
-    if (!everyType) return false;
-  }
-
   const pooled = pooledLetters(set, req.type);
   if (hasAll(pooled, req.letters)) return true;
   if (req.letters.length !== 1) return false;
@@ -92,20 +83,38 @@ function pooledLetters(set: ScopeSet, type: string): ReadonlySet<string> {
 }
 
 /**
- * What the request needs, for the error detail shown to clients, e.g. `user/Observation.r`,
- * `user/*.cruds`, or `user/Observation.s and user/*.s` when the query reaches other types.
- * Describes the unrestricted user-level grant that would suffice; never includes token content.
+ * What the request needs, for the error detail shown to clients, e.g. `user/Observation.r` or
+ * `user/*.cruds`: the unrestricted user-level grant that would suffice for the request's own type
+ * (the types it reaches besides are checked, and named, by security/reach.ts). Never includes token content.
  */
-export function describeRequired(request: Interaction, ctx: SmartGrantContext = {}): string {
+export function describeRequired(request: Interaction): string {
   const req = requirement(request);
   if (req.kind === 'none') return 'no scope';
   if (req.kind === 'never') {
     return request.kind === 'batch' || request.kind === 'transaction' ? 'scopes for each Bundle entry' : 'no scope grants this request';
   }
-  const own = `user/${req.type}.${req.letters}`;
-  const params = parseQuery(typeof request.query === 'string' ? request.query : '');
-  const ownCoversEveryType = req.type === '*' && (req.letters.includes('s') || req.letters.includes('r'));
-  return reachesOtherTypes(request, params, ctx) && !ownCoversEveryType ? `${own} and user/*.s` : own;
+  return `user/${req.type}.${req.letters}`;
+}
+
+/**
+ * Whether the scopes let the caller see resources of `type` (`*`: of every type) in an answer to
+ * a request on another type: an unrestricted `user/` or `system/` grant of `s` or `r`. A `patient/`
+ * or restricted scope says which resources of the type may be seen, which a request on another
+ * type cannot be held to before its answer is read.
+ */
+export function grantsSeeing(set: ScopeSet, type: string): boolean {
+  if (type === '*') {
+    return set.smart.some(
+      (s) => isUnrestrictedUserOrSystem(s) && s.resourceType === '*' && (s.permissions.includes('s') || s.permissions.includes('r')),
+    );
+  }
+  const pooled = pooledLetters(set, type);
+  return pooled.has('s') || pooled.has('r');
+}
+
+/** An unrestricted `user/` or `system/` read of every type: every Binary securityContext check passes on it. */
+export function readsEveryType(set: ScopeSet): boolean {
+  return set.smart.some((s) => isUnrestrictedUserOrSystem(s) && s.resourceType === '*' && s.permissions.includes('r'));
 }
 
 /**

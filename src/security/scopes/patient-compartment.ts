@@ -1,7 +1,7 @@
 /** Patient-scoped grants: what provably stays inside the launch patient's compartment. */
 
 import type { Interaction } from '../../fhir/interaction.js';
-import type { QueryParam } from './query.js';
+import type { QueryParam } from '../../fhir/search-params.js';
 
 /**
  * The R4 Patient compartment (http://hl7.org/fhir/R4/compartmentdefinition-patient.html): every

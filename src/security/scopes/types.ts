@@ -31,12 +31,6 @@ export interface SmartGrantContext {
   /** The token's `patient` launch-context claim. Required before any `patient/` scope grants. */
   readonly patient?: string | undefined;
   /**
-   * Set to true only when the caller has merged the parameters of a form-encoded `POST _search`
-   * body into `request.query`. Without it a non-GET search has parameters we cannot see, so it is
-   * treated as if it carried `_include` (see smartGrants).
-   */
-  readonly searchBodyInQuery?: boolean | undefined;
-  /**
    * Set only by the security pipeline for a request the binary plane will serve itself: a
    * patient-scoped Binary read is then let through for the plane's securityContext check
    * (binaryReadDeferred). Everywhere else (the plane's own checks included) it is not granted.

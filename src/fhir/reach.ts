@@ -1,0 +1,154 @@
+/**
+ * What a request can reach: the resource types, besides its own, that its answer may carry or that
+ * shape its answer. A per-type rule must hold for every one of them, not only for the type named in
+ * the request line (`GET /Observation?_include=Observation:device:Device` returns Devices, and
+ * `If-None-Exist: subject:Patient.name=Bob` answers 200 or 201 depending on Patients).
+ *
+ * Transport-independent and cheap on the common path: a request without a query (a plain read or
+ * write) reaches nothing else and allocates nothing.
+ */
+import type { Interaction } from './interaction.js';
+import { RESOURCE_TYPES } from './resource-types.js';
+import { criteriaQuery, parseQuery, type QueryParam } from './search-params.js';
+
+export interface Reach {
+  /** True when the set cannot be bounded from the request: every type may be reached. */
+  readonly any: boolean;
+  /** The other types named (own type excluded); empty when `any`. */
+  readonly types: ReadonlySet<string>;
+  /** For `any`: what made the set unbounded, for the refusal message (never request data beyond a parameter name). */
+  readonly why?: string;
+}
+
+/** What an operation may return: its own type only, a fixed list, or anything. */
+export type OperationReturns = 'own' | 'any' | readonly string[];
+
+const NO_TYPES: ReadonlySet<string> = new Set();
+export const OWN_ONLY: Reach = Object.freeze({ any: false, types: NO_TYPES });
+
+function anyType(why: string): Reach {
+  return { any: true, types: NO_TYPES, why };
+}
+
+/**
+ * Operations whose result types are known. `$everything`, `$graphql`, `$export` and
+ * `$process-message` can return any type; the binary-access operations and the resource-level
+ * housekeeping ones return the resource they are invoked on (or Parameters/OperationOutcome,
+ * which carry no resource of another type). An operation not listed (and not declared in the
+ * policy's `operations`) may return anything: its definition is the server's, not ours.
+ */
+export const BUILTIN_OPERATIONS: ReadonlyMap<string, OperationReturns> = new Map<string, OperationReturns>([
+  ['binary-access-read', 'own'],
+  ['binary-access-write', 'own'],
+  ['validate', 'own'],
+  ['meta', 'own'],
+  ['meta-add', 'own'],
+  ['meta-delete', 'own'],
+  ['everything', 'any'],
+  ['graphql', 'any'],
+  ['export', 'any'],
+  ['process-message', 'any'],
+]);
+
+/** Parameters whose result or meaning cannot be bounded to named types. */
+const UNBOUNDED: ReadonlySet<string> = new Set(['_filter', '_query']);
+
+/**
+ * The types `i` may reach besides its own. `operations` says what each operation returns (the
+ * built-ins with the policy's declarations over them); an operation it does not name reaches any type.
+ */
+export function reachOf(i: Interaction, operations: ReadonlyMap<string, OperationReturns> = BUILTIN_OPERATIONS): Reach {
+  // The CapabilityStatement ignores search parameters; a Bundle's entries are each classified and reached on their own.
+  if (i.kind === 'capabilities' || i.kind === 'batch' || i.kind === 'transaction') return OWN_ONLY;
+  if (i.query.length === 0 && i.criteria === undefined && !reachesByShape(i)) return OWN_ONLY;
+  const types = new Set<string>();
+  let why: string | undefined;
+  const note = (w: string): void => {
+    why ??= w;
+  };
+  const add = (type: string, from: string): void => {
+    if (RESOURCE_TYPES.has(type)) types.add(type);
+    else note(from);
+  };
+
+  if (i.kind === 'operation') {
+    const returns = operations.get(i.operation ?? '');
+    if (returns === undefined || returns === 'any') note(`$${i.operation ?? ''}`);
+    else if (returns !== 'own') for (const t of returns) add(t, `$${i.operation ?? ''}`);
+  }
+  if (i.kind === 'history' && i.resourceType === undefined) note('system-level _history');
+  if (postSearch(i)) note('POST _search');
+
+  const params = parseQuery(i.query);
+  if (i.kind === 'search' && i.resourceType === undefined && !params.some((p) => p.name === '_type')) {
+    note('a system-level search without _type');
+  }
+  for (const p of params) paramReach(p, add, note);
+  if (i.criteria !== undefined) for (const p of parseQuery(criteriaQuery(i.criteria))) paramReach(p, add, note);
+
+  if (why !== undefined) return anyType(why);
+  if (i.resourceType !== undefined) types.delete(i.resourceType);
+  return types.size === 0 ? OWN_ONLY : { any: false, types };
+}
+
+/** Whether `i` may reach other types even without parameters. */
+function reachesByShape(i: Interaction): boolean {
+  // System-level search and history list every type unless `_type` narrows them.
+  return i.kind === 'operation' || postSearch(i) || (i.resourceType === undefined && (i.kind === 'search' || i.kind === 'history'));
+}
+
+/** Form-encoded POST _search parameters are in the body, which is not read here: assume the worst. */
+function postSearch(i: Interaction): boolean {
+  return i.kind === 'search' && i.method !== 'GET' && i.method !== 'HEAD';
+}
+
+function paramReach(p: QueryParam, add: (type: string, from: string) => void, note: (why: string) => void): void {
+  switch (p.base) {
+    case '_include': {
+      // `Source:param:Target`; without Target the reference's targets are the server's to know.
+      const parts = p.value.split(':');
+      if (parts.length >= 3) add(parts[2], p.name);
+      else note(`${p.name}=${p.value === '*' ? '*' : 'Source:param'} (name the target type: Source:param:Target)`);
+      return;
+    }
+    case '_revinclude': {
+      // `Source:param[:Target]`: the included resources are of type Source.
+      const parts = p.value.split(':');
+      if (p.value !== '*' && parts.length >= 2) add(parts[0], p.name);
+      else note(`${p.name}=*`);
+      return;
+    }
+    case '_type':
+      for (const t of p.value.split(',')) add(t, '_type');
+      return;
+    case '_has': {
+      // `_has:Type:ref:param`, possibly nested (`_has:A:r:_has:B:s:param`): each Type's data shapes the answer.
+      const parts = p.name.split(':');
+      for (let k = 0; k < parts.length; k++) if (parts[k] === '_has') add(parts[k + 1] ?? '', '_has');
+      return;
+    }
+    case '_list':
+      add('List', '_list');
+      return;
+    case '_contained':
+      // `_contained=true|both` returns the container resources, of any type.
+      if (p.value !== 'false') note('_contained');
+      return;
+    default:
+      if (UNBOUNDED.has(p.base)) {
+        note(p.base);
+        return;
+      }
+  }
+  if (p.name.includes('.')) chainReach(p.name, add, note);
+}
+
+/** `subject:Patient.organization:Organization.name`: every link but the last names (or should name) its target type. */
+function chainReach(name: string, add: (type: string, from: string) => void, note: (why: string) => void): void {
+  const links = name.split('.');
+  for (let k = 0; k < links.length - 1; k++) {
+    const colon = links[k].indexOf(':');
+    if (colon === -1) note('a chained parameter without a target type (write it as ref:Type.param)');
+    else add(links[k].slice(colon + 1), 'a chained parameter');
+  }
+}

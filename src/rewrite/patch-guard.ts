@@ -1,0 +1,101 @@
+import type { Transform } from 'node:stream';
+import { GatewayError } from '../errors/catalogue.js';
+import { NOT_ATTACHMENT } from '../fhir/attachment-kinds.js';
+import { BLOB_EXTENSION_URL } from '../fhir/blob-reference.js';
+import type { JsonToken } from '../json/tokenizer.js';
+import { WalkThrough } from '../json/walk-through.js';
+import { JsonWalker, type Container, type Route, type WalkPolicy } from '../json/walker.js';
+
+/**
+ * PATCH bodies (JSON Patch, and FHIRPath Patch as Parameters) pass through unchanged, but a patch
+ * may not touch attachment members: `data`, `contentType`, `url` and their `_` elements. Those are
+ * what the write rules check (allowed types, sniffed content, externalized data, our blob
+ * reference), and a patch is applied by the upstream, after the gateway, where no check runs: a
+ * patch setting `contentType: text/html` and `data` would be served as HTML. Content is changed by
+ * an update or `$binary-access-write`, which are checked. Our extension URL is refused anywhere.
+ */
+export function patchGuard(): Transform {
+  return new WalkThrough(new JsonWalker(new PatchGuard(), patchWalk));
+}
+
+const patchWalk = {
+  maxDepth: 128,
+  maxKey: 1024,
+  longKeys: 'cut' as const,
+  hold: { maxChars: 4096, maxDepth: 0 },
+  subject: 'the patch',
+  forbid: { text: BLOB_EXTENSION_URL, error: () => new GatewayError('BAD_REQUEST', 'blob references are written by the gateway only') },
+  fail: (problem: string, cause?: unknown) => new GatewayError('BAD_REQUEST', problem, { cause }),
+};
+
+/** Attachment members a patch may not set, name or reach, wherever they appear. */
+const MEMBERS: ReadonlySet<string> = new Set(['data', '_data', 'contentType', '_contentType']);
+/** Extension containers: their items' `url` is the extension's, not an Attachment's. */
+const EXTENSIONS: ReadonlySet<string> = new Set(['extension', 'modifierExtension']);
+
+interface Part {
+  /** A FHIRPath Patch part's `name` (`type`, `path`, `name`, `value`, …). */
+  name: string | undefined;
+  /** Its `valueString`/`valueCode`. */
+  text: string | undefined;
+}
+
+function refused(what: string): GatewayError {
+  return new GatewayError(
+    'BAD_REQUEST',
+    `a patch may not change attachment ${what}: send the resource with PUT, or the content with $binary-access-write, where it is checked`,
+  );
+}
+
+class PatchGuard implements WalkPolicy<Part> {
+  open(): Part {
+    return { name: undefined, text: undefined };
+  }
+
+  route(parent: Container<Part> | undefined, key: string | undefined, first: JsonToken): Route {
+    if (key === undefined) return 'pass';
+    // A value being added (JSON Patch `value`, FHIRPath Patch `value[x]`) that is or holds an Attachment.
+    if (key === 'valueAttachment') throw refused('values');
+    if (MEMBERS.has(key) && !NOT_ATTACHMENT.has(parent?.name ?? '')) throw refused(`members ('${key}')`);
+    if (first.name !== 'startString') return 'pass';
+    // JSON Patch pointers, and FHIRPath Patch parts' names and texts.
+    return key === 'path' || key === 'from' || key === 'name' || key === 'valueString' || key === 'valueCode' ? 'hold' : 'pass';
+  }
+
+  held(parent: Container<Part> | undefined, key: string | undefined, v: unknown): void {
+    if (parent === undefined || typeof v !== 'string') return;
+    if (key === 'path' || key === 'from') checkPointer(v);
+    else if (key === 'name') parent.state.name = v;
+    else parent.state.text = v;
+  }
+
+  close(c: Container<Part>): void {
+    const { name, text } = c.state;
+    if (text === undefined) return;
+    if (name === 'path') checkFhirPath(text);
+    else if (name === 'name' && (MEMBERS.has(text) || text === 'url' || text === '_url')) throw refused(`members ('${text}')`);
+  }
+}
+
+/** A JSON Patch pointer (RFC 6901): `/content/0/attachment/data` is refused; `/extension/0/url` is an extension's. */
+function checkPointer(pointer: string): void {
+  const steps = pointer
+    .split('/')
+    .slice(1)
+    .map((s) => s.replaceAll('~1', '/').replaceAll('~0', '~'));
+  steps.forEach((step, i) => {
+    if (MEMBERS.has(step) && !NOT_ATTACHMENT.has(steps[i - 1] ?? '') && !NOT_ATTACHMENT.has(steps[i - 2] ?? '')) {
+      throw refused(`members ('${step}')`);
+    }
+    // `url` at the root is a canonical resource's own; below an extension item, the extension's.
+    if ((step === 'url' || step === '_url') && i > 0 && !EXTENSIONS.has(steps[i - 2] ?? '')) throw refused(`members ('${step}')`);
+  });
+}
+
+/** A FHIRPath Patch `path`: any step naming an attachment member is refused. */
+function checkFhirPath(path: string): void {
+  const steps = path.split(/[^A-Za-z0-9_]+/);
+  for (const step of steps) if (MEMBERS.has(step)) throw refused(`members ('${step}')`);
+  const last = steps.filter((s) => s.length > 0).at(-1);
+  if (last === 'url' && steps.length > 2 && !EXTENSIONS.has(steps.at(-2) ?? '')) throw refused("members ('url')");
+}

@@ -1,0 +1,57 @@
+import { GatewayError, isGatewayError } from '../errors/catalogue.js';
+import { OWN_ONLY, type Reach } from '../fhir/reach.js';
+import { insufficient, requireAddress, requireDeclaredSize, requireTransport, type Check, type CheckInput } from './checks.js';
+import { NO_TOKEN_CHALLENGE } from './jwt.js';
+import type { ReachedRule } from './policy.js';
+import { grantsSeeing, missingScopes, readsEveryType } from './scopes.js';
+import type { Settings } from './settings.js';
+
+/**
+ * The last check of the pipeline: every type the request reaches besides its own (`_include`
+ * targets, `_revinclude` sources, `_type`, chains, `_has`, conditional criteria, operations that
+ * return other types — fhir/reach.ts) must pass the rules that govern reading it, as a direct read
+ * of it would: transport, client address, size, token, named scopes and SMART grants. The strictest
+ * decides, because each rule must hold. A request that reaches nothing else (a plain read or write)
+ * returns at the first comparison.
+ */
+export const requireReach: Check = (input, settings) => {
+  const reach = settings.policy.reachOf(input.interaction);
+  if (reach === OWN_ONLY) return;
+  for (const reached of settings.policy.reachedRules(reach)) checkReached(input, settings, reach, reached);
+};
+
+function checkReached(input: CheckInput, settings: Settings, reach: Reach, { type, rule }: ReachedRule): void {
+  const what = reach.any ? `every resource type (${reach.why ?? 'unbounded'})` : type;
+  try {
+    if (rule !== input.rule) {
+      const other: CheckInput = { ...input, rule };
+      // Synchronous checks: they throw or return nothing.
+      void requireTransport(other, settings);
+      void requireAddress(other, settings);
+      void requireDeclaredSize(other, settings);
+      const { auth, scopes, smart } = rule.require;
+      if (input.principal.scopes === undefined && (auth || smart || scopes.length > 0)) {
+        throw new GatewayError('TOKEN_MISSING', undefined, { headers: { 'www-authenticate': NO_TOKEN_CHALLENGE } });
+      }
+      const missing = input.principal.scopes ? missingScopes(input.principal.scopes, scopes) : [];
+      if (missing.length > 0) throw insufficient(missing.join(' '));
+    }
+    if (rule.require.smart) {
+      const set = input.principal.scopes;
+      if (set === undefined) throw new GatewayError('TOKEN_MISSING', undefined, { headers: { 'www-authenticate': NO_TOKEN_CHALLENGE } });
+      if (!grantsSeeing(set, type)) throw insufficient(`user/${type}.s`);
+      // A Binary in an answer is content, governed by its own securityContext, which an answer
+      // cannot be checked against Binary by Binary: only a grant that passes every such check
+      // (what Binary search needs too, binary/binary-read.ts) may reach Binary, named or not.
+      if ((type === 'Binary' || type === '*') && !readsEveryType(set)) {
+        throw insufficient('user/*.r', 'Binary resources in the answer are governed by their securityContext');
+      }
+    }
+  } catch (err) {
+    // Say which reached type refused, so the caller can narrow the request (name an _include's
+    // target, add _type) instead of guessing; the rule's name is the operator's and stays out.
+    if (!isGatewayError(err)) throw err;
+    const detail = `the request reaches ${what}${err.detail ? `; ${err.detail}` : ''}`;
+    throw new GatewayError(err.code, detail, { headers: { ...err.headers } });
+  }
+}

@@ -1,0 +1,114 @@
+// The PATCH guard: JSON Patch and FHIRPath Patch pass unchanged unless they touch attachment
+// members (data, contentType, url and their `_` elements) or carry our blob reference, however
+// the body is cut.
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import t from 'tap';
+import { BLOB_EXTENSION_URL } from '../../src/fhir/blob-reference.js';
+import { patchGuard } from '../../src/rewrite/patch-guard.js';
+import { pieces } from '../helpers/engine.js';
+
+async function guard(body: string, cut = 65536): Promise<string> {
+  const out: Buffer[] = [];
+  await pipeline(Readable.from(pieces(Buffer.from(body), cut)), patchGuard(), async function* (src) {
+    for await (const c of src) out.push(c as Buffer);
+  });
+  return Buffer.concat(out).toString();
+}
+
+const fhirPathPatch = (...parts: { name: string; [k: string]: unknown }[]) =>
+  JSON.stringify({ resourceType: 'Parameters', parameter: [{ name: 'operation', part: parts }] });
+
+const ALLOWED: [string, string][] = [
+  ['status', JSON.stringify([{ op: 'replace', path: '/status', value: 'superseded' }])],
+  ['empty', '[]'],
+  ['extension url', JSON.stringify([{ op: 'add', path: '/extension/-', value: { url: 'http://x', valueString: 'y' } }])],
+  ['extension url by pointer', JSON.stringify([{ op: 'replace', path: '/extension/0/url', value: 'http://x' }])],
+  ['a canonical resource url', JSON.stringify([{ op: 'replace', path: '/url', value: 'http://x/vs' }])],
+  ['attachment title', JSON.stringify([{ op: 'replace', path: '/content/0/attachment/title', value: 'report' }])],
+  ['moving an attachment', JSON.stringify([{ op: 'move', from: '/content/1', path: '/content/0' }])],
+  ['signature data is not attachment content', JSON.stringify([{ op: 'replace', path: '/signature/0/data', value: 'AAAA' }])],
+  ['a value that mentions data', JSON.stringify([{ op: 'replace', path: '/description', value: 'see data, contentType and url' }])],
+  [
+    'FHIRPath Patch replace',
+    fhirPathPatch(
+      { name: 'type', valueCode: 'replace' },
+      { name: 'path', valueString: 'Observation.status' },
+      { name: 'value', valueCode: 'final' },
+    ),
+  ],
+  [
+    'FHIRPath Patch value text',
+    fhirPathPatch(
+      { name: 'type', valueCode: 'replace' },
+      { name: 'path', valueString: 'Observation.note.text' },
+      { name: 'value', valueString: 'data' },
+    ),
+  ],
+];
+
+const REFUSED: [string, string][] = [
+  ['data', JSON.stringify([{ op: 'add', path: '/content/0/attachment/data', value: 'PGgxPg==' }])],
+  ['contentType', JSON.stringify([{ op: 'replace', path: '/content/0/attachment/contentType', value: 'text/html' }])],
+  ['_data', JSON.stringify([{ op: 'add', path: '/content/0/attachment/_data', value: { extension: [] } }])],
+  ['url', JSON.stringify([{ op: 'replace', path: '/content/0/attachment/url', value: 'http://elsewhere' }])],
+  ['photo data', JSON.stringify([{ op: 'add', path: '/photo/0/data', value: 'AAAA' }])],
+  ['escaped pointer and key', '[{"op":"add","p\\u0061th":"/content/0/attachment/\\u0064ata","value":"AAAA"}]'],
+  ['from data', JSON.stringify([{ op: 'copy', from: '/content/0/attachment/data', path: '/text/div' }])],
+  [
+    'an attachment value',
+    JSON.stringify([{ op: 'add', path: '/content/-', value: { attachment: { contentType: 'text/html', data: 'PGgxPg==' } } }]),
+  ],
+  ['a nested contentType', JSON.stringify([{ op: 'add', path: '/content/0/attachment', value: { contentType: 'text/html' } }])],
+  ['our extension', JSON.stringify([{ op: 'add', path: '/extension/-', value: { url: BLOB_EXTENSION_URL } }])],
+  [
+    'FHIRPath Patch name',
+    fhirPathPatch(
+      { name: 'type', valueCode: 'add' },
+      { name: 'path', valueString: 'DocumentReference.content[0].attachment' },
+      { name: 'name', valueString: 'data' },
+      { name: 'value', valueBase64Binary: 'PGgxPg==' },
+    ),
+  ],
+  [
+    'FHIRPath Patch path',
+    fhirPathPatch(
+      { name: 'type', valueCode: 'replace' },
+      { name: 'path', valueString: 'DocumentReference.content[0].attachment.contentType' },
+      { name: 'value', valueCode: 'text/html' },
+    ),
+  ],
+  [
+    'FHIRPath Patch url',
+    fhirPathPatch(
+      { name: 'type', valueCode: 'replace' },
+      { name: 'path', valueString: 'Media.content.url' },
+      { name: 'value', valueUrl: 'http://x' },
+    ),
+  ],
+  [
+    'FHIRPath Patch attachment value',
+    fhirPathPatch(
+      { name: 'type', valueCode: 'add' },
+      { name: 'path', valueString: 'Patient' },
+      { name: 'name', valueString: 'photo' },
+      { name: 'value', valueAttachment: { contentType: 'text/html' } },
+    ),
+  ],
+];
+
+t.test('patches that leave attachments alone pass unchanged', async (t) => {
+  for (const [name, body] of ALLOWED) {
+    for (const cut of [65536, 7, 1]) t.equal(await guard(body, cut), body, `${name} (cut ${cut})`);
+  }
+});
+
+t.test('patches that touch attachment members are refused', async (t) => {
+  for (const [name, body] of REFUSED) {
+    for (const cut of [65536, 5]) {
+      await t.rejects(guard(body, cut), { code: 'BAD_REQUEST' }, `${name} (cut ${cut})`);
+    }
+  }
+  await t.rejects(guard(REFUSED[0][1]), { message: /attachment members \('data'\).*\$binary-access-write/ }, 'says what to do instead');
+  await t.rejects(guard('[{"op":'), { code: 'BAD_REQUEST' }, 'malformed');
+});
