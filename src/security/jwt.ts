@@ -10,7 +10,7 @@ import {
   type JWTVerifyGetKey,
 } from 'jose';
 import type { GatewayConfig } from '../config/types.js';
-import { GatewayError } from '../errors/catalogue.js';
+import { GatewayError, isGatewayError } from '../errors/catalogue.js';
 
 export interface VerifiedToken {
   readonly claims: JWTPayload;
@@ -183,6 +183,11 @@ export class TokenVerifier {
         ...(this.auth.typ ? { typ: this.auth.typ } : {}),
         currentDate: new Date(this.now()),
       });
+      // jose checks iat only against a maxTokenAge; a token minted "in the future" (a skewed or
+      // compromised issuer, a token made to outlive its exp-based rotation) is not a valid one.
+      if (typeof payload.iat === 'number' && payload.iat * 1000 > this.now() + this.toleranceMs) {
+        throw refusal('token issued in the future');
+      }
       return {
         claims: payload,
         expiresAt: (payload.exp as number) * 1000,
@@ -190,7 +195,7 @@ export class TokenVerifier {
         kid: protectedHeader.kid,
       };
     } catch (err) {
-      throw invalidToken(err, token);
+      throw isGatewayError(err) ? err : invalidToken(err, token);
     }
   }
 }
@@ -219,8 +224,13 @@ function invalidToken(err: unknown, token: string): GatewayError {
       description = 'malformed token';
     }
   }
+  return refusal(description, err);
+}
+
+/** The 401 for a token that is not valid, its description in both message and challenge. */
+function refusal(description: string, cause?: unknown): GatewayError {
   return new GatewayError('INVALID_TOKEN', description, {
-    cause: err,
+    ...(cause === undefined ? {} : { cause }),
     headers: { 'www-authenticate': INVALID_TOKEN_CHALLENGE(description) },
   });
 }

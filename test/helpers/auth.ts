@@ -64,12 +64,16 @@ export interface TokenOptions {
   /** Seconds from now; undefined leaves exp out. */
   readonly expiresIn?: number | undefined;
   readonly notBefore?: number;
+  /** Seconds from now for `iat` (default 0: issued now). */
+  readonly issuedAt?: number;
   readonly header?: Record<string, unknown>;
 }
 
 export async function mintToken(key: TestKey, opts: TokenOptions = {}): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  const jwt = new SignJWT({ ...opts.claims }).setProtectedHeader({ alg: key.alg, kid: key.kid, ...opts.header }).setIssuedAt(now);
+  const jwt = new SignJWT({ ...opts.claims })
+    .setProtectedHeader({ alg: key.alg, kid: key.kid, ...opts.header })
+    .setIssuedAt(now + (opts.issuedAt ?? 0));
   const iss = 'issuer' in opts ? opts.issuer : ISSUER;
   if (iss !== undefined) jwt.setIssuer(iss);
   const aud = 'audience' in opts ? opts.audience : AUDIENCE;
