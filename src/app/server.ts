@@ -76,7 +76,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address;
   const url = `${tls ? 'https' : 'http'}://${host}:${addr.port}`;
   const urls = new BaseUrls(upstreamUrl, config.upstream.aliases, config.server.publicBaseUrl ?? url);
-  const settings = new LiveSettings(buildSettings(config));
+  const settings = new LiveSettings(buildSettings(config, log), log);
 
   const agent = upstreamAgent(urls.upstream, config.upstream);
   const client = new UpstreamClient({ urls, agent, timeoutMs: config.upstream.timeoutMs });

@@ -65,6 +65,7 @@ export const ERRORS = {
   UPSTREAM_INVALID: def(502, 'invalid', 'The upstream FHIR server answered with something the gateway cannot check'),
   UPSTREAM_TIMEOUT: def(504, 'timeout', 'The upstream FHIR server did not answer in time'),
   NOT_READY: def(503, 'transient', 'The gateway is not ready'),
+  AUTH_UNAVAILABLE: def(503, 'transient', "The identity provider's signing keys could not be fetched; try again shortly"),
   STORAGE_UNAVAILABLE: def(503, 'transient', 'The object store could not be reached'),
   BLOB_UNREADABLE: def(500, 'exception', 'The stored content cannot be read'),
   INTERNAL: def(500, 'exception', 'Internal gateway error'),
