@@ -211,6 +211,10 @@ export const configSchema = {
             Binary: ['application/pdf', 'text/plain', 'image/*', 'audio/*', 'video/*', 'image/dicom'],
           },
         },
+        // Cache-Control of content served as itself (raw Binary, $binary-access-read, raw Media):
+        // PHI must not stay in browser or proxy caches, so only `no-store` or a private cache
+        // for a bounded time (a viewer that pages through one document) can be chosen.
+        cacheControl: { type: 'string', pattern: '^(no-store|private, max-age=(0|[1-9][0-9]{0,7}))$', default: 'no-store' },
       },
     },
     logging: {

@@ -632,6 +632,35 @@ t.test('every policies/examples/*.yaml parses', async (t) => {
   });
 });
 
+t.test('content.cacheControl: no-store by default; only no-store or private, max-age=<seconds> are accepted', async (t) => {
+  const withValue = (cacheControl: unknown) => ({ ...minimal(), content: { cacheControl } });
+  t.equal(build(minimal()).content.cacheControl, 'no-store', 'PHI is not cached unless the policy says so');
+  for (const ok of ['no-store', 'private, max-age=0', 'private, max-age=300', 'private, max-age=86400']) {
+    t.equal(build(withValue(ok)).content.cacheControl, ok, ok);
+  }
+  for (const bad of [
+    'public, max-age=60',
+    'max-age=60',
+    'no-cache',
+    'private',
+    'private, max-age=-1',
+    'private, max-age=01',
+    'private,max-age=60',
+    'private, max-age=60, public',
+    'private, max-age=60, s-maxage=600',
+    'PRIVATE, max-age=60',
+    'no-store\r\nSet-Cookie: a=b',
+    '',
+    60,
+  ]) {
+    t.match(
+      problems(t, () => build(withValue(bad))),
+      [/^test\.yaml: \/content\/cacheControl: must /],
+      JSON.stringify(bad),
+    );
+  }
+});
+
 t.test('a rule naming a resource type that does not exist is refused (it would never apply)', async (t) => {
   t.same(
     problems(t, () =>
