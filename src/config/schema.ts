@@ -61,7 +61,8 @@ const requireProps = {
   ipAllow: stringList,
   ipDeny: stringList,
 } as const;
-const requireDefaults = { https: true, auth: true, scopes: [], smart: false, ipAllow: [], ipDeny: [] } as const;
+// Secure by default, and equal to the shipped policies/default.yaml (test/config/default-policy.test.ts).
+const requireDefaults = { https: true, auth: true, scopes: [], smart: true, ipAllow: [], ipDeny: [] } as const;
 
 const limitsProps = { maxRequestBytes: { type: 'integer', minimum: 0 } } as const;
 const limitsDefaults = { maxRequestBytes: 10 * 1024 * 1024 } as const;

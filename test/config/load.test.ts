@@ -70,17 +70,18 @@ t.test('defaults are applied', async (t) => {
   t.same(c.include, []);
   t.same(c.rules, []);
   t.same(c.defaultRule, {
-    require: { https: true, auth: true, scopes: [], smart: false, ipAllow: [], ipDeny: [] },
+    require: { https: true, auth: true, scopes: [], smart: true, ipAllow: [], ipDeny: [] },
     limits: { maxRequestBytes: 10 * 1024 * 1024 },
     forwardAuthorization: false,
   });
   t.equal(c.bundles.maxEntries, 1000);
   t.equal(c.logging.level, 'info');
+  t.equal(c.content.cacheControl, 'no-store');
 
   const partial = build({ ...minimal(), defaultRule: { require: { https: false } } });
   t.same(
     partial.defaultRule.require,
-    { https: false, auth: true, scopes: [], smart: false, ipAllow: [], ipDeny: [] },
+    { https: false, auth: true, scopes: [], smart: true, ipAllow: [], ipDeny: [] },
     'defaults fill in around what is set',
   );
   t.equal(partial.defaultRule.limits.maxRequestBytes, 10485760);
@@ -341,18 +342,19 @@ t.test('auth required but nowhere to verify tokens → error', async (t) => {
     problems(t, () =>
       build({
         upstream: { url: 'http://u.test' },
-        defaultRule: { require: { auth: false } },
+        defaultRule: { require: { auth: false, smart: false } },
         rules: [{ name: 'admin', match: { interactions: ['delete'] }, require: { auth: true } }],
       }),
     ),
     missing,
     'one rule requiring auth is enough',
   );
-  const open = build({ upstream: { url: 'http://u.test' }, defaultRule: { require: { auth: false } } });
+  // smart is on by default: a public default needs it turned off as well.
+  const open = build({ upstream: { url: 'http://u.test' }, defaultRule: { require: { auth: false, smart: false } } });
   t.equal(open.defaultRule.require.auth, false, 'no auth anywhere: no JWKS needed');
   const inherits = build({
     upstream: { url: 'http://u.test' },
-    defaultRule: { require: { auth: false } },
+    defaultRule: { require: { auth: false, smart: false } },
     rules: [{ name: 'r', match: {}, require: {} }],
   });
   t.equal(inherits.rules.length, 1, 'a rule that sets nothing inherits auth: false: still no JWKS needed');
@@ -365,7 +367,7 @@ t.test('auth required but nowhere to verify tokens → error', async (t) => {
     problems(t, () =>
       build({
         upstream: { url: 'http://u.test' },
-        defaultRule: { require: { auth: false } },
+        defaultRule: { require: { auth: false, smart: false } },
         rules: [{ name: 'w', match: {}, require: { scopes: ['fhir.write'] } }],
       }),
     ),
