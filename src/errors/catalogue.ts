@@ -58,6 +58,7 @@ export const ERRORS = {
   // 413/415/417: body limits and types.
   PAYLOAD_TOO_LARGE: def(413, 'too-long', 'The request body exceeds the size limit'),
   UNSUPPORTED_MEDIA: def(415, 'not-supported', 'The content type is not accepted here'),
+  UNSUPPORTED_ENCODING: def(415, 'not-supported', 'Request bodies are accepted only without Content-Encoding'),
   EXPECTATION_FAILED: def(417, 'not-supported', 'Only Expect: 100-continue is supported'),
   RANGE_NOT_SATISFIABLE: def(416, 'value', 'The requested range is not within the content'),
   // 5xx: the upstream, or us.
