@@ -12,6 +12,7 @@ import type { PlaneDeps } from '../binary/deps.js';
 import { RawResponder } from '../binary/raw-response.js';
 import { ResourceWrites } from '../binary/resource-writes.js';
 import { UpstreamResources } from '../binary/upstream-resources.js';
+import { rulesRefusingEverything } from '../config/transport.js';
 import type { GatewayConfig } from '../config/types.js';
 import { ConfigError, GatewayError } from '../errors/catalogue.js';
 import { AccessLog } from '../http/access-log.js';
@@ -76,7 +77,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address;
   const url = `${tls ? 'https' : 'http'}://${host}:${addr.port}`;
   const urls = new BaseUrls(upstreamUrl, config.upstream.aliases, config.server.publicBaseUrl ?? url);
-  const settings = new LiveSettings(buildSettings(config));
+  const settings = new LiveSettings(buildSettings(config, log), log);
 
   const agent = upstreamAgent(urls.upstream, config.upstream);
   const client = new UpstreamClient({ urls, agent, timeoutMs: config.upstream.timeoutMs });
@@ -114,6 +115,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     sendError(req, res, new GatewayError('EXPECTATION_FAILED'), requestIdOf(req)),
   );
   log.info({ listen: url, publicBaseUrl: urls.public, upstream: urls.upstream, tls: Boolean(tls) }, 'gateway listening');
+  warnHttpsUnreachable(config, log);
 
   return {
     url,
@@ -122,6 +124,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     settings,
     reload(next: GatewayConfig) {
       settings.reload(next);
+      warnHttpsUnreachable(next, log);
       log.level = next.logging.level;
       accessLog.level = next.logging.level;
     },
@@ -131,6 +134,16 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       agent.destroy();
     },
   };
+}
+
+/** Rules that require HTTPS where no request can arrive as HTTPS refuse everything: say so, by name. */
+function warnHttpsUnreachable(config: GatewayConfig, log: Logger): void {
+  const rules = rulesRefusingEverything(config);
+  if (rules.length === 0) return;
+  log.warn(
+    { rules },
+    'these rules require HTTPS, but the gateway neither terminates TLS (server.tls) nor trusts a proxy to forward it (server.trustedProxies): every request they match will be refused (403 INSECURE_TRANSPORT)',
+  );
 }
 
 /** /readyz: the upstream answers its CapabilityStatement (anything but a 5xx). */

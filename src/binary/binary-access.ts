@@ -8,7 +8,7 @@ import type { Exchange } from '../security/exchange.js';
 import { securityContextOf } from '../security/security-context.js';
 import { FHIR_JSON } from '../upstream/client.js';
 import type { PlaneDeps } from './deps.js';
-import { versionHeaders } from './raw-response.js';
+import { contentCacheControl, versionHeaders } from './raw-response.js';
 import type { FetchedAttachment } from './upstream-resources.js';
 
 const MEDIA_CONTENT = [{ name: 'content', index: undefined }] as const;
@@ -191,7 +191,7 @@ export class BinaryAccess {
       'application/octet-stream';
     const headers = versionHeaders(got.resource, x.ctx.id);
     if (typeof headers['etag'] === 'string' && etagMatches(x.req.headers['if-none-match'], headers['etag'])) {
-      x.res.writeHead(304, headers);
+      x.res.writeHead(304, { ...headers, 'cache-control': contentCacheControl(x) });
       x.res.end();
       return;
     }

@@ -13,7 +13,7 @@ import { SecurityContextGuard } from '../security/security-context.js';
 import { FHIR_JSON } from '../upstream/client.js';
 import { binaryView } from './binary-view.js';
 import type { PlaneDeps } from './deps.js';
-import { versionHeaders } from './raw-response.js';
+import { contentCacheControl, versionHeaders } from './raw-response.js';
 import type { FetchedAttachment } from './upstream-resources.js';
 
 interface BinaryResource {
@@ -77,7 +77,8 @@ export class BinaryReads {
     const info = ref ? await this.d.blobs.blobFor(ref, `Binary/${String(binary.id)}`) : undefined;
     const size = info?.size ?? (inline ? ('bytes' in inline ? inline.bytes.length : inline.size) : 0);
 
-    const headers: OutgoingHttpHeaders = { ...versionHeaders(binary, x.ctx.id), vary: 'Accept' };
+    // The FHIR view carries the same content base64-encoded: it is cached no more than the raw one.
+    const headers: OutgoingHttpHeaders = { ...versionHeaders(binary, x.ctx.id), vary: 'Accept', 'cache-control': contentCacheControl(x) };
     const sc = binary.securityContext?.reference;
     if (typeof sc === 'string' && RELATIVE_REFERENCE.test(sc)) headers['x-security-context'] = sc;
     if (typeof headers['etag'] === 'string' && etagMatches(req.headers['if-none-match'], headers['etag'])) {

@@ -16,6 +16,15 @@ import type { FhirResource } from './upstream-resources.js';
 /** Raw content must never run as a page of ours: no scripts, no plugins, no same-origin. */
 const RAW_SECURITY_HEADERS = { 'x-content-type-options': 'nosniff', 'content-security-policy': "default-src 'none'; sandbox" } as const;
 
+/**
+ * The Cache-Control of content served as itself (`content.cacheControl`: `no-store`, or
+ * `private, max-age=N`): without one, a browser or a shared proxy may keep PHI. A 304 carries it
+ * too (RFC 9110 §15.4.5), or a cache would apply its own heuristics to what it revalidated.
+ */
+export function contentCacheControl(x: Exchange): string {
+  return x.settings.config.content.cacheControl;
+}
+
 /** Content to serve raw: inline bytes the upstream held (small, or spooled to a file), or a checked blob. */
 export type RawContent = { readonly contentType: string; readonly size: number } & (
   { readonly inline: Buffer } | { readonly file: string } | { readonly ref: BlobRef }
@@ -46,7 +55,11 @@ export class RawResponder {
   async serve(x: Exchange, headers: OutgoingHttpHeaders, content: RawContent): Promise<void> {
     const { req, res } = x;
     const { contentType, size } = content;
-    Object.assign(headers, RAW_SECURITY_HEADERS, { 'content-type': contentType, 'accept-ranges': 'bytes' });
+    Object.assign(headers, RAW_SECURITY_HEADERS, {
+      'content-type': contentType,
+      'accept-ranges': 'bytes',
+      'cache-control': contentCacheControl(x),
+    });
     if (isActiveContent(contentType)) headers['content-disposition'] = 'attachment';
     // If-Range (RFC 9110 13.1.5): a range only of the representation the client already has. Our
     // ETags are weak and never match; a date must equal Last-Modified exactly. Otherwise: all of it.

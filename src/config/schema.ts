@@ -61,7 +61,8 @@ const requireProps = {
   ipAllow: stringList,
   ipDeny: stringList,
 } as const;
-const requireDefaults = { https: true, auth: true, scopes: [], smart: false, ipAllow: [], ipDeny: [] } as const;
+// Secure by default, and equal to the shipped policies/default.yaml (test/config/default-policy.test.ts).
+const requireDefaults = { https: true, auth: true, scopes: [], smart: true, ipAllow: [], ipDeny: [] } as const;
 
 const limitsProps = { maxRequestBytes: { type: 'integer', minimum: 0 } } as const;
 const limitsDefaults = { maxRequestBytes: 10 * 1024 * 1024 } as const;
@@ -211,6 +212,10 @@ export const configSchema = {
             Binary: ['application/pdf', 'text/plain', 'image/*', 'audio/*', 'video/*', 'image/dicom'],
           },
         },
+        // Cache-Control of content served as itself (raw Binary, $binary-access-read, raw Media):
+        // PHI must not stay in browser or proxy caches, so only `no-store` or a private cache
+        // for a bounded time (a viewer that pages through one document) can be chosen.
+        cacheControl: { type: 'string', pattern: '^(no-store|private, max-age=(0|[1-9][0-9]{0,7}))$', default: 'no-store' },
       },
     },
     // What each operation may return, for the type-set authorization (docs/security.md, "What a

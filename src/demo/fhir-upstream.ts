@@ -16,7 +16,9 @@ import {
   parseRequestBody,
   readBody,
   send,
+  sendJson,
   sendRawBinary,
+  smartConfiguration,
   wantsRawBinary,
   type Resource,
 } from './fhir-wire.js';
@@ -103,6 +105,11 @@ export async function startFhirUpstream(opts: FhirUpstreamOptions = {}): Promise
     }
     const path = pathname.slice(basePath.length);
     const segments = path.split('/').filter(Boolean);
+    // SMART discovery is not a FHIR route: the router would read it as a resource type.
+    if (path === '/.well-known/smart-configuration' && method === 'GET') {
+      sendJson(res, head, smartConfiguration(baseUrl));
+      return;
+    }
 
     const parsed = parseRequestBody(method, segments, req.headers, body);
     if ('error' in parsed) {

@@ -130,3 +130,28 @@ export function capabilityStatement(resourceTypes: readonly ResourceType[]): Cap
     ],
   };
 }
+
+/**
+ * The SMART App Launch discovery document (`[base]/.well-known/smart-configuration`,
+ * https://hl7.org/fhir/smart-app-launch/conformance.html). The demo has no authorization server:
+ * the endpoints only show the shape a real deployment's identity provider would publish.
+ */
+export function smartConfiguration(baseUrl: string): Record<string, unknown> {
+  const origin = new URL(baseUrl).origin;
+  return {
+    issuer: `${origin}/auth`,
+    authorization_endpoint: `${origin}/auth/authorize`,
+    token_endpoint: `${origin}/auth/token`,
+    grant_types_supported: ['authorization_code', 'client_credentials'],
+    code_challenge_methods_supported: ['S256'],
+    scopes_supported: ['openid', 'fhirUser', 'launch/patient', 'patient/*.rs', 'user/*.cruds', 'system/*.rs'],
+    capabilities: ['launch-standalone', 'client-public', 'client-confidential-symmetric', 'context-standalone-patient', 'permission-v2'],
+  };
+}
+
+/** Plain JSON (not a FHIR resource), e.g. the SMART discovery document. */
+export function sendJson(res: ServerResponse, head: boolean, body: unknown): void {
+  const json = JSON.stringify(body);
+  res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(json) });
+  res.end(head ? undefined : json);
+}

@@ -58,6 +58,7 @@ export const ERRORS = {
   // 413/415/417: body limits and types.
   PAYLOAD_TOO_LARGE: def(413, 'too-long', 'The request body exceeds the size limit'),
   UNSUPPORTED_MEDIA: def(415, 'not-supported', 'The content type is not accepted here'),
+  UNSUPPORTED_ENCODING: def(415, 'not-supported', 'Request bodies are accepted only without Content-Encoding'),
   EXPECTATION_FAILED: def(417, 'not-supported', 'Only Expect: 100-continue is supported'),
   RANGE_NOT_SATISFIABLE: def(416, 'value', 'The requested range is not within the content'),
   // 5xx: the upstream, or us.
@@ -65,6 +66,7 @@ export const ERRORS = {
   UPSTREAM_INVALID: def(502, 'invalid', 'The upstream FHIR server answered with something the gateway cannot check'),
   UPSTREAM_TIMEOUT: def(504, 'timeout', 'The upstream FHIR server did not answer in time'),
   NOT_READY: def(503, 'transient', 'The gateway is not ready'),
+  AUTH_UNAVAILABLE: def(503, 'transient', "The identity provider's signing keys could not be fetched; try again shortly"),
   STORAGE_UNAVAILABLE: def(503, 'transient', 'The object store could not be reached'),
   BLOB_UNREADABLE: def(500, 'exception', 'The stored content cannot be read'),
   INTERNAL: def(500, 'exception', 'Internal gateway error'),

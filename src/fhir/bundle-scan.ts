@@ -48,7 +48,11 @@ interface Entry {
   url?: string;
   resourceType?: string;
   ifNoneExist?: string;
+  hasResource?: boolean;
 }
+
+/** Entry methods that carry no body (R4 http.html): a resource on one is refused, not stored. */
+const BODYLESS = new Set(['GET', 'HEAD', 'DELETE']);
 
 function bad(detail: string): GatewayError {
   return new GatewayError('BAD_BUNDLE', detail);
@@ -90,6 +94,7 @@ class BundleScan implements WalkPolicy<Place> {
       this.current = {};
       return 'entry';
     }
+    if (p.state === 'entry' && c.key === 'resource') this.current!.hasResource = true;
     if (p.state === 'entry' && (c.key === 'request' || c.key === 'resource')) return c.key;
     return 'other';
   }
@@ -134,9 +139,16 @@ class BundleScan implements WalkPolicy<Place> {
   close(c: Container<Place>): void {
     if (c.state !== 'entry') return;
     const e = this.current!;
-    if (!e.method || !e.url) throw bad(`entry ${this.entries.length} has no request.method or request.url`);
+    const index = this.entries.length;
+    if (!e.method || !e.url) throw bad(`entry ${index} has no request.method or request.url`);
+    // The write direction would lift its attachment data into the store and mark it linked with
+    // no owner (the upstream answers a GET entry with some other resource): a read-only token
+    // could fill the store. Refused while scanning, before anything is externalized.
+    if (e.hasResource && BODYLESS.has(e.method)) {
+      throw bad(`entry ${index}: a ${e.method} entry must not carry a resource (Bundle.entry[${index}].resource)`);
+    }
     this.entries.push({
-      index: this.entries.length,
+      index,
       method: e.method,
       url: e.url,
       resourceType: e.resourceType,

@@ -39,6 +39,8 @@ export interface ClassifyEntryOptions {
   readonly ifNoneExist?: string | undefined;
 }
 
+const SMART_CONFIGURATION = '.well-known/smart-configuration';
+
 /** The methods FHIR R4 uses (http.html; the http-verb value set bound to Bundle.entry.request.method). */
 const FHIR_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']);
 
@@ -148,6 +150,14 @@ function classifyTarget(method: string, target: string, basePath: string, criter
       }
       throw methodNotAllowed(method, '$[operation]', ALLOW.operation, entry);
     }
+  }
+
+  if (s0 === '.well-known') {
+    // SMART App Launch discovery, [base]/.well-known/smart-configuration: clients read it before
+    // they hold a token, like the CapabilityStatement, so it is that interaction (and its rule).
+    if (n !== 2 || s[1] !== 'smart-configuration') throw notFound();
+    if (isRead(method)) return { kind: 'capabilities', method, path: SMART_CONFIGURATION, query };
+    throw methodNotAllowed(method, SMART_CONFIGURATION, ALLOW.read, entry);
   }
 
   // Past this point the first segment must be a resource type; `metadata/x`, `_history/x` and

@@ -18,6 +18,7 @@ import { Exchange } from '../security/exchange.js';
 import { runChecks } from '../security/pipeline.js';
 import type { LiveSettings, Settings } from '../security/settings.js';
 import type { AccessLog, AccessRecord } from './access-log.js';
+import { refuseEncodedBody } from './body-encoding.js';
 import { buildContext, requestIdOf } from './context.js';
 import { routeFor, type Route } from './routes.js';
 
@@ -81,6 +82,7 @@ export class RequestFlow {
     if (BODYLESS.has(req.method ?? '') && (chunked || (contentLength ?? 0) > 0)) {
       throw new GatewayError('BAD_REQUEST', `${req.method} requests must not carry a body`);
     }
+    refuseEncodedBody(req.headers['content-encoding'], chunked || (contentLength ?? 0) > 0);
     const principal = newPrincipal();
     const authorization = req.headers.authorization;
     if (interaction.kind === 'batch') return this.bundle(req, res, settings, { ctx, interaction, authorization, contentLength, principal });

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
+  customFetch,
   decodeProtectedHeader,
   errors as joseErrors,
   jwtVerify,
@@ -10,7 +11,8 @@ import {
   type JWTVerifyGetKey,
 } from 'jose';
 import type { GatewayConfig } from '../config/types.js';
-import { GatewayError } from '../errors/catalogue.js';
+import { GatewayError, isGatewayError } from '../errors/catalogue.js';
+import { keySetFetch, KEYS_RETRY_AFTER_SECONDS, KeysUnavailable, type KeysLog } from './jwks-source.js';
 
 export interface VerifiedToken {
   readonly claims: JWTPayload;
@@ -70,6 +72,8 @@ export class TokenVerifier {
   constructor(
     private readonly auth: GatewayConfig['auth'],
     private readonly now: () => number = Date.now,
+    /** Where a failure to fetch the JWKS is reported (once per failure, at warn). */
+    log?: KeysLog,
   ) {
     this.maxEntries = auth.tokenCache.maxEntries;
     this.maxAgeMs = auth.tokenCache.maxAgeSeconds * 1000;
@@ -79,6 +83,7 @@ export class TokenVerifier {
         cooldownDuration: auth.jwksCooldownMs,
         cacheMaxAge: auth.jwksCacheMaxAgeMs,
         timeoutDuration: auth.jwksTimeoutMs,
+        [customFetch]: keySetFetch({ uri: auth.jwksUri, cooldownMs: auth.jwksCooldownMs, timeoutMs: auth.jwksTimeoutMs }, log, now),
       });
       this.keys = this.remote;
     } else if (auth.jwksFile) {
@@ -183,6 +188,11 @@ export class TokenVerifier {
         ...(this.auth.typ ? { typ: this.auth.typ } : {}),
         currentDate: new Date(this.now()),
       });
+      // jose checks iat only against a maxTokenAge; a token minted "in the future" (a skewed or
+      // compromised issuer, a token made to outlive its exp-based rotation) is not a valid one.
+      if (typeof payload.iat === 'number' && payload.iat * 1000 > this.now() + this.toleranceMs) {
+        throw refusal('token issued in the future');
+      }
       return {
         claims: payload,
         expiresAt: (payload.exp as number) * 1000,
@@ -190,6 +200,15 @@ export class TokenVerifier {
         kid: protectedHeader.kid,
       };
     } catch (err) {
+      if (isGatewayError(err)) throw err;
+      // The keys could not be had: whether the token is good is unknown, so it is not called bad
+      // (a 401 makes clients throw their token away and send users to log in again).
+      if (err instanceof KeysUnavailable || err instanceof joseErrors.JWKSTimeout) {
+        throw new GatewayError('AUTH_UNAVAILABLE', undefined, {
+          cause: err,
+          headers: { 'retry-after': String(KEYS_RETRY_AFTER_SECONDS) },
+        });
+      }
       throw invalidToken(err, token);
     }
   }
@@ -209,7 +228,6 @@ function invalidToken(err: unknown, token: string): GatewayError {
   else if (err instanceof joseErrors.JOSEAlgNotAllowed) description = 'signing algorithm not allowed';
   else if (err instanceof joseErrors.JWSSignatureVerificationFailed) description = 'signature verification failed';
   else if (err instanceof joseErrors.JWTInvalid || err instanceof joseErrors.JWSInvalid) description = 'malformed token';
-  else if (err instanceof joseErrors.JWKSTimeout) description = 'signing keys unavailable';
   else if (err instanceof joseErrors.JOSENotSupported) description = 'unsupported token';
   else {
     // alg "none" and friends: decodeProtectedHeader tells us which without trusting anything.
@@ -219,8 +237,13 @@ function invalidToken(err: unknown, token: string): GatewayError {
       description = 'malformed token';
     }
   }
+  return refusal(description, err);
+}
+
+/** The 401 for a token that is not valid, its description in both message and challenge. */
+function refusal(description: string, cause?: unknown): GatewayError {
   return new GatewayError('INVALID_TOKEN', description, {
-    cause: err,
+    ...(cause === undefined ? {} : { cause }),
     headers: { 'www-authenticate': INVALID_TOKEN_CHALLENGE(description) },
   });
 }

@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config/types.js';
 import { parseRanges, type Range } from '../lib/ip.js';
 import { TokenVerifier } from './jwt.js';
@@ -14,7 +15,7 @@ export interface Settings {
   readonly trustedProxies: readonly Range[];
 }
 
-export function buildSettings(config: GatewayConfig, previous?: Settings): Settings {
+export function buildSettings(config: GatewayConfig, log?: Logger, previous?: Settings): Settings {
   // Keep the verifier (and its caches) across reloads unless what it verifies against may have
   // changed. A jwksFile is re-read on every reload: rotating a key means rewriting that file in
   // place, and a revoked key must stop working when the operator says reload.
@@ -22,21 +23,24 @@ export function buildSettings(config: GatewayConfig, previous?: Settings): Setti
   return {
     config,
     policy: new Policy(config),
-    verifier: sameAuth ? previous.verifier : new TokenVerifier(config.auth),
+    verifier: sameAuth ? previous.verifier : new TokenVerifier(config.auth, Date.now, log),
     trustedProxies: parseRanges(config.server.trustedProxies),
   };
 }
 
 /** The settings in force, swapped on reload. Readers take `current` once per request. */
 export class LiveSettings {
-  constructor(private settings: Settings) {}
+  constructor(
+    private settings: Settings,
+    private readonly log?: Logger,
+  ) {}
 
   get current(): Settings {
     return this.settings;
   }
 
   reload(config: GatewayConfig): Settings {
-    this.settings = buildSettings(config, this.settings);
+    this.settings = buildSettings(config, this.log, this.settings);
     return this.settings;
   }
 }

@@ -201,7 +201,11 @@ t.test('review #8: an exchange the upstream cuts short still gets an access line
 
 t.test('review #9: credentials in upstream.url are a configuration error', async (t) => {
   try {
-    buildConfig({ upstream: { url: 'https://user:secret@hapi.test/fhir' }, defaultRule: { require: { auth: false } } }, 'test.yaml', '/');
+    buildConfig(
+      { upstream: { url: 'https://user:secret@hapi.test/fhir' }, defaultRule: { require: { auth: false, smart: false } } },
+      'test.yaml',
+      '/',
+    );
     t.fail('accepted');
   } catch (err) {
     t.ok(err instanceof ConfigError);

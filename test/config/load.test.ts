@@ -70,17 +70,18 @@ t.test('defaults are applied', async (t) => {
   t.same(c.include, []);
   t.same(c.rules, []);
   t.same(c.defaultRule, {
-    require: { https: true, auth: true, scopes: [], smart: false, ipAllow: [], ipDeny: [] },
+    require: { https: true, auth: true, scopes: [], smart: true, ipAllow: [], ipDeny: [] },
     limits: { maxRequestBytes: 10 * 1024 * 1024 },
     forwardAuthorization: false,
   });
   t.equal(c.bundles.maxEntries, 1000);
   t.equal(c.logging.level, 'info');
+  t.equal(c.content.cacheControl, 'no-store');
 
   const partial = build({ ...minimal(), defaultRule: { require: { https: false } } });
   t.same(
     partial.defaultRule.require,
-    { https: false, auth: true, scopes: [], smart: false, ipAllow: [], ipDeny: [] },
+    { https: false, auth: true, scopes: [], smart: true, ipAllow: [], ipDeny: [] },
     'defaults fill in around what is set',
   );
   t.equal(partial.defaultRule.limits.maxRequestBytes, 10485760);
@@ -341,18 +342,19 @@ t.test('auth required but nowhere to verify tokens → error', async (t) => {
     problems(t, () =>
       build({
         upstream: { url: 'http://u.test' },
-        defaultRule: { require: { auth: false } },
+        defaultRule: { require: { auth: false, smart: false } },
         rules: [{ name: 'admin', match: { interactions: ['delete'] }, require: { auth: true } }],
       }),
     ),
     missing,
     'one rule requiring auth is enough',
   );
-  const open = build({ upstream: { url: 'http://u.test' }, defaultRule: { require: { auth: false } } });
+  // smart is on by default: a public default needs it turned off as well.
+  const open = build({ upstream: { url: 'http://u.test' }, defaultRule: { require: { auth: false, smart: false } } });
   t.equal(open.defaultRule.require.auth, false, 'no auth anywhere: no JWKS needed');
   const inherits = build({
     upstream: { url: 'http://u.test' },
-    defaultRule: { require: { auth: false } },
+    defaultRule: { require: { auth: false, smart: false } },
     rules: [{ name: 'r', match: {}, require: {} }],
   });
   t.equal(inherits.rules.length, 1, 'a rule that sets nothing inherits auth: false: still no JWKS needed');
@@ -365,7 +367,7 @@ t.test('auth required but nowhere to verify tokens → error', async (t) => {
     problems(t, () =>
       build({
         upstream: { url: 'http://u.test' },
-        defaultRule: { require: { auth: false } },
+        defaultRule: { require: { auth: false, smart: false } },
         rules: [{ name: 'w', match: {}, require: { scopes: ['fhir.write'] } }],
       }),
     ),
@@ -630,6 +632,35 @@ t.test('every policies/examples/*.yaml parses', async (t) => {
     t.equal(c.auth.jwksFile, join(examples, 'dev-jwks.json'));
     t.equal(c.defaultRule.require.https, false);
   });
+});
+
+t.test('content.cacheControl: no-store by default; only no-store or private, max-age=<seconds> are accepted', async (t) => {
+  const withValue = (cacheControl: unknown) => ({ ...minimal(), content: { cacheControl } });
+  t.equal(build(minimal()).content.cacheControl, 'no-store', 'PHI is not cached unless the policy says so');
+  for (const ok of ['no-store', 'private, max-age=0', 'private, max-age=300', 'private, max-age=86400']) {
+    t.equal(build(withValue(ok)).content.cacheControl, ok, ok);
+  }
+  for (const bad of [
+    'public, max-age=60',
+    'max-age=60',
+    'no-cache',
+    'private',
+    'private, max-age=-1',
+    'private, max-age=01',
+    'private,max-age=60',
+    'private, max-age=60, public',
+    'private, max-age=60, s-maxage=600',
+    'PRIVATE, max-age=60',
+    'no-store\r\nSet-Cookie: a=b',
+    '',
+    60,
+  ]) {
+    t.match(
+      problems(t, () => build(withValue(bad))),
+      [/^test\.yaml: \/content\/cacheControl: must /],
+      JSON.stringify(bad),
+    );
+  }
 });
 
 t.test('a rule naming a resource type that does not exist is refused (it would never apply)', async (t) => {

@@ -170,23 +170,26 @@ const methodArb = fc.constantFrom('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD
 const typeArb = fc.constantFrom('Patient', 'Observation', 'Binary', 'DocumentReference', 'Media');
 // Unicode, escapes, quotes and backslashes, multi-byte characters that chunking can split.
 const textArb = fc.string({ unit: 'binary', maxLength: 40 });
-const entryArb = fc.record(
-  {
-    method: methodArb,
-    url: fc.tuple(typeArb, textArb).map(([ty, q]) => `${ty}?x=${q}`),
-    resource: fc.option(
-      fc.record({
-        resourceType: typeArb,
-        text: textArb,
-        nested: fc.array(fc.record({ resourceType: typeArb, request: fc.record({ method: methodArb }) }), { maxLength: 2 }),
-      }),
-      { nil: undefined },
-    ),
-    resourceFirst: fc.boolean(),
-    fullUrl: fc.option(textArb, { nil: undefined }),
-  },
-  { requiredKeys: ['method', 'url', 'resource', 'resourceFirst'] },
-);
+const entryArb = fc
+  .record(
+    {
+      method: methodArb,
+      url: fc.tuple(typeArb, textArb).map(([ty, q]) => `${ty}?x=${q}`),
+      resource: fc.option(
+        fc.record({
+          resourceType: typeArb,
+          text: textArb,
+          nested: fc.array(fc.record({ resourceType: typeArb, request: fc.record({ method: methodArb }) }), { maxLength: 2 }),
+        }),
+        { nil: undefined },
+      ),
+      resourceFirst: fc.boolean(),
+      fullUrl: fc.option(textArb, { nil: undefined }),
+    },
+    { requiredKeys: ['method', 'url', 'resource', 'resourceFirst'] },
+    // A resource on a GET, HEAD or DELETE entry is refused (tested on its own below).
+  )
+  .map((e) => (['GET', 'HEAD', 'DELETE'].includes(e.method) ? { ...e, resource: undefined } : e));
 const bundleArb = fc.record({
   type: fc.constantFrom('batch', 'transaction'),
   entries: fc.array(entryArb, { maxLength: 12 }),
@@ -372,6 +375,36 @@ t.test('shape: not a Bundle, wrong type, entry not an array of objects, missing 
       await refused(t, dir, body, 'BAD_BUNDLE', detail, undefined, [1]);
     });
   }
+});
+
+t.test('a GET, HEAD or DELETE entry carrying a resource is refused, naming the entry, whatever the key order', async (t) => {
+  const doc = { resourceType: 'DocumentReference', content: [{ attachment: { data: 'QUJD' } }] };
+  for (const method of ['GET', 'HEAD', 'DELETE']) {
+    const dir = tempDir(t);
+    const resourceFirst = `{"resourceType":"Bundle","type":"batch","entry":[${JSON.stringify(entry('POST', 'Patient', { resourceType: 'Patient' }))},{"resource":${JSON.stringify(doc)},"request":{"method":"${method}","url":"DocumentReference/1"}}]}`;
+    const detail = new RegExp(`entry 1: a ${method} entry must not carry a resource \\(Bundle\\.entry\\[1\\]\\.resource\\)`);
+    await refused(t, dir, resourceFirst, 'BAD_BUNDLE', detail);
+    await refused(
+      t,
+      dir,
+      bundle('transaction', [entry('POST', 'Patient', { resourceType: 'Patient' }), entry(method, 'DocumentReference/1', doc)]),
+      'BAD_BUNDLE',
+      detail,
+      undefined,
+      [7],
+    );
+    await refused(t, dir, bundle('batch', [entry(method, 'Patient/1', {})]), 'BAD_BUNDLE', /entry 0: a .* entry must not carry a resource/);
+  }
+  // Entries with a body, and bodyless ones without a resource, are what they were.
+  const dir = tempDir(t);
+  const ok = await scan(
+    dir,
+    bundle('batch', [entry('PUT', 'Patient/1', { resourceType: 'Patient' }), entry('GET', 'Patient/1'), entry('DELETE', 'Patient/2')]),
+  );
+  t.same(
+    ok.entries.map((e) => e.method),
+    ['PUT', 'GET', 'DELETE'],
+  );
 });
 
 t.test('invalid JSON is BAD_BUNDLE', async (t) => {

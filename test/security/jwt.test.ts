@@ -275,6 +275,24 @@ t.test('cached tokens of a rotated-out key are dropped even when every later req
   await refused(t, v.verify(a), /no matching signing key/, 'a, signed by the rotated-out key');
 });
 
+t.test('a token issued further in the future than the clock tolerance is refused (jose checks iat only with maxTokenAge)', async (t) => {
+  const key = await makeKey('k1');
+  const clock = manualClock();
+  const v = new TokenVerifier(authConfig({ jwksFile: jwksFileWith(t, [key]), clockToleranceSeconds: 30 }), clock.now);
+  const yearAhead = await mintToken(key, { issuedAt: 365 * 86_400, expiresIn: 400 * 86_400 });
+  await refused(t, v.verify(yearAhead), /token issued in the future/, 'iat a year ahead');
+  t.equal(v.cacheSize, 0, 'a refused token is not cached');
+
+  const ahead = await mintToken(key, { issuedAt: 120, expiresIn: 600 });
+  const iat = (decodeJwt(ahead).iat as number) * 1000;
+  clock.ms = iat - 30_000 - 1;
+  await refused(t, v.verify(ahead), /token issued in the future/, 'one millisecond past the tolerance');
+  clock.ms = iat - 30_000;
+  t.equal((await v.verify(ahead)).claims.iat, iat / 1000, 'at exactly the tolerance: accepted');
+  t.ok(await v.verify(await mintToken(key, { issuedAt: 20 })), 'iat 20 s ahead, inside the 30 s tolerance');
+  t.ok(await v.verify(await mintToken(key, { issuedAt: -3_600 })), 'iat an hour ago');
+});
+
 t.test('no key source: every token is refused', async (t) => {
   const key = await makeKey('k1');
   const v = new TokenVerifier(authConfig({}));

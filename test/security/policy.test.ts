@@ -60,7 +60,7 @@ t.test('no rules: everything gets the defaultRule', async (t) => {
   for (const s of ALL) t.equal(p.ruleFor(SHAPES[s]), p.defaultRule, s);
   t.equal(p.defaultRule.name, 'defaultRule');
   // Fail closed: the schema's defaults for the defaultRule.
-  t.same(p.defaultRule.require, { https: true, auth: true, scopes: [], smart: false, ipAllow: [], ipDeny: [] });
+  t.same(p.defaultRule.require, { https: true, auth: true, scopes: [], smart: true, ipAllow: [], ipDeny: [] });
   t.same(p.defaultRule.limits, { maxRequestBytes: 10 * 1024 * 1024 });
   t.equal(p.defaultRule.forwardAuthorization, false);
 });
