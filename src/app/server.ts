@@ -106,6 +106,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     health: app.routing,
     accessLog,
     log,
+    patientReads: plane.guard,
   });
   server.on('request', flow.handle);
   // Answer Expect: 100-continue only after the checks passed (handlers call Exchange.continue100).

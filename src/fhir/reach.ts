@@ -108,6 +108,8 @@ function paramReach(p: QueryParam, add: (type: string, from: string) => void, no
       // `Source:param:Target`; without Target the reference's targets are the server's to know.
       const parts = p.value.split(':');
       if (parts.length >= 3) add(parts[2], p.name);
+      // Every R4 search parameter named `patient` references Patient only (test/fhir/reach.test.ts re-derives this).
+      else if (parts.length === 2 && parts[1] === 'patient') add('Patient', p.name);
       else note(`${p.name}=${p.value === '*' ? '*' : 'Source:param'} (name the target type: Source:param:Target)`);
       return;
     }

@@ -36,6 +36,8 @@ export interface FlowDeps {
   readonly health: (req: IncomingMessage, res: ServerResponse) => void;
   readonly accessLog: AccessLog;
   readonly log: Logger;
+  /** Patient-scoped reads by id the pipeline let through: the upstream says whether they are the patient's. */
+  readonly patientReads: { requirePatientRead(x: Exchange): Promise<void> };
 }
 
 /**
@@ -99,7 +101,9 @@ export class RequestFlow {
     const rule = reach === OWN_ONLY ? input.rule : settings.policy.strictest(input.rule, settings.policy.reachedRules(reach));
     const { params, interaction } = rewriteParams(input.interaction, rule.inflate, readGrant(input.principal, rule));
     const x = new Exchange(req, res, input.ctx, interaction, rule, input.principal, params, settings);
-    return routeFor(this.d.routes, interaction, req).handle(x) ?? undefined;
+    const route = routeFor(this.d.routes, interaction, req);
+    if (input.principal.compartmentRead === true) return this.d.patientReads.requirePatientRead(x).then(() => route.handle(x) ?? undefined);
+    return route.handle(x) ?? undefined;
   }
 
   /**

@@ -80,6 +80,15 @@ export async function authorizeBundle(
         principal: r.principal,
       };
       await runChecks(input, settings);
+      // A patient-scoped read by id is decided by asking the upstream before it is forwarded,
+      // which cannot happen for one entry of a Bundle the upstream executes whole.
+      if (r.principal.compartmentRead === true) {
+        r.principal.compartmentRead = false;
+        throw new GatewayError(
+          'INSUFFICIENT_SCOPE',
+          'a patient-scoped read by id is not accepted inside a Bundle: read it on its own, or search with patient=',
+        );
+      }
     } catch (err) {
       throw isGatewayError(err) ? forEntry(err, entry.index) : err;
     }

@@ -19,6 +19,11 @@ export interface Principal {
   scopes: ScopeSet | undefined;
   /** The token's patient launch context (the claim `auth.patientClaim` names), when it is a string. */
   patient: string | undefined;
+  /**
+   * Granted only if the resource read is in the patient's compartment, which the request cannot
+   * show: the flow asks the upstream before forwarding (SecurityContextGuard.requirePatientRead).
+   */
+  compartmentRead?: boolean;
 }
 
 export function newPrincipal(): Principal {
@@ -133,11 +138,23 @@ export const requireScopes: Check = ({ rule, interaction, principal }) => {
   const missing = missingScopes(set, required);
   if (missing.length > 0) throw insufficient(missing.join(' '));
   if (smart) {
-    if (!smartGrants(set, interaction, { patient: principal.patient, deferBinaryRead: true })) {
-      throw insufficient(describeRequired(interaction));
+    const ctx = { patient: principal.patient, deferBinaryRead: true };
+    if (!smartGrants(set, interaction, ctx)) {
+      if (smartGrants(set, interaction, { ...ctx, deferCompartmentRead: true })) principal.compartmentRead = true;
+      else if (termsOf(set) === 'patient') throw insufficient(describeRequired(interaction, 'patient'), PATIENT_HINT);
+      else throw insufficient(describeRequired(interaction));
     }
   }
 };
+
+/** What a patient-scoped token can do about a refusal, in its own terms. */
+export const PATIENT_HINT =
+  "on the launch patient's own resources: read Patient/{patient} or a resource of the patient's by id, pin a search with patient= or subject=Patient/{patient}, or search Patient/{patient}/Type";
+
+/** The scope context a refusal is worded in: the caller's own (a patient app is not told to get a user/ scope). */
+export function termsOf(set: ScopeSet): 'patient' | 'user' {
+  return set.smart.length > 0 && set.smart.every((s) => s.context === 'patient') ? 'patient' : 'user';
+}
 
 export function insufficient(scope: string, why?: string): GatewayError {
   const safe = scope.replace(/["\\]/g, '');

@@ -1,9 +1,10 @@
 import { GatewayError, isGatewayError } from '../errors/catalogue.js';
 import { OWN_ONLY, type Reach } from '../fhir/reach.js';
-import { insufficient, requireAddress, requireDeclaredSize, requireTransport, type Check, type CheckInput } from './checks.js';
+import { parseQuery } from '../fhir/search-params.js';
+import { insufficient, requireAddress, requireDeclaredSize, requireTransport, termsOf, type Check, type CheckInput } from './checks.js';
 import { NO_TOKEN_CHALLENGE } from './jwt.js';
 import type { ReachedRule } from './policy.js';
-import { grantsSeeing, missingScopes, readsEveryType } from './scopes.js';
+import { covers, grantsSeeing, includesOnlyThePatient, missingScopes, readsEveryType } from './scopes.js';
 import type { Settings } from './settings.js';
 
 /**
@@ -39,7 +40,10 @@ function checkReached(input: CheckInput, settings: Settings, reach: Reach, { typ
     if (rule.require.smart) {
       const set = input.principal.scopes;
       if (set === undefined) throw new GatewayError('TOKEN_MISSING', undefined, { headers: { 'www-authenticate': NO_TOKEN_CHALLENGE } });
-      if (!grantsSeeing(set, type)) throw insufficient(`user/${type}.s`);
+      if (!grantsSeeing(set, type) && !(type === 'Patient' && includesOnlyLaunchPatient(input))) {
+        if (termsOf(set) === 'patient') throw outsideCompartment();
+        throw insufficient(`user/${type}.s`);
+      }
       // A Binary in an answer is content, governed by its own securityContext, which an answer
       // cannot be checked against Binary by Binary: only a grant that passes every such check
       // (what Binary search needs too, binary/binary-read.ts) may reach Binary, named or not.
@@ -54,4 +58,31 @@ function checkReached(input: CheckInput, settings: Settings, reach: Reach, { typ
     const detail = `the request reaches ${what}${err.detail ? `; ${err.detail}` : ''}`;
     throw new GatewayError(err.code, detail, { headers: { ...err.headers } });
   }
+}
+
+/**
+ * A patient-scoped search that includes only the launch patient (`Observation?patient=1&_include=Observation:patient`):
+ * what it reaches besides its own type is that one Patient, which a patient scope covering Patient may see.
+ */
+function includesOnlyLaunchPatient({ interaction, principal }: CheckInput): boolean {
+  const patient = principal.patient;
+  const set = principal.scopes;
+  if (patient === undefined || set === undefined) return false;
+  if (
+    !set.smart.some(
+      (s) => s.context === 'patient' && s.restrictions.length === 0 && (covers(s, 'Patient', 's') || covers(s, 'Patient', 'r')),
+    )
+  ) {
+    return false;
+  }
+  return includesOnlyThePatient(interaction, parseQuery(interaction.query), patient);
+}
+
+/** In a patient app's own terms: what it may reach, not a user/ scope it will never hold. */
+function outsideCompartment(): GatewayError {
+  return new GatewayError(
+    'INSUFFICIENT_SCOPE',
+    "a patient-scoped token reaches only the launch patient's compartment: besides the type searched, only the patient itself may be included (_include=Type:patient or Type:subject:Patient on a search pinned to the patient)",
+    { headers: { 'www-authenticate': 'Bearer error="insufficient_scope"' } },
+  );
 }

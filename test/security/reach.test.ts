@@ -122,12 +122,40 @@ t.test('SMART: each reached type needs a grant to see it', async (t) => {
   // A patient-scoped or restricted grant cannot be held to the reached type before the answer is read.
   const p = { scope: 'patient/*.rs', patient: '123' };
   t.equal(await decide(s, '/Observation?patient=123', p), 'ok');
-  t.match(await decide(s, '/Observation?patient=123&_include=Observation:performer:Practitioner', p), /requires user\/Practitioner.s/);
-  t.match(await decide(s, '/Observation?patient=123&_revinclude:iterate=Provenance:target', p), /requires user\/Provenance.s/);
+  t.match(
+    await decide(s, '/Observation?patient=123&_include=Observation:performer:Practitioner', p),
+    /reaches Practitioner; a patient-scoped token/,
+  );
+  t.match(
+    await decide(s, '/Observation?patient=123&_revinclude:iterate=Provenance:target', p),
+    /reaches Provenance; a patient-scoped token/,
+  );
   const lab = { scope: 'user/Observation.rs?category=laboratory user/*.rs?category=laboratory' };
   t.equal(await decide(s, '/Observation?category=laboratory', lab), 'ok');
   t.match(await decide(s, '/Observation?category=laboratory&_revinclude=Provenance:target', lab), /requires user\/Provenance.s/);
   t.match(await decide(s, '/Observation?category=laboratory&_include=Observation:subject', lab), /requires user\/\*.s/);
+  // Including the launch patient, by the parameter that pins the search, is within the compartment.
+  const app = { scope: 'patient/Observation.rs patient/Patient.r', patient: '123' };
+  t.equal(await decide(s, '/Observation?patient=123&_include=Observation:patient', app), 'ok');
+  t.equal(await decide(s, '/Observation?subject=Patient/123&_include=Observation:subject:Patient', app), 'ok');
+  t.equal(await decide(s, '/Patient/123/Observation?_include=Observation:subject:Patient', app), 'ok', 'compartment search');
+  t.equal(await decide(s, '/Patient/123/Observation?_include=Observation:patient', app), 'ok');
+  for (const q of [
+    '/Observation?patient=123&_include=Observation:subject:Patient',
+    '/Observation?subject=Patient/123&_include=Observation:patient',
+    '/Observation?patient=123&_include:iterate=Observation:patient',
+    '/Observation?patient=123&_include=Observation:patient&_include=Observation:performer:Practitioner',
+    '/Observation?patient=123&_include=Observation:patient&subject:Patient.name=x',
+    '/Observation?patient=456&_include=Observation:patient',
+    '/Patient/456/Observation?_include=Observation:patient',
+  ]) {
+    t.match(await decide(s, q, app), /^INSUFFICIENT_SCOPE: .*(patient-scoped|requires patient\/)/, q);
+  }
+  t.match(
+    await decide(s, '/Observation?patient=123&_include=Observation:patient', { ...app, scope: 'patient/Observation.rs' }),
+    /patient-scoped/,
+    'no Patient grant',
+  );
   // Conditional create: the criteria's chain reaches Patient.
   const post = { method: 'POST', headers: { 'if-none-exist': 'subject:Patient.name=Bob' } };
   t.match(await decide(s, '/Observation', { ...post, scope: 'user/Observation.cs' }), /reaches Patient; requires user\/Patient.s/);

@@ -3,7 +3,7 @@
 import type { Interaction } from '../../fhir/interaction.js';
 import type { ScopeSet, SmartGrantContext, SmartScope } from './types.js';
 import { FHIR_ID } from './parse.js';
-import { staysInPatientCompartment } from './patient-compartment.js';
+import { compartmentReadDeferred, staysInPatientCompartment } from './patient-compartment.js';
 import { parseQuery, type QueryParam } from '../../fhir/search-params.js';
 import { requirement } from './requirement.js';
 
@@ -43,7 +43,11 @@ export function smartGrants(set: ScopeSet, request: Interaction, ctx: SmartGrant
     if (
       s.context === 'patient' &&
       (patient === undefined ||
-        !(staysInPatientCompartment(request, params, patient, req.type) || (ctx.deferBinaryRead === true && binaryReadDeferred(request))))
+        !(
+          staysInPatientCompartment(request, params, patient, req.type) ||
+          (ctx.deferBinaryRead === true && binaryReadDeferred(request)) ||
+          (ctx.deferCompartmentRead === true && compartmentReadDeferred(request))
+        ))
     ) {
       continue;
     }
@@ -87,13 +91,13 @@ function pooledLetters(set: ScopeSet, type: string): ReadonlySet<string> {
  * `user/*.cruds`: the unrestricted user-level grant that would suffice for the request's own type
  * (the types it reaches besides are checked, and named, by security/reach.ts). Never includes token content.
  */
-export function describeRequired(request: Interaction): string {
+export function describeRequired(request: Interaction, terms: 'patient' | 'user' = 'user'): string {
   const req = requirement(request);
   if (req.kind === 'none') return 'no scope';
   if (req.kind === 'never') {
     return request.kind === 'batch' || request.kind === 'transaction' ? 'scopes for each Bundle entry' : 'no scope grants this request';
   }
-  return `user/${req.type}.${req.letters}`;
+  return `${terms}/${req.type}.${req.letters}`;
 }
 
 /**

@@ -141,3 +141,49 @@ export function staysInPatientCompartment(request: Interaction, params: readonly
       return false;
   }
 }
+
+/**
+ * A patient-scoped read by id (`Observation/5`) of a type in the Patient compartment: the request
+ * alone cannot show whose resource it is, so the pipeline lets it through to a check that asks the
+ * upstream, with a search pinned to the id and the patient, before the read is forwarded
+ * (security-context.ts, `requirePatientRead`). Patient itself is granted by id already; a type
+ * without a parameter that pins it (Group, Schedule) cannot be checked.
+ */
+export function compartmentReadDeferred(request: Interaction): boolean {
+  const type = request.resourceType;
+  if (request.kind !== 'read' || request.id === undefined || type === undefined || type === 'Patient') return false;
+  if (!Object.hasOwn(PATIENT_COMPARTMENT, type)) return false;
+  const pins = PATIENT_COMPARTMENT[type];
+  return pins.patient !== undefined || pins.subject !== undefined;
+}
+
+/**
+ * Whether a search that stays in the compartment of `patient` reaches other types only by
+ * including that patient: `_include=Observation:patient` or `Observation:subject:Patient` on a
+ * search pinned by that same parameter (or a compartment search `Patient/{patient}/Observation`),
+ * whose included resources are that one Patient. Nothing else a patient-scoped search reaches can
+ * be told from the request.
+ */
+export function includesOnlyThePatient(request: Interaction, params: readonly QueryParam[], patient: string): boolean {
+  const type = request.resourceType;
+  if (request.kind !== 'search' || type === undefined || !Object.hasOwn(PATIENT_COMPARTMENT, type)) return false;
+  if (!staysInPatientCompartment(request, params, patient, type)) return false;
+  const pins = PATIENT_COMPARTMENT[type];
+  const pinned =
+    request.compartment !== undefined
+      ? PIN_PARAMS.filter((p) => pins[p] !== undefined)
+      : PIN_PARAMS.filter((p) => params.some((q) => q.name === p));
+  let includes = 0;
+  for (const p of params) {
+    if (p.name === '_include') {
+      const [source, param, target, ...rest] = p.value.split(':');
+      if (source !== type || param === undefined || rest.length > 0 || !(pinned as readonly string[]).includes(param)) return false;
+      const kind = pins[param as (typeof PIN_PARAMS)[number]];
+      if (!(target === 'Patient' || (target === undefined && kind === 'id'))) return false;
+      includes++;
+    } else if (p.base === '_include' || p.base === '_revinclude' || p.base === '_type' || p.base === '_has' || p.name.includes('.')) {
+      return false;
+    }
+  }
+  return includes > 0;
+}

@@ -36,4 +36,9 @@ export interface SmartGrantContext {
    * (binaryReadDeferred). Everywhere else (the plane's own checks included) it is not granted.
    */
   readonly deferBinaryRead?: boolean | undefined;
+  /**
+   * Set only by the security pipeline: a patient-scoped read by id of a compartment type is let
+   * through for a check that asks the upstream whether it is the patient's (compartmentReadDeferred).
+   */
+  readonly deferCompartmentRead?: boolean | undefined;
 }

@@ -1,0 +1,70 @@
+// Patient-facing SMART apps (issue 12): with a patient/ scope and a launch patient, reading the
+// patient's own resources by id, searches pinned to the patient, and including the patient work;
+// another patient's data is never sent, and refusals speak in the app's own terms (never user/).
+import t from 'tap';
+import { stack } from '../helpers/binary-stack.js';
+import { BUNDLE_RULE, bundle, direct, outcome } from './helpers.js';
+
+type Searchset = { entry?: { resource: { resourceType: string; id: string } }[] };
+
+t.test('a patient app reads its patient, and only its patient', async (t) => {
+  const s = await stack(t, { rules: [BUNDLE_RULE] });
+  const me = await direct(s, { resourceType: 'Patient', name: [{ family: 'Me' }] });
+  const other = await direct(s, { resourceType: 'Patient', name: [{ family: 'Other' }] });
+  const obs = (subject: string) =>
+    direct(s, { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${subject}` } });
+  const mine = await obs(me);
+  const theirs = await obs(other);
+  const app = await s.as('patient/Patient.rs patient/Observation.rs', me);
+  const get = (path: string) => fetch(`${s.gw.base}${path}`, { headers: app });
+
+  const read = await get(`/Observation/${mine}`);
+  t.equal(read.status, 200, 'its own Observation by id');
+  t.equal(((await read.json()) as { id: string }).id, mine);
+  const refused = await get(`/Observation/${theirs}`);
+  const text = await refused.text();
+  t.same([refused.status, JSON.parse(text).issue[0].details.coding[0].code], [403, 'INSUFFICIENT_SCOPE'], "another patient's by id");
+  t.notMatch(text, /user\//, 'not told to get a user/ scope');
+  t.notMatch(text, new RegExp(other), 'nor whose it is');
+  t.same(await outcome(get(`/Observation/does-not-exist`)), [403, 'INSUFFICIENT_SCOPE'], 'a missing id looks the same');
+  t.equal((await get(`/Patient/${me}`)).status, 200, 'its Patient');
+  t.same(await outcome(get(`/Patient/${other}`)), [403, 'INSUFFICIENT_SCOPE']);
+
+  const types = async (path: string) => {
+    const r = await get(path);
+    t.equal(r.status, 200, path);
+    return ((await r.json()) as Searchset).entry?.map((e) => `${e.resource.resourceType}/${e.resource.id}`).sort();
+  };
+  t.same(
+    await types(`/Observation?patient=${me}&_include=Observation:patient`),
+    [`Observation/${mine}`, `Patient/${me}`].sort(),
+    '_include of the patient',
+  );
+  t.same(
+    await types(`/Observation?subject=Patient/${me}&_include=Observation:subject:Patient`),
+    [`Observation/${mine}`, `Patient/${me}`].sort(),
+  );
+  // Compartment searches (Patient/{me}/Observation) are decided the same way: test/security/reach.test.ts (the test upstream has none).
+
+  const unpinned = await get(`/Observation?code:text=x`);
+  const unpinnedText = await unpinned.text();
+  t.equal(unpinned.status, 403, 'an unpinned search');
+  t.match(unpinnedText, /requires patient\/Observation\.s/, 'in its own terms');
+  t.match(unpinnedText, /pin a search with patient=/, 'with what to do');
+  t.same(await outcome(get(`/Observation?patient=${other}`)), [403, 'INSUFFICIENT_SCOPE'], "another patient's search");
+  for (const q of [
+    `/Observation?patient=${me}&_include=Observation:subject`,
+    `/Observation?patient=${me}&_include=Observation:performer:Practitioner`,
+    `/Observation?patient=${me}&_revinclude=Provenance:target`,
+    `/Observation?patient=${me}&_include=Observation:subject:Patient`,
+  ]) {
+    const r = await get(q);
+    const body = await r.text();
+    t.same([r.status, JSON.parse(body).issue[0].details.coding[0].code], [403, 'INSUFFICIENT_SCOPE'], q);
+    t.notMatch(body, /user\//, `${q}: no user/ advice`);
+  }
+  // A read by id cannot be checked inside a Bundle the upstream executes whole.
+  const b = await bundle(s, app, [{ request: { method: 'GET', url: `Observation/${mine}` } }]);
+  t.equal(b.status, 403, 'patient read by id inside a batch');
+  t.match(await b.text(), /inside a Bundle/);
+});
