@@ -49,6 +49,7 @@ export const ERRORS = {
   INSECURE_TRANSPORT: def(403, 'security', 'HTTPS is required'),
   FORBIDDEN: def(403, 'forbidden', 'The client address is not allowed'),
   INSUFFICIENT_SCOPE: def(403, 'forbidden', 'The token does not grant this interaction'),
+  GRAPHQL_MUTATION: def(403, 'not-supported', 'GraphQL mutations are not accepted'),
   // 404/405: outside what the gateway serves.
   NOT_FOUND: def(404, 'not-found', 'Not found'),
 

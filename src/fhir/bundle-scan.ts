@@ -17,6 +17,8 @@ export interface BundleEntryRequest {
   readonly resourceType: string | undefined;
   /** request.ifNoneExist: makes a POST entry a conditional create, which also runs a search. */
   readonly ifNoneExist: string | undefined;
+  /** Conditional references in the entry's resource (`Patient?identifier=x`): searches the server runs to resolve them. */
+  readonly conditionalReferences?: readonly string[];
 }
 
 export interface ScannedBundle {
@@ -40,8 +42,10 @@ const MAX_URL = 8192;
 /** Every key the scanner reads, wherever it reads it; duplicates of these are refused. */
 const READ_KEYS = new Set(['resourceType', 'type', 'entry', 'request', 'resource', 'method', 'url', 'ifNoneExist']);
 
-/** Where a container sits, for the few places the scanner reads. */
-type Place = 'root' | 'entries' | 'entry' | 'request' | 'resource' | 'other';
+/** Where a container sits, for the few places the scanner reads; `inResource`: anywhere below an entry's resource. */
+type Place = 'root' | 'entries' | 'entry' | 'request' | 'resource' | 'inResource' | 'other';
+/** Conditional references one entry may carry: each is a search to authorize. */
+const MAX_CONDITIONAL_REFERENCES = 100;
 
 interface Entry {
   method?: string;
@@ -49,6 +53,7 @@ interface Entry {
   resourceType?: string;
   ifNoneExist?: string;
   hasResource?: boolean;
+  conditionalReferences?: string[];
 }
 
 /** Entry methods that carry no body (R4 http.html): a resource on one is refused, not stored. */
@@ -96,6 +101,7 @@ class BundleScan implements WalkPolicy<Place> {
     }
     if (p.state === 'entry' && c.key === 'resource') this.current!.hasResource = true;
     if (p.state === 'entry' && (c.key === 'request' || c.key === 'resource')) return c.key;
+    if (p.state === 'resource' || p.state === 'inResource') return 'inResource';
     return 'other';
   }
 
@@ -105,7 +111,7 @@ class BundleScan implements WalkPolicy<Place> {
       return 'pass';
     }
     const place = parent.state;
-    if (key !== undefined && place !== 'other' && READ_KEYS.has(key)) this.walker.once(parent, key);
+    if (key !== undefined && place !== 'other' && place !== 'inResource' && READ_KEYS.has(key)) this.walker.once(parent, key);
     const container = first.name === 'startObject' || first.name === 'startArray';
     if (place === 'root' && key === 'entry' && first.name !== 'startArray') throw bad('Bundle.entry must be an array');
     if (place === 'entries' && first.name !== 'startObject') throw bad(`entry ${parent.items - 1} must be an object`);
@@ -120,20 +126,37 @@ class BundleScan implements WalkPolicy<Place> {
   private target(place: Place, key: string | undefined): boolean {
     if (place === 'root') return key === 'resourceType' || key === 'type';
     if (place === 'request') return key === 'method' || key === 'url' || key === 'ifNoneExist';
+    // Every Reference.reference below the resource: a conditional one is a search (read in held()).
+    if (key === 'reference') return place === 'resource' || place === 'inResource';
     return place === 'resource' && key === 'resourceType';
   }
 
   held(parent: Container<Place> | undefined, key: string | undefined, value: unknown): void {
     // Only strings say anything; a number or null where a string belongs reads as absent.
     if (typeof value !== 'string' || !parent || key === undefined) return;
+    const place = parent.state;
+    if (key === 'reference' && (place === 'resource' || place === 'inResource')) {
+      this.reference(value);
+      return;
+    }
     const long = key === 'url' || key === 'ifNoneExist' ? MAX_URL : MAX_SHORT_STRING;
     if (value.length > long) throw bad(`${key} too long`);
-    const place = parent.state;
     if (place === 'root') {
       if (key === 'resourceType') this.rootType = value;
       else this.bundleType = value;
     } else if (place === 'resource') this.current!.resourceType = value;
     else if (key === 'method' || key === 'url' || key === 'ifNoneExist') this.current![key] = value;
+  }
+
+  /** A conditional reference (R4 http.html, transaction: `Patient?identifier=x`) is kept, to be authorized as the search it is. */
+  private reference(value: string): void {
+    if (!value.includes('?')) return;
+    const index = this.entries.length;
+    if (value.length > MAX_URL) throw bad(`entry ${index}: a conditional reference is too long`);
+    const refs = (this.current!.conditionalReferences ??= []);
+    if (refs.length >= MAX_CONDITIONAL_REFERENCES)
+      throw bad(`entry ${index}: more than ${MAX_CONDITIONAL_REFERENCES} conditional references`);
+    refs.push(value);
   }
 
   close(c: Container<Place>): void {
@@ -153,6 +176,7 @@ class BundleScan implements WalkPolicy<Place> {
       url: e.url,
       resourceType: e.resourceType,
       ifNoneExist: e.ifNoneExist,
+      ...(e.conditionalReferences ? { conditionalReferences: e.conditionalReferences } : {}),
     });
     this.current = undefined;
   }

@@ -80,6 +80,15 @@ export async function authorizeBundle(
         principal: r.principal,
       };
       await runChecks(input, settings);
+      // A conditional reference is a search the server runs on the entry's behalf: held to the
+      // search rules of its type like any search (and what it reaches, like any criteria).
+      for (const ref of entry.conditionalReferences ?? []) {
+        const search = classifyEntry('GET', ref);
+        if (search.kind !== 'search' || search.resourceType === undefined) {
+          throw new GatewayError('BAD_BUNDLE', 'a conditional reference must be Type?criteria');
+        }
+        await runChecks({ ...input, interaction: search, rule: settings.policy.ruleFor(search) }, settings);
+      }
       // A patient-scoped read by id is decided by asking the upstream before it is forwarded,
       // which cannot happen for one entry of a Bundle the upstream executes whole.
       if (r.principal.compartmentRead === true) {

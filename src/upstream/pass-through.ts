@@ -1,11 +1,12 @@
 import { createReadStream } from 'node:fs';
-import { unlink } from 'node:fs/promises';
+import { readFile, stat, unlink } from 'node:fs/promises';
 import { finished, PassThrough } from 'node:stream';
 import type { IncomingMessage } from 'node:http';
 import { GatewayError, isGatewayError } from '../errors/catalogue.js';
 import type { Interaction } from '../fhir/interaction.js';
 import { SizeLimit } from '../lib/size-limit.js';
 import { clientGone, spoolThrough } from '../lib/spool-file.js';
+import { MAX_GRAPHQL_CHARS, requireGraphqlQuery } from '../fhir/graphql-document.js';
 import { operationBodyGuard } from '../rewrite/operation-body-guard.js';
 import { requireJson, rewritesResponse } from '../rewrite/params.js';
 import type { Exchange } from '../security/exchange.js';
@@ -27,6 +28,8 @@ export class PassThroughRoutes {
    * parser, so only chunked bodies need counting.
    */
   forward(x: Exchange): void {
+    // A bodyless $graphql carries its document in the query.
+    if (x.interaction.operation === 'graphql') requireGraphqlQuery(new URLSearchParams(x.interaction.query).get('query') ?? '');
     const rewrite = rewritesResponse(x.interaction) ? x.rewrite : undefined;
     if (rewrite) requireJson(x.req, x.interaction);
     x.continue100();
@@ -81,6 +84,11 @@ export class PassThroughRoutes {
       })
       .finally(() => gone.release());
     if (!spooled) return;
+    if (graphql)
+      await requireGraphqlBody(x, spooled.file, json).catch(async (err: unknown) => {
+        await unlink(spooled.file).catch(() => undefined);
+        throw err;
+      });
     const body = createReadStream(spooled.file);
     finished(res, () => {
       body.destroy();
@@ -95,4 +103,33 @@ function graphqlTooLarge(minBytes: number): GatewayError {
     'PAYLOAD_TOO_LARGE',
     `a $graphql body may not exceed externalize.minBytes (${minBytes} bytes): a mutation could carry attachment data past the rewrite`,
   );
+}
+
+/**
+ * The document of a POSTed $graphql (R4 graphql.html: a JSON body's `query`, a form's `query`, or
+ * the raw document), and of a `query` parameter, must be queries only (fhir/graphql-document.ts).
+ * The body was bounded by externalize.minBytes while spooled; past the parse bound it is refused unread.
+ */
+async function requireGraphqlBody(x: Exchange, file: string, json: boolean): Promise<void> {
+  const inQuery = new URLSearchParams(x.interaction.query).get('query');
+  if (inQuery !== null) requireGraphqlQuery(inQuery);
+  if ((await stat(file)).size > MAX_GRAPHQL_CHARS * 4) {
+    throw new GatewayError('PAYLOAD_TOO_LARGE', `a GraphQL document may not exceed ${MAX_GRAPHQL_CHARS} characters`);
+  }
+  const text = await readFile(file, 'utf8');
+  let document: unknown = text;
+  if (json) {
+    try {
+      document = (JSON.parse(text) as { query?: unknown } | null)?.query;
+    } catch {
+      throw new GatewayError('BAD_REQUEST', 'the GraphQL request body is not JSON');
+    }
+  } else if (FORM_BODY.test(x.req.headers['content-type'] ?? '')) {
+    document = new URLSearchParams(text).get('query');
+  }
+  if (typeof document !== 'string') {
+    if (inQuery !== null && (document === undefined || document === null)) return;
+    throw new GatewayError('BAD_REQUEST', 'the GraphQL request has no query document');
+  }
+  requireGraphqlQuery(document);
 }

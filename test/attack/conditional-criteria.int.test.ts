@@ -46,6 +46,30 @@ t.test('conditional criteria reaching other types need a grant on them', async (
   );
   const del = { request: { method: 'DELETE', url: 'Observation?subject:Patient.name=Bob' } };
   t.equal((await bundle(s, obsOnly, [del])).status, 403, 'conditional delete entry');
+  // A conditional reference inside a transaction is a search the server runs to resolve it.
+  const withRef = (reference: string) => ({
+    resource: { ...OBS, subject: { reference } },
+    request: { method: 'POST', url: 'Observation' },
+  });
+  const tx = await bundle(s, obsOnly, [withRef('Patient?name=Bob')], 'transaction');
+  const txText = await tx.text();
+  t.equal(tx.status, 403, 'conditional reference');
+  t.match(txText, /Bundle entry 0: .*requires user\/Patient\.s/, 'names the entry and the search it needs');
+  const nested = await bundle(
+    s,
+    obsOnly,
+    [{ resource: { ...OBS, performer: [{ reference: 'Patient?name=Bob' }] }, request: { method: 'POST', url: 'Observation' } }],
+    'transaction',
+  );
+  t.equal(nested.status, 403, 'wherever it sits in the resource');
+  await nested.arrayBuffer();
+  const chained = await bundle(
+    s,
+    { ...(await s.as('user/Observation.cruds user/Patient.s fhir.write')), 'content-type': 'application/fhir+json' },
+    [withRef('Patient?organization:Organization.name=x')],
+    'transaction',
+  );
+  t.match(await chained.text(), /reaches Organization/, 'and held to what its criteria reach');
   t.equal(await count(), 0, 'nothing was created');
 
   // With a grant on Patient the criteria run: the first create makes one, the second finds it.

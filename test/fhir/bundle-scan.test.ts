@@ -646,3 +646,45 @@ t.test('a spool directory that cannot be written is an internal error, not a bad
   t.notMatch((err as GatewayError).message, /does-not-exist/, 'the path is not shown to clients');
   t.same(readdirSync(dir), []);
 });
+
+t.test('conditional references anywhere in an entry resource are kept, to be authorized as searches', async (t) => {
+  const dir = tempDir(t);
+  const body = bundle('transaction', [
+    {
+      resource: {
+        resourceType: 'Observation',
+        subject: { reference: 'Patient?identifier=x' },
+        performer: [{ reference: 'Practitioner/1' }, { reference: 'Organization?name=y' }],
+        extension: [{ url: 'http://x', valueReference: { reference: 'Device?udi=z' } }],
+      },
+      request: { method: 'POST', url: 'Observation' },
+    },
+    { resource: { resourceType: 'Patient' }, request: { method: 'POST', url: 'Patient' } },
+  ]);
+  const r = await scan(dir, body);
+  t.same(r.entries[0].conditionalReferences, ['Patient?identifier=x', 'Organization?name=y', 'Device?udi=z']);
+  t.equal(r.entries[1].conditionalReferences, undefined, 'none: absent');
+  rmSync(r.file);
+  const many = Array.from({ length: 101 }, () => ({ reference: 'Patient?a=b' }));
+  await refused(
+    t,
+    dir,
+    bundle('transaction', [
+      { resource: { resourceType: 'Observation', performer: many }, request: { method: 'POST', url: 'Observation' } },
+    ]),
+    'BAD_BUNDLE',
+    /more than 100 conditional references/,
+  );
+  await refused(
+    t,
+    dir,
+    bundle('transaction', [
+      {
+        resource: { resourceType: 'Observation', subject: { reference: `Patient?x=${'a'.repeat(9000)}` } },
+        request: { method: 'POST', url: 'Observation' },
+      },
+    ]),
+    'BAD_BUNDLE',
+    /too (long|large)/,
+  );
+});

@@ -189,32 +189,38 @@ t.test('SMART v2 patient/Observation.rs with a patient claim: only searches pinn
   // Forwarded: the in-memory upstream has no compartment search route and answers 404 itself.
   await allowed(t, tok, { path: `Patient/${patientId}/Observation` }, 404, 'compartment search');
 
-  await insufficient(t, tok, { path: `Observation?patient=${otherPatientId}` }, 'user/Observation.s', 'another patient');
-  await insufficient(t, tok, { path: 'Observation' }, 'user/Observation.s', 'no patient parameter');
-  await insufficient(t, tok, { path: 'Observation?code=glucose' }, 'user/Observation.s', 'other parameters only');
+  await insufficient(t, tok, { path: `Observation?patient=${otherPatientId}` }, 'patient/Observation.s', 'another patient');
+  await insufficient(t, tok, { path: 'Observation' }, 'patient/Observation.s', 'no patient parameter');
+  await insufficient(t, tok, { path: 'Observation?code=glucose' }, 'patient/Observation.s', 'other parameters only');
   await insufficient(
     t,
     tok,
     { path: `Observation?patient=${patientId}&patient=${otherPatientId}` },
-    'user/Observation.s',
+    'patient/Observation.s',
     'the parameter twice',
   );
-  await insufficient(t, tok, { path: `Observation?patient=${patientId},${otherPatientId}` }, 'user/Observation.s', 'an OR list');
-  await insufficient(t, tok, { path: 'Observation?patient:missing=true' }, 'user/Observation.s', 'a modifier');
-  await insufficient(
-    t,
-    tok,
-    { path: `Observation?patient=${patientId}&_include=Observation:performer` },
-    'user/*.s',
-    '_include reaches other types',
-  );
-  await insufficient(t, tok, { path: `Patient/${otherPatientId}/Observation` }, 'user/Observation.s', "another patient's compartment");
-  await insufficient(t, tok, { path: `Observation/${obsId}` }, 'user/Observation.r', 'a read (content not checked: refused)');
+  await insufficient(t, tok, { path: `Observation?patient=${patientId},${otherPatientId}` }, 'patient/Observation.s', 'an OR list');
+  await insufficient(t, tok, { path: 'Observation?patient:missing=true' }, 'patient/Observation.s', 'a modifier');
+  const include = await send(tok, { path: `Observation?patient=${patientId}&_include=Observation:performer` });
+  t.equal(include.status, 403, '_include reaching other types');
+  t.equal(include.headers.get('www-authenticate'), 'Bearer error="insufficient_scope"', 'no scope a patient app could get would do');
+  t.match(await include.text(), /a patient-scoped token reaches only the launch patient's compartment/);
+  await insufficient(t, tok, { path: `Patient/${otherPatientId}/Observation` }, 'patient/Observation.s', "another patient's compartment");
+  // A read by id is served once the upstream confirms the Observation is the patient's (test/attack/patient-app.int.test.ts).
+  const read = await send(tok, { path: `Observation/${obsId}` });
+  t.equal(read.status, 200, "a read by id of the patient's own Observation");
+  await read.arrayBuffer();
 
   const noClaim = await scoped('patient/Observation.rs');
-  await insufficient(t, noClaim, { path: `Observation?patient=${patientId}` }, 'user/Observation.s', 'token without a patient claim');
+  await insufficient(t, noClaim, { path: `Observation?patient=${patientId}` }, 'patient/Observation.s', 'token without a patient claim');
   const claimNotString = await scoped('patient/Observation.rs', { patient: [patientId] });
-  await insufficient(t, claimNotString, { path: `Observation?patient=${patientId}` }, 'user/Observation.s', 'patient claim not a string');
+  await insufficient(
+    t,
+    claimNotString,
+    { path: `Observation?patient=${patientId}` },
+    'patient/Observation.s',
+    'patient claim not a string',
+  );
 });
 
 t.test('the scp array claim carries scopes too', async (t) => {
