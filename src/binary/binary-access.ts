@@ -185,10 +185,14 @@ export class BinaryAccess {
     const inline = ref ? undefined : got.inline;
     if (!ref && !inline) throw new GatewayError('NOT_FOUND', 'the attachment has no content here (only a url, or nothing)');
     const info = ref ? await this.d.blobs.blobFor(ref, `${String(got.resource.resourceType)}/${String(got.resource.id)}`) : undefined;
-    const contentType =
+    const declared =
       essence(typeof attachment['contentType'] === 'string' ? attachment['contentType'] : undefined) ??
       info?.contentType ??
       'application/octet-stream';
+    // Stored content was checked against its type when written; inline data the upstream holds
+    // may have been written around the gateway: a type the policy does not allow is served as bytes.
+    const type = String(got.resource.resourceType);
+    const contentType = ref || allowed(declared, x.settings.policy.allowedTypes(type)) ? declared : 'application/octet-stream';
     const headers = versionHeaders(got.resource, x.ctx.id);
     if (typeof headers['etag'] === 'string' && etagMatches(x.req.headers['if-none-match'], headers['etag'])) {
       x.res.writeHead(304, { ...headers, 'cache-control': contentCacheControl(x) });

@@ -96,7 +96,7 @@ export class ResourceWrites {
     requireJson(req, x.interaction);
     x.continue100();
     const gone = clientGone(res);
-    const spooled = await spoolThrough(req, patchGuard(), {
+    const spooled = await spoolThrough(req, patchGuard({ mayRead: !x.rewrite.withhold }), {
       dir: x.settings.config.server.spoolDir,
       kind: 'patch',
       maxBytes: Math.min(limit, rule.limits.maxRequestBytes),

@@ -86,6 +86,8 @@ export function reachOf(i: Interaction, operations: ReadonlyMap<string, Operatio
   for (const p of params) paramReach(p, add, note);
   if (i.criteria !== undefined) for (const p of parseQuery(criteriaQuery(i.criteria))) paramReach(p, add, note);
 
+  // `Device/1/Observation` is shaped by Device 1 (which must exist): its type is reached too.
+  if (i.compartment !== undefined) add(i.compartment.resourceType, 'a compartment search');
   if (why !== undefined) return anyType(why);
   if (i.resourceType !== undefined) types.delete(i.resourceType);
   return types.size === 0 ? OWN_ONLY : { any: false, types };
@@ -94,7 +96,12 @@ export function reachOf(i: Interaction, operations: ReadonlyMap<string, Operatio
 /** Whether `i` may reach other types even without parameters. */
 function reachesByShape(i: Interaction): boolean {
   // System-level search and history list every type unless `_type` narrows them.
-  return i.kind === 'operation' || postSearch(i) || (i.resourceType === undefined && (i.kind === 'search' || i.kind === 'history'));
+  return (
+    i.kind === 'operation' ||
+    postSearch(i) ||
+    i.compartment !== undefined ||
+    (i.resourceType === undefined && (i.kind === 'search' || i.kind === 'history'))
+  );
 }
 
 /** Form-encoded POST _search parameters are in the body, which is not read here: assume the worst. */
@@ -103,13 +110,14 @@ function postSearch(i: Interaction): boolean {
 }
 
 function paramReach(p: QueryParam, add: (type: string, from: string) => void, note: (why: string) => void): void {
-  switch (p.base) {
+  // Names are case-sensitive in FHIR, but an upstream that is lenient (`_INCLUDE`, ` _include`)
+  // would act on what a strict reading skips: the control parameters are recognised loosely.
+  const base = p.base.trim().toLowerCase();
+  switch (base) {
     case '_include': {
       // `Source:param:Target`; without Target the reference's targets are the server's to know.
       const parts = p.value.split(':');
       if (parts.length >= 3) add(parts[2], p.name);
-      // Every R4 search parameter named `patient` references Patient only (test/fhir/reach.test.ts re-derives this).
-      else if (parts.length === 2 && parts[1] === 'patient') add('Patient', p.name);
       else note(`${p.name}=${p.value === '*' ? '*' : 'Source:param'} (name the target type: Source:param:Target)`);
       return;
     }
@@ -123,12 +131,11 @@ function paramReach(p: QueryParam, add: (type: string, from: string) => void, no
     case '_type':
       for (const t of p.value.split(',')) add(t, '_type');
       return;
-    case '_has': {
-      // `_has:Type:ref:param`, possibly nested (`_has:A:r:_has:B:s:param`): each Type's data shapes the answer.
-      const parts = p.name.split(':');
-      for (let k = 0; k < parts.length; k++) if (parts[k] === '_has') add(parts[k + 1] ?? '', '_has');
+    case '_has':
+      hasReach(p.name, add);
+      // `_has:Observation:patient:device:Device.identifier`: a chain at its end reaches further.
+      if (p.name.includes('.')) chainReach(p.name, add, note);
       return;
-    }
     case '_list':
       add('List', '_list');
       return;
@@ -136,21 +143,36 @@ function paramReach(p: QueryParam, add: (type: string, from: string) => void, no
       // `_contained=true|both` returns the container resources, of any type.
       if (p.value !== 'false') note('_contained');
       return;
+    case '_sort':
+      // A chained sort key (`device.identifier`) orders by another type's data.
+      if (p.value.includes('.')) note('a chained _sort');
+      return;
     default:
-      if (UNBOUNDED.has(p.base)) {
-        note(p.base);
+      if (UNBOUNDED.has(base)) {
+        note(base);
         return;
       }
   }
   if (p.name.includes('.')) chainReach(p.name, add, note);
 }
 
-/** `subject:Patient.organization:Organization.name`: every link but the last names (or should name) its target type. */
+/** `_has:Type:ref:param`, possibly nested (`_has:A:r:_has:B:s:param`): each Type's data shapes the answer. */
+function hasReach(name: string, add: (type: string, from: string) => void): void {
+  const parts = name.split(':');
+  for (let k = 0; k < parts.length; k++) if (parts[k].trim().toLowerCase() === '_has') add(parts[k + 1] ?? '', '_has');
+}
+
+/**
+ * `subject:Patient.organization:Organization.name`: every link but the last names (or should name)
+ * its target type, after its last `:`; a last link that is itself a `_has` reaches its types too.
+ */
 function chainReach(name: string, add: (type: string, from: string) => void, note: (why: string) => void): void {
   const links = name.split('.');
   for (let k = 0; k < links.length - 1; k++) {
-    const colon = links[k].indexOf(':');
+    const colon = links[k].lastIndexOf(':');
     if (colon === -1) note('a chained parameter without a target type (write it as ref:Type.param)');
     else add(links[k].slice(colon + 1), 'a chained parameter');
   }
+  const last = links[links.length - 1];
+  if (last.includes('_has')) hasReach(last, add);
 }

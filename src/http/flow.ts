@@ -129,7 +129,11 @@ export class RequestFlow {
     const bundle = await authorizeBundle(r, scanned, settings);
     // A client that went away while we checked gets nothing executed on its behalf.
     if (res.destroyed || req.socket.destroyed) return;
-    const { params, interaction } = rewriteParams(bundle.interaction, bundle.rule.inflate, bundleReadGrant(r.principal));
+    const reader = bundleReadGrant(r.principal);
+    const { params: base, interaction } = rewriteParams(bundle.interaction, bundle.rule.inflate, reader);
+    // A write entry's answer carries the resource only if the caller may read its type (as a write sent alone).
+    const withheld = new Set(bundle.writes.flatMap((w, i) => (w && !reader.mayRead(w.resourceType) ? [i] : [])));
+    const params = withheld.size > 0 ? { ...base, withheldEntries: withheld } : base;
     return this.d.bundles.write(new Exchange(req, res, r.ctx, interaction, bundle.rule, r.principal, params, settings), scanned);
   }
 

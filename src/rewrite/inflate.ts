@@ -38,6 +38,8 @@ export interface InflateOptions {
    * inflated only into resources the caller may read; the others get a link, which checks on its own.
    */
   mayRead?(type: string | undefined): boolean;
+  /** Entries of a batch/transaction answer whose `resource` is left out (RewriteParams.withheldEntries). */
+  readonly withheldEntries?: ReadonlySet<number>;
 }
 
 /** Bundle types an operation assembles from resources stored one by one (each the owner of its attachments). */
@@ -150,7 +152,13 @@ export class Inflater implements WalkPolicy<State> {
   route(parent: Container<State> | undefined, key: string | undefined, first: JsonToken): Route {
     if (!parent || key === undefined || parent.kind !== 'object') return 'pass';
     const frame = parent.state;
+    if (key === 'resource' && parent.depth === 3 && parent.name === 'entry' && this.opts.withheldEntries?.has(parent.index)) return 'skip';
     if (key === 'data' && this.carriesContent(parent)) {
+      // Content of a resource the caller may not read is not sent inline either: the link checks.
+      if (this.opts.mayRead && !this.opts.mayRead(frame.owner?.type)) {
+        (frame.att ??= newAtt()).overflow = true;
+        return 'skip';
+      }
       if (first.name === 'startString') {
         this.budget.startInline(parent);
         return 'stream';

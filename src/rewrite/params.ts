@@ -26,6 +26,8 @@ export interface RewriteParams {
    * which is what `Prefer: return=minimal` gives.
    */
   readonly withhold: boolean;
+  /** Batch/transaction answers: the entries (by index) whose `resource` is left out, for the same reason. */
+  readonly withheldEntries?: ReadonlySet<number>;
 }
 
 /** Interactions whose answer is the resource written (or matched). */

@@ -14,8 +14,8 @@ import { JsonWalker, type Container, type Route, type WalkPolicy } from '../json
  * patch setting `contentType: text/html` and `data` would be served as HTML. Content is changed by
  * an update or `$binary-access-write`, which are checked. Our extension URL is refused anywhere.
  */
-export function patchGuard(): Transform {
-  return new WalkThrough(new JsonWalker(new PatchGuard(), patchWalk));
+export function patchGuard(opts: { readonly mayRead: boolean }): Transform {
+  return new WalkThrough(new JsonWalker(new PatchGuard(opts.mayRead), patchWalk));
 }
 
 const patchWalk = {
@@ -30,6 +30,15 @@ const patchWalk = {
 
 /** Attachment members a patch may not set, name or reach, wherever they appear. */
 const MEMBERS: ReadonlySet<string> = new Set(['data', '_data', 'contentType', '_contentType']);
+/** Members only an Attachment has: refused even below a Signature or SampledData, whose `data` is their own. */
+const ATTACHMENT_ONLY: ReadonlySet<string> = new Set(['contentType', '_contentType']);
+/**
+ * JSON Patch ops that carry a value from one place to another: an unchecked structure (a Signature
+ * with `data`) could be moved into an attachment. FHIR clients patch by value; these are refused.
+ */
+const CARRYING_OPS: ReadonlySet<string> = new Set(['move', 'copy']);
+/** FHIRPath Patch values of types whose `data` is not attachment content, so is never checked as such. */
+const UNCHECKED_VALUES: ReadonlySet<string> = new Set(['valueAttachment', 'valueSignature', 'valueSampledData']);
 /** Extension containers: their items' `url` is the extension's, not an Attachment's. */
 const EXTENSIONS: ReadonlySet<string> = new Set(['extension', 'modifierExtension']);
 
@@ -48,6 +57,9 @@ function refused(what: string): GatewayError {
 }
 
 class PatchGuard implements WalkPolicy<Part> {
+  /** `mayRead`: whether the caller may read the resource; a JSON Patch `test` reads it (its failure says what is there). */
+  constructor(private readonly mayRead: boolean) {}
+
   open(): Part {
     return { name: undefined, text: undefined };
   }
@@ -55,18 +67,28 @@ class PatchGuard implements WalkPolicy<Part> {
   route(parent: Container<Part> | undefined, key: string | undefined, first: JsonToken): Route {
     if (key === undefined) return 'pass';
     // A value being added (JSON Patch `value`, FHIRPath Patch `value[x]`) that is or holds an Attachment.
-    if (key === 'valueAttachment') throw refused('values');
-    if (MEMBERS.has(key) && !NOT_ATTACHMENT.has(parent?.name ?? '')) throw refused(`members ('${key}')`);
+    if (UNCHECKED_VALUES.has(key)) throw refused('values');
+    if (ATTACHMENT_ONLY.has(key) || (MEMBERS.has(key) && !NOT_ATTACHMENT.has(parent?.name ?? ''))) throw refused(`members ('${key}')`);
     if (first.name !== 'startString') return 'pass';
-    // JSON Patch pointers, and FHIRPath Patch parts' names and texts.
-    return key === 'path' || key === 'from' || key === 'name' || key === 'valueString' || key === 'valueCode' ? 'hold' : 'pass';
+    // JSON Patch ops and pointers, and FHIRPath Patch parts' names and texts.
+    const read = key === 'op' || key === 'path' || key === 'from' || key === 'name' || key === 'valueString' || key === 'valueCode';
+    return read ? 'hold' : 'pass';
   }
 
   held(parent: Container<Part> | undefined, key: string | undefined, v: unknown): void {
     if (parent === undefined || typeof v !== 'string') return;
-    if (key === 'path' || key === 'from') checkPointer(v);
+    if (key === 'op') this.checkOp(v);
+    else if (key === 'path' || key === 'from') checkPointer(v);
     else if (key === 'name') parent.state.name = v;
     else parent.state.text = v;
+  }
+
+  private checkOp(op: string): void {
+    if (CARRYING_OPS.has(op))
+      throw new GatewayError('BAD_REQUEST', `JSON Patch '${op}' is not accepted: patch by value (add, replace, remove)`);
+    if (op === 'test' && !this.mayRead) {
+      throw new GatewayError('INSUFFICIENT_SCOPE', "JSON Patch 'test' reads the resource: it needs read access to it");
+    }
   }
 
   close(c: Container<Part>): void {
@@ -94,6 +116,9 @@ function checkPointer(pointer: string): void {
 
 /** A FHIRPath Patch `path`: any step naming an attachment member is refused. */
 function checkFhirPath(path: string): void {
+  // Delimited identifiers (`cont\entType`) and escapes spell names this split would not see.
+  if (path.includes('`') || path.includes('\\'))
+    throw new GatewayError('BAD_REQUEST', 'a FHIRPath Patch path may not use delimited identifiers or escapes');
   const steps = path.split(/[^A-Za-z0-9_]+/);
   for (const step of steps) if (MEMBERS.has(step)) throw refused(`members ('${step}')`);
   const last = steps.filter((s) => s.length > 0).at(-1);

@@ -145,6 +145,7 @@ export class ResponseRewrite {
       publicUrl: (url) => urls.toPublic(url),
       warn: (what, blob) => this.log.warn({ reqId: ctx.id, blob }, what),
       mayRead: (type) => params.reader.mayRead(type),
+      ...(params.withheldEntries ? { withheldEntries: params.withheldEntries } : {}),
     });
     delete headers['content-length'];
     res.writeHead(status, headers);

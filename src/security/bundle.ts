@@ -53,10 +53,11 @@ export async function authorizeBundle(
   r: BundleRequest,
   scanned: ScannedBundle,
   settings: Settings,
-): Promise<{ readonly interaction: Interaction; readonly rule: EffectiveRule }> {
+): Promise<{ readonly interaction: Interaction; readonly rule: EffectiveRule; readonly writes: readonly (Interaction | undefined)[] }> {
   const interaction: Interaction = { ...r.interaction, kind: scanned.type };
   const rule = settings.policy.ruleFor(interaction);
   await runChecks({ ...r, interaction, rule, contentLength: scanned.size }, settings);
+  const writes: (Interaction | undefined)[] = [];
   for (const entry of scanned.entries) {
     try {
       const ei = classifyEntry(entry.method, entry.url, entry.ifNoneExist !== undefined ? { ifNoneExist: entry.ifNoneExist } : undefined);
@@ -70,6 +71,10 @@ export async function authorizeBundle(
       }
       if (entry.resourceType !== undefined && (ei.kind === 'create' || ei.kind === 'update') && entry.resourceType !== ei.resourceType) {
         throw new GatewayError('BAD_BUNDLE', `resource is ${entry.resourceType.slice(0, 64)} but request.url names ${ei.resourceType}`);
+      }
+      writes[entry.index] = ei.kind === 'create' || ei.kind === 'update' || ei.kind === 'patch' ? ei : undefined;
+      if (ei.kind === 'patch') {
+        throw new GatewayError('BAD_BUNDLE', 'PATCH cannot be sent inside a Bundle: send it on its own, where the patch is checked');
       }
       const input: CheckInput = {
         ctx: r.ctx,
@@ -102,5 +107,5 @@ export async function authorizeBundle(
       throw isGatewayError(err) ? forEntry(err, entry.index) : err;
     }
   }
-  return { interaction, rule };
+  return { interaction, rule, writes };
 }

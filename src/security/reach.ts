@@ -40,7 +40,7 @@ function checkReached(input: CheckInput, settings: Settings, reach: Reach, { typ
     if (rule.require.smart) {
       const set = input.principal.scopes;
       if (set === undefined) throw new GatewayError('TOKEN_MISSING', undefined, { headers: { 'www-authenticate': NO_TOKEN_CHALLENGE } });
-      if (!grantsSeeing(set, type) && !(type === 'Patient' && includesOnlyLaunchPatient(input))) {
+      if (!grantsSeeing(set, type) && !(type === 'Patient' && (includesOnlyLaunchPatient(input) || inLaunchCompartment(input)))) {
         if (termsOf(set) === 'patient') throw outsideCompartment();
         throw insufficient(`user/${type}.s`);
       }
@@ -61,7 +61,7 @@ function checkReached(input: CheckInput, settings: Settings, reach: Reach, { typ
 }
 
 /**
- * A patient-scoped search that includes only the launch patient (`Observation?patient=1&_include=Observation:patient`):
+ * A patient-scoped search that includes only the launch patient (`Observation?patient=1&_include=Observation:patient:Patient`):
  * what it reaches besides its own type is that one Patient, which a patient scope covering Patient may see.
  */
 function includesOnlyLaunchPatient({ interaction, principal }: CheckInput): boolean {
@@ -76,6 +76,12 @@ function includesOnlyLaunchPatient({ interaction, principal }: CheckInput): bool
     return false;
   }
   return includesOnlyThePatient(interaction, parseQuery(interaction.query), patient);
+}
+
+/** `Patient/{launch patient}/Type`: the compartment's owner is the patient the app acts for. */
+function inLaunchCompartment({ interaction, principal }: CheckInput): boolean {
+  const c = interaction.compartment;
+  return c !== undefined && c.resourceType === 'Patient' && principal.patient !== undefined && c.id === principal.patient;
 }
 
 /** In a patient app's own terms: what it may reach, not a user/ scope it will never hold. */

@@ -73,6 +73,72 @@ t.test('a patch cannot change attachment content or its type', async (t) => {
   };
   t.same(await outcome(patch(fhirPath, 'application/fhir+json')), [400, 'BAD_REQUEST'], 'FHIRPath Patch');
   t.same(await outcome(patch('<diff/>', 'application/xml-patch+xml')), [415, 'UNSUPPORTED_MEDIA'], 'XML Patch cannot be checked');
+  // Found from outside after the first fix: escapes, Signature values carried into an attachment, move/copy, Bundle entries.
+  const fhirPathReplace = (path: string, value: Record<string, unknown>) => ({
+    resourceType: 'Parameters',
+    parameter: [
+      {
+        name: 'operation',
+        part: [
+          { name: 'type', valueCode: 'replace' },
+          { name: 'path', valueString: path },
+          { name: 'value', ...value },
+        ],
+      },
+    ],
+  });
+  t.same(
+    await outcome(
+      patch(
+        fhirPathReplace('DocumentReference.content[0].attachment.`cont\\entType`', { valueCode: 'text/html' }),
+        'application/fhir+json',
+      ),
+    ),
+    [400, 'BAD_REQUEST'],
+    'FHIRPath delimited identifier',
+  );
+  t.same(
+    await outcome(
+      patch(
+        fhirPathReplace('DocumentReference.content[0].attachment', { valueSignature: { contentType: 'text/html', data: HTML } }),
+        'application/fhir+json',
+      ),
+    ),
+    [400, 'BAD_REQUEST'],
+    'a Signature value',
+  );
+  t.same(
+    await outcome(
+      patch([
+        { op: 'add', path: '/extension', value: [{ url: 'http://x', valueSignature: { sigFormat: 'text/html', data: HTML } }] },
+        { op: 'move', from: '/extension/0/valueSignature', path: '/content/0/attachment' },
+      ]),
+    ),
+    [400, 'BAD_REQUEST'],
+    'a Signature moved into an attachment',
+  );
+  const entryPatch = await fetch(s.gw.base, {
+    method: 'POST',
+    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({
+      resourceType: 'Bundle',
+      type: 'batch',
+      entry: [
+        {
+          request: { method: 'PATCH', url: `DocumentReference/${id}` },
+          resource: { resourceType: 'Binary', contentType: 'application/json-patch+json', data: Buffer.from('[]').toString('base64') },
+        },
+      ],
+    }),
+  });
+  t.same(await outcome(entryPatch), [400, 'BAD_BUNDLE'], 'PATCH inside a Bundle');
+  const reader = await s.as('user/DocumentReference.u fhir.write');
+  const probe = await fetch(`${s.gw.base}/DocumentReference/${id}`, {
+    method: 'PATCH',
+    headers: { ...reader, 'content-type': 'application/json-patch+json' },
+    body: JSON.stringify([{ op: 'test', path: '/status', value: 'guess' }]),
+  });
+  t.same(await outcome(probe), [403, 'INSUFFICIENT_SCOPE'], 'a JSON Patch test is a read: refused without read');
   t.equal(s.up.requests.filter((r) => r.method === 'PATCH').length, patches, 'none reached the upstream');
   t.equal(await version(), '1', 'the resource is unchanged');
 
@@ -89,6 +155,26 @@ t.test('a patch cannot change attachment content or its type', async (t) => {
   t.equal(ok.status, 200, 'a patch that leaves attachments alone is applied');
   t.equal(((await ok.json()) as { status: string }).status, 'superseded');
   t.equal(await version(), '2');
+});
+
+t.test('inline content of a type the policy does not allow, written around the gateway, is served as bytes', async (t) => {
+  const s = await stack(t);
+  const p = await fetch(`${s.up.url}/DocumentReference`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({
+      resourceType: 'DocumentReference',
+      status: 'current',
+      content: [{ attachment: { contentType: 'text/html', data: HTML } }],
+    }),
+  });
+  const { id } = (await p.json()) as { id: string };
+  const read = await fetch(`${s.gw.base}/DocumentReference/${id}/$binary-access-read?path=DocumentReference.content.attachment`, {
+    headers: s.auth,
+  });
+  t.equal(read.status, 200);
+  t.equal(read.headers.get('content-type'), 'application/octet-stream', 'not text/html');
+  t.equal(Buffer.from(await read.arrayBuffer()).toString('base64'), HTML, 'the bytes as held');
 });
 
 t.test('Signature data is not attachment content: not served, not written', async (t) => {

@@ -36,7 +36,7 @@ t.test('a patient app reads its patient, and only its patient', async (t) => {
     return ((await r.json()) as Searchset).entry?.map((e) => `${e.resource.resourceType}/${e.resource.id}`).sort();
   };
   t.same(
-    await types(`/Observation?patient=${me}&_include=Observation:patient`),
+    await types(`/Observation?patient=${me}&_include=Observation:patient:Patient`),
     [`Observation/${mine}`, `Patient/${me}`].sort(),
     '_include of the patient',
   );
@@ -54,6 +54,7 @@ t.test('a patient app reads its patient, and only its patient', async (t) => {
   t.same(await outcome(get(`/Observation?patient=${other}`)), [403, 'INSUFFICIENT_SCOPE'], "another patient's search");
   for (const q of [
     `/Observation?patient=${me}&_include=Observation:subject`,
+    `/Observation?patient=${me}&_include=Observation:patient`,
     `/Observation?patient=${me}&_include=Observation:performer:Practitioner`,
     `/Observation?patient=${me}&_revinclude=Provenance:target`,
     `/Observation?patient=${me}&_include=Observation:subject:Patient`,
@@ -63,6 +64,19 @@ t.test('a patient app reads its patient, and only its patient', async (t) => {
     t.same([r.status, JSON.parse(body).issue[0].details.coding[0].code], [403, 'INSUFFICIENT_SCOPE'], q);
     t.notMatch(body, /user\//, `${q}: no user/ advice`);
   }
+  // Found from outside: a multi-valued pin (Account.subject) names other patients too, whom the include returned.
+  const account = await direct(s, {
+    resourceType: 'Account',
+    status: 'active',
+    subject: [{ reference: `Patient/${me}` }, { reference: `Patient/${other}` }],
+  });
+  const accounts = await fetch(`${s.gw.base}/Account?patient=${me}&_include=Account:patient:Patient`, {
+    headers: await s.as('patient/Account.rs patient/Patient.rs', me),
+  });
+  const accountsText = await accounts.text();
+  t.equal(accounts.status, 403, 'include through a multi-valued pin');
+  t.notMatch(accountsText, new RegExp(other));
+  t.ok(account);
   // A read by id cannot be checked inside a Bundle the upstream executes whole.
   const b = await bundle(s, app, [{ request: { method: 'GET', url: `Observation/${mine}` } }]);
   t.equal(b.status, 403, 'patient read by id inside a batch');

@@ -67,3 +67,32 @@ t.test('a search grant finds resources; reading their content needs read', async
     'the link checks',
   );
 });
+
+t.test('inline attachment content is not sent to a search-only caller either', async (t) => {
+  // Found from outside: data under externalize.minBytes stays inline upstream and was sent to user/X.s.
+  const s = await stack(t);
+  const doc = await fetch(`${s.gw.base}/DocumentReference`, {
+    method: 'POST',
+    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({
+      resourceType: 'DocumentReference',
+      status: 'current',
+      content: [{ attachment: { contentType: 'text/plain', data: 'U0VDUkVU' } }],
+    }),
+  });
+  const { id } = (await doc.json()) as { id: string };
+  const attachment = async (scope: string) => {
+    const r = await fetch(`${s.gw.base}/DocumentReference?_id=${id}`, { headers: await s.as(scope) });
+    const text = await r.text();
+    return {
+      text,
+      att: (JSON.parse(text) as { entry: { resource: { content: { attachment: { data?: string; url?: string } }[] } }[] }).entry[0].resource
+        .content[0].attachment,
+    };
+  };
+  const found = await attachment('user/DocumentReference.s');
+  t.equal(found.att.data, undefined, 's: no inline data');
+  t.notMatch(found.text, /U0VDUkVU/);
+  t.match(found.att.url, /\$binary-access-read\?path=/, 's: a link');
+  t.equal((await attachment('user/DocumentReference.rs')).att.data, 'U0VDUkVU', 'rs: the data');
+});

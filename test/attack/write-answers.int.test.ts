@@ -5,6 +5,7 @@
 // `Prefer: return=minimal` gives), never a body.
 import t from 'tap';
 import { PDF, stack } from '../helpers/binary-stack.js';
+import { BUNDLE_RULE, bundle } from './helpers.js';
 
 const DOC = {
   resourceType: 'DocumentReference',
@@ -75,4 +76,48 @@ t.test('a writer who may not read gets no resource back', async (t) => {
   const text = await r.text();
   t.equal(r.status, 200, text);
   t.equal((JSON.parse(text) as { resourceType: string }).resourceType, 'DocumentReference');
+});
+
+t.test('a Bundle answer carries no written resource to a caller who may not read it', async (t) => {
+  // Found from outside: the batch form of the same writes returned the resources, a matched conditional create the existing one.
+  const s = await stack(t, { rules: [BUNDLE_RULE] });
+  const json = { 'content-type': 'application/fhir+json' };
+  const small = {
+    ...DOC,
+    identifier: [{ value: 'small' }],
+    description: 'secret',
+    content: [{ attachment: { contentType: 'text/plain', data: 'c2VjcmV0' } }],
+  };
+  const c = await fetch(`${s.gw.base}/DocumentReference`, { method: 'POST', headers: { ...s.auth, ...json }, body: JSON.stringify(small) });
+  t.equal(c.status, 201);
+  await c.arrayBuffer();
+  const creator = await s.as('user/DocumentReference.cs fhir.write files.write');
+  for (const type of ['batch', 'transaction']) {
+    const r = await bundle(
+      s,
+      creator,
+      [
+        { request: { method: 'POST', url: 'DocumentReference', ifNoneExist: 'identifier=small' }, resource: small },
+        { request: { method: 'POST', url: 'DocumentReference' }, resource: { ...small, identifier: [{ value: 'another' }] } },
+      ],
+      type,
+    );
+    const text = await r.text();
+    t.equal(r.status, 200, type);
+    const answer = JSON.parse(text) as { entry: { resource?: unknown; response?: { status?: string; location?: string } }[] };
+    t.match(answer.entry[0].response?.status, /^200/, `${type}: the match is told`);
+    t.match(answer.entry[1].response?.status, /^201/, `${type}: the create is told`);
+    t.ok(answer.entry[1].response?.location, `${type}: with its location`);
+    t.same(
+      answer.entry.map((e) => e.resource),
+      [undefined, undefined],
+      `${type}: neither resource`,
+    );
+    t.notMatch(text, /secret|c2VjcmV0/, `${type}: nothing of the existing resource`);
+  }
+  // Control: a caller who may read gets them.
+  const r = await bundle(s, await s.as('user/DocumentReference.crs fhir.write files.write'), [
+    { request: { method: 'POST', url: 'DocumentReference', ifNoneExist: 'identifier=small' }, resource: small },
+  ]);
+  t.equal(((await r.json()) as { entry: { resource?: { resourceType: string } }[] }).entry[0].resource?.resourceType, 'DocumentReference');
 });

@@ -8,9 +8,9 @@ import { BLOB_EXTENSION_URL } from '../../src/fhir/blob-reference.js';
 import { patchGuard } from '../../src/rewrite/patch-guard.js';
 import { pieces } from '../helpers/engine.js';
 
-async function guard(body: string, cut = 65536): Promise<string> {
+async function guard(body: string, cut = 65536, mayRead = true): Promise<string> {
   const out: Buffer[] = [];
-  await pipeline(Readable.from(pieces(Buffer.from(body), cut)), patchGuard(), async function* (src) {
+  await pipeline(Readable.from(pieces(Buffer.from(body), cut)), patchGuard({ mayRead }), async function* (src) {
     for await (const c of src) out.push(c as Buffer);
   });
   return Buffer.concat(out).toString();
@@ -26,7 +26,6 @@ const ALLOWED: [string, string][] = [
   ['extension url by pointer', JSON.stringify([{ op: 'replace', path: '/extension/0/url', value: 'http://x' }])],
   ['a canonical resource url', JSON.stringify([{ op: 'replace', path: '/url', value: 'http://x/vs' }])],
   ['attachment title', JSON.stringify([{ op: 'replace', path: '/content/0/attachment/title', value: 'report' }])],
-  ['moving an attachment', JSON.stringify([{ op: 'move', from: '/content/1', path: '/content/0' }])],
   ['signature data is not attachment content', JSON.stringify([{ op: 'replace', path: '/signature/0/data', value: 'AAAA' }])],
   ['a value that mentions data', JSON.stringify([{ op: 'replace', path: '/description', value: 'see data, contentType and url' }])],
   [
@@ -48,6 +47,38 @@ const ALLOWED: [string, string][] = [
 ];
 
 const REFUSED: [string, string][] = [
+  ['moving an attachment', JSON.stringify([{ op: 'move', from: '/content/1', path: '/content/0' }])],
+  ['copy', JSON.stringify([{ op: 'copy', from: '/extension/0/valueSignature', path: '/content/0/attachment' }])],
+  [
+    'contentType below a Signature',
+    JSON.stringify([
+      { op: 'add', path: '/extension/-', value: { url: 'http://x', valueSignature: { contentType: 'text/html', data: 'AAAA' } } },
+    ]),
+  ],
+  [
+    'FHIRPath delimited identifier',
+    fhirPathPatch(
+      { name: 'type', valueCode: 'replace' },
+      { name: 'path', valueString: 'DocumentReference.content[0].attachment.`cont\\entType`' },
+      { name: 'value', valueCode: 'text/html' },
+    ),
+  ],
+  [
+    'FHIRPath escape',
+    fhirPathPatch(
+      { name: 'type', valueCode: 'replace' },
+      { name: 'path', valueString: 'DocumentReference.content[0].attachment.\\u0064ata' },
+      { name: 'value', valueCode: 'x' },
+    ),
+  ],
+  [
+    'FHIRPath Signature value',
+    fhirPathPatch(
+      { name: 'type', valueCode: 'replace' },
+      { name: 'path', valueString: 'DocumentReference.content[0].attachment' },
+      { name: 'value', valueSignature: { data: 'AAAA' } },
+    ),
+  ],
   ['data', JSON.stringify([{ op: 'add', path: '/content/0/attachment/data', value: 'PGgxPg==' }])],
   ['contentType', JSON.stringify([{ op: 'replace', path: '/content/0/attachment/contentType', value: 'text/html' }])],
   ['_data', JSON.stringify([{ op: 'add', path: '/content/0/attachment/_data', value: { extension: [] } }])],
@@ -109,6 +140,29 @@ t.test('patches that touch attachment members are refused', async (t) => {
       await t.rejects(guard(body, cut), { code: 'BAD_REQUEST' }, `${name} (cut ${cut})`);
     }
   }
-  await t.rejects(guard(REFUSED[0][1]), { message: /attachment members \('data'\).*\$binary-access-write/ }, 'says what to do instead');
+  await t.rejects(
+    guard(REFUSED.find(([n]) => n === 'data')![1]),
+    { message: /attachment members \('data'\).*\$binary-access-write/ },
+    'says what to do instead',
+  );
   await t.rejects(guard('[{"op":'), { code: 'BAD_REQUEST' }, 'malformed');
+});
+
+t.test('a JSON Patch test reads the resource: refused to a caller who may not read it', async (t) => {
+  const body = JSON.stringify([{ op: 'test', path: '/subject/reference', value: 'Patient/1' }]);
+  t.equal(await guard(body, 65536, true), body, 'a reader may test');
+  await t.rejects(guard(body, 65536, false), { code: 'INSUFFICIENT_SCOPE' });
+  await t.rejects(
+    guard(
+      JSON.stringify([
+        { op: 'replace', path: '/status', value: 'x' },
+        { op: 'test', path: '/status', value: 'x' },
+      ]),
+      3,
+      false,
+    ),
+    {
+      code: 'INSUFFICIENT_SCOPE',
+    },
+  );
 });

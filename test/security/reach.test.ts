@@ -136,23 +136,27 @@ t.test('SMART: each reached type needs a grant to see it', async (t) => {
   t.match(await decide(s, '/Observation?category=laboratory&_include=Observation:subject', lab), /requires user\/\*.s/);
   // Including the launch patient, by the parameter that pins the search, is within the compartment.
   const app = { scope: 'patient/Observation.rs patient/Patient.r', patient: '123' };
-  t.equal(await decide(s, '/Observation?patient=123&_include=Observation:patient', app), 'ok');
+  t.equal(await decide(s, '/Observation?patient=123&_include=Observation:patient:Patient', app), 'ok');
   t.equal(await decide(s, '/Observation?subject=Patient/123&_include=Observation:subject:Patient', app), 'ok');
   t.equal(await decide(s, '/Patient/123/Observation?_include=Observation:subject:Patient', app), 'ok', 'compartment search');
-  t.equal(await decide(s, '/Patient/123/Observation?_include=Observation:patient', app), 'ok');
+  t.equal(await decide(s, '/Patient/123/Observation?_include=Observation:patient:Patient', app), 'ok');
   for (const q of [
     '/Observation?patient=123&_include=Observation:subject:Patient',
-    '/Observation?subject=Patient/123&_include=Observation:patient',
-    '/Observation?patient=123&_include:iterate=Observation:patient',
-    '/Observation?patient=123&_include=Observation:patient&_include=Observation:performer:Practitioner',
-    '/Observation?patient=123&_include=Observation:patient&subject:Patient.name=x',
-    '/Observation?patient=456&_include=Observation:patient',
-    '/Patient/456/Observation?_include=Observation:patient',
+    '/Observation?subject=Patient/123&_include=Observation:patient:Patient',
+    '/Observation?patient=123&_include=Observation:patient',
+    '/Account?patient=123&_include=Account:patient:Patient',
+    '/Account?subject=Patient/123&_include=Account:subject:Patient',
+    '/Provenance?patient=123&_include=Provenance:patient:Patient',
+    '/Observation?patient=123&_include:iterate=Observation:patient:Patient',
+    '/Observation?patient=123&_include=Observation:patient:Patient&_include=Observation:performer:Practitioner',
+    '/Observation?patient=123&_include=Observation:patient:Patient&subject:Patient.name=x',
+    '/Observation?patient=456&_include=Observation:patient:Patient',
+    '/Patient/456/Observation?_include=Observation:patient:Patient',
   ]) {
     t.match(await decide(s, q, app), /^INSUFFICIENT_SCOPE: .*(patient-scoped|requires patient\/)/, q);
   }
   t.match(
-    await decide(s, '/Observation?patient=123&_include=Observation:patient', { ...app, scope: 'patient/Observation.rs' }),
+    await decide(s, '/Observation?patient=123&_include=Observation:patient:Patient', { ...app, scope: 'patient/Observation.rs' }),
     /patient-scoped/,
     'no Patient grant',
   );

