@@ -13,6 +13,7 @@ import { sendError } from '../lib/respond.js';
 import { rewriteParams } from '../rewrite/params.js';
 import { authorizeBundle, authorizeBundleRequest, type BundleRequest } from '../security/bundle.js';
 import { newPrincipal, type CheckInput } from '../security/checks.js';
+import { answerGuard } from '../security/answer-guard.js';
 import { bundleReadGrant, readGrant } from '../security/read-grant.js';
 import { Exchange } from '../security/exchange.js';
 import { runChecks } from '../security/pipeline.js';
@@ -99,7 +100,10 @@ export class RequestFlow {
     // A request that reaches other types runs under the smallest limits of every rule it reached.
     const reach = settings.policy.reachOf(input.interaction);
     const rule = reach === OWN_ONLY ? input.rule : settings.policy.strictest(input.rule, settings.policy.reachedRules(reach));
-    const { params, interaction } = rewriteParams(input.interaction, rule.inflate, readGrant(input.principal, rule));
+    const rewrite = rewriteParams(input.interaction, rule.inflate, readGrant(input.principal, rule));
+    const { interaction } = rewrite;
+    const guard = answerGuard(interaction, input.principal, rule, reach);
+    const params = guard ? { ...rewrite.params, guard } : rewrite.params;
     const x = new Exchange(req, res, input.ctx, interaction, rule, input.principal, params, settings);
     const route = routeFor(this.d.routes, interaction, req);
     if (input.principal.compartmentRead === true) return this.d.patientReads.requirePatientRead(x).then(() => route.handle(x) ?? undefined);

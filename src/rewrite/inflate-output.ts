@@ -20,6 +20,8 @@ const SLOT_COST = 512;
 export class InflateOutput {
   private readonly queue: (string | { readonly slot: Slot; readonly cost: number })[] = [];
   private pendingChars = 0;
+  /** After drop(): what the walk writes is thrown away until unmute(). */
+  private muted = false;
 
   constructor(
     private readonly out: JsonWriter,
@@ -28,6 +30,11 @@ export class InflateOutput {
 
   /** Appends a slot after what the walk has written so far; `heldChars`: memory the slot holds. */
   enqueue(slot: Slot, heldChars = 0): void {
+    if (this.muted) {
+      this.out.take();
+      void slot.discard();
+      return;
+    }
     const text = this.out.take();
     const cost = SLOT_COST + heldChars;
     this.queue.push(text, { slot, cost });
@@ -35,9 +42,29 @@ export class InflateOutput {
     this.check();
   }
 
+  /** Drops `slot` and everything queued after it, and mutes the walk's output (an entry the guard refused). */
+  drop(slot: Slot): void {
+    const at = this.queue.findIndex((q) => typeof q !== 'string' && q.slot === slot);
+    for (const q of at < 0 ? [] : this.queue.splice(at)) {
+      if (typeof q === 'string') this.pendingChars -= q.length;
+      else {
+        this.pendingChars -= q.cost;
+        void q.slot.discard();
+      }
+    }
+    this.out.take();
+    this.muted = true;
+  }
+
+  /** The dropped part has ended: what was written since goes, then output flows again. */
+  unmute(): void {
+    this.out.take();
+    this.muted = false;
+  }
+
   /** Output waits only while a slot does: what waits is bounded. */
   check(): void {
-    if (this.queue.length && this.pendingChars + this.out.chars > this.maxPendingChars) {
+    if (this.queue.length && this.pendingChars + (this.muted ? 0 : this.out.chars) > this.maxPendingChars) {
       throw new GatewayError('UPSTREAM_INVALID', "a resource's id comes too late in the response to serve its attachments");
     }
   }
@@ -57,7 +84,8 @@ export class InflateOutput {
       this.pendingChars -= head.cost;
       yield* head.slot.render();
     }
-    if (this.out.chars) yield this.out.take();
+    if (this.muted) this.out.take();
+    else if (this.out.chars) yield this.out.take();
   }
 
   async discard(): Promise<void> {

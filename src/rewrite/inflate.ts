@@ -5,42 +5,14 @@ import { BLOB_EXTENSION_URL, findBlobRef } from '../fhir/blob-reference.js';
 import type { JsonToken } from '../json/tokenizer.js';
 import { JsonWalker, pathBelow, type Container, type Route, type WalkPolicy } from '../json/walker.js';
 import { JsonWriter } from '../json/writer.js';
-import type { BlobStore } from '../storage/blob-store.js';
+import { EntryGates } from './entry-gate.js';
+import type { InflateOptions } from './inflate-options.js';
 import { attachmentEnd, newAtt, type Att, type InflateReport, type Owner } from './inflate-attachment.js';
 import { InflateBudget } from './inflate-budget.js';
 import { InflateOutput } from './inflate-output.js';
 
 export { CONTENT_URL_EXTENSION, type InflateReport } from './inflate-attachment.js';
-
-export interface InflateOptions {
-  readonly store: BlobStore;
-  /** Decoded bytes of attachment data the whole response may carry, stored or inline. */
-  readonly maxBytes: number;
-  /** Whether stored content is put back inline at all; false: every stored attachment gets a link. */
-  readonly inflate: boolean;
-  /**
-   * Who owns the attachments below the document: `root` (a read: the resource itself), `entries`
-   * (a search, history or batch/transaction answer: each `entry[i].resource`, never the Bundle,
-   * which no one stored), or `by-type` (an operation's answer: entries of a Bundle whose type,
-   * read before its entries, says it was assembled, and Parameters' resources; otherwise the root).
-   */
-  readonly owners: 'root' | 'entries' | 'by-type';
-  /** Where inline values too large to decide on in memory are kept meanwhile. */
-  readonly spoolDir: string;
-  /** The URL a client follows for an attachment's content: `owner` is `Type/id`; `path` the attachment's FHIRPath, or undefined for Binary.data. */
-  link(owner: string, path: string | undefined): string;
-  /** Absolute URLs the upstream wrote (fullUrl, Bundle.link.url, response.location), as the client must see them. */
-  publicUrl(url: string): string;
-  /** Content that could not be served as the resource says (for the log: never content, never URLs). */
-  warn?(what: string, blob?: string): void;
-  /**
-   * Whether the caller may read resources of `type` (undefined: not known yet). Stored content is
-   * inflated only into resources the caller may read; the others get a link, which checks on its own.
-   */
-  mayRead?(type: string | undefined): boolean;
-  /** Entries of a batch/transaction answer whose `resource` is left out (RewriteParams.withheldEntries). */
-  readonly withheldEntries?: ReadonlySet<number>;
-}
+export type { InflateOptions } from './inflate-options.js';
 
 /** Bundle types an operation assembles from resources stored one by one (each the owner of its attachments). */
 const ASSEMBLED_BUNDLE_TYPES = new Set(['searchset', 'history', 'batch-response', 'transaction-response']);
@@ -86,9 +58,11 @@ export class Inflater implements WalkPolicy<State> {
   private readonly walker: JsonWalker<State>;
   readonly report: InflateReport = { inflated: 0, linked: 0, bytes: 0 };
   private readonly budget: InflateBudget;
+  private readonly gates: EntryGates | undefined;
 
   constructor(private readonly opts: InflateOptions) {
     this.budget = new InflateBudget(opts, this.out, this.output, this.report);
+    this.gates = opts.guard ? new EntryGates(opts.guard, this.out, this.output) : undefined;
     this.walker = new JsonWalker<State>(this, {
       maxDepth: 128,
       maxKey: 1024,
@@ -122,6 +96,7 @@ export class Inflater implements WalkPolicy<State> {
   }
 
   open(c: Container<State>): State {
+    this.gates?.open(c);
     const parent = c.parent?.state;
     const owns = this.ownsAttachments(c) ? { type: undefined, id: undefined, ended: false, at: c } : undefined;
     return {
@@ -150,12 +125,13 @@ export class Inflater implements WalkPolicy<State> {
   }
 
   route(parent: Container<State> | undefined, key: string | undefined, first: JsonToken): Route {
+    this.gates?.settle();
     if (!parent || key === undefined || parent.kind !== 'object') return 'pass';
     const frame = parent.state;
     if (key === 'resource' && parent.depth === 3 && parent.name === 'entry' && this.opts.withheldEntries?.has(parent.index)) return 'skip';
     if (key === 'data' && this.carriesContent(parent)) {
       // Content of a resource the caller may not read is not sent inline either: the link checks.
-      if (this.opts.mayRead && !this.opts.mayRead(frame.owner?.type)) {
+      if (this.gates?.dropping || (this.opts.mayRead && !this.opts.mayRead(frame.owner?.type))) {
         (frame.att ??= newAtt()).overflow = true;
         return 'skip';
       }
@@ -192,6 +168,9 @@ export class Inflater implements WalkPolicy<State> {
       case 'resourceType':
       case 'id':
         return c.state.root && this.walker.once(c, key);
+      // Where a patient's compartment is decided: only while an entry waits for it.
+      case 'reference':
+        return this.gates?.deciding === true;
       case 'type':
         return c.depth === 1 && this.walker.once(c, key);
       case 'size':
@@ -207,6 +186,7 @@ export class Inflater implements WalkPolicy<State> {
   held(parent: Container<State> | undefined, key: string | undefined, v: unknown): Promise<void> | undefined {
     if (!parent || key === undefined) return undefined;
     const frame = parent.state;
+    this.gates?.held(parent, key, v);
     switch (key) {
       case '_data':
         return this.dataElement(parent, v);
@@ -224,6 +204,8 @@ export class Inflater implements WalkPolicy<State> {
         break;
       case 'size':
         if (typeof v === 'number') frame.declaredSize = v;
+        break;
+      case 'reference':
         break;
       case 'url':
         if (v === BLOB_EXTENSION_URL) {
@@ -255,6 +237,7 @@ export class Inflater implements WalkPolicy<State> {
     const att = (frame.att ??= newAtt());
     att.rest = withoutReference(element);
     if (!ref || att.ref) return;
+    if (this.gates?.dropping) return;
     const readable = this.opts.mayRead === undefined || this.opts.mayRead(frame.owner?.type);
     att.ref = { ref, inflate: readable ? await this.budget.stored(ref, frame.declaredSize) : undefined };
   }
@@ -268,6 +251,8 @@ export class Inflater implements WalkPolicy<State> {
   }
 
   close(c: Container<State>): void {
+    this.gates?.settle();
+    this.gates?.close(c);
     const frame = c.state;
     if (frame.owns) frame.owns.ended = true;
     const att = frame.att;

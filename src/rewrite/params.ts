@@ -4,6 +4,21 @@ import { GatewayError } from '../errors/catalogue.js';
 import type { Interaction } from '../fhir/interaction.js';
 import { acceptsJson } from '../lib/accept.js';
 
+/** A guard's decision on an answer entry: send it, drop it, or not yet known. */
+export type Verdict = 'admit' | 'drop' | undefined;
+
+/**
+ * Which entries of a Bundle answer may be sent (security/answer-guard.ts decides; the rewrite
+ * asks as the entry streams: its resource's type, id, and each reference under a top-level element).
+ */
+export interface EntryGuard {
+  type(resourceType: string): Verdict;
+  id(resourceType: string, id: string): Verdict;
+  reference(resourceType: string, element: string, reference: string): Verdict;
+  /** The entry ended undecided. */
+  end(resourceType: string | undefined): 'admit' | 'drop';
+}
+
 /** Which resource types the caller may read (security/read-grant.ts decides; the rewrite only asks). */
 export interface ReadCheck {
   mayRead(type: string | undefined): boolean;
@@ -28,6 +43,8 @@ export interface RewriteParams {
   readonly withhold: boolean;
   /** Batch/transaction answers: the entries (by index) whose `resource` is left out, for the same reason. */
   readonly withheldEntries?: ReadonlySet<number>;
+  /** Entries the request is not entitled to are dropped from a Bundle answer. */
+  readonly guard?: EntryGuard;
 }
 
 /** Interactions whose answer is the resource written (or matched). */

@@ -86,7 +86,8 @@ export class ResponseRewrite {
   /** A small body in memory: sent as it is, with its length, unless it may need rewriting. */
   sendBuffer(to: Client, body: Buffer, status: number, headers: OutgoingHttpHeaders, params: RewriteParams): Promise<void> {
     if (withheld(to, status, headers, params)) return Promise.resolve();
-    if (this.mayNeedRewrite(body)) return this.rewrite(to, once(body), undefined, status, headers, params);
+    // A guarded answer is read whatever it holds: which entries it may carry is in every one.
+    if (params.guard !== undefined || this.mayNeedRewrite(body)) return this.rewrite(to, once(body), undefined, status, headers, params);
     headers['content-length'] = body.length;
     to.res.writeHead(status, headers);
     to.res.end(body);
@@ -146,6 +147,7 @@ export class ResponseRewrite {
       warn: (what, blob) => this.log.warn({ reqId: ctx.id, blob }, what),
       mayRead: (type) => params.reader.mayRead(type),
       ...(params.withheldEntries ? { withheldEntries: params.withheldEntries } : {}),
+      ...(params.guard ? { guard: params.guard } : {}),
     });
     delete headers['content-length'];
     res.writeHead(status, headers);

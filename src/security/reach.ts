@@ -4,7 +4,7 @@ import { parseQuery } from '../fhir/search-params.js';
 import { insufficient, requireAddress, requireDeclaredSize, requireTransport, termsOf, type Check, type CheckInput } from './checks.js';
 import { NO_TOKEN_CHALLENGE } from './jwt.js';
 import type { ReachedRule } from './policy.js';
-import { covers, grantsSeeing, includesOnlyThePatient, missingScopes, readsEveryType } from './scopes.js';
+import { covers, grantsSeeing, includesOnlyThePatient, missingScopes, patientEverything, readsEveryType } from './scopes.js';
 import type { Settings } from './settings.js';
 
 /**
@@ -37,7 +37,10 @@ function checkReached(input: CheckInput, settings: Settings, reach: Reach, { typ
       const missing = input.principal.scopes ? missingScopes(input.principal.scopes, scopes) : [];
       if (missing.length > 0) throw insufficient(missing.join(' '));
     }
-    if (rule.require.smart) {
+    // The answer to a patient app's own $everything is held to its compartment on the way out (answer-guard.ts).
+    const { scopes, patient } = input.principal;
+    const everything = scopes !== undefined && patient !== undefined && patientEverything(scopes, input.interaction, patient);
+    if (rule.require.smart && !everything) {
       const set = input.principal.scopes;
       if (set === undefined) throw new GatewayError('TOKEN_MISSING', undefined, { headers: { 'www-authenticate': NO_TOKEN_CHALLENGE } });
       if (!grantsSeeing(set, type) && !(type === 'Patient' && (includesOnlyLaunchPatient(input) || inLaunchCompartment(input)))) {

@@ -20,6 +20,7 @@ export {
   describeRequired,
   grantsSeeing,
   isUnrestrictedUserOrSystem,
+  patientEverything,
   readsEveryType,
   smartGrants,
 } from './scopes/grants.js';

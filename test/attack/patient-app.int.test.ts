@@ -2,7 +2,11 @@
 // patient's own resources by id, searches pinned to the patient, and including the patient work;
 // another patient's data is never sent, and refusals speak in the app's own terms (never user/).
 import t from 'tap';
-import { stack } from '../helpers/binary-stack.js';
+import { makeKey, mintToken, startJwksServer } from '../helpers/auth.js';
+import { stack, type Stack } from '../helpers/binary-stack.js';
+import { startEverythingShim } from '../helpers/everything-upstream.js';
+import { startTestGateway } from '../helpers/gateway.js';
+import { startUpstream } from '../helpers/upstream.js';
 import { BUNDLE_RULE, bundle, direct, outcome } from './helpers.js';
 
 type Searchset = { entry?: { resource: { resourceType: string; id: string } }[] };
@@ -81,4 +85,63 @@ t.test('a patient app reads its patient, and only its patient', async (t) => {
   const b = await bundle(s, app, [{ request: { method: 'GET', url: `Observation/${mine}` } }]);
   t.equal(b.status, 403, 'patient read by id inside a batch');
   t.match(await b.text(), /inside a Bundle/);
+});
+
+t.test("a patient app's $everything: its record, held to its compartment on the way out", async (t) => {
+  const up = await startUpstream(t);
+  const key = await makeKey('k1');
+  const jwks = await startJwksServer(t, [key]);
+  const upstream = await startEverythingShim(t, up);
+  const gw = await startTestGateway(t, { upstream, jwksUri: jwks.url });
+  const s = {
+    gw,
+    up,
+    as: async (scope: string, patient?: string) => ({
+      authorization: `Bearer ${await mintToken(key, { claims: { scope, ...(patient ? { patient } : {}) } })}`,
+    }),
+  } as unknown as Stack;
+  const me = await direct(s, { resourceType: 'Patient', name: [{ family: 'Me' }] });
+  const other = await direct(s, { resourceType: 'Patient', name: [{ family: 'Other' }] });
+  const obs = (subject: string) =>
+    direct(s, { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${subject}` } });
+  const mine = await obs(me);
+  const theirs = await obs(other);
+  // In my compartment by its subject, and naming the other patient too: the server may bring them along.
+  await direct(s, {
+    resourceType: 'Account',
+    status: 'active',
+    subject: [{ reference: `Patient/${me}` }, { reference: `Patient/${other}` }],
+  });
+  const app = await s.as('patient/*.rs', me);
+
+  const r = await fetch(`${s.gw.base}/Patient/${me}/$everything`, { headers: app });
+  const text = await r.text();
+  t.equal(r.status, 200, text.slice(0, 300));
+  const out = JSON.parse(text) as { entry?: { resource: { resourceType: string; id: string } }[] };
+  const ids = (out.entry ?? []).map((e) => `${e.resource.resourceType}/${e.resource.id}`);
+  t.ok(ids.includes(`Patient/${me}`), 'its Patient');
+  t.ok(ids.includes(`Observation/${mine}`), 'its Observation');
+  t.notOk(ids.includes(`Patient/${other}`), "never the other patient's Patient");
+  t.notOk(ids.includes(`Observation/${theirs}`), "nor the other patient's Observation");
+  t.match(text, /ENTRIES_WITHHELD/, 'an outcome entry says entries were withheld');
+  // Control: the upstream's answer did carry the other patient.
+  const raw = (await (await fetch(`${upstream}/Patient/${me}/$everything`)).json()) as {
+    entry: { resource: { resourceType: string; id: string } }[];
+  };
+  t.ok(
+    raw.entry.some((e) => e.resource.resourceType === 'Patient' && e.resource.id === other),
+    'the upstream sent the other Patient',
+  );
+
+  t.same(
+    await outcome(fetch(`${s.gw.base}/Patient/${other}/$everything`, { headers: app })),
+    [403, 'INSUFFICIENT_SCOPE'],
+    "another patient's",
+  );
+  const narrow = await s.as('patient/Observation.rs patient/Patient.rs', me);
+  t.same(
+    await outcome(fetch(`${s.gw.base}/Patient/${me}/$everything`, { headers: narrow })),
+    [403, 'INSUFFICIENT_SCOPE'],
+    'needs r and s on every type',
+  );
 });

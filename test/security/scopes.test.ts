@@ -411,7 +411,17 @@ t.test('patient scopes: allowed only where the request visibly stays in the comp
     ['create', 'patient/Observation.cruds', { kind: 'create', resourceType: 'Observation' }, P, false],
     ['update own Patient', 'patient/Patient.cruds', { kind: 'update', resourceType: 'Patient', id: '123' }, P, false],
     ['delete', 'patient/Observation.*', { kind: 'delete', resourceType: 'Observation', id: '1' }, P, false],
-    ['$everything', 'patient/*.*', { kind: 'operation', resourceType: 'Patient', id: '123', operation: 'everything' }, P, false],
+    // The launch patient's own $everything: granted, its answer held to the compartment (answer-guard.ts).
+    ['$everything', 'patient/*.*', { kind: 'operation', resourceType: 'Patient', id: '123', operation: 'everything' }, P, true],
+    ['$everything of another', 'patient/*.*', { kind: 'operation', resourceType: 'Patient', id: '456', operation: 'everything' }, P, false],
+    ['$everything without s', 'patient/*.r', { kind: 'operation', resourceType: 'Patient', id: '123', operation: 'everything' }, P, false],
+    [
+      '$everything restricted',
+      'patient/*.rs?_tag=x',
+      { kind: 'operation', resourceType: 'Patient', id: '123', operation: 'everything' },
+      P,
+      false,
+    ],
     [
       'binary-access-read',
       'patient/*.*',

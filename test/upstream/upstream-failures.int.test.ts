@@ -166,7 +166,8 @@ t.test('client disconnects mid-download: the upstream response stream is destroy
     res.writeHead(200, { 'content-type': 'application/fhir+json' });
     res.write('{"resourceType":"Bundle","type":"searchset","entry":[{}');
     let written = 0;
-    const block = Buffer.from(',{"resource":{"resourceType":"Basic","id":"b"}}'.repeat(400));
+    // Of the type searched: the answer guard would drop anything else (and send nothing).
+    const block = Buffer.from(',{"resource":{"resourceType":"DocumentReference","id":"b"}}'.repeat(400));
     // An endless download, written only as fast as it drains.
     const pump = () => {
       while (!res.destroyed && res.write(block)) written += block.length;

@@ -31,10 +31,11 @@ export function smartGrants(set: ScopeSet, request: Interaction, ctx: SmartGrant
   const params = parseQuery(typeof request.query === 'string' ? request.query : '');
   const pooled = pooledLetters(set, req.type);
   if (hasAll(pooled, req.letters)) return true;
+  const patient = typeof ctx.patient === 'string' && FHIR_ID.test(ctx.patient) ? ctx.patient : undefined;
+  if (patient !== undefined && patientEverything(set, request, patient)) return true;
   if (req.letters.length !== 1) return false;
 
   const letter = req.letters;
-  const patient = typeof ctx.patient === 'string' && FHIR_ID.test(ctx.patient) ? ctx.patient : undefined;
   for (const s of set.smart) {
     if (isUnrestrictedUserOrSystem(s) || !covers(s, req.type, letter)) continue;
     // A restricted scope grants only a search (it says which search results may be seen; it says
@@ -54,6 +55,25 @@ export function smartGrants(set: ScopeSet, request: Interaction, ctx: SmartGrant
     return true;
   }
   return false;
+}
+
+/**
+ * `Patient/{launch patient}/$everything` with a `patient/` scope reading and searching every type:
+ * the answer is the patient's record, held on the way out to the patient's compartment
+ * (security/answer-guard.ts) rather than judged from the request, which cannot bound it.
+ */
+export function patientEverything(set: ScopeSet, request: Interaction, patient: string): boolean {
+  if (request.kind !== 'operation' || request.operation !== 'everything' || request.resourceType !== 'Patient' || request.id !== patient) {
+    return false;
+  }
+  return set.smart.some(
+    (s) =>
+      s.context === 'patient' &&
+      s.restrictions.length === 0 &&
+      s.resourceType === '*' &&
+      s.permissions.includes('r') &&
+      s.permissions.includes('s'),
+  );
 }
 
 function hasAll(pooled: ReadonlySet<string>, letters: string): boolean {

@@ -1,0 +1,83 @@
+import type { Interaction } from '../fhir/interaction.js';
+import { PATIENT_COMPARTMENT_ELEMENTS, referencedPatient } from '../fhir/patient-compartment-elements.js';
+import type { Reach } from '../fhir/reach.js';
+import type { EntryGuard, Verdict } from '../rewrite/params.js';
+import { termsOf, type Principal } from './checks.js';
+import type { EffectiveRule } from './policy.js';
+import { covers } from './scopes.js';
+
+/**
+ * Defence in depth on the way out: which entries of a Bundle answer the caller is entitled to
+ * (rewrite/inflate.ts holds each entry until this decides, and drops the others, adding one
+ * OperationOutcome entry that says how many). Two checks, each only where it applies:
+ *
+ * - **types**: a search or history whose reach is bounded carries only its own type and the
+ *   types it reached (security/reach.ts authorized those); anything else the upstream sent is dropped;
+ * - **the patient compartment**: for a patient app (every SMART scope `patient/`), the launch
+ *   patient's Patient, resources in the patient's compartment (a reference to the patient below
+ *   an element that places the type in it), and resources outside any compartment that its scopes
+ *   cover and that name no other patient. Binary (governed by securityContext) is dropped.
+ *
+ * Undefined for every other request: a plain read or an unrestricted search pays nothing.
+ */
+export function answerGuard(i: Interaction, principal: Principal, rule: EffectiveRule, reach: Reach): EntryGuard | undefined {
+  // Only listings carry entries: reads and writes return first, at no cost.
+  if (i.kind !== 'search' && i.kind !== 'history' && i.kind !== 'operation') return undefined;
+  const types = (i.kind === 'search' || i.kind === 'history') && !reach.any ? entitledTypes(i, reach) : undefined;
+  const scopes = principal.scopes;
+  const patientApp = rule.require.smart && scopes !== undefined && termsOf(scopes) === 'patient' && principal.patient !== undefined;
+  if (types === undefined && !patientApp) return undefined;
+  const patient = patientApp ? principal.patient : undefined;
+  const mayRead = (type: string) =>
+    scopes?.smart.some((s) => s.context === 'patient' && (covers(s, type, 'r') || covers(s, type, 's'))) ?? false;
+  return new Guard(types, patient, mayRead);
+}
+
+function entitledTypes(i: Interaction, reach: Reach): ReadonlySet<string> | undefined {
+  // A system-level search or history names its types only through reach (`_type`).
+  const own = i.resourceType;
+  if (own === undefined && reach.types.size === 0) return undefined;
+  const types = new Set(reach.types);
+  if (own !== undefined) types.add(own);
+  return types;
+}
+
+class Guard implements EntryGuard {
+  constructor(
+    private readonly types: ReadonlySet<string> | undefined,
+    private readonly patient: string | undefined,
+    private readonly mayRead: (type: string) => boolean,
+  ) {}
+
+  type(type: string): Verdict {
+    // The upstream's own notes (search mode `outcome`) are not data.
+    if (type === 'OperationOutcome') return 'admit';
+    if (this.types && !this.types.has(type)) return 'drop';
+    if (this.patient === undefined) return 'admit';
+    if (type === 'Binary') return 'drop';
+    if (type === 'Patient' || Object.hasOwn(PATIENT_COMPARTMENT_ELEMENTS, type)) return undefined;
+    return this.mayRead(type) ? undefined : 'drop';
+  }
+
+  id(type: string, id: string): Verdict {
+    if (this.patient === undefined || type !== 'Patient') return undefined;
+    return id === this.patient ? 'admit' : 'drop';
+  }
+
+  reference(type: string, element: string, reference: string): Verdict {
+    if (this.patient === undefined || type === 'Patient') return undefined;
+    const referenced = referencedPatient(reference);
+    if (referenced === undefined) return undefined;
+    if (Object.hasOwn(PATIENT_COMPARTMENT_ELEMENTS, type)) {
+      return referenced === this.patient && PATIENT_COMPARTMENT_ELEMENTS[type].includes(element) ? 'admit' : undefined;
+    }
+    // Outside any compartment: a resource that names another patient is that patient's data too.
+    return referenced === this.patient ? undefined : 'drop';
+  }
+
+  end(type: string | undefined): 'admit' | 'drop' {
+    if (type === undefined || this.patient === undefined) return 'admit';
+    if (type === 'Patient' || Object.hasOwn(PATIENT_COMPARTMENT_ELEMENTS, type)) return 'drop';
+    return 'admit';
+  }
+}

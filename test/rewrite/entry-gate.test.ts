@@ -1,0 +1,143 @@
+// The answer guard's side of the read rewrite: entries wait behind a gate until the guard decides;
+// dropped ones leave nothing (commas included), stored content in them is never fetched, and the
+// list ends with one OperationOutcome entry saying how many were withheld.
+import t from 'tap';
+import { answerGuard } from '../../src/security/answer-guard.js';
+import { parseScopes } from '../../src/security/scopes.js';
+import type { Principal } from '../../src/security/checks.js';
+import type { EffectiveRule } from '../../src/security/policy.js';
+import type { VerifiedToken } from '../../src/security/jwt.js';
+import { classifyRequest } from '../../src/fhir/classify.js';
+import { OWN_ONLY, reachOf } from '../../src/fhir/reach.js';
+import type { EntryGuard } from '../../src/rewrite/params.js';
+import { engine } from '../helpers/engine.js';
+import { PDF } from '../helpers/content.js';
+
+type Entry = { resource?: Record<string, unknown>; search?: { mode: string } };
+const bundle = (...entries: Entry[]) =>
+  JSON.stringify({ resourceType: 'Bundle', type: 'searchset', total: entries.length, entry: entries, link: [] });
+const obs = (id: string, subject: string, extra: Record<string, unknown> = {}) => ({
+  resource: { resourceType: 'Observation', id, subject: { reference: subject }, ...extra },
+});
+
+/** Drops resources whose id starts with 'x'. */
+const byId: EntryGuard = {
+  type: () => undefined,
+  id: (_t, id) => (id.startsWith('x') ? 'drop' : 'admit'),
+  reference: () => undefined,
+  end: () => 'admit',
+};
+
+t.test('dropped entries leave valid JSON whatever their place and however the answer is cut', async (t) => {
+  const e = engine(t);
+  const cases: string[][] = [['a', 'b'], ['x1', 'b'], ['a', 'x1'], ['x1', 'x2'], ['x1'], ['a', 'x1', 'b', 'x2', 'x3', 'c']];
+  for (const ids of cases) {
+    const body = bundle(...ids.map((id) => obs(id, 'Patient/p')));
+    for (const cut of [65536, 7, 1]) {
+      const { text } = await e.inflate(body, { guard: byId }, cut);
+      const out = JSON.parse(text) as { entry: Entry[]; link: unknown[]; total: number };
+      const kept = ids.filter((id) => !id.startsWith('x'));
+      const dropped = ids.length - kept.length;
+      t.same(
+        out.entry.filter((x) => x.resource?.['resourceType'] === 'Observation').map((x) => x.resource?.['id']),
+        kept,
+        `${ids} (cut ${cut})`,
+      );
+      t.same(out.link, [], 'what follows the list is intact');
+      if (dropped > 0) {
+        const last = out.entry[out.entry.length - 1];
+        t.same(last.search, { mode: 'outcome' }, 'one outcome entry at the end');
+        t.match(JSON.stringify(last.resource), new RegExp(`${dropped} entr(y was|ies were) withheld`));
+        t.notMatch(text, /x1|x2|x3/, 'nothing of a dropped entry');
+      } else t.equal(out.entry.length, ids.length, 'nothing added when nothing was dropped');
+    }
+  }
+});
+
+t.test('stored content of a dropped entry is neither fetched nor sent; of an admitted one, inflated', async (t) => {
+  const e = engine(t);
+  const pdf = PDF(50_000);
+  const doc = (id: string) => ({
+    resourceType: 'DocumentReference',
+    id,
+    status: 'current',
+    content: [{ attachment: { contentType: 'application/pdf', data: pdf.toString('base64') } }],
+  });
+  const held: string[] = [];
+  for (const id of ['keep', 'xdrop']) {
+    const { text, ext } = await e.externalize(JSON.stringify(doc(id)));
+    await e.link(ext, `DocumentReference/${id}`);
+    held.push(text);
+  }
+  const body = `{"resourceType":"Bundle","type":"searchset","entry":[{"resource":${held[0]}},{"resource":${held[1]}}]}`;
+  const { text, report } = await e.inflate(body, { guard: byId }, 4096);
+  const out = JSON.parse(text) as { entry: { resource: { id?: string; content?: { attachment: { data?: string } }[] } }[] };
+  t.equal(out.entry[0].resource.id, 'keep');
+  t.equal(out.entry[0].resource.content?.[0].attachment.data, pdf.toString('base64'));
+  t.equal(out.entry.length, 2, 'the kept entry and the outcome');
+  t.same(report, { inflated: 1, linked: 0, bytes: pdf.length }, 'only the admitted blob was read');
+  t.same(e.spooled(), [], 'nothing left in the spool');
+});
+
+t.test('an entry whose decision never comes within the pending bound fails the answer rather than holding it', async (t) => {
+  const e = engine(t);
+  const undecided: EntryGuard = { type: () => undefined, id: () => undefined, reference: () => undefined, end: () => 'admit' };
+  const big = 'y'.repeat(9 * 1024 * 1024);
+  await t.rejects(e.inflate(bundle({ resource: { resourceType: 'Observation', id: 'a', note: [{ text: big }] } }), { guard: undecided }), {
+    code: 'UPSTREAM_INVALID',
+  });
+});
+
+const rule = { require: { smart: true } } as unknown as EffectiveRule;
+const principal = (scope: string, launch?: string): Principal => ({
+  token: { claims: {} } as VerifiedToken,
+  scopes: parseScopes({ scope }),
+  patient: launch,
+});
+const guardFor = (url: string, p: Principal) => {
+  const i = classifyRequest({ method: 'GET', url, basePath: '' });
+  return answerGuard(i, p, rule, reachOf(i));
+};
+
+t.test('the answer guard: only where it applies', async (t) => {
+  const user = principal('user/*.rs');
+  t.equal(guardFor('/Observation/1', user), undefined, 'a read');
+  t.equal(guardFor('/?_id=1', user), undefined, 'an unbounded search');
+  t.ok(guardFor('/Observation?code=x', user), 'a bounded search: its own type');
+  t.equal(answerGuard(classifyRequest({ method: 'PUT', url: '/Observation/1', basePath: '' }), user, rule, OWN_ONLY), undefined, 'a write');
+});
+
+t.test('types: a bounded search carries its own type and what it reached', async (t) => {
+  const g = guardFor('/Observation?_include=Observation:subject:Patient', principal('user/*.rs'))!;
+  t.equal(g.type('Observation'), 'admit');
+  t.equal(g.type('Patient'), 'admit');
+  t.equal(g.type('Device'), 'drop');
+  t.equal(g.type('OperationOutcome'), 'admit', "the upstream's own notes");
+});
+
+t.test('the patient compartment: the patient, its compartment, what names no other patient', async (t) => {
+  const g = guardFor('/Patient/p1/$everything', principal('patient/*.rs', 'p1'))!;
+  t.equal(g.type('Patient'), undefined);
+  t.equal(g.id('Patient', 'p1'), 'admit');
+  t.equal(g.id('Patient', 'p2'), 'drop');
+  t.equal(g.type('Observation'), undefined, 'a compartment type waits for its references');
+  t.equal(g.reference('Observation', 'subject', 'Patient/p1'), 'admit');
+  t.equal(g.reference('Observation', 'subject', 'http://up/fhir/Patient/p1/_history/2'), 'admit', 'absolute, versioned');
+  t.equal(g.reference('Observation', 'focus', 'Patient/p1'), undefined, 'not an element that places it in the compartment');
+  t.equal(g.reference('Observation', 'subject', 'Patient/p2'), undefined);
+  t.equal(g.end('Observation'), 'drop', 'never placed in the compartment');
+  t.equal(g.type('Practitioner'), undefined, 'outside any compartment, covered by the scope');
+  t.equal(g.reference('Practitioner', 'qualification', 'Patient/p2'), 'drop', 'names another patient');
+  t.equal(g.end('Practitioner'), 'admit');
+  t.equal(g.type('Binary'), 'drop', 'governed by its securityContext');
+  t.equal(g.end(undefined), 'admit', 'an entry without a resource');
+  const narrow = guardFor('/Observation?patient=p1', principal('patient/Observation.rs', 'p1'))!;
+  t.equal(narrow.type('Practitioner'), 'drop', 'not its own type');
+  const medication = guardFor('/Patient/p1/$everything', principal('patient/*.rs patient/Observation.rs', 'p1'))!;
+  t.equal(medication.type('Medication'), undefined);
+  t.equal(
+    guardFor('/Patient/p1/$everything', principal('patient/Observation.rs user/Practitioner.r', 'p1')),
+    undefined,
+    'not a patient app: user/ scopes too',
+  );
+});
