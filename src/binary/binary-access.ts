@@ -11,6 +11,20 @@ import type { PlaneDeps } from './deps.js';
 import { contentCacheControl, versionHeaders } from './raw-response.js';
 import type { FetchedAttachment } from './upstream-resources.js';
 
+/** The members of an R4 Attachment (datatypes.html#Attachment), with `id` and `extension` every element has. */
+const ATTACHMENT_MEMBERS: ReadonlySet<string> = new Set([
+  'id',
+  'extension',
+  'contentType',
+  'language',
+  'data',
+  'url',
+  'size',
+  'hash',
+  'title',
+  'creation',
+]);
+
 const MEDIA_CONTENT = [{ name: 'content', index: undefined }] as const;
 const FHIR_FORMAT = /^application\/(fhir\+json|json\+fhir|fhir\+xml|xml\+fhir)$/;
 /** Accept values that ask for a document about the content, never the content itself. */
@@ -96,6 +110,11 @@ export class BinaryAccess {
         'BAD_REQUEST',
         'no attachment at that path: create the element first (e.g. with its contentType), then write its content',
       );
+    // Content goes into an Attachment only: an element with members no Attachment has
+    // (`Observation.code`'s coding) is something else, which would come out holding content.
+    if (attachment !== resource && Object.keys(attachment).some((k) => !ATTACHMENT_MEMBERS.has(k.startsWith('_') ? k.slice(1) : k))) {
+      throw new GatewayError('BAD_REQUEST', 'the element at that path is not an Attachment');
+    }
     x.continue100();
 
     const info = await this.d.blobs.upload(x, declared);

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GatewayError, isGatewayError } from '../errors/catalogue.js';
+import { decodedSize } from '../lib/base64.js';
 import { SizeLimit } from '../lib/size-limit.js';
+import { NOT_ATTACHMENT } from './attachment-kinds.js';
 import type { JsonToken } from '../json/tokenizer.js';
 import { WalkThrough } from '../json/walk-through.js';
 import { JsonWalker, type Container, type Route, type WalkPolicy } from '../json/walker.js';
@@ -19,6 +21,8 @@ export interface BundleEntryRequest {
   readonly ifNoneExist: string | undefined;
   /** Conditional references in the entry's resource (`Patient?identifier=x`): searches the server runs to resolve them. */
   readonly conditionalReferences?: readonly string[];
+  /** Decoded bytes of the largest attachment `data` in the entry's resource (absent when none). */
+  readonly largestData?: number;
 }
 
 export interface ScannedBundle {
@@ -54,6 +58,7 @@ interface Entry {
   ifNoneExist?: string;
   hasResource?: boolean;
   conditionalReferences?: string[];
+  largestData?: number;
 }
 
 /** Entry methods that carry no body (R4 http.html): a resource on one is refused, not stored. */
@@ -72,6 +77,9 @@ function bad(detail: string): GatewayError {
  */
 class BundleScan implements WalkPolicy<Place> {
   readonly walker: JsonWalker<Place>;
+  /** The attachment `data` being counted: its characters and last two (for padding). */
+  private dataChars = 0;
+  private dataTail = '';
   rootType: string | undefined;
   bundleType: string | undefined;
   readonly entries: BundleEntryRequest[] = [];
@@ -119,6 +127,17 @@ class BundleScan implements WalkPolicy<Place> {
       throw bad(`entry ${this.entries.length}: ${key} must be an object`);
     }
     if (container) return 'pass';
+    // Attachment data is counted as it streams (never held): only writes may carry large data.
+    if (
+      key === 'data' &&
+      first.name === 'startString' &&
+      (place === 'resource' || place === 'inResource') &&
+      !NOT_ATTACHMENT.has(parent.name ?? '')
+    ) {
+      this.dataChars = 0;
+      this.dataTail = '';
+      return 'stream';
+    }
     return this.target(place, key) ? 'hold' : 'pass';
   }
 
@@ -146,6 +165,16 @@ class BundleScan implements WalkPolicy<Place> {
       else this.bundleType = value;
     } else if (place === 'resource') this.current!.resourceType = value;
     else if (key === 'method' || key === 'url' || key === 'ifNoneExist') this.current![key] = value;
+  }
+
+  chunk(text: string): void {
+    this.dataChars += text.length;
+    this.dataTail = (this.dataTail + text).slice(-2);
+  }
+
+  streamEnd(): void {
+    const e = this.current!;
+    e.largestData = Math.max(e.largestData ?? 0, decodedSize(this.dataChars, this.dataTail));
   }
 
   /** A conditional reference (R4 http.html, transaction: `Patient?identifier=x`) is kept, to be authorized as the search it is. */
@@ -177,6 +206,7 @@ class BundleScan implements WalkPolicy<Place> {
       resourceType: e.resourceType,
       ifNoneExist: e.ifNoneExist,
       ...(e.conditionalReferences ? { conditionalReferences: e.conditionalReferences } : {}),
+      ...(e.largestData ? { largestData: e.largestData } : {}),
     });
     this.current = undefined;
   }

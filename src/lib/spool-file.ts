@@ -26,11 +26,16 @@ export interface SpoolFile {
  * spool file: whoever reads the file gets nothing until all of it passed, then a body of known
  * length. Undefined when aborted; a refusal rejects with the file already removed.
  */
-export async function spoolThrough(body: Readable, check: Transform, opts: SpoolOptions): Promise<SpoolFile | undefined> {
+export async function spoolThrough(
+  body: Readable,
+  check: Transform | readonly Transform[],
+  opts: SpoolOptions,
+): Promise<SpoolFile | undefined> {
   const file = join(opts.dir, `fbg-${opts.kind}-${randomUUID()}.json`);
   const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
   try {
-    await pipeline(body, new SizeLimit(opts.maxBytes), check, out, { signal: opts.signal });
+    const checks = Array.isArray(check) ? check : [check as Transform];
+    await pipeline([body, new SizeLimit(opts.maxBytes), ...checks, out], { signal: opts.signal });
     return { file, size: out.bytesWritten };
   } catch (err) {
     await unlink(file).catch(() => undefined);

@@ -73,6 +73,15 @@ export async function authorizeBundle(
         throw new GatewayError('BAD_BUNDLE', `resource is ${entry.resourceType.slice(0, 64)} but request.url names ${ei.resourceType}`);
       }
       writes[entry.index] = ei.kind === 'create' || ei.kind === 'update' || ei.kind === 'patch' ? ei : undefined;
+      // Only a write's attachment data is externalized (and its blob linked to what it wrote): a
+      // search or operation entry is held to the operation-body rule instead, data under minBytes.
+      const minBytes = settings.config.externalize.minBytes;
+      if (ei.kind !== 'create' && ei.kind !== 'update' && (entry.largestData ?? 0) >= minBytes && entry.largestData !== undefined) {
+        throw new GatewayError(
+          'PAYLOAD_TOO_LARGE',
+          `attachment data in a ${ei.kind} entry must stay under externalize.minBytes (${minBytes} bytes): only creates and updates store content`,
+        );
+      }
       if (ei.kind === 'patch') {
         throw new GatewayError('BAD_BUNDLE', 'PATCH cannot be sent inside a Bundle: send it on its own, where the patch is checked');
       }

@@ -1,15 +1,17 @@
 import { createReadStream } from 'node:fs';
 import { readFile, stat, unlink } from 'node:fs/promises';
-import { finished, PassThrough } from 'node:stream';
+import { finished, PassThrough, type Transform } from 'node:stream';
 import type { IncomingMessage } from 'node:http';
 import { GatewayError, isGatewayError } from '../errors/catalogue.js';
 import type { Interaction } from '../fhir/interaction.js';
 import { SizeLimit } from '../lib/size-limit.js';
 import { clientGone, spoolThrough } from '../lib/spool-file.js';
 import { MAX_GRAPHQL_CHARS, requireGraphqlQuery } from '../fhir/graphql-document.js';
+import { Externalizer } from '../rewrite/externalize.js';
 import { operationBodyGuard } from '../rewrite/operation-body-guard.js';
 import { requireJson, rewritesResponse } from '../rewrite/params.js';
 import type { Exchange } from '../security/exchange.js';
+import type { BlobStore } from '../storage/blob-store.js';
 import type { Forwarder } from './forwarder.js';
 
 const JSON_BODY = /^application\/(fhir\+)?json\s*(;|$)/i;
@@ -73,7 +75,8 @@ export class PassThroughRoutes {
     x.continue100();
     const maxBytes = graphql ? Math.min(minBytes, rule.limits.maxRequestBytes) : rule.limits.maxRequestBytes;
     const gone = clientGone(res);
-    const spooled = await spoolThrough(req, json ? operationBodyGuard(minBytes) : new PassThrough(), {
+    const checks = json ? [operationBodyGuard(minBytes), ...(graphql ? [] : [contentCheck(x)])] : [new PassThrough()];
+    const spooled = await spoolThrough(req, checks, {
       dir: config.server.spoolDir,
       kind: 'operation',
       maxBytes,
@@ -133,3 +136,24 @@ async function requireGraphqlBody(x: Exchange, file: string, json: boolean): Pro
   }
   requireGraphqlQuery(document);
 }
+
+/**
+ * The attachment data an operation body may carry (under externalize.minBytes, operationBodyGuard)
+ * is checked like a write's: declared type allowed for its resource, content sniffed to match.
+ * Nothing is stored: every threshold is out of reach, so the rewrite engine only checks.
+ */
+function contentCheck(x: Exchange): Transform {
+  const { policy } = x.settings;
+  return new Externalizer({
+    store: NO_STORE,
+    minBytes: Number.MAX_SAFE_INTEGER,
+    binaryMinBytes: Number.MAX_SAFE_INTEGER,
+    maxBytes: x.rule.limits.maxRequestBytes,
+    allowedTypes: (rt) => policy.allowedTypes(rt),
+  });
+}
+
+/** The store of a check that never stores (contentCheck): any call is a bug, refused loudly. */
+const NO_STORE = new Proxy({} as BlobStore, {
+  get: () => () => Promise.reject(new Error('an operation body check does not store')),
+});

@@ -223,4 +223,18 @@ t.test('Signature data is not attachment content: not served, not written', asyn
     [400, 'BAD_REQUEST'],
     'SampledData',
   );
+  // Found from outside: content written into an element that is not an Attachment (a CodeableConcept).
+  const o = await fetch(`${s.up.url}/Observation`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({ resourceType: 'Observation', status: 'final', code: { coding: [{ code: 'x' }], text: 't' } }),
+  });
+  const oid = ((await o.json()) as { id: string }).id;
+  const into = await fetch(`${s.gw.base}/Observation/${oid}/$binary-access-write?path=Observation.code`, {
+    method: 'POST',
+    headers: { ...s.auth, 'content-type': 'text/plain' },
+    body: 'x',
+  });
+  t.same(await outcome(into), [400, 'BAD_REQUEST'], 'not an Attachment');
+  t.same(s.gw.blobFiles(), [], 'nothing stored');
 });

@@ -126,7 +126,7 @@ t.test('entries are extracted in order with method, url and resource type; the s
     { index: 1, method: 'GET', url: 'Observation?code=1234-5', resourceType: undefined },
     { index: 2, method: 'PUT', url: 'Patient/7', resourceType: 'Patient' },
     { index: 3, method: 'DELETE', url: 'Encounter/9', resourceType: undefined },
-    { index: 4, method: 'PATCH', url: 'Patient/7', resourceType: 'Binary' },
+    { index: 4, method: 'PATCH', url: 'Patient/7', resourceType: 'Binary', largestData: 2 },
   ]);
   t.equal(r.size, Buffer.byteLength(body));
   t.same(readdirSync(dir), [r.file.slice(dir.length + 1)], 'exactly one spool file, in the configured dir');
@@ -687,4 +687,30 @@ t.test('conditional references anywhere in an entry resource are kept, to be aut
     'BAD_BUNDLE',
     /too (long|large)/,
   );
+});
+
+t.test('the largest attachment data of each entry is counted as it streams', async (t) => {
+  const dir = tempDir(t);
+  const data = (n: number) => Buffer.alloc(n, 7).toString('base64');
+  const body = bundle('batch', [
+    {
+      resource: {
+        resourceType: 'Parameters',
+        parameter: [
+          { name: 'a', valueAttachment: { data: data(1000) } },
+          { name: 'b', valueAttachment: { data: data(5000) } },
+        ],
+      },
+      request: { method: 'POST', url: 'Patient/$op' },
+    },
+    { resource: { resourceType: 'Provenance', signature: [{ data: data(9000) }] }, request: { method: 'POST', url: 'Provenance' } },
+    { request: { method: 'GET', url: 'Patient/1' } },
+  ]);
+  for (const cut of [65536, 3]) {
+    const r = await scan(dir, body, [cut]);
+    t.equal(r.entries[0].largestData, 5000, `the larger of two (cut ${cut})`);
+    t.equal(r.entries[1].largestData, undefined, 'Signature data is not attachment content');
+    t.equal(r.entries[2].largestData, undefined, 'no resource');
+    rmSync(r.file);
+  }
 });
