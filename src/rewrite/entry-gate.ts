@@ -1,4 +1,6 @@
-import type { Container } from '../json/walker.js';
+import { GatewayError } from '../errors/catalogue.js';
+import type { JsonToken } from '../json/tokenizer.js';
+import type { Container, Route } from '../json/walker.js';
 import type { JsonWriter } from '../json/writer.js';
 import type { InflateOutput, Slot } from './inflate-output.js';
 import type { EntryGuard, Verdict } from './params.js';
@@ -25,8 +27,39 @@ type AnyContainer = Container<unknown>;
  * (its comma included); the list then ends with one OperationOutcome entry saying how many were
  * withheld (never which). What waits is bounded by the output's pending limit.
  */
+/** What an entry said before its resource's type was known: replayed once it is (servers may sort keys). */
+type Fact = { readonly kind: 'id'; readonly value: string } | { readonly kind: 'reference'; readonly path: string; readonly value: string };
+/** Facts kept per entry while its type is unknown; past it the entry is dropped (its type came too late to judge). */
+const MAX_FACTS = 256;
+/** The members of an R4 Bundle and of its links: in a guarded answer, nothing else is passed (it could carry resources). */
+const BUNDLE_MEMBERS = new Set([
+  'resourceType',
+  'id',
+  'meta',
+  'implicitRules',
+  'language',
+  'identifier',
+  'type',
+  'timestamp',
+  'total',
+  'link',
+  'entry',
+  'signature',
+]);
+const LINK_MEMBERS = new Set(['id', 'extension', 'relation', 'url']);
+
+interface Current {
+  readonly item: AnyContainer;
+  readonly gate: EntryGate;
+  type: string | undefined;
+  hasResource: boolean;
+  facts: Fact[] | undefined;
+  overflow: boolean;
+}
+
 export class EntryGates {
-  private current: { readonly item: AnyContainer; readonly gate: EntryGate; type: string | undefined } | undefined;
+  private current: Current | undefined;
+  private rootType: string | undefined;
   private unmuteNext = false;
   private dropped = 0;
 
@@ -53,37 +86,93 @@ export class EntryGates {
     return this.current?.gate.verdict === 'drop';
   }
 
+  /** Whether a member of the entry being read (not dropped): its keys may not repeat. */
+  get inEntry(): boolean {
+    return this.current !== undefined && this.current.gate.verdict !== 'drop';
+  }
+
+  /**
+   * What the answer's shape allows, before the Inflater routes a value: entries are objects; members
+   * that are not the Bundle's own, `response.outcome` and an OperationOutcome's `contained` are
+   * left out (they could carry resources no gate sees). Undefined: the Inflater decides.
+   */
+  route(parent: AnyContainer, key: string | undefined, first: JsonToken): Route | undefined {
+    if (parent.depth === 2 && parent.key === 'entry' && parent.parent?.depth === 1 && first.name !== 'startObject') {
+      throw new GatewayError('UPSTREAM_INVALID', 'a Bundle entry of the answer is not an object');
+    }
+    if (key === undefined) return undefined;
+    if (parent.depth === 1 && !BUNDLE_MEMBERS.has(key)) return 'skip';
+    if (parent.depth === 3 && parent.name === 'link' && parent.parent?.parent?.depth === 1 && !LINK_MEMBERS.has(key)) return 'skip';
+    const cur = this.current;
+    if (cur && key === 'outcome' && parent.key === 'response' && parent.parent === cur.item) return 'skip';
+    if (
+      key === 'contained' &&
+      ((this.rootType === 'OperationOutcome' && parent.depth === 1) || (cur?.type === 'OperationOutcome' && parent.parent === cur.item))
+    ) {
+      return 'skip';
+    }
+    return undefined;
+  }
+
   /** An object opens (its `{`, and the comma before it, already written). */
   open(c: AnyContainer): void {
-    if (c.kind !== 'object' || c.depth !== 3 || c.parent?.key !== 'entry') return;
+    const cur = this.current;
+    if (cur && c.parent === cur.item && c.key === 'resource') cur.hasResource = true;
+    if (c.kind !== 'object' || c.depth !== 3 || c.parent?.key !== 'entry' || c.parent.parent?.depth !== 1) return;
+    if (this.rootType !== 'Bundle')
+      throw new GatewayError('UPSTREAM_INVALID', 'the answer is not a Bundle, or says so only after its entries');
     const text = this.out.take();
     const prefix = text.endsWith(',{') ? ',{' : '{';
     this.out.write(text.slice(0, text.length - prefix.length));
     const gate = new EntryGate(prefix);
     this.output.enqueue(gate);
-    this.current = { item: c, gate, type: undefined };
+    this.current = { item: c, gate, type: undefined, hasResource: false, facts: undefined, overflow: false };
   }
 
   /** A held member of `c` is complete. */
   held(c: AnyContainer, key: string, v: unknown): void {
+    if (c.depth === 1 && key === 'resourceType') {
+      this.rootType = typeof v === 'string' ? v : undefined;
+      if (this.rootType !== 'Bundle' && this.rootType !== 'OperationOutcome')
+        throw new GatewayError('UPSTREAM_INVALID', 'the answer is not a Bundle');
+      return;
+    }
     const cur = this.current;
-    if (!cur || cur.gate.verdict !== undefined || typeof v !== 'string') return;
+    if (!cur || cur.gate.verdict !== undefined) return;
     const resource = c.parent === cur.item && c.key === 'resource';
+    // A type that is not a string is no type: the entry is judged as having none (end: dropped).
     if (resource && key === 'resourceType') {
+      if (typeof v !== 'string') return;
       cur.type = v;
       this.decide(this.guard.type(v));
-    } else if (resource && key === 'id' && cur.type !== undefined) {
-      this.decide(this.guard.id(cur.type, v));
-    } else if (key === 'reference' && cur.type !== undefined) {
-      const element = elementOf(c, cur.item);
-      if (element !== undefined) this.decide(this.guard.reference(cur.type, element, v));
+      for (const f of cur.facts ?? []) this.judge(cur, f);
+      cur.facts = undefined;
+      return;
     }
+    if (typeof v !== 'string') return;
+    const fact: Fact | undefined =
+      resource && key === 'id'
+        ? { kind: 'id', value: v }
+        : key === 'reference'
+          ? { kind: 'reference', path: pathOf(c, cur.item) ?? '', value: v }
+          : undefined;
+    if (!fact) return;
+    if (cur.type !== undefined) this.judge(cur, fact);
+    else if ((cur.facts ??= []).length < MAX_FACTS) cur.facts.push(fact);
+    else cur.overflow = true;
+  }
+
+  private judge(cur: Current, f: Fact): void {
+    if (cur.gate.verdict !== undefined || cur.type === undefined) return;
+    this.decide(f.kind === 'id' ? this.guard.id(cur.type, f.value) : this.guard.reference(cur.type, f.path, f.value));
   }
 
   /** A container closes (before its bracket is written). */
   close(c: AnyContainer): void {
     const cur = this.current;
     if (cur?.item === c) {
+      // A resource without a type, or facts past the bound before its type, cannot be judged.
+      if (cur.gate.verdict === undefined && (cur.overflow || (cur.hasResource && cur.type === undefined))) this.decide('drop');
       if (cur.gate.verdict === undefined) this.decide(this.guard.end(cur.type));
       if (cur.gate.verdict === 'drop') {
         this.unmuteNext = true;
@@ -106,10 +195,15 @@ export class EntryGates {
   }
 }
 
-/** The element of the entry's resource that `c` sits in (`subject` for `subject.reference`). */
-function elementOf(c: AnyContainer, item: AnyContainer): string | undefined {
-  for (let x: AnyContainer | undefined = c; x?.parent; x = x.parent) {
-    if (x.parent.parent === item && x.parent.key === 'resource') return x.key ?? x.name;
+/**
+ * The element path of `c` below the entry's resource, without indexes: `participant.actor` for the
+ * Reference at `participant[0].actor`, `subject` for `subject`; undefined outside the resource.
+ */
+function pathOf(c: AnyContainer, item: AnyContainer): string | undefined {
+  const steps: string[] = [];
+  for (let x: AnyContainer | undefined = c; x; x = x.parent) {
+    if (x.parent === item && x.key === 'resource') return steps.join('.');
+    if (x.index < 0 && x.key !== undefined) steps.unshift(x.key);
   }
   return undefined;
 }

@@ -125,7 +125,15 @@ export class Inflater implements WalkPolicy<State> {
   }
 
   route(parent: Container<State> | undefined, key: string | undefined, first: JsonToken): Route {
-    this.gates?.settle();
+    const gates = this.gates;
+    if (gates && parent) {
+      gates.settle();
+      const shaped = gates.route(parent, key, first);
+      if (shaped) return shaped;
+      // In an entry being guarded no key repeats: a last-wins reader would see what the guard did not.
+      if (gates.inEntry && key !== undefined && !(parent.state.root && (key === 'resourceType' || key === 'id')))
+        this.walker.once(parent, key);
+    }
     if (!parent || key === undefined || parent.kind !== 'object') return 'pass';
     const frame = parent.state;
     if (key === 'resource' && parent.depth === 3 && parent.name === 'entry' && this.opts.withheldEntries?.has(parent.index)) return 'skip';

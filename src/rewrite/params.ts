@@ -14,7 +14,8 @@ export type Verdict = 'admit' | 'drop' | undefined;
 export interface EntryGuard {
   type(resourceType: string): Verdict;
   id(resourceType: string, id: string): Verdict;
-  reference(resourceType: string, element: string, reference: string): Verdict;
+  /** `path`: the element path of the Reference below the resource, without indexes (`participant.actor`). */
+  reference(resourceType: string, path: string, reference: string): Verdict;
   /** The entry ended undecided. */
   end(resourceType: string | undefined): 'admit' | 'drop';
 }

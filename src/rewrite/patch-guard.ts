@@ -94,8 +94,16 @@ class PatchGuard implements WalkPolicy<Part> {
   close(c: Container<Part>): void {
     const { name, text } = c.state;
     if (text === undefined) return;
-    if (name === 'path') checkFhirPath(text);
-    else if (name === 'name' && (MEMBERS.has(text) || text === 'url' || text === '_url')) throw refused(`members ('${text}')`);
+    if (name === 'path') {
+      // `where($this = 'guess')` applies or fails by what is there: like a JSON Patch test, a read.
+      if (!this.mayRead && text.includes('(')) {
+        throw new GatewayError(
+          'INSUFFICIENT_SCOPE',
+          'a FHIRPath Patch path with a function reads the resource: it needs read access to it',
+        );
+      }
+      checkFhirPath(text);
+    } else if (name === 'name' && (MEMBERS.has(text) || text === 'url' || text === '_url')) throw refused(`members ('${text}')`);
   }
 }
 

@@ -87,7 +87,8 @@ export class ResponseRewrite {
   sendBuffer(to: Client, body: Buffer, status: number, headers: OutgoingHttpHeaders, params: RewriteParams): Promise<void> {
     if (withheld(to, status, headers, params)) return Promise.resolve();
     // A guarded answer is read whatever it holds: which entries it may carry is in every one.
-    if (params.guard !== undefined || this.mayNeedRewrite(body)) return this.rewrite(to, once(body), undefined, status, headers, params);
+    if (params.guard !== undefined || params.withheldEntries !== undefined || this.mayNeedRewrite(body))
+      return this.rewrite(to, once(body), undefined, status, headers, params);
     headers['content-length'] = body.length;
     to.res.writeHead(status, headers);
     to.res.end(body);

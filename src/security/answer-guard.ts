@@ -1,10 +1,10 @@
 import type { Interaction } from '../fhir/interaction.js';
-import { PATIENT_COMPARTMENT_ELEMENTS, referencedPatient } from '../fhir/patient-compartment-elements.js';
+import { mayNamePatient, PATIENT_COMPARTMENT_PATHS, referencedPatient } from '../fhir/patient-compartment-elements.js';
 import type { Reach } from '../fhir/reach.js';
 import type { EntryGuard, Verdict } from '../rewrite/params.js';
 import { termsOf, type Principal } from './checks.js';
 import type { EffectiveRule } from './policy.js';
-import { covers } from './scopes.js';
+import { covers, grantsSeeing, type ScopeSet } from './scopes.js';
 
 /**
  * Defence in depth on the way out: which entries of a Bundle answer the caller is entitled to
@@ -25,12 +25,24 @@ export function answerGuard(i: Interaction, principal: Principal, rule: Effectiv
   if (i.kind !== 'search' && i.kind !== 'history' && i.kind !== 'operation') return undefined;
   const types = (i.kind === 'search' || i.kind === 'history') && !reach.any ? entitledTypes(i, reach) : undefined;
   const scopes = principal.scopes;
-  const patientApp = rule.require.smart && scopes !== undefined && termsOf(scopes) === 'patient' && principal.patient !== undefined;
+  const patientApp = rule.require.smart && scopes !== undefined && principal.patient !== undefined && restsOnPatientScope(scopes, i);
   if (types === undefined && !patientApp) return undefined;
   const patient = patientApp ? principal.patient : undefined;
   const mayRead = (type: string) =>
     scopes?.smart.some((s) => s.context === 'patient' && (covers(s, type, 'r') || covers(s, type, 's'))) ?? false;
   return new Guard(types, patient, mayRead);
+}
+
+/**
+ * Whether the request may have been granted by a patient/ scope: a patient app, or a token mixing
+ * patient/ with user/ or system/ scopes that do not themselves let it see the type. Such an answer
+ * is held to the patient's compartment (an upstream that ignored the patient pin would otherwise
+ * answer with other patients' data).
+ */
+function restsOnPatientScope(scopes: ScopeSet, i: Interaction): boolean {
+  if (termsOf(scopes) === 'patient') return true;
+  if (!scopes.smart.some((s) => s.context === 'patient')) return false;
+  return !grantsSeeing(scopes, i.resourceType ?? '*');
 }
 
 function entitledTypes(i: Interaction, reach: Reach): ReadonlySet<string> | undefined {
@@ -54,8 +66,9 @@ class Guard implements EntryGuard {
     if (type === 'OperationOutcome') return 'admit';
     if (this.types && !this.types.has(type)) return 'drop';
     if (this.patient === undefined) return 'admit';
-    if (type === 'Binary') return 'drop';
-    if (type === 'Patient' || Object.hasOwn(PATIENT_COMPARTMENT_ELEMENTS, type)) return undefined;
+    // Binary is governed by its securityContext; a Bundle or Parameters could carry anything.
+    if (type === 'Binary' || type === 'Bundle' || type === 'Parameters') return 'drop';
+    if (type === 'Patient' || Object.hasOwn(PATIENT_COMPARTMENT_PATHS, type)) return undefined;
     return this.mayRead(type) ? undefined : 'drop';
   }
 
@@ -64,20 +77,17 @@ class Guard implements EntryGuard {
     return id === this.patient ? 'admit' : 'drop';
   }
 
-  reference(type: string, element: string, reference: string): Verdict {
+  reference(type: string, path: string, reference: string): Verdict {
     if (this.patient === undefined || type === 'Patient') return undefined;
-    const referenced = referencedPatient(reference);
-    if (referenced === undefined) return undefined;
-    if (Object.hasOwn(PATIENT_COMPARTMENT_ELEMENTS, type)) {
-      return referenced === this.patient && PATIENT_COMPARTMENT_ELEMENTS[type].includes(element) ? 'admit' : undefined;
-    }
-    // Outside any compartment: a resource that names another patient is that patient's data too.
-    return referenced === this.patient ? undefined : 'drop';
+    const mine = referencedPatient(reference) === this.patient;
+    if (Object.hasOwn(PATIENT_COMPARTMENT_PATHS, type)) return mine && PATIENT_COMPARTMENT_PATHS[type].includes(path) ? 'admit' : undefined;
+    // Outside any compartment: a resource that (may) name another patient is that patient's data too.
+    return !mine && mayNamePatient(reference) ? 'drop' : undefined;
   }
 
   end(type: string | undefined): 'admit' | 'drop' {
     if (type === undefined || this.patient === undefined) return 'admit';
-    if (type === 'Patient' || Object.hasOwn(PATIENT_COMPARTMENT_ELEMENTS, type)) return 'drop';
+    if (type === 'Patient' || Object.hasOwn(PATIENT_COMPARTMENT_PATHS, type)) return 'drop';
     return 'admit';
   }
 }

@@ -66,7 +66,7 @@ export async function authorizeBundle(
       if (ei.resourceType === 'Binary' || entry.resourceType === 'Binary') {
         throw new GatewayError('BAD_BUNDLE', 'Binary cannot be read or written inside a Bundle: use the Binary endpoints');
       }
-      if (ei.operation === 'binary-access-read' || ei.operation === 'binary-access-write') {
+      if (ei.operation === 'binary-access-read' || ei.operation === 'binary-access-write' || ei.operation === 'graphql') {
         throw new GatewayError('BAD_BUNDLE', `$${ei.operation} cannot be used inside a Bundle`);
       }
       if (entry.resourceType !== undefined && (ei.kind === 'create' || ei.kind === 'update') && entry.resourceType !== ei.resourceType) {
@@ -103,6 +103,14 @@ export async function authorizeBundle(
         }
         await runChecks({ ...input, interaction: search, rule: settings.policy.ruleFor(search) }, settings);
       }
+      // A patient app's listings are held to its compartment on the way out (answer-guard.ts),
+      // which a Bundle answer's nested ones are not: sent alone, they are.
+      if (patientListing(r.principal, ei)) {
+        throw new GatewayError(
+          'INSUFFICIENT_SCOPE',
+          'a patient-scoped search, history or operation is not accepted inside a Bundle: send it on its own',
+        );
+      }
       // A patient-scoped read by id is decided by asking the upstream before it is forwarded,
       // which cannot happen for one entry of a Bundle the upstream executes whole.
       if (r.principal.compartmentRead === true) {
@@ -117,4 +125,10 @@ export async function authorizeBundle(
     }
   }
   return { interaction, rule, writes };
+}
+
+/** A search, history or operation on behalf of a token with patient/ scopes and a launch patient. */
+function patientListing(principal: Principal, i: Interaction): boolean {
+  if (i.kind !== 'search' && i.kind !== 'history' && i.kind !== 'operation') return false;
+  return principal.patient !== undefined && (principal.scopes?.smart.some((s) => s.context === 'patient') ?? false);
 }

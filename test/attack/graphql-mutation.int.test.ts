@@ -39,6 +39,22 @@ t.test('GraphQL mutations are refused in every form; queries pass', async (t) =>
   );
   t.same(await outcome(get('{ PatientList { id ')), [400, 'BAD_REQUEST'], 'a document that does not parse');
   t.same(await outcome(post(JSON.stringify({ nothing: 1 }), 'application/json')), [400, 'BAD_REQUEST'], 'no document');
+  // Found from outside: the same mutation as a batch entry ran.
+  for (const type of ['batch', 'transaction']) {
+    const b = await fetch(s.gw.base, {
+      method: 'POST',
+      headers: { ...s.auth, 'content-type': 'application/fhir+json' },
+      body: JSON.stringify({
+        resourceType: 'Bundle',
+        type,
+        entry: [
+          { request: { method: 'POST', url: '$graphql' }, resource: { resourceType: 'Parameters', query: MUTATION } },
+          { request: { method: 'GET', url: `$graphql?query=${encodeURIComponent(MUTATION)}` } },
+        ],
+      }),
+    });
+    t.same(await outcome(b), [400, 'BAD_BUNDLE'], `$graphql in a ${type}`);
+  }
   t.equal(reached(), 0, 'none reached the upstream');
 
   for (const query of ['{ PatientList { id } }', '# mutation in a comment\n{ PatientList(name: "mutation") { id } }']) {

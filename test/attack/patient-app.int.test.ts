@@ -81,6 +81,14 @@ t.test('a patient app reads its patient, and only its patient', async (t) => {
   t.equal(accounts.status, 403, 'include through a multi-valued pin');
   t.notMatch(accountsText, new RegExp(other));
   t.ok(account);
+  // Found from outside: a Bundle answer's nested searchsets are not held to the compartment, so a patient app's listings are refused in Bundles.
+  for (const url of [`Observation?patient=${me}`, `Patient/${me}/$everything`, `Patient/${me}/_history`]) {
+    const listing = await bundle(s, app, [{ request: { method: 'GET', url } }]);
+    t.equal(listing.status, 403, `${url} in a batch`);
+    // ($everything needs patient/*.rs, which this app lacks: refused before the Bundle rule.)
+    if (!url.includes('$')) t.match(await listing.text(), /not accepted inside a Bundle/);
+    else await listing.arrayBuffer();
+  }
   // A read by id cannot be checked inside a Bundle the upstream executes whole.
   const b = await bundle(s, app, [{ request: { method: 'GET', url: `Observation/${mine}` } }]);
   t.equal(b.status, 403, 'patient read by id inside a batch');
@@ -138,6 +146,9 @@ t.test("a patient app's $everything: its record, held to its compartment on the 
     [403, 'INSUFFICIENT_SCOPE'],
     "another patient's",
   );
+  // Found from outside: a token mixing patient/ with any user/ scope got $everything unguarded.
+  const mixed = await s.as('patient/*.rs user/Practitioner.r', me);
+  t.same(await outcome(fetch(`${s.gw.base}/Patient/${me}/$everything`, { headers: mixed })), [403, 'INSUFFICIENT_SCOPE'], 'a mixed token');
   const narrow = await s.as('patient/Observation.rs patient/Patient.rs', me);
   t.same(
     await outcome(fetch(`${s.gw.base}/Patient/${me}/$everything`, { headers: narrow })),

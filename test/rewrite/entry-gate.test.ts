@@ -122,7 +122,25 @@ t.test('the patient compartment: the patient, its compartment, what names no oth
   t.equal(g.id('Patient', 'p2'), 'drop');
   t.equal(g.type('Observation'), undefined, 'a compartment type waits for its references');
   t.equal(g.reference('Observation', 'subject', 'Patient/p1'), 'admit');
-  t.equal(g.reference('Observation', 'subject', 'http://up/fhir/Patient/p1/_history/2'), 'admit', 'absolute, versioned');
+  t.equal(g.reference('Observation', 'subject', 'Patient/p1/_history/2'), 'admit', 'versioned');
+  t.equal(g.reference('Observation', 'subject', 'http://evil.example/fhir/Patient/p1'), undefined, 'absolute: a host nobody vouches for');
+  t.equal(g.reference('Observation', 'subject.extension.valueReference', 'Patient/p1'), undefined, 'deeper than the element');
+  t.equal(g.reference('Appointment', 'participant.actor', 'Patient/p1'), 'admit', 'a nested compartment path');
+  for (const other of [
+    'Patient/p2',
+    'Patient/p2/',
+    'Patient/p2?x=1',
+    'patient/p2',
+    ' Patient/p2',
+    'Patient/p2#x',
+    'Patient?identifier=x',
+    '#p2',
+    'http://h/fhir/Patient/p1',
+  ]) {
+    t.equal(g.reference('Device', 'patient', other), 'drop', `outside any compartment, naming ${JSON.stringify(other)}`);
+  }
+  t.equal(g.reference('Device', 'patient', 'Patient/p1'), undefined, 'naming the patient itself');
+  t.equal(g.type('Bundle'), 'drop', 'a nested Bundle could carry anything');
   t.equal(g.reference('Observation', 'focus', 'Patient/p1'), undefined, 'not an element that places it in the compartment');
   t.equal(g.reference('Observation', 'subject', 'Patient/p2'), undefined);
   t.equal(g.end('Observation'), 'drop', 'never placed in the compartment');
@@ -135,9 +153,83 @@ t.test('the patient compartment: the patient, its compartment, what names no oth
   t.equal(narrow.type('Practitioner'), 'drop', 'not its own type');
   const medication = guardFor('/Patient/p1/$everything', principal('patient/*.rs patient/Observation.rs', 'p1'))!;
   t.equal(medication.type('Medication'), undefined);
-  t.equal(
-    guardFor('/Patient/p1/$everything', principal('patient/Observation.rs user/Practitioner.r', 'p1')),
-    undefined,
-    'not a patient app: user/ scopes too',
+  t.ok(
+    guardFor('/Observation?patient=p1', principal('patient/Observation.rs user/Practitioner.r', 'p1')),
+    'a mixed token whose user/ scopes do not cover the search: guarded',
   );
+  t.equal(
+    guardFor('/Observation?_id=1&_include=*', principal('patient/Observation.rs user/Observation.rs', 'p1')),
+    undefined,
+    "a mixed token whose user/ scope covers it: the user's grant",
+  );
+});
+
+t.test('the gate judges what came before the type, refuses what it cannot judge', async (t) => {
+  const e = engine(t);
+  const guard = guardFor('/Patient/p1/$everything', principal('patient/*.rs', 'p1'))!;
+  const run = (entries: unknown[], root: Record<string, unknown> = {}) =>
+    e.inflate(JSON.stringify({ resourceType: 'Bundle', type: 'searchset', ...root, entry: entries }), { guard });
+  const ids = async (entries: unknown[], root?: Record<string, unknown>) =>
+    ((JSON.parse((await run(entries, root)).text) as { entry?: { resource?: { resourceType: string; id?: string } }[] }).entry ?? []).map(
+      (x) => `${x.resource?.resourceType ?? '-'}/${x.resource?.id ?? ''}`,
+    );
+  // Keys sorted alphabetically (id, patient, subject before resourceType), as some servers write them.
+  t.same(
+    await ids([{ resource: { id: 'p1', resourceType: 'Patient' } }, { resource: { id: 'p2', resourceType: 'Patient' } }]),
+    ['Patient/p1', 'OperationOutcome/'],
+    'id before type',
+  );
+  t.same(
+    await ids([
+      { resource: { id: 'o1', subject: { reference: 'Patient/p1' }, resourceType: 'Observation' } },
+      { resource: { id: 'd', patient: { reference: 'Patient/p2' }, resourceType: 'Device' } },
+    ]),
+    ['Observation/o1', 'OperationOutcome/'],
+    'references before type',
+  );
+  for (const type of [null, 7, ['Patient'], { x: 1 }]) {
+    t.same(
+      await ids([{ resource: { resourceType: type, id: 'p2' } }]),
+      ['OperationOutcome/'],
+      `resourceType ${JSON.stringify(type)}: dropped`,
+    );
+  }
+  t.same(await ids([{ resource: { id: 'p2' } }]), ['OperationOutcome/'], 'no resourceType: dropped');
+  t.same(await ids([{ fullUrl: 'x', search: { mode: 'match' } }]), ['-/'], 'an entry without a resource passes');
+  const bad = (body: string, why: string) => t.rejects(e.inflate(body, { guard }), { code: 'UPSTREAM_INVALID' }, why);
+  await bad(
+    '{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Observation","subject":{"reference":"Patient/p1"},"subject":{"reference":"Patient/p2"}}}]}',
+    'a repeated member',
+  );
+  await bad(
+    '{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Observation","subject":{"reference":"Patient/p1","reference":"Patient/p2"}}}]}',
+    'a repeated reference',
+  );
+  await bad(
+    '{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","id":"p1"},"resource":{"resourceType":"Patient","id":"p2"}}]}',
+    'a repeated resource',
+  );
+  await bad('{"resourceType":"Patient","id":"p2"}', 'a root that is not a Bundle');
+  await bad(
+    '{"entry":[{"resource":{"resourceType":"Patient","id":"p2"}}],"resourceType":"Bundle"}',
+    'a Bundle that says so after its entries',
+  );
+  await bad('{"resourceType":"Bundle","entry":[["x"]]}', 'an entry that is not an object');
+  const shaped = JSON.parse(
+    (
+      await run(
+        [{ resource: { resourceType: 'Patient', id: 'p1' }, response: { status: '200', outcome: { resourceType: 'Patient', id: 'p2' } } }],
+        {
+          extra: { resourceType: 'Patient', id: 'p2' },
+          link: [{ relation: 'self', url: 'u', entry: [{ resource: { id: 'p2' } }] }],
+        },
+      )
+    ).text,
+  ) as Record<string, unknown>;
+  t.equal(shaped['extra'], undefined, 'a member no Bundle has is left out');
+  t.same(shaped['link'], [{ relation: 'self', url: 'u' }], 'so is one no link has');
+  t.same((shaped['entry'] as { response: unknown }[])[0].response, { status: '200' }, 'response.outcome is left out');
+  t.notMatch(JSON.stringify(shaped), /p2/);
+  const oo = await run([{ resource: { resourceType: 'OperationOutcome', contained: [{ resourceType: 'Patient', id: 'p2' }], issue: [] } }]);
+  t.notMatch(oo.text, /p2/, "an OperationOutcome's contained resources are left out");
 });

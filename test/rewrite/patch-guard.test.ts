@@ -166,3 +166,13 @@ t.test('a JSON Patch test reads the resource: refused to a caller who may not re
     },
   );
 });
+
+t.test('a FHIRPath Patch path with a function reads the resource too', async (t) => {
+  const body = fhirPathPatch(
+    { name: 'type', valueCode: 'replace' },
+    { name: 'path', valueString: "DocumentReference.description.where($this = 'GUESS')" },
+    { name: 'value', valueString: 'GUESS' },
+  );
+  t.equal(await guard(body, 65536, true), body, 'a reader may');
+  await t.rejects(guard(body, 65536, false), { code: 'INSUFFICIENT_SCOPE' });
+});

@@ -66,6 +66,8 @@ export function patientEverything(set: ScopeSet, request: Interaction, patient: 
   if (request.kind !== 'operation' || request.operation !== 'everything' || request.resourceType !== 'Patient' || request.id !== patient) {
     return false;
   }
+  // Only a patient app (every SMART scope patient/): its answers are the ones held to the compartment.
+  if (!set.smart.every((s) => s.context === 'patient')) return false;
   return set.smart.some(
     (s) =>
       s.context === 'patient' &&
