@@ -31,7 +31,7 @@ export class PassThroughRoutes {
    */
   forward(x: Exchange): void {
     // A bodyless $graphql carries its document in the query.
-    if (x.interaction.operation === 'graphql') requireGraphqlQuery(new URLSearchParams(x.interaction.query).get('query') ?? '');
+    if (x.interaction.operation === 'graphql') requireGraphqlQuery(onlyQuery(new URLSearchParams(x.interaction.query)) ?? '');
     const rewrite = rewritesResponse(x.interaction) ? x.rewrite : undefined;
     if (rewrite) requireJson(x.req, x.interaction);
     x.continue100();
@@ -114,7 +114,7 @@ function graphqlTooLarge(minBytes: number): GatewayError {
  * The body was bounded by externalize.minBytes while spooled; past the parse bound it is refused unread.
  */
 async function requireGraphqlBody(x: Exchange, file: string, json: boolean): Promise<void> {
-  const inQuery = new URLSearchParams(x.interaction.query).get('query');
+  const inQuery = onlyQuery(new URLSearchParams(x.interaction.query));
   if (inQuery !== null) requireGraphqlQuery(inQuery);
   if ((await stat(file)).size > MAX_GRAPHQL_CHARS * 4) {
     throw new GatewayError('PAYLOAD_TOO_LARGE', `a GraphQL document may not exceed ${MAX_GRAPHQL_CHARS} characters`);
@@ -128,7 +128,7 @@ async function requireGraphqlBody(x: Exchange, file: string, json: boolean): Pro
       throw new GatewayError('BAD_REQUEST', 'the GraphQL request body is not JSON');
     }
   } else if (FORM_BODY.test(x.req.headers['content-type'] ?? '')) {
-    document = new URLSearchParams(text).get('query');
+    document = onlyQuery(new URLSearchParams(text));
   }
   if (typeof document !== 'string') {
     if (inQuery !== null && (document === undefined || document === null)) return;
@@ -157,3 +157,10 @@ function contentCheck(x: Exchange): Transform {
 const NO_STORE = new Proxy({} as BlobStore, {
   get: () => () => Promise.reject(new Error('an operation body check does not store')),
 });
+
+/** The one `query` parameter: servers differ on which of two they run, so two are refused. */
+function onlyQuery(params: URLSearchParams): string | null {
+  const all = params.getAll('query');
+  if (all.length > 1) throw new GatewayError('BAD_REQUEST', 'the GraphQL query may be given once');
+  return all[0] ?? null;
+}

@@ -38,6 +38,17 @@ t.test('GraphQL mutations are refused in every form; queries pass', async (t) =>
     'instance level',
   );
   t.same(await outcome(get('{ PatientList { id ')), [400, 'BAD_REQUEST'], 'a document that does not parse');
+  const twice = `${s.gw.base}/$graphql?query=${encodeURIComponent('{ PatientList { id } }')}&query=${encodeURIComponent(MUTATION)}`;
+  t.same(
+    await outcome(fetch(twice, { headers: s.auth })),
+    [400, 'BAD_REQUEST'],
+    'query given twice (a last-wins server would run the second)',
+  );
+  t.same(
+    await outcome(post(`query=${encodeURIComponent('{ a }')}&query=${encodeURIComponent(MUTATION)}`, 'application/x-www-form-urlencoded')),
+    [400, 'BAD_REQUEST'],
+    'twice in a form',
+  );
   t.same(await outcome(post(JSON.stringify({ nothing: 1 }), 'application/json')), [400, 'BAD_REQUEST'], 'no document');
   // Found from outside: the same mutation as a batch entry ran.
   for (const type of ['batch', 'transaction']) {
