@@ -11,14 +11,18 @@ import { BUNDLE_RULE, bundle, direct, outcome } from './helpers.js';
 
 type Searchset = { entry?: { resource: { resourceType: string; id: string } }[] };
 
-t.test('a patient app reads its patient, and only its patient', async (t) => {
-  const s = await stack(t, { rules: [BUNDLE_RULE] });
+/** Two patients in the upstream, each with one Observation. */
+async function twoPatients(s: Stack): Promise<{ me: string; other: string; mine: string; theirs: string }> {
   const me = await direct(s, { resourceType: 'Patient', name: [{ family: 'Me' }] });
   const other = await direct(s, { resourceType: 'Patient', name: [{ family: 'Other' }] });
   const obs = (subject: string) =>
     direct(s, { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${subject}` } });
-  const mine = await obs(me);
-  const theirs = await obs(other);
+  return { me, other, mine: await obs(me), theirs: await obs(other) };
+}
+
+t.test('a patient app reads its patient, and only its patient', async (t) => {
+  const s = await stack(t, { rules: [BUNDLE_RULE] });
+  const { me, other, mine, theirs } = await twoPatients(s);
   const app = await s.as('patient/Patient.rs patient/Observation.rs', me);
   const get = (path: string) => fetch(`${s.gw.base}${path}`, { headers: app });
 
@@ -108,12 +112,7 @@ t.test("a patient app's $everything: its record, held to its compartment on the 
       authorization: `Bearer ${await mintToken(key, { claims: { scope, ...(patient ? { patient } : {}) } })}`,
     }),
   } as unknown as Stack;
-  const me = await direct(s, { resourceType: 'Patient', name: [{ family: 'Me' }] });
-  const other = await direct(s, { resourceType: 'Patient', name: [{ family: 'Other' }] });
-  const obs = (subject: string) =>
-    direct(s, { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${subject}` } });
-  const mine = await obs(me);
-  const theirs = await obs(other);
+  const { me, other, mine, theirs } = await twoPatients(s);
   // In my compartment by its subject, and naming the other patient too: the server may bring them along.
   await direct(s, {
     resourceType: 'Account',

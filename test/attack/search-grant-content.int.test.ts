@@ -4,8 +4,18 @@
 // search needs (an unrestricted `*.r`), and stored content is inflated only into resources the
 // caller may read (`r`); the others carry a link, which checks on its own.
 import t from 'tap';
-import { PDF, stack } from '../helpers/binary-stack.js';
+import { PDF, stack, type Stack } from '../helpers/binary-stack.js';
 import { direct, outcome, uploadGoverned } from './helpers.js';
+
+/** A DocumentReference written through the gateway (externalized when its data is large enough). */
+async function createDocument(s: Stack, contentType: string, data: string): Promise<string> {
+  const doc = await fetch(`${s.gw.base}/DocumentReference`, {
+    method: 'POST',
+    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({ resourceType: 'DocumentReference', status: 'current', content: [{ attachment: { contentType, data } }] }),
+  });
+  return ((await doc.json()) as { id: string }).id;
+}
 
 t.test('a search grant finds resources; reading their content needs read', async (t) => {
   const s = await stack(t);
@@ -38,16 +48,7 @@ t.test('a search grant finds resources; reading their content needs read', async
 
   // DocumentReference content: search grant → link, read grant → inflated.
   const docPdf = PDF(100_000);
-  const doc = await fetch(`${s.gw.base}/DocumentReference`, {
-    method: 'POST',
-    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-    body: JSON.stringify({
-      resourceType: 'DocumentReference',
-      status: 'current',
-      content: [{ attachment: { contentType: 'application/pdf', data: docPdf.toString('base64') } }],
-    }),
-  });
-  const { id } = (await doc.json()) as { id: string };
+  const id = await createDocument(s, 'application/pdf', docPdf.toString('base64'));
   type Att = { data?: string; url?: string };
   const attachment = async (scope: string) => {
     const r = await get(`/DocumentReference?_id=${id}`, await s.as(scope));
@@ -71,16 +72,7 @@ t.test('a search grant finds resources; reading their content needs read', async
 t.test('inline attachment content is not sent to a search-only caller either', async (t) => {
   // Found from outside: data under externalize.minBytes stays inline upstream and was sent to user/X.s.
   const s = await stack(t);
-  const doc = await fetch(`${s.gw.base}/DocumentReference`, {
-    method: 'POST',
-    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-    body: JSON.stringify({
-      resourceType: 'DocumentReference',
-      status: 'current',
-      content: [{ attachment: { contentType: 'text/plain', data: 'U0VDUkVU' } }],
-    }),
-  });
-  const { id } = (await doc.json()) as { id: string };
+  const id = await createDocument(s, 'text/plain', 'U0VDUkVU');
   const attachment = async (scope: string) => {
     const r = await fetch(`${s.gw.base}/DocumentReference?_id=${id}`, { headers: await s.as(scope) });
     const text = await r.text();
