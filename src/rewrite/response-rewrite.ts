@@ -58,6 +58,12 @@ export class ResponseRewrite {
     const encoded = up.headers['content-encoding'] !== undefined && up.headers['content-encoding'] !== 'identity';
     if (!JSON_TYPE.test(type) || encoded) {
       // An error page cannot carry attachment content; a success the gateway cannot read could.
+      // Where the answer is held to what the caller may see, an error page unread is left out.
+      if (status >= 400 && (params.guard !== undefined || params.withhold)) {
+        up.resume();
+        emptyAnswer(to, status, headers);
+        return;
+      }
       if (status >= 400) {
         relay(up, to.res, status, headers);
         return;
@@ -67,6 +73,13 @@ export class ResponseRewrite {
         ? 'the upstream answered compressed'
         : `the upstream answered a FHIR interaction with ${type.slice(0, 64) || 'no content type'}`;
       sendError(to.req, to.res, new GatewayError('UPSTREAM_INVALID', what), to.ctx.id);
+      return;
+    }
+    // A writer who may not read gets an error's OperationOutcome, never a resource (a 412 with the
+    // current version): only small answers can be looked at whole, larger ones are left out.
+    if (params.withhold && status >= 300 && (length === undefined || Number(length) > SMALL)) {
+      up.destroy();
+      emptyAnswer(to, status, headers);
       return;
     }
     // Upstream failures from here on are handled where the body is read (small) or by the pipeline.
@@ -86,6 +99,10 @@ export class ResponseRewrite {
   /** A small body in memory: sent as it is, with its length, unless it may need rewriting. */
   sendBuffer(to: Client, body: Buffer, status: number, headers: OutgoingHttpHeaders, params: RewriteParams): Promise<void> {
     if (withheld(to, status, headers, params)) return Promise.resolve();
+    if (params.withhold && status >= 300 && !isOperationOutcome(body)) {
+      emptyAnswer(to, status, headers);
+      return Promise.resolve();
+    }
     // A guarded answer is read whatever it holds: which entries it may carry is in every one.
     if (params.guard !== undefined || params.withheldEntries !== undefined || this.mayNeedRewrite(body))
       return this.rewrite(to, once(body), undefined, status, headers, params);
@@ -235,11 +252,25 @@ function onSmallClose(this: WithSmall): void {
  */
 function withheld(to: Client, status: number, headers: OutgoingHttpHeaders, params: RewriteParams): boolean {
   if (!params.withhold || status < 200 || status >= 300) return false;
+  emptyAnswer(to, status, headers);
+  return true;
+}
+
+/** The status and headers of an answer whose body is left out. */
+function emptyAnswer(to: Client, status: number, headers: OutgoingHttpHeaders): void {
   delete headers['content-type'];
   delete headers['content-encoding'];
   delete headers['transfer-encoding'];
   headers['content-length'] = 0;
   to.res.writeHead(status, headers);
   to.res.end();
-  return true;
+}
+
+/** Whether a small JSON answer is an OperationOutcome (the one thing an error may carry to a writer without read). */
+function isOperationOutcome(body: Buffer): boolean {
+  try {
+    return (JSON.parse(body.toString('utf8')) as { resourceType?: unknown } | null)?.resourceType === 'OperationOutcome';
+  } catch {
+    return false;
+  }
 }

@@ -71,3 +71,30 @@ t.test('a success the gateway cannot read is refused with UPSTREAM_INVALID, not 
   t.equal(outcomeCode(body2), 'UPSTREAM_INVALID');
   t.match(body2, /compressed/);
 });
+
+t.test('a writer who may not read gets no resource in an error answer either; guarded error pages unread are left out', async (t) => {
+  // Found from outside: a 412 carrying the current version, and error pages relayed unread on guarded exchanges.
+  const writer = { authorization: `Bearer ${await mintToken(key, { claims: { scope: 'user/Patient.u fhir.write' } })}` };
+  const put = (base: string) =>
+    fetch(`${base}/Patient/p1`, { method: 'PUT', headers: { ...writer, 'content-type': 'application/fhir+json' }, body: PATIENT });
+  const resource = await put(
+    await answering(t, 412, { 'content-type': 'application/fhir+json', 'content-length': String(PATIENT.length) }, PATIENT),
+  );
+  t.equal(resource.status, 412, 'the status is told');
+  t.equal(await resource.text(), '', 'the resource is not');
+  const oo = JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'conflict' }] });
+  const refused = await put(await answering(t, 412, { 'content-type': 'application/fhir+json', 'content-length': String(oo.length) }, oo));
+  t.same(await refused.json(), JSON.parse(oo), 'an OperationOutcome is');
+  const big = JSON.stringify({
+    resourceType: 'OperationOutcome',
+    issue: [{ severity: 'error', code: 'x', diagnostics: 'y'.repeat(70_000) }],
+  });
+  const large = await put(await answering(t, 409, { 'content-type': 'application/fhir+json' }, big));
+  t.equal(large.status, 409);
+  t.equal(await large.text(), '', 'an answer too large to look at is left out');
+  const page = await fetch(`${await answering(t, 500, { 'content-type': 'text/html' }, '<html>Patient p2</html>')}/Patient?name=x`, {
+    headers: auth,
+  });
+  t.equal(page.status, 500, 'a guarded search');
+  t.equal(await page.text(), '', 'its error page unread is left out');
+});
