@@ -77,6 +77,8 @@ export function reachOf(i: Interaction, operations: ReadonlyMap<string, Operatio
     else if (returns !== 'own') for (const t of returns) add(t, `$${i.operation ?? ''}`);
   }
   if (i.kind === 'history' && i.resourceType === undefined) note('system-level _history');
+  // A stored Bundle (document, collection, message) carries resources of any type.
+  if (i.resourceType === 'Bundle') note('a stored Bundle');
   if (postSearch(i)) note('POST _search');
 
   const params = parseQuery(i.query);
@@ -89,7 +91,8 @@ export function reachOf(i: Interaction, operations: ReadonlyMap<string, Operatio
   // `Device/1/Observation` is shaped by Device 1 (which must exist): its type is reached too.
   if (i.compartment !== undefined) add(i.compartment.resourceType, 'a compartment search');
   if (why !== undefined) return anyType(why);
-  if (i.resourceType !== undefined) types.delete(i.resourceType);
+  // The own type named by a parameter stays: what an include, chain or `_has` returns or reveals
+  // of it is not held to the search's own conditions (a restricted or patient scope's).
   return types.size === 0 ? OWN_ONLY : { any: false, types };
 }
 
@@ -98,6 +101,7 @@ function reachesByShape(i: Interaction): boolean {
   // System-level search and history list every type unless `_type` narrows them.
   return (
     i.kind === 'operation' ||
+    i.resourceType === 'Bundle' ||
     postSearch(i) ||
     i.compartment !== undefined ||
     (i.resourceType === undefined && (i.kind === 'search' || i.kind === 'history'))

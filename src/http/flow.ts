@@ -103,7 +103,10 @@ export class RequestFlow {
     const rewrite = rewriteParams(input.interaction, rule.inflate, readGrant(input.principal, rule));
     const { interaction } = rewrite;
     const guard = answerGuard(interaction, input.principal, rule, reach);
-    const params = guard ? { ...rewrite.params, guard } : rewrite.params;
+    // A write whose type's read rules refuse the caller: done, its answer without the resource.
+    const withhold = input.principal.withholdAnswer === true && !rewrite.params.withhold;
+    const params =
+      guard || withhold ? { ...rewrite.params, ...(guard ? { guard } : {}), ...(withhold ? { withhold } : {}) } : rewrite.params;
     const x = new Exchange(req, res, input.ctx, interaction, rule, input.principal, params, settings);
     const route = routeFor(this.d.routes, interaction, req);
     if (input.principal.compartmentRead === true) return this.d.patientReads.requirePatientRead(x).then(() => route.handle(x) ?? undefined);
@@ -136,7 +139,7 @@ export class RequestFlow {
     const reader = bundleReadGrant(r.principal);
     const { params: base, interaction } = rewriteParams(bundle.interaction, bundle.rule.inflate, reader);
     // A write entry's answer carries the resource only if the caller may read its type (as a write sent alone).
-    const withheld = new Set(bundle.writes.flatMap((w, i) => (w && !reader.mayRead(w.resourceType) ? [i] : [])));
+    const withheld = new Set([...bundle.withheld, ...bundle.writes.flatMap((w, i) => (w && !reader.mayRead(w.resourceType) ? [i] : []))]);
     const params = withheld.size > 0 ? { ...base, withheldEntries: withheld } : base;
     return this.d.bundles.write(new Exchange(req, res, r.ctx, interaction, bundle.rule, r.principal, params, settings), scanned);
   }

@@ -79,8 +79,11 @@ class PatchGuard implements WalkPolicy<Part> {
     if (parent === undefined || typeof v !== 'string') return;
     if (key === 'op') this.checkOp(v);
     else if (key === 'path' || key === 'from') checkPointer(v);
-    else if (key === 'name') parent.state.name = v;
-    else parent.state.text = v;
+    else if (key === 'name') {
+      // A complex value written as nested parts names its members: `{name: "contentType", …}`.
+      if (MEMBERS.has(v) || v === 'url' || v === '_url') throw refused(`members ('${v}')`);
+      parent.state.name = v;
+    } else parent.state.text = v;
   }
 
   private checkOp(op: string): void {

@@ -53,11 +53,17 @@ export async function authorizeBundle(
   r: BundleRequest,
   scanned: ScannedBundle,
   settings: Settings,
-): Promise<{ readonly interaction: Interaction; readonly rule: EffectiveRule; readonly writes: readonly (Interaction | undefined)[] }> {
+): Promise<{
+  readonly interaction: Interaction;
+  readonly rule: EffectiveRule;
+  readonly writes: readonly (Interaction | undefined)[];
+  readonly withheld: ReadonlySet<number>;
+}> {
   const interaction: Interaction = { ...r.interaction, kind: scanned.type };
   const rule = settings.policy.ruleFor(interaction);
   await runChecks({ ...r, interaction, rule, contentLength: scanned.size }, settings);
   const writes: (Interaction | undefined)[] = [];
+  const withheld = new Set<number>();
   for (const entry of scanned.entries) {
     try {
       const ei = classifyEntry(entry.method, entry.url, entry.ifNoneExist !== undefined ? { ifNoneExist: entry.ifNoneExist } : undefined);
@@ -94,6 +100,11 @@ export async function authorizeBundle(
         principal: r.principal,
       };
       await runChecks(input, settings);
+      // A write a rule that governs reading its type refuses: its entry's answer carries no resource.
+      if (r.principal.withholdAnswer === true) {
+        r.principal.withholdAnswer = false;
+        withheld.add(entry.index);
+      }
       // A conditional reference is a search the server runs on the entry's behalf: held to the
       // search rules of its type like any search (and what it reaches, like any criteria).
       for (const ref of entry.conditionalReferences ?? []) {
@@ -124,7 +135,7 @@ export async function authorizeBundle(
       throw isGatewayError(err) ? forEntry(err, entry.index) : err;
     }
   }
-  return { interaction, rule, writes };
+  return { interaction, rule, writes, withheld };
 }
 
 /** A search, history or operation on behalf of a token with patient/ scopes and a launch patient. */

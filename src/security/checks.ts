@@ -24,6 +24,11 @@ export interface Principal {
    * show: the flow asks the upstream before forwarding (SecurityContextGuard.requirePatientRead).
    */
   compartmentRead?: boolean;
+  /**
+   * A write whose answer carries the resource, where a rule that governs reading its type refuses
+   * the caller (security/reach.ts): the write goes ahead, its answer without the resource.
+   */
+  withholdAnswer?: boolean;
 }
 
 export function newPrincipal(): Principal {

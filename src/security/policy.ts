@@ -114,6 +114,24 @@ export class Policy {
     return rule;
   }
 
+  /** Whether `rule` names `type` among its resourceTypes (not by `*`): the operator wrote it for that type. */
+  namesType(rule: EffectiveRule, type: string): boolean {
+    return this.matchers.find((m) => m.rule === rule)?.resourceTypes?.has(type) === true;
+  }
+
+  /** The rules that govern reading `type` (read, vread, search, history), once per type: asked on every request. */
+  readRulesOf(type: string): readonly EffectiveRule[] {
+    let rules = this.readRulesByType.get(type);
+    if (!rules) {
+      rules = this.readRules(type);
+      // Types come from requests: bounded (a classified type is one of R4's 146 anyway).
+      if (this.readRulesByType.size < 512) this.readRulesByType.set(type, rules);
+    }
+    return rules;
+  }
+
+  private readonly readRulesByType = new Map<string, readonly EffectiveRule[]>();
+
   private readRules(type: string): EffectiveRule[] {
     const rules: EffectiveRule[] = [];
     for (const kind of READ_KINDS) {

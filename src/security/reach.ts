@@ -16,27 +16,60 @@ import type { Settings } from './settings.js';
  * returns at the first comparison.
  */
 export const requireReach: Check = (input, settings) => {
+  ownReadRules(input, settings);
   const reach = settings.policy.reachOf(input.interaction);
   if (reach === OWN_ONLY) return;
   for (const reached of settings.policy.reachedRules(reach)) checkReached(input, settings, reach, reached);
 };
 
+/** Writes whose answer is the resource written (or matched); their criteria, if any, are a search. */
+const WRITES = new Set(['create', 'update', 'patch']);
+/** The ways of reading a type: a rule written for the type and one of them is the operator's word on it. */
+const READS = new Set(['read', 'vread', 'search', 'history']);
+
+/**
+ * The request's own type is read by more than its own interaction: history and vread list it, an
+ * operation or a write's answer returns it, conditional criteria search it. Every rule that governs
+ * reading the type holds for them too (transport, address, size, token, named scopes); a plain
+ * write that one refuses goes ahead with its answer left out (Principal.withholdAnswer).
+ */
+function ownReadRules(input: CheckInput, settings: Settings): void {
+  const i = input.interaction;
+  const type = i.resourceType;
+  if (type === undefined || (i.kind === 'delete' && i.conditional !== true)) return;
+  // `{ interactions: [read], resourceTypes: [Patient] }` opening reads decides reads; a read that
+  // only fell to a general rule is held to the type's other read rules.
+  if (READS.has(i.kind) && settings.policy.namesType(input.rule, type)) return;
+  for (const rule of settings.policy.readRulesOf(type)) {
+    if (rule === input.rule) continue;
+    try {
+      checkRule(input, settings, rule);
+    } catch (err) {
+      if (!WRITES.has(i.kind) || i.conditional === true || !isGatewayError(err)) throw err;
+      input.principal.withholdAnswer = true;
+    }
+  }
+}
+
+/** Transport, address, declared size, token and named scopes of `rule`, for the request in `input`. */
+function checkRule(input: CheckInput, settings: Settings, rule: ReachedRule['rule']): void {
+  const other: CheckInput = { ...input, rule };
+  // Synchronous checks: they throw or return nothing.
+  void requireTransport(other, settings);
+  void requireAddress(other, settings);
+  void requireDeclaredSize(other, settings);
+  const { auth, scopes, smart } = rule.require;
+  if (input.principal.scopes === undefined && (auth || smart || scopes.length > 0)) {
+    throw new GatewayError('TOKEN_MISSING', undefined, { headers: { 'www-authenticate': NO_TOKEN_CHALLENGE } });
+  }
+  const missing = input.principal.scopes ? missingScopes(input.principal.scopes, scopes) : [];
+  if (missing.length > 0) throw insufficient(missing.join(' '));
+}
+
 function checkReached(input: CheckInput, settings: Settings, reach: Reach, { type, rule }: ReachedRule): void {
   const what = reach.any ? `every resource type (${reach.why ?? 'unbounded'})` : type;
   try {
-    if (rule !== input.rule) {
-      const other: CheckInput = { ...input, rule };
-      // Synchronous checks: they throw or return nothing.
-      void requireTransport(other, settings);
-      void requireAddress(other, settings);
-      void requireDeclaredSize(other, settings);
-      const { auth, scopes, smart } = rule.require;
-      if (input.principal.scopes === undefined && (auth || smart || scopes.length > 0)) {
-        throw new GatewayError('TOKEN_MISSING', undefined, { headers: { 'www-authenticate': NO_TOKEN_CHALLENGE } });
-      }
-      const missing = input.principal.scopes ? missingScopes(input.principal.scopes, scopes) : [];
-      if (missing.length > 0) throw insufficient(missing.join(' '));
-    }
+    if (rule !== input.rule) checkRule(input, settings, rule);
     // The answer to a patient app's own $everything is held to its compartment on the way out (answer-guard.ts).
     const { scopes, patient } = input.principal;
     const everything = scopes !== undefined && patient !== undefined && patientEverything(scopes, input.interaction, patient);

@@ -21,7 +21,10 @@ t.test('a request without parameters reaches only its own type, without allocati
 
 t.test('parameters that only shape the own type reach nothing else', async (t) => {
   t.equal(reachOf(req('/Observation?code=x&_count=5&_sort=-date&_elements=code&_summary=true&value-quantity=5.4')), OWN_ONLY);
-  t.equal(reachOf(req('/Observation?_include=Observation:subject:Observation')), OWN_ONLY, 'own type named');
+  t.same(types(reachOf(req('/Observation?_include=Observation:has-member:Observation'))), ['Observation'], 'own type named: reached');
+  t.same(types(reachOf(req('/Observation?_revinclude=Observation:derived-from'))), ['Observation']);
+  t.same(types(reachOf(req('/Bundle/1'))), 'any', 'a stored Bundle carries any type');
+  t.same(types(reachOf(req('/Bundle?_id=1'))), 'any');
 });
 
 t.test('_include: the target type, or every type when it is not named', async (t) => {
@@ -126,7 +129,7 @@ t.test('operations: built-ins, declarations, and every type for the unknown', as
     ['my-op', ['Observation', 'Patient']],
     ['graphql', 'own'],
   ]);
-  t.same(types(reachOf(req('/Patient/1/$my-op'), declared)), ['Observation']);
+  t.same(types(reachOf(req('/Patient/1/$my-op'), declared)), ['Observation', 'Patient']);
   t.same(types(reachOf(req('/Patient/1/$graphql'), declared)), [], 'a declaration replaces a built-in');
   t.match(reachOf(req('/Patient/1/$everything')).why, '$everything');
 });
