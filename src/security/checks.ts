@@ -99,7 +99,7 @@ export const requireBearer: Check = ({ ctx, rule, authorization, principal }, se
   const token = bearerToken(authorization);
   if (token === undefined) {
     if (!rule.require.auth) return undefined;
-    throw new GatewayError('TOKEN_MISSING', undefined, { headers: { 'www-authenticate': NO_TOKEN_CHALLENGE } });
+    throw tokenMissing();
   }
   // A cached verification is used synchronously; only a real one costs a promise.
   const hit = verifier.lookup(token);
@@ -139,7 +139,7 @@ export const requireScopes: Check = ({ rule, interaction, principal }) => {
   if (required.length === 0 && !smart) return;
   const set = principal.scopes;
   // A rule that names scopes cannot be met without a token, whatever its auth setting says.
-  if (!set) throw new GatewayError('TOKEN_MISSING', undefined, { headers: { 'www-authenticate': NO_TOKEN_CHALLENGE } });
+  if (!set) throw tokenMissing();
   const missing = missingScopes(set, required);
   if (missing.length > 0) throw insufficient(missing.join(' '));
   if (smart) {
@@ -159,6 +159,11 @@ export const PATIENT_HINT =
 /** The scope context a refusal is worded in: the caller's own (a patient app is not told to get a user/ scope). */
 export function termsOf(set: ScopeSet): 'patient' | 'user' {
   return set.smart.length > 0 && set.smart.every((s) => s.context === 'patient') ? 'patient' : 'user';
+}
+
+/** No token where a rule needs one (RFC 6750 §3.1: the challenge names no error). */
+export function tokenMissing(): GatewayError {
+  return new GatewayError('TOKEN_MISSING', undefined, { headers: { 'www-authenticate': NO_TOKEN_CHALLENGE } });
 }
 
 export function insufficient(scope: string, why?: string): GatewayError {

@@ -1,8 +1,16 @@
 import { GatewayError, isGatewayError } from '../errors/catalogue.js';
 import { OWN_ONLY, type Reach } from '../fhir/reach.js';
 import { parseQuery } from '../fhir/search-params.js';
-import { insufficient, requireAddress, requireDeclaredSize, requireTransport, termsOf, type Check, type CheckInput } from './checks.js';
-import { NO_TOKEN_CHALLENGE } from './jwt.js';
+import {
+  insufficient,
+  requireAddress,
+  tokenMissing,
+  requireDeclaredSize,
+  requireTransport,
+  termsOf,
+  type Check,
+  type CheckInput,
+} from './checks.js';
 import type { ReachedRule } from './policy.js';
 import { covers, grantsSeeing, includesOnlyThePatient, missingScopes, patientEverything, readsEveryType } from './scopes.js';
 import type { Settings } from './settings.js';
@@ -60,7 +68,7 @@ function checkRule(input: CheckInput, settings: Settings, rule: ReachedRule['rul
   void requireDeclaredSize(other, settings);
   const { auth, scopes, smart } = rule.require;
   if (input.principal.scopes === undefined && (auth || smart || scopes.length > 0)) {
-    throw new GatewayError('TOKEN_MISSING', undefined, { headers: { 'www-authenticate': NO_TOKEN_CHALLENGE } });
+    throw tokenMissing();
   }
   const missing = input.principal.scopes ? missingScopes(input.principal.scopes, scopes) : [];
   if (missing.length > 0) throw insufficient(missing.join(' '));
@@ -75,7 +83,7 @@ function checkReached(input: CheckInput, settings: Settings, reach: Reach, { typ
     const everything = scopes !== undefined && patient !== undefined && patientEverything(scopes, input.interaction, patient);
     if (rule.require.smart && !everything) {
       const set = input.principal.scopes;
-      if (set === undefined) throw new GatewayError('TOKEN_MISSING', undefined, { headers: { 'www-authenticate': NO_TOKEN_CHALLENGE } });
+      if (set === undefined) throw tokenMissing();
       if (!grantsSeeing(set, type) && !(type === 'Patient' && (includesOnlyLaunchPatient(input) || inLaunchCompartment(input)))) {
         if (termsOf(set) === 'patient') throw outsideCompartment();
         throw insufficient(`user/${type}.s`);

@@ -1,7 +1,7 @@
 import { READS_ALL, type ReadCheck } from '../rewrite/params.js';
 import type { Principal } from './checks.js';
 import type { EffectiveRule } from './policy.js';
-import { covers, isUnrestrictedUserOrSystem, readsEveryType, type ScopeSet } from './scopes.js';
+import { covers, isUnrestrictedUserOrSystem, type ScopeSet } from './scopes.js';
 
 /**
  * Which resource types the caller may read, for what an answer carries: stored content is inflated
@@ -58,8 +58,7 @@ class ScopeReadGrant implements ReadCheck {
   private decide(type: string): boolean {
     // A Binary's content is governed by its securityContext, which only the binary plane checks:
     // elsewhere only a grant that passes every such check reads it.
-    if (type === 'Binary')
-      return readsEveryType(this.set) || this.set.smart.some((s) => isUnrestrictedUserOrSystem(s) && covers(s, 'Binary', 'r'));
+    if (type === 'Binary') return this.set.smart.some((s) => isUnrestrictedUserOrSystem(s) && covers(s, 'Binary', 'r'));
     // A patient/ or restricted read grant counts: the request it came with was already held to it.
     return this.set.smart.some((s) => covers(s, type, 'r'));
   }
