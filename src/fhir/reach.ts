@@ -18,6 +18,12 @@ export interface Reach {
   readonly types: ReadonlySet<string>;
   /** For `any`: what made the set unbounded, for the refusal message (never request data beyond a parameter name). */
   readonly why?: string;
+  /**
+   * A page of an earlier search (HAPI's `[base]?_getpages=…` next links): any type may come, but
+   * the caller need not be entitled to all of them — its answer carries only the types it is
+   * (security/reach.ts decides which, security/answer-guard.ts holds the answer to them).
+   */
+  readonly paged?: boolean;
 }
 
 /** What an operation may return: its own type only, a fixed list, or anything. */
@@ -28,6 +34,31 @@ export const OWN_ONLY: Reach = Object.freeze({ any: false, types: NO_TYPES });
 
 function anyType(why: string): Reach {
   return { any: true, types: NO_TYPES, why };
+}
+
+const PAGE: Reach = Object.freeze({ any: true, types: NO_TYPES, why: 'a page of an earlier search (_getpages)', paged: true });
+
+/** What a server's page link carries besides the page id (HAPI's paging parameters, and the formatting ones it repeats). */
+const PAGING_PARAMS = new Set([
+  '_getpages',
+  '_getpagesoffset',
+  '_pageId',
+  '_count',
+  '_pretty',
+  '_bundletype',
+  '_format',
+  '_elements',
+  '_summary',
+]);
+
+/**
+ * `[base]?_getpages={id}&…`: a page of a search the server keeps. Only paging and formatting
+ * parameters are allowed beside it; anything else makes it an ordinary system-level search.
+ */
+export function isPageRequest(i: Interaction): boolean {
+  if (i.kind !== 'search' || i.resourceType !== undefined || i.compartment !== undefined || !i.query.includes('_getpages')) return false;
+  const params = parseQuery(i.query);
+  return params.filter((p) => p.name === '_getpages').length === 1 && params.every((p) => PAGING_PARAMS.has(p.name));
 }
 
 /**
@@ -61,6 +92,7 @@ export function reachOf(i: Interaction, operations: ReadonlyMap<string, Operatio
   // The CapabilityStatement ignores search parameters; a Bundle's entries are each classified and reached on their own.
   if (i.kind === 'capabilities' || i.kind === 'batch' || i.kind === 'transaction') return OWN_ONLY;
   if (i.query.length === 0 && i.criteria === undefined && !reachesByShape(i)) return OWN_ONLY;
+  if (isPageRequest(i)) return PAGE;
   const types = new Set<string>();
   let why: string | undefined;
   const note = (w: string): void => {

@@ -140,7 +140,11 @@ export class RequestFlow {
     const { params: base, interaction } = rewriteParams(bundle.interaction, bundle.rule.inflate, reader);
     // A write entry's answer carries the resource only if the caller may read its type (as a write sent alone).
     const withheld = new Set([...bundle.withheld, ...bundle.writes.flatMap((w, i) => (w && !reader.mayRead(w.resourceType) ? [i] : []))]);
-    const params = withheld.size > 0 ? { ...base, withheldEntries: withheld } : base;
+    const params = {
+      ...base,
+      ...(withheld.size > 0 ? { withheldEntries: withheld } : {}),
+      ...(bundle.guards.size > 0 ? { entryGuards: bundle.guards } : {}),
+    };
     return this.d.bundles.write(new Exchange(req, res, r.ctx, interaction, bundle.rule, r.principal, params, settings), scanned);
   }
 

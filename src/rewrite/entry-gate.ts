@@ -57,17 +57,35 @@ interface Current {
   overflow: boolean;
 }
 
-export class EntryGates {
+/** What the Inflater asks of the answer guard's side (one Bundle's gates, or a batch answer's nested ones). */
+export interface Gates {
+  settle(): void;
+  readonly deciding: boolean;
+  readonly dropping: boolean;
+  readonly inEntry: boolean;
+  route(parent: AnyContainer, key: string | undefined, first: JsonToken): Route | undefined;
+  open(c: AnyContainer): void;
+  held(c: AnyContainer, key: string, v: unknown): void;
+  close(c: AnyContainer): void;
+}
+
+export class EntryGates implements Gates {
   private current: Current | undefined;
   private rootType: string | undefined;
   private unmuteNext = false;
   private dropped = 0;
+  /** The depth of the guarded Bundle: 1 for the answer itself, 4 for one nested in a batch answer's `entry[i].resource`. */
+  private readonly bundle: number;
 
+  /** `base`: the depth the guarded Bundle's container sits below (0: the answer is the Bundle). */
   constructor(
     private readonly guard: EntryGuard,
     private readonly out: JsonWriter,
     private readonly output: InflateOutput,
-  ) {}
+    base = 0,
+  ) {
+    this.bundle = base + 1;
+  }
 
   /** At every route and close: a dropped entry's closing `}` has been written since, and goes too. */
   settle(): void {
@@ -97,17 +115,18 @@ export class EntryGates {
    * left out (they could carry resources no gate sees). Undefined: the Inflater decides.
    */
   route(parent: AnyContainer, key: string | undefined, first: JsonToken): Route | undefined {
-    if (parent.depth === 2 && parent.key === 'entry' && parent.parent?.depth === 1 && first.name !== 'startObject') {
+    const b = this.bundle;
+    if (parent.depth === b + 1 && parent.key === 'entry' && parent.parent?.depth === b && first.name !== 'startObject') {
       throw new GatewayError('UPSTREAM_INVALID', 'a Bundle entry of the answer is not an object');
     }
     if (key === undefined) return undefined;
-    if (parent.depth === 1 && !BUNDLE_MEMBERS.has(key)) return 'skip';
-    if (parent.depth === 3 && parent.name === 'link' && parent.parent?.parent?.depth === 1 && !LINK_MEMBERS.has(key)) return 'skip';
+    if (parent.depth === b && !BUNDLE_MEMBERS.has(key)) return 'skip';
+    if (parent.depth === b + 2 && parent.name === 'link' && parent.parent?.parent?.depth === b && !LINK_MEMBERS.has(key)) return 'skip';
     const cur = this.current;
     if (cur && key === 'outcome' && parent.key === 'response' && parent.parent === cur.item) return 'skip';
     if (
       key === 'contained' &&
-      ((this.rootType === 'OperationOutcome' && parent.depth === 1) || (cur?.type === 'OperationOutcome' && parent.parent === cur.item))
+      ((this.rootType === 'OperationOutcome' && parent.depth === b) || (cur?.type === 'OperationOutcome' && parent.parent === cur.item))
     ) {
       return 'skip';
     }
@@ -118,7 +137,7 @@ export class EntryGates {
   open(c: AnyContainer): void {
     const cur = this.current;
     if (cur && c.parent === cur.item && c.key === 'resource') cur.hasResource = true;
-    if (c.kind !== 'object' || c.depth !== 3 || c.parent?.key !== 'entry' || c.parent.parent?.depth !== 1) return;
+    if (c.kind !== 'object' || c.depth !== this.bundle + 2 || c.parent?.key !== 'entry' || c.parent.parent?.depth !== this.bundle) return;
     if (this.rootType !== 'Bundle')
       throw new GatewayError('UPSTREAM_INVALID', 'the answer is not a Bundle, or says so only after its entries');
     const text = this.out.take();
@@ -131,7 +150,7 @@ export class EntryGates {
 
   /** A held member of `c` is complete. */
   held(c: AnyContainer, key: string, v: unknown): void {
-    if (c.depth === 1 && key === 'resourceType') {
+    if (c.depth === this.bundle && key === 'resourceType') {
       this.rootType = typeof v === 'string' ? v : undefined;
       if (this.rootType !== 'Bundle' && this.rootType !== 'OperationOutcome')
         throw new GatewayError('UPSTREAM_INVALID', 'the answer is not a Bundle');
@@ -183,7 +202,7 @@ export class EntryGates {
       this.current = undefined;
       return;
     }
-    if (c.depth === 2 && c.key === 'entry' && this.dropped > 0) {
+    if (c.depth === this.bundle + 1 && c.key === 'entry' && this.dropped > 0) {
       this.out.write(`${c.written++ ? ',' : ''}${JSON.stringify(withheldEntry(this.dropped))}`);
     }
   }

@@ -31,4 +31,6 @@ export interface InflateOptions {
   readonly withheldEntries?: ReadonlySet<number>;
   /** Entries of a Bundle answer the request is not entitled to are dropped (RewriteParams.guard; rewrite/entry-gate.ts). */
   readonly guard?: EntryGuard;
+  /** The Bundles nested in a batch/transaction answer's entries, guarded each by its request entry's guard (RewriteParams.entryGuards). */
+  readonly entryGuards?: ReadonlyMap<number, EntryGuard>;
 }

@@ -5,7 +5,8 @@ import { BLOB_EXTENSION_URL, findBlobRef } from '../fhir/blob-reference.js';
 import type { JsonToken } from '../json/tokenizer.js';
 import { JsonWalker, pathBelow, type Container, type Route, type WalkPolicy } from '../json/walker.js';
 import { JsonWriter } from '../json/writer.js';
-import { EntryGates } from './entry-gate.js';
+import { EntryGates, type Gates } from './entry-gate.js';
+import { NestedGates } from './nested-gates.js';
 import type { InflateOptions } from './inflate-options.js';
 import { attachmentEnd, newAtt, type Att, type InflateReport, type Owner } from './inflate-attachment.js';
 import { InflateBudget } from './inflate-budget.js';
@@ -58,11 +59,15 @@ export class Inflater implements WalkPolicy<State> {
   private readonly walker: JsonWalker<State>;
   readonly report: InflateReport = { inflated: 0, linked: 0, bytes: 0 };
   private readonly budget: InflateBudget;
-  private readonly gates: EntryGates | undefined;
+  private readonly gates: Gates | undefined;
 
   constructor(private readonly opts: InflateOptions) {
     this.budget = new InflateBudget(opts, this.out, this.output, this.report);
-    this.gates = opts.guard ? new EntryGates(opts.guard, this.out, this.output) : undefined;
+    this.gates = opts.guard
+      ? new EntryGates(opts.guard, this.out, this.output)
+      : opts.entryGuards
+        ? new NestedGates(opts.entryGuards, this.out, this.output)
+        : undefined;
     this.walker = new JsonWalker<State>(this, {
       maxDepth: 128,
       maxKey: 1024,

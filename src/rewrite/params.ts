@@ -46,6 +46,13 @@ export interface RewriteParams {
   readonly withheldEntries?: ReadonlySet<number>;
   /** Entries the request is not entitled to are dropped from a Bundle answer. */
   readonly guard?: EntryGuard;
+  /** Batch/transaction answers: the guard (by request entry index) of the Bundle each entry's `resource` holds. */
+  readonly entryGuards?: ReadonlyMap<number, EntryGuard>;
+}
+
+/** Whether the answer is held to what the request is entitled to, entry by entry. */
+export function guarded(params: RewriteParams): boolean {
+  return params.guard !== undefined || params.entryGuards !== undefined;
 }
 
 /** Interactions whose answer is the resource written (or matched). */

@@ -6,7 +6,7 @@ import type { BaseUrls } from '../lib/public-url.js';
 import { sendError } from '../lib/respond.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { Inflater } from './inflate.js';
-import type { RewriteParams } from './params.js';
+import { guarded, type RewriteParams } from './params.js';
 
 const JSON_TYPE = /^application\/(fhir\+json|json\+fhir|json)\s*(;|$)/i;
 /** Answers this small are read whole and looked at before deciding whether to rewrite them at all. */
@@ -59,7 +59,7 @@ export class ResponseRewrite {
     if (!JSON_TYPE.test(type) || encoded) {
       // An error page cannot carry attachment content; a success the gateway cannot read could.
       // Where the answer is held to what the caller may see, an error page unread is left out.
-      if (status >= 400 && (params.guard !== undefined || params.withhold)) {
+      if (status >= 400 && (guarded(params) || params.withhold)) {
         up.resume();
         emptyAnswer(to, status, headers);
         return;
@@ -104,7 +104,7 @@ export class ResponseRewrite {
       return Promise.resolve();
     }
     // A guarded answer is read whatever it holds: which entries it may carry is in every one.
-    if (params.guard !== undefined || params.withheldEntries !== undefined || this.mayNeedRewrite(body))
+    if (guarded(params) || params.withheldEntries !== undefined || this.mayNeedRewrite(body))
       return this.rewrite(to, once(body), undefined, status, headers, params);
     headers['content-length'] = body.length;
     to.res.writeHead(status, headers);
@@ -166,6 +166,7 @@ export class ResponseRewrite {
       mayRead: (type) => params.reader.mayRead(type),
       ...(params.withheldEntries ? { withheldEntries: params.withheldEntries } : {}),
       ...(params.guard ? { guard: params.guard } : {}),
+      ...(params.entryGuards ? { entryGuards: params.entryGuards } : {}),
     });
     delete headers['content-length'];
     res.writeHead(status, headers);

@@ -23,14 +23,23 @@ import { covers, grantsSeeing, type ScopeSet } from './scopes.js';
 export function answerGuard(i: Interaction, principal: Principal, rule: EffectiveRule, reach: Reach): EntryGuard | undefined {
   // Only listings carry entries: reads and writes return first, at no cost.
   if (i.kind !== 'search' && i.kind !== 'history' && i.kind !== 'operation') return undefined;
-  const types = (i.kind === 'search' || i.kind === 'history') && !reach.any ? entitledTypes(i, reach) : undefined;
+  // A page of an earlier search carries only the types the caller may read (security/reach.ts).
+  const types =
+    reach.paged === true
+      ? principal.pageTypes
+      : (i.kind === 'search' || i.kind === 'history') && !reach.any
+        ? entitledTypes(i, reach)
+        : undefined;
   const scopes = principal.scopes;
   const patientApp = rule.require.smart && scopes !== undefined && principal.patient !== undefined && restsOnPatientScope(scopes, i);
   if (types === undefined && !patientApp) return undefined;
   const patient = patientApp ? principal.patient : undefined;
   const mayRead = (type: string) =>
     scopes?.smart.some((s) => s.context === 'patient' && (covers(s, type, 'r') || covers(s, type, 's'))) ?? false;
-  return new Guard(types, patient, mayRead);
+  // A page names no type of its own: a type a user/ or system/ scope sees is that grant's, not held to the compartment.
+  const userSees =
+    reach.paged === true && scopes !== undefined ? (type: string) => type !== 'Binary' && grantsSeeing(scopes, type) : undefined;
+  return new Guard(types, patient, mayRead, userSees);
 }
 
 /**
@@ -59,13 +68,14 @@ class Guard implements EntryGuard {
     private readonly types: ReadonlySet<string> | undefined,
     private readonly patient: string | undefined,
     private readonly mayRead: (type: string) => boolean,
+    private readonly userSees?: (type: string) => boolean,
   ) {}
 
   type(type: string): Verdict {
     // The upstream's own notes (search mode `outcome`) are not data.
     if (type === 'OperationOutcome') return 'admit';
     if (this.types && !this.types.has(type)) return 'drop';
-    if (this.patient === undefined) return 'admit';
+    if (this.patient === undefined || this.userSees?.(type) === true) return 'admit';
     // Binary is governed by its securityContext; a Bundle or Parameters could carry anything.
     if (type === 'Binary' || type === 'Bundle' || type === 'Parameters') return 'drop';
     if (type === 'Patient' || Object.hasOwn(PATIENT_COMPARTMENT_PATHS, type)) return undefined;

@@ -2,6 +2,9 @@ import { forEntry, GatewayError, isGatewayError } from '../errors/catalogue.js';
 import type { ScannedBundle } from '../fhir/bundle-scan.js';
 import { classifyEntry } from '../fhir/classify.js';
 import type { Interaction } from '../fhir/interaction.js';
+import { OWN_ONLY } from '../fhir/reach.js';
+import type { EntryGuard } from '../rewrite/params.js';
+import { answerGuard } from './answer-guard.js';
 import type { CheckInput, Principal } from './checks.js';
 import type { RequestContext } from './client.js';
 import { PRE_BODY_CHECKS, runChecks } from './pipeline.js';
@@ -58,12 +61,15 @@ export async function authorizeBundle(
   readonly rule: EffectiveRule;
   readonly writes: readonly (Interaction | undefined)[];
   readonly withheld: ReadonlySet<number>;
+  /** Entries (by index) whose answer is a Bundle held to what the entry is entitled to (answer-guard.ts). */
+  readonly guards: ReadonlyMap<number, EntryGuard>;
 }> {
   const interaction: Interaction = { ...r.interaction, kind: scanned.type };
   const rule = settings.policy.ruleFor(interaction);
   await runChecks({ ...r, interaction, rule, contentLength: scanned.size }, settings);
   const writes: (Interaction | undefined)[] = [];
   const withheld = new Set<number>();
+  const guards = new Map<number, EntryGuard>();
   for (const entry of scanned.entries) {
     try {
       const ei = classifyEntry(entry.method, entry.url, entry.ifNoneExist !== undefined ? { ifNoneExist: entry.ifNoneExist } : undefined);
@@ -114,14 +120,9 @@ export async function authorizeBundle(
         }
         await runChecks({ ...input, interaction: search, rule: settings.policy.ruleFor(search) }, settings);
       }
-      // A patient app's listings are held to its compartment on the way out (answer-guard.ts),
-      // which a Bundle answer's nested ones are not: sent alone, they are.
-      if (patientListing(r.principal, ei)) {
-        throw new GatewayError(
-          'INSUFFICIENT_SCOPE',
-          'a patient-scoped search, history or operation is not accepted inside a Bundle: send it on its own',
-        );
-      }
+      // A listing's Bundle in the answer is held to what the entry is entitled to, as if sent alone.
+      const guard = entryGuard(ei, r.principal, input.rule, settings);
+      if (guard) guards.set(entry.index, guard);
       // A patient-scoped read by id is decided by asking the upstream before it is forwarded,
       // which cannot happen for one entry of a Bundle the upstream executes whole.
       if (r.principal.compartmentRead === true) {
@@ -135,11 +136,12 @@ export async function authorizeBundle(
       throw isGatewayError(err) ? forEntry(err, entry.index) : err;
     }
   }
-  return { interaction, rule, writes, withheld };
+  return { interaction, rule, writes, withheld, guards };
 }
 
-/** A search, history or operation on behalf of a token with patient/ scopes and a launch patient. */
-function patientListing(principal: Principal, i: Interaction): boolean {
-  if (i.kind !== 'search' && i.kind !== 'history' && i.kind !== 'operation') return false;
-  return principal.patient !== undefined && (principal.scopes?.smart.some((s) => s.context === 'patient') ?? false);
+/** The answer guard of one entry, under the rules of every type it reaches (as flow.ts does for a request sent alone). */
+function entryGuard(i: Interaction, principal: Principal, own: EffectiveRule, settings: Settings): EntryGuard | undefined {
+  const reach = settings.policy.reachOf(i);
+  const rule = reach === OWN_ONLY ? own : settings.policy.strictest(own, settings.policy.reachedRules(reach));
+  return answerGuard(i, principal, rule, reach);
 }

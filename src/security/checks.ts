@@ -29,6 +29,8 @@ export interface Principal {
    * the caller (security/reach.ts): the write goes ahead, its answer without the resource.
    */
   withholdAnswer?: boolean;
+  /** A page of an earlier search (fhir/reach.ts `paged`): the types its answer may carry, those the caller may read (security/reach.ts). */
+  pageTypes?: ReadonlySet<string>;
 }
 
 export function newPrincipal(): Principal {

@@ -12,7 +12,8 @@ import {
   type CheckInput,
 } from './checks.js';
 import type { ReachedRule } from './policy.js';
-import { covers, grantsSeeing, includesOnlyThePatient, missingScopes, patientEverything, readsEveryType } from './scopes.js';
+import { RESOURCE_TYPE_NAMES } from '../fhir/resource-types.js';
+import { covers, grantsSeeing, includesOnlyThePatient, missingScopes, patientEverything, readsEveryType, type ScopeSet } from './scopes.js';
 import type { Settings } from './settings.js';
 
 /**
@@ -27,6 +28,7 @@ export const requireReach: Check = (input, settings) => {
   ownReadRules(input, settings);
   const reach = settings.policy.reachOf(input.interaction);
   if (reach === OWN_ONLY) return;
+  if (reach.paged === true) return pageTypes(input, settings);
   for (const reached of settings.policy.reachedRules(reach)) checkReached(input, settings, reach, reached);
 };
 
@@ -102,6 +104,53 @@ function checkReached(input: CheckInput, settings: Settings, reach: Reach, { typ
     const detail = `the request reaches ${what}${err.detail ? `; ${err.detail}` : ''}`;
     throw new GatewayError(err.code, detail, { headers: { ...err.headers } });
   }
+}
+
+/**
+ * A page of an earlier search may carry any type; the gateway cannot tell which search it belongs
+ * to (the page id is the server's). It is answered with only the types the caller may read, each
+ * as a direct search of it would be judged — its rules (transport, address, token, named scopes)
+ * and a SMART grant to see it (a patient/ scope's under the compartment guard on the way out);
+ * Binary only with a read of every type. A caller who may read none is refused.
+ */
+function pageTypes(input: CheckInput, settings: Settings): void {
+  const set = input.principal.scopes;
+  const types = new Set<string>();
+  for (const type of RESOURCE_TYPE_NAMES) {
+    if (mayReadOnPage(input, settings, set, type)) types.add(type);
+  }
+  if (types.size === 0)
+    throw insufficient(
+      set && termsOf(set) === 'patient' ? 'patient/Type.s' : 'user/Type.s',
+      'a page of an earlier search carries only types the caller may read',
+    );
+  input.principal.pageTypes = types;
+}
+
+function mayReadOnPage(input: CheckInput, settings: Settings, set: ScopeSet | undefined, type: string): boolean {
+  for (const rule of settings.policy.readRulesOf(type)) {
+    if (rule !== input.rule) {
+      try {
+        checkRule(input, settings, rule);
+      } catch (err) {
+        if (isGatewayError(err)) return false;
+        throw err;
+      }
+    }
+    if (!rule.require.smart) continue;
+    if (set === undefined) return false;
+    if (type === 'Binary' ? !readsEveryType(set) : !grantsSeeing(set, type) && !patientSees(set, input.principal.patient, type))
+      return false;
+  }
+  return true;
+}
+
+/** An unrestricted patient/ scope that lets the app see `type` (in its compartment: answer-guard.ts holds it there). */
+function patientSees(set: ScopeSet, patient: string | undefined, type: string): boolean {
+  return (
+    patient !== undefined &&
+    set.smart.some((s) => s.context === 'patient' && s.restrictions.length === 0 && (covers(s, type, 's') || covers(s, type, 'r')))
+  );
 }
 
 /**

@@ -84,13 +84,24 @@ t.test('a patient app reads its patient, and only its patient', async (t) => {
   const accountsText = await accounts.text();
   t.equal(accounts.status, 403, 'include through a multi-valued pin');
   t.notMatch(accountsText, new RegExp(other));
-  // Found from outside: a Bundle answer's nested searchsets are not held to the compartment, so a patient app's listings are refused in Bundles.
-  for (const url of [`Observation?patient=${me}`, `Patient/${me}/$everything`, `Patient/${me}/_history`]) {
+  // A patient app's listings inside a batch: each entry's searchset is held to the compartment, as sent alone.
+  const listed = await bundle(s, app, [
+    { request: { method: 'GET', url: `Observation?patient=${me}` } },
+    { request: { method: 'GET', url: `Patient/${me}/_history` } },
+  ]);
+  const listedText = await listed.text();
+  t.equal(listed.status, 200, listedText.slice(0, 300));
+  const nested = (JSON.parse(listedText) as { entry: { resource?: Searchset; response: { status: string } }[] }).entry;
+  t.same(
+    nested.map((e) => e.resource?.entry?.map((x) => `${x.resource.resourceType}/${x.resource.id}`)),
+    [[`Observation/${mine}`], [`Patient/${me}`]],
+    'its Observations; its Patient history',
+  );
+  for (const url of [`Observation?patient=${other}`, `Observation?code:text=x`, `Patient/${other}/_history`]) {
     const listing = await bundle(s, app, [{ request: { method: 'GET', url } }]);
-    t.equal(listing.status, 403, `${url} in a batch`);
-    // ($everything needs patient/*.rs, which this app lacks: refused before the Bundle rule.)
-    if (!url.includes('$')) t.match(await listing.text(), /not accepted inside a Bundle/);
-    else await listing.arrayBuffer();
+    const body = await listing.text();
+    t.same([listing.status, JSON.parse(body).issue[0].details.coding[0].code], [403, 'INSUFFICIENT_SCOPE'], `${url} in a batch`);
+    t.notMatch(body, /user\//);
   }
   // A read by id cannot be checked inside a Bundle the upstream executes whole.
   const b = await bundle(s, app, [{ request: { method: 'GET', url: `Observation/${mine}` } }]);
@@ -153,4 +164,39 @@ t.test("a patient app's $everything: its record, held to its compartment on the 
     [403, 'INSUFFICIENT_SCOPE'],
     'needs r and s on every type',
   );
+});
+
+t.test("a batch's searchsets are held to the patient's compartment even where the upstream ignores the pin", async (t) => {
+  const up = await startUpstream(t);
+  const key = await makeKey('k1');
+  const jwks = await startJwksServer(t, [key]);
+  const upstream = await startEverythingShim(t, up, { ignorePatientPin: true });
+  const gw = await startTestGateway(t, { upstream, jwksUri: jwks.url, config: { rules: [BUNDLE_RULE] } });
+  const s = {
+    gw,
+    up,
+    as: async (scope: string, patient?: string) => ({
+      authorization: `Bearer ${await mintToken(key, { claims: { scope, ...(patient ? { patient } : {}) } })}`,
+    }),
+  } as unknown as Stack;
+  const { me, mine, theirs } = await twoPatients(s);
+  const app = await s.as('patient/Patient.rs patient/Observation.rs', me);
+  const r = await bundle(s, app, [{ request: { method: 'GET', url: `Observation?patient=${me}` } }]);
+  const text = await r.text();
+  t.equal(r.status, 200, text.slice(0, 300));
+  const ids = (JSON.parse(text) as { entry: { resource: Searchset }[] }).entry[0].resource.entry?.map((e) => e.resource.id);
+  t.ok(ids?.includes(mine), 'its Observation');
+  t.notOk(ids?.includes(theirs), "never the other patient's");
+  t.match(text, /ENTRIES_WITHHELD/, 'the nested searchset says entries were withheld');
+  // Control: the upstream did answer with the other patient's Observation.
+  const raw = await fetch(upstream, {
+    method: 'POST',
+    headers: { 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({
+      resourceType: 'Bundle',
+      type: 'batch',
+      entry: [{ request: { method: 'GET', url: `Observation?patient=${me}` } }],
+    }),
+  });
+  t.match(await raw.text(), new RegExp(theirs), 'the upstream sent it');
 });

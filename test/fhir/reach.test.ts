@@ -139,3 +139,16 @@ t.test('_include=Source:patient without a target reaches every type: a Reference
   t.same(types(reachOf(req('/AllergyIntolerance?_include=AllergyIntolerance:patient'))), 'any');
   t.same(types(reachOf(req('/AllergyIntolerance?_include=AllergyIntolerance:patient:Patient'))), ['Patient']);
 });
+
+t.test('a page of an earlier search: only paging and formatting parameters beside one _getpages', async (t) => {
+  const paged = (url: string) => reachOf(req(url)).paged === true;
+  t.ok(paged('/?_getpages=abc&_getpagesoffset=20&_count=20&_pretty=true&_bundletype=searchset'), "HAPI's next link");
+  t.ok(paged('/?_getpages=abc&_pageId=p2&_format=json&_elements=id&_summary=count'));
+  t.ok(reachOf(req('/?_getpages=abc')).any, 'it may carry any type');
+  t.notOk(paged('/?_getpages=abc&_getpages=def'), 'two page ids');
+  t.notOk(paged('/?_getpages=abc&_include=*'), 'a search parameter beside it');
+  t.notOk(paged('/?_getpages=abc&_type=Device'));
+  t.notOk(paged('/Patient?_getpages=abc'), 'on a type');
+  t.notOk(paged('/_history?_getpages=abc'), 'a history');
+  t.notOk(paged('/?_getpagesx=abc'), 'another name');
+});

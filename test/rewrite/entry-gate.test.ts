@@ -233,3 +233,51 @@ t.test('the gate judges what came before the type, refuses what it cannot judge'
   const oo = await run([{ resource: { resourceType: 'OperationOutcome', contained: [{ resourceType: 'Patient', id: 'p2' }], issue: [] } }]);
   t.notMatch(oo.text, /p2/, "an OperationOutcome's contained resources are left out");
 });
+
+t.test("a batch answer: each entry's Bundle is guarded by its own request entry's guard", async (t) => {
+  const e = engine(t);
+  const answer = JSON.stringify({
+    resourceType: 'Bundle',
+    type: 'batch-response',
+    entry: [
+      { resource: JSON.parse(bundle(obs('a', 'Patient/p'), obs('x1', 'Patient/p'), obs('b', 'Patient/p'))), response: { status: '200' } },
+      // A read entry's answer is its resource: no guard, nothing held (its id would be dropped by one).
+      { resource: { resourceType: 'Observation', id: 'x9' }, response: { status: '200' } },
+      { resource: JSON.parse(bundle(obs('x2', 'Patient/p'))), response: { status: '200' } },
+      { response: { status: '404', outcome: { resourceType: 'OperationOutcome', issue: [] } } },
+    ],
+  });
+  const guards = new Map([
+    [0, byId],
+    [2, byId],
+    [3, byId],
+  ]);
+  for (const cut of [65536, 7, 1]) {
+    const { text } = await e.inflate(answer, { entryGuards: guards }, cut);
+    const out = JSON.parse(text) as { entry: { resource?: { id?: string; entry?: Entry[] }; response: unknown }[] };
+    const nested = (i: number) => out.entry[i].resource?.entry?.map((x) => x.resource?.['id'] ?? x.search?.mode);
+    t.same(nested(0), ['a', 'b', 'outcome'], `entry 0 (cut ${cut})`);
+    t.equal(out.entry[1].resource?.id, 'x9', 'an unguarded entry passes as it is');
+    t.same(nested(2), ['outcome'], 'entry 2: all withheld');
+    t.match(JSON.stringify(out.entry[2].resource), /1 entry was withheld/);
+    t.same(out.entry[3].response, { status: '404', outcome: { resourceType: 'OperationOutcome', issue: [] } }, 'an error entry is intact');
+    t.notMatch(text, /x1|x2/);
+  }
+  // The nested Bundle is shaped as one sent alone: members no Bundle has are left out.
+  const shaped = JSON.stringify({
+    resourceType: 'Bundle',
+    type: 'batch-response',
+    entry: [{ resource: { resourceType: 'Bundle', type: 'searchset', extra: { id: 'x3' }, entry: [] } }],
+  });
+  t.notMatch((await e.inflate(shaped, { entryGuards: guards })).text, /x3/, 'extra member of a nested Bundle');
+  await t.rejects(
+    e.inflate(
+      JSON.stringify({ resourceType: 'Bundle', type: 'batch-response', entry: [{ resource: { resourceType: 'Patient', id: 'p' } }] }),
+      {
+        entryGuards: guards,
+      },
+    ),
+    { code: 'UPSTREAM_INVALID' },
+    "a guarded entry's answer that is not a Bundle",
+  );
+});

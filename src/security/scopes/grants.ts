@@ -1,6 +1,7 @@
 /** Deciding whether a scope set grants one classified interaction. */
 
 import type { Interaction } from '../../fhir/interaction.js';
+import { isPageRequest } from '../../fhir/reach.js';
 import type { ScopeSet, SmartGrantContext, SmartScope } from './types.js';
 import { FHIR_ID } from './parse.js';
 import { compartmentReadDeferred, staysInPatientCompartment } from './patient-compartment.js';
@@ -28,10 +29,13 @@ export function smartGrants(set: ScopeSet, request: Interaction, ctx: SmartGrant
   if (req.kind === 'none') return true;
   if (req.kind === 'never') return false;
 
-  const params = parseQuery(typeof request.query === 'string' ? request.query : '');
   const pooled = pooledLetters(set, req.type);
   if (hasAll(pooled, req.letters)) return true;
   const patient = typeof ctx.patient === 'string' && FHIR_ID.test(ctx.patient) ? ctx.patient : undefined;
+  // A page of an earlier search: any scope that may see some type may ask for it; its answer
+  // carries only the types the caller may see (security/reach.ts, security/answer-guard.ts).
+  if (isPageRequest(request)) return set.smart.some((s) => mayPage(s, patient));
+  const params = parseQuery(typeof request.query === 'string' ? request.query : '');
   if (patient !== undefined && patientEverything(set, request, patient)) return true;
   if (req.letters.length !== 1) return false;
 
@@ -55,6 +59,12 @@ export function smartGrants(set: ScopeSet, request: Interaction, ctx: SmartGrant
     return true;
   }
   return false;
+}
+
+/** An unrestricted scope that sees some type (a patient/ one only with a launch patient): a restricted one's condition cannot hold for a page. */
+function mayPage(s: SmartScope, patient: string | undefined): boolean {
+  if (s.restrictions.length > 0 || (s.context === 'patient' && patient === undefined)) return false;
+  return s.permissions.includes('s') || s.permissions.includes('r');
 }
 
 /**
