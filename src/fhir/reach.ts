@@ -99,7 +99,9 @@ export function reachOf(i: Interaction, operations: ReadonlyMap<string, Operatio
     why ??= w;
   };
   const add = (type: string, from: string): void => {
-    if (RESOURCE_TYPES.has(type)) types.add(type);
+    // A stored Bundle (document, collection, message) carries resources of any type, however it is reached.
+    if (type === 'Bundle') note(`a stored Bundle (${from})`);
+    else if (RESOURCE_TYPES.has(type)) types.add(type);
     else note(from);
   };
 

@@ -1,4 +1,6 @@
+import { GatewayError } from '../errors/catalogue.js';
 import type { Interaction } from '../fhir/interaction.js';
+import { parseQuery } from '../fhir/search-params.js';
 import { mayNamePatient, PATIENT_COMPARTMENT_PATHS, referencedPatient } from '../fhir/patient-compartment-elements.js';
 import type { Reach } from '../fhir/reach.js';
 import type { EntryGuard, Verdict } from '../rewrite/params.js';
@@ -38,8 +40,31 @@ export function answerGuard(i: Interaction, principal: Principal, rule: Effectiv
     scopes?.smart.some((s) => s.context === 'patient' && (covers(s, type, 'r') || covers(s, type, 's'))) ?? false;
   // A page names no type of its own: a type a user/ or system/ scope sees is that grant's, not held to the compartment.
   const userSees =
-    reach.paged === true && scopes !== undefined ? (type: string) => type !== 'Binary' && grantsSeeing(scopes, type) : undefined;
+    reach.paged === true && scopes !== undefined ? (type: string) => !CARRIERS.has(type) && grantsSeeing(scopes, type) : undefined;
   return new Guard(types, patient, mayRead, userSees);
+}
+
+/**
+ * `_elements` and `_summary=true|text` have the upstream leave out elements — among them the very
+ * references an answer held to a patient's compartment is judged by (a resource outside any
+ * compartment is sent when it names no other patient): such a listing is refused. `_summary`
+ * `count`, `data` and `false` keep every reference.
+ */
+export function requireWholeEntries(i: Interaction, principal: Principal, rule: EffectiveRule): void {
+  if (i.kind !== 'search' && i.kind !== 'history' && i.kind !== 'operation') return;
+  if (!/_elements|_summary|%/i.test(i.query)) return;
+  const scopes = principal.scopes;
+  if (!rule.require.smart || scopes === undefined || principal.patient === undefined || !restsOnPatientScope(scopes, i)) return;
+  for (const p of parseQuery(i.query)) {
+    const name = p.base.trim().toLowerCase();
+    if (name === '_elements' || (name === '_summary' && !['count', 'data', 'false'].includes(p.value.trim().toLowerCase()))) {
+      throw new GatewayError(
+        'INSUFFICIENT_SCOPE',
+        `a patient-scoped listing cannot use ${name}: it would leave out the references that tie each entry to the patient`,
+        { headers: { 'www-authenticate': 'Bearer error="insufficient_scope"' } },
+      );
+    }
+  }
 }
 
 /**
@@ -63,6 +88,9 @@ function entitledTypes(i: Interaction, reach: Reach): ReadonlySet<string> | unde
   return types;
 }
 
+/** Binary is governed by its securityContext; a Bundle or Parameters could carry anything. */
+const CARRIERS: ReadonlySet<string> = new Set(['Binary', 'Bundle', 'Parameters']);
+
 class Guard implements EntryGuard {
   constructor(
     private readonly types: ReadonlySet<string> | undefined,
@@ -76,8 +104,7 @@ class Guard implements EntryGuard {
     if (type === 'OperationOutcome') return 'admit';
     if (this.types && !this.types.has(type)) return 'drop';
     if (this.patient === undefined || this.userSees?.(type) === true) return 'admit';
-    // Binary is governed by its securityContext; a Bundle or Parameters could carry anything.
-    if (type === 'Binary' || type === 'Bundle' || type === 'Parameters') return 'drop';
+    if (CARRIERS.has(type)) return 'drop';
     if (type === 'Patient' || Object.hasOwn(PATIENT_COMPARTMENT_PATHS, type)) return undefined;
     return this.mayRead(type) ? undefined : 'drop';
   }

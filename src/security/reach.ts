@@ -11,6 +11,7 @@ import {
   type Check,
   type CheckInput,
 } from './checks.js';
+import { requireWholeEntries } from './answer-guard.js';
 import type { ReachedRule } from './policy.js';
 import { RESOURCE_TYPE_NAMES } from '../fhir/resource-types.js';
 import { covers, grantsSeeing, includesOnlyThePatient, missingScopes, patientEverything, readsEveryType, type ScopeSet } from './scopes.js';
@@ -26,6 +27,7 @@ import type { Settings } from './settings.js';
  */
 export const requireReach: Check = (input, settings) => {
   ownReadRules(input, settings);
+  requireWholeEntries(input.interaction, input.principal, input.rule);
   const reach = settings.policy.reachOf(input.interaction);
   if (reach === OWN_ONLY) return;
   if (reach.paged === true) return pageTypes(input, settings);
@@ -111,7 +113,8 @@ function checkReached(input: CheckInput, settings: Settings, reach: Reach, { typ
  * to (the page id is the server's). It is answered with only the types the caller may read, each
  * as a direct search of it would be judged — its rules (transport, address, token, named scopes)
  * and a SMART grant to see it (a patient/ scope's under the compartment guard on the way out);
- * Binary only with a read of every type. A caller who may read none is refused.
+ * Binary only with a read of every type, a stored Bundle (which carries any type) only with every
+ * type readable and a grant to see every type. A caller who may read none is refused.
  */
 function pageTypes(input: CheckInput, settings: Settings): void {
   const set = input.principal.scopes;
@@ -119,6 +122,8 @@ function pageTypes(input: CheckInput, settings: Settings): void {
   for (const type of RESOURCE_TYPE_NAMES) {
     if (mayReadOnPage(input, settings, set, type)) types.add(type);
   }
+  // A stored Bundle carries any type: only a caller who may read every one may have it.
+  if (types.size < RESOURCE_TYPE_NAMES.length) types.delete('Bundle');
   if (types.size === 0)
     throw insufficient(
       set && termsOf(set) === 'patient' ? 'patient/Type.s' : 'user/Type.s',
@@ -139,8 +144,12 @@ function mayReadOnPage(input: CheckInput, settings: Settings, set: ScopeSet | un
     }
     if (!rule.require.smart) continue;
     if (set === undefined) return false;
-    if (type === 'Binary' ? !readsEveryType(set) : !grantsSeeing(set, type) && !patientSees(set, input.principal.patient, type))
-      return false;
+    // Binary is governed by its securityContext, a stored Bundle by every type's rules: neither by a patient scope.
+    if (type === 'Binary') {
+      if (!readsEveryType(set)) return false;
+    } else if (type === 'Bundle') {
+      if (!grantsSeeing(set, '*')) return false;
+    } else if (!grantsSeeing(set, type) && !patientSees(set, input.principal.patient, type)) return false;
   }
   return true;
 }
