@@ -111,7 +111,7 @@ export class BinaryReads {
       req.method === 'HEAD' || !hasData
         ? undefined
         : ref
-          ? await this.d.raw.open(ref.id)
+          ? await this.d.raw.open(ref.id, x.ctx.id)
           : inline && 'file' in inline
             ? createReadStream(inline.file)
             : undefined;
@@ -128,6 +128,7 @@ export class BinaryReads {
         res,
         false,
         x.ctx.id,
+        ref?.id,
       );
     else if (inline && 'bytes' in inline) res.write(inline.bytes.toString('base64'));
     res.end(tail);

@@ -1,5 +1,4 @@
 import { createReadStream } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -10,7 +9,8 @@ import type { BlobRef } from '../fhir/blob-reference.js';
 import { parseRange, type ByteRange } from '../lib/range.js';
 import type { Exchange } from '../security/exchange.js';
 import type { BlobStore } from '../storage/blob-store.js';
-import { pumpFile } from '../storage/file-pump.js';
+import { firstBytes, integrityFailure } from '../storage/chunks.js';
+import { FilePump } from '../storage/file-pump.js';
 import type { FhirResource } from './upstream-resources.js';
 
 /** Raw content must never run as a page of ours: no scripts, no plugins, no same-origin. */
@@ -72,14 +72,18 @@ export class RawResponder {
     if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
     headers['content-length'] = range ? range.end - range.start + 1 : size;
     const bodyless = req.method === 'HEAD' || size === 0;
-    // Opened before the head goes out: a store failure is still an OperationOutcome, not a cut connection.
-    const plain = bodyless || !('ref' in content) ? undefined : await this.openPlain(content.ref.id);
+    // Opened, and the first chunk checked, before the head goes out: a store failure or a corrupt
+    // start is still an OperationOutcome, not a cut connection.
+    const plain =
+      bodyless || !('ref' in content)
+        ? undefined
+        : await this.openPlain(content.ref.id, range?.start ?? 0, range?.end ?? size - 1, x.ctx.id);
     const body =
       bodyless || plain || 'inline' in content
         ? undefined
         : 'file' in content
           ? createReadStream(content.file, range ? { start: range.start, end: range.end } : {})
-          : await this.open(content.ref.id, range);
+          : await this.open(content.ref.id, x.ctx.id, range);
     res.writeHead(range ? 206 : 200, headers);
     if (bodyless) {
       res.end();
@@ -87,50 +91,66 @@ export class RawResponder {
     }
     if (plain) {
       try {
-        await pumpFile(plain, range?.start ?? 0, range?.end ?? size - 1, res);
+        await plain.to(res);
         res.end();
       } catch (err) {
-        this.log.error({ reqId: x.ctx.id, cause: (err as Error).message }, 'stored content failed mid-stream');
+        this.midStream(err as Error, x.ctx.id, 'ref' in content ? content.ref.id : undefined);
         res.destroy();
       }
       return;
     }
     if (body) {
-      await this.streamTo(body, res, true, x.ctx.id);
+      await this.streamTo(body, res, true, x.ctx.id, 'ref' in content ? content.ref.id : undefined);
       return;
     }
     const inline = (content as { inline: Buffer }).inline;
     res.end(range ? inline.subarray(range.start, range.end + 1) : inline);
   }
 
-  /** The blob's plain local file, when the store has one (filesystem, unencrypted). */
-  private async openPlain(id: string): Promise<FileHandle | undefined> {
+  /** The blob's plain local file, when the store has one (filesystem, unencrypted), ready to pump bytes `start`..`end`. */
+  private async openPlain(id: string, start: number, end: number, reqId: string): Promise<FilePump | undefined> {
     if (!this.store.openPlainFile) return undefined;
     try {
-      return (await this.store.openPlainFile(id))?.file;
+      const plain = await this.store.openPlainFile(id);
+      return plain && (await FilePump.open(plain.file, plain.info, start, end));
     } catch (err) {
-      throw contentFailure(err);
+      throw this.refused(err, id, reqId);
     }
   }
 
-  /** A blob's content stream, its failures named as the client should see them. */
-  async open(id: string, range?: ByteRange): Promise<Readable> {
+  /** A store failure as the client sees it; content that fails its digest is logged at error with the blob id. */
+  private refused(err: unknown, id: string, reqId: string): GatewayError {
+    const failure = contentFailure(err);
+    const corrupt = integrityFailure(failure);
+    if (corrupt) this.log.error({ reqId, blob: id, cause: corrupt.cause }, 'stored content cannot be served as recorded: refused');
+    return failure;
+  }
+
+  /**
+   * A blob's content stream once its first bytes are there (their chunk checked by the store), its
+   * failures named as the client should see them: a blob corrupt at its start is refused before
+   * anything of the response goes out.
+   */
+  async open(id: string, reqId: string, range?: ByteRange): Promise<Readable> {
     try {
-      return (await this.store.get(id, range)).body;
+      return await firstBytes((await this.store.get(id, range)).body);
     } catch (err) {
-      throw contentFailure(err);
+      throw this.refused(err, id, reqId);
     }
+  }
+
+  /** A store failure after the head went out (the connection is cut): logged at error, with the blob id when a digest failed. */
+  private midStream(err: Error, reqId: string, blob: string | undefined): void {
+    const corrupt = integrityFailure(err);
+    const cause = corrupt?.cause ?? (err.cause instanceof Error ? err.cause.message : ((err as NodeJS.ErrnoException).code ?? err.message));
+    this.log.error({ reqId, ...(blob ? { blob } : {}), cause }, 'stored content failed mid-stream: response cut');
   }
 
   /** Pipes stored content to the client; a failure midway cuts the connection, so a truncated body is never taken for a whole one. */
-  streamTo(body: Readable, res: ServerResponse, end: boolean, reqId: string): Promise<void> {
+  streamTo(body: Readable, res: ServerResponse, end: boolean, reqId: string, blob?: string): Promise<void> {
     return new Promise((resolve) => {
       body.on('error', (err) => {
-        const cause =
-          err instanceof GatewayError && err.cause instanceof Error
-            ? err.cause.message
-            : ((err as NodeJS.ErrnoException).code ?? err.message);
-        this.log.error({ reqId, cause }, 'stored content failed mid-stream');
+        this.midStream(err, reqId, blob);
         res.destroy();
         resolve();
       });

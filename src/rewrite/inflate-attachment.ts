@@ -1,6 +1,8 @@
 import type { BlobRef } from '../fhir/blob-reference.js';
 import { base64Chunks } from '../lib/base64.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
+import { blobUnreadable } from '../storage/blob-store.js';
+import { firstBytes, integrityFailure } from '../storage/chunks.js';
 import type { Slot } from './inflate-output.js';
 
 /** Where a Binary's content can be fetched when it is not inline: Binary has no `url` element, so it sits on `_data`. */
@@ -52,6 +54,8 @@ export interface AttachmentEnd {
   readonly report: InflateReport;
   link(owner: string, path: string | undefined): string;
   warn?(what: string, blob?: string): void;
+  /** Stored content that failed its digest (logged at error: the store holds wrong bytes). */
+  corrupt?(blob: string, cause: string): void;
 }
 
 /**
@@ -78,13 +82,22 @@ export function attachmentEnd(a: AttachmentEnd): Slot {
         if (ownerKey && blob.owner === ownerKey) {
           let body: AsyncIterable<Buffer> | undefined;
           try {
-            body = (await a.store.get(blob.id)).body;
-          } catch {
-            a.warn?.('stored content could not be opened: linked instead', blob.id);
+            // Its first chunk checked before anything of it is written: a corrupt start gets a link (which refuses) instead.
+            body = await firstBytes((await a.store.get(blob.id)).body);
+          } catch (err) {
+            const corrupt = integrityFailure(err);
+            if (corrupt) a.corrupt?.(blob.id, corrupt.cause);
+            else a.warn?.('stored content could not be opened: linked instead', blob.id);
           }
           if (body) {
             yield `${member('data')}"`;
-            yield* base64Chunks(body, blob.size);
+            try {
+              yield* base64Chunks(body, blob.size);
+            } catch (err) {
+              // Named for the log (the response is cut): which blob holds wrong bytes.
+              const corrupt = integrityFailure(err);
+              throw corrupt && !corrupt.blob ? blobUnreadable(`blob ${blob.id}: ${corrupt.cause}`) : err;
+            }
             yield '"';
             streamed = true;
             report.inflated++;

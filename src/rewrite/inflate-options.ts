@@ -22,6 +22,8 @@ export interface InflateOptions {
   publicUrl(url: string): string;
   /** Content that could not be served as the resource says (for the log: never content, never URLs). */
   warn?(what: string, blob?: string): void;
+  /** Stored content that failed its digest, found before any of it was sent: it gets a link instead (logged at error). */
+  corrupt?(blob: string, cause: string): void;
   /**
    * Whether the caller may read resources of `type` (undefined: not known yet). Stored content is
    * inflated only into resources the caller may read; the others get a link, which checks on its own.

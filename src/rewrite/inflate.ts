@@ -285,6 +285,7 @@ export class Inflater implements WalkPolicy<State> {
         report: this.report,
         link: (o, p) => this.opts.link(o, p),
         ...(this.opts.warn ? { warn: (w: string, b?: string) => this.opts.warn?.(w, b) } : {}),
+        ...(this.opts.corrupt ? { corrupt: (b: string, c: string) => this.opts.corrupt?.(b, c) } : {}),
       }),
     );
   }

@@ -6,6 +6,7 @@ import type { BaseUrls } from '../lib/public-url.js';
 import { sendError } from '../lib/respond.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { Inflater } from './inflate.js';
+import { integrityFailure } from '../storage/chunks.js';
 import { guarded, type RewriteParams } from './params.js';
 
 const JSON_TYPE = /^application\/(fhir\+json|json\+fhir|json)\s*(;|$)/i;
@@ -163,6 +164,7 @@ export class ResponseRewrite {
       link: (owner, path) => `${urls.public}/${owner}${path === undefined ? '' : `/$binary-access-read?path=${encodeURIComponent(path)}`}`,
       publicUrl: (url) => urls.toPublic(url),
       warn: (what, blob) => this.log.warn({ reqId: ctx.id, blob }, what),
+      corrupt: (blob, cause) => this.log.error({ reqId: ctx.id, blob, cause }, 'stored content failed its digest: linked instead'),
       mayRead: (type) => params.reader.mayRead(type),
       ...(params.withheldEntries ? { withheldEntries: params.withheldEntries } : {}),
       ...(params.guard ? { guard: params.guard } : {}),
@@ -185,7 +187,10 @@ export class ResponseRewrite {
             if (!res.destroyed) res.destroy();
             up?.destroy();
             if (upstreamBroke) this.log.warn({ reqId: ctx.id }, 'upstream response broke off');
-            else if (!clientGone)
+            else if (integrityFailure(err)) {
+              const { blob, cause } = integrityFailure(err)!;
+              this.log.error({ reqId: ctx.id, ...(blob ? { blob } : {}), cause }, 'stored content failed mid-stream: response cut');
+            } else if (!clientGone)
               this.log.warn({ reqId: ctx.id, cause: (err as { code?: string }).code ?? err.message }, 'response rewrite failed');
             return;
           }

@@ -11,6 +11,7 @@ import {
 } from '@azure/storage-blob';
 import { blobMissing } from './blob-store.js';
 import type { BlobInfo, BlobStore, ByteRange, ListOptions, ListPage, MetaPatch, PutMeta, PutOptions } from './blob-store.js';
+import { verifiedRead } from './chunks.js';
 import { DigestStream } from './digest.js';
 import { abortError, finishPut } from './put.js';
 import { checkRange, isBlobId, newBlobId, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
@@ -93,9 +94,15 @@ export class AzureBlobStore implements BlobStore {
     const info = (await this.readRecord(id))?.info;
     if (!info) throw blobMissing(id);
     checkRange(range, info.size);
+    if (info.size === 0) return { info, body: Readable.from([]) };
+    return { info, body: await verifiedRead(info, range, (start, end) => this.fetch(id, start, end)) };
+  }
+
+  /** Bytes `start`..`end` (inclusive) of the content. */
+  private async fetch(id: string, start: number, end: number): Promise<Readable> {
     try {
-      const res = await this.content(id).download(range?.start ?? 0, range && range.end - range.start + 1);
-      return { info, body: nodeReadable(res.readableStreamBody) };
+      const res = await this.content(id).download(start, end - start + 1);
+      return nodeReadable(res.readableStreamBody);
     } catch (err) {
       throw isNotFound(err) ? blobMissing(id) : err;
     }

@@ -34,6 +34,14 @@ export interface BlobInfo {
   readonly createdAt: string;
   /** ISO 8601; changes with setMeta. */
   readonly updatedAt: string;
+  /** Per-chunk digests recorded at write time (storage/chunks.ts); absent on blobs written before them. */
+  readonly chunks?: ChunkDigests;
+}
+
+/** CRC-32 of each `size`-byte chunk of the content, 4 bytes big-endian each, base64. */
+export interface ChunkDigests {
+  readonly size: number;
+  readonly crc32: string;
 }
 
 export interface PutMeta {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { BlobInfo, BlobState, MetaPatch, PutMeta } from './blob-store.js';
+import type { BlobInfo, BlobState, ChunkDigests, MetaPatch, PutMeta } from './blob-store.js';
 
 export { isBlobId } from '../lib/blob-id.js';
 
@@ -15,7 +15,12 @@ export function newBlobId(): string {
   return randomBytes(16).toString('hex');
 }
 
-export function newInfo(id: string, digest: { size: number; sha256: string; sha1: string }, meta: PutMeta, now = new Date()): BlobInfo {
+export function newInfo(
+  id: string,
+  digest: { size: number; sha256: string; sha1: string; chunks?: ChunkDigests },
+  meta: PutMeta,
+  now = new Date(),
+): BlobInfo {
   const at = now.toISOString();
   return {
     id,
@@ -27,6 +32,7 @@ export function newInfo(id: string, digest: { size: number; sha256: string; sha1
     owner: meta.owner,
     createdAt: at,
     updatedAt: at,
+    ...(digest.chunks ? { chunks: digest.chunks } : {}),
   };
 }
 
@@ -67,6 +73,13 @@ export function parseMeta(text: string, expectedId: string): { info: BlobInfo; d
   const owner = o.owner;
   if (owner !== null && typeof owner !== 'string') throw new Error('blob metadata: bad owner');
   const driver = (o.driver ?? {}) as DriverMeta;
+  const chunks = o.chunks as Partial<ChunkDigests> | undefined;
+  if (
+    chunks !== undefined &&
+    (typeof chunks !== 'object' || chunks === null || typeof chunks.size !== 'number' || typeof chunks.crc32 !== 'string')
+  ) {
+    throw new Error('blob metadata: bad chunks');
+  }
   return {
     info: {
       id,
@@ -78,6 +91,7 @@ export function parseMeta(text: string, expectedId: string): { info: BlobInfo; d
       owner: owner ?? undefined,
       createdAt: str('createdAt'),
       updatedAt: str('updatedAt'),
+      ...(chunks ? { chunks: { size: chunks.size, crc32: chunks.crc32 } as ChunkDigests } : {}),
     },
     driver,
   };

@@ -1,4 +1,5 @@
 import type { BlobInfo, PutMeta } from './blob-store.js';
+import type { Digest } from './digest.js';
 import { newInfo } from './meta.js';
 
 /**
@@ -16,7 +17,7 @@ export function abortError(signal: AbortSignal | undefined): Error {
  */
 export async function finishPut(
   id: string,
-  digest: { size: number; sha256: string; sha1: string },
+  digest: Digest,
   meta: PutMeta,
   signal: AbortSignal | undefined,
   writeRecord: (info: BlobInfo) => Promise<void>,

@@ -3,6 +3,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { addAbortSignal, pipeline, Readable } from 'node:stream';
 import { blobMissing, blobUnreadable } from './blob-store.js';
 import type { BlobInfo, BlobStore, ByteRange, ListOptions, ListPage, MetaPatch, PutMeta, PutOptions } from './blob-store.js';
+import { verifiedRead } from './chunks.js';
 import { DigestStream } from './digest.js';
 import { finishPut } from './put.js';
 import { checkRange, isBlobId, newBlobId, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
@@ -110,6 +111,14 @@ export class S3BlobStore implements BlobStore {
     const record = await this.read(id);
     if (!record) throw blobMissing(id);
     checkRange(range, record.info.size);
+    if (record.info.size === 0) return { info: record.info, body: Readable.from([]) };
+    return { info: record.info, body: await verifiedRead(record.info, range, (start, end) => this.fetch(record.info, { start, end })) };
+  }
+
+  /** Bytes `range` of the content (all of it without a Range header when that is the whole), as S3 answers them. */
+  private async fetch(info: BlobInfo, span: ByteRange): Promise<Readable> {
+    const { id, size } = info;
+    const range = span.start === 0 && span.end === size - 1 ? undefined : span;
     const res = await this.client
       .send(
         new GetObjectCommand({
@@ -129,14 +138,13 @@ export class S3BlobStore implements BlobStore {
     if (!(res.Body instanceof Readable)) throw new Error('S3 GetObject returned no Node stream');
     // A store that ignores or rewrites the Range, or content that does not match its record, must
     // never be served as this blob's bytes.
-    const { size } = record.info;
     const want = range ? `bytes ${range.start}-${range.end}/${size}` : undefined;
     const length = range ? range.end - range.start + 1 : size;
     if (res.ContentRange !== want || (res.ContentLength !== undefined && res.ContentLength !== length)) {
       res.Body.destroy();
       throw blobUnreadable(`S3 answered ${res.ContentRange ?? `${res.ContentLength} bytes`} for ${want ?? `${size} bytes`}`);
     }
-    return { info: record.info, body: res.Body };
+    return res.Body;
   }
 
   async head(id: string): Promise<BlobInfo | undefined> {

@@ -2,9 +2,10 @@
 import { BlobServiceClient, BlockBlobClient } from '@azure/storage-blob';
 import { randomBytes } from 'node:crypto';
 import { text } from 'node:stream/consumers';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { startAzurite } from '../helpers/azurite.js';
-import { binaryStoreScenarios } from '../helpers/binary-scenarios.js';
+import { binaryStoreScenarios, type StoreUnderTest } from '../helpers/binary-scenarios.js';
+import { integrityScenario, type CorruptibleStore } from '../helpers/integrity-scenario.js';
 
 // The smallest block the config schema allows, so a few hundred KiB go up as several blocks.
 const BLOCK = 64 * 1024;
@@ -22,7 +23,7 @@ t.teardown(() => {
   BlockBlobClient.prototype.stageBlock = stageBlock;
 });
 
-binaryStoreScenarios(t, 'azure', async (t) => {
+const azure = async (t: Test): Promise<StoreUnderTest & CorruptibleStore> => {
   // A server per test: one of them stops it.
   const az = await startAzurite(t);
   const container = BlobServiceClient.fromConnectionString(az.connectionString).getContainerClient('fhir-blobs');
@@ -53,6 +54,12 @@ binaryStoreScenarios(t, 'azure', async (t) => {
     prefix: PREFIX,
     partSize: BLOCK,
     residue: () => names(true),
+    corrupt: async (id: string, at: number) => {
+      const blob = container.getBlockBlobClient(`${PREFIX}blobs/${id}`);
+      const b = await blob.downloadToBuffer();
+      b[at] ^= 0x04;
+      await blob.uploadData(b);
+    },
     objects: () => names(false),
     record: async (id) =>
       JSON.parse(await text((await container.getBlobClient(`${PREFIX}meta/${id}.json`).download()).readableStreamBody!)) as Record<
@@ -64,4 +71,7 @@ binaryStoreScenarios(t, 'azure', async (t) => {
     piecesStarted: () => staged,
     stop: () => az.stop(),
   };
-});
+};
+
+binaryStoreScenarios(t, 'azure', azure);
+integrityScenario(t, 'azure', azure);

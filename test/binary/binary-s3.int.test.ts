@@ -1,15 +1,16 @@
 // Raw Binary through the running gateway with `storage.driver: s3`, against s3rver (SigV4 checked).
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
-import t from 'tap';
-import { binaryStoreScenarios } from '../helpers/binary-scenarios.js';
+import t, { type Test } from 'tap';
+import { binaryStoreScenarios, type StoreUnderTest } from '../helpers/binary-scenarios.js';
+import { integrityScenario, type CorruptibleStore } from '../helpers/integrity-scenario.js';
 import { startS3Server } from '../helpers/s3-server.js';
 
 // The smallest part S3 (and the config schema) allows.
 const PART = 5 * 1024 * 1024;
 const PREFIX = 'gw/';
 
-binaryStoreScenarios(t, 's3', async (t) => {
+const s3 = async (t: Test): Promise<StoreUnderTest & CorruptibleStore> => {
   const srv = await startS3Server(t);
   // The gateway reads its credentials from variables the config names, never from the config.
   const env = `FBG_TEST_S3_${randomBytes(6).toString('hex').toUpperCase()}`;
@@ -39,6 +40,13 @@ binaryStoreScenarios(t, 's3', async (t) => {
     partSize: PART,
     // s3rver keeps objects and in-progress multipart uploads as files: what is on its disk is all there is.
     residue: async () => srv.files(),
+    corrupt: async (id: string, at: number) => {
+      const Key = `${PREFIX}blobs/${id}`;
+      const got = await client.send(new GetObjectCommand({ Bucket: srv.bucket, Key }));
+      const b = Buffer.from(await got.Body!.transformToByteArray());
+      b[at] ^= 0x04;
+      await client.send(new PutObjectCommand({ Bucket: srv.bucket, Key, Body: b }));
+    },
     objects: async () =>
       ((await client.send(new ListObjectsV2Command({ Bucket: srv.bucket }))).Contents ?? []).map((o) => o.Key ?? '').sort(),
     record: async (id) =>
@@ -52,4 +60,7 @@ binaryStoreScenarios(t, 's3', async (t) => {
     piecesStarted: () => srv.requests.filter((r) => r.method === 'POST' && 'uploads' in r.query).length,
     stop: () => srv.stop(),
   };
-});
+};
+
+binaryStoreScenarios(t, 's3', s3);
+integrityScenario(t, 's3', s3);

@@ -81,7 +81,16 @@ const valid = (): [Date, Date] => [new Date(Date.now() - HOUR), new Date(Date.no
 
 blobStoreContract(t, 'azure', async (t) => {
   const container = await freshContainer(t);
-  return { store: storeFor(container), residue: () => residue(container) };
+  return {
+    store: storeFor(container),
+    residue: () => residue(container),
+    corrupt: async (id, at) => {
+      const blob = container.getBlockBlobClient(`${PREFIX}blobs/${id}`);
+      const b = await blob.downloadToBuffer();
+      b[at] ^= 0x04;
+      await blob.uploadData(b);
+    },
+  };
 });
 
 t.test('azure: content and record sit under the prefix; the content blob carries its type', async (t) => {

@@ -6,6 +6,7 @@ import { text } from 'node:stream/consumers';
 import type { Test } from 'tap';
 import { GatewayError } from '../../src/errors/catalogue.js';
 import type { BlobStore } from '../../src/storage/blob-store.js';
+import { CHUNK_BYTES } from '../../src/storage/chunks.js';
 import { eventually } from '../helpers/poll.js';
 import { MISSING } from '../helpers/store-errors.js';
 
@@ -17,6 +18,8 @@ export interface ContractSubject {
    * that a failed or deleted put leaves nothing behind.
    */
   residue(): Promise<string[]>;
+  /** Flips one bit of the stored content at decoded offset `at`, behind the store's back (bit rot, a bad disk, a stray write). */
+  corrupt(id: string, at: number): Promise<void>;
 }
 
 /** Bytes in uneven chunks, so drivers cannot rely on chunk alignment. */
@@ -112,6 +115,42 @@ export function blobStoreContract(t: Test, name: string, make: (t: Test) => Prom
     ]) {
       await t.rejects(store.get(id, bad), RangeError, `range ${bad.start}-${bad.end} refused`);
     }
+  });
+
+  t.test(`${name}: a flipped bit is never served: not whole, not in a range, not at the start`, async (t) => {
+    const { store, corrupt } = await make(t);
+    const data = randomBytes(3 * CHUNK_BYTES + 100);
+    const late = await store.put(chunked(data), { contentType: 'application/octet-stream' });
+    const bad = CHUNK_BYTES + 5;
+    await corrupt(late.id, bad);
+    // Whole: the bytes that do arrive are the true ones, and the read fails before the end.
+    const parts: Buffer[] = [];
+    const err = await (async () => {
+      for await (const c of (await store.get(late.id)).body) parts.push(c as Buffer);
+    })().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    t.match(err, { code: 'BLOB_UNREADABLE' }, 'a whole read fails');
+    const got = Buffer.concat(parts);
+    t.ok(got.length <= bad, `nothing from the altered byte on (${got.length} bytes arrived)`);
+    t.ok(got.equals(data.subarray(0, got.length)), 'and what arrived is the true content');
+    const read = (start: number, end: number) => store.get(late.id, { start, end }).then((g) => bytes(g.body));
+    await t.rejects(read(bad, bad), { code: 'BLOB_UNREADABLE' }, 'the altered byte alone');
+    await t.rejects(read(bad - 10, bad + 10), { code: 'BLOB_UNREADABLE' }, 'a range across it');
+    t.ok((await read(0, 99)).equals(data.subarray(0, 100)), 'a range before it is served');
+    t.ok((await read(2 * CHUNK_BYTES, 2 * CHUNK_BYTES + 99)).equals(data.subarray(2 * CHUNK_BYTES, 2 * CHUNK_BYTES + 100)), 'and after');
+    // At the start: refused before a single byte.
+    const early = await store.put(chunked(data), { contentType: 'application/octet-stream' });
+    await corrupt(early.id, 0);
+    const first = await store
+      .get(early.id)
+      .then((g) => bytes(g.body))
+      .then(
+        (b) => b.length,
+        (e: { code?: string }) => e.code,
+      );
+    t.equal(first, 'BLOB_UNREADABLE', 'no byte of a blob corrupt at its start');
   });
 
   t.test(`${name}: unknown and malformed ids are not found, never an error about something else`, async (t) => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
 import { UNREADABLE, unreadable } from '../helpers/store-errors.js';
-import { DEFAULT_CHUNK_BYTES, type KeyRing } from '../../src/storage/encryption.js';
+import { DEFAULT_CHUNK_BYTES, HEADER_READ_BYTES, openHeader, sealedSpan, type KeyRing } from '../../src/storage/encryption.js';
 import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
 import { blobStoreContract, chunked } from './contract.js';
 
@@ -28,16 +28,40 @@ async function bytes(body: Readable): Promise<Buffer> {
 
 const ring = (active: string, keys: Record<string, Buffer>): KeyRing => ({ activeKeyId: active, keys: new Map(Object.entries(keys)) });
 
+/** Flips one bit of a file at `offset`. */
+function flip(path: string, offset: number): void {
+  const b = readFileSync(path);
+  b[offset] ^= 0x04;
+  writeFileSync(path, b);
+}
+
+const blobPath = (dir: string, id: string) => join(dir, id.slice(0, 2), id.slice(2, 4), `${id}.blob`);
+
 blobStoreContract(t, 'filesystem', async (t) => {
   const dir = tempDir(t);
-  return { store: new FilesystemBlobStore({ directory: dir }), residue: async () => files(dir) };
+  return {
+    store: new FilesystemBlobStore({ directory: dir }),
+    residue: async () => files(dir),
+    corrupt: async (id, at) => flip(blobPath(dir, id), at),
+  };
 });
 
 const k1 = randomBytes(32);
 const k2 = randomBytes(32);
 blobStoreContract(t, 'filesystem (encrypted)', async (t) => {
   const dir = tempDir(t);
-  return { store: new FilesystemBlobStore({ directory: dir, encryption: ring('k1', { k1 }) }), residue: async () => files(dir) };
+  const keys = ring('k1', { k1 });
+  const store = new FilesystemBlobStore({ directory: dir, encryption: keys });
+  return {
+    store,
+    residue: async () => files(dir),
+    // The sealed chunk holding decoded byte `at`: any bit of it fails its authentication tag.
+    corrupt: async (id, at) => {
+      const path = blobPath(dir, id);
+      const header = openHeader(readFileSync(path).subarray(0, HEADER_READ_BYTES), keys);
+      flip(path, sealedSpan(header, (await store.head(id))!.size, at, at).from + 3);
+    },
+  };
 });
 
 t.test('layout: sharded by id, metadata beside the blob, owner-only permissions, no temp files', async (t) => {
@@ -169,4 +193,29 @@ t.test('a put that fails leaves nothing in an encrypted store either', async (t)
   const store = new FilesystemBlobStore({ directory: dir, encryption: ring('k1', { k1 }) });
   await t.rejects(store.put(chunked(randomBytes(200_000)), { contentType: 'x/y' }, { maxBytes: 100_000 }), { code: 'PAYLOAD_TOO_LARGE' });
   t.same(files(dir), []);
+});
+
+t.test('filesystem: a blob recorded before chunk digests is checked whole; its ranges are checked before they are served', async (t) => {
+  const dir = tempDir(t);
+  const store = new FilesystemBlobStore({ directory: dir });
+  const data = randomBytes(600_000);
+  const { id } = await store.put(chunked(data), { contentType: 'application/octet-stream' });
+  const recordPath = blobPath(dir, id).replace(/\.blob$/, '.json');
+  const { chunks: _chunks, ...legacy } = JSON.parse(readFileSync(recordPath, 'utf8')) as Record<string, unknown>;
+  writeFileSync(recordPath, JSON.stringify(legacy));
+  t.notOk((await store.head(id))?.chunks, 'the record has no chunk digests');
+  t.equal(await store.openPlainFile(id), undefined, 'no plain file to pump: such a blob is served through get()');
+  t.ok((await bytes((await store.get(id)).body)).equals(data), 'intact: served whole');
+  t.ok((await bytes((await store.get(id, { start: 10, end: 20 })).body)).equals(data.subarray(10, 21)), 'and a range of it');
+  flip(blobPath(dir, id), 599_000);
+  const parts: Buffer[] = [];
+  const err = await (async () => {
+    for await (const c of (await store.get(id)).body) parts.push(c as Buffer);
+  })().catch((e: unknown) => e);
+  t.match(err, { code: 'BLOB_UNREADABLE' }, 'altered: the whole read fails at its end');
+  t.ok(Buffer.concat(parts).length < data.length, 'without its last bytes');
+  await t.rejects(store.get(id, { start: 10, end: 20 }), { code: 'BLOB_UNREADABLE' }, 'a range is refused even far from the altered byte');
+  // A record whose digests do not fit its size is not taken as verified.
+  writeFileSync(recordPath, JSON.stringify({ ...legacy, chunks: { size: 262144, crc32: 'AAAAAA==' } }));
+  await t.rejects(store.get(id), { code: 'BLOB_UNREADABLE' });
 });

@@ -53,7 +53,19 @@ const signedHeaders = (r: SeenRequest): string[] => /SignedHeaders=([^,]+)/.exec
 
 blobStoreContract(t, 's3', async (t) => {
   const srv = await startS3Server(t);
-  return { store: storeOn(srv, { prefix: prefix() }), residue: async () => srv.files() };
+  const p = prefix();
+  const client = rawClient(t, srv);
+  return {
+    store: storeOn(srv, { prefix: p }),
+    residue: async () => srv.files(),
+    corrupt: async (id, at) => {
+      const Key = `${p}blobs/${id}`;
+      const got = await client.send(new GetObjectCommand({ Bucket: srv.bucket, Key }));
+      const b = Buffer.from(await got.Body!.transformToByteArray());
+      b[at] ^= 0x04;
+      await client.send(new PutObjectCommand({ Bucket: srv.bucket, Key, Body: b }));
+    },
+  };
 });
 
 t.test('s3: layout: content at <prefix>blobs/<id> with its content type, the record at <prefix>meta/<id>.json', async (t) => {
