@@ -279,3 +279,52 @@ t.test('SIGHUP applies a valid changed file and keeps the old configuration on a
   await stop(t, cli);
   t.match(cli.logs().at(-1), { msg: 'shutting down', signal: 'SIGTERM' }, 'the last line is flushed on exit');
 });
+
+t.test('scrub: a JSON summary on stdout, exit 0 when every blob is sound and 1 when one is not', async (t) => {
+  const tmp = tempDir(t);
+  const { FilesystemBlobStore } = await import('../src/storage/filesystem.js');
+  const { Readable } = await import('node:stream');
+  const blobs = join(tmp, 'blobs');
+  const store = new FilesystemBlobStore({ directory: blobs });
+  const ids: string[] = [];
+  for (const n of [1000, 300_000]) {
+    ids.push((await store.put(Readable.from([Buffer.alloc(n, 7)]), { contentType: 'application/octet-stream' })).id);
+  }
+  const file = join(tmp, 'gateway.yaml');
+  // The deployment's own policy file: scrub reads its storage section.
+  writeFileSync(
+    file,
+    [
+      'upstream: { url: http://127.0.0.1:9/fhir }',
+      'auth: { issuers: [https://idp.test], audiences: [fhir], jwksUri: https://idp.test/jwks }',
+      `storage:\n  filesystem: { directory: ${blobs} }`,
+      '',
+    ].join('\n'),
+  );
+
+  let cli = spawnCli(t, ['scrub', '--config', file], {}, tmp);
+  t.equal(await cli.exited, 0, 'sound: exit 0');
+  t.match(JSON.parse(cli.stdout), { driver: 'filesystem', listed: 2, checked: 2, ok: 2, failed: 0, bytes: 301_000, failures: [] });
+
+  const bad = ids[1];
+  const path = join(blobs, bad.slice(0, 2), bad.slice(2, 4), `${bad}.blob`);
+  const { readFileSync } = await import('node:fs');
+  const b = readFileSync(path);
+  b[299_999] ^= 1;
+  writeFileSync(path, b);
+  cli = spawnCli(t, ['scrub', '--config', file], {}, tmp);
+  t.equal(await cli.exited, 1, 'one altered: exit 1');
+  const summary = JSON.parse(cli.stdout) as { failed: number; failures: { id: string; kind: string }[] };
+  t.same([summary.failed, summary.failures[0].id, summary.failures[0].kind], [1, bad, 'content']);
+  t.notMatch(cli.stdout, /\x07/, 'no content in the summary');
+
+  cli = spawnCli(t, ['scrub', '--config', file, '--since', `${new Date(Date.now() + 60_000).toISOString()}`], {}, tmp);
+  t.equal(await cli.exited, 0, '--since: nothing that new');
+  t.match(JSON.parse(cli.stdout), { listed: 2, checked: 0 });
+  cli = spawnCli(t, ['scrub', '--config', file, '--sample', '2'], {}, tmp);
+  t.equal(await cli.exited, EX_CONFIG, 'a bad --sample is a usage error');
+  t.match(cli.stderr, /--sample/);
+  cli = spawnCli(t, ['scrubb', '--config', file], {}, tmp);
+  t.equal(await cli.exited, 64, 'an unknown command');
+  t.match(cli.stderr, /Usage:/);
+});

@@ -6,12 +6,19 @@ import { embeddedDefaults } from '../config/embedded.js';
 import type { GatewayConfig } from '../config/types.js';
 import { startDemo, type Demo } from '../demo/demo.js';
 import { createLogger } from '../logging/logger.js';
+import { runScrub } from './scrub-command.js';
 import { startGateway, type RunningGateway } from './server.js';
 
 const USAGE = `Usage: fhir-binary-gateway [--config FILE]
+       fhir-binary-gateway scrub [--config FILE] [--since ISO-TIME] [--sample FRACTION]
 
   --config FILE   policy file (YAML); also GATEWAY_CONFIG
   --help          this text
+
+  scrub           re-read the store's blobs and check them against their records (size, SHA-256,
+                  chunk digests); a JSON summary on stdout; exit 1 when any blob fails
+    --since       only blobs created at or after this time
+    --sample      check about this fraction of the blobs, at random (e.g. 0.05)
 
 Environment overrides: GATEWAY_CONFIG, GATEWAY_UPSTREAM_URL, GATEWAY_HOST, GATEWAY_PORT.
 With no configuration file and no upstream URL, the gateway starts in DEMO MODE: an embedded
@@ -26,12 +33,22 @@ function banner(lines: string[]): string {
 }
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { config: { type: 'string' }, help: { type: 'boolean' } }, strict: true });
+  const { values, positionals } = parseArgs({
+    options: { config: { type: 'string' }, help: { type: 'boolean' }, since: { type: 'string' }, sample: { type: 'string' } },
+    allowPositionals: true,
+    strict: true,
+  });
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
   const env: ConfigEnv = process.env;
+  const command = positionals[0];
+  if (command === 'scrub' && positionals.length === 1) return runScrub(values, env);
+  if (command !== undefined || values.since !== undefined || values.sample !== undefined) {
+    process.stderr.write(`${USAGE}\n`);
+    return 64; // EX_USAGE
+  }
   const file = values.config ?? env.GATEWAY_CONFIG;
   // Demo mode only when nothing at all says where the upstream is; a given upstream never falls back to it.
   const demoMode = !file && !env.GATEWAY_UPSTREAM_URL;

@@ -5,6 +5,7 @@ import { resolveAttachment, type PathStep } from '../fhir/attachment-path.js';
 import { readAttachment } from '../rewrite/attachment-reader.js';
 import type { RewriteParams } from '../rewrite/params.js';
 import type { ResponseRewrite } from '../rewrite/response-rewrite.js';
+import { upstreamFailure } from '../errors/map.js';
 import type { Exchange } from '../security/exchange.js';
 import { MAX_RESOURCE_BYTES, readJson, send, type UpstreamClient } from '../upstream/client.js';
 
@@ -81,7 +82,10 @@ export class UpstreamResources {
         release: async () => undefined,
       };
     }
-    const a = await readAttachment(up, steps, x.settings.config.server.spoolDir);
+    // The upstream breaking off its answer midway is its failure (502), not ours.
+    const a = await readAttachment(up, steps, x.settings.config.server.spoolDir).catch((err: unknown) => {
+      throw upstreamFailure(err);
+    });
     const file = a.spool?.file;
     return {
       resource: a.resource,

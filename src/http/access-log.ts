@@ -14,6 +14,8 @@ export interface AccessRecord {
 }
 
 const kRecord = Symbol('fhir-binary-gateway.access');
+/** The status logged for an exchange that did not complete (nginx's "client closed request"). */
+const ABORTED = 499;
 
 function onClose(this: ServerResponse & { [kRecord]?: { log: AccessLog; rec: AccessRecord } }): void {
   const r = this[kRecord];
@@ -50,6 +52,9 @@ export class AccessLog {
   line(rec: AccessRecord, res: ServerResponse): void {
     if (!this.log.isLevelEnabled('info')) return;
     const { ctx, interaction: i } = rec;
+    // An exchange that ended before its answer was complete (the client left, or the answer was
+    // cut) is 499, as nginx logs it, never the 200 Node defaults to; a head that went out is kept.
+    const finished = res.writableFinished;
     this.log.info(
       {
         reqId: rec.id,
@@ -58,9 +63,9 @@ export class AccessLog {
         interaction: i?.kind,
         resourceType: i?.resourceType,
         operation: i?.operation,
-        status: res.statusCode,
+        status: finished ? res.statusCode : ABORTED,
         ...(rec.code ? { code: rec.code } : {}),
-        ...(res.writableFinished ? {} : { aborted: true }),
+        ...(finished ? {} : { aborted: true, ...(res.headersSent ? { statusSent: res.statusCode } : {}) }),
         ms: ctx ? Math.round((performance.now() - ctx.startedAt) * 10) / 10 : undefined,
       },
       'request',

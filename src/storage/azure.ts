@@ -14,7 +14,7 @@ import type { BlobInfo, BlobStore, ByteRange, ListOptions, ListPage, MetaPatch, 
 import { verifiedRead } from './chunks.js';
 import { DigestStream } from './digest.js';
 import { abortError, finishPut } from './put.js';
-import { checkRange, isBlobId, newBlobId, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
+import { checkRange, isBlobId, newBlobId, parseMeta, patchInfo, readRecords, serializeMeta, type DriverMeta } from './meta.js';
 
 export interface AzureStoreOptions {
   container: string;
@@ -131,10 +131,8 @@ export class AzureBlobStore implements BlobStore {
         const id = name.slice(base.length, -'.json'.length);
         return isBlobId(id) && name === `${base}${id}.json` ? [id] : [];
       });
-      // A record deleted between the listing and the read is simply no longer there.
-      const records = await Promise.all(ids.map((id) => this.readRecord(id)));
-      const items = records.flatMap((r) => (r ? [r.info] : []));
-      return page.continuationToken ? { items, cursor: page.continuationToken } : { items };
+      const { items, unreadable } = await readRecords(ids, (id) => this.readRecord(id));
+      return { items, ...(unreadable.length ? { unreadable } : {}), ...(page.continuationToken ? { cursor: page.continuationToken } : {}) };
     }
     return { items: [] };
   }

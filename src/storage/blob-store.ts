@@ -74,6 +74,8 @@ export interface ListPage {
   readonly items: readonly BlobInfo[];
   /** Pass back to get the next page; absent on the last page. */
   readonly cursor?: string;
+  /** Ids on this page whose metadata record cannot be read (truncated, malformed): not in `items`. */
+  readonly unreadable?: readonly string[];
 }
 
 export interface BlobStore {

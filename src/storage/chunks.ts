@@ -88,6 +88,8 @@ export function chunkMismatch(info: BlobInfo, index: number): Error {
 export class ChunkVerifier extends Transform {
   private pieces: Buffer[] = [];
   private held = 0;
+  /** CRC-32 of the pieces held so far: computed as they come, so a chunk is never copied to be checked. */
+  private crc = 0;
   private index: number;
   /** Offset in the blob of the chunk being collected. */
   private at: number;
@@ -114,6 +116,7 @@ export class ChunkVerifier extends Transform {
       const piece = buf.subarray(off, off + want);
       this.pieces.push(piece);
       this.held += piece.length;
+      this.crc = crc32(piece, this.crc);
       off += piece.length;
       if (this.held === this.chunkLength()) {
         const err = this.release();
@@ -136,14 +139,23 @@ export class ChunkVerifier extends Transform {
   }
 
   private release(): Error | undefined {
-    const chunk = this.pieces.length === 1 ? this.pieces[0] : Buffer.concat(this.pieces, this.held);
+    const { pieces, held } = this;
+    const crc = this.crc >>> 0;
     this.pieces = [];
     this.held = 0;
-    if (!chunkMatches(this.table, this.index, chunk)) return chunkMismatch(this.info, this.index);
+    this.crc = 0;
+    if (crc !== this.table.readUInt32BE(this.index * 4)) return chunkMismatch(this.info, this.index);
+    // The part of the chunk inside the range, piece by piece (offsets relative to the chunk).
     const from = Math.max(this.range.start - this.at, 0);
-    const to = Math.min(this.range.end - this.at + 1, chunk.length);
-    if (from < to) this.push(from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to));
-    this.at += chunk.length;
+    const to = Math.min(this.range.end - this.at + 1, held);
+    let at = 0;
+    for (const piece of pieces) {
+      const a = Math.max(from - at, 0);
+      const b = Math.min(to - at, piece.length);
+      if (a < b) this.push(a === 0 && b === piece.length ? piece : piece.subarray(a, b));
+      at += piece.length;
+    }
+    this.at += held;
     this.index++;
     return undefined;
   }

@@ -6,7 +6,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { blobMissing, blobUnreadable } from './blob-store.js';
 import type { BlobInfo, BlobStore, ByteRange, ListOptions, ListPage, MetaPatch, PutMeta, PutOptions } from './blob-store.js';
-import { verifiedRead } from './chunks.js';
+import { CHUNK_BYTES, verifiedRead } from './chunks.js';
 import { DigestStream } from './digest.js';
 import { HEADER_READ_BYTES, newHeader, OpenStream, openHeader, SealStream, sealedSize, sealedSpan, type KeyRing } from './encryption.js';
 import { checkRange, isBlobId, newBlobId, newInfo, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
@@ -82,7 +82,14 @@ export class FilesystemBlobStore implements BlobStore {
     if (driver.keyId === undefined) {
       if (info.size === 0) return { info, body: emptyStream() };
       // Opened now, not lazily: a missing file is an error of get(), before anything is answered.
-      const body = await verifiedRead(info, range, async (start, end) => (await open(path, 'r')).createReadStream({ start, end }));
+      // One read per chunk: the verifier then holds one buffer per chunk, not four.
+      const body = await verifiedRead(info, range, async (start, end) => {
+        // A record without its content (a partial restore, a stray delete) is a missing blob, not an I/O error.
+        const fh = await open(path, 'r').catch((err: NodeJS.ErrnoException) => {
+          throw err.code === 'ENOENT' ? blobMissing(id) : err;
+        });
+        return fh.createReadStream({ start, end, highWaterMark: CHUNK_BYTES });
+      });
       return { info, body };
     }
     // AES-GCM authenticates every sealed chunk: no digest to check besides.
@@ -123,20 +130,27 @@ export class FilesystemBlobStore implements BlobStore {
     const limit = options.limit ?? DEFAULT_LIST_LIMIT;
     const after = options.cursor ?? '';
     const items: BlobInfo[] = [];
+    const unreadable: string[] = [];
+    let last = after;
+    const page = (cursor?: string): ListPage => ({ items, ...(unreadable.length ? { unreadable } : {}), ...(cursor ? { cursor } : {}) });
     for (const a of await sortedDirs(this.dir, after.slice(0, 2))) {
       for (const b of await sortedDirs(join(this.dir, a), a === after.slice(0, 2) ? after.slice(2, 4) : '')) {
         const names = (await readdir(join(this.dir, a, b))).filter((n) => n.endsWith('.json') && !n.startsWith('.')).sort();
         for (const name of names) {
           const id = name.slice(0, -'.json'.length);
           if (id <= after || (options.prefix && !id.startsWith(options.prefix))) continue;
-          const info = await this.head(id);
-          if (!info) continue;
-          if (items.length === limit) return { items, cursor: items[items.length - 1].id };
-          items.push(info);
+          if (items.length === limit) return page(last);
+          const info = await this.head(id).catch((err: unknown) => {
+            if ((err as { code?: unknown }).code !== 'BLOB_UNREADABLE') throw err;
+            unreadable.push(id);
+            return undefined;
+          });
+          last = id;
+          if (info) items.push(info);
         }
       }
     }
-    return { items };
+    return page();
   }
 
   private shardOf(id: string): string {

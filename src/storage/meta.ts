@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { BlobInfo, BlobState, ChunkDigests, MetaPatch, PutMeta } from './blob-store.js';
+import { blobUnreadable, type BlobInfo, type BlobState, type ChunkDigests, type MetaPatch, type PutMeta } from './blob-store.js';
 
 export { isBlobId } from '../lib/blob-id.js';
 
@@ -55,8 +55,43 @@ export function serializeMeta(info: BlobInfo, driver: DriverMeta = {}): string {
 
 const STATES: readonly BlobState[] = ['pending', 'linked'];
 
-/** Parses a record, refusing anything malformed: a corrupt record must not serve another blob's bytes. */
+/**
+ * Parses a record, refusing anything malformed: a corrupt record must not serve another blob's
+ * bytes. A record that cannot be read is BLOB_UNREADABLE (permanent, not a store outage a client
+ * should retry).
+ */
 export function parseMeta(text: string, expectedId: string): { info: BlobInfo; driver: DriverMeta } {
+  try {
+    return parseRecord(text, expectedId);
+  } catch (err) {
+    throw blobUnreadable(`blob ${expectedId}: its metadata record cannot be read (${(err as Error).message.slice(0, 120)})`);
+  }
+}
+
+/**
+ * The records of `ids` for a listing page: a record deleted since the listing is left out; one
+ * that cannot be read is named in `unreadable` (for the sweeper and scrub to report), not fatal.
+ */
+export async function readRecords(
+  ids: readonly string[],
+  read: (id: string) => Promise<{ info: BlobInfo } | undefined>,
+): Promise<{ items: BlobInfo[]; unreadable: string[] }> {
+  const items: BlobInfo[] = [];
+  const unreadable: string[] = [];
+  const records = await Promise.all(
+    ids.map((id) =>
+      read(id).catch((err: unknown) => {
+        if ((err as { code?: unknown }).code !== 'BLOB_UNREADABLE') throw err;
+        unreadable.push(id);
+        return undefined;
+      }),
+    ),
+  );
+  for (const r of records) if (r) items.push(r.info);
+  return { items, unreadable };
+}
+
+function parseRecord(text: string, expectedId: string): { info: BlobInfo; driver: DriverMeta } {
   const o = JSON.parse(text) as Record<string, unknown>;
   const str = (k: string): string => {
     const v = o[k];

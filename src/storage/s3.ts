@@ -6,7 +6,7 @@ import type { BlobInfo, BlobStore, ByteRange, ListOptions, ListPage, MetaPatch, 
 import { verifiedRead } from './chunks.js';
 import { DigestStream } from './digest.js';
 import { finishPut } from './put.js';
-import { checkRange, isBlobId, newBlobId, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
+import { checkRange, isBlobId, newBlobId, parseMeta, patchInfo, readRecords, serializeMeta, type DriverMeta } from './meta.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -182,10 +182,12 @@ export class S3BlobStore implements BlobStore {
       .filter((key) => key.endsWith('.json'))
       .map((key) => key.slice(recordPrefix.length, -'.json'.length))
       .filter(isBlobId);
-    // A record deleted since the listing is simply not listed.
-    const records = await Promise.all(ids.map((id) => this.read(id)));
-    const items = records.flatMap((r) => (r ? [r.info] : []));
-    return res.IsTruncated && res.NextContinuationToken ? { items, cursor: res.NextContinuationToken } : { items };
+    const { items, unreadable } = await readRecords(ids, (id) => this.read(id));
+    return {
+      items,
+      ...(unreadable.length ? { unreadable } : {}),
+      ...(res.IsTruncated && res.NextContinuationToken ? { cursor: res.NextContinuationToken } : {}),
+    };
   }
 
   private contentKey(id: string): string {

@@ -195,6 +195,7 @@ t.test('review #8: an exchange the upstream cuts short still gets an access line
   // The access line is written when the exchange closes, which may be after the client saw the cut.
   const access = await eventually(() => lines().find((l) => l['msg'] === 'request'), 'the access line of the cut exchange');
   t.equal(access['aborted'], true, 'access line with aborted: true');
+  t.same([access['status'], access['statusSent']], [499, 200], 'logged 499, never 200; the head that went out is kept');
   const warning = await eventually(() => lines().find((l) => l['msg'] === 'upstream response broke off'), 'a warning saying why');
   t.equal(warning['level'], 'warn', 'and a warning saying why');
 });

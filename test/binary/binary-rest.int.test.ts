@@ -234,6 +234,13 @@ t.test('a client that disconnects midway leaves nothing behind', async (t) => {
   sock.destroy();
   t.same(await settled(() => s.gw.blobFiles(), []), [], 'temp file removed');
   t.equal(binaryPosts(s), 0);
+  // Logged as what it was: 499 and aborted, never the 200 a response nobody got defaults to.
+  const line = await eventually(
+    () => s.gw.logs.lines.find((l) => l['msg'] === 'request' && l['interaction'] === 'create'),
+    'the access line of the aborted upload',
+  );
+  t.match(line, { status: 499, aborted: true, resourceType: 'Binary' });
+  t.notOk('statusSent' in line, 'no head went out');
 });
 
 t.test('Binaries the upstream already holds inline still read through the gateway', async (t) => {

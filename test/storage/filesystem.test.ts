@@ -219,3 +219,28 @@ t.test('filesystem: a blob recorded before chunk digests is checked whole; its r
   writeFileSync(recordPath, JSON.stringify({ ...legacy, chunks: { size: 262144, crc32: 'AAAAAA==' } }));
   await t.rejects(store.get(id), { code: 'BLOB_UNREADABLE' });
 });
+
+t.test('filesystem: a record that cannot be read is BLOB_UNREADABLE (never retried as an outage), and named by list', async (t) => {
+  const dir = tempDir(t);
+  const store = new FilesystemBlobStore({ directory: dir });
+  const kept = await store.put(chunked(randomBytes(1000)), { contentType: 'application/octet-stream' });
+  const { id } = await store.put(chunked(randomBytes(1000)), { contentType: 'application/octet-stream' });
+  const recordPath = blobPath(dir, id).replace(/\.blob$/, '.json');
+  truncateSync(recordPath, 40);
+  await t.rejects(store.get(id), { code: 'BLOB_UNREADABLE' }, 'get');
+  await t.rejects(store.head(id), { code: 'BLOB_UNREADABLE' }, 'head');
+  const page = await store.list();
+  t.same(
+    page.items.map((i) => i.id),
+    [kept.id],
+    'list goes on past it',
+  );
+  t.same(page.unreadable, [id], 'and names it');
+  const paged = await store.list({ limit: 1 });
+  const next = paged.cursor ? await store.list({ cursor: paged.cursor, limit: 1 }) : undefined;
+  t.same(
+    [...paged.items, ...(next?.items ?? [])].map((i) => i.id),
+    [kept.id],
+    'paging past it too',
+  );
+});

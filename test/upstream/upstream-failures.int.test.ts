@@ -252,3 +252,28 @@ t.test(
     }
   },
 );
+
+t.test('the upstream breaking off a Binary with inline data midway: 502 UPSTREAM_UNAVAILABLE, not 500', async (t) => {
+  // Chunked, no length: the gateway streams it for the one attachment it serves (inline data spooled).
+  const up = await startRecordingServer(t, (req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'application/fhir+json' });
+    const data = Buffer.alloc(300_000, 7).toString('base64');
+    res.write(
+      req.url?.includes('DocumentReference')
+        ? `{"resourceType":"DocumentReference","id":"d1","status":"current","content":[{"attachment":{"contentType":"application/pdf","data":"${data}`
+        : `{"resourceType":"Binary","id":"b1","contentType":"application/pdf","data":"${data}`,
+    );
+    setTimeout(() => res.socket?.destroy(), 30);
+  });
+  const gw = await startTestGateway(t, { upstream: `${up.url}/fhir`, jwksUri: jwks.url });
+  for (const path of ['/Binary/b1', '/DocumentReference/d1/$binary-access-read?path=DocumentReference.content[0].attachment']) {
+    const res = await read(gw.base, path);
+    t.equal(res.status, 502, path);
+    t.equal(outcomeCode(await res.json()), 'UPSTREAM_UNAVAILABLE');
+  }
+  t.notOk(
+    gw.logs.lines.some((l) => l.level === 'error' && l.msg === 'internal error'),
+    'no internal error',
+  );
+});
