@@ -328,3 +328,49 @@ t.test('scrub: a JSON summary on stdout, exit 0 when every blob is sound and 1 w
   t.equal(await cli.exited, 64, 'an unknown command');
   t.match(cli.stderr, /Usage:/);
 });
+
+t.test('sweep: a JSON report; --dry-run changes nothing; a second sweep in the same period waits its turn', async (t) => {
+  const tmp = tempDir(t);
+  const up = await startUpstream(t);
+  const { FilesystemBlobStore } = await import('../src/storage/filesystem.js');
+  const { Readable } = await import('node:stream');
+  const { readFileSync } = await import('node:fs');
+  const blobs = join(tmp, 'blobs');
+  const store = new FilesystemBlobStore({ directory: blobs });
+  const { id } = await store.put(Readable.from([Buffer.from('left by a crash')]), { contentType: 'text/plain', intent: 'Binary' });
+  const record = join(blobs, id.slice(0, 2), id.slice(2, 4), `${id}.json`);
+  writeFileSync(
+    record,
+    JSON.stringify({ ...JSON.parse(readFileSync(record, 'utf8')), createdAt: new Date(Date.now() - 7_200_000).toISOString() }),
+  );
+  const file = join(tmp, 'gateway.yaml');
+  writeFileSync(
+    file,
+    [
+      `upstream: { url: ${up.url} }`,
+      'auth: { issuers: [https://idp.test], audiences: [fhir], jwksUri: https://idp.test/jwks }',
+      `server: { spoolDir: ${tmp} }`,
+      // A week-long period: the test's own claim and the CLI's fall in the same one.
+      'retention: { sweepPeriodMinutes: 10080 }',
+      `storage:\n  filesystem: { directory: ${blobs} }`,
+      '',
+    ].join('\n'),
+  );
+  let cli = spawnCli(t, ['sweep', '--config', file, '--dry-run'], {}, tmp);
+  t.equal(await cli.exited, 0);
+  t.match(JSON.parse(cli.stdout), { driver: 'filesystem', dryRun: true, claimed: true, deleted: [id] });
+  t.ok(await store.head(id), 'dry run: still there');
+  const claim = `sweep-${Math.floor(Date.now() / 604_800_000)}`;
+  t.ok(await store.claim(claim, 'another replica'), 'another replica is sweeping this period');
+  cli = spawnCli(t, ['sweep', '--config', file], {}, tmp);
+  t.equal(await cli.exited, 0, 'not an error');
+  t.match(JSON.parse(cli.stdout), { claimed: false, deleted: [] });
+  t.ok(await store.head(id), 'it did nothing');
+  await store.unclaim(claim);
+  cli = spawnCli(t, ['sweep', '--config', file], {}, tmp);
+  t.equal(await cli.exited, 0);
+  t.match(JSON.parse(cli.stdout), { claimed: true, deleted: [id] });
+  t.equal(await store.head(id), undefined, 'the orphan is gone');
+  cli = spawnCli(t, ['sweep', '--config', file, '--since', '2026-01-01'], {}, tmp);
+  t.equal(await cli.exited, 64, 'scrub options on sweep: a usage error');
+});

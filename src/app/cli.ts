@@ -7,10 +7,12 @@ import type { GatewayConfig } from '../config/types.js';
 import { startDemo, type Demo } from '../demo/demo.js';
 import { createLogger } from '../logging/logger.js';
 import { runScrub } from './scrub-command.js';
+import { runSweep } from './sweep-command.js';
 import { startGateway, type RunningGateway } from './server.js';
 
 const USAGE = `Usage: fhir-binary-gateway [--config FILE]
        fhir-binary-gateway scrub [--config FILE] [--since ISO-TIME] [--sample FRACTION]
+       fhir-binary-gateway sweep [--config FILE] [--dry-run]
 
   --config FILE   policy file (YAML); also GATEWAY_CONFIG
   --help          this text
@@ -19,6 +21,11 @@ const USAGE = `Usage: fhir-binary-gateway [--config FILE]
                   chunk digests); a JSON summary on stdout; exit 1 when any blob fails
     --since       only blobs created at or after this time
     --sample      check about this fraction of the blobs, at random (e.g. 0.05)
+
+  sweep           one retention sweep: crash leftovers past retention.temporaryHours, blobs left
+                  pending past retention.pendingGraceHours reconciled with the upstream; one sweep
+                  at a time across replicas; a JSON report on stdout
+    --dry-run     report what would be done, change nothing
 
 Environment overrides: GATEWAY_CONFIG, GATEWAY_UPSTREAM_URL, GATEWAY_HOST, GATEWAY_PORT.
 With no configuration file and no upstream URL, the gateway starts in DEMO MODE: an embedded
@@ -34,7 +41,13 @@ function banner(lines: string[]): string {
 
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({
-    options: { config: { type: 'string' }, help: { type: 'boolean' }, since: { type: 'string' }, sample: { type: 'string' } },
+    options: {
+      config: { type: 'string' },
+      help: { type: 'boolean' },
+      since: { type: 'string' },
+      sample: { type: 'string' },
+      'dry-run': { type: 'boolean' },
+    },
     allowPositionals: true,
     strict: true,
   });
@@ -44,8 +57,10 @@ async function main(): Promise<number> {
   }
   const env: ConfigEnv = process.env;
   const command = positionals[0];
-  if (command === 'scrub' && positionals.length === 1) return runScrub(values, env);
-  if (command !== undefined || values.since !== undefined || values.sample !== undefined) {
+  if (command === 'scrub' && positionals.length === 1 && values['dry-run'] === undefined) return runScrub(values, env);
+  if (command === 'sweep' && positionals.length === 1 && values.since === undefined && values.sample === undefined)
+    return runSweep(values, env);
+  if (command !== undefined || values.since !== undefined || values.sample !== undefined || values['dry-run'] !== undefined) {
     process.stderr.write(`${USAGE}\n`);
     return 64; // EX_USAGE
   }

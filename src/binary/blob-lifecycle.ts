@@ -9,6 +9,7 @@ import { externalizeBody, type ExternalizedBody } from '../rewrite/externalize-b
 import { clientGone } from '../lib/spool-file.js';
 import type { Exchange } from '../security/exchange.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
+import { INTENT } from '../storage/meta.js';
 import { FHIR_JSON, send, type UpstreamClient } from '../upstream/client.js';
 
 /** A write of a resource whose content the gateway stored (ARCHITECTURE.md, blob lifecycle). */
@@ -43,7 +44,12 @@ export class BlobLifecycle {
     const gone = clientGone(x.res);
     const checked = pipeline(x.req, new ContentCheck(declared), () => undefined) as Readable;
     try {
-      return await this.store.put(checked, { contentType: declared }, { maxBytes: x.rule.limits.maxRequestBytes, signal: gone.signal });
+      const intent = intentOf(x);
+      return await this.store.put(
+        checked,
+        { contentType: declared, ...(intent ? { intent } : {}) },
+        { maxBytes: x.rule.limits.maxRequestBytes, signal: gone.signal },
+      );
     } catch (err) {
       if (gone.signal.aborted) return undefined;
       throw storeFailure(err);
@@ -72,6 +78,7 @@ export class BlobLifecycle {
           ...(binaryMinBytes !== undefined ? { binaryMinBytes } : {}),
           maxBytes,
           allowedTypes: (rt) => policy.allowedTypes(rt),
+          ...(intentOf(x) ? { intent: intentOf(x)! } : {}),
         },
       );
     } finally {
@@ -155,4 +162,16 @@ export function writtenResource(type: string, id: string | undefined, up: Incomi
   // `type` is a resource type the classifier checked: letters only, safe in a pattern.
   const m = new RegExp(`/${type}/([A-Za-z0-9\\-.]{1,64})(/|$)`).exec(String(up.headers.location ?? up.headers['content-location'] ?? ''));
   return m ? `${type}/${m[1]}` : undefined;
+}
+
+/**
+ * What a single resource's write is for (`Type/id` for an update, `Type` for a create), recorded
+ * with its blobs so a sweeper can ask the upstream about one left pending. A Bundle says per
+ * entry, which a blob written while it streams does not know: none.
+ */
+function intentOf(x: Exchange): string | undefined {
+  const i = x.interaction;
+  if (i.kind === 'batch' || i.kind === 'transaction' || i.resourceType === undefined) return undefined;
+  const intent = i.id !== undefined && i.kind !== 'create' ? `${i.resourceType}/${i.id}` : i.resourceType;
+  return INTENT.test(intent) ? intent : undefined;
 }

@@ -181,6 +181,22 @@ export const configSchema = {
       },
     },
     storage: storageSchema,
+    // The retention sweeper (`fhir-binary-gateway sweep`, docs/operations.md). Durations in hours.
+    retention: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // Crash leftovers: store temp files, unfinished multipart uploads, spooled bodies (seed: temporary uploads 24 h).
+        temporaryHours: { type: 'number', exclusiveMinimum: 0, maximum: 87600, default: 24 },
+        // A blob still `pending` this long after its write is reconciled with the upstream:
+        // linked when a resource there refers to it, deleted when none does.
+        pendingGraceHours: { type: 'number', exclusiveMinimum: 0, maximum: 87600, default: 1 },
+        // One sweep at a time across replicas: each period has one claim in the store; a sweep
+        // stops at its period's end.
+        sweepPeriodMinutes: { type: 'integer', minimum: 1, maximum: 10080, default: 60 },
+      },
+    },
     externalize: {
       type: 'object',
       additionalProperties: false,

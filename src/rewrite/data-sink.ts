@@ -15,6 +15,8 @@ export interface DataSinkOptions {
   /** Per value: past this the put fails with PAYLOAD_TOO_LARGE and nothing is kept. */
   readonly maxBytes: number;
   readonly signal: AbortSignal;
+  /** BlobInfo.intent: what the blob is written for, when the request says. */
+  readonly intent?: string;
 }
 
 export type SinkResult =
@@ -89,7 +91,11 @@ export class DataSink {
     // hear yet, and an unheard 'error' takes the process down. The put reports it.
     this.body.on('error', () => undefined);
     this.put = this.opts.store
-      .put(this.body, { contentType: 'application/octet-stream' }, { maxBytes: this.opts.maxBytes, signal: this.opts.signal })
+      .put(
+        this.body,
+        { contentType: 'application/octet-stream', ...(this.opts.intent ? { intent: this.opts.intent } : {}) },
+        { maxBytes: this.opts.maxBytes, signal: this.opts.signal },
+      )
       .catch((err: unknown) => {
         throw storeFailure(err);
       });

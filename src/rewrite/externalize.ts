@@ -20,6 +20,8 @@ export interface ExternalizeOptions {
   readonly maxBytes: number;
   /** The media types a resource type may carry (the policy's `content.allowedTypes`). */
   allowedTypes(resourceType: string): readonly string[];
+  /** BlobInfo.intent of every blob written (a single resource's write; not a Bundle's). */
+  readonly intent?: string;
 }
 
 /** One attachment (or Binary) whose data now lives in the store. */
@@ -157,7 +159,13 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
       if (first.name !== 'startString') return 'pass';
       const binary = frame.root;
       const minBytes = binary ? (this.opts.binaryMinBytes ?? 0) : this.opts.minBytes;
-      this.sink = new DataSink({ store: this.opts.store, minBytes, maxBytes: this.opts.maxBytes, signal: this.abort.signal });
+      this.sink = new DataSink({
+        store: this.opts.store,
+        minBytes,
+        maxBytes: this.opts.maxBytes,
+        signal: this.abort.signal,
+        ...(this.opts.intent ? { intent: this.opts.intent } : {}),
+      });
       return 'stream';
     }
     // Read (and written back in place) only when it is a string: anything else is walked like

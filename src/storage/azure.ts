@@ -9,12 +9,12 @@ import {
   type BlockBlobClient,
   type StoragePipelineOptions,
 } from '@azure/storage-blob';
-import { blobMissing } from './blob-store.js';
-import type { BlobInfo, BlobStore, ByteRange, ListOptions, ListPage, MetaPatch, PutMeta, PutOptions } from './blob-store.js';
+import { blobMissing, CLAIM_NAME } from './blob-store.js';
+import type { BlobInfo, BlobStore, ByteRange, Claim, ListOptions, ListPage, MetaPatch, PutMeta, PutOptions } from './blob-store.js';
 import { verifiedRead } from './chunks.js';
 import { DigestStream } from './digest.js';
 import { abortError, finishPut } from './put.js';
-import { checkRange, isBlobId, newBlobId, parseMeta, patchInfo, readRecords, serializeMeta, type DriverMeta } from './meta.js';
+import { checkRange, isBlobId, newBlobId, parseClaim, parseMeta, patchInfo, readRecords, serializeMeta, type DriverMeta } from './meta.js';
 
 export interface AzureStoreOptions {
   container: string;
@@ -154,6 +154,45 @@ export class AzureBlobStore implements BlobStore {
         if (!(err instanceof RestError && err.statusCode === 412) || attempt >= SET_META_ATTEMPTS) throw err;
       }
     }
+  }
+
+  async claim(name: string, holder: string): Promise<boolean> {
+    if (!CLAIM_NAME.test(name)) throw new Error(`not a claim name: ${name}`);
+    const json = JSON.stringify({ name, holder, at: new Date().toISOString() });
+    try {
+      // Azure's conditional create: an upload with If-None-Match: * fails 409 when the blob exists.
+      await this.claimBlob(name).upload(json, Buffer.byteLength(json), {
+        blobHTTPHeaders: { blobContentType: 'application/json' },
+        conditions: { ifNoneMatch: '*' },
+      });
+      return true;
+    } catch (err) {
+      if (err instanceof RestError && (err.statusCode === 409 || err.statusCode === 412)) return false;
+      throw err;
+    }
+  }
+
+  async unclaim(name: string): Promise<void> {
+    if (CLAIM_NAME.test(name)) await this.claimBlob(name).deleteIfExists();
+  }
+
+  async claims(): Promise<readonly Claim[]> {
+    const prefix = `${this.prefix}claims/`;
+    const out: Claim[] = [];
+    for await (const b of this.container.listBlobsFlat({ prefix })) {
+      const name = b.name.slice(prefix.length, -'.json'.length);
+      if (!CLAIM_NAME.test(name)) continue;
+      const body = await this.claimBlob(name)
+        .download(0)
+        .then((r) => text(nodeReadable(r.readableStreamBody)))
+        .catch(() => undefined);
+      out.push(parseClaim(body, name) ?? { name, holder: '(unreadable)', at: (b.properties.lastModified ?? new Date(0)).toISOString() });
+    }
+    return out;
+  }
+
+  private claimBlob(name: string): BlockBlobClient {
+    return this.container.getBlockBlobClient(`${this.prefix}claims/${name}.json`);
   }
 
   private content(id: string): BlockBlobClient {

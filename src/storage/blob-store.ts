@@ -36,6 +36,12 @@ export interface BlobInfo {
   readonly updatedAt: string;
   /** Per-chunk digests recorded at write time (storage/chunks.ts); absent on blobs written before them. */
   readonly chunks?: ChunkDigests;
+  /**
+   * What the blob was written for, before the upstream answered: `Type/id` (an update) or `Type`
+   * (a create). The retention sweeper reconciles a blob left `pending` by asking the upstream
+   * about it; absent where the write could not say (a Bundle entry).
+   */
+  readonly intent?: string;
 }
 
 /** CRC-32 of each `size`-byte chunk of the content, 4 bytes big-endian each, base64. */
@@ -47,6 +53,8 @@ export interface ChunkDigests {
 export interface PutMeta {
   readonly contentType: string;
   readonly owner?: string;
+  /** BlobInfo.intent. */
+  readonly intent?: string;
   /** Defaults to `pending`. */
   readonly state?: BlobState;
 }
@@ -101,7 +109,34 @@ export interface BlobStore {
    * driver has no such file for this blob; rejects (blobMissing) when absent.
    */
   openPlainFile?(id: string): Promise<{ readonly info: BlobInfo; readonly file: FileHandle } | undefined>;
+  /**
+   * Claims `name` for `holder` if no one holds it: the store's own exclusive create (a file opened
+   * `wx`, an S3 put with `If-None-Match: *`, an Azure upload with `ifNoneMatch: *`), so replicas
+   * sharing the store need no coordinator. Resolves false when it is already claimed.
+   */
+  claim(name: string, holder: string): Promise<boolean>;
+  /** Drops a claim (idempotent). */
+  unclaim(name: string): Promise<void>;
+  /** Every claim present, with when it was made: a sweeper removes those its holder left behind. */
+  claims(): Promise<readonly Claim[]>;
+  /**
+   * Optional: what a crashed write left in the store besides blobs (temp files), last changed
+   * before `before`; removed unless `dryRun`. Resolves with their names (for the report). Stores
+   * whose own lifecycle rules do this at scale (S3's AbortIncompleteMultipartUpload, Azure's
+   * expiry of uncommitted blocks) do not implement it (docs/operations.md).
+   */
+  leftovers?(before: Date, dryRun: boolean): Promise<readonly string[]>;
 }
+
+export interface Claim {
+  readonly name: string;
+  readonly holder: string;
+  /** ISO 8601. */
+  readonly at: string;
+}
+
+/** Claim names: what a store may use as a file or object name. */
+export const CLAIM_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 /**
  * The blob does not exist (or its id is malformed). For the client, the content its resource

@@ -5,11 +5,22 @@ import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { blobMissing, blobUnreadable } from './blob-store.js';
-import type { BlobInfo, BlobStore, ByteRange, ListOptions, ListPage, MetaPatch, PutMeta, PutOptions } from './blob-store.js';
+import {
+  CLAIM_NAME,
+  type BlobInfo,
+  type BlobStore,
+  type ByteRange,
+  type Claim,
+  type ListOptions,
+  type ListPage,
+  type MetaPatch,
+  type PutMeta,
+  type PutOptions,
+} from './blob-store.js';
 import { CHUNK_BYTES, verifiedRead } from './chunks.js';
 import { DigestStream } from './digest.js';
 import { HEADER_READ_BYTES, newHeader, OpenStream, openHeader, SealStream, sealedSize, sealedSpan, type KeyRing } from './encryption.js';
-import { checkRange, isBlobId, newBlobId, newInfo, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
+import { checkRange, isBlobId, newBlobId, newInfo, parseClaim, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
 
 export interface FilesystemStoreOptions {
   readonly directory: string;
@@ -18,6 +29,8 @@ export interface FilesystemStoreOptions {
 }
 
 const DEFAULT_LIST_LIMIT = 1000;
+/** Where claims (storage/blob-store.ts) live: not a shard (shards are two characters), never listed as blobs. */
+const CLAIMS = 'claims';
 
 /**
  * Blobs as files: `<dir>/<id[0..2]>/<id[2..4]>/<id>.blob` with its metadata record `<id>.json`
@@ -151,6 +164,74 @@ export class FilesystemBlobStore implements BlobStore {
       }
     }
     return page();
+  }
+
+  async claim(name: string, holder: string): Promise<boolean> {
+    if (!CLAIM_NAME.test(name)) throw new Error(`not a claim name: ${name}`);
+    const dir = join(this.dir, CLAIMS);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    try {
+      // `wx`: O_CREAT|O_EXCL, atomic on local filesystems and on NFSv3+.
+      const fh = await open(join(dir, `${name}.json`), 'wx', 0o600);
+      try {
+        await fh.writeFile(JSON.stringify({ name, holder, at: new Date().toISOString() }));
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw err;
+    }
+  }
+
+  async unclaim(name: string): Promise<void> {
+    if (CLAIM_NAME.test(name)) await removeQuietly(join(this.dir, CLAIMS, `${name}.json`));
+  }
+
+  async claims(): Promise<readonly Claim[]> {
+    const dir = join(this.dir, CLAIMS);
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const out: Claim[] = [];
+    for (const n of names.filter((x) => x.endsWith('.json')).sort()) {
+      const name = n.slice(0, -'.json'.length);
+      const text = await readFile(join(dir, n), 'utf8').catch(() => undefined);
+      const c = parseClaim(text, name);
+      // A claim whose holder died before writing it is as old as its file.
+      out.push(
+        c ?? {
+          name,
+          holder: '(unreadable)',
+          at: (await stat(join(dir, n)).catch(() => undefined))?.mtime.toISOString() ?? new Date(0).toISOString(),
+        },
+      );
+    }
+    return out;
+  }
+
+  async leftovers(before: Date, dryRun: boolean): Promise<readonly string[]> {
+    const found: string[] = [];
+    for (const a of await sortedDirs(this.dir, '')) {
+      for (const b of await sortedDirs(join(this.dir, a), '')) {
+        const shard = join(this.dir, a, b);
+        // Temp files of a put or setMeta (tempName): `.{id}.{random}.{blob|json}.tmp`.
+        for (const name of (await readdir(shard)).filter((n) => n.startsWith('.') && n.endsWith('.tmp'))) {
+          const path = join(shard, name);
+          const st = await stat(path).catch(() => undefined);
+          if (!st?.isFile() || st.mtime >= before) continue;
+          found.push(join(a, b, name));
+          if (!dryRun) await removeQuietly(path);
+        }
+      }
+    }
+    return found;
   }
 
   private shardOf(id: string): string {

@@ -1,5 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { blobUnreadable, type BlobInfo, type BlobState, type ChunkDigests, type MetaPatch, type PutMeta } from './blob-store.js';
+import {
+  blobUnreadable,
+  type BlobInfo,
+  type BlobState,
+  type ChunkDigests,
+  type Claim,
+  type MetaPatch,
+  type PutMeta,
+} from './blob-store.js';
 
 export { isBlobId } from '../lib/blob-id.js';
 
@@ -33,6 +41,7 @@ export function newInfo(
     createdAt: at,
     updatedAt: at,
     ...(digest.chunks ? { chunks: digest.chunks } : {}),
+    ...(meta.intent ? { intent: meta.intent } : {}),
   };
 }
 
@@ -54,6 +63,8 @@ export function serializeMeta(info: BlobInfo, driver: DriverMeta = {}): string {
 }
 
 const STATES: readonly BlobState[] = ['pending', 'linked'];
+/** `Type` or `Type/id`, as FHIR spells them. */
+export const INTENT = /^[A-Z][A-Za-z]{0,63}(\/[A-Za-z0-9\-.]{1,64})?$/;
 
 /**
  * Parses a record, refusing anything malformed: a corrupt record must not serve another blob's
@@ -109,6 +120,8 @@ function parseRecord(text: string, expectedId: string): { info: BlobInfo; driver
   if (owner !== null && typeof owner !== 'string') throw new Error('blob metadata: bad owner');
   const driver = (o.driver ?? {}) as DriverMeta;
   const chunks = o.chunks as Partial<ChunkDigests> | undefined;
+  const intent = o.intent;
+  if (intent !== undefined && (typeof intent !== 'string' || !INTENT.test(intent))) throw new Error('blob metadata: bad intent');
   if (
     chunks !== undefined &&
     (typeof chunks !== 'object' || chunks === null || typeof chunks.size !== 'number' || typeof chunks.crc32 !== 'string')
@@ -127,6 +140,7 @@ function parseRecord(text: string, expectedId: string): { info: BlobInfo; driver
       createdAt: str('createdAt'),
       updatedAt: str('updatedAt'),
       ...(chunks ? { chunks: { size: chunks.size, crc32: chunks.crc32 } as ChunkDigests } : {}),
+      ...(intent ? { intent } : {}),
     },
     driver,
   };
@@ -138,5 +152,16 @@ export function checkRange(range: { start: number; end: number } | undefined, si
   const { start, end } = range;
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start || end >= size) {
     throw new RangeError(`byte range ${start}-${end} is not within 0-${size - 1}`);
+  }
+}
+
+/** A claim's record (BlobStore.claim), or undefined when it cannot be read. */
+export function parseClaim(text: string | undefined, name: string): Claim | undefined {
+  try {
+    const o = JSON.parse(text ?? '') as Record<string, unknown>;
+    if (o.name !== name || typeof o.holder !== 'string' || typeof o.at !== 'string' || Number.isNaN(Date.parse(o.at))) return undefined;
+    return { name, holder: o.holder, at: o.at };
+  } catch {
+    return undefined;
   }
 }

@@ -2,11 +2,22 @@ import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectC
 import { Upload } from '@aws-sdk/lib-storage';
 import { addAbortSignal, pipeline, Readable } from 'node:stream';
 import { blobMissing, blobUnreadable } from './blob-store.js';
-import type { BlobInfo, BlobStore, ByteRange, ListOptions, ListPage, MetaPatch, PutMeta, PutOptions } from './blob-store.js';
+import {
+  CLAIM_NAME,
+  type BlobInfo,
+  type BlobStore,
+  type ByteRange,
+  type Claim,
+  type ListOptions,
+  type ListPage,
+  type MetaPatch,
+  type PutMeta,
+  type PutOptions,
+} from './blob-store.js';
 import { verifiedRead } from './chunks.js';
 import { DigestStream } from './digest.js';
 import { finishPut } from './put.js';
-import { checkRange, isBlobId, newBlobId, parseMeta, patchInfo, readRecords, serializeMeta, type DriverMeta } from './meta.js';
+import { checkRange, isBlobId, newBlobId, parseClaim, parseMeta, patchInfo, readRecords, serializeMeta, type DriverMeta } from './meta.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -188,6 +199,52 @@ export class S3BlobStore implements BlobStore {
       ...(unreadable.length ? { unreadable } : {}),
       ...(res.IsTruncated && res.NextContinuationToken ? { cursor: res.NextContinuationToken } : {}),
     };
+  }
+
+  async claim(name: string, holder: string): Promise<boolean> {
+    if (!CLAIM_NAME.test(name)) throw new Error(`not a claim name: ${name}`);
+    try {
+      // S3's conditional write: a second put of the key fails 412 (or 409 while the first is in flight).
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: this.claimKey(name),
+          Body: JSON.stringify({ name, holder, at: new Date().toISOString() }),
+          ContentType: 'application/json',
+          IfNoneMatch: '*',
+          ...this.sse,
+        }),
+      );
+      return true;
+    } catch (err) {
+      const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      if (status === 412 || status === 409) return false;
+      throw err;
+    }
+  }
+
+  async unclaim(name: string): Promise<void> {
+    if (CLAIM_NAME.test(name)) await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.claimKey(name) }));
+  }
+
+  async claims(): Promise<readonly Claim[]> {
+    const prefix = `${this.prefix}claims/`;
+    const res = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix }));
+    const out: Claim[] = [];
+    for (const o of res.Contents ?? []) {
+      const name = (o.Key ?? '').slice(prefix.length, -'.json'.length);
+      if (!CLAIM_NAME.test(name)) continue;
+      const text = await this.client
+        .send(new GetObjectCommand({ Bucket: this.bucket, Key: this.claimKey(name) }))
+        .then((r) => r.Body?.transformToString('utf8'))
+        .catch(() => undefined);
+      out.push(parseClaim(text, name) ?? { name, holder: '(unreadable)', at: (o.LastModified ?? new Date(0)).toISOString() });
+    }
+    return out;
+  }
+
+  private claimKey(name: string): string {
+    return `${this.prefix}claims/${name}.json`;
   }
 
   private contentKey(id: string): string {

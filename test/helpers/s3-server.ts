@@ -4,11 +4,12 @@
 // anonymously, and payload hashes are not checked against the body). It keeps objects as files,
 // so what it holds can be read straight off the disk: that is the most honest residue there is.
 //
-// s3rver 4.0.4 falls short of S3 in four ways that this file makes up for, each documented below
+// s3rver 4.0.4 falls short of S3 in five ways that this file makes up for, each documented below
 // and each narrowed to exactly the requests it concerns: it answers AbortMultipartUpload with 405;
 // it cannot verify the signature of a bucket-level request the SDK sends as `/bucket/?…`
 // (ListObjectsV2); its ListObjectsV2 continuation tokens use single DES, which Node 20's OpenSSL 3
-// refuses; and it answers `Range: bytes=0-0` with the whole object.
+// refuses; it answers `Range: bytes=0-0` with the whole object; and it ignores `If-None-Match: *`
+// on PutObject (S3's conditional write, since 2024).
 import { readdirSync, readFileSync, rmSync, statSync, mkdtempSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -35,6 +36,7 @@ type Middleware = (ctx: KoaContext, next: () => Promise<void>) => Promise<void>;
 
 /** The part of s3rver (a Koa app) these tests use; it ships no type declarations. */
 export interface S3rver {
+  readonly store: { existsObject(bucket: string, key: string): Promise<boolean> };
   middleware: Middleware[];
   run(): Promise<{ address: string; port: number }>;
   close(): Promise<void>;
@@ -87,7 +89,7 @@ export async function startS3Server(t: Test, bucket = 'blobs'): Promise<S3Server
   });
   const requests: SeenRequest[] = [];
   // Koa composes its middleware when it starts listening, so these go in before run().
-  server.middleware.unshift(recordRequests(requests), markTrailingSlash, abortMultipartUpload(dir), firstByteRange);
+  server.middleware.unshift(recordRequests(requests), markTrailingSlash, abortMultipartUpload(dir), firstByteRange, conditionalPut(server));
   const { port } = await server.run();
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => (stopped ??= server.close());
@@ -168,6 +170,36 @@ function abortMultipartUpload(dir: string): Middleware {
       rmSync(uploadDir, { recursive: true, force: true });
       ctx.status = 204;
       ctx.body = null;
+    }
+  };
+}
+
+/**
+ * PutObject with `If-None-Match: *`: S3 writes only if the key does not exist, answering 412
+ * PreconditionFailed when it does and 409 ConditionalRequestConflict while another conditional
+ * write of the key is in flight. Checked here, before s3rver's own handler checks the signature
+ * (a test server: whether a key exists is no secret here); concurrent ones are serialized per key.
+ */
+function conditionalPut(server: S3rver): Middleware {
+  const inFlight = new Set<string>();
+  return async (ctx, next) => {
+    if (ctx.method !== 'PUT' || ctx.headers['if-none-match'] !== '*' || ctx.query.uploadId !== undefined) return next();
+    const [bucket, ...key] = ctx.path.slice(1).split('/').map(decodeURIComponent);
+    const id = `${bucket}/${key.join('/')}`;
+    if (inFlight.has(id)) {
+      throw Object.assign(new S3Error('ConditionalRequestConflict', 'A conflicting conditional operation is in progress.'), {
+        status: 409,
+        expose: true,
+      });
+    }
+    inFlight.add(id);
+    try {
+      if (await server.store.existsObject(bucket, key.join('/'))) {
+        throw new S3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
+      }
+      await next();
+    } finally {
+      inFlight.delete(id);
     }
   };
 }

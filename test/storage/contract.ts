@@ -153,6 +153,27 @@ export function blobStoreContract(t: Test, name: string, make: (t: Test) => Prom
     t.equal(first, 'BLOB_UNREADABLE', 'no byte of a blob corrupt at its start');
   });
 
+  t.test(`${name}: a claim is made once, whoever asks at the same time; listed; dropped; never listed as a blob`, async (t) => {
+    const { store } = await make(t);
+    const tries = await Promise.all(Array.from({ length: 8 }, (_, i) => store.claim('sweep-42', `replica-${i}`)));
+    t.equal(tries.filter(Boolean).length, 1, 'exactly one of eight concurrent claims wins');
+    t.equal(await store.claim('sweep-42', 'late'), false, 'a later one loses too');
+    t.ok(await store.claim('sweep-43', 'replica-0'), 'another name is another claim');
+    const claims = await store.claims();
+    t.same(
+      claims.map((c) => c.name),
+      ['sweep-42', 'sweep-43'],
+    );
+    const winner = `replica-${tries.indexOf(true)}`;
+    t.match(claims[0], { holder: winner });
+    t.ok(Math.abs(Date.parse(claims[0].at) - Date.now()) < 60_000, 'with when it was made');
+    t.same((await store.list()).items, [], 'claims are not blobs');
+    await store.unclaim('sweep-42');
+    await store.unclaim('sweep-42');
+    t.ok(await store.claim('sweep-42', 'next'), 'claimable again once dropped');
+    await t.rejects(store.claim('../x', 'h'), /not a claim name/);
+  });
+
   t.test(`${name}: unknown and malformed ids are not found, never an error about something else`, async (t) => {
     const { store } = await make(t);
     for (const id of ['0123456789abcdef0123456789abcdef', '../../etc/passwd', 'A', '', 'a/b', '..', 'x'.repeat(65)]) {

@@ -1,0 +1,114 @@
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { readJson } from '../upstream/client.js';
+
+/** What the sweeper asks the upstream about a blob left pending (binary/sweeper.ts). */
+export interface PendingLookup {
+  /**
+   * The resource (`Type/id`) that refers to blob `blobId`, given what it was written for
+   * (`intent`: `Type/id` or `Type`) and when; undefined when none does. Rejects when the upstream
+   * cannot answer — then nobody knows, and the blob must stay.
+   */
+  findReference(intent: string, blobId: string, writtenAt: Date): Promise<string | undefined>;
+}
+
+export interface HttpPendingLookupOptions {
+  /** upstream.url: the FHIR base. */
+  readonly base: string;
+  readonly timeoutMs: number;
+  readonly rejectUnauthorized: boolean;
+}
+
+/** A search page of externalized resources is small; one past this is refused rather than held. */
+const MAX_PAGE_BYTES = 16 * 1024 * 1024;
+/** Pages followed per search: a write window holds few resources of one type; past this, no verdict. */
+const MAX_PAGES = 50;
+/** How far before the blob's write the resource's lastUpdated may be (clock skew between gateway and upstream). */
+const SKEW_MS = 10 * 60_000;
+
+type Page = { entry?: { resource?: { resourceType?: unknown; id?: unknown } }[]; link?: { relation?: unknown; url?: unknown }[] };
+
+/**
+ * Over plain HTTP(S) to upstream.url, as the gateway itself (no client's token: the sweeper acts
+ * for no one): an update's target is read; a create's type is searched by `_lastUpdated` from the
+ * blob's write on, following `next` links on the upstream's own base only.
+ */
+export class HttpPendingLookup implements PendingLookup {
+  private readonly base: string;
+
+  constructor(private readonly opts: HttpPendingLookupOptions) {
+    this.base = opts.base.replace(/\/+$/, '');
+  }
+
+  async findReference(intent: string, blobId: string, writtenAt: Date): Promise<string | undefined> {
+    // Every version counts: one that is no longer current still reads its content (vread).
+    if (intent.includes('/')) return (await this.inHistory(intent, blobId)) ? intent : undefined;
+    // A create: the resources of its type changed since the write. A server may ignore or not
+    // support `_lastUpdated` on a type (and answer "none"), so "none" is believed only from a
+    // complete scan of the type; too many resources to scan is no verdict.
+    const since = new Date(writtenAt.getTime() - SKEW_MS).toISOString();
+    const windowed = await this.scan(`${this.base}/${intent}?_lastUpdated=ge${encodeURIComponent(since)}&_count=50`, intent, blobId);
+    if (windowed.found) return windowed.found;
+    const all = await this.scan(`${this.base}/${intent}?_count=50`, intent, blobId);
+    if (all.found) return all.found;
+    if (!all.complete) throw new Error(`more than ${MAX_PAGES} pages of ${intent} to scan: no verdict`);
+    for (const candidate of new Set([...windowed.updated, ...all.updated])) if (await this.inHistory(candidate, blobId)) return candidate;
+    return undefined;
+  }
+
+  /** Whether any version of `resource` (`Type/id`) refers to the blob; false when the upstream has no such resource. */
+  private async inHistory(resource: string, blobId: string): Promise<boolean> {
+    const [type] = resource.split('/');
+    const r = await this.scan(`${this.base}/${resource}/_history?_count=50`, type, blobId);
+    if (!r.complete) throw new Error(`more than ${MAX_PAGES} pages of ${resource} history: no verdict`);
+    return r.found !== undefined;
+  }
+
+  /**
+   * Reads a Bundle and its `next` pages (on the upstream's own base only) for a resource of `type`
+   * that refers to the blob. `updated`: those changed since their first version (an earlier one
+   * may refer to it). A first answer 404/410 is an empty, complete scan.
+   */
+  private async scan(first: string, type: string, blobId: string): Promise<{ found?: string; complete: boolean; updated: string[] }> {
+    const updated: string[] = [];
+    let url: string | undefined = first;
+    for (let n = 0; url && n < MAX_PAGES; n++) {
+      const res = await this.get(url);
+      if (n === 0 && (res.statusCode === 404 || res.statusCode === 410)) {
+        res.resume();
+        return { complete: true, updated };
+      }
+      const page = (await this.json(res)) as Page;
+      for (const e of page.entry ?? []) {
+        const r = e.resource as (Record<string, unknown> & { meta?: { versionId?: unknown } }) | undefined;
+        if (!r || typeof r.id !== 'string' || r.resourceType !== type) continue;
+        if (JSON.stringify(r).includes(blobId)) return { found: `${type}/${r.id}`, complete: true, updated };
+        if (r.meta?.versionId !== '1') updated.push(`${type}/${r.id}`);
+      }
+      const next = page.link?.find((l) => l.relation === 'next')?.url;
+      url = typeof next === 'string' && next.startsWith(`${this.base}/`) ? next : undefined;
+    }
+    return { complete: url === undefined, updated };
+  }
+
+  private async json(res: IncomingMessage): Promise<unknown> {
+    if (res.statusCode !== 200) {
+      res.resume();
+      throw new Error(`the upstream answered ${res.statusCode ?? 'nothing'}`);
+    }
+    return readJson(res, MAX_PAGE_BYTES);
+  }
+
+  private get(url: string): Promise<IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const target = new URL(url);
+      const req = (target.protocol === 'https:' ? https : http).get(target, {
+        headers: { accept: 'application/fhir+json' },
+        ...(target.protocol === 'https:' ? { rejectUnauthorized: this.opts.rejectUnauthorized } : {}),
+      });
+      req.setTimeout(this.opts.timeoutMs, () => req.destroy(new Error('the upstream did not answer in time')));
+      req.once('response', resolve);
+      req.once('error', reject);
+    });
+  }
+}

@@ -1,0 +1,143 @@
+import { readdir, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
+import type { PendingLookup } from './pending-lookup.js';
+
+/**
+ * The retention sweeper (`fhir-binary-gateway sweep`, docs/operations.md). One sweep at a time
+ * across every replica sharing the store: each period (`retention.sweepPeriodMinutes`) has one
+ * claim, made through the store's own exclusive create; a sweep that cannot make it does nothing,
+ * and one that can stops at its period's end. It removes crash leftovers past the temporary class,
+ * and reconciles blobs left `pending` past their grace with the upstream: linked when a resource
+ * there refers to them, deleted when none does — never deleted while the upstream cannot be asked.
+ */
+
+export interface SweepOptions {
+  readonly store: BlobStore;
+  readonly upstream: PendingLookup;
+  /** The gateway's spool directory (server.spoolDir): bodies it was checking when it crashed. */
+  readonly spoolDir: string;
+  readonly retention: { readonly temporaryHours: number; readonly pendingGraceHours: number; readonly sweepPeriodMinutes: number };
+  /** Report what would be done; change nothing (no claim is made either). */
+  readonly dryRun: boolean;
+  /** Who sweeps (host and pid), written in the claim. */
+  readonly holder: string;
+  now?(): Date;
+}
+
+export interface SweepReport {
+  /** The period's claim: made (or not needed, dry run), or held by another sweep (nothing done). */
+  readonly claim: string;
+  claimed: boolean;
+  dryRun: boolean;
+  /** Store temp files and spool files past the temporary class. */
+  leftovers: string[];
+  spool: string[];
+  /** Claims of earlier periods their holders left behind. */
+  staleClaims: string[];
+  linked: { id: string; owner: string }[];
+  deleted: string[];
+  kept: { id: string; why: string }[];
+  /** Stopped at the period's end: the next sweep goes on. */
+  stoppedEarly: boolean;
+}
+
+const HOUR = 3_600_000;
+/** Spool files the gateway names (lib/spool-file.ts and friends): `fbg-{kind}-{uuid}…`. */
+const SPOOL_FILE = /^fbg-[a-z]+-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
+/** Margin before the period's end: the next period's sweep may start then. */
+const DEADLINE_MARGIN_MS = 30_000;
+
+export async function sweep(opts: SweepOptions): Promise<SweepReport> {
+  const now = opts.now ?? (() => new Date());
+  const period = opts.retention.sweepPeriodMinutes * 60_000;
+  const index = Math.floor(now().getTime() / period);
+  const claim = `sweep-${index}`;
+  const report: SweepReport = {
+    claim,
+    claimed: false,
+    dryRun: opts.dryRun,
+    leftovers: [],
+    spool: [],
+    staleClaims: [],
+    linked: [],
+    deleted: [],
+    kept: [],
+    stoppedEarly: false,
+  };
+  report.claimed = opts.dryRun || (await opts.store.claim(claim, opts.holder));
+  if (!report.claimed) return report;
+  const deadline = (index + 1) * period - Math.min(DEADLINE_MARGIN_MS, period / 10);
+  const late = () => now().getTime() >= deadline;
+  try {
+    for (const c of await opts.store.claims()) {
+      const n = /^sweep-(\d+)$/.exec(c.name);
+      if (!n || Number(n[1]) >= index - 1) continue;
+      report.staleClaims.push(c.name);
+      if (!opts.dryRun) await opts.store.unclaim(c.name);
+    }
+    const temporary = new Date(now().getTime() - opts.retention.temporaryHours * HOUR);
+    report.leftovers.push(...((await opts.store.leftovers?.(temporary, opts.dryRun)) ?? []));
+    report.spool.push(...(await spoolLeftovers(opts.spoolDir, temporary, opts.dryRun)));
+    const grace = now().getTime() - opts.retention.pendingGraceHours * HOUR;
+    let cursor: string | undefined;
+    do {
+      const page = await opts.store.list(cursor ? { cursor } : {});
+      for (const info of page.items) {
+        if (info.state !== 'pending' || Date.parse(info.createdAt) > grace) continue;
+        if (late()) {
+          report.stoppedEarly = true;
+          return report;
+        }
+        await reconcile(opts, info, report);
+      }
+      cursor = page.cursor;
+    } while (cursor);
+    return report;
+  } finally {
+    if (!opts.dryRun) await opts.store.unclaim(claim).catch(() => undefined);
+  }
+}
+
+/** A blob left pending: what the upstream says decides it. */
+async function reconcile(opts: SweepOptions, info: BlobInfo, report: SweepReport): Promise<void> {
+  if (!info.intent) {
+    report.kept.push({ id: info.id, why: 'written inside a Bundle: no resource to ask the upstream about' });
+    return;
+  }
+  let owner: string | undefined;
+  try {
+    owner = await opts.upstream.findReference(info.intent, info.id, new Date(info.createdAt));
+  } catch (err) {
+    // The upstream could not be asked: the blob may be referenced there, so it stays.
+    report.kept.push({ id: info.id, why: `the upstream could not be asked (${(err as Error).message.slice(0, 120)})` });
+    return;
+  }
+  if (owner) {
+    report.linked.push({ id: info.id, owner });
+    if (!opts.dryRun) await opts.store.setMeta(info.id, { state: 'linked', owner });
+    return;
+  }
+  report.deleted.push(info.id);
+  if (!opts.dryRun) await opts.store.delete(info.id);
+}
+
+/** The gateway's own spool files in `dir`, last changed before `before`. */
+async function spoolLeftovers(dir: string, before: Date, dryRun: boolean): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const found: string[] = [];
+  for (const name of names.filter((n) => SPOOL_FILE.test(n))) {
+    const path = join(dir, name);
+    const st = await stat(path).catch(() => undefined);
+    if (!st?.isFile() || st.mtime >= before) continue;
+    found.push(name);
+    if (!dryRun) await unlink(path).catch(() => undefined);
+  }
+  return found;
+}
