@@ -10,7 +10,7 @@ import { clientGone } from '../lib/spool-file.js';
 import type { Exchange } from '../security/exchange.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
 import { INTENT } from '../storage/meta.js';
-import { FHIR_JSON, send, type UpstreamClient } from '../upstream/client.js';
+import { FHIR_JSON, outcomeUnknown, send, type UpstreamClient } from '../upstream/client.js';
 
 /** A write of a resource whose content the gateway stored (ARCHITECTURE.md, blob lifecycle). */
 export interface ResourceWrite {
@@ -118,7 +118,7 @@ export class BlobLifecycle {
       const headers = { ...w.headers, 'content-type': FHIR_JSON, 'content-length': String(w.length), accept: FHIR_JSON };
       up = await send(this.client.request(x, w.method, w.path, headers), w.body);
     } catch (err) {
-      await this.discard(ids, x.ctx.id);
+      await this.unsettled(ids, x.ctx.id, err);
       throw err;
     }
     const status = up.statusCode ?? 502;
@@ -138,6 +138,17 @@ export class BlobLifecycle {
       // against the upstream before removing anything.
       this.log.warn({ reqId, blob: id, cause: (err as Error).message }, 'blob accepted upstream but could not be marked linked');
     });
+  }
+
+  /**
+   * The upstream write failed: blobs it never got are deleted; blobs of a write whose answer was
+   * lost (sent whole, then the connection dropped or the answer came too late) stay `pending` —
+   * the upstream may hold a resource referring to them — for the sweeper to reconcile
+   * (binary/sweeper.ts). The client gets the 502/504 either way.
+   */
+  async unsettled(ids: readonly string[], reqId: string, err: unknown): Promise<void> {
+    if (!outcomeUnknown(err)) return this.discard(ids, reqId);
+    if (ids.length) this.log.warn({ reqId, blobs: ids }, 'upstream write outcome unknown: blobs left pending for the sweeper to reconcile');
   }
 
   /** Deletes blobs whose resource the upstream refused (or never got). */

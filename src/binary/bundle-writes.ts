@@ -36,7 +36,7 @@ export class BundleWrites {
       try {
         up = await this.d.resources.send(x, 'POST', targetOf(i), headers, createReadStream(spooled.file));
       } catch (err) {
-        await this.d.blobs.discard(ids, x.ctx.id);
+        await this.d.blobs.unsettled(ids, x.ctx.id, err);
         throw err;
       }
       const status = up.statusCode ?? 502;

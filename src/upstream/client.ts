@@ -89,7 +89,10 @@ export function send(req: ClientRequest, body?: Buffer | Readable): Promise<Inco
       // pipe() does not end its source when the destination fails: a spooled body's file would
       // stay open for good, one descriptor per failed request.
       if (body !== undefined && !Buffer.isBuffer(body)) body.destroy();
-      reject(upstreamFailure(err));
+      const failure = upstreamFailure(err);
+      // The whole request had gone out: the upstream may have acted on it, answer lost or late.
+      if (req.writableFinished) answerLost.add(failure);
+      reject(failure);
     });
     if (body === undefined || Buffer.isBuffer(body)) {
       req.end(body);
@@ -99,6 +102,17 @@ export function send(req: ClientRequest, body?: Buffer | Readable): Promise<Inco
     body.once('error', (err) => req.destroy(err));
     body.pipe(req);
   });
+}
+
+const answerLost = new WeakSet<object>();
+
+/**
+ * Whether `err` (from {@link send}) came after the whole request had been sent — the connection
+ * dropped or the answer came too late — so the upstream may have carried out the write. A failure
+ * before (no connection, a body cut short) means it cannot have.
+ */
+export function outcomeUnknown(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && answerLost.has(err);
 }
 
 /** Reads a small JSON answer; refuses rather than buffers one larger than `maxBytes`. */
