@@ -1,3 +1,4 @@
+import { unlink } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { pipeline, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -7,6 +8,7 @@ import { storeFailure } from '../errors/map.js';
 import type { BlobRef } from '../fhir/blob-reference.js';
 import { externalizeBody, type ExternalizedBody } from '../rewrite/externalize-body.js';
 import { clientGone } from '../lib/spool-file.js';
+import { authorizeConditionalReference } from '../security/bundle.js';
 import type { Exchange } from '../security/exchange.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
 import { INTENT } from '../storage/meta.js';
@@ -68,8 +70,9 @@ export class BlobLifecycle {
     const { config, policy } = x.settings;
     const maxBytes = x.rule.limits.maxRequestBytes;
     const gone = clientGone(x.res);
+    let spooled: ExternalizedBody | undefined;
     try {
-      return await externalizeBody(
+      spooled = await externalizeBody(
         body,
         { dir: config.server.spoolDir, maxBytes, signal: gone.signal },
         {
@@ -84,6 +87,28 @@ export class BlobLifecycle {
     } finally {
       gone.release();
     }
+    if (!spooled || spooled.conditionalReferences.length === 0) return spooled;
+    // A Bundle's are authorized entry by entry before its body is externalized (security/bundle.ts).
+    if (x.interaction.kind === 'batch' || x.interaction.kind === 'transaction') return spooled;
+    try {
+      const input = {
+        ctx: x.ctx,
+        interaction: x.interaction,
+        rule: x.rule,
+        authorization: x.req.headers.authorization,
+        contentLength: undefined,
+        principal: x.principal,
+      };
+      for (const ref of spooled.conditionalReferences) await authorizeConditionalReference(input, ref, x.settings);
+    } catch (err) {
+      await this.discard(
+        spooled.blobs.map((b) => b.info.id),
+        x.ctx.id,
+      );
+      await unlink(spooled.file).catch(() => undefined);
+      throw err;
+    }
+    return spooled;
   }
 
   /**

@@ -1,5 +1,6 @@
-import { readdir, stat, unlink } from 'node:fs/promises';
+import { stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { namesIn } from '../lib/dir-names.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
 import type { PendingLookup } from './pending-lookup.js';
 
@@ -124,15 +125,8 @@ async function reconcile(opts: SweepOptions, info: BlobInfo, report: SweepReport
 
 /** The gateway's own spool files in `dir`, last changed before `before`. */
 async function spoolLeftovers(dir: string, before: Date, dryRun: boolean): Promise<string[]> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
   const found: string[] = [];
-  for (const name of names.filter((n) => SPOOL_FILE.test(n))) {
+  for (const name of (await namesIn(dir)).filter((n) => SPOOL_FILE.test(n))) {
     const path = join(dir, name);
     const st = await stat(path).catch(() => undefined);
     if (!st?.isFile() || st.mtime >= before) continue;

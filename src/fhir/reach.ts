@@ -24,6 +24,12 @@ export interface Reach {
    * (security/reach.ts decides which, security/answer-guard.ts holds the answer to them).
    */
   readonly paged?: boolean;
+  /**
+   * A compartment search's owner type (`Patient` for `Patient/1/Observation`) when nothing but the
+   * compartment reaches it: what is asked of it is only that the owner exists. Absent when an
+   * include, chain or other parameter reaches that type too (then it is reached like any other).
+   */
+  readonly compartmentOnly?: string;
 }
 
 /** What an operation may return: its own type only, a fixed list, or anything. */
@@ -123,11 +129,14 @@ export function reachOf(i: Interaction, operations: ReadonlyMap<string, Operatio
   if (i.criteria !== undefined) for (const p of parseQuery(criteriaQuery(i.criteria))) paramReach(p, add, note);
 
   // `Device/1/Observation` is shaped by Device 1 (which must exist): its type is reached too.
-  if (i.compartment !== undefined) add(i.compartment.resourceType, 'a compartment search');
+  const owner = i.compartment?.resourceType;
+  const ownerOnly = owner !== undefined && !types.has(owner);
+  if (owner !== undefined) add(owner, 'a compartment search');
   if (why !== undefined) return anyType(why);
   // The own type named by a parameter stays: what an include, chain or `_has` returns or reveals
   // of it is not held to the search's own conditions (a restricted or patient scope's).
-  return types.size === 0 ? OWN_ONLY : { any: false, types };
+  if (types.size === 0) return OWN_ONLY;
+  return ownerOnly && types.has(owner) ? { any: false, types, compartmentOnly: owner } : { any: false, types };
 }
 
 /** Whether `i` may reach other types even without parameters. */

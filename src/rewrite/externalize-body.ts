@@ -7,6 +7,8 @@ export interface ExternalizedBody extends SpoolFile {
   readonly rootType: string | undefined;
   /** The top-level resource's securityContext as sent, if any. */
   readonly rootSecurityContext: unknown;
+  /** `reference` values with a query, to be authorized as the searches a server runs for them. */
+  readonly conditionalReferences: readonly string[];
 }
 
 /**
@@ -22,5 +24,13 @@ export async function externalizeBody(
 ): Promise<ExternalizedBody | undefined> {
   const ext = new Externalizer(opts);
   const spooled = await spoolThrough(body, ext, { ...spool, kind: 'body' });
-  return spooled && { ...spooled, blobs: ext.blobs, rootType: ext.rootType, rootSecurityContext: ext.rootSecurityContext };
+  return (
+    spooled && {
+      ...spooled,
+      blobs: ext.blobs,
+      rootType: ext.rootType,
+      rootSecurityContext: ext.rootSecurityContext,
+      conditionalReferences: ext.conditionalReferences,
+    }
+  );
 }

@@ -35,6 +35,9 @@ export interface ExternalizedBlob {
   readonly entry: number | undefined;
 }
 
+/** Conditional references kept per body, and their length: each is authorized as a search. */
+const MAX_CONDITIONAL_REFERENCES = 64;
+const MAX_CONDITIONAL_REFERENCE = 4096;
 /** Members held back until their object ends: they are rewritten when its data is externalized. */
 const HELD = new Set(['size', 'hash', '_data']);
 /** Members whose duplicates are refused: parsers disagree on which one wins. */
@@ -65,6 +68,12 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
   rootType: string | undefined;
   /** The top-level resource's securityContext member as sent (any shape), once the body has been read. */
   rootSecurityContext: unknown;
+  /**
+   * `reference` values with a query (`Patient?identifier=x`): a server that resolves match URLs in
+   * plain writes (HAPI's inline match URLs) runs each as a search for the writer; the caller
+   * authorizes them as such (security/bundle.ts authorizeConditionalReference).
+   */
+  readonly conditionalReferences: string[] = [];
 
   constructor(private readonly opts: ExternalizeOptions) {
     super({ readableHighWaterMark: 64 * 1024 });
@@ -170,13 +179,19 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
     }
     // Read (and written back in place) only when it is a string: anything else is walked like
     // any value, so attachment data inside it is still found.
-    if (first.name === 'startString' && (key === 'contentType' || (key === 'resourceType' && frame.root))) return 'hold';
+    if (first.name === 'startString' && (key === 'contentType' || key === 'reference' || (key === 'resourceType' && frame.root)))
+      return 'hold';
     return 'pass';
   }
 
   held(parent: Container<State> | undefined, key: string | undefined, value: unknown): void {
     const frame = parent?.state;
     if (!parent || !frame || key === undefined) return;
+    if (key === 'reference') {
+      this.out.pair(parent, key, value);
+      if (typeof value === 'string' && value.includes('?')) this.conditionalReference(value);
+      return;
+    }
     if (key !== 'contentType' && key !== 'resourceType') {
       (frame.held ??= new Map()).set(key, value);
       return;
@@ -186,6 +201,14 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
     if (typeof value !== 'string') return;
     if (value.length > MAX_CAPTURE) throw new GatewayError('BAD_REQUEST', `${key} is too long`);
     frame[key] = value;
+  }
+
+  private conditionalReference(value: string): void {
+    if (value.length > MAX_CONDITIONAL_REFERENCE) throw new GatewayError('BAD_REQUEST', 'a conditional reference is too long');
+    if (this.conditionalReferences.length >= MAX_CONDITIONAL_REFERENCES) {
+      throw new GatewayError('BAD_REQUEST', `more than ${MAX_CONDITIONAL_REFERENCES} conditional references in one body`);
+    }
+    this.conditionalReferences.push(value);
   }
 
   chunk(text: string): Promise<void> {

@@ -22,7 +22,8 @@ const patchWalk = {
   maxDepth: 128,
   maxKey: 1024,
   longKeys: 'cut' as const,
-  hold: { maxChars: 4096, maxDepth: 0 },
+  // A PATCH body is itself bounded by externalize.minBytes: a held string is never larger.
+  hold: { maxChars: 1024 * 1024, maxDepth: 0 },
   subject: 'the patch',
   forbid: { text: BLOB_EXTENSION_URL, error: () => new GatewayError('BAD_REQUEST', 'blob references are written by the gateway only') },
   fail: (problem: string, cause?: unknown) => new GatewayError('BAD_REQUEST', problem, { cause }),
@@ -47,6 +48,21 @@ interface Part {
   name: string | undefined;
   /** Its `valueString`/`valueCode`. */
   text: string | undefined;
+  /** A JSON Patch op's `path`, and its `value` when that is a string. */
+  path?: string;
+  value?: string;
+}
+
+/**
+ * A conditional reference (`Patient?identifier=x`) is a search the server runs for the writer
+ * (HAPI resolves them in any write); a patch, applied after the gateway, would carry it past the
+ * search rules a create or update is held to (rewrite/externalize.ts collects those).
+ */
+function conditionalReference(): GatewayError {
+  return new GatewayError(
+    'BAD_REQUEST',
+    'a patch may not set a conditional reference (Type?criteria): send the resource with PUT or POST, where it is authorized as the search it is',
+  );
 }
 
 function refused(what: string): GatewayError {
@@ -71,15 +87,28 @@ class PatchGuard implements WalkPolicy<Part> {
     if (ATTACHMENT_ONLY.has(key) || (MEMBERS.has(key) && !NOT_ATTACHMENT.has(parent?.name ?? ''))) throw refused(`members ('${key}')`);
     if (first.name !== 'startString') return 'pass';
     // JSON Patch ops and pointers, and FHIRPath Patch parts' names and texts.
-    const read = key === 'op' || key === 'path' || key === 'from' || key === 'name' || key === 'valueString' || key === 'valueCode';
+    const read =
+      key === 'op' ||
+      key === 'path' ||
+      key === 'from' ||
+      key === 'name' ||
+      key === 'valueString' ||
+      key === 'valueCode' ||
+      key === 'reference' ||
+      key === 'value';
     return read ? 'hold' : 'pass';
   }
 
   held(parent: Container<Part> | undefined, key: string | undefined, v: unknown): void {
     if (parent === undefined || typeof v !== 'string') return;
-    if (key === 'op') this.checkOp(v);
-    else if (key === 'path' || key === 'from') checkPointer(v);
-    else if (key === 'name') {
+    if (key === 'reference') {
+      if (v.includes('?')) throw conditionalReference();
+    } else if (key === 'value') parent.state.value = v;
+    else if (key === 'op') this.checkOp(v);
+    else if (key === 'path' || key === 'from') {
+      checkPointer(v);
+      if (key === 'path') parent.state.path = v;
+    } else if (key === 'name') {
       // A complex value written as nested parts names its members: `{name: "contentType", …}`.
       if (MEMBERS.has(v) || v === 'url' || v === '_url') throw refused(`members ('${v}')`);
       parent.state.name = v;
@@ -95,7 +124,9 @@ class PatchGuard implements WalkPolicy<Part> {
   }
 
   close(c: Container<Part>): void {
-    const { name, text } = c.state;
+    const { name, text, path, value } = c.state;
+    // `{op: replace, path: /subject/reference, value: "Patient?…"}`, in either member order.
+    if (path !== undefined && value !== undefined && /\/reference$/.test(path) && value.includes('?')) throw conditionalReference();
     if (text === undefined) return;
     if (name === 'path') {
       // `where($this = 'guess')` applies or fails by what is there: like a JSON Patch test, a read.
@@ -134,4 +165,8 @@ function checkFhirPath(path: string): void {
   for (const step of steps) if (MEMBERS.has(step)) throw refused(`members ('${step}')`);
   const last = steps.filter((s) => s.length > 0).at(-1);
   if (last === 'url' && steps.length > 2 && !EXTENSIONS.has(steps.at(-2) ?? '')) throw refused("members ('url')");
+  // A Reference's string set by path could be a conditional reference; a valueReference is checked as one.
+  if (last === 'reference') {
+    throw new GatewayError('BAD_REQUEST', 'a FHIRPath Patch may not set a reference by its string: give the Reference as valueReference');
+  }
 }

@@ -45,19 +45,21 @@ export function answerGuard(i: Interaction, principal: Principal, rule: Effectiv
 }
 
 /**
- * `_elements` and `_summary=true|text` have the upstream leave out elements — among them the very
+ * `_elements` (Medplum also reads `_fields`) and `_summary=true|text` have the upstream leave out elements — among them the very
  * references an answer held to a patient's compartment is judged by (a resource outside any
  * compartment is sent when it names no other patient): such a listing is refused. `_summary`
  * `count`, `data` and `false` keep every reference.
  */
+const ELEMENT_FILTERS: ReadonlySet<string> = new Set(['_elements', '_fields']);
+
 export function requireWholeEntries(i: Interaction, principal: Principal, rule: EffectiveRule): void {
   if (i.kind !== 'search' && i.kind !== 'history' && i.kind !== 'operation') return;
-  if (!/_elements|_summary|%/i.test(i.query)) return;
+  if (!/_elements|_fields|_summary|%/i.test(i.query)) return;
   const scopes = principal.scopes;
   if (!rule.require.smart || scopes === undefined || principal.patient === undefined || !restsOnPatientScope(scopes, i)) return;
   for (const p of parseQuery(i.query)) {
     const name = p.base.trim().toLowerCase();
-    if (name === '_elements' || (name === '_summary' && !['count', 'data', 'false'].includes(p.value.trim().toLowerCase()))) {
+    if (ELEMENT_FILTERS.has(name) || (name === '_summary' && !['count', 'data', 'false'].includes(p.value.trim().toLowerCase()))) {
       throw new GatewayError(
         'INSUFFICIENT_SCOPE',
         `a patient-scoped listing cannot use ${name}: it would leave out the references that tie each entry to the patient`,

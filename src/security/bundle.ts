@@ -113,13 +113,7 @@ export async function authorizeBundle(
       }
       // A conditional reference is a search the server runs on the entry's behalf: held to the
       // search rules of its type like any search (and what it reaches, like any criteria).
-      for (const ref of entry.conditionalReferences ?? []) {
-        const search = classifyEntry('GET', ref);
-        if (search.kind !== 'search' || search.resourceType === undefined) {
-          throw new GatewayError('BAD_BUNDLE', 'a conditional reference must be Type?criteria');
-        }
-        await runChecks({ ...input, interaction: search, rule: settings.policy.ruleFor(search) }, settings);
-      }
+      for (const ref of entry.conditionalReferences ?? []) await authorizeConditionalReference(input, ref, settings, 'BAD_BUNDLE');
       // A listing's Bundle in the answer is held to what the entry is entitled to, as if sent alone.
       const guard = entryGuard(ei, r.principal, input.rule, settings);
       if (guard) guards.set(entry.index, guard);
@@ -144,4 +138,22 @@ function entryGuard(i: Interaction, principal: Principal, own: EffectiveRule, se
   const reach = settings.policy.reachOf(i);
   const rule = reach === OWN_ONLY ? own : settings.policy.strictest(own, settings.policy.reachedRules(reach));
   return answerGuard(i, principal, rule, reach);
+}
+
+/**
+ * A conditional reference (`"reference": "Patient?identifier=x"`) is a search the server runs on
+ * the writer's behalf — in a transaction (R4), and in any create or update on servers that resolve
+ * match URLs inline (HAPI): held to the search rules of its type, and what its criteria reach.
+ */
+export async function authorizeConditionalReference(
+  input: CheckInput,
+  ref: string,
+  settings: Settings,
+  malformed: 'BAD_BUNDLE' | 'BAD_REQUEST' = 'BAD_REQUEST',
+): Promise<void> {
+  const search = classifyEntry('GET', ref);
+  if (search.kind !== 'search' || search.resourceType === undefined) {
+    throw new GatewayError(malformed, 'a conditional reference must be Type?criteria');
+  }
+  await runChecks({ ...input, interaction: search, rule: settings.policy.ruleFor(search) }, settings);
 }

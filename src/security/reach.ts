@@ -88,7 +88,10 @@ function checkReached(input: CheckInput, settings: Settings, reach: Reach, { typ
     if (rule.require.smart && !everything) {
       const set = input.principal.scopes;
       if (set === undefined) throw tokenMissing();
-      if (!grantsSeeing(set, type) && !(type === 'Patient' && (includesOnlyLaunchPatient(input) || inLaunchCompartment(input)))) {
+      if (
+        !grantsSeeing(set, type) &&
+        !(type === 'Patient' && (includesOnlyLaunchPatient(input) || (reach.compartmentOnly === 'Patient' && inLaunchCompartment(input))))
+      ) {
         if (termsOf(set) === 'patient') throw outsideCompartment();
         throw insufficient(`user/${type}.s`);
       }
@@ -180,7 +183,11 @@ function includesOnlyLaunchPatient({ interaction, principal }: CheckInput): bool
   return includesOnlyThePatient(interaction, parseQuery(interaction.query), patient);
 }
 
-/** `Patient/{launch patient}/Type`: the compartment's owner is the patient the app acts for. */
+/**
+ * `Patient/{launch patient}/Type`, reaching Patient by nothing but the compartment
+ * (Reach.compartmentOnly): the compartment's owner is the patient the app acts for. An include or
+ * chain that reaches Patient as well is judged as on any search.
+ */
 function inLaunchCompartment({ interaction, principal }: CheckInput): boolean {
   const c = interaction.compartment;
   return c !== undefined && c.resourceType === 'Patient' && principal.patient !== undefined && c.id === principal.patient;

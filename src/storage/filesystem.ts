@@ -18,6 +18,7 @@ import {
   type PutOptions,
 } from './blob-store.js';
 import { CHUNK_BYTES, verifiedRead } from './chunks.js';
+import { namesIn } from '../lib/dir-names.js';
 import { DigestStream } from './digest.js';
 import { HEADER_READ_BYTES, newHeader, OpenStream, openHeader, SealStream, sealedSize, sealedSpan, type KeyRing } from './encryption.js';
 import { checkRange, isBlobId, newBlobId, newInfo, parseClaim, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
@@ -192,15 +193,8 @@ export class FilesystemBlobStore implements BlobStore {
 
   async claims(): Promise<readonly Claim[]> {
     const dir = join(this.dir, CLAIMS);
-    let names: string[];
-    try {
-      names = await readdir(dir);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
-    }
     const out: Claim[] = [];
-    for (const n of names.filter((x) => x.endsWith('.json')).sort()) {
+    for (const n of (await namesIn(dir)).filter((x) => x.endsWith('.json')).sort()) {
       const name = n.slice(0, -'.json'.length);
       const text = await readFile(join(dir, n), 'utf8').catch(() => undefined);
       const c = parseClaim(text, name);
@@ -306,15 +300,8 @@ async function removeQuietly(path: string): Promise<void> {
 }
 
 async function sortedDirs(dir: string, from: string): Promise<string[]> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
   const out: string[] = [];
-  for (const n of names.sort()) {
+  for (const n of (await namesIn(dir)).sort()) {
     if (n.length === 2 && n >= from && /^[a-z0-9-]{2}$/.test(n) && (await stat(join(dir, n))).isDirectory()) out.push(n);
   }
   return out;

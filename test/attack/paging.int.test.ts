@@ -4,30 +4,20 @@
 // may read, each judged as a direct search of it would be (its rules, a SMART grant to see it, a
 // patient app's compartment), and refused to a caller who may read none.
 import t from 'tap';
-import { makeKey, mintToken, startJwksServer } from '../helpers/auth.js';
-import type { Stack } from '../helpers/binary-stack.js';
+import { stack } from '../helpers/binary-stack.js';
 import { startEverythingShim } from '../helpers/everything-upstream.js';
-import { startTestGateway } from '../helpers/gateway.js';
-import { startUpstream } from '../helpers/upstream.js';
 import { direct, outcome } from './helpers.js';
 
 type Page = { entry?: { resource: { resourceType: string; id: string } }[]; link?: { relation: string; url: string }[] };
 
 t.test('a page of an earlier search carries only what the caller may read', async (t) => {
-  const up = await startUpstream(t);
-  const key = await makeKey('k1');
-  const jwks = await startJwksServer(t, [key]);
-  const upstream = await startEverythingShim(t, up);
-  const gw = await startTestGateway(t, {
-    upstream,
-    jwksUri: jwks.url,
+  const s = await stack(
+    t,
     // The test client is 127.0.0.1: outside this range, as a client off the device network would be.
-    config: { rules: [{ name: 'devices-from-device-lan', match: { resourceTypes: ['Device'] }, require: { ipAllow: ['10.20.0.0/16'] } }] },
-  });
-  const s = { gw, up } as unknown as Stack;
-  const as = async (scope: string, patient?: string) => ({
-    authorization: `Bearer ${await mintToken(key, { claims: { scope, ...(patient ? { patient } : {}) } })}`,
-  });
+    { rules: [{ name: 'devices-from-device-lan', match: { resourceTypes: ['Device'] }, require: { ipAllow: ['10.20.0.0/16'] } }] },
+    (up) => startEverythingShim(t, up),
+  );
+  const { gw, as, upstream } = s;
   const me = await direct(s, { resourceType: 'Patient', name: [{ family: 'Me' }] });
   const other = await direct(s, { resourceType: 'Patient', name: [{ family: 'Other' }] });
   const obs = (subject: string) =>

@@ -2,11 +2,8 @@
 // patient's own resources by id, searches pinned to the patient, and including the patient work;
 // another patient's data is never sent, and refusals speak in the app's own terms (never user/).
 import t from 'tap';
-import { makeKey, mintToken, startJwksServer } from '../helpers/auth.js';
 import { stack, type Stack } from '../helpers/binary-stack.js';
 import { startEverythingShim } from '../helpers/everything-upstream.js';
-import { startTestGateway } from '../helpers/gateway.js';
-import { startUpstream } from '../helpers/upstream.js';
 import { BUNDLE_RULE, bundle, direct, outcome } from './helpers.js';
 
 type Searchset = { entry?: { resource: { resourceType: string; id: string } }[] };
@@ -110,18 +107,8 @@ t.test('a patient app reads its patient, and only its patient', async (t) => {
 });
 
 t.test("a patient app's $everything: its record, held to its compartment on the way out", async (t) => {
-  const up = await startUpstream(t);
-  const key = await makeKey('k1');
-  const jwks = await startJwksServer(t, [key]);
-  const upstream = await startEverythingShim(t, up);
-  const gw = await startTestGateway(t, { upstream, jwksUri: jwks.url });
-  const s = {
-    gw,
-    up,
-    as: async (scope: string, patient?: string) => ({
-      authorization: `Bearer ${await mintToken(key, { claims: { scope, ...(patient ? { patient } : {}) } })}`,
-    }),
-  } as unknown as Stack;
+  const s = await stack(t, {}, (up) => startEverythingShim(t, up));
+  const upstream = s.upstream;
   const { me, other, mine, theirs } = await twoPatients(s);
   // In my compartment by its subject, and naming the other patient too: the server may bring them along.
   await direct(s, {
@@ -167,18 +154,8 @@ t.test("a patient app's $everything: its record, held to its compartment on the 
 });
 
 t.test("a batch's searchsets are held to the patient's compartment even where the upstream ignores the pin", async (t) => {
-  const up = await startUpstream(t);
-  const key = await makeKey('k1');
-  const jwks = await startJwksServer(t, [key]);
-  const upstream = await startEverythingShim(t, up, { ignorePatientPin: true });
-  const gw = await startTestGateway(t, { upstream, jwksUri: jwks.url, config: { rules: [BUNDLE_RULE] } });
-  const s = {
-    gw,
-    up,
-    as: async (scope: string, patient?: string) => ({
-      authorization: `Bearer ${await mintToken(key, { claims: { scope, ...(patient ? { patient } : {}) } })}`,
-    }),
-  } as unknown as Stack;
+  const s = await stack(t, { rules: [BUNDLE_RULE] }, (up) => startEverythingShim(t, up, { ignorePatientPin: true }));
+  const upstream = s.upstream;
   const { me, mine, theirs } = await twoPatients(s);
   const app = await s.as('patient/Patient.rs patient/Observation.rs', me);
   const r = await bundle(s, app, [{ request: { method: 'GET', url: `Observation?patient=${me}` } }]);

@@ -4,23 +4,14 @@
 // those references out (HAPI applies them to pages too, and repeats them in its next links), so
 // another patient's Device or GuidanceResponse passed. A patient-scoped listing may not use them.
 import t from 'tap';
-import { makeKey, mintToken, startJwksServer } from '../helpers/auth.js';
-import type { Stack } from '../helpers/binary-stack.js';
+import { stack } from '../helpers/binary-stack.js';
 import { startEverythingShim } from '../helpers/everything-upstream.js';
-import { startTestGateway } from '../helpers/gateway.js';
-import { startUpstream } from '../helpers/upstream.js';
 import { direct } from './helpers.js';
 
 t.test('a patient-scoped listing may not have the upstream leave out what ties entries to the patient', async (t) => {
-  const up = await startUpstream(t);
-  const key = await makeKey('k1');
-  const jwks = await startJwksServer(t, [key]);
-  const gw = await startTestGateway(t, { upstream: await startEverythingShim(t, up), jwksUri: jwks.url });
-  const s = { gw, up } as unknown as Stack;
+  const s = await stack(t, {}, (up) => startEverythingShim(t, up));
+  const { gw, as } = s;
   const me = await direct(s, { resourceType: 'Patient', name: [{ family: 'Me' }] });
-  const as = async (scope: string, patient?: string) => ({
-    authorization: `Bearer ${await mintToken(key, { claims: { scope, ...(patient ? { patient } : {}) } })}`,
-  });
   const app = await as('patient/*.rs', me);
   const status = async (path: string, headers: Record<string, string>) => {
     const r = await fetch(`${gw.base}${path}`, { headers });

@@ -45,21 +45,27 @@ export function pngOfAtLeast(minBytes: number): Buffer {
 export interface Stack {
   gw: TestGateway;
   up: FhirUpstream;
+  /** What the gateway calls its upstream: `up`, or a shim in front of it. */
+  upstream: string;
   auth: Record<string, string>;
   /** Authorization headers for a token with these scopes (and launch patient), from the stack's own key. */
   as: (scope: string, patient?: string) => Promise<Record<string, string>>;
 }
 
-/** Upstream (Medplum's router), JWKS and the gateway with `config` merged over the test baseline; a token allowed to read and write. */
-export async function stack(t: Test, config: Record<string, unknown> = {}): Promise<Stack> {
+/**
+ * Upstream (Medplum's router), JWKS and the gateway with `config` merged over the test baseline; a
+ * token allowed to read and write. `shim`: a server put between the gateway and the upstream.
+ */
+export async function stack(t: Test, config: Record<string, unknown> = {}, shim?: (up: FhirUpstream) => Promise<string>): Promise<Stack> {
   const up = await startUpstream(t);
   const key = await makeKey('k1');
   const jwks = await startJwksServer(t, [key]);
-  const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url, config });
+  const upstream = shim ? await shim(up) : up.url;
+  const gw = await startTestGateway(t, { upstream, jwksUri: jwks.url, config });
   const as = async (scope: string, patient?: string) => ({
     authorization: `Bearer ${await mintToken(key, { claims: { scope, ...(patient ? { patient } : {}) } })}`,
   });
-  return { gw, up, auth: await as('user/*.cruds fhir.write'), as };
+  return { gw, up, upstream, auth: await as('user/*.cruds fhir.write'), as };
 }
 
 export async function upload(

@@ -176,3 +176,49 @@ t.test('a FHIRPath Patch path with a function reads the resource too', async (t)
   t.equal(await guard(body, 65536, true), body, 'a reader may');
   await t.rejects(guard(body, 65536, false), { code: 'INSUFFICIENT_SCOPE' });
 });
+
+t.test('a conditional reference is a search: a patch may not set one; a plain reference passes', async (t) => {
+  const refused = [
+    ['a reference string by pointer', [{ op: 'replace', path: '/subject/reference', value: 'Patient?identifier=x' }]],
+    ['value before path', [{ value: 'Patient?birthdate=1970-01-01', op: 'replace', path: '/subject/reference' }]],
+    ['a Reference object', [{ op: 'replace', path: '/subject', value: { reference: 'Patient?identifier=x' } }]],
+    [
+      'deep in a value',
+      [{ op: 'add', path: '/performer/-', value: { extension: [{ url: 'u', valueReference: { reference: 'Practitioner?name=a' } }] } }],
+    ],
+  ] as const;
+  for (const [what, patch] of refused) {
+    for (const cut of [65536, 3]) {
+      await t.rejects(guard(JSON.stringify(patch), cut), { code: 'BAD_REQUEST', message: /conditional reference/ }, `${what} (cut ${cut})`);
+    }
+  }
+  await t.rejects(
+    guard(
+      fhirPathPatch(
+        { name: 'type', valueCode: 'add' },
+        { name: 'path', valueString: 'Observation' },
+        { name: 'name', valueString: 'subject' },
+        { name: 'value', valueReference: { reference: 'Patient?identifier=x' } },
+      ),
+    ),
+    { code: 'BAD_REQUEST' },
+    'FHIRPath Patch valueReference',
+  );
+  await t.rejects(
+    guard(
+      fhirPathPatch(
+        { name: 'type', valueCode: 'replace' },
+        { name: 'path', valueString: 'Observation.subject.reference' },
+        { name: 'value', valueString: 'Patient/1' },
+      ),
+    ),
+    { code: 'BAD_REQUEST', message: /valueReference/ },
+    'FHIRPath Patch setting a reference string',
+  );
+  for (const patch of [
+    [{ op: 'replace', path: '/subject/reference', value: 'Patient/2' }],
+    [{ op: 'replace', path: '/note/0/text', value: 'Pain? yes=3' }],
+  ]) {
+    t.equal(await guard(JSON.stringify(patch)), JSON.stringify(patch), `passes: ${JSON.stringify(patch)}`);
+  }
+});

@@ -1,0 +1,55 @@
+// FINDING (low-medium, fifth outside check of issue 12): `_fields` is Medplum's spelling of `_elements` (@medplum/core parseSearchRequest:
+// `case '_fields': case '_elements': fields = …`). The gateway refuses `_elements` / `_summary=true|text`
+// on a patient app's listings (answer-guard.ts requireWholeEntries) because they strip the references
+// the compartment guard judges non-compartment resources by, but not `_fields`: on
+// `Patient/{me}/$everything?_fields=…` another patient's Device (referenced by the app's own
+// Observation) loses its `patient` reference and is served. Fixed: `_fields` is refused with `_elements`.
+import t from 'tap';
+import { makeKey, mintToken, startJwksServer } from '../helpers/auth.js';
+import { startTestGateway } from '../helpers/gateway.js';
+import { startUpstream } from '../helpers/upstream.js';
+import { startShim } from '../helpers/compartment-shim.js';
+
+t.test('a patient app cannot strip references with _fields', async (t) => {
+  const up = await startUpstream(t);
+  const key = await makeKey('k1');
+  const jwks = await startJwksServer(t, [key]);
+  const shim = await startShim(t, up.url); // $everything applying _fields as Medplum's parser reads it
+  const gw = await startTestGateway(t, { upstream: shim, jwksUri: jwks.url });
+  const direct = async (r: Record<string, unknown>) =>
+    (
+      (await (
+        await fetch(`${up.url}/${r.resourceType as string}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/fhir+json' },
+          body: JSON.stringify(r),
+        })
+      ).json()) as { id: string }
+    ).id;
+  const me = await direct({ resourceType: 'Patient', name: [{ family: 'Me' }] });
+  const other = await direct({ resourceType: 'Patient', name: [{ family: 'Other' }] });
+  const device = await direct({
+    resourceType: 'Device',
+    status: 'active',
+    patient: { reference: `Patient/${other}` },
+    deviceName: [{ name: 'SECRET-PUMP-OF-OTHER', type: 'user-friendly-name' }],
+  });
+  await direct({
+    resourceType: 'Observation',
+    status: 'final',
+    code: { text: 'x' },
+    subject: { reference: `Patient/${me}` },
+    device: { reference: `Device/${device}` },
+  });
+  const h = { authorization: `Bearer ${await mintToken(key, { claims: { scope: 'patient/*.rs', patient: me } })}` };
+  const get = async (q: string) => {
+    const r = await fetch(`${gw.base}/Patient/${me}/$everything${q}`, { headers: h });
+    return { status: r.status, body: await r.text() };
+  };
+  const plain = await get('');
+  t.equal(plain.status, 200);
+  t.notMatch(plain.body, /SECRET-PUMP/, "control: the other patient's Device is withheld");
+  t.equal((await get('?_elements=id,deviceName,code')).status, 403, 'control: _elements is refused');
+  const fields = await get('?_fields=id,deviceName,code');
+  t.notMatch(fields.body, /SECRET-PUMP/, `_fields is held like _elements (got ${fields.status})`);
+});
