@@ -91,15 +91,7 @@ export class BlobLifecycle {
     // A Bundle's are authorized entry by entry before its body is externalized (security/bundle.ts).
     if (x.interaction.kind === 'batch' || x.interaction.kind === 'transaction') return spooled;
     try {
-      const input = {
-        ctx: x.ctx,
-        interaction: x.interaction,
-        rule: x.rule,
-        authorization: x.req.headers.authorization,
-        contentLength: undefined,
-        principal: x.principal,
-      };
-      for (const ref of spooled.conditionalReferences) await authorizeConditionalReference(input, ref, x.settings);
+      for (const ref of spooled.conditionalReferences) await authorizeConditionalReference(x.checkInput(), ref, x.settings);
     } catch (err) {
       await this.discard(
         spooled.blobs.map((b) => b.info.id),

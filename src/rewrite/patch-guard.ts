@@ -138,6 +138,11 @@ class PatchGuard implements WalkPolicy<Part> {
       }
       checkFhirPath(text);
     } else if (name === 'name' && (MEMBERS.has(text) || text === 'url' || text === '_url')) throw refused(`members ('${text}')`);
+    // A Reference's `reference` named as the member added, or given as a part: by string, it could
+    // be a conditional reference. A Reference goes in whole, as valueReference, where it is checked.
+    else if ((name === 'name' && text === 'reference') || (name === 'reference' && text.includes('?'))) {
+      throw new GatewayError('BAD_REQUEST', 'a FHIRPath Patch may not set a reference by its string: give the Reference as valueReference');
+    }
   }
 }
 

@@ -75,7 +75,7 @@ export function requireWholeEntries(i: Interaction, principal: Principal, rule: 
  * is held to the patient's compartment (an upstream that ignored the patient pin would otherwise
  * answer with other patients' data).
  */
-function restsOnPatientScope(scopes: ScopeSet, i: Interaction): boolean {
+export function restsOnPatientScope(scopes: ScopeSet, i: Interaction): boolean {
   if (termsOf(scopes) === 'patient') return true;
   if (!scopes.smart.some((s) => s.context === 'patient')) return false;
   return !grantsSeeing(scopes, i.resourceType ?? '*');

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Interaction } from '../fhir/interaction.js';
 import type { RewriteParams } from '../rewrite/params.js';
 import type { RequestContext } from './client.js';
-import type { Principal } from './checks.js';
+import type { CheckInput, Principal } from './checks.js';
 import type { EffectiveRule } from './policy.js';
 import type { Settings } from './settings.js';
 
@@ -27,6 +27,18 @@ export class Exchange {
     /** The configuration in force when it arrived. */
     readonly settings: Settings,
   ) {}
+
+  /** The exchange as the checks see a request: for checks run on its behalf later (a body's conditional references). */
+  checkInput(): CheckInput {
+    return {
+      ctx: this.ctx,
+      interaction: this.interaction,
+      rule: this.rule,
+      authorization: this.req.headers.authorization,
+      contentLength: undefined,
+      principal: this.principal,
+    };
+  }
 
   /**
    * Lets the client send its body (Expect: 100-continue). Called by a handler only once nothing

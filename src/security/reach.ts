@@ -11,7 +11,7 @@ import {
   type Check,
   type CheckInput,
 } from './checks.js';
-import { requireWholeEntries } from './answer-guard.js';
+import { requireWholeEntries, restsOnPatientScope } from './answer-guard.js';
 import type { ReachedRule } from './policy.js';
 import { RESOURCE_TYPE_NAMES } from '../fhir/resource-types.js';
 import { covers, grantsSeeing, includesOnlyThePatient, missingScopes, patientEverything, readsEveryType, type ScopeSet } from './scopes.js';
@@ -180,7 +180,8 @@ function includesOnlyLaunchPatient({ interaction, principal }: CheckInput): bool
   ) {
     return false;
   }
-  return includesOnlyThePatient(interaction, parseQuery(interaction.query), patient);
+  // Held to the compartment on the way out (answer-guard.ts), a compartment search pins its includes too.
+  return includesOnlyThePatient(interaction, parseQuery(interaction.query), patient, restsOnPatientScope(set, interaction));
 }
 
 /**

@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { readFile, stat, unlink } from 'node:fs/promises';
-import { finished, PassThrough, type Transform } from 'node:stream';
+import { finished, PassThrough } from 'node:stream';
 import type { IncomingMessage } from 'node:http';
 import { GatewayError, isGatewayError } from '../errors/catalogue.js';
 import type { Interaction } from '../fhir/interaction.js';
@@ -10,6 +10,7 @@ import { MAX_GRAPHQL_CHARS, requireGraphqlQuery } from '../fhir/graphql-document
 import { Externalizer } from '../rewrite/externalize.js';
 import { operationBodyGuard } from '../rewrite/operation-body-guard.js';
 import { requireJson, rewritesResponse } from '../rewrite/params.js';
+import { authorizeConditionalReference } from '../security/bundle.js';
 import type { Exchange } from '../security/exchange.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { Forwarder } from './forwarder.js';
@@ -75,7 +76,8 @@ export class PassThroughRoutes {
     x.continue100();
     const maxBytes = graphql ? Math.min(minBytes, rule.limits.maxRequestBytes) : rule.limits.maxRequestBytes;
     const gone = clientGone(res);
-    const checks = json ? [operationBodyGuard(minBytes), ...(graphql ? [] : [contentCheck(x)])] : [new PassThrough()];
+    const content = json && !graphql ? contentCheck(x) : undefined;
+    const checks = json ? [operationBodyGuard(minBytes), ...(content ? [content] : [])] : [new PassThrough()];
     const spooled = await spoolThrough(req, checks, {
       dir: config.server.spoolDir,
       kind: 'operation',
@@ -87,8 +89,9 @@ export class PassThroughRoutes {
       })
       .finally(() => gone.release());
     if (!spooled) return;
-    if (graphql)
-      await requireGraphqlBody(x, spooled.file, json).catch(async (err: unknown) => {
+    const refs = content?.conditionalReferences ?? [];
+    if (graphql || refs.length > 0)
+      await (graphql ? requireGraphqlBody(x, spooled.file, json) : authorizeReferences(x, refs)).catch(async (err: unknown) => {
         await unlink(spooled.file).catch(() => undefined);
         throw err;
       });
@@ -142,7 +145,7 @@ async function requireGraphqlBody(x: Exchange, file: string, json: boolean): Pro
  * is checked like a write's: declared type allowed for its resource, content sniffed to match.
  * Nothing is stored: every threshold is out of reach, so the rewrite engine only checks.
  */
-function contentCheck(x: Exchange): Transform {
+function contentCheck(x: Exchange): Externalizer {
   const { policy } = x.settings;
   return new Externalizer({
     store: NO_STORE,
@@ -151,6 +154,11 @@ function contentCheck(x: Exchange): Transform {
     maxBytes: x.rule.limits.maxRequestBytes,
     allowedTypes: (rt) => policy.allowedTypes(rt),
   });
+}
+
+/** An operation that stores or resolves what it is sent runs a body's conditional references as searches too. */
+async function authorizeReferences(x: Exchange, refs: readonly string[]): Promise<void> {
+  for (const ref of refs) await authorizeConditionalReference(x.checkInput(), ref, x.settings);
 }
 
 /** The store of a check that never stores (contentCheck): any call is a bug, refused loudly. */

@@ -273,13 +273,23 @@ export const SINGLE_VALUED_PINS: ReadonlySet<string> = new Set([
   'VisionPrescription.patient',
 ]);
 
-export function includesOnlyThePatient(request: Interaction, params: readonly QueryParam[], patient: string): boolean {
+export function includesOnlyThePatient(
+  request: Interaction,
+  params: readonly QueryParam[],
+  patient: string,
+  answerGuarded = false,
+): boolean {
   const type = request.resourceType;
   if (request.kind !== 'search' || type === undefined || !Object.hasOwn(PATIENT_COMPARTMENT, type)) return false;
   if (!staysInPatientCompartment(request, params, patient, type)) return false;
+  // A compartment search (`Patient/1/Observation`) matches by any of the type's compartment
+  // elements (subject OR performer), so an include of `subject` may follow another patient's
+  // reference in a resource that is in the compartment by its performer: it pins only where the
+  // answer is held to the compartment on the way out (`answerGuarded`: a patient app's). Otherwise
+  // only a pin the request names counts.
   const pins = PATIENT_COMPARTMENT[type];
   const pinned =
-    request.compartment !== undefined
+    request.compartment !== undefined && answerGuarded
       ? PIN_PARAMS.filter((p) => pins[p] !== undefined)
       : PIN_PARAMS.filter((p) => params.some((q) => q.name === p));
   let includes = 0;
