@@ -54,9 +54,19 @@ const ELEMENT_FILTERS: ReadonlySet<string> = new Set(['_elements', '_fields']);
 
 export function requireWholeEntries(i: Interaction, principal: Principal, rule: EffectiveRule): void {
   if (i.kind !== 'search' && i.kind !== 'history' && i.kind !== 'operation') return;
-  if (!/_elements|_fields|_summary|%/i.test(i.query)) return;
+  const bodied = i.method !== 'GET' && i.method !== 'HEAD';
+  if (!bodied && !/_elements|_fields|_summary|%/i.test(i.query)) return;
   const scopes = principal.scopes;
   if (!rule.require.smart || scopes === undefined || principal.patient === undefined || !restsOnPatientScope(scopes, i)) return;
+  // A POSTed operation's parameters (a form body, which servers read as query parameters) are not
+  // read here, so they could strip elements unseen: such a listing puts its parameters in the URL.
+  if (bodied) {
+    throw new GatewayError(
+      'INSUFFICIENT_SCOPE',
+      `a patient-scoped ${i.kind} must be sent with GET, its parameters in the URL: parameters in a body are not checked`,
+      { headers: { 'www-authenticate': 'Bearer error="insufficient_scope"' } },
+    );
+  }
   for (const p of parseQuery(i.query)) {
     const name = p.base.trim().toLowerCase();
     if (ELEMENT_FILTERS.has(name) || (name === '_summary' && !['count', 'data', 'false'].includes(p.value.trim().toLowerCase()))) {
