@@ -5,27 +5,15 @@
 // Patient scope) gets every Patient the include reaches: other patients' demographics.
 // Fixed: the compartment exempts Patient only when nothing else reaches it (fhir/reach.ts compartmentOnly).
 import t from 'tap';
-import { makeKey, mintToken, startJwksServer } from '../helpers/auth.js';
-import { startTestGateway } from '../helpers/gateway.js';
-import { startUpstream } from '../helpers/upstream.js';
+import { direct as directly } from './helpers.js';
+import { stack } from '../helpers/binary-stack.js';
+import { mintToken } from '../helpers/auth.js';
 import { startShim } from '../helpers/compartment-shim.js';
 
 t.test('Patient/{me}/Appointment?_include=Appointment:actor:Patient does not return other patients', async (t) => {
-  const up = await startUpstream(t);
-  const key = await makeKey('k1');
-  const jwks = await startJwksServer(t, [key]);
-  const shim = await startShim(t, up.url); // HAPI-like compartment searches
-  const gw = await startTestGateway(t, { upstream: shim, jwksUri: jwks.url });
-  const direct = async (r: Record<string, unknown>) =>
-    (
-      (await (
-        await fetch(`${up.url}/${r.resourceType as string}`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/fhir+json' },
-          body: JSON.stringify(r),
-        })
-      ).json()) as { id: string }
-    ).id;
+  const s = await stack(t, {}, (up) => startShim(t, up.url)); // HAPI-like compartment searches
+  const { gw, key } = s;
+  const direct = (r: Record<string, unknown>) => directly(s, r);
   const me = await direct({ resourceType: 'Patient', name: [{ family: 'Me' }] });
   const other = await direct({ resourceType: 'Patient', name: [{ family: 'SECRET-OTHER-NAME' }], birthDate: '1970-01-01' });
   await direct({

@@ -5,27 +5,15 @@
 // `Patient/{me}/$everything?_fields=…` another patient's Device (referenced by the app's own
 // Observation) loses its `patient` reference and is served. Fixed: `_fields` is refused with `_elements`.
 import t from 'tap';
-import { makeKey, mintToken, startJwksServer } from '../helpers/auth.js';
-import { startTestGateway } from '../helpers/gateway.js';
-import { startUpstream } from '../helpers/upstream.js';
+import { direct as directly } from './helpers.js';
+import { stack } from '../helpers/binary-stack.js';
+import { mintToken } from '../helpers/auth.js';
 import { startShim } from '../helpers/compartment-shim.js';
 
 t.test('a patient app cannot strip references with _fields', async (t) => {
-  const up = await startUpstream(t);
-  const key = await makeKey('k1');
-  const jwks = await startJwksServer(t, [key]);
-  const shim = await startShim(t, up.url); // $everything applying _fields as Medplum's parser reads it
-  const gw = await startTestGateway(t, { upstream: shim, jwksUri: jwks.url });
-  const direct = async (r: Record<string, unknown>) =>
-    (
-      (await (
-        await fetch(`${up.url}/${r.resourceType as string}`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/fhir+json' },
-          body: JSON.stringify(r),
-        })
-      ).json()) as { id: string }
-    ).id;
+  const s = await stack(t, {}, (up) => startShim(t, up.url)); // $everything applying _fields as Medplum's parser reads it
+  const { gw, key } = s;
+  const direct = (r: Record<string, unknown>) => directly(s, r);
   const me = await direct({ resourceType: 'Patient', name: [{ family: 'Me' }] });
   const other = await direct({ resourceType: 'Patient', name: [{ family: 'Other' }] });
   const device = await direct({

@@ -10,11 +10,11 @@
 // container does with a form POST: its parameters join the query.
 // Fixed: a listing held to a patient's compartment must be a GET, its parameters in the URL.
 import t from 'tap';
+import { direct as directly } from './helpers.js';
+import { stack } from '../helpers/binary-stack.js';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { makeKey, mintToken, startJwksServer } from '../helpers/auth.js';
-import { startTestGateway } from '../helpers/gateway.js';
-import { startUpstream } from '../helpers/upstream.js';
+import { mintToken } from '../helpers/auth.js';
 import { startShim } from '../helpers/compartment-shim.js';
 
 async function formPostFront(t: { teardown(fn: () => unknown): void }, upstream: string, log: string[]): Promise<string> {
@@ -54,23 +54,10 @@ async function formPostFront(t: { teardown(fn: () => unknown): void }, upstream:
 }
 
 t.test('a patient app strips references through a form-encoded $everything body', async (t) => {
-  const up = await startUpstream(t);
-  const key = await makeKey('k1');
-  const jwks = await startJwksServer(t, [key]);
-  const shim = await startShim(t, up.url);
   const log: string[] = [];
-  const front = await formPostFront(t, shim, log);
-  const gw = await startTestGateway(t, { upstream: front, jwksUri: jwks.url });
-  const direct = async (r: Record<string, unknown>) =>
-    (
-      (await (
-        await fetch(`${up.url}/${r.resourceType as string}`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/fhir+json' },
-          body: JSON.stringify(r),
-        })
-      ).json()) as { id: string }
-    ).id;
+  const s = await stack(t, {}, async (up) => formPostFront(t, await startShim(t, up.url), log));
+  const { gw, key } = s;
+  const direct = (r: Record<string, unknown>) => directly(s, r);
   const me = await direct({ resourceType: 'Patient', name: [{ family: 'Me' }] });
   const other = await direct({ resourceType: 'Patient', name: [{ family: 'Other' }] });
   const device = await direct({

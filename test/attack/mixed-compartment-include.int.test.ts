@@ -7,27 +7,15 @@
 // subject. The answer guard holds only pure patient apps (restsOnPatientScope is false when a user/
 // scope sees the searched type), so the other patient's Patient comes back.
 import t from 'tap';
-import { makeKey, mintToken, startJwksServer } from '../helpers/auth.js';
-import { startTestGateway } from '../helpers/gateway.js';
-import { startUpstream } from '../helpers/upstream.js';
+import { direct as directly } from './helpers.js';
+import { stack } from '../helpers/binary-stack.js';
+import { mintToken } from '../helpers/auth.js';
 import { startShim } from '../helpers/compartment-shim.js';
 
 t.test('Patient/{me}/Observation?_include=Observation:subject:Patient with a mixed token', async (t) => {
-  const up = await startUpstream(t);
-  const key = await makeKey('k1');
-  const jwks = await startJwksServer(t, [key]);
-  const shim = await startShim(t, up.url); // HAPI-like compartment searches (subject OR performer)
-  const gw = await startTestGateway(t, { upstream: shim, jwksUri: jwks.url });
-  const direct = async (r: Record<string, unknown>) =>
-    (
-      (await (
-        await fetch(`${up.url}/${r.resourceType as string}`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/fhir+json' },
-          body: JSON.stringify(r),
-        })
-      ).json()) as { id: string }
-    ).id;
+  const s = await stack(t, {}, (up) => startShim(t, up.url)); // HAPI-like compartment searches (subject OR performer)
+  const { gw, key } = s;
+  const direct = (r: Record<string, unknown>) => directly(s, r);
   const me = await direct({ resourceType: 'Patient', name: [{ family: 'Parent' }] });
   const other = await direct({ resourceType: 'Patient', name: [{ family: 'SECRET-CHILD-NAME' }], birthDate: '2015-02-03' });
   // A parent reporting an observation about the child: performer = the parent (launch patient), subject = the child.

@@ -48,6 +48,8 @@ export interface Stack {
   /** What the gateway calls its upstream: `up`, or a shim in front of it. */
   upstream: string;
   auth: Record<string, string>;
+  /** The JWKS's signing key (for tokens with other claims). */
+  key: Awaited<ReturnType<typeof makeKey>>;
   /** Authorization headers for a token with these scopes (and launch patient), from the stack's own key. */
   as: (scope: string, patient?: string) => Promise<Record<string, string>>;
 }
@@ -65,7 +67,7 @@ export async function stack(t: Test, config: Record<string, unknown> = {}, shim?
   const as = async (scope: string, patient?: string) => ({
     authorization: `Bearer ${await mintToken(key, { claims: { scope, ...(patient ? { patient } : {}) } })}`,
   });
-  return { gw, up, upstream, auth: await as('user/*.cruds fhir.write'), as };
+  return { gw, up, upstream, key, auth: await as('user/*.cruds fhir.write'), as };
 }
 
 export async function upload(
