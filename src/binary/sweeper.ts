@@ -1,6 +1,4 @@
-import { stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
-import { namesIn } from '../lib/dir-names.js';
+import { staleFiles } from '../lib/dir-names.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
 import type { PendingLookup } from './pending-lookup.js';
 
@@ -79,7 +77,7 @@ export async function sweep(opts: SweepOptions): Promise<SweepReport> {
     }
     const temporary = new Date(now().getTime() - opts.retention.temporaryHours * HOUR);
     report.leftovers.push(...((await opts.store.leftovers?.(temporary, opts.dryRun)) ?? []));
-    report.spool.push(...(await spoolLeftovers(opts.spoolDir, temporary, opts.dryRun)));
+    report.spool.push(...(await staleFiles(opts.spoolDir, (n) => SPOOL_FILE.test(n), temporary, opts.dryRun)));
     const grace = now().getTime() - opts.retention.pendingGraceHours * HOUR;
     let cursor: string | undefined;
     do {
@@ -121,17 +119,4 @@ async function reconcile(opts: SweepOptions, info: BlobInfo, report: SweepReport
   }
   report.deleted.push(info.id);
   if (!opts.dryRun) await opts.store.delete(info.id);
-}
-
-/** The gateway's own spool files in `dir`, last changed before `before`. */
-async function spoolLeftovers(dir: string, before: Date, dryRun: boolean): Promise<string[]> {
-  const found: string[] = [];
-  for (const name of (await namesIn(dir)).filter((n) => SPOOL_FILE.test(n))) {
-    const path = join(dir, name);
-    const st = await stat(path).catch(() => undefined);
-    if (!st?.isFile() || st.mtime >= before) continue;
-    found.push(name);
-    if (!dryRun) await unlink(path).catch(() => undefined);
-  }
-  return found;
 }

@@ -18,7 +18,7 @@ import {
   type PutOptions,
 } from './blob-store.js';
 import { CHUNK_BYTES, verifiedRead } from './chunks.js';
-import { namesIn } from '../lib/dir-names.js';
+import { namesIn, staleFiles } from '../lib/dir-names.js';
 import { DigestStream } from './digest.js';
 import { HEADER_READ_BYTES, newHeader, OpenStream, openHeader, SealStream, sealedSize, sealedSpan, type KeyRing } from './encryption.js';
 import { checkRange, isBlobId, newBlobId, newInfo, parseClaim, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
@@ -214,15 +214,9 @@ export class FilesystemBlobStore implements BlobStore {
     const found: string[] = [];
     for (const a of await sortedDirs(this.dir, '')) {
       for (const b of await sortedDirs(join(this.dir, a), '')) {
-        const shard = join(this.dir, a, b);
         // Temp files of a put or setMeta (tempName): `.{id}.{random}.{blob|json}.tmp`.
-        for (const name of (await readdir(shard)).filter((n) => n.startsWith('.') && n.endsWith('.tmp'))) {
-          const path = join(shard, name);
-          const st = await stat(path).catch(() => undefined);
-          if (!st?.isFile() || st.mtime >= before) continue;
-          found.push(join(a, b, name));
-          if (!dryRun) await removeQuietly(path);
-        }
+        const temp = (n: string) => n.startsWith('.') && n.endsWith('.tmp');
+        for (const name of await staleFiles(join(this.dir, a, b), temp, before, dryRun)) found.push(join(a, b, name));
       }
     }
     return found;

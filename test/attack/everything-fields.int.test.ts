@@ -5,7 +5,7 @@
 // `Patient/{me}/$everything?_fields=…` another patient's Device (referenced by the app's own
 // Observation) loses its `patient` reference and is served. Fixed: `_fields` is refused with `_elements`.
 import t from 'tap';
-import { direct as directly } from './helpers.js';
+import { otherPatientsDevice } from './helpers.js';
 import { stack } from '../helpers/binary-stack.js';
 import { mintToken } from '../helpers/auth.js';
 import { startShim } from '../helpers/compartment-shim.js';
@@ -13,22 +13,7 @@ import { startShim } from '../helpers/compartment-shim.js';
 t.test('a patient app cannot strip references with _fields', async (t) => {
   const s = await stack(t, {}, (up) => startShim(t, up.url)); // $everything applying _fields as Medplum's parser reads it
   const { gw, key } = s;
-  const direct = (r: Record<string, unknown>) => directly(s, r);
-  const me = await direct({ resourceType: 'Patient', name: [{ family: 'Me' }] });
-  const other = await direct({ resourceType: 'Patient', name: [{ family: 'Other' }] });
-  const device = await direct({
-    resourceType: 'Device',
-    status: 'active',
-    patient: { reference: `Patient/${other}` },
-    deviceName: [{ name: 'SECRET-PUMP-OF-OTHER', type: 'user-friendly-name' }],
-  });
-  await direct({
-    resourceType: 'Observation',
-    status: 'final',
-    code: { text: 'x' },
-    subject: { reference: `Patient/${me}` },
-    device: { reference: `Device/${device}` },
-  });
+  const me = await otherPatientsDevice(s);
   const h = { authorization: `Bearer ${await mintToken(key, { claims: { scope: 'patient/*.rs', patient: me } })}` };
   const get = async (q: string) => {
     const r = await fetch(`${gw.base}/Patient/${me}/$everything${q}`, { headers: h });

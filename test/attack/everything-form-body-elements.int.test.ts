@@ -10,7 +10,7 @@
 // container does with a form POST: its parameters join the query.
 // Fixed: a listing held to a patient's compartment must be a GET, its parameters in the URL.
 import t from 'tap';
-import { direct as directly } from './helpers.js';
+import { otherPatientsDevice } from './helpers.js';
 import { stack } from '../helpers/binary-stack.js';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -57,22 +57,7 @@ t.test('a patient app strips references through a form-encoded $everything body'
   const log: string[] = [];
   const s = await stack(t, {}, async (up) => formPostFront(t, await startShim(t, up.url), log));
   const { gw, key } = s;
-  const direct = (r: Record<string, unknown>) => directly(s, r);
-  const me = await direct({ resourceType: 'Patient', name: [{ family: 'Me' }] });
-  const other = await direct({ resourceType: 'Patient', name: [{ family: 'Other' }] });
-  const device = await direct({
-    resourceType: 'Device',
-    status: 'active',
-    patient: { reference: `Patient/${other}` },
-    deviceName: [{ name: 'SECRET-PUMP-OF-OTHER', type: 'user-friendly-name' }],
-  });
-  await direct({
-    resourceType: 'Observation',
-    status: 'final',
-    code: { text: 'x' },
-    subject: { reference: `Patient/${me}` },
-    device: { reference: `Device/${device}` },
-  });
+  const me = await otherPatientsDevice(s);
   const auth = `Bearer ${await mintToken(key, { claims: { scope: 'patient/*.rs', patient: me } })}`;
   const get = async (q: string) => {
     const r = await fetch(`${gw.base}/Patient/${me}/$everything${q}`, {

@@ -58,3 +58,27 @@ export async function outcome(p: Promise<Response> | Response): Promise<[status:
   const r = await p;
   return [r.status, outcomeCodeOf(await r.text())];
 }
+
+/**
+ * Two patients; the other one's Device (named SECRET-PUMP-OF-OTHER), referenced by an Observation
+ * of mine: a `$everything` server brings it along, and only its `patient` reference shows whose it
+ * is. Resolves with my patient id.
+ */
+export async function otherPatientsDevice(s: Stack): Promise<string> {
+  const me = await direct(s, { resourceType: 'Patient', name: [{ family: 'Me' }] });
+  const other = await direct(s, { resourceType: 'Patient', name: [{ family: 'Other' }] });
+  const device = await direct(s, {
+    resourceType: 'Device',
+    status: 'active',
+    patient: { reference: `Patient/${other}` },
+    deviceName: [{ name: 'SECRET-PUMP-OF-OTHER', type: 'user-friendly-name' }],
+  });
+  await direct(s, {
+    resourceType: 'Observation',
+    status: 'final',
+    code: { text: 'x' },
+    subject: { reference: `Patient/${me}` },
+    device: { reference: `Device/${device}` },
+  });
+  return me;
+}
