@@ -26,6 +26,7 @@ import { ResponseRewrite } from '../rewrite/response-rewrite.js';
 import { SecurityContextGuard } from '../security/security-context.js';
 import { buildSettings, LiveSettings } from '../security/settings.js';
 import { createBlobStore } from '../storage/create.js';
+import { crc32Impl } from '../storage/crc32.js';
 import { upstreamAgent } from '../upstream/agent.js';
 import { UpstreamClient } from '../upstream/client.js';
 import { Forwarder } from '../upstream/forwarder.js';
@@ -117,6 +118,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   );
   log.info({ listen: url, publicBaseUrl: urls.public, upstream: urls.upstream, tls: Boolean(tls) }, 'gateway listening');
   warnHttpsUnreachable(config, log);
+  if (crc32Impl !== 'native')
+    log.warn('the native CRC-32 (@node-rs/crc32) did not load on this platform: reads of plain blobs are checked with zlib, several times slower');
 
   return {
     url,
