@@ -8,6 +8,8 @@ import { BinaryReads } from '../binary/binary-read.js';
 import { BinaryWrites } from '../binary/binary-write.js';
 import { BlobLifecycle } from '../binary/blob-lifecycle.js';
 import { BundleWrites } from '../binary/bundle-writes.js';
+import { HttpPendingLookup } from '../binary/pending-lookup.js';
+import { SweepSchedule } from '../binary/sweep-schedule.js';
 import type { PlaneDeps } from '../binary/deps.js';
 import { RawResponder } from '../binary/raw-response.js';
 import { ResourceWrites } from '../binary/resource-writes.js';
@@ -116,10 +118,23 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
     sendError(req, res, new GatewayError('EXPECTATION_FAILED'), requestIdOf(req)),
   );
+  const sweeps = new SweepSchedule({
+    store,
+    upstream: new HttpPendingLookup({
+      base: upstreamUrl,
+      timeoutMs: config.upstream.timeoutMs,
+      rejectUnauthorized: config.upstream.rejectUnauthorized,
+    }),
+    config: () => settings.current.config,
+    log,
+  });
+  sweeps.start();
   log.info({ listen: url, publicBaseUrl: urls.public, upstream: urls.upstream, tls: Boolean(tls) }, 'gateway listening');
   warnHttpsUnreachable(config, log);
   if (crc32Impl !== 'native')
-    log.warn('the native CRC-32 (@node-rs/crc32) did not load on this platform: reads of plain blobs are checked with zlib, several times slower');
+    log.warn(
+      'the native CRC-32 (@node-rs/crc32) did not load on this platform: reads of plain blobs are checked with zlib, several times slower',
+    );
 
   return {
     url,
@@ -133,6 +148,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       accessLog.level = next.logging.level;
     },
     async close() {
+      await sweeps.stop();
       await app.close();
       forwarder.close();
       agent.destroy();

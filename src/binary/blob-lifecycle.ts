@@ -10,7 +10,8 @@ import { externalizeBody, type ExternalizedBody } from '../rewrite/externalize-b
 import { clientGone } from '../lib/spool-file.js';
 import { authorizeConditionalReference } from '../security/bundle.js';
 import type { Exchange } from '../security/exchange.js';
-import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
+import { servable, type BlobInfo, type BlobStore, type BlobTags } from '../storage/blob-store.js';
+import { uploadPurpose } from './file-metadata.js';
 import { INTENT } from '../storage/meta.js';
 import { FHIR_JSON, outcomeUnknown, send, type UpstreamClient } from '../upstream/client.js';
 
@@ -43,13 +44,13 @@ export class BlobLifecycle {
 
   /** Streams the request body into the store through the content check; undefined when the client went away (nothing to answer). */
   async upload(x: Exchange, declared: string): Promise<BlobInfo | undefined> {
+    const tags = tagsOf(x);
     const gone = clientGone(x.res);
     const checked = pipeline(x.req, new ContentCheck(declared), () => undefined) as Readable;
     try {
-      const intent = intentOf(x);
       return await this.store.put(
         checked,
-        { contentType: declared, ...(intent ? { intent } : {}) },
+        { contentType: declared, ...tags },
         { maxBytes: x.rule.limits.maxRequestBytes, signal: gone.signal },
       );
     } catch (err) {
@@ -69,6 +70,7 @@ export class BlobLifecycle {
   async externalize(x: Exchange, body: Readable, binaryMinBytes?: number): Promise<ExternalizedBody | undefined> {
     const { config, policy } = x.settings;
     const maxBytes = x.rule.limits.maxRequestBytes;
+    const tags = tagsOf(x);
     const gone = clientGone(x.res);
     let spooled: ExternalizedBody | undefined;
     try {
@@ -81,7 +83,7 @@ export class BlobLifecycle {
           ...(binaryMinBytes !== undefined ? { binaryMinBytes } : {}),
           maxBytes,
           allowedTypes: (rt) => policy.allowedTypes(rt),
-          ...(intentOf(x) ? { intent: intentOf(x)! } : {}),
+          tags,
         },
       );
     } finally {
@@ -118,7 +120,8 @@ export class BlobLifecycle {
     if (!info) throw new GatewayError('BLOB_UNREADABLE', 'the content this resource refers to is missing from the store');
     if (info.sha256 !== ref.sha256)
       throw new GatewayError('BLOB_UNREADABLE', 'the stored content does not match the hash the FHIR server holds');
-    if (info.state !== 'linked' || info.owner !== owner)
+    if (info.state === 'quarantined') throw new GatewayError('BLOB_UNREADABLE', 'the stored content is quarantined by an operator');
+    if (!servable(info.state) || info.owner !== owner)
       throw new GatewayError('BLOB_UNREADABLE', 'the stored content was not written for this resource');
     return info;
   }
@@ -197,6 +200,13 @@ export function writtenResource(type: string, id: string | undefined, up: Incomi
  * with its blobs so a sweeper can ask the upstream about one left pending. A Bundle says per
  * entry, which a blob written while it streams does not know: none.
  */
+/** What the blobs a request stores are for (BlobTags). */
+function tagsOf(x: Exchange): BlobTags {
+  const intent = intentOf(x);
+  const purpose = uploadPurpose(x.req.headers);
+  return { ...(intent ? { intent } : {}), ...(purpose ? { purpose } : {}) };
+}
+
 function intentOf(x: Exchange): string | undefined {
   const i = x.interaction;
   if (i.kind === 'batch' || i.kind === 'transaction' || i.resourceType === undefined) return undefined;

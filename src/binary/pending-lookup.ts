@@ -10,6 +10,12 @@ export interface PendingLookup {
    * cannot answer — then nobody knows, and the blob must stay.
    */
   findReference(intent: string, blobId: string, writtenAt: Date): Promise<string | undefined>;
+  /**
+   * Whether the current version of `owner` (`Type/id`) refers to blob `blobId` (false when the
+   * resource is gone), and the `category` codings (`system|code`) of its latest version, for the
+   * blob's retention class. Rejects when the upstream cannot answer.
+   */
+  currentReference(owner: string, blobId: string): Promise<{ readonly referenced: boolean; readonly categories: readonly string[] }>;
 }
 
 export interface HttpPendingLookupOptions {
@@ -54,6 +60,28 @@ export class HttpPendingLookup implements PendingLookup {
     if (!all.complete) throw new Error(`more than ${MAX_PAGES} pages of ${intent} to scan: no verdict`);
     for (const candidate of new Set([...windowed.updated, ...all.updated])) if (await this.inHistory(candidate, blobId)) return candidate;
     return undefined;
+  }
+
+  async currentReference(owner: string, blobId: string): Promise<{ referenced: boolean; categories: string[] }> {
+    const res = await this.get(`${this.base}/${owner}`);
+    if (res.statusCode === 404 || res.statusCode === 410) {
+      res.resume();
+      // Deleted: its class comes from the last version it had.
+      return { referenced: false, categories: await this.lastCategories(owner) };
+    }
+    const r = (await this.json(res)) as Record<string, unknown>;
+    return { referenced: JSON.stringify(r).includes(blobId), categories: categoriesOf(r) };
+  }
+
+  private async lastCategories(owner: string): Promise<string[]> {
+    const res = await this.get(`${this.base}/${owner}/_history?_count=10`);
+    if (res.statusCode === 404 || res.statusCode === 410) {
+      res.resume();
+      return [];
+    }
+    const page = (await this.json(res)) as Page;
+    const last = page.entry?.find((e) => e.resource)?.resource;
+    return last ? categoriesOf(last) : [];
   }
 
   /** Whether any version of `resource` (`Type/id`) refers to the blob; false when the upstream has no such resource. */
@@ -111,4 +139,20 @@ export class HttpPendingLookup implements PendingLookup {
       req.once('error', reject);
     });
   }
+}
+
+/** `system|code` and `code` of every coding of a resource's `category` (one CodeableConcept or a list). */
+export function categoriesOf(resource: Record<string, unknown>): string[] {
+  const c = resource.category;
+  const concepts = (Array.isArray(c) ? c : c ? [c] : []) as { coding?: unknown }[];
+  const out: string[] = [];
+  for (const concept of concepts) {
+    if (typeof concept !== 'object' || concept === null || !Array.isArray(concept.coding)) continue;
+    for (const coding of concept.coding as { system?: unknown; code?: unknown }[]) {
+      if (typeof coding?.code !== 'string') continue;
+      out.push(coding.code);
+      if (typeof coding.system === 'string') out.push(`${coding.system}|${coding.code}`);
+    }
+  }
+  return out;
 }

@@ -1,3 +1,4 @@
+import type { GatewayConfig } from '../config/types.js';
 import { staleFiles } from '../lib/dir-names.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
 import type { PendingLookup } from './pending-lookup.js';
@@ -9,6 +10,9 @@ import type { PendingLookup } from './pending-lookup.js';
  * and one that can stops at its period's end. It removes crash leftovers past the temporary class,
  * and reconciles blobs left `pending` past their grace with the upstream: linked when a resource
  * there refers to them, deleted when none does — never deleted while the upstream cannot be asked.
+ * Linked blobs are checked against their resource's current version (at most every recheckHours):
+ * one no longer referred to becomes `unlinked`, kept for its retention class, and deleted after
+ * it only if still no current version refers to it. Quarantined blobs are left to the operator.
  */
 
 export interface SweepOptions {
@@ -16,7 +20,7 @@ export interface SweepOptions {
   readonly upstream: PendingLookup;
   /** The gateway's spool directory (server.spoolDir): bodies it was checking when it crashed. */
   readonly spoolDir: string;
-  readonly retention: { readonly temporaryHours: number; readonly pendingGraceHours: number; readonly sweepPeriodMinutes: number };
+  readonly retention: GatewayConfig['retention'];
   /** Report what would be done; change nothing (no claim is made either). */
   readonly dryRun: boolean;
   /** Who sweeps (host and pid), written in the claim. */
@@ -35,6 +39,10 @@ export interface SweepReport {
   /** Claims of earlier periods their holders left behind. */
   staleClaims: string[];
   linked: { id: string; owner: string }[];
+  /** Linked blobs their resource no longer refers to: kept until their class ends. */
+  unlinked: { id: string; owner: string; retention: string; until: string }[];
+  /** Linked blobs checked and still referred to. */
+  checked: number;
   deleted: string[];
   kept: { id: string; why: string }[];
   /** Stopped at the period's end: the next sweep goes on. */
@@ -42,6 +50,7 @@ export interface SweepReport {
 }
 
 const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
 /** Spool files the gateway names (lib/spool-file.ts and friends): `fbg-{kind}-{uuid}…`. */
 const SPOOL_FILE = /^fbg-[a-z]+-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
 /** Margin before the period's end: the next period's sweep may start then. */
@@ -60,6 +69,8 @@ export async function sweep(opts: SweepOptions): Promise<SweepReport> {
     spool: [],
     staleClaims: [],
     linked: [],
+    unlinked: [],
+    checked: 0,
     deleted: [],
     kept: [],
     stoppedEarly: false,
@@ -83,12 +94,13 @@ export async function sweep(opts: SweepOptions): Promise<SweepReport> {
     do {
       const page = await opts.store.list(cursor ? { cursor } : {});
       for (const info of page.items) {
-        if (info.state !== 'pending' || Date.parse(info.createdAt) > grace) continue;
+        const act = due(info, grace, now(), opts.retention);
+        if (!act) continue;
         if (late()) {
           report.stoppedEarly = true;
           return report;
         }
-        await reconcile(opts, info, report);
+        await act(opts, info, report, now());
       }
       cursor = page.cursor;
     } while (cursor);
@@ -96,6 +108,81 @@ export async function sweep(opts: SweepOptions): Promise<SweepReport> {
   } finally {
     if (!opts.dryRun) await opts.store.unclaim(claim).catch(() => undefined);
   }
+}
+
+type Action = (opts: SweepOptions, info: BlobInfo, report: SweepReport, now: Date) => Promise<void>;
+
+/** What this sweep does with a blob, if anything. */
+function due(info: BlobInfo, grace: number, now: Date, retention: SweepOptions['retention']): Action | undefined {
+  switch (info.state) {
+    case 'pending':
+      return Date.parse(info.createdAt) <= grace ? reconcile : undefined;
+    case 'linked':
+      return info.owner && Date.parse(info.updatedAt) <= now.getTime() - retention.recheckHours * HOUR ? recheck : undefined;
+    case 'unlinked':
+      return info.owner && info.retainUntil && Date.parse(info.retainUntil) <= now.getTime() ? expire : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * A linked blob: still referred to by its resource's current version (then its record is touched,
+ * so the next check is recheckHours away), or unlinked and given its class.
+ */
+async function recheck(opts: SweepOptions, info: BlobInfo, report: SweepReport, now: Date): Promise<void> {
+  const owner = info.owner!;
+  let current;
+  try {
+    current = await opts.upstream.currentReference(owner, info.id);
+  } catch (err) {
+    report.kept.push({ id: info.id, why: `the upstream could not be asked (${(err as Error).message.slice(0, 120)})` });
+    return;
+  }
+  if (current.referenced) {
+    report.checked++;
+    if (!opts.dryRun) await opts.store.setMeta(info.id, {});
+    return;
+  }
+  const cls = retentionClass(opts.retention, info, owner.split('/')[0], current.categories);
+  const until = new Date(Math.max(Date.parse(info.createdAt) + cls.keepDays * DAY, now.getTime() + opts.retention.unlinkedDays * DAY));
+  report.unlinked.push({ id: info.id, owner, retention: cls.name, until: until.toISOString() });
+  if (!opts.dryRun) await opts.store.setMeta(info.id, { state: 'unlinked', retention: { name: cls.name, until: until.toISOString() } });
+}
+
+/** An unlinked blob past its class: deleted, unless a current version refers to it again. */
+async function expire(opts: SweepOptions, info: BlobInfo, report: SweepReport): Promise<void> {
+  const owner = info.owner!;
+  let current;
+  try {
+    current = await opts.upstream.currentReference(owner, info.id);
+  } catch (err) {
+    report.kept.push({ id: info.id, why: `the upstream could not be asked (${(err as Error).message.slice(0, 120)})` });
+    return;
+  }
+  if (current.referenced) {
+    report.linked.push({ id: info.id, owner });
+    if (!opts.dryRun) await opts.store.setMeta(info.id, { state: 'linked', retention: null });
+    return;
+  }
+  report.deleted.push(info.id);
+  if (!opts.dryRun) await opts.store.delete(info.id);
+}
+
+/** The first class that matches the blob (its owner's type, category, the upload's purpose); else `unlinked`. */
+export function retentionClass(
+  retention: SweepOptions['retention'],
+  info: Pick<BlobInfo, 'purpose'>,
+  ownerType: string,
+  categories: readonly string[],
+): { name: string; keepDays: number } {
+  for (const c of retention.classes) {
+    if (c.resourceTypes && !c.resourceTypes.includes(ownerType)) continue;
+    if (c.categories && !c.categories.some((k) => categories.includes(k))) continue;
+    if (c.purposes && !(info.purpose && c.purposes.includes(info.purpose))) continue;
+    return { name: c.name, keepDays: c.keepDays };
+  }
+  return { name: 'unlinked', keepDays: 0 };
 }
 
 /** A blob left pending: what the upstream says decides it. */

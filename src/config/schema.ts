@@ -195,6 +195,35 @@ export const configSchema = {
         // One sweep at a time across replicas: each period has one claim in the store; a sweep
         // stops at its period's end.
         sweepPeriodMinutes: { type: 'integer', minimum: 1, maximum: 10080, default: 60 },
+        // Also sweep from inside the gateway, once per period (replicas take turns through the claim).
+        schedule: { type: 'boolean', default: false },
+        // A linked blob is checked against its resource's current version at most this often; one
+        // no current version refers to any more (the resource was deleted or now points elsewhere)
+        // becomes `unlinked` and is kept for its class.
+        recheckHours: { type: 'number', exclusiveMinimum: 0, maximum: 87600, default: 24 },
+        // Unlinked blobs no class matches (seed: unlinked files 7 days).
+        unlinkedDays: { type: 'number', exclusiveMinimum: 0, maximum: 36500, default: 7 },
+        // Longer retention of unlinked blobs by what they were: first match wins (seed: clinical
+        // documents 7 years). Each list present must match; an empty class matches every blob.
+        classes: {
+          type: 'array',
+          default: [{ name: 'clinical-documents', keepDays: 2557, resourceTypes: ['DocumentReference', 'DiagnosticReport'] }],
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['name', 'keepDays'],
+            properties: {
+              name: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' },
+              // Counted from the blob's write; an unlinked blob is in any case kept unlinkedDays.
+              keepDays: { type: 'number', exclusiveMinimum: 0, maximum: 36500 },
+              resourceTypes: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^[A-Z][A-Za-z]{0,63}$' } },
+              // `system|code` or `code`: any coding of the resource's `category`.
+              categories: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+              // The upload's purpose (`X-File-Metadata: {"purpose": …}`, docs/binary.md).
+              purposes: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,64}$' } },
+            },
+          },
+        },
       },
     },
     externalize: {

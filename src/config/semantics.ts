@@ -94,6 +94,7 @@ export function checkSemantics(c: GatewayConfig, origin: string, ruleOrigins: re
     if (!existsSync(c.server.tls.keyFile)) at('/server/tls/keyFile', `file not found: ${c.server.tls.keyFile}`);
   }
   checkStorage(c, at);
+  checkRetention(c, at);
   Object.keys(c.content.allowedTypes).forEach((type) => {
     if (!isResourceType(type)) at(`/content/allowedTypes/${type}`, `'${type}' is not a FHIR R4 resource type`);
   });
@@ -125,4 +126,19 @@ function checkStorage(c: GatewayConfig, at: (path: string, msg: string) => void)
       if (k.file && !existsSync(k.file)) at(`/storage/filesystem/encryption/keys/${i}/file`, `file not found: ${k.file}`);
     });
   }
+}
+
+/** Retention classes: distinct names, real resource types (a typo would silently never match). */
+function checkRetention(c: GatewayConfig, at: (path: string, msg: string) => void): void {
+  const seen = new Set<string>();
+  c.retention.classes.forEach((cls, i) => {
+    if (seen.has(cls.name) || cls.name === 'unlinked') at(`/retention/classes/${i}/name`, `'${cls.name}' is already a class name`);
+    seen.add(cls.name);
+    cls.resourceTypes?.forEach((t, j) => {
+      if (!isResourceType(t)) {
+        const hint = canonicalResourceType(t);
+        at(`/retention/classes/${i}/resourceTypes/${j}`, `'${t}' is not a FHIR resource type${hint ? ` (did you mean '${hint}'?)` : ''}`);
+      }
+    });
+  });
 }

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
 import { Sniffer } from '../content/sniff.js';
 import { storeFailure } from '../errors/map.js';
-import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
+import type { BlobInfo, BlobStore, BlobTags } from '../storage/blob-store.js';
 import { Base64Decoder } from '../lib/base64.js';
 
 /** The stringChunk pieces the tokenizer emits are small; decoding and writing in larger batches is far cheaper. */
@@ -15,8 +15,8 @@ export interface DataSinkOptions {
   /** Per value: past this the put fails with PAYLOAD_TOO_LARGE and nothing is kept. */
   readonly maxBytes: number;
   readonly signal: AbortSignal;
-  /** BlobInfo.intent: what the blob is written for, when the request says. */
-  readonly intent?: string;
+  /** BlobInfo.intent and purpose: what the blob is written for, when the request says. */
+  readonly tags?: BlobTags;
 }
 
 export type SinkResult =
@@ -93,7 +93,7 @@ export class DataSink {
     this.put = this.opts.store
       .put(
         this.body,
-        { contentType: 'application/octet-stream', ...(this.opts.intent ? { intent: this.opts.intent } : {}) },
+        { contentType: 'application/octet-stream', ...this.opts.tags },
         { maxBytes: this.opts.maxBytes, signal: this.opts.signal },
       )
       .catch((err: unknown) => {

@@ -6,7 +6,7 @@ import { bundleEntryOf, isResourceRoot } from '../fhir/json-positions.js';
 import type { JsonToken } from '../json/tokenizer.js';
 import { JsonWalker, type Container, type Route, type WalkPolicy } from '../json/walker.js';
 import { JsonWriter } from '../json/writer.js';
-import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
+import type { BlobInfo, BlobStore, BlobTags } from '../storage/blob-store.js';
 import { DataSink, type SinkResult } from './data-sink.js';
 import { checkAllowed, rewrittenMembers, type ObjectState, type Stored } from './externalize-attachment.js';
 
@@ -20,8 +20,8 @@ export interface ExternalizeOptions {
   readonly maxBytes: number;
   /** The media types a resource type may carry (the policy's `content.allowedTypes`). */
   allowedTypes(resourceType: string): readonly string[];
-  /** BlobInfo.intent of every blob written (a single resource's write; not a Bundle's). */
-  readonly intent?: string;
+  /** BlobInfo.intent (a single resource's write; not a Bundle's) and purpose of every blob written. */
+  readonly tags?: BlobTags;
 }
 
 /** One attachment (or Binary) whose data now lives in the store. */
@@ -173,7 +173,7 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
         minBytes,
         maxBytes: this.opts.maxBytes,
         signal: this.abort.signal,
-        ...(this.opts.intent ? { intent: this.opts.intent } : {}),
+        ...(this.opts.tags ? { tags: this.opts.tags } : {}),
       });
       return 'stream';
     }

@@ -3,7 +3,7 @@ import type { Container } from '../json/walker.js';
 import { escapeJsonText, type JsonWriter } from '../json/writer.js';
 import { decodedSize } from '../lib/base64.js';
 import { BufferedText } from '../lib/buffered-text.js';
-import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
+import { servable, type BlobInfo, type BlobStore } from '../storage/blob-store.js';
 import { newAtt, type Att, type InflateReport } from './inflate-attachment.js';
 import type { InflateOutput } from './inflate-output.js';
 
@@ -46,7 +46,7 @@ export class InflateBudget {
       this.opts.warn?.('the object store could not be asked for an attachment: linked instead', ref.id);
       return undefined;
     }
-    if (!info || info.sha256 !== ref.sha256 || info.state !== 'linked') {
+    if (!info || info.sha256 !== ref.sha256 || !servable(info.state)) {
       this.opts.warn?.('stored content is missing, altered or unsettled: linked instead', ref.id);
       return undefined;
     }

@@ -12,7 +12,10 @@ import { crc32 as zlibCrc32 } from 'node:zlib';
 export type Crc32 = (buf: Uint8Array, previous?: number) => number;
 
 /** Exported for the test of the fallback; `req` loads the native module. */
-export function loadCrc32(req: (id: string) => unknown = createRequire(import.meta.url)): { readonly crc32: Crc32; readonly impl: 'native' | 'zlib' } {
+export function loadCrc32(req: (id: string) => unknown = createRequire(import.meta.url)): {
+  readonly crc32: Crc32;
+  readonly impl: 'native' | 'zlib';
+} {
   try {
     const native = req('@node-rs/crc32') as { crc32: (b: Uint8Array, p?: number) => number };
     return { crc32: (b, p) => native.crc32(b, p ?? 0), impl: 'native' };

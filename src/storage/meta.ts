@@ -42,12 +42,16 @@ export function newInfo(
     updatedAt: at,
     ...(digest.chunks ? { chunks: digest.chunks } : {}),
     ...(meta.intent ? { intent: meta.intent } : {}),
+    ...(meta.purpose ? { purpose: meta.purpose } : {}),
   };
 }
 
 export function patchInfo(info: BlobInfo, patch: MetaPatch, now = new Date()): BlobInfo {
+  const { retention: _r, retainUntil: _u, ...rest } = info;
+  const kept = patch.retention === null ? rest : info;
   return {
-    ...info,
+    ...kept,
+    ...(patch.retention ? { retention: patch.retention.name, retainUntil: patch.retention.until } : {}),
     ...(patch.state !== undefined ? { state: patch.state } : {}),
     ...(patch.owner !== undefined ? { owner: patch.owner } : {}),
     ...(patch.contentType !== undefined ? { contentType: patch.contentType } : {}),
@@ -62,9 +66,11 @@ export function serializeMeta(info: BlobInfo, driver: DriverMeta = {}): string {
   return JSON.stringify({ v: META_VERSION, ...info, owner: info.owner ?? null, driver });
 }
 
-const STATES: readonly BlobState[] = ['pending', 'linked'];
+const STATES: readonly BlobState[] = ['pending', 'linked', 'unlinked', 'quarantined'];
 /** `Type` or `Type/id`, as FHIR spells them. */
 export const INTENT = /^[A-Z][A-Za-z]{0,63}(\/[A-Za-z0-9\-.]{1,64})?$/;
+/** An upload's purpose, and a retention class's name in a record. */
+export const PURPOSE = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /**
  * Parses a record, refusing anything malformed: a corrupt record must not serve another blob's
@@ -122,6 +128,15 @@ function parseRecord(text: string, expectedId: string): { info: BlobInfo; driver
   const chunks = o.chunks as Partial<ChunkDigests> | undefined;
   const intent = o.intent;
   if (intent !== undefined && (typeof intent !== 'string' || !INTENT.test(intent))) throw new Error('blob metadata: bad intent');
+  const optional = (k: 'purpose' | 'retention' | 'retainUntil', ok: (v: string) => boolean): string | undefined => {
+    const v = o[k];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string' || !ok(v)) throw new Error(`blob metadata: bad ${k}`);
+    return v;
+  };
+  const purpose = optional('purpose', (v) => PURPOSE.test(v));
+  const retention = optional('retention', (v) => PURPOSE.test(v));
+  const retainUntil = optional('retainUntil', (v) => !Number.isNaN(Date.parse(v)));
   if (
     chunks !== undefined &&
     (typeof chunks !== 'object' || chunks === null || typeof chunks.size !== 'number' || typeof chunks.crc32 !== 'string')
@@ -141,6 +156,8 @@ function parseRecord(text: string, expectedId: string): { info: BlobInfo; driver
       updatedAt: str('updatedAt'),
       ...(chunks ? { chunks: { size: chunks.size, crc32: chunks.crc32 } as ChunkDigests } : {}),
       ...(intent ? { intent } : {}),
+      ...(purpose ? { purpose } : {}),
+      ...(retention && retainUntil ? { retention, retainUntil } : {}),
     },
     driver,
   };

@@ -13,6 +13,7 @@ import { PDF } from '../helpers/binary-stack.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { eventually } from '../helpers/poll.js';
 import { closedPort } from '../helpers/raw-http.js';
+import { defaultRetention } from '../helpers/retention.js';
 import { startUpstream } from '../helpers/upstream.js';
 
 type Fate = 'drop' | 'late';
@@ -75,7 +76,7 @@ for (const [fate, status, code] of [
       store,
       upstream: new HttpPendingLookup({ base: up.url, timeoutMs: 5000, rejectUnauthorized: true }),
       spoolDir: gw.spoolDir,
-      retention: { temporaryHours: 24, pendingGraceHours: 1, sweepPeriodMinutes: 60 },
+      retention: defaultRetention(),
       dryRun: false,
       holder: 'test',
       now: () => new Date(Date.now() + 2 * 3_600_000),

@@ -14,9 +14,11 @@ import { findBlobRef } from '../../src/fhir/blob-reference.js';
 import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
 import { blobRefOf, createdId, PDF, stack, upload } from '../helpers/binary-stack.js';
 import { closedPort } from '../helpers/raw-http.js';
+import { defaultRetention } from '../helpers/retention.js';
 
 const HOUR = 3_600_000;
-const RETENTION = { temporaryHours: 24, pendingGraceHours: 1, sweepPeriodMinutes: 60 };
+const DAY = 24 * HOUR;
+const RETENTION = defaultRetention();
 
 t.test('a sweep reconciles pending blobs with the upstream and removes crash leftovers', async (t) => {
   const s = await stack(t);
@@ -170,6 +172,7 @@ t.test('a sweep stops at its period’s end, and clears claims its holders left 
         asked++;
         return undefined;
       },
+      currentReference: () => Promise.reject(new Error('not asked')),
     },
     spoolDir: join(dir, 'none'),
     retention: RETENTION,
@@ -185,4 +188,147 @@ t.test('a sweep stops at its period’s end, and clears claims its holders left 
     [`sweep-${index - 1}`],
     'the old one cleared, the previous period’s and ours (dropped) not',
   );
+});
+
+t.test('linked blobs no current version refers to become unlinked, kept for their class, then deleted', async (t) => {
+  const s = await stack(t);
+  const dir = s.gw.blobDir;
+  const store = new FilesystemBlobStore({ directory: dir });
+  const recordPath = (id: string) => join(dir, id.slice(0, 2), id.slice(2, 4), `${id}.json`);
+  const record = (id: string) => JSON.parse(readFileSync(recordPath(id), 'utf8')) as Record<string, unknown>;
+  /** As if last checked `hoursAgo` ago. */
+  const age = (id: string, hoursAgo = 25) =>
+    writeFileSync(recordPath(id), JSON.stringify({ ...record(id), updatedAt: new Date(Date.now() - hoursAgo * HOUR).toISOString() }));
+  const docBlob = async (id: string) => {
+    const held = (await (await fetch(`${s.up.url}/DocumentReference/${id}`)).json()) as {
+      content: { attachment: { _data: { extension: unknown } } }[];
+    };
+    return findBlobRef(held.content[0].attachment._data.extension)!.id;
+  };
+  const summary = { coding: [{ system: 'http://loinc.org', code: '34133-9' }] };
+  const docBody = (extra: Record<string, unknown>) =>
+    JSON.stringify({
+      resourceType: 'DocumentReference',
+      status: 'current',
+      ...extra,
+      content: [{ attachment: { contentType: 'application/pdf', data: PDF(70_000).toString('base64') } }],
+    });
+
+  // A discharge summary, updated with new content: its first blob is only in version 1 now.
+  const created = await fetch(`${s.gw.base}/DocumentReference`, {
+    method: 'POST',
+    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
+    body: docBody({ category: [summary] }),
+  });
+  const docId = ((await created.json()) as { id: string }).id;
+  const first = await docBlob(docId);
+  const updated = await fetch(`${s.gw.base}/DocumentReference/${docId}`, {
+    method: 'PUT',
+    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
+    body: docBody({ id: docId, category: [summary] }),
+  });
+  t.equal(updated.status, 200);
+  await updated.arrayBuffer();
+  const second = await docBlob(docId);
+  // A document of another category, deleted.
+  const other = await fetch(`${s.gw.base}/DocumentReference`, {
+    method: 'POST',
+    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
+    body: docBody({ category: [{ coding: [{ system: 'http://loinc.org', code: '11506-3' }] }] }),
+  });
+  const otherId = ((await other.json()) as { id: string }).id;
+  const otherBlob = await docBlob(otherId);
+  // Binaries, deleted: one uploaded for a patient's consent (the seed's X-File-Metadata), one plain.
+  const consent = await upload(s, PDF(70_000), 'application/pdf', { 'x-file-metadata': '{"purpose":"patient_consent"}' });
+  const consentId = createdId(consent);
+  await consent.arrayBuffer();
+  const consentBlob = (await blobRefOf(s, consentId))!.id;
+  t.match(record(consentBlob), { purpose: 'patient_consent' }, 'the upload’s purpose is recorded with its blob');
+  const plain = await upload(s, PDF(70_000), 'application/pdf');
+  const plainId = createdId(plain);
+  await plain.arrayBuffer();
+  const plainBlob = (await blobRefOf(s, plainId))!.id;
+  for (const path of [`Binary/${consentId}`, `Binary/${plainId}`, `DocumentReference/${otherId}`]) {
+    const del = await fetch(`${s.gw.base}/${path}`, { method: 'DELETE', headers: s.auth });
+    t.ok(del.status < 300, `DELETE ${path}`);
+    await del.arrayBuffer();
+  }
+  const fresh = await upload(s, PDF(70_000), 'application/pdf');
+  const freshId = createdId(fresh);
+  await fresh.arrayBuffer();
+  const freshBlob = (await blobRefOf(s, freshId))!.id;
+  const del = await fetch(`${s.gw.base}/Binary/${freshId}`, { method: 'DELETE', headers: s.auth });
+  await del.arrayBuffer();
+  for (const id of [first, second, otherBlob, consentBlob, plainBlob]) age(id);
+
+  const retention: SweepOptions['retention'] = {
+    ...RETENTION,
+    classes: [
+      { name: 'consents', keepDays: 3650, purposes: ['patient_consent'] },
+      { name: 'discharge-summaries', keepDays: 2557, resourceTypes: ['DocumentReference'], categories: ['http://loinc.org|34133-9'] },
+    ],
+  };
+  const opts = (now: Date): SweepOptions => ({
+    store,
+    upstream: new HttpPendingLookup({ base: s.up.url, timeoutMs: 5000, rejectUnauthorized: true }),
+    spoolDir: join(dir, 'no-spool'),
+    retention,
+    dryRun: false,
+    holder: 'test',
+    now: () => now,
+  });
+
+  const now = new Date();
+  const r = await sweep(opts(now));
+  const classes = Object.fromEntries(r.unlinked.map((u) => [u.id, [u.retention, Math.round((Date.parse(u.until) - now.getTime()) / DAY)]]));
+  t.same(
+    classes,
+    {
+      [first]: ['discharge-summaries', 2557],
+      [otherBlob]: ['unlinked', 7],
+      [consentBlob]: ['consents', 3650],
+      [plainBlob]: ['unlinked', 7],
+    },
+    'each blob no current version refers to gets its class: by category, by purpose, the default',
+  );
+  t.equal(r.checked, 1, 'the current content was checked and is still referred to');
+  t.same(r.deleted, [], 'nothing deleted yet');
+  t.match(record(first), { state: 'unlinked', retention: 'discharge-summaries', owner: `DocumentReference/${docId}` });
+  t.ok(Date.parse(record(second).updatedAt as string) > Date.now() - HOUR, 'the checked record is touched: next check a day away');
+  t.match(record(freshBlob), { state: 'linked' }, 'a blob checked within recheckHours is not asked about');
+
+  // Version 1 still reads its content while its class keeps it.
+  const v1 = await fetch(`${s.gw.base}/DocumentReference/${docId}/_history/1`, { headers: s.auth });
+  const v1Body = (await v1.json()) as { content: { attachment: { data?: string; size: number } }[] };
+  const v1Att = v1Body.content[0].attachment;
+  t.ok(v1Att.size > 70_000 && Buffer.from(v1Att.data ?? '', 'base64').length === v1Att.size, 'vread inflates the unlinked blob');
+
+  // A blob unlinked by mistake (its resource refers to it again) is linked back when its time comes.
+  const r0 = record(second);
+  writeFileSync(recordPath(second), JSON.stringify({ ...r0, state: 'unlinked', retention: 'unlinked', retainUntil: new Date(Date.now() - 1000).toISOString() }));
+
+  // Eight days on: the default class is over, the others are not.
+  const later = await sweep(opts(new Date(now.getTime() + 8 * DAY)));
+  t.same(later.deleted.sort(), [otherBlob, plainBlob].sort(), 'unlinked past their class: deleted');
+  t.same(later.linked, [{ id: second, owner: `DocumentReference/${docId}` }], 'referred to again: linked');
+  t.notOk('retainUntil' in record(second), 'and its class dropped');
+  for (const id of [otherBlob, plainBlob]) t.equal(await store.head(id), undefined);
+  t.match(await store.head(first), { state: 'unlinked' }, 'a clinical document stays for its years');
+  t.match(await store.head(consentBlob), { state: 'unlinked' });
+  const linkedNow = await fetch(`${s.gw.base}/DocumentReference/${docId}`, { headers: s.auth });
+  t.equal(linkedNow.status, 200, 'the current version reads');
+  await linkedNow.arrayBuffer();
+});
+
+t.test('a malformed X-File-Metadata refuses the upload before anything is stored', async (t) => {
+  const s = await stack(t);
+  for (const header of ['not json', '[1]', '{"purpose": 7}', '{"purpose": "has space"}']) {
+    const r = await upload(s, PDF(5000), 'application/pdf', { 'x-file-metadata': header });
+    t.equal(r.status, 400, header);
+    t.match(JSON.stringify(await r.json()), /X-File-Metadata/);
+  }
+  t.same((await new FilesystemBlobStore({ directory: s.gw.blobDir }).list()).items, [], 'nothing stored');
+  const ok = await upload(s, PDF(5000), 'application/pdf', { 'x-file-metadata': '{"title":"no purpose"}' });
+  t.equal(ok.status, 201, 'other keys are ignored');
+  await ok.arrayBuffer();
 });

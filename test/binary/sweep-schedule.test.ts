@@ -1,0 +1,95 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import t from 'tap';
+import { SweepSchedule } from '../../src/binary/sweep-schedule.js';
+import { buildConfig } from '../../src/config/load.js';
+import type { GatewayConfig } from '../../src/config/types.js';
+import { createLogger } from '../../src/logging/logger.js';
+import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
+import { LogSink } from '../helpers/gateway.js';
+import { eventually } from '../helpers/poll.js';
+
+const config = (schedule: boolean, spoolDir: string): GatewayConfig => {
+  const c = buildConfig(
+    {
+      upstream: { url: 'http://127.0.0.1:1/fhir' },
+      auth: { jwksUri: 'http://127.0.0.1:1/jwks', issuers: ['t'], audiences: ['t'] },
+      retention: { schedule },
+    },
+    'test',
+    '/tmp',
+  );
+  return { ...c, server: { ...c.server, spoolDir } };
+};
+
+t.test('the gateway sweeps on its schedule, only while the configuration says so, and logs what it did', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fbg-schedule-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const store = new FilesystemBlobStore({ directory: join(dir, 'blobs') });
+  const info = await store.put(Readable.from([Buffer.from('left pending')]), { contentType: 'text/plain', intent: 'Binary' });
+  const p = join(dir, 'blobs', info.id.slice(0, 2), info.id.slice(2, 4), `${info.id}.json`);
+  writeFileSync(
+    p,
+    JSON.stringify({ ...JSON.parse(readFileSync(p, 'utf8')), createdAt: new Date(Date.now() - 2 * 3_600_000).toISOString() }),
+  );
+
+  const sink = new LogSink();
+  const log = createLogger('info', sink);
+  let current = config(false, dir);
+  let asked = 0;
+  const schedule = new SweepSchedule({
+    store,
+    upstream: {
+      findReference: async () => {
+        asked++;
+        return undefined;
+      },
+      currentReference: () => Promise.reject(new Error('not asked')),
+    },
+    config: () => current,
+    log,
+    delayMs: () => 5,
+  });
+  schedule.start();
+  await new Promise((r) => setTimeout(r, 60));
+  t.equal(asked, 0, 'schedule off: no sweep');
+  t.ok(await store.head(info.id));
+
+  current = config(true, dir);
+  await eventually(() => asked > 0 && sink.lines.some((l) => l['msg'] === 'retention sweep done'), 'a scheduled sweep');
+  await schedule.stop();
+  t.equal(await store.head(info.id), undefined, 'the pending blob no resource refers to is gone');
+  const done = sink.lines.find((l) => l['msg'] === 'retention sweep done')!;
+  t.match(done, { sweep: { claimed: true, deleted: 1, kept: 0 } }, 'counts, not ids');
+  t.notOk(JSON.stringify(sink.lines).includes(info.id), 'no blob id in the log');
+});
+
+t.test('a failed sweep is logged and the next period tries again', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fbg-schedule-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const store = new FilesystemBlobStore({ directory: join(dir, 'blobs') });
+  let calls = 0;
+  const broken = new Proxy(store, {
+    get: (target, key) =>
+      key === 'claim'
+        ? () => {
+            calls++;
+            return Promise.reject(new Error('store down'));
+          }
+        : (target as unknown as Record<string | symbol, unknown>)[key],
+  });
+  const sink = new LogSink();
+  const schedule = new SweepSchedule({
+    store: broken,
+    upstream: { findReference: async () => undefined, currentReference: () => Promise.reject(new Error('no')) },
+    config: () => config(true, dir),
+    log: createLogger('info', sink),
+    delayMs: () => 5,
+  });
+  schedule.start();
+  await eventually(() => calls >= 2, 'two attempts');
+  await schedule.stop();
+  t.ok(sink.lines.some((l) => l['msg'] === 'retention sweep failed; the next period tries again' && l['level'] === 'error'));
+});
