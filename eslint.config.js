@@ -20,6 +20,7 @@ const LAYERS = [
   'rewrite',
   'security',
   'upstream',
+  'audit',
   'binary',
   'http',
   'app',

@@ -17,10 +17,13 @@ import { UpstreamResources } from '../binary/upstream-resources.js';
 import { rulesRefusingEverything } from '../config/transport.js';
 import type { GatewayConfig } from '../config/types.js';
 import { ConfigError, GatewayError } from '../errors/catalogue.js';
+import { AuditTrail } from '../audit/trail.js';
 import { AccessLog } from '../http/access-log.js';
+import { ExchangeAudit } from '../http/exchange-audit.js';
 import { requestIdOf } from '../http/context.js';
 import { RequestFlow } from '../http/flow.js';
 import { buildHealthApp } from '../http/health.js';
+import { logStream } from '../logging/logger.js';
 import { routeTable } from '../http/routes.js';
 import { BaseUrls } from '../lib/public-url.js';
 import { sendError } from '../lib/respond.js';
@@ -95,6 +98,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     forwarder,
   };
   const accessLog = new AccessLog(log);
+  const trail = new AuditTrail({ audit: config.audit, upstream: config.upstream, stdout: logStream(log), log, env: process.env });
   const flow = new RequestFlow({
     settings,
     basePath: basePathOf(config.server.publicBaseUrl),
@@ -108,6 +112,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     bundles: new BundleWrites(plane),
     health: app.routing,
     accessLog,
+    audit: new ExchangeAudit(trail, settings),
     log,
     patientReads: plane.guard,
   });
@@ -120,6 +125,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   );
   const sweeps = new SweepSchedule({
     store,
+    audit: (r) => trail.record(r),
     upstream: new HttpPendingLookup({
       base: upstreamUrl,
       timeoutMs: config.upstream.timeoutMs,
@@ -149,6 +155,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     },
     async close() {
       await sweeps.stop();
+      await trail.close();
       await app.close();
       forwarder.close();
       agent.destroy();

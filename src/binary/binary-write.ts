@@ -108,7 +108,7 @@ export class BinaryWrites {
       } catch (err) {
         await this.d.blobs.discard(
           blobs.map((b) => b.id),
-          x.ctx.id,
+          x.ctx,
         );
         throw err;
       }

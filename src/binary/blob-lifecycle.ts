@@ -12,8 +12,12 @@ import { authorizeConditionalReference } from '../security/bundle.js';
 import type { Exchange } from '../security/exchange.js';
 import { servable, type BlobInfo, type BlobStore, type BlobTags } from '../storage/blob-store.js';
 import { uploadPurpose } from './file-metadata.js';
+import { noteBlob, type BlobEventLog } from '../lib/blob-events.js';
 import { INTENT } from '../storage/meta.js';
 import { FHIR_JSON, outcomeUnknown, send, type UpstreamClient } from '../upstream/client.js';
+
+/** The request a blob operation is for: its id (for the log) and its blob events (for the audit trail). */
+type RequestCtx = BlobEventLog & { readonly id: string };
 
 /** A write of a resource whose content the gateway stored (ARCHITECTURE.md, blob lifecycle). */
 export interface ResourceWrite {
@@ -48,11 +52,13 @@ export class BlobLifecycle {
     const gone = clientGone(x.res);
     const checked = pipeline(x.req, new ContentCheck(declared), () => undefined) as Readable;
     try {
-      return await this.store.put(
+      const info = await this.store.put(
         checked,
         { contentType: declared, ...tags },
         { maxBytes: x.rule.limits.maxRequestBytes, signal: gone.signal },
       );
+      noteBlob(x.ctx, { action: 'write', blob: info.id, bytes: info.size });
+      return info;
     } catch (err) {
       if (gone.signal.aborted) return undefined;
       throw storeFailure(err);
@@ -89,6 +95,7 @@ export class BlobLifecycle {
     } finally {
       gone.release();
     }
+    for (const b of spooled?.blobs ?? []) noteBlob(x.ctx, { action: 'write', blob: b.info.id, bytes: b.info.size });
     if (!spooled || spooled.conditionalReferences.length === 0) return spooled;
     // A Bundle's are authorized entry by entry before its body is externalized (security/bundle.ts).
     if (x.interaction.kind === 'batch' || x.interaction.kind === 'transaction') return spooled;
@@ -97,7 +104,7 @@ export class BlobLifecycle {
     } catch (err) {
       await this.discard(
         spooled.blobs.map((b) => b.info.id),
-        x.ctx.id,
+        x.ctx,
       );
       await unlink(spooled.file).catch(() => undefined);
       throw err;
@@ -138,26 +145,29 @@ export class BlobLifecycle {
       const headers = { ...w.headers, 'content-type': FHIR_JSON, 'content-length': String(w.length), accept: FHIR_JSON };
       up = await send(this.client.request(x, w.method, w.path, headers), w.body);
     } catch (err) {
-      await this.unsettled(ids, x.ctx.id, err);
+      await this.unsettled(ids, x.ctx, err);
       throw err;
     }
     const status = up.statusCode ?? 502;
     if (status < 200 || status >= 300) {
-      await this.discard(ids, x.ctx.id);
+      await this.discard(ids, x.ctx);
       return up;
     }
     const owner = w.owner(up);
-    for (const blob of w.blobs) await this.link(blob.id, blob.contentType, owner, x.ctx.id);
+    for (const blob of w.blobs) await this.link(blob.id, blob.contentType, owner, x.ctx);
     return up;
   }
 
   /** Marks a blob the upstream accepted as `linked` to its resource. */
-  async link(id: string, contentType: string, owner: string | undefined, reqId: string): Promise<void> {
-    await this.store.setMeta(id, { state: 'linked', contentType, ...(owner ? { owner } : {}) }).catch((err: unknown) => {
+  async link(id: string, contentType: string, owner: string | undefined, ctx: RequestCtx): Promise<void> {
+    try {
+      await this.store.setMeta(id, { state: 'linked', contentType, ...(owner ? { owner } : {}) });
+      noteBlob(ctx, { action: 'link', blob: id, ...(owner ? { resource: owner } : {}) });
+    } catch (err) {
       // The upstream has the resource, so the blob must stay; pending is what a sweeper checks
       // against the upstream before removing anything.
-      this.log.warn({ reqId, blob: id, cause: (err as Error).message }, 'blob accepted upstream but could not be marked linked');
-    });
+      this.log.warn({ reqId: ctx.id, blob: id, cause: (err as Error).message }, 'blob accepted upstream but could not be marked linked');
+    }
   }
 
   /**
@@ -166,20 +176,24 @@ export class BlobLifecycle {
    * the upstream may hold a resource referring to them — for the sweeper to reconcile
    * (binary/sweeper.ts). The client gets the 502/504 either way.
    */
-  async unsettled(ids: readonly string[], reqId: string, err: unknown): Promise<void> {
-    if (!outcomeUnknown(err)) return this.discard(ids, reqId);
-    if (ids.length) this.log.warn({ reqId, blobs: ids }, 'upstream write outcome unknown: blobs left pending for the sweeper to reconcile');
+  async unsettled(ids: readonly string[], ctx: RequestCtx, err: unknown): Promise<void> {
+    if (!outcomeUnknown(err)) return this.discard(ids, ctx);
+    if (ids.length)
+      this.log.warn({ reqId: ctx.id, blobs: ids }, 'upstream write outcome unknown: blobs left pending for the sweeper to reconcile');
   }
 
   /** Deletes blobs whose resource the upstream refused (or never got). */
-  async discard(ids: readonly string[], reqId: string): Promise<void> {
+  async discard(ids: readonly string[], ctx: RequestCtx): Promise<void> {
     for (const id of ids) {
-      await this.store.delete(id).catch((err: unknown) => {
+      try {
+        await this.store.delete(id);
+        noteBlob(ctx, { action: 'delete', blob: id });
+      } catch (err) {
         this.log.error(
-          { reqId, blob: id, cause: (err as Error).message },
+          { reqId: ctx.id, blob: id, cause: (err as Error).message },
           'could not delete a refused blob; it stays pending for the sweeper',
         );
-      });
+      }
     }
   }
 }

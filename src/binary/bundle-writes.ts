@@ -36,12 +36,12 @@ export class BundleWrites {
       try {
         up = await this.d.resources.send(x, 'POST', targetOf(i), headers, createReadStream(spooled.file));
       } catch (err) {
-        await this.d.blobs.unsettled(ids, x.ctx.id, err);
+        await this.d.blobs.unsettled(ids, x.ctx, err);
         throw err;
       }
       const status = up.statusCode ?? 502;
       if (!spooled.blobs.length || status < 200 || status >= 300) {
-        await this.d.blobs.discard(ids, x.ctx.id);
+        await this.d.blobs.discard(ids, x.ctx);
         this.d.resources.relay(x, up);
         return;
       }
@@ -78,8 +78,8 @@ export class BundleWrites {
       }
       if (ok === undefined) continue;
       const m = OWNER.exec(entry?.location ?? '');
-      await this.d.blobs.link(blob.info.id, blob.contentType, m ? `${m[1]}/${m[2]}` : undefined, x.ctx.id);
+      await this.d.blobs.link(blob.info.id, blob.contentType, m ? `${m[1]}/${m[2]}` : undefined, x.ctx);
     }
-    await this.d.blobs.discard(failed, x.ctx.id);
+    await this.d.blobs.discard(failed, x.ctx);
   }
 }

@@ -3,6 +3,7 @@ import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { isActiveContent } from '../content/media-type.js';
+import { noteBlob } from '../lib/blob-events.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { contentFailure } from '../errors/map.js';
 import type { BlobRef } from '../fhir/blob-reference.js';
@@ -84,6 +85,7 @@ export class RawResponder {
         : 'file' in content
           ? createReadStream(content.file, range ? { start: range.start, end: range.end } : {})
           : await this.open(content.ref.id, x.ctx.id, range);
+    if (!bodyless && 'ref' in content) noteBlob(x.ctx, { action: 'read', blob: content.ref.id, bytes: Number(headers['content-length']) });
     res.writeHead(range ? 206 : 200, headers);
     if (bodyless) {
       res.end();

@@ -51,7 +51,7 @@ export class ResourceWrites {
       if (spooled.rootType !== type) {
         await this.d.blobs.discard(
           blobs.map((b) => b.id),
-          x.ctx.id,
+          x.ctx,
         );
         throw new GatewayError(
           'BAD_REQUEST',

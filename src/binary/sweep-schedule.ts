@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
+import type { AuditRecord } from '../audit/record.js';
 import type { GatewayConfig } from '../config/types.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { PendingLookup } from './pending-lookup.js';
@@ -23,6 +24,8 @@ export class SweepSchedule {
       readonly upstream: PendingLookup;
       readonly config: () => GatewayConfig;
       readonly log: Logger;
+      /** Where the sweep's changes are audited. */
+      readonly audit?: (record: AuditRecord) => void;
       /** For tests: when the next sweep runs after `now`. */
       readonly delayMs?: (periodMs: number, now: number) => number;
     },
@@ -67,6 +70,7 @@ export class SweepSchedule {
         retention: config.retention,
         dryRun: false,
         holder: `${hostname()}:${process.pid}`,
+        ...(this.deps.audit ? { audit: this.deps.audit } : {}),
       });
       this.deps.log.info(
         { sweep: summary(report) },

@@ -1,3 +1,4 @@
+import type { AuditRecord } from '../audit/record.js';
 import type { GatewayConfig } from '../config/types.js';
 import { staleFiles } from '../lib/dir-names.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
@@ -25,6 +26,8 @@ export interface SweepOptions {
   readonly dryRun: boolean;
   /** Who sweeps (host and pid), written in the claim. */
   readonly holder: string;
+  /** Every change (link, unlink, delete) as an audit record (not in a dry run). */
+  audit?(record: AuditRecord): void;
   now?(): Date;
 }
 
@@ -147,7 +150,9 @@ async function recheck(opts: SweepOptions, info: BlobInfo, report: SweepReport, 
   const cls = retentionClass(opts.retention, info, owner.split('/')[0], current.categories);
   const until = new Date(Math.max(Date.parse(info.createdAt) + cls.keepDays * DAY, now.getTime() + opts.retention.unlinkedDays * DAY));
   report.unlinked.push({ id: info.id, owner, retention: cls.name, until: until.toISOString() });
-  if (!opts.dryRun) await opts.store.setMeta(info.id, { state: 'unlinked', retention: { name: cls.name, until: until.toISOString() } });
+  if (opts.dryRun) return;
+  await opts.store.setMeta(info.id, { state: 'unlinked', retention: { name: cls.name, until: until.toISOString() } });
+  audited(opts, 'unlink', 'update', info.id, owner);
 }
 
 /** An unlinked blob past its class: deleted, unless a current version refers to it again. */
@@ -162,11 +167,27 @@ async function expire(opts: SweepOptions, info: BlobInfo, report: SweepReport): 
   }
   if (current.referenced) {
     report.linked.push({ id: info.id, owner });
-    if (!opts.dryRun) await opts.store.setMeta(info.id, { state: 'linked', retention: null });
+    if (opts.dryRun) return;
+    await opts.store.setMeta(info.id, { state: 'linked', retention: null });
+    audited(opts, 'link', 'update', info.id, owner);
     return;
   }
   report.deleted.push(info.id);
-  if (!opts.dryRun) await opts.store.delete(info.id);
+  if (opts.dryRun) return;
+  await opts.store.delete(info.id);
+  audited(opts, 'expire', 'delete', info.id, owner);
+}
+
+/** A change the sweeper made, for the audit trail: the gateway acting on its own. */
+function audited(opts: SweepOptions, change: string, action: 'update' | 'delete', blob: string, resource?: string): void {
+  opts.audit?.({
+    audit: 1,
+    time: new Date().toISOString(),
+    action,
+    outcome: 'success',
+    who: { system: 'sweeper' },
+    what: { change, blobs: [{ action: action === 'delete' ? 'delete' : 'link', blob, ...(resource ? { resource } : {}) }] },
+  });
 }
 
 /** The first class that matches the blob (its owner's type, category, the upload's purpose); else `unlinked`. */
@@ -201,9 +222,13 @@ async function reconcile(opts: SweepOptions, info: BlobInfo, report: SweepReport
   }
   if (owner) {
     report.linked.push({ id: info.id, owner });
-    if (!opts.dryRun) await opts.store.setMeta(info.id, { state: 'linked', owner });
+    if (opts.dryRun) return;
+    await opts.store.setMeta(info.id, { state: 'linked', owner });
+    audited(opts, 'reconcile-link', 'update', info.id, owner);
     return;
   }
   report.deleted.push(info.id);
-  if (!opts.dryRun) await opts.store.delete(info.id);
+  if (opts.dryRun) return;
+  await opts.store.delete(info.id);
+  audited(opts, 'reconcile-delete', 'delete', info.id);
 }

@@ -226,6 +226,37 @@ export const configSchema = {
         },
       },
     },
+    // The audit trail (docs/operations.md): one record per request that touched stored content
+    // or a binary-bearing resource type, including refusals; its own destination and queue.
+    audit: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // `stdout`: the gateway's own output stream, as lines of their own shape (`"audit": 1`);
+        // `file`: appended to `file`, apart from every other line; `off`.
+        destination: { enum: ['stdout', 'file', 'off'], default: 'stdout' },
+        file: { type: 'string', minLength: 1 },
+        // Records waiting for a slow destination; past this they are dropped, counted and the count logged.
+        queueRecords: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000 },
+        // Also posted to a FHIR server as AuditEvents in the IHE BALP shape, in transaction Bundles.
+        fhir: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            enabled: { type: 'boolean', default: false },
+            // The FHIR base the Bundles go to; default: upstream.url.
+            url: { type: 'string', pattern: '^https?://' },
+            // Name of an environment variable holding a bearer token for it.
+            bearerTokenEnv: { type: 'string', pattern: '^[A-Z_][A-Z0-9_]*$' },
+            batchSize: { type: 'integer', minimum: 1, maximum: 1000, default: 50 },
+            flushMs: { type: 'integer', minimum: 10, maximum: 600000, default: 2000 },
+            queueRecords: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000 },
+          },
+        },
+      },
+    },
     externalize: {
       type: 'object',
       additionalProperties: false,

@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Interaction } from '../fhir/interaction.js';
 import { createAccessLogger } from '../logging/logger.js';
+import type { Principal } from '../security/checks.js';
 import type { RequestContext } from '../security/client.js';
 
 /** What the access line says about one request, filled in as the flow learns it. */
@@ -11,6 +12,8 @@ export interface AccessRecord {
   interaction: Interaction | undefined;
   /** The catalogue code when the gateway refused the request. */
   code: string | undefined;
+  /** Who the request was authorized as (the audit trail's `who`). */
+  principal?: Principal;
 }
 
 const kRecord = Symbol('fhir-binary-gateway.access');

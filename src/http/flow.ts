@@ -12,7 +12,7 @@ import type { Interaction } from '../fhir/interaction.js';
 import { sendError } from '../lib/respond.js';
 import { rewriteParams } from '../rewrite/params.js';
 import { authorizeBundle, authorizeBundleRequest, type BundleRequest } from '../security/bundle.js';
-import { newPrincipal, type CheckInput } from '../security/checks.js';
+import { newPrincipal, type CheckInput, type Principal } from '../security/checks.js';
 import { answerGuard } from '../security/answer-guard.js';
 import { bundleReadGrant, readGrant } from '../security/read-grant.js';
 import { Exchange } from '../security/exchange.js';
@@ -21,6 +21,7 @@ import type { LiveSettings, Settings } from '../security/settings.js';
 import type { AccessLog, AccessRecord } from './access-log.js';
 import { refuseEncodedBody } from './body-encoding.js';
 import { buildContext, requestIdOf } from './context.js';
+import type { ExchangeAudit } from './exchange-audit.js';
 import { routeFor, type Route } from './routes.js';
 
 const BODYLESS = new Set(['GET', 'HEAD', 'DELETE']);
@@ -36,6 +37,7 @@ export interface FlowDeps {
   /** The fastify app, for the paths the gateway answers itself (health.ts). */
   readonly health: (req: IncomingMessage, res: ServerResponse) => void;
   readonly accessLog: AccessLog;
+  readonly audit: ExchangeAudit;
   readonly log: Logger;
   /** Patient-scoped reads by id the pipeline let through: the upstream says whether they are the patient's. */
   readonly patientReads: { requirePatientRead(x: Exchange): Promise<void> };
@@ -58,10 +60,12 @@ export class RequestFlow {
     const settings = this.d.settings.current;
     // The id comes first so that every refusal, even of a malformed request, can be traced.
     const rec = this.d.accessLog.start(requestIdOf(req), res);
+    this.d.audit.watch(rec, req, res);
     try {
       rec.ctx = buildContext(req, settings.trustedProxies, rec.id);
       rec.interaction = classifyRequest({ method: req.method ?? '', url, basePath: this.d.basePath, headers: req.headers });
-      this.authorize(req, res, settings, rec.ctx, rec.interaction)?.catch((err: unknown) =>
+      rec.principal = newPrincipal();
+      this.authorize(req, res, settings, rec.ctx, rec.interaction, rec.principal)?.catch((err: unknown) =>
         this.refuse(req, res, toGatewayError(err), rec),
       );
     } catch (err) {
@@ -76,6 +80,7 @@ export class RequestFlow {
     settings: Settings,
     ctx: CheckInput['ctx'],
     interaction: Interaction,
+    principal: Principal,
   ): Promise<void> | undefined {
     const chunked = req.headers['transfer-encoding'] !== undefined;
     const cl = req.headers['content-length'];
@@ -86,7 +91,6 @@ export class RequestFlow {
       throw new GatewayError('BAD_REQUEST', `${req.method} requests must not carry a body`);
     }
     refuseEncodedBody(req.headers['content-encoding'], chunked || (contentLength ?? 0) > 0);
-    const principal = newPrincipal();
     const authorization = req.headers.authorization;
     if (interaction.kind === 'batch') return this.bundle(req, res, settings, { ctx, interaction, authorization, contentLength, principal });
     const input: CheckInput = { ctx, interaction, rule: settings.policy.ruleFor(interaction), authorization, contentLength, principal };

@@ -57,6 +57,14 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
  * a measurable share of the per-request cost. test/http/logging.int.test.ts checks the lines.
  */
 export function createAccessLogger(parent: Logger): Logger {
-  const stream = (parent as unknown as Record<symbol, DestinationStream>)[pino.symbols.streamSym];
-  return pino({ level: parent.level, base: BASE, timestamp: pino.stdTimeFunctions.isoTime, formatters: FORMATTERS }, stream);
+  return pino({ level: parent.level, base: BASE, timestamp: pino.stdTimeFunctions.isoTime, formatters: FORMATTERS }, logStream(parent));
+}
+
+/**
+ * The logger's destination itself, for lines of another shape that must share the gateway's
+ * output without interleaving with its log lines (the audit trail's `stdout` destination: one
+ * writer per file descriptor keeps each line whole).
+ */
+export function logStream(logger: Logger): DestinationStream & { once?(event: 'drain', listener: () => void): unknown } {
+  return (logger as unknown as Record<symbol, DestinationStream>)[pino.symbols.streamSym];
 }

@@ -56,6 +56,7 @@ export interface AttachmentEnd {
   warn?(what: string, blob?: string): void;
   /** Stored content that failed its digest (logged at error: the store holds wrong bytes). */
   corrupt?(blob: string, cause: string): void;
+  served?(blob: string, owner: string, bytes: number): void;
 }
 
 /**
@@ -102,6 +103,7 @@ export function attachmentEnd(a: AttachmentEnd): Slot {
             streamed = true;
             report.inflated++;
             report.bytes += blob.size;
+            a.served?.(blob.id, ownerKey, blob.size);
           }
         } else a.warn?.('stored content was not written for this resource: not served', blob.id);
       }

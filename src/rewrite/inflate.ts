@@ -286,6 +286,7 @@ export class Inflater implements WalkPolicy<State> {
         link: (o, p) => this.opts.link(o, p),
         ...(this.opts.warn ? { warn: (w: string, b?: string) => this.opts.warn?.(w, b) } : {}),
         ...(this.opts.corrupt ? { corrupt: (b: string, c: string) => this.opts.corrupt?.(b, c) } : {}),
+        ...(this.opts.served ? { served: (b: string, o: string, n: number) => this.opts.served?.(b, o, n) } : {}),
       }),
     );
   }

@@ -2,6 +2,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import { pipeline } from 'node:stream';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors/catalogue.js';
+import { noteBlob, type BlobEventLog } from '../lib/blob-events.js';
 import type { BaseUrls } from '../lib/public-url.js';
 import { sendError } from '../lib/respond.js';
 import type { BlobStore } from '../storage/blob-store.js';
@@ -17,7 +18,7 @@ const SMALL = 64 * 1024;
 export interface Client {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
-  readonly ctx: { readonly id: string };
+  readonly ctx: { readonly id: string } & BlobEventLog;
 }
 
 export interface ResponseRewriteDeps {
@@ -165,6 +166,7 @@ export class ResponseRewrite {
       publicUrl: (url) => urls.toPublic(url),
       warn: (what, blob) => this.log.warn({ reqId: ctx.id, blob }, what),
       corrupt: (blob, cause) => this.log.error({ reqId: ctx.id, blob, cause }, 'stored content failed its digest: linked instead'),
+      served: (blob, owner, bytes) => noteBlob(ctx, { action: 'read', blob, resource: owner, bytes }),
       mayRead: (type) => params.reader.mayRead(type),
       ...(params.withheldEntries ? { withheldEntries: params.withheldEntries } : {}),
       ...(params.guard ? { guard: params.guard } : {}),

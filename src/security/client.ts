@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { GatewayError } from '../errors/catalogue.js';
 import { inRanges, parseAddress, type Address, type Range } from '../lib/ip.js';
+import type { BlobEventLog } from '../lib/blob-events.js';
 import type { TokenCacheEntry } from './jwt.js';
 import type { ScopeSet } from './scopes.js';
 
@@ -26,7 +27,7 @@ export interface Connection {
 }
 
 /** What the gateway knows about a request before it looks at the FHIR interaction. */
-export interface RequestContext {
+export interface RequestContext extends BlobEventLog {
   readonly id: string;
   /** The client as the policy sees it: the socket peer, or the first untrusted hop of X-Forwarded-For. */
   readonly clientIp: Address;

@@ -1,0 +1,110 @@
+import http from 'node:http';
+import https from 'node:https';
+import { auditEvent } from './balp.js';
+import type { AuditRecord } from './record.js';
+
+export interface FhirPosterOptions {
+  /** The FHIR base the batch Bundles are posted to. */
+  readonly url: string;
+  readonly bearerToken?: string;
+  readonly batchSize: number;
+  readonly flushMs: number;
+  readonly queueRecords: number;
+  readonly timeoutMs: number;
+  readonly rejectUnauthorized: boolean;
+  /** AuditEvent.source.observer. */
+  readonly observer: string;
+  /** A batch that could not be posted (its records are counted as dropped). */
+  onFailure(records: number, why: string): void;
+}
+
+/**
+ * Posts audit records to a FHIR server as BALP AuditEvents, `batchSize` to a batch Bundle, at most
+ * one Bundle in flight and at least every `flushMs`. A request only ever enqueues; a full queue
+ * drops (counted), and a batch the server refuses or does not take in time is dropped whole
+ * (counted, logged) — the local audit destination has every record anyway.
+ */
+export class FhirAuditPoster {
+  private readonly queue: AuditRecord[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight: Promise<void> | undefined;
+  posted = 0;
+  dropped = 0;
+
+  constructor(private readonly opts: FhirPosterOptions) {}
+
+  push(r: AuditRecord): void {
+    if (this.queue.length >= this.opts.queueRecords) {
+      this.dropped++;
+      return;
+    }
+    this.queue.push(r);
+    if (this.queue.length >= this.opts.batchSize) this.flushSoon(0);
+    else this.flushSoon(this.opts.flushMs);
+  }
+
+  /** Posts what is queued (on shutdown); resolves when done. */
+  async flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.inFlight;
+    while (this.queue.length > 0) await this.postBatch();
+  }
+
+  private flushSoon(ms: number): void {
+    if (this.inFlight) return;
+    if (this.timer && ms > 0) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.inFlight = this.postBatch().finally(() => {
+        this.inFlight = undefined;
+        if (this.queue.length > 0) this.flushSoon(this.queue.length >= this.opts.batchSize ? 0 : this.opts.flushMs);
+      });
+    }, ms);
+    this.timer.unref();
+  }
+
+  private async postBatch(): Promise<void> {
+    const batch = this.queue.splice(0, this.opts.batchSize);
+    if (batch.length === 0) return;
+    const bundle = {
+      resourceType: 'Bundle',
+      type: 'batch',
+      entry: batch.map((r) => ({ resource: auditEvent(r, this.opts.observer), request: { method: 'POST', url: 'AuditEvent' } })),
+    };
+    try {
+      const status = await this.post(JSON.stringify(bundle));
+      if (status < 200 || status >= 300) throw new Error(`the FHIR server answered ${status}`);
+      this.posted += batch.length;
+    } catch (err) {
+      this.dropped += batch.length;
+      this.opts.onFailure(batch.length, (err as Error).message.slice(0, 200));
+    }
+  }
+
+  private post(body: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const target = new URL(this.opts.url.replace(/\/+$/, '') || this.opts.url);
+      const secure = target.protocol === 'https:';
+      const req = (secure ? https : http).request(target, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/fhir+json',
+          accept: 'application/fhir+json',
+          'content-length': Buffer.byteLength(body),
+          ...(this.opts.bearerToken ? { authorization: `Bearer ${this.opts.bearerToken}` } : {}),
+        },
+        ...(secure ? { rejectUnauthorized: this.opts.rejectUnauthorized } : {}),
+      });
+      req.setTimeout(this.opts.timeoutMs, () => req.destroy(new Error('the FHIR server did not answer in time')));
+      req.once('response', (res) => {
+        res.resume();
+        res.once('end', () => resolve(res.statusCode ?? 0));
+        res.once('error', reject);
+      });
+      req.once('error', reject);
+      req.end(body);
+    });
+  }
+}

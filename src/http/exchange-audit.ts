@@ -1,0 +1,80 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { actionOf, blobsOf, whoOf, type AuditRecord } from '../audit/record.js';
+import type { AuditTrail } from '../audit/trail.js';
+import { uploadPurpose } from '../binary/file-metadata.js';
+import type { Interaction } from '../fhir/interaction.js';
+import type { LiveSettings } from '../security/settings.js';
+import type { AccessRecord } from './access-log.js';
+
+const kAudit = Symbol('fhir-binary-gateway.audit');
+type Watched = ServerResponse & { [kAudit]?: { audit: ExchangeAudit; rec: AccessRecord; req: IncomingMessage } };
+
+function onClose(this: Watched): void {
+  const w = this[kAudit];
+  if (w) w.audit.exchange(w.rec, w.req, this);
+}
+
+/**
+ * Which exchanges become audit records, and what they say: every request that touched stored
+ * content (a blob stored, linked, deleted, served raw or inflated), and every request for a
+ * binary-bearing resource type (the types `content.allowedTypes` names: Binary, DocumentReference,
+ * Media by default) or a `$binary-access-*` operation — served, refused, failed or cut short.
+ * Written when the exchange closes, like the access line.
+ */
+export class ExchangeAudit {
+  private types: { readonly of: unknown; readonly set: ReadonlySet<string> } | undefined;
+
+  constructor(
+    private readonly trail: AuditTrail,
+    private readonly settings: LiveSettings,
+  ) {}
+
+  watch(rec: AccessRecord, req: IncomingMessage, res: ServerResponse): void {
+    if (!this.trail.enabled) return;
+    (res as Watched)[kAudit] = { audit: this, rec, req };
+    res.on('close', onClose);
+  }
+
+  exchange(rec: AccessRecord, req: IncomingMessage, res: ServerResponse): void {
+    const i = rec.interaction;
+    if (!rec.ctx?.blobEvents?.length && !this.binaryBearing(i)) return;
+    const finished = res.writableFinished;
+    const status = res.statusCode;
+    const outcome = !finished ? 'aborted' : rec.code && status < 500 ? 'refused' : status >= 400 ? 'failed' : 'success';
+    let purpose: string | undefined;
+    try {
+      purpose = uploadPurpose(req.headers);
+    } catch {
+      purpose = undefined; // malformed: the request was refused for it, and says so in `code`
+    }
+    const record: AuditRecord = {
+      audit: 1,
+      time: new Date().toISOString(),
+      reqId: rec.id,
+      action: actionOf(i, req.method),
+      outcome,
+      status: finished ? status : 499,
+      ...(rec.code ? { code: rec.code } : {}),
+      who: whoOf(rec.principal?.token?.claims, rec.principal?.patient),
+      what: {
+        ...(i ? { interaction: i.kind } : {}),
+        ...(i?.resourceType ? { resourceType: i.resourceType } : {}),
+        ...(i?.id ? { id: i.id } : {}),
+        ...(i?.operation ? { operation: i.operation } : {}),
+        ...blobsOf(rec.ctx),
+      },
+      ...(rec.ctx ? { where: { address: rec.ctx.clientIp.toString(), proto: rec.ctx.proto } } : {}),
+      ...(purpose ? { purpose } : {}),
+    };
+    this.trail.record(record);
+  }
+
+  private binaryBearing(i: Interaction | undefined): boolean {
+    if (!i) return false;
+    if (i.operation?.startsWith('binary-access')) return true;
+    if (!i.resourceType) return false;
+    const allowed = this.settings.current.config.content.allowedTypes;
+    if (this.types?.of !== allowed) this.types = { of: allowed, set: new Set(Object.keys(allowed)) };
+    return this.types.set.has(i.resourceType);
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * What one request did with stored content, noted by the binary plane as it happens (a blob
+ * stored, linked, deleted, served raw or inflated into an answer) and read once by the audit trail
+ * when the exchange ends (audit/trail.ts). Held on the request's context; most requests touch no
+ * blob and never allocate the list.
+ */
+export interface BlobEvent {
+  readonly action: 'read' | 'write' | 'link' | 'delete';
+  readonly blob: string;
+  /** Bytes served (read) or stored (write). */
+  readonly bytes?: number;
+  /** The resource the blob belongs to, when known (`Type/id`). */
+  readonly resource?: string;
+}
+
+export interface BlobEventLog {
+  blobEvents?: BlobEvent[];
+  /** Events past MAX_BLOB_EVENTS. */
+  blobEventsOmitted?: number;
+}
+
+/** Past this many, one request's further events are counted, not listed (a Bundle of thousands). */
+export const MAX_BLOB_EVENTS = 200;
+
+export function noteBlob(log: BlobEventLog, event: BlobEvent): void {
+  const list = (log.blobEvents ??= []);
+  if (list.length < MAX_BLOB_EVENTS) list.push(event);
+  else log.blobEventsOmitted = (log.blobEventsOmitted ?? 0) + 1;
+}

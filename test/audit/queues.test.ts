@@ -1,0 +1,189 @@
+import { EventEmitter } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { FhirAuditPoster } from '../../src/audit/fhir-poster.js';
+import { LineQueue } from '../../src/audit/line-queue.js';
+import type { AuditRecord } from '../../src/audit/record.js';
+import { AuditTrail } from '../../src/audit/trail.js';
+import { buildConfig } from '../../src/config/load.js';
+import { ConfigError } from '../../src/errors/catalogue.js';
+import { createLogger } from '../../src/logging/logger.js';
+import { LogSink } from '../helpers/gateway.js';
+import { eventually } from '../helpers/poll.js';
+
+/** A destination that takes `room` lines, then says it is full until drained. */
+class SlowSink extends EventEmitter {
+  readonly got: string[] = [];
+  constructor(private room: number) {
+    super();
+  }
+  write(line: string): boolean {
+    this.got.push(line);
+    return --this.room > 0;
+  }
+  drain(room: number): void {
+    this.room = room;
+    this.emit('drain');
+  }
+}
+
+const record = (n: number): AuditRecord => ({
+  audit: 1,
+  time: new Date(0).toISOString(),
+  reqId: `r${n}`,
+  action: 'read',
+  outcome: 'success',
+  who: { sub: 'u' },
+  what: { resourceType: 'Binary', id: String(n), blobs: [] },
+});
+
+t.test('a full destination: lines wait up to the bound, the rest are dropped and counted, none reordered', async (t) => {
+  const sink = new SlowSink(2);
+  const q = new LineQueue(sink, 3);
+  for (let i = 0; i < 10; i++) q.push(`${i}\n`);
+  t.same(sink.got, ['0\n', '1\n'], 'written until full');
+  t.equal(q.pending, 3);
+  t.equal(q.dropped, 5);
+  sink.drain(100);
+  t.same(sink.got, ['0\n', '1\n', '2\n', '3\n', '4\n'], 'the waiting lines, in order');
+  q.push('10\n');
+  t.equal(sink.got.at(-1), '10\n');
+  t.same([q.written, q.dropped, q.pending], [6, 5, 0]);
+});
+
+t.test('the trail logs how many records it dropped, once per report', async (t) => {
+  const logs = new LogSink();
+  const sink = new SlowSink(1);
+  const config = buildConfig(
+    {
+      upstream: { url: 'http://127.0.0.1:1/fhir' },
+      auth: { jwksUri: 'http://127.0.0.1:1/j', issuers: ['t'], audiences: ['t'] },
+      audit: { queueRecords: 2 },
+    },
+    'test',
+    '/tmp',
+  );
+  const trail = new AuditTrail({ audit: config.audit, upstream: config.upstream, stdout: sink, log: createLogger('info', logs), env: {} });
+  for (let i = 0; i < 6; i++) trail.record(record(i));
+  t.match(trail.stats(), { written: 1, pending: 2, dropped: 3 });
+  trail.reportDrops();
+  trail.reportDrops();
+  const warned = logs.lines.filter((l) => l['msg'] === 'audit records dropped: the audit destination is not keeping up');
+  t.same(
+    warned.map((l) => [l['dropped'], l['total']]),
+    [[3, 3]],
+    'one warning with the count',
+  );
+  t.notOk(logs.raw.join('').includes('"reqId":"r'), 'the dropped records themselves are not logged');
+  await trail.close();
+});
+
+t.test('an audit file that cannot be opened stops the gateway at start; one that can is owner-only', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fbg-audit-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const config = (file: string) =>
+    buildConfig(
+      {
+        upstream: { url: 'http://127.0.0.1:1/fhir' },
+        auth: { jwksUri: 'http://127.0.0.1:1/j', issuers: ['t'], audiences: ['t'] },
+        audit: { destination: 'file', file },
+      },
+      'test',
+      '/tmp',
+    );
+  const deps = (file: string) => ({
+    audit: config(file).audit,
+    upstream: config(file).upstream,
+    stdout: new SlowSink(9),
+    log: createLogger('info', new LogSink()),
+    env: {},
+  });
+  t.throws(() => new AuditTrail(deps(join(dir, 'missing', 'audit.jsonl'))), ConfigError);
+  const file = join(dir, 'audit.jsonl');
+  const trail = new AuditTrail(deps(file));
+  trail.record(record(1));
+  await trail.close();
+  const { statSync } = await import('node:fs');
+  t.equal(statSync(file).mode & 0o777, 0o600);
+  t.match(JSON.parse(readFileSync(file, 'utf8')), { reqId: 'r1' });
+  t.throws(
+    () =>
+      buildConfig(
+        {
+          upstream: { url: 'http://x/' },
+          auth: { jwksUri: 'http://x/j', issuers: ['t'], audiences: ['t'] },
+          audit: { destination: 'file' },
+        },
+        'test',
+        '/tmp',
+      ),
+    /audit\/file: is required/,
+  );
+});
+
+t.test('AuditEvents: batched, one Bundle in flight; a refused or unreachable FHIR server drops the batch, counted', async (t) => {
+  const bodies: { entry: { resource: { resourceType: string } }[]; type: string }[] = [];
+  let status = 200;
+  const server = http.createServer((req, res) => {
+    let text = '';
+    req.on('data', (c: Buffer) => (text += c.toString()));
+    req.on('end', () => {
+      bodies.push(JSON.parse(text) as (typeof bodies)[number]);
+      t.equal(req.headers.authorization, 'Bearer audit-token');
+      res.writeHead(status, { 'content-type': 'application/fhir+json' }).end('{}');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/fhir`;
+  const failures: [number, string][] = [];
+  const poster = new FhirAuditPoster({
+    url,
+    bearerToken: 'audit-token',
+    batchSize: 2,
+    flushMs: 20,
+    queueRecords: 4,
+    timeoutMs: 2000,
+    rejectUnauthorized: true,
+    observer: 'test',
+    onFailure: (n, why) => failures.push([n, why]),
+  });
+  for (let i = 0; i < 3; i++) poster.push(record(i));
+  await eventually(() => poster.posted === 3, 'three posted');
+  t.same(
+    bodies.map((b) => [b.type, b.entry.length]),
+    [
+      ['batch', 2],
+      ['batch', 1],
+    ],
+    'a full batch at once, the rest after flushMs',
+  );
+  t.ok(bodies.flatMap((b) => b.entry).every((e) => e.resource.resourceType === 'AuditEvent'));
+
+  status = 500;
+  poster.push(record(9));
+  await eventually(() => failures.length === 1, 'a refused batch');
+  t.same(failures, [[1, 'the FHIR server answered 500']]);
+  for (let i = 0; i < 10; i++) poster.push(record(i));
+  t.ok(poster.dropped >= 1 + 6, 'past the queue bound: dropped');
+  await poster.flush();
+
+  const down = new FhirAuditPoster({
+    url: 'http://127.0.0.1:1/fhir',
+    batchSize: 5,
+    flushMs: 10,
+    queueRecords: 10,
+    timeoutMs: 500,
+    rejectUnauthorized: true,
+    observer: 'test',
+    onFailure: (n, why) => failures.push([n, why]),
+  });
+  down.push(record(1));
+  await down.flush();
+  t.equal(down.dropped, 1, 'unreachable: dropped');
+  t.match(failures.at(-1), [1, /ECONNREFUSED/]);
+});
