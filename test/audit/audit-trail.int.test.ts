@@ -57,7 +57,7 @@ t.test('binary reads, writes, links, deletes and refusals are audited, locally a
     purpose: 'patient_consent',
   });
   t.ok(Date.now() - Date.parse(write.time) < 60_000, 'when');
-  t.ok(write.what.blobs[0]!.bytes! >= 70_000, 'bytes stored');
+  t.ok(write.what.blobs[0].bytes! >= 70_000, 'bytes stored');
 
   // A raw read and a Range read: the bytes served.
   const read = await fetch(`${s.gw.base}/Binary/${binaryId}`, { headers: { ...auth, accept: 'application/pdf' } });
@@ -92,7 +92,7 @@ t.test('binary reads, writes, links, deletes and refusals are audited, locally a
   await docRead.arrayBuffer();
   t.match(await byReq(docRead), {
     action: 'read',
-    what: { blobs: [{ action: 'read', blob: docWrite.what.blobs[0]!.blob, resource: `DocumentReference/${docId}` }] },
+    what: { blobs: [{ action: 'read', blob: docWrite.what.blobs[0].blob, resource: `DocumentReference/${docId}` }] },
   });
 
   // Refusals: a token without the scope; no token at all.
@@ -137,7 +137,7 @@ t.test('binary reads, writes, links, deletes and refusals are audited, locally a
   );
 
   const text = readFileSync(file, 'utf8');
-  t.notOk(text.includes(token.split('.')[2]!) || text.includes(narrow.split('.')[2]!), 'no token or signature in the trail');
+  t.notOk(text.includes(token.split('.')[2]) || text.includes(narrow.split('.')[2]), 'no token or signature in the trail');
   t.notOk(text.includes(PDF(0).toString('base64').slice(0, 8)), 'no content');
   t.notOk(
     s.gw.logs.lines.some((l) => l['audit'] === 1),
