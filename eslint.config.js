@@ -23,6 +23,7 @@ const LAYERS = [
   'audit',
   'binary',
   'http',
+  'admin',
   'app',
 ];
 const layerElements = [...LAYERS.map((l) => ({ type: l, pattern: `src/${l}` })), { type: 'demo', pattern: 'src/demo' }];

@@ -226,6 +226,30 @@ export const configSchema = {
         },
       },
     },
+    // The admin API (docs/operations.md): find, list, link, quarantine and delete blobs.
+    admin: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: false },
+        // The scope a token must carry (its `scope` or `scp` claim), beside the auth section's checks.
+        scope: { type: 'string', pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$', default: 'gateway/admin' },
+        // Client addresses (IPs or CIDR ranges) allowed; empty: any.
+        ipAllow: { type: 'array', items: { type: 'string' }, default: [] },
+        // Its own listener (recommended: a port only operators reach); without it, the main
+        // listener serves it under /_admin/.
+        listen: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['port'],
+          properties: {
+            host: { type: 'string', minLength: 1, default: '127.0.0.1' },
+            port: { type: 'integer', minimum: 0, maximum: 65535 },
+          },
+        },
+      },
+    },
     // The audit trail (docs/operations.md): one record per request that touched stored content
     // or a binary-bearing resource type, including refusals; its own destination and queue.
     audit: {

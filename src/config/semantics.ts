@@ -95,6 +95,7 @@ export function checkSemantics(c: GatewayConfig, origin: string, ruleOrigins: re
   }
   checkStorage(c, at);
   checkRetention(c, at);
+  checkRanges('/admin/ipAllow', c.admin.ipAllow);
   if (c.audit.destination === 'file' && c.audit.file === undefined) at('/audit/file', "is required when /audit/destination is 'file'");
   Object.keys(c.content.allowedTypes).forEach((type) => {
     if (!isResourceType(type)) at(`/content/allowedTypes/${type}`, `'${type}' is not a FHIR R4 resource type`);

@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import Fastify, { type FastifyServerFactory } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyServerFactory } from 'fastify';
 import { GatewayError } from '../errors/catalogue.js';
 import { toGatewayError } from '../errors/map.js';
 import { renderOutcome } from '../errors/outcome.js';
@@ -20,7 +20,17 @@ export interface AppOptions {
  */
 export function buildHealthApp(opts: AppOptions) {
   const app = Fastify({ serverFactory: opts.serverFactory, logger: false, return503OnClosing: true, clientErrorHandler });
+  const reply = withOutcomes(app);
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (req, res) => {
+    if (await opts.upstreamReady()) return { status: 'ready' };
+    return reply(res, new GatewayError('NOT_READY', 'the upstream FHIR server does not answer'), req.headers.accept, '');
+  });
+  return app;
+}
 
+/** A fastify app's refusals as OperationOutcomes (404s and errors alike); returns the function that renders one. */
+export function withOutcomes(app: FastifyInstance) {
   const reply = (
     res: { code: (n: number) => unknown; header: (k: string, v: string) => unknown },
     err: GatewayError,
@@ -35,14 +45,22 @@ export function buildHealthApp(opts: AppOptions) {
   };
 
   app.setNotFoundHandler((req, res) => reply(res, new GatewayError('NOT_FOUND'), req.headers.accept, ''));
-  app.setErrorHandler((err, req, res) => reply(res, toGatewayError(err), req.headers.accept, ''));
+  app.setErrorHandler((err, req, res) => reply(res, appError(err), req.headers.accept, ''));
+  return reply;
+}
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (req, res) => {
-    if (await opts.upstreamReady()) return { status: 'ready' };
-    return reply(res, new GatewayError('NOT_READY', 'the upstream FHIR server does not answer'), req.headers.accept, '');
-  });
-  return app;
+/**
+ * An error in a fastify route as a catalogue error: fastify's own refusals of a request (a body
+ * that is not JSON, an unsupported or too large one) keep their meaning; anything else not from
+ * the catalogue is INTERNAL.
+ */
+export function appError(err: unknown): GatewayError {
+  const e = err as { code?: unknown; statusCode?: unknown; message?: string };
+  if (typeof e?.code === 'string' && e.code.startsWith('FST_') && typeof e.statusCode === 'number' && e.statusCode < 500) {
+    const code = e.statusCode === 415 ? 'UNSUPPORTED_MEDIA' : e.statusCode === 413 ? 'PAYLOAD_TOO_LARGE' : 'BAD_REQUEST';
+    return new GatewayError(code, e.message?.slice(0, 200));
+  }
+  return toGatewayError(err);
 }
 
 /**

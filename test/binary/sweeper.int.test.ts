@@ -305,7 +305,10 @@ t.test('linked blobs no current version refers to become unlinked, kept for thei
 
   // A blob unlinked by mistake (its resource refers to it again) is linked back when its time comes.
   const r0 = record(second);
-  writeFileSync(recordPath(second), JSON.stringify({ ...r0, state: 'unlinked', retention: 'unlinked', retainUntil: new Date(Date.now() - 1000).toISOString() }));
+  writeFileSync(
+    recordPath(second),
+    JSON.stringify({ ...r0, state: 'unlinked', retention: 'unlinked', retainUntil: new Date(Date.now() - 1000).toISOString() }),
+  );
 
   // Eight days on: the default class is over, the others are not.
   const later = await sweep(opts(new Date(now.getTime() + 8 * DAY)));
