@@ -65,7 +65,7 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
     const header = req.headers.authorization;
     const m = typeof header === 'string' ? /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/.exec(header) : null;
     if (!m) throw new GatewayError('TOKEN_MISSING');
-    const token = await settings.verifier.verify(m[1]!);
+    const token = await settings.verifier.verify(m[1]);
     call.claims = token.claims;
     if (!parseScopes(token.claims).raw.has(settings.config.admin.scope))
       throw new GatewayError('INSUFFICIENT_SCOPE', `the admin API needs the scope ${settings.config.admin.scope}`);
@@ -103,12 +103,17 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
     if (!info) throw new GatewayError('NOT_FOUND', 'no such blob');
     return info;
   };
-  const note = (req: FastifyRequest, change: string, e: BlobEvent) => {
-    req.adminCall!.change = change;
+  /** Names the call before anything can refuse it (the audit record says what was tried). */
+  const change = (req: FastifyRequest, name: string) => {
+    req.adminCall!.change = name;
+  };
+  const note = (req: FastifyRequest, name: string, e: BlobEvent) => {
+    req.adminCall!.change = name;
     req.adminCall!.blobs.push(e);
   };
 
   app.get<{ Params: { id: string } }>(`${ADMIN_PREFIX}blobs/:id`, async (req) => {
+    change(req, 'find');
     const info = await blob(req);
     note(req, 'find', { action: 'read', blob: info.id, ...(info.owner ? { resource: info.owner } : {}) });
     return { blob: view(info) };
@@ -116,6 +121,7 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
 
   app.get<{ Querystring: { state?: string; cursor?: string; limit?: string } }>(`${ADMIN_PREFIX}blobs`, async (req) => {
     const { state, cursor } = req.query;
+    change(req, `list${state ? ` ${state}` : ''}`);
     if (state !== undefined && !STATES.includes(state as BlobState))
       throw new GatewayError('BAD_REQUEST', `state must be one of ${STATES.join(', ')}`);
     const limit = req.query.limit === undefined ? 100 : Number(req.query.limit);
@@ -127,7 +133,6 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
     } catch (err) {
       throw storeFailure(err);
     }
-    req.adminCall!.change = `list${state ? ` ${state}` : ''}`;
     // The store lists in its own order: a page filtered by state may be short, even empty, with a cursor.
     return {
       items: page.items.filter((i) => state === undefined || i.state === state).map(view),
@@ -137,6 +142,7 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
   });
 
   app.post<{ Params: { id: string }; Body: unknown }>(`${ADMIN_PREFIX}blobs/:id/link`, async (req) => {
+    change(req, 'link');
     const info = await blob(req);
     const resource = (req.body as { resource?: unknown } | undefined)?.resource;
     if (typeof resource !== 'string' || !RELATIVE_REFERENCE.test(resource))
@@ -149,12 +155,14 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
   });
 
   app.post<{ Params: { id: string } }>(`${ADMIN_PREFIX}blobs/:id/quarantine`, async (req) => {
+    change(req, 'quarantine');
     const info = await blob(req);
     note(req, 'quarantine', { action: 'link', blob: info.id, ...(info.owner ? { resource: info.owner } : {}) });
     return { blob: view(await deps.store.setMeta(info.id, { state: 'quarantined' })) };
   });
 
   app.post<{ Params: { id: string } }>(`${ADMIN_PREFIX}blobs/:id/release`, async (req) => {
+    change(req, 'release');
     const info = await blob(req);
     note(req, 'release', { action: 'link', blob: info.id, ...(info.owner ? { resource: info.owner } : {}) });
     if (info.state !== 'quarantined') throw new GatewayError('BAD_REQUEST', 'the blob is not quarantined');
@@ -164,6 +172,7 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
   });
 
   app.delete<{ Params: { id: string } }>(`${ADMIN_PREFIX}blobs/:id`, async (req, reply) => {
+    change(req, 'delete');
     const info = await blob(req);
     note(req, 'delete', { action: 'delete', blob: info.id, ...(info.owner ? { resource: info.owner } : {}) });
     const owner = info.owner

@@ -22,7 +22,10 @@ import { AccessLog } from '../http/access-log.js';
 import { ExchangeAudit } from '../http/exchange-audit.js';
 import { requestIdOf } from '../http/context.js';
 import { RequestFlow } from '../http/flow.js';
-import { buildHealthApp } from '../http/health.js';
+import { buildHealthApp, withOutcomes } from '../http/health.js';
+import Fastify from 'fastify';
+import { registerAdmin, type AdminDeps } from '../admin/admin-api.js';
+import type { AuditRecord } from '../audit/record.js';
 import { logStream } from '../logging/logger.js';
 import { routeTable } from '../http/routes.js';
 import { BaseUrls } from '../lib/public-url.js';
@@ -40,6 +43,8 @@ import { PassThroughRoutes } from '../upstream/pass-through.js';
 export interface RunningGateway {
   /** Where the gateway listens, e.g. http://127.0.0.1:8080. */
   readonly url: string;
+  /** The admin API's own listener, when `admin.listen` is set. */
+  readonly adminUrl?: string;
   /** The public FHIR base (publicBaseUrl, or the listen URL when none is set). */
   readonly publicBaseUrl: string;
   readonly server: Server;
@@ -76,6 +81,17 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const upstreamBase = upstreamUrl.replace(/\/+$/, '');
   // fastify serves on our server: the flow hands it the paths it answers (app.routing).
   const app = buildHealthApp({ serverFactory: () => server, upstreamReady: () => upstreamAnswers(upstreamBase) });
+  const lookup = new HttpPendingLookup({
+    base: upstreamUrl,
+    timeoutMs: config.upstream.timeoutMs,
+    rejectUnauthorized: config.upstream.rejectUnauthorized,
+  });
+  // Filled in below, before any request can arrive: the admin API audits through the trail.
+  let audit: (r: AuditRecord) => void = () => undefined;
+  const adminDeps = (s: LiveSettings): AdminDeps => ({ store, upstream: lookup, settings: s, audit: (r) => audit(r) });
+  let settingsRef: LiveSettings | undefined;
+  const adminOnMain = config.admin.enabled && !config.admin.listen;
+  if (adminOnMain) registerAdmin(app, adminDeps(lazySettings(() => settingsRef!)));
   await app.ready();
   await app.listen({ host: config.server.host, port: config.server.port });
 
@@ -84,6 +100,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const url = `${tls ? 'https' : 'http'}://${host}:${addr.port}`;
   const urls = new BaseUrls(upstreamUrl, config.upstream.aliases, config.server.publicBaseUrl ?? url);
   const settings = new LiveSettings(buildSettings(config, log), log);
+  settingsRef = settings;
+  const adminApp =
+    config.admin.enabled && config.admin.listen ? await startAdminListener(config.admin.listen, adminDeps(settings)) : undefined;
 
   const agent = upstreamAgent(urls.upstream, config.upstream);
   const client = new UpstreamClient({ urls, agent, timeoutMs: config.upstream.timeoutMs });
@@ -99,6 +118,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   };
   const accessLog = new AccessLog(log);
   const trail = new AuditTrail({ audit: config.audit, upstream: config.upstream, stdout: logStream(log), log, env: process.env });
+  audit = (r) => trail.record(r);
   const flow = new RequestFlow({
     settings,
     basePath: basePathOf(config.server.publicBaseUrl),
@@ -113,6 +133,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     health: app.routing,
     accessLog,
     audit: new ExchangeAudit(trail, settings),
+    adminOnMain,
     log,
     patientReads: plane.guard,
   });
@@ -125,12 +146,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   );
   const sweeps = new SweepSchedule({
     store,
-    audit: (r) => trail.record(r),
-    upstream: new HttpPendingLookup({
-      base: upstreamUrl,
-      timeoutMs: config.upstream.timeoutMs,
-      rejectUnauthorized: config.upstream.rejectUnauthorized,
-    }),
+    audit,
+    upstream: lookup,
     config: () => settings.current.config,
     log,
   });
@@ -144,6 +161,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
 
   return {
     url,
+    ...(adminApp ? { adminUrl: adminApp.url } : {}),
     publicBaseUrl: urls.public,
     server,
     settings,
@@ -155,12 +173,29 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     },
     async close() {
       await sweeps.stop();
+      await adminApp?.app.close();
       await trail.close();
       await app.close();
       forwarder.close();
       agent.destroy();
     },
   };
+}
+
+/** The admin API on a listener of its own (admin.listen): a port only operators reach. */
+async function startAdminListener(listen: NonNullable<GatewayConfig['admin']['listen']>, deps: AdminDeps) {
+  const app = Fastify({ logger: false, return503OnClosing: true });
+  withOutcomes(app);
+  registerAdmin(app, deps);
+  await app.listen({ host: listen.host, port: listen.port });
+  const addr = app.server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return { app, url: `http://${host}:${addr.port}` };
+}
+
+/** The settings, looked up when first used: the admin routes are registered before they exist. */
+function lazySettings(get: () => LiveSettings): LiveSettings {
+  return new Proxy({} as LiveSettings, { get: (_t, key) => Reflect.get(get(), key) as unknown });
 }
 
 /** Rules that require HTTPS where no request can arrive as HTTPS refuse everything: say so, by name. */

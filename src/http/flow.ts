@@ -38,6 +38,8 @@ export interface FlowDeps {
   readonly health: (req: IncomingMessage, res: ServerResponse) => void;
   readonly accessLog: AccessLog;
   readonly audit: ExchangeAudit;
+  /** The admin API is served on this listener (under /_admin/, by the fastify app). */
+  readonly adminOnMain?: boolean;
   readonly log: Logger;
   /** Patient-scoped reads by id the pipeline let through: the upstream says whether they are the patient's. */
   readonly patientReads: { requirePatientRead(x: Exchange): Promise<void> };
@@ -53,7 +55,7 @@ export class RequestFlow {
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const url = req.url ?? '';
-    if (OWN_PATHS.has(url)) {
+    if (OWN_PATHS.has(url) || (this.d.adminOnMain === true && url.startsWith('/_admin/'))) {
       this.d.health(req, res);
       return;
     }

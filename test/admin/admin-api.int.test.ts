@@ -1,0 +1,177 @@
+// The admin API (issue 13) against the real FHIR upstream: find a blob by id, list by state, link
+// one whose link was lost to the resource that refers to it (never to one that does not),
+// quarantine and release, delete only what no resource refers to; its own scope, optionally its
+// own listener; every call audited.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { mintToken } from '../helpers/auth.js';
+import { blobRefOf, code, createdId, PDF, stack, upload } from '../helpers/binary-stack.js';
+import { eventually } from '../helpers/poll.js';
+
+t.test('find, list, link by hand, quarantine, release and delete, each checked and audited', async (t) => {
+  const s = await stack(t, { admin: { enabled: true } });
+  const admin = { authorization: `Bearer ${await mintToken(s.key, { claims: { scope: 'gateway/admin', sub: 'ops-1' } })}` };
+  const api = (path: string, init: RequestInit = {}) =>
+    fetch(`${s.gw.url}/_admin${path}`, { ...init, headers: { ...admin, ...(init.headers as Record<string, string>) } });
+  const json = async (r: Response) => (await r.json()) as Record<string, any>;
+
+  const created = await upload(s, PDF(70_000), 'application/pdf');
+  await created.arrayBuffer();
+  const binaryId = createdId(created);
+  const blob = (await blobRefOf(s, binaryId))!.id;
+
+  // Find by id ("search storage by fileId").
+  const found = await api(`/blobs/${blob}`);
+  t.equal(found.status, 200);
+  t.match(await json(found), {
+    blob: { id: blob, state: 'linked', owner: `Binary/${binaryId}`, contentType: 'application/pdf', sha256: /^[0-9a-f]{64}$/ },
+  });
+  t.equal((await api('/blobs/0123456789abcdef0123456789abcdef')).status, 404, 'an unknown id');
+  t.equal((await api('/blobs/..%2F..%2Fetc')).status, 404, 'not an id');
+
+  // Refused without the scope, without a token.
+  const other = { authorization: `Bearer ${await mintToken(s.key, { claims: { scope: 'user/*.cruds', sub: 'clinician' } })}` };
+  const refused = await fetch(`${s.gw.url}/_admin/blobs/${blob}`, { headers: other });
+  t.equal(refused.status, 403);
+  t.equal(await code(refused), 'INSUFFICIENT_SCOPE');
+  const none = await fetch(`${s.gw.url}/_admin/blobs/${blob}`);
+  t.equal(none.status, 401);
+  await none.arrayBuffer();
+
+  // The link lost (as an answer lost on the way leaves it): pending, no owner.
+  const record = join(s.gw.blobDir, blob.slice(0, 2), blob.slice(2, 4), `${blob}.json`);
+  writeFileSync(record, JSON.stringify({ ...JSON.parse(readFileSync(record, 'utf8')), state: 'pending', owner: null }));
+  const unreadable = await fetch(`${s.gw.base}/Binary/${binaryId}`, { headers: s.auth });
+  t.equal(unreadable.status, 500, 'a pending blob is not served');
+  await unreadable.arrayBuffer();
+  const pendingList = await json(await api('/blobs?state=pending'));
+  t.same(
+    pendingList.items.map((i: { id: string }) => i.id),
+    [blob],
+    'listed as pending',
+  );
+  t.equal((await api('/blobs?state=bogus')).status, 400);
+
+  // Linked by hand: never to a resource that does not refer to it.
+  const doc = await fetch(`${s.gw.base}/DocumentReference`, {
+    method: 'POST',
+    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({
+      resourceType: 'DocumentReference',
+      status: 'current',
+      content: [{ attachment: { url: 'http://example.org/x.pdf' } }],
+    }),
+  });
+  const docId = ((await doc.json()) as { id: string }).id;
+  const wrong = await api(`/blobs/${blob}/link`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ resource: `DocumentReference/${docId}` }),
+  });
+  t.equal(wrong.status, 409);
+  t.equal(await code(wrong), 'LINK_UNVERIFIED');
+  const bad = await api(`/blobs/${blob}/link`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{"resource":"../x"}',
+  });
+  t.equal(bad.status, 400);
+  await bad.arrayBuffer();
+  const notJson = await api(`/blobs/${blob}/link`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{' });
+  t.equal(notJson.status, 400, 'a body that is not JSON');
+  await notJson.arrayBuffer();
+  const linked = await api(`/blobs/${blob}/link`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ resource: `Binary/${binaryId}` }),
+  });
+  t.equal(linked.status, 200);
+  t.match(await json(linked), { blob: { state: 'linked', owner: `Binary/${binaryId}` } });
+  const readable = await fetch(`${s.gw.base}/Binary/${binaryId}`, { headers: { ...s.auth, accept: 'application/pdf' } });
+  t.equal(readable.status, 200, 'served again');
+  await readable.arrayBuffer();
+
+  // Quarantined: not served until released.
+  t.equal((await api(`/blobs/${blob}/quarantine`, { method: 'POST' })).status, 200);
+  const held = await fetch(`${s.gw.base}/Binary/${binaryId}`, { headers: { ...s.auth, accept: 'application/pdf' } });
+  t.equal(held.status, 500);
+  t.equal(await code(held), 'BLOB_UNREADABLE');
+  t.equal(
+    (
+      await api(`/blobs/${blob}/link`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ resource: `Binary/${binaryId}` }),
+      })
+    ).status,
+    409,
+    'a quarantined blob is not linked',
+  );
+  t.match(await json(await api(`/blobs/${blob}/release`, { method: 'POST' })), { blob: { state: 'linked' } });
+  t.equal((await api(`/blobs/${blob}/release`, { method: 'POST' })).status, 400, 'not quarantined');
+  const back = await fetch(`${s.gw.base}/Binary/${binaryId}`, { headers: { ...s.auth, accept: 'application/pdf' } });
+  t.equal(back.status, 200);
+  await back.arrayBuffer();
+
+  // Deleted only once no resource refers to it.
+  const inUse = await api(`/blobs/${blob}`, { method: 'DELETE' });
+  t.equal(inUse.status, 409);
+  t.equal(await code(inUse), 'BLOB_IN_USE');
+  const gone = await fetch(`${s.gw.base}/Binary/${binaryId}`, { method: 'DELETE', headers: s.auth });
+  await gone.arrayBuffer();
+  t.equal((await api(`/blobs/${blob}`, { method: 'DELETE' })).status, 204);
+  t.equal((await api(`/blobs/${blob}`)).status, 404, 'gone from the store');
+
+  // Every call audited, the refused ones too, with who.
+  const audits = await eventually(() => {
+    const list = s.gw.logs.lines.filter((l) => l['audit'] === 1 && (l['who'] as { system?: string }).system === 'admin-api');
+    return list.length >= 14 ? list : undefined;
+  }, 'the admin audit records');
+  const changes = audits.map((a) => `${(a['what'] as { change: string }).change} ${String(a['status'])}`);
+  for (const c of [
+    'find 200',
+    'find 404',
+    'list pending 200',
+    'link 409',
+    'link 200',
+    'quarantine 200',
+    'release 200',
+    'delete 409',
+    'delete 204',
+  ])
+    t.ok(changes.includes(c), `audited: ${c}`);
+  t.ok(
+    audits.some(
+      (a) => a['outcome'] === 'refused' && a['code'] === 'INSUFFICIENT_SCOPE' && (a['who'] as { sub?: string }).sub === 'clinician',
+    ),
+    'the refused call, with who tried',
+  );
+  t.ok(audits.filter((a) => a['status'] === 200).every((a) => (a['who'] as { sub?: string }).sub === 'ops-1'));
+});
+
+t.test('on its own listener, the admin API is not on the main one; ipAllow holds', async (t) => {
+  const s = await stack(t, { admin: { enabled: true, listen: { port: 0 } } });
+  const admin = { authorization: `Bearer ${await mintToken(s.key, { claims: { scope: 'gateway/admin' } })}` };
+  t.ok(s.gw.adminUrl, 'listening');
+  const list = await fetch(`${s.gw.adminUrl}/_admin/blobs`, { headers: admin });
+  t.equal(list.status, 200);
+  t.same(await list.json(), { items: [] });
+  const main = await fetch(`${s.gw.url}/_admin/blobs`, { headers: admin });
+  t.not(main.status, 200, 'not served on the main listener');
+  await main.arrayBuffer();
+
+  const fenced = await stack(t, { admin: { enabled: true, ipAllow: ['10.0.0.0/8'] } });
+  const token = { authorization: `Bearer ${await mintToken(fenced.key, { claims: { scope: 'gateway/admin' } })}` };
+  const r = await fetch(`${fenced.gw.url}/_admin/blobs`, { headers: token });
+  t.equal(r.status, 403);
+  t.equal(await code(r), 'FORBIDDEN');
+});
+
+t.test('admin disabled: /_admin is not served', async (t) => {
+  const s = await stack(t);
+  const admin = { authorization: `Bearer ${await mintToken(s.key, { claims: { scope: 'gateway/admin' } })}` };
+  const r = await fetch(`${s.gw.url}/_admin/blobs`, { headers: admin });
+  t.equal(r.status, 404);
+  await r.arrayBuffer();
+});
