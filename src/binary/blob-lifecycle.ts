@@ -182,6 +182,20 @@ export class BlobLifecycle {
       this.log.warn({ reqId: ctx.id, blobs: ids }, 'upstream write outcome unknown: blobs left pending for the sweeper to reconcile');
   }
 
+  /**
+   * Blobs of a Bundle left pending (its answer lost, or unreadable per entry) learn what they were
+   * written for — their entry's resource type — so the sweeper can ask the upstream about them.
+   * Best effort: one that cannot be tagged is kept by the sweeper, never deleted.
+   */
+  async intend(blobs: readonly { readonly info: BlobInfo; readonly resourceType: string }[], ctx: RequestCtx): Promise<void> {
+    for (const b of blobs) {
+      if (!INTENT.test(b.resourceType)) continue;
+      await this.store.setMeta(b.info.id, { intent: b.resourceType }).catch((err: unknown) => {
+        this.log.warn({ reqId: ctx.id, blob: b.info.id, cause: (err as Error).message }, 'could not record what a pending blob was written for');
+      });
+    }
+  }
+
   /** Deletes blobs whose resource the upstream refused (or never got). */
   async discard(ids: readonly string[], ctx: RequestCtx): Promise<void> {
     for (const id of ids) {

@@ -8,7 +8,7 @@ import { targetOf } from '../fhir/interaction.js';
 import type { ExternalizedBlob } from '../rewrite/externalize.js';
 import { spoolBundleResponse, type EntryOutcome } from '../rewrite/response-scan.js';
 import type { Exchange } from '../security/exchange.js';
-import { FHIR_JSON } from '../upstream/client.js';
+import { FHIR_JSON, outcomeUnknown } from '../upstream/client.js';
 import type { PlaneDeps } from './deps.js';
 
 const OWNER = /^(?:.*\/)?([A-Z][A-Za-z]{1,63})\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]*)?$/;
@@ -36,6 +36,7 @@ export class BundleWrites {
       try {
         up = await this.d.resources.send(x, 'POST', targetOf(i), headers, createReadStream(spooled.file));
       } catch (err) {
+        if (outcomeUnknown(err)) await this.d.blobs.intend(spooled.blobs, x.ctx);
         await this.d.blobs.unsettled(ids, x.ctx, err);
         throw err;
       }
@@ -69,6 +70,7 @@ export class BundleWrites {
     type: 'batch' | 'transaction',
   ): Promise<void> {
     const failed: string[] = [];
+    const unsettled: ExternalizedBlob[] = [];
     for (const blob of blobs) {
       const entry = blob.entry === undefined ? undefined : entries[blob.entry];
       const ok = entry?.status !== undefined ? /^2\d\d\b/.test(entry.status) : type === 'transaction' ? true : undefined;
@@ -76,10 +78,14 @@ export class BundleWrites {
         failed.push(blob.info.id);
         continue;
       }
-      if (ok === undefined) continue;
+      if (ok === undefined) {
+        unsettled.push(blob);
+        continue;
+      }
       const m = OWNER.exec(entry?.location ?? '');
       await this.d.blobs.link(blob.info.id, blob.contentType, m ? `${m[1]}/${m[2]}` : undefined, x.ctx);
     }
     await this.d.blobs.discard(failed, x.ctx);
+    await this.d.blobs.intend(unsettled, x.ctx);
   }
 }

@@ -209,7 +209,7 @@ export function retentionClass(
 /** A blob left pending: what the upstream says decides it. */
 async function reconcile(opts: SweepOptions, info: BlobInfo, report: SweepReport): Promise<void> {
   if (!info.intent) {
-    report.kept.push({ id: info.id, why: 'written inside a Bundle: no resource to ask the upstream about' });
+    report.kept.push({ id: info.id, why: 'no record of what it was written for: nothing to ask the upstream about' });
     return;
   }
   let owner: string | undefined;

@@ -55,6 +55,7 @@ export function patchInfo(info: BlobInfo, patch: MetaPatch, now = new Date()): B
     ...(patch.state !== undefined ? { state: patch.state } : {}),
     ...(patch.owner !== undefined ? { owner: patch.owner } : {}),
     ...(patch.contentType !== undefined ? { contentType: patch.contentType } : {}),
+    ...(patch.intent !== undefined ? { intent: patch.intent } : {}),
     updatedAt: now.toISOString(),
   };
 }

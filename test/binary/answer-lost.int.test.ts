@@ -102,3 +102,47 @@ t.test('a write the upstream never got (connection refused) leaves no blob', asy
   await r.arrayBuffer();
   t.same(gw.blobFiles(), [], 'nothing kept');
 });
+
+t.test('a Bundle whose answer is lost: its blobs learn their entry’s type and a sweep links them', async (t) => {
+  const up = await startUpstream(t);
+  const key = await makeKey('k1');
+  const jwks = await startJwksServer(t, [key]);
+  const gw = await startTestGateway(t, { upstream: await losingShim(t, up.url, 'drop'), jwksUri: jwks.url });
+  const auth = { authorization: `Bearer ${await mintToken(key, { claims: { scope: 'user/*.cruds' } })}` };
+  const r = await fetch(gw.base, {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [
+        {
+          request: { method: 'POST', url: 'DocumentReference' },
+          resource: {
+            resourceType: 'DocumentReference',
+            status: 'current',
+            content: [{ attachment: { contentType: 'application/pdf', data: PDF(100_000).toString('base64') } }],
+          },
+        },
+      ],
+    }),
+  });
+  t.equal(r.status, 502);
+  await r.arrayBuffer();
+  const store = new FilesystemBlobStore({ directory: gw.blobDir });
+  const pending = await eventually(
+    async () => (await store.list()).items.find((i) => i.state === 'pending' && i.intent),
+    'the blob, tagged',
+  );
+  t.match(pending, { intent: 'DocumentReference' });
+  const report = await sweep({
+    store,
+    upstream: new HttpPendingLookup({ base: up.url, timeoutMs: 5000, rejectUnauthorized: true }),
+    spoolDir: gw.spoolDir,
+    retention: defaultRetention(),
+    dryRun: false,
+    holder: 'test',
+    now: () => new Date(Date.now() + 2 * 3_600_000),
+  });
+  t.match(report.linked, [{ id: pending.id, owner: /^DocumentReference\// }], 'linked to the DocumentReference the upstream holds');
+});

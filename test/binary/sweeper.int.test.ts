@@ -134,7 +134,7 @@ t.test('a sweep reconciles pending blobs with the upstream and removes crash lef
     'blobs a resource refers to are linked to it',
   );
   t.same(r.deleted.sort(), [orphan, gone].sort(), 'blobs no resource refers to are deleted (in no version)');
-  t.same(r.kept, [{ id: inBundle, why: 'written inside a Bundle: no resource to ask the upstream about' }]);
+  t.same(r.kept, [{ id: inBundle, why: 'no record of what it was written for: nothing to ask the upstream about' }]);
   for (const id of [orphan, gone]) t.equal(await store.head(id), undefined, `${id} gone`);
   const v1 = await fetch(`${s.gw.base}/Binary/${binaryId}/_history/1`, { headers: s.auth });
   t.equal(v1.status, 200, "the Binary's first version reads its content again");

@@ -727,3 +727,35 @@ t.test('storage: defaults, paths relative to the policy file, and the checks the
     ["test.yaml: /content/allowedTypes/Documentreference: 'Documentreference' is not a FHIR R4 resource type"],
   );
 });
+
+t.test('retention classes, the audit file and the admin allow-list are checked', async (t) => {
+  t.same(
+    problems(t, () =>
+      build({
+        ...minimal(),
+        retention: {
+          classes: [
+            { name: 'a', keepDays: 1, resourceTypes: ['Documentreference', 'Nope'] },
+            { name: 'a', keepDays: 2 },
+            { name: 'unlinked', keepDays: 3 },
+          ],
+        },
+        audit: { destination: 'file' },
+        admin: { ipAllow: ['10.0.0.0/33'] },
+      }),
+    ),
+    [
+      "test.yaml: /retention/classes/0/resourceTypes/0: 'Documentreference' is not a FHIR resource type (did you mean 'DocumentReference'?)",
+      "test.yaml: /retention/classes/0/resourceTypes/1: 'Nope' is not a FHIR resource type",
+      "test.yaml: /retention/classes/1/name: 'a' is already a class name",
+      "test.yaml: /retention/classes/2/name: 'unlinked' is already a class name",
+      "test.yaml: /admin/ipAllow/0: '10.0.0.0/33' is not an IP address or CIDR range (IPv4 must be four-part decimal)",
+      "test.yaml: /audit/file: is required when /audit/destination is 'file'",
+    ],
+  );
+  const ok = build({ ...minimal(), audit: { destination: 'file', file: 'audit/trail.jsonl' } });
+  t.ok(
+    ok.audit.file!.endsWith('/audit/trail.jsonl') && ok.audit.file!.startsWith('/'),
+    'the audit file is resolved against the config file',
+  );
+});
