@@ -191,7 +191,10 @@ export class BlobLifecycle {
     for (const b of blobs) {
       if (!INTENT.test(b.resourceType)) continue;
       await this.store.setMeta(b.info.id, { intent: b.resourceType }).catch((err: unknown) => {
-        this.log.warn({ reqId: ctx.id, blob: b.info.id, cause: (err as Error).message }, 'could not record what a pending blob was written for');
+        this.log.warn(
+          { reqId: ctx.id, blob: b.info.id, cause: (err as Error).message },
+          'could not record what a pending blob was written for',
+        );
       });
     }
   }
