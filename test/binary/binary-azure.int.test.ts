@@ -6,6 +6,7 @@ import t, { type Test } from 'tap';
 import { startAzurite } from '../helpers/azurite.js';
 import { binaryStoreScenarios, type StoreUnderTest } from '../helpers/binary-scenarios.js';
 import { integrityScenario, type CorruptibleStore } from '../helpers/integrity-scenario.js';
+import { sweepScenario } from '../helpers/sweep-scenario.js';
 
 // The smallest block the config schema allows, so a few hundred KiB go up as several blocks.
 const BLOCK = 64 * 1024;
@@ -75,3 +76,4 @@ const azure = async (t: Test): Promise<StoreUnderTest & CorruptibleStore> => {
 
 binaryStoreScenarios(t, 'azure', azure);
 integrityScenario(t, 'azure', azure);
+sweepScenario(t, 'azure', azure);

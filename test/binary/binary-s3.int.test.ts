@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import t, { type Test } from 'tap';
 import { binaryStoreScenarios, type StoreUnderTest } from '../helpers/binary-scenarios.js';
 import { integrityScenario, type CorruptibleStore } from '../helpers/integrity-scenario.js';
+import { sweepScenario } from '../helpers/sweep-scenario.js';
 import { startS3Server } from '../helpers/s3-server.js';
 
 // The smallest part S3 (and the config schema) allows.
@@ -64,3 +65,4 @@ const s3 = async (t: Test): Promise<StoreUnderTest & CorruptibleStore> => {
 
 binaryStoreScenarios(t, 's3', s3);
 integrityScenario(t, 's3', s3);
+sweepScenario(t, 's3', s3);

@@ -15,6 +15,7 @@ import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
 import { blobRefOf, createdId, PDF, stack, upload } from '../helpers/binary-stack.js';
 import { closedPort } from '../helpers/raw-http.js';
 import { defaultRetention } from '../helpers/retention.js';
+import { sweepScenario } from '../helpers/sweep-scenario.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -334,4 +335,10 @@ t.test('a malformed X-File-Metadata refuses the upload before anything is stored
   const ok = await upload(s, PDF(5000), 'application/pdf', { 'x-file-metadata': '{"title":"no purpose"}' });
   t.equal(ok.status, 201, 'other keys are ignored');
   await ok.arrayBuffer();
+});
+
+sweepScenario(t, 'filesystem', async (t) => {
+  const directory = mkdtempSync(join(tmpdir(), 'fbg-sweep-fs-'));
+  t.teardown(() => rmSync(directory, { recursive: true, force: true }));
+  return { storage: { driver: 'filesystem', filesystem: { directory } } };
 });
