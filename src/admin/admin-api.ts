@@ -124,6 +124,8 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
     change(req, `list${state ? ` ${state}` : ''}`);
     if (state !== undefined && !STATES.includes(state as BlobState))
       throw new GatewayError('BAD_REQUEST', `state must be one of ${STATES.join(', ')}`);
+    // A cursor is what an earlier page returned: an id, or a store's opaque continuation token.
+    if (cursor !== undefined && !/^[A-Za-z0-9+/=._-]{1,4096}$/.test(cursor)) throw new GatewayError('BAD_REQUEST', 'not a cursor');
     const limit = req.query.limit === undefined ? 100 : Number(req.query.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT)
       throw new GatewayError('BAD_REQUEST', `limit must be 1 to ${MAX_LIMIT}`);

@@ -52,6 +52,9 @@ t.test('find, list, link by hand, quarantine, release and delete, each checked a
     'listed as pending',
   );
   t.equal((await api('/blobs?state=bogus')).status, 400);
+  t.equal((await api('/blobs?cursor=..%2F..%2Fetc%00')).status, 400, 'not a cursor');
+  t.equal((await api('/blobs?limit=0')).status, 400);
+  t.same((await json(await api(`/blobs?cursor=${blob}`))).items, [], 'a page after the last id');
 
   // Linked by hand: never to a resource that does not refer to it.
   const doc = await fetch(`${s.gw.base}/DocumentReference`, {
