@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { pipeline } from 'node:stream';
 import { essence } from '../content/media-type.js';
+import { noteBlob } from '../lib/blob-events.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { findBlobRef } from '../fhir/blob-reference.js';
 import { RELATIVE_REFERENCE } from '../fhir/resource-types.js';
@@ -115,6 +116,7 @@ export class BinaryReads {
           : inline && 'file' in inline
             ? createReadStream(inline.file)
             : undefined;
+    if (bytes && ref) noteBlob(x.ctx, { action: 'read', blob: ref.id, bytes: size, resource: `Binary/${x.interaction.id ?? ''}` });
     res.writeHead(200, headers);
     if (req.method === 'HEAD') {
       res.end();

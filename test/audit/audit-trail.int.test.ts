@@ -67,6 +67,14 @@ t.test('binary reads, writes, links, deletes and refusals are audited, locally a
     outcome: 'success',
     what: { id: binaryId, blobs: [{ action: 'read', blob, bytes: whole.length }] },
   });
+  const view = await fetch(`${s.gw.base}/Binary/${binaryId}`, { headers: { ...auth, accept: 'application/fhir+json' } });
+  t.equal(view.status, 200);
+  await view.arrayBuffer();
+  t.match(
+    await byReq(view),
+    { what: { blobs: [{ action: 'read', blob, bytes: whole.length, resource: `Binary/${binaryId}` }] } },
+    'the Binary as FHIR JSON',
+  );
   const ranged = await fetch(`${s.gw.base}/Binary/${binaryId}`, { headers: { ...auth, accept: 'application/pdf', range: 'bytes=0-99' } });
   t.equal(ranged.status, 206);
   await ranged.arrayBuffer();
