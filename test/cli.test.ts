@@ -276,6 +276,21 @@ t.test('SIGHUP applies a valid changed file and keeps the old configuration on a
   t.equal(await status(), 200, 'the rest of the file is applied');
   t.equal(seen, 5);
 
+  // Turning the admin API on, or moving the audit trail, needs a restart too: said so.
+  writeFileSync(
+    file,
+    `${policy(publicReads).replace(`url: "${up.url}"`, `url: "${up.url}", timeoutMs: 1234`)}admin: { enabled: true }\naudit: { destination: off }\n`,
+  );
+  const mark = cli.logs().length;
+  await hup(/^configuration reloaded$/);
+  const later = await cli.waitFor('the second restart warning', () =>
+    cli
+      .logs()
+      .slice(mark)
+      .find((l) => l['level'] === 'warn' && /restart/.test(String(l['msg']))),
+  );
+  t.same(later['sections'], ['upstream', 'admin', 'audit']);
+
   await stop(t, cli);
   t.match(cli.logs().at(-1), { msg: 'shutting down', signal: 'SIGTERM' }, 'the last line is flushed on exit');
 });

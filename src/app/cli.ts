@@ -129,9 +129,17 @@ async function main(): Promise<number> {
       log.info({ file: configFile }, 'configuration reloaded');
       // Listeners and the upstream connection pool are built once: say so rather than pretend.
       // (server.trustedProxies and server.spoolDir are per-request state and do take effect.)
-      const fixedPart = (c: GatewayConfig, k: 'server' | 'upstream') =>
-        JSON.stringify(k === 'server' ? { ...c.server, trustedProxies: undefined, spoolDir: undefined } : c.upstream);
-      const fixed = (['server', 'upstream'] as const).filter((k) => fixedPart(next, k) !== fixedPart(config, k));
+      // The admin API's listener and routes are set up at start (turning it off does take
+      // effect: its routes then answer 404); the audit trail's destination is opened at start.
+      const fixedPart = (c: GatewayConfig, k: 'server' | 'upstream' | 'admin' | 'audit') =>
+        JSON.stringify(
+          k === 'server'
+            ? { ...c.server, trustedProxies: undefined, spoolDir: undefined }
+            : k === 'admin'
+              ? { listen: c.admin.listen, on: c.admin.enabled || config.admin.enabled }
+              : c[k],
+        );
+      const fixed = (['server', 'upstream', 'admin', 'audit'] as const).filter((k) => fixedPart(next, k) !== fixedPart(config, k));
       if (fixed.length > 0) log.warn({ file: configFile, sections: fixed }, 'changes to these sections take effect only after a restart');
     } catch (err) {
       // A bad new policy must not take the gateway down or open it up: keep the old one.

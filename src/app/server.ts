@@ -101,8 +101,6 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const urls = new BaseUrls(upstreamUrl, config.upstream.aliases, config.server.publicBaseUrl ?? url);
   const settings = new LiveSettings(buildSettings(config, log), log);
   settingsRef = settings;
-  const adminApp =
-    config.admin.enabled && config.admin.listen ? await startAdminListener(config.admin.listen, adminDeps(settings)) : undefined;
 
   const agent = upstreamAgent(urls.upstream, config.upstream);
   const client = new UpstreamClient({ urls, agent, timeoutMs: config.upstream.timeoutMs });
@@ -144,6 +142,17 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
     sendError(req, res, new GatewayError('EXPECTATION_FAILED'), requestIdOf(req)),
   );
+  // After the main listener has its handler: nothing it accepted waits on the admin listener's start.
+  let adminApp: Awaited<ReturnType<typeof startAdminListener>> | undefined;
+  if (config.admin.enabled && config.admin.listen) {
+    try {
+      adminApp = await startAdminListener(config.admin.listen, adminDeps(settings), tls);
+    } catch (err) {
+      await app.close();
+      agent.destroy();
+      throw err;
+    }
+  }
   const sweeps = new SweepSchedule({
     store,
     audit,
@@ -172,10 +181,12 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       accessLog.level = next.logging.level;
     },
     async close() {
-      await sweeps.stop();
-      await adminApp?.app.close();
+      // Listeners first (in-flight exchanges finish and are audited), then the sweep under way
+      // (stopped between blobs), then the audit trail's queue and AuditEvents.
+      const sweepDone = sweeps.stop();
+      await Promise.all([app.close(), adminApp?.app.close()]);
+      await sweepDone;
       await trail.close();
-      await app.close();
       forwarder.close();
       agent.destroy();
     },
@@ -183,14 +194,25 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
 }
 
 /** The admin API on a listener of its own (admin.listen): a port only operators reach. */
-async function startAdminListener(listen: NonNullable<GatewayConfig['admin']['listen']>, deps: AdminDeps) {
-  const app = Fastify({ logger: false, return503OnClosing: true });
+async function startAdminListener(
+  listen: NonNullable<GatewayConfig['admin']['listen']>,
+  deps: AdminDeps,
+  tls: GatewayConfig['server']['tls'],
+) {
+  // HTTPS with the gateway's own certificate when it terminates TLS: admin tokens never travel in clear.
+  const app = tls
+    ? Fastify({
+        logger: false,
+        return503OnClosing: true,
+        https: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile), minVersion: tls.minVersion },
+      })
+    : Fastify({ logger: false, return503OnClosing: true });
   withOutcomes(app);
   registerAdmin(app, deps);
   await app.listen({ host: listen.host, port: listen.port });
   const addr = app.server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  return { app, url: `http://${host}:${addr.port}` };
+  return { app, url: `${tls ? 'https' : 'http'}://${host}:${addr.port}` };
 }
 
 /** The settings, looked up when first used: the admin routes are registered before they exist. */

@@ -28,13 +28,14 @@ export class FhirAuditPoster {
   private readonly queue: AuditRecord[] = [];
   private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<void> | undefined;
+  private closing = false;
   posted = 0;
   dropped = 0;
 
   constructor(private readonly opts: FhirPosterOptions) {}
 
   push(r: AuditRecord): void {
-    if (this.queue.length >= this.opts.queueRecords) {
+    if (this.closing || this.queue.length >= this.opts.queueRecords) {
       this.dropped++;
       return;
     }
@@ -43,16 +44,26 @@ export class FhirAuditPoster {
     else this.flushSoon(this.opts.flushMs);
   }
 
-  /** Posts what is queued (on shutdown); resolves when done. */
-  async flush(): Promise<void> {
+  /**
+   * On shutdown: posts what is queued, one Bundle at a time, until `ms` have passed or a post
+   * fails; what is left is counted as dropped. Nothing is posted after it resolves.
+   */
+  async flush(ms: number): Promise<void> {
+    this.closing = true;
     clearTimeout(this.timer);
     this.timer = undefined;
+    const deadline = Date.now() + ms;
     await this.inFlight;
-    while (this.queue.length > 0) await this.postBatch();
+    while (this.queue.length > 0 && Date.now() < deadline) {
+      const before = this.dropped;
+      await this.postBatch();
+      if (this.dropped > before) break;
+    }
+    this.dropped += this.queue.splice(0).length;
   }
 
   private flushSoon(ms: number): void {
-    if (this.inFlight) return;
+    if (this.inFlight || this.closing) return;
     if (this.timer && ms > 0) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {

@@ -8,11 +8,14 @@ export interface LineSink {
 /**
  * A bounded queue in front of a destination that may be slow (a full disk, a blocked stdout pipe):
  * lines wait while the destination is full; past `max` waiting lines, new ones are dropped and
- * counted, never held without bound and never waited for by a request.
+ * counted, never held without bound and never waited for by a request. A destination that failed
+ * for good (`fail()`) takes nothing more: every line is counted as dropped.
  */
 export class LineQueue {
   private readonly waiting: string[] = [];
   private blocked = false;
+  private failed = false;
+  private idle: (() => void)[] = [];
   written = 0;
   dropped = 0;
 
@@ -22,6 +25,10 @@ export class LineQueue {
   ) {}
 
   push(line: string): void {
+    if (this.failed) {
+      this.dropped++;
+      return;
+    }
     if (this.blocked) {
       if (this.waiting.length >= this.max) this.dropped++;
       else this.waiting.push(line);
@@ -35,6 +42,26 @@ export class LineQueue {
     return this.waiting.length;
   }
 
+  /** The destination failed: what waits, and all that comes, is dropped. */
+  fail(): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.dropped += this.waiting.splice(0).length;
+    this.settle();
+  }
+
+  /** Resolves once nothing waits (or after `ms`, counting what still waits as dropped). */
+  async drained(ms: number): Promise<void> {
+    if (this.waiting.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => this.idle.push(resolve)),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
+    ]);
+    clearTimeout(timer);
+    this.dropped += this.waiting.splice(0).length;
+  }
+
   private send(line: string): void {
     this.written++;
     if (this.sink.write(line) !== false || !this.sink.once) return;
@@ -44,6 +71,11 @@ export class LineQueue {
 
   private drain(): void {
     this.blocked = false;
-    while (!this.blocked && this.waiting.length > 0) this.send(this.waiting.shift()!);
+    while (!this.blocked && !this.failed && this.waiting.length > 0) this.send(this.waiting.shift()!);
+    if (this.waiting.length === 0) this.settle();
+  }
+
+  private settle(): void {
+    for (const resolve of this.idle.splice(0)) resolve();
   }
 }

@@ -33,7 +33,7 @@ export interface AuditWho {
   readonly issuer?: string;
   /** The token's patient launch context. */
   readonly patient?: string;
-  /** The gateway acting on its own: `sweeper`, or `admin` for an admin API action's tool. */
+  /** The gateway acting on its own (`sweeper`), or the admin API a call came through (`admin-api`). */
   readonly system?: string;
 }
 
@@ -42,6 +42,8 @@ export interface AuditWhat {
   readonly resourceType?: string;
   readonly id?: string;
   readonly operation?: string;
+  /** A request refused before it could be classified: its path (never its query). */
+  readonly path?: string;
   /** Admin API and sweeper actions: `link`, `quarantine`, `release`, `delete`, `unlink`, `expire`. */
   readonly change?: string;
   readonly blobs: readonly BlobEvent[];

@@ -17,6 +17,8 @@ export interface AuditTrailDeps {
 
 /** How often a count of dropped records is logged (when there were any). */
 const DROP_REPORT_MS = 10_000;
+/** How long shutdown waits for a slow destination or FHIR server. */
+const CLOSE_MS = 5_000;
 
 /**
  * The audit trail: every record goes to its own destination through a bounded queue, and to a FHIR
@@ -44,8 +46,11 @@ export class AuditTrail {
         ]);
       }
       this.file = createWriteStream('', { fd });
+      const lines = new LineQueue(this.file, audit.queueRecords);
+      this.lines = lines;
       let failed = false;
       this.file.on('error', (err) => {
+        lines.fail();
         if (failed) return;
         failed = true;
         deps.log.error(
@@ -53,7 +58,6 @@ export class AuditTrail {
           'audit file cannot be written: records are dropped from now on',
         );
       });
-      this.lines = new LineQueue(this.file, audit.queueRecords);
     } else if (audit.destination === 'stdout') this.lines = new LineQueue(deps.stdout, audit.queueRecords);
     if (audit.fhir.enabled) {
       const url = audit.fhir.url ?? deps.upstream.url;
@@ -109,9 +113,10 @@ export class AuditTrail {
     this.reported = { lines, fhir };
   }
 
+  /** Writes what waits (for at most a few seconds) and posts what is queued, then counts the rest. */
   async close(): Promise<void> {
     clearInterval(this.timer);
-    await this.fhir?.flush();
+    await Promise.all([this.lines?.drained(CLOSE_MS), this.fhir?.flush(CLOSE_MS)]);
     this.reportDrops();
     if (this.file) await new Promise<void>((resolve) => this.file!.end(resolve));
   }

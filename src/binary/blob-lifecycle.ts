@@ -154,15 +154,23 @@ export class BlobLifecycle {
       return up;
     }
     const owner = w.owner(up);
+    if (owner === undefined) {
+      // Accepted, but no resource named (a conditional create that matched an existing one
+      // answers 200 without Location): nothing is known to refer to the blobs, so they stay
+      // pending for the sweeper to reconcile — never linked to no one, which nothing would recheck.
+      if (ids.length)
+        this.log.warn({ reqId: x.ctx.id, blobs: ids }, 'upstream accepted the write but named no resource: blobs left pending');
+      return up;
+    }
     for (const blob of w.blobs) await this.link(blob.id, blob.contentType, owner, x.ctx);
     return up;
   }
 
   /** Marks a blob the upstream accepted as `linked` to its resource. */
-  async link(id: string, contentType: string, owner: string | undefined, ctx: RequestCtx): Promise<void> {
+  async link(id: string, contentType: string, owner: string, ctx: RequestCtx): Promise<void> {
     try {
-      await this.store.setMeta(id, { state: 'linked', contentType, ...(owner ? { owner } : {}) });
-      noteBlob(ctx, { action: 'link', blob: id, ...(owner ? { resource: owner } : {}) });
+      await this.store.setMeta(id, { state: 'linked', contentType, owner });
+      noteBlob(ctx, { action: 'link', blob: id, resource: owner });
     } catch (err) {
       // The upstream has the resource, so the blob must stay; pending is what a sweeper checks
       // against the upstream before removing anything.
@@ -184,17 +192,15 @@ export class BlobLifecycle {
 
   /**
    * Blobs of a Bundle left pending (its answer lost, or unreadable per entry) learn what they were
-   * written for — their entry's resource type — so the sweeper can ask the upstream about them.
-   * Best effort: one that cannot be tagged is kept by the sweeper, never deleted.
+   * written for — their entry's request (bundle-writes.ts `entryIntent`) — so the sweeper can ask
+   * the upstream about them. Best effort: one that cannot be tagged is kept by the sweeper, never
+   * deleted.
    */
-  async intend(blobs: readonly { readonly info: BlobInfo; readonly resourceType: string }[], ctx: RequestCtx): Promise<void> {
+  async intend(blobs: readonly { readonly id: string; readonly intent: string | undefined }[], ctx: RequestCtx): Promise<void> {
     for (const b of blobs) {
-      if (!INTENT.test(b.resourceType)) continue;
-      await this.store.setMeta(b.info.id, { intent: b.resourceType }).catch((err: unknown) => {
-        this.log.warn(
-          { reqId: ctx.id, blob: b.info.id, cause: (err as Error).message },
-          'could not record what a pending blob was written for',
-        );
+      if (b.intent === undefined || !INTENT.test(b.intent)) continue;
+      await this.store.setMeta(b.id, { intent: b.intent }).catch((err: unknown) => {
+        this.log.warn({ reqId: ctx.id, blob: b.id, cause: (err as Error).message }, 'could not record what a pending blob was written for');
       });
     }
   }
@@ -226,11 +232,6 @@ export function writtenResource(type: string, id: string | undefined, up: Incomi
   return m ? `${type}/${m[1]}` : undefined;
 }
 
-/**
- * What a single resource's write is for (`Type/id` for an update, `Type` for a create), recorded
- * with its blobs so a sweeper can ask the upstream about one left pending. A Bundle says per
- * entry, which a blob written while it streams does not know: none.
- */
 /** What the blobs a request stores are for (BlobTags). */
 function tagsOf(x: Exchange): BlobTags {
   const intent = intentOf(x);
@@ -238,6 +239,12 @@ function tagsOf(x: Exchange): BlobTags {
   return { ...(intent ? { intent } : {}), ...(purpose ? { purpose } : {}) };
 }
 
+/**
+ * What a single resource's write is for (`Type/id` for an update, `Type` for a create), recorded
+ * with its blobs so a sweeper can ask the upstream about one left pending. A Bundle says per
+ * entry, which a blob written while it streams does not know: none (BlobLifecycle.intend tags
+ * the ones left pending afterwards).
+ */
 function intentOf(x: Exchange): string | undefined {
   const i = x.interaction;
   if (i.kind === 'batch' || i.kind === 'transaction' || i.resourceType === undefined) return undefined;

@@ -36,7 +36,7 @@ export class BundleWrites {
       try {
         up = await this.d.resources.send(x, 'POST', targetOf(i), headers, createReadStream(spooled.file));
       } catch (err) {
-        if (outcomeUnknown(err)) await this.d.blobs.intend(spooled.blobs, x.ctx);
+        if (outcomeUnknown(err)) await this.d.blobs.intend(intents(spooled.blobs, scanned), x.ctx);
         await this.d.blobs.unsettled(ids, x.ctx, err);
         throw err;
       }
@@ -47,7 +47,7 @@ export class BundleWrites {
         return;
       }
       const outcome = await spoolBundleResponse(up, responseFile);
-      await this.settle(x, spooled.blobs, outcome.entries, scanned.type);
+      await this.settle(x, spooled.blobs, outcome.entries, scanned);
       const answer = this.d.resources.answerHeaders(up, x.ctx.id);
       delete answer['transfer-encoding'];
       // Entries the upstream answered with resources (Prefer: return=representation) are reads too.
@@ -67,8 +67,9 @@ export class BundleWrites {
     x: Exchange,
     blobs: readonly ExternalizedBlob[],
     entries: readonly EntryOutcome[],
-    type: 'batch' | 'transaction',
+    scanned: ScannedBundle,
   ): Promise<void> {
+    const { type } = scanned;
     const failed: string[] = [];
     const unsettled: ExternalizedBlob[] = [];
     for (const blob of blobs) {
@@ -83,9 +84,32 @@ export class BundleWrites {
         continue;
       }
       const m = OWNER.exec(entry?.location ?? '');
-      await this.d.blobs.link(blob.info.id, blob.contentType, m ? `${m[1]}/${m[2]}` : undefined, x.ctx);
+      // An entry accepted without a location names no owner: pending, for the sweeper (as a single write).
+      if (!m) {
+        unsettled.push(blob);
+        continue;
+      }
+      await this.d.blobs.link(blob.info.id, blob.contentType, `${m[1]}/${m[2]}`, x.ctx);
     }
     await this.d.blobs.discard(failed, x.ctx);
-    await this.d.blobs.intend(unsettled, x.ctx);
+    await this.d.blobs.intend(intents(unsettled, scanned), x.ctx);
   }
+}
+
+/**
+ * What each blob of a Bundle was written for: its entry's request — `Type/id` for a PUT of one
+ * resource, `Type` for a POST (or a conditional PUT) — never the type of a resource contained or
+ * nested in the entry's, which no search would find. Undefined when the entry says nothing usable.
+ */
+export function intents(blobs: readonly ExternalizedBlob[], scanned: ScannedBundle): { id: string; intent: string | undefined }[] {
+  return blobs.map((b) => ({ id: b.info.id, intent: b.entry === undefined ? undefined : entryIntent(scanned.entries[b.entry]) }));
+}
+
+function entryIntent(e: ScannedBundle['entries'][number] | undefined): string | undefined {
+  if (!e) return undefined;
+  const path = e.url.split('?')[0].replace(/^\/+/, '');
+  const m = /^([A-Z][A-Za-z]{0,63})(?:\/([A-Za-z0-9\-.]{1,64}))?$/.exec(path);
+  if (!m) return undefined;
+  if (e.method === 'PUT' && m[2] !== undefined && !e.url.includes('?')) return `${m[1]}/${m[2]}`;
+  return e.method === 'POST' || e.method === 'PUT' ? m[1] : undefined;
 }

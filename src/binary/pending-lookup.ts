@@ -1,21 +1,22 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
+import { refersTo, type BlobRef } from '../fhir/blob-reference.js';
 import { readJson } from '../upstream/client.js';
 
 /** What the sweeper asks the upstream about a blob left pending (binary/sweeper.ts). */
 export interface PendingLookup {
   /**
-   * The resource (`Type/id`) that refers to blob `blobId`, given what it was written for
+   * The resource (`Type/id`) that refers to blob `blob`, given what it was written for
    * (`intent`: `Type/id` or `Type`) and when; undefined when none does. Rejects when the upstream
    * cannot answer — then nobody knows, and the blob must stay.
    */
-  findReference(intent: string, blobId: string, writtenAt: Date): Promise<string | undefined>;
+  findReference(intent: string, blob: BlobRef, writtenAt: Date): Promise<string | undefined>;
   /**
-   * Whether the current version of `owner` (`Type/id`) refers to blob `blobId` (false when the
+   * Whether the current version of `owner` (`Type/id`) refers to blob `blob` (false when the
    * resource is gone), and the `category` codings (`system|code`) of its latest version, for the
    * blob's retention class. Rejects when the upstream cannot answer.
    */
-  currentReference(owner: string, blobId: string): Promise<{ readonly referenced: boolean; readonly categories: readonly string[] }>;
+  currentReference(owner: string, blob: BlobRef): Promise<{ readonly referenced: boolean; readonly categories: readonly string[] }>;
 }
 
 export interface HttpPendingLookupOptions {
@@ -29,6 +30,8 @@ export interface HttpPendingLookupOptions {
 const MAX_PAGE_BYTES = 16 * 1024 * 1024;
 /** Pages followed per search: a write window holds few resources of one type; past this, no verdict. */
 const MAX_PAGES = 50;
+/** The `_count` every scan asks for. */
+const PAGE_SIZE = 50;
 /** How far before the blob's write the resource's lastUpdated may be (clock skew between gateway and upstream). */
 const SKEW_MS = 10 * 60_000;
 
@@ -46,48 +49,102 @@ export class HttpPendingLookup implements PendingLookup {
     this.base = opts.base.replace(/\/+$/, '');
   }
 
-  async findReference(intent: string, blobId: string, writtenAt: Date): Promise<string | undefined> {
+  async findReference(intent: string, blob: BlobRef, writtenAt: Date): Promise<string | undefined> {
     // Every version counts: one that is no longer current still reads its content (vread).
-    if (intent.includes('/')) return (await this.inHistory(intent, blobId)) ? intent : undefined;
+    if (intent.includes('/')) return (await this.inHistory(intent, blob)) ? intent : undefined;
     // A create: the resources of its type changed since the write. A server may ignore or not
     // support `_lastUpdated` on a type (and answer "none"), so "none" is believed only from a
     // complete scan of the type; too many resources to scan is no verdict.
     const since = new Date(writtenAt.getTime() - SKEW_MS).toISOString();
-    const windowed = await this.scan(`${this.base}/${intent}?_lastUpdated=ge${encodeURIComponent(since)}&_count=50`, intent, blobId);
+    const windowed = await this.scan(`${this.base}/${intent}?_lastUpdated=ge${encodeURIComponent(since)}&_count=50`, intent, blob);
     if (windowed.found) return windowed.found;
-    const all = await this.scan(`${this.base}/${intent}?_count=50`, intent, blobId);
+    const all = await this.scan(`${this.base}/${intent}?_count=50`, intent, blob);
     if (all.found) return all.found;
-    if (!all.complete) throw new Error(`more than ${MAX_PAGES} pages of ${intent} to scan: no verdict`);
-    for (const candidate of new Set([...windowed.updated, ...all.updated])) if (await this.inHistory(candidate, blobId)) return candidate;
-    return undefined;
+    if (!all.complete) throw new Error(`no verdict: ${intent} could not be scanned whole`);
+    for (const candidate of new Set([...windowed.updated, ...all.updated])) if (await this.inHistory(candidate, blob)) return candidate;
+    // A resource created with it and deleted since is in no search, but a server that keeps
+    // history (HAPI) still has the version that refers to it: that one counts too.
+    const gone = await this.scan(`${this.base}/${intent}/_history?_since=${encodeURIComponent(since)}&_count=50`, intent, blob).catch(
+      () => undefined,
+    );
+    return gone?.found;
   }
 
-  async currentReference(owner: string, blobId: string): Promise<{ referenced: boolean; categories: string[] }> {
+  async currentReference(owner: string, blob: BlobRef): Promise<{ referenced: boolean; categories: string[] }> {
     const res = await this.get(`${this.base}/${owner}`);
     if (res.statusCode === 404 || res.statusCode === 410) {
       res.resume();
-      // Deleted: its class comes from the last version it had.
-      return { referenced: false, categories: await this.lastCategories(owner) };
+      // Gone (410), or a 404 whose history ends in a delete: unreferenced, its class from the
+      // last version it had. A bare 404 proves nothing (a wrong base, a layer hiding resources):
+      // no verdict, and the blob stays as it is.
+      const last = await this.lastVersion(owner);
+      if (res.statusCode === 410 || last.deleted || (await this.searchFindsNone(owner)))
+        return { referenced: false, categories: await this.referringCategories(owner, blob, last.categories) };
+      throw new Error(`no verdict: 404 for ${owner}, but the upstream will not say it is gone`);
     }
     const r = (await this.json(res)) as Record<string, unknown>;
-    return { referenced: JSON.stringify(r).includes(blobId), categories: categoriesOf(r) };
+    // Only the resource asked for answers for itself (`Binary/.` normalized to a search would not).
+    const [type, id] = owner.split('/');
+    if (r['resourceType'] !== type || r['id'] !== id) throw new Error(`no verdict: the upstream answered ${owner} with something else`);
+    if (refersTo(r, blob)) return { referenced: true, categories: categoriesOf(r) };
+    return { referenced: false, categories: await this.referringCategories(owner, blob, categoriesOf(r)) };
   }
 
-  private async lastCategories(owner: string): Promise<string[]> {
+  /**
+   * The categories of the versions that referred to the blob (its class is what it was filed as,
+   * not what the resource became), with `fallback`'s; the union keeps the longest class any of
+   * them earns.
+   */
+  private async referringCategories(owner: string, blob: BlobRef, fallback: string[]): Promise<string[]> {
+    const out = new Set(fallback);
+    let url: string | undefined = `${this.base}/${owner}/_history?_count=50`;
+    for (let n = 0; url && n < MAX_PAGES; n++) {
+      const res = await this.get(url);
+      if (res.statusCode !== 200) {
+        res.resume();
+        break;
+      }
+      const page = (await readJson(res, MAX_PAGE_BYTES)) as Page;
+      for (const e of page.entry ?? []) if (e.resource && refersTo(e.resource, blob)) for (const c of categoriesOf(e.resource)) out.add(c);
+      url = this.next(page);
+    }
+    return [...out];
+  }
+
+  /**
+   * A 404 confirmed by the type's own search: `Type?_id=id` answered 200 with no match says the
+   * base and type are right and the resource is not there (servers that answer a deleted
+   * resource 404 rather than 410, and drop its history, as Medplum does).
+   */
+  private async searchFindsNone(owner: string): Promise<boolean> {
+    const [type, id] = owner.split('/');
+    const res = await this.get(`${this.base}/${type}?_id=${encodeURIComponent(id)}`);
+    if (res.statusCode !== 200) {
+      res.resume();
+      return false;
+    }
+    const page = (await readJson(res, MAX_PAGE_BYTES)) as Page & { resourceType?: unknown };
+    return page.resourceType === 'Bundle' && (page.entry ?? []).length === 0;
+  }
+
+  /** The newest history entry: whether it is a delete, and the categories of the newest version with a body. */
+  private async lastVersion(owner: string): Promise<{ deleted: boolean; categories: string[] }> {
     const res = await this.get(`${this.base}/${owner}/_history?_count=10`);
     if (res.statusCode === 404 || res.statusCode === 410) {
       res.resume();
-      return [];
+      return { deleted: false, categories: [] };
     }
-    const page = (await this.json(res)) as Page;
+    const page = (await this.json(res)) as Page & { entry?: { request?: { method?: unknown } }[] };
+    const newest = page.entry?.[0];
+    const deleted = newest !== undefined && (newest.request?.method === 'DELETE' || newest.resource === undefined);
     const last = page.entry?.find((e) => e.resource)?.resource;
-    return last ? categoriesOf(last) : [];
+    return { deleted, categories: last ? categoriesOf(last) : [] };
   }
 
   /** Whether any version of `resource` (`Type/id`) refers to the blob; false when the upstream has no such resource. */
-  private async inHistory(resource: string, blobId: string): Promise<boolean> {
+  private async inHistory(resource: string, blob: BlobRef): Promise<boolean> {
     const [type] = resource.split('/');
-    const r = await this.scan(`${this.base}/${resource}/_history?_count=50`, type, blobId);
+    const r = await this.scan(`${this.base}/${resource}/_history?_count=50`, type, blob);
     if (!r.complete) throw new Error(`more than ${MAX_PAGES} pages of ${resource} history: no verdict`);
     return r.found !== undefined;
   }
@@ -97,7 +154,7 @@ export class HttpPendingLookup implements PendingLookup {
    * that refers to the blob. `updated`: those changed since their first version (an earlier one
    * may refer to it). A first answer 404/410 is an empty, complete scan.
    */
-  private async scan(first: string, type: string, blobId: string): Promise<{ found?: string; complete: boolean; updated: string[] }> {
+  private async scan(first: string, type: string, blob: BlobRef): Promise<{ found?: string; complete: boolean; updated: string[] }> {
     const updated: string[] = [];
     let url: string | undefined = first;
     for (let n = 0; url && n < MAX_PAGES; n++) {
@@ -107,16 +164,28 @@ export class HttpPendingLookup implements PendingLookup {
         return { complete: true, updated };
       }
       const page = (await this.json(res)) as Page;
-      for (const e of page.entry ?? []) {
+      const entries = page.entry ?? [];
+      for (const e of entries) {
         const r = e.resource as (Record<string, unknown> & { meta?: { versionId?: unknown } }) | undefined;
         if (!r || typeof r.id !== 'string' || r.resourceType !== type) continue;
-        if (JSON.stringify(r).includes(blobId)) return { found: `${type}/${r.id}`, complete: true, updated };
+        if (refersTo(r, blob)) return { found: `${type}/${r.id}`, complete: true, updated };
         if (r.meta?.versionId !== '1') updated.push(`${type}/${r.id}`);
       }
       const next = page.link?.find((l) => l.relation === 'next')?.url;
-      url = typeof next === 'string' && next.startsWith(`${this.base}/`) ? next : undefined;
+      // "None" is believed only from a scan that saw everything: a next page it cannot follow
+      // (not on the upstream's base), or a full page with no next link (a server that caps
+      // results without paging), leaves it incomplete.
+      if (next !== undefined && this.next(page) === undefined) return { complete: false, updated };
+      if (next === undefined && entries.length >= PAGE_SIZE) return { complete: false, updated };
+      url = this.next(page);
     }
     return { complete: url === undefined, updated };
+  }
+
+  /** The next page's URL, when it is on the upstream's own base. */
+  private next(page: Page): string | undefined {
+    const next = page.link?.find((l) => l.relation === 'next')?.url;
+    return typeof next === 'string' && next.startsWith(`${this.base}/`) ? next : undefined;
   }
 
   private async json(res: IncomingMessage): Promise<unknown> {

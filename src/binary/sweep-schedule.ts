@@ -17,6 +17,7 @@ export class SweepSchedule {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;
   private stopped = false;
+  private readonly abort = new AbortController();
 
   constructor(
     private readonly deps: {
@@ -35,10 +36,11 @@ export class SweepSchedule {
     this.arm();
   }
 
-  /** Stops the schedule; resolves once a sweep under way has finished. */
+  /** Stops the schedule, and a sweep under way at its next blob; resolves once it has stopped. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    this.abort.abort();
     await this.running;
   }
 
@@ -70,6 +72,7 @@ export class SweepSchedule {
         retention: config.retention,
         dryRun: false,
         holder: `${hostname()}:${process.pid}`,
+        signal: this.abort.signal,
         ...(this.deps.audit ? { audit: this.deps.audit } : {}),
       });
       this.deps.log.info(

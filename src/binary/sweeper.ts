@@ -1,4 +1,5 @@
 import type { AuditRecord } from '../audit/record.js';
+import type { BlobEvent } from '../lib/blob-events.js';
 import type { GatewayConfig } from '../config/types.js';
 import { staleFiles } from '../lib/dir-names.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
@@ -26,6 +27,8 @@ export interface SweepOptions {
   readonly dryRun: boolean;
   /** Who sweeps (host and pid), written in the claim. */
   readonly holder: string;
+  /** Stops the sweep between blobs (the gateway shutting down). */
+  readonly signal?: AbortSignal;
   /** Every change (link, unlink, delete) as an audit record (not in a dry run). */
   audit?(record: AuditRecord): void;
   now?(): Date;
@@ -81,7 +84,7 @@ export async function sweep(opts: SweepOptions): Promise<SweepReport> {
   report.claimed = opts.dryRun || (await opts.store.claim(claim, opts.holder));
   if (!report.claimed) return report;
   const deadline = (index + 1) * period - Math.min(DEADLINE_MARGIN_MS, period / 10);
-  const late = () => now().getTime() >= deadline;
+  const late = () => now().getTime() >= deadline || opts.signal?.aborted === true;
   try {
     for (const c of await opts.store.claims()) {
       const n = /^sweep-(\d+)$/.exec(c.name);
@@ -103,7 +106,12 @@ export async function sweep(opts: SweepOptions): Promise<SweepReport> {
           report.stoppedEarly = true;
           return report;
         }
-        await act(opts, info, report, now());
+        try {
+          await act(opts, info, report, now());
+        } catch (err) {
+          // One blob the store cannot change (deleted meanwhile, a failing record) does not stop the rest.
+          report.kept.push({ id: info.id, why: `the store refused the change (${(err as Error).message.slice(0, 120)})` });
+        }
       }
       cursor = page.cursor;
     } while (cursor);
@@ -137,11 +145,12 @@ async function recheck(opts: SweepOptions, info: BlobInfo, report: SweepReport, 
   const owner = info.owner!;
   let current;
   try {
-    current = await opts.upstream.currentReference(owner, info.id);
+    current = await opts.upstream.currentReference(owner, info);
   } catch (err) {
     report.kept.push({ id: info.id, why: `the upstream could not be asked (${(err as Error).message.slice(0, 120)})` });
     return;
   }
+  if (!(await unchanged(opts, info, report))) return;
   if (current.referenced) {
     report.checked++;
     if (!opts.dryRun) await opts.store.setMeta(info.id, {});
@@ -152,7 +161,7 @@ async function recheck(opts: SweepOptions, info: BlobInfo, report: SweepReport, 
   report.unlinked.push({ id: info.id, owner, retention: cls.name, until: until.toISOString() });
   if (opts.dryRun) return;
   await opts.store.setMeta(info.id, { state: 'unlinked', retention: { name: cls.name, until: until.toISOString() } });
-  audited(opts, 'unlink', 'update', info.id, owner);
+  audited(opts, 'unlink', 'update', 'unlink', info.id, owner);
 }
 
 /** An unlinked blob past its class: deleted, unless a current version refers to it again. */
@@ -160,33 +169,54 @@ async function expire(opts: SweepOptions, info: BlobInfo, report: SweepReport): 
   const owner = info.owner!;
   let current;
   try {
-    current = await opts.upstream.currentReference(owner, info.id);
+    current = await opts.upstream.currentReference(owner, info);
   } catch (err) {
     report.kept.push({ id: info.id, why: `the upstream could not be asked (${(err as Error).message.slice(0, 120)})` });
     return;
   }
+  if (!(await unchanged(opts, info, report))) return;
   if (current.referenced) {
     report.linked.push({ id: info.id, owner });
     if (opts.dryRun) return;
     await opts.store.setMeta(info.id, { state: 'linked', retention: null });
-    audited(opts, 'link', 'update', info.id, owner);
+    audited(opts, 'relink', 'update', 'link', info.id, owner);
     return;
   }
   report.deleted.push(info.id);
   if (opts.dryRun) return;
   await opts.store.delete(info.id);
-  audited(opts, 'expire', 'delete', info.id, owner);
+  audited(opts, 'expire', 'delete', 'delete', info.id, owner);
+}
+
+/**
+ * Whether the blob is still as listed, just before the sweep changes it: the upstream was asked
+ * meanwhile, and an admin may have quarantined, linked or deleted it, or a write linked it. A
+ * changed blob is left for the next sweep, never overwritten.
+ */
+async function unchanged(opts: SweepOptions, info: BlobInfo, report: SweepReport): Promise<boolean> {
+  if (opts.dryRun) return true;
+  const now = await opts.store.head(info.id);
+  if (now && now.state === info.state && now.updatedAt === info.updatedAt) return true;
+  report.kept.push({ id: info.id, why: 'changed while the sweep asked the upstream: left for the next sweep' });
+  return false;
 }
 
 /** A change the sweeper made, for the audit trail: the gateway acting on its own. */
-function audited(opts: SweepOptions, change: string, action: 'update' | 'delete', blob: string, resource?: string): void {
+function audited(
+  opts: SweepOptions,
+  change: string,
+  action: 'update' | 'delete',
+  event: BlobEvent['action'],
+  blob: string,
+  resource?: string,
+): void {
   opts.audit?.({
     audit: 1,
     time: new Date().toISOString(),
     action,
     outcome: 'success',
     who: { system: 'sweeper' },
-    what: { change, blobs: [{ action: action === 'delete' ? 'delete' : 'link', blob, ...(resource ? { resource } : {}) }] },
+    what: { change, blobs: [{ action: event, blob, ...(resource ? { resource } : {}) }] },
   });
 }
 
@@ -214,21 +244,22 @@ async function reconcile(opts: SweepOptions, info: BlobInfo, report: SweepReport
   }
   let owner: string | undefined;
   try {
-    owner = await opts.upstream.findReference(info.intent, info.id, new Date(info.createdAt));
+    owner = await opts.upstream.findReference(info.intent, info, new Date(info.createdAt));
   } catch (err) {
     // The upstream could not be asked: the blob may be referenced there, so it stays.
     report.kept.push({ id: info.id, why: `the upstream could not be asked (${(err as Error).message.slice(0, 120)})` });
     return;
   }
+  if (!(await unchanged(opts, info, report))) return;
   if (owner) {
     report.linked.push({ id: info.id, owner });
     if (opts.dryRun) return;
     await opts.store.setMeta(info.id, { state: 'linked', owner });
-    audited(opts, 'reconcile-link', 'update', info.id, owner);
+    audited(opts, 'reconcile-link', 'update', 'link', info.id, owner);
     return;
   }
   report.deleted.push(info.id);
   if (opts.dryRun) return;
   await opts.store.delete(info.id);
-  audited(opts, 'reconcile-delete', 'delete', info.id);
+  audited(opts, 'reconcile-delete', 'delete', 'delete', info.id);
 }

@@ -263,7 +263,7 @@ export const configSchema = {
         file: { type: 'string', minLength: 1 },
         // Records waiting for a slow destination; past this they are dropped, counted and the count logged.
         queueRecords: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000 },
-        // Also posted to a FHIR server as AuditEvents in the IHE BALP shape, in transaction Bundles.
+        // Also posted to a FHIR server as AuditEvents in the IHE BALP shape, in batch Bundles.
         fhir: {
           type: 'object',
           additionalProperties: false,

@@ -42,3 +42,18 @@ export function findBlobRef(extensions: unknown): BlobRef | undefined {
   }
   return undefined;
 }
+
+/**
+ * Whether `resource` (parsed FHIR JSON) carries our reference to `blob` — the extension with its
+ * id and SHA-256, wherever it sits (an attachment, `_data`, a contained resource) — not merely a
+ * mention of the id somewhere in its text.
+ */
+export function refersTo(resource: unknown, blob: BlobRef, depth = 0): boolean {
+  if (depth > 64 || typeof resource !== 'object' || resource === null) return false;
+  if (Array.isArray(resource)) return resource.some((v) => refersTo(v, blob, depth + 1));
+  const o = resource as Record<string, unknown>;
+  const ref = findBlobRef(o['extension']);
+  if (ref && ref.id === blob.id && ref.sha256 === blob.sha256) return true;
+  for (const v of Object.values(o)) if (typeof v === 'object' && refersTo(v, blob, depth + 1)) return true;
+  return false;
+}

@@ -37,7 +37,8 @@ export class ExchangeAudit {
 
   exchange(rec: AccessRecord, req: IncomingMessage, res: ServerResponse): void {
     const i = rec.interaction;
-    if (!rec.ctx?.blobEvents?.length && !this.binaryBearing(i)) return;
+    const path = i ? undefined : this.unclassifiedBinaryPath(rec, req);
+    if (!rec.ctx?.blobEvents?.length && !this.binaryBearing(i) && path === undefined) return;
     const finished = res.writableFinished;
     const status = res.statusCode;
     const outcome = !finished ? 'aborted' : rec.code && status < 500 ? 'refused' : status >= 400 ? 'failed' : 'success';
@@ -61,12 +62,32 @@ export class ExchangeAudit {
         ...(i?.resourceType ? { resourceType: i.resourceType } : {}),
         ...(i?.id ? { id: i.id } : {}),
         ...(i?.operation ? { operation: i.operation } : {}),
+        ...(path !== undefined ? { path } : {}),
         ...blobsOf(rec.ctx),
       },
       ...(rec.ctx ? { where: { address: rec.ctx.clientIp.toString(), proto: rec.ctx.proto } } : {}),
       ...(purpose ? { purpose } : {}),
     };
     this.trail.record(record);
+  }
+
+  /**
+   * A request refused before it was classified (a malformed path, a token in the query) whose path
+   * names a binary-bearing type or a binary-access operation, however spelled: its path, without
+   * the query, truncated. Other unclassified refusals are the access log's.
+   */
+  private unclassifiedBinaryPath(rec: AccessRecord, req: IncomingMessage): string | undefined {
+    if (!rec.code) return undefined;
+    const path = (req.url ?? '').split('?')[0];
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(path).toLowerCase();
+    } catch {
+      decoded = path.toLowerCase();
+    }
+    const types = Object.keys(this.settings.current.config.content.allowedTypes).map((t) => t.toLowerCase());
+    if (!decoded.includes('binary-access') && !types.some((t) => decoded.includes(t))) return undefined;
+    return path.slice(0, 256);
   }
 
   private binaryBearing(i: Interaction | undefined): boolean {

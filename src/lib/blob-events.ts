@@ -5,7 +5,7 @@
  * blob and never allocate the list.
  */
 export interface BlobEvent {
-  readonly action: 'read' | 'write' | 'link' | 'delete';
+  readonly action: 'read' | 'write' | 'link' | 'unlink' | 'delete' | 'quarantine' | 'release';
   readonly blob: string;
   /** Bytes served (read) or stored (write). */
   readonly bytes?: number;

@@ -91,6 +91,8 @@ export function attachmentEnd(a: AttachmentEnd): Slot {
             else a.warn?.('stored content could not be opened: linked instead', blob.id);
           }
           if (body) {
+            // Noted before the first byte: an answer cut short still served part of it.
+            a.served?.(blob.id, ownerKey, blob.size);
             yield `${member('data')}"`;
             try {
               yield* base64Chunks(body, blob.size);
@@ -103,7 +105,6 @@ export function attachmentEnd(a: AttachmentEnd): Slot {
             streamed = true;
             report.inflated++;
             report.bytes += blob.size;
-            a.served?.(blob.id, ownerKey, blob.size);
           }
         } else a.warn?.('stored content was not written for this resource: not served', blob.id);
       }

@@ -24,7 +24,7 @@ export interface InflateOptions {
   warn?(what: string, blob?: string): void;
   /** Stored content that failed its digest, found before any of it was sent: it gets a link instead (logged at error). */
   corrupt?(blob: string, cause: string): void;
-  /** Stored content sent whole inside the answer (for the audit trail): the blob, its owner, its bytes. */
+  /** Stored content about to be sent inside the answer (for the audit trail): the blob, its owner, its bytes. */
   served?(blob: string, owner: string, bytes: number): void;
   /**
    * Whether the caller may read resources of `type` (undefined: not known yet). Stored content is

@@ -138,6 +138,8 @@ function parseRecord(text: string, expectedId: string): { info: BlobInfo; driver
   const purpose = optional('purpose', (v) => PURPOSE.test(v));
   const retention = optional('retention', (v) => PURPOSE.test(v));
   const retainUntil = optional('retainUntil', (v) => !Number.isNaN(Date.parse(v)));
+  // Half a retention is no retention: an unlinked blob without both would never expire, or expire unclassed.
+  if ((retention === undefined) !== (retainUntil === undefined)) throw new Error('blob metadata: retention without retainUntil');
   if (
     chunks !== undefined &&
     (typeof chunks !== 'object' || chunks === null || typeof chunks.size !== 'number' || typeof chunks.crc32 !== 'string')

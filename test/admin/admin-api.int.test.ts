@@ -3,6 +3,8 @@
 // quarantine and release, delete only what no resource refers to; its own scope, optionally its
 // own listener; every call audited.
 import { readFileSync, writeFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
 import { join } from 'node:path';
 import t from 'tap';
 import { mintToken } from '../helpers/auth.js';
@@ -177,4 +179,58 @@ t.test('admin disabled: /_admin is not served', async (t) => {
   const r = await fetch(`${s.gw.url}/_admin/blobs`, { headers: admin });
   t.equal(r.status, 404);
   await r.arrayBuffer();
+});
+
+t.test('a blob a resource may still refer to is not deleted nor taken away by hand', async (t) => {
+  const s = await stack(t, { admin: { enabled: true } });
+  const admin = { authorization: `Bearer ${await mintToken(s.key, { claims: { scope: 'gateway/admin' } })}` };
+  const api = (path: string, init: RequestInit = {}) =>
+    fetch(`${s.gw.url}/_admin${path}`, { ...init, headers: { ...admin, ...(init.headers as Record<string, string>) } });
+  const store = new FilesystemBlobStore({ directory: s.gw.blobDir });
+  const recordPath = (id: string) => join(s.gw.blobDir, id.slice(0, 2), id.slice(2, 4), `${id}.json`);
+  const patch = (id: string, over: Record<string, unknown>) =>
+    writeFileSync(recordPath(id), JSON.stringify({ ...JSON.parse(readFileSync(recordPath(id), 'utf8')), ...over }));
+  const refusal = async (r: Response) => [r.status, await code(r)];
+
+  // Pending and young: its write may be in flight.
+  const young = (await store.put(Readable.from([PDF(100)]), { contentType: 'application/pdf', intent: 'Binary' })).id;
+  t.same(await refusal(await api(`/blobs/${young}`, { method: 'DELETE' })), [409, 'BLOB_IN_USE'], 'pending within its grace');
+  // Pending, old, with nothing to ask about.
+  const mute = (await store.put(Readable.from([PDF(100)]), { contentType: 'application/pdf' })).id;
+  patch(mute, { createdAt: new Date(Date.now() - 2 * 3_600_000).toISOString() });
+  t.same(await refusal(await api(`/blobs/${mute}`, { method: 'DELETE' })), [409, 'BLOB_IN_USE'], 'pending with no intent');
+  // Pending, old, its intent answered "none": goes.
+  patch(young, { createdAt: new Date(Date.now() - 2 * 3_600_000).toISOString() });
+  t.equal((await api(`/blobs/${young}`, { method: 'DELETE' })).status, 204, 'an old orphan goes');
+
+  // Unlinked but kept by its class: earlier versions still read it.
+  const created = await upload(s, PDF(70_000), 'application/pdf');
+  await created.arrayBuffer();
+  const binaryId = createdId(created);
+  const blob = (await blobRefOf(s, binaryId))!.id;
+  const del = await fetch(`${s.gw.base}/Binary/${binaryId}`, { method: 'DELETE', headers: s.auth });
+  await del.arrayBuffer();
+  patch(blob, { state: 'unlinked', retention: 'clinical-documents', retainUntil: new Date(Date.now() + 86_400_000).toISOString() });
+  const kept = await api(`/blobs/${blob}`, { method: 'DELETE' });
+  t.same(await refusal(kept), [409, 'BLOB_IN_USE'], 'unlinked within its class');
+
+  // Never taken away from the owner that still refers to it.
+  const other = await upload(s, PDF(70_000), 'application/pdf');
+  await other.arrayBuffer();
+  const otherId = createdId(other);
+  const otherBlob = (await blobRefOf(s, otherId))!.id;
+  const taken = await api(`/blobs/${otherBlob}/link`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ resource: `Binary/${binaryId}` }),
+  });
+  t.same(await refusal(taken), [409, 'LINK_UNVERIFIED']);
+  const dot = await api(`/blobs/${otherBlob}/link`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{"resource":"Binary/."}',
+  });
+  t.equal(dot.status, 400, 'not a resource');
+  await dot.arrayBuffer();
+  t.match(await store.head(otherBlob), { state: 'linked', owner: `Binary/${otherId}` });
 });

@@ -55,6 +55,36 @@ t.test('a full destination: lines wait up to the bound, the rest are dropped and
   t.same([q.written, q.dropped, q.pending], [6, 5, 0]);
 });
 
+t.test('a failed destination takes nothing more; shutdown waits a bounded time for a slow one', async (t) => {
+  const sink = new SlowSink(1);
+  const q = new LineQueue(sink, 10);
+  q.push('a\n');
+  q.push('b\n');
+  q.push('c\n');
+  t.equal(q.pending, 2);
+  q.fail();
+  q.push('d\n');
+  t.same([q.written, q.pending, q.dropped], [1, 0, 3], 'the waiting lines and the new one dropped');
+  await q.drained(10);
+
+  const slow = new SlowSink(1);
+  const r = new LineQueue(slow, 10);
+  r.push('1\n');
+  r.push('2\n');
+  const started = Date.now();
+  await r.drained(50);
+  t.ok(Date.now() - started < 1000, 'bounded');
+  t.same([r.pending, r.dropped], [0, 1], 'what could not be written in time is counted as dropped');
+
+  const drains = new SlowSink(1);
+  const d = new LineQueue(drains, 10);
+  d.push('x\n');
+  d.push('y\n');
+  setTimeout(() => drains.drain(10), 10);
+  await d.drained(5000);
+  t.same([d.dropped, drains.got], [0, ['x\n', 'y\n']], 'written once the destination drained');
+});
+
 t.test('the trail logs how many records it dropped, once per report', async (t) => {
   const logs = new LogSink();
   const sink = new SlowSink(1);
@@ -170,7 +200,12 @@ t.test('AuditEvents: batched, one Bundle in flight; a refused or unreachable FHI
   t.same(failures, [[1, 'the FHIR server answered 500']]);
   for (let i = 0; i < 10; i++) poster.push(record(i));
   t.ok(poster.dropped >= 1 + 6, 'past the queue bound: dropped');
-  await poster.flush();
+  status = 200;
+  await poster.flush(2000);
+  const afterClose = poster.posted;
+  poster.push(record(99));
+  await new Promise((r) => setTimeout(r, 60));
+  t.equal(poster.posted, afterClose, 'nothing is posted after the flush on shutdown');
 
   const down = new FhirAuditPoster({
     url: 'http://127.0.0.1:1/fhir',
@@ -183,7 +218,7 @@ t.test('AuditEvents: batched, one Bundle in flight; a refused or unreachable FHI
     onFailure: (n, why) => failures.push([n, why]),
   });
   down.push(record(1));
-  await down.flush();
+  await down.flush(2000);
   t.equal(down.dropped, 1, 'unreachable: dropped');
   t.match(failures.at(-1), [1, /ECONNREFUSED/]);
 });

@@ -62,3 +62,29 @@ t.test('a sweep’s log summary counts, never ids', async (t) => {
   t.match(s, { leftovers: 1, linked: 1, deleted: 2, checked: 3 });
   t.notOk(JSON.stringify(s).includes('id-'));
 });
+
+t.test('a record with half a retention (class without date, or date without class) is unreadable', async (t) => {
+  const { parseMeta, serializeMeta } = await import('../../src/storage/meta.js');
+  const info = {
+    id: 'ab'.repeat(16),
+    size: 1,
+    sha256: '0'.repeat(64),
+    sha1: 'x',
+    contentType: 'text/plain',
+    state: 'unlinked' as const,
+    owner: 'Binary/1',
+    createdAt: new Date(0).toISOString(),
+    updatedAt: new Date(0).toISOString(),
+  };
+  const whole = JSON.parse(serializeMeta({ ...info, retention: 'unlinked', retainUntil: new Date(0).toISOString() })) as Record<
+    string,
+    unknown
+  >;
+  t.match(parseMeta(JSON.stringify(whole), info.id).info, { retention: 'unlinked', retainUntil: new Date(0).toISOString() });
+  for (const drop of ['retention', 'retainUntil']) {
+    const half = { ...whole };
+    delete half[drop];
+    t.throws(() => parseMeta(JSON.stringify(half), info.id), { code: 'BLOB_UNREADABLE' }, `without ${drop}`);
+  }
+  t.throws(() => parseMeta(JSON.stringify({ ...whole, purpose: 'has space' }), info.id), { code: 'BLOB_UNREADABLE' });
+});

@@ -93,3 +93,43 @@ t.test('a failed sweep is logged and the next period tries again', async (t) => 
   await schedule.stop();
   t.ok(sink.lines.some((l) => l['msg'] === 'retention sweep failed; the next period tries again' && l['level'] === 'error'));
 });
+
+t.test('a blob changed while the sweep asks the upstream is left alone; one the store refuses does not stop the sweep', async (t) => {
+  const { sweep } = await import('../../src/binary/sweeper.js');
+  const { defaultRetention } = await import('../helpers/retention.js');
+  const dir = mkdtempSync(join(tmpdir(), 'fbg-race-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const store = new FilesystemBlobStore({ directory: join(dir, 'blobs') });
+  const age = (id: string, over: Record<string, unknown> = {}) => {
+    const p = join(dir, 'blobs', id.slice(0, 2), id.slice(2, 4), `${id}.json`);
+    writeFileSync(
+      p,
+      JSON.stringify({ ...JSON.parse(readFileSync(p, 'utf8')), updatedAt: new Date(Date.now() - 48 * 3_600_000).toISOString(), ...over }),
+    );
+  };
+  const a = await store.put(Readable.from([Buffer.from('a')]), { contentType: 'text/plain', state: 'linked', owner: 'Binary/a' });
+  const b = await store.put(Readable.from([Buffer.from('b')]), { contentType: 'text/plain', state: 'linked', owner: 'Binary/b' });
+  age(a.id);
+  age(b.id);
+  const report = await sweep({
+    store,
+    upstream: {
+      findReference: async () => undefined,
+      currentReference: async (owner) => {
+        // An operator quarantines one meanwhile; the other's record goes bad.
+        if (owner === 'Binary/a') await store.setMeta(a.id, { state: 'quarantined' });
+        else writeFileSync(join(dir, 'blobs', b.id.slice(0, 2), b.id.slice(2, 4), `${b.id}.json`), '{');
+        return { referenced: false, categories: [] };
+      },
+    },
+    spoolDir: join(dir, 'none'),
+    retention: defaultRetention(),
+    dryRun: false,
+    holder: 'test',
+  });
+  t.same(report.unlinked, [], 'nothing unlinked');
+  t.match(await store.head(a.id), { state: 'quarantined' }, 'the quarantine stands');
+  t.same(report.kept.map((k) => k.id).sort(), [a.id, b.id].sort(), 'both kept, with why');
+  t.ok(report.kept.some((k) => /changed while the sweep asked/.test(k.why)));
+  t.ok(report.kept.some((k) => /store refused the change/.test(k.why)));
+});

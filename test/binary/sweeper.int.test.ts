@@ -280,6 +280,14 @@ t.test('linked blobs no current version refers to become unlinked, kept for thei
   });
 
   const now = new Date();
+  // A base that answers 404 to everything (a wrong path, a layer hiding resources) proves nothing.
+  const blind = await sweep({
+    ...opts(now),
+    upstream: new HttpPendingLookup({ base: `${s.up.url}/nothing-here`, timeoutMs: 5000, rejectUnauthorized: true }),
+  });
+  t.same([blind.unlinked, blind.deleted, blind.checked], [[], [], 0], 'a bare 404 unlinks nothing');
+  t.equal(blind.kept.length, 5, 'every due blob kept, with why');
+  t.match(blind.kept[0], { why: /no verdict/ });
   const r = await sweep(opts(now));
   const classes = Object.fromEntries(r.unlinked.map((u) => [u.id, [u.retention, Math.round((Date.parse(u.until) - now.getTime()) / DAY)]]));
   t.same(
