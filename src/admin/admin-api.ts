@@ -176,29 +176,36 @@ function routes(app: FastifyInstance, deps: AdminDeps): void {
     return { blob: view(await write(info.id, { state: info.owner ? 'linked' : 'pending' })) };
   });
 
-  app.delete<{ Params: { id: string } }>('/blobs/:id', async (req, reply) => {
-    change(req, 'delete');
+  app.delete<{ Params: { id: string }; Querystring: { force?: string } }>('/blobs/:id', async (req, reply) => {
+    const force = req.query.force === 'true';
+    change(req, force ? 'delete forced' : 'delete');
     const info = await blob(req);
     note(req, { action: 'delete', blob: info.id, ...(info.owner ? { resource: info.owner } : {}) });
-    await mayDelete(deps, info);
+    await mayDelete(deps, info, force);
     await deps.store.delete(info.id).catch((err: unknown) => Promise.reject(storeFailure(err)));
     return reply.code(204).send();
   });
 }
 
 /**
- * Whether a blob may go by hand: never while a resource may refer to it. A pending blob may still
- * be on its way to being linked (its write in flight) until its grace is over, and one nothing
- * says the purpose of cannot be asked about; an unlinked one is kept for its class (earlier
- * versions still read it); otherwise its owner's current version, or any version of what it was
- * written for, must not refer to it. Quarantine is the way to withdraw content at once.
+ * Whether a blob may go by hand. Never while a current version of a resource refers to it, even
+ * forced. Otherwise, unless forced (an operator's deliberate, audited decision, e.g. content
+ * filed under the wrong patient): not while its retention class keeps it (earlier versions still
+ * read it), not a blob with an owner the sweeper has not yet unlinked and classed, not one whose
+ * write may still be in flight (younger than pendingGraceHours), not one nothing says the purpose
+ * of (no way to ask the upstream). Whatever its state — a quarantine keeps what the record knows.
+ * Quarantine is the way to withdraw content at once.
  */
-async function mayDelete(deps: AdminDeps, info: BlobInfo): Promise<void> {
+async function mayDelete(deps: AdminDeps, info: BlobInfo, force: boolean): Promise<void> {
   const retention = deps.settings.current.config.retention;
-  if (info.state === 'unlinked' && info.retainUntil && Date.parse(info.retainUntil) > Date.now())
-    throw new GatewayError('BLOB_IN_USE', `kept by its retention class (${info.retention ?? 'unlinked'}) until ${info.retainUntil}`);
-  if (info.state === 'pending' && Date.parse(info.createdAt) > Date.now() - retention.pendingGraceHours * HOUR)
-    throw new GatewayError('BLOB_IN_USE', 'written less than retention.pendingGraceHours ago: its resource may still be on its way');
+  if (!force) {
+    if (info.retainUntil && Date.parse(info.retainUntil) > Date.now())
+      throw new GatewayError('BLOB_IN_USE', `kept by its retention class (${info.retention ?? 'unlinked'}) until ${info.retainUntil}`);
+    if (info.owner && !info.retainUntil)
+      throw new GatewayError('BLOB_IN_USE', `linked to ${info.owner}: the sweeper unlinks it and its retention class keeps it first`);
+    if (!info.owner && Date.parse(info.createdAt) > Date.now() - retention.pendingGraceHours * HOUR)
+      throw new GatewayError('BLOB_IN_USE', 'written less than retention.pendingGraceHours ago: its resource may still be on its way');
+  }
   if (info.owner) {
     if ((await ask(() => deps.upstream.currentReference(info.owner!, info))).referenced)
       throw new GatewayError('BLOB_IN_USE', `${info.owner} refers to this blob: change or delete it there first`);

@@ -153,7 +153,9 @@ export class BlobLifecycle {
       await this.discard(ids, x.ctx);
       return up;
     }
-    const owner = w.owner(up);
+    // A create answered 200, not 201, created nothing: a conditional create matched an existing
+    // resource (HAPI names it in Location), which never referred to these blobs.
+    const owner = w.method === 'POST' && status === 200 ? undefined : w.owner(up);
     if (owner === undefined) {
       // Accepted, but no resource named (a conditional create that matched an existing one
       // answers 200 without Location): nothing is known to refer to the blobs, so they stay

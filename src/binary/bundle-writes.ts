@@ -84,8 +84,11 @@ export class BundleWrites {
         continue;
       }
       const m = OWNER.exec(entry?.location ?? '');
-      // An entry accepted without a location names no owner: pending, for the sweeper (as a single write).
-      if (!m) {
+      // An entry accepted without a location names no owner, and a POST answered 200 (not 201)
+      // matched an existing resource (a conditional create) that never referred to the blob:
+      // pending, for the sweeper (as a single write).
+      const matched = blob.entry !== undefined && scanned.entries[blob.entry]?.method === 'POST' && /^200\b/.test(entry?.status ?? '');
+      if (!m || matched) {
         unsettled.push(blob);
         continue;
       }

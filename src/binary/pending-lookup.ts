@@ -91,12 +91,13 @@ export class HttpPendingLookup implements PendingLookup {
   }
 
   /**
-   * The categories of the versions that referred to the blob (its class is what it was filed as,
-   * not what the resource became), with `fallback`'s; the union keeps the longest class any of
-   * them earns.
+   * The categories of the versions that referred to the blob — its class is what it was filed as,
+   * not what the resource became — or, when no such version can be read (no history), `fallback`'s
+   * (the last version's). The sweeper gives the longest class any of them earns.
    */
   private async referringCategories(owner: string, blob: BlobRef, fallback: string[]): Promise<string[]> {
-    const out = new Set(fallback);
+    const out = new Set<string>();
+    let seen = false;
     let url: string | undefined = `${this.base}/${owner}/_history?_count=50`;
     for (let n = 0; url && n < MAX_PAGES; n++) {
       const res = await this.get(url);
@@ -105,10 +106,14 @@ export class HttpPendingLookup implements PendingLookup {
         break;
       }
       const page = (await readJson(res, MAX_PAGE_BYTES)) as Page;
-      for (const e of page.entry ?? []) if (e.resource && refersTo(e.resource, blob)) for (const c of categoriesOf(e.resource)) out.add(c);
+      for (const e of page.entry ?? []) {
+        if (!e.resource || !refersTo(e.resource, blob)) continue;
+        seen = true;
+        for (const c of categoriesOf(e.resource)) out.add(c);
+      }
       url = this.next(page);
     }
-    return [...out];
+    return seen ? [...out] : fallback;
   }
 
   /**
@@ -141,12 +146,24 @@ export class HttpPendingLookup implements PendingLookup {
     return { deleted, categories: last ? categoriesOf(last) : [] };
   }
 
-  /** Whether any version of `resource` (`Type/id`) refers to the blob; false when the upstream has no such resource. */
+  /**
+   * Whether any version of `resource` (`Type/id`) refers to the blob. The current version is asked
+   * first (a server without history, or a layer that does not route `_history`, answers 404 there);
+   * a history that cannot be read is a verdict only for a resource confirmed gone.
+   */
   private async inHistory(resource: string, blob: BlobRef): Promise<boolean> {
     const [type] = resource.split('/');
-    const r = await this.scan(`${this.base}/${resource}/_history?_count=50`, type, blob);
-    if (!r.complete) throw new Error(`more than ${MAX_PAGES} pages of ${resource} history: no verdict`);
-    return r.found !== undefined;
+    const current = await this.currentReference(resource, blob);
+    if (current.referenced) return true;
+    const r = await this.scan(`${this.base}/${resource}/_history?_count=50`, type, blob, 'missing-is-unknown');
+    if (r.found) return true;
+    if (r.missing) {
+      // No history to read: believed only when the resource itself is gone (currentReference
+      // resolved, so it either exists without the reference, or is confirmed deleted).
+      return false;
+    }
+    if (!r.complete) throw new Error(`no verdict: the history of ${resource} could not be read whole`);
+    return false;
   }
 
   /**
@@ -154,14 +171,21 @@ export class HttpPendingLookup implements PendingLookup {
    * that refers to the blob. `updated`: those changed since their first version (an earlier one
    * may refer to it). A first answer 404/410 is an empty, complete scan.
    */
-  private async scan(first: string, type: string, blob: BlobRef): Promise<{ found?: string; complete: boolean; updated: string[] }> {
+  private async scan(
+    first: string,
+    type: string,
+    blob: BlobRef,
+    onMissing: 'missing-is-unknown' | 'missing-is-error' = 'missing-is-error',
+  ): Promise<{ found?: string; complete: boolean; missing?: boolean; updated: string[] }> {
     const updated: string[] = [];
     let url: string | undefined = first;
     for (let n = 0; url && n < MAX_PAGES; n++) {
       const res = await this.get(url);
-      if (n === 0 && (res.statusCode === 404 || res.statusCode === 410)) {
+      // A search or history the server does not answer proves nothing: no verdict (or, for a
+      // history, the caller decides with what else it knows).
+      if (n === 0 && (res.statusCode === 404 || res.statusCode === 410) && onMissing === 'missing-is-unknown') {
         res.resume();
-        return { complete: true, updated };
+        return { complete: false, missing: true, updated };
       }
       const page = (await this.json(res)) as Page;
       const entries = page.entry ?? [];

@@ -220,20 +220,24 @@ function audited(
   });
 }
 
-/** The first class that matches the blob (its owner's type, category, the upload's purpose); else `unlinked`. */
+/**
+ * The longest class that matches the blob (its owner's type, a category it was filed under, the
+ * upload's purpose) — the most protective, whatever order the classes are listed in; else `unlinked`.
+ */
 export function retentionClass(
   retention: SweepOptions['retention'],
   info: Pick<BlobInfo, 'purpose'>,
   ownerType: string,
   categories: readonly string[],
 ): { name: string; keepDays: number } {
+  let best: { name: string; keepDays: number } = { name: 'unlinked', keepDays: 0 };
   for (const c of retention.classes) {
     if (c.resourceTypes && !c.resourceTypes.includes(ownerType)) continue;
     if (c.categories && !c.categories.some((k) => categories.includes(k))) continue;
     if (c.purposes && !(info.purpose && c.purposes.includes(info.purpose))) continue;
-    return { name: c.name, keepDays: c.keepDays };
+    if (c.keepDays > best.keepDays) best = { name: c.name, keepDays: c.keepDays };
   }
-  return { name: 'unlinked', keepDays: 0 };
+  return best;
 }
 
 /** A blob left pending: what the upstream says decides it. */

@@ -203,7 +203,7 @@ export const configSchema = {
         recheckHours: { type: 'number', exclusiveMinimum: 0, maximum: 87600, default: 24 },
         // Unlinked blobs no class matches (seed: unlinked files 7 days).
         unlinkedDays: { type: 'number', exclusiveMinimum: 0, maximum: 36500, default: 7 },
-        // Longer retention of unlinked blobs by what they were: first match wins (seed: clinical
+        // Longer retention of unlinked blobs by what they were: the longest match wins (seed: clinical
         // documents 7 years). Each list present must match; an empty class matches every blob.
         classes: {
           type: 'array',

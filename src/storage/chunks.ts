@@ -230,17 +230,22 @@ function through(source: Readable, t: Transform): Readable {
  * response it has begun.
  */
 export function firstBytes(body: Readable): Promise<Readable> {
+  // Empty content, already at its end: nothing to wait for (no 'readable' would come).
+  if (body.readableEnded || body.readableLength > 0) return Promise.resolve(body);
   return new Promise((resolve, reject) => {
     const ready = () => {
       body.off('error', failed);
       body.off('readable', ready);
+      body.off('end', ready);
       resolve(body);
     };
     const failed = (err: Error) => {
       body.off('readable', ready);
+      body.off('end', ready);
       reject(err);
     };
     body.on('readable', ready);
+    body.once('end', ready);
     body.once('error', failed);
   });
 }

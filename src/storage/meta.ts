@@ -18,6 +18,9 @@ export { isBlobId } from '../lib/blob-id.js';
  */
 export const META_VERSION = 1;
 
+/** SHA-256 of no bytes. */
+const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
 /** 128 random bits, lowercase hex: unguessable, URL-safe, and evenly spread for sharding. */
 export function newBlobId(): string {
   return randomBytes(16).toString('hex');
@@ -121,6 +124,8 @@ function parseRecord(text: string, expectedId: string): { info: BlobInfo; driver
   if (id !== expectedId) throw new Error('blob metadata: id does not match');
   const size = o.size;
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new Error('blob metadata: bad size');
+  // Empty content has one SHA-256: a record cut to size 0 cannot pass for a blob that had bytes.
+  if (size === 0 && o.sha256 !== EMPTY_SHA256) throw new Error('blob metadata: size 0 with the digest of content');
   const state = str('state') as BlobState;
   if (!STATES.includes(state)) throw new Error('blob metadata: bad state');
   const owner = o.owner;

@@ -125,7 +125,10 @@ t.test('find, list, link by hand, quarantine, release and delete, each checked a
   t.equal(await code(inUse), 'BLOB_IN_USE');
   const gone = await fetch(`${s.gw.base}/Binary/${binaryId}`, { method: 'DELETE', headers: s.auth });
   await gone.arrayBuffer();
-  t.equal((await api(`/blobs/${blob}`, { method: 'DELETE' })).status, 204);
+  const unclassed = await api(`/blobs/${blob}`, { method: 'DELETE' });
+  t.equal(unclassed.status, 409, 'linked, not yet unlinked and classed by the sweeper');
+  await unclassed.arrayBuffer();
+  t.equal((await api(`/blobs/${blob}?force=true`, { method: 'DELETE' })).status, 204, 'forced, once nothing refers to it');
   t.equal((await api(`/blobs/${blob}`)).status, 404, 'gone from the store');
 
   // Every call audited, the refused ones too, with who.
@@ -143,7 +146,7 @@ t.test('find, list, link by hand, quarantine, release and delete, each checked a
     'quarantine 200',
     'release 200',
     'delete 409',
-    'delete 204',
+    'delete forced 204',
   ])
     t.ok(changes.includes(c), `audited: ${c}`);
   t.ok(

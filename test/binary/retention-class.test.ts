@@ -5,7 +5,7 @@ import { summary } from '../../src/binary/sweep-schedule.js';
 import { retentionClass } from '../../src/binary/sweeper.js';
 import { defaultRetention } from '../helpers/retention.js';
 
-t.test('a retention class matches by every list it has; the first match wins; else unlinked', async (t) => {
+t.test('a retention class matches by every list it has; the longest match wins; else unlinked', async (t) => {
   const r = defaultRetention({
     classes: [
       { name: 'consents', keepDays: 10, purposes: ['patient_consent'] },
@@ -23,6 +23,11 @@ t.test('a retention class matches by every list it has; the first match wins; el
   );
   t.same(retentionClass(r, { purpose: 'other' }, 'Media', []), { name: 'media', keepDays: 30 });
   t.same(retentionClass(r, { purpose: 'other' }, 'Binary', []), { name: 'unlinked', keepDays: 0 });
+  t.same(
+    retentionClass(r, { purpose: 'patient_consent' }, 'Media', []),
+    { name: 'media', keepDays: 30 },
+    'two match: the longer, though listed last',
+  );
   t.same(
     retentionClass(defaultRetention(), {}, 'DiagnosticReport', []),
     { name: 'clinical-documents', keepDays: 2557 },
