@@ -367,6 +367,7 @@ t.test('sweep: a JSON report; --dry-run changes nothing; a second sweep in the s
       `server: { spoolDir: ${tmp} }`,
       // A week-long period: the test's own claim and the CLI's fall in the same one.
       'retention: { sweepPeriodMinutes: 10080 }',
+      `audit: { destination: file, file: ${join(tmp, 'audit.jsonl')} }`,
       `storage:\n  filesystem: { directory: ${blobs} }`,
       '',
     ].join('\n'),
@@ -386,6 +387,22 @@ t.test('sweep: a JSON report; --dry-run changes nothing; a second sweep in the s
   t.equal(await cli.exited, 0);
   t.match(JSON.parse(cli.stdout), { claimed: true, deleted: [id] });
   t.equal(await store.head(id), undefined, 'the orphan is gone');
+  const audited = readFileSync(join(tmp, 'audit.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.match(
+    audited,
+    [
+      {
+        audit: 1,
+        action: 'delete',
+        who: { system: 'sweeper' },
+        what: { change: 'reconcile-delete', blobs: [{ action: 'delete', blob: id }] },
+      },
+    ],
+    'the delete is audited, in the audit file',
+  );
   cli = spawnCli(t, ['sweep', '--config', file, '--since', '2026-01-01'], {}, tmp);
   t.equal(await cli.exited, 64, 'scrub options on sweep: a usage error');
 });

@@ -63,3 +63,43 @@ t.test('other bodies: JSON parsed, forms read as queries, anything else refused 
     issue: [{ severity: 'error', code: 'not-found', details: { text: 'gone' } }],
   });
 });
+
+t.test('the wire helpers: media types, base paths, discovery documents, answers with and without a body', async (t) => {
+  const w = await import('../../src/demo/fhir-wire.js');
+  t.equal(w.mediaTypeOf(' Application/FHIR+JSON ; charset=utf-8'), 'application/fhir+json');
+  t.ok(w.isJson('application/json') && w.isJson('application/fhir+json') && !w.isJson('text/plain'));
+  t.ok(w.isFhirOrJson('application/fhir+xml') && !w.isFhirOrJson('application/pdf'));
+  t.same([w.normalizeBasePath('fhir/'), w.normalizeBasePath('/fhir//'), w.normalizeBasePath('/')], ['/fhir', '/fhir', '']);
+  const cs = w.capabilityStatement(['Binary', 'Patient']);
+  t.match(cs, {
+    resourceType: 'CapabilityStatement',
+    fhirVersion: '4.0.1',
+    rest: [{ resource: [{ type: 'Binary' }, { type: 'Patient' }] }],
+  });
+  t.match(w.smartConfiguration('http://h:1/fhir'), { issuer: 'http://h:1/auth', token_endpoint: 'http://h:1/auth/token' });
+
+  // Each helper answers on a real socket: body and length, or the head alone.
+  const { createServer } = await import('node:http');
+  const server = createServer((req, res) => {
+    const head = req.method === 'HEAD';
+    if (req.url === '/raw')
+      w.sendRawBinary(res, head, 200, { 'X-A': '1' }, { resourceType: 'Binary', contentType: 'text/plain', data: 'aGk=' });
+    else if (req.url === '/resource') w.send(res, head, 201, {}, w.operationOutcome('invalid', 'no'));
+    else if (req.url === '/json') w.sendJson(res, head, { a: 1 });
+    else void w.readBody(req).then((b) => res.end(`${b.length}`));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const raw = await fetch(`${base}/raw`);
+  t.same([raw.status, raw.headers.get('content-type'), raw.headers.get('x-a'), await raw.text()], [200, 'text/plain', '1', 'hi']);
+  const headOnly = await fetch(`${base}/raw`, { method: 'HEAD' });
+  t.equal(headOnly.headers.get('content-length'), '2');
+  const resource = await fetch(`${base}/resource`);
+  t.same(
+    [resource.status, resource.headers.get('content-type'), ((await resource.json()) as { resourceType: string }).resourceType],
+    [201, w.FHIR_JSON, 'OperationOutcome'],
+  );
+  t.same(await (await fetch(`${base}/json`)).json(), { a: 1 });
+  t.equal(await (await fetch(`${base}/body`, { method: 'POST', body: 'abcde' })).text(), '5');
+});
