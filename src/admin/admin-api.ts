@@ -71,6 +71,7 @@ function routes(app: FastifyInstance, deps: AdminDeps): void {
   app.addHook('onRequest', async (req, reply) => {
     const call: AdminCall = { blobs: [] };
     req.adminCall = call;
+    void reply.header('x-request-id', req.id);
     // Written when the exchange closes, however it closes: a change whose client left is recorded too.
     reply.raw.once('close', () => deps.audit(recordOf(req, reply.raw.statusCode, reply.raw.writableFinished)));
     const settings = deps.settings.current;
@@ -90,6 +91,11 @@ function routes(app: FastifyInstance, deps: AdminDeps): void {
   });
   app.addHook('onError', async (req, _reply, err) => {
     if (req.adminCall) req.adminCall.code = appError(err).code;
+  });
+  // A call no route takes is still checked (the hook above runs first) and audited.
+  app.setNotFoundHandler(async (req) => {
+    change(req, `${req.method} unknown`);
+    throw new GatewayError('NOT_FOUND');
   });
 
   const blob = async (req: FastifyRequest<{ Params: { id: string } }>): Promise<BlobInfo> => {

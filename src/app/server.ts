@@ -18,7 +18,7 @@ import { rulesRefusingEverything } from '../config/transport.js';
 import type { GatewayConfig } from '../config/types.js';
 import { ConfigError, GatewayError } from '../errors/catalogue.js';
 import { AuditTrail } from '../audit/trail.js';
-import { AccessLog } from '../http/access-log.js';
+import { AccessLog, type AccessRecord } from '../http/access-log.js';
 import { ExchangeAudit } from '../http/exchange-audit.js';
 import { requestIdOf } from '../http/context.js';
 import { RequestFlow } from '../http/flow.js';
@@ -117,6 +117,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const accessLog = new AccessLog(log);
   const trail = new AuditTrail({ audit: config.audit, upstream: config.upstream, stdout: logStream(log), log, env: process.env });
   audit = (r) => trail.record(r);
+  const exchangeAudit = new ExchangeAudit(trail, settings);
   const flow = new RequestFlow({
     settings,
     basePath: basePathOf(config.server.publicBaseUrl),
@@ -130,7 +131,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     bundles: new BundleWrites(plane),
     health: app.routing,
     accessLog,
-    audit: new ExchangeAudit(trail, settings),
+    audit: exchangeAudit,
     adminOnMain,
     log,
     patientReads: plane.guard,
@@ -139,9 +140,12 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   // Answer Expect: 100-continue only after the checks passed (handlers call Exchange.continue100).
   server.on('checkContinue', flow.handle);
   // An Expect the gateway cannot meet is refused before the flow; it still gets a request id.
-  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
-    sendError(req, res, new GatewayError('EXPECTATION_FAILED'), requestIdOf(req)),
-  );
+  // Audited like any refusal the flow makes (the flow never sees it).
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const rec: AccessRecord = { id: requestIdOf(req), ctx: undefined, interaction: undefined, code: 'EXPECTATION_FAILED' };
+    exchangeAudit.watch(rec, req, res);
+    sendError(req, res, new GatewayError('EXPECTATION_FAILED'), rec.id);
+  });
   // After the main listener has its handler: nothing it accepted waits on the admin listener's start.
   let adminApp: Awaited<ReturnType<typeof startAdminListener>> | undefined;
   if (config.admin.enabled && config.admin.listen) {

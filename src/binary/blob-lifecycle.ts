@@ -154,8 +154,13 @@ export class BlobLifecycle {
       return up;
     }
     // A create answered 200, not 201, created nothing: a conditional create matched an existing
-    // resource (HAPI names it in Location), which never referred to these blobs.
-    const owner = w.method === 'POST' && status === 200 ? undefined : w.owner(up);
+    // resource (HAPI names it in Location), which never referred to these blobs — the upstream
+    // says so itself, so they go now (a sweep might never get through a large type to prove it).
+    if (w.method === 'POST' && status === 200) {
+      await this.discard(ids, x.ctx);
+      return up;
+    }
+    const owner = w.owner(up);
     if (owner === undefined) {
       // Accepted, but no resource named (a conditional create that matched an existing one
       // answers 200 without Location): nothing is known to refer to the blobs, so they stay
@@ -171,7 +176,10 @@ export class BlobLifecycle {
   /** Marks a blob the upstream accepted as `linked` to its resource. */
   async link(id: string, contentType: string, owner: string, ctx: RequestCtx): Promise<void> {
     try {
-      await this.store.setMeta(id, { state: 'linked', contentType, owner });
+      // An operator may have quarantined it while the upstream answered: it stays quarantined,
+      // learning its owner (a release then links it).
+      const quarantined = (await this.store.head(id))?.state === 'quarantined';
+      await this.store.setMeta(id, quarantined ? { contentType, owner } : { state: 'linked', contentType, owner });
       noteBlob(ctx, { action: 'link', blob: id, resource: owner });
     } catch (err) {
       // The upstream has the resource, so the blob must stay; pending is what a sweeper checks

@@ -8,6 +8,7 @@ import { targetOf } from '../fhir/interaction.js';
 import type { ExternalizedBlob } from '../rewrite/externalize.js';
 import { spoolBundleResponse, type EntryOutcome } from '../rewrite/response-scan.js';
 import type { Exchange } from '../security/exchange.js';
+import { GatewayError } from '../errors/catalogue.js';
 import { FHIR_JSON, outcomeUnknown } from '../upstream/client.js';
 import type { PlaneDeps } from './deps.js';
 
@@ -46,7 +47,15 @@ export class BundleWrites {
         this.d.resources.relay(x, up);
         return;
       }
-      const outcome = await spoolBundleResponse(up, responseFile);
+      let outcome;
+      try {
+        outcome = await spoolBundleResponse(up, responseFile);
+      } catch (err) {
+        // Accepted, then the answer broke off: the upstream may hold every entry. The blobs stay
+        // pending, tagged with their entries' requests, for the sweeper; the client hears 502.
+        await this.d.blobs.intend(intents(spooled.blobs, scanned), x.ctx);
+        throw new GatewayError('UPSTREAM_UNAVAILABLE', 'the upstream broke off its answer', { cause: err });
+      }
       await this.settle(x, spooled.blobs, outcome.entries, scanned);
       const answer = this.d.resources.answerHeaders(up, x.ctx.id);
       delete answer['transfer-encoding'];
@@ -84,11 +93,16 @@ export class BundleWrites {
         continue;
       }
       const m = OWNER.exec(entry?.location ?? '');
-      // An entry accepted without a location names no owner, and a POST answered 200 (not 201)
-      // matched an existing resource (a conditional create) that never referred to the blob:
-      // pending, for the sweeper (as a single write).
+      // A POST entry answered 200 (not 201) matched an existing resource (a conditional create)
+      // that never referred to the blob: deleted, as for a single write. An entry accepted without
+      // a location names no owner: pending, for the sweeper.
       const matched = blob.entry !== undefined && scanned.entries[blob.entry]?.method === 'POST' && /^200\b/.test(entry?.status ?? '');
-      if (!m || matched) {
+      if (matched) {
+        // The entry's conditional create matched an existing resource: nothing refers to the blob.
+        failed.push(blob.info.id);
+        continue;
+      }
+      if (!m) {
         unsettled.push(blob);
         continue;
       }

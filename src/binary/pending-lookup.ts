@@ -113,6 +113,9 @@ export class HttpPendingLookup implements PendingLookup {
       }
       url = this.next(page);
     }
+    // More history than read and no referring version in it: what it was filed as is unknown,
+    // and a guess could shorten its class.
+    if (!seen && url !== undefined) throw new Error(`no verdict: the history of ${owner} is longer than ${MAX_PAGES} pages`);
     return seen ? [...out] : fallback;
   }
 

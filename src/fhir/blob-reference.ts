@@ -43,13 +43,18 @@ export function findBlobRef(extensions: unknown): BlobRef | undefined {
   return undefined;
 }
 
+/** Deeper than the rewrite engine walks (128 levels): no resource the gateway stored content for is. */
+const MAX_REFERENCE_DEPTH = 256;
+
 /**
  * Whether `resource` (parsed FHIR JSON) carries our reference to `blob` — the extension with its
- * id and SHA-256, wherever it sits (an attachment, `_data`, a contained resource) — not merely a
- * mention of the id somewhere in its text.
+ * id and SHA-256, wherever it sits (an attachment, `_data`, a contained resource, nested
+ * extensions) — not merely a mention of the id somewhere in its text. Throws rather than answer
+ * "no" for a resource nested deeper than it looks: a "no" may delete content.
  */
 export function refersTo(resource: unknown, blob: BlobRef, depth = 0): boolean {
-  if (depth > 64 || typeof resource !== 'object' || resource === null) return false;
+  if (typeof resource !== 'object' || resource === null) return false;
+  if (depth > MAX_REFERENCE_DEPTH) throw new Error(`no verdict: a resource nested deeper than ${MAX_REFERENCE_DEPTH} levels`);
   if (Array.isArray(resource)) return resource.some((v) => refersTo(v, blob, depth + 1));
   const o = resource as Record<string, unknown>;
   const ref = findBlobRef(o['extension']);

@@ -87,7 +87,7 @@ export class ExchangeAudit {
     }
     const types = Object.keys(this.settings.current.config.content.allowedTypes).map((t) => t.toLowerCase());
     if (!decoded.includes('binary-access') && !types.some((t) => decoded.includes(t))) return undefined;
-    return path.slice(0, 256);
+    return safePath(path);
   }
 
   private binaryBearing(i: Interaction | undefined): boolean {
@@ -98,4 +98,17 @@ export class ExchangeAudit {
     if (this.types?.of !== allowed) this.types = { of: allowed, set: new Set(Object.keys(allowed)) };
     return this.types.set.has(i.resourceType);
   }
+}
+
+/**
+ * A refused path as the audit trail may keep it: up to the first thing that could start
+ * parameters however they were smuggled in — `?` or `;` (also percent-encoded), `#`, or a segment
+ * with `=` — so no token or search value rides along; at most 128 characters.
+ */
+export function safePath(path: string): string {
+  const cut = /[?;#]|%3[fFbB]|%23/.exec(path);
+  let kept = cut ? path.slice(0, cut.index) : path;
+  const eq = kept.search(/[^/]*(=|%3[dD])/);
+  if (eq >= 0) kept = kept.slice(0, eq);
+  return kept.slice(0, 128);
 }
