@@ -102,7 +102,9 @@ export class HttpPendingLookup implements PendingLookup {
     for (let n = 0; url && n < MAX_PAGES; n++) {
       const res = await this.get(url);
       if (res.statusCode !== 200) {
+        // No history to read (a server that drops it with the resource): the fallback's class.
         res.resume();
+        url = undefined;
         break;
       }
       const page = (await readJson(res, MAX_PAGE_BYTES)) as Page;
