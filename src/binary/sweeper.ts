@@ -143,14 +143,8 @@ function due(info: BlobInfo, grace: number, now: Date, retention: SweepOptions['
  */
 async function recheck(opts: SweepOptions, info: BlobInfo, report: SweepReport, now: Date): Promise<void> {
   const owner = info.owner!;
-  let current;
-  try {
-    current = await opts.upstream.currentReference(owner, info);
-  } catch (err) {
-    report.kept.push({ id: info.id, why: `the upstream could not be asked (${(err as Error).message.slice(0, 120)})` });
-    return;
-  }
-  if (!(await unchanged(opts, info, report))) return;
+  const current = await askCurrent(opts, info, owner, report);
+  if (!current) return;
   if (current.referenced) {
     report.checked++;
     if (!opts.dryRun) await opts.store.setMeta(info.id, {});
@@ -167,14 +161,8 @@ async function recheck(opts: SweepOptions, info: BlobInfo, report: SweepReport, 
 /** An unlinked blob past its class: deleted, unless a current version refers to it again. */
 async function expire(opts: SweepOptions, info: BlobInfo, report: SweepReport): Promise<void> {
   const owner = info.owner!;
-  let current;
-  try {
-    current = await opts.upstream.currentReference(owner, info);
-  } catch (err) {
-    report.kept.push({ id: info.id, why: `the upstream could not be asked (${(err as Error).message.slice(0, 120)})` });
-    return;
-  }
-  if (!(await unchanged(opts, info, report))) return;
+  const current = await askCurrent(opts, info, owner, report);
+  if (!current) return;
   if (current.referenced) {
     report.linked.push({ id: info.id, owner });
     if (opts.dryRun) return;
@@ -186,6 +174,26 @@ async function expire(opts: SweepOptions, info: BlobInfo, report: SweepReport): 
   if (opts.dryRun) return;
   await opts.store.delete(info.id);
   audited(opts, 'expire', 'delete', 'delete', info.id, owner);
+}
+
+/**
+ * What the owner's current version says of the blob — undefined (and the blob kept, with why)
+ * when the upstream gives no verdict, or when the blob changed while it was asked.
+ */
+async function askCurrent(
+  opts: SweepOptions,
+  info: BlobInfo,
+  owner: string,
+  report: SweepReport,
+): Promise<{ readonly referenced: boolean; readonly categories: readonly string[] } | undefined> {
+  let current;
+  try {
+    current = await opts.upstream.currentReference(owner, info);
+  } catch (err) {
+    report.kept.push({ id: info.id, why: `the upstream could not be asked (${(err as Error).message.slice(0, 120)})` });
+    return undefined;
+  }
+  return (await unchanged(opts, info, report)) ? current : undefined;
 }
 
 /**
