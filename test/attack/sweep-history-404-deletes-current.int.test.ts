@@ -16,7 +16,7 @@ import { sweep } from '../../src/binary/sweeper.js';
 import { findBlobRef } from '../../src/fhir/blob-reference.js';
 import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
 import { PDF, stack } from '../helpers/binary-stack.js';
-import { defaultRetention } from '../helpers/retention.js';
+import { defaultRetention, midHour } from '../helpers/retention.js';
 
 const HOUR = 3_600_000;
 
@@ -82,7 +82,7 @@ t.test('a pending blob the current version refers to is not deleted because `_hi
     retention: defaultRetention(),
     dryRun: false,
     holder: 'attack-13b',
-    now: () => new Date(),
+    now: () => midHour(),
   });
   t.notOk(
     report.deleted.includes(blob),

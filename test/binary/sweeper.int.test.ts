@@ -14,7 +14,7 @@ import { findBlobRef } from '../../src/fhir/blob-reference.js';
 import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
 import { blobRefOf, createdId, PDF, stack, upload } from '../helpers/binary-stack.js';
 import { closedPort } from '../helpers/raw-http.js';
-import { defaultRetention } from '../helpers/retention.js';
+import { defaultRetention, midHour } from '../helpers/retention.js';
 import { sweepScenario } from '../helpers/sweep-scenario.js';
 
 const HOUR = 3_600_000;
@@ -97,6 +97,7 @@ t.test('a sweep reconciles pending blobs with the upstream and removes crash lef
     retention: RETENTION,
     dryRun: false,
     holder: 'test',
+    now: () => midHour(),
     ...over,
   });
 

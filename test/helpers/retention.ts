@@ -12,3 +12,12 @@ export function defaultRetention(over: Partial<GatewayConfig['retention']> = {})
     ...over,
   };
 }
+
+/**
+ * A sweep's clock, `hoursOn` from now, moved to the middle of its hour: a sweep stops in the last
+ * seconds of its period (the next one may start), so a test on the real clock would flake there.
+ */
+export function midHour(hoursOn = 0): Date {
+  const HOUR = 3_600_000;
+  return new Date(Math.floor((Date.now() + hoursOn * HOUR) / HOUR) * HOUR + HOUR / 2);
+}

@@ -10,9 +10,7 @@ import { buildConfig } from '../../src/config/load.js';
 import { createBlobStore } from '../../src/storage/create.js';
 import { blobRefOf, createdId, PDF, stack } from './binary-stack.js';
 import type { CorruptibleStore } from './integrity-scenario.js';
-import { defaultRetention } from './retention.js';
-
-const HOUR = 3_600_000;
+import { defaultRetention, midHour } from './retention.js';
 
 export function sweepScenario(t: Test, name: string, make: (t: Test) => Promise<Pick<CorruptibleStore, 'storage'>>): void {
   t.test(
@@ -53,7 +51,7 @@ export function sweepScenario(t: Test, name: string, make: (t: Test) => Promise<
         retention: defaultRetention(),
         dryRun: false,
         holder,
-        now: () => new Date(Date.now() + hoursOn * HOUR),
+        now: () => midHour(hoursOn),
       });
       // A day on: the orphan is past its grace, both linked blobs are due their check.
       const [a, b] = await Promise.all([sweep(opts('a', 25)), sweep(opts('b', 25))]);
