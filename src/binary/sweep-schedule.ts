@@ -29,6 +29,8 @@ export class SweepSchedule {
       readonly audit?: (record: AuditRecord) => void;
       /** For tests: when the next sweep runs after `now`. */
       readonly delayMs?: (periodMs: number, now: number) => number;
+      /** For tests: the sweep's clock (a sweep stops in its period's last seconds). */
+      readonly now?: () => Date;
     },
   ) {}
 
@@ -74,6 +76,7 @@ export class SweepSchedule {
         holder: `${hostname()}:${process.pid}`,
         signal: this.abort.signal,
         ...(this.deps.audit ? { audit: this.deps.audit } : {}),
+        ...(this.deps.now ? { now: this.deps.now } : {}),
       });
       this.deps.log.info(
         { sweep: summary(report) },

@@ -13,9 +13,8 @@ import { sweep } from '../../src/binary/sweeper.js';
 import { findBlobRef } from '../../src/fhir/blob-reference.js';
 import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
 import { PDF, stack } from '../helpers/binary-stack.js';
-import { defaultRetention } from '../helpers/retention.js';
+import { defaultRetention, midHour } from '../helpers/retention.js';
 
-const DAY = 24 * 3_600_000;
 const DISCHARGE = { coding: [{ system: 'http://loinc.org', code: '34133-9' }] };
 const PROGRESS = { coding: [{ system: 'http://loinc.org', code: '11506-3' }] };
 
@@ -70,9 +69,9 @@ t.test("re-filing a discharge summary under a class listed first does not shorte
       holder: 'attack-13b',
       now: () => at,
     });
-  const report = await run(new Date(Date.now() + 2 * DAY));
+  const report = await run(midHour(2 * 24));
   t.match(report.unlinked, [{ id: blob }], 'unlinked');
   t.equal(report.unlinked[0]?.retention, 'discharge-summaries', 'the class of the version that held it, not of what it became');
-  await run(new Date(Date.now() + 60 * DAY));
+  await run(midHour(60 * 24));
   t.ok(await store.head(blob), "60 days on, the discharge summary's PDF (vread of version 1) is still kept");
 });

@@ -11,10 +11,9 @@ import { HttpPendingLookup } from '../../src/binary/pending-lookup.js';
 import { sweep } from '../../src/binary/sweeper.js';
 import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
 import { PDF, stack, type Stack } from '../helpers/binary-stack.js';
-import { defaultRetention } from '../helpers/retention.js';
+import { defaultRetention, midHour } from '../helpers/retention.js';
 
 /** `hours` on, moved to the middle of its hour: a sweep never starts in the last seconds of its period (it would stop at once). */
-const later = (hours: number): Date => new Date(Math.floor((Date.now() + hours * 3_600_000) / 3_600_000) * 3_600_000 + 30 * 60_000);
 
 const HOUR = 3_600_000;
 const LEVELS = 36;
@@ -78,10 +77,10 @@ t.test('a linked blob deep in the current version is neither unlinked nor delete
   const store = new FilesystemBlobStore({ directory: s.gw.blobDir });
   t.match(await store.head(blob), { state: 'linked', owner: `DocumentReference/${id}` });
 
-  const check = await sweeper(s, spool, later(25));
+  const check = await sweeper(s, spool, midHour(25));
   t.same(check.unlinked, [], 'not unlinked: the current version refers to it');
   // Past any class (clinical-documents: 2557 days).
-  await sweeper(s, spool, later(3000 * 24));
+  await sweeper(s, spool, midHour(3000 * 24));
   t.ok(await store.head(blob), 'still in the store');
   t.ok(await readsContent(s, id), 'the current version still reads its content');
 });
@@ -103,7 +102,7 @@ t.test('a pending blob deep in a resource the upstream holds is linked, not dele
       createdAt: new Date(Date.now() - 2 * HOUR).toISOString(),
     }),
   );
-  const report = await sweeper(s, spool, later(0));
+  const report = await sweeper(s, spool, midHour(0));
   t.notOk(report.deleted.includes(blob), `not deleted (report: ${JSON.stringify({ deleted: report.deleted, linked: report.linked })})`);
   t.same(report.linked, [{ id: blob, owner: `DocumentReference/${id}` }], 'linked to the resource that refers to it');
   t.ok(await readsContent(s, id), 'the resource still reads its content');

@@ -13,7 +13,7 @@ import { PDF } from '../helpers/binary-stack.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { eventually } from '../helpers/poll.js';
 import { closedPort } from '../helpers/raw-http.js';
-import { defaultRetention } from '../helpers/retention.js';
+import { defaultRetention, midHour } from '../helpers/retention.js';
 import { startUpstream } from '../helpers/upstream.js';
 
 type Fate = 'drop' | 'late';
@@ -79,7 +79,7 @@ for (const [fate, status, code] of [
       retention: defaultRetention(),
       dryRun: false,
       holder: 'test',
-      now: () => new Date(Date.now() + 2 * 3_600_000),
+      now: () => midHour(2),
     });
     t.same(report.linked, [{ id: pending.id, owner: `Binary/${id}` }], 'the sweep links it to the Binary the upstream holds');
     const back = await fetch(`${gw.base}/Binary/${id}`, { headers: auth });
@@ -142,7 +142,7 @@ t.test('a Bundle whose answer is lost: its blobs learn their entry’s type and 
     retention: defaultRetention(),
     dryRun: false,
     holder: 'test',
-    now: () => new Date(Date.now() + 2 * 3_600_000),
+    now: () => midHour(2),
   });
   t.match(report.linked, [{ id: pending.id, owner: /^DocumentReference\// }], 'linked to the DocumentReference the upstream holds');
 });

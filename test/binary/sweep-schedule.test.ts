@@ -10,6 +10,7 @@ import { createLogger } from '../../src/logging/logger.js';
 import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
 import { LogSink } from '../helpers/gateway.js';
 import { eventually } from '../helpers/poll.js';
+import { defaultRetention, midHour } from '../helpers/retention.js';
 
 const config = (schedule: boolean, spoolDir: string): GatewayConfig => {
   const c = buildConfig(
@@ -51,6 +52,7 @@ t.test('the gateway sweeps on its schedule, only while the configuration says so
     config: () => current,
     log,
     delayMs: () => 5,
+    now: () => midHour(),
   });
   schedule.start();
   await new Promise((r) => setTimeout(r, 60));
@@ -96,7 +98,6 @@ t.test('a failed sweep is logged and the next period tries again', async (t) => 
 
 t.test('a blob changed while the sweep asks the upstream is left alone; one the store refuses does not stop the sweep', async (t) => {
   const { sweep } = await import('../../src/binary/sweeper.js');
-  const { defaultRetention } = await import('../helpers/retention.js');
   const dir = mkdtempSync(join(tmpdir(), 'fbg-race-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const store = new FilesystemBlobStore({ directory: join(dir, 'blobs') });
@@ -126,6 +127,7 @@ t.test('a blob changed while the sweep asks the upstream is left alone; one the 
     retention: defaultRetention(),
     dryRun: false,
     holder: 'test',
+    now: () => midHour(),
   });
   t.same(report.unlinked, [], 'nothing unlinked');
   t.match(await store.head(a.id), { state: 'quarantined' }, 'the quarantine stands');
