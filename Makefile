@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 NPM ?= npm
 
-.PHONY: run test test-unit test-int build install typecheck lint format bench bench-binary bench-rewrite bench-builds clean
+.PHONY: run token test test-unit test-int build install typecheck lint format bench bench-binary bench-rewrite bench-builds clean
 
 node_modules/.package-lock.json: package.json package-lock.json
 	$(NPM) ci --no-audit --no-fund
@@ -29,6 +29,11 @@ format: install
 run: build
 	node bin/fhir-binary-gateway.js $(if $(CONFIG),--config $(CONFIG),)
 
+# A development token for policies/examples/dev.yaml (its shipped key pair): `make token SCOPE="user/*.cruds"`.
+SCOPE ?= user/*.cruds fhir.write
+token: build
+	@node bin/fhir-binary-gateway.js token --config policies/examples/dev.yaml --key policies/examples/dev-key.json --scope "$(SCOPE)"
+
 # Builds, type-checks, lints and runs every test (unit and integration, against real servers).
 # tap's raw TAP goes to .tap/results.tap; what is printed is one line per test file, every
 # failure in full, the coverage gate, and a last line `N passed, N failed` counting tests.
@@ -53,11 +58,11 @@ tap-run:
 	  gate=0; if [ -z "$(TAP_ARGS)" ]; then node test/tools/coverage-gate.mjs .tap/report/coverage-summary.json; gate=$$?; fi; \
 	  [ $$tap -eq 0 ] && [ $$report -eq 0 ] && [ $$gate -eq 0 ]
 
-# Pass-through throughput against a bare proxy and nginx (issue 2), about a minute.
+# Pass-through throughput against a bare proxy and nginx, about a minute.
 bench: build
 	bash bench/run.sh proxy-throughput
 
-# 64 MiB and 1 GiB raw Binary up and down against nginx, with peak RSS (issue 3), a few minutes and
+# 64 MiB and 1 GiB raw Binary up and down against nginx, with peak RSS, a few minutes and
 # ~7 GiB of temp disk. Not part of `bench`: it is long and disk-hungry. BENCH_SIZES / BENCH_ROUNDS to change.
 bench-binary: build
 	bash bench/run.sh binary-transfer

@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -126,8 +126,8 @@ t.test('demo mode on GATEWAY_PORT=0: the printed curl command works', async (t) 
   );
   t.match(warn, { demo: true, msg: /Not for production/ });
   const listening = await cli.waitFor('the listening line', () => cli.logs().find((l) => l['msg'] === 'gateway listening'));
-  t.equal(listening['listen'], base, 'listening on the printed address');
-  t.match(String(listening['listen']), /^http:\/\/127\.0\.0\.1:/, 'loopback only');
+  t.equal(listening['url'], base, 'listening on the printed address');
+  t.match(String(listening['listen']), /^127\.0\.0\.1:\d+$/, 'bound to loopback only');
   for (const l of cli.logs()) t.notOk(JSON.stringify(l).includes(token), 'the token is printed for the user, never logged');
 
   await stop(t, cli);
@@ -138,7 +138,9 @@ t.test('an upstream URL without a config file does not fall back to demo mode', 
   const tmp = tempDir(t);
   const cli = spawnCli(t, [], { GATEWAY_UPSTREAM_URL: 'http://127.0.0.1:9/fhir', GATEWAY_PORT: '0', TMPDIR: tmp }, tmp);
   t.equal(await cli.exited, EX_CONFIG, 'exit code 78 (EX_CONFIG)');
-  t.match(cli.stderr, /^Invalid configuration:/);
+  // The gateway's own fatal errors are one JSON line, like the rest of its log.
+  t.equal(cli.stderr.trimEnd().split('\n').length, 1, 'one line');
+  t.match(JSON.parse(cli.stderr), { level: 'fatal', msg: 'invalid configuration: the gateway did not start', problems: Array });
   t.match(cli.stderr, '(embedded defaults): /auth: jwksUri or jwksFile is required');
   t.match(cli.stderr, '/auth/issuers');
   t.notMatch(cli.stdout + cli.stderr, /DEMO MODE/);
@@ -178,6 +180,64 @@ t.test('a bad GATEWAY_PORT in demo mode is a config error, and the demo is clean
   t.same(readdirSync(tmp), [], "the demo key's temp directory is removed");
 });
 
+t.test('--check validates a policy without starting: 0 and one line, or 78 and every problem as text', async (t) => {
+  const tmp = tempDir(t);
+  let cli = spawnCli(t, ['--check', '--config', join(ROOT, 'policies/examples/dev.yaml')], {}, tmp);
+  t.equal(await cli.exited, 0);
+  t.equal(cli.stdout, `${join(ROOT, 'policies/examples/dev.yaml')}: OK (1 rules, storage filesystem, 1 keys)\n`);
+  t.same(readdirSync(tmp), [], 'nothing written, nothing started');
+
+  const bad = join(tmp, 'bad.yaml');
+  writeFileSync(join(tmp, 'empty-jwks.json'), '{"keys":[]}');
+  writeFileSync(
+    bad,
+    [
+      'server: { tls: { certFile: missing.crt, keyFile: missing.key } }',
+      'upstream: { url: http://127.0.0.1:9/fhir }',
+      'auth: { issuers: [i], audiences: [a], jwksFile: empty-jwks.json }',
+    ].join('\n'),
+  );
+  cli = spawnCli(t, ['--check', '--config', bad], {}, tmp);
+  t.equal(await cli.exited, EX_CONFIG);
+  t.match(cli.stderr, /^Invalid configuration:\n/, 'text for a person, not a log line');
+  t.match(cli.stderr, `${bad}: /server/tls/certFile: file not found: ${join(tmp, 'missing.crt')}`);
+  t.match(cli.stderr, `${bad}: /server/tls/keyFile: file not found`);
+
+  writeFileSync(bad, 'upstream: { url: http://127.0.0.1:9/fhir }\nauth: { issuers: [i], audiences: [a], jwksFile: empty-jwks.json }\n');
+  cli = spawnCli(t, ['--check', '--config', bad], {}, tmp);
+  t.equal(await cli.exited, EX_CONFIG);
+  t.match(cli.stderr, `${bad}: /auth/jwksFile: ${join(tmp, 'empty-jwks.json')} holds no key: every token would be refused`);
+
+  cli = spawnCli(t, ['--check', '--dry-run'], {}, tmp);
+  t.equal(await cli.exited, 64, 'an option of another command is a usage error');
+});
+
+t.test('token mints a development token the shipped dev policy accepts', async (t) => {
+  const tmp = tempDir(t);
+  const dev = join(ROOT, 'policies/examples');
+  const args = ['token', '--config', join(dev, 'dev.yaml'), '--key', join(dev, 'dev-key.json')];
+  let cli = spawnCli(t, [...args, '--scope', 'user/Binary.r fhir.write', '--patient', 'p1', '--ttl', '600'], {}, tmp);
+  t.equal(await cli.exited, 0, cli.stderr);
+  const token = cli.stdout.trim();
+  t.equal(cli.stdout, `${token}\n`, 'the token alone');
+  const { createLocalJWKSet, jwtVerify } = await import('jose');
+  const keys = createLocalJWKSet(JSON.parse(readFileSync(join(dev, 'dev-jwks.json'), 'utf8')) as { keys: [] });
+  const { payload, protectedHeader } = await jwtVerify(token, keys, { issuer: 'http://localhost:9000', audience: 'fhir-binary-gateway' });
+  t.match(payload, { scope: 'user/Binary.r fhir.write', patient: 'p1', sub: 'dev-user' });
+  t.equal(payload.exp! - payload.iat!, 600);
+  t.match(protectedHeader, { alg: 'ES256', kid: 'dev-key-1', typ: 'at+jwt' });
+
+  cli = spawnCli(t, [...args, '--scope', 'x', '--ttl', '999999'], {}, tmp);
+  t.equal(await cli.exited, EX_CONFIG);
+  t.match(cli.stderr, '--ttl must be whole seconds, 1 to 86400');
+  cli = spawnCli(t, ['token', '--config', join(dev, 'dev.yaml'), '--key', join(dev, 'dev-jwks.json'), '--scope', 'x'], {}, tmp);
+  t.equal(await cli.exited, EX_CONFIG, 'a public key set cannot sign');
+  t.match(cli.stderr, 'holds 0 private keys; one is needed');
+  cli = spawnCli(t, ['token', '--key', join(dev, 'dev-key.json')], {}, tmp);
+  t.equal(await cli.exited, EX_CONFIG);
+  t.match(cli.stderr, '--scope "SCOPES" is required');
+});
+
 t.test('--help', async (t) => {
   const tmp = tempDir(t);
   const cli = spawnCli(t, ['--help'], {}, tmp);
@@ -214,7 +274,7 @@ t.test('SIGHUP applies a valid changed file and keeps the old configuration on a
 
   const cli = spawnCli(t, ['--config', file], {}, tmp);
   const listening = await cli.waitFor('the listening line', () => cli.logs().find((l) => l['msg'] === 'gateway listening'));
-  const base = String(listening['listen']);
+  const base = String(listening['url']);
   const status = async (path = `/Patient/${id}`, headers: Record<string, string> = {}) => {
     const r = await fetch(`${base}${path}`, { headers });
     await r.arrayBuffer();

@@ -7,15 +7,26 @@ import type { GatewayConfig } from '../config/types.js';
 import { startDemo, type Demo } from '../demo/demo.js';
 import { createLogger } from '../logging/logger.js';
 import { runScrub } from './scrub-command.js';
+import { runCheck } from './check-command.js';
 import { runSweep } from './sweep-command.js';
+import { runToken } from './token-command.js';
 import { startGateway, type RunningGateway } from './server.js';
 
-const USAGE = `Usage: fhir-binary-gateway [--config FILE]
+const USAGE = `Usage: fhir-binary-gateway [--config FILE] [--check]
+       fhir-binary-gateway token --key FILE --scope SCOPES [--config FILE] [--sub ID] [--patient ID] [--ttl SECONDS]
        fhir-binary-gateway scrub [--config FILE] [--since ISO-TIME] [--sample FRACTION]
        fhir-binary-gateway sweep [--config FILE] [--dry-run]
 
   --config FILE   policy file (YAML); also GATEWAY_CONFIG
   --help          this text
+  --check         validate the policy (schema, rules, key set, TLS files) and exit: 0 valid, 78 not
+
+  token           mint a development access token for the policy's first issuer and audience,
+                  signed with the private key in --key (a JWK); the token alone on stdout.
+                  policies/examples/dev.yaml ships such a key pair (dev-key.json): never in production
+    --scope       the token's scopes, e.g. "user/*.cruds fhir.write"
+    --sub         its subject (default dev-user); --patient: a SMART launch patient
+    --ttl         seconds it is valid (default 3600, at most 86400)
 
   scrub           re-read the store's blobs and check them against their records (size, SHA-256,
                   chunk digests); a JSON summary on stdout; exit 1 when any blob fails
@@ -33,6 +44,14 @@ in-memory FHIR server, a generated signing key, loopback only. Never use demo mo
 
 const DEMO_DEFAULT_PORT = 8080;
 
+/** The options each command takes ('' is the gateway itself); anything else is a usage error. */
+const COMMAND_OPTIONS: Record<string, readonly string[]> = {
+  '': ['config', 'check'],
+  scrub: ['config', 'since', 'sample'],
+  sweep: ['config', 'dry-run'],
+  token: ['config', 'key', 'scope', 'sub', 'patient', 'ttl'],
+};
+
 function banner(lines: string[]): string {
   const width = Math.max(...lines.map((l) => l.length));
   const bar = '='.repeat(width + 4);
@@ -44,9 +63,15 @@ async function main(): Promise<number> {
     options: {
       config: { type: 'string' },
       help: { type: 'boolean' },
+      check: { type: 'boolean' },
       since: { type: 'string' },
       sample: { type: 'string' },
       'dry-run': { type: 'boolean' },
+      key: { type: 'string' },
+      scope: { type: 'string' },
+      sub: { type: 'string' },
+      patient: { type: 'string' },
+      ttl: { type: 'string' },
     },
     allowPositionals: true,
     strict: true,
@@ -56,14 +81,17 @@ async function main(): Promise<number> {
     return 0;
   }
   const env: ConfigEnv = process.env;
-  const command = positionals[0];
-  if (command === 'scrub' && positionals.length === 1 && values['dry-run'] === undefined) return runScrub(values, env);
-  if (command === 'sweep' && positionals.length === 1 && values.since === undefined && values.sample === undefined)
-    return runSweep(values, env);
-  if (command !== undefined || values.since !== undefined || values.sample !== undefined || values['dry-run'] !== undefined) {
+  const command = positionals[0] ?? '';
+  const allowed = COMMAND_OPTIONS[command];
+  if (!allowed || positionals.length > 1 || Object.keys(values).some((k) => !allowed.includes(k))) {
     process.stderr.write(`${USAGE}\n`);
     return 64; // EX_USAGE
   }
+  if (command === 'scrub') return runScrub(values, env);
+  if (command === 'sweep') return runSweep(values, env);
+  if (command === 'token') return runToken(values, env);
+  if (values.check) return runCheck(values, env);
+  asService = true;
   const file = values.config ?? env.GATEWAY_CONFIG;
   // Demo mode only when nothing at all says where the upstream is; a given upstream never falls back to it.
   const demoMode = !file && !env.GATEWAY_UPSTREAM_URL;
@@ -112,7 +140,7 @@ async function main(): Promise<number> {
       `\n${banner([
         'fhir-binary-gateway is running in DEMO MODE (not for production)',
         `gateway:  ${running.publicBaseUrl}`,
-        `upstream: ${demo.upstreamUrl} (in-memory, data is lost on exit)`,
+        `upstream: ${demo.upstreamUrl} (in-memory; its data and the blobs are removed on exit)`,
         'token scopes: user/*.cruds files.write fhir.write (valid 1 hour)',
       ])}\n\nTry it:\n\n${curl}\n\n`,
     );
@@ -168,14 +196,26 @@ async function main(): Promise<number> {
   return 0;
 }
 
+/**
+ * Set once the command is known to be the gateway itself: its fatal errors are JSON lines like
+ * the rest of its log (a log collector reads them); the one-shot commands' are text for a person.
+ */
+let asService = false;
+
 main().then(
   (code) => process.exit(code),
   (err: unknown) => {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
-      process.exit(78); // EX_CONFIG
-    }
-    process.stderr.write(`fhir-binary-gateway: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
+    const config = err instanceof ConfigError;
+    if (asService) {
+      const line = {
+        level: 'fatal',
+        time: new Date().toISOString(),
+        service: 'fhir-binary-gateway',
+        ...(config ? { problems: err.problems } : { err: err instanceof Error ? err.message : String(err) }),
+        msg: config ? 'invalid configuration: the gateway did not start' : 'the gateway did not start',
+      };
+      process.stderr.write(`${JSON.stringify(line)}\n`);
+    } else process.stderr.write(config ? `${err.message}\n` : `fhir-binary-gateway: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(config ? 78 /* EX_CONFIG */ : 1);
   },
 );

@@ -165,7 +165,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     log,
   });
   sweeps.start();
-  log.info({ listen: url, publicBaseUrl: urls.public, upstream: urls.upstream, tls: Boolean(tls) }, 'gateway listening');
+  // `listen` is what the socket is bound to (0.0.0.0 means every interface); `url` reaches it from here.
+  const bound = `${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  log.info({ listen: bound, url, publicBaseUrl: urls.public, upstream: urls.upstream, tls: Boolean(tls) }, 'gateway listening');
   warnHttpsUnreachable(config, log);
   if (crc32Impl !== 'native')
     log.warn(

@@ -3,7 +3,7 @@ import type { BlobEvent, BlobEventLog } from '../lib/blob-events.js';
 
 /**
  * One audit record: who did what to which stored content, from where, when, with what outcome
- * and for what purpose (issue 13; HIPAA's access audit trail). Never a token, a signature, a
+ * and for what purpose (HIPAA's access audit trail). Never a token, a signature, a
  * query string or any content: resource ids, blob ids, byte counts and the caller's identity.
  */
 export interface AuditRecord {

@@ -73,6 +73,8 @@ export async function startDemo(port: number): Promise<Demo> {
   const config = {
     server: { host: '127.0.0.1', port },
     upstream: { url },
+    // Blobs live and die with the in-memory upstream that refers to them (removed by stop()).
+    storage: { filesystem: { directory: join(dir, 'blobs') } },
     auth: { issuers: [DEMO_ISSUER], audiences: [DEMO_AUDIENCE], jwksFile, algorithms: ['ES256'] },
     rules: [
       // Anyone may ask what the server supports; everything else needs a token with SMART scopes.
