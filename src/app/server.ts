@@ -104,7 +104,13 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
 
   const agent = upstreamAgent(urls.upstream, config.upstream);
   const client = new UpstreamClient({ urls, agent, timeoutMs: config.upstream.timeoutMs });
-  const responses = new ResponseRewrite({ store, urls, spoolDir: () => settings.current.config.server.spoolDir, log });
+  const responses = new ResponseRewrite({
+    store,
+    urls,
+    spoolDir: () => settings.current.config.server.spoolDir,
+    cacheControl: () => settings.current.config.content.cacheControl,
+    log,
+  });
   const forwarder = new Forwarder({ urls, agent, upstream: config.upstream, responses, log });
   const plane: PlaneDeps = {
     store,

@@ -1,10 +1,16 @@
+import { randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { join } from 'node:path';
 import { pipeline } from 'node:stream';
+import { pipeline as pipelineAsync } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors/catalogue.js';
 import { noteBlob, type BlobEventLog } from '../lib/blob-events.js';
 import type { BaseUrls } from '../lib/public-url.js';
 import { sendError } from '../lib/respond.js';
+import { clientGone } from '../lib/spool-file.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { Inflater } from './inflate.js';
 import { integrityFailure } from '../storage/chunks.js';
@@ -26,6 +32,8 @@ export interface ResponseRewriteDeps {
   readonly urls: BaseUrls;
   /** The spool directory of the configuration in force. */
   spoolDir(): string;
+  /** `content.cacheControl` in force: an answer that may carry stored content is cached no more than the content itself. */
+  cacheControl(): string;
   readonly log: Logger;
 }
 
@@ -173,9 +181,12 @@ export class ResponseRewrite {
       ...(params.entryGuards ? { entryGuards: params.entryGuards } : {}),
     });
     delete headers['content-length'];
+    // What the engine writes may carry stored content (inflated attachments): cached like it.
+    headers['cache-control'] = this.deps.cacheControl();
+    if (to.req.httpVersion === '1.0') return this.spooled(to, source, up, status, headers, inflater);
     res.writeHead(status, headers);
-    let clientGone = false;
-    res.once('close', () => (clientGone = !res.writableFinished));
+    let left = false; // the client went away before the answer was complete
+    res.once('close', () => (left = !res.writableFinished));
     return new Promise((resolve) => {
       pipeline(
         source,
@@ -184,16 +195,11 @@ export class ResponseRewrite {
         (err) => {
           resolve();
           if (err) {
-            const upstreamBroke = up !== undefined && !up.complete && !clientGone;
+            const upstreamBroke = up !== undefined && !up.complete && !left;
             // Headers are out: cutting the connection is the only way to say the body is not whole.
             if (!res.destroyed) res.destroy();
             up?.destroy();
-            if (upstreamBroke) this.log.warn({ reqId: ctx.id }, 'upstream response broke off');
-            else if (integrityFailure(err)) {
-              const { blob, cause } = integrityFailure(err)!;
-              this.log.error({ reqId: ctx.id, ...(blob ? { blob } : {}), cause }, 'stored content failed mid-stream: response cut');
-            } else if (!clientGone)
-              this.log.warn({ reqId: ctx.id, cause: (err as { code?: string }).code ?? err.message }, 'response rewrite failed');
+            if (!left) this.failed(ctx.id, err, upstreamBroke);
             return;
           }
           if (inflater.report.inflated || inflater.report.linked)
@@ -201,6 +207,62 @@ export class ResponseRewrite {
         },
       );
     });
+  }
+
+  /**
+   * HTTP/1.0 has no chunked encoding: an answer without a length ends when the connection closes,
+   * so a cut one would look whole. The rewritten answer goes to a private spool file first and is
+   * sent with its length; a failure on the way is an error answer, never a truncated 200.
+   */
+  private async spooled(
+    to: Client,
+    source: AsyncIterable<Buffer>,
+    up: IncomingMessage | undefined,
+    status: number,
+    headers: OutgoingHttpHeaders,
+    inflater: Inflater,
+  ): Promise<void> {
+    const file = join(this.deps.spoolDir(), `fbg-answer-${randomUUID()}.json`);
+    const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
+    const gone = clientGone(to.res);
+    try {
+      await pipelineAsync(source, (src: AsyncIterable<Buffer>) => inflater.run(src), out, { signal: gone.signal });
+    } catch (err) {
+      gone.release();
+      up?.destroy();
+      await unlink(file).catch(() => undefined);
+      if (gone.signal.aborted) return;
+      const upstreamBroke = up !== undefined && !up.complete;
+      this.failed(to.ctx.id, err as Error, upstreamBroke);
+      const failure = integrityFailure(err)
+        ? new GatewayError('BLOB_UNREADABLE', 'stored content failed its integrity check')
+        : upstreamBroke
+          ? new GatewayError('UPSTREAM_UNAVAILABLE', 'the upstream broke off its answer')
+          : new GatewayError('INTERNAL');
+      if (!to.res.headersSent && !to.res.destroyed) sendError(to.req, to.res, failure, to.ctx.id);
+      return;
+    }
+    gone.release();
+    headers['content-length'] = out.bytesWritten;
+    to.res.writeHead(status, headers);
+    await new Promise<void>((resolve) =>
+      pipeline(createReadStream(file), to.res, () => {
+        void unlink(file).catch(() => undefined);
+        resolve();
+      }),
+    );
+  }
+
+  /** Why a rewritten answer did not complete, logged by kind (never its content). */
+  private failed(reqId: string, err: Error, upstreamBroke: boolean): void {
+    const corrupt = integrityFailure(err);
+    if (upstreamBroke) this.log.warn({ reqId }, 'upstream response broke off');
+    else if (corrupt)
+      this.log.error(
+        { reqId, ...(corrupt.blob ? { blob: corrupt.blob } : {}), cause: corrupt.cause },
+        'stored content failed mid-stream: response cut',
+      );
+    else this.log.warn({ reqId, cause: (err as { code?: string }).code ?? err.message }, 'response rewrite failed');
   }
 }
 
