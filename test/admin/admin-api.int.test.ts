@@ -2,26 +2,20 @@
 // one whose link was lost to the resource that refers to it (never to one that does not),
 // quarantine and release, delete only what no resource refers to; its own scope, optionally its
 // own listener; every call audited.
-import { readFileSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
-import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
-import { join } from 'node:path';
 import t from 'tap';
+import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
 import { mintToken } from '../helpers/auth.js';
-import { blobRefOf, code, createdId, PDF, stack, upload } from '../helpers/binary-stack.js';
+import { code, PDF, stack, uploadPdf } from '../helpers/binary-stack.js';
+import { adminApi, adminHeaders, editRecord, hoursAgo, postDocument } from '../helpers/lifecycle.js';
 import { eventually } from '../helpers/poll.js';
 
 t.test('find, list, link by hand, quarantine, release and delete, each checked and audited', async (t) => {
   const s = await stack(t, { admin: { enabled: true } });
-  const admin = { authorization: `Bearer ${await mintToken(s.key, { claims: { scope: 'gateway/admin', sub: 'ops-1' } })}` };
-  const api = (path: string, init: RequestInit = {}) =>
-    fetch(`${s.gw.url}/_admin${path}`, { ...init, headers: { ...admin, ...(init.headers as Record<string, string>) } });
+  const api = adminApi(s, await adminHeaders(s));
   const json = async (r: Response) => (await r.json()) as Record<string, any>;
 
-  const created = await upload(s, PDF(70_000), 'application/pdf');
-  await created.arrayBuffer();
-  const binaryId = createdId(created);
-  const blob = (await blobRefOf(s, binaryId))!.id;
+  const { id: binaryId, blob } = await uploadPdf(s);
 
   // Find by id ("search storage by fileId").
   const found = await api(`/blobs/${blob}`);
@@ -42,8 +36,7 @@ t.test('find, list, link by hand, quarantine, release and delete, each checked a
   await none.arrayBuffer();
 
   // The link lost (as an answer lost on the way leaves it): pending, no owner.
-  const record = join(s.gw.blobDir, blob.slice(0, 2), blob.slice(2, 4), `${blob}.json`);
-  writeFileSync(record, JSON.stringify({ ...JSON.parse(readFileSync(record, 'utf8')), state: 'pending', owner: null }));
+  editRecord(s.gw.blobDir, blob, { state: 'pending', owner: null });
   const unreadable = await fetch(`${s.gw.base}/Binary/${binaryId}`, { headers: s.auth });
   t.equal(unreadable.status, 500, 'a pending blob is not served');
   await unreadable.arrayBuffer();
@@ -59,14 +52,10 @@ t.test('find, list, link by hand, quarantine, release and delete, each checked a
   t.same((await json(await api(`/blobs?cursor=${blob}`))).items, [], 'a page after the last id');
 
   // Linked by hand: never to a resource that does not refer to it.
-  const doc = await fetch(`${s.gw.base}/DocumentReference`, {
-    method: 'POST',
-    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-    body: JSON.stringify({
-      resourceType: 'DocumentReference',
-      status: 'current',
-      content: [{ attachment: { url: 'http://example.org/x.pdf' } }],
-    }),
+  const doc = await postDocument(s, {
+    resourceType: 'DocumentReference',
+    status: 'current',
+    content: [{ attachment: { url: 'http://example.org/x.pdf' } }],
   });
   const docId = ((await doc.json()) as { id: string }).id;
   const wrong = await api(`/blobs/${blob}/link`, {
@@ -160,7 +149,7 @@ t.test('find, list, link by hand, quarantine, release and delete, each checked a
 
 t.test('on its own listener, the admin API is not on the main one; ipAllow holds', async (t) => {
   const s = await stack(t, { admin: { enabled: true, listen: { port: 0 } } });
-  const admin = { authorization: `Bearer ${await mintToken(s.key, { claims: { scope: 'gateway/admin' } })}` };
+  const admin = await adminHeaders(s, {});
   t.ok(s.gw.adminUrl, 'listening');
   const list = await fetch(`${s.gw.adminUrl}/_admin/blobs`, { headers: admin });
   t.equal(list.status, 200);
@@ -170,7 +159,7 @@ t.test('on its own listener, the admin API is not on the main one; ipAllow holds
   await main.arrayBuffer();
 
   const fenced = await stack(t, { admin: { enabled: true, ipAllow: ['10.0.0.0/8'] } });
-  const token = { authorization: `Bearer ${await mintToken(fenced.key, { claims: { scope: 'gateway/admin' } })}` };
+  const token = await adminHeaders(fenced, {});
   const r = await fetch(`${fenced.gw.url}/_admin/blobs`, { headers: token });
   t.equal(r.status, 403);
   t.equal(await code(r), 'FORBIDDEN');
@@ -178,7 +167,7 @@ t.test('on its own listener, the admin API is not on the main one; ipAllow holds
 
 t.test('admin disabled: /_admin is not served', async (t) => {
   const s = await stack(t);
-  const admin = { authorization: `Bearer ${await mintToken(s.key, { claims: { scope: 'gateway/admin' } })}` };
+  const admin = await adminHeaders(s, {});
   const r = await fetch(`${s.gw.url}/_admin/blobs`, { headers: admin });
   t.equal(r.status, 404);
   await r.arrayBuffer();
@@ -186,13 +175,9 @@ t.test('admin disabled: /_admin is not served', async (t) => {
 
 t.test('a blob a resource may still refer to is not deleted nor taken away by hand', async (t) => {
   const s = await stack(t, { admin: { enabled: true } });
-  const admin = { authorization: `Bearer ${await mintToken(s.key, { claims: { scope: 'gateway/admin' } })}` };
-  const api = (path: string, init: RequestInit = {}) =>
-    fetch(`${s.gw.url}/_admin${path}`, { ...init, headers: { ...admin, ...(init.headers as Record<string, string>) } });
+  const api = adminApi(s, await adminHeaders(s, {}));
   const store = new FilesystemBlobStore({ directory: s.gw.blobDir });
-  const recordPath = (id: string) => join(s.gw.blobDir, id.slice(0, 2), id.slice(2, 4), `${id}.json`);
-  const patch = (id: string, over: Record<string, unknown>) =>
-    writeFileSync(recordPath(id), JSON.stringify({ ...JSON.parse(readFileSync(recordPath(id), 'utf8')), ...over }));
+  const patch = (id: string, over: Record<string, unknown>) => editRecord(s.gw.blobDir, id, over);
   const refusal = async (r: Response) => [r.status, await code(r)];
 
   // Pending and young: its write may be in flight.
@@ -200,17 +185,14 @@ t.test('a blob a resource may still refer to is not deleted nor taken away by ha
   t.same(await refusal(await api(`/blobs/${young}`, { method: 'DELETE' })), [409, 'BLOB_IN_USE'], 'pending within its grace');
   // Pending, old, with nothing to ask about.
   const mute = (await store.put(Readable.from([PDF(100)]), { contentType: 'application/pdf' })).id;
-  patch(mute, { createdAt: new Date(Date.now() - 2 * 3_600_000).toISOString() });
+  patch(mute, { createdAt: hoursAgo(2) });
   t.same(await refusal(await api(`/blobs/${mute}`, { method: 'DELETE' })), [409, 'BLOB_IN_USE'], 'pending with no intent');
   // Pending, old, its intent answered "none": goes.
-  patch(young, { createdAt: new Date(Date.now() - 2 * 3_600_000).toISOString() });
+  patch(young, { createdAt: hoursAgo(2) });
   t.equal((await api(`/blobs/${young}`, { method: 'DELETE' })).status, 204, 'an old orphan goes');
 
   // Unlinked but kept by its class: earlier versions still read it.
-  const created = await upload(s, PDF(70_000), 'application/pdf');
-  await created.arrayBuffer();
-  const binaryId = createdId(created);
-  const blob = (await blobRefOf(s, binaryId))!.id;
+  const { id: binaryId, blob } = await uploadPdf(s);
   const del = await fetch(`${s.gw.base}/Binary/${binaryId}`, { method: 'DELETE', headers: s.auth });
   await del.arrayBuffer();
   patch(blob, { state: 'unlinked', retention: 'clinical-documents', retainUntil: new Date(Date.now() + 86_400_000).toISOString() });
@@ -218,10 +200,7 @@ t.test('a blob a resource may still refer to is not deleted nor taken away by ha
   t.same(await refusal(kept), [409, 'BLOB_IN_USE'], 'unlinked within its class');
 
   // Never taken away from the owner that still refers to it.
-  const other = await upload(s, PDF(70_000), 'application/pdf');
-  await other.arrayBuffer();
-  const otherId = createdId(other);
-  const otherBlob = (await blobRefOf(s, otherId))!.id;
+  const { id: otherId, blob: otherBlob } = await uploadPdf(s);
   const taken = await api(`/blobs/${otherBlob}/link`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },

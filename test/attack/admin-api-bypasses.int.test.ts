@@ -1,19 +1,16 @@
 // Attack 13: the admin API's checks.
 import t from 'tap';
 import type { AuditRecord } from '../../src/audit/record.js';
-import { mintToken } from '../helpers/auth.js';
-import { blobRefOf, createdId, PDF, stack, upload } from '../helpers/binary-stack.js';
+import { stack, uploadPdf } from '../helpers/binary-stack.js';
+import { adminHeaders } from '../helpers/lifecycle.js';
 
 const adminAudits = (lines: Record<string, unknown>[]) =>
   lines.filter((l) => l['audit'] === 1 && (l['who'] as { system?: string }).system === 'admin-api') as unknown as AuditRecord[];
 
 t.test('link: "Binary/." is not a resource that refers to the blob (a dot segment makes the check a search of the type)', async (t) => {
   const s = await stack(t, { admin: { enabled: true } });
-  const admin = { authorization: `Bearer ${await mintToken(s.key, { claims: { scope: 'gateway/admin', sub: 'ops-1' } })}` };
-  const created = await upload(s, PDF(70_000), 'application/pdf');
-  await created.arrayBuffer();
-  const binaryId = createdId(created);
-  const blob = (await blobRefOf(s, binaryId))!.id;
+  const admin = await adminHeaders(s);
+  const { id: binaryId, blob } = await uploadPdf(s);
   for (const resource of ['Binary/.', 'Binary/..']) {
     const r = await fetch(`${s.gw.url}/_admin/blobs/${blob}/link`, {
       method: 'POST',
@@ -30,9 +27,7 @@ t.test('link: "Binary/." is not a resource that refers to the blob (a dot segmen
 
 t.test('on its own listener, a percent-encoded /_admin path is refused like any other and audited', async (t) => {
   const s = await stack(t, { admin: { enabled: true, listen: { port: 0 } } });
-  const created = await upload(s, PDF(70_000), 'application/pdf');
-  await created.arrayBuffer();
-  const blob = (await blobRefOf(s, createdId(created)))!.id;
+  const { blob } = await uploadPdf(s);
   const r = await fetch(`${s.gw.adminUrl}/%5Fadmin/blobs/${blob}`);
   t.equal(r.status, 401, 'no token: 401 TOKEN_MISSING (not a 500 from a handler that ran without the checks)');
   await r.arrayBuffer();
@@ -45,7 +40,7 @@ t.test('on its own listener, a percent-encoded /_admin path is refused like any 
 
 t.test('the list call writes no query-string value into the audit record', async (t) => {
   const s = await stack(t, { admin: { enabled: true } });
-  const admin = { authorization: `Bearer ${await mintToken(s.key, { claims: { scope: 'gateway/admin' } })}` };
+  const admin = await adminHeaders(s, {});
   const secret = 'eyJhbGciOiJSUzI1NiJ9.c2VjcmV0.' + 'A'.repeat(2000);
   const r = await fetch(`${s.gw.url}/_admin/blobs?state=${secret}`, { headers: admin });
   t.equal(r.status, 400);

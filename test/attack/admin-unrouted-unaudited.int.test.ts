@@ -4,12 +4,12 @@
 // one segment off) is answered by the root not-found handler: 404, no token asked, no record — a
 // probe of the admin API leaves nothing in the trail.
 import t from 'tap';
-import { mintToken } from '../helpers/auth.js';
 import { stack } from '../helpers/binary-stack.js';
+import { adminHeaders } from '../helpers/lifecycle.js';
 
 t.test('admin calls that match no route are audited too', async (t) => {
   const s = await stack(t, { admin: { enabled: true } });
-  const admin = { authorization: `Bearer ${await mintToken(s.key, { claims: { scope: 'gateway/admin', sub: 'ops-1' } })}` };
+  const admin = await adminHeaders(s);
   // A routed call (no such blob: 404) is audited, and found so.
   const control = await fetch(`${s.gw.url}/_admin/blobs/0123456789abcdef0123456789abcdef`, { headers: admin });
   await control.arrayBuffer();

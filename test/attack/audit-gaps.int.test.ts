@@ -2,18 +2,15 @@
 import http from 'node:http';
 import t from 'tap';
 import type { AuditRecord } from '../../src/audit/record.js';
-import { blobRefOf, createdId, PDF, stack, type Stack } from '../helpers/binary-stack.js';
-import { upload } from '../helpers/binary-stack.js';
+import { createdId, PDF, stack, upload, uploadPdf, type Stack } from '../helpers/binary-stack.js';
+import { pdfDocument, postDocument } from '../helpers/lifecycle.js';
 
 const audits = (s: Stack) => s.gw.logs.lines.filter((l) => l['audit'] === 1) as unknown as AuditRecord[];
 const settle = () => new Promise((r) => setTimeout(r, 300));
 
 t.test('a Binary read as FHIR JSON serves the blob base64-encoded: its record names the blob read', async (t) => {
   const s = await stack(t);
-  const created = await upload(s, PDF(70_000), 'application/pdf');
-  await created.arrayBuffer();
-  const binaryId = createdId(created);
-  const blob = (await blobRefOf(s, binaryId))!.id;
+  const { id: binaryId, blob } = await uploadPdf(s);
   for (const q of ['?_format=json', '']) {
     const r = await fetch(`${s.gw.base}/Binary/${binaryId}${q}`, { headers: { ...s.auth, accept: 'application/fhir+json' } });
     t.equal(r.status, 200);
@@ -34,16 +31,7 @@ t.test('an inflated answer of a type that is not binary-bearing, cut short by th
     body: JSON.stringify({ resourceType: 'Patient', name: [{ family: 'A13' }] }),
   });
   const patientId = ((await pr.json()) as { id: string }).id;
-  const doc = await fetch(`${s.gw.base}/DocumentReference`, {
-    method: 'POST',
-    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-    body: JSON.stringify({
-      resourceType: 'DocumentReference',
-      status: 'current',
-      subject: { reference: `Patient/${patientId}` },
-      content: [{ attachment: { contentType: 'application/pdf', data: PDF(7_000_000).toString('base64') } }],
-    }),
-  });
+  const doc = await postDocument(s, pdfDocument({ subject: { reference: `Patient/${patientId}` } }, 7_000_000));
   t.equal(doc.status, 201);
   await doc.arrayBuffer();
 

@@ -3,19 +3,12 @@
 // in a deeply nested extension (valid FHIR: Extension.extension, 32+ levels) is stored, served
 // and inflated, yet the sweeper believes the resource's CURRENT version no longer refers to it:
 // it is unlinked, then deleted after its class; a pending one of the same shape is deleted at once.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { HttpPendingLookup } from '../../src/binary/pending-lookup.js';
 import { sweep } from '../../src/binary/sweeper.js';
-import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
 import { PDF, stack, type Stack } from '../helpers/binary-stack.js';
-import { defaultRetention, midHour } from '../helpers/retention.js';
+import { editRecord, hoursAgo, postDocument, sweepAt, sweepOptions } from '../helpers/lifecycle.js';
+import { midHour } from '../helpers/retention.js';
 
-/** `hours` on, moved to the middle of its hour: a sweep never starts in the last seconds of its period (it would stop at once). */
-
-const HOUR = 3_600_000;
 const LEVELS = 36;
 
 function nested(data: string): Record<string, unknown> {
@@ -37,11 +30,7 @@ function blobsWritten(s: Stack, reqId: string): string[] {
 }
 
 async function create(t: Test, s: Stack): Promise<{ id: string; blob: string }> {
-  const r = await fetch(`${s.gw.base}/DocumentReference`, {
-    method: 'POST',
-    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-    body: JSON.stringify(nested(PDF(70_000).toString('base64'))),
-  });
+  const r = await postDocument(s, nested(PDF(70_000).toString('base64')));
   t.equal(r.status, 201, 'created');
   const id = ((await r.json()) as { id: string }).id;
   const reqId = r.headers.get('x-request-id')!;
@@ -57,52 +46,28 @@ async function readsContent(s: Stack, id: string): Promise<boolean> {
   return r.status === 200 && text.includes('"data":"JVBER');
 }
 
-const sweeper = (s: Stack, spool: string, at: Date) =>
-  sweep({
-    store: new FilesystemBlobStore({ directory: s.gw.blobDir }),
-    upstream: new HttpPendingLookup({ base: s.up.url, timeoutMs: 5000, rejectUnauthorized: true }),
-    spoolDir: spool,
-    retention: defaultRetention(),
-    dryRun: false,
-    holder: 'attack-13c',
-    now: () => at,
-  });
-
 t.test('a linked blob deep in the current version is neither unlinked nor deleted by the sweeper', async (t) => {
   const s = await stack(t);
-  const spool = mkdtempSync(join(tmpdir(), 'fbg-a13c-spool-'));
-  t.teardown(() => rmSync(spool, { recursive: true, force: true }));
+  const opts = sweepOptions(t, s.gw.blobDir, s.up.url);
   const { id, blob } = await create(t, s);
   t.ok(await readsContent(s, id), 'the current version reads its content (inflated)');
-  const store = new FilesystemBlobStore({ directory: s.gw.blobDir });
+  const { store } = opts;
   t.match(await store.head(blob), { state: 'linked', owner: `DocumentReference/${id}` });
 
-  const check = await sweeper(s, spool, midHour(25));
+  const check = await sweepAt(opts, midHour(25));
   t.same(check.unlinked, [], 'not unlinked: the current version refers to it');
   // Past any class (clinical-documents: 2557 days).
-  await sweeper(s, spool, midHour(3000 * 24));
+  await sweepAt(opts, midHour(3000 * 24));
   t.ok(await store.head(blob), 'still in the store');
   t.ok(await readsContent(s, id), 'the current version still reads its content');
 });
 
 t.test('a pending blob deep in a resource the upstream holds is linked, not deleted', async (t) => {
   const s = await stack(t);
-  const spool = mkdtempSync(join(tmpdir(), 'fbg-a13c-spool-'));
-  t.teardown(() => rmSync(spool, { recursive: true, force: true }));
   const { id, blob } = await create(t, s);
   // As a lost answer leaves it: pending, intent the type, two hours old.
-  const rec = join(s.gw.blobDir, blob.slice(0, 2), blob.slice(2, 4), `${blob}.json`);
-  writeFileSync(
-    rec,
-    JSON.stringify({
-      ...JSON.parse(readFileSync(rec, 'utf8')),
-      state: 'pending',
-      owner: null,
-      intent: 'DocumentReference',
-      createdAt: new Date(Date.now() - 2 * HOUR).toISOString(),
-    }),
-  );
-  const report = await sweeper(s, spool, midHour(0));
+  editRecord(s.gw.blobDir, blob, { state: 'pending', owner: null, intent: 'DocumentReference', createdAt: hoursAgo(2) });
+  const report = await sweep(sweepOptions(t, s.gw.blobDir, s.up.url));
   t.notOk(report.deleted.includes(blob), `not deleted (report: ${JSON.stringify({ deleted: report.deleted, linked: report.linked })})`);
   t.same(report.linked, [{ id: blob, owner: `DocumentReference/${id}` }], 'linked to the resource that refers to it');
   t.ok(await readsContent(s, id), 'the resource still reads its content');

@@ -2,45 +2,35 @@
 // Binary and its answer never arrives (the connection drops, or it comes after upstream.timeoutMs),
 // the client gets 502/504, the blob stays pending instead of being deleted, and a sweep links it,
 // after which the Binary reads whole. A write the upstream never got still leaves nothing.
-import { createServer, request } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
-import { HttpPendingLookup } from '../../src/binary/pending-lookup.js';
-import { sweep } from '../../src/binary/sweeper.js';
 import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
 import { makeKey, mintToken, startJwksServer } from '../helpers/auth.js';
 import { PDF } from '../helpers/binary-stack.js';
 import { startTestGateway } from '../helpers/gateway.js';
+import { pdfDocument, relay, sweepAt, sweepOptions } from '../helpers/lifecycle.js';
 import { eventually } from '../helpers/poll.js';
 import { closedPort } from '../helpers/raw-http.js';
-import { defaultRetention, midHour } from '../helpers/retention.js';
+import { midHour } from '../helpers/retention.js';
 import { startUpstream } from '../helpers/upstream.js';
 
 type Fate = 'drop' | 'late';
 
 /** In front of the real upstream: writes reach it whole; their answers are dropped, or sent after `lateMs`. */
-async function losingShim(t: Test, upstream: string, fate: Fate, lateMs = 0): Promise<string> {
-  const target = new URL(upstream);
-  const server = createServer((req, res) => {
-    const fwd = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      if (req.method !== 'POST') {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-        return;
-      }
-      answer.resume();
-      answer.on('end', () => {
-        // The upstream has stored it; the gateway never hears so (in time).
-        if (fate === 'drop') res.socket?.destroy();
-        else setTimeout(() => res.socket?.destroy(), lateMs);
-      });
-    });
-    req.pipe(fwd);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}${target.pathname}`;
-}
+const losingShim = (t: Test, upstream: string, fate: Fate, lateMs = 0): Promise<string> =>
+  relay(t, upstream, (req) =>
+    req.method !== 'POST'
+      ? undefined
+      : {
+          answer: (answer, res) => {
+            answer.resume();
+            answer.on('end', () => {
+              // The upstream has stored it; the gateway never hears so (in time).
+              if (fate === 'drop') res.socket?.destroy();
+              else setTimeout(() => res.socket?.destroy(), lateMs);
+            });
+          },
+        },
+  );
 
 for (const [fate, status, code] of [
   ['drop', 502, 'UPSTREAM_UNAVAILABLE'],
@@ -72,15 +62,7 @@ for (const [fate, status, code] of [
       'logged',
     );
 
-    const report = await sweep({
-      store,
-      upstream: new HttpPendingLookup({ base: up.url, timeoutMs: 5000, rejectUnauthorized: true }),
-      spoolDir: gw.spoolDir,
-      retention: defaultRetention(),
-      dryRun: false,
-      holder: 'test',
-      now: () => midHour(2),
-    });
+    const report = await sweepAt(sweepOptions(t, store, up.url, { spoolDir: gw.spoolDir }), midHour(2));
     t.same(report.linked, [{ id: pending.id, owner: `Binary/${id}` }], 'the sweep links it to the Binary the upstream holds');
     const back = await fetch(`${gw.base}/Binary/${id}`, { headers: auth });
     t.equal(back.status, 200);
@@ -118,11 +100,7 @@ t.test('a Bundle whose answer is lost: its blobs learn their entry’s type and 
       entry: [
         {
           request: { method: 'POST', url: 'DocumentReference' },
-          resource: {
-            resourceType: 'DocumentReference',
-            status: 'current',
-            content: [{ attachment: { contentType: 'application/pdf', data: PDF(100_000).toString('base64') } }],
-          },
+          resource: pdfDocument({}, 100_000),
         },
       ],
     }),
@@ -135,14 +113,6 @@ t.test('a Bundle whose answer is lost: its blobs learn their entry’s type and 
     'the blob, tagged',
   );
   t.match(pending, { intent: 'DocumentReference' });
-  const report = await sweep({
-    store,
-    upstream: new HttpPendingLookup({ base: up.url, timeoutMs: 5000, rejectUnauthorized: true }),
-    spoolDir: gw.spoolDir,
-    retention: defaultRetention(),
-    dryRun: false,
-    holder: 'test',
-    now: () => midHour(2),
-  });
+  const report = await sweepAt(sweepOptions(t, store, up.url, { spoolDir: gw.spoolDir }), midHour(2));
   t.match(report.linked, [{ id: pending.id, owner: /^DocumentReference\// }], 'linked to the DocumentReference the upstream holds');
 });

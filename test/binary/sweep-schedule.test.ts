@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import t from 'tap';
@@ -9,6 +8,7 @@ import type { GatewayConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
 import { LogSink } from '../helpers/gateway.js';
+import { editRecord, hoursAgo, knowsNothing, recordPath, tempDir } from '../helpers/lifecycle.js';
 import { eventually } from '../helpers/poll.js';
 import { defaultRetention, midHour } from '../helpers/retention.js';
 
@@ -26,29 +26,18 @@ const config = (schedule: boolean, spoolDir: string): GatewayConfig => {
 };
 
 t.test('the gateway sweeps on its schedule, only while the configuration says so, and logs what it did', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'fbg-schedule-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'fbg-schedule-');
   const store = new FilesystemBlobStore({ directory: join(dir, 'blobs') });
   const info = await store.put(Readable.from([Buffer.from('left pending')]), { contentType: 'text/plain', intent: 'Binary' });
-  const p = join(dir, 'blobs', info.id.slice(0, 2), info.id.slice(2, 4), `${info.id}.json`);
-  writeFileSync(
-    p,
-    JSON.stringify({ ...JSON.parse(readFileSync(p, 'utf8')), createdAt: new Date(Date.now() - 2 * 3_600_000).toISOString() }),
-  );
+  editRecord(join(dir, 'blobs'), info.id, { createdAt: hoursAgo(2) });
 
   const sink = new LogSink();
   const log = createLogger('info', sink);
   let current = config(false, dir);
-  let asked = 0;
+  const upstream = knowsNothing();
   const schedule = new SweepSchedule({
     store,
-    upstream: {
-      findReference: async () => {
-        asked++;
-        return undefined;
-      },
-      currentReference: () => Promise.reject(new Error('not asked')),
-    },
+    upstream,
     config: () => current,
     log,
     delayMs: () => 5,
@@ -56,11 +45,11 @@ t.test('the gateway sweeps on its schedule, only while the configuration says so
   });
   schedule.start();
   await new Promise((r) => setTimeout(r, 60));
-  t.equal(asked, 0, 'schedule off: no sweep');
+  t.equal(upstream.asked, 0, 'schedule off: no sweep');
   t.ok(await store.head(info.id));
 
   current = config(true, dir);
-  await eventually(() => asked > 0 && sink.lines.some((l) => l['msg'] === 'retention sweep done'), 'a scheduled sweep');
+  await eventually(() => upstream.asked > 0 && sink.lines.some((l) => l['msg'] === 'retention sweep done'), 'a scheduled sweep');
   await schedule.stop();
   t.equal(await store.head(info.id), undefined, 'the pending blob no resource refers to is gone');
   const done = sink.lines.find((l) => l['msg'] === 'retention sweep done')!;
@@ -69,8 +58,7 @@ t.test('the gateway sweeps on its schedule, only while the configuration says so
 });
 
 t.test('a failed sweep is logged and the next period tries again', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'fbg-schedule-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'fbg-schedule-');
   const store = new FilesystemBlobStore({ directory: join(dir, 'blobs') });
   let calls = 0;
   const broken = new Proxy(store, {
@@ -98,16 +86,9 @@ t.test('a failed sweep is logged and the next period tries again', async (t) => 
 
 t.test('a blob changed while the sweep asks the upstream is left alone; one the store refuses does not stop the sweep', async (t) => {
   const { sweep } = await import('../../src/binary/sweeper.js');
-  const dir = mkdtempSync(join(tmpdir(), 'fbg-race-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'fbg-race-');
   const store = new FilesystemBlobStore({ directory: join(dir, 'blobs') });
-  const age = (id: string, over: Record<string, unknown> = {}) => {
-    const p = join(dir, 'blobs', id.slice(0, 2), id.slice(2, 4), `${id}.json`);
-    writeFileSync(
-      p,
-      JSON.stringify({ ...JSON.parse(readFileSync(p, 'utf8')), updatedAt: new Date(Date.now() - 48 * 3_600_000).toISOString(), ...over }),
-    );
-  };
+  const age = (id: string) => editRecord(join(dir, 'blobs'), id, { updatedAt: hoursAgo(48) });
   const a = await store.put(Readable.from([Buffer.from('a')]), { contentType: 'text/plain', state: 'linked', owner: 'Binary/a' });
   const b = await store.put(Readable.from([Buffer.from('b')]), { contentType: 'text/plain', state: 'linked', owner: 'Binary/b' });
   age(a.id);
@@ -119,7 +100,7 @@ t.test('a blob changed while the sweep asks the upstream is left alone; one the 
       currentReference: async (owner) => {
         // An operator quarantines one meanwhile; the other's record goes bad.
         if (owner === 'Binary/a') await store.setMeta(a.id, { state: 'quarantined' });
-        else writeFileSync(join(dir, 'blobs', b.id.slice(0, 2), b.id.slice(2, 4), `${b.id}.json`), '{');
+        else writeFileSync(recordPath(join(dir, 'blobs'), b.id), '{');
         return { referenced: false, categories: [] };
       },
     },

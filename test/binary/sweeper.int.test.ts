@@ -3,18 +3,29 @@
 // while the upstream cannot be asked; crash leftovers past the temporary class go; linked blobs
 // stay; two sweeps at once do not both act; a dry run changes nothing.
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import t from 'tap';
-import { HttpPendingLookup } from '../../src/binary/pending-lookup.js';
 import { sweep, type SweepOptions } from '../../src/binary/sweeper.js';
-import { findBlobRef } from '../../src/fhir/blob-reference.js';
 import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
-import { blobRefOf, createdId, PDF, stack, upload } from '../helpers/binary-stack.js';
+import { blobRefOf, PDF, stack, upload, uploadPdf } from '../helpers/binary-stack.js';
+import {
+  createDocument,
+  documentBlob,
+  editRecord,
+  hoursAgo,
+  knowsNothing,
+  lookupAt,
+  pdfDocument,
+  readRecord,
+  sweepAt,
+  sweepOptions,
+  tempDir,
+  updateDocument,
+} from '../helpers/lifecycle.js';
 import { closedPort } from '../helpers/raw-http.js';
-import { defaultRetention, midHour } from '../helpers/retention.js';
+import { defaultRetention } from '../helpers/retention.js';
 import { sweepScenario } from '../helpers/sweep-scenario.js';
 
 const HOUR = 3_600_000;
@@ -25,17 +36,9 @@ t.test('a sweep reconciles pending blobs with the upstream and removes crash lef
   const s = await stack(t);
   const dir = s.gw.blobDir;
   const store = new FilesystemBlobStore({ directory: dir });
-  const spool = mkdtempSync(join(tmpdir(), 'fbg-sweep-spool-'));
-  t.teardown(() => rmSync(spool, { recursive: true, force: true }));
-  const recordPath = (id: string) => join(dir, id.slice(0, 2), id.slice(2, 4), `${id}.json`);
-  /** As a crash between the upstream's answer and the link leaves it: pending, written `hoursAgo` ago. */
-  const unsettle = (id: string, hoursAgo = 2) => {
-    const r = JSON.parse(readFileSync(recordPath(id), 'utf8')) as Record<string, unknown>;
-    writeFileSync(
-      recordPath(id),
-      JSON.stringify({ ...r, state: 'pending', owner: null, createdAt: new Date(Date.now() - hoursAgo * HOUR).toISOString() }),
-    );
-  };
+  const spool = tempDir(t, 'fbg-sweep-spool-');
+  /** As a crash between the upstream's answer and the link leaves it: pending, written 2 h ago. */
+  const unsettle = (id: string) => editRecord(dir, id, { state: 'pending', owner: null, createdAt: hoursAgo(2) });
   const direct = async (intent?: string) => {
     const info = await store.put(Readable.from([PDF(5000)]), { contentType: 'application/pdf', ...(intent ? { intent } : {}) });
     unsettle(info.id);
@@ -43,31 +46,15 @@ t.test('a sweep reconciles pending blobs with the upstream and removes crash lef
   };
 
   // A Binary the upstream holds, whose link was lost; a DocumentReference the same; an update of one.
-  const created = await upload(s, PDF(70_000), 'application/pdf');
-  await created.arrayBuffer();
-  const binaryId = createdId(created);
-  const binaryBlob = (await blobRefOf(s, binaryId))!.id;
-  t.match(JSON.parse(readFileSync(recordPath(binaryBlob), 'utf8')), { intent: 'Binary', state: 'linked' }, 'the write recorded its intent');
+  const { id: binaryId, blob: binaryBlob } = await uploadPdf(s);
+  t.match(readRecord(dir, binaryBlob), { intent: 'Binary', state: 'linked' }, 'the write recorded its intent');
   unsettle(binaryBlob);
-  const doc = await fetch(`${s.gw.base}/DocumentReference`, {
-    method: 'POST',
-    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-    body: JSON.stringify({
-      resourceType: 'DocumentReference',
-      status: 'current',
-      content: [{ attachment: { contentType: 'application/pdf', data: PDF(70_000).toString('base64') } }],
-    }),
-  });
-  const docId = ((await doc.json()) as { id: string }).id;
-  const held = (await (await fetch(`${s.up.url}/DocumentReference/${docId}`)).json()) as {
-    content: { attachment: { _data: { extension: unknown } } }[];
-  };
-  const docBlob = findBlobRef(held.content[0].attachment._data.extension)!.id;
+  const { id: docId, blob: docBlob } = await createDocument(s);
   unsettle(docBlob);
   const replaced = await upload(s, PDF(70_000), 'application/pdf', {}, 'PUT', `/Binary/${binaryId}`);
   await replaced.arrayBuffer();
   const updateBlob = (await blobRefOf(s, binaryId))!.id;
-  t.match(JSON.parse(readFileSync(recordPath(updateBlob), 'utf8')), { intent: `Binary/${binaryId}` });
+  t.match(readRecord(dir, updateBlob), { intent: `Binary/${binaryId}` });
   unsettle(updateBlob);
   // The first blob was replaced upstream by the update: only the Binary's first version refers to it (vread still reads it).
 
@@ -75,9 +62,7 @@ t.test('a sweep reconciles pending blobs with the upstream and removes crash lef
   const gone = await direct('Binary/does-not-exist');
   const inBundle = await direct(undefined);
   const fresh = (await store.put(Readable.from([PDF(100)]), { contentType: 'application/pdf', intent: 'Binary' })).id;
-  const linked = await upload(s, PDF(70_000), 'application/pdf');
-  await linked.arrayBuffer();
-  const linkedBlob = (await blobRefOf(s, createdId(linked)))!.id;
+  const { blob: linkedBlob } = await uploadPdf(s);
 
   // Crash leftovers: a store temp file and spool files, old and new.
   const shard = join(dir, orphan.slice(0, 2), orphan.slice(2, 4));
@@ -90,16 +75,7 @@ t.test('a sweep reconciles pending blobs with the upstream and removes crash lef
   const dayAgo = new Date(Date.now() - 25 * HOUR);
   for (const f of [oldTmp, oldSpool, foreign]) utimesSync(f, dayAgo, dayAgo);
 
-  const opts = (over: Partial<SweepOptions> = {}): SweepOptions => ({
-    store,
-    upstream: new HttpPendingLookup({ base: s.up.url, timeoutMs: 5000, rejectUnauthorized: true }),
-    spoolDir: spool,
-    retention: RETENTION,
-    dryRun: false,
-    holder: 'test',
-    now: () => midHour(),
-    ...over,
-  });
+  const opts = (over: Partial<SweepOptions> = {}): SweepOptions => sweepOptions(t, store, s.up.url, { spoolDir: spool, ...over });
 
   const dry = await sweep(opts({ dryRun: true }));
   t.same(dry.deleted.sort(), [orphan, gone].sort(), 'dry run: what would be deleted');
@@ -109,9 +85,7 @@ t.test('a sweep reconciles pending blobs with the upstream and removes crash lef
 
   // The upstream down: nothing pending is decided; leftovers go all the same.
   const port = await closedPort();
-  const down = await sweep(
-    opts({ upstream: new HttpPendingLookup({ base: `http://127.0.0.1:${port}/fhir`, timeoutMs: 2000, rejectUnauthorized: true }) }),
-  );
+  const down = await sweep(opts({ upstream: lookupAt(`http://127.0.0.1:${port}/fhir`, 2000) }));
   t.same([down.linked, down.deleted], [[], []], 'upstream unreachable: nothing linked or deleted');
   t.equal(down.kept.length, 6, 'every pending blob past its grace kept');
   t.same(down.leftovers, [join(orphan.slice(0, 2), orphan.slice(2, 4), `.${orphan}.abcdef.blob.tmp`)], 'the old temp file');
@@ -152,37 +126,27 @@ t.test('a sweep reconciles pending blobs with the upstream and removes crash lef
 });
 
 t.test('a sweep stops at its period’s end, and clears claims its holders left behind', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'fbg-sweep-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'fbg-sweep-');
   const store = new FilesystemBlobStore({ directory: dir });
   const period = 60 * 60_000;
   const index = Math.floor(Date.now() / period);
   t.ok(await store.claim(`sweep-${index - 5}`, 'crashed'), 'a claim from long ago');
   t.ok(await store.claim(`sweep-${index - 1}`, 'previous'), 'the previous period’s, still possibly running');
   for (let i = 0; i < 3; i++) await store.put(Readable.from([Buffer.from('x')]), { contentType: 'text/plain', intent: 'Binary' });
-  for (const info of (await store.list()).items) {
-    const p = join(dir, info.id.slice(0, 2), info.id.slice(2, 4), `${info.id}.json`);
-    writeFileSync(p, JSON.stringify({ ...JSON.parse(readFileSync(p, 'utf8')), createdAt: new Date(Date.now() - 2 * HOUR).toISOString() }));
-  }
-  let asked = 0;
+  for (const info of (await store.list()).items) editRecord(dir, info.id, { createdAt: hoursAgo(2) });
+  const upstream = knowsNothing();
   // The clock reaches the period's end after the first blob.
   const end = (index + 1) * period;
   const r = await sweep({
     store,
-    upstream: {
-      findReference: async () => {
-        asked++;
-        return undefined;
-      },
-      currentReference: () => Promise.reject(new Error('not asked')),
-    },
+    upstream,
     spoolDir: join(dir, 'none'),
     retention: RETENTION,
     dryRun: false,
     holder: 'test',
-    now: () => new Date(asked === 0 ? index * period + 1000 : end),
+    now: () => new Date(upstream.asked === 0 ? index * period + 1000 : end),
   });
-  t.equal(asked, 1, 'one blob, then the period ended');
+  t.equal(upstream.asked, 1, 'one blob, then the period ended');
   t.ok(r.stoppedEarly);
   t.same(r.staleClaims, [`sweep-${index - 5}`]);
   t.same(
@@ -196,69 +160,29 @@ t.test('linked blobs no current version refers to become unlinked, kept for thei
   const s = await stack(t);
   const dir = s.gw.blobDir;
   const store = new FilesystemBlobStore({ directory: dir });
-  const recordPath = (id: string) => join(dir, id.slice(0, 2), id.slice(2, 4), `${id}.json`);
-  const record = (id: string) => JSON.parse(readFileSync(recordPath(id), 'utf8')) as Record<string, unknown>;
-  /** As if last checked `hoursAgo` ago. */
-  const age = (id: string, hoursAgo = 25) =>
-    writeFileSync(recordPath(id), JSON.stringify({ ...record(id), updatedAt: new Date(Date.now() - hoursAgo * HOUR).toISOString() }));
-  const docBlob = async (id: string) => {
-    const held = (await (await fetch(`${s.up.url}/DocumentReference/${id}`)).json()) as {
-      content: { attachment: { _data: { extension: unknown } } }[];
-    };
-    return findBlobRef(held.content[0].attachment._data.extension)!.id;
-  };
+  const record = (id: string) => readRecord(dir, id);
+  /** As if last checked 25 h ago. */
+  const age = (id: string) => editRecord(dir, id, { updatedAt: hoursAgo(25) });
   const summary = { coding: [{ system: 'http://loinc.org', code: '34133-9' }] };
-  const docBody = (extra: Record<string, unknown>) =>
-    JSON.stringify({
-      resourceType: 'DocumentReference',
-      status: 'current',
-      ...extra,
-      content: [{ attachment: { contentType: 'application/pdf', data: PDF(70_000).toString('base64') } }],
-    });
 
   // A discharge summary, updated with new content: its first blob is only in version 1 now.
-  const created = await fetch(`${s.gw.base}/DocumentReference`, {
-    method: 'POST',
-    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-    body: docBody({ category: [summary] }),
-  });
-  const docId = ((await created.json()) as { id: string }).id;
-  const first = await docBlob(docId);
-  const updated = await fetch(`${s.gw.base}/DocumentReference/${docId}`, {
-    method: 'PUT',
-    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-    body: docBody({ id: docId, category: [summary] }),
-  });
-  t.equal(updated.status, 200);
-  await updated.arrayBuffer();
-  const second = await docBlob(docId);
+  const { id: docId, blob: first } = await createDocument(s, { category: [summary] });
+  await updateDocument(t, s, docId, pdfDocument({ category: [summary] }));
+  const second = await documentBlob(s, docId);
   // A document of another category, deleted.
-  const other = await fetch(`${s.gw.base}/DocumentReference`, {
-    method: 'POST',
-    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-    body: docBody({ category: [{ coding: [{ system: 'http://loinc.org', code: '11506-3' }] }] }),
+  const { id: otherId, blob: otherBlob } = await createDocument(s, {
+    category: [{ coding: [{ system: 'http://loinc.org', code: '11506-3' }] }],
   });
-  const otherId = ((await other.json()) as { id: string }).id;
-  const otherBlob = await docBlob(otherId);
   // Binaries, deleted: one uploaded for a patient's consent (the seed's X-File-Metadata), one plain.
-  const consent = await upload(s, PDF(70_000), 'application/pdf', { 'x-file-metadata': '{"purpose":"patient_consent"}' });
-  const consentId = createdId(consent);
-  await consent.arrayBuffer();
-  const consentBlob = (await blobRefOf(s, consentId))!.id;
+  const { id: consentId, blob: consentBlob } = await uploadPdf(s, { 'x-file-metadata': '{"purpose":"patient_consent"}' });
   t.match(record(consentBlob), { purpose: 'patient_consent' }, 'the upload’s purpose is recorded with its blob');
-  const plain = await upload(s, PDF(70_000), 'application/pdf');
-  const plainId = createdId(plain);
-  await plain.arrayBuffer();
-  const plainBlob = (await blobRefOf(s, plainId))!.id;
+  const { id: plainId, blob: plainBlob } = await uploadPdf(s);
   for (const path of [`Binary/${consentId}`, `Binary/${plainId}`, `DocumentReference/${otherId}`]) {
     const del = await fetch(`${s.gw.base}/${path}`, { method: 'DELETE', headers: s.auth });
     t.ok(del.status < 300, `DELETE ${path}`);
     await del.arrayBuffer();
   }
-  const fresh = await upload(s, PDF(70_000), 'application/pdf');
-  const freshId = createdId(fresh);
-  await fresh.arrayBuffer();
-  const freshBlob = (await blobRefOf(s, freshId))!.id;
+  const { id: freshId, blob: freshBlob } = await uploadPdf(s);
   const del = await fetch(`${s.gw.base}/Binary/${freshId}`, { method: 'DELETE', headers: s.auth });
   await del.arrayBuffer();
   for (const id of [first, second, otherBlob, consentBlob, plainBlob]) age(id);
@@ -270,26 +194,15 @@ t.test('linked blobs no current version refers to become unlinked, kept for thei
       { name: 'discharge-summaries', keepDays: 2557, resourceTypes: ['DocumentReference'], categories: ['http://loinc.org|34133-9'] },
     ],
   };
-  const opts = (now: Date): SweepOptions => ({
-    store,
-    upstream: new HttpPendingLookup({ base: s.up.url, timeoutMs: 5000, rejectUnauthorized: true }),
-    spoolDir: join(dir, 'no-spool'),
-    retention,
-    dryRun: false,
-    holder: 'test',
-    now: () => now,
-  });
+  const opts = sweepOptions(t, store, s.up.url, { spoolDir: join(dir, 'no-spool'), retention });
 
   const now = new Date();
   // A base that answers 404 to everything (a wrong path, a layer hiding resources) proves nothing.
-  const blind = await sweep({
-    ...opts(now),
-    upstream: new HttpPendingLookup({ base: `${s.up.url}/nothing-here`, timeoutMs: 5000, rejectUnauthorized: true }),
-  });
+  const blind = await sweepAt({ ...opts, upstream: lookupAt(`${s.up.url}/nothing-here`) }, now);
   t.same([blind.unlinked, blind.deleted, blind.checked], [[], [], 0], 'a bare 404 unlinks nothing');
   t.equal(blind.kept.length, 5, 'every due blob kept, with why');
   t.match(blind.kept[0], { why: /no verdict/ });
-  const r = await sweep(opts(now));
+  const r = await sweepAt(opts, now);
   const classes = Object.fromEntries(r.unlinked.map((u) => [u.id, [u.retention, Math.round((Date.parse(u.until) - now.getTime()) / DAY)]]));
   t.same(
     classes,
@@ -314,14 +227,10 @@ t.test('linked blobs no current version refers to become unlinked, kept for thei
   t.ok(v1Att.size > 70_000 && Buffer.from(v1Att.data ?? '', 'base64').length === v1Att.size, 'vread inflates the unlinked blob');
 
   // A blob unlinked by mistake (its resource refers to it again) is linked back when its time comes.
-  const r0 = record(second);
-  writeFileSync(
-    recordPath(second),
-    JSON.stringify({ ...r0, state: 'unlinked', retention: 'unlinked', retainUntil: new Date(Date.now() - 1000).toISOString() }),
-  );
+  editRecord(dir, second, { state: 'unlinked', retention: 'unlinked', retainUntil: new Date(Date.now() - 1000).toISOString() });
 
   // Eight days on: the default class is over, the others are not.
-  const later = await sweep(opts(new Date(now.getTime() + 8 * DAY)));
+  const later = await sweepAt(opts, new Date(now.getTime() + 8 * DAY));
   t.same(later.deleted.sort(), [otherBlob, plainBlob].sort(), 'unlinked past their class: deleted');
   t.same(later.linked, [{ id: second, owner: `DocumentReference/${docId}` }], 'referred to again: linked');
   t.notOk('retainUntil' in record(second), 'and its class dropped');
@@ -347,7 +256,5 @@ t.test('a malformed X-File-Metadata refuses the upload before anything is stored
 });
 
 sweepScenario(t, 'filesystem', async (t) => {
-  const directory = mkdtempSync(join(tmpdir(), 'fbg-sweep-fs-'));
-  t.teardown(() => rmSync(directory, { recursive: true, force: true }));
-  return { storage: { driver: 'filesystem', filesystem: { directory } } };
+  return { storage: { driver: 'filesystem', filesystem: { directory: tempDir(t, 'fbg-sweep-fs-') } } };
 });

@@ -6,6 +6,7 @@ import type { Test } from 'tap';
 import type { FhirUpstream } from '../../src/demo/fhir-upstream.js';
 import { findBlobRef, type BlobRef } from '../../src/fhir/blob-reference.js';
 import { makeKey, mintToken, startJwksServer } from './auth.js';
+import { PDF } from './content.js';
 import { startTestGateway, type TestGateway } from './gateway.js';
 import { startUpstream } from './upstream.js';
 
@@ -95,6 +96,14 @@ export const upstreamBinary = async (s: Stack, id: string): Promise<Record<strin
 /** The blob the upstream's Binary points at. */
 export async function blobRefOf(s: Stack, id: string): Promise<BlobRef | undefined> {
   return findBlobRef(((await upstreamBinary(s, id))._data as { extension?: unknown } | undefined)?.extension);
+}
+
+/** A PDF Binary (70 kB, `headers` added) uploaded through the gateway: its id and the blob its bytes went to. */
+export async function uploadPdf(s: Stack, headers: Record<string, string> = {}): Promise<{ id: string; blob: string }> {
+  const r = await upload(s, PDF(70_000), 'application/pdf', headers);
+  await r.arrayBuffer();
+  const id = createdId(r);
+  return { id, blob: (await blobRefOf(s, id))!.id };
 }
 
 /** Writes of a Binary the upstream has seen (the gateway's creates and updates). */
