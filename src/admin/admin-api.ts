@@ -223,6 +223,21 @@ async function mayDelete(deps: AdminDeps, info: BlobInfo, force: boolean): Promi
   if (owner) throw new GatewayError('BLOB_IN_USE', `${owner} refers to this blob: change or delete it there first`);
 }
 
+/** What each named call does (its first word), as AuditEvent.action says it: a HEAD of a find is a read too. */
+const CALL_ACTIONS: Readonly<Record<string, AuditRecord['action']>> = {
+  find: 'read',
+  list: 'read',
+  link: 'update',
+  quarantine: 'update',
+  release: 'update',
+  delete: 'delete',
+};
+
+/** A call that matched no route, by its method. */
+function methodAction(method: string): AuditRecord['action'] {
+  return method === 'GET' || method === 'HEAD' ? 'read' : method === 'DELETE' ? 'delete' : 'execute';
+}
+
 /** The record of one admin call. */
 function recordOf(req: FastifyRequest, status: number, finished: boolean): AuditRecord {
   const call = req.adminCall!;
@@ -230,7 +245,7 @@ function recordOf(req: FastifyRequest, status: number, finished: boolean): Audit
     audit: 1,
     time: new Date().toISOString(),
     reqId: req.id,
-    action: req.method === 'GET' ? 'read' : req.method === 'DELETE' ? 'delete' : 'update',
+    action: (call.change ? CALL_ACTIONS[call.change.split(' ')[0]] : undefined) ?? methodAction(req.method),
     outcome: !finished ? 'aborted' : status < 400 ? 'success' : status < 500 ? 'refused' : 'failed',
     status: finished ? status : 499,
     ...(call.code ? { code: call.code } : {}),

@@ -115,7 +115,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const plane: PlaneDeps = {
     store,
     resources: new UpstreamResources(client, responses),
-    blobs: new BlobLifecycle(store, client, log),
+    blobs: new BlobLifecycle(store, client, log, urls.public),
     raw: new RawResponder(store, log),
     guard: new SecurityContextGuard(client),
     forwarder,

@@ -31,6 +31,17 @@ export function auditEvent(r: AuditRecord, observer: string): Record<string, unk
       detail: [
         ...(b.bytes !== undefined ? [{ type: 'bytes', valueString: String(b.bytes) }] : []),
         ...(b.resource ? [{ type: 'resource', valueString: b.resource }] : []),
+        // What the uploader says the content is for: a statement about the object, not the purpose of this access.
+        ...(b.action === 'write' && r.purpose ? [{ type: 'purpose', valueString: r.purpose }] : []),
+      ],
+    });
+  if (what.inline)
+    entity.push({
+      type: { system: ENTITY_TYPE, code: '2', display: 'System Object' },
+      description: 'attachment data held inline by the FHIR server, sent in the answer',
+      detail: [
+        { type: 'attachments', valueString: String(what.inline.count) },
+        { type: 'bytes', valueString: String(what.inline.bytes) },
       ],
     });
   const user = who.sub ?? who.system;
@@ -43,7 +54,6 @@ export function auditEvent(r: AuditRecord, observer: string): Record<string, unk
     recorded: r.time,
     outcome: r.outcome === 'success' ? '0' : r.outcome === 'refused' ? '4' : '8',
     ...(r.outcome !== 'success' ? { outcomeDesc: [r.outcome, r.status, r.code].filter((x) => x !== undefined).join(' ') } : {}),
-    ...(r.purpose ? { purposeOfEvent: [{ text: r.purpose }] } : {}),
     agent: [
       {
         type: {

@@ -85,16 +85,22 @@ export class FhirAuditPoster {
       entry: batch.map((r) => ({ resource: auditEvent(r, this.opts.observer), request: { method: 'POST', url: 'AuditEvent' } })),
     };
     try {
-      const status = await this.post(JSON.stringify(bundle));
+      const { status, body } = await this.post(JSON.stringify(bundle));
       if (status < 200 || status >= 300) throw new Error(`the FHIR server answered ${status}`);
-      this.posted += batch.length;
+      // A batch succeeds as a whole even when its entries fail: each entry's own status says.
+      const refused = refusedEntries(body, batch.length);
+      this.posted += batch.length - refused;
+      if (refused > 0) {
+        this.dropped += refused;
+        this.opts.onFailure(refused, `the FHIR server refused ${refused} of ${batch.length} AuditEvents in its batch-response`);
+      }
     } catch (err) {
       this.dropped += batch.length;
       this.opts.onFailure(batch.length, (err as Error).message.slice(0, 200));
     }
   }
 
-  private post(body: string): Promise<number> {
+  private post(body: string): Promise<{ status: number; body: Buffer }> {
     return new Promise((resolve, reject) => {
       const target = new URL(this.opts.url.replace(/\/+$/, '') || this.opts.url);
       const secure = target.protocol === 'https:';
@@ -103,6 +109,7 @@ export class FhirAuditPoster {
         headers: {
           'content-type': 'application/fhir+json',
           accept: 'application/fhir+json',
+          prefer: 'return=minimal',
           'content-length': Buffer.byteLength(body),
           ...(this.opts.bearerToken ? { authorization: `Bearer ${this.opts.bearerToken}` } : {}),
         },
@@ -110,12 +117,39 @@ export class FhirAuditPoster {
       });
       req.setTimeout(this.opts.timeoutMs, () => req.destroy(new Error('the FHIR server did not answer in time')));
       req.once('response', (res) => {
-        res.resume();
-        res.once('end', () => resolve(res.statusCode ?? 0));
+        const parts: Buffer[] = [];
+        let n = 0;
+        res.on('data', (c: Buffer) => {
+          n += c.length;
+          if (n <= MAX_ANSWER_BYTES) parts.push(c);
+        });
+        res.once('end', () =>
+          resolve({ status: res.statusCode ?? 0, body: n <= MAX_ANSWER_BYTES ? Buffer.concat(parts) : Buffer.alloc(0) }),
+        );
         res.once('error', reject);
       });
       req.once('error', reject);
       req.end(body);
     });
   }
+}
+
+/** A batch-response larger than this is not read (it cannot be judged): the server is asked for minimal entries. */
+const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
+
+/**
+ * How many of `sent` entries a batch-response says were not stored: an entry whose status is not
+ * 2xx, or the whole batch when the answer is not a batch-response of that many entries (whether
+ * they were stored cannot be told: counted as lost rather than believed).
+ */
+export function refusedEntries(body: Buffer, sent: number): number {
+  let answer: { resourceType?: unknown; type?: unknown; entry?: unknown };
+  try {
+    answer = JSON.parse(body.toString('utf8')) as typeof answer;
+  } catch {
+    return sent;
+  }
+  if (answer?.resourceType !== 'Bundle' || answer.type !== 'batch-response' || !Array.isArray(answer.entry) || answer.entry.length !== sent)
+    return sent;
+  return (answer.entry as { response?: { status?: unknown } }[]).filter((e) => !/^2\d\d\b/.test(String(e?.response?.status ?? ''))).length;
 }

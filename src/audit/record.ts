@@ -49,6 +49,8 @@ export interface AuditWhat {
   readonly blobs: readonly BlobEvent[];
   /** Blob events past the ones listed. */
   readonly blobsOmitted?: number;
+  /** Attachments whose data the FHIR server held inline, sent in the answer: how many, decoded bytes. */
+  readonly inline?: { readonly count: number; readonly bytes: number };
 }
 
 const ACTIONS: Readonly<Record<InteractionKind, AuditAction>> = {
@@ -81,6 +83,10 @@ export function whoOf(claims: Readonly<Record<string, unknown>> | undefined, pat
 }
 
 /** The blob events a request noted, for `what`. */
-export function blobsOf(log: BlobEventLog | undefined): Pick<AuditWhat, 'blobs' | 'blobsOmitted'> {
-  return { blobs: log?.blobEvents ?? [], ...(log?.blobEventsOmitted ? { blobsOmitted: log.blobEventsOmitted } : {}) };
+export function blobsOf(log: BlobEventLog | undefined): Pick<AuditWhat, 'blobs' | 'blobsOmitted' | 'inline'> {
+  return {
+    blobs: log?.blobEvents ?? [],
+    ...(log?.blobEventsOmitted ? { blobsOmitted: log.blobEventsOmitted } : {}),
+    ...(log?.inlineServed ? { inline: { ...log.inlineServed } } : {}),
+  };
 }

@@ -8,6 +8,7 @@ import type { Exchange } from '../security/exchange.js';
 import { securityContextOf } from '../security/security-context.js';
 import { writtenResource } from './blob-lifecycle.js';
 import type { PlaneDeps } from './deps.js';
+import { ownContent } from './own-content.js';
 import type { FhirResource } from './upstream-resources.js';
 
 const FHIR_BODY = /^application\/(fhir\+json|json\+fhir|fhir\+xml|xml\+fhir)$/;
@@ -92,7 +93,8 @@ export class BinaryWrites {
     x.continue100();
     // Binary.data is always externalized, as raw uploads are; anything nested (extensions) only
     // above the threshold, so one body cannot fan out into many blobs.
-    const spooled = await this.d.blobs.externalize(x, x.req, 0);
+    const own = i.kind === 'update' && i.id !== undefined ? ownContent(this.d, x, 'Binary', i.id) : undefined;
+    const spooled = await this.d.blobs.externalize(x, x.req, { binaryMinBytes: 0, ...(own ? { own } : {}) });
     if (!spooled) return;
     const blobs = spooled.blobs.map((b) => ({ id: b.info.id, contentType: b.contentType }));
     try {

@@ -7,6 +7,7 @@ import { GatewayError } from '../errors/catalogue.js';
 import { storeFailure } from '../errors/map.js';
 import type { BlobRef } from '../fhir/blob-reference.js';
 import { externalizeBody, type ExternalizedBody } from '../rewrite/externalize-body.js';
+import type { ContentLinks } from '../rewrite/externalize.js';
 import { clientGone } from '../lib/spool-file.js';
 import { authorizeConditionalReference } from '../security/bundle.js';
 import type { Exchange } from '../security/exchange.js';
@@ -44,6 +45,8 @@ export class BlobLifecycle {
     private readonly store: BlobStore,
     private readonly client: UpstreamClient,
     private readonly log: Logger,
+    /** The public base the gateway's content links start with (they may come back in a write). */
+    private readonly publicBase: string,
   ) {}
 
   /** Streams the request body into the store through the content check; undefined when the client went away (nothing to answer). */
@@ -71,9 +74,14 @@ export class BlobLifecycle {
    * A FHIR JSON body through the rewrite engine's write direction into a private spool file, its
    * attachment data into the store (pending until the upstream answers). Undefined when the
    * client went away. `binaryMinBytes`: Binary.data is externalized from this size (raw and FHIR
-   * Binary uploads then behave alike).
+   * Binary uploads then behave alike). `own`: an update's own content links (ContentLinks).
    */
-  async externalize(x: Exchange, body: Readable, binaryMinBytes?: number): Promise<ExternalizedBody | undefined> {
+  async externalize(
+    x: Exchange,
+    body: Readable,
+    opts: { readonly binaryMinBytes?: number; readonly own?: ContentLinks['own'] } = {},
+  ): Promise<ExternalizedBody | undefined> {
+    const { binaryMinBytes, own } = opts;
     const { config, policy } = x.settings;
     const maxBytes = x.rule.limits.maxRequestBytes;
     const tags = tagsOf(x);
@@ -90,6 +98,7 @@ export class BlobLifecycle {
           maxBytes,
           allowedTypes: (rt) => policy.allowedTypes(rt),
           tags,
+          links: { base: this.publicBase, ...(own ? { own } : {}) },
         },
       );
     } finally {

@@ -10,6 +10,7 @@ import { requireJson } from '../rewrite/params.js';
 import type { Exchange } from '../security/exchange.js';
 import { writtenResource } from './blob-lifecycle.js';
 import type { PlaneDeps } from './deps.js';
+import { ownContent } from './own-content.js';
 
 const FHIR_JSON_BODY = /^application\/(fhir\+json|json\+fhir|json)$/;
 const FHIR_XML_BODY = /^application\/(fhir\+xml|xml\+fhir|xml)$/;
@@ -43,9 +44,10 @@ export class ResourceWrites {
     }
     if (!FHIR_JSON_BODY.test(declared)) throw new GatewayError('UNSUPPORTED_MEDIA', 'a resource body must be application/fhir+json');
     x.continue100();
-    const spooled = await this.d.blobs.externalize(x, req);
-    if (!spooled) return;
     const type = i.resourceType!;
+    const own = i.kind === 'update' && i.id !== undefined ? ownContent(this.d, x, type, i.id) : undefined;
+    const spooled = await this.d.blobs.externalize(x, req, own ? { own } : {});
+    if (!spooled) return;
     try {
       const blobs = spooled.blobs.map((b) => ({ id: b.info.id, contentType: b.contentType }));
       if (spooled.rootType !== type) {

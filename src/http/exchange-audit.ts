@@ -38,13 +38,15 @@ export class ExchangeAudit {
   exchange(rec: AccessRecord, req: IncomingMessage, res: ServerResponse): void {
     const i = rec.interaction;
     const path = i ? undefined : this.unclassifiedBinaryPath(rec, req);
-    if (!rec.ctx?.blobEvents?.length && !this.binaryBearing(i) && path === undefined) return;
+    if (!rec.ctx?.blobEvents?.length && !rec.ctx?.inlineServed && !this.binaryBearing(i) && path === undefined) return;
     const finished = res.writableFinished;
     const status = res.statusCode;
     const outcome = !finished ? 'aborted' : rec.code && status < 500 ? 'refused' : status >= 400 ? 'failed' : 'success';
+    // X-File-Metadata says what an upload is for: kept only where content was stored. On any other
+    // request it would be a purpose of use the caller asserts and nothing checks.
     let purpose: string | undefined;
     try {
-      purpose = uploadPurpose(req.headers);
+      purpose = rec.ctx?.blobEvents?.some((e) => e.action === 'write') ? uploadPurpose(req.headers) : undefined;
     } catch {
       purpose = undefined; // malformed: the request was refused for it, and says so in `code`
     }

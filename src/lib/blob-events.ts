@@ -17,10 +17,19 @@ export interface BlobEventLog {
   blobEvents?: BlobEvent[];
   /** Events past MAX_BLOB_EVENTS. */
   blobEventsOmitted?: number;
+  /** Attachment data the FHIR server itself held (inline, not stored here) sent in the answer: content read all the same. */
+  inlineServed?: { count: number; bytes: number };
 }
 
 /** Past this many, one request's further events are counted, not listed (a Bundle of thousands). */
 export const MAX_BLOB_EVENTS = 200;
+
+/** Inline attachment data (`bytes` decoded) went out in the answer. */
+export function noteInline(log: BlobEventLog, bytes: number): void {
+  const s = (log.inlineServed ??= { count: 0, bytes: 0 });
+  s.count++;
+  s.bytes += bytes;
+}
 
 export function noteBlob(log: BlobEventLog, event: BlobEvent): void {
   const list = (log.blobEvents ??= []);

@@ -1,7 +1,8 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { forEntry, GatewayError, isGatewayError } from '../errors/catalogue.js';
 import { NOT_ATTACHMENT } from '../fhir/attachment-kinds.js';
-import { BLOB_EXTENSION_URL } from '../fhir/blob-reference.js';
+import { BLOB_EXTENSION_URL, blobExtension } from '../fhir/blob-reference.js';
+import { CONTENT_URL_EXTENSION, parseContentLink } from '../fhir/content-link.js';
 import { bundleEntryOf, isResourceRoot } from '../fhir/json-positions.js';
 import type { JsonToken } from '../json/tokenizer.js';
 import { JsonWalker, type Container, type Route, type WalkPolicy } from '../json/walker.js';
@@ -22,6 +23,31 @@ export interface ExternalizeOptions {
   allowedTypes(resourceType: string): readonly string[];
   /** BlobInfo.intent (a single resource's write; not a Bundle's) and purpose of every blob written. */
   readonly tags?: BlobTags;
+  /** The gateway's own content links coming back in the body (see Externalizer.relink). */
+  readonly links?: ContentLinks;
+}
+
+/**
+ * Links of contentLink()'s shape: a read answers them in place of data it does not inline, and a
+ * client doing read-modify-update sends them back. Taken as plain URLs they would leave the new
+ * version without its content (and the sweeper would, rightly, delete it).
+ */
+export interface ContentLinks {
+  /** The public base links start with. */
+  readonly base: string;
+  /**
+   * An update of one resource (`Type/id`): its own links are turned back into the reference to the
+   * content its current version has at the linked path (`resolve`; undefined when it has none).
+   */
+  readonly own?: { readonly key: string; resolve(path: string | undefined): Promise<LinkedContent | undefined> };
+}
+
+/** Stored content an own link names: the reference and what Attachment.size and hash say of it. */
+export interface LinkedContent {
+  readonly id: string;
+  readonly sha256: string;
+  readonly size: number;
+  readonly sha1: string;
 }
 
 /** One attachment (or Binary) whose data now lives in the store. */
@@ -41,7 +67,7 @@ const MAX_CONDITIONAL_REFERENCE = 4096;
 /** Members held back until their object ends: they are rewritten when its data is externalized. */
 const HELD = new Set(['size', 'hash', '_data']);
 /** Members whose duplicates are refused: parsers disagree on which one wins. */
-const SINGLE = new Set(['data', 'contentType', 'resourceType', 'size', 'hash', '_data', 'securityContext']);
+const SINGLE = new Set(['data', 'contentType', 'resourceType', 'size', 'hash', '_data', 'securityContext', 'url']);
 const MAX_CAPTURE = 256;
 
 type State = ObjectState | undefined;
@@ -181,12 +207,20 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
     // any value, so attachment data inside it is still found.
     if (first.name === 'startString' && (key === 'contentType' || key === 'reference' || (key === 'resourceType' && frame.root)))
       return 'hold';
+    if (first.name === 'startString' && key === 'url' && this.opts.links && !frame.root) return 'hold';
     return 'pass';
   }
 
   held(parent: Container<State> | undefined, key: string | undefined, value: unknown): void {
     const frame = parent?.state;
     if (!parent || !frame || key === undefined) return;
+    if (key === 'url') {
+      // One of our content links waits for the object's end (relink); any other URL stays in place.
+      if (typeof value === 'string' && parseContentLink(this.opts.links!.base, value)?.path !== undefined)
+        (frame.held ??= new Map()).set(key, value);
+      else this.out.pair(parent, key, value);
+      return;
+    }
     if (key === 'reference') {
       this.out.pair(parent, key, value);
       if (typeof value === 'string' && value.includes('?')) this.conditionalReference(value);
@@ -232,6 +266,8 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
     const frame = c.state;
     if (!frame) return undefined;
     if (!frame.data) {
+      const relinked = this.relink(c, frame);
+      if (relinked) return relinked.then(() => this.finishObject(c, frame.held));
       this.finishObject(c, frame.held);
       return undefined;
     }
@@ -256,12 +292,64 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
     for (const [k, v] of members) this.out.pair(c, k, v);
   }
 
+  /**
+   * An attachment without data whose `url` (a Binary: its `_data` content-url extension) is one of
+   * our content links. Its own resource's link becomes the reference to the content the current
+   * version has there, as if the data had been sent again; one that no longer resolves is refused
+   * rather than stored as a link to nothing. Another resource's link is a link like any other. In
+   * a Bundle, whose entries' targets are not known while they stream by, every such link is refused.
+   */
+  private relink(c: Container<State>, frame: ObjectState): Promise<void> | undefined {
+    const links = this.opts.links;
+    const held = frame.held;
+    if (!links || !held) return undefined;
+    const url = held.get('url');
+    const target = typeof url === 'string' ? url : frame.root ? contentUrlOf(held.get('_data')) : undefined;
+    const link = target === undefined ? undefined : parseContentLink(links.base, target);
+    if (!link) return undefined;
+    if (bundleEntryOf(c) !== undefined)
+      throw new GatewayError(
+        'BAD_REQUEST',
+        'an attachment links to content the gateway stores (a read answered it so): in a Bundle, send its data instead, or update the resource on its own',
+      );
+    const own = links.own;
+    if (!own || link.owner !== own.key) return undefined;
+    return own.resolve(link.path).then((content) => {
+      const where = link.path ?? 'Binary.data';
+      if (!content)
+        throw new GatewayError('CONTENT_LINK_UNRESOLVED', `${own.key} has no stored content at ${where} any more: send the data instead`);
+      if (!frame.root) {
+        const size = held.get('size');
+        const hash = held.get('hash');
+        if ((size !== undefined && size !== content.size) || (hash !== undefined && hash !== content.sha1))
+          throw new GatewayError('BAD_REQUEST', `Attachment.size or hash does not match the content at ${where} the url links to`);
+        held.delete('url');
+        held.set('size', content.size);
+        held.set('hash', content.sha1);
+      }
+      const prior = held.get('_data');
+      const element = prior && typeof prior === 'object' && !Array.isArray(prior) ? (prior as Record<string, unknown>) : {};
+      const extension = (Array.isArray(element['extension']) ? (element['extension'] as unknown[]) : []).filter(
+        (e) => (e as { url?: unknown } | null)?.url !== CONTENT_URL_EXTENSION,
+      );
+      held.set('_data', { ...element, extension: [...extension, blobExtension({ id: content.id, sha256: content.sha256 })] });
+    });
+  }
+
   /** The resource an attachment sits in. */
   private resourceOf(c: Container<State>): ObjectState {
     for (let x = c.parent; x; x = x.parent) if (x.state?.root) return x.state;
     // Attachments always sit inside a resource; data in a non-resource document has no policy.
     throw new GatewayError('BAD_REQUEST', 'attachment data outside a FHIR resource');
   }
+}
+
+/** The content-url extension's value in a Binary's `_data`, if it has one. */
+function contentUrlOf(element: unknown): string | undefined {
+  const ext = (element as { extension?: unknown } | null | undefined)?.extension;
+  if (!Array.isArray(ext)) return undefined;
+  const found = (ext as { url?: unknown; valueUrl?: unknown }[]).find((e) => e?.url === CONTENT_URL_EXTENSION);
+  return typeof found?.valueUrl === 'string' ? found.valueUrl : undefined;
 }
 
 function injected(): GatewayError {

@@ -1,12 +1,10 @@
+import { CONTENT_URL_EXTENSION } from '../fhir/content-link.js';
 import type { BlobRef } from '../fhir/blob-reference.js';
 import { base64Chunks } from '../lib/base64.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
 import { blobUnreadable } from '../storage/blob-store.js';
 import { firstBytes, integrityFailure } from '../storage/chunks.js';
 import type { Slot } from './inflate-output.js';
-
-/** Where a Binary's content can be fetched when it is not inline: Binary has no `url` element, so it sits on `_data`. */
-export const CONTENT_URL_EXTENSION = 'http://fhir-binary-gateway.dev/fhir/StructureDefinition/content-url';
 
 /** The resource whose id governs the attachments below it: blobs are served only to their owner. */
 export interface Owner {

@@ -13,6 +13,7 @@ export interface BudgetOptions {
   readonly inflate: boolean;
   readonly spoolDir: string;
   warn?(what: string, blob?: string): void;
+  servedInline?(bytes: number): void;
 }
 
 type WithAtt = Container<{ att: Att | undefined }>;
@@ -83,6 +84,7 @@ export class InflateBudget {
       this.remaining -= size;
       this.report.bytes += size;
       att.dataSent = true;
+      this.opts.servedInline?.(size);
       this.out.member(s.at, 'data');
       this.out.write('"');
       this.output.enqueue({ ready: () => true, render: () => text.read(), discard: () => text.discard() }, text.memoryChars);

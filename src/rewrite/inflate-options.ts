@@ -26,6 +26,8 @@ export interface InflateOptions {
   corrupt?(blob: string, cause: string): void;
   /** Stored content about to be sent inside the answer (for the audit trail): the blob, its owner, its bytes. */
   served?(blob: string, owner: string, bytes: number): void;
+  /** Attachment data the answer carried inline (not from the store), sent on: its decoded bytes (for the audit trail). */
+  servedInline?(bytes: number): void;
   /**
    * Whether the caller may read resources of `type` (undefined: not known yet). Stored content is
    * inflated only into resources the caller may read; the others get a link, which checks on its own.

@@ -12,7 +12,8 @@ import { attachmentEnd, newAtt, type Att, type InflateReport, type Owner } from 
 import { InflateBudget } from './inflate-budget.js';
 import { InflateOutput } from './inflate-output.js';
 
-export { CONTENT_URL_EXTENSION, type InflateReport } from './inflate-attachment.js';
+export { type InflateReport } from './inflate-attachment.js';
+export { CONTENT_URL_EXTENSION } from '../fhir/content-link.js';
 export type { InflateOptions } from './inflate-options.js';
 
 /** Bundle types an operation assembles from resources stored one by one (each the owner of its attachments). */

@@ -7,7 +7,8 @@ import { pipeline } from 'node:stream';
 import { pipeline as pipelineAsync } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors/catalogue.js';
-import { noteBlob, type BlobEventLog } from '../lib/blob-events.js';
+import { contentLink } from '../fhir/content-link.js';
+import { noteBlob, noteInline, type BlobEventLog } from '../lib/blob-events.js';
 import type { BaseUrls } from '../lib/public-url.js';
 import { sendError } from '../lib/respond.js';
 import { clientGone } from '../lib/spool-file.js';
@@ -170,11 +171,12 @@ export class ResponseRewrite {
       inflate: params.inflate,
       owners: params.owners,
       spoolDir: this.deps.spoolDir(),
-      link: (owner, path) => `${urls.public}/${owner}${path === undefined ? '' : `/$binary-access-read?path=${encodeURIComponent(path)}`}`,
+      link: (owner, path) => contentLink(urls.public, owner, path),
       publicUrl: (url) => urls.toPublic(url),
       warn: (what, blob) => this.log.warn({ reqId: ctx.id, blob }, what),
       corrupt: (blob, cause) => this.log.error({ reqId: ctx.id, blob, cause }, 'stored content failed its digest: linked instead'),
       served: (blob, owner, bytes) => noteBlob(ctx, { action: 'read', blob, resource: owner, bytes }),
+      servedInline: (bytes) => noteInline(ctx, bytes),
       mayRead: (type) => params.reader.mayRead(type),
       ...(params.withheldEntries ? { withheldEntries: params.withheldEntries } : {}),
       ...(params.guard ? { guard: params.guard } : {}),

@@ -9,7 +9,7 @@ import {
   type BlockBlobClient,
   type StoragePipelineOptions,
 } from '@azure/storage-blob';
-import { blobMissing, CLAIM_NAME } from './blob-store.js';
+import { blobMissing, blobUnreadable, CLAIM_NAME } from './blob-store.js';
 import type { BlobInfo, BlobStore, ByteRange, Claim, ListOptions, ListPage, MetaPatch, PutMeta, PutOptions } from './blob-store.js';
 import { verifiedRead } from './chunks.js';
 import { DigestStream } from './digest.js';
@@ -95,15 +95,25 @@ export class AzureBlobStore implements BlobStore {
     if (!info) throw blobMissing(id);
     checkRange(range, info.size);
     if (info.size === 0) return { info, body: Readable.from([]) };
-    return { info, body: await verifiedRead(info, range, (start, end) => this.fetch(id, start, end)) };
+    // Every read of one get() is of the blob the first one read (a range of content without chunk
+    // digests is read twice: checked whole, then served): one replaced meanwhile fails its condition.
+    const pin: { etag?: string } = {};
+    return { info, body: await verifiedRead(info, range, (start, end) => this.fetch(id, start, end, pin)) };
   }
 
   /** Bytes `start`..`end` (inclusive) of the content. */
-  private async fetch(id: string, start: number, end: number): Promise<Readable> {
+  private async fetch(id: string, start: number, end: number, pin: { etag?: string } = {}): Promise<Readable> {
     try {
-      const res = await this.content(id).download(start, end - start + 1);
-      return nodeReadable(res.readableStreamBody);
+      const res = await this.content(id).download(start, end - start + 1, pin.etag ? { conditions: { ifMatch: pin.etag } } : {});
+      const body = nodeReadable(res.readableStreamBody);
+      if (pin.etag !== undefined && res.etag !== pin.etag) {
+        body.destroy();
+        throw blobUnreadable(`blob ${id} was replaced while it was read`);
+      }
+      pin.etag ??= res.etag;
+      return body;
     } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 412) throw blobUnreadable(`blob ${id} was replaced while it was read`);
       throw isNotFound(err) ? blobMissing(id) : err;
     }
   }

@@ -96,12 +96,25 @@ export class FilesystemBlobStore implements BlobStore {
     if (driver.keyId === undefined) {
       if (info.size === 0) return { info, body: emptyStream() };
       // Opened now, not lazily: a missing file is an error of get(), before anything is answered.
+      // A range of content without chunk digests is read twice (checked whole, then served): the
+      // second read must be of the file the first checked, not of one renamed into place meanwhile.
       // One read per chunk: the verifier then holds one buffer per chunk, not four.
+      const twice = info.chunks === undefined && range !== undefined && (range.start > 0 || range.end < info.size - 1);
+      let checked: string | undefined;
       const body = await verifiedRead(info, range, async (start, end) => {
         // A record without its content (a partial restore, a stray delete) is a missing blob, not an I/O error.
         const fh = await open(path, 'r').catch((err: NodeJS.ErrnoException) => {
           throw err.code === 'ENOENT' ? blobMissing(id) : err;
         });
+        if (twice) {
+          const st = await fh.stat();
+          const identity = `${st.dev}:${st.ino}:${st.mtimeMs}:${st.ctimeMs}:${st.size}`;
+          if (checked !== undefined && identity !== checked) {
+            await fh.close();
+            throw blobUnreadable(`blob ${id} was replaced while it was read`);
+          }
+          checked = identity;
+        }
         return fh.createReadStream({ start, end, highWaterMark: CHUNK_BYTES });
       });
       return { info, body };

@@ -123,11 +123,17 @@ export class S3BlobStore implements BlobStore {
     if (!record) throw blobMissing(id);
     checkRange(range, record.info.size);
     if (record.info.size === 0) return { info: record.info, body: Readable.from([]) };
-    return { info: record.info, body: await verifiedRead(record.info, range, (start, end) => this.fetch(record.info, { start, end })) };
+    // Every read of one get() is of the object the first one read (a range of content without chunk
+    // digests is read twice: checked whole, then served): one replaced meanwhile fails its condition.
+    const pin: { etag?: string } = {};
+    return {
+      info: record.info,
+      body: await verifiedRead(record.info, range, (start, end) => this.fetch(record.info, { start, end }, pin)),
+    };
   }
 
   /** Bytes `range` of the content (all of it without a Range header when that is the whole), as S3 answers them. */
-  private async fetch(info: BlobInfo, span: ByteRange): Promise<Readable> {
+  private async fetch(info: BlobInfo, span: ByteRange, pin: { etag?: string } = {}): Promise<Readable> {
     const { id, size } = info;
     const range = span.start === 0 && span.end === size - 1 ? undefined : span;
     const res = await this.client
@@ -136,17 +142,26 @@ export class S3BlobStore implements BlobStore {
           Bucket: this.bucket,
           Key: this.contentKey(id),
           ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}),
+          ...(pin.etag ? { IfMatch: pin.etag } : {}),
         }),
       )
       .catch((err: unknown) => {
         // Deleted between reading the record and reading the content.
         if (isAbsent(err)) throw blobMissing(id);
+        if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 412)
+          throw blobUnreadable(`blob ${id} was replaced while it was read`);
         // The record's size allows the range; the object does not.
         if ((err as { name?: string }).name === 'InvalidRange')
           throw blobUnreadable(`S3 has no bytes ${range?.start}-${range?.end} of blob ${id}`);
         throw err;
       });
     if (!(res.Body instanceof Readable)) throw new Error('S3 GetObject returned no Node stream');
+    // The condition, and the answer's own ETag for a store that ignores conditions on GET.
+    if (pin.etag !== undefined && res.ETag !== pin.etag) {
+      res.Body.destroy();
+      throw blobUnreadable(`blob ${id} was replaced while it was read`);
+    }
+    pin.etag ??= res.ETag;
     // A store that ignores or rewrites the Range, or content that does not match its record, must
     // never be served as this blob's bytes.
     const want = range ? `bytes ${range.start}-${range.end}/${size}` : undefined;

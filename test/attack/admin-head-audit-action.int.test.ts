@@ -1,4 +1,4 @@
-// FINDING (attack 2, audit): the admin API's records take their action from the method with GET
+// FINDING (attack round 4 of issue 13, audit; fixed, see test/attack/README.md): the admin API's records take their action from the method with GET
 // as the only read: a HEAD of `/_admin/blobs/{id}` (fastify answers HEAD for every GET route, the
 // auth hook runs, the record is found) is recorded as action `update` — and as a BALP Update
 // AuditEvent — though nothing changed. An auditor looking for admin changes gets reads, and one

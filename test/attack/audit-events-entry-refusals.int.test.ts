@@ -1,4 +1,4 @@
-// FINDING (attack 2, audit): BALP AuditEvents are posted as a `batch` Bundle, and a batch is
+// FINDING (attack round 4 of issue 13, audit; fixed, see test/attack/README.md): BALP AuditEvents are posted as a `batch` Bundle, and a batch is
 // answered 200 whatever became of its entries (FHIR R4 §3.1.0.11.2: each entry succeeds or fails
 // on its own; a server with per-entry authorization or validation answers `403`/`422` in
 // `entry[i].response.status`). The poster looks only at the Bundle's status (fhir-poster.ts

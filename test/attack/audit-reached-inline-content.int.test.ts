@@ -1,4 +1,4 @@
-// FINDING (attack 2, audit): a document's content read through a request whose line names another
+// FINDING (attack round 4 of issue 13, audit; fixed: the response rewrite notes inline attachment data it sends): a document's content read through a request whose line names another
 // type — a batch GET entry, `_revinclude` (likewise `_include`, system search/history) — leaves NO
 // audit record when the content is inline in the FHIR server (attachment data below
 // `externalize.minBytes`, 64 KiB by default, stays inline even when written through the gateway).
@@ -65,5 +65,6 @@ t.test('inline document content reached through another request line is audited 
     await new Promise((res) => setTimeout(res, 200));
     const rec = audits(s).find((a) => a.reqId === r.headers.get('x-request-id'));
     t.ok(rec, `${what}: an audit record (PHI content was served)`);
+    t.match(rec?.what.inline, { count: 1, bytes: pdf.length }, `${what}: the record says inline content went out, and how much`);
   }
 });

@@ -1,4 +1,4 @@
-// FINDING (attack 2, audit): `X-File-Metadata: {"purpose": …}` is documented as what an upload is
+// FINDING (attack round 4 of issue 13, audit; fixed, see test/attack/README.md): `X-File-Metadata: {"purpose": …}` is documented as what an upload is
 // FOR (recorded with the blobs a write stores, matched by retention classes), but the audit trail
 // takes it from EVERY request (exchange-audit.ts reads uploadPurpose for reads and deletes too)
 // and the BALP AuditEvent turns it into `purposeOfEvent`, the purpose of use of the access. Any

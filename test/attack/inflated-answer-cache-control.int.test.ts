@@ -1,4 +1,4 @@
-// FINDING (attack 2, integrity/caching; class of raw-content-cache-control): the fix gave
+// FINDING (attack round 4 of issue 13, integrity/caching, class of raw-content-cache-control; fixed): the fix gave
 // `Cache-Control: no-store` to content served as itself and to the Binary's FHIR JSON view, but a
 // FHIR JSON answer the gateway inflates — a DocumentReference read whose attachment `data` the
 // gateway streamed in from the store (the same PDF, base64), its vread, a search Bundle carrying

@@ -1,4 +1,4 @@
-// FINDING (attack 2, integrity): a Range read of a blob recorded without chunk digests (a record
+// FINDING (attack round 4 of issue 13, integrity, Low; fixed: every read of one get() is of the same open file / ETag): a Range read of a blob recorded without chunk digests (a record
 // written by an older version) is "checked whole before it is served" — by reading the file once
 // to check its SHA-256, then opening it AGAIN for the range (storage/chunks.ts verifiedRead,
 // `return fetch(want.start, want.end)`), unverified. Content replaced between the two opens (a

@@ -165,13 +165,21 @@ t.test('binary reads, writes, links, deletes and refusals are audited, locally a
     type: { code: 'rest' },
     subtype: [{ code: 'create' }],
     outcome: '0',
-    purposeOfEvent: [{ text: 'patient_consent' }],
     agent: [
       { requestor: true, who: { identifier: { value: 'Practitioner/dr-1' } }, network: { address: '127.0.0.1' } },
       { who: { identifier: { value: 'viewer-app' } } },
     ],
-    entity: [{ what: { display: 'Binary' } }, { what: { identifier: { value: blob } } }, { what: { identifier: { value: blob } } }],
+    entity: [
+      { what: { display: 'Binary' } },
+      {
+        what: { identifier: { value: blob } },
+        description: 'write',
+        detail: [{ type: 'bytes' }, { type: 'purpose', valueString: 'patient_consent' }],
+      },
+      { what: { identifier: { value: blob } } },
+    ],
   });
+  t.notOk('purposeOfEvent' in created1!, "the uploader's stated purpose is said of the content, not made the purpose of the access");
   t.ok(
     events.some((e) => e['outcome'] === '4' && String(e['outcomeDesc']).includes('INSUFFICIENT_SCOPE')),
     'a refusal is an AuditEvent with outcome 4',

@@ -164,7 +164,11 @@ t.test('AuditEvents: batched, one Bundle in flight; a refused or unreachable FHI
     req.on('end', () => {
       bodies.push(JSON.parse(text) as (typeof bodies)[number]);
       t.equal(req.headers.authorization, 'Bearer audit-token');
-      res.writeHead(status, { 'content-type': 'application/fhir+json' }).end('{}');
+      t.equal(req.headers.prefer, 'return=minimal', 'entries answered without the resource: a batch-response stays small');
+      const entries = bodies.at(-1)!.entry.map(() => ({ response: { status: '201 Created' } }));
+      res
+        .writeHead(status, { 'content-type': 'application/fhir+json' })
+        .end(JSON.stringify({ resourceType: 'Bundle', type: 'batch-response', entry: entries }));
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -221,4 +225,17 @@ t.test('AuditEvents: batched, one Bundle in flight; a refused or unreachable FHI
   await down.flush(2000);
   t.equal(down.dropped, 1, 'unreachable: dropped');
   t.match(failures.at(-1), [1, /ECONNREFUSED/]);
+});
+
+t.test('a batch-response is judged entry by entry; an answer that is not one loses the whole batch', async (t) => {
+  const { refusedEntries } = await import('../../src/audit/fhir-poster.js');
+  const answer = (statuses: string[], type = 'batch-response') =>
+    Buffer.from(JSON.stringify({ resourceType: 'Bundle', type, entry: statuses.map((status) => ({ response: { status } })) }));
+  t.equal(refusedEntries(answer(['201 Created', '201']), 2), 0);
+  t.equal(refusedEntries(answer(['201 Created', '403 Forbidden', '422']), 3), 2);
+  t.equal(refusedEntries(answer(['201']), 2), 2, 'fewer entries than sent: none can be believed');
+  t.equal(refusedEntries(answer(['201'], 'transaction-response'), 1), 1);
+  t.equal(refusedEntries(Buffer.from('{"resourceType":"OperationOutcome"}'), 4), 4);
+  t.equal(refusedEntries(Buffer.from('not json'), 3), 3);
+  t.equal(refusedEntries(Buffer.alloc(0), 5), 5, 'an answer too large to read');
 });

@@ -275,3 +275,32 @@ t.test('azure: the constructor wants exactly one credential form', async (t) => 
   t.equal(new AzureBlobStore({ container, accountName: 'a', accountKey: 'aw==' }).driver, 'azure');
   t.equal(new AzureBlobStore({ container, url: `${url}/${container}?sv=x&sig=y` }).driver, 'azure');
 });
+
+t.test('azure: a range of a blob recorded before chunk digests is served from the blob its check read, never a replacement', async (t) => {
+  const container = await freshContainer(t);
+  const store = storeFor(container);
+  const data = randomBytes(600_000);
+  const { id } = await store.put(chunked(data), { contentType: 'application/octet-stream' });
+  const meta = container.getBlockBlobClient(`${PREFIX}meta/${id}.json`);
+  const rec = JSON.parse(await text((await meta.download()).readableStreamBody!)) as Record<string, unknown>;
+  delete rec['chunks'];
+  const json = JSON.stringify(rec);
+  await meta.upload(json, Buffer.byteLength(json));
+  const read = async (body: Readable) => Buffer.concat(await body.toArray());
+  t.ok(
+    (await read((await store.get(id, { start: 10, end: 20 })).body)).equals(data.subarray(10, 21)),
+    'control: a range, checked whole first',
+  );
+
+  // The blob replaced after the whole read that checked it, before the range is read.
+  const spied = store as unknown as { fetch: (...a: unknown[]) => Promise<Readable> };
+  const fetch = spied.fetch.bind(store);
+  let calls = 0;
+  spied.fetch = async (...a) => {
+    if (++calls === 2) await container.getBlockBlobClient(`${PREFIX}blobs/${id}`).upload(Buffer.alloc(data.length, 0x41), data.length);
+    return fetch(...a);
+  };
+
+  await t.rejects(store.get(id, { start: 10, end: 20 }), { code: 'BLOB_UNREADABLE', cause: { message: /replaced while it was read/ } });
+  t.equal(calls, 2, 'checked, then refused at the range');
+});

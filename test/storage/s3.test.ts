@@ -304,3 +304,41 @@ t.test('s3: malformed ids never reach S3', async (t) => {
 t.test('s3: a part size below the S3 minimum is refused at construction', async (t) => {
   t.throws(() => new S3BlobStore({ bucket: 'b', partSizeBytes: MiB }), RangeError);
 });
+
+t.test('s3: a range of a blob recorded before chunk digests is served from the object its check read, never a replacement', async (t) => {
+  const srv = await startS3Server(t);
+  const p = prefix();
+  const client = rawClient(t, srv);
+  const store = storeOn(srv, { prefix: p });
+  const data = randomBytes(600_000);
+  const { id } = await store.put(chunked(data), { contentType: 'application/octet-stream' });
+  const metaKey = `${p}meta/${id}.json`;
+  const rec = JSON.parse(
+    await (await client.send(new GetObjectCommand({ Bucket: srv.bucket, Key: metaKey }))).Body!.transformToString(),
+  ) as Record<string, unknown>;
+  delete rec['chunks'];
+  await client.send(new PutObjectCommand({ Bucket: srv.bucket, Key: metaKey, Body: JSON.stringify(rec) }));
+  t.ok(
+    (await bytes((await store.get(id, { start: 10, end: 20 })).body)).equals(data.subarray(10, 21)),
+    'control: a range, checked whole first',
+  );
+
+  // The object replaced after the whole read that checked it, before the range is read.
+  const spied = store as unknown as { fetch: (...a: unknown[]) => Promise<Readable> };
+  const fetch = spied.fetch.bind(store);
+  let calls = 0;
+  spied.fetch = async (...a) => {
+    if (++calls === 2)
+      await client.send(new PutObjectCommand({ Bucket: srv.bucket, Key: `${p}blobs/${id}`, Body: Buffer.alloc(data.length, 0x41) }));
+    return fetch(...a);
+  };
+
+  await t.rejects(store.get(id, { start: 10, end: 20 }), { code: 'BLOB_UNREADABLE', cause: { message: /replaced while it was read/ } });
+  t.equal(calls, 2, 'checked, then refused at the range');
+});
+
+async function bytes(body: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of body) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
