@@ -83,6 +83,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const app = buildHealthApp({ serverFactory: () => server, upstreamReady: () => upstreamAnswers(upstreamBase) });
   const lookup = new HttpPendingLookup({
     base: upstreamUrl,
+    aliases: config.upstream.aliases,
     timeoutMs: config.upstream.timeoutMs,
     rejectUnauthorized: config.upstream.rejectUnauthorized,
   });

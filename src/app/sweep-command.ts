@@ -39,6 +39,7 @@ export async function runSweep(
     store,
     upstream: new HttpPendingLookup({
       base: config.upstream.url,
+      aliases: config.upstream.aliases,
       timeoutMs: config.upstream.timeoutMs,
       rejectUnauthorized: config.upstream.rejectUnauthorized,
     }),

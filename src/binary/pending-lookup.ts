@@ -22,6 +22,8 @@ export interface PendingLookup {
 export interface HttpPendingLookupOptions {
   /** upstream.url: the FHIR base. */
   readonly base: string;
+  /** upstream.aliases: other bases the upstream calls itself by; `next` links on them are read on `base`. */
+  readonly aliases?: readonly string[];
   readonly timeoutMs: number;
   readonly rejectUnauthorized: boolean;
 }
@@ -35,18 +37,30 @@ const PAGE_SIZE = 50;
 /** How far before the blob's write the resource's lastUpdated may be (clock skew between gateway and upstream). */
 const SKEW_MS = 10 * 60_000;
 
-type Page = { entry?: { resource?: { resourceType?: unknown; id?: unknown } }[]; link?: { relation?: unknown; url?: unknown }[] };
+type Page = {
+  resourceType?: unknown;
+  type?: unknown;
+  total?: unknown;
+  entry?: { resource?: { resourceType?: unknown; id?: unknown }; search?: { mode?: unknown }; request?: { method?: unknown } }[];
+  link?: { relation?: unknown; url?: unknown }[];
+};
+
+/** What a scan asks for: a search (a `searchset` Bundle) or a history (a `history` Bundle). */
+export type ScanKind = 'searchset' | 'history';
 
 /**
  * Over plain HTTP(S) to upstream.url, as the gateway itself (no client's token: the sweeper acts
  * for no one): an update's target is read; a create's type is searched by `_lastUpdated` from the
- * blob's write on, following `next` links on the upstream's own base only.
+ * blob's write on, following `next` links on the upstream's own base (or an alias of it) only.
+ * Every page of a scan must be a Bundle of the kind asked for: anything else is no verdict.
  */
 export class HttpPendingLookup implements PendingLookup {
   private readonly base: string;
+  private readonly aliases: readonly string[];
 
   constructor(private readonly opts: HttpPendingLookupOptions) {
     this.base = opts.base.replace(/\/+$/, '');
+    this.aliases = (opts.aliases ?? []).map((a) => a.replace(/\/+$/, ''));
   }
 
   async findReference(intent: string, blob: BlobRef, writtenAt: Date): Promise<string | undefined> {
@@ -56,18 +70,35 @@ export class HttpPendingLookup implements PendingLookup {
     // support `_lastUpdated` on a type (and answer "none"), so "none" is believed only from a
     // complete scan of the type; too many resources to scan is no verdict.
     const since = new Date(writtenAt.getTime() - SKEW_MS).toISOString();
-    const windowed = await this.scan(`${this.base}/${intent}?_lastUpdated=ge${encodeURIComponent(since)}&_count=50`, intent, blob);
+    const windowed = await this.scan(
+      `${this.base}/${intent}?_lastUpdated=ge${encodeURIComponent(since)}&_count=50`,
+      intent,
+      blob,
+      'searchset',
+    );
     if (windowed.found) return windowed.found;
-    const all = await this.scan(`${this.base}/${intent}?_count=50`, intent, blob);
+    // The full scan holds every resource the windowed one does: it cannot be read whole either,
+    // and would only cost as much again to say so.
+    if (!windowed.complete) throw new Error(`no verdict: the ${intent} changed since the write could not be scanned whole`);
+    const all = await this.scan(`${this.base}/${intent}?_count=50`, intent, blob, 'searchset');
     if (all.found) return all.found;
     if (!all.complete) throw new Error(`no verdict: ${intent} could not be scanned whole`);
     for (const candidate of new Set([...windowed.updated, ...all.updated])) if (await this.inHistory(candidate, blob)) return candidate;
     // A resource created with it and deleted since is in no search, but a server that keeps
-    // history (HAPI) still has the version that refers to it: that one counts too.
-    const gone = await this.scan(`${this.base}/${intent}/_history?_since=${encodeURIComponent(since)}&_count=50`, intent, blob).catch(
-      () => undefined,
+    // history (HAPI) still has the version that refers to it: that one counts too. A server that
+    // keeps none answers 404 (or 410): nothing more to find. Any other failure, an answer that is
+    // not a history Bundle, or a history not read whole is no verdict.
+    const gone = await this.scan(
+      `${this.base}/${intent}/_history?_since=${encodeURIComponent(since)}&_count=50`,
+      intent,
+      blob,
+      'history',
+      'missing-is-unknown',
     );
-    return gone?.found;
+    if (gone.found) return gone.found;
+    if (gone.missing) return undefined;
+    if (!gone.complete) throw new Error(`no verdict: the history of ${intent} since the write could not be read whole`);
+    return undefined;
   }
 
   async currentReference(owner: string, blob: BlobRef): Promise<{ referenced: boolean; categories: string[] }> {
@@ -99,26 +130,35 @@ export class HttpPendingLookup implements PendingLookup {
     const out = new Set<string>();
     let seen = false;
     let url: string | undefined = `${this.base}/${owner}/_history?_count=50`;
-    for (let n = 0; url && n < MAX_PAGES; n++) {
+    let read = 0;
+    for (let n = 0; n < MAX_PAGES; n++) {
       const res = await this.get(url);
-      if (res.statusCode !== 200) {
+      if (n === 0 && (res.statusCode === 404 || res.statusCode === 410)) {
         // No history to read (a server that drops it with the resource): the fallback's class.
         res.resume();
-        url = undefined;
-        break;
+        return fallback;
       }
-      const page = (await readJson(res, MAX_PAGE_BYTES)) as Page;
+      // Any other answer than a history Bundle (an error, an OperationOutcome answered 200) is no verdict.
+      const page = bundlePage(await this.json(res), 'history');
       for (const e of page.entry ?? []) {
+        read++;
         if (!e.resource || !refersTo(e.resource, blob)) continue;
         seen = true;
         for (const c of categoriesOf(e.resource)) out.add(c);
       }
-      url = this.next(page);
+      const next = nextLink(page);
+      if (next === undefined) {
+        if (typeof page.total === 'number' && page.total > read)
+          throw new Error(`no verdict: the history of ${owner} says ${page.total} versions, ${read} were given`);
+        return seen ? [...out] : fallback;
+      }
+      url = followableNext(next, this.base, this.aliases);
+      // A page that cannot be read (not on the upstream's base): what it holds is unknown, and a
+      // class from the pages read could be shorter than the one it earns.
+      if (url === undefined) throw new Error(`no verdict: the history of ${owner} pages on a base the sweeper does not follow`);
     }
-    // More history than read and no referring version in it: what it was filed as is unknown,
-    // and a guess could shorten its class.
-    if (!seen && url !== undefined) throw new Error(`no verdict: the history of ${owner} is longer than ${MAX_PAGES} pages`);
-    return seen ? [...out] : fallback;
+    // More history than read: what it was filed as may be further on, and a guess could shorten its class.
+    throw new Error(`no verdict: the history of ${owner} is longer than ${MAX_PAGES} pages`);
   }
 
   /**
@@ -133,8 +173,8 @@ export class HttpPendingLookup implements PendingLookup {
       res.resume();
       return false;
     }
-    const page = (await readJson(res, MAX_PAGE_BYTES)) as Page & { resourceType?: unknown };
-    return page.resourceType === 'Bundle' && (page.entry ?? []).length === 0;
+    const page = (await readJson(res, MAX_PAGE_BYTES)) as Page;
+    return page.resourceType === 'Bundle' && page.type === 'searchset' && (page.entry ?? []).length === 0;
   }
 
   /** The newest history entry: whether it is a delete, and the categories of the newest version with a body. */
@@ -144,7 +184,7 @@ export class HttpPendingLookup implements PendingLookup {
       res.resume();
       return { deleted: false, categories: [] };
     }
-    const page = (await this.json(res)) as Page & { entry?: { request?: { method?: unknown } }[] };
+    const page = bundlePage(await this.json(res), 'history');
     const newest = page.entry?.[0];
     const deleted = newest !== undefined && (newest.request?.method === 'DELETE' || newest.resource === undefined);
     const last = page.entry?.find((e) => e.resource)?.resource;
@@ -160,7 +200,7 @@ export class HttpPendingLookup implements PendingLookup {
     const [type] = resource.split('/');
     const current = await this.currentReference(resource, blob);
     if (current.referenced) return true;
-    const r = await this.scan(`${this.base}/${resource}/_history?_count=50`, type, blob, 'missing-is-unknown');
+    const r = await this.scan(`${this.base}/${resource}/_history?_count=50`, type, blob, 'history', 'missing-is-unknown');
     if (r.found) return true;
     if (r.missing) {
       // No history to read: believed only when the resource itself is gone (currentReference
@@ -172,19 +212,23 @@ export class HttpPendingLookup implements PendingLookup {
   }
 
   /**
-   * Reads a Bundle and its `next` pages (on the upstream's own base only) for a resource of `type`
-   * that refers to the blob. `updated`: those changed since their first version (an earlier one
-   * may refer to it). A first answer 404/410 is an empty, complete scan.
+   * Reads a Bundle of `kind` and its `next` pages (on the upstream's base or an alias, read on
+   * the base) for a resource of `type` that refers to the blob. `updated`: those changed since
+   * their first version (an earlier one may refer to it). A first answer 404/410 is `missing`
+   * with 'missing-is-unknown' (the caller decides), else an error; a page that is not a Bundle
+   * of `kind` is an error (no verdict). `complete` only when every page was read.
    */
   private async scan(
     first: string,
     type: string,
     blob: BlobRef,
+    kind: ScanKind,
     onMissing: 'missing-is-unknown' | 'missing-is-error' = 'missing-is-error',
   ): Promise<{ found?: string; complete: boolean; missing?: boolean; updated: string[] }> {
     const updated: string[] = [];
-    let url: string | undefined = first;
-    for (let n = 0; url && n < MAX_PAGES; n++) {
+    let url = first;
+    let read = 0;
+    for (let n = 0; n < MAX_PAGES; n++) {
       const res = await this.get(url);
       // A search or history the server does not answer proves nothing: no verdict (or, for a
       // history, the caller decides with what else it knows).
@@ -192,29 +236,30 @@ export class HttpPendingLookup implements PendingLookup {
         res.resume();
         return { complete: false, missing: true, updated };
       }
-      const page = (await this.json(res)) as Page;
+      const page = bundlePage(await this.json(res), kind);
       const entries = page.entry ?? [];
       for (const e of entries) {
+        if (kind === 'history' || e.search?.mode === undefined || e.search.mode === 'match') read++;
         const r = e.resource as (Record<string, unknown> & { meta?: { versionId?: unknown } }) | undefined;
         if (!r || typeof r.id !== 'string' || r.resourceType !== type) continue;
         if (refersTo(r, blob)) return { found: `${type}/${r.id}`, complete: true, updated };
         if (r.meta?.versionId !== '1') updated.push(`${type}/${r.id}`);
       }
-      const next = page.link?.find((l) => l.relation === 'next')?.url;
-      // "None" is believed only from a scan that saw everything: a next page it cannot follow
-      // (not on the upstream's base), or a full page with no next link (a server that caps
-      // results without paging), leaves it incomplete.
-      if (next !== undefined && this.next(page) === undefined) return { complete: false, updated };
-      if (next === undefined && entries.length >= PAGE_SIZE) return { complete: false, updated };
-      url = this.next(page);
+      const next = nextLink(page);
+      if (next === undefined) {
+        // "None" is believed only from a scan that saw everything: a Bundle whose total is more
+        // than was given, or a full page with no next link (a server that caps results without
+        // paging) unless its total says that was all, leaves it incomplete.
+        const total = typeof page.total === 'number' ? page.total : undefined;
+        const complete = !(total !== undefined && total > read) && !(entries.length >= PAGE_SIZE && total !== read);
+        return { complete, updated };
+      }
+      const follow = followableNext(next, this.base, this.aliases);
+      // A next page it cannot follow (not on the upstream's base nor an alias) leaves it incomplete.
+      if (follow === undefined) return { complete: false, updated };
+      url = follow;
     }
-    return { complete: url === undefined, updated };
-  }
-
-  /** The next page's URL, when it is on the upstream's own base. */
-  private next(page: Page): string | undefined {
-    const next = page.link?.find((l) => l.relation === 'next')?.url;
-    return typeof next === 'string' && next.startsWith(`${this.base}/`) ? next : undefined;
+    return { complete: false, updated };
   }
 
   private async json(res: IncomingMessage): Promise<unknown> {
@@ -253,4 +298,49 @@ export function categoriesOf(resource: Record<string, unknown>): string[] {
     }
   }
   return out;
+}
+
+/**
+ * The body of a scan's page as a Bundle of `kind`; anything else — an OperationOutcome answered
+ * 200 (HAPI's ConsentInterceptor refuses so), a resource, a Bundle of another type — throws:
+ * it has no entries and no next link, and read as a page it would be "complete, none".
+ */
+export function bundlePage(body: unknown, kind: ScanKind): Page {
+  const page = body as Page | null;
+  if (typeof page !== 'object' || page === null || Array.isArray(page) || page.resourceType !== 'Bundle' || page.type !== kind) {
+    const what =
+      typeof page === 'object' && page !== null && typeof page.resourceType === 'string' ? page.resourceType.slice(0, 40) : typeof body;
+    throw new Error(
+      `no verdict: the upstream answered a ${kind} with ${what === 'Bundle' ? `a Bundle of type ${String(page?.type).slice(0, 40)}` : what}`,
+    );
+  }
+  if (page.entry !== undefined && !Array.isArray(page.entry)) throw new Error(`no verdict: a ${kind} Bundle whose entry is not a list`);
+  return page;
+}
+
+/** The raw `next` link of a page, if it has one (a non-string one is returned as is: not followable). */
+function nextLink(page: Page): unknown {
+  return Array.isArray(page.link) ? page.link.find((l) => l?.relation === 'next')?.url : undefined;
+}
+
+/**
+ * The URL to read a `next` link at: one on the upstream's base — under it (`${base}/…`) or on it
+ * (`${base}?…`, HAPI's `_getpages`) — or the same on an alias (the upstream naming itself by
+ * another base), moved to `base`; undefined for anything else, and for a link that leaves the
+ * base once its path is resolved (`${base}/../…`).
+ */
+export function followableNext(link: unknown, base: string, aliases: readonly string[] = []): string | undefined {
+  if (typeof link !== 'string') return undefined;
+  for (const b of [base, ...aliases]) {
+    if (!link.startsWith(b)) continue;
+    const rest = link.slice(b.length);
+    if (rest[0] !== '/' && rest[0] !== '?') continue;
+    if (!URL.canParse(base + rest)) return undefined;
+    const target = new URL(base + rest);
+    const home = new URL(base);
+    const path = home.pathname.replace(/\/+$/, '');
+    if (target.origin !== home.origin || (target.pathname !== path && !target.pathname.startsWith(`${path}/`))) return undefined;
+    return target.href;
+  }
+  return undefined;
 }

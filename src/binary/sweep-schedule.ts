@@ -102,5 +102,6 @@ export function summary(r: SweepReport): Record<string, unknown> {
     deleted: r.deleted.length,
     kept: r.kept.length,
     stoppedEarly: r.stoppedEarly,
+    resumed: r.resumedAt !== null,
   };
 }

@@ -2,6 +2,7 @@ import type { AuditRecord } from '../audit/record.js';
 import type { BlobEvent } from '../lib/blob-events.js';
 import type { GatewayConfig } from '../config/types.js';
 import { staleFiles } from '../lib/dir-names.js';
+import { isBlobId } from '../lib/blob-id.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
 import type { PendingLookup } from './pending-lookup.js';
 
@@ -9,12 +10,15 @@ import type { PendingLookup } from './pending-lookup.js';
  * The retention sweeper (`fhir-binary-gateway sweep`, docs/operations.md). One sweep at a time
  * across every replica sharing the store: each period (`retention.sweepPeriodMinutes`) has one
  * claim, made through the store's own exclusive create; a sweep that cannot make it does nothing,
- * and one that can stops at its period's end. It removes crash leftovers past the temporary class,
- * and reconciles blobs left `pending` past their grace with the upstream: linked when a resource
- * there refers to them, deleted when none does — never deleted while the upstream cannot be asked.
- * Linked blobs are checked against their resource's current version (at most every recheckHours):
- * one no longer referred to becomes `unlinked`, kept for its retention class, and deleted after
- * it only if still no current version refers to it. Quarantined blobs are left to the operator.
+ * and one that can stops at its period's end, recording where (a claim `sweep-resume-{period}`
+ * whose note is the blob id): the next sweep goes on from there and round to it, so blobs kept
+ * for "no verdict" cannot hold back those after them. It removes crash leftovers past the
+ * temporary class, and reconciles blobs left `pending` past their grace with the upstream: linked
+ * when a resource there refers to them, deleted when none does — never deleted while the upstream
+ * cannot be asked. Linked blobs are checked against their resource's current version (at most
+ * every recheckHours): one no longer referred to becomes `unlinked`, kept for its retention class,
+ * and deleted after it only if still no current version refers to it. Quarantined blobs are left
+ * to the operator.
  */
 
 export interface SweepOptions {
@@ -51,8 +55,10 @@ export interface SweepReport {
   checked: number;
   deleted: string[];
   kept: { id: string; why: string }[];
-  /** Stopped at the period's end: the next sweep goes on. */
+  /** Stopped at the period's end: the next sweep goes on from the blob it stopped at. */
   stoppedEarly: boolean;
+  /** Where this sweep began (the blob an earlier one stopped at; it wraps round to it), or null from the first blob. */
+  resumedAt: string | null;
 }
 
 const HOUR = 3_600_000;
@@ -80,6 +86,7 @@ export async function sweep(opts: SweepOptions): Promise<SweepReport> {
     deleted: [],
     kept: [],
     stoppedEarly: false,
+    resumedAt: null,
   };
   report.claimed = opts.dryRun || (await opts.store.claim(claim, opts.holder));
   if (!report.claimed) return report;
@@ -92,33 +99,85 @@ export async function sweep(opts: SweepOptions): Promise<SweepReport> {
       report.staleClaims.push(c.name);
       if (!opts.dryRun) await opts.store.unclaim(c.name);
     }
+    const from = await resumePoint(opts.store, index);
+    report.resumedAt = from ?? null;
     const temporary = new Date(now().getTime() - opts.retention.temporaryHours * HOUR);
     report.leftovers.push(...((await opts.store.leftovers?.(temporary, opts.dryRun)) ?? []));
     report.spool.push(...(await staleFiles(opts.spoolDir, (n) => SPOOL_FILE.test(n), temporary, opts.dryRun)));
     const grace = now().getTime() - opts.retention.pendingGraceHours * HOUR;
-    let cursor: string | undefined;
-    do {
-      const page = await opts.store.list(cursor ? { cursor } : {});
-      for (const info of page.items) {
-        const act = due(info, grace, now(), opts.retention);
-        if (!act) continue;
-        if (late()) {
-          report.stoppedEarly = true;
-          return report;
-        }
-        try {
-          await act(opts, info, report, now());
-        } catch (err) {
-          // One blob the store cannot change (deleted meanwhile, a failing record) does not stop the rest.
-          report.kept.push({ id: info.id, why: `the store refused the change (${(err as Error).message.slice(0, 120)})` });
-        }
+    const visit = async (info: BlobInfo): Promise<boolean> => {
+      const act = due(info, grace, now(), opts.retention);
+      if (!act) return true;
+      if (late()) return false;
+      try {
+        await act(opts, info, report, now());
+      } catch (err) {
+        // One blob the store cannot change (deleted meanwhile, a failing record) does not stop the rest.
+        report.kept.push({ id: info.id, why: `the store refused the change (${(err as Error).message.slice(0, 120)})` });
       }
-      cursor = page.cursor;
-    } while (cursor);
+      return true;
+    };
+    // From where the last sweep stopped to the end, then round from the first blob to there: blobs
+    // kept for "no verdict" (asked again at full cost) cannot hold back those after them for ever.
+    const stoppedAt =
+      (await walk(opts.store, from, undefined, visit)) ?? (from ? await walk(opts.store, undefined, from, visit) : undefined);
+    report.stoppedEarly = stoppedAt !== undefined;
+    if (!opts.dryRun) await remember(opts.store, index, opts.holder, stoppedAt);
     return report;
   } finally {
     if (!opts.dryRun) await opts.store.unclaim(claim).catch(() => undefined);
   }
+}
+
+/** The record of where a period's sweep stopped: a claim (the store's own exclusive create) with the blob id as its note. */
+const RESUME = /^sweep-resume-(\d+)$/;
+
+/** Where the newest earlier sweep that stopped early stopped, if one did. */
+export async function resumePoint(store: BlobStore, index: number): Promise<string | undefined> {
+  let newest = -1;
+  let from: string | undefined;
+  for (const c of await store.claims()) {
+    const n = RESUME.exec(c.name);
+    if (!n || Number(n[1]) >= index || Number(n[1]) <= newest || c.note === undefined || !isBlobId(c.note)) continue;
+    newest = Number(n[1]);
+    from = c.note;
+  }
+  return from;
+}
+
+/**
+ * Records where the sweep of period `index` stopped (none: it went round every blob), and drops
+ * the records of earlier periods. One sweep holds a period, so its record is made once.
+ */
+export async function remember(store: BlobStore, index: number, holder: string, stoppedAt: string | undefined): Promise<void> {
+  if (stoppedAt !== undefined) await store.claim(`sweep-resume-${index}`, holder, stoppedAt);
+  for (const c of await store.claims()) {
+    const n = RESUME.exec(c.name);
+    if (n && Number(n[1]) < index) await store.unclaim(c.name);
+  }
+}
+
+/**
+ * The store's blobs in id order from `from` (inclusive) up to `until` (exclusive), each given to
+ * `visit` until it answers false: then the id it stopped at; undefined once all were visited.
+ */
+async function walk(
+  store: BlobStore,
+  from: string | undefined,
+  until: string | undefined,
+  visit: (info: BlobInfo) => Promise<boolean>,
+): Promise<string | undefined> {
+  let cursor: string | undefined;
+  do {
+    const page = await store.list(cursor ? { cursor } : {});
+    for (const info of page.items) {
+      if (from !== undefined && info.id < from) continue;
+      if (until !== undefined && info.id >= until) return undefined;
+      if (!(await visit(info))) return info.id;
+    }
+    cursor = page.cursor;
+  } while (cursor);
+  return undefined;
 }
 
 type Action = (opts: SweepOptions, info: BlobInfo, report: SweepReport, now: Date) => Promise<void>;

@@ -14,7 +14,18 @@ import type { BlobInfo, BlobStore, ByteRange, Claim, ListOptions, ListPage, Meta
 import { verifiedRead } from './chunks.js';
 import { DigestStream } from './digest.js';
 import { abortError, finishPut } from './put.js';
-import { checkRange, isBlobId, newBlobId, parseClaim, parseMeta, patchInfo, readRecords, serializeMeta, type DriverMeta } from './meta.js';
+import {
+  checkRange,
+  claimRecord,
+  isBlobId,
+  newBlobId,
+  parseClaim,
+  parseMeta,
+  patchInfo,
+  readRecords,
+  serializeMeta,
+  type DriverMeta,
+} from './meta.js';
 
 export interface AzureStoreOptions {
   container: string;
@@ -166,9 +177,9 @@ export class AzureBlobStore implements BlobStore {
     }
   }
 
-  async claim(name: string, holder: string): Promise<boolean> {
+  async claim(name: string, holder: string, note?: string): Promise<boolean> {
     if (!CLAIM_NAME.test(name)) throw new Error(`not a claim name: ${name}`);
-    const json = JSON.stringify({ name, holder, at: new Date().toISOString() });
+    const json = claimRecord(name, holder, note);
     try {
       // Azure's conditional create: an upload with If-None-Match: * fails 409 when the blob exists.
       await this.claimBlob(name).upload(json, Buffer.byteLength(json), {

@@ -136,9 +136,10 @@ export interface BlobStore {
   /**
    * Claims `name` for `holder` if no one holds it: the store's own exclusive create (a file opened
    * `wx`, an S3 put with `If-None-Match: *`, an Azure upload with `ifNoneMatch: *`), so replicas
-   * sharing the store need no coordinator. Resolves false when it is already claimed.
+   * sharing the store need no coordinator. Resolves false when it is already claimed. `note` is
+   * kept in the claim's record and listed with it (the sweeper's resume point).
    */
-  claim(name: string, holder: string): Promise<boolean>;
+  claim(name: string, holder: string, note?: string): Promise<boolean>;
   /** Drops a claim (idempotent). */
   unclaim(name: string): Promise<void>;
   /** Every claim present, with when it was made: a sweeper removes those its holder left behind. */
@@ -157,7 +158,12 @@ export interface Claim {
   readonly holder: string;
   /** ISO 8601. */
   readonly at: string;
+  /** What the claim was made with (BlobStore.claim's `note`), if anything. */
+  readonly note?: string;
 }
+
+/** A claim's note: at most this many characters. */
+export const CLAIM_NOTE_MAX = 256;
 
 /** Claim names: what a store may use as a file or object name. */
 export const CLAIM_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;

@@ -21,7 +21,18 @@ import { CHUNK_BYTES, verifiedRead } from './chunks.js';
 import { namesIn, staleFiles } from '../lib/dir-names.js';
 import { DigestStream } from './digest.js';
 import { HEADER_READ_BYTES, newHeader, OpenStream, openHeader, SealStream, sealedSize, sealedSpan, type KeyRing } from './encryption.js';
-import { checkRange, isBlobId, newBlobId, newInfo, parseClaim, parseMeta, patchInfo, serializeMeta, type DriverMeta } from './meta.js';
+import {
+  checkRange,
+  claimRecord,
+  isBlobId,
+  newBlobId,
+  newInfo,
+  parseClaim,
+  parseMeta,
+  patchInfo,
+  serializeMeta,
+  type DriverMeta,
+} from './meta.js';
 
 export interface FilesystemStoreOptions {
   readonly directory: string;
@@ -182,15 +193,16 @@ export class FilesystemBlobStore implements BlobStore {
     return page();
   }
 
-  async claim(name: string, holder: string): Promise<boolean> {
+  async claim(name: string, holder: string, note?: string): Promise<boolean> {
     if (!CLAIM_NAME.test(name)) throw new Error(`not a claim name: ${name}`);
+    const record = claimRecord(name, holder, note);
     const dir = join(this.dir, CLAIMS);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     try {
       // `wx`: O_CREAT|O_EXCL, atomic on local filesystems and on NFSv3+.
       const fh = await open(join(dir, `${name}.json`), 'wx', 0o600);
       try {
-        await fh.writeFile(JSON.stringify({ name, holder, at: new Date().toISOString() }));
+        await fh.writeFile(record);
         await fh.sync();
       } finally {
         await fh.close();

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   blobUnreadable,
+  CLAIM_NOTE_MAX,
   type BlobInfo,
   type BlobState,
   type ChunkDigests,
@@ -180,12 +181,19 @@ export function checkRange(range: { start: number; end: number } | undefined, si
   }
 }
 
+/** A claim's record, as every driver writes it (BlobStore.claim); a note longer than CLAIM_NOTE_MAX is refused. */
+export function claimRecord(name: string, holder: string, note?: string): string {
+  if (note !== undefined && note.length > CLAIM_NOTE_MAX) throw new Error(`a claim's note is longer than ${CLAIM_NOTE_MAX} characters`);
+  return JSON.stringify({ name, holder, at: new Date().toISOString(), ...(note !== undefined ? { note } : {}) });
+}
+
 /** A claim's record (BlobStore.claim), or undefined when it cannot be read. */
 export function parseClaim(text: string | undefined, name: string): Claim | undefined {
   try {
     const o = JSON.parse(text ?? '') as Record<string, unknown>;
     if (o.name !== name || typeof o.holder !== 'string' || typeof o.at !== 'string' || Number.isNaN(Date.parse(o.at))) return undefined;
-    return { name, holder: o.holder, at: o.at };
+    if (o.note !== undefined && (typeof o.note !== 'string' || o.note.length > CLAIM_NOTE_MAX)) return undefined;
+    return { name, holder: o.holder, at: o.at, ...(o.note !== undefined ? { note: o.note } : {}) };
   } catch {
     return undefined;
   }

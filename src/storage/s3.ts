@@ -17,7 +17,18 @@ import {
 import { verifiedRead } from './chunks.js';
 import { DigestStream } from './digest.js';
 import { finishPut } from './put.js';
-import { checkRange, isBlobId, newBlobId, parseClaim, parseMeta, patchInfo, readRecords, serializeMeta, type DriverMeta } from './meta.js';
+import {
+  checkRange,
+  claimRecord,
+  isBlobId,
+  newBlobId,
+  parseClaim,
+  parseMeta,
+  patchInfo,
+  readRecords,
+  serializeMeta,
+  type DriverMeta,
+} from './meta.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -216,15 +227,16 @@ export class S3BlobStore implements BlobStore {
     };
   }
 
-  async claim(name: string, holder: string): Promise<boolean> {
+  async claim(name: string, holder: string, note?: string): Promise<boolean> {
     if (!CLAIM_NAME.test(name)) throw new Error(`not a claim name: ${name}`);
+    const record = claimRecord(name, holder, note);
     try {
       // S3's conditional write: a second put of the key fails 412 (or 409 while the first is in flight).
       await this.client.send(
         new PutObjectCommand({
           Bucket: this.bucket,
           Key: this.claimKey(name),
-          Body: JSON.stringify({ name, holder, at: new Date().toISOString() }),
+          Body: record,
           ContentType: 'application/json',
           IfNoneMatch: '*',
           ...this.sse,

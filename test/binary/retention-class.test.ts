@@ -63,8 +63,9 @@ t.test('a sweep’s log summary counts, never ids', async (t) => {
     deleted: ['id-2', 'id-3'],
     kept: [],
     stoppedEarly: false,
+    resumedAt: 'id-4',
   });
-  t.match(s, { leftovers: 1, linked: 1, deleted: 2, checked: 3 });
+  t.match(s, { leftovers: 1, linked: 1, deleted: 2, checked: 3, resumed: true });
   t.notOk(JSON.stringify(s).includes('id-'));
 });
 

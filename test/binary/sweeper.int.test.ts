@@ -149,11 +149,76 @@ t.test('a sweep stops at its period’s end, and clears claims its holders left 
   t.equal(upstream.asked, 1, 'one blob, then the period ended');
   t.ok(r.stoppedEarly);
   t.same(r.staleClaims, [`sweep-${index - 5}`]);
-  t.same(
-    (await store.claims()).map((c) => c.name),
-    [`sweep-${index - 1}`],
-    'the old one cleared, the previous period’s and ours (dropped) not',
+  const second = (await store.list()).items[0]?.id;
+  t.match(
+    (await store.claims()).map((c) => ({ name: c.name, note: c.note })),
+    [{ name: `sweep-${index - 1}` }, { name: `sweep-resume-${index}`, note: second }],
+    'the old one cleared, the previous period’s and ours (dropped) not; where it stopped recorded',
   );
+});
+
+t.test('the next sweep goes on where the last stopped, round to where it began; a full round leaves no record', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fbg-sweep-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const store = new FilesystemBlobStore({ directory: dir });
+  const period = 60 * 60_000;
+  for (let i = 0; i < 4; i++) await store.put(Readable.from([Buffer.from('x')]), { contentType: 'text/plain', intent: 'Binary' });
+  const ids = (await store.list()).items.map((i) => i.id);
+  t.same(ids, [...ids].sort(), 'listed in id order');
+  for (const id of ids) {
+    const p = join(dir, id.slice(0, 2), id.slice(2, 4), `${id}.json`);
+    writeFileSync(p, JSON.stringify({ ...JSON.parse(readFileSync(p, 'utf8')), createdAt: new Date(Date.now() - 2 * HOUR).toISOString() }));
+  }
+  const run = async (index: number, budget: number) => {
+    const asked: string[] = [];
+    const report = await sweep({
+      store,
+      // Never a verdict: every blob is kept, and asked again by every sweep that reaches it.
+      upstream: {
+        findReference: async (_intent, blob) => {
+          asked.push(blob.id);
+          throw new Error('no verdict: too large to scan');
+        },
+        currentReference: () => Promise.reject(new Error('not asked')),
+      },
+      spoolDir: join(dir, 'none'),
+      retention: RETENTION,
+      dryRun: false,
+      holder: `test-${index}`,
+      // The period ends once `budget` blobs were asked.
+      now: () => new Date(asked.length < budget ? index * period + 1000 : (index + 1) * period),
+    });
+    return { asked, report };
+  };
+  const base = Math.floor(Date.now() / period);
+  const first = await run(base, 2);
+  t.same(first.asked, ids.slice(0, 2), 'the first sweep asks two, then its period ends');
+  t.match(first.report, { stoppedEarly: true, resumedAt: null });
+  const second = await run(base + 1, 99);
+  t.same(second.asked, [...ids.slice(2), ...ids.slice(0, 2)], 'the next goes on at the third, then round from the first');
+  t.match(second.report, { stoppedEarly: false, resumedAt: ids[2] });
+  t.same(await store.claims(), [], 'a full round: nothing to resume, the earlier record dropped');
+  const third = await run(base + 2, 3);
+  t.same(third.asked, ids.slice(0, 3), 'so the next begins at the first blob');
+  t.match(third.report, { stoppedEarly: true, resumedAt: null });
+  const fourth = await run(base + 3, 2);
+  t.same(fourth.asked, [ids[3], ids[0]], 'stopped in the round after the wrap: that is where the next goes on');
+  t.match(fourth.report, { stoppedEarly: true, resumedAt: ids[3] });
+  t.match(
+    (await store.claims()).map((c) => ({ name: c.name, note: c.note })),
+    [{ name: `sweep-resume-${base + 3}`, note: ids[1] }],
+  );
+  const dry = await sweep({
+    store,
+    upstream: { findReference: () => Promise.resolve(undefined), currentReference: () => Promise.reject(new Error('not asked')) },
+    spoolDir: join(dir, 'none'),
+    retention: RETENTION,
+    dryRun: true,
+    holder: 'dry',
+    now: () => new Date((base + 4) * period + 1000),
+  });
+  t.match(dry, { resumedAt: ids[1], deleted: [ids[1], ids[2], ids[3], ids[0]] }, 'a dry run reports from there too');
+  t.equal((await store.claims()).length, 1, 'and records nothing');
 });
 
 t.test('linked blobs no current version refers to become unlinked, kept for their class, then deleted', async (t) => {

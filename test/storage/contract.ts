@@ -174,6 +174,25 @@ export function blobStoreContract(t: Test, name: string, make: (t: Test) => Prom
     await t.rejects(store.claim('../x', 'h'), /not a claim name/);
   });
 
+  t.test(`${name}: a claim keeps the note it was made with (where a sweep stopped)`, async (t) => {
+    const { store } = await make(t);
+    t.ok(await store.claim('sweep-resume-7', 'replica-0', '0123456789abcdef0123456789abcdef'));
+    t.equal(await store.claim('sweep-resume-7', 'replica-1', 'ffff'), false, 'made once: the first note stays');
+    t.ok(await store.claim('sweep-8', 'replica-0'));
+    const claims = await store.claims();
+    t.match(claims, [
+      { name: 'sweep-8', holder: 'replica-0' },
+      { name: 'sweep-resume-7', holder: 'replica-0', note: '0123456789abcdef0123456789abcdef' },
+    ]);
+    t.notOk('note' in claims[0], 'none without one');
+    await t.rejects(store.claim('sweep-resume-9', 'h', 'x'.repeat(257)), /longer than 256/, 'a note past its bound is refused');
+    t.same(
+      (await store.claims()).map((c) => c.name),
+      ['sweep-8', 'sweep-resume-7'],
+      'and nothing made for it',
+    );
+  });
+
   t.test(`${name}: unknown and malformed ids are not found, never an error about something else`, async (t) => {
     const { store } = await make(t);
     for (const id of ['0123456789abcdef0123456789abcdef', '../../etc/passwd', 'A', '', 'a/b', '..', 'x'.repeat(65)]) {
