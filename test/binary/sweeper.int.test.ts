@@ -158,17 +158,13 @@ t.test('a sweep stops at its period’s end, and clears claims its holders left 
 });
 
 t.test('the next sweep goes on where the last stopped, round to where it began; a full round leaves no record', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'fbg-sweep-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'fbg-sweep-');
   const store = new FilesystemBlobStore({ directory: dir });
   const period = 60 * 60_000;
   for (let i = 0; i < 4; i++) await store.put(Readable.from([Buffer.from('x')]), { contentType: 'text/plain', intent: 'Binary' });
   const ids = (await store.list()).items.map((i) => i.id);
   t.same(ids, [...ids].sort(), 'listed in id order');
-  for (const id of ids) {
-    const p = join(dir, id.slice(0, 2), id.slice(2, 4), `${id}.json`);
-    writeFileSync(p, JSON.stringify({ ...JSON.parse(readFileSync(p, 'utf8')), createdAt: new Date(Date.now() - 2 * HOUR).toISOString() }));
-  }
+  for (const id of ids) editRecord(dir, id, { createdAt: hoursAgo(2) });
   const run = async (index: number, budget: number) => {
     const asked: string[] = [];
     const report = await sweep({
