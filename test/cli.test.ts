@@ -238,6 +238,56 @@ t.test('token mints a development token the shipped dev policy accepts', async (
   t.match(cli.stderr, '--scope "SCOPES" is required');
 });
 
+t.test('keygen writes a key pair token signs with and a policy verifies with; a second run keeps it', async (t) => {
+  const tmp = tempDir(t);
+  const keys = join(tmp, 'keys');
+  let cli = spawnCli(t, ['keygen', '--out', keys], {}, tmp);
+  t.equal(await cli.exited, 0, cli.stderr);
+  t.same(JSON.parse(cli.stdout), { written: [join(keys, 'jwks.json'), join(keys, 'key.json')] });
+  t.equal(statSync(join(keys, 'key.json')).mode & 0o777, 0o600, 'the private key is owner-only');
+  const publicSet = readFileSync(join(keys, 'jwks.json'), 'utf8');
+  t.notMatch(publicSet, /"d"/, 'the public set holds no private part');
+  writeFileSync(
+    join(tmp, 'policy.yaml'),
+    'upstream: { url: http://127.0.0.1:9/fhir }\nauth: { issuers: [urn:test], audiences: [gw], jwksFile: keys/jwks.json }\n',
+  );
+  cli = spawnCli(t, ['token', '--config', join(tmp, 'policy.yaml'), '--key', join(keys, 'key.json'), '--scope', 'user/*.rs'], {}, tmp);
+  t.equal(await cli.exited, 0, cli.stderr);
+  const { createLocalJWKSet, jwtVerify } = await import('jose');
+  const { payload } = await jwtVerify(cli.stdout.trim(), createLocalJWKSet(JSON.parse(publicSet) as { keys: [] }), {
+    issuer: 'urn:test',
+    audience: 'gw',
+  });
+  t.equal(payload['scope'], 'user/*.rs');
+  cli = spawnCli(t, ['keygen', '--out', keys], {}, tmp);
+  t.equal(await cli.exited, 0);
+  t.equal(readFileSync(join(keys, 'jwks.json'), 'utf8'), publicSet, 'kept as it was');
+  cli = spawnCli(t, ['keygen'], {}, tmp);
+  t.equal(await cli.exited, EX_CONFIG, '--out is required');
+});
+
+t.test('health: 0 when the configured listener answers /healthz, 1 when nothing does', async (t) => {
+  const tmp = tempDir(t);
+  const { createServer } = await import('node:http');
+  const server = createServer((req, res) => res.writeHead(req.url === '/healthz' ? 200 : 404).end());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const port = (server.address() as { port: number }).port;
+  const policy = (listen: string) =>
+    `upstream: { url: http://127.0.0.1:9/fhir }\nauth: { issuers: [i], audiences: [a], jwksFile: ${join(ROOT, 'policies/examples/dev-jwks.json')} }\n${listen}`;
+  writeFileSync(join(tmp, 'ops.yaml'), policy(`observability: { listen: { host: 127.0.0.1, port: ${port} } }\n`));
+  let cli = spawnCli(t, ['health', '--config', join(tmp, 'ops.yaml')], {}, tmp);
+  t.equal(await cli.exited, 0, 'the observability listener answers');
+  t.same(JSON.parse(cli.stdout), { healthy: true, status: 200 });
+  writeFileSync(join(tmp, 'main.yaml'), policy(`server: { host: 0.0.0.0, port: ${port} }\n`));
+  cli = spawnCli(t, ['health', '--config', join(tmp, 'main.yaml')], {}, tmp);
+  t.equal(await cli.exited, 0, 'without one, the main listener (0.0.0.0 asked on loopback)');
+  await new Promise<void>((r) => server.close(() => r()));
+  cli = spawnCli(t, ['health', '--config', join(tmp, 'ops.yaml')], {}, tmp);
+  t.equal(await cli.exited, 1, 'nothing listening');
+  t.same(JSON.parse(cli.stdout), { healthy: false, status: 0 });
+});
+
 t.test('--help', async (t) => {
   const tmp = tempDir(t);
   const cli = spawnCli(t, ['--help'], {}, tmp);

@@ -8,12 +8,16 @@ import { startDemo, type Demo } from '../demo/demo.js';
 import { createLogger } from '../logging/logger.js';
 import { runScrub } from './scrub-command.js';
 import { runCheck } from './check-command.js';
+import { runHealth } from './health-command.js';
+import { runKeygen } from './keygen-command.js';
 import { runSweep } from './sweep-command.js';
 import { runToken } from './token-command.js';
 import { startGateway, type RunningGateway } from './server.js';
 
 const USAGE = `Usage: fhir-binary-gateway [--config FILE] [--check]
        fhir-binary-gateway token --key FILE --scope SCOPES [--config FILE] [--sub ID] [--patient ID] [--ttl SECONDS]
+       fhir-binary-gateway keygen --out DIR
+       fhir-binary-gateway health [--config FILE]
        fhir-binary-gateway scrub [--config FILE] [--since ISO-TIME] [--sample FRACTION]
        fhir-binary-gateway sweep [--config FILE] [--dry-run]
 
@@ -27,6 +31,11 @@ const USAGE = `Usage: fhir-binary-gateway [--config FILE] [--check]
     --scope       the token's scopes, e.g. "user/*.cruds fhir.write"
     --sub         its subject (default dev-user); --patient: a SMART launch patient
     --ttl         seconds it is valid (default 3600, at most 86400)
+
+  keygen          write a signing key pair to --out DIR: jwks.json (for auth.jwksFile) and key.json
+                  (owner-only, for token --key); existing files are kept
+  health          exit 0 when the gateway this policy configures answers /healthz on this host
+                  (its observability listener, else its main one): a container HEALTHCHECK
 
   scrub           re-read the store's blobs and check them against their records (size, SHA-256,
                   chunk digests); a JSON summary on stdout; exit 1 when any blob fails
@@ -50,6 +59,8 @@ const COMMAND_OPTIONS: Record<string, readonly string[]> = {
   scrub: ['config', 'since', 'sample'],
   sweep: ['config', 'dry-run'],
   token: ['config', 'key', 'scope', 'sub', 'patient', 'ttl'],
+  keygen: ['out'],
+  health: ['config'],
 };
 
 function banner(lines: string[]): string {
@@ -72,6 +83,7 @@ async function main(): Promise<number> {
       sub: { type: 'string' },
       patient: { type: 'string' },
       ttl: { type: 'string' },
+      out: { type: 'string' },
     },
     allowPositionals: true,
     strict: true,
@@ -90,6 +102,8 @@ async function main(): Promise<number> {
   if (command === 'scrub') return runScrub(values, env);
   if (command === 'sweep') return runSweep(values, env);
   if (command === 'token') return runToken(values, env);
+  if (command === 'keygen') return runKeygen(values);
+  if (command === 'health') return runHealth(values, env);
   if (values.check) return runCheck(values, env);
   asService = true;
   const file = values.config ?? env.GATEWAY_CONFIG;

@@ -108,6 +108,9 @@ export const configSchema = {
         publicBaseUrl: { type: 'string', pattern: '^https?://' },
         trustedProxies: cidrList,
         requestTimeoutMs: { type: 'integer', minimum: 1000, default: 300_000 },
+        // SIGTERM/SIGINT: stop accepting, close idle connections, let exchanges under way finish
+        // for at most this long, then cut what is left and exit. A second signal exits at once.
+        shutdownTimeoutMs: { type: 'integer', minimum: 0, maximum: 3_600_000, default: 30_000 },
         spoolDir: { type: 'string' },
         tls: {
           type: 'object',
@@ -336,6 +339,41 @@ export const configSchema = {
         ],
       },
       default: {},
+    },
+    // What operators watch: a listener of its own (never the public port) with Prometheus
+    // metrics, a readiness answer that names each failing dependency, and liveness; traces.
+    observability: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        listen: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['port'],
+          properties: {
+            host: { type: 'string', minLength: 1, default: '127.0.0.1' },
+            port: { type: 'integer', minimum: 0, maximum: 65535 },
+          },
+        },
+        // GET /metrics on the listener (Prometheus text format).
+        metrics: { type: 'boolean', default: true },
+        // OpenTelemetry spans: a server span per request, children for the upstream and the store,
+        // W3C traceparent to the upstream. Exported over OTLP/HTTP when enabled (the exporter
+        // packages are optional dependencies); otherwise only a tracer provider registered by the
+        // host process (e.g. with --import) sees them.
+        tracing: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            enabled: { type: 'boolean', default: false },
+            endpoint: { type: 'string', pattern: '^https?://', default: 'http://127.0.0.1:4318/v1/traces' },
+            serviceName: { type: 'string', minLength: 1, default: 'fhir-binary-gateway' },
+            sampleRatio: { type: 'number', minimum: 0, maximum: 1, default: 1 },
+          },
+        },
+      },
     },
     logging: {
       type: 'object',
