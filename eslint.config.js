@@ -12,6 +12,7 @@ const LAYERS = [
   'errors',
   'lib',
   'logging',
+  'telemetry',
   'json',
   'fhir',
   'config',

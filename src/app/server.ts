@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -18,7 +19,7 @@ import { rulesRefusingEverything } from '../config/transport.js';
 import type { GatewayConfig } from '../config/types.js';
 import { ConfigError, GatewayError } from '../errors/catalogue.js';
 import { AuditTrail } from '../audit/trail.js';
-import { AccessLog, type AccessRecord } from '../http/access-log.js';
+import { AccessLog } from '../http/access-log.js';
 import { ExchangeAudit } from '../http/exchange-audit.js';
 import { requestIdOf } from '../http/context.js';
 import { RequestFlow } from '../http/flow.js';
@@ -33,7 +34,15 @@ import { sendError } from '../lib/respond.js';
 import { ResponseRewrite } from '../rewrite/response-rewrite.js';
 import { SecurityContextGuard } from '../security/security-context.js';
 import { buildSettings, LiveSettings } from '../security/settings.js';
+import type { BlobStore } from '../storage/blob-store.js';
 import { createBlobStore } from '../storage/create.js';
+import { instrumentStore } from '../storage/instrumented.js';
+import { NO_METRICS, PromMetrics } from '../telemetry/metrics.js';
+import { Tracing } from '../telemetry/tracing.js';
+import { UpstreamCalls } from '../telemetry/calls.js';
+import { startTraceExport } from '../telemetry/trace-export.js';
+import { startObservabilityListener } from '../http/observability-listener.js';
+import { Readiness } from '../http/readiness.js';
 import { crc32Impl } from '../storage/crc32.js';
 import { upstreamAgent } from '../upstream/agent.js';
 import { UpstreamClient } from '../upstream/client.js';
@@ -45,6 +54,8 @@ export interface RunningGateway {
   readonly url: string;
   /** The admin API's own listener, when `admin.listen` is set. */
   readonly adminUrl?: string;
+  /** The observability listener (/metrics, /readyz, /healthz), when `observability.listen` is set. */
+  readonly observabilityUrl?: string;
   /** The public FHIR base (publicBaseUrl, or the listen URL when none is set). */
   readonly publicBaseUrl: string;
   readonly server: Server;
@@ -71,7 +82,11 @@ function basePathOf(publicBaseUrl: string | undefined): string {
 export async function startGateway(config: GatewayConfig, log: Logger): Promise<RunningGateway> {
   const upstreamUrl = config.upstream.url;
   if (!upstreamUrl) throw new ConfigError(['upstream.url is required']);
-  const store = await createBlobStore(config.storage);
+  const obs = config.observability;
+  const metrics = obs.listen && obs.metrics ? new PromMetrics(GATEWAY_VERSION) : NO_METRICS;
+  const tracing = new Tracing(obs.tracing.enabled);
+  const traceExport = obs.tracing.enabled && obs.tracing.exporter === 'otlp' ? await startTraceExport(obs.tracing) : undefined;
+  const store = instrumentStore(await createBlobStore(config.storage), metrics, tracing);
 
   const tls = config.server.tls;
   const server: Server = tls
@@ -80,7 +95,17 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   server.requestTimeout = config.server.requestTimeoutMs;
   const upstreamBase = upstreamUrl.replace(/\/+$/, '');
   // fastify serves on our server: the flow hands it the paths it answers (app.routing).
-  const app = buildHealthApp({ serverFactory: () => server, upstreamReady: () => upstreamAnswers(upstreamBase) });
+  // Filled in below, before any request can arrive: the key check needs the settings.
+  let settingsRef: LiveSettings | undefined;
+  const readiness = new Readiness(
+    {
+      upstream: () => upstreamAnswers(upstreamBase),
+      store: () => storeTakesWrites(store),
+      jwks: () => settingsRef!.current.verifier.ready(),
+    },
+    log,
+  );
+  const app = buildHealthApp({ serverFactory: () => server, readiness });
   const lookup = new HttpPendingLookup({
     base: upstreamUrl,
     aliases: config.upstream.aliases,
@@ -90,7 +115,6 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   // Filled in below, before any request can arrive: the admin API audits through the trail.
   let audit: (r: AuditRecord) => void = () => undefined;
   const adminDeps = (s: LiveSettings): AdminDeps => ({ store, upstream: lookup, settings: s, audit: (r) => audit(r) });
-  let settingsRef: LiveSettings | undefined;
   const adminOnMain = config.admin.enabled && !config.admin.listen;
   if (adminOnMain) registerAdmin(app, adminDeps(lazySettings(() => settingsRef!)));
   await app.ready();
@@ -100,11 +124,12 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address;
   const url = `${tls ? 'https' : 'http'}://${host}:${addr.port}`;
   const urls = new BaseUrls(upstreamUrl, config.upstream.aliases, config.server.publicBaseUrl ?? url);
-  const settings = new LiveSettings(buildSettings(config, log), log);
+  const settings = new LiveSettings(buildSettings(config, log, undefined, metrics), log, metrics);
   settingsRef = settings;
 
   const agent = upstreamAgent(urls.upstream, config.upstream);
-  const client = new UpstreamClient({ urls, agent, timeoutMs: config.upstream.timeoutMs });
+  const calls = new UpstreamCalls(metrics, tracing);
+  const client = new UpstreamClient({ urls, agent, timeoutMs: config.upstream.timeoutMs, calls });
   const responses = new ResponseRewrite({
     store,
     urls,
@@ -112,7 +137,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     cacheControl: () => settings.current.config.content.cacheControl,
     log,
   });
-  const forwarder = new Forwarder({ urls, agent, upstream: config.upstream, responses, log });
+  const forwarder = new Forwarder({ urls, agent, upstream: config.upstream, responses, log, calls });
   const plane: PlaneDeps = {
     store,
     resources: new UpstreamResources(client, responses),
@@ -121,7 +146,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     guard: new SecurityContextGuard(client),
     forwarder,
   };
-  const accessLog = new AccessLog(log);
+  const accessLog = new AccessLog(log, metrics);
   const trail = new AuditTrail({ audit: config.audit, upstream: config.upstream, stdout: logStream(log), log, env: process.env });
   audit = (r) => trail.record(r);
   const exchangeAudit = new ExchangeAudit(trail, settings);
@@ -139,6 +164,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     health: app.routing,
     accessLog,
     audit: exchangeAudit,
+    tracing,
     adminOnMain,
     log,
     patientReads: plane.guard,
@@ -149,7 +175,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   // An Expect the gateway cannot meet is refused before the flow; it still gets a request id.
   // Audited like any refusal the flow makes (the flow never sees it).
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
-    const rec: AccessRecord = { id: requestIdOf(req), ctx: undefined, interaction: undefined, code: 'EXPECTATION_FAILED' };
+    const rec = accessLog.start(requestIdOf(req), res);
+    rec.code = 'EXPECTATION_FAILED';
     exchangeAudit.watch(rec, req, res);
     sendError(req, res, new GatewayError('EXPECTATION_FAILED'), rec.id);
   });
@@ -170,8 +197,29 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     upstream: lookup,
     config: () => settings.current.config,
     log,
+    metrics,
   });
   sweeps.start();
+  if (metrics instanceof PromMetrics) {
+    metrics.observe('fbg_audit_queue_records', 'Audit records waiting for their destination', 'gauge', () => trail.stats().pending);
+    metrics.observe('fbg_audit_records_dropped_total', 'Audit records dropped (destination not keeping up)', 'counter', () => trail.stats().dropped);
+    metrics.observe('fbg_audit_events_posted_total', 'AuditEvents the FHIR server took', 'counter', () => trail.stats().posted);
+    metrics.observe('fbg_audit_events_dropped_total', 'AuditEvents not posted or refused', 'counter', () => trail.stats().postDropped);
+  }
+  let opsListener: Awaited<ReturnType<typeof startObservabilityListener>> | undefined;
+  if (obs.listen) {
+    try {
+      opsListener = await startObservabilityListener(obs.listen, {
+        readiness,
+        ...(metrics instanceof PromMetrics ? { scrape: () => metrics.scrape() } : {}),
+      });
+    } catch (err) {
+      await sweeps.stop();
+      await Promise.all([app.close(), adminApp?.app.close()]);
+      agent.destroy();
+      throw err;
+    }
+  }
   // `listen` is what the socket is bound to (0.0.0.0 means every interface); `url` reaches it from here.
   const bound = `${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   log.info({ listen: bound, url, publicBaseUrl: urls.public, upstream: urls.upstream, tls: Boolean(tls) }, 'gateway listening');
@@ -184,6 +232,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   return {
     url,
     ...(adminApp ? { adminUrl: adminApp.url } : {}),
+    ...(opsListener ? { observabilityUrl: opsListener.url } : {}),
     publicBaseUrl: urls.public,
     server,
     settings,
@@ -196,10 +245,13 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     async close() {
       // Listeners first (in-flight exchanges finish and are audited), then the sweep under way
       // (stopped between blobs), then the audit trail's queue and AuditEvents.
+      readiness.drain();
       const sweepDone = sweeps.stop();
       await Promise.all([app.close(), adminApp?.app.close()]);
+      await opsListener?.close();
       await sweepDone;
       await trail.close();
+      await traceExport?.shutdown().catch(() => undefined);
       forwarder.close();
       agent.destroy();
     },
@@ -243,16 +295,29 @@ function warnHttpsUnreachable(config: GatewayConfig, log: Logger): void {
   );
 }
 
-/** /readyz: the upstream answers its CapabilityStatement (anything but a 5xx). */
-async function upstreamAnswers(base: string): Promise<boolean> {
-  try {
-    const r = await fetch(`${base}/metadata`, {
-      signal: AbortSignal.timeout(READY_TIMEOUT_MS),
-      headers: { accept: 'application/fhir+json' },
-    });
-    await r.body?.cancel();
-    return r.status < 500;
-  } catch {
-    return false;
-  }
+/** Readiness: the upstream answers its CapabilityStatement (anything but a 5xx). */
+async function upstreamAnswers(base: string): Promise<void> {
+  const r = await fetch(`${base}/metadata`, {
+    signal: AbortSignal.timeout(READY_TIMEOUT_MS),
+    headers: { accept: 'application/fhir+json' },
+  });
+  await r.body?.cancel();
+  if (r.status >= 500) throw new Error(`the upstream answered ${r.status} to /metadata`);
 }
+
+/**
+ * Readiness: the store takes a write and a delete (a read-only volume, a bucket without write
+ * access or an unreachable endpoint fails every upload: such a gateway is not ready). One claim
+ * of this process's own, made and dropped: the same exclusive create the sweeper relies on.
+ */
+async function storeTakesWrites(store: BlobStore): Promise<void> {
+  const name = `readyz-${hostname()}-${process.pid}`;
+  if (!(await store.claim(name, 'readiness probe'))) {
+    await store.unclaim(name); // left by a probe cut short
+    if (!(await store.claim(name, 'readiness probe'))) throw new Error('the probe claim could not be made');
+  }
+  await store.unclaim(name);
+}
+
+/** This build's version (package.json), for /metrics' build info. */
+const GATEWAY_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;

@@ -4,6 +4,7 @@ import type { AuditRecord } from '../audit/record.js';
 import type { GatewayConfig } from '../config/types.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { PendingLookup } from './pending-lookup.js';
+import type { Metrics } from '../telemetry/metrics.js';
 import { sweep, type SweepReport } from './sweeper.js';
 
 /**
@@ -31,6 +32,7 @@ export class SweepSchedule {
       readonly delayMs?: (periodMs: number, now: number) => number;
       /** For tests: the sweep's clock (a sweep stops in its period's last seconds). */
       readonly now?: () => Date;
+      readonly metrics?: Pick<Metrics, 'sweep'>;
     },
   ) {}
 
@@ -78,11 +80,19 @@ export class SweepSchedule {
         ...(this.deps.audit ? { audit: this.deps.audit } : {}),
         ...(this.deps.now ? { now: this.deps.now } : {}),
       });
+      this.deps.metrics?.sweep(report.claimed ? 'done' : 'skipped', {
+        deleted: report.deleted.length,
+        unlinked: report.unlinked.length,
+        linked: report.linked.length,
+        kept: report.kept.length,
+        leftovers: report.leftovers.length,
+      });
       this.deps.log.info(
         { sweep: summary(report) },
         report.claimed ? 'retention sweep done' : 'retention sweep: another replica holds this period',
       );
     } catch (err) {
+      this.deps.metrics?.sweep('failed');
       this.deps.log.error({ err }, 'retention sweep failed; the next period tries again');
     }
   }

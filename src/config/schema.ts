@@ -368,6 +368,9 @@ export const configSchema = {
           default: {},
           properties: {
             enabled: { type: 'boolean', default: false },
+            // `otlp`: the gateway exports over OTLP/HTTP to `endpoint` itself; `none`: spans go to
+            // the tracer provider the host process registered (e.g. an SDK loaded with --import).
+            exporter: { enum: ['otlp', 'none'], default: 'otlp' },
             endpoint: { type: 'string', pattern: '^https?://', default: 'http://127.0.0.1:4318/v1/traces' },
             serviceName: { type: 'string', minLength: 1, default: 'fhir-binary-gateway' },
             sampleRatio: { type: 'number', minimum: 0, maximum: 1, default: 1 },

@@ -1,19 +1,29 @@
 import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Interaction } from '../fhir/interaction.js';
+import { refusalCode } from '../lib/respond.js';
 import { createAccessLogger } from '../logging/logger.js';
 import type { Principal } from '../security/checks.js';
 import type { RequestContext } from '../security/client.js';
+import { NO_METRICS, type ExchangeOutcome, type Metrics } from '../telemetry/metrics.js';
+import { endSpan } from '../telemetry/tracing.js';
 
 /** What the access line says about one request, filled in as the flow learns it. */
 export interface AccessRecord {
   readonly id: string;
   ctx: RequestContext | undefined;
+  /** What the request turned out to be (a Bundle's type once its body was read: transaction, not batch). */
   interaction: Interaction | undefined;
   /** The catalogue code when the gateway refused the request. */
   code: string | undefined;
   /** Who the request was authorized as (the audit trail's `who`). */
   principal?: Principal;
+  /** The request's server span, when tracing is on. */
+  span?: Span;
+  /** performance.now() when the request head was handed to the gateway. */
+  readonly startedAt: number;
 }
 
 const kRecord = Symbol('fhir-binary-gateway.access');
@@ -22,18 +32,22 @@ const ABORTED = 499;
 
 function onClose(this: ServerResponse & { [kRecord]?: { log: AccessLog; rec: AccessRecord } }): void {
   const r = this[kRecord];
-  if (r) r.log.line(r.rec, this);
+  if (r) r.log.ended(r.rec, this);
 }
 
 /**
  * One access line per request, written when the exchange closes (not when it finishes: one cut
- * short, by the client or the upstream, gets its line too). Never headers, query strings (search
- * parameters are PHI) or bodies.
+ * short, by the client or the upstream, gets its line too), and the exchange's figures for the
+ * metrics. Never headers, query strings (search parameters are PHI), bodies or tokens: who asked
+ * is the token's `sub` and client id.
  */
 export class AccessLog {
   private readonly log: Logger;
 
-  constructor(parent: Logger) {
+  constructor(
+    parent: Logger,
+    private readonly metrics: Metrics = NO_METRICS,
+  ) {
     this.log = createAccessLogger(parent);
   }
 
@@ -42,9 +56,17 @@ export class AccessLog {
   }
 
   /** Starts the record of a request; its line is written when `res` closes. */
-  start(id: string, res: ServerResponse): AccessRecord {
-    const rec: AccessRecord = { id, ctx: undefined, interaction: undefined, code: undefined };
-    if (this.log.isLevelEnabled('info')) {
+  start(id: string, res: ServerResponse, span?: Span): AccessRecord {
+    const rec: AccessRecord = {
+      id,
+      ctx: undefined,
+      interaction: undefined,
+      code: undefined,
+      startedAt: performance.now(),
+      ...(span ? { span } : {}),
+    };
+    if (span || this.metrics.enabled || this.log.isLevelEnabled('info')) {
+      this.metrics.exchangeStarted();
       (res as ServerResponse & { [kRecord]?: unknown })[kRecord] = { log: this, rec };
       // 'close' fires once; on() spares the wrapper once() makes per request.
       res.on('close', onClose);
@@ -52,26 +74,99 @@ export class AccessLog {
     return rec;
   }
 
-  line(rec: AccessRecord, res: ServerResponse): void {
-    if (!this.log.isLevelEnabled('info')) return;
+  /** The exchange is over: its line and its figures. */
+  ended(rec: AccessRecord, res: ServerResponse): void {
     const { ctx, interaction: i } = rec;
     // An exchange that ended before its answer was complete (the client left, or the answer was
     // cut) is 499, as nginx logs it, never the 200 Node defaults to; a head that went out is kept.
     const finished = res.writableFinished;
+    const status = finished ? res.statusCode : ABORTED;
+    const code = rec.code ?? refusalCode(res);
+    const seconds = (performance.now() - rec.startedAt) / 1000;
+    const { bytesIn, bytesOut } = connectionShare(res.socket ?? res.req.socket);
+    if (rec.span) endServerSpan(rec.span, rec, status, code, finished);
+    if (this.metrics.enabled && ctx) contentFigures(ctx, this.metrics);
+    this.metrics.exchangeEnded({
+      interaction: i?.kind ?? 'unclassified',
+      outcome: outcomeOf(finished, status, code),
+      status,
+      code,
+      seconds,
+      bytesIn,
+      bytesOut,
+    });
+    if (!this.log.isLevelEnabled('info')) return;
+    const claims = rec.principal?.token?.claims;
+    const sub = typeof claims?.['sub'] === 'string' ? claims['sub'].slice(0, 256) : undefined;
+    const client = claims?.['client_id'] ?? claims?.['azp'] ?? claims?.['cid'];
+    const traceId = rec.span?.spanContext().traceId;
     this.log.info(
       {
         reqId: rec.id,
+        ...(traceId ? { traceId } : {}),
         client: ctx?.clientIp.toString(),
+        ...(sub ? { sub } : {}),
+        ...(typeof client === 'string' ? { clientId: client.slice(0, 256) } : {}),
         method: i?.method,
         interaction: i?.kind,
         resourceType: i?.resourceType,
+        ...(i?.id ? { id: i.id } : {}),
         operation: i?.operation,
-        status: finished ? res.statusCode : ABORTED,
-        ...(rec.code ? { code: rec.code } : {}),
+        status,
+        ...(code ? { code } : {}),
         ...(finished ? {} : { aborted: true, ...(res.headersSent ? { statusSent: res.statusCode } : {}) }),
-        ms: ctx ? Math.round((performance.now() - ctx.startedAt) * 10) / 10 : undefined,
+        bytesIn,
+        bytesOut,
+        ms: Math.round(seconds * 10_000) / 10,
       },
       'request',
     );
   }
+}
+
+const kCounted = Symbol('fhir-binary-gateway.counted');
+type Counted = Socket & { [kCounted]?: { read: number; written: number } };
+
+/**
+ * The connection's bytes since the last exchange on it ended: this exchange's head and body both
+ * ways (a body Node read together with the head is counted too, which a difference taken from
+ * the start of the exchange would miss).
+ */
+function connectionShare(socket: Counted | null | undefined): { bytesIn: number; bytesOut: number } {
+  if (!socket) return { bytesIn: 0, bytesOut: 0 };
+  const before = socket[kCounted] ?? { read: 0, written: 0 };
+  const now = { read: socket.bytesRead, written: socket.bytesWritten };
+  socket[kCounted] = now;
+  return { bytesIn: now.read - before.read, bytesOut: now.written - before.written };
+}
+
+/** The stored content the exchange moved, from its blob events (the audit trail's). */
+function contentFigures(ctx: RequestContext, metrics: Metrics): void {
+  for (const e of ctx.blobEvents ?? []) {
+    if (!e.bytes) continue;
+    if (e.action === 'write') metrics.content('stored', e.bytes);
+    else if (e.action === 'read') metrics.content(e.inflated ? 'inflated' : 'served', e.bytes);
+  }
+  if (ctx.inlineServed) metrics.content('inline', ctx.inlineServed.bytes);
+}
+
+/** The request's span, named by what the request was (known only now: a Bundle's type comes from its body). */
+function endServerSpan(span: Span, rec: AccessRecord, status: number, code: string | undefined, finished: boolean): void {
+  const i = rec.interaction;
+  if (i) span.updateName(`${i.kind}${i.resourceType ? ` ${i.resourceType}` : ''}${i.operation ? ` $${i.operation}` : ''}`);
+  span.setAttributes({
+    'fbg.request_id': rec.id,
+    ...(i ? { 'fhir.interaction': i.kind } : {}),
+    ...(i?.resourceType ? { 'fhir.resource_type': i.resourceType } : {}),
+    ...(code ? { 'fbg.code': code } : {}),
+    ...(finished ? {} : { 'fbg.aborted': true }),
+  });
+  endSpan(span, status);
+}
+
+/** As the audit trail says it: refused (the gateway said no), failed (an error), aborted (cut), success. */
+export function outcomeOf(finished: boolean, status: number, code: string | undefined): ExchangeOutcome {
+  if (!finished) return 'aborted';
+  if (code && status < 500) return 'refused';
+  return status >= 400 ? 'failed' : 'success';
 }

@@ -4,7 +4,8 @@ import type { AuditTrail } from '../audit/trail.js';
 import { uploadPurpose } from '../binary/file-metadata.js';
 import type { Interaction } from '../fhir/interaction.js';
 import type { LiveSettings } from '../security/settings.js';
-import type { AccessRecord } from './access-log.js';
+import { outcomeOf, type AccessRecord } from './access-log.js';
+import { refusalCode } from '../lib/respond.js';
 
 const kAudit = Symbol('fhir-binary-gateway.audit');
 type Watched = ServerResponse & { [kAudit]?: { audit: ExchangeAudit; rec: AccessRecord; req: IncomingMessage } };
@@ -41,7 +42,8 @@ export class ExchangeAudit {
     if (!rec.ctx?.blobEvents?.length && !rec.ctx?.inlineServed && !this.binaryBearing(i) && path === undefined) return;
     const finished = res.writableFinished;
     const status = res.statusCode;
-    const outcome = !finished ? 'aborted' : rec.code && status < 500 ? 'refused' : status >= 400 ? 'failed' : 'success';
+    const code = rec.code ?? refusalCode(res);
+    const outcome = outcomeOf(finished, status, code);
     // X-File-Metadata says what an upload is for: kept only where content was stored. On any other
     // request it would be a purpose of use the caller asserts and nothing checks.
     let purpose: string | undefined;
@@ -57,7 +59,7 @@ export class ExchangeAudit {
       action: actionOf(i, req.method),
       outcome,
       status: finished ? status : 499,
-      ...(rec.code ? { code: rec.code } : {}),
+      ...(code ? { code } : {}),
       who: whoOf(rec.principal?.token?.claims, rec.principal?.patient),
       what: {
         ...(i ? { interaction: i.kind } : {}),

@@ -22,6 +22,7 @@ import type { AccessLog, AccessRecord } from './access-log.js';
 import { refuseEncodedBody } from './body-encoding.js';
 import { buildContext, requestIdOf } from './context.js';
 import type { ExchangeAudit } from './exchange-audit.js';
+import type { Tracing } from '../telemetry/tracing.js';
 import { routeFor, type Route } from './routes.js';
 
 const BODYLESS = new Set(['GET', 'HEAD', 'DELETE']);
@@ -38,6 +39,8 @@ export interface FlowDeps {
   readonly health: (req: IncomingMessage, res: ServerResponse) => void;
   readonly accessLog: AccessLog;
   readonly audit: ExchangeAudit;
+  /** A server span per request (when tracing is on), active while the gateway works on it. */
+  readonly tracing?: Tracing;
   /** The admin API is served on this listener (under /_admin/, by the fastify app). */
   readonly adminOnMain?: boolean;
   readonly log: Logger;
@@ -61,19 +64,25 @@ export class RequestFlow {
     }
     const settings = this.d.settings.current;
     // The id comes first so that every refusal, even of a malformed request, can be traced.
-    const rec = this.d.accessLog.start(requestIdOf(req), res);
+    const span = this.d.tracing?.serverSpan(req.method ?? '', req.headers);
+    const rec = this.d.accessLog.start(requestIdOf(req), res, span);
     this.d.audit.watch(rec, req, res);
+    if (span) this.d.tracing!.within(span, () => this.begin(req, res, url, settings, rec));
+    else this.begin(req, res, url, settings, rec);
+  };
+
+  private begin(req: IncomingMessage, res: ServerResponse, url: string, settings: Settings, rec: AccessRecord): void {
     try {
       rec.ctx = buildContext(req, settings.trustedProxies, rec.id);
       rec.interaction = classifyRequest({ method: req.method ?? '', url, basePath: this.d.basePath, headers: req.headers });
       rec.principal = newPrincipal();
-      this.authorize(req, res, settings, rec.ctx, rec.interaction, rec.principal)?.catch((err: unknown) =>
+      this.authorize(req, res, settings, rec.ctx, rec.interaction, rec.principal, rec)?.catch((err: unknown) =>
         this.refuse(req, res, toGatewayError(err), rec),
       );
     } catch (err) {
       this.refuse(req, res, toGatewayError(err), rec);
     }
-  };
+  }
 
   /** Synchronous when every check could be decided at once; a promise otherwise. */
   private authorize(
@@ -83,6 +92,7 @@ export class RequestFlow {
     ctx: CheckInput['ctx'],
     interaction: Interaction,
     principal: Principal,
+    rec: AccessRecord,
   ): Promise<void> | undefined {
     const chunked = req.headers['transfer-encoding'] !== undefined;
     const cl = req.headers['content-length'];
@@ -94,20 +104,28 @@ export class RequestFlow {
     }
     refuseEncodedBody(req.headers['content-encoding'], chunked || (contentLength ?? 0) > 0);
     const authorization = req.headers.authorization;
-    if (interaction.kind === 'batch') return this.bundle(req, res, settings, { ctx, interaction, authorization, contentLength, principal });
+    if (interaction.kind === 'batch')
+      return this.bundle(req, res, settings, { ctx, interaction, authorization, contentLength, principal }, rec);
     const input: CheckInput = { ctx, interaction, rule: settings.policy.ruleFor(interaction), authorization, contentLength, principal };
     const pending = runChecks(input, settings);
-    if (pending) return pending.then(() => this.dispatch(req, res, input, settings));
-    return this.dispatch(req, res, input, settings);
+    if (pending) return pending.then(() => this.dispatch(req, res, input, settings, rec));
+    return this.dispatch(req, res, input, settings, rec);
   }
 
   /** The exchange is made (`_inflate` is the gateway's parameter: read here, never passed on) and routed. */
-  private dispatch(req: IncomingMessage, res: ServerResponse, input: CheckInput, settings: Settings): Promise<void> | undefined {
+  private dispatch(
+    req: IncomingMessage,
+    res: ServerResponse,
+    input: CheckInput,
+    settings: Settings,
+    rec: AccessRecord,
+  ): Promise<void> | undefined {
     // A request that reaches other types runs under the smallest limits of every rule it reached.
     const reach = settings.policy.reachOf(input.interaction);
     const rule = reach === OWN_ONLY ? input.rule : settings.policy.strictest(input.rule, settings.policy.reachedRules(reach));
     const rewrite = rewriteParams(input.interaction, rule.inflate, readGrant(input.principal, rule));
     const { interaction } = rewrite;
+    rec.interaction = interaction;
     const guard = answerGuard(interaction, input.principal, rule, reach);
     // A write whose type's read rules refuse the caller: done, its answer without the resource.
     const withhold = input.principal.withholdAnswer === true && !rewrite.params.withhold;
@@ -124,7 +142,7 @@ export class RequestFlow {
    * spooled (never held in memory) while its entries are read; only after every entry passed does
    * the upstream get it.
    */
-  private async bundle(req: IncomingMessage, res: ServerResponse, settings: Settings, r: BundleRequest): Promise<void> {
+  private async bundle(req: IncomingMessage, res: ServerResponse, settings: Settings, r: BundleRequest, rec: AccessRecord): Promise<void> {
     if (!JSON_BODY.test(req.headers['content-type'] ?? '')) {
       throw new GatewayError('UNSUPPORTED_MEDIA', 'batch and transaction Bundles must be sent as application/fhir+json');
     }
@@ -144,6 +162,8 @@ export class RequestFlow {
     if (res.destroyed || req.socket.destroyed) return;
     const reader = bundleReadGrant(r.principal);
     const { params: base, interaction } = rewriteParams(bundle.interaction, bundle.rule.inflate, reader);
+    // Known only now, from the body: a transaction is logged, audited and counted as one.
+    rec.interaction = interaction;
     // A write entry's answer carries the resource only if the caller may read its type (as a write sent alone).
     const withheld = new Set([...bundle.withheld, ...bundle.writes.flatMap((w, i) => (w && !reader.mayRead(w.resourceType) ? [i] : []))]);
     const params = {

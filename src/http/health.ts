@@ -5,11 +5,12 @@ import { GatewayError } from '../errors/catalogue.js';
 import { toGatewayError } from '../errors/map.js';
 import { renderOutcome } from '../errors/outcome.js';
 import { outcomeFormat } from '../lib/accept.js';
+import type { Readiness } from './readiness.js';
 
 export interface AppOptions {
   readonly serverFactory: FastifyServerFactory;
-  /** Whether the upstream answers; backs /readyz. */
-  readonly upstreamReady: () => Promise<boolean>;
+  /** Backs /readyz: the upstream, the store and the keys (details on the observability listener only). */
+  readonly readiness: Readiness;
 }
 
 /**
@@ -23,8 +24,12 @@ export function buildHealthApp(opts: AppOptions) {
   const reply = withOutcomes(app);
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (req, res) => {
-    if (await opts.upstreamReady()) return { status: 'ready' };
-    return reply(res, new GatewayError('NOT_READY', 'the upstream FHIR server does not answer'), req.headers.accept, '');
+    const report = await opts.readiness.report();
+    if (report.ready) return { status: 'ready' };
+    // Which dependency, not why: the causes (addresses, errors) are for the operators' listener and the log.
+    const failing = Object.keys(report.checks).filter((k) => !report.checks[k].ok);
+    const detail = report.draining ? 'shutting down' : `failing: ${failing.join(', ')}`;
+    return reply(res, new GatewayError('NOT_READY', detail), req.headers.accept, '');
   });
   return app;
 }

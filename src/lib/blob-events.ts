@@ -11,6 +11,8 @@ export interface BlobEvent {
   readonly bytes?: number;
   /** The resource the blob belongs to, when known (`Type/id`). */
   readonly resource?: string;
+  /** A read sent inside FHIR JSON (base64 in an attachment), not as the content itself. */
+  readonly inflated?: true;
 }
 
 export interface BlobEventLog {

@@ -3,12 +3,20 @@ import type { GatewayError } from '../errors/catalogue.js';
 import { renderOutcome } from '../errors/outcome.js';
 import { outcomeFormat } from './accept.js';
 
+const kRefusal = Symbol('fhir-binary-gateway.refusal');
+
+/** The catalogue code of the error this response was (or was cut for), wherever it was sent from. */
+export function refusalCode(res: ServerResponse): string | undefined {
+  return (res as ServerResponse & { [kRefusal]?: string })[kRefusal];
+}
+
 /**
  * Writes an error as an OperationOutcome on a raw response, in the format the client prefers. If
  * the response has already started, the only honest thing left is to cut the connection so the
  * client sees a failure.
  */
 export function sendError(req: IncomingMessage, res: ServerResponse, err: GatewayError, requestId: string | undefined): void {
+  (res as ServerResponse & { [kRefusal]?: string })[kRefusal] = err.code;
   if (res.headersSent) {
     res.destroy();
     return;

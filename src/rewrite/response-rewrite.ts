@@ -175,7 +175,7 @@ export class ResponseRewrite {
       publicUrl: (url) => urls.toPublic(url),
       warn: (what, blob) => this.log.warn({ reqId: ctx.id, blob }, what),
       corrupt: (blob, cause) => this.log.error({ reqId: ctx.id, blob, cause }, 'stored content failed its digest: linked instead'),
-      served: (blob, owner, bytes) => noteBlob(ctx, { action: 'read', blob, resource: owner, bytes }),
+      served: (blob, owner, bytes) => noteBlob(ctx, { action: 'read', blob, resource: owner, bytes, inflated: true }),
       servedInline: (bytes) => noteInline(ctx, bytes),
       mayRead: (type) => params.reader.mayRead(type),
       ...(params.withheldEntries ? { withheldEntries: params.withheldEntries } : {}),

@@ -37,6 +37,7 @@ export function keySetFetch(
   source: { readonly uri: string; readonly cooldownMs: number; readonly timeoutMs: number },
   log: KeysLog | undefined,
   now: () => number = Date.now,
+  counted: (ok: boolean) => void = () => undefined,
 ): FetchImplementation {
   const pauseMs = Math.min(source.cooldownMs, KEYS_RETRY_AFTER_SECONDS * 1000);
   let pausedUntil = 0;
@@ -44,8 +45,11 @@ export function keySetFetch(
   return async (url, init) => {
     if (now() < pausedUntil) throw new KeysUnavailable(lastReason);
     try {
-      return await fetchKeySet(url, init);
+      const res = await fetchKeySet(url, init);
+      counted(true);
+      return res;
     } catch (err) {
+      counted(false);
       lastReason = reasonOf(err, source.timeoutMs);
       pausedUntil = now() + pauseMs;
       log?.warn({ jwksUri: source.uri, cause: lastReason }, 'the identity provider signing keys (JWKS) could not be fetched');

@@ -1,3 +1,4 @@
+import { NO_METRICS, type Metrics } from '../telemetry/metrics.js';
 import { readFileSync } from 'node:fs';
 import {
   createLocalJWKSet,
@@ -69,11 +70,16 @@ export class TokenVerifier {
   private knownKids: ReadonlySet<string> | undefined;
   private lastKeyCheck = 0;
 
+  /** Keys in the jwksFile (undefined: another source). */
+  private readonly fileKeys: number | undefined;
+
   constructor(
     private readonly auth: GatewayConfig['auth'],
     private readonly now: () => number = Date.now,
     /** Where a failure to fetch the JWKS is reported (once per failure, at warn). */
     log?: KeysLog,
+    /** Counts key set fetches and cache hits (the observability listener's metrics). */
+    private readonly metrics: Pick<Metrics, 'jwksFetch' | 'tokenCache'> = NO_METRICS,
   ) {
     this.maxEntries = auth.tokenCache.maxEntries;
     this.maxAgeMs = auth.tokenCache.maxAgeSeconds * 1000;
@@ -83,12 +89,18 @@ export class TokenVerifier {
         cooldownDuration: auth.jwksCooldownMs,
         cacheMaxAge: auth.jwksCacheMaxAgeMs,
         timeoutDuration: auth.jwksTimeoutMs,
-        [customFetch]: keySetFetch({ uri: auth.jwksUri, cooldownMs: auth.jwksCooldownMs, timeoutMs: auth.jwksTimeoutMs }, log, now),
+        [customFetch]: keySetFetch(
+          { uri: auth.jwksUri, cooldownMs: auth.jwksCooldownMs, timeoutMs: auth.jwksTimeoutMs },
+          log,
+          now,
+          (ok) => this.metrics.jwksFetch(ok),
+        ),
       });
       this.keys = this.remote;
     } else if (auth.jwksFile) {
       const set = JSON.parse(readFileSync(auth.jwksFile, 'utf8')) as JSONWebKeySet;
       this.keys = createLocalJWKSet(set);
+      this.fileKeys = Array.isArray(set.keys) ? set.keys.length : 0;
     } else {
       // No key source: every token is refused rather than trusted.
       this.keys = async () => {
@@ -112,6 +124,18 @@ export class TokenVerifier {
   }
 
   /**
+   * Readiness: there are keys to verify with — the file's, or the provider's set, fetched at least
+   * once (now, if it never was: a gateway whose identity provider cannot be reached is not ready).
+   * Rejects with why not.
+   */
+  async ready(): Promise<void> {
+    if (this.fileKeys === 0) throw new Error('the key file holds no key');
+    if (!this.remote || this.remote.jwks()) return;
+    await this.remote.reload();
+    if (!this.remote.jwks()) throw new Error('no key set fetched');
+  }
+
+  /**
    * Whether an entry obtained earlier is still good: in this verifier's cache (not evicted, not
    * from a verifier a reload replaced), its cache age and the token's exp/nbf still valid. Costs
    * no hashing of the token, which for a long JWT is most of the cost of a lookup.
@@ -122,7 +146,10 @@ export class TokenVerifier {
     // jose's set may have lost this entry's key since it was cached (a refresh caused by some
     // other token, possibly one that failed): hits look too, or they would outlive the key.
     this.checkKeys(now);
-    if (!entry.evicted && now < entry.cachedUntil && this.timeValid(entry.token, now)) return true;
+    if (!entry.evicted && now < entry.cachedUntil && this.timeValid(entry.token, now)) {
+      this.metrics.tokenCache(true);
+      return true;
+    }
     this.evict(entry.key);
     return false;
   }
@@ -177,6 +204,7 @@ export class TokenVerifier {
   }
 
   private async verifyFully(token: string): Promise<VerifiedToken> {
+    this.metrics.tokenCache(false);
     try {
       const { payload, protectedHeader } = await jwtVerify(token, this.keys, {
         issuer: [...this.auth.issuers],

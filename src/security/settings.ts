@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config/types.js';
 import { parseRanges, type Range } from '../lib/ip.js';
+import type { Metrics } from '../telemetry/metrics.js';
 import { TokenVerifier } from './jwt.js';
 import { Policy } from './policy.js';
 
@@ -15,7 +16,7 @@ export interface Settings {
   readonly trustedProxies: readonly Range[];
 }
 
-export function buildSettings(config: GatewayConfig, log?: Logger, previous?: Settings): Settings {
+export function buildSettings(config: GatewayConfig, log?: Logger, previous?: Settings, metrics?: Metrics): Settings {
   // Keep the verifier (and its caches) across reloads unless what it verifies against may have
   // changed. A jwksFile is re-read on every reload: rotating a key means rewriting that file in
   // place, and a revoked key must stop working when the operator says reload.
@@ -23,7 +24,7 @@ export function buildSettings(config: GatewayConfig, log?: Logger, previous?: Se
   return {
     config,
     policy: new Policy(config),
-    verifier: sameAuth ? previous.verifier : new TokenVerifier(config.auth, Date.now, log),
+    verifier: sameAuth ? previous.verifier : new TokenVerifier(config.auth, Date.now, log, metrics),
     trustedProxies: parseRanges(config.server.trustedProxies),
   };
 }
@@ -33,6 +34,7 @@ export class LiveSettings {
   constructor(
     private settings: Settings,
     private readonly log?: Logger,
+    private readonly metrics?: Metrics,
   ) {}
 
   get current(): Settings {
@@ -40,7 +42,7 @@ export class LiveSettings {
   }
 
   reload(config: GatewayConfig): Settings {
-    this.settings = buildSettings(config, this.log, this.settings);
+    this.settings = buildSettings(config, this.log, this.settings, this.metrics);
     return this.settings;
   }
 }

@@ -1,3 +1,4 @@
+import type { UpstreamCalls } from '../telemetry/calls.js';
 import http, { type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
@@ -32,6 +33,8 @@ export interface UpstreamClientOptions {
   readonly agent: http.Agent;
   /** upstream.timeoutMs: how long the upstream may stay silent. */
   readonly timeoutMs: number;
+  /** Latency and spans of the calls. */
+  readonly calls?: UpstreamCalls;
 }
 
 /**
@@ -55,8 +58,13 @@ export class UpstreamClient implements UpstreamReader {
     const target = new URL(this.opts.urls.upstream + path);
     out['host'] = target.host;
     Object.assign(out, headers);
+    const call = this.opts.calls?.begin(x.interaction.kind, method, out);
     const r = (target.protocol === 'https:' ? https : http).request(target, { method, headers: out, agent: this.opts.agent });
     r.setTimeout(this.opts.timeoutMs, () => r.destroy(new GatewayError('UPSTREAM_TIMEOUT')));
+    if (call) {
+      r.once('response', (res) => call.end(res.statusCode ?? 0));
+      r.once('error', (err) => call.end(err));
+    }
     return r;
   }
 

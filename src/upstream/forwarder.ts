@@ -1,3 +1,5 @@
+import type { UpstreamCalls } from '../telemetry/calls.js';
+import type { CallTimer } from '../telemetry/tracing.js';
 import type http from 'node:http';
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable, Writable } from 'node:stream';
@@ -33,6 +35,8 @@ interface ForwardState extends IdleMark {
   readonly rewrite: RewriteParams | undefined;
   /** Set when we abort the upstream request ourselves (timeout, size limit): this is what the client hears. */
   failure: GatewayError | undefined;
+  /** Latency and span of the upstream call, when watched. */
+  call: CallTimer | undefined;
 }
 
 type WithState<T> = T & { [kState]?: ForwardState };
@@ -67,6 +71,8 @@ export interface ForwarderOptions {
   /** Answers that may carry attachments go through it. */
   readonly responses: ResponseRewrite;
   readonly log: Logger;
+  /** Latency and spans of the calls. */
+  readonly calls?: UpstreamCalls;
 }
 
 /** The client went away before the answer was complete: let go of the upstream exchange too, or its socket would sit half-read and never return to the pool. */
@@ -165,6 +171,7 @@ export class Forwarder {
       proxyReq: undefined,
       proxyRes: undefined,
       failure: undefined,
+      call: undefined,
       idleProgress: 0,
       idleSince: -1,
       idlePrev: undefined,
@@ -177,6 +184,7 @@ export class Forwarder {
     req.headers = upstreamHeaders(req.headers, x.ctx, x.rule.forwardAuthorization, this.opts.urls.publicHost);
     if (opts.contentLength !== undefined) req.headers['content-length'] = String(opts.contentLength);
     const i = x.interaction;
+    state.call = this.opts.calls?.begin(i.kind, req.method ?? 'GET', req.headers);
     req.url = opts.path ?? targetOf(i);
     res.on('close', onClientClose);
     this.idle.add(state);
@@ -233,6 +241,7 @@ export class Forwarder {
     }
     state.proxyRes = proxyRes;
     proxyRes[kState] = state;
+    state.call?.end(proxyRes.statusCode ?? 0);
     const headers = prepareResponseHeaders(proxyRes.headers, state.x.ctx.id, this.opts.urls);
     if (state.rewrite) {
       // The rewrite owns the answer from here, its failures too (a small one may still become a 502).
@@ -248,6 +257,8 @@ export class Forwarder {
     const state = req[kState];
     if (!state) return;
     state.body?.destroy();
+    // Before any answer (once the head came, the call has been timed).
+    if (!state.proxyRes) state.call?.end(err);
     if (res.destroyed) return;
     const out = state.failure ?? upstreamFailure(err);
     this.log.warn({ reqId: state.x.ctx.id, code: out.code, cause: err.code ?? err.message }, 'upstream exchange failed');

@@ -1,0 +1,131 @@
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { createdId, PDF, stack, upload } from '../helpers/binary-stack.js';
+import { createDocument } from '../helpers/lifecycle.js';
+import { eventually } from '../helpers/poll.js';
+
+const OPS = { observability: { listen: { host: '127.0.0.1', port: 0 } } };
+
+/** One sample of a Prometheus exposition: the value of `name` with exactly these labels (0 when absent). */
+function sample(text: string, name: string, labels: Record<string, string> = {}): number {
+  const want = Object.entries(labels)
+    .map(([k, v]) => `${k}="${v}"`)
+    .sort()
+    .join(',');
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_:]+)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const got = (m[2] ?? '')
+      .split(/,(?=[a-z_]+=")/)
+      .filter(Boolean)
+      .sort()
+      .join(',');
+    if (got === want) return Number(m[3]);
+  }
+  return 0;
+}
+
+t.test('after known traffic, /metrics on the observability listener counts it', async (t) => {
+  const s = await stack(t, OPS);
+  const ops = s.gw.observabilityUrl!;
+  t.match(ops, /^http:\/\/127\.0\.0\.1:\d+$/);
+  t.equal((await fetch(`${s.gw.url}/metrics`)).status, 404, 'never on the public port');
+
+  const pdf = PDF(70_000);
+  const created = await upload(s, pdf, 'application/pdf');
+  t.equal(created.status, 201);
+  await created.arrayBuffer();
+  const id = createdId(created);
+  const raw = await fetch(`${s.gw.base}/Binary/${id}`, { headers: { ...s.auth, accept: 'application/pdf' } });
+  t.equal(Buffer.from(await raw.arrayBuffer()).length, pdf.length);
+  const doc = await createDocument(s, {}, t);
+  const read = await fetch(`${s.gw.base}/DocumentReference/${doc.id}`, { headers: s.auth });
+  t.equal(read.status, 200);
+  await read.arrayBuffer();
+  const refused = await fetch(`${s.gw.base}/Patient`);
+  t.equal(refused.status, 401);
+  await refused.arrayBuffer();
+  // The exchanges' figures are taken when each one closes.
+  await s.gw.accessLine(refused.headers.get('x-request-id'));
+
+  const res = await fetch(`${ops}/metrics`);
+  t.equal(res.status, 200);
+  t.match(res.headers.get('content-type'), /^text\/plain; version=0\.0\.4/);
+  const text = await res.text();
+  t.equal(sample(text, 'fbg_requests_total', { interaction: 'create', outcome: 'success', status: '2xx', code: '' }), 2, 'two creates');
+  t.equal(sample(text, 'fbg_requests_total', { interaction: 'read', outcome: 'success', status: '2xx', code: '' }), 2, 'two reads');
+  t.equal(sample(text, 'fbg_requests_total', { interaction: 'search', outcome: 'refused', status: '4xx', code: 'TOKEN_MISSING' }), 1);
+  t.equal(sample(text, 'fbg_request_duration_seconds_count', { interaction: 'create' }), 2);
+  t.equal(sample(text, 'fbg_content_bytes_total', { kind: 'stored' }), 2 * pdf.length, 'both PDFs stored (each 70 kB + its header)');
+  t.equal(sample(text, 'fbg_content_bytes_total', { kind: 'served' }), pdf.length, 'the raw read');
+  t.equal(
+    sample(text, 'fbg_content_bytes_total', { kind: 'inflated' }),
+    2 * pdf.length,
+    "the document inflated in its create's answer and its read",
+  );
+  t.ok(sample(text, 'fbg_upstream_duration_seconds_count', { interaction: 'create', status: '2xx' }) >= 2, 'upstream calls timed');
+  t.ok(sample(text, 'fbg_store_operation_duration_seconds_count', { op: 'put' }) >= 2, 'store puts timed');
+  t.equal(sample(text, 'fbg_store_errors_total', { op: 'put' }), 0);
+  t.equal(sample(text, 'fbg_jwks_fetches_total', { outcome: 'ok' }), 1, 'the key set fetched once');
+  t.ok(sample(text, 'fbg_token_cache_total', { result: 'hit' }) >= 3, 'the same token answered from the cache');
+  t.equal(sample(text, 'fbg_token_cache_total', { result: 'miss' }), 1);
+  t.equal(sample(text, 'fbg_inflight_exchanges'), 0, 'nothing under way');
+  t.ok(sample(text, 'fbg_client_bytes_total', { direction: 'in' }) > 2 * pdf.length, 'bytes in');
+  t.ok(sample(text, 'fbg_audit_queue_records') >= 0 && text.includes('fbg_audit_records_dropped_total 0'));
+  t.match(text, /fbg_build_info\{version="\d+\.\d+\.\d+",node="[\d.]+"\} 1/);
+  t.match(text, /fbg_process_cpu_seconds_total/, 'process figures too');
+  t.notMatch(text, new RegExp(id), 'no resource id in any label');
+});
+
+t.test('readiness names each dependency; a failing one is named, logged once, and /readyz on the public port says which', async (t) => {
+  const s = await stack(t, OPS);
+  const ops = s.gw.observabilityUrl!;
+  const ready = await fetch(`${ops}/readyz`);
+  t.equal(ready.status, 200);
+  t.match(await ready.json(), {
+    status: 'ready',
+    ready: true,
+    checks: { upstream: { ok: true }, store: { ok: true }, jwks: { ok: true } },
+  });
+  t.same(await (await fetch(`${ops}/healthz`)).json(), { status: 'ok' });
+  t.equal((await fetch(`${ops}/upstream/healthz`)).status, 200);
+  t.equal((await fetch(`${s.gw.url}/readyz`)).status, 200);
+
+  // The store cannot take a write (its claims directory replaced by a file): not ready, said why.
+  rmSync(join(s.gw.blobDir, 'claims'), { recursive: true, force: true });
+  writeFileSync(join(s.gw.blobDir, 'claims'), 'not a directory');
+  const broken = await fetch(`${ops}/readyz`);
+  t.equal(broken.status, 503);
+  const report = (await broken.json()) as { checks: Record<string, { ok: boolean; error?: string }> };
+  t.match(report.checks, { upstream: { ok: true }, store: { ok: false, error: /ENOTDIR|EEXIST/ }, jwks: { ok: true } });
+  const pub = await fetch(`${s.gw.url}/readyz`);
+  t.equal(pub.status, 503);
+  const outcome = JSON.stringify(await pub.json());
+  t.match(outcome, /NOT_READY/);
+  t.match(outcome, /failing: store/);
+  t.notMatch(outcome, /ENOTDIR|claims/, 'the public answer names the dependency, not the cause');
+  await eventually(
+    () => s.gw.logs.lines.find((l) => l['msg'] === 'not ready: a dependency check fails' && l['check'] === 'store'),
+    'logged',
+  );
+  await (await fetch(`${ops}/readyz`)).arrayBuffer();
+  t.equal(
+    s.gw.logs.lines.filter((l) => l['msg'] === 'not ready: a dependency check fails').length,
+    1,
+    'logged when it began failing, not on every probe',
+  );
+
+  // Repaired: ready again, and said so.
+  rmSync(join(s.gw.blobDir, 'claims'));
+  t.equal((await fetch(`${ops}/readyz`)).status, 200);
+  t.ok(s.gw.logs.lines.some((l) => l['msg'] === 'a dependency check passes again' && l['check'] === 'store'));
+
+  // The upstream gone: the upstream checks fail.
+  await s.up.close();
+  Object.assign(s.up, { close: async () => undefined }); // closed already: the stack's teardown has nothing to do
+  const down = await fetch(`${ops}/readyz`);
+  t.equal(down.status, 503);
+  t.match(await down.json(), { checks: { upstream: { ok: false, error: /fetch failed|ECONNREFUSED/ } } });
+  t.equal((await fetch(`${ops}/upstream/healthz`)).status, 503);
+});
