@@ -202,7 +202,12 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   sweeps.start();
   if (metrics instanceof PromMetrics) {
     metrics.observe('fbg_audit_queue_records', 'Audit records waiting for their destination', 'gauge', () => trail.stats().pending);
-    metrics.observe('fbg_audit_records_dropped_total', 'Audit records dropped (destination not keeping up)', 'counter', () => trail.stats().dropped);
+    metrics.observe(
+      'fbg_audit_records_dropped_total',
+      'Audit records dropped (destination not keeping up)',
+      'counter',
+      () => trail.stats().dropped,
+    );
     metrics.observe('fbg_audit_events_posted_total', 'AuditEvents the FHIR server took', 'counter', () => trail.stats().posted);
     metrics.observe('fbg_audit_events_dropped_total', 'AuditEvents not posted or refused', 'counter', () => trail.stats().postDropped);
   }

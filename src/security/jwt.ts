@@ -89,11 +89,8 @@ export class TokenVerifier {
         cooldownDuration: auth.jwksCooldownMs,
         cacheMaxAge: auth.jwksCacheMaxAgeMs,
         timeoutDuration: auth.jwksTimeoutMs,
-        [customFetch]: keySetFetch(
-          { uri: auth.jwksUri, cooldownMs: auth.jwksCooldownMs, timeoutMs: auth.jwksTimeoutMs },
-          log,
-          now,
-          (ok) => this.metrics.jwksFetch(ok),
+        [customFetch]: keySetFetch({ uri: auth.jwksUri, cooldownMs: auth.jwksCooldownMs, timeoutMs: auth.jwksTimeoutMs }, log, now, (ok) =>
+          this.metrics.jwksFetch(ok),
         ),
       });
       this.keys = this.remote;

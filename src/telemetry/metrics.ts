@@ -123,11 +123,31 @@ export class PromMetrics implements Metrics {
       buckets: LATENCY_BUCKETS,
       registers,
     });
-    this.storeErrors = new Counter({ name: 'fbg_store_errors_total', help: 'Blob store operations that failed', labelNames: ['op'], registers });
+    this.storeErrors = new Counter({
+      name: 'fbg_store_errors_total',
+      help: 'Blob store operations that failed',
+      labelNames: ['op'],
+      registers,
+    });
     this.jwks = new Counter({ name: 'fbg_jwks_fetches_total', help: 'Fetches of the signing key set', labelNames: ['outcome'], registers });
-    this.tokens = new Counter({ name: 'fbg_token_cache_total', help: 'Token verifications answered from the cache (hit) or verified (miss)', labelNames: ['result'], registers });
-    this.sweeps = new Counter({ name: 'fbg_sweeps_total', help: 'Scheduled retention sweeps: done, skipped (another replica held the period), failed', labelNames: ['result'], registers });
-    this.sweptBlobs = new Counter({ name: 'fbg_sweep_blobs_total', help: 'Blobs the scheduled sweeps acted on or kept, by action', labelNames: ['action'], registers });
+    this.tokens = new Counter({
+      name: 'fbg_token_cache_total',
+      help: 'Token verifications answered from the cache (hit) or verified (miss)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.sweeps = new Counter({
+      name: 'fbg_sweeps_total',
+      help: 'Scheduled retention sweeps: done, skipped (another replica held the period), failed',
+      labelNames: ['result'],
+      registers,
+    });
+    this.sweptBlobs = new Counter({
+      name: 'fbg_sweep_blobs_total',
+      help: 'Blobs the scheduled sweeps acted on or kept, by action',
+      labelNames: ['action'],
+      registers,
+    });
   }
 
   exchangeStarted(): void {

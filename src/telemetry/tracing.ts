@@ -20,11 +20,9 @@ export class Tracing {
   serverSpan(method: string, headers: IncomingHttpHeaders): Span | undefined {
     if (!this.enabled) return undefined;
     const parent = remoteParent(headers.traceparent);
-    return trace.getTracer(NAME).startSpan(
-      `${method}`,
-      { kind: SpanKind.SERVER, attributes: { 'http.request.method': method } },
-      parent ?? ROOT_CONTEXT,
-    );
+    return trace
+      .getTracer(NAME)
+      .startSpan(`${method}`, { kind: SpanKind.SERVER, attributes: { 'http.request.method': method } }, parent ?? ROOT_CONTEXT);
   }
 
   /** Runs `fn` with `span` as the active span (its children, the store's and the upstream's calls, find it). */
