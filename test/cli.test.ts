@@ -301,7 +301,7 @@ t.test('SIGHUP applies a valid changed file and keeps the old configuration on a
       .slice(before)
       .find((l) => l['level'] === 'warn' && /restart/.test(String(l['msg']))),
   );
-  t.same(warn['sections'], ['upstream']);
+  t.same(warn['keys'], ['upstream.timeoutMs'], 'named by key');
   t.equal(await status(), 200, 'the rest of the file is applied');
   t.equal(seen, 5);
 
@@ -318,10 +318,22 @@ t.test('SIGHUP applies a valid changed file and keeps the old configuration on a
       .slice(mark)
       .find((l) => l['level'] === 'warn' && /restart/.test(String(l['msg']))),
   );
-  t.same(later['sections'], ['upstream', 'admin', 'audit']);
+  t.same(later['keys'], ['upstream.timeoutMs', 'audit.destination', 'admin.enabled']);
+
+  // The store too: a new bucket or directory is not silently ignored.
+  writeFileSync(file, `${policy(publicReads)}storage: { filesystem: { directory: ./elsewhere } }\n`);
+  const storeMark = cli.logs().length;
+  await hup(/^configuration reloaded$/);
+  const storeWarn = await cli.waitFor('the storage restart warning', () =>
+    cli
+      .logs()
+      .slice(storeMark)
+      .find((l) => l['level'] === 'warn' && /restart/.test(String(l['msg']))),
+  );
+  t.same(storeWarn['keys'], ['storage.filesystem.directory']);
 
   await stop(t, cli);
-  t.match(cli.logs().at(-1), { msg: 'shutting down', signal: 'SIGTERM' }, 'the last line is flushed on exit');
+  t.match(cli.logs().at(-1), { msg: 'shutting down: draining', signal: 'SIGTERM' }, 'the last line is flushed on exit');
 });
 
 t.test('scrub: a JSON summary on stdout, exit 0 when every blob is sound and 1 when one is not', async (t) => {

@@ -8,6 +8,7 @@ import { demoUnavailable, missingDemoPackages, startDemo, type Demo } from '../d
 import { createLogger } from '../logging/logger.js';
 import { runScrub } from './scrub-command.js';
 import { runCheck } from './check-command.js';
+import { restartOnlyChanges } from './reload-scope.js';
 import { runHealth } from './health-command.js';
 import { runKeygen } from './keygen-command.js';
 import { runSweep } from './sweep-command.js';
@@ -142,6 +143,14 @@ async function main(): Promise<number> {
     if (!config.server.publicBaseUrl) log.warn('server.publicBaseUrl is not set: Location headers will name the listen address');
   }
 
+  // Whatever escapes every handler is a bug: said as a JSON line, then the process ends (its state is unknown).
+  const fatal = (kind: string) => (err: unknown) => {
+    log.fatal({ err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, `${kind}: the gateway stops`);
+    log.flush(() => process.exit(1));
+  };
+  process.on('uncaughtException', fatal('uncaught exception'));
+  process.on('unhandledRejection', fatal('unhandled rejection'));
+
   let running: RunningGateway;
   try {
     running = await startGateway(config, log);
@@ -172,20 +181,10 @@ async function main(): Promise<number> {
       const next = loadConfig(configFile, env, embeddedDefaults).config;
       running.reload(next);
       log.info({ file: configFile }, 'configuration reloaded');
-      // Listeners and the upstream connection pool are built once: say so rather than pretend.
-      // (server.trustedProxies and server.spoolDir are per-request state and do take effect.)
-      // The admin API's listener and routes are set up at start (turning it off does take
-      // effect: its routes then answer 404); the audit trail's destination is opened at start.
-      const fixedPart = (c: GatewayConfig, k: 'server' | 'upstream' | 'admin' | 'audit') =>
-        JSON.stringify(
-          k === 'server'
-            ? { ...c.server, trustedProxies: undefined, spoolDir: undefined }
-            : k === 'admin'
-              ? { listen: c.admin.listen, on: c.admin.enabled || config.admin.enabled }
-              : c[k],
-        );
-      const fixed = (['server', 'upstream', 'admin', 'audit'] as const).filter((k) => fixedPart(next, k) !== fixedPart(config, k));
-      if (fixed.length > 0) log.warn({ file: configFile, sections: fixed }, 'changes to these sections take effect only after a restart');
+      // Listeners, the store and the upstream connection pool are built once: say so, by key, rather than pretend.
+      const ignored = restartOnlyChanges(config, next);
+      if (ignored.length > 0)
+        log.warn({ file: configFile, keys: ignored }, 'these changes take effect only after a restart: ignored until then');
     } catch (err) {
       // A bad new policy must not take the gateway down or open it up: keep the old one.
       log.error(
@@ -197,7 +196,14 @@ async function main(): Promise<number> {
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
-      log.info({ signal }, 'shutting down');
+      // A second signal: the operator does not want to wait for the drain.
+      const now = (again: string) => {
+        log.warn({ signal: again }, 'second signal: exiting at once');
+        log.flush(() => process.exit(130));
+      };
+      process.once('SIGTERM', () => now('SIGTERM'));
+      process.once('SIGINT', () => now('SIGINT'));
+      log.info({ signal, deadlineMs: running.settings.current.config.server.shutdownTimeoutMs }, 'shutting down: draining');
       void running
         .close()
         .catch((err: unknown) => log.error({ err: err instanceof Error ? err.message : String(err) }, 'shutdown did not complete cleanly'))

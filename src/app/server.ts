@@ -41,6 +41,7 @@ import { NO_METRICS, PromMetrics } from '../telemetry/metrics.js';
 import { Tracing } from '../telemetry/tracing.js';
 import { UpstreamCalls } from '../telemetry/calls.js';
 import { startTraceExport } from '../telemetry/trace-export.js';
+import { TlsReloader } from './tls-reload.js';
 import { startObservabilityListener } from '../http/observability-listener.js';
 import { Readiness } from '../http/readiness.js';
 import { crc32Impl } from '../storage/crc32.js';
@@ -61,9 +62,14 @@ export interface RunningGateway {
   readonly server: Server;
   /** The settings in force (swapped by reload). */
   readonly settings: LiveSettings;
-  /** Applies a new configuration to later requests; listeners and upstream stay as they are. */
+  /** Applies a new configuration to later requests; listeners and upstream stay as they are (TLS files are re-read). */
   reload(config: GatewayConfig): void;
-  close(): Promise<void>;
+  /**
+   * Graceful shutdown: not ready from now on, no new connections, idle keep-alive connections
+   * closed, exchanges under way finished — for at most `deadlineMs` (server.shutdownTimeoutMs),
+   * then what is left is cut. Then the sweep, the audit trail and the exporters are wound down.
+   */
+  close(deadlineMs?: number): Promise<void>;
 }
 
 const READY_TIMEOUT_MS = 2_000;
@@ -200,6 +206,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     metrics,
   });
   sweeps.start();
+  const tlsReload = tls
+    ? new TlsReloader(tls, [server as https.Server, ...(adminApp ? [adminApp.app.server as unknown as https.Server] : [])], log)
+    : undefined;
   if (metrics instanceof PromMetrics) {
     metrics.observe('fbg_audit_queue_records', 'Audit records waiting for their destination', 'gauge', () => trail.stats().pending);
     metrics.observe(
@@ -246,13 +255,15 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       warnHttpsUnreachable(next, log);
       log.level = next.logging.level;
       accessLog.level = next.logging.level;
+      tlsReload?.reload();
     },
-    async close() {
+    async close(deadlineMs = settings.current.config.server.shutdownTimeoutMs) {
       // Listeners first (in-flight exchanges finish and are audited), then the sweep under way
       // (stopped between blobs), then the audit trail's queue and AuditEvents.
       readiness.drain();
+      tlsReload?.close();
       const sweepDone = sweeps.stop();
-      await Promise.all([app.close(), adminApp?.app.close()]);
+      await drain(server, Promise.all([app.close(), adminApp?.app.close()]), deadlineMs, log);
       await opsListener?.close();
       await sweepDone;
       await trail.close();
@@ -261,6 +272,31 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       agent.destroy();
     },
   };
+}
+
+/**
+ * Waits for `closed` (the listeners closed: every connection gone) for at most `deadlineMs`,
+ * closing keep-alive connections as they fall idle (a client holding one open would otherwise
+ * keep the gateway up for its whole timeout); at the deadline the rest are cut, and counted.
+ */
+async function drain(server: Server, closed: Promise<unknown>, deadlineMs: number, log: Logger): Promise<void> {
+  server.closeIdleConnections();
+  const idle = setInterval(() => server.closeIdleConnections(), 100);
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<'deadline'>((resolve) => {
+    timer = setTimeout(() => resolve('deadline'), deadlineMs);
+  });
+  try {
+    if ((await Promise.race([closed, deadline])) === 'deadline') {
+      const open = await new Promise<number>((resolve) => server.getConnections((_err, n) => resolve(n)));
+      log.warn({ connections: open, deadlineMs }, 'shutdown deadline reached: exchanges still under way are cut');
+      server.closeAllConnections();
+      await closed;
+    }
+  } finally {
+    clearInterval(idle);
+    clearTimeout(timer);
+  }
 }
 
 /** The admin API on a listener of its own (admin.listen): a port only operators reach. */
