@@ -447,3 +447,40 @@ t.test('sweep: a JSON report; --dry-run changes nothing; a second sweep in the s
   cli = spawnCli(t, ['sweep', '--config', file, '--since', '2026-01-01'], {}, tmp);
   t.equal(await cli.exited, 64, 'scrub options on sweep: a usage error');
 });
+
+t.test('SIGTERM drains; a second signal exits at once', async (t) => {
+  const tmp = tempDir(t);
+  const { createServer } = await import('node:http');
+  // An upstream that never answers: the exchange stays under way.
+  const hung = createServer(() => undefined);
+  await new Promise<void>((r) => hung.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    hung.closeAllConnections();
+    hung.close();
+  });
+  const port = (hung.address() as { port: number }).port;
+  writeFileSync(
+    join(tmp, 'policy.yaml'),
+    [
+      'server: { host: 127.0.0.1, port: 0, shutdownTimeoutMs: 60000 }',
+      `upstream: { url: "http://127.0.0.1:${port}/fhir", timeoutMs: 60000 }`,
+      `auth: { issuers: [i], audiences: [a], jwksFile: ${join(ROOT, 'policies/examples/dev-jwks.json')} }`,
+      'rules: [{ name: open, match: { interactions: [capabilities] }, require: { auth: false, smart: false } }]',
+      'defaultRule: { require: { https: false } }',
+    ].join('\n'),
+  );
+  const cli = spawnCli(t, ['--config', join(tmp, 'policy.yaml')], {}, tmp);
+  const listening = await cli.waitFor('the listening line', () => cli.logs().find((l) => l['msg'] === 'gateway listening'));
+  const pending = fetch(`${String(listening['url'])}/metadata`).catch(() => 'cut');
+  await new Promise((r) => setTimeout(r, 200));
+  cli.child.kill('SIGTERM');
+  await cli.waitFor('the draining line', () => cli.logs().find((l) => l['msg'] === 'shutting down: draining'));
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(cli.child.exitCode, null, 'still draining: the exchange under way has its deadline');
+  const started = performance.now();
+  cli.child.kill('SIGTERM');
+  t.equal(await cli.exited, 130, 'the second signal exits at once');
+  t.ok(performance.now() - started < 3_000);
+  t.ok(cli.logs().some((l) => l['msg'] === 'second signal: exiting at once' && l['level'] === 'warn'));
+  t.equal(await pending, 'cut');
+});

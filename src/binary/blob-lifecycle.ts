@@ -79,9 +79,9 @@ export class BlobLifecycle {
   async externalize(
     x: Exchange,
     body: Readable,
-    opts: { readonly binaryMinBytes?: number; readonly own?: ContentLinks['own'] } = {},
+    opts: { readonly binaryMinBytes?: number; readonly own?: ContentLinks['own']; readonly refuseLinks?: string } = {},
   ): Promise<ExternalizedBody | undefined> {
-    const { binaryMinBytes, own } = opts;
+    const { binaryMinBytes, own, refuseLinks } = opts;
     const { config, policy } = x.settings;
     const maxBytes = x.rule.limits.maxRequestBytes;
     const tags = tagsOf(x);
@@ -98,7 +98,7 @@ export class BlobLifecycle {
           maxBytes,
           allowedTypes: (rt) => policy.allowedTypes(rt),
           tags,
-          links: { base: this.publicBase, ...(own ? { own } : {}) },
+          links: { base: this.publicBase, ...(own ? { own } : {}), ...(refuseLinks ? { refuse: refuseLinks } : {}) },
         },
       );
     } finally {

@@ -16,6 +16,7 @@ export function ownContent(d: PlaneDeps, x: Exchange, type: string, id: string):
   const key = `${type}/${id}`;
   return {
     key,
+    mayRead: x.rewrite.reader.mayRead(type),
     async resolve(path: string | undefined): Promise<LinkedContent | undefined> {
       const got = await d.resources.attachment(x, `/${key}`, path === undefined ? 'binary' : parseAttachmentPath(path, type));
       if ('relay' in got) {
@@ -28,7 +29,7 @@ export function ownContent(d: PlaneDeps, x: Exchange, type: string, id: string):
         const ref = findBlobRef((got.attachment?.['_data'] as { extension?: unknown } | undefined)?.extension);
         const info = ref && (await d.store.head(ref.id));
         if (!ref || !info || info.owner !== key || info.sha256 !== ref.sha256 || !servable(info.state)) return undefined;
-        return { id: info.id, sha256: info.sha256, size: info.size, sha1: info.sha1 };
+        return { id: info.id, sha256: info.sha256, size: info.size, sha1: info.sha1, contentType: info.contentType };
       } finally {
         await got.release();
       }

@@ -46,7 +46,18 @@ export class ResourceWrites {
     x.continue100();
     const type = i.resourceType!;
     const own = i.kind === 'update' && i.id !== undefined ? ownContent(this.d, x, type, i.id) : undefined;
-    const spooled = await this.d.blobs.externalize(x, req, own ? { own } : {});
+    const spooled = await this.d.blobs.externalize(
+      x,
+      req,
+      own
+        ? { own }
+        : i.kind === 'update'
+          ? {
+              refuseLinks:
+                'a conditional update cannot take back content by link (which resource it writes is known only to the FHIR server): send the data, or update Type/id',
+            }
+          : {},
+    );
     if (!spooled) return;
     try {
       const blobs = spooled.blobs.map((b) => ({ id: b.info.id, contentType: b.contentType }));

@@ -9,6 +9,16 @@ import { storageSchema } from './storage-schema.js';
 
 const cidrList = { type: 'array', items: { type: 'string', minLength: 1 }, default: [] } as const;
 const stringList = { type: 'array', items: { type: 'string', minLength: 1 } } as const;
+/** A listener of the gateway's own besides the public one (admin API, observability): loopback unless said otherwise. */
+const listenSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['port'],
+  properties: {
+    host: { type: 'string', minLength: 1, default: '127.0.0.1' },
+    port: { type: 'integer', minimum: 0, maximum: 65535 },
+  },
+} as const;
 
 /** Only asymmetric algorithms: a JWKS holds public keys, and HS* against a public key is the classic confusion attack. */
 export const ALLOWED_ALGORITHMS = [
@@ -242,15 +252,7 @@ export const configSchema = {
         ipAllow: { type: 'array', items: { type: 'string' }, default: [] },
         // Its own listener (recommended: a port only operators reach); without it, the main
         // listener serves it under /_admin/.
-        listen: {
-          type: 'object',
-          additionalProperties: false,
-          required: ['port'],
-          properties: {
-            host: { type: 'string', minLength: 1, default: '127.0.0.1' },
-            port: { type: 'integer', minimum: 0, maximum: 65535 },
-          },
-        },
+        listen: listenSchema,
       },
     },
     // The audit trail (docs/operations.md): one record per request that touched stored content
@@ -347,15 +349,7 @@ export const configSchema = {
       additionalProperties: false,
       default: {},
       properties: {
-        listen: {
-          type: 'object',
-          additionalProperties: false,
-          required: ['port'],
-          properties: {
-            host: { type: 'string', minLength: 1, default: '127.0.0.1' },
-            port: { type: 'integer', minimum: 0, maximum: 65535 },
-          },
-        },
+        listen: listenSchema,
         // GET /metrics on the listener (Prometheus text format).
         metrics: { type: 'boolean', default: true },
         // OpenTelemetry spans: a server span per request, children for the upstream and the store,

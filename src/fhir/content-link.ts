@@ -5,6 +5,8 @@
  * Binary (which has no `url` element) carries its own URL in a `_data` extension.
  */
 export const CONTENT_URL_EXTENSION = 'http://fhir-binary-gateway.dev/fhir/StructureDefinition/content-url';
+/** Beside it, the linked content's SHA-256 (hex): which content the link meant, whatever the resource holds by then. */
+export const CONTENT_SHA256_EXTENSION = 'http://fhir-binary-gateway.dev/fhir/StructureDefinition/content-sha256';
 
 const READ = '/$binary-access-read?path=';
 const OWNER = /^([A-Z][A-Za-z]{1,63})\/([A-Za-z0-9\-.]{1,64})$/;

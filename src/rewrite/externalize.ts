@@ -2,7 +2,8 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { forEntry, GatewayError, isGatewayError } from '../errors/catalogue.js';
 import { NOT_ATTACHMENT } from '../fhir/attachment-kinds.js';
 import { BLOB_EXTENSION_URL, blobExtension } from '../fhir/blob-reference.js';
-import { CONTENT_URL_EXTENSION, parseContentLink } from '../fhir/content-link.js';
+import { essence } from '../content/media-type.js';
+import { CONTENT_SHA256_EXTENSION, CONTENT_URL_EXTENSION, parseContentLink } from '../fhir/content-link.js';
 import { bundleEntryOf, isResourceRoot } from '../fhir/json-positions.js';
 import type { JsonToken } from '../json/tokenizer.js';
 import { JsonWalker, type Container, type Route, type WalkPolicy } from '../json/walker.js';
@@ -38,16 +39,24 @@ export interface ContentLinks {
   /**
    * An update of one resource (`Type/id`): its own links are turned back into the reference to the
    * content its current version has at the linked path (`resolve`; undefined when it has none).
+   * `mayRead`: whether the caller may read the type (who may not gets one refusal, whatever is there).
    */
-  readonly own?: { readonly key: string; resolve(path: string | undefined): Promise<LinkedContent | undefined> };
+  readonly own?: {
+    readonly key: string;
+    readonly mayRead: boolean;
+    resolve(path: string | undefined): Promise<LinkedContent | undefined>;
+  };
+  /** Set where no link can be taken back (an update whose target is not named by id): why, for the refusal. */
+  readonly refuse?: string;
 }
 
-/** Stored content an own link names: the reference and what Attachment.size and hash say of it. */
+/** Stored content an own link names: the reference, what Attachment.size and hash say of it, the type it was checked as. */
 export interface LinkedContent {
   readonly id: string;
   readonly sha256: string;
   readonly size: number;
   readonly sha1: string;
+  readonly contentType: string;
 }
 
 /** One attachment (or Binary) whose data now lives in the store. */
@@ -215,6 +224,9 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
     const frame = parent?.state;
     if (!parent || !frame || key === undefined) return;
     if (key === 'url') {
+      // Content as a URL would pass every check data gets (type, sniffing, allow-list, budget, audit).
+      if (typeof value === 'string' && /^\s*data:/i.test(value))
+        throw new GatewayError('BAD_REQUEST', 'a data: URL is not accepted as a url: send the content as data, where it is checked');
       // One of our content links waits for the object's end (relink); any other URL stays in place.
       if (typeof value === 'string' && parseContentLink(this.opts.links!.base, value)?.path !== undefined)
         (frame.held ??= new Map()).set(key, value);
@@ -293,18 +305,22 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
   }
 
   /**
-   * An attachment without data whose `url` (a Binary: its `_data` content-url extension) is one of
-   * our content links. Its own resource's link becomes the reference to the content the current
-   * version has there, as if the data had been sent again; one that no longer resolves is refused
-   * rather than stored as a link to nothing. Another resource's link is a link like any other. In
-   * a Bundle, whose entries' targets are not known while they stream by, every such link is refused.
+   * An attachment without data whose `url`, or `_data` content-url extension (Binary's, and an
+   * attachment whose `url` is the client's), is one of our content links. In an update of one
+   * resource, its own link becomes the reference to the content its current version has at the
+   * linked path, as if the data had been sent again — only for a caller who may read the type,
+   * only if the content is the one the link was given for (the SHA-256 beside it, else the
+   * attachment's `hash`) and only as the type it was checked as. Anything else that would leave
+   * the new version without its content is refused, never stored as a link to nothing: a link in
+   * a Bundle (entries' targets are not known while they stream by) or in an update whose target
+   * is a search. Another resource's link is a link like any other.
    */
   private relink(c: Container<State>, frame: ObjectState): Promise<void> | undefined {
     const links = this.opts.links;
     const held = frame.held;
     if (!links || !held) return undefined;
     const url = held.get('url');
-    const target = typeof url === 'string' ? url : frame.root ? contentUrlOf(held.get('_data')) : undefined;
+    const target = typeof url === 'string' ? url : contentUrlOf(held.get('_data'));
     const link = target === undefined ? undefined : parseContentLink(links.base, target);
     if (!link) return undefined;
     if (bundleEntryOf(c) !== undefined)
@@ -312,26 +328,47 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
         'BAD_REQUEST',
         'an attachment links to content the gateway stores (a read answered it so): in a Bundle, send its data instead, or update the resource on its own',
       );
+    if (links.refuse) throw new GatewayError('CONTENT_LINK_UNRESOLVED', links.refuse);
     const own = links.own;
     if (!own || link.owner !== own.key) return undefined;
+    if (!own.mayRead)
+      throw new GatewayError(
+        'INSUFFICIENT_SCOPE',
+        `a content link is taken back only by a caller who may read ${own.key.split('/')[0]}: send the data instead`,
+      );
+    const where = link.path ?? 'Binary.data';
     return own.resolve(link.path).then((content) => {
-      const where = link.path ?? 'Binary.data';
       if (!content)
         throw new GatewayError('CONTENT_LINK_UNRESOLVED', `${own.key} has no stored content at ${where} any more: send the data instead`);
+      const declared = essence(frame.contentType);
+      if (declared !== essence(content.contentType))
+        throw new GatewayError(
+          'UNSUPPORTED_MEDIA',
+          `the content at ${where} was checked as ${content.contentType}: a link takes it back only as that, not as ${declared ?? 'no type'}`,
+        );
+      // Which content the link was given for: the digest beside a `_data` link, else the attachment's hash.
+      const sha256 = contentSha256Of(held.get('_data'));
+      const size = held.get('size');
+      const hash = held.get('hash');
+      const same = sha256 !== undefined ? sha256 === content.sha256 : typeof hash === 'string' && hash === content.sha1;
+      if (!same || (size !== undefined && size !== content.size))
+        throw new GatewayError(
+          'CONTENT_LINK_UNRESOLVED',
+          `the content at ${where} is not the content the link was given for (or nothing sent with it says which: keep its hash): send the data instead`,
+        );
+      // Still a type this resource may carry (the policy may have changed since it was stored).
+      ((frame.root ? frame : this.resourceOf(c)).attachments ??= []).push({ declared: declared!, stored: undefined });
       if (!frame.root) {
-        const size = held.get('size');
-        const hash = held.get('hash');
-        if ((size !== undefined && size !== content.size) || (hash !== undefined && hash !== content.sha1))
-          throw new GatewayError('BAD_REQUEST', `Attachment.size or hash does not match the content at ${where} the url links to`);
         held.delete('url');
         held.set('size', content.size);
         held.set('hash', content.sha1);
       }
       const prior = held.get('_data');
       const element = prior && typeof prior === 'object' && !Array.isArray(prior) ? (prior as Record<string, unknown>) : {};
-      const extension = (Array.isArray(element['extension']) ? (element['extension'] as unknown[]) : []).filter(
-        (e) => (e as { url?: unknown } | null)?.url !== CONTENT_URL_EXTENSION,
-      );
+      const extension = (Array.isArray(element['extension']) ? (element['extension'] as unknown[]) : []).filter((e) => {
+        const u = (e as { url?: unknown } | null)?.url;
+        return u !== CONTENT_URL_EXTENSION && u !== CONTENT_SHA256_EXTENSION;
+      });
       held.set('_data', { ...element, extension: [...extension, blobExtension({ id: content.id, sha256: content.sha256 })] });
     });
   }
@@ -344,12 +381,22 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
   }
 }
 
-/** The content-url extension's value in a Binary's `_data`, if it has one. */
+/** The content-url extension's value in a `_data` element, if it has one. */
 function contentUrlOf(element: unknown): string | undefined {
+  const v = extensionOf(element, CONTENT_URL_EXTENSION)?.valueUrl;
+  return typeof v === 'string' ? v : undefined;
+}
+
+/** The content-sha256 extension's value beside it. */
+function contentSha256Of(element: unknown): string | undefined {
+  const v = extensionOf(element, CONTENT_SHA256_EXTENSION)?.valueString;
+  return typeof v === 'string' ? v : undefined;
+}
+
+function extensionOf(element: unknown, url: string): { valueUrl?: unknown; valueString?: unknown } | undefined {
   const ext = (element as { extension?: unknown } | null | undefined)?.extension;
   if (!Array.isArray(ext)) return undefined;
-  const found = (ext as { url?: unknown; valueUrl?: unknown }[]).find((e) => e?.url === CONTENT_URL_EXTENSION);
-  return typeof found?.valueUrl === 'string' ? found.valueUrl : undefined;
+  return (ext as { url?: unknown; valueUrl?: unknown; valueString?: unknown }[]).find((e) => e?.url === url);
 }
 
 function injected(): GatewayError {

@@ -1,4 +1,4 @@
-import { CONTENT_URL_EXTENSION } from '../fhir/content-link.js';
+import { CONTENT_SHA256_EXTENSION, CONTENT_URL_EXTENSION } from '../fhir/content-link.js';
 import type { BlobRef } from '../fhir/blob-reference.js';
 import { base64Chunks } from '../lib/base64.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
@@ -109,12 +109,16 @@ export function attachmentEnd(a: AttachmentEnd): Slot {
       let rest = att.rest;
       if (needsLink && !streamed) {
         if (!ownerKey) a.warn?.('an attachment of a resource without an id cannot be linked');
-        else if (a.binaryRoot) {
+        else if (a.binaryRoot || a.hasUrl) {
+          // Binary has no `url`, and an attachment's own `url` is the client's: the link goes in
+          // `_data`, with the content's SHA-256 when it is stored, so a write that sends it back
+          // takes back this content and no other (rewrite/externalize.ts relink).
           const ext = Array.isArray(rest?.['extension']) ? (rest['extension'] as unknown[]) : [];
-          const url = a.isOwner ? a.link(ownerKey, undefined) : a.link(ownerKey, `${owner.type}${a.path}`);
-          rest = { ...rest, extension: [...ext, { url: CONTENT_URL_EXTENSION, valueUrl: url }] };
+          const url = a.binaryRoot && a.isOwner ? a.link(ownerKey, undefined) : a.link(ownerKey, `${owner.type}${a.path}`);
+          const digest = att.ref ? [{ url: CONTENT_SHA256_EXTENSION, valueString: att.ref.ref.sha256 }] : [];
+          rest = { ...rest, extension: [...ext, { url: CONTENT_URL_EXTENSION, valueUrl: url }, ...digest] };
           report.linked++;
-        } else if (!a.hasUrl) {
+        } else {
           yield `${member('url')}${JSON.stringify(a.link(ownerKey, `${owner.type}${a.path}`))}`;
           report.linked++;
         }

@@ -128,8 +128,8 @@ t.test(
     );
     t.equal(
       await code(await put(`DocumentReference/${doc.id}`, linked(doc.id, 'DocumentReference.content[0].attachment', { size: 5 }))),
-      'BAD_REQUEST',
-      'a size that contradicts the linked content',
+      'CONTENT_LINK_UNRESOLVED',
+      'a size that contradicts the linked content (and no hash to say which content it was)',
     );
     // Another resource's link in an update is a link like any other: no reference to its content.
     const foreign = await put(`DocumentReference/${doc.id}`, {

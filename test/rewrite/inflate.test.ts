@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import t from 'tap';
 import { BLOB_EXTENSION_URL } from '../../src/fhir/blob-reference.js';
 import { CONTENT_URL_EXTENSION } from '../../src/rewrite/inflate.js';
+import { CONTENT_SHA256_EXTENSION } from '../../src/fhir/content-link.js';
 import { engine, PUBLIC, UPSTREAM } from '../helpers/engine.js';
 import { PDF } from '../helpers/content.js';
 
@@ -60,7 +61,7 @@ t.test('the budget: attachments in document order while they fit, a $binary-acce
   t.ok(report.bytes <= 60_000);
 });
 
-t.test('inflation off: every stored attachment gets a link; an attachment that has a url keeps its own', async (t) => {
+t.test('inflation off: every stored attachment gets a link; one that has a url keeps it, its link on _data', async (t) => {
   const e = engine(t);
   const pdf = PDF(20_000);
   const doc = {
@@ -83,13 +84,23 @@ t.test('inflation off: every stored attachment gets a link; an attachment that h
   const out = JSON.parse(text);
   t.equal(out.content.url, 'https://elsewhere.example/x.pdf', 'not overwritten');
   t.equal(out.content.data, undefined);
+  t.same(
+    out.content._data,
+    {
+      extension: [
+        { url: CONTENT_URL_EXTENSION, valueUrl: `${PUBLIC}/Media/m1/$binary-access-read?path=Media.content` },
+        { url: CONTENT_SHA256_EXTENSION, valueString: createHash('sha256').update(pdf).digest('hex') },
+      ],
+    },
+    'the stored content is still named: a client that sends this back keeps it',
+  );
   t.equal(
     out.contained[0].content[0].attachment.url,
     `${PUBLIC}/Media/m1/$binary-access-read?path=${encodeURIComponent('Media.contained[0].content[0].attachment')}`,
     'contained: linked through the container, its owner',
   );
   t.equal(report.inflated, 0);
-  t.equal(report.linked, 1);
+  t.equal(report.linked, 2);
 });
 
 t.test('inline data the upstream holds: sent in place within the budget, replaced by a link past it', async (t) => {
@@ -183,7 +194,13 @@ t.test('Binary in a Bundle: inline within the budget, else a content-url extensi
   t.equal(full.entry[0].resource._data, undefined);
   const capped = JSON.parse((await e.inflate(bundle, { maxBytes: 1000 })).text);
   t.equal(capped.entry[0].resource.data, undefined);
-  t.same(capped.entry[0].resource._data, { extension: [{ url: CONTENT_URL_EXTENSION, valueUrl: `${PUBLIC}/Binary/bin` }] });
+  t.same(capped.entry[0].resource._data, {
+    extension: [
+      { url: CONTENT_URL_EXTENSION, valueUrl: `${PUBLIC}/Binary/bin` },
+      // Which content the link names: a Binary sent back with it takes this content, no other.
+      { url: CONTENT_SHA256_EXTENSION, valueString: createHash('sha256').update(pdf).digest('hex') },
+    ],
+  });
 });
 
 t.test('SampledData and Signature data are not attachments: never counted, never touched', async (t) => {
