@@ -177,6 +177,24 @@ export class RequestFlow {
   private refuse(req: IncomingMessage, res: ServerResponse, err: GatewayError, rec: AccessRecord): void {
     rec.code = err.code;
     if (err.code === 'INTERNAL') this.d.log.error({ reqId: rec.id, err: err.cause }, 'internal error');
+    // An outage (the store, the key set, the upstream) says why in the log: the client's
+    // OperationOutcome names only the kind. Codes and messages of the cause, never content.
+    else if (err.status >= 500)
+      this.d.log.warn({ reqId: rec.id, code: err.code, cause: causeOf(err.cause) }, 'request failed: a dependency');
     sendError(req, res, err, rec.id);
   }
+}
+
+/** A failure's code and message, for the log (an error chain's first two links). */
+function causeOf(cause: unknown): string | undefined {
+  if (cause === undefined) return undefined;
+  const e = cause as { code?: unknown; name?: unknown; message?: unknown; cause?: unknown };
+  const head = [
+    typeof e.code === 'string' ? e.code : typeof e.name === 'string' ? e.name : undefined,
+    typeof e.message === 'string' ? e.message : String(cause),
+  ]
+    .filter(Boolean)
+    .join(' ');
+  const inner = e.cause ? causeOf(e.cause) : undefined;
+  return `${head}${inner ? ` (${inner})` : ''}`.slice(0, 300);
 }
