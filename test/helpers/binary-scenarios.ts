@@ -217,9 +217,9 @@ export function binaryStoreScenarios(t: Test, name: string, make: (t: Test) => P
     });
     t.equal(binaryPosts(s), posts, 'the upstream was not told of a Binary');
     // The operator learns why, with the request id; the client only the kind.
-    const why = await s.gw.accessLine(r.headers.get('x-request-id')).then(() =>
-      s.gw.logs.lines.find((l) => l['msg'] === 'request failed: a dependency' && l['reqId'] === r.headers.get('x-request-id')),
-    );
+    const why = await s.gw
+      .accessLine(r.headers.get('x-request-id'))
+      .then(() => s.gw.logs.lines.find((l) => l['msg'] === 'request failed: a dependency' && l['reqId'] === r.headers.get('x-request-id')));
     t.match(why, { level: 'warn', code: 'STORAGE_UNAVAILABLE', cause: /\w/ }, 'the cause is logged');
 
     asked = Date.now();
