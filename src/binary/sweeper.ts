@@ -120,7 +120,7 @@ export async function sweep(opts: SweepOptions): Promise<SweepReport> {
     // From where the last sweep stopped to the end, then round from the first blob to there: blobs
     // kept for "no verdict" (asked again at full cost) cannot hold back those after them for ever.
     const stoppedAt =
-      (await walk(opts.store, from, undefined, visit)) ?? (from ? await walk(opts.store, undefined, from, visit) : undefined);
+      (await walk(opts.store, from, undefined, visit, late)) ?? (from ? await walk(opts.store, undefined, from, visit, late) : undefined);
     report.stoppedEarly = stoppedAt !== undefined;
     if (!opts.dryRun) await remember(opts.store, index, opts.holder, stoppedAt);
     return report;
@@ -160,18 +160,31 @@ export async function remember(store: BlobStore, index: number, holder: string, 
 /**
  * The store's blobs in id order from `from` (inclusive) up to `until` (exclusive), each given to
  * `visit` until it answers false: then the id it stopped at; undefined once all were visited.
+ * The listing starts at `from` (the store's own `from` option, not a walk from the first blob),
+ * and the deadline is looked at on every page, not only at blobs due for work: a store whose
+ * blobs are mostly not due still costs a sweep its listing, and a sweep that spent its period
+ * listing stops where it got to, so the next one goes on from there (attack
+ * sweep-resume-relists-prefix).
  */
-async function walk(
+export async function walk(
   store: BlobStore,
   from: string | undefined,
   until: string | undefined,
   visit: (info: BlobInfo) => Promise<boolean>,
+  late: () => boolean,
 ): Promise<string | undefined> {
   let cursor: string | undefined;
   do {
-    const page = await store.list(cursor ? { cursor } : {});
+    const page = await store.list({ ...(from !== undefined ? { from } : {}), ...(cursor ? { cursor } : {}) });
+    const first = page.items[0];
+    if (late()) {
+      // Out of time after this listing: the next sweep goes on at the first blob not visited (or,
+      // on a page of names before `from` a store lists without records, where this one began).
+      if (first) return until !== undefined && first.id >= until ? undefined : first.id;
+      if (page.cursor && from !== undefined) return from;
+    }
     for (const info of page.items) {
-      if (from !== undefined && info.id < from) continue;
+      if (info.id < (from ?? '')) continue;
       if (until !== undefined && info.id >= until) return undefined;
       if (!(await visit(info))) return info.id;
     }

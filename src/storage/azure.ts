@@ -150,7 +150,8 @@ export class AzureBlobStore implements BlobStore {
     for await (const page of pages) {
       const ids = page.segment.blobItems.flatMap(({ name }) => {
         const id = name.slice(base.length, -'.json'.length);
-        return isBlobId(id) && name === `${base}${id}.json` ? [id] : [];
+        // Before `from`: listed by name only (Azure's `startFrom` needs a service version not every account has).
+        return isBlobId(id) && name === `${base}${id}.json` && (options.from === undefined || id >= options.from) ? [id] : [];
       });
       const { items, unreadable } = await readRecords(ids, (id) => this.readRecord(id));
       return { items, ...(unreadable.length ? { unreadable } : {}), ...(page.continuationToken ? { cursor: page.continuationToken } : {}) };

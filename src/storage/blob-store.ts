@@ -98,6 +98,14 @@ export interface MetaPatch {
 export interface ListOptions {
   readonly prefix?: string;
   readonly cursor?: string;
+  /**
+   * Only ids at or after this one (id order): the listing starts there instead of at the first
+   * blob (the retention sweeper resuming where it stopped). Pass it with every page of one
+   * listing, as `prefix`. The filesystem and S3 start there directly (S3's `StartAfter`); Azure
+   * has no such parameter on every service version, so it lists the names before it (one request
+   * per page, no record read) and answers their pages empty, with a cursor.
+   */
+  readonly from?: string;
   /** At most this many items per page (drivers may return fewer). */
   readonly limit?: number;
 }

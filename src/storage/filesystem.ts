@@ -165,20 +165,26 @@ export class FilesystemBlobStore implements BlobStore {
     return info;
   }
 
-  /** Walks shards in id order, so the cursor is simply the last id returned. */
+  /**
+   * Walks shards in id order, so the cursor is simply the last id returned; `from` prunes the
+   * shards before it, so no record before it is read.
+   */
   async list(options: ListOptions = {}): Promise<ListPage> {
     const limit = options.limit ?? DEFAULT_LIST_LIMIT;
     const after = options.cursor ?? '';
+    const from = options.from ?? '';
+    // Where the walk begins: the later of the cursor and `from`.
+    const start = from > after ? from : after;
     const items: BlobInfo[] = [];
     const unreadable: string[] = [];
     let last = after;
     const page = (cursor?: string): ListPage => ({ items, ...(unreadable.length ? { unreadable } : {}), ...(cursor ? { cursor } : {}) });
-    for (const a of await sortedDirs(this.dir, after.slice(0, 2))) {
-      for (const b of await sortedDirs(join(this.dir, a), a === after.slice(0, 2) ? after.slice(2, 4) : '')) {
+    for (const a of await sortedDirs(this.dir, start.slice(0, 2))) {
+      for (const b of await sortedDirs(join(this.dir, a), a === start.slice(0, 2) ? start.slice(2, 4) : '')) {
         const names = (await readdir(join(this.dir, a, b))).filter((n) => n.endsWith('.json') && !n.startsWith('.')).sort();
         for (const name of names) {
           const id = name.slice(0, -'.json'.length);
-          if (id <= after || (options.prefix && !id.startsWith(options.prefix))) continue;
+          if (id <= after || id < from || (options.prefix && !id.startsWith(options.prefix))) continue;
           if (items.length === limit) return page(last);
           const info = await this.head(id).catch((err: unknown) => {
             if ((err as { code?: unknown }).code !== 'BLOB_UNREADABLE') throw err;

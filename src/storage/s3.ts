@@ -203,22 +203,28 @@ export class S3BlobStore implements BlobStore {
     return info;
   }
 
-  /** The cursor is S3's continuation token, passed through unchanged. */
+  /**
+   * The cursor is S3's continuation token, passed through unchanged. `from` is S3's `StartAfter`
+   * (on the first page; S3 ignores it beside a continuation token): the key `meta/{from}` sorts
+   * just before `meta/{from}.json` and every longer id that begins with `from`.
+   */
   async list(options: ListOptions = {}): Promise<ListPage> {
     const recordPrefix = `${this.prefix}meta/`;
+    const from = options.from;
     const res = await this.client.send(
       new ListObjectsV2Command({
         Bucket: this.bucket,
         Prefix: recordPrefix + (options.prefix ?? ''),
         MaxKeys: options.limit ?? DEFAULT_LIST_LIMIT,
         ContinuationToken: options.cursor,
+        ...(from !== undefined && options.cursor === undefined ? { StartAfter: recordPrefix + from } : {}),
       }),
     );
     const ids = (res.Contents ?? [])
       .map((o) => o.Key ?? '')
       .filter((key) => key.endsWith('.json'))
       .map((key) => key.slice(recordPrefix.length, -'.json'.length))
-      .filter(isBlobId);
+      .filter((id) => isBlobId(id) && (from === undefined || id >= from));
     const { items, unreadable } = await readRecords(ids, (id) => this.read(id));
     return {
       items,

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { bundlePage, followableNext } from '../../src/binary/pending-lookup.js';
-import { remember, resumePoint } from '../../src/binary/sweeper.js';
+import { remember, resumePoint, walk } from '../../src/binary/sweeper.js';
+import type { BlobInfo, BlobStore, ListOptions, ListPage } from '../../src/storage/blob-store.js';
 import { claimRecord, parseClaim } from '../../src/storage/meta.js';
 import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
 
@@ -101,4 +102,77 @@ t.test('the resume point: the newest earlier record with a blob id; remember() r
     ],
   );
   t.equal(await resumePoint(store, 12), 'cccc');
+});
+
+/** A store listing `ids` in pages of `size` from its `from`; names before `from` come as empty pages (as Azure lists them). */
+function listing(ids: readonly string[], size: number, byName = false): { store: BlobStore; asked: ListOptions[] } {
+  const asked: ListOptions[] = [];
+  const list = (o: ListOptions = {}): Promise<ListPage> => {
+    asked.push(o);
+    const at = o.cursor ? Number(o.cursor) : byName ? 0 : ids.findIndex((id) => id >= (o.from ?? ''));
+    const start = at < 0 ? ids.length : at;
+    const page = ids.slice(start, start + size);
+    const items = page.filter((id) => id >= (o.from ?? '')).map((id) => ({ id }) as BlobInfo);
+    return Promise.resolve({ items, ...(start + size < ids.length ? { cursor: String(start + size) } : {}) });
+  };
+  return { store: { list } as unknown as BlobStore, asked };
+}
+
+t.test('walk: the listing starts at `from`, stops at `until`, and looks at the deadline on every page', async (t) => {
+  const ids = ['a1', 'a2', 'b1', 'b2', 'c1', 'c2', 'd1'];
+  const visited: string[] = [];
+  const visit = (info: BlobInfo) => {
+    visited.push(info.id);
+    return Promise.resolve(true);
+  };
+  const never = () => false;
+
+  let l = listing(ids, 2);
+  t.equal(await walk(l.store, 'b2', undefined, visit, never), undefined, 'to the end');
+  t.same(visited, ['b2', 'c1', 'c2', 'd1'], 'from `from`, inclusive');
+  t.equal(l.asked[0]?.from, 'b2', 'the store was asked to start there');
+  t.ok(
+    l.asked.every((o) => o.from === 'b2'),
+    'on every page',
+  );
+
+  visited.length = 0;
+  l = listing(ids, 2);
+  t.equal(await walk(l.store, undefined, 'b2', visit, never), undefined, 'round to where the other leg began');
+  t.same(visited, ['a1', 'a2', 'b1'], 'up to `until`, exclusive');
+  t.equal(l.asked[0]?.from, undefined, 'from the first blob');
+
+  // The deadline passes once the second page was listed: the walk stops at that page's first blob, though no blob it listed was due for work.
+  visited.length = 0;
+  l = listing(ids, 2);
+  t.equal(await walk(l.store, 'a2', undefined, visit, () => l.asked.length > 1), 'b2', 'stopped where it got to');
+  t.same(visited, ['a2', 'b1']);
+
+  visited.length = 0;
+  l = listing(ids, 2);
+  t.equal(
+    await walk(l.store, undefined, 'b1', visit, () => l.asked.length > 1),
+    undefined,
+    'late on a page at or past `until`: the round is done',
+  );
+  t.same(visited, ['a1', 'a2']);
+
+  visited.length = 0;
+  const stop = (info: BlobInfo) => Promise.resolve(info.id !== 'b1');
+  t.equal(await walk(listing(ids, 2).store, undefined, undefined, stop, never), 'b1', 'visit said stop: that blob');
+
+  // A store that lists the names before `from` without their records (Azure): empty pages.
+  visited.length = 0;
+  l = listing(ids, 2, true);
+  t.equal(await walk(l.store, 'c2', undefined, visit, never), undefined);
+  t.same(visited, ['c2', 'd1'], 'empty pages passed, then from `from`');
+  visited.length = 0;
+  l = listing(ids, 2, true);
+  t.equal(await walk(l.store, 'c2', undefined, visit, () => l.asked.length > 1), 'c2', 'late on an empty page: where it began');
+  t.same(visited, []);
+
+  visited.length = 0;
+  l = listing(['a1', 'b1', 'c1'], 1, true);
+  t.equal(await walk(l.store, undefined, undefined, visit, () => false), undefined);
+  t.same(visited, ['a1', 'b1', 'c1']);
 });

@@ -276,6 +276,32 @@ t.test('azure: the constructor wants exactly one credential form', async (t) => 
   t.equal(new AzureBlobStore({ container, url: `${url}/${container}?sv=x&sig=y` }).driver, 'azure');
 });
 
+t.test('azure: a listing from an id reads no record before it: those names come as empty pages with a cursor', async (t) => {
+  const container = await freshContainer(t);
+  const store = storeFor(container);
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) ids.push((await store.put(Readable.from([Buffer.from(`b${i}`)]), { contentType: 'text/plain' })).id);
+  ids.sort();
+  await container.getBlockBlobClient(`${PREFIX}meta/${ids[1]}.json`).uploadData(Buffer.from('{"not a record'));
+  t.same((await store.list()).unreadable, [ids[1]], 'control: a listing from the first reads the broken record');
+  const pages: { items: string[]; unreadable?: readonly string[]; more: boolean }[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await store.list({ from: ids[3], limit: 2, ...(cursor ? { cursor } : {}) });
+    pages.push({ items: page.items.map((i) => i.id), ...(page.unreadable ? { unreadable: page.unreadable } : {}), more: !!page.cursor });
+    cursor = page.cursor;
+  } while (cursor && pages.length < 10);
+  t.same(
+    pages.flatMap((p) => p.items),
+    ids.slice(3),
+  );
+  t.ok(
+    pages.every((p) => p.unreadable === undefined),
+    'the broken record before it was never read',
+  );
+  t.same(pages[0], { items: [], more: true }, 'a page of names before it: empty, with a cursor');
+});
+
 t.test('azure: a range of a blob recorded before chunk digests is served from the blob its check read, never a replacement', async (t) => {
   const container = await freshContainer(t);
   const store = storeFor(container);

@@ -288,6 +288,34 @@ export function blobStoreContract(t: Test, name: string, make: (t: Test) => Prom
     for (const [id, owner] of seen) t.match(owner, /^Binary\/\d$/, `owner of ${id} listed`);
   });
 
+  t.test(`${name}: list from an id starts there (inclusive), page by page, with the prefix too`, async (t) => {
+    const { store } = await make(t);
+    const ids: string[] = [];
+    for (let i = 0; i < 7; i++) ids.push((await store.put(chunked(Buffer.from(`blob ${i}`)), { contentType: 'text/plain' })).id);
+    ids.sort();
+    const listFrom = async (from: string, prefix?: string): Promise<string[]> => {
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      let pages = 0;
+      do {
+        const page = await store.list({ from, limit: 2, ...(prefix ? { prefix } : {}), ...(cursor ? { cursor } : {}) });
+        seen.push(...page.items.map((i) => i.id));
+        cursor = page.cursor;
+        pages++;
+      } while (cursor && pages < 20);
+      return seen;
+    };
+    t.same(await listFrom(ids[3]), ids.slice(3), 'from an existing id: it and every later one, in id order');
+    t.same(await listFrom(`${ids[3]}0`), ids.slice(4), 'from between two ids: the later ones');
+    t.same(await listFrom(ids[0]), ids, 'from the first: all');
+    t.same(await listFrom('zzzz'), [], 'from past the last: none');
+    t.same(
+      await listFrom(ids[3], ids[5].slice(0, 1)),
+      ids.slice(3).filter((id) => id.startsWith(ids[5].slice(0, 1))),
+      'with a prefix',
+    );
+  });
+
   t.test(`${name}: concurrent puts get distinct ids and keep their own bytes`, async (t) => {
     const { store } = await make(t);
     const datas = Array.from({ length: 6 }, () => randomBytes(200_000));

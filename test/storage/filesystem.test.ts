@@ -247,3 +247,25 @@ t.test('filesystem: a record that cannot be read is BLOB_UNREADABLE (never retri
     'paging past it too',
   );
 });
+
+t.test('filesystem: a listing from an id reads no record before it (not even an unreadable one)', async (t) => {
+  const dir = tempDir(t);
+  const store = new FilesystemBlobStore({ directory: dir });
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) ids.push((await store.put(chunked(randomBytes(100)), { contentType: 'application/octet-stream' })).id);
+  ids.sort();
+  truncateSync(blobPath(dir, ids[1]).replace(/\.blob$/, '.json'), 40);
+  const page = await store.list({ from: ids[2] });
+  t.same(
+    page.items.map((i) => i.id),
+    ids.slice(2),
+  );
+  t.equal(page.unreadable, undefined, 'the broken record before it was never read');
+  t.same((await store.list()).unreadable, [ids[1]], 'control: a listing from the first reads it');
+  const later = await store.list({ from: ids[2], limit: 1 });
+  t.same(
+    (await store.list({ from: ids[2], cursor: later.cursor! })).items.map((i) => i.id),
+    ids.slice(3),
+    'a cursor past `from` goes on from the cursor',
+  );
+});

@@ -164,6 +164,35 @@ t.test('s3: serverSideEncryption and the KMS key id reach the server, signed, on
   t.equal(req.headers['x-amz-server-side-encryption'], undefined, 'no SSE header unless configured');
 });
 
+t.test("s3: a listing from an id is S3's StartAfter on its first page: no record before it is read", async (t) => {
+  const srv = await startS3Server(t);
+  const p = prefix();
+  const store = storeOn(srv, { prefix: p });
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) ids.push((await store.put(chunked(Buffer.from(`b${i}`)), { contentType: 'text/plain' })).id);
+  ids.sort();
+  const seen = srv.requests.length;
+  const first = await store.list({ from: ids[2], limit: 2 });
+  t.same(
+    first.items.map((i) => i.id),
+    ids.slice(2, 4),
+  );
+  const rest = await store.list({ from: ids[2], limit: 2, cursor: first.cursor! });
+  t.same(
+    rest.items.map((i) => i.id),
+    ids.slice(4),
+  );
+  const made = srv.requests.slice(seen);
+  const lists = made.filter((r) => r.query['list-type'] === '2');
+  t.equal(lists[0]?.query['start-after'], `${p}meta/${ids[2]}`, 'the first page starts after the key just before it');
+  t.equal(lists[1]?.query['start-after'], undefined, 'the next page goes on from its continuation token');
+  for (const id of ids.slice(0, 2))
+    t.notOk(
+      made.some((r) => r.path.endsWith(`/meta/${id}.json`)),
+      `the record of ${id.slice(0, 8)} (before it) was never read`,
+    );
+});
+
 t.test('s3: a prefix keeps two stores in one bucket apart', async (t) => {
   const srv = await startS3Server(t);
   const a = storeOn(srv, { prefix: 'tenant-a/' });
