@@ -115,6 +115,19 @@ function routes(app: FastifyInstance, deps: AdminDeps): void {
       throw storeFailure(err);
     }
   };
+  /**
+   * The record again, after the FHIR server was asked: a change made meanwhile (an operator's
+   * quarantine, a write's link, the sweeper) refuses the call instead of being overwritten — as
+   * the sweeper's `unchanged` and BlobLifecycle.link do. What was read before the round trip is
+   * no longer what the call is about (attack admin-link-undoes-quarantine).
+   */
+  const unchanged = async (info: BlobInfo): Promise<BlobInfo> => {
+    const now = await deps.store.head(info.id).catch((err: unknown) => Promise.reject(storeFailure(err)));
+    if (!now) throw new GatewayError('NOT_FOUND', 'no such blob');
+    if (now.state !== info.state || now.updatedAt !== info.updatedAt)
+      throw new GatewayError('BLOB_CHANGED', `the blob changed while the FHIR server was asked (now ${now.state}): look again`);
+    return now;
+  };
   /** Names the call before anything can refuse it (the audit record says what was tried). */
   const change = (req: FastifyRequest, name: string) => {
     req.adminCall!.change = name;
@@ -162,6 +175,7 @@ function routes(app: FastifyInstance, deps: AdminDeps): void {
       throw new GatewayError('LINK_UNVERIFIED', `${info.owner} still refers to this blob`);
     if (!(await ask(() => deps.upstream.currentReference(resource, info))).referenced)
       throw new GatewayError('LINK_UNVERIFIED', `the current version of ${resource} does not refer to this blob`);
+    await unchanged(info);
     return { blob: view(await write(info.id, { state: 'linked', owner: resource, retention: null })) };
   });
 
@@ -178,7 +192,8 @@ function routes(app: FastifyInstance, deps: AdminDeps): void {
     note(req, { action: 'release', blob: info.id, ...(info.owner ? { resource: info.owner } : {}) });
     if (info.state !== 'quarantined') throw new GatewayError('BAD_REQUEST', 'the blob is not quarantined');
     // Back to linked to its owner (the sweeper re-checks that it is still referred to), or
-    // pending (reconciled like any other).
+    // pending (reconciled like any other) — as long as it is still the quarantine read above.
+    await unchanged(info);
     return { blob: view(await write(info.id, { state: info.owner ? 'linked' : 'pending' })) };
   });
 
@@ -188,6 +203,9 @@ function routes(app: FastifyInstance, deps: AdminDeps): void {
     const info = await blob(req);
     note(req, { action: 'delete', blob: info.id, ...(info.owner ? { resource: info.owner } : {}) });
     await mayDelete(deps, info, force);
+    // Never a blob quarantined (or linked, or released) while the FHIR server was asked: a force
+    // was given for the blob as it was read, not as it is now.
+    await unchanged(info);
     await deps.store.delete(info.id).catch((err: unknown) => Promise.reject(storeFailure(err)));
     return reply.code(204).send();
   });

@@ -56,6 +56,7 @@ export const ERRORS = {
   // 409: the admin API, where the blob's state or the FHIR server's resources forbid the change.
   BLOB_IN_USE: def(409, 'conflict', 'A resource in the FHIR server refers to this blob'),
   LINK_UNVERIFIED: def(409, 'conflict', 'The resource does not refer to this blob'),
+  BLOB_CHANGED: def(409, 'conflict', 'The blob changed while the call was under way'),
   CONTENT_LINK_UNRESOLVED: def(409, 'conflict', 'The attachment links to stored content the resource no longer has'),
   METHOD_NOT_ALLOWED: def(405, 'not-supported', 'This method is not supported on this path'),
   NOT_ACCEPTABLE: def(406, 'not-supported', 'The response cannot be given in the requested format'),
