@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { pipeline } from 'node:stream';
 import { essence } from '../content/media-type.js';
-import { noteBlob } from '../lib/blob-events.js';
+import { noteBlob, noteInline } from '../lib/blob-events.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { findBlobRef } from '../fhir/blob-reference.js';
 import { RELATIVE_REFERENCE } from '../fhir/resource-types.js';
@@ -117,6 +117,7 @@ export class BinaryReads {
             ? createReadStream(inline.file)
             : undefined;
     if (bytes && ref) noteBlob(x.ctx, { action: 'read', blob: ref.id, bytes: size, resource: `Binary/${x.interaction.id ?? ''}` });
+    else if (req.method !== 'HEAD' && !ref && size > 0) noteInline(x.ctx, size);
     res.writeHead(200, headers);
     if (req.method === 'HEAD') {
       res.end();

@@ -3,7 +3,7 @@ import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { isActiveContent } from '../content/media-type.js';
-import { noteBlob } from '../lib/blob-events.js';
+import { noteBlob, noteInline } from '../lib/blob-events.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { contentFailure } from '../errors/map.js';
 import type { BlobRef } from '../fhir/blob-reference.js';
@@ -85,7 +85,10 @@ export class RawResponder {
         : 'file' in content
           ? createReadStream(content.file, range ? { start: range.start, end: range.end } : {})
           : await this.open(content.ref.id, x.ctx.id, range);
+    // Content sent, for the audit trail: a blob read, or data the FHIR server held inline (no blob,
+    // content all the same: attack audit-raw-inline-content).
     if (!bodyless && 'ref' in content) noteBlob(x.ctx, { action: 'read', blob: content.ref.id, bytes: Number(headers['content-length']) });
+    else if (!bodyless) noteInline(x.ctx, Number(headers['content-length']));
     res.writeHead(range ? 206 : 200, headers);
     if (bodyless) {
       res.end();
