@@ -143,7 +143,7 @@ export class Inflater implements WalkPolicy<State> {
     if (!parent || key === undefined || parent.kind !== 'object') return 'pass';
     const frame = parent.state;
     if (key === 'resource' && parent.depth === 3 && parent.name === 'entry' && this.opts.withheldEntries?.has(parent.index)) return 'skip';
-    if (key === 'data' && this.carriesContent(parent)) {
+    if (key === 'data' && this.carriesContent(parent, first)) {
       // Content of a resource the caller may not read is not sent inline either: the link checks.
       if (this.gates?.dropping || (this.opts.mayRead && !this.opts.mayRead(frame.owner?.type))) {
         (frame.att ??= newAtt()).overflow = true;
@@ -163,12 +163,18 @@ export class Inflater implements WalkPolicy<State> {
   }
 
   /**
-   * Attachment content: Binary.data at a resource's root (or at a root whose type is not known
-   * yet: counted rather than let through), or `data` of any element but SampledData and Signature.
+   * Attachment content: Binary.data at a resource's root (or a string `data` at a root whose type
+   * is not known yet: counted rather than let through), or `data` of any element but SampledData
+   * and Signature. At a root that is not a Binary, a `data` that is not a string is not content:
+   * a `$graphql` answer is `{"data": {...}}`, and an OperationOutcome, a Parameters or an
+   * extension-laden resource may carry such a member. It is walked like any JSON, so attachments
+   * inside it are still found and held to the budget (attack graphql-answer-emptied). Binary.data
+   * that is not a string stays malformed content: left out.
    */
-  private carriesContent(c: Container<State>): boolean {
+  private carriesContent(c: Container<State>, first: JsonToken): boolean {
     const f = c.state;
-    return f.root ? f.resourceType === undefined || f.resourceType === 'Binary' : !NOT_ATTACHMENT.has(c.name ?? '');
+    if (!f.root) return !NOT_ATTACHMENT.has(c.name ?? '');
+    return f.resourceType === 'Binary' || (f.resourceType === undefined && first.name === 'startString');
   }
 
   /** Members kept whole (they are small) because they are read or rewritten; identity members decide ownership, so a second one is refused. */

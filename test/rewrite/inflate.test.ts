@@ -374,3 +374,42 @@ t.test('lone surrogates stay escaped; an empty body stays empty', async (t) => {
   t.equal((await e.inflate('')).text, '');
   t.equal((await e.inflate('  \n')).text, '');
 });
+
+t.test('a root `data` that is not a string is JSON, not content: walked, its attachments still held to the budget', async (t) => {
+  const e = engine(t);
+  // A $graphql answer: `{"data": {...}}`, a root of no resourceType.
+  const gql = { data: { Patient: { id: 'p1', name: [{ family: 'Gql' }] }, PatientList: [{ id: 'p2' }] } };
+  let out = await e.inflate(JSON.stringify(gql));
+  t.same(JSON.parse(out.text), gql, 'a GraphQL answer passes whole');
+  t.same(out.warnings, []);
+  t.same(out.report, { inflated: 0, linked: 0, bytes: 0 });
+
+  // An attachment inside it is still attachment content: counted, and left out past the budget.
+  const pdf = PDF(30_000);
+  const withPhoto = (data: string) => ({ data: { Patient: { id: 'p1', photo: [{ contentType: 'application/pdf', data }] } } });
+  out = await e.inflate(JSON.stringify(withPhoto(b64(pdf))), { maxBytes: 10_000 });
+  t.equal(JSON.parse(out.text).data.Patient.photo[0].data, undefined, 'past the budget: not sent');
+  t.equal(out.report.bytes, 0);
+  out = await e.inflate(JSON.stringify(withPhoto(b64(pdf))), { maxBytes: 100_000 });
+  t.equal(JSON.parse(out.text).data.Patient.photo[0].data, b64(pdf), 'within it: sent');
+  t.equal(out.report.bytes, pdf.length, 'and counted');
+
+  // Other roots with such a member, its type read before or after it; other values than objects.
+  for (const doc of [
+    { resourceType: 'OperationOutcome', issue: [{ severity: 'information', code: 'informational' }], data: { any: 'thing' } },
+    { data: { any: 'thing' }, resourceType: 'OperationOutcome', issue: [] },
+    { resourceType: 'Parameters', parameter: [{ name: 'x', resource: { data: [1, { b: true }], resourceType: 'Basic', id: 'b' } }] },
+    { data: 7 },
+    { data: null },
+    { data: [true, 'text'] },
+  ])
+    t.same(JSON.parse((await e.inflate(JSON.stringify(doc))).text), doc, `passes: ${JSON.stringify(doc).slice(0, 60)}`);
+
+  // A string `data` at a root of unknown type is still counted as (possible) Binary.data.
+  out = await e.inflate(JSON.stringify({ data: b64(pdf), id: 'x' }), { maxBytes: 10_000 });
+  t.equal(JSON.parse(out.text).data, undefined, 'a string at an untyped root: held to the budget');
+  // Binary.data that is not a string is malformed content: left out, as before.
+  out = await e.inflate(JSON.stringify({ resourceType: 'Binary', id: 'b1', contentType: 'application/pdf', data: { not: 'base64' } }));
+  t.equal(JSON.parse(out.text).data, undefined, 'a Binary: its non-string data left out');
+  t.match(out.warnings, ['attachment data that is not a string was left out']);
+});
