@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
@@ -104,36 +103,40 @@ export class FilesystemBlobStore implements BlobStore {
     const { info, driver } = record;
     checkRange(range, info.size);
     const path = join(this.shardOf(id), `${id}.blob`);
+    // A range of content without chunk digests is read twice (checked whole, then served): the
+    // second read must be of the file the first checked, not of one renamed into place meanwhile
+    // — plain or sealed alike (a sealed file of another blob opens with its own header and key).
+    const twice = info.chunks === undefined && range !== undefined && (range.start > 0 || range.end < info.size - 1);
+    let checked: string | undefined;
+    const openFile = async (): Promise<FileHandle> => {
+      // A record without its content (a partial restore, a stray delete) is a missing blob, not an I/O error.
+      const fh = await open(path, 'r').catch((err: NodeJS.ErrnoException) => {
+        throw err.code === 'ENOENT' ? blobMissing(id) : err;
+      });
+      if (twice) {
+        const st = await fh.stat();
+        const identity = `${st.dev}:${st.ino}:${st.mtimeMs}:${st.ctimeMs}:${st.size}`;
+        if (checked !== undefined && identity !== checked) {
+          await fh.close();
+          throw blobUnreadable(`blob ${id} was replaced while it was read`);
+        }
+        checked = identity;
+      }
+      return fh;
+    };
     if (driver.keyId === undefined) {
       if (info.size === 0) return { info, body: emptyStream() };
       // Opened now, not lazily: a missing file is an error of get(), before anything is answered.
-      // A range of content without chunk digests is read twice (checked whole, then served): the
-      // second read must be of the file the first checked, not of one renamed into place meanwhile.
       // One read per chunk: the verifier then holds one buffer per chunk, not four.
-      const twice = info.chunks === undefined && range !== undefined && (range.start > 0 || range.end < info.size - 1);
-      let checked: string | undefined;
-      const body = await verifiedRead(info, range, async (start, end) => {
-        // A record without its content (a partial restore, a stray delete) is a missing blob, not an I/O error.
-        const fh = await open(path, 'r').catch((err: NodeJS.ErrnoException) => {
-          throw err.code === 'ENOENT' ? blobMissing(id) : err;
-        });
-        if (twice) {
-          const st = await fh.stat();
-          const identity = `${st.dev}:${st.ino}:${st.mtimeMs}:${st.ctimeMs}:${st.size}`;
-          if (checked !== undefined && identity !== checked) {
-            await fh.close();
-            throw blobUnreadable(`blob ${id} was replaced while it was read`);
-          }
-          checked = identity;
-        }
-        return fh.createReadStream({ start, end, highWaterMark: CHUNK_BYTES });
-      });
+      const body = await verifiedRead(info, range, async (start, end) =>
+        (await openFile()).createReadStream({ start, end, highWaterMark: CHUNK_BYTES }),
+      );
       return { info, body };
     }
     // AES-GCM authenticates every sealed chunk, but only as a chunk of *some* blob sealed with our
     // keys: a file swapped for another blob's of the same size would decrypt fine. The recorded
     // chunk digests of the plaintext tie the bytes to this record.
-    return { info, body: await verifiedRead(info, range, (start, end) => this.openSealed(path, info.size, { start, end })) };
+    return { info, body: await verifiedRead(info, range, (start, end) => this.openSealed(openFile, info.size, { start, end })) };
   }
 
   async openPlainFile(id: string): Promise<{ readonly info: BlobInfo; readonly file: FileHandle } | undefined> {
@@ -271,10 +274,14 @@ export class FilesystemBlobStore implements BlobStore {
     return parseMeta(text, id);
   }
 
-  private async openSealed(path: string, size: number, range: ByteRange | undefined): Promise<Readable> {
+  /**
+   * A sealed blob's bytes `range`, decrypted: its header and its chunks read through one open file
+   * (never the path twice: the header of one file and the chunks of another).
+   */
+  private async openSealed(openFile: () => Promise<FileHandle>, size: number, range: ByteRange | undefined): Promise<Readable> {
     const ring = this.options.encryption;
     if (!ring) throw blobUnreadable('blob is encrypted and no encryption keys are configured');
-    const fh = await open(path, 'r');
+    const fh = await openFile();
     let header;
     try {
       const buf = Buffer.alloc(HEADER_READ_BYTES);
@@ -282,14 +289,16 @@ export class FilesystemBlobStore implements BlobStore {
       header = openHeader(buf.subarray(0, bytesRead), ring);
       // A file of the wrong length has been truncated or appended to: refuse before streaming.
       if ((await fh.stat()).size !== sealedSize(header, size)) throw blobUnreadable('encrypted blob has the wrong length');
-    } finally {
+    } catch (err) {
       await fh.close();
+      throw err;
     }
     const start = range?.start ?? 0;
     const end = range?.end ?? size - 1;
     const span = sealedSpan(header, size, start, Math.max(end, start));
     const out = new OpenStream(header, size, start, end);
-    const file = createReadStream(path, { start: span.from, end: span.to });
+    // Closes the handle when it ends, fails or is destroyed.
+    const file = fh.createReadStream({ start: span.from, end: span.to });
     file.on('error', (err) => out.destroy(err));
     return file.pipe(out);
   }

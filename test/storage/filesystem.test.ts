@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -7,6 +7,7 @@ import t, { type Test } from 'tap';
 import { UNREADABLE, unreadable } from '../helpers/store-errors.js';
 import { DEFAULT_CHUNK_BYTES, HEADER_READ_BYTES, openHeader, sealedSpan, type KeyRing } from '../../src/storage/encryption.js';
 import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
+import type * as FilesystemModule from '../../src/storage/filesystem.js';
 import { blobStoreContract, chunked } from './contract.js';
 
 function tempDir(t: Test): string {
@@ -268,4 +269,41 @@ t.test('filesystem: a listing from an id reads no record before it (not even an 
     ids.slice(3),
     'a cursor past `from` goes on from the cursor',
   );
+});
+
+t.test('filesystem: a legacy range (no chunk digests) is served only from the file its check read, sealed or plain', async (t) => {
+  for (const sealed of [false, true]) {
+    const dir = tempDir(t);
+    let swap: (() => void) | undefined;
+    let opens = 0;
+    // The second open of the content (the range, after the whole check) finds another blob's file renamed into place.
+    const fsp = await import('node:fs/promises');
+    const { FilesystemBlobStore: Store } = await t.mockImport<typeof FilesystemModule>('../../src/storage/filesystem.js', {
+      'node:fs/promises': {
+        ...fsp,
+        open: async (...args: Parameters<typeof fsp.open>) => {
+          if (String(args[0]).endsWith('.blob') && args[1] === 'r' && swap && ++opens === 2) swap();
+          return fsp.open(...args);
+        },
+      },
+    });
+    const store = new Store({ directory: dir, ...(sealed ? { encryption: ring('k1', { k1 }) } : {}) });
+    const a = randomBytes(300_000);
+    const b = randomBytes(300_000);
+    const ia = await store.put(chunked(a), { contentType: 'application/octet-stream' });
+    const ib = await store.put(chunked(b), { contentType: 'application/octet-stream' });
+    const recordPath = blobPath(dir, ia.id).replace(/\.blob$/, '.json');
+    const { chunks: _chunks, ...legacy } = JSON.parse(readFileSync(recordPath, 'utf8')) as Record<string, unknown>;
+    writeFileSync(recordPath, JSON.stringify(legacy));
+    const what = sealed ? 'sealed' : 'plain';
+    t.ok((await bytes((await store.get(ia.id, { start: 10, end: 20 })).body)).equals(a.subarray(10, 21)), `${what}: control`);
+    opens = 0;
+    swap = () => renameSync(blobPath(dir, ib.id), blobPath(dir, ia.id));
+    await t.rejects(
+      store.get(ia.id, { start: 10, end: 20 }),
+      { code: 'BLOB_UNREADABLE', cause: { message: /replaced while it was read/ } },
+      `${what}: the file renamed into place between the check and the range is refused`,
+    );
+    t.equal(opens, 2, `${what}: one open for the check, one for the range`);
+  }
 });
