@@ -62,6 +62,7 @@ export class ResponseRewrite {
     }
     const length = up.headers['content-length'];
     if (to.req.method === 'HEAD' || status === 204 || status === 304 || length === '0') {
+      bodiless(to.req.method === 'HEAD', headers, this.deps.cacheControl());
       relay(up, to.res, status, headers);
       return;
     }
@@ -266,6 +267,18 @@ export class ResponseRewrite {
       );
     else this.log.warn({ reqId, cause: (err as { code?: string }).code ?? err.message }, 'response rewrite failed');
   }
+}
+
+/**
+ * The headers of an answer the rewrite owns that has no body to rewrite (a HEAD, a 204, a 304, an
+ * empty one): what its GET's 200 would say. The same Cache-Control (a 304 updates the stored
+ * response's headers, RFC 9110 §15.4.5; a HEAD may freshen it, RFC 9111 §4.3.5), and for a HEAD
+ * no Content-Length: the upstream's is the length of the resource with our references, not of the
+ * rewritten answer a GET gets (sent chunked). Attack rewritten-head-304-headers.
+ */
+export function bodiless(head: boolean, headers: OutgoingHttpHeaders, cacheControl: string): void {
+  headers['cache-control'] = cacheControl;
+  if (head) delete headers['content-length'];
 }
 
 /** The upstream's answer as it came (it cannot carry anything to rewrite). */
