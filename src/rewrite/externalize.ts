@@ -312,8 +312,9 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
    * only if the content is the one the link was given for (the SHA-256 beside it, else the
    * attachment's `hash`) and only as the type it was checked as. Anything else that would leave
    * the new version without its content is refused, never stored as a link to nothing: a link in
-   * a Bundle (entries' targets are not known while they stream by) or in an update whose target
-   * is a search. Another resource's link is a link like any other.
+   * a Bundle (entries' targets are not known while they stream by), in an update whose target
+   * is a search, or naming another resource (its own content is not this resource's: an answer
+   * that linked through a search Bundle or an operation's Bundle gives such links).
    */
   private relink(c: Container<State>, frame: ObjectState): Promise<void> | undefined {
     const links = this.opts.links;
@@ -330,7 +331,13 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
       );
     if (links.refuse) throw new GatewayError('CONTENT_LINK_UNRESOLVED', links.refuse);
     const own = links.own;
-    if (!own || link.owner !== own.key) return undefined;
+    // Anything but the written resource's own link (another resource's, a search Bundle's, an
+    // operation answer's) would be stored as a URL to content this resource does not hold.
+    if (!own || link.owner !== own.key)
+      throw new GatewayError(
+        'CONTENT_LINK_UNRESOLVED',
+        `an attachment links to content the gateway stores for ${link.owner}: a resource takes back only its own content by link (update ${own?.key ?? 'it'} with its own link, or send the data)`,
+      );
     if (!own.mayRead)
       throw new GatewayError(
         'INSUFFICIENT_SCOPE',

@@ -18,6 +18,8 @@ export type { InflateOptions } from './inflate-options.js';
 
 /** Bundle types an operation assembles from resources stored one by one (each the owner of its attachments). */
 const ASSEMBLED_BUNDLE_TYPES = new Set(['searchset', 'history', 'batch-response', 'transaction-response']);
+/** What a batch answer's entry may hold that the server assembled rather than stored. */
+const NESTED_LISTINGS = new Set(['searchset', 'history']);
 /** Replaces our extension URL where the gateway did not put it: the client never sees our URL. */
 const REMOVED_URL = 'http://fhir-binary-gateway.dev/fhir/StructureDefinition/blob-reference-removed';
 /** JSON held while an attachment waits for its resource's id (servers may write `id` last). */
@@ -122,12 +124,26 @@ export class Inflater implements WalkPolicy<State> {
     if (!c.parent) return true;
     const mode = this.opts.owners;
     const list = mode === 'root' || c.kind !== 'object' ? undefined : listOfResource(c);
-    if (list === undefined) return false;
+    if (list === undefined) return mode === 'entries' && c.kind === 'object' && this.inNestedListing(c);
     if (mode === 'entries') return list === 'entry';
     const top = c.parent.parent!.parent!.state;
     if (top.resourceType === 'Parameters') return list === 'parameter';
     // A type not read yet counts as stored: the root, whose id the upstream vouches for, owns.
     return top.resourceType === 'Bundle' && list === 'entry' && ASSEMBLED_BUNDLE_TYPES.has(top.bundleType ?? '');
+  }
+
+  /**
+   * An entry's resource in a search or history Bundle that is itself an entry's resource (a batch
+   * answer's GET search): that Bundle was assembled by the server, its entries are the owners, as
+   * a top-level listing's are. Known only when the nested Bundle's `type` came before its entries
+   * (otherwise it counts as stored, and owns: nothing is served it was not written for).
+   */
+  private inNestedListing(c: Container<State>): boolean {
+    const list = c.parent?.parent;
+    const bundle = list?.parent;
+    if (c.key !== 'resource' || c.parent?.kind !== 'object' || list?.kind !== 'array' || list.key !== 'entry' || !bundle) return false;
+    if (listOfResource(bundle) !== 'entry') return false;
+    return bundle.state.resourceType === 'Bundle' && NESTED_LISTINGS.has(bundle.state.bundleType ?? '');
   }
 
   route(parent: Container<State> | undefined, key: string | undefined, first: JsonToken): Route {
@@ -192,7 +208,8 @@ export class Inflater implements WalkPolicy<State> {
       case 'reference':
         return this.gates?.deciding === true;
       case 'type':
-        return c.depth === 1 && this.walker.once(c, key);
+        // The document's, and a top-level entry's Bundle's (a batch answer's search: inNestedListing).
+        return (c.depth === 1 || (c.state.root && listOfResource(c) === 'entry')) && this.walker.once(c, key);
       case 'size':
         return !c.state.root;
       case 'location':

@@ -131,16 +131,16 @@ t.test(
       'CONTENT_LINK_UNRESOLVED',
       'a size that contradicts the linked content (and no hash to say which content it was)',
     );
-    // Another resource's link in an update is a link like any other: no reference to its content.
+    // Another resource's link in an update: not this resource's content, never stored as a URL to it (round 6).
     const foreign = await put(`DocumentReference/${doc.id}`, {
       ...linked(doc.id, 'x'),
       content: [{ attachment: { contentType: 'application/pdf', url: link(other.id, 'DocumentReference.content[0].attachment') } }],
     });
-    t.equal(foreign.status, 200);
-    await foreign.arrayBuffer();
+    t.equal(await code(foreign), 'CONTENT_LINK_UNRESOLVED');
+    t.equal(foreign.status, 409);
     const held = (await (await fetch(`${s.up.url}/DocumentReference/${doc.id}`)).json()) as Record<string, any>;
     t.notOk(JSON.stringify(held).includes(other.blob), "the other document's blob is not referred to");
-    t.equal(held.content[0].attachment.url, link(other.id, 'DocumentReference.content[0].attachment'));
+    t.equal(await documentBlob(s, doc.id), doc.blob, 'the document keeps its own content');
     // In a Bundle the entry's target is not known while it streams by: refused, never stored as a bare link.
     const [status, c] = await outcome(
       bundle(
