@@ -207,9 +207,13 @@ export class Inflater implements WalkPolicy<State> {
       // Where a patient's compartment is decided: only while an entry waits for it.
       case 'reference':
         return this.gates?.deciding === true;
-      case 'type':
+      case 'type': {
         // The document's, and a top-level entry's Bundle's (a batch answer's search: inNestedListing).
-        return (c.depth === 1 || (c.state.root && listOfResource(c) === 'entry')) && this.walker.once(c, key);
+        // In a guarded entry the gate has already made every key single.
+        const nested = c.depth !== 1 && c.state.root && listOfResource(c) === 'entry';
+        if (c.depth !== 1 && !nested) return false;
+        return nested && this.gates?.inEntry === true ? true : this.walker.once(c, key);
+      }
       case 'size':
         return !c.state.root;
       case 'location':

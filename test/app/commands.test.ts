@@ -67,3 +67,45 @@ t.test('check: every problem at once, as a start would give them', async (t) => 
   );
   t.throws(() => runCheck({ config: bad }, {}, sink()), { message: /bk\.yaml: / }, 'a key file jose cannot read');
 });
+
+t.test(
+  'sweep: a report on stdout; audited to a file, never to stdout (it carries the report); no upstream is a config error',
+  async (t) => {
+    const { runSweep } = await import('../../src/app/sweep-command.js');
+    const blobs = join(dir, 'sweep-blobs');
+    const audit = join(dir, 'sweep-audit.log');
+    const base = `upstream: { url: http://127.0.0.1:9/fhir }\nauth: { issuers: [i], audiences: [a], jwksUri: http://127.0.0.1:9/jwks }\nstorage: { filesystem: { directory: ${blobs} } }\n`;
+    const toFile = policy('sweep-file.yaml', `${base}audit: { destination: file, file: ${audit} }\n`);
+    const out = sink();
+    t.equal(await runSweep({ config: toFile, 'dry-run': true }, {}, out as unknown as NodeJS.WriteStream), 0);
+    t.match(JSON.parse(out.text), { driver: 'filesystem', claimed: true, deleted: [] }, 'a dry run: nothing to do in an empty store');
+    const plain = sink();
+    t.equal(await runSweep({ config: policy('sweep-stdout.yaml', base) }, {}, plain as unknown as NodeJS.WriteStream), 0);
+    t.equal(plain.text.trim().split('\n').length, 1, 'stdout carries the report alone');
+    const noUpstream = policy('sweep-nu.yaml', 'defaultRule: { require: { auth: false, smart: false } }\n');
+    await t.rejects(runSweep({ config: noUpstream }, {}, sink() as unknown as NodeJS.WriteStream), {
+      message: /\/upstream\/url: is required/,
+    });
+  },
+);
+
+t.test('health: a TLS main listener is asked over HTTPS, on loopback for an any-address bind', async (t) => {
+  const { runHealth } = await import('../../src/app/health-command.js');
+  const { makeSelfSignedCert } = await import('../helpers/tls.js');
+  const https = await import('node:https');
+  const { readFileSync } = await import('node:fs');
+  const cert = makeSelfSignedCert(t);
+  const server = https.createServer({ cert: readFileSync(cert.certFile), key: readFileSync(cert.keyFile) }, (req, res) =>
+    res.writeHead(req.url === '/healthz' ? 200 : 404).end(),
+  );
+  await new Promise<void>((r) => server.listen(0, '0.0.0.0', r));
+  t.teardown(() => server.close());
+  const port = (server.address() as { port: number }).port;
+  const config = policy(
+    'health-tls.yaml',
+    `server: { host: 0.0.0.0, port: ${port}, tls: { certFile: ${cert.certFile}, keyFile: ${cert.keyFile} } }\nupstream: { url: http://127.0.0.1:9/fhir }\ndefaultRule: { require: { auth: false, smart: false } }\n`,
+  );
+  const out = sink();
+  t.equal(await runHealth({ config }, {}, out), 0, 'its own certificate is not checked: it is a liveness probe');
+  t.same(JSON.parse(out.text), { healthy: true, status: 200 });
+});

@@ -1,0 +1,35 @@
+import type { ServerResponse } from 'node:http';
+import t from 'tap';
+import { AccessLog } from '../../src/http/access-log.js';
+import { createLogger } from '../../src/logging/logger.js';
+import { LogSink } from '../helpers/gateway.js';
+
+/** An exchange's end as the access log sees it, without a server. */
+function ended(claims: Record<string, unknown> | undefined, finished = true) {
+  const sink = new LogSink();
+  const log = new AccessLog(createLogger('info', sink));
+  const res = {
+    writableFinished: finished,
+    statusCode: 200,
+    headersSent: !finished,
+    socket: null,
+    req: { socket: null },
+    on: () => res,
+  } as unknown as ServerResponse;
+  const rec = log.start('r-1', res);
+  if (claims) rec.principal = { token: { claims } } as unknown as NonNullable<typeof rec.principal>;
+  log.ended(rec, res);
+  return sink.lines.find((l) => l['msg'] === 'request')!;
+}
+
+t.test('who asked: sub and the client id under the names identity providers give it; nothing else of the token', async (t) => {
+  t.match(ended({ sub: 'u1', client_id: 'app-1' }), { sub: 'u1', clientId: 'app-1' });
+  t.match(ended({ sub: 'u1', azp: 'app-2' }), { clientId: 'app-2' }, 'Keycloak: azp');
+  t.match(ended({ cid: 'app-3' }), { clientId: 'app-3' }, 'Okta: cid');
+  const odd = ended({ sub: 42, client_id: ['x'] });
+  t.notOk('sub' in odd || 'clientId' in odd, 'claims that are not strings are left out');
+  const none = ended(undefined);
+  t.match(none, { reqId: 'r-1', status: 200, bytesIn: 0, bytesOut: 0 }, 'no connection left to count: zero');
+  t.notOk('sub' in none);
+  t.match(ended(undefined, false), { status: 499, aborted: true, statusSent: 200 }, 'cut after the head went out');
+});
