@@ -7,8 +7,23 @@ export interface PathStep {
   readonly index: number | undefined;
 }
 
-const PATH = /^[A-Z][A-Za-z]{1,63}(\.[a-z][A-Za-z0-9]{0,63}(\[\d{1,4}\])?){1,8}$/;
-const STEP = /^([a-z][A-Za-z0-9]*)(?:\[(\d+)\])?$/;
+/**
+ * As deep and as wide as the write side stores content: the rewrite engine walks 128 levels (an
+ * element and its array are two), and takes data in a primitive's extension (`_status.extension[0]
+ * .valueAttachment`) too. Every path a read links to must be one this accepts (attack
+ * link-path-unaddressable), else the content could be reached by no one past the budget.
+ */
+const PATH = /^[A-Z][A-Za-z]{1,63}(\._?[a-z][A-Za-z0-9]{0,63}(\[\d{1,7}\])?){1,64}$/;
+const STEP = /^(_?[a-z][A-Za-z0-9]*)(?:\[(\d+)\])?$/;
+
+/**
+ * Whether an attachment at `below` (pathBelow from its resource: `.content[0].attachment`) can be
+ * named by a path this grammar accepts: the write side stores content only where a read can link
+ * to it and a link can bring it back.
+ */
+export function isAddressable(below: string): boolean {
+  return PATH.test(`Resource${below}`);
+}
 
 /**
  * The `path` parameter of $binary-access-read/write: the simple FHIRPath subset the operations use

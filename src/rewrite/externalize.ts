@@ -1,12 +1,13 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { forEntry, GatewayError, isGatewayError } from '../errors/catalogue.js';
 import { NOT_ATTACHMENT } from '../fhir/attachment-kinds.js';
+import { isAddressable } from '../fhir/attachment-path.js';
 import { BLOB_EXTENSION_URL, blobExtension } from '../fhir/blob-reference.js';
 import { essence } from '../content/media-type.js';
 import { CONTENT_SHA256_EXTENSION, CONTENT_URL_EXTENSION, parseContentLink } from '../fhir/content-link.js';
 import { bundleEntryOf, isResourceRoot } from '../fhir/json-positions.js';
 import type { JsonToken } from '../json/tokenizer.js';
-import { JsonWalker, type Container, type Route, type WalkPolicy } from '../json/walker.js';
+import { JsonWalker, pathBelow, type Container, type Route, type WalkPolicy } from '../json/walker.js';
 import { JsonWriter } from '../json/writer.js';
 import type { BlobInfo, BlobStore, BlobTags } from '../storage/blob-store.js';
 import { DataSink, type SinkResult } from './data-sink.js';
@@ -202,6 +203,7 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
       // Not a string: not attachment content; the upstream judges it.
       if (first.name !== 'startString') return 'pass';
       const binary = frame.root;
+      if (parent.depth > 1) this.addressable(parent);
       const minBytes = binary ? (this.opts.binaryMinBytes ?? 0) : this.opts.minBytes;
       this.sink = new DataSink({
         store: this.opts.store,
@@ -247,6 +249,22 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
     if (typeof value !== 'string') return;
     if (value.length > MAX_CAPTURE) throw new GatewayError('BAD_REQUEST', `${key} is too long`);
     frame[key] = value;
+  }
+
+  /**
+   * Content is stored only where a read can link to it and a link can take it back (attack
+   * link-path-unaddressable): element names and depth `$binary-access-read`'s path accepts.
+   */
+  private addressable(c: Container<State>): void {
+    // From the document: a stored Bundle (a `document`) is its entries' owner, the longest path there is.
+    let doc = c;
+    while (doc.parent) doc = doc.parent;
+    const below = pathBelow(doc, c);
+    if (!isAddressable(below))
+      throw new GatewayError(
+        'BAD_REQUEST',
+        `attachment data at ${below.slice(0, 200)} is not stored: only data at a path $binary-access-read can name (element names, at most 64 steps) is accepted`,
+      );
   }
 
   private conditionalReference(value: string): void {

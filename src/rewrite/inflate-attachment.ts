@@ -45,6 +45,11 @@ export interface AttachmentEnd {
   readonly isOwner: boolean;
   /** From the owner to the attachment, e.g. `.content[0].attachment`. */
   readonly path: string;
+  /**
+   * The entry's resource the attachment sits in, when the owner is a Bundle above it: content
+   * written for that resource is linked through it (the path from it; `isSelf`: it is a Binary's data).
+   */
+  readonly claim?: { readonly owner: Owner; readonly path: string; readonly isSelf: boolean };
   readonly hasUrl: boolean;
   /** Whether the object already has members (a comma comes first). */
   readonly comma: boolean;
@@ -55,6 +60,21 @@ export interface AttachmentEnd {
   /** Stored content that failed its digest (logged at error: the store holds wrong bytes). */
   corrupt?(blob: string, cause: string): void;
   served?(blob: string, owner: string, bytes: number): void;
+}
+
+function known(o: Owner): boolean {
+  return o.ended || (o.type !== undefined && o.id !== undefined);
+}
+
+/** Whom the store holds this content for (as referenced: same SHA-256), asking it unless the budget already did. */
+async function ownerOf(store: BlobStore, ref: BlobRef, known: BlobInfo | undefined): Promise<string | undefined> {
+  let info = known;
+  try {
+    info ??= await store.head(ref.id);
+  } catch {
+    return undefined;
+  }
+  return info && info.sha256 === ref.sha256 ? info.owner : undefined;
 }
 
 /**
@@ -72,12 +92,27 @@ export function attachmentEnd(a: AttachmentEnd): Slot {
   const blob = att.ref && !att.dataSent ? att.ref.inflate : undefined;
   const needsLink = (att.ref !== undefined && !att.dataSent) || att.overflow;
   return {
-    ready: () => owner.ended || (owner.type !== undefined && owner.id !== undefined),
+    // An attachment with a stored reference in an entry waits for the entry's identity too: it may be whose content it is.
+    ready: () => known(owner) && (!a.claim || !att.ref || known(a.claim.owner)),
     discard: async () => undefined,
     async *render() {
-      const ownerKey = owner.type && owner.id ? `${owner.type}/${owner.id}` : undefined;
+      let ownerKey = owner.type && owner.id ? `${owner.type}/${owner.id}` : undefined;
+      let linkType = owner.type;
+      let path = a.path;
+      let self = a.isOwner;
       let streamed = false;
-      if (blob) {
+      // Content written for the entry's resource, not for the Bundle the answer is: a link through
+      // the entry serves it (a link through the Bundle would name content the Bundle does not own).
+      const claim = a.claim;
+      const claimKey = claim?.owner.type && claim.owner.id ? `${claim.owner.type}/${claim.owner.id}` : undefined;
+      const claimed =
+        claimKey !== undefined && claimKey !== ownerKey && att.ref && !att.dataSent ? await ownerOf(a.store, att.ref.ref, blob) : undefined;
+      if (claim && claimed !== undefined && claimed === claimKey) {
+        ownerKey = claimKey;
+        linkType = claim.owner.type;
+        path = claim.path;
+        self = claim.isSelf;
+      } else if (blob) {
         if (ownerKey && blob.owner === ownerKey) {
           let body: AsyncIterable<Buffer> | undefined;
           try {
@@ -114,12 +149,12 @@ export function attachmentEnd(a: AttachmentEnd): Slot {
           // `_data`, with the content's SHA-256 when it is stored, so a write that sends it back
           // takes back this content and no other (rewrite/externalize.ts relink).
           const ext = Array.isArray(rest?.['extension']) ? (rest['extension'] as unknown[]) : [];
-          const url = a.binaryRoot && a.isOwner ? a.link(ownerKey, undefined) : a.link(ownerKey, `${owner.type}${a.path}`);
+          const url = a.binaryRoot && self ? a.link(ownerKey, undefined) : a.link(ownerKey, `${linkType}${path}`);
           const digest = att.ref ? [{ url: CONTENT_SHA256_EXTENSION, valueString: att.ref.ref.sha256 }] : [];
           rest = { ...rest, extension: [...ext, { url: CONTENT_URL_EXTENSION, valueUrl: url }, ...digest] };
           report.linked++;
         } else {
-          yield `${member('url')}${JSON.stringify(a.link(ownerKey, `${owner.type}${a.path}`))}`;
+          yield `${member('url')}${JSON.stringify(a.link(ownerKey, `${linkType}${path}`))}`;
           report.linked++;
         }
       }

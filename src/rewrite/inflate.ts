@@ -31,6 +31,13 @@ interface State {
   readonly owner: Owner | undefined;
   /** Set on an owner's own container, with the container it is. */
   readonly owns: (Owner & { readonly at: Container<State> }) | undefined;
+  /**
+   * An entry's (or parameter's) resource in a Bundle whose root owns its attachments: what it says
+   * it is. Content written for it (a `$document` answer assembles stored resources into a fresh
+   * Bundle) is linked through it — never inlined: a link is checked again when followed.
+   */
+  readonly claim: (Owner & { readonly at: Container<State> }) | undefined;
+  readonly claims: (Owner & { readonly at: Container<State> }) | undefined;
   resourceType: string | undefined;
   bundleType: string | undefined;
   hasUrl: boolean;
@@ -107,10 +114,14 @@ export class Inflater implements WalkPolicy<State> {
     this.gates?.open(c);
     const parent = c.parent?.state;
     const owns = this.ownsAttachments(c) ? { type: undefined, id: undefined, ended: false, at: c } : undefined;
+    const claims =
+      !owns && c.kind === 'object' && listOfResource(c) !== undefined ? { type: undefined, id: undefined, ended: false, at: c } : undefined;
     return {
       root: c.kind === 'object' && isResourceRoot(c),
       owner: owns ?? parent?.owner,
       owns,
+      claim: claims ?? parent?.claim,
+      claims,
       resourceType: undefined,
       bundleType: undefined,
       hasUrl: false,
@@ -235,10 +246,12 @@ export class Inflater implements WalkPolicy<State> {
         if (typeof v === 'string') {
           frame.resourceType = v;
           if (frame.owns) frame.owns.type = v;
+          if (frame.claims) frame.claims.type = v;
         }
         break;
       case 'id':
         if (frame.owns && typeof v === 'string') frame.owns.id = v;
+        if (frame.claims && typeof v === 'string') frame.claims.id = v;
         break;
       case 'type':
         if (typeof v === 'string') frame.bundleType = v;
@@ -296,6 +309,7 @@ export class Inflater implements WalkPolicy<State> {
     this.gates?.close(c);
     const frame = c.state;
     if (frame.owns) frame.owns.ended = true;
+    if (frame.claims) frame.claims.ended = true;
     const att = frame.att;
     if (!att || !(att.ref || att.overflow || att.rest)) return;
     const owner = frame.owner!;
@@ -307,6 +321,7 @@ export class Inflater implements WalkPolicy<State> {
         binaryRoot: frame.root && frame.resourceType === 'Binary',
         isOwner: frame.owns !== undefined,
         path: pathBelow(ownerAt, c),
+        ...(frame.claim ? { claim: { owner: frame.claim, path: pathBelow(frame.claim.at, c), isSelf: frame.claims !== undefined } } : {}),
         hasUrl: frame.hasUrl,
         comma: c.written > 0,
         store: this.opts.store,

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import t, { type Test } from 'tap';
+import { parseAttachmentPath } from '../../src/fhir/attachment-path.js';
 import { BLOB_EXTENSION_URL, findBlobRef } from '../../src/fhir/blob-reference.js';
 import { Externalizer, type ExternalizeOptions } from '../../src/rewrite/externalize.js';
 import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
@@ -234,6 +235,45 @@ t.test('refusals leave nothing in the store', async (t) => {
     await t.rejects(s.run(body, 10_000), { message }, name);
     t.same(s.files(), [], `${name}: nothing stored`);
   }
+});
+
+t.test('content is stored only where $binary-access-read can name it: elsewhere refused, nothing stored', async (t) => {
+  const s = await setup(t, { minBytes: 0 });
+  const pdf = PDF(5_000).toString('base64');
+  const att = { contentType: 'application/pdf', data: pdf };
+  // 9 steps and a primitive's extension: stored (the grammar takes them) and named by that path.
+  let deep: Record<string, unknown> = { valueAttachment: att };
+  for (let i = 0; i < 4; i++) deep = { linkId: 'x', answer: [{ item: [deep] }] };
+  const ok = [
+    { resourceType: 'QuestionnaireResponse', status: 'completed', item: [deep] },
+    { resourceType: 'DocumentReference', _status: { extension: [{ url: 'urn:x', valueAttachment: att }] } },
+  ];
+  for (const body of ok) {
+    const { ext } = await s.run(JSON.stringify(body));
+    t.equal(ext.blobs.length, 1, `${body.resourceType}: stored`);
+    await s.store.delete(ext.blobs[0].info.id);
+  }
+  t.ok(
+    parseAttachmentPath(
+      'QuestionnaireResponse.item[0].answer[0].item[0].answer[0].item[0].answer[0].item[0].answer[0].item[0].valueAttachment',
+      'QuestionnaireResponse',
+    ),
+  );
+  let tooDeep: Record<string, unknown> = att;
+  for (let i = 0; i < 65; i++) tooDeep = { part: tooDeep };
+  const refused: [string, unknown][] = [
+    ['an element name no path takes', { resourceType: 'DocumentReference', content: [{ 'my-attachment': att }] }],
+    ['deeper than 64 steps', { resourceType: 'DocumentReference', extension: [tooDeep] }],
+    [
+      'in a Bundle, counted from the Bundle',
+      { resourceType: 'Bundle', type: 'document', entry: [{ resource: { resourceType: 'DocumentReference', content: [{ 'a-b': att }] } }] },
+    ],
+  ];
+  for (const [name, body] of refused) {
+    await t.rejects(s.run(JSON.stringify(body)), { code: 'BAD_REQUEST', message: /path \$binary-access-read can name/ }, name);
+    t.same(s.files(), [], `${name}: nothing stored`);
+  }
+  t.throws(() => parseAttachmentPath(`DocumentReference${'.part'.repeat(65)}`, 'DocumentReference'), { code: 'BAD_REQUEST' });
 });
 
 t.test('past maxBytes: 413 and nothing stored', async (t) => {

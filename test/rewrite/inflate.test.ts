@@ -279,6 +279,45 @@ t.test('ownership comes from what was asked, not from a Bundle type the answer m
   t.equal((await e.inflate(early, { owners: 'by-type' })).report.inflated, 1, 'an operation answer typed searchset before its entries');
 });
 
+t.test(
+  'a Bundle that owns its entries (a $document answer): content written for an entry is linked through it, never inlined',
+  async (t) => {
+    const e = engine(t);
+    const { pdf, resource } = await victim(e);
+    const bin = await e.externalize(JSON.stringify({ resourceType: 'Binary', contentType: 'application/pdf', data: b64(pdf), id: 'b1' }), {
+      binaryMinBytes: 0,
+    });
+    await e.link(bin.ext, 'Binary/b1');
+    // Content the Bundle itself was written with (a document stored whole) is still its own.
+    const own = await e.externalize(JSON.stringify(docRef('x', PDF(2000))), { minBytes: 100 });
+    await e.link(own.ext, 'Bundle/doc1');
+    // The entry's id after its content (Medplum's order): the link waits for it.
+    const late = resource.replace(',"id":"victim"', '').replace(/}$/, ',"id":"victim"}');
+    t.not(late, resource);
+    const body = `{"resourceType":"Bundle","id":"doc1","type":"document","entry":[{"resource":${late}},{"resource":${bin.text}},{"resource":${own.text}}]}`;
+    for (const owners of ['by-type', 'root'] as const) {
+      const { text, report, warnings } = await e.inflate(body, { owners }, 7);
+      const out = JSON.parse(text);
+      const att = out.entry[0].resource.content[0].attachment;
+      t.equal(att.data, undefined, `${owners}: not inlined: a link is checked again when followed`);
+      t.equal(
+        att.url,
+        `${PUBLIC}/DocumentReference/victim/$binary-access-read?path=${encodeURIComponent('DocumentReference.content[0].attachment')}`,
+        `${owners}: linked through the entry it was written for`,
+      );
+      t.equal(out.entry[1].resource._data.extension[0].valueUrl, `${PUBLIC}/Binary/b1`, `${owners}: a Binary entry: its own link`);
+      t.ok(out.entry[2].resource.content[0].attachment.data, `${owners}: the Bundle's own content inline`);
+      t.match(report, { inflated: 1, linked: 2 });
+      t.same(warnings, [], `${owners}: nothing to warn of`);
+    }
+    // Content written for neither the Bundle nor the entry that carries it: the old answer (a link the Bundle refuses).
+    const planted = body.replace('"id":"victim"', '"id":"other"');
+    const { text, warnings } = await e.inflate(planted);
+    t.match(JSON.parse(text).entry[0].resource.content[0].attachment.url, /\/Bundle\/doc1\/\$binary-access-read/);
+    t.match(warnings, [/not written for this resource/]);
+  },
+);
+
 t.test('what waits for a late id is bounded: text, slots and held inline data all count', async (t) => {
   const e = engine(t);
   const { resource } = await victim(e);
