@@ -86,15 +86,16 @@ export class AccessLog {
     const { bytesIn, bytesOut } = connectionShare(res.socket ?? res.req.socket);
     if (rec.span) endServerSpan(rec.span, rec, status, code, finished);
     if (this.metrics.enabled && ctx) contentFigures(ctx, this.metrics);
-    this.metrics.exchangeEnded({
-      interaction: i?.kind ?? 'unclassified',
-      outcome: outcomeOf(finished, status, code),
-      status,
-      code,
-      seconds,
-      bytesIn,
-      bytesOut,
-    });
+    if (this.metrics.enabled)
+      this.metrics.exchangeEnded({
+        interaction: i?.kind ?? 'unclassified',
+        outcome: outcomeOf(finished, status, code),
+        status,
+        code,
+        seconds,
+        bytesIn,
+        bytesOut,
+      });
     if (!this.log.isLevelEnabled('info')) return;
     const claims = rec.principal?.token?.claims;
     const sub = typeof claims?.['sub'] === 'string' ? claims['sub'].slice(0, 256) : undefined;

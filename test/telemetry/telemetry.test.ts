@@ -26,6 +26,13 @@ t.test('tracing off: no span, nothing injected, the work still runs', async (t) 
   const headers: Record<string, unknown> = {};
   t.equal(new UpstreamCalls(NO_METRICS, off).begin('read', 'GET', headers), undefined, 'nothing watched: no timer');
   t.same(headers, {});
+  t.equal(new UpstreamCalls(NO_METRICS).begin('read', 'GET', headers), undefined, 'no tracer at all: no timer either');
+  const metrics = new PromMetrics('0.0.0');
+  const timer = new UpstreamCalls(metrics).begin('search', 'GET', headers);
+  t.ok(timer, 'metrics alone: a timer');
+  timer!.end(200);
+  t.same(headers, {}, 'metrics alone: no traceparent');
+  t.match((await metrics.scrape()).body, /fbg_upstream_duration_seconds_count\{interaction="search",status="2xx"\} 1/);
 });
 
 t.test('a malformed or all-zero traceparent starts a new trace; a child needs an active span', async (t) => {
