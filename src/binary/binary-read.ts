@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream';
 import { essence } from '../content/media-type.js';
 import { noteBlob, noteInline } from '../lib/blob-events.js';
 import { GatewayError } from '../errors/catalogue.js';
-import { findBlobRef } from '../fhir/blob-reference.js';
+import { findBlobRef, withoutBlobUrls } from '../fhir/blob-reference.js';
 import { RELATIVE_REFERENCE } from '../fhir/resource-types.js';
 import { Base64Encode, base64Length } from '../lib/base64.js';
 import { etagMatches } from '../lib/range.js';
@@ -104,7 +104,8 @@ export class BinaryReads {
     // The Binary as FHIR JSON: its members, then its content base64-encoded as it streams.
     const { data: _inlineData, _data: _ref, ...rest } = binary;
     const hasData = size > 0 || ref !== undefined;
-    const head = Buffer.from(`${JSON.stringify(rest).slice(0, -1)}${hasData ? ',"data":"' : ''}`);
+    // Nothing else in a Binary is content (the write side takes none): a reference planted there leaves as a removed one.
+    const head = Buffer.from(`${JSON.stringify(withoutBlobUrls(rest)).slice(0, -1)}${hasData ? ',"data":"' : ''}`);
     const tail = Buffer.from(hasData ? '"}' : '}');
     headers['content-type'] = FHIR_JSON;
     headers['content-length'] = head.length + (hasData ? base64Length(size) : 0) + tail.length;

@@ -1,3 +1,4 @@
+import { GatewayError } from '../errors/catalogue.js';
 import { isBlobId } from '../lib/blob-id.js';
 
 /**
@@ -8,6 +9,24 @@ import { isBlobId } from '../lib/blob-id.js';
  * its `extension`.
  */
 export const BLOB_EXTENSION_URL = 'http://fhir-binary-gateway.dev/fhir/StructureDefinition/blob-reference';
+
+/** Replaces our extension URL where the gateway did not put it: the client never sees our URL. */
+export const REMOVED_URL = 'http://fhir-binary-gateway.dev/fhir/StructureDefinition/blob-reference-removed';
+
+/**
+ * `value` (small, parsed FHIR JSON) with our extension URL replaced wherever it is: members of a
+ * resource the gateway passes on as they are held (a Binary's FHIR view besides its data).
+ */
+export function withoutBlobUrls(value: unknown, depth = 0): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  if (depth > MAX_REFERENCE_DEPTH)
+    throw new GatewayError('UPSTREAM_INVALID', `a resource nested deeper than ${MAX_REFERENCE_DEPTH} levels`);
+  if (Array.isArray(value)) return value.map((v) => withoutBlobUrls(v, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value))
+    out[k] = k === 'url' && v === BLOB_EXTENSION_URL ? REMOVED_URL : withoutBlobUrls(v, depth + 1);
+  return out;
+}
 
 export interface BlobRef {
   readonly id: string;

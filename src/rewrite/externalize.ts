@@ -203,7 +203,7 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
       // Not a string: not attachment content; the upstream judges it.
       if (first.name !== 'startString') return 'pass';
       const binary = frame.root;
-      if (parent.depth > 1) this.addressable(parent);
+      if (parent.depth > 1) this.placeable(parent);
       const minBytes = binary ? (this.opts.binaryMinBytes ?? 0) : this.opts.minBytes;
       this.sink = new DataSink({
         store: this.opts.store,
@@ -252,10 +252,15 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
   }
 
   /**
-   * Content is stored only where a read can link to it and a link can take it back (attack
-   * link-path-unaddressable): element names and depth `$binary-access-read`'s path accepts.
+   * Where content may be placed, by data or by a link taken back (one rule for both: attacks
+   * link-path-unaddressable, relink-placement-unchecked): in an attachment, not a Signature or
+   * SampledData (whose `data` is never content), at a path `$binary-access-read` can name
+   * (element names and depth), so a read can link to it and a link can take it back. Content in a
+   * Binary other than Binary.data is refused at the Binary's end (checkAllowed).
    */
-  private addressable(c: Container<State>): void {
+  private placeable(c: Container<State>): void {
+    if (NOT_ATTACHMENT.has(c.name ?? ''))
+      throw new GatewayError('BAD_REQUEST', `${c.name} is not an attachment: stored content cannot be placed in it`);
     // From the document: a stored Bundle (a `document`) is its entries' owner, the longest path there is.
     let doc = c;
     while (doc.parent) doc = doc.parent;
@@ -318,7 +323,7 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
     const { declared, members } = await rewrittenMembers(frame, result);
     const stored = result.kind === 'blob' ? this.stored.find((b) => b.info.id === result.info.id) : undefined;
     if (stored) stored.contentType = declared;
-    ((frame.root ? frame : this.resourceOf(c)).attachments ??= []).push({ declared, stored });
+    ((frame.root ? frame : this.resourceOf(c)).attachments ??= []).push({ declared, stored, nested: !frame.root });
     for (const [k, v] of members) this.out.pair(c, k, v);
   }
 
@@ -362,6 +367,7 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
         `a content link is taken back only by a caller who may read ${own.key.split('/')[0]}: send the data instead`,
       );
     const where = link.path ?? 'Binary.data';
+    if (!frame.root) this.placeable(c);
     return own.resolve(link.path).then((content) => {
       if (!content)
         throw new GatewayError('CONTENT_LINK_UNRESOLVED', `${own.key} has no stored content at ${where} any more: send the data instead`);
@@ -382,7 +388,7 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
           `the content at ${where} is not the content the link was given for (or nothing sent with it says which: keep its hash): send the data instead`,
         );
       // Still a type this resource may carry (the policy may have changed since it was stored).
-      ((frame.root ? frame : this.resourceOf(c)).attachments ??= []).push({ declared: declared!, stored: undefined });
+      ((frame.root ? frame : this.resourceOf(c)).attachments ??= []).push({ declared: declared!, stored: undefined, nested: !frame.root });
       if (!frame.root) {
         held.delete('url');
         held.set('size', content.size);

@@ -1,7 +1,7 @@
 import { GatewayError } from '../errors/catalogue.js';
 import { isResourceRoot, listOfResource } from '../fhir/json-positions.js';
 import { NOT_ATTACHMENT } from '../fhir/attachment-kinds.js';
-import { BLOB_EXTENSION_URL, findBlobRef } from '../fhir/blob-reference.js';
+import { BLOB_EXTENSION_URL, findBlobRef, REMOVED_URL } from '../fhir/blob-reference.js';
 import type { JsonToken } from '../json/tokenizer.js';
 import { JsonWalker, pathBelow, type Container, type Route, type WalkPolicy } from '../json/walker.js';
 import { JsonWriter } from '../json/writer.js';
@@ -20,8 +20,6 @@ export type { InflateOptions } from './inflate-options.js';
 const ASSEMBLED_BUNDLE_TYPES = new Set(['searchset', 'history', 'batch-response', 'transaction-response']);
 /** What a batch answer's entry may hold that the server assembled rather than stored. */
 const NESTED_LISTINGS = new Set(['searchset', 'history']);
-/** Replaces our extension URL where the gateway did not put it: the client never sees our URL. */
-const REMOVED_URL = 'http://fhir-binary-gateway.dev/fhir/StructureDefinition/blob-reference-removed';
 /** JSON held while an attachment waits for its resource's id (servers may write `id` last). */
 const MAX_PENDING_CHARS = 8 * 1024 * 1024;
 
@@ -285,6 +283,14 @@ export class Inflater implements WalkPolicy<State> {
     const binaryRoot = frame.root && frame.resourceType === 'Binary';
     if (!element || (!ours && !binaryRoot)) {
       this.out.pair(c, '_data', v);
+      return;
+    }
+    // A Signature's or SampledData's `data` is never content: a reference there was not written
+    // by the gateway, and is neither served nor linked (attack relink-placement-unchecked).
+    if (ours && !frame.root && NOT_ATTACHMENT.has(c.name ?? '')) {
+      this.opts.warn?.('a blob reference outside an attachment was removed');
+      const rest = withoutReference(element);
+      if (Object.keys(rest).length) this.out.pair(c, '_data', rest);
       return;
     }
     if (ours && !ref) this.opts.warn?.('a malformed blob reference was removed');

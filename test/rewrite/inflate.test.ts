@@ -318,6 +318,27 @@ t.test(
   },
 );
 
+t.test('a reference in a Signature or SampledData is never served or linked: removed, the rest of _data kept', async (t) => {
+  const e = engine(t);
+  const { resource } = await victim(e);
+  const ref = JSON.parse(resource).content[0].attachment._data;
+  const body = JSON.stringify({
+    resourceType: 'Provenance',
+    id: 'p1',
+    signature: [
+      { type: [], data: 'c2ln', _data: { ...ref, id: 'kept' } },
+      { type: [], _data: ref },
+    ],
+  });
+  const { text, report, warnings } = await e.inflate(body);
+  const out = JSON.parse(text);
+  t.same(out.signature[0], { type: [], data: 'c2ln', _data: { id: 'kept' } }, 'its own data as it was; only our reference goes');
+  t.same(out.signature[1], { type: [] }, 'an emptied _data is left out');
+  t.notOk(text.includes(BLOB_EXTENSION_URL));
+  t.same(report, { inflated: 0, linked: 0, bytes: 0 });
+  t.same(warnings, ['a blob reference outside an attachment was removed', 'a blob reference outside an attachment was removed']);
+});
+
 t.test('what waits for a late id is bounded: text, slots and held inline data all count', async (t) => {
   const e = engine(t);
   const { resource } = await victim(e);

@@ -22,13 +22,19 @@ t.test('every reference, keyed by the path a link names it with', async (t) => {
     ],
     _status: { extension: [{ url: 'urn:x', valueAttachment: { _data: stored(3) } }] },
     contained: [{ resourceType: 'Binary', _data: stored(4) }],
+    // An array in an array is not FHIR: kept under a name no link path has.
+    grid: [[{ _data: stored(6) }]],
     // Not ours: kept out.
     extension: [{ url: 'urn:y', valueAttachment: { _data: { extension: [{ url: 'urn:other', valueString: 'z' }] } } }],
   });
   for (const size of [1, 13, 4096, 1 << 16]) {
     const refs = await readStoredRefs(pieces(doc, size));
     const at = (path: string) => refs.get(canonicalSteps(parseAttachmentPath(path, 'DocumentReference')))?.id;
-    t.equal(refs.size, 4, `${size}: four references`);
+    t.equal(refs.size, 5, `${size}: five references`);
+    t.ok(
+      [...refs.keys()].some((k) => k.startsWith('!')),
+      `${size}: the one in an array of arrays is named apart`,
+    );
     t.equal(at('DocumentReference.content.attachment'), ref(1).id, `${size}: no index is the first item`);
     t.equal(at('DocumentReference.content[0].attachment[0]'), ref(1).id, `${size}: [0] on a single element is the element`);
     t.equal(at('DocumentReference.content[1].attachment'), ref(2).id);
