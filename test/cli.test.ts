@@ -129,6 +129,11 @@ t.test('--check validates a policy without starting: 0 and one line, or 78 and e
 
   cli = spawnCli(t, ['--check', '--dry-run'], {}, tmp);
   t.equal(await cli.exited, 64, 'an option of another command is a usage error');
+  for (const args of [['--chek'], ['--config'], ['scrub', '--bogus']]) {
+    cli = spawnCli(t, args, {}, tmp);
+    t.equal(await cli.exited, 64, `${args.join(' ')}: a usage error`);
+    t.match(cli.stderr, /^fhir-binary-gateway: .*\n\nUsage/, `${args.join(' ')}: one line saying what, then the usage`);
+  }
 });
 
 t.test('token mints a development token the shipped dev policy accepts', async (t) => {
@@ -333,7 +338,8 @@ t.test('SIGHUP applies a valid changed file and keeps the old configuration on a
   t.same(storeWarn['keys'], ['storage.filesystem.directory']);
 
   await stop(t, cli);
-  t.match(cli.logs().at(-1), { msg: 'shutting down: draining', signal: 'SIGTERM' }, 'the last line is flushed on exit');
+  t.match(cli.logs().at(-2), { msg: 'shutting down: draining', signal: 'SIGTERM' });
+  t.match(cli.logs().at(-1), { msg: 'stopped', ms: Number }, 'a clean exit says so: the last line is flushed on exit');
 });
 
 t.test('scrub: a JSON summary on stdout, exit 0 when every blob is sound and 1 when one is not', async (t) => {
@@ -478,9 +484,14 @@ t.test('SIGTERM drains; a second signal exits at once', async (t) => {
   await new Promise((r) => setTimeout(r, 300));
   t.equal(cli.child.exitCode, null, 'still draining: the exchange under way has its deadline');
   const started = performance.now();
-  cli.child.kill('SIGTERM');
-  t.equal(await cli.exited, 130, 'the second signal exits at once');
+  cli.child.kill('SIGINT');
+  t.equal(await cli.exited, 130, 'the second signal (another one than the first) exits at once');
   t.ok(performance.now() - started < 3_000);
-  t.ok(cli.logs().some((l) => l['msg'] === 'second signal: exiting at once' && l['level'] === 'warn'));
+  t.ok(cli.logs().some((l) => l['msg'] === 'second signal: exiting at once' && l['level'] === 'warn' && l['signal'] === 'SIGINT'));
+  t.equal(cli.logs().filter((l) => l['msg'] === 'shutting down: draining').length, 1, 'never taken for a first signal');
+  t.notOk(
+    cli.logs().some((l) => l['msg'] === 'stopped'),
+    'not a clean stop',
+  );
   t.equal(await pending, 'cut');
 });

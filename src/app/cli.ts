@@ -8,7 +8,6 @@ import { demoUnavailable, missingDemoPackages, startDemo, type Demo } from '../d
 import { createLogger } from '../logging/logger.js';
 import { runScrub } from './scrub-command.js';
 import { runCheck } from './check-command.js';
-import { restartOnlyChanges } from './reload-scope.js';
 import { runHealth } from './health-command.js';
 import { runKeygen } from './keygen-command.js';
 import { runSweep } from './sweep-command.js';
@@ -70,8 +69,8 @@ function banner(lines: string[]): string {
   return [bar, ...lines.map((l) => `| ${l.padEnd(width)} |`), bar].join('\n');
 }
 
-async function main(): Promise<number> {
-  const { values, positionals } = parseArgs({
+function parseCommandLine() {
+  return parseArgs({
     options: {
       config: { type: 'string' },
       help: { type: 'boolean' },
@@ -89,6 +88,23 @@ async function main(): Promise<number> {
     allowPositionals: true,
     strict: true,
   });
+}
+
+/** What parseArgs refused (an unknown option, a missing value): a usage error, said in one line and exit 64. */
+function usageError(err: unknown): number {
+  const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
+  process.stderr.write(`fhir-binary-gateway: ${why}\n\n${USAGE}\n`);
+  return 64; // EX_USAGE
+}
+
+async function main(): Promise<number> {
+  let args: ReturnType<typeof parseCommandLine>;
+  try {
+    args = parseCommandLine();
+  } catch (err) {
+    return usageError(err);
+  }
+  const { values, positionals } = args;
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
@@ -179,14 +195,14 @@ async function main(): Promise<number> {
     }
     try {
       const next = loadConfig(configFile, env, embeddedDefaults).config;
-      running.reload(next);
-      log.info({ file: configFile }, 'configuration reloaded');
       // Listeners, the store and the upstream connection pool are built once: say so, by key, rather than pretend.
-      const ignored = restartOnlyChanges(config, next);
+      const ignored = running.reload(next);
+      log.info({ file: configFile }, 'configuration reloaded');
       if (ignored.length > 0)
         log.warn({ file: configFile, keys: ignored }, 'these changes take effect only after a restart: ignored until then');
     } catch (err) {
       // A bad new policy must not take the gateway down or open it up: keep the old one.
+      running.reloadFailed();
       log.error(
         { file: configFile, problems: err instanceof ConfigError ? err.problems : [String(err)] },
         'configuration reload failed; keeping the previous configuration',
@@ -195,26 +211,32 @@ async function main(): Promise<number> {
   });
 
   await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      // A second signal: the operator does not want to wait for the drain.
-      const now = (again: string) => {
-        log.warn({ signal: again }, 'second signal: exiting at once');
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        // A second signal: the operator does not want to wait for the drain.
+        log.warn({ signal }, 'second signal: exiting at once');
         log.flush(() => process.exit(130));
-      };
-      process.once('SIGTERM', () => now('SIGTERM'));
-      process.once('SIGINT', () => now('SIGINT'));
+        return;
+      }
+      stopping = true;
+      const started = performance.now();
       log.info({ signal, deadlineMs: running.settings.current.config.server.shutdownTimeoutMs }, 'shutting down: draining');
       void running
         .close()
-        .catch((err: unknown) => log.error({ err: err instanceof Error ? err.message : String(err) }, 'shutdown did not complete cleanly'))
+        .then(
+          () => log.info({ ms: Math.round(performance.now() - started) }, 'stopped'),
+          (err: unknown) => log.error({ err: err instanceof Error ? err.message : String(err) }, 'shutdown did not complete cleanly'),
+        )
         .finally(() => {
           demo?.stop();
           // Asynchronous destination: exiting before the flush completes loses the last lines.
           log.flush(() => resolve());
         });
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    // One handler for both signals, for the whole life of the process: the second is told apart, never taken for a first.
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
   });
   return 0;
 }

@@ -37,6 +37,7 @@ import { buildSettings, LiveSettings } from '../security/settings.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { createBlobStore } from '../storage/create.js';
 import { instrumentStore } from '../storage/instrumented.js';
+import { restartOnlyChanges } from './reload-scope.js';
 import { NO_METRICS, PromMetrics } from '../telemetry/metrics.js';
 import { Tracing } from '../telemetry/tracing.js';
 import { UpstreamCalls } from '../telemetry/calls.js';
@@ -62,8 +63,13 @@ export interface RunningGateway {
   readonly server: Server;
   /** The settings in force (swapped by reload). */
   readonly settings: LiveSettings;
-  /** Applies a new configuration to later requests; listeners and upstream stay as they are (TLS files are re-read). */
-  reload(config: GatewayConfig): void;
+  /**
+   * Applies a new configuration to later requests; listeners and upstream stay as they are (TLS
+   * files are re-read). Returns the changed keys that take effect only after a restart.
+   */
+  reload(config: GatewayConfig): string[];
+  /** A reload that could not be applied (the file did not load): counted for the metrics. */
+  reloadFailed(): void;
   /**
    * Graceful shutdown: not ready from now on, no new connections, idle keep-alive connections
    * closed, exchanges under way finished — for at most `deadlineMs` (server.shutdownTimeoutMs),
@@ -91,8 +97,11 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const obs = config.observability;
   const metrics = obs.listen && obs.metrics ? new PromMetrics(GATEWAY_VERSION) : NO_METRICS;
   const tracing = new Tracing(obs.tracing.enabled);
-  const traceExport = obs.tracing.enabled && obs.tracing.exporter === 'otlp' ? await startTraceExport(obs.tracing) : undefined;
-  const store = instrumentStore(await createBlobStore(config.storage), metrics, tracing);
+  const traceExport =
+    obs.tracing.enabled && obs.tracing.exporter === 'otlp' ? await startTraceExport(obs.tracing, log, metrics) : undefined;
+  const rawStore = await createBlobStore(config.storage);
+  // The readiness probe uses the store as it is: its claims are not traffic, not in the store's latency figures.
+  const store = instrumentStore(rawStore, metrics, tracing);
 
   const tls = config.server.tls;
   const server: Server = tls
@@ -103,13 +112,30 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   // fastify serves on our server: the flow hands it the paths it answers (app.routing).
   // Filled in below, before any request can arrive: the key check needs the settings.
   let settingsRef: LiveSettings | undefined;
+  // Reloads seen by the metrics: what is running may differ from the file after one.
+  const reloads = { ok: 0, failed: 0, pending: [] as string[] };
+  metrics.observe('fbg_config_reloads_total', 'Configuration reloads applied (SIGHUP)', 'counter', () => reloads.ok);
+  metrics.observe(
+    'fbg_config_reload_failures_total',
+    'Configuration reloads refused (the file did not load; the previous one kept)',
+    'counter',
+    () => reloads.failed,
+  );
+  metrics.observe(
+    'fbg_config_restart_pending',
+    'Changed keys that take effect only after a restart (0: what runs is what the file says)',
+    'gauge',
+    () => reloads.pending.length,
+  );
+  const ready = config.observability.readiness;
   const readiness = new Readiness(
     {
-      upstream: () => upstreamAnswers(upstreamBase),
-      store: () => storeTakesWrites(store),
-      jwks: () => settingsRef!.current.verifier.ready(),
+      upstream: { run: () => upstreamAnswers(upstreamBase), ttlMs: ready.intervalMs },
+      store: { run: () => storeTakesWrites(rawStore), ttlMs: ready.storeIntervalMs },
+      jwks: { run: () => settingsRef!.current.verifier.ready(), ttlMs: ready.intervalMs },
     },
     log,
+    ready.gating,
   );
   const app = buildHealthApp({ serverFactory: () => server, readiness });
   const lookup = new HttpPendingLookup({
@@ -181,7 +207,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   // An Expect the gateway cannot meet is refused before the flow; it still gets a request id.
   // Audited like any refusal the flow makes (the flow never sees it).
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
-    const rec = accessLog.start(requestIdOf(req), res);
+    const rec = accessLog.start(requestIdOf(req, settings.current.trustedProxies), res);
     rec.code = 'EXPECTATION_FAILED';
     exchangeAudit.watch(rec, req, res);
     sendError(req, res, new GatewayError('EXPECTATION_FAILED'), rec.id);
@@ -236,7 +262,23 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   }
   // `listen` is what the socket is bound to (0.0.0.0 means every interface); `url` reaches it from here.
   const bound = `${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
-  log.info({ listen: bound, url, publicBaseUrl: urls.public, upstream: urls.upstream, tls: Boolean(tls) }, 'gateway listening');
+  // What an operator checks first after a start: which build, which store, where the operators' endpoints are.
+  log.info(
+    {
+      version: GATEWAY_VERSION,
+      listen: bound,
+      url,
+      publicBaseUrl: urls.public,
+      upstream: urls.upstream,
+      tls: Boolean(tls),
+      store: rawStore.driver,
+      ...(opsListener ? { observability: opsListener.url } : {}),
+      metrics: metrics.enabled,
+      tracing: obs.tracing.enabled ? obs.tracing.exporter : 'off',
+      ...(adminApp ? { admin: adminApp.url } : config.admin.enabled ? { admin: `${url}/_admin/` } : {}),
+    },
+    'gateway listening',
+  );
   warnHttpsUnreachable(config, log);
   if (crc32Impl !== 'native')
     log.warn(
@@ -256,6 +298,13 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       log.level = next.logging.level;
       accessLog.level = next.logging.level;
       tlsReload?.reload();
+      reloads.ok++;
+      // Against what the process started with: listeners, the store and the pool are built once.
+      reloads.pending = restartOnlyChanges(config, next);
+      return reloads.pending;
+    },
+    reloadFailed() {
+      reloads.failed++;
     },
     async close(deadlineMs = settings.current.config.server.shutdownTimeoutMs) {
       // Listeners first (in-flight exchanges finish and are audited), then the sweep under way

@@ -352,6 +352,27 @@ export const configSchema = {
         listen: listenSchema,
         // GET /metrics on the listener (Prometheus text format).
         metrics: { type: 'boolean', default: true },
+        // Which dependency checks make the gateway not ready when they fail; the others make it
+        // `degraded` (reported, logged, counted) but leave it in service. The store and the token
+        // keys are shared by every replica: gating on them takes all replicas out at once.
+        readiness: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            gating: {
+              type: 'array',
+              items: { enum: ['upstream', 'store', 'jwks'] },
+              uniqueItems: true,
+              default: ['upstream'],
+            },
+            // How long a passing answer stands: the upstream and the keys, and the store's write
+            // probe (a claim made and dropped: not on every probe; on a versioned bucket each leaves a
+            // version). A failing answer is asked again after a second.
+            intervalMs: { type: 'integer', minimum: 0, default: 5000 },
+            storeIntervalMs: { type: 'integer', minimum: 0, default: 60000 },
+          },
+        },
         // OpenTelemetry spans: a server span per request, children for the upstream and the store,
         // W3C traceparent to the upstream. Exported over OTLP/HTTP when enabled (the exporter
         // packages are optional dependencies); otherwise only a tracer provider registered by the

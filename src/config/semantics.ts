@@ -95,12 +95,37 @@ export function checkSemantics(c: GatewayConfig, origin: string, ruleOrigins: re
   }
   checkStorage(c, at);
   checkRetention(c, at);
+  checkListeners(c, at);
   checkRanges('/admin/ipAllow', c.admin.ipAllow);
   if (c.audit.destination === 'file' && c.audit.file === undefined) at('/audit/file', "is required when /audit/destination is 'file'");
   Object.keys(c.content.allowedTypes).forEach((type) => {
     if (!isResourceType(type)) at(`/content/allowedTypes/${type}`, `'${type}' is not a FHIR R4 resource type`);
   });
   return problems;
+}
+
+/**
+ * The gateway's own listeners on one port with the public one (or each other) would fail the start
+ * with EADDRINUSE: said by --check instead. Port 0 (any free port) never collides. Hosts are
+ * compared as written, and a wildcard (0.0.0.0, ::) overlaps every address.
+ */
+function checkListeners(c: GatewayConfig, at: (path: string, msg: string) => void): void {
+  const wildcard = (h: string) => h === '0.0.0.0' || h === '::';
+  const taken: { path: string; host: string; port: number }[] = [{ path: '/server', host: c.server.host, port: c.server.port }];
+  const others = [
+    ['/admin/listen', c.admin.listen],
+    ['/observability/listen', c.observability.listen],
+  ] as const;
+  for (const [path, l] of others) {
+    if (!l || l.port === 0) continue;
+    const clash = taken.find((x) => x.port === l.port && (x.host === l.host || wildcard(x.host) || wildcard(l.host)));
+    if (clash)
+      at(
+        `${path}/port`,
+        `${l.port} is also ${clash.path === '/server' ? 'the public listener' : clash.path}'s port on ${clash.host}: the gateway could not start`,
+      );
+    taken.push({ path, host: l.host, port: l.port });
+  }
 }
 
 function checkStorage(c: GatewayConfig, at: (path: string, msg: string) => void): void {

@@ -89,7 +89,7 @@ export class AccessLog {
     if (this.metrics.enabled)
       this.metrics.exchangeEnded({
         interaction: i?.kind ?? 'unclassified',
-        outcome: outcomeOf(finished, status, code),
+        outcome: metricOutcome(finished, status, code),
         status,
         code,
         seconds,
@@ -108,14 +108,15 @@ export class AccessLog {
         client: ctx?.clientIp.toString(),
         ...(sub ? { sub } : {}),
         ...(typeof client === 'string' ? { clientId: client.slice(0, 256) } : {}),
-        method: i?.method,
+        // Refused before it was classified (a path that is not FHIR, a malformed head): still which method.
+        method: i?.method ?? res.req.method,
         interaction: i?.kind,
         resourceType: i?.resourceType,
         ...(i?.id ? { id: i.id } : {}),
         operation: i?.operation,
         status,
         ...(code ? { code } : {}),
-        ...(finished ? {} : { aborted: true, ...(res.headersSent ? { statusSent: res.statusCode } : {}) }),
+        ...(finished ? {} : { aborted: true, ...(res.headersSent && bytesOut > 0 ? { statusSent: res.statusCode } : {}) }),
         bytesIn,
         bytesOut,
         ms: Math.round(seconds * 10_000) / 10,
@@ -165,8 +166,18 @@ function endServerSpan(span: Span, rec: AccessRecord, status: number, code: stri
   endSpan(span, status);
 }
 
+/**
+ * For the metrics, an answer the upstream refused (a 4xx: not found, a conflict, a bad search) is
+ * `rejected`, apart from `failed` (5xx: the upstream's fault or ours): an error-rate alert on
+ * `failed` does not fire on ordinary 404s.
+ */
+function metricOutcome(finished: boolean, status: number, code: string | undefined): ExchangeOutcome {
+  const outcome = outcomeOf(finished, status, code);
+  return outcome === 'failed' && status < 500 ? 'rejected' : outcome;
+}
+
 /** As the audit trail says it: refused (the gateway said no), failed (an error), aborted (cut), success. */
-export function outcomeOf(finished: boolean, status: number, code: string | undefined): ExchangeOutcome {
+export function outcomeOf(finished: boolean, status: number, code: string | undefined): Exclude<ExchangeOutcome, 'rejected'> {
   if (!finished) return 'aborted';
   if (code && status < 500) return 'refused';
   return status >= 400 ? 'failed' : 'success';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { GatewayError } from '../errors/catalogue.js';
 import type { Range } from '../lib/ip.js';
-import { clientContext, type ForwardingHeaders, type RequestContext } from '../security/client.js';
+import { clientContext, isPeerTrusted, type ForwardingHeaders, type RequestContext } from '../security/client.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -80,10 +80,15 @@ export function scanRawHeaders(raw: readonly string[]): ScannedHeaders {
   return out;
 }
 
-/** A sane incoming X-Request-Id is kept (so ids follow a request across systems), anything else replaced. */
-export function requestIdOf(req: IncomingMessage): string {
+/**
+ * A sane incoming X-Request-Id is kept when a trusted proxy sent it (so ids follow a request
+ * across systems); from anyone else, or insane, it is replaced. A client choosing the id its log
+ * lines and audit records carry could forge or collide them (Envoy drops an edge client's id too).
+ */
+export function requestIdOf(req: IncomingMessage, trustedProxies: readonly Range[]): string {
   const incoming = req.headers['x-request-id'];
-  return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+  if (typeof incoming !== 'string' || !REQUEST_ID.test(incoming)) return randomUUID();
+  return isPeerTrusted(req.socket, trustedProxies) ? incoming : randomUUID();
 }
 
 /**

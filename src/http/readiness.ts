@@ -6,34 +6,54 @@ export interface CheckResult {
   readonly ms: number;
   /** Why not (never a secret: a status, a code, a reason). */
   readonly error?: string;
+  /** Whether a failure of this check makes the gateway not ready (else it is reported as degraded). */
+  readonly gating: boolean;
+  /** How old the answer is: checks are not run on every probe (CHECK_TTL_MS). */
+  readonly ageMs: number;
 }
 
 export interface ReadinessReport {
   readonly ready: boolean;
   /** Set once shutdown began: the gateway is finishing what it has and takes nothing new. */
   readonly draining?: boolean;
+  /** A check that does not gate fails: ready, but part of what the gateway does fails (binary content, tokens). */
+  readonly degraded?: boolean;
   readonly checks: Readonly<Record<string, CheckResult>>;
 }
 
-/** Each check rejects with why its dependency cannot serve. */
-export type Checks = Readonly<Record<string, () => Promise<void>>>;
+/** One dependency: how to check it, and how long a passing answer stands (a write probe is not made on every probe). */
+export interface Check {
+  /** Rejects with why the dependency cannot serve. */
+  run(): Promise<void>;
+  readonly ttlMs: number;
+}
+
+export type Checks = Readonly<Record<string, Check>>;
 
 const CHECK_TIMEOUT_MS = 2_000;
+/** A failing answer is asked again at most this often: recovery is seen within a probe period, a flood of probes costs nothing. */
+const FAILED_TTL_MS = 1_000;
 
 /**
- * Readiness that means ready: the upstream answers, the blob store takes a write, and the keys
- * tokens are verified with are there. Each failure is named in the report and logged when a
- * check changes state (not on every probe).
+ * Readiness that means ready: the dependencies named in `gating` answer (by default the upstream:
+ * without it nothing can be served). The others (the blob store takes a write, the token keys are
+ * there) are reported, and a failure makes the gateway `degraded`, not unready: they are shared by
+ * every replica, and taking all of them out of service for a blip would also stop the FHIR
+ * traffic that does not need them (observability.readiness.gating). Each failure is named in the
+ * report and logged when a check changes state. Answers are reused for their check's TTL, so a
+ * public /readyz probed in a loop makes no store writes or upstream calls beyond that.
  */
 export class Readiness {
   /** Probes from several places at once (kubelet, a load balancer, an operator) share the round under way. */
   private running: Promise<ReadinessReport> | undefined;
   private readonly failing = new Map<string, string>();
+  private readonly answers = new Map<string, { readonly result: CheckResult; readonly at: number }>();
   private draining = false;
 
   constructor(
     private readonly checks: Checks,
     private readonly log: Logger,
+    private readonly gating: readonly string[] = ['upstream'],
   ) {}
 
   /** From now on, not ready (shutdown). */
@@ -46,32 +66,44 @@ export class Readiness {
     return this.running;
   }
 
-  /** One named check alone (the upstream's, for its own liveness probe). */
+  /** One named check alone (the upstream's, for its own liveness probe), asked now. */
   async one(name: string): Promise<CheckResult> {
-    return (await this.timed(name))[1];
+    return this.timed(name);
   }
 
   private async run(): Promise<ReadinessReport> {
-    const results = await Promise.all(Object.keys(this.checks).map((name) => this.timed(name)));
-    for (const [name, r] of results) this.note(name, r);
+    const now = performance.now();
+    const results = await Promise.all(
+      Object.keys(this.checks).map(async (name): Promise<[string, CheckResult]> => {
+        const kept = this.answers.get(name);
+        const ttl = kept?.result.ok ? this.checks[name].ttlMs : FAILED_TTL_MS;
+        if (kept && now - kept.at < ttl) return [name, { ...kept.result, ageMs: Math.round(now - kept.at) }];
+        const result = await this.timed(name);
+        this.answers.set(name, { result, at: performance.now() });
+        this.note(name, result);
+        return [name, result];
+      }),
+    );
     const checks = Object.fromEntries(results);
-    const ready = !this.draining && results.every(([, r]) => r.ok);
-    return { ready, ...(this.draining ? { draining: true } : {}), checks };
+    const ready = !this.draining && results.every(([, r]) => r.ok || !r.gating);
+    const degraded = results.some(([, r]) => !r.ok && !r.gating);
+    return { ready, ...(this.draining ? { draining: true } : {}), ...(degraded ? { degraded } : {}), checks };
   }
 
-  private async timed(name: string): Promise<[string, CheckResult]> {
+  private async timed(name: string): Promise<CheckResult> {
     const started = performance.now();
+    const gating = this.gating.includes(name);
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
-        this.checks[name](),
+        this.checks[name].run(),
         new Promise((_, reject) => {
           timer = setTimeout(() => reject(new Error(`no answer in ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
         }),
       ]);
-      return [name, { ok: true, ms: Math.round(performance.now() - started) }];
+      return { ok: true, ms: Math.round(performance.now() - started), gating, ageMs: 0 };
     } catch (err) {
-      return [name, { ok: false, ms: Math.round(performance.now() - started), error: reasonOf(err) }];
+      return { ok: false, ms: Math.round(performance.now() - started), error: reasonOf(err), gating, ageMs: 0 };
     } finally {
       clearTimeout(timer);
     }
@@ -81,7 +113,10 @@ export class Readiness {
     const before = this.failing.get(name);
     if (!r.ok && before !== r.error) {
       this.failing.set(name, r.error!);
-      this.log.warn({ check: name, cause: r.error }, 'not ready: a dependency check fails');
+      this.log.warn(
+        { check: name, cause: r.error, gating: r.gating },
+        r.gating ? 'not ready: a dependency check fails' : 'degraded: a dependency check fails',
+      );
     } else if (r.ok && before !== undefined) {
       this.failing.delete(name);
       this.log.info({ check: name }, 'a dependency check passes again');

@@ -58,6 +58,11 @@ function strictAddress(text: string, header: string): Address {
   return a;
 }
 
+/** Whether the socket's peer is one of the trusted proxies (whose forwarding headers, and request ids, are taken). */
+export function isPeerTrusted(socket: Socket, trustedProxies: readonly Range[]): boolean {
+  return trustedProxies.length > 0 && inRanges(connectionOf(socket).peerIp, trustedProxies);
+}
+
 /** The socket's connection record, made once per connection: keep-alive clients send many requests on one socket. */
 function connectionOf(socket: Socket & { [kConnection]?: Connection }): Connection {
   let connection = socket[kConnection];
@@ -81,7 +86,7 @@ function connectionOf(socket: Socket & { [kConnection]?: Connection }): Connecti
 export function clientContext(id: string, socket: Socket, forwarded: ForwardingHeaders, trustedProxies: readonly Range[]): RequestContext {
   const connection = connectionOf(socket);
   const peerIp = connection.peerIp;
-  const peerTrusted = trustedProxies.length > 0 && inRanges(peerIp, trustedProxies);
+  const peerTrusted = isPeerTrusted(socket, trustedProxies);
   const xff = forwarded.xff;
   const xffAddrs = xff?.map((v) => strictAddress(v, 'X-Forwarded-For'));
   forwarded.realIp?.forEach((v) => strictAddress(v, 'X-Real-IP'));

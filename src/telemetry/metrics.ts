@@ -1,7 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** How an exchange ended, as the audit trail says it. */
-export type ExchangeOutcome = 'success' | 'refused' | 'failed' | 'aborted';
+/** `rejected`: the upstream answered 4xx; `failed`: a 5xx; `refused`: the gateway said no (its catalogue code). */
+export type ExchangeOutcome = 'success' | 'refused' | 'rejected' | 'failed' | 'aborted';
 
 /** One client exchange, at its end. */
 export interface ExchangeFigures {

@@ -321,6 +321,38 @@ t.test('other semantic checks', async (t) => {
     ),
     ['test.yaml: /auth/jwksFile: file not found: /cfg/nope.json'],
   );
+  // Listeners on one port: the start would fail with EADDRINUSE.
+  t.same(
+    problems(t, () =>
+      build({
+        ...minimal(),
+        server: { host: '0.0.0.0', port: 8080 },
+        observability: { listen: { host: '127.0.0.1', port: 8080 } },
+        admin: { enabled: true, listen: { port: 9000 } },
+      }),
+    ),
+    ["test.yaml: /observability/listen/port: 8080 is also the public listener's port on 0.0.0.0: the gateway could not start"],
+  );
+  t.same(
+    problems(t, () =>
+      build({
+        ...minimal(),
+        admin: { enabled: true, listen: { port: 9000 } },
+        observability: { listen: { host: '127.0.0.1', port: 9000 } },
+      }),
+    ),
+    ["test.yaml: /observability/listen/port: 9000 is also /admin/listen's port on 127.0.0.1: the gateway could not start"],
+  );
+  t.doesNotThrow(
+    () =>
+      build({
+        ...minimal(),
+        server: { host: '127.0.0.1', port: 8080 },
+        observability: { listen: { host: '10.0.0.1', port: 8080 } },
+        admin: { enabled: true, listen: { port: 0 } },
+      }),
+    'other addresses, or any free port: no clash',
+  );
 });
 
 t.test('auth required but nowhere to verify tokens → error', async (t) => {

@@ -35,7 +35,12 @@ t.test('/readyz is 200 when the upstream answers and 503 when it is down', async
     await up.close();
   };
   t.teardown(closeUp);
-  const gw = await startTestGateway(t, { upstream: up.url, jwksUri: jwks.url });
+  // No answer kept: the probe after the upstream stops sees it.
+  const gw = await startTestGateway(t, {
+    upstream: up.url,
+    jwksUri: jwks.url,
+    config: { observability: { readiness: { intervalMs: 0 } } },
+  });
   const ready = await fetch(`${gw.url}/readyz`);
   t.equal(ready.status, 200);
   t.same(await ready.json(), { status: 'ready' });

@@ -8,8 +8,11 @@ t.test('the observability listener: GET only, what is off says so, a failure ins
   let ready = true;
   const readiness = new Readiness(
     {
-      upstream: async () => {
-        if (!ready) throw new Error('down');
+      upstream: {
+        run: async () => {
+          if (!ready) throw new Error('down');
+        },
+        ttlMs: 0,
       },
     },
     createLogger('info', new LogSink()),

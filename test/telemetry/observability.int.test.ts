@@ -30,6 +30,11 @@ t.test('after known traffic, /metrics on the observability listener counts it', 
   const s = await stack(t, OPS);
   const ops = s.gw.observabilityUrl!;
   t.match(ops, /^http:\/\/127\.0\.0\.1:\d+$/);
+  t.match(
+    s.gw.logs.lines.find((l) => l['msg'] === 'gateway listening'),
+    { version: /^\d+\.\d+\.\d+/, store: 'filesystem', observability: ops, metrics: true, tracing: 'off' },
+    "the start line says which build, which store and where the operators' endpoints are",
+  );
   t.equal((await fetch(`${s.gw.url}/metrics`)).status, 404, 'never on the public port');
 
   const pdf = PDF(70_000);
@@ -46,6 +51,10 @@ t.test('after known traffic, /metrics on the observability listener counts it', 
   const refused = await fetch(`${s.gw.base}/Patient`);
   t.equal(refused.status, 401);
   await refused.arrayBuffer();
+  const missing = await fetch(`${s.gw.base}/Patient/not-there`, { headers: s.auth });
+  t.equal(missing.status, 404);
+  await missing.arrayBuffer();
+  await s.gw.accessLine(missing.headers.get('x-request-id'));
   // The exchanges' figures are taken when each one closes.
   await s.gw.accessLine(refused.headers.get('x-request-id'));
 
@@ -56,6 +65,11 @@ t.test('after known traffic, /metrics on the observability listener counts it', 
   t.equal(sample(text, 'fbg_requests_total', { interaction: 'create', outcome: 'success', status: '2xx', code: '' }), 2, 'two creates');
   t.equal(sample(text, 'fbg_requests_total', { interaction: 'read', outcome: 'success', status: '2xx', code: '' }), 2, 'two reads');
   t.equal(sample(text, 'fbg_requests_total', { interaction: 'search', outcome: 'refused', status: '4xx', code: 'TOKEN_MISSING' }), 1);
+  t.equal(
+    sample(text, 'fbg_requests_total', { interaction: 'read', outcome: 'rejected', status: '4xx', code: '' }),
+    1,
+    "the upstream's 404: rejected, not failed",
+  );
   t.equal(sample(text, 'fbg_request_duration_seconds_count', { interaction: 'create' }), 2);
   t.equal(sample(text, 'fbg_content_bytes_total', { kind: 'stored' }), 2 * pdf.length, 'both PDFs stored (each 70 kB + its header)');
   t.equal(sample(text, 'fbg_content_bytes_total', { kind: 'served' }), pdf.length, 'the raw read');
@@ -79,7 +93,10 @@ t.test('after known traffic, /metrics on the observability listener counts it', 
 });
 
 t.test('readiness names each dependency; a failing one is named, logged once, and /readyz on the public port says which', async (t) => {
-  const s = await stack(t, OPS);
+  // Every check gating, none kept: each probe below sees the change it follows.
+  const s = await stack(t, {
+    observability: { ...OPS.observability, readiness: { gating: ['upstream', 'store', 'jwks'], intervalMs: 0, storeIntervalMs: 0 } },
+  });
   const ops = s.gw.observabilityUrl!;
   const ready = await fetch(`${ops}/readyz`);
   t.equal(ready.status, 200);
@@ -118,14 +135,47 @@ t.test('readiness names each dependency; a failing one is named, logged once, an
 
   // Repaired: ready again, and said so.
   rmSync(join(s.gw.blobDir, 'claims'));
-  t.equal((await fetch(`${ops}/readyz`)).status, 200);
+  // A failing answer is asked again after a second.
+  await eventually(async () => (await fetch(`${ops}/readyz`)).status === 200, 'ready again');
   t.ok(s.gw.logs.lines.some((l) => l['msg'] === 'a dependency check passes again' && l['check'] === 'store'));
 
   // The upstream gone: the upstream checks fail.
   await s.up.close();
   Object.assign(s.up, { close: async () => undefined }); // closed already: the stack's teardown has nothing to do
+  await new Promise((r) => setTimeout(r, 20));
   const down = await fetch(`${ops}/readyz`);
   t.equal(down.status, 503);
   t.match(await down.json(), { checks: { upstream: { ok: false, error: /fetch failed|ECONNREFUSED/ } } });
   t.equal((await fetch(`${ops}/upstream/healthz`)).status, 503);
+});
+
+t.test(
+  'by default only the upstream gates: a store that takes no write leaves the gateway ready but degraded, probed once a minute',
+  async (t) => {
+    const s = await stack(t, OPS);
+    const ops = s.gw.observabilityUrl!;
+    t.match(await (await fetch(`${ops}/readyz`)).json(), { ready: true, checks: { store: { ok: true, gating: false } } });
+    const claims = async () =>
+      sample(await (await fetch(`${ops}/metrics`)).text(), 'fbg_store_operation_duration_seconds_count', { op: 'claim' });
+    const before = await claims();
+    for (let i = 0; i < 10; i++) t.equal((await fetch(`${s.gw.url}/readyz`)).status, 200);
+    const report = (await (await fetch(`${ops}/readyz`)).json()) as { checks: { store: { ageMs: number } } };
+    t.equal(await claims(), before, "probes in a loop make no store writes (nor are the probe's claims counted as traffic)");
+    t.ok(report.checks.store.ageMs >= 0, 'the answer says how old it is');
+  },
+);
+
+t.test('reloads are counted, refused ones apart, and a change waiting for a restart is a gauge', async (t) => {
+  const s = await stack(t, OPS);
+  const scrape = async () => (await fetch(`${s.gw.observabilityUrl!}/metrics`)).text();
+  const before = s.gw.settings.current.config;
+  t.same(s.gw.reload(before), [], 'the same file: nothing waits for a restart');
+  t.equal(sample(await scrape(), 'fbg_config_restart_pending'), 0);
+  const moved = { ...before, upstream: { ...before.upstream, timeoutMs: before.upstream.timeoutMs + 1 } };
+  t.same(s.gw.reload(moved), ['upstream.timeoutMs']);
+  s.gw.reloadFailed();
+  const text = await scrape();
+  t.equal(sample(text, 'fbg_config_reloads_total'), 2);
+  t.equal(sample(text, 'fbg_config_reload_failures_total'), 1);
+  t.equal(sample(text, 'fbg_config_restart_pending'), 1, 'what runs is not what the file says until a restart');
 });

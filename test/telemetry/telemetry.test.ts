@@ -110,18 +110,22 @@ t.test('readiness: a check that hangs fails at its timeout; draining is never re
   const sink = new LogSink();
   const r = new Readiness(
     {
-      upstream: async () => undefined,
-      slow: () => new Promise(() => undefined),
-      broken: async () => {
-        throw Object.assign(new Error('refused'), { code: 'ECONNREFUSED', cause: new Error('127.0.0.1:9') });
+      upstream: { run: async () => undefined, ttlMs: 0 },
+      slow: { run: () => new Promise(() => undefined), ttlMs: 0 },
+      broken: {
+        run: async () => {
+          throw Object.assign(new Error('refused'), { code: 'ECONNREFUSED', cause: new Error('127.0.0.1:9') });
+        },
+        ttlMs: 0,
       },
     },
     createLogger('info', sink),
+    ['upstream', 'slow', 'broken'],
   );
   const report = await r.report();
   t.equal(report.ready, false);
   t.match(report.checks, {
-    upstream: { ok: true },
+    upstream: { ok: true, gating: true },
     slow: { ok: false, error: 'no answer in 2000 ms' },
     broken: { ok: false, error: 'ECONNREFUSED refused: 127.0.0.1:9' },
   });
@@ -132,4 +136,34 @@ t.test('readiness: a check that hangs fails at its timeout; draining is never re
   r.drain();
   t.match(await r.report(), { ready: false, draining: true });
   t.equal(sink.lines.filter((l) => l['msg'] === 'not ready: a dependency check fails').length, 2, 'each failing check logged once');
+});
+
+t.test('readiness: only gating checks make it unready, the others degraded; answers stand for their TTL', async (t) => {
+  const sink = new LogSink();
+  const runs = { upstream: 0, store: 0 };
+  let storeFails = false;
+  const r = new Readiness(
+    {
+      upstream: { run: async () => void runs.upstream++, ttlMs: 60_000 },
+      store: {
+        run: async () => {
+          runs.store++;
+          if (storeFails) throw new Error('read-only');
+        },
+        ttlMs: 0,
+      },
+    },
+    createLogger('info', sink),
+  );
+  t.match(await r.report(), { ready: true, checks: { upstream: { ok: true, gating: true }, store: { ok: true, gating: false } } });
+  for (let i = 0; i < 5; i++) await r.report();
+  t.equal(runs.upstream, 1, 'a passing answer stands for its TTL: probes in a loop cost nothing');
+  t.match((await r.report()).checks.upstream, { ageMs: Number });
+  storeFails = true;
+  const degraded = await r.report();
+  t.match(degraded, { ready: true, degraded: true, checks: { store: { ok: false, error: 'read-only', gating: false } } });
+  const asked = runs.store;
+  await r.report();
+  t.equal(runs.store, asked, 'a failing answer is asked again only after a second');
+  t.ok(sink.lines.some((l) => l['msg'] === 'degraded: a dependency check fails' && l['check'] === 'store'));
 });

@@ -201,8 +201,19 @@ t.test('Authorization is not forwarded unless the rule says so', async (t) => {
   t.equal(fwd.up.requests[0].headers.authorization, `Bearer ${token}`, 'forwarded where a rule sets forwardAuthorization');
 });
 
-t.test('request ids: a sane one is kept, an insane one replaced', async (t) => {
-  const { up, gw } = await setup(t);
+t.test('request ids: a sane one from a trusted proxy is kept, from anyone else or insane replaced', async (t) => {
+  const direct = await setup(t);
+  const fromClient = await fetch(`${direct.gw.base}/Patient/p1`, {
+    headers: { authorization: `Bearer ${token}`, 'x-request-id': 'MRN-12345-SMITH' },
+  });
+  t.match(
+    fromClient.headers.get('x-request-id'),
+    GENERATED_ID,
+    'a client that is not a trusted proxy does not choose the id logs and audit records carry',
+  );
+  t.equal(direct.up.requests.at(-1)!.headers['x-request-id'], fromClient.headers.get('x-request-id'));
+
+  const { up, gw } = await setup(t, undefined, { server: { trustedProxies: ['127.0.0.1/32'] } });
   const send = (id: string | undefined) =>
     fetch(`${gw.base}/Patient/p1`, { headers: { authorization: `Bearer ${token}`, ...(id === undefined ? {} : { 'x-request-id': id }) } });
 
