@@ -13,16 +13,21 @@ export interface PathStep {
  * .valueAttachment`) too. Every path a read links to must be one this accepts (attack
  * link-path-unaddressable), else the content could be reached by no one past the budget.
  */
-const PATH = /^[A-Z][A-Za-z]{1,63}(\._?[a-z][A-Za-z0-9]{0,63}(\[\d{1,7}\])?){1,64}$/;
+const PATH = /^[A-Z][A-Za-z]{1,63}(\._?[a-z][A-Za-z0-9]{0,63}(\[\d{1,7}\])?){1,64}$/; // MAX_PATH_STEPS, STEP_NAME
 const STEP = /^(_?[a-z][A-Za-z0-9]*)(?:\[(\d+)\])?$/;
 
+/** One step's element name as the grammar takes it (`content`, `valueAttachment`, `_status`). */
+const STEP_NAME = /^_?[a-z][A-Za-z0-9]{0,63}$/;
+/** Steps a path may have. */
+export const MAX_PATH_STEPS = 64;
+
 /**
- * Whether an attachment at `below` (pathBelow from its resource: `.content[0].attachment`) can be
- * named by a path this grammar accepts: the write side stores content only where a read can link
- * to it and a link can bring it back.
+ * Whether a member name can be one step of a path: the write side stores content only where a
+ * read can link to it and a link can bring it back, checked name by name — a member literally
+ * named `content[0].attachment` must never pass as two steps (attack link-path-key-alias).
  */
-export function isAddressable(below: string): boolean {
-  return PATH.test(`Resource${below}`);
+export function isStepName(name: string | undefined): boolean {
+  return name !== undefined && STEP_NAME.test(name);
 }
 
 /**

@@ -22,6 +22,23 @@ export const REDACT_PATHS = [
 ];
 
 const BASE = { service: 'fhir-binary-gateway' };
+
+let isoSecond = -1;
+let isoPrefix = '';
+/**
+ * pino's isoTime, the same ISO 8601 text, with the date formatted once a second rather than per
+ * line: `new Date().toISOString()` was a tenth of an access line's cost.
+ */
+export function isoTime(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== isoSecond) {
+    isoSecond = second;
+    isoPrefix = new Date(second * 1000).toISOString().slice(0, 20); // 2026-12-06T18:40:12.
+  }
+  const ms = now - second * 1000;
+  return `,"time":"${isoPrefix}${ms < 10 ? '00' : ms < 100 ? '0' : ''}${ms}Z"`;
+}
 const FORMATTERS = { level: (label: string) => ({ level: label }) };
 /** Buffered lines are written at least this often, so a quiet gateway's lines are not held back. */
 const FLUSH_INTERVAL_MS = 1_000;
@@ -42,7 +59,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     {
       level,
       base: BASE,
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: isoTime,
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       formatters: FORMATTERS,
     },
@@ -57,7 +74,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
  * a measurable share of the per-request cost. test/http/logging.int.test.ts checks the lines.
  */
 export function createAccessLogger(parent: Logger): Logger {
-  return pino({ level: parent.level, base: BASE, timestamp: pino.stdTimeFunctions.isoTime, formatters: FORMATTERS }, logStream(parent));
+  return pino({ level: parent.level, base: BASE, timestamp: isoTime, formatters: FORMATTERS }, logStream(parent));
 }
 
 /**

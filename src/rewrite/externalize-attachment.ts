@@ -13,7 +13,9 @@ export interface ObjectState {
   resourceType: string | undefined;
   data: SinkResult | undefined;
   /** On a resource root: its attachments, checked against its allow-list at its end. */
-  attachments: { readonly declared: string; readonly stored: Stored | undefined; readonly nested: boolean }[] | undefined;
+  attachments: { readonly declared: string; readonly stored: Stored | undefined }[] | undefined;
+  /** On a resource root: content was placed somewhere below it (not at it). */
+  contentBelow: boolean;
 }
 
 /** An ExternalizedBlob while its resource is still being read. */
@@ -74,10 +76,7 @@ export function checkAllowed(frame: ObjectState, allowedTypes: (resourceType: st
   const rt = frame.resourceType;
   if (!rt) throw new GatewayError('BAD_REQUEST', 'a resource with attachment data has no resourceType');
   const allow = allowedTypes(rt);
-  for (const { declared, stored, nested } of frame.attachments) {
-    // A Binary's content is Binary.data: nothing else in it can be read back (its FHIR view and
-    // `$binary-access-read` name only that), so nothing else in it is taken.
-    if (nested && rt === 'Binary') throw new GatewayError('BAD_REQUEST', 'a Binary carries content only in Binary.data');
+  for (const { declared, stored } of frame.attachments) {
     if (!allowed(declared, allow)) throw new GatewayError('UNSUPPORTED_MEDIA', `${declared} is not allowed for ${rt}`);
     if (stored) stored.resourceType = rt;
   }

@@ -1,7 +1,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { forEntry, GatewayError, isGatewayError } from '../errors/catalogue.js';
 import { NOT_ATTACHMENT } from '../fhir/attachment-kinds.js';
-import { isAddressable } from '../fhir/attachment-path.js';
+import { isStepName, MAX_PATH_STEPS } from '../fhir/attachment-path.js';
 import { BLOB_EXTENSION_URL, blobExtension } from '../fhir/blob-reference.js';
 import { essence } from '../content/media-type.js';
 import { CONTENT_SHA256_EXTENSION, CONTENT_URL_EXTENSION, parseContentLink } from '../fhir/content-link.js';
@@ -190,6 +190,7 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
       resourceType: undefined,
       data: undefined,
       attachments: undefined,
+      contentBelow: false,
     };
   }
 
@@ -255,21 +256,40 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
    * Where content may be placed, by data or by a link taken back (one rule for both: attacks
    * link-path-unaddressable, relink-placement-unchecked): in an attachment, not a Signature or
    * SampledData (whose `data` is never content), at a path `$binary-access-read` can name
-   * (element names and depth), so a read can link to it and a link can take it back. Content in a
-   * Binary other than Binary.data is refused at the Binary's end (checkAllowed).
+   * (element names, each checked as a name, and depth), so a read can link to it and a link can
+   * take it back. Counted from the document: a stored Bundle (a `document`) is its entries' owner,
+   * the longest path there is. Content anywhere below a Binary but its own data is refused at the
+   * Binary's end (finishObject: its type may come last).
    */
   private placeable(c: Container<State>): void {
     if (NOT_ATTACHMENT.has(c.name ?? ''))
       throw new GatewayError('BAD_REQUEST', `${c.name} is not an attachment: stored content cannot be placed in it`);
-    // From the document: a stored Bundle (a `document`) is its entries' owner, the longest path there is.
-    let doc = c;
-    while (doc.parent) doc = doc.parent;
-    const below = pathBelow(doc, c);
-    if (!isAddressable(below))
+    let steps = 0;
+    let ok = true;
+    let x: Container<State> | undefined = c;
+    while (ok && x?.parent) {
+      const p: Container<State> = x.parent;
+      if (p.kind === 'array') {
+        // An item: its step is the array's name; an array in an array has none.
+        ok = p.parent?.kind === 'object' && isStepName(p.key);
+        x = p;
+      } else ok = isStepName(x.key);
+      ok &&= ++steps <= MAX_PATH_STEPS;
+      x = x.parent;
+    }
+    if (!ok) {
+      let doc = c;
+      while (doc.parent) doc = doc.parent;
       throw new GatewayError(
         'BAD_REQUEST',
-        `attachment data at ${below.slice(0, 200)} is not stored: only data at a path $binary-access-read can name (element names, at most 64 steps) is accepted`,
+        `attachment data at ${pathBelow(doc, c).slice(0, 200)} is not stored: only data at a path $binary-access-read can name (element names, at most ${MAX_PATH_STEPS} steps) is accepted`,
       );
+    }
+  }
+
+  /** Content was placed at `c`: every resource above it has content below it (a Binary may not). */
+  private contentPlaced(c: Container<State>): void {
+    for (let x = c.parent; x; x = x.parent) if (x.state?.root) x.state.contentBelow = true;
   }
 
   private conditionalReference(value: string): void {
@@ -312,7 +332,15 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
   private finishObject(c: Container<State>, held: Map<string, unknown> | undefined): void {
     const frame = c.state!;
     if (held) for (const [k, v] of held) this.out.pair(c, k, v);
-    if (frame.root) checkAllowed(frame, (rt) => this.opts.allowedTypes(rt));
+    if (frame.root) {
+      // A Binary's content is Binary.data: nothing else below it — an extension's attachment, a
+      // contained resource's — can be read back (its FHIR view and `$binary-access-read` name
+      // only that), so nothing else in it is taken (attacks binary-nested-attachment-unreadable,
+      // binary-contained-content).
+      if (frame.resourceType === 'Binary' && frame.contentBelow)
+        throw new GatewayError('BAD_REQUEST', 'a Binary carries content only in Binary.data');
+      checkAllowed(frame, (rt) => this.opts.allowedTypes(rt));
+    }
     if (c.depth === 1) {
       this.rootType = frame.resourceType;
       this.rootSecurityContext = frame.held?.get('securityContext');
@@ -323,7 +351,8 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
     const { declared, members } = await rewrittenMembers(frame, result);
     const stored = result.kind === 'blob' ? this.stored.find((b) => b.info.id === result.info.id) : undefined;
     if (stored) stored.contentType = declared;
-    ((frame.root ? frame : this.resourceOf(c)).attachments ??= []).push({ declared, stored, nested: !frame.root });
+    ((frame.root ? frame : this.resourceOf(c)).attachments ??= []).push({ declared, stored });
+    this.contentPlaced(c);
     for (const [k, v] of members) this.out.pair(c, k, v);
   }
 
@@ -367,7 +396,10 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
         `a content link is taken back only by a caller who may read ${own.key.split('/')[0]}: send the data instead`,
       );
     const where = link.path ?? 'Binary.data';
-    if (!frame.root) this.placeable(c);
+    // The same rule as data (attack relink-root-placement): at a resource's root only a Binary's own content.
+    if (frame.root && frame.resourceType !== 'Binary')
+      throw new GatewayError('BAD_REQUEST', 'a content link at the root of a resource is taken back only as a Binary’s data');
+    if (c.depth > 1) this.placeable(c);
     return own.resolve(link.path).then((content) => {
       if (!content)
         throw new GatewayError('CONTENT_LINK_UNRESOLVED', `${own.key} has no stored content at ${where} any more: send the data instead`);
@@ -388,7 +420,8 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
           `the content at ${where} is not the content the link was given for (or nothing sent with it says which: keep its hash): send the data instead`,
         );
       // Still a type this resource may carry (the policy may have changed since it was stored).
-      ((frame.root ? frame : this.resourceOf(c)).attachments ??= []).push({ declared: declared!, stored: undefined, nested: !frame.root });
+      ((frame.root ? frame : this.resourceOf(c)).attachments ??= []).push({ declared: declared!, stored: undefined });
+      this.contentPlaced(c);
       if (!frame.root) {
         held.delete('url');
         held.set('size', content.size);

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { GatewayError } from '../errors/catalogue.js';
-import type { PathStep } from '../fhir/attachment-path.js';
+import { isStepName, type PathStep } from '../fhir/attachment-path.js';
 import { findBlobRef, type BlobRef } from '../fhir/blob-reference.js';
 import type { JsonToken } from '../json/tokenizer.js';
 import { JsonWalker, type Container, type Route, type WalkPolicy } from '../json/walker.js';
@@ -20,11 +20,14 @@ export function canonicalSteps(steps: readonly PathStep[]): string {
 function canonicalAt(c: Container<unknown>): string {
   let path = '';
   for (let x: Container<unknown> | undefined = c; x?.parent; x = x.parent) {
+    const name = x.parent.kind === 'array' ? x.name : x.key;
+    // A name no path step takes (`content[0].attachment` as one member), or an array in an array
+    // (not FHIR): named so no link path can equal it.
+    if (!isStepName(name) || (x.parent.kind === 'array' && x.parent.parent?.kind !== 'object')) return `!${path}`;
     if (x.parent.kind === 'array') {
-      path = `.${x.name ?? ''}[${x.index}]${path}`;
+      path = `.${name}[${x.index}]${path}`;
       x = x.parent;
-    } else if (x.kind === 'object') path = `.${x.key ?? ''}[0]${path}`;
-    else return `!${path}`; // an array in an array: not FHIR, named so no link path can equal it
+    } else path = `.${name}[0]${path}`;
   }
   return path;
 }

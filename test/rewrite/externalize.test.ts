@@ -263,6 +263,8 @@ t.test('content is stored only where $binary-access-read can name it: elsewhere 
   for (let i = 0; i < 65; i++) tooDeep = { part: tooDeep };
   const refused: [string, unknown][] = [
     ['an element name no path takes', { resourceType: 'DocumentReference', content: [{ 'my-attachment': att }] }],
+    ['a member named like two steps', { resourceType: 'DocumentReference', 'content[0].attachment': att }],
+    ['an array in an array', { resourceType: 'DocumentReference', extension: [[att]] }],
     ['deeper than 64 steps', { resourceType: 'DocumentReference', extension: [tooDeep] }],
     [
       'in a Bundle, counted from the Bundle',
@@ -274,6 +276,28 @@ t.test('content is stored only where $binary-access-read can name it: elsewhere 
     t.same(s.files(), [], `${name}: nothing stored`);
   }
   t.throws(() => parseAttachmentPath(`DocumentReference${'.part'.repeat(65)}`, 'DocumentReference'), { code: 'BAD_REQUEST' });
+  // Below a Binary, wherever the data sits and whenever its type comes: refused, nothing stored.
+  const binaries = [
+    {
+      resourceType: 'Binary',
+      contentType: 'text/plain',
+      contained: [{ resourceType: 'DocumentReference', content: [{ attachment: att }] }],
+    },
+    {
+      contained: [{ resourceType: 'Binary', contentType: 'application/pdf', data: pdf }],
+      contentType: 'text/plain',
+      resourceType: 'Binary',
+    },
+    { resourceType: 'Binary', meta: { extension: [{ url: 'urn:x', valueAttachment: att }] } },
+  ];
+  for (const body of binaries) {
+    await t.rejects(
+      s.run(JSON.stringify(body)),
+      { code: 'BAD_REQUEST', message: /only in Binary\.data/ },
+      JSON.stringify(body).slice(0, 60),
+    );
+    t.same(s.files(), [], 'nothing stored');
+  }
 });
 
 t.test('past maxBytes: 413 and nothing stored', async (t) => {

@@ -24,13 +24,15 @@ t.test('every reference, keyed by the path a link names it with', async (t) => {
     contained: [{ resourceType: 'Binary', _data: stored(4) }],
     // An array in an array is not FHIR: kept under a name no link path has.
     grid: [[{ _data: stored(6) }]],
+    // A member named like two steps: never the place those steps name.
+    'content[0].attachment': { _data: stored(7) },
     // Not ours: kept out.
     extension: [{ url: 'urn:y', valueAttachment: { _data: { extension: [{ url: 'urn:other', valueString: 'z' }] } } }],
   });
   for (const size of [1, 13, 4096, 1 << 16]) {
     const refs = await readStoredRefs(pieces(doc, size));
     const at = (path: string) => refs.get(canonicalSteps(parseAttachmentPath(path, 'DocumentReference')))?.id;
-    t.equal(refs.size, 5, `${size}: five references`);
+    t.equal(refs.size, 5, `${size}: the four reachable ones, and the unreachable ones under one name no link path has`);
     t.ok(
       [...refs.keys()].some((k) => k.startsWith('!')),
       `${size}: the one in an array of arrays is named apart`,
