@@ -366,7 +366,16 @@ t.test('scrub: a JSON summary on stdout, exit 0 when every blob is sound and 1 w
 
   let cli = spawnCli(t, ['scrub', '--config', file], {}, tmp);
   t.equal(await cli.exited, 0, 'sound: exit 0');
-  t.match(JSON.parse(cli.stdout), { driver: 'filesystem', listed: 2, checked: 2, ok: 2, failed: 0, bytes: 301_000, failures: [] });
+  t.match(JSON.parse(cli.stdout), {
+    driver: 'filesystem',
+    listed: 2,
+    checked: 2,
+    ok: 2,
+    failed: 0,
+    deleted: 0,
+    bytes: 301_000,
+    failures: [],
+  });
 
   const bad = ids[1];
   const path = join(blobs, bad.slice(0, 2), bad.slice(2, 4), `${bad}.blob`);

@@ -235,8 +235,12 @@ async function mayDelete(deps: AdminDeps, info: BlobInfo, force: boolean): Promi
       throw new GatewayError('BLOB_IN_USE', `${info.owner} refers to this blob: change or delete it there first`);
     return;
   }
-  if (!info.intent)
+  if (!info.intent) {
+    // A forced delete is the only way out for a blob a crash left between its store and its
+    // resource's answer (no owner, no intent): nothing can be asked, the operator decides.
+    if (force) return;
     throw new GatewayError('BLOB_IN_USE', 'nothing records what it was written for: no way to ask whether a resource refers to it');
+  }
   const owner = await ask(() => deps.upstream.findReference(info.intent!, info, new Date(info.createdAt)));
   if (owner) throw new GatewayError('BLOB_IN_USE', `${owner} refers to this blob: change or delete it there first`);
 }

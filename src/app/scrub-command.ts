@@ -38,6 +38,7 @@ export async function runScrub(
     checked: report.checked,
     ok: report.ok,
     failed: report.failures.length,
+    deleted: report.deleted,
     bytes: report.bytes,
     seconds: Math.round((Date.now() - started) / 100) / 10,
     failures: report.failures,

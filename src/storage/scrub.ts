@@ -39,11 +39,13 @@ export interface ScrubReport {
   ok: number;
   /** Decoded bytes read. */
   bytes: number;
+  /** Blobs deleted between the listing and their read (a sweep, an admin delete): no verdict, no failure. */
+  deleted: number;
   failures: ScrubFailure[];
 }
 
 export async function scrub(store: BlobStore, opts: ScrubOptions = {}): Promise<ScrubReport> {
-  const report: ScrubReport = { listed: 0, checked: 0, ok: 0, bytes: 0, failures: [] };
+  const report: ScrubReport = { listed: 0, checked: 0, ok: 0, bytes: 0, deleted: 0, failures: [] };
   const random = opts.random ?? Math.random;
   const sample = opts.sample ?? 1;
   const width = Math.max(1, opts.concurrency ?? 4);
@@ -59,6 +61,10 @@ export async function scrub(store: BlobStore, opts: ScrubOptions = {}): Promise<
       await Promise.all(
         todo.slice(i, i + width).map(async (info) => {
           const failure = await check(store, info);
+          if (failure === 'deleted') {
+            report.deleted++;
+            return;
+          }
           report.checked++;
           if (failure) report.failures.push(failure);
           else {
@@ -75,7 +81,7 @@ export async function scrub(store: BlobStore, opts: ScrubOptions = {}): Promise<
 }
 
 /** One blob, read whole through the driver's verified read, against its record's size and SHA-256. */
-async function check(store: BlobStore, info: BlobInfo): Promise<ScrubFailure | undefined> {
+async function check(store: BlobStore, info: BlobInfo): Promise<ScrubFailure | 'deleted' | undefined> {
   const hash = createHash('sha256');
   let size = 0;
   try {
@@ -87,6 +93,10 @@ async function check(store: BlobStore, info: BlobInfo): Promise<ScrubFailure | u
     const cause = (err as { cause?: unknown }).cause;
     const why = cause instanceof Error ? cause.message : (err as Error).message;
     const code = (err as { code?: unknown }).code;
+    // Gone with its record since the listing: deleted on purpose (a sweep, an admin delete), not
+    // lost — reported as a failure, an operator might restore content that was meant to go.
+    // A record left without its content stays a failure.
+    if (code === 'BLOB_UNREADABLE' && (await store.head(info.id).catch(() => info)) === undefined) return 'deleted';
     // A digest or authentication failure is wrong content; anything else (the store down) is not a verdict on the blob.
     return { id: info.id, kind: code === 'BLOB_UNREADABLE' ? 'content' : 'error', reason: why.replace(/^blob [a-z0-9-]+: /, '') };
   }

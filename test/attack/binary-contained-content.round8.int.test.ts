@@ -1,3 +1,4 @@
+// Fixed: every resource learns that content was placed below it; a Binary with any is refused whole (externalize.ts contentPlaced).
 // Attack round 8 of issue 13. Round 7 made "a Binary carries content only in Binary.data"
 // (externalize-attachment.ts checkAllowed `nested`), judged per *resource root*: an attachment is
 // filed to its nearest root (externalize.ts resourceOf), and a root is any `contained[i]`, or any
@@ -7,6 +8,7 @@
 // view (binary-read.ts) passes every other member as it is (our reference only renamed) and
 // `$binary-access-read` on a Binary names only Binary.data. Stored content no one can read back.
 import t from 'tap';
+import { sendResource } from '../helpers/lifecycle.js';
 import { PDF, stack } from '../helpers/binary-stack.js';
 
 t.test('content in a resource inside a Binary is refused, and nothing is stored', async (t) => {
@@ -21,11 +23,7 @@ t.test('content in a resource inside a Binary is refused, and nothing is stored'
   for (const [name, extra] of Object.entries(bodies)) {
     const before = s.gw.blobFiles().filter((f) => f.endsWith('.blob')).length;
     const body = { resourceType: 'Binary', contentType: 'text/plain', data: Buffer.from('hello').toString('base64'), ...extra };
-    const r = await fetch(`${s.gw.base}/Binary`, {
-      method: 'POST',
-      headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-      body: JSON.stringify(body),
-    });
+    const r = await sendResource(s, 'POST', '/Binary', body);
     const status = r.status;
     const text = await r.text();
     t.comment(`${name}: ${status} ${text.slice(0, 200)}`);

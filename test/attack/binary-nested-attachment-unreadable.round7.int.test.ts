@@ -8,7 +8,7 @@
 // the FHIR view replaces our extension URL wherever it was planted around the gateway.
 import t from 'tap';
 import { PDF, stack } from '../helpers/binary-stack.js';
-import { createDocument, documentBlob } from '../helpers/lifecycle.js';
+import { createDocument, documentBlob, sendResource } from '../helpers/lifecycle.js';
 import { outcome } from './helpers.js';
 
 const BLOB_EXTENSION = 'http://fhir-binary-gateway.dev/fhir/StructureDefinition/blob-reference';
@@ -23,11 +23,7 @@ t.test('content beside Binary.data is refused, whole, and nothing is stored', as
   };
   for (const [name, extra] of Object.entries(bodies)) {
     const body = { ...extra, resourceType: 'Binary', contentType: 'text/plain', data: Buffer.from('hello').toString('base64') };
-    const r = fetch(`${s.gw.base}/Binary`, {
-      method: 'POST',
-      headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-      body: JSON.stringify(body),
-    });
+    const r = sendResource(s, 'POST', '/Binary', body);
     t.same(await outcome(r), [400, 'BAD_REQUEST'], `${name}: refused`);
     t.same(
       s.gw.blobFiles().filter((f) => f.endsWith('.blob')),

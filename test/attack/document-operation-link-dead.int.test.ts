@@ -12,7 +12,7 @@
 import t from 'tap';
 import { sweep } from '../../src/binary/sweeper.js';
 import { stack } from '../helpers/binary-stack.js';
-import { documentBlob, postDocument, pdfDocument, relay, sweepOptions } from '../helpers/lifecycle.js';
+import { documentBlob, postDocument, pdfDocument, relay, sweepOptions, sendResource } from '../helpers/lifecycle.js';
 import { midHour } from '../helpers/retention.js';
 
 t.test('a resource read from a $document answer, sent back: the content stays', async (t) => {
@@ -65,11 +65,7 @@ t.test('a resource read from a $document answer, sent back: the content stays', 
   }
 
   doc.description = 'edited';
-  const put = await fetch(`${s.gw.base}/DocumentReference/${docId}`, {
-    method: 'PUT',
-    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-    body: JSON.stringify(doc),
-  });
+  const put = await sendResource(s, 'PUT', `/DocumentReference/${docId}`, doc);
   const status = put.status;
   t.comment(`update: ${status} ${(await put.text()).slice(0, 300)}`);
   const after = await fetch(`${s.gw.base}/DocumentReference/${docId}/$binary-access-read?path=${path}`, { headers: s.auth });

@@ -1,3 +1,4 @@
+// Fixed: path names are checked one by one (externalize.ts placeable); stored-refs never matches such a name to a link path.
 // Attack round 8 of issue 13. The placement rule (externalize.ts `placeable`) tests the *string*
 // pathBelow() builds (json/walk-policy.ts: `.${key}` per member, keys verbatim) against the link
 // grammar, not each member name: a key `content[0].attachment` (one member) passes as two steps.
@@ -7,6 +8,7 @@
 // given for (whose `hash` says otherwise). The canonical form of stored references
 // (stored-refs.ts canonicalAt) aliases them the same way.
 import t from 'tap';
+import { sendResource, readLinked } from '../helpers/lifecycle.js';
 import { createHash } from 'node:crypto';
 import { PDF, stack } from '../helpers/binary-stack.js';
 
@@ -17,15 +19,11 @@ t.test('a member name that reads as two steps', async (t) => {
   const a = PDF(70_000);
   const b = PDF(71_000);
   t.not(a.toString('base64'), b.toString('base64'));
-  const r = await fetch(`${s.gw.base}/DocumentReference`, {
-    method: 'POST',
-    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-    body: JSON.stringify({
-      resourceType: 'DocumentReference',
-      status: 'current',
-      content: [{ attachment: { contentType: 'application/pdf', data: a.toString('base64') } }],
-      'content[0].attachment': { contentType: 'application/pdf', data: b.toString('base64') },
-    }),
+  const r = await sendResource(s, 'POST', '/DocumentReference', {
+    resourceType: 'DocumentReference',
+    status: 'current',
+    content: [{ attachment: { contentType: 'application/pdf', data: a.toString('base64') } }],
+    'content[0].attachment': { contentType: 'application/pdf', data: b.toString('base64') },
   });
   const created = await r.text();
   t.comment(`create: ${r.status} ${created.slice(0, 200)}`);
@@ -34,9 +32,7 @@ t.test('a member name that reads as two steps', async (t) => {
     return;
   }
   const id = (JSON.parse(created) as { id: string }).id;
-  const read = (await (
-    await fetch(`${s.gw.base}/DocumentReference/${id}?_inflate=false`, { headers: { ...s.auth, accept: 'application/fhir+json' } })
-  ).json()) as Record<string, any>;
+  const read = await readLinked(s, `/DocumentReference/${id}`);
   const odd = read['content[0].attachment'];
   t.comment(`odd attachment: ${JSON.stringify(odd).slice(0, 300)}`);
   const followed = await fetch(`${s.gw.base}${String(odd.url).slice(BASE.length)}`, { headers: s.auth });

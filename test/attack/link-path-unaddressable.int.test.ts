@@ -9,6 +9,7 @@
 // resource's own and unchanged.
 // Fixed: the path grammar takes `_` names and 64 steps; the write side stores data only where it can name it.
 import t from 'tap';
+import { sendResource, readLinked } from '../helpers/lifecycle.js';
 import type { Test } from 'tap';
 import { PDF, stack } from '../helpers/binary-stack.js';
 
@@ -16,16 +17,11 @@ const BASE = 'http://gateway.test/fhir';
 
 async function roundTrip(t: Test, s: Awaited<ReturnType<typeof stack>>, resource: Record<string, unknown>, pick: (r: any) => any) {
   const type = resource['resourceType'] as string;
-  const created = await fetch(`${s.gw.base}/${type}`, {
-    method: 'POST',
-    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-    body: JSON.stringify(resource),
-  });
+  const created = await sendResource(s, 'POST', `/${type}`, resource);
   t.equal(created.status, 201, 'the content is accepted and stored');
   const id = ((await created.json()) as { id: string }).id;
   // Read with links (as past inflate.maxBytesPerResponse).
-  const read = await fetch(`${s.gw.base}/${type}/${id}?_inflate=false`, { headers: { ...s.auth, accept: 'application/fhir+json' } });
-  const body = (await read.json()) as Record<string, any>;
+  const body = await readLinked(s, `/${type}/${id}`);
   const att = pick(body);
   t.type(att.url, 'string', 'the read answered a link');
   const link = String(att.url);
@@ -33,11 +29,7 @@ async function roundTrip(t: Test, s: Awaited<ReturnType<typeof stack>>, resource
   const followed = await fetch(`${s.gw.base}${link.slice(BASE.length)}`, { headers: s.auth });
   const bytes = Buffer.from(await followed.arrayBuffer());
   t.equal(followed.status, 200, `the link serves the content (got ${followed.status}: ${bytes.toString('utf8', 0, 200)})`);
-  const put = await fetch(`${s.gw.base}/${type}/${id}`, {
-    method: 'PUT',
-    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-    body: JSON.stringify({ ...body, meta: undefined }),
-  });
+  const put = await sendResource(s, 'PUT', `/${type}/${id}`, { ...body, meta: undefined });
   const text = await put.text();
   t.equal(put.status, 200, `the read-modify-update with its own link is taken (got ${put.status}: ${text.slice(0, 300)})`);
 }

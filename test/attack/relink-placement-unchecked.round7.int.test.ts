@@ -12,17 +12,14 @@
 // `Signature.data` (past the budget: a link `$binary-access-read` refuses, Signature is not an attachment).
 import t from 'tap';
 import { stack } from '../helpers/binary-stack.js';
-import { createDocument } from '../helpers/lifecycle.js';
+import { createDocument, sendResource, readLinked } from '../helpers/lifecycle.js';
 
 const BASE = 'http://gateway.test/fhir';
 
 t.test('an own link taken back at a place no link path can name', async (t) => {
   const s = await stack(t);
   const doc = await createDocument(s, {}, t);
-  const get = async () =>
-    (await (
-      await fetch(`${s.gw.base}/DocumentReference/${doc.id}?_inflate=false`, { headers: { ...s.auth, accept: 'application/fhir+json' } })
-    ).json()) as Record<string, any>;
+  const get = () => readLinked(s, `/DocumentReference/${doc.id}`);
   const body = await get();
   const att = body.content[0].attachment as Record<string, unknown>;
   t.type(att.url, 'string', 'the read answered a link');
@@ -34,11 +31,7 @@ t.test('an own link taken back at a place no link path can name', async (t) => {
   body.subject = { display: 'x', ...inner };
   body.content = [{ attachment: { contentType: 'application/pdf', url: 'https://records.example.org/elsewhere.pdf' } }];
   delete body.meta;
-  const put = await fetch(`${s.gw.base}/DocumentReference/${doc.id}`, {
-    method: 'PUT',
-    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-    body: JSON.stringify(body),
-  });
+  const put = await sendResource(s, 'PUT', `/DocumentReference/${doc.id}`, body);
   const text = await put.text();
   t.comment(`update: ${put.status} ${text.slice(0, 300)}`);
   if (put.status !== 200) {
@@ -73,11 +66,7 @@ t.test('an own link taken back in a Signature', async (t) => {
   ];
   body.content = [{ attachment: { contentType: 'application/pdf', url: 'https://records.example.org/x.pdf' } }];
   delete body.meta;
-  const put = await fetch(`${s.gw.base}/DocumentReference/${doc.id}`, {
-    method: 'PUT',
-    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-    body: JSON.stringify(body),
-  });
+  const put = await sendResource(s, 'PUT', `/DocumentReference/${doc.id}`, body);
   t.comment(`update: ${put.status} ${(await put.text()).slice(0, 200)}`);
   const sig = (await get('')).extension?.[0]?.valueSignature ?? {};
   t.comment(JSON.stringify({ ...sig, data: sig.data ? `${String(sig.data).length} chars` : undefined }).slice(0, 400));

@@ -8,15 +8,12 @@
 // Fixed: one streamed read per request gives every stored reference by path (stored-refs.ts).
 import t from 'tap';
 import { stack } from '../helpers/binary-stack.js';
-import { createDocument } from '../helpers/lifecycle.js';
+import { createDocument, readLinked } from '../helpers/lifecycle.js';
 
 t.test('an update with many copies of one own link reads the resource a bounded number of times', async (t) => {
   const s = await stack(t);
   const doc = await createDocument(s, {}, t);
-  const read = await fetch(`${s.gw.base}/DocumentReference/${doc.id}?_inflate=false`, {
-    headers: { ...s.auth, accept: 'application/fhir+json' },
-  });
-  const body = (await read.json()) as Record<string, any>;
+  const body = await readLinked(s, `/DocumentReference/${doc.id}`);
   const att = body.content[0].attachment as Record<string, unknown>;
   t.type(att.url, 'string', 'the read answered a link');
 

@@ -1,3 +1,4 @@
+// Fixed: at a root only a Binary’s own link is taken back; placeable() applies below the document as for data.
 // Attack round 8 of issue 13. Round 7's one placement rule (externalize.ts `placeable`) is applied
 // to a link taken back only `if (!frame.root)`: a link in a `_data` at a resource root (the
 // document itself, a contained resource, any object under `resource`/`outcome`) is taken back with
@@ -7,7 +8,7 @@
 // budget links to `path=DocumentReference` (no step) or a 65-step path, both refused (400).
 import t, { type Test } from 'tap';
 import { stack } from '../helpers/binary-stack.js';
-import { createDocument } from '../helpers/lifecycle.js';
+import { createDocument, sendResource, readLinked } from '../helpers/lifecycle.js';
 
 const BASE = 'http://gateway.test/fhir';
 
@@ -18,10 +19,7 @@ async function attempt(
 ) {
   const s = await stack(t);
   const doc = await createDocument(s, {}, t);
-  const get = async () =>
-    (await (
-      await fetch(`${s.gw.base}/DocumentReference/${doc.id}?_inflate=false`, { headers: { ...s.auth, accept: 'application/fhir+json' } })
-    ).json()) as Record<string, any>;
+  const get = () => readLinked(s, `/DocumentReference/${doc.id}`);
   const body = await get();
   const att = body.content[0].attachment as Record<string, any>;
   t.type(att.url, 'string', 'the read answered a link');
@@ -41,11 +39,7 @@ async function attempt(
   place(body, { att, link });
   body.content = [{ attachment: { contentType: 'application/pdf', url: 'https://records.example.org/elsewhere.pdf' } }];
   delete body.meta;
-  const put = await fetch(`${s.gw.base}/DocumentReference/${doc.id}`, {
-    method: 'PUT',
-    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-    body: JSON.stringify(body),
-  });
+  const put = await sendResource(s, 'PUT', `/DocumentReference/${doc.id}`, body);
   const text = await put.text();
   t.comment(`update: ${put.status} ${text.slice(0, 300)}`);
   if (put.status !== 200) {

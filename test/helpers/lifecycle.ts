@@ -43,6 +43,21 @@ export const pdfDocument = (fields: Record<string, unknown> = {}, bytes = 70_000
   content: [{ attachment: { contentType: 'application/pdf', data: PDF(bytes).toString('base64') } }],
 });
 
+/** `resource` sent as FHIR JSON through the gateway as the stack's writer: `method` to `path` below the FHIR base. */
+export const sendResource = (s: Stack, method: 'POST' | 'PUT', path: string, resource: unknown, headers: Record<string, string> = {}) =>
+  fetch(`${s.gw.base}${path}`, {
+    method,
+    headers: { ...s.auth, 'content-type': 'application/fhir+json', ...headers },
+    body: JSON.stringify(resource),
+  });
+
+/** A resource read through the gateway with links for its stored content (as past the budget), parsed. */
+export const readLinked = async (s: Stack, path: string): Promise<Record<string, any>> =>
+  (await (await fetch(`${s.gw.base}${path}?_inflate=false`, { headers: { ...s.auth, accept: 'application/fhir+json' } })).json()) as Record<
+    string,
+    any
+  >;
+
 /** POSTs `resource` (a DocumentReference by default) through the gateway as the stack's writer. */
 export const postDocument = (s: Stack, resource: Record<string, unknown> = pdfDocument(), headers: Record<string, string> = {}) =>
   fetch(`${s.gw.base}/DocumentReference`, {
