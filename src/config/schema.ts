@@ -352,9 +352,11 @@ export const configSchema = {
         listen: listenSchema,
         // GET /metrics on the listener (Prometheus text format).
         metrics: { type: 'boolean', default: true },
-        // Which dependency checks make the gateway not ready when they fail; the others make it
-        // `degraded` (reported, logged, counted) but leave it in service. The store and the token
-        // keys are shared by every replica: gating on them takes all replicas out at once.
+        // Which dependency checks make the gateway not ready when they fail (all, by default:
+        // ready means every upload and every token check can work); the others make it
+        // `degraded` (reported, logged) but leave it in service. Narrow it to [upstream] where the
+        // store and the identity provider are shared by every replica and an outage of theirs
+        // should not take all replicas out at once (docs/operations.md).
         readiness: {
           type: 'object',
           additionalProperties: false,
@@ -364,7 +366,7 @@ export const configSchema = {
               type: 'array',
               items: { enum: ['upstream', 'store', 'jwks'] },
               uniqueItems: true,
-              default: ['upstream'],
+              default: ['upstream', 'store', 'jwks'],
             },
             // How long a passing answer stands: the upstream and the keys, and the store's write
             // probe (a claim made and dropped: not on every probe; on a versioned bucket each leaves a

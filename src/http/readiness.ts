@@ -35,13 +35,14 @@ const CHECK_TIMEOUT_MS = 2_000;
 const FAILED_TTL_MS = 1_000;
 
 /**
- * Readiness that means ready: the dependencies named in `gating` answer (by default the upstream:
- * without it nothing can be served). The others (the blob store takes a write, the token keys are
- * there) are reported, and a failure makes the gateway `degraded`, not unready: they are shared by
- * every replica, and taking all of them out of service for a blip would also stop the FHIR
- * traffic that does not need them (observability.readiness.gating). Each failure is named in the
- * report and logged when a check changes state. Answers are reused for their check's TTL, so a
- * public /readyz probed in a loop makes no store writes or upstream calls beyond that.
+ * Readiness that means ready: the upstream answers, the blob store takes a write, and the keys
+ * tokens are verified with are there — each of the checks named in `gating` (by default all).
+ * A check left out of `gating` is still run and reported: its failure makes the gateway
+ * `degraded`, not unready (observability.readiness.gating: for a store or identity provider
+ * shared by every replica, whose blip would otherwise take all of them out at once). Each failure
+ * is named in the report and logged when a check changes state. Answers are reused for their
+ * check's TTL, so a public /readyz probed in a loop makes no store writes or upstream calls
+ * beyond that.
  */
 export class Readiness {
   /** Probes from several places at once (kubelet, a load balancer, an operator) share the round under way. */
@@ -53,7 +54,7 @@ export class Readiness {
   constructor(
     private readonly checks: Checks,
     private readonly log: Logger,
-    private readonly gating: readonly string[] = ['upstream'],
+    private readonly gating: readonly string[] = Object.keys(checks),
   ) {}
 
   /** From now on, not ready (shutdown). */
