@@ -5,14 +5,14 @@ import { createLogger } from '../../src/logging/logger.js';
 import { LogSink } from '../helpers/gateway.js';
 
 /** An exchange's end as the access log sees it, without a server. */
-function ended(claims: Record<string, unknown> | undefined, finished = true) {
+function ended(claims: Record<string, unknown> | undefined, finished = true, written = 0) {
   const sink = new LogSink();
   const log = new AccessLog(createLogger('info', sink));
   const res = {
     writableFinished: finished,
     statusCode: 200,
     headersSent: !finished,
-    socket: null,
+    socket: written ? { bytesRead: 0, bytesWritten: written } : null,
     req: { socket: null },
     on: () => res,
   } as unknown as ServerResponse;
@@ -31,5 +31,8 @@ t.test('who asked: sub and the client id under the names identity providers give
   const none = ended(undefined);
   t.match(none, { reqId: 'r-1', status: 200, bytesIn: 0, bytesOut: 0 }, 'no connection left to count: zero');
   t.notOk('sub' in none);
-  t.match(ended(undefined, false), { status: 499, aborted: true, statusSent: 200 }, 'cut after the head went out');
+  t.match(ended(undefined, false, 120), { status: 499, aborted: true, statusSent: 200 }, 'cut after the head went out');
+  const unsent = ended(undefined, false);
+  t.match(unsent, { status: 499, aborted: true });
+  t.notOk('statusSent' in unsent, 'a head never written out (no byte left) is not said to have been sent');
 });
