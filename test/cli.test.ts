@@ -209,7 +209,11 @@ t.test('health: 0 when the configured listener answers /healthz, 1 when nothing 
   await new Promise<void>((r) => server.close(() => r()));
   cli = spawnCli(t, ['health', '--config', join(tmp, 'ops.yaml')], {}, tmp);
   t.equal(await cli.exited, 1, 'nothing listening');
-  t.same(JSON.parse(cli.stdout), { healthy: false, status: 0 });
+  t.match(
+    JSON.parse(cli.stdout),
+    { healthy: false, status: 0, error: /ECONNREFUSED/, target: /^127\.0\.0\.1:\d+$/ },
+    'and says why, and whom it asked',
+  );
 });
 
 t.test('--help', async (t) => {

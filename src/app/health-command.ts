@@ -19,6 +19,8 @@ export async function runHealth(values: { config?: string }, env: ConfigEnv, out
     ? { secure: false, host: ops.host, port: ops.port }
     : { secure: config.server.tls !== undefined, host: config.server.host, port: config.server.port };
   const host = target.host === '0.0.0.0' ? '127.0.0.1' : target.host === '::' ? '::1' : target.host;
+  // Without an answer, why not (the probe's log says it: refused, a timeout), and whom it asked.
+  let error: string | undefined;
   const status = await new Promise<number>((resolve) => {
     const req = (target.secure ? https : http).get(
       { host, port: target.port, path: '/healthz', timeout: TIMEOUT_MS, ...(target.secure ? { rejectUnauthorized: false } : {}) },
@@ -27,9 +29,12 @@ export async function runHealth(values: { config?: string }, env: ConfigEnv, out
         resolve(res.statusCode ?? 0);
       },
     );
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', () => resolve(0));
+    req.on('timeout', () => req.destroy(new Error(`no answer in ${TIMEOUT_MS} ms`)));
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      error = (err.code && !err.message.includes(err.code) ? `${err.code} ${err.message}` : err.message).slice(0, 200);
+      resolve(0);
+    });
   });
-  out.write(`${JSON.stringify({ healthy: status === 200, status })}\n`);
+  out.write(`${JSON.stringify({ healthy: status === 200, status, ...(error ? { error, target: `${host}:${target.port}` } : {}) })}\n`);
   return status === 200 ? 0 : 1;
 }

@@ -50,7 +50,10 @@ function readYaml(file: string): unknown {
   } catch (err) {
     if (err instanceof YAMLParseError) {
       const pos = err.linePos?.[0];
-      throw new ConfigError([`${file}${pos ? `:${pos.line}:${pos.col}` : ''}: ${err.message.split('\n')[0]}`]);
+      // The position leads the line already: the parser's own " at line 3, column 1:" (which
+      // introduced a source excerpt, left out) would end it dangling.
+      const what = err.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
+      throw new ConfigError([`${file}${pos ? `:${pos.line}:${pos.col}` : ''}: ${what}`]);
     }
     throw err;
   }

@@ -416,6 +416,13 @@ t.test('YAML syntax errors name file:line:col; duplicate keys too', async (t) =>
   t.match(got[0], new RegExp(`^${syntax.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: `), 'file:line:col first');
   const [, line, col] = /:(\d+):(\d+): /.exec(got[0]) ?? [];
   t.ok(Number(line) >= 3 && Number(col) >= 1, `points into the file (${line}:${col})`);
+  const indent = write(dir, 'indent.yaml', 'server: {\n  port: 8080\nupstream: x\n');
+  const [said] = problems(t, () => loadConfig(indent, {}, noEmbedded));
+  t.match(
+    said,
+    /:3:1: Flow map in block collection must be sufficiently indented and end with a }$/,
+    'the position once, nothing dangling after',
+  );
 
   const dup = write(dir, 'dup.yaml', 'upstream:\n  url: http://u.test\n  url: http://evil.test\n');
   t.match(
