@@ -8,7 +8,7 @@ export interface CheckResult {
   readonly error?: string;
   /** Whether a failure of this check makes the gateway not ready (else it is reported as degraded). */
   readonly gating: boolean;
-  /** How old the answer is: checks are not run on every probe (CHECK_TTL_MS). */
+  /** How old the answer is: a passing answer stands for its check's `ttlMs`, a failing one for FAILED_TTL_MS. */
   readonly ageMs: number;
 }
 
