@@ -4,7 +4,7 @@ import type { Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Interaction } from '../fhir/interaction.js';
 import { refusalCode } from '../lib/respond.js';
-import { createAccessLogger } from '../logging/logger.js';
+import { AccessLineWriter } from '../logging/logger.js';
 import type { Principal } from '../security/checks.js';
 import type { RequestContext } from '../security/client.js';
 import { NO_METRICS, type ExchangeOutcome, type Metrics } from '../telemetry/metrics.js';
@@ -42,13 +42,13 @@ function onClose(this: ServerResponse & { [kRecord]?: { log: AccessLog; rec: Acc
  * is the token's `sub` and client id.
  */
 export class AccessLog {
-  private readonly log: Logger;
+  private readonly log: AccessLineWriter;
 
   constructor(
     parent: Logger,
     private readonly metrics: Metrics = NO_METRICS,
   ) {
-    this.log = createAccessLogger(parent);
+    this.log = new AccessLineWriter(parent);
   }
 
   set level(level: string) {
@@ -65,7 +65,7 @@ export class AccessLog {
       startedAt: performance.now(),
       ...(span ? { span } : {}),
     };
-    if (span || this.metrics.enabled || this.log.isLevelEnabled('info')) {
+    if (span || this.metrics.enabled || this.log.on) {
       this.metrics.exchangeStarted();
       (res as ServerResponse & { [kRecord]?: unknown })[kRecord] = { log: this, rec };
       // 'close' fires once; on() spares the wrapper once() makes per request.
@@ -96,33 +96,31 @@ export class AccessLog {
         bytesIn,
         bytesOut,
       });
-    if (!this.log.isLevelEnabled('info')) return;
+    if (!this.log.on) return;
     const claims = rec.principal?.token?.claims;
     const sub = typeof claims?.['sub'] === 'string' ? claims['sub'].slice(0, 256) : undefined;
     const client = claims?.['client_id'] ?? claims?.['azp'] ?? claims?.['cid'];
     const traceId = rec.span?.spanContext().traceId;
-    this.log.info(
-      {
-        reqId: rec.id,
-        ...(traceId ? { traceId } : {}),
-        client: ctx?.clientIp.toString(),
-        ...(sub ? { sub } : {}),
-        ...(typeof client === 'string' ? { clientId: client.slice(0, 256) } : {}),
-        // Refused before it was classified (a path that is not FHIR, a malformed head): still which method.
-        method: i?.method ?? res.req.method,
-        interaction: i?.kind,
-        resourceType: i?.resourceType,
-        ...(i?.id ? { id: i.id } : {}),
-        operation: i?.operation,
-        status,
-        ...(code ? { code } : {}),
-        ...(finished ? {} : { aborted: true, ...(res.headersSent && bytesOut > 0 ? { statusSent: res.statusCode } : {}) }),
-        bytesIn,
-        bytesOut,
-        ms: Math.round(seconds * 10_000) / 10,
-      },
-      'request',
-    );
+    // Put together directly, field by field in a fixed order (see AccessLineWriter for why). What
+    // the gateway makes (its ids, addresses, codes, numbers) goes in as it is; what a client
+    // chose (token claims, the URL's type, id and operation) is JSON-escaped.
+    let line = `,"reqId":"${rec.id}"`;
+    if (traceId) line += `,"traceId":"${traceId}"`;
+    if (ctx) line += `,"client":"${ctx.clientIp.toString()}"`;
+    if (sub) line += `,"sub":${JSON.stringify(sub)}`;
+    if (typeof client === 'string') line += `,"clientId":${JSON.stringify(client.slice(0, 256))}`;
+    // Refused before it was classified (a path that is not FHIR, a malformed head): still which method.
+    line += `,"method":"${i?.method ?? res.req.method}"`;
+    if (i) {
+      line += `,"interaction":"${i.kind}"`;
+      if (i.resourceType) line += `,"resourceType":${JSON.stringify(i.resourceType)}`;
+      if (i.id) line += `,"id":${JSON.stringify(i.id)}`;
+      if (i.operation) line += `,"operation":${JSON.stringify(i.operation)}`;
+    }
+    line += `,"status":${status}`;
+    if (code) line += `,"code":"${code}"`;
+    if (!finished) line += res.headersSent && bytesOut > 0 ? `,"aborted":true,"statusSent":${res.statusCode}` : `,"aborted":true`;
+    this.log.write(`${line},"bytesIn":${bytesIn},"bytesOut":${bytesOut},"ms":${Math.round(seconds * 10_000) / 10}`, 'request');
   }
 }
 

@@ -1,4 +1,5 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
+import { BatchDestination } from './batch-destination.js';
 
 /**
  * Paths redacted wherever they appear. The gateway never logs headers or bodies on purpose;
@@ -22,6 +23,7 @@ export const REDACT_PATHS = [
 ];
 
 const BASE = { service: 'fhir-binary-gateway' };
+const SERVICE = `,"service":${JSON.stringify(BASE.service)}`;
 
 let isoSecond = -1;
 let isoPrefix = '';
@@ -40,21 +42,26 @@ export function isoTime(): string {
   return `,"time":"${isoPrefix}${ms < 10 ? '00' : ms < 100 ? '0' : ''}${ms}Z"`;
 }
 const FORMATTERS = { level: (label: string) => ({ level: label }) };
-/** Buffered lines are written at least this often, so a quiet gateway's lines are not held back. */
-const FLUSH_INTERVAL_MS = 1_000;
-/** Lines are written in batches of about this many bytes (or on the interval above). */
-const WRITE_BATCH_BYTES = 8 * 1024; // sonic-boom requires it below its maxWrite (16 KiB)
+/**
+ * Standard output, written in batches: one write syscall per line cost a busy gateway a tenth of
+ * its throughput. A line waits at most a second; a blocked output holds at most 8 Mi characters
+ * (then lines are dropped and counted, and the count is logged when the output moves again).
+ */
+export function stdoutDestination(): BatchDestination {
+  const dest = new BatchDestination({
+    fd: 1,
+    batchChars: 64 * 1024,
+    highWaterChars: 1024 * 1024,
+    maxChars: 8 * 1024 * 1024,
+    intervalMs: 1_000,
+  });
+  // No event loop is left at 'exit' to finish an asynchronous write: what waits goes out now.
+  process.once('exit', () => dest.flushSync());
+  return dest;
+}
 
 export function createLogger(level: string, destination?: DestinationStream): Logger {
-  let dest = destination;
-  if (!dest) {
-    // Asynchronous, batched writes keep logging off the request's critical path (one write
-    // syscall per line costs a busy gateway a tenth of its throughput); the interval bounds
-    // how long a line can wait.
-    const boom = pino.destination({ dest: 1, sync: false, minLength: WRITE_BATCH_BYTES });
-    setInterval(() => boom.flush(), FLUSH_INTERVAL_MS).unref();
-    dest = boom;
-  }
+  const dest = destination ?? stdoutDestination();
   return pino(
     {
       level,
@@ -68,13 +75,36 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
 }
 
 /**
- * The logger for access lines, writing to the same destination. It has no redact step: its
- * lines have one fixed shape of values the gateway computes itself (ids, addresses, codes,
- * numbers), never headers, query strings or bodies, and pino's redaction of wildcard paths is
- * a measurable share of the per-request cost. test/http/logging.int.test.ts checks the lines.
+ * Writes the access lines: the same JSON shape as the logger's lines (level, time, service, the
+ * fields, msg), to the same destination, put together directly rather than by pino. Its lines have one fixed shape of values the gateway computes itself (ids, addresses,
+ * codes, numbers), never headers, query strings or bodies, so pino's redaction has nothing to
+ * do; and pino's general serialization (and then one `JSON.stringify` of an object
+ * built per line) measured several times the cost of this in a busy gateway. test/http/logging.int.test.ts checks the lines.
  */
-export function createAccessLogger(parent: Logger): Logger {
-  return pino({ level: parent.level, base: BASE, timestamp: isoTime, formatters: FORMATTERS }, logStream(parent));
+export class AccessLineWriter {
+  private enabled: boolean;
+  private readonly out: DestinationStream;
+
+  constructor(parent: Logger) {
+    this.out = logStream(parent);
+    this.enabled = parent.isLevelEnabled('info');
+  }
+
+  set level(level: string) {
+    this.enabled = (pino.levels.values[level] ?? Infinity) <= pino.levels.values['info'];
+  }
+
+  get on(): boolean {
+    return this.enabled;
+  }
+
+  /**
+   * One line: `fields` is the JSON text of its own fields, each led by a comma
+   * (`,"status":200,"ms":1.2`), put between the line's level, time and service and its message.
+   */
+  write(fields: string, msg: string): void {
+    this.out.write(`{"level":"info"${isoTime()}${SERVICE}${fields},"msg":${JSON.stringify(msg)}}\n`);
+  }
 }
 
 /**

@@ -36,3 +36,74 @@ t.test('who asked: sub and the client id under the names identity providers give
   t.match(unsent, { status: 499, aborted: true });
   t.notOk('statusSent' in unsent, 'a head never written out (no byte left) is not said to have been sent');
 });
+
+t.test('the line: level, time and service first, the request fields, the message; what a client chose is escaped', async (t) => {
+  const sink = new LogSink();
+  const log = new AccessLog(createLogger('info', sink));
+  const res = {
+    writableFinished: true,
+    statusCode: 404,
+    headersSent: true,
+    socket: null,
+    req: { socket: null, method: 'GET' },
+    on: () => res,
+  } as unknown as ServerResponse;
+  const rec = log.start('r-2', res);
+  const sub = 'a"b\\c\nd\u2028é😀';
+  rec.principal = { token: { claims: { sub, client_id: 'app "x"' } } } as unknown as NonNullable<typeof rec.principal>;
+  rec.interaction = {
+    kind: 'operation',
+    method: 'POST',
+    resourceType: 'Binary',
+    id: 'b"1',
+    operation: 'binary-access-read',
+    path: '',
+    query: '',
+  } as unknown as typeof rec.interaction;
+  rec.code = 'NOT_FOUND';
+  log.ended(rec, res);
+  t.equal(sink.raw.length, 1);
+  t.match(sink.raw[0], /^\{"level":"info","time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z","service":"fhir-binary-gateway","reqId":"r-2",/);
+  t.match(sink.raw[0], /,"msg":"request"\}$/);
+  t.same(sink.lines[0], {
+    level: 'info',
+    time: sink.lines[0]['time'],
+    service: 'fhir-binary-gateway',
+    reqId: 'r-2',
+    sub,
+    clientId: 'app "x"',
+    method: 'POST',
+    interaction: 'operation',
+    resourceType: 'Binary',
+    id: 'b"1',
+    operation: 'binary-access-read',
+    status: 404,
+    code: 'NOT_FOUND',
+    bytesIn: 0,
+    bytesOut: 0,
+    ms: sink.lines[0]['ms'],
+    msg: 'request',
+  });
+  t.type(sink.lines[0]['ms'], 'number');
+});
+
+t.test('below info (warn and up) no access line; raised again by a reload, lines come back', async (t) => {
+  const sink = new LogSink();
+  const log = new AccessLog(createLogger('warn', sink));
+  const res = {
+    writableFinished: true,
+    statusCode: 200,
+    headersSent: true,
+    socket: null,
+    req: { socket: null, method: 'GET' },
+    on: () => res,
+  } as unknown as ServerResponse;
+  log.ended(log.start('quiet', res), res);
+  t.equal(sink.raw.length, 0);
+  log.level = 'debug';
+  log.ended(log.start('loud', res), res);
+  t.match(sink.lines, [{ reqId: 'loud' }]);
+  log.level = 'error';
+  log.ended(log.start('quiet-again', res), res);
+  t.equal(sink.raw.length, 1);
+});
