@@ -18,6 +18,7 @@ const LAYERS = [
   'config',
   'content',
   'storage',
+  'signed',
   'rewrite',
   'security',
   'upstream',

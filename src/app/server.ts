@@ -5,6 +5,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { BinaryAccess } from '../binary/binary-access.js';
+import { FileUrls } from '../binary/file-urls.js';
 import { BinaryReads } from '../binary/binary-read.js';
 import { BinaryWrites } from '../binary/binary-write.js';
 import { BlobLifecycle } from '../binary/blob-lifecycle.js';
@@ -177,11 +178,13 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     raw: new RawResponder(store, log),
     guard: new SecurityContextGuard(client),
     forwarder,
+    publicBase: urls.public,
   };
   const accessLog = new AccessLog(log, metrics);
   const trail = new AuditTrail({ audit: config.audit, upstream: config.upstream, stdout: logStream(log), log, env: process.env });
   audit = (r) => trail.record(r);
   const exchangeAudit = new ExchangeAudit(trail, settings);
+  const files = new FileUrls(plane);
   const flow = new RequestFlow({
     settings,
     basePath: basePathOf(config.server.publicBaseUrl),
@@ -191,7 +194,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       binaryReads: new BinaryReads(plane),
       binaryWrites: new BinaryWrites(plane),
       passThrough: new PassThroughRoutes(forwarder),
+      files,
     }),
+    files,
     bundles: new BundleWrites(plane),
     health: app.routing,
     accessLog,

@@ -125,8 +125,10 @@ export class BlobLifecycle {
    * The blob a reference names, checked against the hash the upstream holds and against the
    * resource it was written for: a swapped, altered or borrowed blob is never served (a reference
    * copied into another resource would otherwise read content its securityContext protects).
+   * A signed URL names its blob without a hash: the signature vouches for the id, the owner check
+   * for the rest.
    */
-  async blobFor(ref: BlobRef, owner: string): Promise<BlobInfo> {
+  async blobFor(ref: BlobRef | { readonly id: string; readonly sha256?: undefined }, owner: string): Promise<BlobInfo> {
     let info: BlobInfo | undefined;
     try {
       info = await this.store.head(ref.id);
@@ -134,7 +136,7 @@ export class BlobLifecycle {
       throw storeFailure(err);
     }
     if (!info) throw new GatewayError('BLOB_UNREADABLE', 'the content this resource refers to is missing from the store');
-    if (info.sha256 !== ref.sha256)
+    if (ref.sha256 !== undefined && info.sha256 !== ref.sha256)
       throw new GatewayError('BLOB_UNREADABLE', 'the stored content does not match the hash the FHIR server holds');
     if (info.state === 'quarantined') throw new GatewayError('BLOB_UNREADABLE', 'the stored content is quarantined by an operator');
     if (!servable(info.state) || info.owner !== owner)

@@ -13,4 +13,6 @@ export interface PlaneDeps {
   readonly raw: RawResponder;
   readonly guard: SecurityContextGuard;
   readonly forwarder: Forwarder;
+  /** The public FHIR base (no trailing '/'): where links the plane hands out point. */
+  readonly publicBase: string;
 }

@@ -53,14 +53,24 @@ export class RawResponder {
     private readonly log: Logger,
   ) {}
 
-  async serve(x: Exchange, headers: OutgoingHttpHeaders, content: RawContent): Promise<void> {
+  /**
+   * `answer` is what a signed URL pins (its own Cache-Control and Content-Disposition); active
+   * content is an attachment whatever it says.
+   */
+  async serve(
+    x: Exchange,
+    headers: OutgoingHttpHeaders,
+    content: RawContent,
+    answer?: { readonly cacheControl: string; readonly disposition: string | undefined },
+  ): Promise<void> {
     const { req, res } = x;
     const { contentType, size } = content;
     Object.assign(headers, RAW_SECURITY_HEADERS, {
       'content-type': contentType,
       'accept-ranges': 'bytes',
-      'cache-control': contentCacheControl(x),
+      'cache-control': answer?.cacheControl ?? contentCacheControl(x),
     });
+    if (answer?.disposition) headers['content-disposition'] = answer.disposition;
     if (isActiveContent(contentType)) headers['content-disposition'] = 'attachment';
     // If-Range (RFC 9110 13.1.5): a range only of the representation the client already has, or
     // all of it. Our ETags are weak, which If-Range never matches; and a date cannot tell two

@@ -106,6 +106,7 @@ function resolvePaths(c: ValidatedConfig, baseDir: string): void {
   const fs = c.storage.filesystem;
   fs.directory = resolve(baseDir, fs.directory);
   for (const k of fs.encryption?.keys ?? []) if (k.file !== undefined) k.file = resolve(baseDir, k.file);
+  for (const k of c.signedUrls.keys) if (k.file !== undefined) k.file = resolve(baseDir, k.file);
   if (c.audit.file !== undefined) c.audit.file = resolve(baseDir, c.audit.file);
   const tls = c.server.tls;
   if (tls) {

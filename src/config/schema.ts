@@ -5,6 +5,7 @@
  * `defaultRule`, which does have them (see src/security/policy.ts).
  */
 
+import { DURATION_PATTERN } from '../lib/duration.js';
 import { storageSchema } from './storage-schema.js';
 
 const cidrList = { type: 'array', items: { type: 'string', minLength: 1 }, default: [] } as const;
@@ -301,6 +302,55 @@ export const configSchema = {
     // maxBytesPerResponse (in document order); the rest, and inline data the upstream holds past
     // the budget, become links. `enabled: false` links every stored attachment.
     inflate: { type: 'object', additionalProperties: false, properties: withDefaults(inflateProps, inflateDefaults), default: {} },
+    // Signed file URLs (docs/signed-urls.md): links to one stored blob a browser can follow
+    // without the bearer token. Keys come from files or the environment, never from here.
+    signedUrls: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: false },
+        keys: {
+          type: 'array',
+          default: [],
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['id'],
+            properties: {
+              id: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
+              file: { type: 'string', minLength: 1 },
+              env: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
+            },
+          },
+        },
+        // The key new URLs are signed with; the others still verify until removed.
+        activeKey: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
+        defaultWindow: { type: 'string', pattern: DURATION_PATTERN, default: '15m' },
+        maxWindow: { type: 'string', pattern: DURATION_PATTERN, default: '1h' },
+        // Start times are rounded down to this (at most a quarter of the window): the same
+        // request within one bucket gets the same URL, so browser caches work.
+        bucket: { type: 'string', pattern: DURATION_PATTERN, default: '1m' },
+        clockSkew: { type: 'string', pattern: DURATION_PATTERN, default: '30s' },
+        policies: {
+          type: 'array',
+          default: [],
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['id', 'permissions', 'maxWindow'],
+            properties: {
+              id: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
+              permissions: { enum: ['r', 'w', 'rw'] },
+              maxWindow: { type: 'string', pattern: DURATION_PATTERN },
+              notAfter: { type: 'string', pattern: '^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(\\.\\d+)?Z$' },
+            },
+          },
+        },
+        // The policy URLs are signed under when the request names none (absent: under none).
+        defaultPolicy: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
+      },
+    },
     content: {
       type: 'object',
       additionalProperties: false,

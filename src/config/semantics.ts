@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { canonicalResourceType, isResourceType } from '../fhir/resource-types.js';
 import { parseRange } from '../lib/ip.js';
+import { parseDuration } from '../lib/duration.js';
 import type { GatewayConfig, RuleRequire } from './types.js';
 
 /** Where a rule was written: the file and its index under that file's `rules`. */
@@ -94,6 +95,7 @@ export function checkSemantics(c: GatewayConfig, origin: string, ruleOrigins: re
     if (!existsSync(c.server.tls.keyFile)) at('/server/tls/keyFile', `file not found: ${c.server.tls.keyFile}`);
   }
   checkStorage(c, at);
+  checkSignedUrls(c, at);
   checkRetention(c, at);
   checkListeners(c, at);
   checkRanges('/admin/ipAllow', c.admin.ipAllow);
@@ -168,4 +170,26 @@ function checkRetention(c: GatewayConfig, at: (path: string, msg: string) => voi
       }
     });
   });
+}
+
+/** Signed file URLs: a key to sign with among the keys, unique ids, a default policy that exists, windows in order. */
+function checkSignedUrls(c: GatewayConfig, at: (path: string, msg: string) => void): void {
+  const su = c.signedUrls;
+  const keyIds = su.keys.map((k) => k.id);
+  if (new Set(keyIds).size !== keyIds.length) at('/signedUrls/keys', 'key ids must be unique');
+  su.keys.forEach((k, i) => {
+    if ((k.file === undefined) === (k.env === undefined)) at(`/signedUrls/keys/${i}`, 'set exactly one of file or env');
+    if (k.file && !existsSync(k.file)) at(`/signedUrls/keys/${i}/file`, `file not found: ${k.file}`);
+  });
+  if (su.enabled && su.keys.length === 0) at('/signedUrls/keys', 'at least one key is required while signed URLs are enabled');
+  if (su.enabled && su.activeKey === undefined) at('/signedUrls/activeKey', 'is required while signed URLs are enabled');
+  if (su.activeKey !== undefined && !keyIds.includes(su.activeKey)) at('/signedUrls/activeKey', `'${su.activeKey}' is not among the keys`);
+  const policyIds = su.policies.map((p) => p.id);
+  if (new Set(policyIds).size !== policyIds.length) at('/signedUrls/policies', 'policy ids must be unique');
+  if (su.defaultPolicy !== undefined && !policyIds.includes(su.defaultPolicy))
+    at('/signedUrls/defaultPolicy', `'${su.defaultPolicy}' is not among the policies`);
+  su.policies.forEach((p, i) => {
+    if (p.notAfter !== undefined && Number.isNaN(Date.parse(p.notAfter))) at(`/signedUrls/policies/${i}/notAfter`, 'is not a valid time');
+  });
+  if (parseDuration(su.defaultWindow)! > parseDuration(su.maxWindow)!) at('/signedUrls/defaultWindow', 'must not be longer than maxWindow');
 }

@@ -50,6 +50,12 @@ export const ERRORS = {
   FORBIDDEN: def(403, 'forbidden', 'The client address is not allowed'),
   INSUFFICIENT_SCOPE: def(403, 'forbidden', 'The token does not grant this interaction'),
   GRAPHQL_MUTATION: def(403, 'not-supported', 'GraphQL mutations are not accepted'),
+  // 403: signed file URLs (docs/signed-urls.md). Expired and not-yet-valid are told apart so a client knows to refresh.
+  SIGNATURE_INVALID: def(403, 'security', 'The signed URL is not valid'),
+  SIGNATURE_EXPIRED: def(403, 'security', 'The signed URL has expired; ask for a new one'),
+  SIGNATURE_NOT_YET_VALID: def(403, 'security', 'The signed URL is not valid yet'),
+  SIGNATURE_REVOKED: def(403, 'security', 'The signed URL was revoked'),
+  SIGNATURE_PERMISSION: def(403, 'forbidden', 'The signed URL does not permit this method'),
   // 404/405: outside what the gateway serves.
   NOT_FOUND: def(404, 'not-found', 'Not found'),
 

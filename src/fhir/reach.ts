@@ -77,6 +77,7 @@ export function isPageRequest(i: Interaction): boolean {
 export const BUILTIN_OPERATIONS: ReadonlyMap<string, OperationReturns> = new Map<string, OperationReturns>([
   ['binary-access-read', 'own'],
   ['binary-access-write', 'own'],
+  ['file-url', 'own'],
   ['validate', 'own'],
   ['meta', 'own'],
   ['meta-add', 'own'],

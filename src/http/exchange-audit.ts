@@ -96,7 +96,7 @@ export class ExchangeAudit {
 
   private binaryBearing(i: Interaction | undefined): boolean {
     if (!i) return false;
-    if (i.operation?.startsWith('binary-access')) return true;
+    if (i.operation?.startsWith('binary-access') || i.operation === 'file-url' || i.operation === 'file') return true;
     if (!i.resourceType) return false;
     const allowed = this.settings.current.config.content.allowedTypes;
     if (this.types?.of !== allowed) this.types = { of: allowed, set: new Set(Object.keys(allowed)) };

@@ -3,6 +3,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { finished } from 'node:stream';
 import type { Logger } from 'pino';
 import type { BundleWrites } from '../binary/bundle-writes.js';
+import { contentReadOf, type FileUrls } from '../binary/file-urls.js';
+import { FILE_SEGMENT } from '../signed/signer.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { toGatewayError } from '../errors/map.js';
 import { spoolAndScanBundle } from '../fhir/bundle-scan.js';
@@ -10,9 +12,9 @@ import { classifyRequest } from '../fhir/classify.js';
 import { OWN_ONLY } from '../fhir/reach.js';
 import type { Interaction } from '../fhir/interaction.js';
 import { sendError } from '../lib/respond.js';
-import { rewriteParams } from '../rewrite/params.js';
+import { READS_ALL, rewriteParams, type RewriteParams } from '../rewrite/params.js';
 import { authorizeBundle, authorizeBundleRequest, type BundleRequest } from '../security/bundle.js';
-import { newPrincipal, type CheckInput, type Principal } from '../security/checks.js';
+import { newPrincipal, requireAddress, requireTransport, type CheckInput, type Principal } from '../security/checks.js';
 import { answerGuard } from '../security/answer-guard.js';
 import { bundleReadGrant, readGrant } from '../security/read-grant.js';
 import { Exchange } from '../security/exchange.js';
@@ -28,6 +30,8 @@ import { routeFor, type Route } from './routes.js';
 const BODYLESS = new Set(['GET', 'HEAD', 'DELETE']);
 const JSON_BODY = /^application\/(fhir\+)?json\s*(;|$)/i;
 const OWN_PATHS = new Set(['/healthz', '/readyz']);
+/** A signed URL's answer is content served raw: nothing of it is rewritten. */
+const NO_REWRITE: RewriteParams = { inflate: false, maxBytes: 0, owners: 'root', reader: READS_ALL, withhold: false };
 
 export interface FlowDeps {
   readonly settings: LiveSettings;
@@ -46,6 +50,8 @@ export interface FlowDeps {
   readonly log: Logger;
   /** Patient-scoped reads by id the pipeline let through: the upstream says whether they are the patient's. */
   readonly patientReads: { requirePatientRead(x: Exchange): Promise<void> };
+  /** Signed file URLs, followed without a token (`{base}/_file/…`). */
+  readonly files: FileUrls;
 }
 
 /**
@@ -74,6 +80,10 @@ export class RequestFlow {
   private begin(req: IncomingMessage, res: ServerResponse, url: string, settings: Settings, rec: AccessRecord): void {
     try {
       rec.ctx = buildContext(req, settings.trustedProxies, rec.id);
+      if (url.startsWith(this.fileRoot)) {
+        this.signedFile(req, res, url, settings, rec).catch((err: unknown) => this.refuse(req, res, toGatewayError(err), rec));
+        return;
+      }
       rec.interaction = classifyRequest({ method: req.method ?? '', url, basePath: this.d.basePath, headers: req.headers });
       rec.principal = newPrincipal();
       this.authorize(req, res, settings, rec.ctx, rec.interaction, rec.principal, rec)?.catch((err: unknown) =>
@@ -82,6 +92,45 @@ export class RequestFlow {
     } catch (err) {
       this.refuse(req, res, toGatewayError(err), rec);
     }
+  }
+
+  private get fileRoot(): string {
+    return `${this.d.basePath}/${FILE_SEGMENT}/`;
+  }
+
+  /**
+   * A signed file URL: no token; the URL's signature, times, address and protocol instead, and the
+   * address and transport rules for reading that content. Its query (the signature) is never
+   * logged: the access line has no query, and the interaction recorded carries none.
+   */
+  private async signedFile(req: IncomingMessage, res: ServerResponse, url: string, settings: Settings, rec: AccessRecord): Promise<void> {
+    const ctx = rec.ctx!;
+    rec.principal = newPrincipal();
+    const q = url.indexOf('?');
+    const path = (q < 0 ? url : url.slice(0, q)).slice(this.d.basePath.length + 1);
+    const method = req.method ?? '';
+    const [, type, id] = path.split('/');
+    // Named for the log and the audit trail by what the path says, before anything is verified.
+    rec.interaction = {
+      kind: 'operation',
+      operation: 'file',
+      method,
+      path: FILE_SEGMENT,
+      query: '',
+      ...(type && id ? { resourceType: type.slice(0, 64), id: id.slice(0, 64) } : {}),
+    };
+    if (!settings.signer) throw new GatewayError('NOT_FOUND', 'signed file URLs are not enabled (signedUrls.enabled)');
+    if (method !== 'GET' && method !== 'HEAD')
+      throw new GatewayError('METHOD_NOT_ALLOWED', 'a signed read URL takes GET or HEAD', { headers: { allow: 'GET, HEAD' } });
+    if (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0)
+      throw new GatewayError('BAD_REQUEST', `${method} requests must not carry a body`);
+    const verified = settings.signer.verify(path, q < 0 ? '' : url.slice(q + 1), { method, clientIp: ctx.clientIp, secure: ctx.secure });
+    const interaction = contentReadOf(verified.type, verified.id);
+    const rule = settings.policy.ruleFor(interaction);
+    // The rule's network conditions hold for a URL as for a token: a URL never widens them.
+    requireTransport({ ctx, rule });
+    requireAddress({ ctx, rule });
+    await this.d.files.follow(new Exchange(req, res, ctx, rec.interaction, rule, rec.principal, NO_REWRITE, settings), verified);
   }
 
   /** Synchronous when every check could be decided at once; a promise otherwise. */

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { BinaryAccess } from '../binary/binary-access.js';
 import type { BinaryReads } from '../binary/binary-read.js';
 import type { BinaryWrites } from '../binary/binary-write.js';
+import type { FileUrls } from '../binary/file-urls.js';
 import { ResourceWrites } from '../binary/resource-writes.js';
 import type { Interaction, InteractionKind } from '../fhir/interaction.js';
 import type { Exchange } from '../security/exchange.js';
@@ -21,6 +22,7 @@ export interface Handlers {
   readonly binaryReads: BinaryReads;
   readonly binaryWrites: BinaryWrites;
   readonly passThrough: PassThroughRoutes;
+  readonly files: FileUrls;
 }
 
 const binary =
@@ -42,6 +44,7 @@ const operation =
 export function routeTable(h: Handlers): readonly Route[] {
   return [
     { name: 'binary-access-read', matches: operation('binary-access-read'), handle: (x) => h.access.read(x) },
+    { name: 'file-url', matches: operation('file-url'), handle: (x) => h.files.issue(x) },
     { name: 'binary-access-write', matches: operation('binary-access-write'), handle: (x) => h.access.write(x) },
     { name: 'media-raw', matches: (i, req) => BinaryAccess.wantsRawMedia(i, req.headers.accept), handle: (x) => h.access.rawMedia(x) },
     { name: 'resource-write', matches: (i) => ResourceWrites.owns(i) && i.kind !== 'patch', handle: (x) => h.resources.write(x) },

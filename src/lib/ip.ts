@@ -82,3 +82,32 @@ export function inRanges(addr: Address, ranges: readonly Range[]): boolean {
   }
   return false;
 }
+
+/** An address range as a signed URL's `sip` gives it: one address, a CIDR range, or `first-last` (Azure's form). */
+export type AddressSpan = { readonly cidr: Range } | { readonly first: Address; readonly last: Address };
+
+/** Parses a `sip` value; undefined when it is not one address, CIDR range or `first-last` range of one family in order. */
+export function parseSpan(text: string): AddressSpan | undefined {
+  const dash = text.indexOf('-');
+  if (dash < 0) {
+    const cidr = parseRange(text);
+    return cidr ? { cidr } : undefined;
+  }
+  const first = parseAddress(text.slice(0, dash));
+  const last = parseAddress(text.slice(dash + 1));
+  if (!first || !last || first.kind() !== last.kind() || compareBytes(first, last) > 0) return undefined;
+  return { first, last };
+}
+
+export function inSpan(addr: Address, span: AddressSpan): boolean {
+  if ('cidr' in span) return inRanges(addr, [span.cidr]);
+  if (addr.kind() !== span.first.kind()) return false;
+  return compareBytes(span.first, addr) <= 0 && compareBytes(addr, span.last) <= 0;
+}
+
+function compareBytes(a: Address, b: Address): number {
+  const x = a.toByteArray();
+  const y = b.toByteArray();
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return 0;
+}

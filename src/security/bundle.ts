@@ -19,6 +19,9 @@ import type { Settings } from './settings.js';
  */
 
 /** The request before its body is read: the Bundle says whether it is a batch or a transaction. */
+/** Operations on content (and GraphQL, whose documents carry it) are done at their own endpoints, never inside a Bundle. */
+const BUNDLE_REFUSED_OPERATIONS: ReadonlySet<string> = new Set(['binary-access-read', 'binary-access-write', 'file-url', 'graphql']);
+
 export interface BundleRequest {
   readonly ctx: RequestContext;
   /** Classified as `batch` (the classifier never reads bodies). */
@@ -78,7 +81,7 @@ export async function authorizeBundle(
       if (ei.resourceType === 'Binary' || entry.resourceType === 'Binary') {
         throw new GatewayError('BAD_BUNDLE', 'Binary cannot be read or written inside a Bundle: use the Binary endpoints');
       }
-      if (ei.operation === 'binary-access-read' || ei.operation === 'binary-access-write' || ei.operation === 'graphql') {
+      if (BUNDLE_REFUSED_OPERATIONS.has(ei.operation ?? '')) {
         throw new GatewayError('BAD_BUNDLE', `$${ei.operation} cannot be used inside a Bundle`);
       }
       if (entry.resourceType !== undefined && (ei.kind === 'create' || ei.kind === 'update') && entry.resourceType !== ei.resourceType) {

@@ -53,14 +53,15 @@ export type Check = (input: CheckInput, settings: Settings) => void | Promise<vo
 const scopeCache = new WeakMap<VerifiedToken, ScopeSet>();
 const WHOLE_REQUEST_EXEMPT = new Set(['capabilities', 'batch', 'transaction']);
 
-export const requireTransport: Check = ({ ctx, rule }) => {
+// Synchronous (typed so): a signed URL's follow runs these two alone, without the pipeline.
+export const requireTransport = (({ ctx, rule }: Pick<CheckInput, 'ctx' | 'rule'>): void => {
   if (rule.require.https && !ctx.secure) throw new GatewayError('INSECURE_TRANSPORT');
-};
+}) satisfies Check;
 
-export const requireAddress: Check = ({ ctx, rule }) => {
+export const requireAddress = (({ ctx, rule }: Pick<CheckInput, 'ctx' | 'rule'>): void => {
   if (rule.ipDeny.length > 0 && inRanges(ctx.clientIp, rule.ipDeny)) throw new GatewayError('FORBIDDEN');
   if (rule.ipAllow.length > 0 && !inRanges(ctx.clientIp, rule.ipAllow)) throw new GatewayError('FORBIDDEN');
-};
+}) satisfies Check;
 
 export const requireDeclaredSize: Check = ({ rule, contentLength }) => {
   if (contentLength !== undefined && contentLength > rule.limits.maxRequestBytes) {

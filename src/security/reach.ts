@@ -67,8 +67,8 @@ function ownReadRules(input: CheckInput, settings: Settings): void {
 function checkRule(input: CheckInput, settings: Settings, rule: ReachedRule['rule']): void {
   const other: CheckInput = { ...input, rule };
   // Synchronous checks: they throw or return nothing.
-  void requireTransport(other, settings);
-  void requireAddress(other, settings);
+  requireTransport(other);
+  requireAddress(other);
   void requireDeclaredSize(other, settings);
   const { auth, scopes, smart } = rule.require;
   if (input.principal.scopes === undefined && (auth || smart || scopes.length > 0)) {

@@ -2,6 +2,8 @@ import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config/types.js';
 import { parseRanges, type Range } from '../lib/ip.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { loadSigningKeys } from '../signed/keys.js';
+import { UrlSigner } from '../signed/signer.js';
 import { TokenVerifier } from './jwt.js';
 import { Policy } from './policy.js';
 
@@ -14,6 +16,8 @@ export interface Settings {
   readonly policy: Policy;
   readonly verifier: TokenVerifier;
   readonly trustedProxies: readonly Range[];
+  /** Signs and verifies file URLs; absent while `signedUrls.enabled` is false. */
+  readonly signer: UrlSigner | undefined;
 }
 
 export function buildSettings(config: GatewayConfig, log?: Logger, previous?: Settings, metrics?: Metrics): Settings {
@@ -26,6 +30,8 @@ export function buildSettings(config: GatewayConfig, log?: Logger, previous?: Se
     policy: new Policy(config),
     verifier: sameAuth ? previous.verifier : new TokenVerifier(config.auth, Date.now, log, metrics),
     trustedProxies: parseRanges(config.server.trustedProxies),
+    // Keys are re-read on every reload: a removed key stops verifying when the operator says reload.
+    signer: config.signedUrls.enabled ? new UrlSigner(config.signedUrls, loadSigningKeys(config.signedUrls.keys, process.env)) : undefined,
   };
 }
 

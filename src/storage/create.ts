@@ -1,21 +1,13 @@
-import { readFileSync } from 'node:fs';
 import type { StorageConfig } from '../config/types.js';
+import { readSecret } from '../lib/secret.js';
 import type { BlobStore } from './blob-store.js';
 import { checkKeyRing, type KeyRing } from './encryption.js';
 import { FilesystemBlobStore } from './filesystem.js';
 
-/** A secret named by the configuration, read at start: a missing one stops the process, naming where it was expected (never its value). */
-function secret(source: { file?: string; env?: string }, what: string, env: NodeJS.ProcessEnv): string {
-  if (source.file !== undefined) return readFileSync(source.file, 'utf8').trim();
-  const v = source.env !== undefined ? env[source.env] : undefined;
-  if (!v) throw new Error(`${what}: environment variable ${source.env ?? '(unset)'} is empty or not set`);
-  return v.trim();
-}
-
 export function keyRingOf(enc: NonNullable<StorageConfig['filesystem']['encryption']>, env: NodeJS.ProcessEnv = process.env): KeyRing {
   const keys = new Map<string, Buffer>();
   for (const k of enc.keys) {
-    const text = secret(k, `storage.filesystem.encryption key "${k.id}"`, env);
+    const text = readSecret(k, `storage.filesystem.encryption key "${k.id}"`, env);
     const key = Buffer.from(text, 'base64');
     if (key.length !== 32 || key.toString('base64') !== text.replace(/\s+/g, '')) {
       throw new Error(`storage.filesystem.encryption key "${k.id}" must be 32 bytes, base64-encoded (e.g. \`openssl rand -base64 32\`)`);
@@ -43,8 +35,8 @@ export async function createBlobStore(cfg: StorageConfig, env: NodeJS.ProcessEnv
       const credentials =
         s3.accessKeyIdEnv && s3.secretAccessKeyEnv
           ? {
-              accessKeyId: secret({ env: s3.accessKeyIdEnv }, 'storage.s3.accessKeyIdEnv', env),
-              secretAccessKey: secret({ env: s3.secretAccessKeyEnv }, 'storage.s3.secretAccessKeyEnv', env),
+              accessKeyId: readSecret({ env: s3.accessKeyIdEnv }, 'storage.s3.accessKeyIdEnv', env),
+              secretAccessKey: readSecret({ env: s3.secretAccessKeyEnv }, 'storage.s3.secretAccessKeyEnv', env),
             }
           : undefined;
       return new S3BlobStore({
@@ -69,16 +61,16 @@ export async function createBlobStore(cfg: StorageConfig, env: NodeJS.ProcessEnv
         blockSizeBytes: az.blockSizeBytes,
         concurrency: az.concurrency,
         ...(az.connectionStringEnv
-          ? { connectionString: secret({ env: az.connectionStringEnv }, 'storage.azure.connectionStringEnv', env) }
+          ? { connectionString: readSecret({ env: az.connectionStringEnv }, 'storage.azure.connectionStringEnv', env) }
           : {}),
         ...(az.accountKeyEnv
           ? {
               accountName: az.accountName!,
-              accountKey: secret({ env: az.accountKeyEnv }, 'storage.azure.accountKeyEnv', env),
+              accountKey: readSecret({ env: az.accountKeyEnv }, 'storage.azure.accountKeyEnv', env),
               ...(az.url ? { url: az.url } : {}),
             }
           : {}),
-        ...(az.sasTokenEnv ? { url: az.url!, sasToken: secret({ env: az.sasTokenEnv }, 'storage.azure.sasTokenEnv', env) } : {}),
+        ...(az.sasTokenEnv ? { url: az.url!, sasToken: readSecret({ env: az.sasTokenEnv }, 'storage.azure.sasTokenEnv', env) } : {}),
       });
     }
   }

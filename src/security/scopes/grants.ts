@@ -178,6 +178,8 @@ export function satisfiesRestrictions(scope: SmartScope, params: readonly QueryP
 export function binaryReadDeferred(request: Interaction): boolean {
   if (request.resourceType !== 'Binary' || request.id === undefined) return false;
   return (
-    request.kind === 'read' || request.kind === 'vread' || (request.kind === 'operation' && request.operation === 'binary-access-read')
+    request.kind === 'read' ||
+    request.kind === 'vread' ||
+    (request.kind === 'operation' && (request.operation === 'binary-access-read' || request.operation === 'file-url'))
   );
 }

@@ -98,6 +98,8 @@ export function operationRequirement(request: Interaction): Requirement {
   const type = request.resourceType;
   switch (request.operation) {
     case 'binary-access-read':
+    // A signed URL for content is a way to read it: the same right, checked when it is issued.
+    case 'file-url':
       return one(type, 'r');
     case 'binary-access-write':
       return one(type, 'u');

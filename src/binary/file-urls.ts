@@ -1,0 +1,157 @@
+import { essence, isActiveContent } from '../content/media-type.js';
+import { GatewayError } from '../errors/catalogue.js';
+import { parseAttachmentPath } from '../fhir/attachment-path.js';
+import { findBlobRef } from '../fhir/blob-reference.js';
+import type { Interaction } from '../fhir/interaction.js';
+import { parseDuration } from '../lib/duration.js';
+import { etagMatches } from '../lib/range.js';
+import type { Exchange } from '../security/exchange.js';
+import type { UrlSigner, VerifiedUrl } from '../signed/signer.js';
+import type { Permissions } from '../signed/signature.js';
+import { FHIR_JSON } from '../upstream/client.js';
+import type { PlaneDeps } from './deps.js';
+
+/** The `$file-url` parameters; anything else is refused, so a misspelt one is not silently ignored. */
+const PARAMS: ReadonlySet<string> = new Set(['path', 'window', 'policy', 'ip', 'disposition', 'filename', '_format']);
+/** A filename for Content-Disposition that needs no quoting rules: letters, digits, `._-` and spaces. */
+const FILENAME = /^[A-Za-z0-9._ -]{1,128}$/;
+
+/** The interaction a signed URL's follow is governed by: a read of the content, as `$binary-access-read` is. */
+export function contentReadOf(type: string, id: string): Interaction {
+  return {
+    kind: 'operation',
+    operation: 'binary-access-read',
+    resourceType: type,
+    id,
+    method: 'GET',
+    path: `${type}/${id}/$binary-access-read`,
+    query: '',
+  };
+}
+
+/**
+ * Signed file URLs (docs/signed-urls.md). `[type]/[id]/$file-url?path=…` gives a URL for the
+ * stored content of one attachment, after the same checks as `$binary-access-read` (the caller's
+ * scopes, the Binary's securityContext, the rule's address and transport); asking again is the
+ * refresh. Following the URL serves the content with the token-less checks the URL carries.
+ */
+export class FileUrls {
+  constructor(private readonly d: PlaneDeps) {}
+
+  /** `GET [type]/[id]/$file-url`: a Parameters resource with `url`, `expiresAt`, `startsAt`, `policy`. */
+  async issue(x: Exchange): Promise<void> {
+    const { req, interaction: i } = x;
+    const signer = this.signer(x);
+    if (req.method !== 'GET') throw new GatewayError('METHOD_NOT_ALLOWED', '$file-url is a GET', { headers: { allow: 'GET' } });
+    if (!i.resourceType || !i.id || i.versionId)
+      throw new GatewayError(
+        'BAD_REQUEST',
+        '$file-url works on a resource instance (its current version), e.g. DocumentReference/123/$file-url',
+      );
+    const q = new URLSearchParams(i.query);
+    for (const name of q.keys())
+      if (!PARAMS.has(name)) throw new GatewayError('BAD_REQUEST', `$file-url has no parameter '${name.slice(0, 32)}'`);
+    const window = q.get('window');
+    const windowMs = window === null ? undefined : parseDuration(window);
+    if (windowMs === undefined && window !== null) throw new GatewayError('BAD_REQUEST', "'window' is a duration like 30s, 15m, 1h");
+    const steps = i.resourceType === 'Binary' && !q.has('path') ? 'binary' : parseAttachmentPath(q.get('path'), i.resourceType);
+    x.continue100();
+
+    const got = await this.d.resources.attachment(x, `/${i.resourceType}/${i.id}`, steps);
+    if ('relay' in got) {
+      this.d.resources.relay(x, got.relay);
+      return;
+    }
+    try {
+      if (got.resource.resourceType === 'Binary') await this.d.guard.binaryRead(x, got.resource);
+      const attachment = got.attachment;
+      if (!attachment) throw new GatewayError('NOT_FOUND', 'no attachment at that path');
+      const ref = findBlobRef((attachment['_data'] as { extension?: unknown } | undefined)?.extension);
+      if (!ref)
+        throw new GatewayError(
+          'NOT_FOUND',
+          'no stored content at that path: content the FHIR server holds inline has no signed URL (read it with $binary-access-read)',
+        );
+      const owner = `${i.resourceType}/${i.id}`;
+      const info = await this.d.blobs.blobFor(ref, owner);
+      const declared = essence(typeof attachment['contentType'] === 'string' ? attachment['contentType'] : undefined) ?? info.contentType;
+      const rule = x.settings.policy.ruleFor(contentReadOf(i.resourceType, i.id));
+      const issued = signer.issue({
+        type: i.resourceType,
+        id: i.id,
+        blobId: ref.id,
+        permissions: 'r' satisfies Permissions,
+        windowMs,
+        policy: q.get('policy') ?? undefined,
+        sip: q.get('ip') ?? undefined,
+        httpAllowed: !rule.require.https,
+        contentType: declared,
+        disposition: disposition(q.get('disposition'), q.get('filename'), declared),
+      });
+      const url = `${this.d.publicBase}/${issued.pathAndQuery}`;
+      const body = JSON.stringify({
+        resourceType: 'Parameters',
+        parameter: [
+          { name: 'url', valueUrl: url },
+          { name: 'expiresAt', valueInstant: issued.expiresAt.toISOString() },
+          { name: 'startsAt', valueInstant: issued.startsAt.toISOString() },
+          ...(issued.policy ? [{ name: 'policy', valueString: issued.policy }] : []),
+          { name: 'keyId', valueString: issued.keyId },
+        ],
+      });
+      // The answer is a credential: never kept by a cache.
+      x.res.writeHead(200, {
+        'content-type': FHIR_JSON,
+        'content-length': Buffer.byteLength(body),
+        'cache-control': 'no-store',
+        'x-request-id': x.ctx.id,
+      });
+      x.res.end(body);
+    } finally {
+      await got.release();
+    }
+  }
+
+  /** `GET|HEAD [base]/_file/{type}/{id}/{blob}?sv=…&sig=…`, verified by the flow: the content, raw. */
+  async follow(x: Exchange, v: VerifiedUrl): Promise<void> {
+    const info = await this.d.blobs.blobFor({ id: v.blobId }, `${v.type}/${v.id}`).catch((err: unknown) => {
+      // Gone, replaced or quarantined since the URL was made: not found, whichever it was.
+      if (err instanceof GatewayError && err.code === 'BLOB_UNREADABLE')
+        throw new GatewayError('NOT_FOUND', 'the content this URL named is no longer available');
+      throw err;
+    });
+    // Blobs never change: the content hash is a strong validator.
+    const etag = `"${info.sha256}"`;
+    const remaining = Math.max(0, Math.floor((v.expiresAtMs - Date.now()) / 1000));
+    const cacheControl = `private, max-age=${remaining}`;
+    const headers = { 'x-request-id': x.ctx.id, etag };
+    if (etagMatches(x.req.headers['if-none-match'], etag)) {
+      x.res.writeHead(304, { ...headers, 'cache-control': cacheControl });
+      x.res.end();
+      return;
+    }
+    const contentType = v.fields.rsct ?? info.contentType ?? 'application/octet-stream';
+    await this.d.raw.serve(
+      x,
+      headers,
+      { contentType, size: info.size, ref: { id: info.id, sha256: info.sha256 } },
+      { cacheControl, disposition: v.fields.rscd ?? 'attachment' },
+    );
+  }
+
+  private signer(x: Exchange): UrlSigner {
+    const signer = x.settings.signer;
+    if (!signer) throw new GatewayError('NOT_FOUND', 'signed file URLs are not enabled (signedUrls.enabled)');
+    return signer;
+  }
+}
+
+/** Content-Disposition the URL pins: `attachment` (the default), or `inline` for content that cannot run as a page. */
+function disposition(kind: string | null, filename: string | null, contentType: string | undefined): string {
+  if (kind !== null && kind !== 'attachment' && kind !== 'inline')
+    throw new GatewayError('BAD_REQUEST', "'disposition' is attachment or inline");
+  if (filename !== null && !FILENAME.test(filename))
+    throw new GatewayError('BAD_REQUEST', "'filename' may hold letters, digits, '.', '_', '-' and spaces (at most 128)");
+  const inline = kind === 'inline' && contentType !== undefined && !isActiveContent(contentType);
+  return `${inline ? 'inline' : 'attachment'}${filename !== null ? `; filename="${filename}"` : ''}`;
+}

@@ -1,0 +1,195 @@
+import { GatewayError } from '../errors/catalogue.js';
+import { isResourceType } from '../fhir/resource-types.js';
+import { isBlobId } from '../lib/blob-id.js';
+import { inSpan, parseSpan, type Address } from '../lib/ip.js';
+import type { GatewayConfig } from '../config/types.js';
+import { parseDuration } from '../lib/duration.js';
+import { parseSigned, signature, signedQuery, SIGNED_VERSION, verifySignature, type Permissions, type SignedFields } from './signature.js';
+
+export type SignedUrlsConfig = GatewayConfig['signedUrls'];
+
+/** The path below the FHIR base every signed URL has: `_file/{type}/{id}/{blob}`. */
+export const FILE_SEGMENT = '_file';
+const RESOURCE_ID = /^[A-Za-z0-9\-.]{1,64}$/;
+
+interface Policy {
+  readonly id: string;
+  readonly permissions: Permissions;
+  readonly maxWindowMs: number;
+  readonly notAfterMs: number | undefined;
+}
+
+/** What a URL is asked for (by `$file-url`, after the caller's right to read was checked). */
+export interface IssueRequest {
+  readonly type: string;
+  readonly id: string;
+  readonly blobId: string;
+  readonly permissions: Permissions;
+  /** The window asked for; the default window when absent. Capped by the policy's and the gateway's maximum. */
+  readonly windowMs?: number | undefined;
+  /** The stored policy asked for; the default policy when absent. */
+  readonly policy?: string | undefined;
+  readonly sip?: string | undefined;
+  /** Whether plain http may follow it (only where the rule for reading the content lets http in). */
+  readonly httpAllowed: boolean;
+  readonly contentType?: string | undefined;
+  readonly disposition?: string | undefined;
+}
+
+export interface Issued {
+  /** The URL's path and query below the FHIR base, e.g. `_file/Binary/1/ab12…?sv=…`. */
+  readonly pathAndQuery: string;
+  readonly startsAt: Date;
+  readonly expiresAt: Date;
+  readonly policy: string | undefined;
+  readonly keyId: string;
+}
+
+/** A URL that verified: what it names and grants. */
+export interface VerifiedUrl {
+  readonly type: string;
+  readonly id: string;
+  readonly blobId: string;
+  readonly fields: SignedFields;
+  readonly expiresAtMs: number;
+}
+
+export interface FollowContext {
+  readonly method: string;
+  readonly clientIp: Address;
+  readonly secure: boolean;
+}
+
+/** `2026-12-06T10:00:00Z`: whole seconds, the form `st` and `se` carry. */
+function signedTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/**
+ * Issues and verifies signed file URLs (docs/signed-urls.md): HMAC-SHA256 under one of several
+ * keys, each URL naming its key; stored access policies that revoke every URL under them when
+ * removed or expired. Built with each configuration (reload rebuilds it, re-reading the keys).
+ */
+export class UrlSigner {
+  private readonly policies: ReadonlyMap<string, Policy>;
+  private readonly defaultWindowMs: number;
+  private readonly maxWindowMs: number;
+  private readonly bucketMs: number;
+  private readonly skewMs: number;
+
+  constructor(
+    private readonly config: SignedUrlsConfig,
+    private readonly keys: ReadonlyMap<string, Buffer>,
+  ) {
+    this.defaultWindowMs = parseDuration(config.defaultWindow)!;
+    this.maxWindowMs = parseDuration(config.maxWindow)!;
+    this.bucketMs = parseDuration(config.bucket)!;
+    this.skewMs = parseDuration(config.clockSkew)!;
+    this.policies = new Map(
+      config.policies.map((p) => [
+        p.id,
+        {
+          id: p.id,
+          permissions: p.permissions,
+          maxWindowMs: parseDuration(p.maxWindow)!,
+          notAfterMs: p.notAfter === undefined ? undefined : Date.parse(p.notAfter),
+        },
+      ]),
+    );
+  }
+
+  issue(r: IssueRequest, now = Date.now()): Issued {
+    const keyId = this.config.activeKey!;
+    const key = this.keys.get(keyId)!;
+    const policyId = r.policy ?? this.config.defaultPolicy;
+    const policy = policyId === undefined ? undefined : this.policies.get(policyId);
+    if (policyId !== undefined && !policy) throw new GatewayError('BAD_REQUEST', `no stored access policy '${policyId.slice(0, 64)}'`);
+    if (policy?.notAfterMs !== undefined && now >= policy.notAfterMs)
+      throw new GatewayError('SIGNATURE_REVOKED', `policy '${policy.id}' ended at ${new Date(policy.notAfterMs).toISOString()}`);
+    if (policy && !grants(policy.permissions, r.permissions))
+      throw new GatewayError('SIGNATURE_REVOKED', `policy '${policy.id}' does not grant '${r.permissions}'`);
+    if (r.sip !== undefined && !parseSpan(r.sip))
+      throw new GatewayError('BAD_REQUEST', `'${r.sip.slice(0, 64)}' is not an address or range`);
+    // The window asked for, within the policy's and the gateway's maximum (the answer says what was given).
+    const window = Math.min(r.windowMs ?? this.defaultWindowMs, this.maxWindowMs, policy?.maxWindowMs ?? Infinity);
+    // Start rounded down to the bucket (at most a quarter of the window, whole seconds): the same
+    // request within a bucket is the same URL. The URL stays valid at least ¾ of the window.
+    const bucket = Math.max(1_000, Math.min(this.bucketMs, Math.floor(window / 4 / 1_000) * 1_000));
+    const start = Math.floor(now / bucket) * bucket;
+    let end = Math.floor((start + window) / 1_000) * 1_000;
+    if (policy?.notAfterMs !== undefined) end = Math.min(end, Math.floor(policy.notAfterMs / 1_000) * 1_000);
+    const fields: SignedFields = {
+      path: `${FILE_SEGMENT}/${r.type}/${r.id}/${r.blobId}`,
+      sv: SIGNED_VERSION,
+      sr: 'b',
+      sp: r.permissions,
+      st: signedTime(start),
+      se: signedTime(end),
+      sip: r.sip,
+      spr: r.httpAllowed ? 'https,http' : 'https',
+      si: policy?.id,
+      rsct: r.contentType,
+      rscd: r.disposition,
+      skid: keyId,
+    };
+    return {
+      pathAndQuery: `${fields.path}?${signedQuery(fields, signature(fields, key))}`,
+      startsAt: new Date(start),
+      expiresAt: new Date(end),
+      policy: policy?.id,
+      keyId,
+    };
+  }
+
+  /**
+   * Verifies a URL as it is followed. The signature first (nothing else is told of a URL that
+   * does not verify), then its policy, its times, the transport, the address, the method.
+   */
+  verify(path: string, query: string, c: FollowContext, now = Date.now()): VerifiedUrl {
+    const { fields, sig } = parseSigned(path, query);
+    verifySignature(fields, sig, this.keys);
+    const [segment, type, id, blobId, ...rest] = path.split('/');
+    // Signed by us, so made by us; checked anyway, as everything taken from a URL is.
+    if (
+      segment !== FILE_SEGMENT ||
+      rest.length > 0 ||
+      !type ||
+      !isResourceType(type) ||
+      !id ||
+      !RESOURCE_ID.test(id) ||
+      !blobId ||
+      !isBlobId(blobId)
+    )
+      throw new GatewayError('SIGNATURE_INVALID', 'the path names no stored content');
+    const st = Date.parse(fields.st);
+    const se = Date.parse(fields.se);
+    this.checkPolicy(fields, se - st, now);
+    if (now + this.skewMs < st) throw new GatewayError('SIGNATURE_NOT_YET_VALID', `valid from ${fields.st}`);
+    if (now - this.skewMs >= se) throw new GatewayError('SIGNATURE_EXPIRED', `expired at ${fields.se}: ask for a new URL ($file-url)`);
+    if (fields.spr === 'https' && !c.secure) throw new GatewayError('INSECURE_TRANSPORT', 'this signed URL is for https only');
+    if (fields.sip !== undefined) {
+      const span = parseSpan(fields.sip);
+      if (!span || !inSpan(c.clientIp, span)) throw new GatewayError('FORBIDDEN', 'this signed URL is for another client address');
+    }
+    const wants = c.method === 'GET' || c.method === 'HEAD' ? 'r' : 'w';
+    if (!fields.sp.includes(wants)) throw new GatewayError('SIGNATURE_PERMISSION', `it grants '${fields.sp}'`);
+    return { type, id, blobId, fields, expiresAtMs: se };
+  }
+
+  private checkPolicy(fields: SignedFields, windowMs: number, now: number): void {
+    if (windowMs > this.maxWindowMs) throw new GatewayError('SIGNATURE_REVOKED', 'its window is longer than the gateway now allows');
+    if (fields.si === undefined) return;
+    const policy = this.policies.get(fields.si);
+    if (!policy) throw new GatewayError('SIGNATURE_REVOKED', `policy '${fields.si}' no longer exists`);
+    if (policy.notAfterMs !== undefined && now >= policy.notAfterMs)
+      throw new GatewayError('SIGNATURE_REVOKED', `policy '${policy.id}' ended at ${new Date(policy.notAfterMs).toISOString()}`);
+    if (!grants(policy.permissions, fields.sp))
+      throw new GatewayError('SIGNATURE_REVOKED', `policy '${policy.id}' no longer grants '${fields.sp}'`);
+    if (windowMs > policy.maxWindowMs)
+      throw new GatewayError('SIGNATURE_REVOKED', `its window is longer than policy '${policy.id}' now allows`);
+  }
+}
+
+function grants(held: Permissions, wanted: Permissions): boolean {
+  return [...wanted].every((p) => held.includes(p));
+}

@@ -1,0 +1,400 @@
+// Signed file URLs through the running gateway, against Medplum's FHIR router: issued by
+// `$file-url` under the caller's token, followed with no token at all.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import type { GatewayConfig } from '../../src/config/types.js';
+import { UrlSigner } from '../../src/signed/signer.js';
+import { signature, signedQuery, SIGNED_VERSION, type SignedFields } from '../../src/signed/signature.js';
+import { code, PDF, sha256, stack, type Stack } from '../helpers/binary-stack.js';
+
+interface Keys {
+  dir: string;
+  file(id: string): string;
+  secret(id: string): Buffer;
+}
+
+function keys(t: Test): Keys {
+  const dir = mkdtempSync(join(tmpdir(), 'fbg-url-keys-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const secrets = new Map<string, Buffer>();
+  return {
+    dir,
+    file(id) {
+      const secret = randomBytes(32);
+      secrets.set(id, secret);
+      const f = join(dir, `${id}.key`);
+      writeFileSync(f, `${secret.toString('base64')}\n`, { mode: 0o600 });
+      return f;
+    },
+    secret: (id) => secrets.get(id)!,
+  };
+}
+
+async function signedStack(t: Test, extra: Record<string, unknown> = {}) {
+  const k = keys(t);
+  const s = await stack(t, {
+    signedUrls: {
+      enabled: true,
+      keys: [{ id: 'k1', file: k.file('k1') }],
+      activeKey: 'k1',
+      policies: [{ id: 'downloads', permissions: 'r', maxWindow: '30m' }],
+      defaultPolicy: 'downloads',
+      ...extra,
+    },
+  });
+  return { s, k };
+}
+
+/** A PDF Binary through the gateway: its id and content. */
+async function pdfBinary(s: Stack, size = 70_000): Promise<{ id: string; pdf: Buffer }> {
+  const pdf = PDF(size);
+  const r = await fetch(`${s.gw.base}/Binary`, { method: 'POST', headers: { ...s.auth, 'content-type': 'application/pdf' }, body: pdf });
+  t.equal(r.status, 201);
+  await r.arrayBuffer();
+  return { id: (r.headers.get('location') ?? '').split('/')[5], pdf };
+}
+
+interface Issued {
+  url: string;
+  expiresAt: string;
+  startsAt: string;
+  policy?: string;
+  keyId: string;
+}
+
+/** `$file-url` as the stack's caller; the URL moved from the public base to the test listener. */
+async function issue(s: Stack, path: string, auth = s.auth): Promise<Issued> {
+  const r = await fetch(`${s.gw.base}/${path}`, { headers: auth });
+  if (r.status !== 200) throw new Error(`$file-url: ${r.status} ${await r.text()}`);
+  t.equal(r.headers.get('cache-control'), 'no-store', 'the answer holds a credential: never cached');
+  const p = (await r.json()) as { parameter: { name: string; valueUrl?: string; valueInstant?: string; valueString?: string }[] };
+  const get = (n: string) => p.parameter.find((x) => x.name === n);
+  return {
+    url: get('url')!.valueUrl!.replace('http://gateway.test', s.gw.url),
+    expiresAt: get('expiresAt')!.valueInstant!,
+    startsAt: get('startsAt')!.valueInstant!,
+    ...(get('policy') ? { policy: get('policy')!.valueString! } : {}),
+    keyId: get('keyId')!.valueString!,
+  };
+}
+
+/** A URL signed in the test with the gateway's key: fields the gateway would never issue (past windows, other permissions). */
+function forge(s: Stack, secret: Buffer, over: Partial<SignedFields> & { path: string }): string {
+  const now = Date.now();
+  const t = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const f: SignedFields = {
+    sv: SIGNED_VERSION,
+    sr: 'b',
+    sp: 'r',
+    st: t(now - 60_000),
+    se: t(now + 600_000),
+    spr: 'https,http',
+    si: 'downloads',
+    skid: 'k1',
+    ...over,
+  };
+  return `${s.gw.base}/${f.path}?${signedQuery(f, signature(f, secret))}`;
+}
+
+const pathOf = (url: string) => new URL(url).pathname.replace(/^\/fhir\//, '');
+
+t.test(
+  'issue → follow with no token → the identical bytes; headers pin type, disposition and a private cache for the window',
+  async (t) => {
+    const { s } = await signedStack(t);
+    const { id, pdf } = await pdfBinary(s);
+    const got = await issue(s, `Binary/${id}/$file-url?window=10m`);
+    t.match(
+      got.url,
+      /^http:\/\/127\.0\.0\.1:\d+\/fhir\/_file\/Binary\/[A-Za-z0-9.-]+\/[a-z0-9-]+\?sv=2026-12-01&sr=b&sp=r&st=.*&se=.*&spr=https%2Chttp&si=downloads&rsct=application%2Fpdf&rscd=attachment&skid=k1&sig=[A-Za-z0-9_-]{43}$/,
+    );
+    t.equal(got.policy, 'downloads');
+    const left = Date.parse(got.expiresAt) - Date.now();
+    t.ok(left > 7.4 * 60_000 && left <= 10 * 60_000, `expires within the window asked for, at least ¾ of it (${left} ms)`);
+    const r = await fetch(got.url);
+    t.equal(r.status, 200);
+    const body = Buffer.from(await r.arrayBuffer());
+    t.equal(sha256(body), sha256(pdf), 'identical bytes');
+    t.equal(r.headers.get('content-type'), 'application/pdf');
+    t.equal(r.headers.get('content-disposition'), 'attachment');
+    t.equal(r.headers.get('x-content-type-options'), 'nosniff');
+    const maxAge = Number(/^private, max-age=(\d+)$/.exec(r.headers.get('cache-control') ?? '')?.[1]);
+    t.ok(maxAge > 0 && maxAge * 1000 <= left + 1000, `max-age ${maxAge}s is no longer than what is left of the window`);
+    t.equal(r.headers.get('etag'), `"${sha256(pdf)}"`, 'a strong validator: the content hash');
+    const again = await fetch(got.url, { headers: { 'if-none-match': r.headers.get('etag')! } });
+    t.equal(again.status, 304);
+    t.match(again.headers.get('cache-control'), /^private, max-age=\d+$/);
+    const head = await fetch(got.url, { method: 'HEAD' });
+    t.equal(head.status, 200);
+    t.equal(head.headers.get('content-length'), String(pdf.length));
+
+    const line = await s.gw.accessLine(r.headers.get('x-request-id'));
+    t.match(line, { interaction: 'operation', operation: 'file', resourceType: 'Binary', id, status: 200 });
+    const sig = new URL(got.url).searchParams.get('sig')!;
+    t.notOk(
+      s.gw.logs.raw.some((l) => l.includes(sig) || l.includes('sig=')),
+      'the signature appears in no log line',
+    );
+  },
+);
+
+t.test('Range through a signed URL', async (t) => {
+  const { s } = await signedStack(t);
+  const { id, pdf } = await pdfBinary(s);
+  const { url } = await issue(s, `Binary/${id}/$file-url`);
+  const r = await fetch(url, { headers: { range: 'bytes=100-1123' } });
+  t.equal(r.status, 206);
+  t.equal(r.headers.get('content-range'), `bytes 100-1123/${pdf.length}`);
+  t.same(Buffer.from(await r.arrayBuffer()), pdf.subarray(100, 1124));
+  const past = await fetch(url, { headers: { range: `bytes=${pdf.length + 10}-` } });
+  t.equal(past.status, 416);
+});
+
+t.test('the same request twice within a bucket gives the same URL (browser caches work)', async (t) => {
+  const { s } = await signedStack(t, { bucket: '5m' });
+  const { id } = await pdfBinary(s);
+  const a = await issue(s, `Binary/${id}/$file-url?window=20m`);
+  const b = await issue(s, `Binary/${id}/$file-url?window=20m`);
+  // Unless a bucket boundary fell between the two: then a third, at once, equals the second.
+  const c = a.url === b.url ? b : await issue(s, `Binary/${id}/$file-url?window=20m`);
+  t.equal(c.url, b.url);
+  t.equal(Date.parse(b.startsAt) % 300_000, 0, 'start rounded to the bucket');
+  const other = await issue(s, `Binary/${id}/$file-url?window=25m`);
+  t.not(other.url, b.url, 'another window: another URL');
+});
+
+t.test('a window past the policy maximum is cut to it; a policy the gateway does not have is refused', async (t) => {
+  const { s } = await signedStack(t);
+  const { id } = await pdfBinary(s);
+  const got = await issue(s, `Binary/${id}/$file-url?window=6h`);
+  t.ok(Date.parse(got.expiresAt) - Date.parse(got.startsAt) <= 30 * 60_000, 'at most the policy maxWindow (30m)');
+  const r = await fetch(`${s.gw.base}/Binary/${id}/$file-url?policy=nope`, { headers: s.auth });
+  t.equal(r.status, 400);
+  const bad = await fetch(`${s.gw.base}/Binary/${id}/$file-url?window=soon`, { headers: s.auth });
+  t.equal(bad.status, 400);
+  const unknown = await fetch(`${s.gw.base}/Binary/${id}/$file-url?windw=5m`, { headers: s.auth });
+  t.equal(unknown.status, 400, 'a misspelt parameter is refused, not ignored');
+});
+
+t.test('every refusal of a followed URL is an OperationOutcome with its own code', async (t) => {
+  const { s, k } = await signedStack(t);
+  const { id } = await pdfBinary(s);
+  const { url } = await issue(s, `Binary/${id}/$file-url`);
+  const path = pathOf(url);
+  const secret = k.secret('k1');
+  const now = Date.now();
+  const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+  const tampered = url.replace(/se=[^&]+/, `se=${encodeURIComponent(iso(now + 3_600_000))}`);
+  let r = await fetch(tampered);
+  t.equal(r.status, 403);
+  t.equal(await code(r), 'SIGNATURE_INVALID', 'expiry moved: the signature no longer matches');
+  r = await fetch(url.replace(/\/Binary\/[^/]+\//, '/Binary/other-id/'));
+  t.equal(await code(r), 'SIGNATURE_INVALID', 'another resource in the path');
+  r = await fetch(forge(s, randomBytes(32), { path, skid: 'k9' }));
+  t.equal(await code(r), 'SIGNATURE_INVALID', 'a key the gateway does not have');
+  r = await fetch(`${url}&extra=1`);
+  t.equal(await code(r), 'SIGNATURE_INVALID', 'an unknown parameter');
+  r = await fetch(url.replace('sp=r', 'sp=r%0A'));
+  t.equal(await code(r), 'SIGNATURE_INVALID', 'a control character');
+  r = await fetch(url.replace(/&sig=.*/, ''));
+  t.equal(await code(r), 'SIGNATURE_INVALID', 'no signature');
+
+  r = await fetch(forge(s, secret, { path, st: iso(now - 2_400_000), se: iso(now - 1_200_000) }));
+  t.equal(r.status, 403);
+  const expired = (await r.json()) as { issue: { details: { text: string; coding: { code: string }[] } }[] };
+  t.equal(expired.issue[0].details.coding[0].code, 'SIGNATURE_EXPIRED');
+  t.match(expired.issue[0].details.text, /expired at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ/, 'says when, so the client knows to refresh');
+  r = await fetch(forge(s, secret, { path, st: iso(now - 2_400_000), se: iso(now + 1_200_000) }));
+  t.equal(await code(r), 'SIGNATURE_REVOKED', 'a window longer than the policy allows');
+  r = await fetch(forge(s, secret, { path, st: iso(now + 600_000), se: iso(now + 1_200_000) }));
+  t.equal(await code(r), 'SIGNATURE_NOT_YET_VALID');
+  r = await fetch(forge(s, secret, { path, st: iso(now + 10_000), se: iso(now + 600_000) }));
+  t.equal(r.status, 200, 'a start a few seconds ahead (another replica’s clock) is within the leeway');
+  await r.arrayBuffer();
+  r = await fetch(forge(s, secret, { path, spr: 'https' }));
+  t.equal(await code(r), 'INSECURE_TRANSPORT');
+  r = await fetch(forge(s, secret, { path, sip: '10.1.2.3' }));
+  t.equal(await code(r), 'FORBIDDEN', 'another client address');
+  r = await fetch(forge(s, secret, { path, sip: '127.0.0.0-127.0.0.255' }));
+  t.equal(r.status, 200, 'an Azure-style range holding the client');
+  await r.arrayBuffer();
+  r = await fetch(forge(s, secret, { path, sp: 'w', si: undefined }));
+  t.equal(await code(r), 'SIGNATURE_PERMISSION', 'a write URL does not read');
+  r = await fetch(forge(s, secret, { path, si: 'gone' }));
+  t.equal(await code(r), 'SIGNATURE_REVOKED', 'a policy the gateway does not have');
+  r = await fetch(url, { method: 'DELETE' });
+  t.equal(r.status, 405);
+});
+
+t.test('an address asked for at issue binds the URL to it', async (t) => {
+  const { s } = await signedStack(t);
+  const { id } = await pdfBinary(s);
+  const elsewhere = await issue(s, `Binary/${id}/$file-url?ip=10.0.0.0/8`);
+  t.equal(await code(await fetch(elsewhere.url)), 'FORBIDDEN');
+  const here = await issue(s, `Binary/${id}/$file-url?ip=127.0.0.1`);
+  const r = await fetch(here.url);
+  t.equal(r.status, 200);
+  await r.arrayBuffer();
+});
+
+t.test('revoking a policy by reload kills its URLs; a retired key verifies until removed', async (t) => {
+  const { s, k } = await signedStack(t);
+  const { id, pdf } = await pdfBinary(s);
+  const old = await issue(s, `Binary/${id}/$file-url`);
+  const cfg = s.gw.settings.current.config;
+  const reload = (signedUrls: Partial<GatewayConfig['signedUrls']>) =>
+    s.gw.reload({ ...cfg, signedUrls: { ...cfg.signedUrls, ...signedUrls } });
+
+  // Rotation: k2 becomes the active key; k1 (retired) still verifies.
+  const k2 = k.file('k2');
+  const both = [
+    { id: 'k1', file: join(k.dir, 'k1.key') },
+    { id: 'k2', file: k2 },
+  ];
+  reload({ keys: both, activeKey: 'k2' });
+  let r = await fetch(old.url);
+  t.equal(r.status, 200, 'signed by the retired key: still verifies');
+  t.equal(sha256(Buffer.from(await r.arrayBuffer())), sha256(pdf));
+  const fresh = await issue(s, `Binary/${id}/$file-url`);
+  t.equal(fresh.keyId, 'k2');
+  t.match(fresh.url, /skid=k2/);
+  reload({ keys: [{ id: 'k2', file: k2 }], activeKey: 'k2' });
+  t.equal(await code(await fetch(old.url)), 'SIGNATURE_INVALID', 'key removed: its URLs are dead');
+  r = await fetch(fresh.url);
+  t.equal(r.status, 200);
+  await r.arrayBuffer();
+
+  // Revocation: the policy removed.
+  reload({ keys: [{ id: 'k2', file: k2 }], activeKey: 'k2', policies: [], defaultPolicy: undefined });
+  r = await fetch(fresh.url);
+  t.equal(r.status, 403);
+  const body = (await r.json()) as { issue: { details: { text: string; coding: { code: string }[] } }[] };
+  t.equal(body.issue[0].details.coding[0].code, 'SIGNATURE_REVOKED');
+  t.match(body.issue[0].details.text, /policy 'downloads' no longer exists/);
+});
+
+t.test('an expired policy (notAfter) revokes; issuing under it is refused', async (t) => {
+  const { s } = await signedStack(t, {
+    policies: [
+      { id: 'downloads', permissions: 'r', maxWindow: '30m' },
+      { id: 'ended', permissions: 'r', maxWindow: '30m', notAfter: '2020-01-01T00:00:00Z' },
+    ],
+  });
+  const { id } = await pdfBinary(s);
+  const r = await fetch(`${s.gw.base}/Binary/${id}/$file-url?policy=ended`, { headers: s.auth });
+  t.equal(await code(r), 'SIGNATURE_REVOKED');
+});
+
+t.test('issuing needs the right to read: scopes, and the feature on', async (t) => {
+  const { s } = await signedStack(t);
+  const { id } = await pdfBinary(s);
+  const r = await fetch(`${s.gw.base}/Binary/${id}/$file-url`, { headers: await s.as('user/Patient.r') });
+  t.equal(r.status, 403);
+  t.equal(await code(r), 'INSUFFICIENT_SCOPE');
+  const anon = await fetch(`${s.gw.base}/Binary/${id}/$file-url`);
+  t.equal(anon.status, 401);
+  const off = await stack(t);
+  const o = await fetch(`${off.gw.base}/Binary/${id}/$file-url`, { headers: off.auth });
+  t.equal(o.status, 404, 'signed URLs off: no such operation');
+  const follow = await fetch(`${off.gw.base}/_file/Binary/${id}/abc?sv=x`);
+  t.equal(follow.status, 404);
+});
+
+t.test('an attachment of a DocumentReference: issued by path, followed; content held inline has none', async (t) => {
+  const { s } = await signedStack(t);
+  const pdf = PDF(100_000); // over externalize.minBytes (64 KiB): stored
+  const doc = {
+    resourceType: 'DocumentReference',
+    status: 'current',
+    content: [
+      { attachment: { contentType: 'text/plain', data: Buffer.from('small').toString('base64') } },
+      { attachment: { contentType: 'application/pdf', data: pdf.toString('base64') } },
+    ],
+  };
+  const c = await fetch(`${s.gw.base}/DocumentReference`, {
+    method: 'POST',
+    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
+    body: JSON.stringify(doc),
+  });
+  t.equal(c.status, 201);
+  const id = ((await c.json()) as { id: string }).id;
+  const got = await issue(
+    s,
+    `DocumentReference/${id}/$file-url?path=DocumentReference.content[1].attachment&disposition=inline&filename=report.pdf`,
+  );
+  const r = await fetch(got.url);
+  t.equal(r.status, 200);
+  t.equal(r.headers.get('content-disposition'), 'inline; filename="report.pdf"');
+  t.equal(sha256(Buffer.from(await r.arrayBuffer())), sha256(pdf));
+  const inline = await fetch(`${s.gw.base}/DocumentReference/${id}/$file-url?path=DocumentReference.content[0].attachment`, {
+    headers: s.auth,
+  });
+  t.equal(inline.status, 404);
+  t.match(await inline.text(), /inline/);
+  const bad = await fetch(
+    `${s.gw.base}/DocumentReference/${id}/$file-url?path=DocumentReference.content[1].attachment&filename=${encodeURIComponent('a"b')}`,
+    {
+      headers: s.auth,
+    },
+  );
+  t.equal(bad.status, 400, 'a filename that would need quoting is refused');
+});
+
+t.test("a URL names its content through the resource it was issued for: another resource's path reads nothing", async (t) => {
+  const { s, k } = await signedStack(t);
+  const first = await pdfBinary(s);
+  const second = await pdfBinary(s, 50_000);
+  const { url } = await issue(s, `Binary/${first.id}/$file-url`);
+  const blob = pathOf(url).split('/')[3];
+  // Even signed with the gateway's key: the blob was written for the first Binary, not the second.
+  const borrowed = forge(s, k.secret('k1'), { path: `_file/Binary/${second.id}/${blob}` });
+  const r = await fetch(borrowed);
+  t.equal(r.status, 404);
+  await r.arrayBuffer();
+});
+
+t.test('UrlSigner: a URL signed by one gateway verifies at another with the same key (replicas)', async (t) => {
+  const secret = randomBytes(32);
+  const cfg = {
+    enabled: true,
+    keys: [{ id: 'k1', file: 'x' }],
+    activeKey: 'k1',
+    defaultWindow: '15m',
+    maxWindow: '1h',
+    bucket: '1m',
+    clockSkew: '30s',
+    policies: [],
+  } as unknown as GatewayConfig['signedUrls'];
+  const a = new UrlSigner(cfg, new Map([['k1', secret]]));
+  const b = new UrlSigner(cfg, new Map([['k1', Buffer.from(secret)]]));
+  const issued = a.issue(
+    { type: 'Binary', id: '1', blobId: 'abc', permissions: 'r', httpAllowed: false },
+    Date.parse('2026-12-06T10:00:30Z'),
+  );
+  t.equal(issued.startsAt.toISOString(), '2026-12-06T10:00:00.000Z');
+  t.equal(issued.expiresAt.toISOString(), '2026-12-06T10:15:00.000Z');
+  const [path, query] = issued.pathAndQuery.split('?');
+  const ip = (await import('../../src/lib/ip.js')).parseAddress('127.0.0.1')!;
+  const v = b.verify(path, query, { method: 'GET', clientIp: ip, secure: true }, Date.parse('2026-12-06T10:05:00Z'));
+  t.match(v, { type: 'Binary', id: '1', blobId: 'abc' });
+  t.throws(() => b.verify(path, query, { method: 'GET', clientIp: ip, secure: false }, Date.parse('2026-12-06T10:05:00Z')), {
+    code: 'INSECURE_TRANSPORT',
+  });
+  t.throws(() => b.verify(path, query, { method: 'GET', clientIp: ip, secure: true }, Date.parse('2026-12-06T10:15:31Z')), {
+    code: 'SIGNATURE_EXPIRED',
+  });
+  t.doesNotThrow(
+    () => b.verify(path, query, { method: 'GET', clientIp: ip, secure: true }, Date.parse('2026-12-06T10:15:20Z')),
+    'within the leeway',
+  );
+  // A short window: the bucket shrinks to a quarter of it, so the URL lives at least ¾ of what was asked.
+  const short = a.issue(
+    { type: 'Binary', id: '1', blobId: 'abc', permissions: 'r', httpAllowed: false, windowMs: 40_000 },
+    Date.parse('2026-12-06T10:00:59Z'),
+  );
+  t.ok(short.expiresAt.getTime() - Date.parse('2026-12-06T10:00:59Z') >= 30_000);
+});
