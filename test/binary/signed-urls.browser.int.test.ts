@@ -1,0 +1,76 @@
+// Signed file URLs in a real browser (Debian's chromium, driven by puppeteer-core): a page from
+// another origin shows an <img> and downloads through <a download>, neither of which can send a
+// bearer token.
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import puppeteer from 'puppeteer-core';
+import t from 'tap';
+import { PDF, pngOfAtLeast, stack, type Stack } from '../helpers/binary-stack.js';
+import { eventually } from '../helpers/poll.js';
+
+const CHROMIUM = process.env['CHROMIUM'] ?? '/usr/bin/chromium';
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+async function binary(s: Stack, body: Buffer, type: string): Promise<string> {
+  const r = await fetch(`${s.gw.base}/Binary`, { method: 'POST', headers: { ...s.auth, 'content-type': type }, body });
+  await r.arrayBuffer();
+  if (r.status !== 201) throw new Error(`upload: ${r.status}`);
+  return (r.headers.get('location') ?? '').split('/')[5]!;
+}
+
+async function fileUrl(s: Stack, id: string, query = ''): Promise<string> {
+  const r = await fetch(`${s.gw.base}/Binary/${id}/$file-url${query}`, { headers: s.auth });
+  const p = (await r.json()) as { parameter: { name: string; valueUrl?: string }[] };
+  return p.parameter.find((x) => x.name === 'url')!.valueUrl!.replace('http://gateway.test', s.gw.url);
+}
+
+t.test('a page on another origin shows a signed <img> and downloads a signed <a download>', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fbg-browser-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const keyFile = join(dir, 'url.key');
+  writeFileSync(keyFile, randomBytes(32).toString('base64'));
+  const s = await stack(t, { signedUrls: { enabled: true, keys: [{ id: 'k1', file: keyFile }], activeKey: 'k1' } });
+  const png = pngOfAtLeast(100_000);
+  const pdf = PDF(120_000);
+  const imgUrl = await fileUrl(s, await binary(s, png, 'image/png'), '?disposition=inline');
+  const pdfUrl = await fileUrl(s, await binary(s, pdf, 'application/pdf'), '?filename=report.pdf');
+  const unsigned = imgUrl.replace(/&sig=.*/, '&sig=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA');
+
+  const page = `<!doctype html><html><body>
+    <img id="ok" src="${imgUrl}">
+    <img id="forged" src="${unsigned}">
+    <a id="dl" download href="${pdfUrl}">report</a>
+  </body></html>`;
+  const site = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end(page));
+  await new Promise<void>((resolve) => site.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => site.close(() => resolve())));
+
+  const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+  t.teardown(() => browser.close());
+  const downloads = join(dir, 'downloads');
+  mkdirSync(downloads);
+  const tab = await browser.newPage();
+  const cdp = await tab.createCDPSession();
+  await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: downloads });
+  await tab.goto(`http://127.0.0.1:${(site.address() as AddressInfo).port}/`, { waitUntil: 'load' });
+
+  const shown = await tab.$eval('#ok', (img) => ({ complete: img.complete, width: img.naturalWidth, height: img.naturalHeight }));
+  t.same(shown, { complete: true, width: 1024, height: Math.ceil(100_000 / (1 + 3 * 1024)) }, 'the image decoded at its size');
+  t.equal(await tab.$eval('#forged', (img) => img.naturalWidth), 0, 'a forged signature shows nothing');
+
+  await tab.click('#dl');
+  const file = await eventually(
+    () => readdirSync(downloads, { withFileTypes: true }).find((f) => f.isFile() && !f.name.endsWith('.crdownload')),
+    'the download',
+    15_000,
+  ).catch(() => undefined);
+  t.ok(file, 'a file was downloaded');
+  if (file) {
+    t.equal(file.name, 'report.pdf', 'named by the pinned Content-Disposition');
+    t.equal(sha256(readFileSync(join(downloads, file.name))), sha256(pdf), 'the identical bytes');
+  }
+});
