@@ -6,13 +6,15 @@ import type { Interaction } from '../fhir/interaction.js';
 import { parseDuration } from '../lib/duration.js';
 import { etagMatches } from '../lib/range.js';
 import type { Exchange } from '../security/exchange.js';
-import type { UrlSigner, VerifiedUrl } from '../signed/signer.js';
-import type { Permissions } from '../signed/signature.js';
+import type { IssueRequest, UrlSigner, VerifiedUrl } from '../signed/signer.js';
+import type { StoreUrlGap } from '../storage/blob-store.js';
+import { parseSpan } from '../lib/ip.js';
+import { storeFailure } from '../errors/map.js';
 import { FHIR_JSON } from '../upstream/client.js';
 import type { PlaneDeps } from './deps.js';
 
 /** The `$file-url` parameters; anything else is refused, so a misspelt one is not silently ignored. */
-const PARAMS: ReadonlySet<string> = new Set(['path', 'window', 'policy', 'ip', 'disposition', 'filename', '_format']);
+const PARAMS: ReadonlySet<string> = new Set(['path', 'window', 'policy', 'ip', 'disposition', 'filename', 'via', '_format']);
 /** A filename for Content-Disposition that needs no quoting rules: letters, digits, `._-` and spaces. */
 const FILENAME = /^[A-Za-z0-9._ -]{1,128}$/;
 
@@ -54,6 +56,8 @@ export class FileUrls {
     const window = q.get('window');
     const windowMs = window === null ? undefined : parseDuration(window);
     if (windowMs === undefined && window !== null) throw new GatewayError('BAD_REQUEST', "'window' is a duration like 30s, 15m, 1h");
+    const via = q.get('via') ?? 'gateway';
+    if (via !== 'gateway' && via !== 'store') throw new GatewayError('BAD_REQUEST', "'via' is gateway or store");
     const steps = i.resourceType === 'Binary' && !q.has('path') ? 'binary' : parseAttachmentPath(q.get('path'), i.resourceType);
     x.continue100();
 
@@ -76,19 +80,20 @@ export class FileUrls {
       const info = await this.d.blobs.blobFor(ref, owner);
       const declared = essence(typeof attachment['contentType'] === 'string' ? attachment['contentType'] : undefined) ?? info.contentType;
       const rule = x.settings.policy.ruleFor(contentReadOf(i.resourceType, i.id));
-      const issued = signer.issue({
+      const request: IssueRequest = {
         type: i.resourceType,
         id: i.id,
         blobId: ref.id,
-        permissions: 'r' satisfies Permissions,
+        permissions: 'r',
         windowMs,
         policy: q.get('policy') ?? undefined,
         sip: q.get('ip') ?? undefined,
         httpAllowed: !rule.require.https,
         contentType: declared,
         disposition: disposition(q.get('disposition'), q.get('filename'), declared),
-      });
-      const url = `${this.d.publicBase}/${issued.pathAndQuery}`;
+      };
+      const issued = via === 'store' ? await this.storeUrl(x, signer, request) : { ...signer.issue(request), url: undefined };
+      const url = issued.url ?? `${this.d.publicBase}/${issued.pathAndQuery}`;
       const body = JSON.stringify({
         resourceType: 'Parameters',
         parameter: [
@@ -96,7 +101,8 @@ export class FileUrls {
           { name: 'expiresAt', valueInstant: issued.expiresAt.toISOString() },
           { name: 'startsAt', valueInstant: issued.startsAt.toISOString() },
           ...(issued.policy ? [{ name: 'policy', valueString: issued.policy }] : []),
-          { name: 'keyId', valueString: issued.keyId },
+          ...(issued.keyId ? [{ name: 'keyId', valueString: issued.keyId }] : []),
+          { name: 'via', valueCode: via },
         ],
       });
       // The answer is a credential: never kept by a cache.
@@ -139,12 +145,67 @@ export class FileUrls {
     );
   }
 
+  /**
+   * A URL the store serves itself: the same checks, window and policy as the gateway's, but the
+   * bytes never pass the gateway (nor its per-chunk integrity check: the store's own applies).
+   * Refused when the URL needs a constraint the store cannot carry, unless that gap is accepted.
+   */
+  private async storeUrl(
+    x: Exchange,
+    signer: UrlSigner,
+    r: IssueRequest,
+  ): Promise<{ url: string; pathAndQuery?: undefined; startsAt: Date; expiresAt: Date; policy: string | undefined; keyId?: undefined }> {
+    const cfg = x.settings.config.signedUrls.store;
+    const store = this.d.store;
+    if (!cfg.enabled) throw new GatewayError('BAD_REQUEST', 'store URLs are off (signedUrls.store.enabled)');
+    if (!store.readUrls || !store.readUrl)
+      throw new GatewayError('BAD_REQUEST', `the ${store.driver} store serves no URLs of its own: leave out via=store`);
+    if (r.sip !== undefined && !parseSpan(r.sip))
+      throw new GatewayError('BAD_REQUEST', `'${r.sip.slice(0, 64)}' is not an address or range`);
+    const plan = signer.plan(r);
+    const needs: StoreUrlGap[] = [
+      ...(r.sip !== undefined ? (['ip'] as const) : []),
+      ...(plan.policy !== undefined ? (['policy'] as const) : []),
+      ...(!r.httpAllowed ? (['https'] as const) : []),
+    ];
+    const gaps = needs.filter((g) => store.readUrls!.gaps.has(g) && !cfg.acceptGaps.includes(g));
+    if (gaps.length > 0)
+      throw new GatewayError(
+        'BAD_REQUEST',
+        `the ${store.driver} store cannot enforce ${gaps.map((g) => GAP_NAMES[g]).join(', ')} on its own URLs: use the gateway's (leave out via=store), or accept the gap in signedUrls.store.acceptGaps`,
+      );
+    if (plan.end - plan.start > store.readUrls.maxWindowMs)
+      throw new GatewayError('BAD_REQUEST', `the ${store.driver} store's URLs live at most ${store.readUrls.maxWindowMs / 1000} s`);
+    const startsAt = new Date(plan.start);
+    const expiresAt = new Date(plan.end);
+    const url = await store
+      .readUrl(r.blobId, {
+        startsAt,
+        expiresAt,
+        contentType: r.contentType,
+        disposition: r.disposition,
+        sip: r.sip,
+        httpsOnly: !r.httpAllowed,
+        policy: plan.policy,
+      })
+      .catch((err: unknown) => {
+        throw storeFailure(err);
+      });
+    return { url, startsAt, expiresAt, policy: plan.policy };
+  }
+
   private signer(x: Exchange): UrlSigner {
     const signer = x.settings.signer;
     if (!signer) throw new GatewayError('NOT_FOUND', 'signed file URLs are not enabled (signedUrls.enabled)');
     return signer;
   }
 }
+
+const GAP_NAMES: Readonly<Record<StoreUrlGap, string>> = {
+  ip: 'a client address (ip)',
+  policy: 'revocation by stored policy (policy)',
+  https: 'HTTPS only (the rule requires https)',
+};
 
 /** Content-Disposition the URL pins: `attachment` (the default), or `inline` for content that cannot run as a page. */
 function disposition(kind: string | null, filename: string | null, contentType: string | undefined): string {

@@ -349,6 +349,17 @@ export const configSchema = {
         },
         // The policy URLs are signed under when the request names none (absent: under none).
         defaultPolicy: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
+        // URLs the store serves itself (`$file-url?via=store`: S3 presigned, Azure SAS). A URL
+        // needing a constraint the store cannot enforce is refused unless its gap is accepted.
+        store: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            enabled: { type: 'boolean', default: false },
+            acceptGaps: { type: 'array', items: { enum: ['ip', 'policy', 'https'] }, uniqueItems: true, default: [] },
+          },
+        },
       },
     },
     content: {

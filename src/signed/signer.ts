@@ -98,9 +98,16 @@ export class UrlSigner {
     );
   }
 
-  issue(r: IssueRequest, now = Date.now()): Issued {
-    const keyId = this.config.activeKey!;
-    const key = this.keys.get(keyId)!;
+  /**
+   * The window a URL gets and the policy it is under, for the gateway's URLs and a store's alike:
+   * the window asked for within the policy's and the gateway's maximum, the start rounded down to
+   * the bucket (at most a quarter of the window, whole seconds) so the same request within a
+   * bucket is the same URL, which stays valid at least ¾ of the window.
+   */
+  plan(
+    r: Pick<IssueRequest, 'permissions' | 'windowMs' | 'policy'>,
+    now = Date.now(),
+  ): { readonly start: number; readonly end: number; readonly policy: string | undefined } {
     const policyId = r.policy ?? this.config.defaultPolicy;
     const policy = policyId === undefined ? undefined : this.policies.get(policyId);
     if (policyId !== undefined && !policy) throw new GatewayError('BAD_REQUEST', `no stored access policy '${policyId.slice(0, 64)}'`);
@@ -108,16 +115,20 @@ export class UrlSigner {
       throw new GatewayError('SIGNATURE_REVOKED', `policy '${policy.id}' ended at ${new Date(policy.notAfterMs).toISOString()}`);
     if (policy && !grants(policy.permissions, r.permissions))
       throw new GatewayError('SIGNATURE_REVOKED', `policy '${policy.id}' does not grant '${r.permissions}'`);
-    if (r.sip !== undefined && !parseSpan(r.sip))
-      throw new GatewayError('BAD_REQUEST', `'${r.sip.slice(0, 64)}' is not an address or range`);
-    // The window asked for, within the policy's and the gateway's maximum (the answer says what was given).
     const window = Math.min(r.windowMs ?? this.defaultWindowMs, this.maxWindowMs, policy?.maxWindowMs ?? Infinity);
-    // Start rounded down to the bucket (at most a quarter of the window, whole seconds): the same
-    // request within a bucket is the same URL. The URL stays valid at least ¾ of the window.
     const bucket = Math.max(1_000, Math.min(this.bucketMs, Math.floor(window / 4 / 1_000) * 1_000));
     const start = Math.floor(now / bucket) * bucket;
     let end = Math.floor((start + window) / 1_000) * 1_000;
     if (policy?.notAfterMs !== undefined) end = Math.min(end, Math.floor(policy.notAfterMs / 1_000) * 1_000);
+    return { start, end, policy: policy?.id };
+  }
+
+  issue(r: IssueRequest, now = Date.now()): Issued {
+    const keyId = this.config.activeKey!;
+    const key = this.keys.get(keyId)!;
+    if (r.sip !== undefined && !parseSpan(r.sip))
+      throw new GatewayError('BAD_REQUEST', `'${r.sip.slice(0, 64)}' is not an address or range`);
+    const { start, end, policy } = this.plan(r, now);
     const fields: SignedFields = {
       path: `${FILE_SEGMENT}/${r.type}/${r.id}/${r.blobId}`,
       sv: SIGNED_VERSION,
@@ -127,7 +138,7 @@ export class UrlSigner {
       se: signedTime(end),
       sip: r.sip,
       spr: r.httpAllowed ? 'https,http' : 'https',
-      si: policy?.id,
+      si: policy,
       rsct: r.contentType,
       rscd: r.disposition,
       skid: keyId,
@@ -136,7 +147,7 @@ export class UrlSigner {
       pathAndQuery: `${fields.path}?${signedQuery(fields, signature(fields, key))}`,
       startsAt: new Date(start),
       expiresAt: new Date(end),
-      policy: policy?.id,
+      policy,
       keyId,
     };
   }

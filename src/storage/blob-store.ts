@@ -159,6 +159,28 @@ export interface BlobStore {
    * expiry of uncommitted blocks) do not implement it (docs/operations.md).
    */
   leftovers?(before: Date, dryRun: boolean): Promise<readonly string[]>;
+  /**
+   * Optional: a URL the store itself serves the blob's content at (an S3 presigned GET, an Azure
+   * blob SAS), so downloads bypass the gateway. `gaps` are the constraints such a URL cannot
+   * carry (docs/signed-urls.md, "Store URLs"); the caller refuses to ask for one it needs.
+   */
+  readonly readUrls?: { readonly gaps: ReadonlySet<StoreUrlGap>; readonly maxWindowMs: number };
+  readUrl?(id: string, r: StoreUrlRequest): Promise<string>;
+}
+
+/** What a store's own URL may be unable to enforce: a client address, revocation by stored policy, HTTPS only. */
+export type StoreUrlGap = 'ip' | 'policy' | 'https';
+
+export interface StoreUrlRequest {
+  readonly startsAt: Date;
+  readonly expiresAt: Date;
+  readonly contentType?: string | undefined;
+  readonly disposition?: string | undefined;
+  /** Enforced only by stores without the `ip` gap. */
+  readonly sip?: string | undefined;
+  readonly httpsOnly: boolean;
+  /** A stored access policy id; enforced only by stores without the `policy` gap. */
+  readonly policy?: string | undefined;
 }
 
 export interface Claim {

@@ -1,5 +1,6 @@
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { addAbortSignal, pipeline, Readable } from 'node:stream';
 import { blobMissing, blobUnreadable } from './blob-store.js';
 import {
@@ -13,6 +14,8 @@ import {
   type MetaPatch,
   type PutMeta,
   type PutOptions,
+  type StoreUrlGap,
+  type StoreUrlRequest,
 } from './blob-store.js';
 import { verifiedRead } from './chunks.js';
 import { DigestStream } from './digest.js';
@@ -274,6 +277,27 @@ export class S3BlobStore implements BlobStore {
       out.push(parseClaim(text, name) ?? { name, holder: '(unreadable)', at: (o.LastModified ?? new Date(0)).toISOString() });
     }
     return out;
+  }
+
+  /**
+   * Presigned GETs (SigV4 in the query): signed at the URL's start for its window, with the
+   * answer's Content-Type and Content-Disposition. S3 has no client-address condition in a
+   * presigned URL, no stored policy to revoke it by, and accepts it over plain HTTP where the
+   * endpoint does: those are its gaps. SigV4 allows at most seven days.
+   */
+  readonly readUrls = { gaps: new Set<StoreUrlGap>(['ip', 'policy', 'https']), maxWindowMs: 7 * 24 * 3_600_000 };
+
+  async readUrl(id: string, r: StoreUrlRequest): Promise<string> {
+    const command = new GetObjectCommand({
+      Bucket: this.bucket,
+      Key: this.contentKey(id),
+      ...(r.contentType ? { ResponseContentType: r.contentType } : {}),
+      ...(r.disposition ? { ResponseContentDisposition: r.disposition } : {}),
+    });
+    return getSignedUrl(this.client, command, {
+      signingDate: r.startsAt,
+      expiresIn: Math.round((r.expiresAt.getTime() - r.startsAt.getTime()) / 1000),
+    });
   }
 
   private claimKey(name: string): string {

@@ -19,7 +19,7 @@ async function binary(s: Stack, body: Buffer, type: string): Promise<string> {
   const r = await fetch(`${s.gw.base}/Binary`, { method: 'POST', headers: { ...s.auth, 'content-type': type }, body });
   await r.arrayBuffer();
   if (r.status !== 201) throw new Error(`upload: ${r.status}`);
-  return (r.headers.get('location') ?? '').split('/')[5]!;
+  return (r.headers.get('location') ?? '').split('/')[5];
 }
 
 async function fileUrl(s: Stack, id: string, query = ''): Promise<string> {

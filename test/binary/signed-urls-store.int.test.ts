@@ -1,0 +1,155 @@
+// Store-native signed URLs (`$file-url?via=store`): an S3 presigned GET followed against s3rver,
+// which verifies SigV4 query signatures and their expiry; the gaps S3 cannot enforce refused
+// unless the policy accepts them.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { code, PDF, sha256, stack, type Stack } from '../helpers/binary-stack.js';
+import { startS3Server, type S3Server } from '../helpers/s3-server.js';
+import { S3BlobStore } from '../../src/storage/s3.js';
+
+async function s3Stack(t: Test, signedUrls: Record<string, unknown> = {}): Promise<{ s: Stack; srv: S3Server }> {
+  const srv = await startS3Server(t);
+  const env = `FBG_TEST_S3_${randomBytes(6).toString('hex').toUpperCase()}`;
+  process.env[`${env}_ID`] = srv.credentials.accessKeyId;
+  process.env[`${env}_SECRET`] = srv.credentials.secretAccessKey;
+  const dir = mkdtempSync(join(tmpdir(), 'fbg-url-keys-'));
+  writeFileSync(join(dir, 'k1'), randomBytes(32).toString('base64'));
+  t.teardown(() => {
+    delete process.env[`${env}_ID`];
+    delete process.env[`${env}_SECRET`];
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const s = await stack(t, {
+    storage: {
+      driver: 's3',
+      s3: {
+        bucket: srv.bucket,
+        endpoint: srv.endpoint,
+        forcePathStyle: true,
+        accessKeyIdEnv: `${env}_ID`,
+        secretAccessKeyEnv: `${env}_SECRET`,
+      },
+    },
+    signedUrls: {
+      enabled: true,
+      keys: [{ id: 'k1', file: join(dir, 'k1') }],
+      activeKey: 'k1',
+      store: { enabled: true },
+      ...signedUrls,
+    },
+  });
+  return { s, srv };
+}
+
+async function pdfBinary(s: Stack): Promise<{ id: string; pdf: Buffer }> {
+  const pdf = PDF(90_000);
+  const r = await fetch(`${s.gw.base}/Binary`, { method: 'POST', headers: { ...s.auth, 'content-type': 'application/pdf' }, body: pdf });
+  await r.arrayBuffer();
+  t.equal(r.status, 201);
+  return { id: (r.headers.get('location') ?? '').split('/')[5], pdf };
+}
+
+const params = async (r: Response) => {
+  const p = (await r.json()) as { parameter: { name: string; valueUrl?: string; valueInstant?: string; valueCode?: string }[] };
+  return Object.fromEntries(p.parameter.map((x) => [x.name, x.valueUrl ?? x.valueInstant ?? x.valueCode]));
+};
+
+t.test(
+  'S3: a presigned GET the S3 server verifies; same bytes, pinned type and disposition; tampered or expired refused by S3',
+  async (t) => {
+    const { s, srv } = await s3Stack(t);
+    const { id, pdf } = await pdfBinary(s);
+    const r = await fetch(`${s.gw.base}/Binary/${id}/$file-url?via=store&window=10m&filename=scan.pdf`, { headers: s.auth });
+    t.equal(r.status, 200);
+    const got = await params(r);
+    t.equal(got['via'], 'store');
+    const url = got['url']!;
+    t.ok(url.startsWith(`${srv.endpoint}/${srv.bucket}/blobs/`), 'served by the store, not the gateway');
+    t.match(url, /X-Amz-Algorithm=AWS4-HMAC-SHA256.*X-Amz-Expires=\d+.*X-Amz-Signature=[0-9a-f]{64}/);
+    t.ok(Date.parse(got['expiresAt']!) - Date.now() <= 10 * 60_000);
+
+    const before = srv.requests.length;
+    const d = await fetch(url);
+    t.equal(d.status, 200);
+    t.equal(sha256(Buffer.from(await d.arrayBuffer())), sha256(pdf), 'identical bytes');
+    t.equal(d.headers.get('content-type'), 'application/pdf');
+    t.equal(d.headers.get('content-disposition'), 'attachment; filename="scan.pdf"');
+    const seen = srv.requests.slice(before).find((x) => x.method === 'GET');
+    t.equal(seen?.authenticated, true, 'S3 checked the signature');
+
+    const tampered = url.replace(/X-Amz-Signature=([0-9a-f])/, (_m, c: string) => `X-Amz-Signature=${c === '0' ? '1' : '0'}`);
+    t.equal((await fetch(tampered)).status, 403, 'a changed signature');
+    const widened = url.replace(/response-content-disposition=[^&]+/, 'response-content-disposition=inline');
+    t.equal((await fetch(widened)).status, 403, 'a changed disposition');
+
+    const moved = url.replace(/X-Amz-Date=\d{8}T\d{6}Z/, 'X-Amz-Date=20200101T000000Z');
+    t.equal((await fetch(moved)).status, 403, 'an altered date breaks the signature');
+
+    // The driver's own URL for the same blob, signed two hours ago for one hour: S3 says it expired.
+    const driver = new S3BlobStore({
+      bucket: srv.bucket,
+      endpoint: srv.endpoint,
+      forcePathStyle: true,
+      region: 'us-east-1',
+      credentials: srv.credentials,
+    });
+    const blob = new URL(url).pathname.split('/').pop()!;
+    const now = Date.now();
+    const old = await driver.readUrl(blob, { startsAt: new Date(now - 7_200_000), expiresAt: new Date(now - 3_600_000), httpsOnly: false });
+    const e = await fetch(old);
+    t.equal(e.status, 403);
+    t.match(await e.text(), /expired/i, 'expired, by S3');
+    const fresh = await driver.readUrl(blob, { startsAt: new Date(now - 60_000), expiresAt: new Date(now + 600_000), httpsOnly: false });
+    const f = await fetch(fresh);
+    t.equal(f.status, 200, 'the same driver call within its window: served');
+    t.equal(sha256(Buffer.from(await f.arrayBuffer())), sha256(pdf));
+  },
+);
+
+t.test('S3 cannot enforce a client address, revocation by policy or HTTPS only: refused unless accepted', async (t) => {
+  const { s } = await s3Stack(t, { policies: [{ id: 'dl', permissions: 'r', maxWindow: '15m' }] });
+  const { id } = await pdfBinary(s);
+  let r = await fetch(`${s.gw.base}/Binary/${id}/$file-url?via=store&ip=127.0.0.1`, { headers: s.auth });
+  t.equal(r.status, 400);
+  t.match(await r.text(), /cannot enforce a client address \(ip\)/);
+  r = await fetch(`${s.gw.base}/Binary/${id}/$file-url?via=store&policy=dl`, { headers: s.auth });
+  t.equal(r.status, 400);
+  t.match(await r.text(), /revocation by stored policy/);
+  r = await fetch(`${s.gw.base}/Binary/${id}/$file-url?policy=dl&ip=127.0.0.1`, { headers: s.auth });
+  t.equal(r.status, 200, "the gateway's own URL carries both");
+  await r.arrayBuffer();
+
+  const accepting = await s3Stack(t, {
+    policies: [{ id: 'dl', permissions: 'r', maxWindow: '15m' }],
+    store: { enabled: true, acceptGaps: ['ip'] },
+  });
+  const b = await pdfBinary(accepting.s);
+  r = await fetch(`${accepting.s.gw.base}/Binary/${b.id}/$file-url?via=store&ip=10.0.0.1`, { headers: accepting.s.auth });
+  t.equal(r.status, 200, 'the gap accepted: issued (and S3 will not check the address)');
+  const url = (await params(r))['url']!;
+  const d = await fetch(url);
+  t.equal(d.status, 200, 'followed from another address: exactly the accepted gap');
+  await d.arrayBuffer();
+});
+
+t.test('store URLs off, or a store without URLs of its own: refused with the reason', async (t) => {
+  const { s } = await s3Stack(t, { store: { enabled: false } });
+  const { id } = await pdfBinary(s);
+  const r = await fetch(`${s.gw.base}/Binary/${id}/$file-url?via=store`, { headers: s.auth });
+  t.equal(await code(r), 'BAD_REQUEST');
+  const dir = mkdtempSync(join(tmpdir(), 'fbg-url-keys-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'k1'), randomBytes(32).toString('base64'));
+  const fsStack = await stack(t, {
+    signedUrls: { enabled: true, keys: [{ id: 'k1', file: join(dir, 'k1') }], activeKey: 'k1', store: { enabled: true } },
+  });
+  const f = await pdfBinary(fsStack);
+  const fr = await fetch(`${fsStack.gw.base}/Binary/${f.id}/$file-url?via=store`, { headers: fsStack.auth });
+  t.equal(fr.status, 400);
+  t.match(await fr.text(), /filesystem store serves no URLs of its own/);
+  const bad = await fetch(`${fsStack.gw.base}/Binary/${f.id}/$file-url?via=cdn`, { headers: fsStack.auth });
+  t.equal(bad.status, 400);
+});
