@@ -26,6 +26,9 @@ const ENCRYPTED = process.env.BENCH_ENCRYPTED !== '0';
 const RSS_GOAL_MIB = 150;
 const DOWNLOAD_GOAL = 0.5;
 const PORTS = { upstream: 18190, nginx: 18191, nginxNoSendfile: 18192, gateway: 18193, gatewayEncrypted: 18194 };
+const SIGNED = 'gateway (signed URL)';
+/** Issue 15: a signed URL's download within 5% of the bearer-token path's. */
+const SIGNED_GOAL = 0.95;
 const BLOB_EXTENSION_URL = 'http://fhir-binary-gateway.dev/fhir/StructureDefinition/blob-reference';
 
 const run = createRun('fbg-bench-binary-');
@@ -135,10 +138,15 @@ try {
       encryption: `\n    encryption: { activeKey: k1, keys: [{ id: k1, file: ${keyFile} }] }`,
     });
   }
+  // The plain gateway also issues signed file URLs: their downloads are measured beside the
+  // bearer-token path (issue 15: within 5% of it).
+  const urlKey = join(work, 'url-key');
+  writeFileSync(urlKey, randomBytes(32).toString('base64'), { mode: 0o600 });
+  const signedUrls = `signedUrls: { enabled: true, keys: [{ id: k1, file: ${urlKey} }], activeKey: k1 }\n`;
   for (const g of gateways) {
     g.blobs = join(work, `blobs-${g.port}`);
     // Random bytes have no signature: declared application/octet-stream, which the allow-list must name (src/content/check.ts).
-    const extra = `content: { allowedTypes: { Binary: [application/octet-stream] } }
+    const extra = `${g.name === 'gateway' ? signedUrls : ''}content: { allowedTypes: { Binary: [application/octet-stream] } }
 storage:
   driver: filesystem
   filesystem:
@@ -226,19 +234,27 @@ storage:
 
     // Downloads to /dev/null (timed), then one more per gateway hashed as it streams (not timed:
     // sha256sum on CPU 0 would be the bottleneck, not the server).
+    const plain = gateways[0];
+    const issued = await fetch(`${plain.base}/Binary/${plain.blob.binaryId}/$file-url?window=1h`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    if (issued.status !== 200) throw new Error(`$file-url: ${issued.status} ${await issued.text()}`);
+    const signedUrl = (await issued.json()).parameter.find((p) => p.name === 'url').valueUrl;
     const servers = {
       ...Object.fromEntries(gateways.map((g) => [g.name, `${g.base}/Binary/${g.blob.binaryId}`])),
+      [SIGNED]: signedUrl,
       nginx: `http://127.0.0.1:${PORTS.nginx}/static/${size.label}.bin`,
       'nginx (sendfile off)': `http://127.0.0.1:${PORTS.nginxNoSendfile}/static/${size.label}.bin`,
     };
     for (let r = 0; r < ROUNDS; r++) {
       for (const name of rotate(Object.keys(servers), r)) {
         const g = gateways.find((x) => x.name === name);
-        measured(name, 'download', g?.proc.pid ?? nginxWorker, () =>
-          curl({ method: 'GET', url: servers[name], token: g ? token : undefined, bytes: size.bytes }),
-        );
+        // The signed URL carries its own proof: no token, the plain gateway's process.
+        const pid = name === SIGNED ? plain.proc.pid : (g?.proc.pid ?? nginxWorker);
+        measured(name, 'download', pid, () => curl({ method: 'GET', url: servers[name], token: g ? token : undefined, bytes: size.bytes }));
       }
     }
+    slot(SIGNED).sha256Match = client(`curl -sS -f '${signedUrl}' | sha256sum | cut -d' ' -f1`) === sha256;
     for (const g of gateways) {
       const got = client(
         `curl -sS -f -H "Authorization: Bearer $TOKEN" -H 'Accept: application/octet-stream' '${servers[g.name]}' | sha256sum | cut -d' ' -f1`,
@@ -270,7 +286,7 @@ storage:
     '|---|---|---:|---:|---:|---|---|---|---|',
   ];
   const ratioLines = [];
-  const goals = { rss: true, download: true, sha256: true };
+  const goals = { rss: true, download: true, sha256: true, signed: true };
   for (const rec of results) {
     for (const [name, t] of Object.entries(rec.targets)) {
       t.uploadMiBps = t.upload.length ? median(t.upload) : undefined;
@@ -289,6 +305,7 @@ storage:
         goals.rss &&= Math.max(t.uploadPeakRssMiB, t.downloadPeakRssMiB) <= RSS_GOAL_MIB;
         goals.sha256 &&= t.sha256Match;
       }
+      if (name === SIGNED) goals.sha256 &&= t.sha256Match;
     }
     const nginx = rec.targets.nginx;
     const nginxCopy = rec.targets['nginx (sendfile off)'];
@@ -311,12 +328,23 @@ storage:
       );
     }
   }
+  for (const rec of results) {
+    const signed = rec.targets[SIGNED];
+    const bearer = rec.targets.gateway;
+    const vsBearer = signed.downloadMiBps / bearer.downloadMiBps;
+    rec.ratios[SIGNED] = { download: signed.downloadMiBps / rec.targets.nginx.downloadMiBps, downloadVsBearer: vsBearer };
+    goals.signed &&= vsBearer >= SIGNED_GOAL;
+    ratioLines.push(
+      `- ${rec.size}, signed URL: download **${fmt(rec.ratios[SIGNED].download, 2)}×** nginx, **${fmt(vsBearer, 2)}×** the bearer-token path`,
+    );
+  }
   const verdict = (ok) => (ok ? 'met' : '**not met**');
   lines.push('', ...ratioLines, '');
   lines.push(`- Goal: peak RSS ≤ ${RSS_GOAL_MIB} MiB at every size: ${verdict(goals.rss)}`);
   lines.push(
     `- Goal: gateway download ≥ ${DOWNLOAD_GOAL}× nginx (the faster of its two servers, at every size): ${verdict(goals.download)}`,
   );
+  lines.push(`- Goal: signed-URL download ≥ ${SIGNED_GOAL}× the bearer-token path (at every size): ${verdict(goals.signed)}`);
   lines.push(`- Every download through the gateway byte-identical (sha256): ${goals.sha256 ? 'yes' : '**no**'}`);
   process.stdout.write(`${lines.join('\n')}\n`);
   writeOut('binary-transfer.json', { date: new Date().toISOString(), node: process.version, rounds: ROUNDS, results, goals });
