@@ -1,6 +1,6 @@
 // Store-native signed URLs (`$file-url?via=store`): an S3 presigned GET followed against s3rver,
-// which verifies SigV4 query signatures and their expiry; the gaps S3 cannot enforce refused
-// unless the policy accepts them.
+// which verifies SigV4 query signatures and their expiry, and an Azure blob SAS the Azure SDK
+// follows against azurite; the gaps a store cannot enforce refused unless the policy accepts them.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +9,9 @@ import t, { type Test } from 'tap';
 import { code, PDF, sha256, stack, type Stack } from '../helpers/binary-stack.js';
 import { startS3Server, type S3Server } from '../helpers/s3-server.js';
 import { S3BlobStore } from '../../src/storage/s3.js';
+import { AzureBlobStore } from '../../src/storage/azure.js';
+import { BlobClient, BlobServiceClient } from '@azure/storage-blob';
+import { startAzurite } from '../helpers/azurite.js';
 
 async function s3Stack(t: Test, signedUrls: Record<string, unknown> = {}): Promise<{ s: Stack; srv: S3Server }> {
   const srv = await startS3Server(t);
@@ -51,6 +54,13 @@ async function pdfBinary(s: Stack): Promise<{ id: string; pdf: Buffer }> {
   t.equal(r.status, 201);
   return { id: (r.headers.get('location') ?? '').split('/')[5], pdf };
 }
+
+/** The HTTP status an Azure SDK call failed with (undefined when it did not fail). */
+const statusOf = (p: Promise<unknown>) =>
+  p.then(
+    () => undefined,
+    (err: { statusCode?: number }) => err.statusCode,
+  );
 
 const params = async (r: Response) => {
   const p = (await r.json()) as { parameter: { name: string; valueUrl?: string; valueInstant?: string; valueCode?: string }[] };
@@ -152,4 +162,69 @@ t.test('store URLs off, or a store without URLs of its own: refused with the rea
   t.match(await fr.text(), /filesystem store serves no URLs of its own/);
   const bad = await fetch(`${fsStack.gw.base}/Binary/${f.id}/$file-url?via=cdn`, { headers: fsStack.auth });
   t.equal(bad.status, 400);
+});
+
+t.test('Azure: a blob SAS the Azure SDK follows against azurite; refused once it expired; SAS fields as the seed sets them', async (t) => {
+  const az = await startAzurite(t);
+  const container = BlobServiceClient.fromConnectionString(az.connectionString).getContainerClient('fhir-blobs');
+  await container.create();
+  const env = `FBG_TEST_AZURE_KEY_${randomBytes(6).toString('hex').toUpperCase()}`;
+  process.env[env] = az.accountKey;
+  const dir = mkdtempSync(join(tmpdir(), 'fbg-url-keys-'));
+  writeFileSync(join(dir, 'k1'), randomBytes(32).toString('base64'));
+  t.teardown(() => {
+    delete process.env[env];
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const s = await stack(t, {
+    storage: {
+      driver: 'azure',
+      azure: { container: 'fhir-blobs', accountName: az.accountName, accountKeyEnv: env, url: az.blobEndpoint },
+    },
+    signedUrls: {
+      enabled: true,
+      keys: [{ id: 'k1', file: join(dir, 'k1') }],
+      activeKey: 'k1',
+      policies: [{ id: 'dl', permissions: 'r', maxWindow: '15m' }],
+      store: { enabled: true },
+    },
+  });
+  const { id, pdf } = await pdfBinary(s);
+  const r = await fetch(`${s.gw.base}/Binary/${id}/$file-url?via=store&window=10m&ip=127.0.0.0/24&filename=scan.pdf`, { headers: s.auth });
+  t.equal(r.status, 200);
+  const url = (await params(r))['url']!;
+  t.ok(url.startsWith(`${az.blobEndpoint}/fhir-blobs/blobs/`), 'served by the store');
+  const q = new URL(url).searchParams;
+  t.equal(q.get('sp'), 'r');
+  t.equal(q.get('sr'), 'b');
+  t.equal(q.get('sip'), '127.0.0.0-127.0.0.255', 'the CIDR range as Azure spells a range');
+  t.equal(q.get('spr'), 'https,http', 'plain HTTP only because the rule lets it in');
+  t.equal(q.get('rsct'), 'application/pdf');
+  t.equal(q.get('rscd'), 'attachment; filename="scan.pdf"');
+  t.ok(q.get('st') && q.get('se') && q.get('sig'));
+
+  // The Azure SDK itself follows the URL (anonymous client: the SAS is the only credential).
+  const blob = new BlobClient(url);
+  const got = await blob.downloadToBuffer();
+  t.equal(sha256(got), sha256(pdf), 'identical bytes through the SDK');
+  const props = await blob.getProperties();
+  t.equal(props.contentDisposition, 'attachment; filename="scan.pdf"');
+
+  const tampered = new BlobClient(url.replace(/sp=r/, 'sp=rw'));
+  t.equal(await statusOf(tampered.downloadToBuffer()), 403, 'a widened permission fails the signature');
+  const policy = await fetch(`${s.gw.base}/Binary/${id}/$file-url?via=store&policy=dl`, { headers: s.auth });
+  t.equal(policy.status, 400, 'stored policies are not on the container yet: a gap, refused');
+  await policy.arrayBuffer();
+
+  // The driver's own SAS for the same blob, over an hour ago: azurite refuses it as expired.
+  const driver = new AzureBlobStore({
+    container: 'fhir-blobs',
+    accountName: az.accountName,
+    accountKey: az.accountKey,
+    url: az.blobEndpoint,
+  });
+  const name = new URL(url).pathname.split('/').pop()!;
+  const now = Date.now();
+  const old = await driver.readUrl(name, { startsAt: new Date(now - 7_200_000), expiresAt: new Date(now - 3_600_000), httpsOnly: false });
+  t.equal(await statusOf(new BlobClient(old).downloadToBuffer()), 403, 'expired: refused by the store');
 });
