@@ -35,6 +35,8 @@ export interface AuditWho {
   readonly patient?: string;
   /** The gateway acting on its own (`sweeper`), or the admin API a call came through (`admin-api`). */
   readonly system?: string;
+  /** A signed file URL followed (no token): the key that signed it and its stored policy. */
+  readonly signedUrl?: { readonly keyId: string; readonly policy?: string };
 }
 
 export interface AuditWhat {

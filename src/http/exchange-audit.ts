@@ -60,7 +60,9 @@ export class ExchangeAudit {
       outcome,
       status: finished ? status : 499,
       ...(code ? { code } : {}),
-      who: whoOf(rec.principal?.token?.claims, rec.principal?.patient),
+      who: rec.signedUrl
+        ? { ...whoOf(rec.principal?.token?.claims, rec.principal?.patient), signedUrl: rec.signedUrl }
+        : whoOf(rec.principal?.token?.claims, rec.principal?.patient),
       what: {
         ...(i ? { interaction: i.kind } : {}),
         ...(i?.resourceType ? { resourceType: i.resourceType } : {}),

@@ -125,6 +125,7 @@ export class RequestFlow {
     if (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0)
       throw new GatewayError('BAD_REQUEST', `${method} requests must not carry a body`);
     const verified = settings.signer.verify(path, q < 0 ? '' : url.slice(q + 1), { method, clientIp: ctx.clientIp, secure: ctx.secure });
+    rec.signedUrl = { keyId: verified.fields.skid, ...(verified.fields.si ? { policy: verified.fields.si } : {}) };
     const interaction = contentReadOf(verified.type, verified.id);
     const rule = settings.policy.ruleFor(interaction);
     // The rule's network conditions hold for a URL as for a token: a URL never widens them.

@@ -9,6 +9,7 @@ import type { GatewayConfig } from '../../src/config/types.js';
 import { UrlSigner } from '../../src/signed/signer.js';
 import { signature, signedQuery, SIGNED_VERSION, type SignedFields } from '../../src/signed/signature.js';
 import { code, PDF, sha256, stack, type Stack } from '../helpers/binary-stack.js';
+import { eventually } from '../helpers/poll.js';
 
 interface Keys {
   dir: string;
@@ -133,6 +134,21 @@ t.test(
 
     const line = await s.gw.accessLine(r.headers.get('x-request-id'));
     t.match(line, { interaction: 'operation', operation: 'file', resourceType: 'Binary', id, status: 200 });
+    const audit = await eventually(
+      () => s.gw.logs.lines.find((l) => l['audit'] === 1 && l['reqId'] === r.headers.get('x-request-id')),
+      'the audit record of the follow',
+    );
+    t.match(audit, {
+      action: 'execute', // as every operation, $binary-access-read too
+      outcome: 'success',
+      who: { signedUrl: { keyId: 'k1', policy: 'downloads' } },
+      what: { operation: 'file', resourceType: 'Binary', id, blobs: [{ action: 'read', bytes: pdf.length }] },
+    });
+    t.notOk('sub' in (audit['who'] as object), 'no token: nobody named but the URL');
+    const issued = s.gw.logs.lines.find(
+      (l) => l['audit'] === 1 && (l['what'] as { operation?: string } | undefined)?.operation === 'file-url',
+    );
+    t.ok(issued, 'issuing is audited too, under the token that asked');
     const sig = new URL(got.url).searchParams.get('sig')!;
     t.notOk(
       s.gw.logs.raw.some((l) => l.includes(sig) || l.includes('sig=')),
