@@ -103,6 +103,16 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const rawStore = await createBlobStore(config.storage);
   // The readiness probe uses the store as it is: its claims are not traffic, not in the store's latency figures.
   const store = instrumentStore(rawStore, metrics, tracing);
+  // Stored access policies live in the store too (Azure): made the configured ones now and at every reload.
+  const syncUrlPolicies = async (c: GatewayConfig): Promise<void> => {
+    if (!c.signedUrls.store.enabled || !rawStore.syncUrlPolicies) return;
+    await rawStore.syncUrlPolicies(c.signedUrls.policies).then(
+      () => log.info({ policies: c.signedUrls.policies.map((p) => p.id) }, 'stored access policies set on the store'),
+      (err: unknown) =>
+        log.error({ cause: err instanceof Error ? err.message : String(err) }, 'stored access policies could not be set on the store'),
+    );
+  };
+  await syncUrlPolicies(config);
 
   const tls = config.server.tls;
   const server: Server = tls
@@ -299,6 +309,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     settings,
     reload(next: GatewayConfig) {
       settings.reload(next);
+      void syncUrlPolicies(next);
       warnHttpsUnreachable(next, log);
       log.level = next.logging.level;
       accessLog.level = next.logging.level;

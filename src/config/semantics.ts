@@ -192,4 +192,7 @@ function checkSignedUrls(c: GatewayConfig, at: (path: string, msg: string) => vo
     if (p.notAfter !== undefined && Number.isNaN(Date.parse(p.notAfter))) at(`/signedUrls/policies/${i}/notAfter`, 'is not a valid time');
   });
   if (parseDuration(su.defaultWindow)! > parseDuration(su.maxWindow)!) at('/signedUrls/defaultWindow', 'must not be longer than maxWindow');
+  // Azure keeps at most five stored access policies on a container, where its SASes find them.
+  if (su.store.enabled && c.storage.driver === 'azure' && su.policies.length > 5)
+    at('/signedUrls/policies', 'at most 5 with Azure store URLs (a container holds at most five stored access policies)');
 }

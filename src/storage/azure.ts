@@ -84,9 +84,10 @@ export class AzureBlobStore implements BlobStore {
   /**
    * Blob SASes, as the seed's `generate_secure_sas` makes them: read permission, start and expiry,
    * HTTPS only (unless the rule lets plain HTTP in), the client's IPv4 range (`sip`), the answer's
-   * Content-Type and Content-Disposition (`rsct`/`rscd`). Only with the account key (a SAS-token
-   * credential cannot sign one). Not yet: a stored access policy on the container (`si`), so
-   * revoking by policy is a gap here. Azurite, the emulator, does not check `sip`.
+   * Content-Type and Content-Disposition (`rsct`/`rscd`), and the stored access policy on the
+   * container (`si`) the URL is signed under, which holds its permission: removing the policy
+   * revokes every SAS under it. Only with the account key (a SAS-token credential cannot sign
+   * one). Azurite, the emulator, does not check `sip`.
    */
   readonly readUrls?: { readonly gaps: ReadonlySet<StoreUrlGap>; readonly maxWindowMs: number };
 
@@ -96,12 +97,13 @@ export class AzureBlobStore implements BlobStore {
     this.blockSize = options.blockSizeBytes ?? DEFAULT_BLOCK_SIZE;
     this.concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
     if (this.container.credential instanceof StorageSharedKeyCredential)
-      this.readUrls = { gaps: new Set<StoreUrlGap>(['policy']), maxWindowMs: 365 * 24 * 3_600_000 };
+      this.readUrls = { gaps: new Set<StoreUrlGap>(), maxWindowMs: 365 * 24 * 3_600_000 };
   }
 
   async readUrl(id: string, r: StoreUrlRequest): Promise<string> {
     return this.content(id).generateSasUrl({
-      permissions: BlobSASPermissions.parse('r'),
+      // Under a stored policy the permission is the policy's (Azure refuses a field set in both).
+      ...(r.policy !== undefined ? { identifier: r.policy } : { permissions: BlobSASPermissions.parse('r') }),
       startsOn: r.startsAt,
       expiresOn: r.expiresAt,
       protocol: r.httpsOnly ? SASProtocol.Https : SASProtocol.HttpsAndHttp,
@@ -109,6 +111,18 @@ export class AzureBlobStore implements BlobStore {
       ...(r.contentType ? { contentType: r.contentType } : {}),
       ...(r.disposition ? { contentDisposition: r.disposition } : {}),
     });
+  }
+
+  /**
+   * The container's signed identifiers become the gateway's policies (at most five, Azure's
+   * limit), each with only its permission: start and expiry stay per URL. The container stays
+   * private (no public access level).
+   */
+  async syncUrlPolicies(policies: readonly { readonly id: string; readonly permissions: string }[]): Promise<void> {
+    await this.container.setAccessPolicy(
+      undefined,
+      policies.map((p) => ({ id: p.id, accessPolicy: { permissions: p.permissions.includes('w') ? 'rw' : 'r' } })),
+    );
   }
 
   async put(body: Readable, meta: PutMeta, options: PutOptions = {}): Promise<BlobInfo> {

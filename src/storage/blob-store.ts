@@ -166,6 +166,12 @@ export interface BlobStore {
    */
   readonly readUrls?: { readonly gaps: ReadonlySet<StoreUrlGap>; readonly maxWindowMs: number };
   readUrl?(id: string, r: StoreUrlRequest): Promise<string>;
+  /**
+   * Optional: makes the store's stored access policies exactly `policies` (Azure: the container's
+   * signed identifiers), so a URL signed under one dies when it is removed. Called at start and on
+   * every reload while store URLs are on.
+   */
+  syncUrlPolicies?(policies: readonly { readonly id: string; readonly permissions: string }[]): Promise<void>;
 }
 
 /** What a store's own URL may be unable to enforce: a client address, revocation by stored policy, HTTPS only. */

@@ -12,6 +12,8 @@ import { S3BlobStore } from '../../src/storage/s3.js';
 import { AzureBlobStore } from '../../src/storage/azure.js';
 import { BlobClient, BlobServiceClient } from '@azure/storage-blob';
 import { startAzurite } from '../helpers/azurite.js';
+import { eventually } from '../helpers/poll.js';
+import type { GatewayConfig } from '../../src/config/types.js';
 
 async function s3Stack(t: Test, signedUrls: Record<string, unknown> = {}): Promise<{ s: Stack; srv: S3Server }> {
   const srv = await startS3Server(t);
@@ -195,7 +197,7 @@ t.test('Azure: a blob SAS the Azure SDK follows against azurite; refused once it
   const url = (await params(r))['url']!;
   t.ok(url.startsWith(`${az.blobEndpoint}/fhir-blobs/blobs/`), 'served by the store');
   const q = new URL(url).searchParams;
-  t.equal(q.get('sp'), 'r');
+  t.equal(q.get('sp'), 'r', 'under no policy: the permission in the SAS');
   t.equal(q.get('sr'), 'b');
   t.equal(q.get('sip'), '127.0.0.0-127.0.0.255', 'the CIDR range as Azure spells a range');
   t.equal(q.get('spr'), 'https,http', 'plain HTTP only because the rule lets it in');
@@ -212,9 +214,25 @@ t.test('Azure: a blob SAS the Azure SDK follows against azurite; refused once it
 
   const tampered = new BlobClient(url.replace(/sp=r/, 'sp=rw'));
   t.equal(await statusOf(tampered.downloadToBuffer()), 403, 'a widened permission fails the signature');
-  const policy = await fetch(`${s.gw.base}/Binary/${id}/$file-url?via=store&policy=dl`, { headers: s.auth });
-  t.equal(policy.status, 400, 'stored policies are not on the container yet: a gap, refused');
-  await policy.arrayBuffer();
+  // Under a stored access policy: the container holds it (with the permission), the SAS names it.
+  const p = await fetch(`${s.gw.base}/Binary/${id}/$file-url?via=store&policy=dl`, { headers: s.auth });
+  t.equal(p.status, 200);
+  const underPolicy = (await params(p))['url']!;
+  const pq = new URL(underPolicy).searchParams;
+  t.equal(pq.get('si'), 'dl');
+  t.equal(pq.get('sp'), null, 'the permission is the policy’s');
+  t.same(
+    (await container.getAccessPolicy()).signedIdentifiers.map((x) => ({ id: x.id, permissions: x.accessPolicy?.permissions })),
+    [{ id: 'dl', permissions: 'r' }],
+    'the gateway set the policy on the container',
+  );
+  t.equal(sha256(await new BlobClient(underPolicy).downloadToBuffer()), sha256(pdf));
+  // Revoked by reload: the policy leaves the configuration, the container, and its SASes die.
+  const cfg = s.gw.settings.current.config;
+  s.gw.reload({ ...cfg, signedUrls: { ...cfg.signedUrls, policies: [] } } as GatewayConfig);
+  await eventually(async () => (await container.getAccessPolicy()).signedIdentifiers.length === 0, 'the container policy removed');
+  t.equal(await statusOf(new BlobClient(underPolicy).downloadToBuffer()), 403, 'a SAS under a removed policy is refused by the store');
+  t.equal(sha256(await blob.downloadToBuffer()), sha256(pdf), 'a SAS under no policy lives on until it expires');
 
   // The driver's own SAS for the same blob, over an hour ago: azurite refuses it as expired.
   const driver = new AzureBlobStore({
