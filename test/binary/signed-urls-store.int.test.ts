@@ -229,7 +229,7 @@ t.test('Azure: a blob SAS the Azure SDK follows against azurite; refused once it
   t.equal(sha256(await new BlobClient(underPolicy).downloadToBuffer()), sha256(pdf));
   // Revoked by reload: the policy leaves the configuration, the container, and its SASes die.
   const cfg = s.gw.settings.current.config;
-  s.gw.reload({ ...cfg, signedUrls: { ...cfg.signedUrls, policies: [] } } as GatewayConfig);
+  s.gw.reload({ ...cfg, signedUrls: { ...cfg.signedUrls, policies: [] } });
   await eventually(async () => (await container.getAccessPolicy()).signedIdentifiers.length === 0, 'the container policy removed');
   t.equal(await statusOf(new BlobClient(underPolicy).downloadToBuffer()), 403, 'a SAS under a removed policy is refused by the store');
   t.equal(sha256(await blob.downloadToBuffer()), sha256(pdf), 'a SAS under no policy lives on until it expires');
