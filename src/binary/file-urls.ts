@@ -6,6 +6,10 @@ import type { Interaction } from '../fhir/interaction.js';
 import { parseDuration } from '../lib/duration.js';
 import { etagMatches } from '../lib/range.js';
 import type { Exchange } from '../security/exchange.js';
+import { requireScopes } from '../security/checks.js';
+import type { EffectiveRule } from '../security/policy.js';
+import { checkRule } from '../security/reach.js';
+import type { Settings } from '../security/settings.js';
 import type { IssueRequest, UrlSigner, VerifiedUrl } from '../signed/signer.js';
 import type { StoreUrlGap } from '../storage/blob-store.js';
 import { parseSpan } from '../lib/ip.js';
@@ -29,6 +33,19 @@ export function contentReadOf(type: string, id: string): Interaction {
     path: `${type}/${id}/$binary-access-read`,
     query: '',
   };
+}
+
+/**
+ * Every rule that governs reading a resource's content: `$binary-access-read`'s, `$file-url`'s,
+ * and the type's read rules. A signed URL is issued only to a caller all of them admit, and
+ * followed only under all their network conditions (client address, HTTPS): a URL never widens
+ * what a token could do.
+ */
+export function contentRulesOf(settings: Settings, type: string, id: string): readonly EffectiveRule[] {
+  const fileUrl: Interaction = { ...contentReadOf(type, id), operation: 'file-url', path: `${type}/${id}/$file-url` };
+  return [
+    ...new Set([settings.policy.ruleFor(contentReadOf(type, id)), settings.policy.ruleFor(fileUrl), ...settings.policy.readRulesOf(type)]),
+  ];
 }
 
 /**
@@ -59,6 +76,15 @@ export class FileUrls {
     const via = q.get('via') ?? 'gateway';
     if (via !== 'gateway' && via !== 'store') throw new GatewayError('BAD_REQUEST', "'via' is gateway or store");
     const steps = i.resourceType === 'Binary' && !q.has('path') ? 'binary' : parseAttachmentPath(q.get('path'), i.resourceType);
+    // The pipeline checked the caller against `$file-url`'s rule (and the type's read rules); the
+    // content's other rules hold too, `$binary-access-read`'s first: the same checks as reading it.
+    const rules = contentRulesOf(x.settings, i.resourceType, i.id);
+    const read = contentReadOf(i.resourceType, i.id);
+    for (const rule of rules) {
+      if (rule === x.rule) continue;
+      checkRule(x.checkInput(), x.settings, rule);
+      void requireScopes({ ...x.checkInput(), interaction: read, rule }, x.settings);
+    }
     x.continue100();
 
     const got = await this.d.resources.attachment(x, `/${i.resourceType}/${i.id}`, steps);
@@ -79,7 +105,6 @@ export class FileUrls {
       const owner = `${i.resourceType}/${i.id}`;
       const info = await this.d.blobs.blobFor(ref, owner);
       const declared = essence(typeof attachment['contentType'] === 'string' ? attachment['contentType'] : undefined) ?? info.contentType;
-      const rule = x.settings.policy.ruleFor(contentReadOf(i.resourceType, i.id));
       const request: IssueRequest = {
         type: i.resourceType,
         id: i.id,
@@ -88,11 +113,11 @@ export class FileUrls {
         windowMs,
         policy: q.get('policy') ?? undefined,
         sip: q.get('ip') ?? undefined,
-        httpAllowed: !rule.require.https,
+        httpAllowed: !rules.some((r) => r.require.https),
         contentType: declared,
         disposition: disposition(q.get('disposition'), q.get('filename'), declared),
       };
-      const issued = via === 'store' ? await this.storeUrl(x, signer, request) : { ...signer.issue(request), url: undefined };
+      const issued = via === 'store' ? await this.storeUrl(x, signer, request, rules) : { ...signer.issue(request), url: undefined };
       const url = issued.url ?? `${this.d.publicBase}/${issued.pathAndQuery}`;
       const body = JSON.stringify({
         resourceType: 'Parameters',
@@ -154,6 +179,7 @@ export class FileUrls {
     x: Exchange,
     signer: UrlSigner,
     r: IssueRequest,
+    rules: readonly EffectiveRule[],
   ): Promise<{ url: string; pathAndQuery?: undefined; startsAt: Date; expiresAt: Date; policy: string | undefined; keyId?: undefined }> {
     const cfg = x.settings.config.signedUrls.store;
     const store = this.d.store;
@@ -167,8 +193,14 @@ export class FileUrls {
       ...(r.sip !== undefined ? (['ip'] as const) : []),
       ...(plan.policy !== undefined ? (['policy'] as const) : []),
       ...(!r.httpAllowed ? (['https'] as const) : []),
+      // Every store URL outlives a quarantine or a delete of its blob until it expires.
+      'withdraw',
     ];
     const gaps = needs.filter((g) => store.readUrls!.gaps.has(g) && !cfg.acceptGaps.includes(g));
+    // The rules' client-address conditions (allow and deny lists) are no store's to enforce: one
+    // `sip` range cannot say them, and the gateway never sees the download.
+    if (rules.some((rule) => rule.ipAllow.length > 0 || rule.ipDeny.length > 0) && !cfg.acceptGaps.includes('ip') && !gaps.includes('ip'))
+      gaps.push('ip');
     if (gaps.length > 0)
       throw new GatewayError(
         'BAD_REQUEST',
@@ -187,6 +219,7 @@ export class FileUrls {
         sip: r.sip,
         httpsOnly: !r.httpAllowed,
         policy: plan.policy,
+        cacheControl: storeCacheControl(x.settings.config.content.cacheControl, plan.end - plan.start),
       })
       .catch((err: unknown) => {
         throw storeFailure(err);
@@ -201,10 +234,20 @@ export class FileUrls {
   }
 }
 
+/**
+ * Cache-Control of a store URL's answer, fixed when the URL is made (the store serves it as
+ * signed): the operator's `content.cacheControl`, its max-age no longer than the window.
+ */
+function storeCacheControl(configured: string, windowMs: number): string {
+  const m = /^private, max-age=(\d+)$/.exec(configured);
+  return m ? `private, max-age=${Math.min(Number(m[1]), Math.floor(windowMs / 1000))}` : 'no-store';
+}
+
 const GAP_NAMES: Readonly<Record<StoreUrlGap, string>> = {
-  ip: 'a client address (ip)',
+  ip: 'a client address (ip: asked for, or a rule for reading this content limits client addresses)',
+  withdraw: 'withdrawal (withdraw: a quarantine or delete does not reach a URL the store already signed)',
   policy: 'revocation by stored policy (policy)',
-  https: 'HTTPS only (the rule requires https)',
+  https: 'HTTPS only (a rule for reading this content requires https)',
 };
 
 /** Content-Disposition the URL pins: `attachment` (the default), or `inline` for content that cannot run as a page. */

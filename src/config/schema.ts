@@ -357,7 +357,7 @@ export const configSchema = {
           default: {},
           properties: {
             enabled: { type: 'boolean', default: false },
-            acceptGaps: { type: 'array', items: { enum: ['ip', 'policy', 'https'] }, uniqueItems: true, default: [] },
+            acceptGaps: { type: 'array', items: { enum: ['ip', 'policy', 'https', 'withdraw'] }, uniqueItems: true, default: [] },
           },
         },
       },

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { finished } from 'node:stream';
 import type { Logger } from 'pino';
 import type { BundleWrites } from '../binary/bundle-writes.js';
-import { contentReadOf, type FileUrls } from '../binary/file-urls.js';
+import { contentReadOf, contentRulesOf, type FileUrls } from '../binary/file-urls.js';
 import { FILE_SEGMENT } from '../signed/signer.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { toGatewayError } from '../errors/map.js';
@@ -126,11 +126,12 @@ export class RequestFlow {
       throw new GatewayError('BAD_REQUEST', `${method} requests must not carry a body`);
     const verified = settings.signer.verify(path, q < 0 ? '' : url.slice(q + 1), { method, clientIp: ctx.clientIp, secure: ctx.secure });
     rec.signedUrl = { keyId: verified.fields.skid, ...(verified.fields.si ? { policy: verified.fields.si } : {}) };
-    const interaction = contentReadOf(verified.type, verified.id);
-    const rule = settings.policy.ruleFor(interaction);
-    // The rule's network conditions hold for a URL as for a token: a URL never widens them.
-    requireTransport({ ctx, rule });
-    requireAddress({ ctx, rule });
+    const rule = settings.policy.ruleFor(contentReadOf(verified.type, verified.id));
+    // The network conditions of every rule for reading the content hold for a URL as for a token: a URL never widens them.
+    for (const r of contentRulesOf(settings, verified.type, verified.id)) {
+      requireTransport({ ctx, rule: r });
+      requireAddress({ ctx, rule: r });
+    }
     await this.d.files.follow(new Exchange(req, res, ctx, rec.interaction, rule, rec.principal, NO_REWRITE, settings), verified);
   }
 

@@ -64,7 +64,7 @@ function ownReadRules(input: CheckInput, settings: Settings): void {
 }
 
 /** Transport, address, declared size, token and named scopes of `rule`, for the request in `input`. */
-function checkRule(input: CheckInput, settings: Settings, rule: ReachedRule['rule']): void {
+export function checkRule(input: CheckInput, settings: Settings, rule: ReachedRule['rule']): void {
   const other: CheckInput = { ...input, rule };
   // Synchronous checks: they throw or return nothing.
   requireTransport(other);

@@ -42,7 +42,8 @@ const MAX_VALUE = 512;
 /**
  * The string the signature covers: a fixed first line, then every field on its own line in a
  * fixed order, an absent one as an empty line. No field can hold a newline (controls are
- * refused), so no two URLs share a canonical string.
+ * refused) and none can be present but empty (parseSigned refuses it), so no two URLs share a
+ * canonical string.
  */
 export function canonical(f: SignedFields): string {
   return [
@@ -89,7 +90,8 @@ export function parseSigned(path: string, query: string): { fields: SignedFields
   for (const [name, value] of new URLSearchParams(query)) {
     if (!KNOWN.has(name)) throw invalid(`unknown parameter '${name.slice(0, 32).replace(CONTROL, '?')}'`);
     if (got.has(name)) throw invalid(`parameter '${name}' appears twice`);
-    if (value.length > MAX_VALUE || CONTROL.test(value)) throw invalid(`parameter '${name}' is malformed`);
+    // Empty is malformed too: an absent field signs as an empty line, so `&sip=` must not pass for none.
+    if (value === '' || value.length > MAX_VALUE || CONTROL.test(value)) throw invalid(`parameter '${name}' is malformed`);
     got.set(name, value);
   }
   for (const name of REQUIRED) if (!got.has(name)) throw invalid(`parameter '${name}' is missing`);

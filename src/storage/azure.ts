@@ -87,7 +87,8 @@ export class AzureBlobStore implements BlobStore {
    * Content-Type and Content-Disposition (`rsct`/`rscd`), and the stored access policy on the
    * container (`si`) the URL is signed under, which holds its permission: removing the policy
    * revokes every SAS under it. Only with the account key (a SAS-token credential cannot sign
-   * one). Azurite, the emulator, does not check `sip`.
+   * one). Azurite, the emulator, does not check `sip`. A quarantine does not reach a SAS already
+   * signed (the `withdraw` gap).
    */
   readonly readUrls?: { readonly gaps: ReadonlySet<StoreUrlGap>; readonly maxWindowMs: number };
 
@@ -97,7 +98,7 @@ export class AzureBlobStore implements BlobStore {
     this.blockSize = options.blockSizeBytes ?? DEFAULT_BLOCK_SIZE;
     this.concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
     if (this.container.credential instanceof StorageSharedKeyCredential)
-      this.readUrls = { gaps: new Set<StoreUrlGap>(), maxWindowMs: 365 * 24 * 3_600_000 };
+      this.readUrls = { gaps: new Set<StoreUrlGap>(['withdraw']), maxWindowMs: 365 * 24 * 3_600_000 };
   }
 
   async readUrl(id: string, r: StoreUrlRequest): Promise<string> {
@@ -110,6 +111,7 @@ export class AzureBlobStore implements BlobStore {
       ...(r.sip !== undefined ? { ipRange: sasIpRange(r.sip) } : {}),
       ...(r.contentType ? { contentType: r.contentType } : {}),
       ...(r.disposition ? { contentDisposition: r.disposition } : {}),
+      ...(r.cacheControl ? { cacheControl: r.cacheControl } : {}),
     });
   }
 

@@ -174,8 +174,11 @@ export interface BlobStore {
   syncUrlPolicies?(policies: readonly { readonly id: string; readonly permissions: string }[]): Promise<void>;
 }
 
-/** What a store's own URL may be unable to enforce: a client address, revocation by stored policy, HTTPS only. */
-export type StoreUrlGap = 'ip' | 'policy' | 'https';
+/**
+ * What a store's own URL may be unable to enforce: a client address, revocation by stored policy,
+ * HTTPS only, withdrawal (a quarantine or delete reaching URLs already signed).
+ */
+export type StoreUrlGap = 'ip' | 'policy' | 'https' | 'withdraw';
 
 export interface StoreUrlRequest {
   readonly startsAt: Date;
@@ -187,6 +190,8 @@ export interface StoreUrlRequest {
   readonly httpsOnly: boolean;
   /** A stored access policy id; enforced only by stores without the `policy` gap. */
   readonly policy?: string | undefined;
+  /** The answer's Cache-Control, signed into the URL. */
+  readonly cacheControl?: string | undefined;
 }
 
 export interface Claim {

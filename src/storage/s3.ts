@@ -282,10 +282,11 @@ export class S3BlobStore implements BlobStore {
   /**
    * Presigned GETs (SigV4 in the query): signed at the URL's start for its window, with the
    * answer's Content-Type and Content-Disposition. S3 has no client-address condition in a
-   * presigned URL, no stored policy to revoke it by, and accepts it over plain HTTP where the
-   * endpoint does: those are its gaps. SigV4 allows at most seven days.
+   * presigned URL, no stored policy to revoke it by, accepts it over plain HTTP where the
+   * endpoint does, and serves it whatever the blob's record says (quarantined, deleted): those
+   * are its gaps. SigV4 allows at most seven days.
    */
-  readonly readUrls = { gaps: new Set<StoreUrlGap>(['ip', 'policy', 'https']), maxWindowMs: 7 * 24 * 3_600_000 };
+  readonly readUrls = { gaps: new Set<StoreUrlGap>(['ip', 'policy', 'https', 'withdraw']), maxWindowMs: 7 * 24 * 3_600_000 };
 
   async readUrl(id: string, r: StoreUrlRequest): Promise<string> {
     const command = new GetObjectCommand({
@@ -293,6 +294,7 @@ export class S3BlobStore implements BlobStore {
       Key: this.contentKey(id),
       ...(r.contentType ? { ResponseContentType: r.contentType } : {}),
       ...(r.disposition ? { ResponseContentDisposition: r.disposition } : {}),
+      ...(r.cacheControl ? { ResponseCacheControl: r.cacheControl } : {}),
     });
     return getSignedUrl(this.client, command, {
       signingDate: r.startsAt,

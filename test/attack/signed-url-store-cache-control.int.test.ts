@@ -1,0 +1,69 @@
+// FINDING (signed URLs review): content served through a store URL (`$file-url?via=store`) carries
+// no Cache-Control at all. Every other way content leaves the gateway carries `no-store` (or the
+// operator's `private, max-age=N`; the gateway's own signed URL `private, max-age=<seconds left>`)
+// because "without it a browser or a shared proxy could keep PHI and serve it later to someone
+// else" (docs/security.md, "Caching of content"; attack raw-content-cache-control). The presigned
+// GET pins Content-Type and Content-Disposition (`response-content-*`) but not
+// `response-cache-control` (Azure: `rscc`), so the store answers with none and caches apply their
+// heuristics (S3 sends Last-Modified) — for as long as they like, past the URL's expiry.
+// Cause: src/storage/s3.ts `readUrl` (no ResponseCacheControl), src/storage/azure.ts `readUrl`
+// (no cacheControl); src/binary/file-urls.ts `storeUrl` passes none.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { PDF, stack } from '../helpers/binary-stack.js';
+import { startS3Server } from '../helpers/s3-server.js';
+
+t.test('S3: a store URL answer keeps PHI out of caches', async (t) => {
+  const srv = await startS3Server(t);
+  const env = `FBG_TEST_S3_${randomBytes(6).toString('hex').toUpperCase()}`;
+  process.env[`${env}_ID`] = srv.credentials.accessKeyId;
+  process.env[`${env}_SECRET`] = srv.credentials.secretAccessKey;
+  const dir = mkdtempSync(join(tmpdir(), 'fbg-url-keys-'));
+  writeFileSync(join(dir, 'k1'), randomBytes(32).toString('base64'));
+  t.teardown(() => {
+    delete process.env[`${env}_ID`];
+    delete process.env[`${env}_SECRET`];
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const s = await stack(t, {
+    storage: {
+      driver: 's3',
+      s3: {
+        bucket: srv.bucket,
+        endpoint: srv.endpoint,
+        forcePathStyle: true,
+        accessKeyIdEnv: `${env}_ID`,
+        secretAccessKeyEnv: `${env}_SECRET`,
+      },
+    },
+    signedUrls: {
+      enabled: true,
+      keys: [{ id: 'k1', file: join(dir, 'k1') }],
+      activeKey: 'k1',
+      store: { enabled: true, acceptGaps: ['withdraw'] },
+    },
+  });
+  const c = await fetch(`${s.gw.base}/Binary`, {
+    method: 'POST',
+    headers: { ...s.auth, 'content-type': 'application/pdf' },
+    body: PDF(90_000),
+  });
+  await c.arrayBuffer();
+  const id = (c.headers.get('location') ?? '').split('/')[5];
+  const r = await fetch(`${s.gw.base}/Binary/${id}/$file-url?via=store`, { headers: s.auth });
+  const url = ((await r.json()) as { parameter: { name: string; valueUrl?: string }[] }).parameter.find((p) => p.name === 'url')!.valueUrl!;
+
+  const d = await fetch(url);
+  await d.arrayBuffer();
+  t.equal(d.status, 200);
+  t.comment(`store answer: cache-control=${d.headers.get('cache-control')} last-modified=${d.headers.get('last-modified')}`);
+  t.match(url, /response-cache-control=/, 'the presigned GET pins a Cache-Control, as it pins type and disposition');
+  t.match(
+    d.headers.get('cache-control') ?? '',
+    /^(no-store|private, max-age=\d+)$/,
+    'the answer is kept by no shared cache, nor past the window',
+  );
+});
