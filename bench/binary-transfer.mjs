@@ -29,6 +29,7 @@ const PORTS = { upstream: 18190, nginx: 18191, nginxNoSendfile: 18192, gateway: 
 const SIGNED = 'gateway (signed URL)';
 /** Issue 15: a signed URL's download within 5% of the bearer-token path's. */
 const SIGNED_GOAL = 0.95;
+const SIGNED_PAIRS = Number(process.env.BENCH_SIGNED_PAIRS ?? 10);
 const BLOB_EXTENSION_URL = 'http://fhir-binary-gateway.dev/fhir/StructureDefinition/blob-reference';
 
 const run = createRun('fbg-bench-binary-');
@@ -254,6 +255,21 @@ storage:
         measured(name, 'download', pid, () => curl({ method: 'GET', url: servers[name], token: g ? token : undefined, bytes: size.bytes }));
       }
     }
+    // The signed-URL goal compares two paths of one gateway: back-to-back pairs (order alternating)
+    // keep the machine's drift out of the ratio, which three rounds of a 40 ms transfer do not.
+    rec.signedPairs = [];
+    for (let i = 0; i < SIGNED_PAIRS; i++) {
+      const order = i % 2 === 0 ? ['bearer', 'signed'] : ['signed', 'bearer'];
+      const got = {};
+      for (const which of order)
+        got[which] = curl({
+          method: 'GET',
+          url: which === 'signed' ? signedUrl : servers.gateway,
+          token: which === 'signed' ? undefined : token,
+          bytes: size.bytes,
+        }).mibps;
+      rec.signedPairs.push(got.signed / got.bearer);
+    }
     slot(SIGNED).sha256Match = client(`curl -sS -f '${signedUrl}' | sha256sum | cut -d' ' -f1`) === sha256;
     for (const g of gateways) {
       const got = client(
@@ -332,10 +348,15 @@ storage:
     const signed = rec.targets[SIGNED];
     const bearer = rec.targets.gateway;
     const vsBearer = signed.downloadMiBps / bearer.downloadMiBps;
-    rec.ratios[SIGNED] = { download: signed.downloadMiBps / rec.targets.nginx.downloadMiBps, downloadVsBearer: vsBearer };
-    goals.signed &&= vsBearer >= SIGNED_GOAL;
+    const paired = median(rec.signedPairs);
+    rec.ratios[SIGNED] = {
+      download: signed.downloadMiBps / rec.targets.nginx.downloadMiBps,
+      downloadVsBearer: vsBearer,
+      pairedVsBearer: paired,
+    };
+    goals.signed &&= paired >= SIGNED_GOAL;
     ratioLines.push(
-      `- ${rec.size}, signed URL: download **${fmt(rec.ratios[SIGNED].download, 2)}×** nginx, **${fmt(vsBearer, 2)}×** the bearer-token path`,
+      `- ${rec.size}, signed URL: download **${fmt(rec.ratios[SIGNED].download, 2)}×** nginx; vs the bearer-token path **${fmt(paired, 2)}×** paired (median of ${SIGNED_PAIRS} back-to-back pairs: ${rec.signedPairs.map((x) => fmt(x, 2)).join(', ')}), ${fmt(vsBearer, 2)}× by round medians`,
     );
   }
   const verdict = (ok) => (ok ? 'met' : '**not met**');
@@ -344,7 +365,9 @@ storage:
   lines.push(
     `- Goal: gateway download ≥ ${DOWNLOAD_GOAL}× nginx (the faster of its two servers, at every size): ${verdict(goals.download)}`,
   );
-  lines.push(`- Goal: signed-URL download ≥ ${SIGNED_GOAL}× the bearer-token path (at every size): ${verdict(goals.signed)}`);
+  lines.push(
+    `- Goal: signed-URL download ≥ ${SIGNED_GOAL}× the bearer-token path (paired median, at every size): ${verdict(goals.signed)}`,
+  );
   lines.push(`- Every download through the gateway byte-identical (sha256): ${goals.sha256 ? 'yes' : '**no**'}`);
   process.stdout.write(`${lines.join('\n')}\n`);
   writeOut('binary-transfer.json', { date: new Date().toISOString(), node: process.version, rounds: ROUNDS, results, goals });
