@@ -8,18 +8,12 @@
 // Cause: src/binary/file-urls.ts `issue` only reads `ruleFor(contentReadOf(...))` for
 // `require.https`; its token/scope/auth requirements are never checked (the pipeline ran the
 // `file-url` rule). Follow (src/http/flow.ts `signedFile`) re-checks only its address and transport.
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import { PDF, sha256, stack } from '../helpers/binary-stack.js';
+import { signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
 import { outcome, outcomeCodeOf } from './helpers.js';
 
 t.test('a rule for $binary-access-read holds for $file-url too', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'fbg-url-keys-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(dir, 'k1'), randomBytes(32).toString('base64'));
   const s = await stack(t, {
     rules: [
       {
@@ -28,7 +22,7 @@ t.test('a rule for $binary-access-read holds for $file-url too', async (t) => {
         require: { scopes: ['files.read'] },
       },
     ],
-    signedUrls: { enabled: true, keys: [{ id: 'k1', file: join(dir, 'k1') }], activeKey: 'k1' },
+    signedUrls: signedUrlsConfig(urlKeys(t)),
   });
   const pdf = PDF(70_000);
   const c = await fetch(`${s.gw.base}/Binary`, { method: 'POST', headers: { ...s.auth, 'content-type': 'application/pdf' }, body: pdf });

@@ -8,44 +8,13 @@
 // heuristics (S3 sends Last-Modified) — for as long as they like, past the URL's expiry.
 // Cause: src/storage/s3.ts `readUrl` (no ResponseCacheControl), src/storage/azure.ts `readUrl`
 // (no cacheControl); src/binary/file-urls.ts `storeUrl` passes none.
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import { PDF, stack } from '../helpers/binary-stack.js';
-import { startS3Server } from '../helpers/s3-server.js';
+import { s3Storage, signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
 
 t.test('S3: a store URL answer keeps PHI out of caches', async (t) => {
-  const srv = await startS3Server(t);
-  const env = `FBG_TEST_S3_${randomBytes(6).toString('hex').toUpperCase()}`;
-  process.env[`${env}_ID`] = srv.credentials.accessKeyId;
-  process.env[`${env}_SECRET`] = srv.credentials.secretAccessKey;
-  const dir = mkdtempSync(join(tmpdir(), 'fbg-url-keys-'));
-  writeFileSync(join(dir, 'k1'), randomBytes(32).toString('base64'));
-  t.teardown(() => {
-    delete process.env[`${env}_ID`];
-    delete process.env[`${env}_SECRET`];
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const s = await stack(t, {
-    storage: {
-      driver: 's3',
-      s3: {
-        bucket: srv.bucket,
-        endpoint: srv.endpoint,
-        forcePathStyle: true,
-        accessKeyIdEnv: `${env}_ID`,
-        secretAccessKeyEnv: `${env}_SECRET`,
-      },
-    },
-    signedUrls: {
-      enabled: true,
-      keys: [{ id: 'k1', file: join(dir, 'k1') }],
-      activeKey: 'k1',
-      store: { enabled: true, acceptGaps: ['withdraw'] },
-    },
-  });
+  const { storage } = await s3Storage(t);
+  const s = await stack(t, { storage, signedUrls: signedUrlsConfig(urlKeys(t), { store: { enabled: true, acceptGaps: ['withdraw'] } }) });
   const c = await fetch(`${s.gw.base}/Binary`, {
     method: 'POST',
     headers: { ...s.auth, 'content-type': 'application/pdf' },

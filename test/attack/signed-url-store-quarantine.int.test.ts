@@ -4,44 +4,17 @@
 // (S3 has no per-object revocation; an Azure SAS outlives a record change): that is now a named gap,
 // `withdraw`, which every store URL needs and an operator must accept (signedUrls.store.acceptGaps)
 // before the gateway issues one. The gateway's own URL re-reads the blob's record and is refused.
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import { PDF, stack } from '../helpers/binary-stack.js';
 import { adminApi, adminHeaders } from '../helpers/lifecycle.js';
-import { startS3Server } from '../helpers/s3-server.js';
+import { s3Storage, signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
 import { outcome } from './helpers.js';
 
 t.test(
   'S3: store URLs outlive a quarantine, so they are refused unless that gap is accepted; the gateway URL is withdrawn at once',
   async (t) => {
-    const srv = await startS3Server(t);
-    const env = `FBG_TEST_S3_${randomBytes(6).toString('hex').toUpperCase()}`;
-    process.env[`${env}_ID`] = srv.credentials.accessKeyId;
-    process.env[`${env}_SECRET`] = srv.credentials.secretAccessKey;
-    const dir = mkdtempSync(join(tmpdir(), 'fbg-url-keys-'));
-    writeFileSync(join(dir, 'k1'), randomBytes(32).toString('base64'));
-    t.teardown(() => {
-      delete process.env[`${env}_ID`];
-      delete process.env[`${env}_SECRET`];
-      rmSync(dir, { recursive: true, force: true });
-    });
-    const s = await stack(t, {
-      admin: { enabled: true },
-      storage: {
-        driver: 's3',
-        s3: {
-          bucket: srv.bucket,
-          endpoint: srv.endpoint,
-          forcePathStyle: true,
-          accessKeyIdEnv: `${env}_ID`,
-          secretAccessKeyEnv: `${env}_SECRET`,
-        },
-      },
-      signedUrls: { enabled: true, keys: [{ id: 'k1', file: join(dir, 'k1') }], activeKey: 'k1', store: { enabled: true } },
-    });
+    const { storage } = await s3Storage(t);
+    const s = await stack(t, { admin: { enabled: true }, storage, signedUrls: signedUrlsConfig(urlKeys(t), { store: { enabled: true } }) });
     const c = await fetch(`${s.gw.base}/Binary`, {
       method: 'POST',
       headers: { ...s.auth, 'content-type': 'application/pdf' },

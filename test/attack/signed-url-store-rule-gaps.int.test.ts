@@ -8,13 +8,9 @@
 // only they (not the `$binary-access-read` rule) require it, so no `https` gap is raised.
 // Cause: src/binary/file-urls.ts `storeUrl` builds `needs` from r.sip, plan.policy and r.httpAllowed
 // only; the rule's ipAllow/ipDeny (and the type's read rules) never enter it.
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { PDF, stack, type Stack } from '../helpers/binary-stack.js';
-import { startS3Server } from '../helpers/s3-server.js';
+import { s3Storage, signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
 import { outcome, outcomeCodeOf } from './helpers.js';
 
 const LAN = ['10.20.0.0/16'];
@@ -22,31 +18,12 @@ const INSIDE = { 'x-forwarded-for': '10.20.1.1' };
 const OUTSIDE = { 'x-forwarded-for': '203.0.113.9' };
 
 async function s3Stack(t: Test, rules: unknown[]): Promise<Stack> {
-  const srv = await startS3Server(t);
-  const env = `FBG_TEST_S3_${randomBytes(6).toString('hex').toUpperCase()}`;
-  process.env[`${env}_ID`] = srv.credentials.accessKeyId;
-  process.env[`${env}_SECRET`] = srv.credentials.secretAccessKey;
-  const dir = mkdtempSync(join(tmpdir(), 'fbg-url-keys-'));
-  writeFileSync(join(dir, 'k1'), randomBytes(32).toString('base64'));
-  t.teardown(() => {
-    delete process.env[`${env}_ID`];
-    delete process.env[`${env}_SECRET`];
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { storage } = await s3Storage(t);
   return stack(t, {
     server: { trustedProxies: ['127.0.0.1/32'] },
     rules,
-    storage: {
-      driver: 's3',
-      s3: {
-        bucket: srv.bucket,
-        endpoint: srv.endpoint,
-        forcePathStyle: true,
-        accessKeyIdEnv: `${env}_ID`,
-        secretAccessKeyEnv: `${env}_SECRET`,
-      },
-    },
-    signedUrls: { enabled: true, keys: [{ id: 'k1', file: join(dir, 'k1') }], activeKey: 'k1', store: { enabled: true } },
+    storage,
+    signedUrls: signedUrlsConfig(urlKeys(t), { store: { enabled: true } }),
   });
 }
 

@@ -9,12 +9,9 @@
 // Cause: src/http/flow.ts `signedFile` runs requireTransport/requireAddress for
 // `ruleFor(contentReadOf(...))` only (no readRulesOf(type)); src/binary/file-urls.ts `issue` sets
 // httpAllowed from that one rule's `require.https`.
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { PDF, stack, type Stack } from '../helpers/binary-stack.js';
+import { signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
 import { outcome } from './helpers.js';
 
 const LAN = ['10.20.0.0/16'];
@@ -22,9 +19,6 @@ const INSIDE = { 'x-forwarded-for': '10.20.1.1' };
 const OUTSIDE = { 'x-forwarded-for': '203.0.113.9' };
 
 async function gateway(t: Test, require: Record<string, unknown>): Promise<Stack> {
-  const dir = mkdtempSync(join(tmpdir(), 'fbg-url-keys-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(dir, 'k1'), randomBytes(32).toString('base64'));
   return stack(t, {
     // The test client (127.0.0.1) plays the load balancer: its X-Forwarded-For/-Proto are believed.
     server: { trustedProxies: ['127.0.0.1/32'] },
@@ -35,7 +29,7 @@ async function gateway(t: Test, require: Record<string, unknown>): Promise<Stack
         require,
       },
     ],
-    signedUrls: { enabled: true, keys: [{ id: 'k1', file: join(dir, 'k1') }], activeKey: 'k1' },
+    signedUrls: signedUrlsConfig(urlKeys(t)),
   });
 }
 

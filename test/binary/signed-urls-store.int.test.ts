@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { code, PDF, sha256, stack, type Stack } from '../helpers/binary-stack.js';
-import { startS3Server, type S3Server } from '../helpers/s3-server.js';
+import type { S3Server } from '../helpers/s3-server.js';
+import { fileUrlParams, s3Storage, signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
 import { S3BlobStore } from '../../src/storage/s3.js';
 import { AzureBlobStore } from '../../src/storage/azure.js';
 import { BlobClient, BlobServiceClient } from '@azure/storage-blob';
@@ -15,36 +16,11 @@ import { startAzurite } from '../helpers/azurite.js';
 import { eventually } from '../helpers/poll.js';
 
 async function s3Stack(t: Test, signedUrls: Record<string, unknown> = {}): Promise<{ s: Stack; srv: S3Server }> {
-  const srv = await startS3Server(t);
-  const env = `FBG_TEST_S3_${randomBytes(6).toString('hex').toUpperCase()}`;
-  process.env[`${env}_ID`] = srv.credentials.accessKeyId;
-  process.env[`${env}_SECRET`] = srv.credentials.secretAccessKey;
-  const dir = mkdtempSync(join(tmpdir(), 'fbg-url-keys-'));
-  writeFileSync(join(dir, 'k1'), randomBytes(32).toString('base64'));
-  t.teardown(() => {
-    delete process.env[`${env}_ID`];
-    delete process.env[`${env}_SECRET`];
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { srv, storage } = await s3Storage(t);
+  // Every store URL outlives a quarantine of its blob: the operator accepts that to have them.
   const s = await stack(t, {
-    storage: {
-      driver: 's3',
-      s3: {
-        bucket: srv.bucket,
-        endpoint: srv.endpoint,
-        forcePathStyle: true,
-        accessKeyIdEnv: `${env}_ID`,
-        secretAccessKeyEnv: `${env}_SECRET`,
-      },
-    },
-    signedUrls: {
-      enabled: true,
-      keys: [{ id: 'k1', file: join(dir, 'k1') }],
-      activeKey: 'k1',
-      // Every store URL outlives a quarantine of its blob: the operator accepts that to have them.
-      store: { enabled: true, acceptGaps: ['withdraw'] },
-      ...signedUrls,
-    },
+    storage,
+    signedUrls: signedUrlsConfig(urlKeys(t), { store: { enabled: true, acceptGaps: ['withdraw'] }, ...signedUrls }),
   });
   return { s, srv };
 }
@@ -64,10 +40,7 @@ const statusOf = (p: Promise<unknown>) =>
     (err: { statusCode?: number }) => err.statusCode,
   );
 
-const params = async (r: Response) => {
-  const p = (await r.json()) as { parameter: { name: string; valueUrl?: string; valueInstant?: string; valueCode?: string }[] };
-  return Object.fromEntries(p.parameter.map((x) => [x.name, x.valueUrl ?? x.valueInstant ?? x.valueCode]));
-};
+const params = fileUrlParams;
 
 t.test(
   'S3: a presigned GET the S3 server verifies; same bytes, pinned type and disposition; tampered or expired refused by S3',
@@ -172,24 +145,18 @@ t.test('Azure: a blob SAS the Azure SDK follows against azurite; refused once it
   await container.create();
   const env = `FBG_TEST_AZURE_KEY_${randomBytes(6).toString('hex').toUpperCase()}`;
   process.env[env] = az.accountKey;
-  const dir = mkdtempSync(join(tmpdir(), 'fbg-url-keys-'));
-  writeFileSync(join(dir, 'k1'), randomBytes(32).toString('base64'));
   t.teardown(() => {
     delete process.env[env];
-    rmSync(dir, { recursive: true, force: true });
   });
   const s = await stack(t, {
     storage: {
       driver: 'azure',
       azure: { container: 'fhir-blobs', accountName: az.accountName, accountKeyEnv: env, url: az.blobEndpoint },
     },
-    signedUrls: {
-      enabled: true,
-      keys: [{ id: 'k1', file: join(dir, 'k1') }],
-      activeKey: 'k1',
+    signedUrls: signedUrlsConfig(urlKeys(t), {
       policies: [{ id: 'dl', permissions: 'r', maxWindow: '15m' }],
       store: { enabled: true, acceptGaps: ['withdraw'] },
-    },
+    }),
   });
   const { id, pdf } = await pdfBinary(s);
   const r = await fetch(`${s.gw.base}/Binary/${id}/$file-url?via=store&window=10m&ip=127.0.0.0/24&filename=scan.pdf`, { headers: s.auth });

@@ -1,8 +1,8 @@
 // Signed file URLs in a real browser (Debian's chromium, driven by puppeteer-core): a page from
 // another origin shows an <img> and downloads through <a download>, neither of which can send a
 // bearer token.
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,7 @@ import puppeteer from 'puppeteer-core';
 import t from 'tap';
 import { PDF, pngOfAtLeast, stack, type Stack } from '../helpers/binary-stack.js';
 import { eventually } from '../helpers/poll.js';
+import { fileUrl, signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
 
 const CHROMIUM = process.env['CHROMIUM'] ?? '/usr/bin/chromium';
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -22,22 +23,14 @@ async function binary(s: Stack, body: Buffer, type: string): Promise<string> {
   return (r.headers.get('location') ?? '').split('/')[5];
 }
 
-async function fileUrl(s: Stack, id: string, query = ''): Promise<string> {
-  const r = await fetch(`${s.gw.base}/Binary/${id}/$file-url${query}`, { headers: s.auth });
-  const p = (await r.json()) as { parameter: { name: string; valueUrl?: string }[] };
-  return p.parameter.find((x) => x.name === 'url')!.valueUrl!.replace('http://gateway.test', s.gw.url);
-}
-
 t.test('a page on another origin shows a signed <img> and downloads a signed <a download>', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'fbg-browser-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const keyFile = join(dir, 'url.key');
-  writeFileSync(keyFile, randomBytes(32).toString('base64'));
-  const s = await stack(t, { signedUrls: { enabled: true, keys: [{ id: 'k1', file: keyFile }], activeKey: 'k1' } });
+  const s = await stack(t, { signedUrls: signedUrlsConfig(urlKeys(t)) });
   const png = pngOfAtLeast(100_000);
   const pdf = PDF(120_000);
-  const imgUrl = await fileUrl(s, await binary(s, png, 'image/png'), '?disposition=inline');
-  const pdfUrl = await fileUrl(s, await binary(s, pdf, 'application/pdf'), '?filename=report.pdf');
+  const imgUrl = await fileUrl(s, `Binary/${await binary(s, png, 'image/png')}/$file-url?disposition=inline`);
+  const pdfUrl = await fileUrl(s, `Binary/${await binary(s, pdf, 'application/pdf')}/$file-url?filename=report.pdf`);
   const unsigned = imgUrl.replace(/&sig=.*/, '&sig=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA');
 
   const page = `<!doctype html><html><body>

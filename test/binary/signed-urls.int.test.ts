@@ -1,41 +1,17 @@
 // Signed file URLs through the running gateway, against Medplum's FHIR router: issued by
 // `$file-url` under the caller's token, followed with no token at all.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import type { GatewayConfig } from '../../src/config/types.js';
 import { UrlSigner } from '../../src/signed/signer.js';
 import { signature, signedQuery, SIGNED_VERSION, type SignedFields } from '../../src/signed/signature.js';
 import { code, PDF, sha256, stack, type Stack } from '../helpers/binary-stack.js';
+import { urlKeys } from '../helpers/signed-urls.js';
 import { eventually } from '../helpers/poll.js';
 
-interface Keys {
-  dir: string;
-  file(id: string): string;
-  secret(id: string): Buffer;
-}
-
-function keys(t: Test): Keys {
-  const dir = mkdtempSync(join(tmpdir(), 'fbg-url-keys-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const secrets = new Map<string, Buffer>();
-  return {
-    dir,
-    file(id) {
-      const secret = randomBytes(32);
-      secrets.set(id, secret);
-      const f = join(dir, `${id}.key`);
-      writeFileSync(f, `${secret.toString('base64')}\n`, { mode: 0o600 });
-      return f;
-    },
-    secret: (id) => secrets.get(id)!,
-  };
-}
-
 async function signedStack(t: Test, extra: Record<string, unknown> = {}) {
-  const k = keys(t);
+  const k = urlKeys(t);
   const s = await stack(t, {
     signedUrls: {
       enabled: true,
