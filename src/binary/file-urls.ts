@@ -143,6 +143,42 @@ export class FileUrls {
     }
   }
 
+  /**
+   * A signed URL for stored content an answer links instead of inlining (`signedUrls.links`), for
+   * the caller of `x`: only where `$file-url` would give one — the type readable, every rule for
+   * reading the content admitting the caller (checked once per type per exchange). Otherwise
+   * undefined, and the answer keeps the plain link. Default window and policy.
+   */
+  linker(x: Exchange): (owner: string, blob: string) => string | undefined {
+    const signer = x.settings.signer;
+    const allowed = new Map<string, boolean>();
+    return (owner, blob) => {
+      const [type, id] = owner.split('/');
+      if (!signer || !type || !id || !x.rewrite.reader.mayRead(type)) return undefined;
+      let ok = allowed.get(type);
+      if (ok === undefined) {
+        ok = true;
+        try {
+          for (const rule of contentRulesOf(x.settings, type, id)) {
+            checkRule(x.checkInput(), x.settings, rule);
+            void requireScopes({ ...x.checkInput(), interaction: contentReadOf(type, id), rule }, x.settings);
+          }
+        } catch {
+          ok = false;
+        }
+        allowed.set(type, ok);
+      }
+      if (!ok) return undefined;
+      const https = contentRulesOf(x.settings, type, id).some((r) => r.require.https);
+      try {
+        const issued = signer.issue({ type, id, blobId: blob, permissions: 'r', httpAllowed: !https });
+        return `${this.d.publicBase}/${issued.pathAndQuery}`;
+      } catch {
+        return undefined; // the default policy ended, say: the plain link
+      }
+    };
+  }
+
   /** `GET|HEAD [base]/_file/{type}/{id}/{blob}?sv=…&sig=…`, verified by the flow: the content, raw. */
   async follow(x: Exchange, v: VerifiedUrl): Promise<void> {
     const info = await this.d.blobs.blobFor({ id: v.blobId }, `${v.type}/${v.id}`).catch((err: unknown) => {

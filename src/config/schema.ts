@@ -347,6 +347,8 @@ export const configSchema = {
             },
           },
         },
+        // Links past the inflate budget (attachment `url`) as signed URLs a browser can follow.
+        links: { type: 'boolean', default: false },
         // The policy URLs are signed under when the request names none (absent: under none).
         defaultPolicy: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
         // URLs the store serves itself (`$file-url?via=store`: S3 presigned, Azure SAS). A URL

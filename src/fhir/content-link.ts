@@ -16,6 +16,11 @@ export function contentLink(base: string, owner: string, path: string | undefine
   return path === undefined ? `${base}/${owner}` : `${base}/${owner}${READ}${encodeURIComponent(path)}`;
 }
 
+/** A signed file URL of this gateway (`{base}/_file/…`, docs/signed-urls.md): a credential, never stored in a resource. */
+export function isSignedFileUrl(base: string, url: string): boolean {
+  return url.startsWith(`${base}/_file/`);
+}
+
 /** What a link of contentLink()'s shape names, or undefined for any other URL. */
 export function parseContentLink(base: string, url: string): { readonly owner: string; readonly path: string | undefined } | undefined {
   if (!url.startsWith(`${base}/`)) return undefined;

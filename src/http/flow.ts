@@ -182,7 +182,15 @@ export class RequestFlow {
     const withhold = input.principal.withholdAnswer === true && !rewrite.params.withhold;
     const params =
       guard || withhold ? { ...rewrite.params, ...(guard ? { guard } : {}), ...(withhold ? { withhold } : {}) } : rewrite.params;
-    const x = new Exchange(req, res, input.ctx, interaction, rule, input.principal, params, settings);
+    // Links past the budget may be signed URLs for this caller (`signedUrls.links`): made from the exchange, once it exists.
+    let exchange: Exchange | undefined;
+    let link: ((owner: string, blob: string) => string | undefined) | undefined;
+    const linked =
+      settings.signer && settings.config.signedUrls.links
+        ? { ...params, signedLink: (owner: string, blob: string) => (link ??= exchange && this.d.files.linker(exchange))?.(owner, blob) }
+        : params;
+    const x = new Exchange(req, res, input.ctx, interaction, rule, input.principal, linked, settings);
+    exchange = x;
     const route = routeFor(this.d.routes, interaction, req);
     if (input.principal.compartmentRead === true) return this.d.patientReads.requirePatientRead(x).then(() => route.handle(x) ?? undefined);
     return route.handle(x) ?? undefined;

@@ -4,7 +4,7 @@ import { NOT_ATTACHMENT } from '../fhir/attachment-kinds.js';
 import { isStepName, MAX_PATH_STEPS } from '../fhir/attachment-path.js';
 import { BLOB_EXTENSION_URL, blobExtension } from '../fhir/blob-reference.js';
 import { essence } from '../content/media-type.js';
-import { CONTENT_SHA256_EXTENSION, CONTENT_URL_EXTENSION, parseContentLink } from '../fhir/content-link.js';
+import { CONTENT_SHA256_EXTENSION, CONTENT_URL_EXTENSION, isSignedFileUrl, parseContentLink } from '../fhir/content-link.js';
 import { bundleEntryOf, isResourceRoot } from '../fhir/json-positions.js';
 import type { JsonToken } from '../json/tokenizer.js';
 import { JsonWalker, pathBelow, type Container, type Route, type WalkPolicy } from '../json/walker.js';
@@ -231,7 +231,9 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
       if (typeof value === 'string' && /^\s*data:/i.test(value))
         throw new GatewayError('BAD_REQUEST', 'a data: URL is not accepted as a url: send the content as data, where it is checked');
       // One of our content links waits for the object's end (relink); any other URL stays in place.
-      if (typeof value === 'string' && parseContentLink(this.opts.links!.base, value)?.path !== undefined)
+      // So does a signed file URL an answer gave in its place: taken back through `_data`'s link, never stored.
+      const base = this.opts.links!.base;
+      if (typeof value === 'string' && (parseContentLink(base, value)?.path !== undefined || isSignedFileUrl(base, value)))
         (frame.held ??= new Map()).set(key, value);
       else this.out.pair(parent, key, value);
       return;
@@ -373,8 +375,14 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
     const held = frame.held;
     if (!links || !held) return undefined;
     const url = held.get('url');
-    const target = typeof url === 'string' ? url : contentUrlOf(held.get('_data'));
+    const signed = typeof url === 'string' && isSignedFileUrl(links.base, url);
+    const target = typeof url === 'string' && !signed ? url : contentUrlOf(held.get('_data'));
     const link = target === undefined ? undefined : parseContentLink(links.base, target);
+    if (signed && !link)
+      throw new GatewayError(
+        'CONTENT_LINK_UNRESOLVED',
+        'an attachment url is a signed file URL of this gateway (a credential): it is never stored in a resource; send the data, or the resource as it was read (its _data link)',
+      );
     if (!link) return undefined;
     if (bundleEntryOf(c) !== undefined)
       throw new GatewayError(

@@ -56,6 +56,7 @@ export interface AttachmentEnd {
   readonly store: BlobStore;
   readonly report: InflateReport;
   link(owner: string, path: string | undefined): string;
+  signedLink?(owner: string, blob: string): string | undefined;
   warn?(what: string, blob?: string): void;
   /** Stored content that failed its digest (logged at error: the store holds wrong bytes). */
   corrupt?(blob: string, cause: string): void;
@@ -154,7 +155,22 @@ export function attachmentEnd(a: AttachmentEnd): Slot {
           rest = { ...rest, extension: [...ext, { url: CONTENT_URL_EXTENSION, valueUrl: url }, ...digest] };
           report.linked++;
         } else {
-          yield `${member('url')}${JSON.stringify(a.link(ownerKey, `${linkType}${path}`))}`;
+          const link = a.link(ownerKey, `${linkType}${path}`);
+          const signed = att.ref ? a.signedLink?.(ownerKey, att.ref.ref.id) : undefined;
+          if (signed) {
+            // A browser follows the signed URL; our own link, with the content's digest, rides in
+            // `_data` so a write sending the resource back takes back this content (never the URL).
+            yield `${member('url')}${JSON.stringify(signed)}`;
+            const ext = Array.isArray(rest?.['extension']) ? (rest['extension'] as unknown[]) : [];
+            rest = {
+              ...rest,
+              extension: [
+                ...ext,
+                { url: CONTENT_URL_EXTENSION, valueUrl: link },
+                { url: CONTENT_SHA256_EXTENSION, valueString: att.ref!.ref.sha256 },
+              ],
+            };
+          } else yield `${member('url')}${JSON.stringify(link)}`;
           report.linked++;
         }
       }

@@ -18,6 +18,12 @@ export interface InflateOptions {
   readonly spoolDir: string;
   /** The URL a client follows for an attachment's content: `owner` is `Type/id`; `path` the attachment's FHIRPath, or undefined for Binary.data. */
   link(owner: string, path: string | undefined): string;
+  /**
+   * A signed file URL for stored content `blob` of `owner` (`signedUrls.links`), given in an
+   * attachment's `url` in place of the link above (which then goes in `_data`, for a write that
+   * sends the resource back); undefined where the caller may not have one.
+   */
+  signedLink?(owner: string, blob: string): string | undefined;
   /** Absolute URLs the upstream wrote (fullUrl, Bundle.link.url, response.location), as the client must see them. */
   publicUrl(url: string): string;
   /** Content that could not be served as the resource says (for the log: never content, never URLs). */

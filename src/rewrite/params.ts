@@ -48,6 +48,8 @@ export interface RewriteParams {
   readonly guard?: EntryGuard;
   /** Batch/transaction answers: the guard (by request entry index) of the Bundle each entry's `resource` holds. */
   readonly entryGuards?: ReadonlyMap<number, EntryGuard>;
+  /** Links past the budget as signed file URLs (`signedUrls.links`): see InflateOptions.signedLink. */
+  readonly signedLink?: (owner: string, blob: string) => string | undefined;
 }
 
 /** Whether the answer is held to what the request is entitled to, entry by entry. */

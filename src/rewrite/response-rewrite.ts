@@ -173,6 +173,7 @@ export class ResponseRewrite {
       owners: params.owners,
       spoolDir: this.deps.spoolDir(),
       link: (owner, path) => contentLink(urls.public, owner, path),
+      ...(params.signedLink ? { signedLink: params.signedLink } : {}),
       publicUrl: (url) => urls.toPublic(url),
       warn: (what, blob) => this.log.warn({ reqId: ctx.id, blob }, what),
       corrupt: (blob, cause) => this.log.error({ reqId: ctx.id, blob, cause }, 'stored content failed its digest: linked instead'),

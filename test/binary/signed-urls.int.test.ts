@@ -390,3 +390,103 @@ t.test('UrlSigner: a URL signed by one gateway verifies at another with the same
   );
   t.ok(short.expiresAt.getTime() - Date.parse('2026-12-06T10:00:59Z') >= 30_000);
 });
+
+t.test(
+  'signedUrls.links: links past the budget are signed URLs a browser follows; sent back in an update, the content is taken back and the URL never stored',
+  async (t) => {
+    const k = urlKeys(t);
+    const s = await stack(t, { signedUrls: { enabled: true, keys: [{ id: 'k1', file: k.file('k1') }], activeKey: 'k1', links: true } });
+    const pdf = PDF(100_000);
+    const c = await fetch(`${s.gw.base}/DocumentReference`, {
+      method: 'POST',
+      headers: { ...s.auth, 'content-type': 'application/fhir+json' },
+      body: JSON.stringify({
+        resourceType: 'DocumentReference',
+        status: 'current',
+        content: [{ attachment: { contentType: 'application/pdf', data: pdf.toString('base64') } }],
+      }),
+    });
+    t.equal(c.status, 201);
+    const id = ((await c.json()) as { id: string }).id;
+    const read = await fetch(`${s.gw.base}/DocumentReference/${id}?_inflate=false`, { headers: s.auth });
+    const doc = (await read.json()) as {
+      content: { attachment: { url: string; _data?: { extension: { url: string; valueUrl?: string }[] } } }[];
+    };
+    const att = doc.content[0]!.attachment;
+    t.match(
+      att.url,
+      new RegExp(`^http://gateway\\.test/fhir/_file/DocumentReference/${id}/[a-z0-9-]+\\?sv=`),
+      'the url is a signed file URL',
+    );
+    t.match(
+      att._data?.extension,
+      [{ valueUrl: /\$binary-access-read\?path=/ }, { valueString: /^[0-9a-f]{64}$/ }],
+      'our own link and digest ride in _data',
+    );
+    const followed = await fetch(att.url.replace('http://gateway.test', s.gw.url));
+    t.equal(sha256(Buffer.from(await followed.arrayBuffer())), sha256(pdf), 'followed without a token: the content');
+
+    // Read-modify-update: the resource as it was read goes back.
+    const put = await fetch(`${s.gw.base}/DocumentReference/${id}`, {
+      method: 'PUT',
+      headers: { ...s.auth, 'content-type': 'application/fhir+json' },
+      body: JSON.stringify(doc),
+    });
+    t.equal(put.status, 200, await put.clone().text());
+    await put.arrayBuffer();
+    const held = await (await fetch(`${s.up.url}/DocumentReference/${id}`, { headers: { accept: 'application/fhir+json' } })).text();
+    t.notOk(held.includes('/_file/'), 'no signed URL reached the FHIR server');
+    const back = await fetch(`${s.gw.base}/DocumentReference/${id}/$binary-access-read?path=DocumentReference.content[0].attachment`, {
+      headers: s.auth,
+    });
+    t.equal(sha256(Buffer.from(await back.arrayBuffer())), sha256(pdf), 'the content was taken back');
+
+    // A signed URL with nothing of ours beside it is refused, never stored.
+    const bare = await fetch(`${s.gw.base}/DocumentReference`, {
+      method: 'POST',
+      headers: { ...s.auth, 'content-type': 'application/fhir+json' },
+      body: JSON.stringify({
+        resourceType: 'DocumentReference',
+        status: 'current',
+        content: [{ attachment: { contentType: 'application/pdf', url: att.url } }],
+      }),
+    });
+    t.equal(bare.status, 409);
+    t.equal(await code(bare), 'CONTENT_LINK_UNRESOLVED');
+  },
+);
+
+t.test('signedUrls.links: a caller a content rule refuses gets the plain link, not a signed one', async (t) => {
+  const k = urlKeys(t);
+  const s = await stack(t, {
+    rules: [
+      {
+        name: 'content-read',
+        match: { interactions: ['operation'], operations: ['binary-access-read'] },
+        require: { scopes: ['files.read'] },
+      },
+    ],
+    signedUrls: { enabled: true, keys: [{ id: 'k1', file: k.file('k1') }], activeKey: 'k1', links: true },
+  });
+  const pdf = PDF(100_000);
+  const c = await fetch(`${s.gw.base}/DocumentReference`, {
+    method: 'POST',
+    headers: { ...s.auth, 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({
+      resourceType: 'DocumentReference',
+      status: 'current',
+      content: [{ attachment: { contentType: 'application/pdf', data: pdf.toString('base64') } }],
+    }),
+  });
+  const id = ((await c.json()) as { id: string }).id;
+  const plain = (await (await fetch(`${s.gw.base}/DocumentReference/${id}?_inflate=false`, { headers: s.auth })).json()) as {
+    content: { attachment: { url: string } }[];
+  };
+  t.match(plain.content[0]!.attachment.url, /\$binary-access-read\?path=/, 'no files.read: the plain link');
+  const allowed = (await (
+    await fetch(`${s.gw.base}/DocumentReference/${id}?_inflate=false`, { headers: await s.as('user/*.cruds files.read') })
+  ).json()) as {
+    content: { attachment: { url: string } }[];
+  };
+  t.match(allowed.content[0]!.attachment.url, /\/_file\/DocumentReference\//, 'with files.read: a signed URL');
+});
