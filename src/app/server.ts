@@ -194,12 +194,13 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const trail = new AuditTrail({ audit: config.audit, upstream: config.upstream, stdout: logStream(log), log, env: process.env });
   audit = (r) => trail.record(r);
   const exchangeAudit = new ExchangeAudit(trail, settings);
-  const files = new FileUrls(plane);
+  const access = new BinaryAccess(plane);
+  const files = new FileUrls(plane, access);
   const flow = new RequestFlow({
     settings,
     basePath: basePathOf(config.server.publicBaseUrl),
     routes: routeTable({
-      access: new BinaryAccess(plane),
+      access,
       resources: new ResourceWrites(plane),
       binaryReads: new BinaryReads(plane),
       binaryWrites: new BinaryWrites(plane),

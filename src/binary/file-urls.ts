@@ -5,7 +5,8 @@ import { findBlobRef } from '../fhir/blob-reference.js';
 import type { Interaction } from '../fhir/interaction.js';
 import { parseDuration } from '../lib/duration.js';
 import { etagMatches } from '../lib/range.js';
-import type { Exchange } from '../security/exchange.js';
+import { Exchange } from '../security/exchange.js';
+import type { BinaryAccess } from './binary-access.js';
 import { requireScopes } from '../security/checks.js';
 import type { EffectiveRule } from '../security/policy.js';
 import { checkRule } from '../security/reach.js';
@@ -18,7 +19,7 @@ import { FHIR_JSON } from '../upstream/client.js';
 import type { PlaneDeps } from './deps.js';
 
 /** The `$file-url` parameters; anything else is refused, so a misspelt one is not silently ignored. */
-const PARAMS: ReadonlySet<string> = new Set(['path', 'window', 'policy', 'ip', 'disposition', 'filename', 'via', '_format']);
+const PARAMS: ReadonlySet<string> = new Set(['path', 'window', 'policy', 'ip', 'disposition', 'filename', 'via', 'permission', '_format']);
 /** A filename for Content-Disposition that needs no quoting rules: letters, digits, `._-` and spaces. */
 const FILENAME = /^[A-Za-z0-9._ -]{1,128}$/;
 
@@ -55,7 +56,11 @@ export function contentRulesOf(settings: Settings, type: string, id: string): re
  * refresh. Following the URL serves the content with the token-less checks the URL carries.
  */
 export class FileUrls {
-  constructor(private readonly d: PlaneDeps) {}
+  constructor(
+    private readonly d: PlaneDeps,
+    /** Where a write URL's upload goes: `$binary-access-write`, as if the issuer had sent it. */
+    private readonly access: BinaryAccess,
+  ) {}
 
   /** `GET [type]/[id]/$file-url`: a Parameters resource with `url`, `expiresAt`, `startsAt`, `policy`. */
   async issue(x: Exchange): Promise<void> {
@@ -75,6 +80,9 @@ export class FileUrls {
     if (windowMs === undefined && window !== null) throw new GatewayError('BAD_REQUEST', "'window' is a duration like 30s, 15m, 1h");
     const via = q.get('via') ?? 'gateway';
     if (via !== 'gateway' && via !== 'store') throw new GatewayError('BAD_REQUEST', "'via' is gateway or store");
+    const permission = q.get('permission') ?? 'r';
+    if (permission === 'w') return this.issueWrite(x, signer, q, windowMs, via);
+    if (permission !== 'r') throw new GatewayError('BAD_REQUEST', "'permission' is r (read, the default) or w (write)");
     const steps = i.resourceType === 'Binary' && !q.has('path') ? 'binary' : parseAttachmentPath(q.get('path'), i.resourceType);
     // The pipeline checked the caller against `$file-url`'s rule (and the type's read rules); the
     // content's other rules hold too, `$binary-access-read`'s first: the same checks as reading it.
@@ -118,26 +126,7 @@ export class FileUrls {
         disposition: disposition(q.get('disposition'), q.get('filename'), declared),
       };
       const issued = via === 'store' ? await this.storeUrl(x, signer, request, rules) : { ...signer.issue(request), url: undefined };
-      const url = issued.url ?? `${this.d.publicBase}/${issued.pathAndQuery}`;
-      const body = JSON.stringify({
-        resourceType: 'Parameters',
-        parameter: [
-          { name: 'url', valueUrl: url },
-          { name: 'expiresAt', valueInstant: issued.expiresAt.toISOString() },
-          { name: 'startsAt', valueInstant: issued.startsAt.toISOString() },
-          ...(issued.policy ? [{ name: 'policy', valueString: issued.policy }] : []),
-          ...(issued.keyId ? [{ name: 'keyId', valueString: issued.keyId }] : []),
-          { name: 'via', valueCode: via },
-        ],
-      });
-      // The answer is a credential: never kept by a cache.
-      x.res.writeHead(200, {
-        'content-type': FHIR_JSON,
-        'content-length': Buffer.byteLength(body),
-        'cache-control': 'no-store',
-        'x-request-id': x.ctx.id,
-      });
-      x.res.end(body);
+      sendIssued(x, issued.url ?? `${this.d.publicBase}/${issued.pathAndQuery}`, issued, via);
     } finally {
       await got.release();
     }
@@ -263,6 +252,53 @@ export class FileUrls {
     return { url, startsAt, expiresAt, policy: plan.policy };
   }
 
+  /**
+   * A write URL: `POST` to it uploads new content for one attachment, exactly as
+   * `$binary-access-write` would for the issuer (content type allow-list, sniffing, size limit,
+   * the resource updated conditionally on the version it had). Issued to a caller every rule for
+   * writing the content admits (SMART `u` on the type); always through the gateway (never a
+   * store URL: content is checked before anything is committed). Not for Binary yet (its
+   * securityContext is checked against a caller the URL does not carry): PUT the Binary.
+   */
+  private async issueWrite(x: Exchange, signer: UrlSigner, q: URLSearchParams, windowMs: number | undefined, via: string): Promise<void> {
+    const i = x.interaction;
+    const type = i.resourceType!;
+    const id = i.id!;
+    if (via !== 'gateway')
+      throw new GatewayError('BAD_REQUEST', 'write URLs always go through the gateway: content is checked before anything is committed');
+    if (type === 'Binary')
+      throw new GatewayError('BAD_REQUEST', 'write URLs for Binary are not supported: update the Binary (PUT) with a token');
+    if (q.has('disposition') || q.has('filename')) throw new GatewayError('BAD_REQUEST', "'disposition' and 'filename' are for read URLs");
+    const path = q.get('path');
+    parseAttachmentPath(path, type); // refused here if malformed, not at the upload
+    const write = contentWriteOf(type, id, path!);
+    for (const rule of contentWriteRulesOf(x.settings, type, id)) {
+      if (rule !== x.rule) checkRule(x.checkInput(), x.settings, rule);
+      void requireScopes({ ...x.checkInput(), interaction: write, rule }, x.settings);
+    }
+    const issued = signer.issue({
+      type,
+      id,
+      blobId: '',
+      permissions: 'w',
+      windowMs,
+      policy: q.get('policy') ?? undefined,
+      sip: q.get('ip') ?? undefined,
+      httpAllowed: !contentWriteRulesOf(x.settings, type, id).some((r) => r.require.https),
+      attachmentPath: path!,
+    });
+    sendIssued(x, `${this.d.publicBase}/${issued.pathAndQuery}`, issued, 'gateway');
+  }
+
+  /** `POST [base]/_file/{type}/{id}/upload?sp=w&spath=…&sig=…`, verified by the flow: `$binary-access-write` for the URL's attachment. */
+  async followWrite(x: Exchange, v: VerifiedUrl): Promise<void> {
+    const write = contentWriteOf(v.type, v.id, v.fields.spath!);
+    // The answer (the updated resource) is the issuer's to read, not the URL holder's: withheld.
+    await this.access.write(
+      new Exchange(x.req, x.res, x.ctx, write, x.settings.policy.ruleFor(write), x.principal, { ...x.rewrite, withhold: true }, x.settings),
+    );
+  }
+
   private signer(x: Exchange): UrlSigner {
     const signer = x.settings.signer;
     if (!signer) throw new GatewayError('NOT_FOUND', 'signed file URLs are not enabled (signedUrls.enabled)');
@@ -285,6 +321,52 @@ const GAP_NAMES: Readonly<Record<StoreUrlGap, string>> = {
   policy: 'revocation by stored policy (policy)',
   https: 'HTTPS only (a rule for reading this content requires https)',
 };
+
+/** `$file-url`'s answer: a Parameters resource; the answer is a credential, never kept by a cache. */
+function sendIssued(
+  x: Exchange,
+  url: string,
+  issued: { readonly startsAt: Date; readonly expiresAt: Date; readonly policy: string | undefined; readonly keyId?: string | undefined },
+  via: string,
+): void {
+  const body = JSON.stringify({
+    resourceType: 'Parameters',
+    parameter: [
+      { name: 'url', valueUrl: url },
+      { name: 'expiresAt', valueInstant: issued.expiresAt.toISOString() },
+      { name: 'startsAt', valueInstant: issued.startsAt.toISOString() },
+      ...(issued.policy ? [{ name: 'policy', valueString: issued.policy }] : []),
+      ...(issued.keyId ? [{ name: 'keyId', valueString: issued.keyId }] : []),
+      { name: 'via', valueCode: via },
+    ],
+  });
+  x.res.writeHead(200, {
+    'content-type': FHIR_JSON,
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    'x-request-id': x.ctx.id,
+  });
+  x.res.end(body);
+}
+
+/** `$binary-access-write` of one attachment: what a write URL stands for. */
+export function contentWriteOf(type: string, id: string, path: string): Interaction {
+  return {
+    kind: 'operation',
+    operation: 'binary-access-write',
+    resourceType: type,
+    id,
+    method: 'POST',
+    path: `${type}/${id}/$binary-access-write`,
+    query: `path=${encodeURIComponent(path)}`,
+  };
+}
+
+/** The rules for writing a resource's content: `$binary-access-write`'s and `$file-url`'s (see contentRulesOf). */
+export function contentWriteRulesOf(settings: Settings, type: string, id: string): readonly EffectiveRule[] {
+  const fileUrl: Interaction = { ...contentReadOf(type, id), operation: 'file-url', path: `${type}/${id}/$file-url` };
+  return [...new Set([settings.policy.ruleFor(contentWriteOf(type, id, '')), settings.policy.ruleFor(fileUrl)])];
+}
 
 /** Content-Disposition the URL pins: `attachment` (the default), or `inline` for content that cannot run as a page. */
 function disposition(kind: string | null, filename: string | null, contentType: string | undefined): string {

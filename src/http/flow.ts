@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { finished } from 'node:stream';
 import type { Logger } from 'pino';
 import type { BundleWrites } from '../binary/bundle-writes.js';
-import { contentReadOf, contentRulesOf, type FileUrls } from '../binary/file-urls.js';
+import { contentReadOf, contentRulesOf, contentWriteRulesOf, type FileUrls } from '../binary/file-urls.js';
 import { FILE_SEGMENT } from '../signed/signer.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { toGatewayError } from '../errors/map.js';
@@ -120,12 +120,29 @@ export class RequestFlow {
       ...(type && id ? { resourceType: type.slice(0, 64), id: id.slice(0, 64) } : {}),
     };
     if (!settings.signer) throw new GatewayError('NOT_FOUND', 'signed file URLs are not enabled (signedUrls.enabled)');
-    if (method !== 'GET' && method !== 'HEAD')
-      throw new GatewayError('METHOD_NOT_ALLOWED', 'a signed read URL takes GET or HEAD', { headers: { allow: 'GET, HEAD' } });
-    if (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0)
+    const upload = method === 'POST';
+    if (method !== 'GET' && method !== 'HEAD' && !upload)
+      throw new GatewayError('METHOD_NOT_ALLOWED', 'a signed URL takes GET or HEAD (read), or POST (write)', {
+        headers: { allow: 'GET, HEAD, POST' },
+      });
+    if (!upload && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0))
       throw new GatewayError('BAD_REQUEST', `${method} requests must not carry a body`);
     const verified = settings.signer.verify(path, q < 0 ? '' : url.slice(q + 1), { method, clientIp: ctx.clientIp, secure: ctx.secure });
     rec.signedUrl = { keyId: verified.fields.skid, ...(verified.fields.si ? { policy: verified.fields.si } : {}) };
+    if (upload) {
+      // The network conditions and size limits of every rule for writing the content hold for a URL as for a token.
+      const cl = req.headers['content-length'];
+      for (const r of contentWriteRulesOf(settings, verified.type, verified.id)) {
+        requireTransport({ ctx, rule: r });
+        requireAddress({ ctx, rule: r });
+        if (cl !== undefined && Number(cl) > r.limits.maxRequestBytes)
+          throw new GatewayError('PAYLOAD_TOO_LARGE', `limit is ${r.limits.maxRequestBytes} bytes`);
+      }
+      refuseEncodedBody(req.headers['content-encoding'], true);
+      const rule = settings.policy.ruleFor(contentReadOf(verified.type, verified.id));
+      await this.d.files.followWrite(new Exchange(req, res, ctx, rec.interaction, rule, rec.principal, NO_REWRITE, settings), verified);
+      return;
+    }
     const rule = settings.policy.ruleFor(contentReadOf(verified.type, verified.id));
     // The network conditions of every rule for reading the content hold for a URL as for a token: a URL never widens them.
     for (const r of contentRulesOf(settings, verified.type, verified.id)) {

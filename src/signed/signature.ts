@@ -24,12 +24,14 @@ export interface SignedFields {
   readonly rsct?: string | undefined;
   readonly rscd?: string | undefined;
   readonly skid: string;
+  /** A write URL's attachment (`$binary-access-write`'s `path`); absent on read URLs. */
+  readonly spath?: string | undefined;
 }
 
 export type Permissions = 'r' | 'w' | 'rw';
 
 /** The parameters in the order URLs carry them (`sig` last). */
-const ORDER = ['sv', 'sr', 'sp', 'st', 'se', 'sip', 'spr', 'si', 'rsct', 'rscd', 'skid'] as const;
+const ORDER = ['sv', 'sr', 'sp', 'st', 'se', 'sip', 'spr', 'si', 'rsct', 'rscd', 'skid', 'spath'] as const;
 const REQUIRED = ['sv', 'sr', 'sp', 'st', 'se', 'spr', 'skid', 'sig'] as const;
 const KNOWN: ReadonlySet<string> = new Set([...ORDER, 'sig']);
 /** C0 and C1 controls and DEL: the canonical string separates fields with a newline, so no field may hold one. */
@@ -60,6 +62,7 @@ export function canonical(f: SignedFields): string {
     f.rsct ?? '',
     f.rscd ?? '',
     f.skid,
+    f.spath ?? '',
   ].join('\n');
 }
 
@@ -120,6 +123,7 @@ export function parseSigned(path: string, query: string): { fields: SignedFields
       rsct: v('rsct'),
       rscd: v('rscd'),
       skid: v('skid')!,
+      spath: v('spath'),
     },
     sig: v('sig')!,
   };

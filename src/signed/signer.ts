@@ -10,6 +10,8 @@ export type SignedUrlsConfig = GatewayConfig['signedUrls'];
 
 /** The path below the FHIR base every signed URL has: `_file/{type}/{id}/{blob}`. */
 export const FILE_SEGMENT = '_file';
+/** A write URL's last segment: `_file/{type}/{id}/upload`. */
+export const UPLOAD_SEGMENT = 'upload';
 const RESOURCE_ID = /^[A-Za-z0-9\-.]{1,64}$/;
 
 interface Policy {
@@ -34,6 +36,8 @@ export interface IssueRequest {
   readonly httpAllowed: boolean;
   readonly contentType?: string | undefined;
   readonly disposition?: string | undefined;
+  /** Write URLs: the attachment they replace the content of (the path of `$binary-access-write`). */
+  readonly attachmentPath?: string | undefined;
 }
 
 export interface Issued {
@@ -49,6 +53,7 @@ export interface Issued {
 export interface VerifiedUrl {
   readonly type: string;
   readonly id: string;
+  /** The blob a read URL names; `upload` for a write URL. */
   readonly blobId: string;
   readonly fields: SignedFields;
   readonly expiresAtMs: number;
@@ -130,7 +135,7 @@ export class UrlSigner {
       throw new GatewayError('BAD_REQUEST', `'${r.sip.slice(0, 64)}' is not an address or range`);
     const { start, end, policy } = this.plan(r, now);
     const fields: SignedFields = {
-      path: `${FILE_SEGMENT}/${r.type}/${r.id}/${r.blobId}`,
+      path: `${FILE_SEGMENT}/${r.type}/${r.id}/${r.permissions === 'w' ? UPLOAD_SEGMENT : r.blobId}`,
       sv: SIGNED_VERSION,
       sr: 'b',
       sp: r.permissions,
@@ -142,6 +147,7 @@ export class UrlSigner {
       rsct: r.contentType,
       rscd: r.disposition,
       skid: keyId,
+      spath: r.permissions === 'w' ? r.attachmentPath : undefined,
     };
     return {
       pathAndQuery: `${fields.path}?${signedQuery(fields, signature(fields, key))}`,
@@ -161,16 +167,12 @@ export class UrlSigner {
     verifySignature(fields, sig, this.keys);
     const [segment, type, id, blobId, ...rest] = path.split('/');
     // Signed by us, so made by us; checked anyway, as everything taken from a URL is.
-    if (
-      segment !== FILE_SEGMENT ||
-      rest.length > 0 ||
-      !type ||
-      !isResourceType(type) ||
-      !id ||
-      !RESOURCE_ID.test(id) ||
-      !blobId ||
-      !isBlobId(blobId)
-    )
+    // A read URL names a blob; a write URL (`sp=w`) the upload slot of one attachment (`spath`).
+    const named =
+      fields.sp === 'w'
+        ? blobId === UPLOAD_SEGMENT && fields.spath !== undefined
+        : blobId !== undefined && isBlobId(blobId) && fields.spath === undefined;
+    if (segment !== FILE_SEGMENT || rest.length > 0 || !type || !isResourceType(type) || !id || !RESOURCE_ID.test(id) || !blobId || !named)
       throw new GatewayError('SIGNATURE_INVALID', 'the path names no stored content');
     const st = Date.parse(fields.st);
     const se = Date.parse(fields.se);
@@ -182,7 +184,7 @@ export class UrlSigner {
       const span = parseSpan(fields.sip);
       if (!span || !inSpan(c.clientIp, span)) throw new GatewayError('FORBIDDEN', 'this signed URL is for another client address');
     }
-    const wants = c.method === 'GET' || c.method === 'HEAD' ? 'r' : 'w';
+    const wants = c.method === 'GET' || c.method === 'HEAD' ? 'r' : c.method === 'POST' ? 'w' : 'x';
     if (!fields.sp.includes(wants)) throw new GatewayError('SIGNATURE_PERMISSION', `it grants '${fields.sp}'`);
     return { type, id, blobId, fields, expiresAtMs: se };
   }

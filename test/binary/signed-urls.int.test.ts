@@ -192,6 +192,8 @@ t.test('every refusal of a followed URL is an OperationOutcome with its own code
   t.equal(await code(r), 'SIGNATURE_INVALID', 'an unknown parameter');
   r = await fetch(url.replace('sp=r', 'sp=r%0A'));
   t.equal(await code(r), 'SIGNATURE_INVALID', 'a control character');
+  r = await fetch(forge(s, secret, { path, sp: 'w', si: undefined }));
+  t.equal(await code(r), 'SIGNATURE_INVALID', 'a write URL must name an upload slot and its attachment');
   r = await fetch(url.replace(/&sig=.*/, ''));
   t.equal(await code(r), 'SIGNATURE_INVALID', 'no signature');
 
@@ -214,7 +216,9 @@ t.test('every refusal of a followed URL is an OperationOutcome with its own code
   r = await fetch(forge(s, secret, { path, sip: '127.0.0.0-127.0.0.255' }));
   t.equal(r.status, 200, 'an Azure-style range holding the client');
   await r.arrayBuffer();
-  r = await fetch(forge(s, secret, { path, sp: 'w', si: undefined }));
+  r = await fetch(
+    forge(s, secret, { path: path.replace(/[^/]+$/, 'upload'), sp: 'w', si: undefined, spath: 'DocumentReference.content[0].attachment' }),
+  );
   t.equal(await code(r), 'SIGNATURE_PERMISSION', 'a write URL does not read');
   r = await fetch(forge(s, secret, { path, si: 'gone' }));
   t.equal(await code(r), 'SIGNATURE_REVOKED', 'a policy the gateway does not have');
@@ -490,3 +494,63 @@ t.test('signedUrls.links: a caller a content rule refuses gets the plain link, n
   };
   t.match(allowed.content[0].attachment.url, /\/_file\/DocumentReference\//, 'with files.read: a signed URL');
 });
+
+t.test(
+  'write URLs: POST to one uploads an attachment’s content as $binary-access-write would, no token; checked like every upload',
+  async (t) => {
+    const { s } = await signedStack(t, { policies: [{ id: 'downloads', permissions: 'rw', maxWindow: '30m' }] });
+    const c = await fetch(`${s.gw.base}/DocumentReference`, {
+      method: 'POST',
+      headers: { ...s.auth, 'content-type': 'application/fhir+json' },
+      body: JSON.stringify({
+        resourceType: 'DocumentReference',
+        status: 'current',
+        content: [{ attachment: { contentType: 'application/pdf', title: 'scan' } }],
+      }),
+    });
+    const id = ((await c.json()) as { id: string }).id;
+    const path = 'DocumentReference.content[0].attachment';
+    const got = await issue(s, `DocumentReference/${id}/$file-url?permission=w&path=${encodeURIComponent(path)}&window=5m`);
+    t.match(got.url, new RegExp(`/_file/DocumentReference/${id}/upload\\?sv=.*&sp=w&.*&spath=`));
+
+    const pdf = PDF(80_000);
+    const up = await fetch(got.url, { method: 'POST', headers: { 'content-type': 'application/pdf' }, body: pdf });
+    t.equal(up.status, 200, await up.clone().text());
+    t.equal((await up.arrayBuffer()).byteLength, 0, 'the updated resource is the issuer’s to read: withheld');
+    const back = await fetch(`${s.gw.base}/DocumentReference/${id}/$binary-access-read?path=${encodeURIComponent(path)}`, {
+      headers: s.auth,
+    });
+    t.equal(sha256(Buffer.from(await back.arrayBuffer())), sha256(pdf), 'the uploaded bytes, read back with a token');
+
+    const html = await fetch(got.url, { method: 'POST', headers: { 'content-type': 'text/html' }, body: '<script>alert(1)</script>' });
+    t.equal(await code(html), 'UNSUPPORTED_MEDIA', 'the allow-list holds');
+    const lying = await fetch(got.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/pdf' },
+      body: Buffer.from('<html><script>x</script></html>'),
+    });
+    t.equal(lying.status, 415, 'sniffed: not a PDF');
+    await lying.arrayBuffer();
+    t.equal(await code(await fetch(got.url)), 'SIGNATURE_PERMISSION', 'a write URL does not read');
+    const read = await issue(s, `DocumentReference/${id}/$file-url?path=${encodeURIComponent(path)}`);
+    t.equal(
+      await code(await fetch(read.url, { method: 'POST', headers: { 'content-type': 'application/pdf' }, body: pdf })),
+      'SIGNATURE_PERMISSION',
+      'a read URL does not write',
+    );
+
+    const readOnly = await fetch(`${s.gw.base}/DocumentReference/${id}/$file-url?permission=w&path=${encodeURIComponent(path)}`, {
+      headers: await s.as('user/*.rs'),
+    });
+    t.equal(await code(readOnly), 'INSUFFICIENT_SCOPE', 'issuing a write URL needs the right to write');
+    const { id: binId } = await pdfBinary(s);
+    const bin = await fetch(`${s.gw.base}/Binary/${binId}/$file-url?permission=w`, { headers: s.auth });
+    t.equal(bin.status, 400, 'not for Binary');
+    await bin.arrayBuffer();
+    const store = await fetch(`${s.gw.base}/DocumentReference/${id}/$file-url?permission=w&path=${encodeURIComponent(path)}&via=store`, {
+      headers: s.auth,
+    });
+    t.equal(store.status, 400, 'write URLs always go through the gateway');
+    await store.arrayBuffer();
+  },
+);

@@ -40,7 +40,7 @@ t.test('a URL parses back to the fields it was made from, and verifies', async (
   const { fields, sig } = parseSigned(FIELDS.path, q);
   t.same(fields, FIELDS);
   t.doesNotThrow(() => verifySignature(fields, sig, new Map([['k1', KEY]])));
-  t.equal(canonical(FIELDS).split('\n').length, 13, 'one line per field, after the scheme line');
+  t.equal(canonical(FIELDS).split('\n').length, 14, 'one line per field, after the scheme line');
 });
 
 t.test('optional fields absent: empty lines, and still distinct from any other URL', async (t) => {
@@ -70,6 +70,22 @@ t.test('every change to a signed field, the path or the key breaks the signature
   }
   t.throws(() => verifySignature(FIELDS, sig, new Map([['k1', randomBytes(32)]])), { code: 'SIGNATURE_INVALID' }, 'another key');
   t.throws(() => verifySignature(FIELDS, sig, new Map([['k2', KEY]])), { code: 'SIGNATURE_INVALID' }, 'an unknown key id');
+});
+
+t.test('a write URL signs its attachment path: changed or added, the signature breaks', async (t) => {
+  const w: SignedFields = {
+    ...FIELDS,
+    path: '_file/DocumentReference/1/upload',
+    sp: 'w',
+    spath: 'DocumentReference.content[0].attachment',
+  };
+  const keys = new Map([['k1', KEY]]);
+  const { fields, sig } = parseSigned(w.path, query(w));
+  t.same(fields, w);
+  verifySignature(fields, sig, keys);
+  t.throws(() => verifySignature({ ...w, spath: 'DocumentReference.content[1].attachment' }, sig, keys), { code: 'SIGNATURE_INVALID' });
+  const r = parseSigned(FIELDS.path, query());
+  t.throws(() => verifySignature({ ...r.fields, spath: 'x' }, r.sig, keys), { code: 'SIGNATURE_INVALID' }, 'added to a read URL');
 });
 
 t.test('malformed URLs are refused before any signature is computed', async (t) => {
