@@ -20,6 +20,16 @@ import type { PlaneDeps } from './deps.js';
 
 /** The `$file-url` parameters; anything else is refused, so a misspelt one is not silently ignored. */
 const PARAMS: ReadonlySet<string> = new Set(['path', 'window', 'policy', 'ip', 'disposition', 'filename', 'via', 'permission', '_format']);
+/** What a write URL's upload keeps of the request's headers. */
+const UPLOAD_HEADERS: ReadonlySet<string> = new Set([
+  'host',
+  'content-type',
+  'content-length',
+  'transfer-encoding',
+  'expect',
+  'connection',
+  'user-agent',
+]);
 /** A filename for Content-Disposition that needs no quoting rules: letters, digits, `._-` and spaces. */
 const FILENAME = /^[A-Za-z0-9._ -]{1,128}$/;
 
@@ -143,7 +153,8 @@ export class FileUrls {
     const allowed = new Map<string, boolean>();
     return (owner, blob) => {
       const [type, id] = owner.split('/');
-      if (!signer || !type || !id || !x.rewrite.reader.mayRead(type)) return undefined;
+      // Binary's content is governed by its securityContext, which a link is not checked against here.
+      if (!signer || !type || !id || type === 'Binary' || !x.rewrite.reader.mayRead(type)) return undefined;
       let ok = allowed.get(type);
       if (ok === undefined) {
         ok = true;
@@ -292,6 +303,10 @@ export class FileUrls {
 
   /** `POST [base]/_file/{type}/{id}/upload?sp=w&spath=…&sig=…`, verified by the flow: `$binary-access-write` for the URL's attachment. */
   async followWrite(x: Exchange, v: VerifiedUrl): Promise<void> {
+    if (v.type === 'Binary') throw new GatewayError('BAD_REQUEST', 'write URLs for Binary are not supported');
+    // The holder is nobody the gateway checked: of their headers only what an upload needs goes
+    // on (no Authorization, cookies, Prefer, X-Provenance…), as a token-less request.
+    for (const name of Object.keys(x.req.headers)) if (!UPLOAD_HEADERS.has(name)) delete x.req.headers[name];
     const write = contentWriteOf(v.type, v.id, v.fields.spath!);
     // The answer (the updated resource) is the issuer's to read, not the URL holder's: withheld.
     await this.access.write(

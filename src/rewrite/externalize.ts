@@ -350,6 +350,21 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
   }
 
   private async finishData(c: Container<State>, frame: ObjectState, result: SinkResult): Promise<void> {
+    // New data beside a signed URL an answer gave: the URL (a credential for the old content) and
+    // our link with its digest are dropped, never stored (review: signed-url-with-data).
+    const url = frame.held?.get('url');
+    if (typeof url === 'string' && this.opts.links && isSignedFileUrl(this.opts.links.base, url)) {
+      frame.held!.delete('url');
+      const prior = frame.held!.get('_data');
+      if (prior && typeof prior === 'object' && !Array.isArray(prior)) {
+        const element = prior as Record<string, unknown>;
+        const extension = (Array.isArray(element['extension']) ? (element['extension'] as unknown[]) : []).filter((e) => {
+          const u = (e as { url?: unknown } | null)?.url;
+          return u !== CONTENT_URL_EXTENSION && u !== CONTENT_SHA256_EXTENSION;
+        });
+        frame.held!.set('_data', { ...element, extension });
+      }
+    }
     const { declared, members } = await rewrittenMembers(frame, result);
     const stored = result.kind === 'blob' ? this.stored.find((b) => b.info.id === result.info.id) : undefined;
     if (stored) stored.contentType = declared;

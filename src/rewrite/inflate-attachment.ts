@@ -108,7 +108,9 @@ export function attachmentEnd(a: AttachmentEnd): Slot {
       const claimKey = claim?.owner.type && claim.owner.id ? `${claim.owner.type}/${claim.owner.id}` : undefined;
       const claimed =
         claimKey !== undefined && claimKey !== ownerKey && att.ref && !att.dataSent ? await ownerOf(a.store, att.ref.ref, blob) : undefined;
+      let viaClaim = false;
       if (claim && claimed !== undefined && claimed === claimKey) {
+        viaClaim = true;
         ownerKey = claimKey;
         linkType = claim.owner.type;
         path = claim.path;
@@ -156,7 +158,9 @@ export function attachmentEnd(a: AttachmentEnd): Slot {
           report.linked++;
         } else {
           const link = a.link(ownerKey, `${linkType}${path}`);
-          const signed = att.ref ? a.signedLink?.(ownerKey, att.ref.ref.id) : undefined;
+          // A claimed entry's content is linked through the entry, and such a link is checked
+          // again when followed; a signed URL would not be: only the real owner's content gets one.
+          const signed = att.ref && !viaClaim ? a.signedLink?.(ownerKey, att.ref.ref.id) : undefined;
           if (signed) {
             // A browser follows the signed URL; our own link, with the content's digest, rides in
             // `_data` so a write sending the resource back takes back this content (never the URL).

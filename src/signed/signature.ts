@@ -62,7 +62,8 @@ export function canonical(f: SignedFields): string {
     f.rsct ?? '',
     f.rscd ?? '',
     f.skid,
-    f.spath ?? '',
+    // Write URLs only: read URLs keep the string they had before write URLs existed.
+    ...(f.sp === 'w' ? [f.spath ?? ''] : []),
   ].join('\n');
 }
 

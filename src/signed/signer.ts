@@ -120,6 +120,12 @@ export class UrlSigner {
       throw new GatewayError('SIGNATURE_REVOKED', `policy '${policy.id}' ended at ${new Date(policy.notAfterMs).toISOString()}`);
     if (policy && !grants(policy.permissions, r.permissions))
       throw new GatewayError('SIGNATURE_REVOKED', `policy '${policy.id}' does not grant '${r.permissions}'`);
+    // Writing is opted into per policy: a write URL is always signed under one that grants `w` (and so can be revoked alone).
+    if (!policy && r.permissions.includes('w'))
+      throw new GatewayError(
+        'BAD_REQUEST',
+        'write URLs are signed only under a stored policy that grants w (signedUrls.policies; name it with policy=)',
+      );
     const window = Math.min(r.windowMs ?? this.defaultWindowMs, this.maxWindowMs, policy?.maxWindowMs ?? Infinity);
     const bucket = Math.max(1_000, Math.min(this.bucketMs, Math.floor(window / 4 / 1_000) * 1_000));
     const start = Math.floor(now / bucket) * bucket;
@@ -191,6 +197,7 @@ export class UrlSigner {
 
   private checkPolicy(fields: SignedFields, windowMs: number, now: number): void {
     if (windowMs > this.maxWindowMs) throw new GatewayError('SIGNATURE_REVOKED', 'its window is longer than the gateway now allows');
+    if (fields.si === undefined && fields.sp.includes('w')) throw new GatewayError('SIGNATURE_INVALID', 'a write URL names its policy');
     if (fields.si === undefined) return;
     const policy = this.policies.get(fields.si);
     if (!policy) throw new GatewayError('SIGNATURE_REVOKED', `policy '${fields.si}' no longer exists`);

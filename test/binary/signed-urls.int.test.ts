@@ -17,7 +17,10 @@ async function signedStack(t: Test, extra: Record<string, unknown> = {}) {
       enabled: true,
       keys: [{ id: 'k1', file: k.file('k1') }],
       activeKey: 'k1',
-      policies: [{ id: 'downloads', permissions: 'r', maxWindow: '30m' }],
+      policies: [
+        { id: 'downloads', permissions: 'r', maxWindow: '30m' },
+        { id: 'uploads', permissions: 'rw', maxWindow: '30m' },
+      ],
       defaultPolicy: 'downloads',
       ...extra,
     },
@@ -217,7 +220,7 @@ t.test('every refusal of a followed URL is an OperationOutcome with its own code
   t.equal(r.status, 200, 'an Azure-style range holding the client');
   await r.arrayBuffer();
   r = await fetch(
-    forge(s, secret, { path: path.replace(/[^/]+$/, 'upload'), sp: 'w', si: undefined, spath: 'DocumentReference.content[0].attachment' }),
+    forge(s, secret, { path: path.replace(/[^/]+$/, 'upload'), sp: 'w', si: 'uploads', spath: 'DocumentReference.content[0].attachment' }),
   );
   t.equal(await code(r), 'SIGNATURE_PERMISSION', 'a write URL does not read');
   r = await fetch(forge(s, secret, { path, si: 'gone' }));
@@ -387,6 +390,11 @@ t.test('UrlSigner: a URL signed by one gateway verifies at another with the same
     () => b.verify(path, query, { method: 'GET', clientIp: ip, secure: true }, Date.parse('2026-12-06T10:15:20Z')),
     'within the leeway',
   );
+  t.throws(
+    () => a.issue({ type: 'DocumentReference', id: '1', blobId: '', permissions: 'w', httpAllowed: false, attachmentPath: 'x' }),
+    { code: 'BAD_REQUEST', message: /stored policy that grants w/ },
+    'no policy: no write URL',
+  );
   // A short window: the bucket shrinks to a quarter of it, so the URL lives at least ¾ of what was asked.
   const short = a.issue(
     { type: 'Binary', id: '1', blobId: 'abc', permissions: 'r', httpAllowed: false, windowMs: 40_000 },
@@ -445,6 +453,27 @@ t.test(
     });
     t.equal(sha256(Buffer.from(await back.arrayBuffer())), sha256(pdf), 'the content was taken back');
 
+    // New data beside the signed URL: the data is stored, the URL and our stale link dropped.
+    const edited = JSON.parse(JSON.stringify(doc)) as { content: { attachment: Record<string, unknown> }[] };
+    const fresh = PDF(90_000);
+    edited.content[0].attachment['data'] = fresh.toString('base64');
+    delete edited.content[0].attachment['size']; // new content: its old size and hash go (the client's part)
+    delete edited.content[0].attachment['hash'];
+    const withData = await fetch(`${s.gw.base}/DocumentReference/${id}`, {
+      method: 'PUT',
+      headers: { ...s.auth, 'content-type': 'application/fhir+json' },
+      body: JSON.stringify(edited),
+    });
+    t.equal(withData.status, 200, await withData.clone().text());
+    await withData.arrayBuffer();
+    const heldNow = await (await fetch(`${s.up.url}/DocumentReference/${id}`, { headers: { accept: 'application/fhir+json' } })).text();
+    t.notOk(heldNow.includes('/_file/'), 'data sent beside it: the signed URL is still not stored');
+    t.notOk(heldNow.includes('content-url'), 'nor our stale link');
+    const now = await fetch(`${s.gw.base}/DocumentReference/${id}/$binary-access-read?path=DocumentReference.content[0].attachment`, {
+      headers: s.auth,
+    });
+    t.equal(sha256(Buffer.from(await now.arrayBuffer())), sha256(fresh), 'the new content');
+
     // A signed URL with nothing of ours beside it is refused, never stored.
     const bare = await fetch(`${s.gw.base}/DocumentReference`, {
       method: 'POST',
@@ -498,7 +527,12 @@ t.test('signedUrls.links: a caller a content rule refuses gets the plain link, n
 t.test(
   'write URLs: POST to one uploads an attachment’s content as $binary-access-write would, no token; checked like every upload',
   async (t) => {
-    const { s } = await signedStack(t, { policies: [{ id: 'downloads', permissions: 'rw', maxWindow: '30m' }] });
+    const { s } = await signedStack(t, {
+      policies: [
+        { id: 'downloads', permissions: 'rw', maxWindow: '30m' },
+        { id: 'readers', permissions: 'r', maxWindow: '30m' },
+      ],
+    });
     const c = await fetch(`${s.gw.base}/DocumentReference`, {
       method: 'POST',
       headers: { ...s.auth, 'content-type': 'application/fhir+json' },
@@ -514,8 +548,24 @@ t.test(
     t.match(got.url, new RegExp(`/_file/DocumentReference/${id}/upload\\?sv=.*&sp=w&.*&spath=`));
 
     const pdf = PDF(80_000);
-    const up = await fetch(got.url, { method: 'POST', headers: { 'content-type': 'application/pdf' }, body: pdf });
+    const before = s.up.requests.length;
+    const up = await fetch(got.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/pdf', authorization: 'Bearer forged', 'x-provenance': '{}', prefer: 'return=representation' },
+      body: pdf,
+    });
     t.equal(up.status, 200, await up.clone().text());
+    const sent = s.up.requests.slice(before);
+    t.ok(
+      sent.some((r) => r.method === 'PUT'),
+      'the resource was updated',
+    );
+    t.notOk(
+      sent.some(
+        (r) => r.headers['authorization'] !== undefined || r.headers['x-provenance'] !== undefined || r.headers['prefer'] !== undefined,
+      ),
+      'nothing of the holder’s headers but the upload’s own reached the FHIR server',
+    );
     t.equal((await up.arrayBuffer()).byteLength, 0, 'the updated resource is the issuer’s to read: withheld');
     const back = await fetch(`${s.gw.base}/DocumentReference/${id}/$binary-access-read?path=${encodeURIComponent(path)}`, {
       headers: s.auth,
@@ -547,6 +597,13 @@ t.test(
     const bin = await fetch(`${s.gw.base}/Binary/${binId}/$file-url?permission=w`, { headers: s.auth });
     t.equal(bin.status, 400, 'not for Binary');
     await bin.arrayBuffer();
+    const readPolicy = await fetch(
+      `${s.gw.base}/DocumentReference/${id}/$file-url?permission=w&path=${encodeURIComponent(path)}&policy=readers`,
+      {
+        headers: s.auth,
+      },
+    );
+    t.equal(await code(readPolicy), 'SIGNATURE_REVOKED', 'a policy that does not grant w signs no write URL');
     const store = await fetch(`${s.gw.base}/DocumentReference/${id}/$file-url?permission=w&path=${encodeURIComponent(path)}&via=store`, {
       headers: s.auth,
     });
