@@ -79,6 +79,33 @@ function forge(s: Stack, secret: Buffer, over: Partial<SignedFields> & { path: s
   return `${s.gw.base}/${f.path}?${signedQuery(f, signature(f, secret))}`;
 }
 
+/** A FHIR JSON write through the gateway as the stack's caller. */
+const sendJson = (s: Stack, method: string, path: string, body: unknown, auth = s.auth) =>
+  fetch(`${s.gw.base}/${path}`, { method, headers: { ...auth, 'content-type': 'application/fhir+json' }, body: JSON.stringify(body) });
+
+/** A DocumentReference whose one attachment holds `pdf` (stored: over externalize.minBytes); its id. */
+async function pdfDocument(s: Stack, pdf: Buffer): Promise<string> {
+  const c = await sendJson(s, 'POST', 'DocumentReference', {
+    resourceType: 'DocumentReference',
+    status: 'current',
+    content: [{ attachment: { contentType: 'application/pdf', data: pdf.toString('base64') } }],
+  });
+  if (c.status !== 201) throw new Error(`create: ${c.status} ${await c.text()}`);
+  return ((await c.json()) as { id: string }).id;
+}
+
+/** What the FHIR server itself holds for `path`, as text (read around the gateway). */
+const heldText = async (s: Stack, path: string) =>
+  (await fetch(`${s.up.url}/${path}`, { headers: { accept: 'application/fhir+json' } })).text();
+
+/** The content of an attachment, read back with the stack's token. */
+const readBack = async (s: Stack, path: string) =>
+  Buffer.from(
+    await (
+      await fetch(`${s.gw.base}/${path}/$binary-access-read?path=DocumentReference.content[0].attachment`, { headers: s.auth })
+    ).arrayBuffer(),
+  );
+
 const pathOf = (url: string) => new URL(url).pathname.replace(/^\/fhir\//, '');
 
 t.test(
@@ -409,17 +436,7 @@ t.test(
     const k = urlKeys(t);
     const s = await stack(t, { signedUrls: { enabled: true, keys: [{ id: 'k1', file: k.file('k1') }], activeKey: 'k1', links: true } });
     const pdf = PDF(100_000);
-    const c = await fetch(`${s.gw.base}/DocumentReference`, {
-      method: 'POST',
-      headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-      body: JSON.stringify({
-        resourceType: 'DocumentReference',
-        status: 'current',
-        content: [{ attachment: { contentType: 'application/pdf', data: pdf.toString('base64') } }],
-      }),
-    });
-    t.equal(c.status, 201);
-    const id = ((await c.json()) as { id: string }).id;
+    const id = await pdfDocument(s, pdf);
     const read = await fetch(`${s.gw.base}/DocumentReference/${id}?_inflate=false`, { headers: s.auth });
     const doc = (await read.json()) as {
       content: { attachment: { url: string; _data?: { extension: { url: string; valueUrl?: string }[] } } }[];
@@ -439,19 +456,12 @@ t.test(
     t.equal(sha256(Buffer.from(await followed.arrayBuffer())), sha256(pdf), 'followed without a token: the content');
 
     // Read-modify-update: the resource as it was read goes back.
-    const put = await fetch(`${s.gw.base}/DocumentReference/${id}`, {
-      method: 'PUT',
-      headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-      body: JSON.stringify(doc),
-    });
+    const put = await sendJson(s, 'PUT', `DocumentReference/${id}`, doc);
     t.equal(put.status, 200, await put.clone().text());
     await put.arrayBuffer();
-    const held = await (await fetch(`${s.up.url}/DocumentReference/${id}`, { headers: { accept: 'application/fhir+json' } })).text();
+    const held = await heldText(s, `DocumentReference/${id}`);
     t.notOk(held.includes('/_file/'), 'no signed URL reached the FHIR server');
-    const back = await fetch(`${s.gw.base}/DocumentReference/${id}/$binary-access-read?path=DocumentReference.content[0].attachment`, {
-      headers: s.auth,
-    });
-    t.equal(sha256(Buffer.from(await back.arrayBuffer())), sha256(pdf), 'the content was taken back');
+    t.equal(sha256(await readBack(s, `DocumentReference/${id}`)), sha256(pdf), 'the content was taken back');
 
     // New data beside the signed URL: the data is stored, the URL and our stale link dropped.
     const edited = JSON.parse(JSON.stringify(doc)) as { content: { attachment: Record<string, unknown> }[] };
@@ -459,20 +469,13 @@ t.test(
     edited.content[0].attachment['data'] = fresh.toString('base64');
     delete edited.content[0].attachment['size']; // new content: its old size and hash go (the client's part)
     delete edited.content[0].attachment['hash'];
-    const withData = await fetch(`${s.gw.base}/DocumentReference/${id}`, {
-      method: 'PUT',
-      headers: { ...s.auth, 'content-type': 'application/fhir+json' },
-      body: JSON.stringify(edited),
-    });
+    const withData = await sendJson(s, 'PUT', `DocumentReference/${id}`, edited);
     t.equal(withData.status, 200, await withData.clone().text());
     await withData.arrayBuffer();
-    const heldNow = await (await fetch(`${s.up.url}/DocumentReference/${id}`, { headers: { accept: 'application/fhir+json' } })).text();
+    const heldNow = await heldText(s, `DocumentReference/${id}`);
     t.notOk(heldNow.includes('/_file/'), 'data sent beside it: the signed URL is still not stored');
     t.notOk(heldNow.includes('content-url'), 'nor our stale link');
-    const now = await fetch(`${s.gw.base}/DocumentReference/${id}/$binary-access-read?path=DocumentReference.content[0].attachment`, {
-      headers: s.auth,
-    });
-    t.equal(sha256(Buffer.from(await now.arrayBuffer())), sha256(fresh), 'the new content');
+    t.equal(sha256(await readBack(s, `DocumentReference/${id}`)), sha256(fresh), 'the new content');
 
     // A signed URL with nothing of ours beside it is refused, never stored.
     const bare = await fetch(`${s.gw.base}/DocumentReference`, {
