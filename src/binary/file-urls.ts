@@ -287,11 +287,21 @@ export class FileUrls {
       if (rule !== x.rule) checkRule(x.checkInput(), x.settings, rule);
       void requireScopes({ ...x.checkInput(), interaction: write, rule }, x.settings);
     }
+    // Bound to the version it is issued for: a write in between (or the URL's own first use) makes it stale (412).
+    const got = await this.d.resources.resource(x, `/${type}/${id}`);
+    if ('relay' in got) {
+      this.d.resources.relay(x, got.relay);
+      return;
+    }
+    const versionId = got.resource.meta?.versionId;
+    if (typeof versionId !== 'string' || !/^[A-Za-z0-9\-.]{1,64}$/.test(versionId))
+      throw new GatewayError('UPSTREAM_INVALID', 'the resource has no version a write URL could be bound to');
     const issued = signer.issue({
       type,
       id,
       blobId: '',
       permissions: 'w',
+      versionId,
       windowMs,
       policy: q.get('policy') ?? undefined,
       sip: q.get('ip') ?? undefined,
@@ -307,6 +317,7 @@ export class FileUrls {
     // The holder is nobody the gateway checked: of their headers only what an upload needs goes
     // on (no Authorization, cookies, Prefer, X-Provenance…), as a token-less request.
     for (const name of Object.keys(x.req.headers)) if (!UPLOAD_HEADERS.has(name)) delete x.req.headers[name];
+    x.req.headers['if-match'] = `W/"${v.fields.svid!}"`;
     const write = contentWriteOf(v.type, v.id, v.fields.spath!);
     // The answer (the updated resource) is the issuer's to read, not the URL holder's: withheld.
     await this.access.write(

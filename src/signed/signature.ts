@@ -26,12 +26,14 @@ export interface SignedFields {
   readonly skid: string;
   /** A write URL's attachment (`$binary-access-write`'s `path`); absent on read URLs. */
   readonly spath?: string | undefined;
+  /** A write URL's resource version: it replaces the content of that version only (so it is used once). */
+  readonly svid?: string | undefined;
 }
 
 export type Permissions = 'r' | 'w' | 'rw';
 
 /** The parameters in the order URLs carry them (`sig` last). */
-const ORDER = ['sv', 'sr', 'sp', 'st', 'se', 'sip', 'spr', 'si', 'rsct', 'rscd', 'skid', 'spath'] as const;
+const ORDER = ['sv', 'sr', 'sp', 'st', 'se', 'sip', 'spr', 'si', 'rsct', 'rscd', 'skid', 'spath', 'svid'] as const;
 const REQUIRED = ['sv', 'sr', 'sp', 'st', 'se', 'spr', 'skid', 'sig'] as const;
 const KNOWN: ReadonlySet<string> = new Set([...ORDER, 'sig']);
 /** C0 and C1 controls and DEL: the canonical string separates fields with a newline, so no field may hold one. */
@@ -63,7 +65,7 @@ export function canonical(f: SignedFields): string {
     f.rscd ?? '',
     f.skid,
     // Write URLs only: read URLs keep the string they had before write URLs existed.
-    ...(f.sp === 'w' ? [f.spath ?? ''] : []),
+    ...(f.sp === 'w' ? [f.spath ?? '', f.svid ?? ''] : []),
   ].join('\n');
 }
 
@@ -125,6 +127,7 @@ export function parseSigned(path: string, query: string): { fields: SignedFields
       rscd: v('rscd'),
       skid: v('skid')!,
       spath: v('spath'),
+      svid: v('svid'),
     },
     sig: v('sig')!,
   };

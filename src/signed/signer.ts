@@ -38,6 +38,8 @@ export interface IssueRequest {
   readonly disposition?: string | undefined;
   /** Write URLs: the attachment they replace the content of (the path of `$binary-access-write`). */
   readonly attachmentPath?: string | undefined;
+  /** Write URLs: the resource version they are for. */
+  readonly versionId?: string | undefined;
 }
 
 export interface Issued {
@@ -154,6 +156,7 @@ export class UrlSigner {
       rscd: r.disposition,
       skid: keyId,
       spath: r.permissions === 'w' ? r.attachmentPath : undefined,
+      svid: r.permissions === 'w' ? r.versionId : undefined,
     };
     return {
       pathAndQuery: `${fields.path}?${signedQuery(fields, signature(fields, key))}`,
@@ -176,8 +179,8 @@ export class UrlSigner {
     // A read URL names a blob; a write URL (`sp=w`) the upload slot of one attachment (`spath`).
     const named =
       fields.sp === 'w'
-        ? blobId === UPLOAD_SEGMENT && fields.spath !== undefined
-        : blobId !== undefined && isBlobId(blobId) && fields.spath === undefined;
+        ? blobId === UPLOAD_SEGMENT && fields.spath !== undefined && fields.svid !== undefined
+        : blobId !== undefined && isBlobId(blobId) && fields.spath === undefined && fields.svid === undefined;
     if (segment !== FILE_SEGMENT || rest.length > 0 || !type || !isResourceType(type) || !id || !RESOURCE_ID.test(id) || !blobId || !named)
       throw new GatewayError('SIGNATURE_INVALID', 'the path names no stored content');
     const st = Date.parse(fields.st);

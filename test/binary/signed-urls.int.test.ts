@@ -247,7 +247,13 @@ t.test('every refusal of a followed URL is an OperationOutcome with its own code
   t.equal(r.status, 200, 'an Azure-style range holding the client');
   await r.arrayBuffer();
   r = await fetch(
-    forge(s, secret, { path: path.replace(/[^/]+$/, 'upload'), sp: 'w', si: 'uploads', spath: 'DocumentReference.content[0].attachment' }),
+    forge(s, secret, {
+      path: path.replace(/[^/]+$/, 'upload'),
+      sp: 'w',
+      si: 'uploads',
+      spath: 'DocumentReference.content[0].attachment',
+      svid: '1',
+    }),
   );
   t.equal(await code(r), 'SIGNATURE_PERMISSION', 'a write URL does not read');
   r = await fetch(forge(s, secret, { path, si: 'gone' }));
@@ -548,9 +554,19 @@ t.test(
     const id = ((await c.json()) as { id: string }).id;
     const path = 'DocumentReference.content[0].attachment';
     const got = await issue(s, `DocumentReference/${id}/$file-url?permission=w&path=${encodeURIComponent(path)}&window=5m`);
-    t.match(got.url, new RegExp(`/_file/DocumentReference/${id}/upload\\?sv=.*&sp=w&.*&spath=`));
+    t.match(got.url, new RegExp(`/_file/DocumentReference/${id}/upload\\?sv=.*&sp=w&.*&spath=.*&svid=1&sig=`));
 
     const pdf = PDF(80_000);
+    // Refused uploads change nothing: the URL stays good for the one that passes.
+    const html = await fetch(got.url, { method: 'POST', headers: { 'content-type': 'text/html' }, body: '<script>alert(1)</script>' });
+    t.equal(await code(html), 'UNSUPPORTED_MEDIA', 'the allow-list holds');
+    const lying = await fetch(got.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/pdf' },
+      body: Buffer.from('<html><script>x</script></html>'),
+    });
+    t.equal(lying.status, 415, 'sniffed: not a PDF');
+    await lying.arrayBuffer();
     const before = s.up.requests.length;
     const up = await fetch(got.url, {
       method: 'POST',
@@ -570,20 +586,13 @@ t.test(
       'nothing of the holder’s headers but the upload’s own reached the FHIR server',
     );
     t.equal((await up.arrayBuffer()).byteLength, 0, 'the updated resource is the issuer’s to read: withheld');
+    const again = await fetch(got.url, { method: 'POST', headers: { 'content-type': 'application/pdf' }, body: PDF(81_000) });
+    t.equal(await code(again), 'PRECONDITION_FAILED', 'bound to the version it was issued for: used once');
     const back = await fetch(`${s.gw.base}/DocumentReference/${id}/$binary-access-read?path=${encodeURIComponent(path)}`, {
       headers: s.auth,
     });
     t.equal(sha256(Buffer.from(await back.arrayBuffer())), sha256(pdf), 'the uploaded bytes, read back with a token');
 
-    const html = await fetch(got.url, { method: 'POST', headers: { 'content-type': 'text/html' }, body: '<script>alert(1)</script>' });
-    t.equal(await code(html), 'UNSUPPORTED_MEDIA', 'the allow-list holds');
-    const lying = await fetch(got.url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/pdf' },
-      body: Buffer.from('<html><script>x</script></html>'),
-    });
-    t.equal(lying.status, 415, 'sniffed: not a PDF');
-    await lying.arrayBuffer();
     t.equal(await code(await fetch(got.url)), 'SIGNATURE_PERMISSION', 'a write URL does not read');
     const read = await issue(s, `DocumentReference/${id}/$file-url?path=${encodeURIComponent(path)}`);
     t.equal(
