@@ -33,7 +33,12 @@ export function runCheck(values: { config?: string }, env: ConfigEnv, out: NodeJ
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  out.write(`${where}: OK (${config.rules.length} rules, storage ${config.storage.driver}${keys === undefined ? '' : `, ${keys} keys`})\n`);
+  const urlKeys = config.signedUrls.enabled
+    ? `, signed URLs: ${config.signedUrls.keys.length} keys (active ${config.signedUrls.activeKey})`
+    : '';
+  out.write(
+    `${where}: OK (${config.rules.length} rules, storage ${config.storage.driver}${keys === undefined ? '' : `, ${keys} keys`}${urlKeys})\n`,
+  );
   return 0;
 }
 

@@ -66,6 +66,18 @@ t.test('check: every problem at once, as a start would give them', async (t) => 
     'upstream: { url: http://127.0.0.1:9/fhir }\nauth: { issuers: [i], audiences: [a], jwksFile: bad-jwks.json }\n',
   );
   t.throws(() => runCheck({ config: bad }, {}, sink()), { message: /bk\.yaml: / }, 'a key file jose cannot read');
+  // Signed URL keys are read as at start: a short one is a problem; good ones are counted.
+  writeFileSync(join(dir, 'url-short.key'), Buffer.alloc(16, 1).toString('base64'));
+  writeFileSync(join(dir, 'url-good.key'), Buffer.alloc(32, 2).toString('base64'));
+  const urls = (file: string) =>
+    policy(
+      'su.yaml',
+      `upstream: { url: http://127.0.0.1:9/fhir }\ndefaultRule: { require: { auth: false, smart: false } }\nsignedUrls: { enabled: true, keys: [{ id: u1, file: ${file} }], activeKey: u1 }\n`,
+    );
+  t.throws(() => runCheck({ config: urls('url-short.key') }, {}, sink()), { message: /signedUrls\/keys\/0.*at least 32 bytes/ });
+  const good = sink();
+  t.equal(runCheck({ config: urls('url-good.key') }, {}, good), 0);
+  t.match(good.text, /signed URLs: 1 keys \(active u1\)\)\n$/);
 });
 
 t.test(
