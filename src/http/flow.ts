@@ -14,7 +14,14 @@ import type { Interaction } from '../fhir/interaction.js';
 import { sendError } from '../lib/respond.js';
 import { READS_ALL, rewriteParams, type RewriteParams } from '../rewrite/params.js';
 import { authorizeBundle, authorizeBundleRequest, type BundleRequest } from '../security/bundle.js';
-import { newPrincipal, requireAddress, requireTransport, type CheckInput, type Principal } from '../security/checks.js';
+import {
+  newPrincipal,
+  requireAddress,
+  requireDeclaredSize,
+  requireTransport,
+  type CheckInput,
+  type Principal,
+} from '../security/checks.js';
 import { answerGuard } from '../security/answer-guard.js';
 import { bundleReadGrant, readGrant } from '../security/read-grant.js';
 import { Exchange } from '../security/exchange.js';
@@ -60,7 +67,12 @@ export interface FlowDeps {
  * Synchronous while every check can be decided at once (the common case).
  */
 export class RequestFlow {
-  constructor(private readonly d: FlowDeps) {}
+  /** `{base}/_file/`: made once, looked for on every request. */
+  private readonly fileRoot: string;
+
+  constructor(private readonly d: FlowDeps) {
+    this.fileRoot = `${d.basePath}/${FILE_SEGMENT}/`;
+  }
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const url = req.url ?? '';
@@ -92,10 +104,6 @@ export class RequestFlow {
     } catch (err) {
       this.refuse(req, res, toGatewayError(err), rec);
     }
-  }
-
-  private get fileRoot(): string {
-    return `${this.d.basePath}/${FILE_SEGMENT}/`;
   }
 
   /**
@@ -132,11 +140,14 @@ export class RequestFlow {
     if (upload) {
       // The network conditions and size limits of every rule for writing the content hold for a URL as for a token.
       const cl = req.headers['content-length'];
+      const contentLength = cl === undefined ? undefined : Number(cl);
       for (const r of contentWriteRulesOf(settings, verified.type, verified.id)) {
         requireTransport({ ctx, rule: r });
         requireAddress({ ctx, rule: r });
-        if (cl !== undefined && Number(cl) > r.limits.maxRequestBytes)
-          throw new GatewayError('PAYLOAD_TOO_LARGE', `limit is ${r.limits.maxRequestBytes} bytes`);
+        void requireDeclaredSize(
+          { ctx, interaction: rec.interaction, rule: r, authorization: undefined, contentLength, principal: rec.principal },
+          settings,
+        );
       }
       refuseEncodedBody(req.headers['content-encoding'], true);
       const rule = settings.policy.ruleFor(contentReadOf(verified.type, verified.id));

@@ -542,6 +542,17 @@ t.test(
         { id: 'readers', permissions: 'r', maxWindow: '30m' },
       ],
     });
+    // The size limit of the rule for writing content holds for a write URL, declared before any byte is read.
+    s.gw.reload({
+      ...s.gw.settings.current.config,
+      rules: [
+        {
+          name: 'uploads',
+          match: { interactions: ['operation'], operations: ['binary-access-write'] },
+          limits: { maxRequestBytes: 150_000 },
+        },
+      ],
+    } as unknown as GatewayConfig);
     const c = await fetch(`${s.gw.base}/DocumentReference`, {
       method: 'POST',
       headers: { ...s.auth, 'content-type': 'application/fhir+json' },
@@ -558,6 +569,8 @@ t.test(
 
     const pdf = PDF(80_000);
     // Refused uploads change nothing: the URL stays good for the one that passes.
+    const big = await fetch(got.url, { method: 'POST', headers: { 'content-type': 'application/pdf' }, body: PDF(200_000) });
+    t.equal(await code(big), 'PAYLOAD_TOO_LARGE', 'past the write rule’s size limit');
     const html = await fetch(got.url, { method: 'POST', headers: { 'content-type': 'text/html' }, body: '<script>alert(1)</script>' });
     t.equal(await code(html), 'UNSUPPORTED_MEDIA', 'the allow-list holds');
     const lying = await fetch(got.url, {
