@@ -4,7 +4,7 @@ import { finished } from 'node:stream';
 import type { Logger } from 'pino';
 import type { BundleWrites } from '../binary/bundle-writes.js';
 import { contentReadOf, contentRulesOf, contentWriteRulesOf, type FileUrls } from '../binary/file-urls.js';
-import { FILE_SEGMENT } from '../signed/signer.js';
+import { FILE_SEGMENT } from '../fhir/content-link.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { toGatewayError } from '../errors/map.js';
 import { spoolAndScanBundle } from '../fhir/bundle-scan.js';

@@ -43,6 +43,8 @@ export interface WalkPolicy<S> {
   close?(c: Container<S>): void | Promise<void>;
   held?(parent: Container<S> | undefined, key: string | undefined, value: unknown): void | Promise<void>;
   chunk?(text: string): void | Promise<void>;
+  /** A held member whose strings the policy checks itself against {@link WalkOptions.screen}. */
+  screensItself?(parent: Container<S> | undefined, key: string | undefined): boolean;
   streamEnd?(): void | Promise<void>;
 }
 
@@ -59,6 +61,12 @@ export interface WalkOptions {
   readonly hold: { readonly maxChars: number; readonly maxDepth: number };
   /** A string value equal to `text` anywhere (passed, held or streamed) is refused with `error()`. */
   readonly forbid?: { readonly text: string; error(): Error };
+  /**
+   * A string value (passed or held, not streamed content) holding every one of `parts`, in that
+   * order, with none of `breaks` between two of them (text-screen.ts), is refused with `error()`;
+   * a policy may keep a held member for its own check ({@link WalkPolicy.screensItself}).
+   */
+  readonly screen?: { readonly parts: readonly string[]; readonly breaks: RegExp; error(): Error };
   /** Writes what passes back out; absent for walks that only read. */
   readonly writer?: JsonWriter;
   /** What the document is, for problems: `the body`, `the response`, … */

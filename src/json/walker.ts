@@ -1,3 +1,4 @@
+import { TextScreen } from './text-screen.js';
 import { JsonTokenizer, type JsonToken } from './tokenizer.js';
 import { ValueBuilder } from './value-builder.js';
 import type { Container, WalkOptions, WalkPolicy } from './walk-policy.js';
@@ -34,6 +35,8 @@ export class JsonWalker<S> {
   private skipDepth = 0;
   /** The forbidden-string probe of the string being read; undefined once it cannot match. */
   private probe: string | undefined;
+  /** The screen of the string being passed (WalkOptions.screen); undefined without one. */
+  private readonly screen: TextScreen | undefined;
   private hold: { readonly parent: Container<S> | undefined; readonly key: string | undefined; readonly builder: ValueBuilder } | undefined;
   private readonly out: JsonWriter | undefined;
   /** Whether any token was read (an empty document is the caller's to judge). */
@@ -47,6 +50,7 @@ export class JsonWalker<S> {
   ) {
     this.tokens = new JsonTokenizer((cause) => opts.fail(`${opts.subject} is not valid JSON`, cause));
     this.out = opts.writer;
+    this.screen = opts.screen ? new TextScreen(opts.screen.parts, opts.screen.breaks) : undefined;
   }
 
   /** The innermost open container. */
@@ -107,6 +111,7 @@ export class JsonWalker<S> {
         if (t.name === 'stringChunk') {
           this.out?.text(t.value);
           this.watch(t.value);
+          if (this.screen?.piece(t.value)) throw this.opts.screen!.error();
         } else {
           this.out?.write('"');
           this.endWatch();
@@ -188,6 +193,7 @@ export class JsonWalker<S> {
         out?.write('"');
         this.mode = Mode.String;
         this.probe = this.opts.forbid ? '' : undefined;
+        this.screen?.reset();
         return undefined;
       case 'startNumber':
         this.mode = Mode.Number;
@@ -244,14 +250,16 @@ export class JsonWalker<S> {
 
   private startHold(parent: Container<S> | undefined, key: string | undefined, t: JsonToken): Promise<void> | undefined {
     const forbid = this.opts.forbid;
+    const screen = this.opts.screen && !this.policy.screensItself?.(parent, key) ? this.opts.screen : undefined;
     const builder = new ValueBuilder({
       maxCost: this.opts.hold.maxChars,
       maxDepth: this.opts.hold.maxDepth,
       tooLarge: (why) => this.opts.fail(`${key ?? 'a value'} is ${why}`),
-      ...(forbid
+      ...(forbid || screen
         ? {
             onString: (s: string) => {
-              if (s === forbid.text) throw forbid.error();
+              if (forbid && s === forbid.text) throw forbid.error();
+              if (screen && TextScreen.holds(screen.parts, screen.breaks, s)) throw screen.error();
             },
           }
         : {}),

@@ -4,7 +4,14 @@ import { NOT_ATTACHMENT } from '../fhir/attachment-kinds.js';
 import { isStepName, MAX_PATH_STEPS } from '../fhir/attachment-path.js';
 import { BLOB_EXTENSION_URL, blobExtension } from '../fhir/blob-reference.js';
 import { essence } from '../content/media-type.js';
-import { CONTENT_SHA256_EXTENSION, CONTENT_URL_EXTENSION, isSignedFileUrl, parseContentLink } from '../fhir/content-link.js';
+import {
+  CONTENT_SHA256_EXTENSION,
+  CONTENT_URL_EXTENSION,
+  holdsSignedFileUrl,
+  isSignedFileUrl,
+  parseContentLink,
+  SIGNED_FILE_URL_SCREEN,
+} from '../fhir/content-link.js';
 import { bundleEntryOf, isResourceRoot } from '../fhir/json-positions.js';
 import type { JsonToken } from '../json/tokenizer.js';
 import { JsonWalker, pathBelow, type Container, type Route, type WalkPolicy } from '../json/walker.js';
@@ -119,6 +126,7 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
       hold: { maxChars: 64 * 1024, maxDepth: 16 },
       subject: 'the body',
       forbid: { text: BLOB_EXTENSION_URL, error: injected },
+      screen: SIGNED_FILE_URL_SCREEN,
       writer: this.out,
       fail: (problem, cause) => new GatewayError('BAD_REQUEST', problem, { cause }),
     });
@@ -223,6 +231,11 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
     return 'pass';
   }
 
+  /** An attachment's `url`, held for relink: a signed file URL there is dropped or refused by the rules of `held` and `relink`. */
+  screensItself(parent: Container<State> | undefined, key: string | undefined): boolean {
+    return key === 'url' && parent?.state !== undefined && !parent.state.root && this.opts.links !== undefined;
+  }
+
   held(parent: Container<State> | undefined, key: string | undefined, value: unknown): void {
     const frame = parent?.state;
     if (!parent || !frame || key === undefined) return;
@@ -235,6 +248,7 @@ export class Externalizer extends Transform implements WalkPolicy<State> {
       const base = this.opts.links!.base;
       if (typeof value === 'string' && (parseContentLink(base, value)?.path !== undefined || isSignedFileUrl(base, value)))
         (frame.held ??= new Map()).set(key, value);
+      else if (typeof value === 'string' && holdsSignedFileUrl(value)) throw SIGNED_FILE_URL_SCREEN.error();
       else this.out.pair(parent, key, value);
       return;
     }

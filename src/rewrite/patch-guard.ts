@@ -2,6 +2,7 @@ import type { Transform } from 'node:stream';
 import { GatewayError } from '../errors/catalogue.js';
 import { NOT_ATTACHMENT } from '../fhir/attachment-kinds.js';
 import { BLOB_EXTENSION_URL } from '../fhir/blob-reference.js';
+import { SIGNED_FILE_URL_SCREEN } from '../fhir/content-link.js';
 import type { JsonToken } from '../json/tokenizer.js';
 import { WalkThrough } from '../json/walk-through.js';
 import { JsonWalker, type Container, type Route, type WalkPolicy } from '../json/walker.js';
@@ -26,6 +27,7 @@ const patchWalk = {
   hold: { maxChars: 1024 * 1024, maxDepth: 0 },
   subject: 'the patch',
   forbid: { text: BLOB_EXTENSION_URL, error: () => new GatewayError('BAD_REQUEST', 'blob references are written by the gateway only') },
+  screen: SIGNED_FILE_URL_SCREEN,
   fail: (problem: string, cause?: unknown) => new GatewayError('BAD_REQUEST', problem, { cause }),
 };
 

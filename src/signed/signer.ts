@@ -1,4 +1,5 @@
 import { GatewayError } from '../errors/catalogue.js';
+import { FILE_SEGMENT } from '../fhir/content-link.js';
 import { isResourceType } from '../fhir/resource-types.js';
 import { isBlobId } from '../lib/blob-id.js';
 import { inSpan, parseSpan, type Address } from '../lib/ip.js';
@@ -8,8 +9,6 @@ import { parseSigned, signature, signedQuery, SIGNED_VERSION, verifySignature, t
 
 export type SignedUrlsConfig = GatewayConfig['signedUrls'];
 
-/** The path below the FHIR base every signed URL has: `_file/{type}/{id}/{blob}`. */
-export const FILE_SEGMENT = '_file';
 /** A write URL's last segment: `_file/{type}/{id}/upload`. */
 export const UPLOAD_SEGMENT = 'upload';
 const RESOURCE_ID = /^[A-Za-z0-9\-.]{1,64}$/;

@@ -498,6 +498,118 @@ t.test(
   },
 );
 
+t.test(
+  'a signed file URL anywhere else in a written body is refused, however its base is spelled; nothing reaches the FHIR server',
+  async (t) => {
+    const { s } = await signedStack(t);
+    const { id } = await pdfBinary(s);
+    const got = await issue(s, `Binary/${id}/$file-url`);
+    const u = new URL(got.url);
+    const rest = `${u.pathname}${u.search}`; // /fhir/_file/Binary/…?sv=…&sig=…
+    const spellings = [
+      got.url,
+      `HTTP://${u.host.toUpperCase()}${rest}`,
+      `http://${u.hostname}:${u.port}${rest}`.replace('127.0.0.1', 'localhost'),
+      `https://gateway.other.example${rest}`,
+    ];
+    const pid = ((await (await sendJson(s, 'POST', 'Patient', { resourceType: 'Patient', active: true })).json()) as { id: string }).id;
+    const writesBefore = s.up.requests.filter((r) => r.method !== 'GET').length;
+    const refusals: [string, Response][] = [];
+    for (const url of spellings) {
+      refusals.push(
+        [
+          `extension valueUrl (${url.slice(0, 24)})`,
+          await sendJson(s, 'POST', 'Observation', {
+            resourceType: 'Observation',
+            status: 'final',
+            code: { text: 'x' },
+            extension: [{ url: 'http://example.org/link', valueUrl: url }],
+          }),
+        ],
+        [
+          `narrative and a note (${url.slice(0, 24)})`,
+          await sendJson(s, 'PUT', `Patient/${pid}`, {
+            resourceType: 'Patient',
+            id: pid,
+            text: {
+              status: 'generated',
+              div: `<div xmlns="http://www.w3.org/1999/xhtml"><a href="${url.replace(/&/g, '&amp;')}">scan</a></div>`,
+            },
+          }),
+        ],
+      );
+    }
+    refusals.push(
+      [
+        'an attachment url on a stack without links',
+        await sendJson(s, 'POST', 'DocumentReference', {
+          resourceType: 'DocumentReference',
+          status: 'current',
+          content: [{ attachment: { contentType: 'application/pdf', url: spellings[1] } }],
+        }),
+      ],
+      [
+        'a JSON Patch value',
+        await fetch(`${s.gw.base}/Patient/${pid}`, {
+          method: 'PATCH',
+          headers: { ...s.auth, 'content-type': 'application/json-patch+json' },
+          body: JSON.stringify([{ op: 'add', path: '/extension', value: [{ url: 'http://example.org/x', valueUri: got.url }] }]),
+        }),
+      ],
+      [
+        'a FHIRPath Patch value',
+        await sendJson(s, 'PATCH', `Patient/${pid}`, {
+          resourceType: 'Parameters',
+          parameter: [
+            {
+              name: 'operation',
+              part: [
+                { name: 'type', valueCode: 'add' },
+                { name: 'path', valueString: 'Patient' },
+                { name: 'name', valueString: 'photo' },
+                { name: 'value', valueString: got.url },
+              ],
+            },
+          ],
+        }),
+      ],
+      [
+        "an operation's parameter",
+        await sendJson(s, 'POST', 'DocumentReference/$validate', {
+          resourceType: 'Parameters',
+          parameter: [{ name: 'resource', resource: { resourceType: 'Basic', code: { text: got.url } } }],
+        }),
+      ],
+      [
+        'a Bundle entry',
+        await sendJson(s, 'POST', '', {
+          resourceType: 'Bundle',
+          type: 'transaction',
+          entry: [
+            {
+              request: { method: 'POST', url: 'Observation' },
+              resource: { resourceType: 'Observation', status: 'final', code: { text: 'x' }, note: [{ text: `see ${got.url}` }] },
+            },
+          ],
+        }),
+      ],
+    );
+    for (const [what, r] of refusals) {
+      t.equal(r.status, 400, what);
+      t.match(await r.json(), { issue: [{ details: { text: /signed file URL of this gateway/ } }] }, what);
+    }
+    t.equal(s.up.requests.filter((r) => r.method !== 'GET').length, writesBefore, 'no write reached the FHIR server');
+    const ok = await sendJson(s, 'POST', 'Observation', {
+      resourceType: 'Observation',
+      status: 'final',
+      code: { text: 'x' },
+      note: [{ text: 'the report is at https://example.org/files/_file/ (no query) and https://example.org/f?x=/_file/' }],
+    });
+    t.equal(ok.status, 201, 'text that is not shaped like a signed URL is fine');
+    await ok.arrayBuffer();
+  },
+);
+
 t.test('signedUrls.links: a caller a content rule refuses gets the plain link, not a signed one', async (t) => {
   const k = urlKeys(t);
   const s = await stack(t, {

@@ -10,6 +10,9 @@ import { JsonWriter } from '../../src/json/writer.js';
 class WalkError extends Error {}
 const FORBIDDEN = 'urn:forbidden';
 class Forbidden extends Error {}
+/** The screen's parts (WalkOptions.screen): a string holding `/_f/` and, after it, `?` is refused. */
+const SCREEN = ['/_f/', '?'];
+class Screened extends Error {}
 
 interface Walked {
   out: string;
@@ -26,6 +29,8 @@ interface Options {
   async?: boolean;
   /** Route a top-level value this way (the document itself). */
   root?: Route;
+  /** With the screen on; the policy screens held `holdOwn` members itself. */
+  screen?: boolean;
 }
 
 /** Walks `input` cut at the given sizes (cycled); returns what the policy saw and the writer wrote. */
@@ -58,6 +63,7 @@ async function walk(input: string | Buffer, cut: readonly number[] = [Number.MAX
         w.closed++;
         return later(undefined);
       },
+      screensItself: (_parent, key) => key === 'holdOwn',
       held(_parent, key, value) {
         w.held.push([key, value]);
         return later(undefined);
@@ -78,6 +84,7 @@ async function walk(input: string | Buffer, cut: readonly number[] = [Number.MAX
       hold: { maxChars: 10_000, maxDepth: 16 },
       ...o.limits,
       forbid: { text: FORBIDDEN, error: () => new Forbidden('forbidden string') },
+      ...(o.screen ? { screen: { parts: SCREEN, breaks: /\s/, error: () => new Screened('screened string') } } : {}),
       writer,
       subject: 'the test document',
       fail: (problem) => new WalkError(problem),
@@ -256,6 +263,40 @@ t.test('the forbidden string is refused wherever it is a value: passed, held, st
     `{"skip":"${FORBIDDEN}"}`, // skipped: never read, never written
   ])
     t.equal(await refusal(input, [1]), undefined, `${input} is fine`);
+});
+
+t.test('the screen: a string holding its parts in order is refused, passed or held, whatever the chunking and escapes', async (t) => {
+  const screen = { screen: true };
+  for (const input of [
+    '{"url":"http://GW:8443/fhir/_f/Binary/1/b?sig=x"}',
+    '["note: see https://gw/fhir/_f/x?y"]',
+    '"/_f/?"',
+    '{"hold":{"extension":[{"valueUrl":"h://a/_f/b?c"}]}}',
+    '{"url":"\/_f\/b\u003fc"}', // spelled with escapes
+    '{"a":{"b":[{"c":"long ' + 'x'.repeat(5000) + ' h://gw/_f/' + 'y'.repeat(5000) + '?sig ' + 'z'.repeat(5000) + '"}]}}',
+  ])
+    for (const cut of [[1], [2, 3], [input.length]])
+      t.type(await refusal(input, cut, screen), Screened, `${input.slice(0, 60)} cut [${cut}]`);
+  for (const input of [
+    '{"url":"h://gw/fhir/_f/b"}', // no query
+    '{"url":"h://gw/fhir?x=/_f/"}', // the query before the path
+    '{"url":"h://gw/fhir/_F/b?c"}', // another segment: never served
+    '{"note":"see /_f/ here; ok?"}', // the query is another token's
+    '{"a":{"b":[{"c":"long ' + 'x'.repeat(5000) + ' h://gw/_f/' + 'y'.repeat(5000) + ' ?sig"}]}}',
+    '{"url":"h://gw/fhir/%5Ff/b?c"}',
+    '{"stream":"/_f/?"}', // streamed: content, the policy's to judge
+    '{"skip":"/_f/?"}', // never read, never written
+    '{"holdOwn":{"url":"/_f/?"}}', // the policy checks it itself
+    '{"/_f/?":1}', // a key, not a value
+  ])
+    t.equal(await refusal(input, [1], screen), undefined, `${input} is fine`);
+  t.equal(await refusal('{"url":"/_f/?"}'), undefined, 'no screen, no refusal');
+  // The parts split across every possible pair of chunks.
+  t.type(await refusal('{"note":"/_f/ x /_f/y?"}', [1], screen), Screened, 'a second token that holds both');
+  const input = '{"u":"ab/_f/cd?ef"}';
+  for (let i = 1; i < input.length; i++) {
+    t.type(await refusal(input, [i, 1], screen), Screened, `cut at ${i}`);
+  }
 });
 
 t.test('hooks that return promises pause the walk; the outcome is the same as with synchronous hooks (property)', async (t) => {
