@@ -35,6 +35,30 @@ export function auditEvent(r: AuditRecord, observer: string): Record<string, unk
         ...(b.action === 'write' && r.purpose ? [{ type: 'purpose', valueString: r.purpose }] : []),
       ],
     });
+  for (const g of what.urls ?? [])
+    entity.push({
+      what: g.blob ? { identifier: { system: BLOB_SYSTEM, value: g.blob } } : { reference: g.resource },
+      type: { system: ENTITY_TYPE, code: '2', display: 'System Object' },
+      description: `signed URL issued${g.link ? ' (a link in the answer)' : ''}`,
+      detail: [
+        { type: 'url', valueString: g.url },
+        { type: 'permission', valueString: g.permission },
+        { type: 'expires', valueString: g.expiresAt },
+        { type: 'via', valueString: g.via },
+        { type: 'resource', valueString: g.resource },
+        ...(g.path ? [{ type: 'path', valueString: g.path }] : []),
+      ],
+    });
+  if (who.signedUrl)
+    entity.push({
+      type: { system: ENTITY_TYPE, code: '2', display: 'System Object' },
+      description: 'signed URL followed (no token)',
+      detail: [
+        { type: 'url', valueString: who.signedUrl.url },
+        { type: 'key', valueString: who.signedUrl.keyId },
+        ...(who.signedUrl.policy ? [{ type: 'policy', valueString: who.signedUrl.policy }] : []),
+      ],
+    });
   if (what.inline)
     entity.push({
       type: { system: ENTITY_TYPE, code: '2', display: 'System Object' },

@@ -1,5 +1,5 @@
 import type { Interaction, InteractionKind } from '../fhir/interaction.js';
-import type { BlobEvent, BlobEventLog } from '../lib/blob-events.js';
+import type { BlobEvent, BlobEventLog, UrlGrant } from '../lib/blob-events.js';
 
 /**
  * One audit record: who did what to which stored content, from where, when, with what outcome
@@ -35,8 +35,11 @@ export interface AuditWho {
   readonly patient?: string;
   /** The gateway acting on its own (`sweeper`), or the admin API a call came through (`admin-api`). */
   readonly system?: string;
-  /** A signed file URL followed (no token): the key that signed it and its stored policy. */
-  readonly signedUrl?: { readonly keyId: string; readonly policy?: string };
+  /**
+   * A signed file URL followed (no token): the key that signed it, its stored policy, and its name
+   * (`url`), which the record of its issue carries in `what.urls` under the caller it went to.
+   */
+  readonly signedUrl?: { readonly keyId: string; readonly policy?: string; readonly url: string };
 }
 
 export interface AuditWhat {
@@ -53,6 +56,10 @@ export interface AuditWhat {
   readonly blobsOmitted?: number;
   /** Attachments whose data the FHIR server held inline, sent in the answer: how many, decoded bytes. */
   readonly inline?: { readonly count: number; readonly bytes: number };
+  /** Signed file URLs handed out by this request (`$file-url`, links in an answer). */
+  readonly urls?: readonly UrlGrant[];
+  /** Grants past the ones listed. */
+  readonly urlsOmitted?: number;
 }
 
 const ACTIONS: Readonly<Record<InteractionKind, AuditAction>> = {
@@ -85,10 +92,12 @@ export function whoOf(claims: Readonly<Record<string, unknown>> | undefined, pat
 }
 
 /** The blob events a request noted, for `what`. */
-export function blobsOf(log: BlobEventLog | undefined): Pick<AuditWhat, 'blobs' | 'blobsOmitted' | 'inline'> {
+export function blobsOf(log: BlobEventLog | undefined): Pick<AuditWhat, 'blobs' | 'blobsOmitted' | 'inline' | 'urls' | 'urlsOmitted'> {
   return {
     blobs: log?.blobEvents ?? [],
     ...(log?.blobEventsOmitted ? { blobsOmitted: log.blobEventsOmitted } : {}),
     ...(log?.inlineServed ? { inline: { ...log.inlineServed } } : {}),
+    ...(log?.urlGrants?.length ? { urls: log.urlGrants } : {}),
+    ...(log?.urlGrantsOmitted ? { urlsOmitted: log.urlGrantsOmitted } : {}),
   };
 }

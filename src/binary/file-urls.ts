@@ -14,6 +14,8 @@ import type { Settings } from '../security/settings.js';
 import type { IssueRequest, UrlSigner, VerifiedUrl } from '../signed/signer.js';
 import type { StoreUrlGap } from '../storage/blob-store.js';
 import { parseSpan } from '../lib/ip.js';
+import { noteUrlGrant } from '../lib/blob-events.js';
+import { urlIdOf } from '../signed/signature.js';
 import { storeFailure } from '../errors/map.js';
 import { FHIR_JSON } from '../upstream/client.js';
 import type { PlaneDeps } from './deps.js';
@@ -136,6 +138,14 @@ export class FileUrls {
         disposition: disposition(q.get('disposition'), q.get('filename'), declared),
       };
       const issued = via === 'store' ? await this.storeUrl(x, signer, request, rules) : { ...signer.issue(request), url: undefined };
+      noteUrlGrant(x.ctx, {
+        url: issued.urlId,
+        resource: owner,
+        blob: ref.id,
+        permission: 'r',
+        expiresAt: issued.expiresAt.toISOString(),
+        via: via === 'store' ? 'store' : 'gateway',
+      });
       sendIssued(x, issued.url ?? `${this.d.publicBase}/${issued.pathAndQuery}`, issued, via);
     } finally {
       await got.release();
@@ -172,6 +182,15 @@ export class FileUrls {
       const https = contentRulesOf(x.settings, type, id).some((r) => r.require.https);
       try {
         const issued = signer.issue({ type, id, blobId: blob, permissions: 'r', httpAllowed: !https });
+        noteUrlGrant(x.ctx, {
+          url: issued.urlId,
+          resource: owner,
+          blob,
+          permission: 'r',
+          expiresAt: issued.expiresAt.toISOString(),
+          via: 'gateway',
+          link: true,
+        });
         return `${this.d.publicBase}/${issued.pathAndQuery}`;
       } catch {
         return undefined; // the default policy ended, say: the plain link
@@ -216,7 +235,15 @@ export class FileUrls {
     signer: UrlSigner,
     r: IssueRequest,
     rules: readonly EffectiveRule[],
-  ): Promise<{ url: string; pathAndQuery?: undefined; startsAt: Date; expiresAt: Date; policy: string | undefined; keyId?: undefined }> {
+  ): Promise<{
+    url: string;
+    pathAndQuery?: undefined;
+    startsAt: Date;
+    expiresAt: Date;
+    policy: string | undefined;
+    keyId?: undefined;
+    urlId: string;
+  }> {
     const cfg = x.settings.config.signedUrls.store;
     const store = this.d.store;
     if (!cfg.enabled) throw new GatewayError('BAD_REQUEST', 'store URLs are off (signedUrls.store.enabled)');
@@ -260,7 +287,7 @@ export class FileUrls {
       .catch((err: unknown) => {
         throw storeFailure(err);
       });
-    return { url, startsAt, expiresAt, policy: plan.policy };
+    return { url, startsAt, expiresAt, policy: plan.policy, urlId: urlIdOf(url) };
   }
 
   /**
@@ -307,6 +334,14 @@ export class FileUrls {
       sip: q.get('ip') ?? undefined,
       httpAllowed: !contentWriteRulesOf(x.settings, type, id).some((r) => r.require.https),
       attachmentPath: path!,
+    });
+    noteUrlGrant(x.ctx, {
+      url: issued.urlId,
+      resource: `${type}/${id}`,
+      path: path!,
+      permission: 'w',
+      expiresAt: issued.expiresAt.toISOString(),
+      via: 'gateway',
     });
     sendIssued(x, `${this.d.publicBase}/${issued.pathAndQuery}`, issued, 'gateway');
   }
@@ -388,10 +423,21 @@ export function contentWriteOf(type: string, id: string, path: string): Interact
   };
 }
 
-/** The rules for writing a resource's content: `$binary-access-write`'s and `$file-url`'s (see contentRulesOf). */
+/**
+ * The rules for writing a resource's content: `$binary-access-write`'s, `$file-url`'s, and the
+ * type's read rules, which hold for `$binary-access-write` with a token too (its answer is the
+ * resource: security/reach.ts ownReadRules). As for reading (contentRulesOf), a write URL is
+ * issued only to a caller all of them admit and followed only under all their network conditions.
+ */
 export function contentWriteRulesOf(settings: Settings, type: string, id: string): readonly EffectiveRule[] {
   const fileUrl: Interaction = { ...contentReadOf(type, id), operation: 'file-url', path: `${type}/${id}/$file-url` };
-  return [...new Set([settings.policy.ruleFor(contentWriteOf(type, id, '')), settings.policy.ruleFor(fileUrl)])];
+  return [
+    ...new Set([
+      settings.policy.ruleFor(contentWriteOf(type, id, '')),
+      settings.policy.ruleFor(fileUrl),
+      ...settings.policy.readRulesOf(type),
+    ]),
+  ];
 }
 
 /** Content-Disposition the URL pins: `attachment` (the default), or `inline` for content that cannot run as a page. */

@@ -21,7 +21,7 @@ export interface AccessRecord {
   /** Who the request was authorized as (the audit trail's `who`). */
   principal?: Principal;
   /** A signed file URL that verified: which key signed it, under which policy (the audit trail's `who`). */
-  signedUrl?: { readonly keyId: string; readonly policy?: string };
+  signedUrl?: { readonly keyId: string; readonly policy?: string; readonly url: string };
   /** The request's server span, when tracing is on. */
   span?: Span;
   /** performance.now() when the request head was handed to the gateway. */

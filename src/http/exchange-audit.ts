@@ -39,7 +39,14 @@ export class ExchangeAudit {
   exchange(rec: AccessRecord, req: IncomingMessage, res: ServerResponse): void {
     const i = rec.interaction;
     const path = i ? undefined : this.unclassifiedBinaryPath(rec, req);
-    if (!rec.ctx?.blobEvents?.length && !rec.ctx?.inlineServed && !this.binaryBearing(i) && path === undefined) return;
+    if (
+      !rec.ctx?.blobEvents?.length &&
+      !rec.ctx?.inlineServed &&
+      !rec.ctx?.urlGrants?.length &&
+      !this.binaryBearing(i) &&
+      path === undefined
+    )
+      return;
     const finished = res.writableFinished;
     const status = res.statusCode;
     const code = rec.code ?? refusalCode(res);

@@ -21,6 +21,30 @@ export interface BlobEventLog {
   blobEventsOmitted?: number;
   /** Attachment data the FHIR server itself held (inline, not stored here) sent in the answer: content read all the same. */
   inlineServed?: { count: number; bytes: number };
+  /** Signed file URLs handed out (`$file-url`, `signedUrls.links`): credentials, so each is a grant on record. */
+  urlGrants?: UrlGrant[];
+  /** Grants past MAX_BLOB_EVENTS. */
+  urlGrantsOmitted?: number;
+}
+
+/**
+ * A signed file URL handed out: its name (a follow's record carries the same), what it is for,
+ * until when, and who signs it (the gateway, or the store). Never the URL or its signature.
+ */
+export interface UrlGrant {
+  /** urlIdOf(signature) for the gateway's URLs; of the whole URL for a store's. */
+  readonly url: string;
+  /** `Type/id`. */
+  readonly resource: string;
+  /** The blob a read URL names; absent for a write URL (its upload makes a new one). */
+  readonly blob?: string;
+  /** Write URLs: the attachment they upload to. */
+  readonly path?: string;
+  readonly permission: 'r' | 'w';
+  readonly expiresAt: string;
+  readonly via: 'gateway' | 'store';
+  /** A link in an answer (`signedUrls.links`), not an answer of `$file-url`. */
+  readonly link?: true;
 }
 
 /** Past this many, one request's further events are counted, not listed (a Bundle of thousands). */
@@ -37,4 +61,11 @@ export function noteBlob(log: BlobEventLog, event: BlobEvent): void {
   const list = (log.blobEvents ??= []);
   if (list.length < MAX_BLOB_EVENTS) list.push(event);
   else log.blobEventsOmitted = (log.blobEventsOmitted ?? 0) + 1;
+}
+
+/** A signed URL went out in the answer. */
+export function noteUrlGrant(log: BlobEventLog, grant: UrlGrant): void {
+  const list = (log.urlGrants ??= []);
+  if (list.length < MAX_BLOB_EVENTS) list.push(grant);
+  else log.urlGrantsOmitted = (log.urlGrantsOmitted ?? 0) + 1;
 }

@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { GatewayError } from '../errors/catalogue.js';
 
 /** The scheme's version (`sv`): a URL of another version is refused, never read by guesswork. */
@@ -144,3 +144,12 @@ export function verifySignature(fields: SignedFields, sig: string, keys: Readonl
 
 /** Verified against when the key is unknown, so that answer takes as long as a wrong signature. */
 const UNKNOWN_KEY = Buffer.alloc(32);
+
+/**
+ * A signed URL's name in the audit trail: the first 16 hex digits of its signature's SHA-256. The
+ * record of the issue and the record of each follow carry the same one, so a follow is tied to
+ * whom the URL was issued; it cannot be turned back into the signature, so it follows nothing.
+ */
+export function urlIdOf(sig: string): string {
+  return createHash('sha256').update(sig).digest('hex').slice(0, 16);
+}

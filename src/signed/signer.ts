@@ -5,7 +5,16 @@ import { isBlobId } from '../lib/blob-id.js';
 import { inSpan, parseSpan, type Address } from '../lib/ip.js';
 import type { GatewayConfig } from '../config/types.js';
 import { parseDuration } from '../lib/duration.js';
-import { parseSigned, signature, signedQuery, SIGNED_VERSION, verifySignature, type Permissions, type SignedFields } from './signature.js';
+import {
+  parseSigned,
+  signature,
+  signedQuery,
+  SIGNED_VERSION,
+  urlIdOf,
+  verifySignature,
+  type Permissions,
+  type SignedFields,
+} from './signature.js';
 
 export type SignedUrlsConfig = GatewayConfig['signedUrls'];
 
@@ -48,6 +57,8 @@ export interface Issued {
   readonly expiresAt: Date;
   readonly policy: string | undefined;
   readonly keyId: string;
+  /** Its name in the audit trail (urlIdOf). */
+  readonly urlId: string;
 }
 
 /** A URL that verified: what it names and grants. */
@@ -58,6 +69,8 @@ export interface VerifiedUrl {
   readonly blobId: string;
   readonly fields: SignedFields;
   readonly expiresAtMs: number;
+  /** Its name in the audit trail (urlIdOf): the same as at its issue. */
+  readonly urlId: string;
 }
 
 export interface FollowContext {
@@ -157,12 +170,14 @@ export class UrlSigner {
       spath: r.permissions === 'w' ? r.attachmentPath : undefined,
       svid: r.permissions === 'w' ? r.versionId : undefined,
     };
+    const sig = signature(fields, key);
     return {
-      pathAndQuery: `${fields.path}?${signedQuery(fields, signature(fields, key))}`,
+      pathAndQuery: `${fields.path}?${signedQuery(fields, sig)}`,
       startsAt: new Date(start),
       expiresAt: new Date(end),
       policy,
       keyId,
+      urlId: urlIdOf(sig),
     };
   }
 
@@ -194,7 +209,7 @@ export class UrlSigner {
     }
     const wants = c.method === 'GET' || c.method === 'HEAD' ? 'r' : c.method === 'POST' ? 'w' : 'x';
     if (!fields.sp.includes(wants)) throw new GatewayError('SIGNATURE_PERMISSION', `it grants '${fields.sp}'`);
-    return { type, id, blobId, fields, expiresAtMs: se };
+    return { type, id, blobId, fields, expiresAtMs: se, urlId: urlIdOf(sig) };
   }
 
   private checkPolicy(fields: SignedFields, windowMs: number, now: number): void {

@@ -18,18 +18,21 @@ const LAN = ['10.20.0.0/16'];
 const INSIDE = { 'x-forwarded-for': '10.20.1.1' };
 const OUTSIDE = { 'x-forwarded-for': '203.0.113.9' };
 
-async function gateway(t: Test, require: Record<string, unknown>): Promise<Stack> {
+async function gateway(t: Test, require: Record<string, unknown>, type = 'Binary'): Promise<Stack> {
   return stack(t, {
     // The test client (127.0.0.1) plays the load balancer: its X-Forwarded-For/-Proto are believed.
     server: { trustedProxies: ['127.0.0.1/32'] },
     rules: [
       {
-        name: 'binary-reads',
-        match: { resourceTypes: ['Binary'], interactions: ['read', 'vread', 'search', 'history'] },
+        name: 'type-reads',
+        match: { resourceTypes: [type], interactions: ['read', 'vread', 'search', 'history'] },
         require,
       },
     ],
-    signedUrls: signedUrlsConfig(urlKeys(t)),
+    signedUrls: signedUrlsConfig(urlKeys(t), {
+      policies: [{ id: 'uploads', permissions: 'rw', maxWindow: '30m' }],
+      defaultPolicy: 'uploads',
+    }),
   });
 }
 
@@ -81,4 +84,67 @@ t.test("the type's read rules' HTTPS requirement holds for a followed URL", asyn
   const url = await fileUrl(s, id, HTTPS);
   t.match(url, /spr=https&/, 'issued for https only, since reading Binary requires it');
   t.same(await outcome(fetch(url, { headers: HTTP })), [403, 'INSECURE_TRANSPORT'], 'followed over plain HTTP: refused');
+});
+
+// FINDING (review round 2, L4): the same for write URLs. `$binary-access-write` with a token is
+// held to the type's read rules (its answer is the resource: ownReadRules), but a write URL was
+// issued and followed under `$binary-access-write`'s and `$file-url`'s rules only.
+async function writeUrl(s: Stack, headers: Record<string, string>): Promise<{ id: string; url: string }> {
+  const c = await fetch(`${s.gw.base}/DocumentReference`, {
+    method: 'POST',
+    headers: { ...s.auth, ...headers, 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({
+      resourceType: 'DocumentReference',
+      status: 'current',
+      content: [{ attachment: { contentType: 'application/pdf' } }],
+    }),
+  });
+  const id = ((await c.json()) as { id: string }).id;
+  const r = await fetch(
+    `${s.gw.base}/DocumentReference/${id}/$file-url?permission=w&path=${encodeURIComponent('DocumentReference.content[0].attachment')}`,
+    { headers: { ...s.auth, ...headers } },
+  );
+  const text = await r.text();
+  if (r.status !== 200) throw new Error(`$file-url: ${r.status} ${text}`);
+  const p = JSON.parse(text) as { parameter: { name: string; valueUrl?: string }[] };
+  return { id, url: p.parameter.find((x) => x.name === 'url')!.valueUrl!.replace('http://gateway.test', s.gw.url) };
+}
+
+const upload = (url: string, headers: Record<string, string>) =>
+  fetch(url, { method: 'POST', headers: { ...headers, 'content-type': 'application/pdf' }, body: PDF(70_000) });
+
+t.test("write URLs: the type's read rules' client addresses hold at issue and at follow", async (t) => {
+  const s = await gateway(t, { ipAllow: LAN }, 'DocumentReference');
+  const { id, url } = await writeUrl(s, INSIDE);
+  t.same(
+    await outcome(
+      fetch(`${s.gw.base}/DocumentReference/${id}/$binary-access-write?path=DocumentReference.content[0].attachment`, {
+        method: 'POST',
+        headers: { ...s.auth, ...OUTSIDE, 'content-type': 'application/pdf' },
+        body: PDF(70_000),
+      }),
+    ),
+    [403, 'FORBIDDEN'],
+    'control: from outside the LAN, the upload with a token is refused',
+  );
+  t.same(await outcome(upload(url, OUTSIDE)), [403, 'FORBIDDEN'], 'the write URL, followed from outside the LAN: refused');
+  t.same(
+    await outcome(
+      fetch(`${s.gw.base}/DocumentReference/${id}/$file-url?permission=w&path=DocumentReference.content[0].attachment`, {
+        headers: { ...s.auth, ...OUTSIDE },
+      }),
+    ),
+    [403, 'FORBIDDEN'],
+    'nor issued to a caller outside it',
+  );
+  const ok = await upload(url, INSIDE);
+  t.equal(ok.status, 200, 'from inside: the upload goes through');
+  await ok.arrayBuffer();
+});
+
+t.test("write URLs: the type's read rules' HTTPS requirement holds", async (t) => {
+  const s = await gateway(t, { https: true }, 'DocumentReference');
+  const { url } = await writeUrl(s, { 'x-forwarded-proto': 'https' });
+  t.match(url, /spr=https&/, 'issued for https only, since reading DocumentReference requires it');
+  t.same(await outcome(upload(url, { 'x-forwarded-proto': 'http' })), [403, 'INSECURE_TRANSPORT'], 'followed over plain HTTP: refused');
 });

@@ -72,3 +72,75 @@ t.test('who and what action a request is', async (t) => {
   t.equal(actionOf(undefined, 'POST'), 'execute');
   t.equal(actionOf({ kind: 'patch', method: 'PATCH', path: 'X/1', query: '' }, 'PATCH'), 'update');
 });
+
+t.test('BALP AuditEvent: signed URLs handed out are entities naming the URL; a follow names the URL it came by', async (t) => {
+  const issued = auditEvent(
+    {
+      ...base,
+      action: 'execute',
+      who: { sub: 'u1' },
+      what: {
+        interaction: 'operation',
+        operation: 'file-url',
+        resourceType: 'DocumentReference',
+        id: 'd1',
+        blobs: [],
+        urls: [
+          {
+            url: 'ab12cd34ef560789',
+            resource: 'DocumentReference/d1',
+            blob: 'b1',
+            permission: 'r',
+            expiresAt: '2026-12-06T10:15:00.000Z',
+            via: 'gateway',
+          },
+          {
+            url: '0011223344556677',
+            resource: 'DocumentReference/d1',
+            path: 'DocumentReference.content[0].attachment',
+            permission: 'w',
+            expiresAt: '2026-12-06T10:15:00.000Z',
+            via: 'gateway',
+            link: true,
+          },
+        ],
+      },
+    },
+    'gw',
+  );
+  t.match(issued, {
+    entity: [
+      { what: { reference: 'DocumentReference/d1' } },
+      {
+        what: { identifier: { value: 'b1' } },
+        description: 'signed URL issued',
+        detail: [
+          { type: 'url', valueString: 'ab12cd34ef560789' },
+          { type: 'permission', valueString: 'r' },
+          { type: 'expires', valueString: '2026-12-06T10:15:00.000Z' },
+          { type: 'via', valueString: 'gateway' },
+          { type: 'resource', valueString: 'DocumentReference/d1' },
+        ],
+      },
+      {
+        what: { reference: 'DocumentReference/d1' },
+        description: 'signed URL issued (a link in the answer)',
+        detail: [{ valueString: '0011223344556677' }, { valueString: 'w' }, {}, {}, {}, { type: 'path' }],
+      },
+    ],
+  });
+  const followed = auditEvent({ ...base, who: { signedUrl: { keyId: 'k1', policy: 'downloads', url: 'ab12cd34ef560789' } } }, 'gw');
+  t.match(followed, {
+    agent: [{ who: { display: 'anonymous' } }],
+    entity: [
+      {
+        description: 'signed URL followed (no token)',
+        detail: [
+          { type: 'url', valueString: 'ab12cd34ef560789' },
+          { type: 'key', valueString: 'k1' },
+          { type: 'policy', valueString: 'downloads' },
+        ],
+      },
+    ],
+  });
+});

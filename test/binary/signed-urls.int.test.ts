@@ -147,14 +147,25 @@ t.test(
     t.match(audit, {
       action: 'execute', // as every operation, $binary-access-read too
       outcome: 'success',
-      who: { signedUrl: { keyId: 'k1', policy: 'downloads' } },
+      who: { signedUrl: { keyId: 'k1', policy: 'downloads', url: /^[0-9a-f]{16}$/ } },
       what: { operation: 'file', resourceType: 'Binary', id, blobs: [{ action: 'read', bytes: pdf.length }] },
     });
     t.notOk('sub' in (audit['who'] as object), 'no token: nobody named but the URL');
     const issued = s.gw.logs.lines.find(
       (l) => l['audit'] === 1 && (l['what'] as { operation?: string } | undefined)?.operation === 'file-url',
     );
-    t.ok(issued, 'issuing is audited too, under the token that asked');
+    const urlName = (audit['who'] as { signedUrl: { url: string } }).signedUrl.url;
+    t.match(
+      issued,
+      {
+        what: {
+          urls: [
+            { url: urlName, resource: `Binary/${id}`, blob: /^[a-z0-9-]+$/, permission: 'r', expiresAt: got.expiresAt, via: 'gateway' },
+          ],
+        },
+      },
+      'issuing is audited (under the token that asked), naming the URL as the follow does',
+    );
     const sig = new URL(got.url).searchParams.get('sig')!;
     t.notOk(
       s.gw.logs.raw.some((l) => l.includes(sig) || l.includes('sig=')),
@@ -460,6 +471,21 @@ t.test(
     );
     const followed = await fetch(att.url.replace('http://gateway.test', s.gw.url));
     t.equal(sha256(Buffer.from(await followed.arrayBuffer())), sha256(pdf), 'followed without a token: the content');
+    const granted = await eventually(
+      () => s.gw.logs.lines.find((l) => l['audit'] === 1 && l['reqId'] === read.headers.get('x-request-id')),
+      'the audit record of the read that gave the link',
+    );
+    const follow = await eventually(
+      () => s.gw.logs.lines.find((l) => l['audit'] === 1 && l['reqId'] === followed.headers.get('x-request-id')),
+      'the audit record of the follow',
+    );
+    t.match(
+      granted,
+      {
+        what: { urls: [{ url: (follow['who'] as { signedUrl: { url: string } }).signedUrl.url, permission: 'r', link: true }] },
+      },
+      'a link in an answer is a grant on record, under the reader, named as its follow is',
+    );
 
     // Read-modify-update: the resource as it was read goes back.
     const put = await sendJson(s, 'PUT', `DocumentReference/${id}`, doc);
