@@ -1,4 +1,5 @@
 import { Readable, pipeline } from 'node:stream';
+import ipaddr from 'ipaddr.js';
 import { text } from 'node:stream/consumers';
 import {
   BlobSASPermissions,
@@ -416,9 +417,6 @@ function sasIpRange(sip: string): { start: string; end?: string } {
   const [net, bits] = span.cidr;
   if (net.kind() !== 'ipv4') throw refuse();
   if (bits === 32) return { start: net.toString() };
-  const n = net.toByteArray().reduce((a, b) => a * 256 + b, 0);
-  const size = 2 ** (32 - bits);
-  const first = Math.floor(n / size) * size;
-  const dotted = (v: number) => [24, 16, 8, 0].map((sh) => Math.floor(v / 2 ** sh) % 256).join('.');
-  return { start: dotted(first), end: dotted(first + size - 1) };
+  const cidr = `${net.toString()}/${bits}`;
+  return { start: ipaddr.IPv4.networkAddressFromCIDR(cidr).toString(), end: ipaddr.IPv4.broadcastAddressFromCIDR(cidr).toString() };
 }
