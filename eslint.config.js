@@ -24,6 +24,7 @@ const LAYERS = [
   'upstream',
   'audit',
   'binary',
+  'graphql',
   'http',
   'admin',
   'app',

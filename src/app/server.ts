@@ -26,6 +26,8 @@ import { requestIdOf } from '../http/context.js';
 import { RequestFlow } from '../http/flow.js';
 import { buildHealthApp, withOutcomes } from '../http/health.js';
 import Fastify from 'fastify';
+import { GraphqlApi } from '../graphql/api.js';
+import { FilesApi } from '../graphql/files.js';
 import { registerAdmin, type AdminDeps } from '../admin/admin-api.js';
 import type { AuditRecord } from '../audit/record.js';
 import { logStream } from '../logging/logger.js';
@@ -208,6 +210,17 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       files,
     }),
     files,
+    // Its path is fixed at start (a reload can turn it on or off: graphql.enabled is read per request).
+    graphql: {
+      path: config.graphql.path,
+      api: new GraphqlApi(
+        new FilesApi({
+          store,
+          publicBase: urls.public,
+          encryptsAtRest: config.storage.driver !== 'filesystem' || config.storage.filesystem.encryption !== undefined,
+        }),
+      ),
+    },
     bundles: new BundleWrites(plane),
     health: app.routing,
     accessLog,

@@ -12,7 +12,7 @@ import type { EffectiveRule } from '../security/policy.js';
 import { checkRule } from '../security/reach.js';
 import type { Settings } from '../security/settings.js';
 import type { IssueRequest, UrlSigner, VerifiedUrl } from '../signed/signer.js';
-import type { StoreUrlGap } from '../storage/blob-store.js';
+import type { BlobInfo, StoreUrlGap } from '../storage/blob-store.js';
 import { parseSpan } from '../lib/ip.js';
 import { noteUrlGrant } from '../lib/blob-events.js';
 import { urlIdOf } from '../signed/signature.js';
@@ -200,7 +200,7 @@ export class FileUrls {
 
   /** `GET|HEAD [base]/_file/{type}/{id}/{blob}?sv=…&sig=…`, verified by the flow: the content, raw. */
   async follow(x: Exchange, v: VerifiedUrl): Promise<void> {
-    const info = await this.d.blobs.blobFor({ id: v.blobId }, `${v.type}/${v.id}`).catch((err: unknown) => {
+    const info = await this.contentOf(v).catch((err: unknown) => {
       // Gone, replaced or quarantined since the URL was made: not found, whichever it was.
       if (err instanceof GatewayError && err.code === 'BLOB_UNREADABLE')
         throw new GatewayError('NOT_FOUND', 'the content this URL named is no longer available');
@@ -223,6 +223,22 @@ export class FileUrls {
       { contentType, size: info.size, ref: { id: info.id, sha256: info.sha256 } },
       { cacheControl, disposition: v.fields.rscd ?? 'attachment' },
     );
+  }
+
+  /**
+   * The blob a URL names, if the resource in its path may serve it: linked to it, or a file
+   * uploaded for it (GraphQL uploadFile) and not bound to a resource yet.
+   */
+  private async contentOf(v: VerifiedUrl): Promise<BlobInfo> {
+    const owner = `${v.type}/${v.id}`;
+    let info: BlobInfo | undefined;
+    try {
+      info = await this.d.store.head(v.blobId);
+    } catch (err) {
+      throw storeFailure(err);
+    }
+    if (info?.state === 'pending' && info.upload?.for === owner && info.owner === undefined) return info;
+    return this.d.blobs.blobFor({ id: v.blobId }, owner);
   }
 
   /**

@@ -321,7 +321,22 @@ export function retentionClass(
 }
 
 /** A blob left pending: what the upstream says decides it. */
-async function reconcile(opts: SweepOptions, info: BlobInfo, report: SweepReport): Promise<void> {
+async function reconcile(opts: SweepOptions, info: BlobInfo, report: SweepReport, now: Date): Promise<void> {
+  if (!info.intent && info.upload) {
+    // A file uploaded on its own (GraphQL uploadFile) and never bound to a resource: the seed's
+    // temporary uploads, kept `retention.temporaryHours`. Binding records an intent first, so an
+    // upload the upstream may hold goes through the reconciliation below instead.
+    if (Date.parse(info.createdAt) > now.getTime() - opts.retention.temporaryHours * HOUR) {
+      report.kept.push({ id: info.id, why: 'an upload not bound to a resource yet (kept retention.temporaryHours)' });
+      return;
+    }
+    if (!(await unchanged(opts, info, report))) return;
+    report.deleted.push(info.id);
+    if (opts.dryRun) return;
+    await opts.store.delete(info.id);
+    audited(opts, 'upload-expire', 'delete', 'delete', info.id);
+    return;
+  }
   if (!info.intent) {
     report.kept.push({ id: info.id, why: 'no record of what it was written for: nothing to ask the upstream about' });
     return;

@@ -364,6 +364,29 @@ export const configSchema = {
         },
       },
     },
+    // The files GraphQL API (docs/graphql.md): uploadFile, file, refreshFileUrl; seed 000's
+    // upload workflow. Served by the gateway itself at `path` (outside the FHIR base), behind the
+    // same security pipeline as every request (the interaction `operation: graphql-api`).
+    graphql: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: false },
+        path: { type: 'string', pattern: '^/[A-Za-z0-9._~/-]{1,128}$', default: '/graphql' },
+        // The operations document (a JSON body, or the `operations` part of an upload), in bytes.
+        maxDocumentBytes: { type: 'integer', minimum: 1024, maximum: 1048576, default: 65536 },
+        // Selection depth and field count an operation may have (fragments expanded).
+        maxDepth: { type: 'integer', minimum: 2, maximum: 64, default: 10 },
+        maxFields: { type: 'integer', minimum: 1, maximum: 10000, default: 200 },
+        // File parts one upload request may carry.
+        maxFiles: { type: 'integer', minimum: 1, maximum: 64, default: 4 },
+        introspection: { type: 'boolean', default: false },
+        // Named scopes the seed asks for: uploading files, and creating resources with them.
+        uploadScope: { type: 'string', pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]{1,128}$', default: 'files.write' },
+        writeScope: { type: 'string', pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]{1,128}$', default: 'fhir.write' },
+      },
+    },
     content: {
       type: 'object',
       additionalProperties: false,

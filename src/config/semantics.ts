@@ -96,6 +96,7 @@ export function checkSemantics(c: GatewayConfig, origin: string, ruleOrigins: re
   }
   checkStorage(c, at);
   checkSignedUrls(c, at);
+  checkGraphql(c, at);
   checkRetention(c, at);
   checkListeners(c, at);
   checkRanges('/admin/ipAllow', c.admin.ipAllow);
@@ -173,6 +174,20 @@ function checkRetention(c: GatewayConfig, at: (path: string, msg: string) => voi
 }
 
 /** Signed file URLs: a key to sign with among the keys, unique ids, a default policy that exists, windows in order. */
+/**
+ * The files GraphQL API's path is the gateway's own: never one a FHIR request could have (under
+ * the FHIR base; with the base at the root, a type, `$operation`, `_history`, `metadata`), nor a
+ * path the gateway answers itself (health, metrics, the admin API).
+ */
+function checkGraphql(c: GatewayConfig, at: (path: string, msg: string) => void): void {
+  const path = c.graphql.path.replace(/\/+$/, '');
+  const base = c.server.publicBaseUrl ? new URL(c.server.publicBaseUrl).pathname.replace(/\/+$/, '') : '';
+  const first = path.split('/')[1] ?? '';
+  const fhir = base ? path === base || path.startsWith(`${base}/`) : /^[A-Z$_]/.test(first) || first === 'metadata';
+  if (fhir || path === '' || ['healthz', 'readyz', 'livez', 'metrics', '_admin'].includes(first))
+    at('/graphql/path', `'${c.graphql.path}' is a path of the FHIR API or of the gateway's own: choose another (e.g. /graphql)`);
+}
+
 function checkSignedUrls(c: GatewayConfig, at: (path: string, msg: string) => void): void {
   const su = c.signedUrls;
   const keyIds = su.keys.map((k) => k.id);

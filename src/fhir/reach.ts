@@ -78,6 +78,9 @@ export const BUILTIN_OPERATIONS: ReadonlyMap<string, OperationReturns> = new Map
   ['binary-access-read', 'own'],
   ['binary-access-write', 'own'],
   ['file-url', 'own'],
+  // The gateway's own files API (docs/graphql.md): its answers carry files, never other resources.
+  ['gateway-graphql', 'own'],
+  ['gateway-upload', 'own'],
   ['validate', 'own'],
   ['meta', 'own'],
   ['meta-add', 'own'],

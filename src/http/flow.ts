@@ -25,13 +25,14 @@ import {
 import { answerGuard } from '../security/answer-guard.js';
 import { bundleReadGrant, readGrant } from '../security/read-grant.js';
 import { Exchange } from '../security/exchange.js';
-import { runChecks } from '../security/pipeline.js';
+import { GATEWAY_CHECKS, runChecks } from '../security/pipeline.js';
 import type { LiveSettings, Settings } from '../security/settings.js';
 import type { AccessLog, AccessRecord } from './access-log.js';
 import { refuseEncodedBody } from './body-encoding.js';
 import { buildContext, requestIdOf } from './context.js';
 import type { ExchangeAudit } from './exchange-audit.js';
 import type { Tracing } from '../telemetry/tracing.js';
+import type { GraphqlApi } from '../graphql/api.js';
 import { routeFor, type Route } from './routes.js';
 
 const BODYLESS = new Set(['GET', 'HEAD', 'DELETE']);
@@ -59,6 +60,8 @@ export interface FlowDeps {
   readonly patientReads: { requirePatientRead(x: Exchange): Promise<void> };
   /** Signed file URLs, followed without a token (`{base}/_file/…`). */
   readonly files: FileUrls;
+  /** The files GraphQL API at its path (graphql.path, outside the FHIR base), when configured at start. */
+  readonly graphql?: { readonly path: string; readonly api: GraphqlApi };
 }
 
 /**
@@ -94,6 +97,11 @@ export class RequestFlow {
       rec.ctx = buildContext(req, settings.trustedProxies, rec.id);
       if (url.startsWith(this.fileRoot)) {
         this.signedFile(req, res, url, settings, rec).catch((err: unknown) => this.refuse(req, res, toGatewayError(err), rec));
+        return;
+      }
+      const graphql = this.d.graphql;
+      if (graphql && (url === graphql.path || url.startsWith(`${graphql.path}?`))) {
+        this.graphql(req, res, settings, rec, graphql.api).catch((err: unknown) => this.refuse(req, res, toGatewayError(err), rec));
         return;
       }
       rec.interaction = classifyRequest({ method: req.method ?? '', url, basePath: this.d.basePath, headers: req.headers });
@@ -161,6 +169,32 @@ export class RequestFlow {
       requireAddress({ ctx, rule: r });
     }
     await this.d.files.follow(new Exchange(req, res, ctx, rec.interaction, rule, rec.principal, NO_REWRITE, settings), verified);
+  }
+
+  /**
+   * The files GraphQL API: the request through the pipeline as `operation: gateway-graphql` (its
+   * rules' transport, addresses, size, token and named scopes); each field is then authorized as
+   * what it does (graphql/files.ts).
+   */
+  private async graphql(req: IncomingMessage, res: ServerResponse, settings: Settings, rec: AccessRecord, api: GraphqlApi): Promise<void> {
+    const interaction: Interaction = {
+      kind: 'operation',
+      operation: 'gateway-graphql',
+      method: req.method ?? '',
+      path: 'graphql',
+      query: '',
+    };
+    rec.interaction = interaction;
+    const principal = (rec.principal = newPrincipal());
+    if (!settings.config.graphql.enabled) throw new GatewayError('NOT_FOUND', 'the GraphQL API is off (graphql.enabled)');
+    const chunked = req.headers['transfer-encoding'] !== undefined;
+    const cl = req.headers['content-length'];
+    const contentLength = cl === undefined ? undefined : Number(cl);
+    refuseEncodedBody(req.headers['content-encoding'], chunked || (contentLength ?? 0) > 0);
+    const rule = settings.policy.ruleFor(interaction);
+    const input: CheckInput = { ctx: rec.ctx!, interaction, rule, authorization: req.headers.authorization, contentLength, principal };
+    await runChecks(input, settings, GATEWAY_CHECKS);
+    await api.handle(new Exchange(req, res, rec.ctx!, interaction, rule, principal, NO_REWRITE, settings));
   }
 
   /** Synchronous when every check could be decided at once; a promise otherwise. */

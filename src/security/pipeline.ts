@@ -16,6 +16,13 @@ import type { Settings } from './settings.js';
  */
 export const CHECKS: readonly Check[] = [requireTransport, requireAddress, requireDeclaredSize, requireBearer, requireScopes, requireReach];
 
+/**
+ * For what the gateway answers itself (the files GraphQL API): nothing is sent upstream and no
+ * other type is reached, so the checks of what an upstream answer may carry (security/reach.ts)
+ * have nothing to judge.
+ */
+export const GATEWAY_CHECKS: readonly Check[] = [requireTransport, requireAddress, requireDeclaredSize, requireBearer, requireScopes];
+
 /** Everything but scopes: what can be decided before a Bundle's entries are known. */
 export const PRE_BODY_CHECKS: readonly Check[] = [requireTransport, requireAddress, requireDeclaredSize, requireBearer];
 

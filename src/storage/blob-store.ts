@@ -56,6 +56,18 @@ export interface BlobInfo {
   /** Set when the blob became `unlinked`: its retention class, and when it may be deleted (ISO 8601). */
   readonly retention?: string;
   readonly retainUntil?: string;
+  /** A file uploaded on its own (GraphQL `uploadFile`), to be bound to a resource later. */
+  readonly upload?: BlobUpload;
+}
+
+/**
+ * Who uploaded a file and for which entity: only that caller may bind it to a resource, and only
+ * for that entity (docs/graphql.md). `by` is the token's issuer and subject (or client).
+ */
+export interface BlobUpload {
+  readonly by: string;
+  /** `Type/id`, e.g. `Patient/123`. */
+  readonly for: string;
 }
 
 /** CRC-32 of each `size`-byte chunk of the content, 4 bytes big-endian each, base64. */
@@ -75,6 +87,7 @@ export interface BlobTags {
 export interface PutMeta extends BlobTags {
   readonly contentType: string;
   readonly owner?: string;
+  readonly upload?: BlobUpload;
   /** Defaults to `pending`. */
   readonly state?: BlobState;
 }

@@ -4,6 +4,7 @@ import {
   CLAIM_NOTE_MAX,
   type BlobInfo,
   type BlobState,
+  type BlobUpload,
   type ChunkDigests,
   type Claim,
   type MetaPatch,
@@ -47,6 +48,7 @@ export function newInfo(
     ...(digest.chunks ? { chunks: digest.chunks } : {}),
     ...(meta.intent ? { intent: meta.intent } : {}),
     ...(meta.purpose ? { purpose: meta.purpose } : {}),
+    ...(meta.upload ? { upload: { by: meta.upload.by, for: meta.upload.for } } : {}),
   };
 }
 
@@ -146,6 +148,19 @@ function parseRecord(text: string, expectedId: string): { info: BlobInfo; driver
   const retainUntil = optional('retainUntil', (v) => !Number.isNaN(Date.parse(v)));
   // Half a retention is no retention: an unlinked blob without both would never expire, or expire unclassed.
   if ((retention === undefined) !== (retainUntil === undefined)) throw new Error('blob metadata: retention without retainUntil');
+  const upload = o.upload as Partial<BlobUpload> | undefined;
+  if (
+    upload !== undefined &&
+    (typeof upload !== 'object' ||
+      upload === null ||
+      typeof upload.by !== 'string' ||
+      upload.by.length === 0 ||
+      upload.by.length > 512 ||
+      typeof upload.for !== 'string' ||
+      !INTENT.test(upload.for) ||
+      !upload.for.includes('/'))
+  )
+    throw new Error('blob metadata: bad upload');
   if (
     chunks !== undefined &&
     (typeof chunks !== 'object' || chunks === null || typeof chunks.size !== 'number' || typeof chunks.crc32 !== 'string')
@@ -167,6 +182,7 @@ function parseRecord(text: string, expectedId: string): { info: BlobInfo; driver
       ...(intent ? { intent } : {}),
       ...(purpose ? { purpose } : {}),
       ...(retention && retainUntil ? { retention, retainUntil } : {}),
+      ...(upload ? { upload: { by: upload.by!, for: upload.for! } } : {}),
     },
     driver,
   };

@@ -319,3 +319,28 @@ t.test('a malformed X-File-Metadata refuses the upload before anything is stored
 sweepScenario(t, 'filesystem', async (t) => {
   return { storage: { driver: 'filesystem', filesystem: { directory: tempDir(t, 'fbg-sweep-fs-') } } };
 });
+
+t.test('files uploaded on their own (GraphQL uploadFile) and never bound are kept retention.temporaryHours, then deleted', async (t) => {
+  const s = await stack(t);
+  const dir = s.gw.blobDir;
+  const store = new FilesystemBlobStore({ directory: dir });
+  const put = async (hours: number) => {
+    const info = await store.put(Readable.from([PDF(3000)]), {
+      contentType: 'application/pdf',
+      upload: { by: 'https://idp#alice', for: 'Patient/123' },
+    });
+    editRecord(dir, info.id, { createdAt: hoursAgo(hours) });
+    return info.id;
+  };
+  const old = await put(25);
+  const recent = await put(2);
+  const r = await sweep(sweepOptions(t, store, s.up.url));
+  t.same(r.deleted, [old], 'past temporaryHours (24): deleted');
+  t.same(r.kept, [{ id: recent, why: 'an upload not bound to a resource yet (kept retention.temporaryHours)' }]);
+  t.equal(await store.head(old), undefined);
+  t.match(
+    await store.head(recent),
+    { state: 'pending', upload: { by: 'https://idp#alice', for: 'Patient/123' } },
+    'the record keeps who and for whom',
+  );
+});

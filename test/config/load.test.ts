@@ -767,6 +767,27 @@ t.test('storage: defaults, paths relative to the policy file, and the checks the
   );
 });
 
+t.test('graphql.path is never a FHIR path or one of the gateway’s own', async (t) => {
+  const msg = (p: string) =>
+    `test.yaml: /graphql/path: '${p}' is a path of the FHIR API or of the gateway's own: choose another (e.g. /graphql)`;
+  for (const path of ['/Patient', '/metadata', '/_history', '/healthz', '/_admin/x'])
+    t.same(
+      problems(t, () => build({ ...minimal(), graphql: { path } })),
+      [msg(path)],
+      path,
+    );
+  t.same(
+    problems(t, () => build({ ...minimal(), server: { publicBaseUrl: 'https://gw.example/fhir' }, graphql: { path: '/fhir/graphql' } })),
+    [msg('/fhir/graphql')],
+    'under the FHIR base',
+  );
+  t.equal(
+    build({ ...minimal(), server: { publicBaseUrl: 'https://gw.example/fhir' }, graphql: { path: '/files/graphql' } }).graphql.path,
+    '/files/graphql',
+  );
+  t.equal(build(minimal()).graphql.path, '/graphql', 'the default');
+});
+
 t.test('retention classes, the audit file and the admin allow-list are checked', async (t) => {
   t.same(
     problems(t, () =>

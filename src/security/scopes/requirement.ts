@@ -103,6 +103,12 @@ export function operationRequirement(request: Interaction): Requirement {
       return one(type, 'r');
     case 'binary-access-write':
       return one(type, 'u');
+    // The files GraphQL API (docs/graphql.md): the request itself grants nothing; each field is
+    // authorized as what it does. An upload creates content for its type (DocumentReference, Media).
+    case 'gateway-graphql':
+      return NONE;
+    case 'gateway-upload':
+      return one(type, 'c');
     case 'everything':
       // $everything returns the whole compartment plus referenced resources of any type
       // (Practitioner, Medication, …), so it needs read and search on every type.

@@ -1,0 +1,250 @@
+import { pipeline, type Readable } from 'node:stream';
+import { ContentCheck } from '../content/check.js';
+import { allowed, essence } from '../content/media-type.js';
+import { GatewayError } from '../errors/catalogue.js';
+import { storeFailure } from '../errors/map.js';
+import type { Interaction } from '../fhir/interaction.js';
+import { isResourceType, RELATIVE_REFERENCE } from '../fhir/resource-types.js';
+import { noteBlob, noteUrlGrant } from '../lib/blob-events.js';
+import { parseDuration } from '../lib/duration.js';
+import { parseSpan } from '../lib/ip.js';
+import { clientGone } from '../lib/spool-file.js';
+import { checkRule } from '../security/reach.js';
+import { covers, missingScopes } from '../security/scopes.js';
+import type { Exchange } from '../security/exchange.js';
+import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
+import { uploadPurpose } from '../binary/file-metadata.js';
+import { contentRulesOf } from '../binary/file-urls.js';
+import type { FilePart } from './multipart.js';
+import type { UploadRef } from './schema.js';
+
+/** What a resolver works with: the request's exchange and its file parts. */
+export interface FilesContext {
+  readonly x: Exchange;
+  /** The file parts of a multipart request; undefined for a JSON one (which carries none). */
+  take(ref: UploadRef): Promise<FilePart>;
+}
+
+export interface FilesDeps {
+  readonly store: BlobStore;
+  /** The public FHIR base: signed URLs start with it. */
+  readonly publicBase: string;
+  /** Whether the store encrypts what it keeps (`encryption: AES256` is honoured, not refused). */
+  readonly encryptsAtRest: boolean;
+}
+
+/** `storagePath`: how a resource written through this API names an uploaded file. */
+export const STORAGE_PATH_PREFIX = 'urn:fhir-binary-gateway:file:';
+
+/** The interaction an upload is authorized as: creating content for `target` (DocumentReference or Media). */
+export function uploadInteraction(target: string): Interaction {
+  return {
+    kind: 'operation',
+    operation: 'gateway-upload',
+    resourceType: target,
+    method: 'POST',
+    path: `${target}/$gateway-upload`,
+    query: '',
+  };
+}
+
+/**
+ * The resource type a file of `contentType` binds to (seed 000's binding constraints): audio,
+ * video and DICOM to Media, everything else to DocumentReference.
+ */
+export function targetTypeOf(contentType: string): 'DocumentReference' | 'Media' {
+  return /^(audio|video)\//.test(contentType) || contentType === 'image/dicom' ? 'Media' : 'DocumentReference';
+}
+
+/** Who a file belongs to: the token's issuer and subject (its client where it has no subject). */
+export function uploaderOf(x: Exchange): string {
+  const claims = x.principal.token?.claims ?? {};
+  const str = (k: string) => (typeof claims[k] === 'string' ? claims[k] : undefined);
+  const client = str('client_id') ?? str('azp');
+  const id = str('sub') ?? (client !== undefined ? `client:${client}` : undefined);
+  if (id === undefined)
+    throw new GatewayError('INSUFFICIENT_SCOPE', 'files need a token that names its subject (sub) or client (client_id)');
+  return `${str('iss') ?? ''}#${id}`.slice(0, 512);
+}
+
+interface UploadArgs {
+  readonly forEntity: string;
+  readonly data: UploadRef;
+  readonly filename?: string | null;
+  readonly contentType: string;
+  readonly security?: { encryption?: string | null; accessWindow?: string | null; allowedIps?: readonly string[] | null } | null;
+  readonly fileTypeOverride?: string | null;
+}
+
+/** The resolvers of the files API (docs/graphql.md). */
+export class FilesApi {
+  constructor(private readonly d: FilesDeps) {}
+
+  /** `uploadFile`: the file streamed through the content check into the store, pending until a resource binds it. */
+  async uploadFile(args: UploadArgs, c: FilesContext): Promise<Record<string, unknown>> {
+    const { x } = c;
+    const entity = args.forEntity;
+    if (!RELATIVE_REFERENCE.test(entity) || !isResourceType(entity.split('/')[0]))
+      throw new GatewayError('BAD_REQUEST', "forEntity is a resource reference like 'Patient/123'");
+    const declared = essence(args.contentType);
+    if (!declared) throw new GatewayError('UNSUPPORTED_MEDIA', 'contentType is a media type like application/pdf');
+    if (args.fileTypeOverride != null)
+      throw new GatewayError('BAD_REQUEST', 'fileTypeOverride is not available yet: send a type the allow-list names');
+    const target = targetTypeOf(declared);
+    const interaction = uploadInteraction(target);
+    const rule = x.settings.policy.ruleFor(interaction);
+    // The upload's rule (transport, addresses, declared size, token, named scopes), then SMART:
+    // creating the target type, in any context — a patient's token for its own patient only (below).
+    checkRule({ ...x.checkInput(), interaction }, x.settings, rule);
+    if (rule.require.smart && !(x.principal.scopes?.smart.some((s) => covers(s, target, 'c')) ?? false))
+      throw new GatewayError('INSUFFICIENT_SCOPE', `uploading a ${declared} file needs create on ${target} (e.g. user/${target}.c)`);
+    const scope = x.settings.config.graphql.uploadScope;
+    if (!x.principal.scopes || missingScopes(x.principal.scopes, [scope]).length > 0)
+      throw new GatewayError('INSUFFICIENT_SCOPE', `uploading needs the scope ${scope}`);
+    // A patient's token uploads for that patient only.
+    if (x.principal.patient !== undefined && entity !== `Patient/${x.principal.patient}`)
+      throw new GatewayError('INSUFFICIENT_SCOPE', "a patient's token uploads files for that patient only");
+    if (!allowed(declared, x.settings.policy.allowedTypes(target)))
+      throw new GatewayError('UNSUPPORTED_MEDIA', `${declared} is not allowed for ${target}`);
+    const sec = args.security ?? {};
+    if (sec.encryption === 'AES256' && !this.d.encryptsAtRest)
+      throw new GatewayError(
+        'BAD_REQUEST',
+        'encryption AES256 was asked for, but this store does not encrypt at rest (storage.filesystem.encryption)',
+      );
+    const windowMs = sec.accessWindow == null ? undefined : parseDuration(sec.accessWindow);
+    if (sec.accessWindow != null && windowMs === undefined) throw new GatewayError('BAD_REQUEST', 'accessWindow is a duration like 15m');
+    const ips = sec.allowedIps ?? [];
+    if (ips.length > 1) throw new GatewayError('BAD_REQUEST', 'allowedIps takes one address or range (a signed URL carries one)');
+    if (ips[0] !== undefined && !parseSpan(ips[0]))
+      throw new GatewayError('BAD_REQUEST', `'${ips[0].slice(0, 64)}' is not an address or range`);
+    if (args.filename != null && !/^[\w .-]{1,128}$/.test(args.filename))
+      throw new GatewayError('BAD_REQUEST', "filename may hold letters, digits, '.', '_', '-' and spaces (at most 128)");
+    const purpose = uploadPurpose(x.req.headers);
+    const by = uploaderOf(x);
+
+    const part = await c.take(args.data);
+    const info = await this.store(x, part.stream, declared, rule.limits.maxRequestBytes, { purpose, by, entity });
+    const url = this.url(x, info, entity, windowMs, ips[0], args.filename ?? undefined);
+    return {
+      fileId: info.id,
+      storagePath: `${STORAGE_PATH_PREFIX}${info.id}`,
+      hashSha256: info.sha256,
+      size: info.size,
+      contentType: info.contentType,
+      url: url?.url ?? null,
+      sasToken: url?.sasToken ?? null,
+      expiresAt: url?.expiresAt ?? null,
+    };
+  }
+
+  /** `file`: what the store says of a file this caller uploaded. */
+  async file(args: { fileId: string }, c: FilesContext): Promise<Record<string, unknown> | null> {
+    const info = await this.own(args.fileId, c.x);
+    if (!info) return null;
+    return {
+      fileId: info.id,
+      size: info.size,
+      contentType: info.contentType,
+      hashSha256: info.sha256,
+      purpose: info.purpose ?? null,
+      state: info.state.toUpperCase(),
+      forEntity: info.upload?.for ?? null,
+      linkedTo: info.state === 'linked' ? (info.owner ?? null) : null,
+      createdAt: info.createdAt,
+    };
+  }
+
+  /** `refreshFileUrl`: a new URL for a file this caller uploaded and has not bound yet. */
+  async refreshFileUrl(args: { fileId: string; accessWindow?: string | null }, c: FilesContext): Promise<Record<string, unknown>> {
+    const info = await this.own(args.fileId, c.x);
+    if (!info) throw new GatewayError('NOT_FOUND', 'no file of yours with that id');
+    if (info.state !== 'pending' || !info.upload)
+      throw new GatewayError('BAD_REQUEST', 'the file is bound to a resource: ask that resource for a URL ($file-url)');
+    const windowMs = args.accessWindow == null ? undefined : parseDuration(args.accessWindow);
+    if (args.accessWindow != null && windowMs === undefined) throw new GatewayError('BAD_REQUEST', 'accessWindow is a duration like 15m');
+    const [type, id] = info.upload.for.split('/');
+    // The caller's right to read is checked again, as at upload: the rules for reading the entity's content.
+    for (const rule of contentRulesOf(c.x.settings, type, id)) checkRule(c.x.checkInput(), c.x.settings, rule);
+    const url = this.url(c.x, info, info.upload.for, windowMs, undefined, undefined);
+    if (!url) throw new GatewayError('NOT_FOUND', 'signed file URLs are not enabled (signedUrls.enabled)');
+    return url;
+  }
+
+  /** A file this caller uploaded (by id), else undefined: another caller's file is as absent as a missing one. */
+  private async own(fileId: string, x: Exchange): Promise<BlobInfo | undefined> {
+    if (!/^[a-z0-9-]{1,64}$/.test(fileId)) return undefined;
+    const scope = x.settings.config.graphql.uploadScope;
+    if (!x.principal.scopes || missingScopes(x.principal.scopes, [scope]).length > 0)
+      throw new GatewayError('INSUFFICIENT_SCOPE', `files are read here with the scope ${scope}`);
+    let info: BlobInfo | undefined;
+    try {
+      info = await this.d.store.head(fileId);
+    } catch (err) {
+      throw storeFailure(err);
+    }
+    return info?.upload?.by === uploaderOf(x) ? info : undefined;
+  }
+
+  private async store(
+    x: Exchange,
+    body: Readable,
+    declared: string,
+    maxBytes: number,
+    tags: { purpose: string | undefined; by: string; entity: string },
+  ): Promise<BlobInfo> {
+    const gone = clientGone(x.res);
+    const checked = pipeline(body, new ContentCheck(declared), () => undefined) as Readable;
+    try {
+      const info = await this.d.store.put(
+        checked,
+        { contentType: declared, ...(tags.purpose ? { purpose: tags.purpose } : {}), upload: { by: tags.by, for: tags.entity } },
+        { maxBytes, signal: gone.signal },
+      );
+      noteBlob(x.ctx, { action: 'write', blob: info.id, bytes: info.size });
+      return info;
+    } catch (err) {
+      // The part's stream is left unread: the answer closes the connection (api.ts).
+      body.resume();
+      throw storeFailure(err);
+    } finally {
+      gone.release();
+    }
+  }
+
+  /** A signed read URL for an unbound upload, named by the entity it is for. */
+  private url(
+    x: Exchange,
+    info: BlobInfo,
+    entity: string,
+    windowMs: number | undefined,
+    sip: string | undefined,
+    filename: string | undefined,
+  ): { url: string; sasToken: string; expiresAt: string } | undefined {
+    const signer = x.settings.signer;
+    if (!signer) return undefined;
+    const [type, id] = entity.split('/');
+    const https = contentRulesOf(x.settings, type, id).some((r) => r.require.https);
+    const issued = signer.issue({
+      type: type,
+      id: id,
+      blobId: info.id,
+      permissions: 'r',
+      windowMs,
+      sip,
+      httpAllowed: !https,
+      contentType: info.contentType,
+      disposition: `attachment${filename ? `; filename="${filename}"` : ''}`,
+    });
+    noteUrlGrant(x.ctx, {
+      url: issued.urlId,
+      resource: entity,
+      blob: info.id,
+      permission: 'r',
+      expiresAt: issued.expiresAt.toISOString(),
+      via: 'gateway',
+    });
+    const url = `${this.d.publicBase}/${issued.pathAndQuery}`;
+    return { url, sasToken: url.slice(url.indexOf('?') + 1), expiresAt: issued.expiresAt.toISOString() };
+  }
+}

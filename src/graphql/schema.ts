@@ -1,0 +1,108 @@
+import { buildSchema, GraphQLError, GraphQLScalarType, type GraphQLSchema } from 'graphql';
+
+/**
+ * The files API of seed 000 (docs/graphql.md publishes this SDL; test/graphql/schema.test.ts keeps
+ * the two equal). Sizes are Float: GraphQL's Int is 32 bits, and files pass 2 GiB.
+ */
+export const SDL = `"""A file part of a GraphQL multipart request (https://github.com/jaydenseric/graphql-multipart-request-spec)."""
+scalar Upload
+
+enum Encryption {
+  """Stored encrypted at rest with AES-256 (the store's encryption; refused where there is none)."""
+  AES256
+}
+
+input FileSecurity {
+  encryption: Encryption
+  """How long the returned URL lives, e.g. 15m (at most signedUrls.maxWindow)."""
+  accessWindow: String
+  """The client address or range the URL is for (one: a URL carries one range)."""
+  allowedIps: [String!]
+}
+
+type UploadedFile {
+  fileId: ID!
+  """A signed URL for the file (null when signed URLs are off)."""
+  url: String
+  """What names the file in a resource written through this API (attachment url)."""
+  storagePath: String!
+  """The URL's query: its signature and constraints (the seed's SAS token)."""
+  sasToken: String
+  expiresAt: String
+  hashSha256: String!
+  size: Float!
+  contentType: String!
+}
+
+enum FileState {
+  PENDING
+  LINKED
+  UNLINKED
+  QUARANTINED
+}
+
+type FileInfo {
+  fileId: ID!
+  size: Float!
+  contentType: String!
+  hashSha256: String!
+  purpose: String
+  state: FileState!
+  """The entity it was uploaded for, e.g. Patient/123."""
+  forEntity: String
+  """The resource that holds it, once bound."""
+  linkedTo: String
+  createdAt: String!
+}
+
+type FileUrl {
+  url: String!
+  sasToken: String!
+  expiresAt: String!
+}
+
+type Query {
+  """A file this caller uploaded, or one in a resource the caller may read."""
+  file(fileId: ID!): FileInfo
+}
+
+type Mutation {
+  uploadFile(
+    forEntity: String!
+    data: Upload!
+    filename: String
+    contentType: String!
+    security: FileSecurity
+    fileTypeOverride: String
+  ): UploadedFile!
+  """A new signed URL for a file, the caller's right to read it checked again."""
+  refreshFileUrl(fileId: ID!, accessWindow: String): FileUrl!
+}
+`;
+
+/** A file part, named by its key in the request's `map`: taken from the request when a resolver asks for it. */
+export class UploadRef {
+  constructor(readonly key: string) {}
+}
+
+const Upload = new GraphQLScalarType({
+  name: 'Upload',
+  parseValue(v) {
+    if (v instanceof UploadRef) return v;
+    throw new GraphQLError('an Upload is a file part of a multipart request (GraphQL multipart request spec)');
+  },
+  parseLiteral() {
+    throw new GraphQLError('an Upload is a file part of a multipart request, never a literal');
+  },
+  serialize() {
+    throw new GraphQLError('an Upload is never sent back');
+  },
+});
+
+/** The schema with the Upload scalar's behaviour: built once. */
+export function filesSchema(): GraphQLSchema {
+  const schema = buildSchema(SDL);
+  const upload = schema.getType('Upload') as GraphQLScalarType;
+  Object.assign(upload, { parseValue: Upload.parseValue, parseLiteral: Upload.parseLiteral, serialize: Upload.serialize });
+  return schema;
+}

@@ -1,0 +1,217 @@
+// The files GraphQL API (docs/graphql.md) through the running gateway, in front of Medplum's FHIR
+// router: uploads per the GraphQL multipart request spec, sent by fetch's FormData (a real client
+// encoding), streamed into the store; their signed URLs followed with no token.
+import t, { type Test } from 'tap';
+import { mintToken } from '../helpers/auth.js';
+import { PDF, sha256, stack, type Stack } from '../helpers/binary-stack.js';
+import { signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
+
+const UPLOAD = `mutation Up($file: Upload!, $type: String!, $for: String!, $security: FileSecurity) {
+  uploadFile(forEntity: $for, data: $file, filename: "scan.pdf", contentType: $type, security: $security) {
+    fileId url storagePath sasToken expiresAt hashSha256 size contentType
+  }
+}`;
+
+interface GqlAnswer {
+  status: number;
+  contentType: string | null;
+  body: { data?: Record<string, Record<string, unknown> | null> | null; errors?: { message: string; extensions?: { code?: string } }[] };
+}
+
+async function gqlStack(t: Test, extra: Record<string, unknown> = {}): Promise<Stack> {
+  return stack(t, { graphql: { enabled: true }, signedUrls: signedUrlsConfig(urlKeys(t)), ...extra });
+}
+
+/** A token with a subject (files belong to whoever uploaded them). */
+const tokenOf = async (s: Stack, sub: string, scope = 'user/*.cruds files.write', patient?: string) => ({
+  authorization: `Bearer ${await mintToken(s.key, { claims: { sub, scope, ...(patient ? { patient } : {}) } })}`,
+});
+
+async function answer(r: Response): Promise<GqlAnswer> {
+  return { status: r.status, contentType: r.headers.get('content-type'), body: (await r.json()) as GqlAnswer['body'] };
+}
+
+/** A multipart upload as the spec has it: operations, map, then the file. */
+async function upload(
+  s: Stack,
+  auth: Record<string, string>,
+  file: Buffer,
+  variables: Record<string, unknown> = {},
+  headers: Record<string, string> = { 'graphql-require-preflight': '1' },
+): Promise<GqlAnswer> {
+  const form = new FormData();
+  form.append(
+    'operations',
+    JSON.stringify({ query: UPLOAD, variables: { file: null, type: 'application/pdf', for: 'Patient/123', ...variables } }),
+  );
+  form.append('map', JSON.stringify({ 0: ['variables.file'] }));
+  form.append('0', new Blob([file], { type: 'application/octet-stream' }), 'scan.pdf');
+  return answer(await fetch(`${s.gw.url}/graphql`, { method: 'POST', headers: { ...auth, ...headers }, body: form }));
+}
+
+const query = async (s: Stack, auth: Record<string, string>, q: string, variables: Record<string, unknown> = {}) =>
+  answer(
+    await fetch(`${s.gw.url}/graphql`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json', accept: 'application/graphql-response+json' },
+      body: JSON.stringify({ query: q, variables }),
+    }),
+  );
+
+const codeOf = (a: GqlAnswer) => a.body.errors?.[0]?.extensions?.code;
+const blobCount = (s: Stack) => s.gw.blobFiles().filter((f) => f.endsWith('.blob')).length;
+
+t.test('uploadFile streams a PDF into the store; its URL serves the identical bytes with no token; file and refreshFileUrl', async (t) => {
+  const s = await gqlStack(t);
+  const alice = await tokenOf(s, 'alice');
+  const pdf = PDF(300_000);
+  const up = await upload(
+    s,
+    alice,
+    pdf,
+    { security: { accessWindow: '10m' } },
+    { 'graphql-require-preflight': '1', 'x-file-metadata': '{"purpose":"patient_consent"}' },
+  );
+  t.equal(up.status, 200, JSON.stringify(up.body));
+  t.match(up.contentType, /^application\/graphql-response\+json/);
+  const f = up.body.data!['uploadFile']!;
+  t.match(f, {
+    fileId: /^[a-z0-9]{32}$/,
+    storagePath: `urn:fhir-binary-gateway:file:${String(f['fileId'])}`,
+    hashSha256: sha256(pdf),
+    size: pdf.length,
+    contentType: 'application/pdf',
+    url: new RegExp(`^http://gateway\\.test/fhir/_file/Patient/123/${String(f['fileId'])}\\?sv=`),
+  });
+  t.equal(f['sasToken'], String(f['url']).split('?')[1], 'the SAS token is the URL’s query');
+  const left = Date.parse(String(f['expiresAt'])) - Date.now();
+  t.ok(left > 7 * 60_000 && left <= 10 * 60_000, `accessWindow honoured (${left} ms)`);
+  const followed = await fetch(String(f['url']).replace('http://gateway.test', s.gw.url));
+  t.equal(followed.status, 200);
+  t.equal(sha256(Buffer.from(await followed.arrayBuffer())), sha256(pdf), 'the identical bytes, no token');
+  t.equal(followed.headers.get('content-disposition'), 'attachment; filename="scan.pdf"');
+
+  const info = await query(
+    s,
+    alice,
+    'query($id: ID!) { file(fileId: $id) { fileId size contentType hashSha256 purpose state forEntity linkedTo } }',
+    {
+      id: f['fileId'],
+    },
+  );
+  t.same(info.body.data!['file'], {
+    fileId: f['fileId'],
+    size: pdf.length,
+    contentType: 'application/pdf',
+    hashSha256: sha256(pdf),
+    purpose: 'patient_consent',
+    state: 'PENDING',
+    forEntity: 'Patient/123',
+    linkedTo: null,
+  });
+  const bob = await tokenOf(s, 'bob');
+  const other = await query(s, bob, 'query($id: ID!) { file(fileId: $id) { fileId } }', { id: f['fileId'] });
+  t.same(other.body.data, { file: null }, "another caller's file is as absent as a missing one");
+
+  const refreshed = await query(
+    s,
+    alice,
+    'mutation($id: ID!) { refreshFileUrl(fileId: $id, accessWindow: "5m") { url sasToken expiresAt } }',
+    {
+      id: f['fileId'],
+    },
+  );
+  const r = refreshed.body.data!['refreshFileUrl']!;
+  t.not(r['url'], f['url'], 'a new URL');
+  t.ok(Date.parse(String(r['expiresAt'])) - Date.now() <= 5 * 60_000, 'for the window asked');
+  const again = await fetch(String(r['url']).replace('http://gateway.test', s.gw.url));
+  t.equal(sha256(Buffer.from(await again.arrayBuffer())), sha256(pdf));
+  const notMine = await query(s, bob, 'mutation($id: ID!) { refreshFileUrl(fileId: $id) { url } }', { id: f['fileId'] });
+  t.equal(codeOf(notMine), 'NOT_FOUND', 'refreshing is for the uploader');
+
+  const audit = s.gw.logs.lines.find((l) => l['audit'] === 1 && (l['what'] as { operation?: string }).operation === 'gateway-graphql');
+  t.match(
+    audit,
+    { what: { blobs: [{ action: 'write', bytes: pdf.length }], urls: [{ resource: 'Patient/123', permission: 'r' }] } },
+    'the upload is audited',
+  );
+});
+
+t.test('refusals: CSRF guard, scopes, patients, the allow-list, sniffing, size, encryption; nothing is left in the store', async (t) => {
+  const s = await gqlStack(t, {
+    rules: [
+      { name: 'uploads', match: { interactions: ['operation'], operations: ['gateway-upload'] }, limits: { maxRequestBytes: 200_000 } },
+    ],
+  });
+  const alice = await tokenOf(s, 'alice');
+  const pdf = PDF(50_000);
+  const before = blobCount(s);
+  const noPreflight = await upload(s, alice, pdf, {}, {});
+  t.equal(noPreflight.status, 400, 'no preflight header: a browser could have sent it cross-site');
+  t.equal(codeOf(await upload(s, await tokenOf(s, 'alice', 'user/*.cruds'), pdf)), 'INSUFFICIENT_SCOPE', 'without files.write');
+  t.equal(
+    codeOf(await upload(s, await tokenOf(s, 'alice', 'user/*.rs files.write'), pdf)),
+    'INSUFFICIENT_SCOPE',
+    'without create on DocumentReference',
+  );
+  t.equal(
+    codeOf(await upload(s, await tokenOf(s, 'pat', 'patient/*.cruds files.write', '999'), pdf)),
+    'INSUFFICIENT_SCOPE',
+    "a patient's token, for another patient",
+  );
+  const own = await upload(s, await tokenOf(s, 'pat', 'patient/*.cruds files.write', '123'), pdf);
+  t.match(own.body, { data: { uploadFile: { fileId: String } } }, "a patient's token, for that patient");
+  t.equal(codeOf(await upload(s, alice, pdf, { type: 'text/html' })), 'UNSUPPORTED_MEDIA', 'not in the allow-list');
+  t.equal(codeOf(await upload(s, alice, Buffer.from('<html><script>alert(1)</script></html>'))), 'UNSUPPORTED_MEDIA', 'sniffed: not a PDF');
+  t.equal(codeOf(await upload(s, alice, PDF(300_000))), 'PAYLOAD_TOO_LARGE', 'past the rule’s size limit');
+  t.equal(
+    codeOf(await upload(s, alice, pdf, { security: { encryption: 'AES256' } })),
+    'BAD_REQUEST',
+    'AES256 on a store without encryption',
+  );
+  t.equal(codeOf(await upload(s, alice, pdf, { for: 'not a reference' })), 'BAD_REQUEST');
+  t.equal(codeOf(await upload(s, alice, pdf, { security: { allowedIps: ['10.0.0.0/8', '192.168.0.0/16'] } })), 'BAD_REQUEST', 'one range');
+  t.equal(blobCount(s), before + 1, 'only the accepted upload is in the store');
+
+  const noToken = await fetch(`${s.gw.url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{"query":"{ __typename }"}',
+  });
+  t.equal(noToken.status, 401, 'the pipeline holds for the route itself');
+  await noToken.arrayBuffer();
+  const introspect = await query(s, alice, '{ __schema { types { name } } }');
+  t.equal(introspect.status, 400, 'introspection is off by default');
+  const deep = await query(s, alice, `{ ${'file(fileId: "x") { fileId } '.repeat(300)} }`);
+  t.equal(deep.status, 400, 'more fields than graphql.maxFields');
+  const batch = await fetch(`${s.gw.url}/graphql`, {
+    method: 'POST',
+    headers: { ...alice, 'content-type': 'application/json' },
+    body: JSON.stringify([{ query: '{ __typename }' }, { query: '{ __typename }' }]),
+  });
+  t.equal(batch.status, 400, 'batches are refused');
+  await batch.arrayBuffer();
+  const proto = new FormData();
+  proto.append('operations', JSON.stringify({ query: UPLOAD, variables: { file: null, type: 'application/pdf', for: 'Patient/1' } }));
+  proto.append('map', JSON.stringify({ 0: ['variables.__proto__.polluted'] }));
+  proto.append('0', new Blob([pdf]), 'x.pdf');
+  const polluted = await fetch(`${s.gw.url}/graphql`, {
+    method: 'POST',
+    headers: { ...alice, 'graphql-require-preflight': '1' },
+    body: proto,
+  });
+  t.equal(polluted.status, 400, 'a map path through __proto__ is refused');
+  await polluted.arrayBuffer();
+  t.equal(({} as Record<string, unknown>)['polluted'], undefined);
+});
+
+t.test('graphql.enabled off: the route is not there', async (t) => {
+  const s = await stack(t);
+  const r = await fetch(`${s.gw.url}/graphql`, {
+    method: 'POST',
+    headers: { ...s.auth, 'content-type': 'application/json' },
+    body: '{"query":"{ __typename }"}',
+  });
+  t.equal(r.status, 404);
+  await r.arrayBuffer();
+});
