@@ -1,7 +1,7 @@
 import { essence, isActiveContent } from '../content/media-type.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { parseAttachmentPath } from '../fhir/attachment-path.js';
-import { findBlobRef } from '../fhir/blob-reference.js';
+import { findBlobRef, type BlobRef } from '../fhir/blob-reference.js';
 import type { Interaction } from '../fhir/interaction.js';
 import { parseDuration } from '../lib/duration.js';
 import { etagMatches } from '../lib/range.js';
@@ -129,6 +129,7 @@ export class FileUrls {
         type: i.resourceType,
         id: i.id,
         blobId: ref.id,
+        sha256: ref.sha256,
         permissions: 'r',
         windowMs,
         policy: q.get('policy') ?? undefined,
@@ -158,7 +159,7 @@ export class FileUrls {
    * reading the content admitting the caller (checked once per type per exchange). Otherwise
    * undefined, and the answer keeps the plain link. Default window and policy.
    */
-  linker(x: Exchange): (owner: string, blob: string) => string | undefined {
+  linker(x: Exchange): (owner: string, blob: BlobRef) => string | undefined {
     const signer = x.settings.signer;
     const allowed = new Map<string, boolean>();
     return (owner, blob) => {
@@ -181,11 +182,11 @@ export class FileUrls {
       if (!ok) return undefined;
       const https = contentRulesOf(x.settings, type, id).some((r) => r.require.https);
       try {
-        const issued = signer.issue({ type, id, blobId: blob, permissions: 'r', httpAllowed: !https });
+        const issued = signer.issue({ type, id, blobId: blob.id, sha256: blob.sha256, permissions: 'r', httpAllowed: !https });
         noteUrlGrant(x.ctx, {
           url: issued.urlId,
           resource: owner,
-          blob,
+          blob: blob.id,
           permission: 'r',
           expiresAt: issued.expiresAt.toISOString(),
           via: 'gateway',
@@ -237,8 +238,11 @@ export class FileUrls {
     } catch (err) {
       throw storeFailure(err);
     }
+    // The content the URL was issued for, by hash: a blob swapped under it serves nothing.
+    if (info && v.sha256 !== undefined && info.sha256 !== v.sha256)
+      throw new GatewayError('BLOB_UNREADABLE', 'the stored content is not the one the URL was issued for');
     if (info?.state === 'pending' && info.upload?.for === owner && info.owner === undefined) return info;
-    return this.d.blobs.blobFor({ id: v.blobId }, owner);
+    return this.d.blobs.blobFor({ id: v.blobId, ...(v.sha256 !== undefined ? { sha256: v.sha256 } : {}) }, owner);
   }
 
   /**

@@ -229,6 +229,7 @@ export class FilesApi {
       type: type,
       id: id,
       blobId: info.id,
+      sha256: info.sha256,
       permissions: 'r',
       windowMs,
       sip,

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { BundleWrites } from '../binary/bundle-writes.js';
 import { contentReadOf, contentRulesOf, contentWriteRulesOf, type FileUrls } from '../binary/file-urls.js';
 import { FILE_SEGMENT } from '../fhir/content-link.js';
+import type { BlobRef } from '../fhir/blob-reference.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { toGatewayError } from '../errors/map.js';
 import { spoolAndScanBundle } from '../fhir/bundle-scan.js';
@@ -246,10 +247,10 @@ export class RequestFlow {
       guard || withhold ? { ...rewrite.params, ...(guard ? { guard } : {}), ...(withhold ? { withhold } : {}) } : rewrite.params;
     // Links past the budget may be signed URLs for this caller (`signedUrls.links`): made from the exchange, once it exists.
     let exchange: Exchange | undefined;
-    let link: ((owner: string, blob: string) => string | undefined) | undefined;
+    let link: ((owner: string, blob: BlobRef) => string | undefined) | undefined;
     const linked =
       settings.signer && settings.config.signedUrls.links
-        ? { ...params, signedLink: (owner: string, blob: string) => (link ??= exchange && this.d.files.linker(exchange))?.(owner, blob) }
+        ? { ...params, signedLink: (owner: string, blob: BlobRef) => (link ??= exchange && this.d.files.linker(exchange))?.(owner, blob) }
         : params;
     const x = new Exchange(req, res, input.ctx, interaction, rule, input.principal, linked, settings);
     exchange = x;

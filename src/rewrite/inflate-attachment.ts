@@ -56,7 +56,7 @@ export interface AttachmentEnd {
   readonly store: BlobStore;
   readonly report: InflateReport;
   link(owner: string, path: string | undefined): string;
-  signedLink?(owner: string, blob: string): string | undefined;
+  signedLink?(owner: string, blob: { readonly id: string; readonly sha256: string }): string | undefined;
   warn?(what: string, blob?: string): void;
   /** Stored content that failed its digest (logged at error: the store holds wrong bytes). */
   corrupt?(blob: string, cause: string): void;
@@ -160,7 +160,7 @@ export function attachmentEnd(a: AttachmentEnd): Slot {
           const link = a.link(ownerKey, `${linkType}${path}`);
           // A claimed entry's content is linked through the entry, and such a link is checked
           // again when followed; a signed URL would not be: only the real owner's content gets one.
-          const signed = att.ref && !viaClaim ? a.signedLink?.(ownerKey, att.ref.ref.id) : undefined;
+          const signed = att.ref && !viaClaim ? a.signedLink?.(ownerKey, att.ref.ref) : undefined;
           if (signed) {
             // A browser follows the signed URL; our own link, with the content's digest, rides in
             // `_data` so a write sending the resource back takes back this content (never the URL).

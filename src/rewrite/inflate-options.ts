@@ -23,7 +23,7 @@ export interface InflateOptions {
    * attachment's `url` in place of the link above (which then goes in `_data`, for a write that
    * sends the resource back); undefined where the caller may not have one.
    */
-  signedLink?(owner: string, blob: string): string | undefined;
+  signedLink?(owner: string, blob: { readonly id: string; readonly sha256: string }): string | undefined;
   /** Absolute URLs the upstream wrote (fullUrl, Bundle.link.url, response.location), as the client must see them. */
   publicUrl(url: string): string;
   /** Content that could not be served as the resource says (for the log: never content, never URLs). */

@@ -333,7 +333,9 @@ export class Inflater implements WalkPolicy<State> {
         store: this.opts.store,
         report: this.report,
         link: (o, p) => this.opts.link(o, p),
-        ...(this.opts.signedLink ? { signedLink: (o: string, b: string) => this.opts.signedLink?.(o, b) } : {}),
+        ...(this.opts.signedLink
+          ? { signedLink: (o: string, b: { readonly id: string; readonly sha256: string }) => this.opts.signedLink?.(o, b) }
+          : {}),
         ...(this.opts.warn ? { warn: (w: string, b?: string) => this.opts.warn?.(w, b) } : {}),
         ...(this.opts.corrupt ? { corrupt: (b: string, c: string) => this.opts.corrupt?.(b, c) } : {}),
         ...(this.opts.served ? { served: (b: string, o: string, n: number) => this.opts.served?.(b, o, n) } : {}),

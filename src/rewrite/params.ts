@@ -49,7 +49,7 @@ export interface RewriteParams {
   /** Batch/transaction answers: the guard (by request entry index) of the Bundle each entry's `resource` holds. */
   readonly entryGuards?: ReadonlyMap<number, EntryGuard>;
   /** Links past the budget as signed file URLs (`signedUrls.links`): see InflateOptions.signedLink. */
-  readonly signedLink?: (owner: string, blob: string) => string | undefined;
+  readonly signedLink?: (owner: string, blob: { readonly id: string; readonly sha256: string }) => string | undefined;
 }
 
 /** Whether the answer is held to what the request is entitled to, entry by entry. */

@@ -28,12 +28,17 @@ export interface SignedFields {
   readonly spath?: string | undefined;
   /** A write URL's resource version: it replaces the content of that version only (so it is used once). */
   readonly svid?: string | undefined;
+  /**
+   * A read URL's content: its SHA-256 (base64url), as the resource held it at issue. The blob
+   * served must have it — a store whose content was swapped under the URL serves nothing.
+   */
+  readonly shash?: string | undefined;
 }
 
 export type Permissions = 'r' | 'w' | 'rw';
 
 /** The parameters in the order URLs carry them (`sig` last). */
-const ORDER = ['sv', 'sr', 'sp', 'st', 'se', 'sip', 'spr', 'si', 'rsct', 'rscd', 'skid', 'spath', 'svid'] as const;
+const ORDER = ['sv', 'sr', 'sp', 'st', 'se', 'sip', 'spr', 'si', 'rsct', 'rscd', 'skid', 'shash', 'spath', 'svid'] as const;
 const REQUIRED = ['sv', 'sr', 'sp', 'st', 'se', 'spr', 'skid', 'sig'] as const;
 const KNOWN: ReadonlySet<string> = new Set([...ORDER, 'sig']);
 /** C0 and C1 controls and DEL: the canonical string separates fields with a newline, so no field may hold one. */
@@ -41,6 +46,7 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 export const SIGNED_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/;
 const KEY_ID = /^[A-Za-z0-9._-]{1,64}$/;
 const SIG = /^[A-Za-z0-9_-]{43}$/;
+const SHASH = SIG;
 const MAX_VALUE = 512;
 
 /**
@@ -64,8 +70,8 @@ export function canonical(f: SignedFields): string {
     f.rsct ?? '',
     f.rscd ?? '',
     f.skid,
-    // Write URLs only: read URLs keep the string they had before write URLs existed.
-    ...(f.sp === 'w' ? [f.spath ?? '', f.svid ?? ''] : []),
+    // Write URLs: the attachment and version they write; read URLs: the content they read.
+    ...(f.sp === 'w' ? [f.spath ?? '', f.svid ?? ''] : [f.shash ?? '']),
   ].join('\n');
 }
 
@@ -112,6 +118,8 @@ export function parseSigned(path: string, query: string): { fields: SignedFields
   if (spr !== 'https' && spr !== 'https,http') throw invalid("'spr' must be https or https,http");
   if (!KEY_ID.test(v('skid')!)) throw invalid("'skid' is malformed");
   if (!SIG.test(v('sig')!)) throw invalid("'sig' is malformed");
+  // A read URL names its content by hash; a write URL has none (its content is still to come).
+  if (sp === 'w' ? got.has('shash') : !SHASH.test(v('shash') ?? '')) throw invalid("'shash' is missing or malformed");
   return {
     fields: {
       path,
@@ -126,6 +134,7 @@ export function parseSigned(path: string, query: string): { fields: SignedFields
       rsct: v('rsct'),
       rscd: v('rscd'),
       skid: v('skid')!,
+      shash: v('shash'),
       spath: v('spath'),
       svid: v('svid'),
     },
@@ -152,4 +161,14 @@ const UNKNOWN_KEY = Buffer.alloc(32);
  */
 export function urlIdOf(sig: string): string {
   return createHash('sha256').update(sig).digest('hex').slice(0, 16);
+}
+
+/** SHA-256 as a read URL carries it (`shash`): base64url of the digest, from its lowercase hex. */
+export function shashOf(sha256Hex: string): string {
+  return Buffer.from(sha256Hex, 'hex').toString('base64url');
+}
+
+/** `shash` back to lowercase hex, as blob records and references hold it. */
+export function sha256OfShash(shash: string): string {
+  return Buffer.from(shash, 'base64url').toString('hex');
 }

@@ -10,6 +10,8 @@ import {
   signature,
   signedQuery,
   SIGNED_VERSION,
+  shashOf,
+  sha256OfShash,
   urlIdOf,
   verifySignature,
   type Permissions,
@@ -34,6 +36,8 @@ export interface IssueRequest {
   readonly type: string;
   readonly id: string;
   readonly blobId: string;
+  /** Read URLs: the content's SHA-256 (lowercase hex), as the resource holds it. */
+  readonly sha256?: string | undefined;
   readonly permissions: Permissions;
   /** The window asked for; the default window when absent. Capped by the policy's and the gateway's maximum. */
   readonly windowMs?: number | undefined;
@@ -67,6 +71,8 @@ export interface VerifiedUrl {
   readonly id: string;
   /** The blob a read URL names; `upload` for a write URL. */
   readonly blobId: string;
+  /** A read URL's content (lowercase hex SHA-256): the blob served must have it. */
+  readonly sha256: string | undefined;
   readonly fields: SignedFields;
   readonly expiresAtMs: number;
   /** Its name in the audit trail (urlIdOf): the same as at its issue. */
@@ -153,6 +159,9 @@ export class UrlSigner {
     const key = this.keys.get(keyId)!;
     if (r.sip !== undefined && !parseSpan(r.sip))
       throw new GatewayError('BAD_REQUEST', `'${r.sip.slice(0, 64)}' is not an address or range`);
+    // A read URL names its content by hash (shash): without one it could not be checked at follow.
+    if (r.permissions !== 'w' && (r.sha256 === undefined || !/^[0-9a-f]{64}$/.test(r.sha256)))
+      throw new Error('a read URL needs its content SHA-256');
     const { start, end, policy } = this.plan(r, now);
     const fields: SignedFields = {
       path: `${FILE_SEGMENT}/${r.type}/${r.id}/${r.permissions === 'w' ? UPLOAD_SEGMENT : r.blobId}`,
@@ -167,6 +176,7 @@ export class UrlSigner {
       rsct: r.contentType,
       rscd: r.disposition,
       skid: keyId,
+      shash: r.permissions === 'w' ? undefined : shashOf(r.sha256!),
       spath: r.permissions === 'w' ? r.attachmentPath : undefined,
       svid: r.permissions === 'w' ? r.versionId : undefined,
     };
@@ -209,7 +219,7 @@ export class UrlSigner {
     }
     const wants = c.method === 'GET' || c.method === 'HEAD' ? 'r' : c.method === 'POST' ? 'w' : 'x';
     if (!fields.sp.includes(wants)) throw new GatewayError('SIGNATURE_PERMISSION', `it grants '${fields.sp}'`);
-    return { type, id, blobId, fields, expiresAtMs: se, urlId: urlIdOf(sig) };
+    return { type, id, blobId, sha256: fields.shash && sha256OfShash(fields.shash), fields, expiresAtMs: se, urlId: urlIdOf(sig) };
   }
 
   private checkPolicy(fields: SignedFields, windowMs: number, now: number): void {

@@ -21,6 +21,7 @@ const FIELDS: SignedFields = {
   se: '2026-12-06T10:15:00Z',
   spr: 'https',
   skid: 'k1',
+  shash: 'A'.repeat(43),
 };
 
 t.test('a parameter added with an empty value does not verify', async (t) => {

@@ -74,6 +74,8 @@ function forge(s: Stack, secret: Buffer, over: Partial<SignedFields> & { path: s
     spr: 'https,http',
     si: 'downloads',
     skid: 'k1',
+    // A read URL's content hash: a made-up one, so a forged URL that verified would still serve nothing.
+    ...(over.sp === 'w' ? {} : { shash: 'A'.repeat(43) }),
     ...over,
   };
   return `${s.gw.base}/${f.path}?${signedQuery(f, signature(f, secret))}`;
@@ -116,7 +118,7 @@ t.test(
     const got = await issue(s, `Binary/${id}/$file-url?window=10m`);
     t.match(
       got.url,
-      /^http:\/\/127\.0\.0\.1:\d+\/fhir\/_file\/Binary\/[A-Za-z0-9.-]+\/[a-z0-9-]+\?sv=2026-12-01&sr=b&sp=r&st=.*&se=.*&spr=https%2Chttp&si=downloads&rsct=application%2Fpdf&rscd=attachment&skid=k1&sig=[A-Za-z0-9_-]{43}$/,
+      /^http:\/\/127\.0\.0\.1:\d+\/fhir\/_file\/Binary\/[A-Za-z0-9.-]+\/[a-z0-9-]+\?sv=2026-12-01&sr=b&sp=r&st=.*&se=.*&spr=https%2Chttp&si=downloads&rsct=application%2Fpdf&rscd=attachment&skid=k1&shash=[A-Za-z0-9_-]{43}&sig=[A-Za-z0-9_-]{43}$/,
     );
     t.equal(got.policy, 'downloads');
     const left = Date.parse(got.expiresAt) - Date.now();
@@ -217,6 +219,7 @@ t.test('every refusal of a followed URL is an OperationOutcome with its own code
   const { id } = await pdfBinary(s);
   const { url } = await issue(s, `Binary/${id}/$file-url`);
   const path = pathOf(url);
+  const shash = new URL(url).searchParams.get('shash')!;
   const secret = k.secret('k1');
   const now = Date.now();
   const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -227,34 +230,34 @@ t.test('every refusal of a followed URL is an OperationOutcome with its own code
   t.equal(await code(r), 'SIGNATURE_INVALID', 'expiry moved: the signature no longer matches');
   r = await fetch(url.replace(/\/Binary\/[^/]+\//, '/Binary/other-id/'));
   t.equal(await code(r), 'SIGNATURE_INVALID', 'another resource in the path');
-  r = await fetch(forge(s, randomBytes(32), { path, skid: 'k9' }));
+  r = await fetch(forge(s, randomBytes(32), { shash, path, skid: 'k9' }));
   t.equal(await code(r), 'SIGNATURE_INVALID', 'a key the gateway does not have');
   r = await fetch(`${url}&extra=1`);
   t.equal(await code(r), 'SIGNATURE_INVALID', 'an unknown parameter');
   r = await fetch(url.replace('sp=r', 'sp=r%0A'));
   t.equal(await code(r), 'SIGNATURE_INVALID', 'a control character');
-  r = await fetch(forge(s, secret, { path, sp: 'w', si: undefined }));
+  r = await fetch(forge(s, secret, { shash, path, sp: 'w', si: undefined }));
   t.equal(await code(r), 'SIGNATURE_INVALID', 'a write URL must name an upload slot and its attachment');
   r = await fetch(url.replace(/&sig=.*/, ''));
   t.equal(await code(r), 'SIGNATURE_INVALID', 'no signature');
 
-  r = await fetch(forge(s, secret, { path, st: iso(now - 2_400_000), se: iso(now - 1_200_000) }));
+  r = await fetch(forge(s, secret, { shash, path, st: iso(now - 2_400_000), se: iso(now - 1_200_000) }));
   t.equal(r.status, 403);
   const expired = (await r.json()) as { issue: { details: { text: string; coding: { code: string }[] } }[] };
   t.equal(expired.issue[0].details.coding[0].code, 'SIGNATURE_EXPIRED');
   t.match(expired.issue[0].details.text, /expired at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ/, 'says when, so the client knows to refresh');
-  r = await fetch(forge(s, secret, { path, st: iso(now - 2_400_000), se: iso(now + 1_200_000) }));
+  r = await fetch(forge(s, secret, { shash, path, st: iso(now - 2_400_000), se: iso(now + 1_200_000) }));
   t.equal(await code(r), 'SIGNATURE_REVOKED', 'a window longer than the policy allows');
-  r = await fetch(forge(s, secret, { path, st: iso(now + 600_000), se: iso(now + 1_200_000) }));
+  r = await fetch(forge(s, secret, { shash, path, st: iso(now + 600_000), se: iso(now + 1_200_000) }));
   t.equal(await code(r), 'SIGNATURE_NOT_YET_VALID');
-  r = await fetch(forge(s, secret, { path, st: iso(now + 10_000), se: iso(now + 600_000) }));
+  r = await fetch(forge(s, secret, { shash, path, st: iso(now + 10_000), se: iso(now + 600_000) }));
   t.equal(r.status, 200, 'a start a few seconds ahead (another replica’s clock) is within the leeway');
   await r.arrayBuffer();
-  r = await fetch(forge(s, secret, { path, spr: 'https' }));
+  r = await fetch(forge(s, secret, { shash, path, spr: 'https' }));
   t.equal(await code(r), 'INSECURE_TRANSPORT');
-  r = await fetch(forge(s, secret, { path, sip: '10.1.2.3' }));
+  r = await fetch(forge(s, secret, { shash, path, sip: '10.1.2.3' }));
   t.equal(await code(r), 'FORBIDDEN', 'another client address');
-  r = await fetch(forge(s, secret, { path, sip: '127.0.0.0-127.0.0.255' }));
+  r = await fetch(forge(s, secret, { shash, path, sip: '127.0.0.0-127.0.0.255' }));
   t.equal(r.status, 200, 'an Azure-style range holding the client');
   await r.arrayBuffer();
   r = await fetch(
@@ -267,7 +270,7 @@ t.test('every refusal of a followed URL is an OperationOutcome with its own code
     }),
   );
   t.equal(await code(r), 'SIGNATURE_PERMISSION', 'a write URL does not read');
-  r = await fetch(forge(s, secret, { path, si: 'gone' }));
+  r = await fetch(forge(s, secret, { shash, path, si: 'gone' }));
   t.equal(await code(r), 'SIGNATURE_REVOKED', 'a policy the gateway does not have');
   r = await fetch(url, { method: 'DELETE' });
   t.equal(r.status, 405);
@@ -415,7 +418,7 @@ t.test('UrlSigner: a URL signed by one gateway verifies at another with the same
   const a = new UrlSigner(cfg, new Map([['k1', secret]]));
   const b = new UrlSigner(cfg, new Map([['k1', Buffer.from(secret)]]));
   const issued = a.issue(
-    { type: 'Binary', id: '1', blobId: 'abc', permissions: 'r', httpAllowed: false },
+    { type: 'Binary', id: '1', blobId: 'abc', sha256: 'ab'.repeat(32), permissions: 'r', httpAllowed: false },
     Date.parse('2026-12-06T10:00:30Z'),
   );
   t.equal(issued.startsAt.toISOString(), '2026-12-06T10:00:00.000Z');
@@ -423,7 +426,7 @@ t.test('UrlSigner: a URL signed by one gateway verifies at another with the same
   const [path, query] = issued.pathAndQuery.split('?');
   const ip = (await import('../../src/lib/ip.js')).parseAddress('127.0.0.1')!;
   const v = b.verify(path, query, { method: 'GET', clientIp: ip, secure: true }, Date.parse('2026-12-06T10:05:00Z'));
-  t.match(v, { type: 'Binary', id: '1', blobId: 'abc' });
+  t.match(v, { type: 'Binary', id: '1', blobId: 'abc', sha256: 'ab'.repeat(32) });
   t.throws(() => b.verify(path, query, { method: 'GET', clientIp: ip, secure: false }, Date.parse('2026-12-06T10:05:00Z')), {
     code: 'INSECURE_TRANSPORT',
   });
@@ -441,7 +444,7 @@ t.test('UrlSigner: a URL signed by one gateway verifies at another with the same
   );
   // A short window: the bucket shrinks to a quarter of it, so the URL lives at least ¾ of what was asked.
   const short = a.issue(
-    { type: 'Binary', id: '1', blobId: 'abc', permissions: 'r', httpAllowed: false, windowMs: 40_000 },
+    { type: 'Binary', id: '1', blobId: 'abc', sha256: 'ab'.repeat(32), permissions: 'r', httpAllowed: false, windowMs: 40_000 },
     Date.parse('2026-12-06T10:00:59Z'),
   );
   t.ok(short.expiresAt.getTime() - Date.parse('2026-12-06T10:00:59Z') >= 30_000);

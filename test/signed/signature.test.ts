@@ -13,6 +13,8 @@ import {
   signature,
   signedQuery,
   SIGNED_VERSION,
+  shashOf,
+  sha256OfShash,
   verifySignature,
   type SignedFields,
 } from '../../src/signed/signature.js';
@@ -30,6 +32,7 @@ const FIELDS: SignedFields = {
   rsct: 'application/pdf',
   rscd: 'attachment; filename="a b.pdf"',
   skid: 'k1',
+  shash: shashOf('2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824'),
 };
 const KEY = randomBytes(32);
 const query = (f: SignedFields = FIELDS, key = KEY) => signedQuery(f, signature(f, key));
@@ -40,7 +43,13 @@ t.test('a URL parses back to the fields it was made from, and verifies', async (
   const { fields, sig } = parseSigned(FIELDS.path, q);
   t.same(fields, FIELDS);
   t.doesNotThrow(() => verifySignature(fields, sig, new Map([['k1', KEY]])));
-  t.equal(canonical(FIELDS).split('\n').length, 13, 'one line per field, after the scheme line (a read URL has no spath line)');
+  t.equal(canonical(FIELDS).split('\n').length, 14, 'one line per field, after the scheme line (a read URL: shash, no spath line)');
+});
+
+t.test('shash: the content SHA-256 as base64url, and back', async (t) => {
+  const hex = '2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824';
+  t.match(shashOf(hex), /^[A-Za-z0-9_-]{43}$/);
+  t.equal(sha256OfShash(shashOf(hex)), hex);
 });
 
 t.test('optional fields absent: empty lines, and still distinct from any other URL', async (t) => {
@@ -65,6 +74,7 @@ t.test('every change to a signed field, the path or the key breaks the signature
     si: 'other',
     rsct: 'text/html',
     rscd: 'inline',
+    shash: shashOf('0'.repeat(64)),
   })) {
     t.throws(() => verifySignature({ ...FIELDS, [name]: value }, sig, keys), { code: 'SIGNATURE_INVALID' }, name);
   }
@@ -78,6 +88,7 @@ t.test('a write URL signs its attachment path: changed or added, the signature b
     path: '_file/DocumentReference/1/upload',
     sp: 'w',
     spath: 'DocumentReference.content[0].attachment',
+    shash: undefined,
   };
   const keys = new Map([['k1', KEY]]);
   const { fields, sig } = parseSigned(w.path, query(w));
@@ -103,6 +114,9 @@ t.test('malformed URLs are refused before any signature is computed', async (t) 
     [q.replace('spr=https', 'spr=http'), "'spr'"],
     [q.replace('skid=k1', 'skid=k%201'), "'skid'"],
     [q.replace(/sig=.*/, 'sig=abc'), "'sig'"],
+    [q.replace(/&shash=[^&]+/, ''), "'shash' is missing"],
+    [q.replace(/shash=[^&]+/, 'shash=abc'), "'shash' is missing or malformed"],
+    [query({ ...FIELDS, path: '_file/DocumentReference/1/upload', sp: 'w', spath: 'x' }), "'shash'"],
   ];
   for (const [text, why] of bad)
     t.throws(() => parseSigned(FIELDS.path, text), { code: 'SIGNATURE_INVALID', message: new RegExp(why) }, why);
