@@ -374,10 +374,15 @@ export class FileUrls {
     for (const name of Object.keys(x.req.headers)) if (!UPLOAD_HEADERS.has(name)) delete x.req.headers[name];
     x.req.headers['if-match'] = `W/"${v.fields.svid!}"`;
     const write = contentWriteOf(v.type, v.id, v.fields.spath!);
-    // The answer (the updated resource) is the issuer's to read, not the URL holder's: withheld.
-    await this.access.write(
-      new Exchange(x.req, x.res, x.ctx, write, x.settings.policy.ruleFor(write), x.principal, { ...x.rewrite, withhold: true }, x.settings),
+    // Under the smallest limits of every rule for writing the content: a chunked body (no declared
+    // size to check up front) is counted against the strictest as it streams.
+    const policy = x.settings.policy;
+    const rule = policy.strictest(
+      policy.ruleFor(write),
+      contentWriteRulesOf(x.settings, v.type, v.id).map((r) => ({ type: v.type, rule: r })),
     );
+    // The answer (the updated resource) is the issuer's to read, not the URL holder's: withheld.
+    await this.access.write(new Exchange(x.req, x.res, x.ctx, write, rule, x.principal, { ...x.rewrite, withhold: true }, x.settings));
   }
 
   private signer(x: Exchange): UrlSigner {
