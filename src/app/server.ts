@@ -106,10 +106,28 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   // The readiness probe uses the store as it is: its claims are not traffic, not in the store's latency figures.
   const store = instrumentStore(rawStore, metrics, tracing);
   // Stored access policies live in the store too (Azure): made the configured ones now and at every reload.
+  // Only policies that still let store URLs read: one ended (notAfter) or without `r` is left off
+  // the container, so the store's URLs under it die with the gateway's. The next end is synced
+  // when it comes (a timer), not only at the next reload.
+  let nextEnd: NodeJS.Timeout | undefined;
   const syncUrlPolicies = async (c: GatewayConfig): Promise<void> => {
     if (!c.signedUrls.store.enabled || !rawStore.syncUrlPolicies) return;
-    await rawStore.syncUrlPolicies(c.signedUrls.policies).then(
-      () => log.info({ policies: c.signedUrls.policies.map((p) => p.id) }, 'stored access policies set on the store'),
+    const now = Date.now();
+    const live = c.signedUrls.policies.filter(
+      (p) => p.permissions.includes('r') && (p.notAfter === undefined || Date.parse(p.notAfter) > now),
+    );
+    clearTimeout(nextEnd);
+    const ends = live.flatMap((p) => (p.notAfter === undefined ? [] : [Date.parse(p.notAfter)]));
+    if (ends.length > 0) {
+      // setTimeout takes at most 2^31-1 ms; a later end is looked at again then.
+      nextEnd = setTimeout(
+        () => void syncUrlPolicies(settingsRef?.current.config ?? c),
+        Math.min(Math.min(...ends) - now + 1000, 2 ** 31 - 1),
+      );
+      nextEnd.unref();
+    }
+    await rawStore.syncUrlPolicies(live.map((p) => ({ id: p.id, permissions: 'r' }))).then(
+      () => log.info({ policies: live.map((p) => p.id) }, 'stored access policies set on the store'),
       (err: unknown) =>
         log.error({ cause: err instanceof Error ? err.message : String(err) }, 'stored access policies could not be set on the store'),
     );
