@@ -115,6 +115,7 @@ export class JsonWalker<S> {
         } else {
           this.out?.write('"');
           this.endWatch();
+          if (this.screen?.end()) throw this.opts.screen!.error();
           this.valueEnded();
         }
         return undefined;

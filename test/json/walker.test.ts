@@ -273,6 +273,8 @@ t.test('the screen: a string holding its parts in order is refused, passed or he
     '"/_f/?"',
     '{"hold":{"extension":[{"valueUrl":"h://a/_f/b?c"}]}}',
     '{"url":"\/_f\/b\u003fc"}', // spelled with escapes
+    '{"url":"h://gw/fhir/%5Ff/b?c"}', // percent-encoded, as a URL parser reads it
+    '{"div":"<a href=\\"h://gw/_f/b&#x3F;c\\">x</a>"}', // a character reference, as a browser reads it
     '{"a":{"b":[{"c":"long ' + 'x'.repeat(5000) + ' h://gw/_f/' + 'y'.repeat(5000) + '?sig ' + 'z'.repeat(5000) + '"}]}}',
   ])
     for (const cut of [[1], [2, 3], [input.length]])
@@ -283,7 +285,6 @@ t.test('the screen: a string holding its parts in order is refused, passed or he
     '{"url":"h://gw/fhir/_F/b?c"}', // another segment: never served
     '{"note":"see /_f/ here; ok?"}', // the query is another token's
     '{"a":{"b":[{"c":"long ' + 'x'.repeat(5000) + ' h://gw/_f/' + 'y'.repeat(5000) + ' ?sig"}]}}',
-    '{"url":"h://gw/fhir/%5Ff/b?c"}',
     '{"stream":"/_f/?"}', // streamed: content, the policy's to judge
     '{"skip":"/_f/?"}', // never read, never written
     '{"holdOwn":{"url":"/_f/?"}}', // the policy checks it itself
