@@ -2,6 +2,7 @@ import { essence, isActiveContent } from '../content/media-type.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { parseAttachmentPath } from '../fhir/attachment-path.js';
 import { findBlobRef, type BlobRef } from '../fhir/blob-reference.js';
+import { readStoredRefs } from '../rewrite/stored-refs.js';
 import type { Interaction } from '../fhir/interaction.js';
 import { parseDuration } from '../lib/duration.js';
 import { etagMatches } from '../lib/range.js';
@@ -201,7 +202,9 @@ export class FileUrls {
 
   /** `GET|HEAD [base]/_file/{type}/{id}/{blob}?sv=…&sig=…`, verified by the flow: the content, raw. */
   async follow(x: Exchange, v: VerifiedUrl): Promise<void> {
-    const info = await this.contentOf(v).catch((err: unknown) => {
+    // The holder is nobody the gateway checked: their credentials go nowhere (the URL is the credential).
+    for (const name of ['authorization', 'proxy-authorization', 'cookie']) delete x.req.headers[name];
+    const info = await this.contentOf(x, v).catch((err: unknown) => {
       // Gone, replaced or quarantined since the URL was made: not found, whichever it was.
       if (err instanceof GatewayError && err.code === 'BLOB_UNREADABLE')
         throw new GatewayError('NOT_FOUND', 'the content this URL named is no longer available');
@@ -230,7 +233,7 @@ export class FileUrls {
    * The blob a URL names, if the resource in its path may serve it: linked to it, or a file
    * uploaded for it (GraphQL uploadFile) and not bound to a resource yet.
    */
-  private async contentOf(v: VerifiedUrl): Promise<BlobInfo> {
+  private async contentOf(x: Exchange, v: VerifiedUrl): Promise<BlobInfo> {
     const owner = `${v.type}/${v.id}`;
     let info: BlobInfo | undefined;
     try {
@@ -242,7 +245,29 @@ export class FileUrls {
     if (info && v.sha256 !== undefined && info.sha256 !== v.sha256)
       throw new GatewayError('BLOB_UNREADABLE', 'the stored content is not the one the URL was issued for');
     if (info?.state === 'pending' && info.upload?.for === owner && info.owner === undefined) return info;
-    return this.d.blobs.blobFor({ id: v.blobId, ...(v.sha256 !== undefined ? { sha256: v.sha256 } : {}) }, owner);
+    const held = await this.d.blobs.blobFor({ id: v.blobId, ...(v.sha256 !== undefined ? { sha256: v.sha256 } : {}) }, owner);
+    await this.stillHeld(x, owner, v.blobId);
+    return held;
+  }
+
+  /**
+   * Whether the resource's current version still holds the content: a URL dies with a FHIR delete
+   * of its resource or a replacement of its content, as a token's `$binary-access-read` (which reads
+   * the current version) would. One upstream read per follow, of the resource's references only.
+   */
+  private async stillHeld(x: Exchange, owner: string, blobId: string): Promise<void> {
+    const up = await this.d.resources.get(x, `/${owner}`);
+    if (up.statusCode === 404 || up.statusCode === 410) {
+      up.resume();
+      throw new GatewayError('BLOB_UNREADABLE', 'the resource this URL was issued for is gone');
+    }
+    if (up.statusCode !== 200) {
+      up.resume();
+      throw new GatewayError('UPSTREAM_INVALID', `the FHIR server answered ${up.statusCode} for the resource this URL names`);
+    }
+    const refs = await readStoredRefs(up);
+    for (const ref of refs.values()) if (ref.id === blobId) return;
+    throw new GatewayError('BLOB_UNREADABLE', "the resource's current version no longer holds this content");
   }
 
   /**

@@ -176,6 +176,49 @@ t.test(
   },
 );
 
+t.test(
+  "a URL dies with its content: a FHIR delete of the resource, or new content in its place; the holder's credentials go nowhere",
+  async (t) => {
+    const { s } = await signedStack(t);
+    const { id } = await pdfBinary(s);
+    const first = await issue(s, `Binary/${id}/$file-url`);
+    const before = s.up.requests.length;
+    const ok = await fetch(first.url, { headers: { authorization: 'Bearer not-checked', cookie: 'session=1' } });
+    t.equal(ok.status, 200, 'served while the Binary holds it');
+    await ok.arrayBuffer();
+    const asked = s.up.requests.slice(before);
+    t.ok(
+      asked.some((r) => r.method === 'GET' && r.url === `/fhir/Binary/${id}`),
+      'the current version was asked for',
+    );
+    t.notOk(
+      asked.some((r) => r.headers['authorization'] !== undefined || r.headers['cookie'] !== undefined),
+      'no holder credential went upstream',
+    );
+
+    const doc = await pdfDocument(s, PDF(80_000));
+    const old = await issue(s, `DocumentReference/${doc}/$file-url?path=DocumentReference.content[0].attachment`);
+    const put = await sendJson(s, 'PUT', `DocumentReference/${doc}`, {
+      resourceType: 'DocumentReference',
+      id: doc,
+      status: 'current',
+      content: [{ attachment: { contentType: 'application/pdf', data: PDF(81_000).toString('base64') } }],
+    });
+    t.equal(put.status, 200);
+    await put.arrayBuffer();
+    t.equal(await code(await fetch(old.url)), 'NOT_FOUND', 'new content in its place: the old URL serves nothing');
+    const fresh = await issue(s, `DocumentReference/${doc}/$file-url?path=DocumentReference.content[0].attachment`);
+    const now = await fetch(fresh.url);
+    t.equal(now.status, 200, 'a URL for the current content works');
+    await now.arrayBuffer();
+
+    const del = await fetch(`${s.gw.base}/Binary/${id}`, { method: 'DELETE', headers: s.auth });
+    t.ok(del.status === 200 || del.status === 204, `deleted (${del.status})`);
+    await del.arrayBuffer();
+    t.equal(await code(await fetch(first.url)), 'NOT_FOUND', 'the Binary deleted: its URL serves nothing');
+  },
+);
+
 t.test('Range through a signed URL', async (t) => {
   const { s } = await signedStack(t);
   const { id, pdf } = await pdfBinary(s);
