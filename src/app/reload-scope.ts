@@ -17,6 +17,8 @@ function fixedParts(c: GatewayConfig): Record<string, unknown> {
     admin: { listen: c.admin.listen },
     audit: c.audit,
     observability: c.observability,
+    // The files GraphQL API's route is made at start; turning it on or off applies at once.
+    graphql: { path: c.graphql.path },
   };
 }
 

@@ -45,6 +45,8 @@ export function auditEvent(r: AuditRecord, observer: string): Record<string, unk
         { type: 'permission', valueString: g.permission },
         { type: 'expires', valueString: g.expiresAt },
         { type: 'via', valueString: g.via },
+        ...(g.policy ? [{ type: 'policy', valueString: g.policy }] : []),
+        ...(g.ip ? [{ type: 'ip', valueString: g.ip }] : []),
         { type: 'resource', valueString: g.resource },
         ...(g.path ? [{ type: 'path', valueString: g.path }] : []),
       ],

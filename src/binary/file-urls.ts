@@ -147,6 +147,8 @@ export class FileUrls {
         permission: 'r',
         expiresAt: issued.expiresAt.toISOString(),
         via: via === 'store' ? 'store' : 'gateway',
+        ...(issued.policy ? { policy: issued.policy } : {}),
+        ...(request.sip ? { ip: request.sip } : {}),
       });
       sendIssued(x, issued.url ?? `${this.d.publicBase}/${issued.pathAndQuery}`, issued, via);
     } finally {
@@ -191,6 +193,7 @@ export class FileUrls {
           permission: 'r',
           expiresAt: issued.expiresAt.toISOString(),
           via: 'gateway',
+          ...(issued.policy ? { policy: issued.policy } : {}),
           link: true,
         });
         return `${this.d.publicBase}/${issued.pathAndQuery}`;
@@ -387,6 +390,8 @@ export class FileUrls {
       permission: 'w',
       expiresAt: issued.expiresAt.toISOString(),
       via: 'gateway',
+      ...(issued.policy ? { policy: issued.policy } : {}),
+      ...(q.get('ip') ? { ip: q.get('ip')! } : {}),
     });
     sendIssued(x, `${this.d.publicBase}/${issued.pathAndQuery}`, issued, 'gateway');
   }

@@ -73,10 +73,13 @@ export class RawResponder {
     if (answer?.disposition) headers['content-disposition'] = answer.disposition;
     if (isActiveContent(contentType)) headers['content-disposition'] = 'attachment';
     // If-Range (RFC 9110 13.1.5): a range only of the representation the client already has, or
-    // all of it. Our ETags are weak, which If-Range never matches; and a date cannot tell two
-    // versions written within one second apart (Last-Modified has whole seconds), so a resumed
-    // download would splice them: any If-Range gets the whole content.
-    const rangeAllowed = req.headers['if-range'] === undefined;
+    // all of it. It matches a strong ETag only, exactly (a signed URL's: the content's SHA-256);
+    // our other ETags are weak, and a date cannot tell two versions written within one second
+    // apart (Last-Modified has whole seconds), so a resumed download would splice them: any other
+    // If-Range gets the whole content.
+    const ifRange = req.headers['if-range'];
+    const etag = typeof headers['etag'] === 'string' ? headers['etag'] : undefined;
+    const rangeAllowed = ifRange === undefined || (etag !== undefined && !etag.startsWith('W/') && ifRange === etag);
     const range = rangeAllowed ? parseRange(req.headers.range, size) : undefined;
     if (range === 'unsatisfiable')
       throw new GatewayError('RANGE_NOT_SATISFIABLE', undefined, { headers: { 'content-range': `bytes */${size}` } });

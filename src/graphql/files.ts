@@ -244,6 +244,8 @@ export class FilesApi {
       permission: 'r',
       expiresAt: issued.expiresAt.toISOString(),
       via: 'gateway',
+      ...(issued.policy ? { policy: issued.policy } : {}),
+      ...(sip ? { ip: sip } : {}),
     });
     const url = `${this.d.publicBase}/${issued.pathAndQuery}`;
     return { url, sasToken: url.slice(url.indexOf('?') + 1), expiresAt: issued.expiresAt.toISOString() };

@@ -144,8 +144,15 @@ export class RequestFlow {
       });
     if (!upload && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0))
       throw new GatewayError('BAD_REQUEST', `${method} requests must not carry a body`);
-    const verified = settings.signer.verify(path, q < 0 ? '' : url.slice(q + 1), { method, clientIp: ctx.clientIp, secure: ctx.secure });
-    rec.signedUrl = { keyId: verified.fields.skid, ...(verified.fields.si ? { policy: verified.fields.si } : {}), url: verified.urlId };
+    const verified = settings.signer.verify(path, q < 0 ? '' : url.slice(q + 1), {
+      method,
+      clientIp: ctx.clientIp,
+      secure: ctx.secure,
+      // A refused use of a genuine URL (expired, revoked, another address) is recorded under its name too.
+      signed: (urlId, f) => {
+        rec.signedUrl = { keyId: f.skid, ...(f.si ? { policy: f.si } : {}), url: urlId };
+      },
+    });
     if (upload) {
       // The network conditions and size limits of every rule for writing the content hold for a URL as for a token.
       const cl = req.headers['content-length'];

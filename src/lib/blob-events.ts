@@ -43,6 +43,9 @@ export interface UrlGrant {
   readonly permission: 'r' | 'w';
   readonly expiresAt: string;
   readonly via: 'gateway' | 'store';
+  /** The stored policy it was signed under, and the client address or range it is bound to. */
+  readonly policy?: string;
+  readonly ip?: string;
   /** A link in an answer (`signedUrls.links`), not an answer of `$file-url`. */
   readonly link?: true;
 }

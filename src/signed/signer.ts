@@ -83,6 +83,8 @@ export interface FollowContext {
   readonly method: string;
   readonly clientIp: Address;
   readonly secure: boolean;
+  /** Told once the signature verified, before the other checks: which URL this is (for the audit trail). */
+  readonly signed?: (urlId: string, fields: SignedFields) => void;
 }
 
 /** `2026-12-06T10:00:00Z`: whole seconds, the form `st` and `se` carry. */
@@ -198,6 +200,8 @@ export class UrlSigner {
   verify(path: string, query: string, c: FollowContext, now = Date.now()): VerifiedUrl {
     const { fields, sig } = parseSigned(path, query);
     verifySignature(fields, sig, this.keys);
+    // Ours from here on: a refusal below (expired, revoked, another address) is still of this URL.
+    c.signed?.(urlIdOf(sig), fields);
     const [segment, type, id, blobId, ...rest] = path.split('/');
     // Signed by us, so made by us; checked anyway, as everything taken from a URL is.
     // A read URL names a blob; a write URL (`sp=w`) the upload slot of one attachment (`spath`).
@@ -211,7 +215,7 @@ export class UrlSigner {
     const se = Date.parse(fields.se);
     this.checkPolicy(fields, se - st, now);
     if (now + this.skewMs < st) throw new GatewayError('SIGNATURE_NOT_YET_VALID', `valid from ${fields.st}`);
-    if (now - this.skewMs >= se) throw new GatewayError('SIGNATURE_EXPIRED', `expired at ${fields.se}: ask for a new URL ($file-url)`);
+    if (now - this.skewMs >= se) throw new GatewayError('SIGNATURE_EXPIRED', `it expired at ${fields.se} ($file-url gives a new one)`);
     if (fields.spr === 'https' && !c.secure) throw new GatewayError('INSECURE_TRANSPORT', 'this signed URL is for https only');
     if (fields.sip !== undefined) {
       const span = parseSpan(fields.sip);

@@ -22,4 +22,6 @@ t.test('what a reload leaves for a restart, by key; what it applies, not named',
   t.same(restartOnlyChanges(config(), config({ rules: [{ name: 'r', match: { interactions: ['read'] }, require: { auth: false } }] })), []);
   t.same(restartOnlyChanges(config(), config({ admin: { enabled: true } })), ['admin.enabled'], 'turning the admin API on');
   t.same(restartOnlyChanges(config({ admin: { enabled: true } }), config()), [], 'turning it off applies');
+  t.same(restartOnlyChanges(config(), config({ graphql: { path: '/files' } })), ['graphql.path'], 'the GraphQL route');
+  t.same(restartOnlyChanges(config(), config({ graphql: { enabled: true, maxFiles: 2 } })), [], 'turning GraphQL on, its limits');
 });

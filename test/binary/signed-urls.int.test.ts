@@ -162,7 +162,15 @@ t.test(
       {
         what: {
           urls: [
-            { url: urlName, resource: `Binary/${id}`, blob: /^[a-z0-9-]+$/, permission: 'r', expiresAt: got.expiresAt, via: 'gateway' },
+            {
+              url: urlName,
+              resource: `Binary/${id}`,
+              blob: /^[a-z0-9-]+$/,
+              permission: 'r',
+              expiresAt: got.expiresAt,
+              via: 'gateway',
+              policy: 'downloads',
+            },
           ],
         },
       },
@@ -229,6 +237,16 @@ t.test('Range through a signed URL', async (t) => {
   t.same(Buffer.from(await r.arrayBuffer()), pdf.subarray(100, 1124));
   const past = await fetch(url, { headers: { range: `bytes=${pdf.length + 10}-` } });
   t.equal(past.status, 416);
+  // A resumed download: If-Range with the strong ETag gets the range, anything else the whole content.
+  const etag = `"${sha256(pdf)}"`;
+  const resumed = await fetch(url, { headers: { range: 'bytes=0-9', 'if-range': etag } });
+  t.equal(resumed.status, 206, 'If-Range with the content hash: the range');
+  t.same(Buffer.from(await resumed.arrayBuffer()), pdf.subarray(0, 10));
+  for (const other of [`W/${etag}`, '"0000"', 'Mon, 07 Dec 2026 00:00:00 GMT']) {
+    const whole = await fetch(url, { headers: { range: 'bytes=0-9', 'if-range': other } });
+    t.equal(whole.status, 200, `If-Range ${other.slice(0, 12)}: the whole content`);
+    t.equal((await whole.arrayBuffer()).byteLength, pdf.length);
+  }
 });
 
 t.test('the same request twice within a bucket gives the same URL (browser caches work)', async (t) => {
@@ -300,6 +318,15 @@ t.test('every refusal of a followed URL is an OperationOutcome with its own code
   t.equal(await code(r), 'INSECURE_TRANSPORT');
   r = await fetch(forge(s, secret, { shash, path, sip: '10.1.2.3' }));
   t.equal(await code(r), 'FORBIDDEN', 'another client address');
+  const refused = await eventually(
+    () => s.gw.logs.lines.find((l) => l['audit'] === 1 && l['reqId'] === r.headers.get('x-request-id')),
+    'the audit record of the refused follow',
+  );
+  t.match(
+    refused,
+    { outcome: 'refused', code: 'FORBIDDEN', who: { signedUrl: { keyId: 'k1', url: /^[0-9a-f]{16}$/ } } },
+    'a refused use of a genuine URL names it (a leaked URL tried elsewhere is traceable)',
+  );
   r = await fetch(forge(s, secret, { shash, path, sip: '127.0.0.0-127.0.0.255' }));
   t.equal(r.status, 200, 'an Azure-style range holding the client');
   await r.arrayBuffer();
