@@ -207,6 +207,14 @@ function checkSignedUrls(c: GatewayConfig, at: (path: string, msg: string) => vo
     if (p.notAfter !== undefined && Number.isNaN(Date.parse(p.notAfter))) at(`/signedUrls/policies/${i}/notAfter`, 'is not a valid time');
   });
   if (parseDuration(su.defaultWindow)! > parseDuration(su.maxWindow)!) at('/signedUrls/defaultWindow', 'must not be longer than maxWindow');
+  // A signed URL is a bearer credential: a week is already long (the seed's windows are minutes).
+  const WEEK = 7 * 24 * 3_600_000;
+  if (parseDuration(su.maxWindow)! > WEEK) at('/signedUrls/maxWindow', 'at most 7d: a signed URL is a bearer credential');
+  su.policies.forEach((p, i) => {
+    if (parseDuration(p.maxWindow)! > WEEK) at(`/signedUrls/policies/${i}/maxWindow`, 'at most 7d: a signed URL is a bearer credential');
+  });
+  if (su.store.enabled && c.storage.driver === 'filesystem')
+    at('/signedUrls/store/enabled', 'the filesystem store serves no URLs of its own: store URLs need s3 or azure');
   // Azure keeps at most five stored access policies on a container, where its SASes find them.
   if (su.store.enabled && c.storage.driver === 'azure' && su.policies.length > 5)
     at('/signedUrls/policies', 'at most 5 with Azure store URLs (a container holds at most five stored access policies)');

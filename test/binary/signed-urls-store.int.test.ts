@@ -129,12 +129,12 @@ t.test('store URLs off, or a store without URLs of its own: refused with the rea
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'k1'), randomBytes(32).toString('base64'));
   const fsStack = await stack(t, {
-    signedUrls: { enabled: true, keys: [{ id: 'k1', file: join(dir, 'k1') }], activeKey: 'k1', store: { enabled: true } },
+    signedUrls: { enabled: true, keys: [{ id: 'k1', file: join(dir, 'k1') }], activeKey: 'k1' },
   });
   const f = await pdfBinary(fsStack);
   const fr = await fetch(`${fsStack.gw.base}/Binary/${f.id}/$file-url?via=store`, { headers: fsStack.auth });
   t.equal(fr.status, 400);
-  t.match(await fr.text(), /filesystem store serves no URLs of its own/);
+  t.match(await fr.text(), /store URLs are off/, 'store URLs on the filesystem store are refused at load (test/config/load.test.ts)');
   const bad = await fetch(`${fsStack.gw.base}/Binary/${f.id}/$file-url?via=cdn`, { headers: fsStack.auth });
   t.equal(bad.status, 400);
 });
