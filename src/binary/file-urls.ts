@@ -412,7 +412,9 @@ export class FileUrls {
       contentWriteRulesOf(x.settings, v.type, v.id).map((r) => ({ type: v.type, rule: r })),
     );
     // The answer (the updated resource) is the issuer's to read, not the URL holder's: withheld.
-    await this.access.write(new Exchange(x.req, x.res, x.ctx, write, rule, x.principal, { ...x.rewrite, withhold: true }, x.settings));
+    await this.access.write(
+      new Exchange(x.req, x.res, x.ctx, write, rule, x.principal, { ...x.rewrite, withhold: true, bare: true }, x.settings),
+    );
   }
 
   private signer(x: Exchange): UrlSigner {

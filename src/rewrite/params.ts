@@ -42,6 +42,11 @@ export interface RewriteParams {
    * which is what `Prefer: return=minimal` gives.
    */
   readonly withhold: boolean;
+  /**
+   * With `withhold`: not even the version headers (Location, Content-Location, ETag,
+   * Last-Modified) — the writer is nobody the gateway knows (a write URL's holder).
+   */
+  readonly bare?: boolean;
   /** Batch/transaction answers: the entries (by index) whose `resource` is left out, for the same reason. */
   readonly withheldEntries?: ReadonlySet<number>;
   /** Entries the request is not entitled to are dropped from a Bundle answer. */

@@ -73,7 +73,7 @@ export class ResponseRewrite {
       // Where the answer is held to what the caller may see, an error page unread is left out.
       if (status >= 400 && (guarded(params) || params.withhold)) {
         up.resume();
-        emptyAnswer(to, status, headers);
+        emptyAnswer(to, status, headers, params);
         return;
       }
       if (status >= 400) {
@@ -91,7 +91,7 @@ export class ResponseRewrite {
     // current version): only small answers can be looked at whole, larger ones are left out.
     if (params.withhold && status >= 300 && (length === undefined || Number(length) > SMALL)) {
       up.destroy();
-      emptyAnswer(to, status, headers);
+      emptyAnswer(to, status, headers, params);
       return;
     }
     // Upstream failures from here on are handled where the body is read (small) or by the pipeline.
@@ -112,7 +112,7 @@ export class ResponseRewrite {
   sendBuffer(to: Client, body: Buffer, status: number, headers: OutgoingHttpHeaders, params: RewriteParams): Promise<void> {
     if (withheld(to, status, headers, params)) return Promise.resolve();
     if (params.withhold && status >= 300 && !isOperationOutcome(body)) {
-      emptyAnswer(to, status, headers);
+      emptyAnswer(to, status, headers, params);
       return Promise.resolve();
     }
     // A guarded answer is read whatever it holds: which entries it may carry is in every one.
@@ -338,12 +338,13 @@ function onSmallClose(this: WithSmall): void {
  */
 function withheld(to: Client, status: number, headers: OutgoingHttpHeaders, params: RewriteParams): boolean {
   if (!params.withhold || status < 200 || status >= 300) return false;
-  emptyAnswer(to, status, headers);
+  emptyAnswer(to, status, headers, params);
   return true;
 }
 
 /** The status and headers of an answer whose body is left out. */
-function emptyAnswer(to: Client, status: number, headers: OutgoingHttpHeaders): void {
+function emptyAnswer(to: Client, status: number, headers: OutgoingHttpHeaders, params: RewriteParams): void {
+  if (params.bare) for (const name of ['location', 'content-location', 'etag', 'last-modified']) delete headers[name];
   delete headers['content-type'];
   delete headers['content-encoding'];
   delete headers['transfer-encoding'];

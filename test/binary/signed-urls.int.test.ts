@@ -810,6 +810,11 @@ t.test(
       'nothing of the holder’s headers but the upload’s own reached the FHIR server',
     );
     t.equal((await up.arrayBuffer()).byteLength, 0, 'the updated resource is the issuer’s to read: withheld');
+    t.same(
+      ['location', 'content-location', 'etag', 'last-modified'].filter((h) => up.headers.has(h)),
+      [],
+      'nor where or which version it is: the holder is nobody the gateway knows',
+    );
     const again = await fetch(got.url, { method: 'POST', headers: { 'content-type': 'application/pdf' }, body: PDF(81_000) });
     t.equal(await code(again), 'PRECONDITION_FAILED', 'bound to the version it was issued for: used once');
     const back = await fetch(`${s.gw.base}/DocumentReference/${id}/$binary-access-read?path=${encodeURIComponent(path)}`, {
