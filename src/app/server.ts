@@ -28,6 +28,7 @@ import { buildHealthApp, withOutcomes } from '../http/health.js';
 import Fastify from 'fastify';
 import { GraphqlApi } from '../graphql/api.js';
 import { FilesApi } from '../graphql/files.js';
+import { FileBinding } from '../graphql/bind.js';
 import { registerAdmin, type AdminDeps } from '../admin/admin-api.js';
 import type { AuditRecord } from '../audit/record.js';
 import { logStream } from '../logging/logger.js';
@@ -237,6 +238,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
           publicBase: urls.public,
           encryptsAtRest: config.storage.driver !== 'filesystem' || config.storage.filesystem.encryption !== undefined,
         }),
+        new FileBinding({ store, resources: plane.resources, publicBase: urls.public }),
       ),
     },
     bundles: new BundleWrites(plane),

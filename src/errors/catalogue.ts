@@ -64,6 +64,9 @@ export const ERRORS = {
   LINK_UNVERIFIED: def(409, 'conflict', 'The resource does not refer to this blob'),
   BLOB_CHANGED: def(409, 'conflict', 'The blob changed while the call was under way'),
   CONTENT_LINK_UNRESOLVED: def(409, 'conflict', 'The attachment links to stored content the resource no longer has'),
+  // 409: the files GraphQL API, binding uploaded files to a resource.
+  FILE_NOT_BINDABLE: def(409, 'conflict', 'The file is not an unbound upload of this caller for this subject'),
+  FILE_MISMATCH: def(409, 'conflict', "The attachment's hash or type is not the uploaded file's"),
   METHOD_NOT_ALLOWED: def(405, 'not-supported', 'This method is not supported on this path'),
   NOT_ACCEPTABLE: def(406, 'not-supported', 'The response cannot be given in the requested format'),
   PRECONDITION_FAILED: def(412, 'conflict', 'The resource has changed since the version the request names'),

@@ -13,8 +13,8 @@ import {
 } from 'graphql';
 import { GatewayError, isGatewayError } from '../errors/catalogue.js';
 import type { Exchange } from '../security/exchange.js';
-import type { FilesApi } from './files.js';
-import { type FilesContext } from './files.js';
+import type { FileBinding } from './bind.js';
+import type { FilesApi, FilesContext } from './files.js';
 import { depthAndFieldLimit } from './limits.js';
 import { MultipartRequest } from './multipart.js';
 import { filesSchema, UploadRef } from './schema.js';
@@ -38,7 +38,10 @@ interface Operations {
 export class GraphqlApi {
   private readonly schema: GraphQLSchema = filesSchema();
 
-  constructor(private readonly files: FilesApi) {}
+  constructor(
+    private readonly files: FilesApi,
+    private readonly binding: FileBinding,
+  ) {}
 
   async handle(x: Exchange): Promise<void> {
     const { req } = x;
@@ -100,6 +103,8 @@ export class GraphqlApi {
         uploadFile: (args: never) => this.files.uploadFile(args, context),
         file: (args: never) => this.files.file(args, context),
         refreshFileUrl: (args: never) => this.files.refreshFileUrl(args, context),
+        createDocumentReference: (args: { resource: unknown }) => this.binding.create('DocumentReference', args.resource, x),
+        createMedia: (args: { resource: unknown }) => this.binding.create('Media', args.resource, x),
       },
       contextValue: context,
       variableValues: ops.variables ?? {},

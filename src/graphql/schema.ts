@@ -1,4 +1,4 @@
-import { buildSchema, GraphQLError, GraphQLScalarType, type GraphQLSchema } from 'graphql';
+import { buildSchema, GraphQLError, GraphQLScalarType, valueFromASTUntyped, type GraphQLSchema } from 'graphql';
 
 /**
  * The files API of seed 000 (docs/graphql.md publishes this SDL; test/graphql/schema.test.ts keeps
@@ -6,6 +6,9 @@ import { buildSchema, GraphQLError, GraphQLScalarType, type GraphQLSchema } from
  */
 export const SDL = `"""A file part of a GraphQL multipart request (https://github.com/jaydenseric/graphql-multipart-request-spec)."""
 scalar Upload
+
+"""A FHIR resource as JSON: a GraphQL object literal or a variable, with FHIR's own shape (lists as lists)."""
+scalar JSON
 
 enum Encryption {
   """Stored encrypted at rest with AES-256 (the store's encryption; refused where there is none)."""
@@ -61,6 +64,48 @@ type FileUrl {
   expiresAt: String!
 }
 
+type Meta {
+  versionId: String
+  lastUpdated: String
+}
+
+type Attachment {
+  contentType: String
+  size: Float
+  """R4's base64 SHA-1 of the content."""
+  hash: String
+  title: String
+  """The gateway's link to the content ($binary-access-read)."""
+  url: String
+  creation: String
+}
+
+type DocumentReferenceContent {
+  attachment: Attachment!
+}
+
+type CreatedDocumentReference {
+  id: ID!
+  meta: Meta!
+  content: [DocumentReferenceContent!]!
+  """The Provenance written with it, in the same transaction."""
+  provenance: ID
+  """The resource as written (attachment links in place of file references)."""
+  resource: JSON!
+}
+
+type CreatedMedia {
+  id: ID!
+  meta: Meta!
+  content: Attachment!
+  height: Int
+  width: Int
+  frames: Int
+  duration: Float
+  provenance: ID
+  resource: JSON!
+}
+
 type Query {
   """A file this caller uploaded, or one in a resource the caller may read."""
   file(fileId: ID!): FileInfo
@@ -77,6 +122,10 @@ type Mutation {
   ): UploadedFile!
   """A new signed URL for a file, the caller's right to read it checked again."""
   refreshFileUrl(fileId: ID!, accessWindow: String): FileUrl!
+  """A DocumentReference whose attachments name uploaded files, written with a Provenance in one transaction."""
+  createDocumentReference(resource: JSON!): CreatedDocumentReference!
+  """A Media whose content names an uploaded file, written with a Provenance in one transaction."""
+  createMedia(resource: JSON!): CreatedMedia!
 }
 `;
 
@@ -104,5 +153,12 @@ export function filesSchema(): GraphQLSchema {
   const schema = buildSchema(SDL);
   const upload = schema.getType('Upload') as GraphQLScalarType;
   Object.assign(upload, { parseValue: Upload.parseValue, parseLiteral: Upload.parseLiteral, serialize: Upload.serialize });
+  // JSON: any value, from a variable or an object literal in the document (its variables filled in).
+  Object.assign(schema.getType('JSON') as GraphQLScalarType, {
+    parseValue: (v: unknown) => v,
+    parseLiteral: (ast: Parameters<typeof valueFromASTUntyped>[0], variables?: Parameters<typeof valueFromASTUntyped>[1]) =>
+      valueFromASTUntyped(ast, variables),
+    serialize: (v: unknown) => v,
+  });
   return schema;
 }

@@ -770,15 +770,15 @@ t.test('storage: defaults, paths relative to the policy file, and the checks the
 t.test('signed URLs: windows of at most a week; store URLs only where the store has URLs', async (t) => {
   const urls = (extra: Record<string, unknown>) => ({ ...minimal(), signedUrls: { keys: [{ id: 'k', env: 'K' }], ...extra } });
   t.same(
-    problems(t, () => build(urls({ maxWindow: '30d', defaultWindow: '15m' }), { K: 'x' })),
+    problems(t, () => build(urls({ maxWindow: '30d', defaultWindow: '15m' }))),
     ['test.yaml: /signedUrls/maxWindow: at most 7d: a signed URL is a bearer credential'],
   );
   t.same(
-    problems(t, () => build(urls({ policies: [{ id: 'p', permissions: 'r', maxWindow: '8d' }] }), { K: 'x' })),
+    problems(t, () => build(urls({ policies: [{ id: 'p', permissions: 'r', maxWindow: '8d' }] }))),
     ['test.yaml: /signedUrls/policies/0/maxWindow: at most 7d: a signed URL is a bearer credential'],
   );
   t.same(
-    problems(t, () => build(urls({ store: { enabled: true } }), { K: 'x' })),
+    problems(t, () => build(urls({ store: { enabled: true } }))),
     ['test.yaml: /signedUrls/store/enabled: the filesystem store serves no URLs of its own: store URLs need s3 or azure'],
   );
 });

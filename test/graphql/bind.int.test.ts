@@ -1,0 +1,190 @@
+// createDocumentReference / createMedia (docs/graphql.md): uploaded files bound to a new resource,
+// written with a Provenance in one transaction to Medplum's FHIR router, read back over REST.
+import t, { type Test } from 'tap';
+import { mintToken } from '../helpers/auth.js';
+import { PDF, sha256, stack, type Stack } from '../helpers/binary-stack.js';
+import { signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
+import { createHash } from 'node:crypto';
+
+const UPLOAD = `mutation Up($file: Upload!, $type: String!, $for: String!) {
+  uploadFile(forEntity: $for, data: $file, contentType: $type) { fileId storagePath url hashSha256 }
+}`;
+
+type Body = {
+  data?: Record<string, Record<string, unknown> | null> | null;
+  errors?: { message: string; extensions?: { code?: string } }[];
+};
+
+const tokenOf = async (s: Stack, sub: string, scope = 'user/*.cruds files.write fhir.write', extra: Record<string, unknown> = {}) => ({
+  authorization: `Bearer ${await mintToken(s.key, { claims: { sub, scope, ...extra } })}`,
+});
+
+async function uploadFile(s: Stack, auth: Record<string, string>, file: Buffer, forEntity: string, type = 'application/pdf') {
+  const form = new FormData();
+  form.append('operations', JSON.stringify({ query: UPLOAD, variables: { file: null, type, for: forEntity } }));
+  form.append('map', JSON.stringify({ 0: ['variables.file'] }));
+  form.append('0', new Blob([file]), 'f');
+  const r = await fetch(`${s.gw.url}/graphql`, { method: 'POST', headers: { ...auth, 'graphql-require-preflight': '1' }, body: form });
+  const body = (await r.json()) as Body;
+  if (!body.data?.['uploadFile']) throw new Error(`upload: ${JSON.stringify(body)}`);
+  return body.data['uploadFile'] as { fileId: string; storagePath: string; url: string; hashSha256: string };
+}
+
+async function gql(s: Stack, auth: Record<string, string>, query: string, variables: Record<string, unknown> = {}): Promise<Body> {
+  const r = await fetch(`${s.gw.url}/graphql`, {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/json' },
+    body: JSON.stringify({ query, variables }),
+  });
+  return (await r.json()) as Body;
+}
+
+const CREATE_DOC = `mutation($r: JSON!) { createDocumentReference(resource: $r) { id meta { versionId } content { attachment { size hash contentType url } } provenance } }`;
+const codeOf = (b: Body) => b.errors?.[0]?.extensions?.code;
+
+const docWith = (url: string, extra: Record<string, unknown> = {}) => ({
+  status: 'current',
+  subject: { reference: 'Patient/123' },
+  category: [{ coding: [{ system: 'http://loinc.org', code: '34133-9', display: 'Summary of episode note' }] }],
+  content: [{ attachment: { title: 'Discharge Summary', url, creation: '2024-03-15', ...extra } }],
+});
+
+async function gqlStack(t: Test): Promise<Stack> {
+  return stack(t, { graphql: { enabled: true }, signedUrls: signedUrlsConfig(urlKeys(t)) });
+}
+
+t.test(
+  'upload a PDF → createDocumentReference: the resource and a Provenance from one transaction; REST reads the identical bytes',
+  async (t) => {
+    const s = await gqlStack(t);
+    const alice = await tokenOf(s, 'alice', undefined, { fhirUser: 'Practitioner/456' });
+    const pdf = PDF(250_000);
+    const f = await uploadFile(s, alice, pdf, 'Patient/123');
+    const before = s.up.requests.length;
+    const created = await gql(s, alice, CREATE_DOC, { r: docWith(f.storagePath, { hash: `sha256:${f.hashSha256}` }) });
+    t.notOk(created.errors, JSON.stringify(created.errors));
+    const doc = created.data!['createDocumentReference']!;
+    const sha1 = createHash('sha1').update(pdf).digest('base64');
+    t.match(doc, {
+      id: String,
+      meta: { versionId: String },
+      content: [{ attachment: { size: pdf.length, hash: sha1, contentType: 'application/pdf', url: /\$binary-access-read\?path=/ } }],
+      provenance: String,
+    });
+    const sent = s.up.requests.slice(before);
+    t.same(
+      sent.filter((r) => r.method !== 'GET').map((r) => `${r.method} ${r.url}`),
+      ['POST /fhir/'],
+      'one write to the FHIR server: the transaction',
+    );
+    const held = (await (await fetch(`${s.up.url}/DocumentReference/${String(doc['id'])}`)).json()) as Record<string, unknown>;
+    t.match(held, {
+      subject: { reference: 'Patient/123' },
+      content: [{ attachment: { size: pdf.length, hash: sha1, _data: { extension: [{ url: /blob-reference/ }] } } }],
+    });
+    t.notOk(JSON.stringify(held).includes('urn:fhir-binary-gateway:file:'), 'the storagePath is replaced by the blob reference');
+    const prov = (await (await fetch(`${s.up.url}/Provenance/${String(doc['provenance'])}`)).json()) as Record<string, unknown>;
+    t.match(prov, {
+      target: [{ reference: `DocumentReference/${String(doc['id'])}` }],
+      agent: [{ who: { reference: 'Practitioner/456' } }],
+      activity: { coding: [{ code: 'CREATE' }] },
+    });
+    const back = await fetch(
+      `${s.gw.base}/DocumentReference/${String(doc['id'])}/$binary-access-read?path=DocumentReference.content[0].attachment`,
+      {
+        headers: s.auth,
+      },
+    );
+    t.equal(sha256(Buffer.from(await back.arrayBuffer())), sha256(pdf), 'REST read through the gateway: the identical bytes');
+    const info = await gql(s, alice, 'query($id: ID!) { file(fileId: $id) { state linkedTo } }', { id: f.fileId });
+    t.same(info.data!['file'], { state: 'LINKED', linkedTo: `DocumentReference/${String(doc['id'])}` });
+
+    const again = await gql(s, alice, CREATE_DOC, { r: docWith(f.storagePath) });
+    t.equal(codeOf(again), 'FILE_NOT_BINDABLE', 'an already linked file is refused');
+    const audit = s.gw.logs.lines.find(
+      (l) => l['audit'] === 1 && (l['what'] as { blobs?: { action: string }[] }).blobs?.some((b) => b.action === 'link'),
+    );
+    t.match(
+      audit,
+      { what: { blobs: [{ action: 'link', blob: f.fileId, resource: `DocumentReference/${String(doc['id'])}` }] } },
+      'the link is audited',
+    );
+  },
+);
+
+t.test(
+  'binding refusals: another principal, another subject, a wrong hash or type, no file, injected content; nothing is written',
+  async (t) => {
+    const s = await gqlStack(t);
+    const alice = await tokenOf(s, 'alice');
+    const bob = await tokenOf(s, 'bob');
+    const pdf = PDF(60_000);
+    const f = await uploadFile(s, alice, pdf, 'Patient/123');
+    const writes = () => s.up.requests.filter((r) => r.method !== 'GET').length;
+    const before = writes();
+    t.equal(
+      codeOf(await gql(s, bob, CREATE_DOC, { r: docWith(f.storagePath) })),
+      'NOT_FOUND',
+      "another caller's file is as absent as a missing one",
+    );
+    t.equal(
+      codeOf(await gql(s, alice, CREATE_DOC, { r: { ...docWith(f.storagePath), subject: { reference: 'Patient/999' } } })),
+      'FILE_NOT_BINDABLE',
+      'uploaded for another entity',
+    );
+    t.equal(
+      codeOf(await gql(s, alice, CREATE_DOC, { r: docWith(f.storagePath, { hash: `sha256:${'0'.repeat(64)}` }) })),
+      'FILE_MISMATCH',
+      'a wrong sha256',
+    );
+    t.equal(codeOf(await gql(s, alice, CREATE_DOC, { r: docWith(f.storagePath, { hash: 'AAAA' }) })), 'FILE_MISMATCH', 'a wrong R4 SHA-1');
+    t.equal(
+      codeOf(await gql(s, alice, CREATE_DOC, { r: docWith(f.storagePath, { contentType: 'image/png' }) })),
+      'FILE_MISMATCH',
+      'another type',
+    );
+    t.equal(
+      codeOf(await gql(s, alice, CREATE_DOC, { r: docWith('https://example.org/x.pdf') })),
+      'BAD_REQUEST',
+      'a url that names no file',
+    );
+    t.equal(codeOf(await gql(s, alice, CREATE_DOC, { r: docWith(f.storagePath, { data: 'AAAA' }) })), 'BAD_REQUEST', 'inline data');
+    t.equal(
+      codeOf(await gql(s, alice, CREATE_DOC, { r: { ...docWith(f.storagePath), author: [{ reference: 'Practitioner?name=x' }] } })),
+      'BAD_REQUEST',
+      'a conditional reference',
+    );
+    t.equal(
+      codeOf(await gql(s, alice, CREATE_DOC, { r: { ...docWith(f.storagePath), contained: [{ resourceType: 'Binary' }] } })),
+      'BAD_REQUEST',
+      'contained resources',
+    );
+    t.equal(
+      codeOf(await gql(s, await tokenOf(s, 'alice', 'user/*.cruds files.write'), CREATE_DOC, { r: docWith(f.storagePath) })),
+      'INSUFFICIENT_SCOPE',
+      'without fhir.write',
+    );
+    t.equal(
+      codeOf(await gql(s, await tokenOf(s, 'alice', 'user/*.rs files.write fhir.write'), CREATE_DOC, { r: docWith(f.storagePath) })),
+      'INSUFFICIENT_SCOPE',
+      'without create on DocumentReference',
+    );
+    const mp3 = await gql(s, alice, `mutation($r: JSON!) { createMedia(resource: $r) { id } }`, {
+      r: { status: 'completed', subject: { reference: 'Patient/123' }, content: { url: f.storagePath } },
+    });
+    t.equal(codeOf(mp3), 'UNSUPPORTED_MEDIA', 'a PDF is not a Media type');
+    t.equal(writes(), before, 'nothing reached the FHIR server');
+
+    // The literal form of the seed: an object literal in the document, not a variable.
+    const literal = await gql(
+      s,
+      alice,
+      `mutation { createDocumentReference(resource: { status: "current", subject: { reference: "Patient/123" }, content: [{ attachment: { title: "Scan", url: "${f.storagePath}" } }] }) { id content { attachment { size } } } }`,
+    );
+    t.match(
+      literal.data,
+      { createDocumentReference: { id: String, content: [{ attachment: { size: pdf.length } }] } },
+      'an object literal',
+    );
+  },
+);
