@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { allowed, essence } from '../content/media-type.js';
+import { DICOM_HEADER_BYTES, dicomFacts } from '../content/dicom.js';
+import { allowed, canonical, essence } from '../content/media-type.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { storeFailure } from '../errors/map.js';
 import { BLOB_EXTENSION_URL, blobExtension } from '../fhir/blob-reference.js';
@@ -74,6 +75,7 @@ export class FileBinding {
         throw new GatewayError('UNSUPPORTED_MEDIA', `${info.contentType} is not allowed for ${type}`);
       this.fill(n);
     }
+    if (type === 'Media' && canonical(named[0].info.contentType) === 'application/dicom') await this.dicom(resource, named[0].info);
     // A crash after the upstream answered leaves the files pending with what they were written
     // for: the sweeper asks the upstream about them (reconcile), as for any write.
     for (const n of named)
@@ -181,6 +183,38 @@ export class FileBinding {
     a['size'] = info.size;
     a['hash'] = info.sha1;
     a['_data'] = { extension: [blobExtension({ id: info.id, sha256: info.sha256 })] };
+  }
+
+  /**
+   * A DICOM Media takes height, width and frames from the file's header (and its modality and
+   * device where the client gave none); values the client gave must be the header's.
+   */
+  private async dicom(resource: Json, info: BlobInfo): Promise<void> {
+    const chunks: Buffer[] = [];
+    try {
+      const got = await this.d.store.get(info.id, { start: 0, end: Math.min(info.size, DICOM_HEADER_BYTES) - 1 });
+      for await (const c of got.body) chunks.push(c as Buffer);
+    } catch (err) {
+      throw storeFailure(err);
+    }
+    const facts = dicomFacts(Buffer.concat(chunks));
+    for (const [key, value] of [
+      ['height', facts.rows],
+      ['width', facts.columns],
+      ['frames', facts.frames],
+    ] as const) {
+      if (value === undefined) continue;
+      if (resource[key] !== undefined && resource[key] !== value)
+        throw new GatewayError(
+          'FILE_MISMATCH',
+          `Media.${key} is ${String(resource[key]).slice(0, 16)}, the file's DICOM header says ${value}`,
+        );
+      resource[key] = value;
+    }
+    if (facts.modality && resource['modality'] === undefined)
+      resource['modality'] = { coding: [{ system: 'http://dicom.nema.org/resources/ontology/DCM', code: facts.modality }] };
+    if (facts.deviceSerial && resource['device'] === undefined)
+      resource['device'] = { identifier: { value: facts.deviceSerial }, ...(facts.deviceModel ? { display: facts.deviceModel } : {}) };
   }
 
   /** The resource and its Provenance in one transaction; the created resource's id and version. */

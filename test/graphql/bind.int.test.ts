@@ -5,6 +5,7 @@ import { mintToken } from '../helpers/auth.js';
 import { PDF, sha256, stack, type Stack } from '../helpers/binary-stack.js';
 import { signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
 import { createHash } from 'node:crypto';
+import { dicomFile } from '../helpers/dicom.js';
 
 const UPLOAD = `mutation Up($file: Upload!, $type: String!, $for: String!) {
   uploadFile(forEntity: $for, data: $file, contentType: $type) { fileId storagePath url hashSha256 }
@@ -186,5 +187,56 @@ t.test(
       { createDocumentReference: { id: String, content: [{ attachment: { size: pdf.length } }] } },
       'an object literal',
     );
+  },
+);
+
+t.test(
+  "a DICOM file's height, width and frames land in the Media (with its modality and device); a header that disagrees is refused",
+  async (t) => {
+    const s = await gqlStack(t);
+    const alice = await tokenOf(s, 'alice');
+    const ct = dicomFile({
+      rows: 512,
+      columns: 512,
+      frames: 120,
+      modality: 'CT',
+      serial: 'CT-Scanner-789',
+      model: 'Scan 9000',
+      pixelBytes: 400_000,
+    });
+    const f = await uploadFile(s, alice, ct, 'Patient/123', 'image/dicom');
+    const media = (r: Record<string, unknown>) =>
+      gql(s, alice, `mutation($r: JSON!) { createMedia(resource: $r) { id height width frames content { size contentType } } }`, { r });
+    const base = { status: 'completed', subject: { reference: 'Patient/123' }, note: [{ text: 'Abdominal CT with contrast' }] };
+    t.equal(
+      codeOf(await media({ ...base, height: 256, content: { url: f.storagePath } })),
+      'FILE_MISMATCH',
+      'a height the header does not say',
+    );
+    const made = await media({ ...base, content: { contentType: 'image/dicom', url: f.storagePath } });
+    t.notOk(made.errors, JSON.stringify(made.errors));
+    t.match(made.data, { createMedia: { height: 512, width: 512, frames: 120, content: { size: ct.length, contentType: 'image/dicom' } } });
+    const id = String(made.data!['createMedia']!['id']);
+    const held = (await (await fetch(`${s.up.url}/Media/${id}`)).json()) as Record<string, unknown>;
+    t.match(held, {
+      height: 512,
+      width: 512,
+      frames: 120,
+      modality: { coding: [{ system: 'http://dicom.nema.org/resources/ontology/DCM', code: 'CT' }] },
+      device: { identifier: { value: 'CT-Scanner-789' }, display: 'Scan 9000' },
+    });
+
+    const fake = await fetch(`${s.gw.url}/graphql`, {
+      method: 'POST',
+      headers: { ...alice, 'graphql-require-preflight': '1' },
+      body: (() => {
+        const form = new FormData();
+        form.append('operations', JSON.stringify({ query: UPLOAD, variables: { file: null, type: 'image/dicom', for: 'Patient/123' } }));
+        form.append('map', JSON.stringify({ 0: ['variables.file'] }));
+        form.append('0', new Blob([Buffer.concat([Buffer.alloc(128), Buffer.from('NOPE'), Buffer.alloc(2000, 1)])]), 'x.dcm');
+        return form;
+      })(),
+    });
+    t.equal(codeOf((await fake.json()) as Body), 'UNSUPPORTED_MEDIA', 'no DICM after the preamble: not DICOM');
   },
 );
