@@ -256,7 +256,7 @@ export function writtenResource(type: string, id: string | undefined, up: Incomi
 /** What the blobs a request stores are for (BlobTags). */
 function tagsOf(x: Exchange): BlobTags {
   const intent = intentOf(x);
-  const purpose = uploadPurpose(x.req.headers);
+  const purpose = uploadPurpose(x.req.headers, x.settings.config.content.purposes);
   return { ...(intent ? { intent } : {}), ...(purpose ? { purpose } : {}) };
 }
 

@@ -392,6 +392,8 @@ export const configSchema = {
       additionalProperties: false,
       default: {},
       properties: {
+        // The purposes X-File-Metadata may name (`purpose`); empty: any well-formed one.
+        purposes: { type: 'array', items: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,64}$' }, uniqueItems: true, default: [] },
         // Per resource type, the media types an upload may have (`type/*` wildcards allowed).
         allowedTypes: {
           type: 'object',

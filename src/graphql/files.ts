@@ -120,7 +120,7 @@ export class FilesApi {
       throw new GatewayError('BAD_REQUEST', `'${ips[0].slice(0, 64)}' is not an address or range`);
     if (args.filename != null && !/^[\w .-]{1,128}$/.test(args.filename))
       throw new GatewayError('BAD_REQUEST', "filename may hold letters, digits, '.', '_', '-' and spaces (at most 128)");
-    const purpose = uploadPurpose(x.req.headers);
+    const purpose = uploadPurpose(x.req.headers, x.settings.config.content.purposes);
     const by = uploaderOf(x);
 
     const part = await c.take(args.data);

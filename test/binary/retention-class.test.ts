@@ -45,6 +45,12 @@ t.test('X-File-Metadata: the purpose, or a refusal', async (t) => {
   t.equal(uploadPurpose({}), undefined);
   t.equal(uploadPurpose({ 'x-file-metadata': '{"purpose":"a.b:c-d_e"}' }), 'a.b:c-d_e');
   t.equal(uploadPurpose({ 'x-file-metadata': '{}' }), undefined);
+  t.throws(() => uploadPurpose({ 'x-file-metadata': '{"purpose":"a","title":"t"}' }), { code: 'BAD_REQUEST', message: /no key 'title'/ });
+  t.equal(uploadPurpose({ 'x-file-metadata': '{"purpose":"patient_consent"}' }, ['patient_consent', 'research']), 'patient_consent');
+  t.throws(() => uploadPurpose({ 'x-file-metadata': '{"purpose":"marketing"}' }, ['patient_consent']), {
+    code: 'BAD_REQUEST',
+    message: /not one of content.purposes/,
+  });
   t.throws(() => uploadPurpose({ 'x-file-metadata': 'null' }), { code: 'BAD_REQUEST' });
   t.throws(() => uploadPurpose({ 'x-file-metadata': `{"purpose":"${'x'.repeat(65)}"}` }), { code: 'BAD_REQUEST' });
 });

@@ -311,8 +311,14 @@ t.test('a malformed X-File-Metadata refuses the upload before anything is stored
     t.match(JSON.stringify(await r.json()), /X-File-Metadata/);
   }
   t.same((await new FilesystemBlobStore({ directory: s.gw.blobDir }).list()).items, [], 'nothing stored');
-  const ok = await upload(s, PDF(5000), 'application/pdf', { 'x-file-metadata': '{"title":"no purpose"}' });
-  t.equal(ok.status, 201, 'other keys are ignored');
+  const other = await upload(s, PDF(5000), 'application/pdf', { 'x-file-metadata': '{"title":"no purpose"}' });
+  t.equal(other.status, 400, 'an unknown key is refused, not dropped');
+  await other.arrayBuffer();
+  const big = await upload(s, PDF(5000), 'application/pdf', { 'x-file-metadata': `{"purpose":"a","x":"${'y'.repeat(2000)}"}` });
+  t.equal(big.status, 400, 'past 1 KiB');
+  await big.arrayBuffer();
+  const ok = await upload(s, PDF(5000), 'application/pdf', { 'x-file-metadata': '{}' });
+  t.equal(ok.status, 201, 'no purpose at all is fine');
   await ok.arrayBuffer();
 });
 
