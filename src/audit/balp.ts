@@ -31,6 +31,7 @@ export function auditEvent(r: AuditRecord, observer: string): Record<string, unk
       detail: [
         ...(b.bytes !== undefined ? [{ type: 'bytes', valueString: String(b.bytes) }] : []),
         ...(b.resource ? [{ type: 'resource', valueString: b.resource }] : []),
+        ...(b.typeOverride ? [{ type: 'typeOverride', valueString: b.typeOverride }] : []),
         // What the uploader says the content is for: a statement about the object, not the purpose of this access.
         ...(b.action === 'write' && r.purpose ? [{ type: 'purpose', valueString: r.purpose }] : []),
       ],

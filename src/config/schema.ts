@@ -385,6 +385,8 @@ export const configSchema = {
         // Named scopes the seed asks for: uploading files, and creating resources with them.
         uploadScope: { type: 'string', pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]{1,128}$', default: 'files.write' },
         writeScope: { type: 'string', pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]{1,128}$', default: 'fhir.write' },
+        // The privileged scope fileTypeOverride needs (a type past the allow-list; never active content).
+        overrideScope: { type: 'string', pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]{1,128}$', default: 'files.override' },
       },
     },
     content: {

@@ -71,7 +71,7 @@ export class FileBinding {
         throw new GatewayError('FILE_NOT_BINDABLE', `file ${info.id} is not an unbound upload of yours`);
       if (info.upload.for !== subject)
         throw new GatewayError('FILE_NOT_BINDABLE', `file ${info.id} was uploaded for ${info.upload.for}, not for ${subject.slice(0, 80)}`);
-      if (!allowed(info.contentType, x.settings.policy.allowedTypes(type)))
+      if (!info.upload.override && !allowed(info.contentType, x.settings.policy.allowedTypes(type)))
         throw new GatewayError('UNSUPPORTED_MEDIA', `${info.contentType} is not allowed for ${type}`);
       this.fill(n);
     }

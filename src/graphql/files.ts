@@ -1,5 +1,6 @@
 import { pipeline, type Readable } from 'node:stream';
 import { ContentCheck } from '../content/check.js';
+import { OverrideGuard, overridable } from '../content/override-guard.js';
 import { allowed, essence } from '../content/media-type.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { storeFailure } from '../errors/map.js';
@@ -88,9 +89,20 @@ export class FilesApi {
       throw new GatewayError('BAD_REQUEST', "forEntity is a resource reference like 'Patient/123'");
     const declared = essence(args.contentType);
     if (!declared) throw new GatewayError('UNSUPPORTED_MEDIA', 'contentType is a media type like application/pdf');
-    if (args.fileTypeOverride != null)
-      throw new GatewayError('BAD_REQUEST', 'fileTypeOverride is not available yet: send a type the allow-list names');
-    const target = targetTypeOf(declared);
+    // A privileged caller may take a type past the allow-list, never to executable or active content.
+    const override = args.fileTypeOverride == null ? undefined : essence(args.fileTypeOverride);
+    if (args.fileTypeOverride != null) {
+      const needs = x.settings.config.graphql.overrideScope;
+      if (!x.principal.scopes || missingScopes(x.principal.scopes, [needs]).length > 0)
+        throw new GatewayError('INSUFFICIENT_SCOPE', `fileTypeOverride needs the scope ${needs}`);
+      if (override === undefined || !overridable(override))
+        throw new GatewayError(
+          'UNSUPPORTED_MEDIA',
+          'fileTypeOverride takes a media type, never an executable or active one (HTML, SVG, scripts) nor octet-stream',
+        );
+    }
+    const type = override ?? declared;
+    const target = targetTypeOf(type);
     const interaction = uploadInteraction(target);
     const rule = x.settings.policy.ruleFor(interaction);
     // The upload's rule (transport, addresses, declared size, token, named scopes), then SMART:
@@ -104,8 +116,11 @@ export class FilesApi {
     // A patient's token uploads for that patient only.
     if (x.principal.patient !== undefined && entity !== `Patient/${x.principal.patient}`)
       throw new GatewayError('INSUFFICIENT_SCOPE', "a patient's token uploads files for that patient only");
-    if (!allowed(declared, x.settings.policy.allowedTypes(target)))
-      throw new GatewayError('UNSUPPORTED_MEDIA', `${declared} is not allowed for ${target}`);
+    if (override === undefined && !allowed(declared, x.settings.policy.allowedTypes(target)))
+      throw new GatewayError(
+        'UNSUPPORTED_MEDIA',
+        `${declared} is not allowed for ${target} (a caller with ${x.settings.config.graphql.overrideScope} may use fileTypeOverride)`,
+      );
     const sec = args.security ?? {};
     if (sec.encryption === 'AES256' && !this.d.encryptsAtRest)
       throw new GatewayError(
@@ -124,7 +139,7 @@ export class FilesApi {
     const by = uploaderOf(x);
 
     const part = await c.take(args.data);
-    const info = await this.store(x, part.stream, declared, rule.limits.maxRequestBytes, { purpose, by, entity });
+    const info = await this.store(x, part.stream, type, rule.limits.maxRequestBytes, { purpose, by, entity, override });
     const url = this.url(x, info, entity, windowMs, ips[0], args.filename ?? undefined);
     return {
       fileId: info.id,
@@ -191,17 +206,25 @@ export class FilesApi {
     body: Readable,
     declared: string,
     maxBytes: number,
-    tags: { purpose: string | undefined; by: string; entity: string },
+    tags: { purpose: string | undefined; by: string; entity: string; override: string | undefined },
   ): Promise<BlobInfo> {
     const gone = clientGone(x.res);
-    const checked = pipeline(body, new ContentCheck(declared), () => undefined) as Readable;
+    const checked = (
+      tags.override
+        ? pipeline(body, new OverrideGuard(), new ContentCheck(declared), () => undefined)
+        : pipeline(body, new ContentCheck(declared), () => undefined)
+    ) as Readable;
     try {
       const info = await this.d.store.put(
         checked,
-        { contentType: declared, ...(tags.purpose ? { purpose: tags.purpose } : {}), upload: { by: tags.by, for: tags.entity } },
+        {
+          contentType: declared,
+          ...(tags.purpose ? { purpose: tags.purpose } : {}),
+          upload: { by: tags.by, for: tags.entity, ...(tags.override ? { override: true as const } : {}) },
+        },
         { maxBytes, signal: gone.signal },
       );
-      noteBlob(x.ctx, { action: 'write', blob: info.id, bytes: info.size });
+      noteBlob(x.ctx, { action: 'write', blob: info.id, bytes: info.size, ...(tags.override ? { typeOverride: tags.override } : {}) });
       return info;
     } catch (err) {
       // The part's stream is left unread: the answer closes the connection (api.ts).

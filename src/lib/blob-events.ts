@@ -13,6 +13,8 @@ export interface BlobEvent {
   readonly resource?: string;
   /** A read sent inside FHIR JSON (base64 in an attachment), not as the content itself. */
   readonly inflated?: true;
+  /** A write whose type a privileged override took past the allow-list (GraphQL fileTypeOverride). */
+  readonly typeOverride?: string;
 }
 
 export interface BlobEventLog {

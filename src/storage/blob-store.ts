@@ -68,6 +68,8 @@ export interface BlobUpload {
   readonly by: string;
   /** `Type/id`, e.g. `Patient/123`. */
   readonly for: string;
+  /** Its type was taken past the allow-list by a privileged override (fileTypeOverride). */
+  readonly override?: true;
 }
 
 /** CRC-32 of each `size`-byte chunk of the content, 4 bytes big-endian each, base64. */

@@ -48,7 +48,9 @@ export function newInfo(
     ...(digest.chunks ? { chunks: digest.chunks } : {}),
     ...(meta.intent ? { intent: meta.intent } : {}),
     ...(meta.purpose ? { purpose: meta.purpose } : {}),
-    ...(meta.upload ? { upload: { by: meta.upload.by, for: meta.upload.for } } : {}),
+    ...(meta.upload
+      ? { upload: { by: meta.upload.by, for: meta.upload.for, ...(meta.upload.override ? { override: true as const } : {}) } }
+      : {}),
   };
 }
 
@@ -158,7 +160,8 @@ function parseRecord(text: string, expectedId: string): { info: BlobInfo; driver
       upload.by.length > 512 ||
       typeof upload.for !== 'string' ||
       !INTENT.test(upload.for) ||
-      !upload.for.includes('/'))
+      !upload.for.includes('/') ||
+      (upload.override !== undefined && upload.override !== true))
   )
     throw new Error('blob metadata: bad upload');
   if (
@@ -182,7 +185,7 @@ function parseRecord(text: string, expectedId: string): { info: BlobInfo; driver
       ...(intent ? { intent } : {}),
       ...(purpose ? { purpose } : {}),
       ...(retention && retainUntil ? { retention, retainUntil } : {}),
-      ...(upload ? { upload: { by: upload.by!, for: upload.for! } } : {}),
+      ...(upload ? { upload: { by: upload.by!, for: upload.for!, ...(upload.override ? { override: true as const } : {}) } } : {}),
     },
     driver,
   };

@@ -215,3 +215,57 @@ t.test('graphql.enabled off: the route is not there', async (t) => {
   t.equal(r.status, 404);
   await r.arrayBuffer();
 });
+
+t.test(
+  'fileTypeOverride: a privileged scope takes a type past the allow-list, never to executable or active content; audited',
+  async (t) => {
+    const s = await gqlStack(t);
+    const csv = Buffer.from('name,value\nheight,172\n');
+    const override = { type: 'text/csv' };
+    const OVERRIDE = UPLOAD.replace('security: $security)', 'security: $security, fileTypeOverride: $override)').replace(
+      '$security: FileSecurity)',
+      '$security: FileSecurity, $override: String)',
+    );
+    const send = async (auth: Record<string, string>, file: Buffer, variables: Record<string, unknown>) => {
+      const form = new FormData();
+      form.append('operations', JSON.stringify({ query: OVERRIDE, variables: { file: null, for: 'Patient/123', ...variables } }));
+      form.append('map', JSON.stringify({ 0: ['variables.file'] }));
+      form.append('0', new Blob([file]), 'f');
+      return answer(
+        await fetch(`${s.gw.url}/graphql`, { method: 'POST', headers: { ...auth, 'graphql-require-preflight': '1' }, body: form }),
+      );
+    };
+    const plain = await tokenOf(s, 'alice');
+    const privileged = await tokenOf(s, 'alice', 'user/*.cruds files.write files.override');
+    t.equal(codeOf(await send(plain, csv, override)), 'UNSUPPORTED_MEDIA', 'text/csv is not in the allow-list');
+    t.equal(
+      codeOf(await send(plain, csv, { ...override, override: 'text/csv' })),
+      'INSUFFICIENT_SCOPE',
+      'the override needs files.override',
+    );
+    const ok = await send(privileged, csv, { ...override, override: 'text/csv' });
+    t.match(ok.body.data, { uploadFile: { contentType: 'text/csv', size: csv.length } }, 'taken past the allow-list');
+    const audit = s.gw.logs.lines.find(
+      (l) => l['audit'] === 1 && (l['what'] as { blobs?: { typeOverride?: string }[] }).blobs?.some((b) => b.typeOverride === 'text/csv'),
+    );
+    t.ok(audit, 'the override is on record');
+    for (const [type, body, why] of [
+      ['text/html', Buffer.from('<p>hi</p>'), 'an active type'],
+      ['application/octet-stream', csv, 'octet-stream: unchecked bytes'],
+      ['text/plain', Buffer.from('<!DOCTYPE html><script>alert(1)</script>'), 'HTML declared as text'],
+      ['text/plain', Buffer.from('#!/bin/sh\nrm -rf /\n'), 'a script declared as text'],
+      [
+        'text/plain',
+        Buffer.from('<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"><script>x</script></svg>'),
+        'SVG declared as text',
+      ],
+    ] as const)
+      t.equal(codeOf(await send(privileged, body, { type, override: type })), 'UNSUPPORTED_MEDIA', why);
+    const elf = Buffer.concat([Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]), Buffer.alloc(5000)]);
+    t.equal(
+      codeOf(await send(privileged, elf, { type: 'application/x-elf', override: 'application/x-elf' })),
+      'UNSUPPORTED_MEDIA',
+      'an executable type',
+    );
+  },
+);

@@ -1,0 +1,79 @@
+import { Transform, type TransformCallback } from 'node:stream';
+import { fileTypeFromBuffer } from 'file-type';
+import { GatewayError } from '../errors/catalogue.js';
+import { isActiveContent } from './media-type.js';
+import { SNIFF_BYTES } from './sniff.js';
+
+/** Types that run as programs where they land: never accepted by an override. */
+const EXECUTABLE: ReadonlySet<string> = new Set([
+  'application/x-msdownload',
+  'application/vnd.microsoft.portable-executable',
+  'application/x-elf',
+  'application/x-executable',
+  'application/x-mach-binary',
+  'application/x-sharedlib',
+  'application/x-sh',
+  'application/x-bat',
+  'application/java-archive',
+  'application/x-java-applet',
+  'application/vnd.android.package-archive',
+  'application/wasm',
+  'application/x-shockwave-flash',
+]);
+
+/** Text a browser or a shell would run: markup with script, SVG, a shebang. */
+const ACTIVE_TEXT = /^(?:\uFEFF)?\s*(?:<!doctype\s+html|<html|<svg|<script|<\?xml[\s\S]{0,512}<svg|#!)/i;
+
+/** Whether `type` may be asked for by fileTypeOverride at all. */
+export function overridable(type: string): boolean {
+  return !isActiveContent(type) && !EXECUTABLE.has(type) && type !== 'application/octet-stream';
+}
+
+/**
+ * For uploads whose type an override took past the allow-list (GraphQL `fileTypeOverride`): the
+ * first bytes are sniffed, and content the sniffer knows as executable, or text a browser would
+ * run as a page or script, is refused whatever was declared. Everything passes through unchanged;
+ * ContentCheck still holds the content to the declared type.
+ */
+export class OverrideGuard extends Transform {
+  private head: Buffer[] = [];
+  private bytes = 0;
+  private decided = false;
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.decided) {
+      cb(null, chunk);
+      return;
+    }
+    this.head.push(chunk);
+    this.bytes += chunk.length;
+    if (this.bytes < SNIFF_BYTES) {
+      cb();
+      return;
+    }
+    void this.decide(cb);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    if (this.decided) {
+      cb();
+      return;
+    }
+    void this.decide(cb);
+  }
+
+  private async decide(cb: TransformCallback): Promise<void> {
+    this.decided = true;
+    const head = Buffer.concat(this.head);
+    this.head = [];
+    const found = await fileTypeFromBuffer(head.subarray(0, SNIFF_BYTES)).catch(() => undefined);
+    if (
+      (found && (EXECUTABLE.has(found.mime) || isActiveContent(found.mime))) ||
+      ACTIVE_TEXT.test(head.subarray(0, 1024).toString('latin1'))
+    ) {
+      cb(new GatewayError('UNSUPPORTED_MEDIA', 'fileTypeOverride never takes executable or active content (programs, HTML, SVG, scripts)'));
+      return;
+    }
+    cb(null, head);
+  }
+}
