@@ -40,6 +40,17 @@ t.test('demo mode on GATEWAY_PORT=0: the printed curl command works', async (t) 
   t.equal(withToken.status, 200, 'the token also searches');
   await withToken.arrayBuffer();
 
+  // The files GraphQL API is on, with its GraphiQL page, and the printed token reaches it.
+  t.match(cli.stdout, `GraphQL:  ${base}/graphql`);
+  const page = await fetch(`${base}/graphql`, { headers: { accept: 'text/html' } });
+  t.match(await page.text(), /GraphiQL/, 'a browser gets GraphiQL');
+  const typename = await fetch(`${base}/graphql`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ query: '{ __typename }' }),
+  });
+  t.same(await typename.json(), { data: { __typename: 'Query' } }, 'the demo token queries it');
+
   const warn = await cli.waitFor('the DEMO MODE warning line', () =>
     cli.logs().find((l) => l['level'] === 'warn' && String(l['msg']).includes('DEMO MODE')),
   );

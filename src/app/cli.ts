@@ -184,6 +184,7 @@ async function main(): Promise<number> {
         `gateway:  ${running.publicBaseUrl}`,
         `upstream: ${demo.upstreamUrl} (in-memory; its data and the blobs are removed on exit)`,
         'token scopes: user/*.cruds files.write fhir.write (valid 1 hour)',
+        `GraphQL:  ${running.url}${config.graphql.path} (open it in a browser for GraphiQL; docs/graphql.md)`,
       ])}\n\nTry it:\n\n${curl}\n\n`,
     );
   }

@@ -382,6 +382,8 @@ export const configSchema = {
         // File parts one upload request may carry.
         maxFiles: { type: 'integer', minimum: 1, maximum: 64, default: 4 },
         introspection: { type: 'boolean', default: false },
+        // A GraphiQL page at the path (GET, from a browser) for trying queries: demo mode turns it on.
+        explorer: { type: 'boolean', default: false },
         // Named scopes the seed asks for: uploading files, and creating resources with them.
         uploadScope: { type: 'string', pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]{1,128}$', default: 'files.write' },
         writeScope: { type: 'string', pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]{1,128}$', default: 'fhir.write' },

@@ -111,6 +111,8 @@ export async function startDemo(port: number): Promise<Demo> {
     ],
     // Plain HTTP is allowed only because demo mode listens on loopback and nowhere else.
     defaultRule: { require: { https: false, auth: true, smart: true } },
+    // The files GraphQL API with its GraphiQL page, to try an upload (docs/graphql.md).
+    graphql: { enabled: true, explorer: true, introspection: true },
   };
 
   return {

@@ -34,6 +34,7 @@ import { buildContext, requestIdOf } from './context.js';
 import type { ExchangeAudit } from './exchange-audit.js';
 import type { Tracing } from '../telemetry/tracing.js';
 import type { GraphqlApi } from '../graphql/api.js';
+import { sendExplorer } from '../graphql/explorer.js';
 import { routeFor, type Route } from './routes.js';
 
 const BODYLESS = new Set(['GET', 'HEAD', 'DELETE']);
@@ -195,6 +196,11 @@ export class RequestFlow {
     rec.interaction = interaction;
     const principal = (rec.principal = newPrincipal());
     if (!settings.config.graphql.enabled) throw new GatewayError('NOT_FOUND', 'the GraphQL API is off (graphql.enabled)');
+    // A browser asking for the page: the static GraphiQL explorer, no token needed (it holds no data).
+    if (req.method === 'GET' && settings.config.graphql.explorer && (req.headers.accept ?? '').includes('text/html')) {
+      sendExplorer(res, this.d.graphql!.path, rec.id);
+      return;
+    }
     const chunked = req.headers['transfer-encoding'] !== undefined;
     const cl = req.headers['content-length'];
     const contentLength = cl === undefined ? undefined : Number(cl);

@@ -269,3 +269,20 @@ t.test(
     );
   },
 );
+
+t.test('graphql.explorer: a browser gets the GraphiQL page with no token, under a CSP; off, the route wants a token', async (t) => {
+  const s = await gqlStack(t, { graphql: { enabled: true, explorer: true } });
+  const page = await fetch(`${s.gw.url}/graphql`, { headers: { accept: 'text/html,application/xhtml+xml' } });
+  t.equal(page.status, 200);
+  const html = await page.text();
+  t.match(html, /GraphiQL\.createFetcher\(\{ url: "\/graphql" \}\)/);
+  const csp = page.headers.get('content-security-policy') ?? '';
+  const nonce = /'nonce-([^']+)'/.exec(csp)?.[1];
+  t.ok(nonce && html.includes(`nonce="${nonce}"`), 'inline script only by its nonce');
+  t.match(csp, /default-src 'none'/);
+  t.match(csp, /connect-src 'self'/);
+  const off = await gqlStack(t);
+  const refused = await fetch(`${off.gw.url}/graphql`, { headers: { accept: 'text/html' } });
+  t.equal(refused.status, 401, 'no explorer: a GET is a request like any other');
+  await refused.arrayBuffer();
+});
