@@ -8,6 +8,7 @@ const { publicKey, privateKey } = await generateKeyPair('RS256');
 writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'bench', alg: 'RS256', use: 'sig' }] }));
 const token = await new SignJWT({ scope })
   .setProtectedHeader({ alg: 'RS256', kid: 'bench' })
+  .setSubject('bench-user')
   .setIssuer('https://issuer.bench')
   .setAudience('fhir-binary-gateway')
   .setIssuedAt()
