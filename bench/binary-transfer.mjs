@@ -8,19 +8,29 @@
 //
 // Env: BENCH_SIZES (default "64M,1G"; K/M/G are binary units), BENCH_ROUNDS (default 3),
 //      BENCH_ENCRYPTED=0 to leave out the gateway with encryption at rest.
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createRun, median, mintToken, root, rotate, startGateway, waitFor, writeGatewayConf, writeNginxConf, writeOut } from './lib.mjs';
+import {
+  benchSizes,
+  client,
+  createRun,
+  median,
+  MiB,
+  mintToken,
+  peakRssMiB,
+  resetPeakRss,
+  root,
+  rotate,
+  startGateway,
+  waitFor,
+  writeGatewayConf,
+  writeNginxConf,
+  writeOut,
+} from './lib.mjs';
 
-const MiB = 1024 * 1024;
-const UNITS = { K: 1024, M: MiB, G: 1024 * MiB };
-const SIZES = (process.env.BENCH_SIZES ?? '64M,1G').split(',').map((s) => {
-  const m = /^(\d+)([KMG]?)$/i.exec(s.trim());
-  if (!m) throw new Error(`BENCH_SIZES: cannot read ${JSON.stringify(s)}`);
-  return { label: s.trim(), bytes: Number(m[1]) * (UNITS[m[2].toUpperCase()] ?? 1) };
-});
+const SIZES = benchSizes('64M,1G');
+const GiB = 1024 * MiB;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const ENCRYPTED = process.env.BENCH_ENCRYPTED !== '0';
 const RSS_GOAL_MIB = 150;
@@ -34,15 +44,6 @@ const BLOB_EXTENSION_URL = 'http://fhir-binary-gateway.dev/fhir/StructureDefinit
 
 const run = createRun('fbg-bench-binary-');
 const { work, start } = run;
-
-/** Runs a shell pipeline on CPU 0 (the client's core); the token travels in the environment, not in argv. */
-function client(script, env = {}) {
-  return execFileSync('taskset', ['-c', '0', 'bash', '-o', 'pipefail', '-c', script], {
-    encoding: 'utf8',
-    env: { ...process.env, ...env },
-    maxBuffer: 1 << 20,
-  }).trim();
-}
 
 /**
  * One transfer with curl, which streams both ways (`-T` reads the file as it sends, `-o` writes
@@ -61,10 +62,7 @@ function curl({ method, url, upload, token, bytes }) {
   return { mibps: bytes / MiB / Number(seconds), location };
 }
 
-/** Peak resident set of a process since the last reset, and the reset itself (Linux ≥ 4.0: writing 5 to clear_refs). */
-const peakRssMiB = (pid) => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
 const rssMiB = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
-const resetPeakRss = (pid) => writeFileSync(`/proc/${pid}/clear_refs`, '5');
 /**
  * CPU seconds (user + system) a process has used: on a shared, noisy machine the CPU a server
  * spends per GiB moves much less than its wall-clock rate, which the client's core also limits.
@@ -100,9 +98,7 @@ try {
   })();
   const needed = largest * (1 + (ENCRYPTED ? 4 : 2) + 2) + 256 * MiB;
   if (free < needed)
-    throw new Error(
-      `${(free / UNITS.G).toFixed(1)} GiB free in ${work}, ${(needed / UNITS.G).toFixed(1)} GiB needed: set BENCH_SIZES smaller`,
-    );
+    throw new Error(`${(free / GiB).toFixed(1)} GiB free in ${work}, ${(needed / GiB).toFixed(1)} GiB needed: set BENCH_SIZES smaller`);
 
   const upstream = `http://127.0.0.1:${PORTS.upstream}/fhir`;
   start('node', ['--experimental-websocket', join(root, 'dist/demo/fhir-upstream-main.js')], {

@@ -6,37 +6,33 @@
 // FHIR upstream get CPU 0. Rounds alternate the order of the two paths (drift cancels).
 //
 // Env: BENCH_SIZES (default "64M,1G"), BENCH_ROUNDS (default 3).
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createRun, median, mintToken, root, startGateway, waitFor, writeGatewayConf, writeOut } from './lib.mjs';
+import {
+  benchSizes,
+  client,
+  createRun,
+  median,
+  MiB,
+  mintToken,
+  peakRssMiB,
+  resetPeakRss,
+  root,
+  startGateway,
+  waitFor,
+  writeGatewayConf,
+  writeOut,
+} from './lib.mjs';
 
-const MiB = 1024 * 1024;
-const UNITS = { K: 1024, M: MiB, G: 1024 * MiB };
-const SIZES = (process.env.BENCH_SIZES ?? '64M,1G').split(',').map((s) => {
-  const m = /^(\d+)([KMG]?)$/i.exec(s.trim());
-  if (!m) throw new Error(`BENCH_SIZES: cannot read ${JSON.stringify(s)}`);
-  return { label: s.trim(), bytes: Number(m[1]) * (UNITS[m[2].toUpperCase()] ?? 1) };
-});
+const SIZES = benchSizes('64M,1G');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const RSS_GOAL_MIB = 150;
 const PORTS = { upstream: 18290, gateway: 18291 };
 
 const run = createRun('fbg-bench-graphql-');
 const { work, start } = run;
-const peakRssMiB = (pid) => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
-const resetPeakRss = (pid) => writeFileSync(`/proc/${pid}/clear_refs`, '5');
 const fmt = (x, d = 0) => x.toFixed(d);
-
-/** A shell pipeline on CPU 0 (the client's core); the token travels in the environment. */
-function client(script, env = {}) {
-  return execFileSync('taskset', ['-c', '0', 'bash', '-o', 'pipefail', '-c', script], {
-    encoding: 'utf8',
-    env: { ...process.env, ...env },
-    maxBuffer: 1 << 20,
-  }).trim();
-}
 
 /** REST: the raw content as the body (curl -T streams it from the file). MiB/s over the whole exchange. */
 function rest(base, token, file, bytes) {

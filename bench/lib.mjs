@@ -1,7 +1,7 @@
 // What the benchmark scripts share: pinned child processes that are always cleaned up, a temp
 // work directory, readiness polling, medians, nginx and gateway configuration, token minting.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -136,3 +136,28 @@ export function writeOut(name, data) {
   mkdirSync(join(benchDir, 'out'), { recursive: true });
   writeFileSync(join(benchDir, 'out', name), JSON.stringify(data, null, 2));
 }
+
+export const MiB = 1024 * 1024;
+const UNITS = { K: 1024, M: MiB, G: 1024 * MiB };
+
+/** BENCH_SIZES as `{label, bytes}` ("64M,1G": K/M/G are binary units). */
+export function benchSizes(fallback) {
+  return (process.env.BENCH_SIZES ?? fallback).split(',').map((s) => {
+    const m = /^(\d+)([KMG]?)$/i.exec(s.trim());
+    if (!m) throw new Error(`BENCH_SIZES: cannot read ${JSON.stringify(s)}`);
+    return { label: s.trim(), bytes: Number(m[1]) * (UNITS[m[2].toUpperCase()] ?? 1) };
+  });
+}
+
+/** Runs a shell pipeline on CPU 0 (the client's core); secrets travel in the environment, not in argv. */
+export function client(script, env = {}) {
+  return execFileSync('taskset', ['-c', '0', 'bash', '-o', 'pipefail', '-c', script], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    maxBuffer: 1 << 20,
+  }).trim();
+}
+
+/** Peak resident set of a process since the last reset, and the reset itself (Linux ≥ 4.0: writing 5 to clear_refs). */
+export const peakRssMiB = (pid) => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+export const resetPeakRss = (pid) => writeFileSync(`/proc/${pid}/clear_refs`, '5');
