@@ -286,3 +286,36 @@ t.test('graphql.explorer: a browser gets the GraphiQL page with no token, under 
   t.equal(refused.status, 401, 'no explorer: a GET is a request like any other');
   await refused.arrayBuffer();
 });
+
+t.test(
+  "the seed's validation matrix over GraphQL: IP range 403 FORBIDDEN, HTTPS 403 INSECURE_TRANSPORT, content type 415 UNSUPPORTED_MEDIA",
+  async (t) => {
+    const s = await gqlStack(t, {
+      // The test client (127.0.0.1) plays the load balancer: its X-Forwarded-For/-Proto are believed.
+      server: { trustedProxies: ['127.0.0.1/32'] },
+      rules: [
+        {
+          name: 'uploads',
+          match: { interactions: ['operation'], operations: ['gateway-upload'] },
+          require: { https: true, ipAllow: ['192.168.1.0/24'] },
+        },
+      ],
+    });
+    const alice = await tokenOf(s, 'alice');
+    const inside = { 'x-forwarded-for': '192.168.1.20', 'x-forwarded-proto': 'https' };
+    const pdf = PDF(40_000);
+    const headers = (h: Record<string, string>) => ({ 'graphql-require-preflight': '1', ...h });
+    const ok = await upload(s, alice, pdf, {}, headers(inside));
+    t.match(ok.body.data, { uploadFile: { fileId: String } }, 'from the allowed range over HTTPS');
+    const outside = await upload(s, alice, pdf, {}, headers({ ...inside, 'x-forwarded-for': '203.0.113.5' }));
+    t.same(
+      [codeOf(outside), outside.body.errors?.[0]?.extensions],
+      ['FORBIDDEN', { code: 'FORBIDDEN', status: 403 }],
+      'IP range: 403 FORBIDDEN',
+    );
+    const plain = await upload(s, alice, pdf, {}, headers({ ...inside, 'x-forwarded-proto': 'http' }));
+    t.same(plain.body.errors?.[0]?.extensions, { code: 'INSECURE_TRANSPORT', status: 403 }, 'HTTPS required: 403 INSECURE_TRANSPORT');
+    const html = await upload(s, alice, pdf, { type: 'text/html' }, headers(inside));
+    t.same(html.body.errors?.[0]?.extensions, { code: 'UNSUPPORTED_MEDIA', status: 415 }, 'content type: 415 UNSUPPORTED_MEDIA');
+  },
+);
