@@ -8,35 +8,61 @@ import {
   type ValidationRule,
 } from 'graphql';
 
+interface Cost {
+  /** Selections (fields and fragment spreads), fragments expanded. */
+  readonly selections: number;
+  /** Nesting of fields below the set. */
+  readonly depth: number;
+}
+
 /**
  * Refuses an operation whose selections (fragments expanded) nest deeper than `maxDepth` or hold
- * more than `maxFields` fields: the cost of a query is bounded before it runs.
+ * more than `maxFields` selections (fields and fragment spreads): the cost of a query is bounded
+ * before it runs. Each fragment's cost is computed once (a chain of fragments that spread the
+ * next twice costs its expanded size, computed in linear time); a cycle costs nothing here and
+ * is refused by the spec's own rule (NoFragmentCycles).
  */
 export function depthAndFieldLimit(maxDepth: number, maxFields: number): ValidationRule {
-  return (context: ValidationContext): ASTVisitor => ({
-    OperationDefinition(node) {
-      const fragments = new Map<string, FragmentDefinitionNode>();
-      for (const d of context.getDocument().definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments.set(d.name.value, d);
-      let fields = 0;
-      const walk = (set: SelectionSetNode, depth: number, seen: ReadonlySet<string>): void => {
-        if (depth > maxDepth) throw new GraphQLError(`the operation nests deeper than graphql.maxDepth (${maxDepth})`);
-        for (const s of set.selections) {
-          if (s.kind === Kind.FIELD) {
-            if (++fields > maxFields) throw new GraphQLError(`the operation has more than graphql.maxFields (${maxFields}) fields`);
-            if (s.selectionSet) walk(s.selectionSet, depth + 1, seen);
-          } else if (s.kind === Kind.INLINE_FRAGMENT) walk(s.selectionSet, depth, seen);
-          else {
-            const f = fragments.get(s.name.value);
-            // A fragment spread in itself is reported by the spec's own rule (NoFragmentCycles).
-            if (f && !seen.has(f.name.value)) walk(f.selectionSet, depth, new Set([...seen, f.name.value]));
-          }
-        }
-      };
-      try {
-        walk(node.selectionSet, 1, new Set());
-      } catch (err) {
-        context.reportError(err as GraphQLError);
+  return (context: ValidationContext): ASTVisitor => {
+    const fragments = new Map<string, FragmentDefinitionNode>();
+    for (const d of context.getDocument().definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments.set(d.name.value, d);
+    const known = new Map<string, Cost>();
+    const visiting = new Set<string>();
+    const fragmentCost = (name: string): Cost => {
+      const done = known.get(name);
+      if (done) return done;
+      const f = fragments.get(name);
+      if (!f || visiting.has(name)) return { selections: 0, depth: 0 };
+      visiting.add(name);
+      const c = setCost(f.selectionSet);
+      visiting.delete(name);
+      known.set(name, c);
+      return c;
+    };
+    const setCost = (set: SelectionSetNode): Cost => {
+      let selections = 0;
+      let depth = 0;
+      for (const s of set.selections) {
+        const inner =
+          s.kind === Kind.FIELD
+            ? s.selectionSet
+              ? setCost(s.selectionSet)
+              : { selections: 0, depth: 0 }
+            : s.kind === Kind.INLINE_FRAGMENT
+              ? setCost(s.selectionSet)
+              : fragmentCost(s.name.value);
+        selections += 1 + inner.selections;
+        depth = Math.max(depth, (s.kind === Kind.FIELD ? 1 : 0) + inner.depth);
       }
-    },
-  });
+      return { selections, depth };
+    };
+    return {
+      OperationDefinition(node) {
+        const cost = setCost(node.selectionSet);
+        if (cost.depth > maxDepth) context.reportError(new GraphQLError(`the operation nests deeper than graphql.maxDepth (${maxDepth})`));
+        if (cost.selections > maxFields)
+          context.reportError(new GraphQLError(`the operation has more than graphql.maxFields (${maxFields}) selections`));
+      },
+    };
+  };
 }
