@@ -20,14 +20,26 @@ export interface DicomFacts {
  * A file whose header cannot be read there is refused: the Media would describe nothing checked.
  */
 export function dicomFacts(head: Uint8Array): DicomFacts {
-  let ds: ReturnType<typeof dicomParser.parseDicom>;
+  // dicom-parser throws strings as well as Errors, from parsing and from reading elements later:
+  // all of it is one refusal.
   try {
-    ds = dicomParser.parseDicom(head, { untilTag: 'x7fe00010' });
+    return readFacts(head);
   } catch (err) {
+    if (err instanceof GatewayError) throw err;
     throw new GatewayError('UNSUPPORTED_MEDIA', `the DICOM header could not be read in the first ${DICOM_HEADER_BYTES / 1024} KiB`, {
-      cause: err,
+      cause: err instanceof Error ? err : new Error(String(err)),
     });
   }
+}
+
+function readFacts(head: Uint8Array): DicomFacts {
+  const ds = dicomParser.parseDicom(head, {
+    untilTag: 'x7fe00010',
+    // A deflated data set would be inflated whole, unbounded (a bomb): not read.
+    inflater: () => {
+      throw new GatewayError('UNSUPPORTED_MEDIA', 'deflated DICOM (transfer syntax 1.2.840.10008.1.2.1.99) is not read');
+    },
+  });
   const text = (tag: string) => {
     const v = ds.string(tag)?.trim();
     return v ? v.slice(0, 64) : undefined;

@@ -22,4 +22,9 @@ t.test('not a readable DICOM header: refused', async (t) => {
   t.throws(() => dicomFacts(Buffer.from('%PDF-1.7 not dicom')), { code: 'UNSUPPORTED_MEDIA' });
   const cut = dicomFile({ rows: 8, columns: 8, modality: 'MR' }).subarray(0, 150);
   t.throws(() => dicomFacts(cut), { code: 'UNSUPPORTED_MEDIA' }, 'cut inside the file meta group');
+  t.throws(
+    () => dicomFacts(dicomFile({ rows: 8, columns: 8, transferSyntax: '1.2.840.10008.1.2.1.99' })),
+    { code: 'UNSUPPORTED_MEDIA', message: /deflated/ },
+    'a deflated data set is never inflated (a bomb)',
+  );
 });

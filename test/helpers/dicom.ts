@@ -32,6 +32,8 @@ export interface DicomSpec {
   model?: string;
   /** Bytes of pixel data after the header. */
   pixelBytes?: number;
+  /** The transfer syntax UID the file meta group names (explicit VR little endian by default). */
+  transferSyntax?: string;
 }
 
 export function dicomFile(spec: DicomSpec): Buffer {
@@ -39,7 +41,7 @@ export function dicomFile(spec: DicomSpec): Buffer {
     element(0x0002, 0x0001, 'OB', Buffer.from([0, 1])),
     element(0x0002, 0x0002, 'UI', str('1.2.840.10008.5.1.4.1.1.2')),
     element(0x0002, 0x0003, 'UI', str('1.2.3.4.5.6.7.8')),
-    element(0x0002, 0x0010, 'UI', str('1.2.840.10008.1.2.1')),
+    element(0x0002, 0x0010, 'UI', str(spec.transferSyntax ?? '1.2.840.10008.1.2.1')),
   ]);
   const groupLength = Buffer.alloc(4);
   groupLength.writeUInt32LE(meta.length, 0);
