@@ -6,6 +6,7 @@ import { storeFailure } from '../errors/map.js';
 import { BLOB_EXTENSION_URL, blobExtension } from '../fhir/blob-reference.js';
 import { contentLink, FILE_SEGMENT, holdsSignedFileUrl } from '../fhir/content-link.js';
 import type { Interaction } from '../fhir/interaction.js';
+import { mayNamePatient, PATIENT_COMPARTMENT_PATHS, referencedPatient } from '../fhir/patient-compartment-elements.js';
 import { noteBlob } from '../lib/blob-events.js';
 import type { Exchange } from '../security/exchange.js';
 import { checkRule } from '../security/reach.js';
@@ -60,6 +61,7 @@ export class FileBinding {
     const subject = (resource['subject'] as { reference?: unknown } | undefined)?.reference;
     if (typeof subject !== 'string')
       throw new GatewayError('BAD_REQUEST', `the ${type} names its subject (subject.reference, e.g. Patient/123)`);
+    this.patientOnly(type, resource, subject, x);
     const named = await this.files(type, resource, x);
     if (named.length === 0)
       throw new GatewayError('BAD_REQUEST', `the ${type} has no attachment naming an uploaded file (its url: the file's storagePath)`);
@@ -92,6 +94,26 @@ export class FileBinding {
       noteBlob(x.ctx, { action: 'link', blob: n.info.id, resource: owner });
     }
     return this.answer(type, resource, created, named);
+  }
+
+  /**
+   * A patient's token writes only into its patient's compartment: the subject, and every element
+   * that places the resource in a patient's compartment (DocumentReference.author too), name that
+   * patient or no patient at all.
+   */
+  private patientOnly(type: Bindable, resource: Json, subject: string, x: Exchange): void {
+    const patient = x.principal.patient;
+    if (patient === undefined) return;
+    const refused = () => new GatewayError('INSUFFICIENT_SCOPE', `a patient's token writes resources for Patient/${patient} only`);
+    if (referencedPatient(subject) !== patient) throw refused();
+    for (const path of PATIENT_COMPARTMENT_PATHS[type] ?? []) {
+      let values: unknown[] = [resource];
+      for (const step of path.split('.')) values = values.flatMap((v) => (v && typeof v === 'object' ? [(v as Json)[step]] : [])).flat();
+      for (const v of values) {
+        const ref = (v as { reference?: unknown } | null)?.reference;
+        if (typeof ref === 'string' && mayNamePatient(ref) && referencedPatient(ref) !== patient) throw refused();
+      }
+    }
   }
 
   /** The resource as sent: an object of the type, with nothing the gateway could not check. */

@@ -57,15 +57,13 @@ export function targetTypeOf(contentType: string): 'DocumentReference' | 'Media'
   return /^(audio|video)\//.test(contentType) || contentType === 'image/dicom' ? 'Media' : 'DocumentReference';
 }
 
-/** Who a file belongs to: the token's issuer and subject (its client where it has no subject). */
+/** Who a file belongs to: the token's issuer and subject. */
 export function uploaderOf(x: Exchange): string {
   const claims = x.principal.token?.claims ?? {};
-  const str = (k: string) => (typeof claims[k] === 'string' ? claims[k] : undefined);
-  const client = str('client_id') ?? str('azp');
-  const id = str('sub') ?? (client !== undefined ? `client:${client}` : undefined);
-  if (id === undefined)
-    throw new GatewayError('INSUFFICIENT_SCOPE', 'files need a token that names its subject (sub) or client (client_id)');
-  return `${str('iss') ?? ''}#${id}`.slice(0, 512);
+  const sub = typeof claims['sub'] === 'string' ? claims['sub'] : undefined;
+  // A client's own token (no subject) would make every user of that client one uploader.
+  if (sub === undefined) throw new GatewayError('INSUFFICIENT_SCOPE', 'files need a token that names its subject (sub)');
+  return `${typeof claims['iss'] === 'string' ? claims['iss'] : ''}#${sub}`.slice(0, 512);
 }
 
 interface UploadArgs {

@@ -240,3 +240,21 @@ t.test(
     t.equal(codeOf((await fake.json()) as Body), 'UNSUPPORTED_MEDIA', 'no DICM after the preamble: not DICOM');
   },
 );
+
+t.test("a patient's token binds files into its own patient's compartment only (subject and author)", async (t) => {
+  const s = await gqlStack(t);
+  const asUser = await tokenOf(s, 'guardian');
+  const forOne = await uploadFile(s, asUser, PDF(30_000), 'Patient/1');
+  const asTwo = await tokenOf(s, 'guardian', 'patient/*.cruds files.write fhir.write', { patient: '2' });
+  const other = await gql(s, asTwo, CREATE_DOC, { r: { ...docWith(forOne.storagePath), subject: { reference: 'Patient/1' } } });
+  t.equal(codeOf(other), 'INSUFFICIENT_SCOPE', "the same subject (sub) with patient 2's token cannot file for patient 1");
+  const own = await uploadFile(s, asTwo, PDF(31_000), 'Patient/2');
+  const author = await gql(s, asTwo, CREATE_DOC, {
+    r: { ...docWith(own.storagePath), subject: { reference: 'Patient/2' }, author: [{ reference: 'Patient/999' }] },
+  });
+  t.equal(codeOf(author), 'INSUFFICIENT_SCOPE', "an author naming another patient would put it in that patient's compartment");
+  const ok = await gql(s, asTwo, CREATE_DOC, {
+    r: { ...docWith(own.storagePath), subject: { reference: 'Patient/2' }, author: [{ reference: 'Patient/2' }] },
+  });
+  t.notOk(ok.errors, JSON.stringify(ok.errors));
+});
