@@ -29,18 +29,15 @@ export class MultipartRequest {
   private operations: string | undefined;
   private map: string | undefined;
   private ready: { resolve(v: { operations: string; map: string }): void; reject(e: Error): void } | undefined;
-  /** A part that arrived before anyone asked for it (its stream waits, unread). */
-  private arrived: FilePart | undefined;
+  /** Parts that arrived before anyone asked for them (their streams wait, unread), in order. */
+  private readonly arrived: FilePart[] = [];
   private waiting: { key: string; resolve(p: FilePart): void; reject(e: Error): void } | undefined;
   private failure: Error | undefined;
   private finished = false;
   /** Keys handed out: each part is read once. */
   private readonly taken = new Set<string>();
 
-  private constructor(
-    private readonly req: IncomingMessage,
-    limits: MultipartLimits,
-  ) {
+  private constructor(req: IncomingMessage, limits: MultipartLimits) {
     this.busboy = new Busboy({
       headers: req.headers as BusboyHeaders,
       limits: {
@@ -71,7 +68,7 @@ export class MultipartRequest {
       }
       const part: FilePart = { key, stream, filename, mimeType };
       if (this.waiting) this.hand(part);
-      else this.arrived = part;
+      else this.arrived.push(part);
       return undefined;
     });
     this.busboy.on('filesLimit', () => this.fail(new GatewayError('PAYLOAD_TOO_LARGE', 'more file parts than graphql.maxFiles')));
@@ -113,10 +110,13 @@ export class MultipartRequest {
     if (this.failure) return Promise.reject(this.failure);
     if (this.taken.has(key)) return Promise.reject(new GatewayError('BAD_REQUEST', `file part '${key}' is used twice`));
     this.taken.add(key);
-    if (this.arrived) {
-      const part = this.arrived;
-      this.arrived = undefined;
-      if (part.key !== key) return Promise.reject(this.outOfOrder(part.key, key));
+    const part = this.arrived.shift();
+    if (part) {
+      if (part.key !== key) {
+        // Not read: let the parser go on past it (the request is refused, its parts drained).
+        part.stream.resume();
+        return Promise.reject(this.outOfOrder(part.key, key));
+      }
       return Promise.resolve(part);
     }
     if (this.finished) return Promise.reject(new GatewayError('BAD_REQUEST', `no file part '${key}' arrived`));
@@ -130,10 +130,13 @@ export class MultipartRequest {
     return this.finished;
   }
 
-  /** Nothing more is read: parts not taken are left unread, and the request is no longer piped. */
+  /**
+   * The operation is done: parts not taken are drained, not stored. The answer has closed the
+   * connection if the body was not all read (api.ts), so what is still in flight ends with it.
+   */
   stop(): void {
-    this.req.unpipe(this.busboy);
-    this.arrived?.stream.resume();
+    for (const part of this.arrived.splice(0)) part.stream.resume();
+    this.busboy.on('file', (_key: string, stream: Readable) => stream.resume());
   }
 
   private hand(part: FilePart): void {

@@ -152,13 +152,29 @@ const Upload = new GraphQLScalarType({
 export function filesSchema(): GraphQLSchema {
   const schema = buildSchema(SDL);
   const upload = schema.getType('Upload') as GraphQLScalarType;
-  Object.assign(upload, { parseValue: Upload.parseValue, parseLiteral: Upload.parseLiteral, serialize: Upload.serialize });
+  // graphql 17 coerces through coerceInputValue/coerceInputLiteral/coerceOutputValue (the
+  // parse*/serialize names are its deprecated aliases): both are set.
+  const refuseLiteral = () => {
+    throw new GraphQLError('an Upload is a file part of a multipart request, never a literal');
+  };
+  Object.assign(upload, {
+    parseValue: Upload.parseValue,
+    coerceInputValue: Upload.parseValue,
+    parseLiteral: refuseLiteral,
+    coerceInputLiteral: refuseLiteral,
+    serialize: Upload.serialize,
+    coerceOutputValue: Upload.serialize,
+  });
   // JSON: any value, from a variable or an object literal in the document (its variables filled in).
+  const literal = (ast: Parameters<typeof valueFromASTUntyped>[0], variables?: Parameters<typeof valueFromASTUntyped>[1]) =>
+    valueFromASTUntyped(ast, variables);
   Object.assign(schema.getType('JSON') as GraphQLScalarType, {
     parseValue: (v: unknown) => v,
-    parseLiteral: (ast: Parameters<typeof valueFromASTUntyped>[0], variables?: Parameters<typeof valueFromASTUntyped>[1]) =>
-      valueFromASTUntyped(ast, variables),
+    coerceInputValue: (v: unknown) => v,
+    parseLiteral: literal,
+    coerceInputLiteral: literal,
     serialize: (v: unknown) => v,
+    coerceOutputValue: (v: unknown) => v,
   });
   return schema;
 }
