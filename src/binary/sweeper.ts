@@ -322,6 +322,12 @@ export function retentionClass(
 
 /** A blob left pending: what the upstream says decides it. */
 async function reconcile(opts: SweepOptions, info: BlobInfo, report: SweepReport, now: Date): Promise<void> {
+  // An upload being bound right now (GraphQL createDocumentReference holds its claim): the FHIR
+  // server may not show it yet; the next sweep decides.
+  if (info.upload && (await opts.store.claims()).some((c) => c.name === `bind-${info.id}`)) {
+    report.kept.push({ id: info.id, why: 'an upload being bound to a resource' });
+    return;
+  }
   if (!info.intent && info.upload) {
     // A file uploaded on its own (GraphQL uploadFile) and never bound to a resource: the seed's
     // temporary uploads, kept `retention.temporaryHours`. Binding records an intent first, so an

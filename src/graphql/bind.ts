@@ -33,6 +33,8 @@ interface Named {
 }
 
 const FILE_ID = /^[a-z0-9-]{1,64}$/;
+/** A bind claim older than this was left by a request that died: taken over. */
+const BIND_CLAIM_MS = 10 * 60_000;
 /** Members a resource written here may not have: content comes by upload only, and nothing may hide a resource or a search. */
 const REFUSED_MEMBERS = new Set(['contained', 'data', '_data']);
 
@@ -62,9 +64,49 @@ export class FileBinding {
     if (typeof subject !== 'string')
       throw new GatewayError('BAD_REQUEST', `the ${type} names its subject (subject.reference, e.g. Patient/123)`);
     this.patientOnly(type, resource, subject, x);
-    const named = await this.files(type, resource, x);
-    if (named.length === 0)
+    const found = await this.files(type, resource, x);
+    if (found.length === 0)
       throw new GatewayError('BAD_REQUEST', `the ${type} has no attachment naming an uploaded file (its url: the file's storagePath)`);
+    // One bind of a file at a time, across replicas (the store's exclusive claim): two requests
+    // naming one file would otherwise both pass the checks below and link it twice.
+    const claimed: string[] = [];
+    try {
+      for (const n of found) {
+        if (!(await this.claim(n.info.id, x.ctx.id)))
+          throw new GatewayError('FILE_NOT_BINDABLE', `file ${n.info.id} is being bound by another request`);
+        claimed.push(n.info.id);
+      }
+      // Read again under the claim: what was checked is what is bound.
+      const named = await Promise.all(found.map(async (n) => ({ ...n, info: (await this.head(n.info.id)) ?? n.info })));
+      return await this.bind(type, resource, subject, named, x);
+    } finally {
+      for (const id of claimed) await this.d.store.unclaim(`bind-${id}`).catch(() => undefined);
+    }
+  }
+
+  /** A bind claim; one left behind by a request that died (older than BIND_CLAIM_MS) is taken over. */
+  private async claim(id: string, holder: string): Promise<boolean> {
+    const name = `bind-${id}`;
+    try {
+      if (await this.d.store.claim(name, holder)) return true;
+      const old = (await this.d.store.claims()).find((c) => c.name === name);
+      if (!old || Date.now() - Date.parse(old.at) < BIND_CLAIM_MS) return false;
+      await this.d.store.unclaim(name);
+      return await this.d.store.claim(name, holder);
+    } catch (err) {
+      throw storeFailure(err);
+    }
+  }
+
+  private async head(id: string): Promise<BlobInfo | undefined> {
+    try {
+      return await this.d.store.head(id);
+    } catch (err) {
+      throw storeFailure(err);
+    }
+  }
+
+  private async bind(type: Bindable, resource: Json, subject: string, named: Named[], x: Exchange): Promise<Json> {
     const by = uploaderOf(x);
     for (const n of named) {
       const info = n.info;
@@ -83,7 +125,17 @@ export class FileBinding {
     for (const n of named)
       await this.d.store.setMeta(n.info.id, { intent: type }).catch((err: unknown) => Promise.reject(storeFailure(err)));
 
-    const created = await this.transaction(x, type, resource);
+    let created: Awaited<ReturnType<FileBinding['transaction']>>;
+    try {
+      created = await this.transaction(x, type, resource);
+    } catch (err) {
+      // Refused (or no answer): the files stay the uploader's unbound uploads, with their temporary
+      // retention — unless the FHIR server may hold them (no answer), where the intent lets the
+      // sweeper ask it.
+      if (err instanceof GatewayError && err.status < 500)
+        for (const n of named) await this.d.store.setMeta(n.info.id, { intent: null }).catch(() => undefined);
+      throw err;
+    }
     const owner = `${type}/${created.id}`;
     for (const n of named) {
       try {

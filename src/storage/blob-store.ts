@@ -104,8 +104,8 @@ export interface MetaPatch {
   readonly state?: BlobState;
   readonly owner?: string;
   readonly contentType?: string;
-  /** BlobInfo.intent, learnt after the write (a Bundle entry's resource type). */
-  readonly intent?: string;
+  /** BlobInfo.intent, learnt after the write (a Bundle entry's resource type); null removes it (a bind refused). */
+  readonly intent?: string | null;
   /** BlobInfo.retention and retainUntil; null removes them (the blob is linked again). */
   readonly retention?: { readonly name: string; readonly until: string } | null;
 }

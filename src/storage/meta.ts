@@ -56,14 +56,16 @@ export function newInfo(
 
 export function patchInfo(info: BlobInfo, patch: MetaPatch, now = new Date()): BlobInfo {
   const { retention: _r, retainUntil: _u, ...rest } = info;
-  const kept = patch.retention === null ? rest : info;
+  const unretained = patch.retention === null ? rest : info;
+  const { intent: _i, ...withoutIntent } = unretained;
+  const kept = patch.intent === null ? withoutIntent : unretained;
   return {
     ...kept,
     ...(patch.retention ? { retention: patch.retention.name, retainUntil: patch.retention.until } : {}),
     ...(patch.state !== undefined ? { state: patch.state } : {}),
     ...(patch.owner !== undefined ? { owner: patch.owner } : {}),
     ...(patch.contentType !== undefined ? { contentType: patch.contentType } : {}),
-    ...(patch.intent !== undefined ? { intent: patch.intent } : {}),
+    ...(patch.intent !== undefined && patch.intent !== null ? { intent: patch.intent } : {}),
     updatedAt: now.toISOString(),
   };
 }

@@ -349,4 +349,16 @@ t.test('files uploaded on their own (GraphQL uploadFile) and never bound are kep
     { state: 'pending', upload: { by: 'https://idp#alice', for: 'Patient/123' } },
     'the record keeps who and for whom',
   );
+  // An old upload being bound (its claim held): kept, whatever its age; its intent can be taken back.
+  const binding = await put(30);
+  await store.setMeta(binding, { intent: 'DocumentReference' });
+  t.equal(await store.claim(`bind-${binding}`, 'a-request'), true);
+  const r2 = await sweep(sweepOptions(t, store, s.up.url));
+  t.same(
+    r2.kept.find((k) => k.id === binding),
+    { id: binding, why: 'an upload being bound to a resource' },
+  );
+  await store.unclaim(`bind-${binding}`);
+  await store.setMeta(binding, { intent: null });
+  t.notOk('intent' in (await store.head(binding))!, 'intent: null removes it');
 });

@@ -6,6 +6,7 @@ import { PDF, sha256, stack, type Stack } from '../helpers/binary-stack.js';
 import { signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
 import { createHash } from 'node:crypto';
 import { dicomFile } from '../helpers/dicom.js';
+import { readRecord, relay } from '../helpers/lifecycle.js';
 
 const UPLOAD = `mutation Up($file: Upload!, $type: String!, $for: String!) {
   uploadFile(forEntity: $for, data: $file, contentType: $type) { fileId storagePath url hashSha256 }
@@ -257,4 +258,46 @@ t.test("a patient's token binds files into its own patient's compartment only (s
     r: { ...docWith(own.storagePath), subject: { reference: 'Patient/2' }, author: [{ reference: 'Patient/2' }] },
   });
   t.notOk(ok.errors, JSON.stringify(ok.errors));
+});
+
+t.test('one bind of a file at a time; a bind the FHIR server refuses leaves the file an unbound upload, bindable again', async (t) => {
+  const s = await gqlStack(t);
+  const alice = await tokenOf(s, 'alice');
+  const f = await uploadFile(s, alice, PDF(50_000), 'Patient/123');
+  const both = await Promise.all([
+    gql(s, alice, CREATE_DOC, { r: docWith(f.storagePath) }),
+    gql(s, alice, CREATE_DOC, { r: docWith(f.storagePath) }),
+  ]);
+  t.same(
+    both.map((b) => (b.errors ? codeOf(b) : 'created')).sort(),
+    ['FILE_NOT_BINDABLE', 'created'],
+    'two at once: one binds, the other is refused',
+  );
+  const held = (await (await fetch(`${s.up.url}/DocumentReference`)).json()) as { entry?: unknown[] };
+  t.equal(held.entry?.length ?? 0, 1, 'one DocumentReference holds the file');
+
+  // The FHIR server refuses the next transaction (a relay in front of it answers 422).
+  let refuseNext = false;
+  const r = await stack(t, { graphql: { enabled: true } }, (up) =>
+    relay(t, up.url, (req, res) => {
+      if (!(refuseNext && req.method === 'POST' && /^\/fhir\/?$/.test(req.url ?? ''))) return undefined;
+      refuseNext = false;
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(422, { 'content-type': 'application/fhir+json' });
+        res.end(JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'invalid' }] }));
+      });
+      return 'answered';
+    }),
+  );
+  const bob = await tokenOf(r, 'bob');
+  const g = await uploadFile(r, bob, PDF(51_000), 'Patient/123');
+  refuseNext = true;
+  const refused = await gql(r, bob, CREATE_DOC, { r: docWith(g.storagePath) });
+  t.equal(codeOf(refused), 'BAD_REQUEST', 'the FHIR server refused the transaction');
+  const record = readRecord(r.gw.blobDir, g.fileId);
+  t.match(record, { state: 'pending', upload: { for: 'Patient/123' } });
+  t.notOk('intent' in record, 'no intent left behind: the file keeps its temporary retention');
+  const again = await gql(r, bob, CREATE_DOC, { r: docWith(g.storagePath) });
+  t.notOk(again.errors, 'bindable again');
 });
