@@ -19,10 +19,25 @@ const EXECUTABLE: ReadonlySet<string> = new Set([
   'application/vnd.android.package-archive',
   'application/wasm',
   'application/x-shockwave-flash',
+  'application/x.ms.shortcut',
+  'application/x-ms-regedit',
+  'application/vnd.ms-htmlhelp',
+  'application/java-vm',
+  'application/x-xpinstall',
+  'application/x-google-chrome-extension',
+  'application/x-javascript',
+  'text/x-javascript',
+  'text/jscript',
+  'application/hta',
+  'application/x-msi',
+  'application/vnd.ms-word.document.macroenabled.12',
+  'application/vnd.ms-excel.sheet.macroenabled.12',
+  'application/vnd.ms-powerpoint.presentation.macroenabled.12',
 ]);
 
 /** Text a browser or a shell would run: markup with script, SVG, a shebang. */
-const ACTIVE_TEXT = /^(?:\uFEFF)?\s*(?:<!doctype\s+html|<html|<svg|<script|<\?xml[\s\S]{0,512}<svg|#!)/i;
+const ACTIVE_TEXT =
+  /^(?:\uFEFF|\u00EF\u00BB\u00BF|\u00FE\u00FF|\u00FF\u00FE)?\s*(?:<!--[\s\S]{0,512}?-->\s*)*(?:<!doctype\s+html|<html|<head|<body|<svg|<script|<iframe|<\?xml[\s\S]{0,512}<svg|#!)/i;
 
 /** Whether `type` may be asked for by fileTypeOverride at all. */
 export function overridable(type: string): boolean {

@@ -4,11 +4,12 @@ import { allowed, canonical, essence } from '../content/media-type.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { storeFailure } from '../errors/map.js';
 import { BLOB_EXTENSION_URL, blobExtension } from '../fhir/blob-reference.js';
-import { contentLink, FILE_SEGMENT, holdsSignedFileUrl } from '../fhir/content-link.js';
+import { contentLink, FILE_SEGMENT, holdsSignedFileUrl, parseContentLink } from '../fhir/content-link.js';
 import type { Interaction } from '../fhir/interaction.js';
 import { mayNamePatient, PATIENT_COMPARTMENT_PATHS, referencedPatient } from '../fhir/patient-compartment-elements.js';
 import { noteBlob } from '../lib/blob-events.js';
 import type { Exchange } from '../security/exchange.js';
+import type { EffectiveRule } from '../security/policy.js';
 import { checkRule } from '../security/reach.js';
 import { covers, missingScopes } from '../security/scopes.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
@@ -78,7 +79,7 @@ export class FileBinding {
       }
       // Read again under the claim: what was checked is what is bound.
       const named = await Promise.all(found.map(async (n) => ({ ...n, info: (await this.head(n.info.id)) ?? n.info })));
-      return await this.bind(type, resource, subject, named, x);
+      return await this.bind(type, resource, subject, named, x, rule);
     } finally {
       for (const id of claimed) await this.d.store.unclaim(`bind-${id}`).catch(() => undefined);
     }
@@ -106,7 +107,14 @@ export class FileBinding {
     }
   }
 
-  private async bind(type: Bindable, resource: Json, subject: string, named: Named[], x: Exchange): Promise<Json> {
+  private async bind(
+    type: Bindable,
+    resource: Json,
+    subject: string,
+    named: Named[],
+    x: Exchange,
+    createRule: EffectiveRule,
+  ): Promise<Json> {
     const by = uploaderOf(x);
     for (const n of named) {
       const info = n.info;
@@ -127,7 +135,8 @@ export class FileBinding {
 
     let created: Awaited<ReturnType<FileBinding['transaction']>>;
     try {
-      created = await this.transaction(x, type, resource);
+      // Sent under the create rule (its forwardAuthorization), not the GraphQL request's.
+      created = await this.transaction(x.withRule(createRule), type, resource);
     } catch (err) {
       // Refused (or no answer): the files stay the uploader's unbound uploads, with their temporary
       // retention — unless the FHIR server may hold them (no answer), where the intent lets the
@@ -181,6 +190,11 @@ export class FileBinding {
       if (depth > 32) throw new GatewayError('BAD_REQUEST', 'resource is nested too deeply');
       if (typeof v === 'string') {
         if (v === BLOB_EXTENSION_URL) throw new GatewayError('BAD_REQUEST', 'blob references are written by the gateway only');
+        // Content as a URL passes none of the checks a file gets; a link to content the gateway
+        // stores for another resource would be stored as a link to content this one does not hold.
+        if (/^\s*data:/i.test(v)) throw new GatewayError('BAD_REQUEST', 'a data: URL is not taken: upload the content (uploadFile)');
+        if (parseContentLink(this.d.publicBase, v))
+          throw new GatewayError('BAD_REQUEST', "a link to another resource's stored content is not taken: upload the content");
         return;
       }
       if (Array.isArray(v)) return v.forEach((e) => walk(e, depth + 1));

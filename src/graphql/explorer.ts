@@ -7,6 +7,13 @@ import type { ServerResponse } from 'node:http';
  * the headers pane. Static: it carries no data and needs no token itself. GraphiQL comes from
  * unpkg, pinned, under a CSP that lets nothing else run.
  */
+const SCRIPTS = [
+  'https://unpkg.com/react@18.3.1/umd/react.production.min.js',
+  'https://unpkg.com/react-dom@18.3.1/umd/react-dom.production.min.js',
+  'https://unpkg.com/graphiql@3.8.3/graphiql.min.js',
+];
+const STYLE = 'https://unpkg.com/graphiql@3.8.3/graphiql.min.css';
+
 export function sendExplorer(res: ServerResponse, path: string, requestId: string): void {
   const nonce = randomBytes(16).toString('base64');
   const page = `<!doctype html>
@@ -14,14 +21,12 @@ export function sendExplorer(res: ServerResponse, path: string, requestId: strin
 <head>
 <meta charset="utf-8">
 <title>fhir-binary-gateway — files GraphQL API</title>
-<link rel="stylesheet" href="https://unpkg.com/graphiql@3.8.3/graphiql.min.css">
-<style nonce="${nonce}">html, body, #graphiql { height: 100%; margin: 0; }</style>
+<link rel="stylesheet" href="${STYLE}">
+<style>html, body, #graphiql { height: 100%; margin: 0; }</style>
 </head>
 <body>
 <div id="graphiql">Loading GraphiQL…</div>
-<script src="https://unpkg.com/react@18.3.1/umd/react.production.min.js" crossorigin></script>
-<script src="https://unpkg.com/react-dom@18.3.1/umd/react-dom.production.min.js" crossorigin></script>
-<script src="https://unpkg.com/graphiql@3.8.3/graphiql.min.js" crossorigin></script>
+${SCRIPTS.map((src) => `<script src="${src}" crossorigin></script>`).join('\n')}
 <script nonce="${nonce}">
 const fetcher = GraphiQL.createFetcher({ url: ${JSON.stringify(path)} });
 ReactDOM.createRoot(document.getElementById('graphiql')).render(React.createElement(GraphiQL, {
@@ -39,7 +44,8 @@ ReactDOM.createRoot(document.getElementById('graphiql')).render(React.createElem
     'cache-control': 'no-store',
     'x-content-type-options': 'nosniff',
     'x-request-id': requestId,
-    'content-security-policy': `default-src 'none'; script-src 'nonce-${nonce}' https://unpkg.com; style-src 'nonce-${nonce}' 'unsafe-inline' https://unpkg.com; connect-src 'self'; img-src data: https://unpkg.com; font-src data: https://unpkg.com; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
+    // Only these exact files from unpkg (not the whole of npm it serves), the inline script by its nonce.
+    'content-security-policy': `default-src 'none'; script-src 'nonce-${nonce}' ${SCRIPTS.join(' ')}; style-src 'unsafe-inline' ${STYLE}; connect-src 'self'; img-src data:; font-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
     'referrer-policy': 'no-referrer',
   });
   res.end(page);

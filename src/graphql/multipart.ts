@@ -96,7 +96,13 @@ export class MultipartRequest {
     req: IncomingMessage,
     limits: MultipartLimits,
   ): Promise<{ request: MultipartRequest; operations: string; map: string }> {
-    const request = new MultipartRequest(req, limits);
+    let request: MultipartRequest;
+    try {
+      request = new MultipartRequest(req, limits);
+    } catch (err) {
+      // No boundary, or a Content-Type busboy cannot read: the request, not the gateway, is wrong.
+      throw new GatewayError('BAD_REQUEST', 'the multipart Content-Type is malformed (no boundary?)', { cause: err });
+    }
     const fields = await new Promise<{ operations: string; map: string }>((resolve, reject) => {
       request.ready = { resolve, reject };
       req.pipe(request.busboy);

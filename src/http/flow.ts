@@ -10,6 +10,7 @@ import { GatewayError } from '../errors/catalogue.js';
 import { toGatewayError } from '../errors/map.js';
 import { spoolAndScanBundle } from '../fhir/bundle-scan.js';
 import { classifyRequest } from '../fhir/classify.js';
+import { scanHeaders } from '../fhir/target-scan.js';
 import { OWN_ONLY } from '../fhir/reach.js';
 import type { Interaction } from '../fhir/interaction.js';
 import { sendError } from '../lib/respond.js';
@@ -198,6 +199,8 @@ export class RequestFlow {
     if (!settings.config.graphql.enabled) throw new GatewayError('NOT_FOUND', 'the GraphQL API is off (graphql.enabled)');
     // A browser asking for the page: the static GraphiQL explorer, no token needed (it holds no data).
     if (req.method === 'GET' && settings.config.graphql.explorer && (req.headers.accept ?? '').includes('text/html')) {
+      // Where users paste tokens: only over a transport the API itself would take.
+      requireTransport({ ctx: rec.ctx!, rule: settings.policy.ruleFor(interaction) });
       sendExplorer(res, this.d.graphql!.path, rec.id);
       return;
     }
@@ -205,6 +208,9 @@ export class RequestFlow {
     const cl = req.headers['content-length'];
     const contentLength = cl === undefined ? undefined : Number(cl);
     refuseEncodedBody(req.headers['content-encoding'], chunked || (contentLength ?? 0) > 0);
+    // What the classifier refuses in any request (method overrides), and a conditional create's
+    // header, which would reach the upstream with the transaction the API sends.
+    if (scanHeaders(req.headers) !== undefined) throw new GatewayError('BAD_REQUEST', 'If-None-Exist is not taken by the GraphQL API');
     const rule = settings.policy.ruleFor(interaction);
     const input: CheckInput = { ctx: rec.ctx!, interaction, rule, authorization: req.headers.authorization, contentLength, principal };
     await runChecks(input, settings, GATEWAY_CHECKS);

@@ -28,6 +28,11 @@ export class Exchange {
     readonly settings: Settings,
   ) {}
 
+  /** The same exchange under another rule (a request that does one thing under another interaction's rule). */
+  withRule(rule: EffectiveRule): Exchange {
+    return new Exchange(this.req, this.res, this.ctx, this.interaction, rule, this.principal, this.rewrite, this.settings);
+  }
+
   /** The exchange as the checks see a request: for checks run on its behalf later (a body's conditional references). */
   checkInput(): CheckInput {
     return {

@@ -162,6 +162,37 @@ t.test(
       'contained resources',
     );
     t.equal(
+      codeOf(
+        await gql(s, alice, CREATE_DOC, {
+          r: {
+            ...docWith(f.storagePath),
+            extension: [{ url: 'http://example.org/x', valueAttachment: { url: 'data:text/html,<script>x</script>' } }],
+          },
+        }),
+      ),
+      'BAD_REQUEST',
+      'a data: URL anywhere',
+    );
+    t.equal(
+      codeOf(
+        await gql(s, alice, CREATE_DOC, {
+          r: {
+            ...docWith(f.storagePath),
+            extension: [
+              {
+                url: 'http://example.org/x',
+                valueAttachment: {
+                  url: 'http://gateway.test/fhir/DocumentReference/other/$binary-access-read?path=DocumentReference.content%5B0%5D.attachment',
+                },
+              },
+            ],
+          },
+        }),
+      ),
+      'BAD_REQUEST',
+      "a link to another resource's stored content",
+    );
+    t.equal(
       codeOf(await gql(s, await tokenOf(s, 'alice', 'user/*.cruds files.write'), CREATE_DOC, { r: docWith(f.storagePath) })),
       'INSUFFICIENT_SCOPE',
       'without fhir.write',

@@ -41,6 +41,21 @@ t.test('malformed GraphQL requests get clear refusals, never a hang or a 500', a
   const ops = (query = UPLOAD, variables: Record<string, unknown> = { file: null }) => JSON.stringify({ query, variables });
 
   t.match(await send('', {}, 'PUT'), { status: 405, code: 'METHOD_NOT_ALLOWED' });
+  t.match(
+    await send('{"query":"{ __typename }"}', { 'content-type': 'application/json', 'x-http-method-override': 'DELETE' }),
+    { status: 400, code: 'METHOD_OVERRIDE' },
+    'a method override, as in any request',
+  );
+  t.match(
+    await send('{"query":"{ __typename }"}', { 'content-type': 'application/json', 'if-none-exist': 'identifier=x' }),
+    { status: 400, code: 'BAD_REQUEST' },
+    'If-None-Exist would reach the upstream with a transaction',
+  );
+  t.match(
+    await send('x', { 'content-type': 'multipart/form-data', 'graphql-require-preflight': '1' }),
+    { status: 400, code: 'BAD_REQUEST' },
+    'multipart without a boundary',
+  );
   t.match(await send('{ __typename }', { 'content-type': 'text/plain' }), { status: 415, code: 'UNSUPPORTED_MEDIA' });
   t.match(await send('{"query":"' + 'x'.repeat(3000) + '"}', { 'content-type': 'application/json' }), {
     status: 413,

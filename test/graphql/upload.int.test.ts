@@ -256,6 +256,13 @@ t.test(
       ['text/plain', Buffer.from('#!/bin/sh\nrm -rf /\n'), 'a script declared as text'],
       [
         'text/plain',
+        Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('<html><script>x</script></html>')]),
+        'HTML after a UTF-8 BOM',
+      ],
+      ['text/plain', Buffer.from('<!-- hello --><body onload="x()">'), 'HTML after a comment'],
+      ['application/x-javascript', Buffer.from('alert(1)'), 'a script type by another name'],
+      [
+        'text/plain',
         Buffer.from('<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"><script>x</script></svg>'),
         'SVG declared as text',
       ],
@@ -281,6 +288,14 @@ t.test('graphql.explorer: a browser gets the GraphiQL page with no token, under 
   t.ok(nonce && html.includes(`nonce="${nonce}"`), 'inline script only by its nonce');
   t.match(csp, /default-src 'none'/);
   t.match(csp, /connect-src 'self'/);
+  const strict = await gqlStack(t, {
+    graphql: { enabled: true, explorer: true },
+    server: { trustedProxies: ['127.0.0.1/32'] },
+    rules: [{ name: 'gql', match: { interactions: ['operation'], operations: ['gateway-graphql'] }, require: { https: true } }],
+  });
+  const plainHttp = await fetch(`${strict.gw.url}/graphql`, { headers: { accept: 'text/html', 'x-forwarded-proto': 'http' } });
+  t.equal(plainHttp.status, 403, 'the page (where tokens are pasted) only over a transport the API takes');
+  await plainHttp.arrayBuffer();
   const off = await gqlStack(t);
   const refused = await fetch(`${off.gw.url}/graphql`, { headers: { accept: 'text/html' } });
   t.equal(refused.status, 401, 'no explorer: a GET is a request like any other');
