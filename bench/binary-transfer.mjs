@@ -303,8 +303,8 @@ storage:
     for (const [name, t] of Object.entries(rec.targets)) {
       t.uploadMiBps = t.upload.length ? median(t.upload) : undefined;
       t.downloadMiBps = median(t.download);
-      t.uploadCpuSPerGiB = t.upload.length ? t.uploadCpuS / t.upload.length / (rec.bytes / UNITS.G) : undefined;
-      t.downloadCpuSPerGiB = t.downloadCpuS / t.download.length / (rec.bytes / UNITS.G);
+      t.uploadCpuSPerGiB = t.upload.length ? t.uploadCpuS / t.upload.length / (rec.bytes / GiB) : undefined;
+      t.downloadCpuSPerGiB = t.downloadCpuS / t.download.length / (rec.bytes / GiB);
       const rss =
         t.uploadPeakRssMiB === undefined ? '' : `${fmt(t.idleRssMiB)} / ${fmt(t.uploadPeakRssMiB)} / ${fmt(t.downloadPeakRssMiB)}`;
       const sha = t.sha256Match === undefined ? '' : t.sha256Match ? 'identical' : '**DIFFERENT**';
