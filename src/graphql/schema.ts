@@ -1,4 +1,5 @@
-import { buildSchema, GraphQLError, GraphQLScalarType, valueFromASTUntyped, type GraphQLSchema } from 'graphql';
+import type { GraphQLScalarType } from 'graphql';
+import { buildSchema, GraphQLError, valueFromASTUntyped, type GraphQLSchema } from 'graphql';
 
 /**
  * The files API of seed 000 (docs/graphql.md publishes this SDL; test/graphql/schema.test.ts keeps
@@ -134,19 +135,15 @@ export class UploadRef {
   constructor(readonly key: string) {}
 }
 
-const Upload = new GraphQLScalarType({
-  name: 'Upload',
-  parseValue(v) {
-    if (v instanceof UploadRef) return v;
-    throw new GraphQLError('an Upload is a file part of a multipart request (GraphQL multipart request spec)');
-  },
-  parseLiteral() {
-    throw new GraphQLError('an Upload is a file part of a multipart request, never a literal');
-  },
-  serialize() {
-    throw new GraphQLError('an Upload is never sent back');
-  },
-});
+/** An Upload variable must be a file part the request's map placed there (api.ts). */
+function uploadValue(v: unknown): UploadRef {
+  if (v instanceof UploadRef) return v;
+  throw new GraphQLError('an Upload is a file part of a multipart request (GraphQL multipart request spec)');
+}
+
+function uploadOutput(): never {
+  throw new GraphQLError('an Upload is never sent back');
+}
 
 /** The schema with the Upload scalar's behaviour: built once. */
 export function filesSchema(): GraphQLSchema {
@@ -158,23 +155,24 @@ export function filesSchema(): GraphQLSchema {
     throw new GraphQLError('an Upload is a file part of a multipart request, never a literal');
   };
   Object.assign(upload, {
-    parseValue: Upload.parseValue,
-    coerceInputValue: Upload.parseValue,
+    parseValue: uploadValue,
+    coerceInputValue: uploadValue,
     parseLiteral: refuseLiteral,
     coerceInputLiteral: refuseLiteral,
-    serialize: Upload.serialize,
-    coerceOutputValue: Upload.serialize,
+    serialize: uploadOutput,
+    coerceOutputValue: uploadOutput,
   });
   // JSON: any value, from a variable or an object literal in the document (its variables filled in).
   const literal = (ast: Parameters<typeof valueFromASTUntyped>[0], variables?: Parameters<typeof valueFromASTUntyped>[1]) =>
     valueFromASTUntyped(ast, variables);
+  const same = (v: unknown) => v;
   Object.assign(schema.getType('JSON') as GraphQLScalarType, {
-    parseValue: (v: unknown) => v,
-    coerceInputValue: (v: unknown) => v,
+    parseValue: same,
+    coerceInputValue: same,
     parseLiteral: literal,
     coerceInputLiteral: literal,
-    serialize: (v: unknown) => v,
-    coerceOutputValue: (v: unknown) => v,
+    serialize: same,
+    coerceOutputValue: same,
   });
   return schema;
 }
