@@ -314,9 +314,11 @@ export class FileBinding {
     const full = `urn:uuid:${randomUUID()}`;
     const claims = x.principal.token?.claims ?? {};
     const fhirUser = typeof claims['fhirUser'] === 'string' ? claims['fhirUser'] : undefined;
+    // fhirUser may be absolute (https://…/Practitioner/456): its relative tail is the reference.
+    const fhirUserRef = fhirUser?.replace(/^.*\/(?=[A-Z][A-Za-z]+\/[^/]+$)/, '');
     const agentWho =
-      fhirUser !== undefined && /^([A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64})$/.test(fhirUser.replace(/^.*\/(?=[A-Z][A-Za-z]+\/[^/]+$)/, ''))
-        ? { reference: fhirUser.replace(/^.*\/(?=[A-Z][A-Za-z]+\/[^/]+$)/, '') }
+      fhirUserRef !== undefined && /^[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/.test(fhirUserRef)
+        ? { reference: fhirUserRef }
         : {
             identifier: {
               ...(typeof claims['iss'] === 'string' ? { system: claims['iss'] } : {}),
@@ -409,7 +411,7 @@ export class FileBinding {
     out['resource'] = {
       ...resource,
       id: created.id,
-      ...(type === 'DocumentReference' ? { content: out['content'] } : { content: out['content'] }),
+      content: out['content'],
     };
     return out;
   }
