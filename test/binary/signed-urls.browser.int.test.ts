@@ -48,7 +48,14 @@ t.test('a page on another origin shows a signed <img> and downloads a signed <a 
   mkdirSync(downloads);
   const tab = await browser.newPage();
   const cdp = await tab.createCDPSession();
-  await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: downloads });
+  // Chromium reserves the final name with an empty file while the bytes go to a .crdownload, so
+  // the file is read only after the browser reports the download completed.
+  const completed = new Promise<string>((resolve) => {
+    cdp.on('Browser.downloadProgress', (e) => {
+      if (e.state !== 'inProgress') resolve(e.state);
+    });
+  });
+  await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: downloads, eventsEnabled: true });
   await tab.goto(`http://127.0.0.1:${(site.address() as AddressInfo).port}/`, { waitUntil: 'load' });
 
   const shown = await tab.$eval('#ok', (img) => ({ complete: img.complete, width: img.naturalWidth, height: img.naturalHeight }));
@@ -56,6 +63,8 @@ t.test('a page on another origin shows a signed <img> and downloads a signed <a 
   t.equal(await tab.$eval('#forged', (img) => img.naturalWidth), 0, 'a forged signature shows nothing');
 
   await tab.click('#dl');
+  const state = await Promise.race([completed, new Promise<string>((resolve) => setTimeout(() => resolve('timeout'), 15_000).unref())]);
+  t.equal(state, 'completed', 'the browser finished the download');
   const file = await eventually(
     () => readdirSync(downloads, { withFileTypes: true }).find((f) => f.isFile() && !f.name.endsWith('.crdownload')),
     'the download',
