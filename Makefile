@@ -37,6 +37,8 @@ token: build
 # Builds, type-checks, lints and runs every test (unit and integration, against real servers).
 # tap's raw TAP goes to .tap/results.tap; what is printed is one line per test file, every
 # failure in full, the coverage gate, and a last line `N passed, N failed` counting tests.
+# package.json sets tap's jobs to 2: tap's own default on a 2-core machine is one file at a time,
+# and most test files spend their time waiting on the servers they start (CI took ~30 min serial).
 TAP_RUN = npx tap --reporter=silent --output-file=.tap/results.tap --coverage-report=json-summary
 
 test: build typecheck lint
