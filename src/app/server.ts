@@ -235,6 +235,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       api: new GraphqlApi(
         new FilesApi({
           store,
+          blobs: plane.blobs,
+          urls: files,
           publicBase: urls.public,
           encryptsAtRest: config.storage.driver !== 'filesystem' || config.storage.filesystem.encryption !== undefined,
         }),

@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { pipeline, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { ContentCheck } from '../content/check.js';
+import { OverrideGuard } from '../content/override-guard.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { storeFailure } from '../errors/map.js';
 import type { BlobRef } from '../fhir/blob-reference.js';
@@ -11,7 +12,7 @@ import type { ContentLinks } from '../rewrite/externalize.js';
 import { clientGone } from '../lib/spool-file.js';
 import { authorizeConditionalReference } from '../security/bundle.js';
 import type { Exchange } from '../security/exchange.js';
-import { servable, type BlobInfo, type BlobStore, type BlobTags } from '../storage/blob-store.js';
+import { servable, type BlobInfo, type BlobStore, type BlobTags, type BlobUpload } from '../storage/blob-store.js';
 import { uploadPurpose } from './file-metadata.js';
 import { noteBlob, type BlobEventLog } from '../lib/blob-events.js';
 import { INTENT } from '../storage/meta.js';
@@ -49,18 +50,33 @@ export class BlobLifecycle {
     private readonly publicBase: string,
   ) {}
 
-  /** Streams the request body into the store through the content check; undefined when the client went away (nothing to answer). */
-  async upload(x: Exchange, declared: string): Promise<BlobInfo | undefined> {
+  /**
+   * Streams the request body (or `from.body`, a multipart part) into the store through the content
+   * check; undefined when the client went away (nothing to answer). `from` is a GraphQL upload's:
+   * its part, its own rule's size limit, who uploaded it for whom, and a privileged type override
+   * (which still refuses executable and active content: OverrideGuard).
+   */
+  async upload(
+    x: Exchange,
+    declared: string,
+    from?: { readonly body: Readable; readonly maxBytes: number; readonly upload: BlobUpload },
+  ): Promise<BlobInfo | undefined> {
     const tags = tagsOf(x);
     const gone = clientGone(x.res);
-    const checked = pipeline(x.req, new ContentCheck(declared), () => undefined) as Readable;
+    const body = from?.body ?? x.req;
+    const override = from?.upload.override === true;
+    const checked = (
+      override
+        ? pipeline(body, new OverrideGuard(), new ContentCheck(declared), () => undefined)
+        : pipeline(body, new ContentCheck(declared), () => undefined)
+    ) as Readable;
     try {
       const info = await this.store.put(
         checked,
-        { contentType: declared, ...tags },
-        { maxBytes: x.rule.limits.maxRequestBytes, signal: gone.signal },
+        { contentType: declared, ...tags, ...(from ? { upload: from.upload } : {}) },
+        { maxBytes: from?.maxBytes ?? x.rule.limits.maxRequestBytes, signal: gone.signal },
       );
-      noteBlob(x.ctx, { action: 'write', blob: info.id, bytes: info.size });
+      noteBlob(x.ctx, { action: 'write', blob: info.id, bytes: info.size, ...(override ? { typeOverride: declared } : {}) });
       return info;
     } catch (err) {
       if (gone.signal.aborted) return undefined;

@@ -99,13 +99,7 @@ export class FileUrls {
     const steps = i.resourceType === 'Binary' && !q.has('path') ? 'binary' : parseAttachmentPath(q.get('path'), i.resourceType);
     // The pipeline checked the caller against `$file-url`'s rule (and the type's read rules); the
     // content's other rules hold too, `$binary-access-read`'s first: the same checks as reading it.
-    const rules = contentRulesOf(x.settings, i.resourceType, i.id);
-    const read = contentReadOf(i.resourceType, i.id);
-    for (const rule of rules) {
-      if (rule === x.rule) continue;
-      checkRule(x.checkInput(), x.settings, rule);
-      void requireScopes({ ...x.checkInput(), interaction: read, rule }, x.settings);
-    }
+    const rules = this.admitRead(x, i.resourceType, i.id);
     x.continue100();
 
     const got = await this.d.resources.attachment(x, `/${i.resourceType}/${i.id}`, steps);
@@ -139,21 +133,77 @@ export class FileUrls {
         contentType: declared,
         disposition: disposition(q.get('disposition'), q.get('filename'), declared),
       };
-      const issued = via === 'store' ? await this.storeUrl(x, signer, request, rules) : { ...signer.issue(request), url: undefined };
-      noteUrlGrant(x.ctx, {
-        url: issued.urlId,
-        resource: owner,
-        blob: ref.id,
-        permission: 'r',
-        expiresAt: issued.expiresAt.toISOString(),
-        via: via === 'store' ? 'store' : 'gateway',
-        ...(issued.policy ? { policy: issued.policy } : {}),
-        ...(request.sip ? { ip: request.sip } : {}),
-      });
-      sendIssued(x, issued.url ?? `${this.d.publicBase}/${issued.pathAndQuery}`, issued, via);
+      const issued = await this.grantRead(x, signer, request, via, rules);
+      sendIssued(x, issued.url, issued, via);
     } finally {
       await got.release();
     }
+  }
+
+  /**
+   * A read URL for content a resource holds, asked for outside `$file-url` (GraphQL
+   * refreshFileUrl of a bound file): the same checks — every rule for reading the content, the
+   * caller's right to read the resource itself (its patient compartment for a patient's token),
+   * the resource's current version still holding the blob — and the same audit grant.
+   */
+  async readUrl(x: Exchange, owner: string, blobId: string, windowMs: number | undefined): Promise<{ url: string; expiresAt: Date }> {
+    const signer = this.signer(x);
+    const [type, id] = owner.split('/') as [string, string];
+    // A Binary's content is governed by its securityContext, which $file-url checks on the Binary itself.
+    if (type === 'Binary') throw new GatewayError('BAD_REQUEST', `ask ${owner}/$file-url for a URL of a Binary's content`);
+    const rules = this.admitRead(x, type, id);
+    await this.d.guard.require(x, owner);
+    const ref = await this.heldRef(x, owner, blobId);
+    const info = await this.d.blobs.blobFor(ref, owner);
+    const request: IssueRequest = {
+      type,
+      id,
+      blobId,
+      sha256: ref.sha256,
+      permissions: 'r',
+      windowMs,
+      httpAllowed: !rules.some((r) => r.require.https),
+      contentType: info.contentType,
+      disposition: 'attachment',
+    };
+    return this.grantRead(x, signer, request, 'gateway', rules);
+  }
+
+  /**
+   * Every rule for reading a resource's content admits the caller (the pipeline checked the
+   * exchange's own rule already): the same checks as reading it with `$binary-access-read`.
+   */
+  private admitRead(x: Exchange, type: string, id: string): readonly EffectiveRule[] {
+    const rules = contentRulesOf(x.settings, type, id);
+    const read = contentReadOf(type, id);
+    for (const rule of rules) {
+      if (rule === x.rule) continue;
+      checkRule(x.checkInput(), x.settings, rule);
+      void requireScopes({ ...x.checkInput(), interaction: read, rule }, x.settings);
+    }
+    return rules;
+  }
+
+  /** Signs a read URL (the gateway's, or the store's own) and records the grant in the audit trail. */
+  private async grantRead(
+    x: Exchange,
+    signer: UrlSigner,
+    request: IssueRequest,
+    via: string,
+    rules: readonly EffectiveRule[],
+  ): Promise<{ url: string; startsAt: Date; expiresAt: Date; policy: string | undefined; keyId?: string | undefined }> {
+    const issued = via === 'store' ? await this.storeUrl(x, signer, request, rules) : { ...signer.issue(request), url: undefined };
+    noteUrlGrant(x.ctx, {
+      url: issued.urlId,
+      resource: `${request.type}/${request.id}`,
+      blob: request.blobId,
+      permission: 'r',
+      expiresAt: issued.expiresAt.toISOString(),
+      via: via === 'store' ? 'store' : 'gateway',
+      ...(issued.policy ? { policy: issued.policy } : {}),
+      ...(request.sip ? { ip: request.sip } : {}),
+    });
+    return { ...issued, url: issued.url ?? `${this.d.publicBase}/${issued.pathAndQuery}` };
   }
 
   /**
@@ -249,16 +299,16 @@ export class FileUrls {
       throw new GatewayError('BLOB_UNREADABLE', 'the stored content is not the one the URL was issued for');
     if (info?.state === 'pending' && info.upload?.for === owner && info.owner === undefined) return info;
     const held = await this.d.blobs.blobFor({ id: v.blobId, ...(v.sha256 !== undefined ? { sha256: v.sha256 } : {}) }, owner);
-    await this.stillHeld(x, owner, v.blobId);
+    await this.heldRef(x, owner, v.blobId);
     return held;
   }
 
   /**
-   * Whether the resource's current version still holds the content: a URL dies with a FHIR delete
+   * The reference by which the resource's current version holds the content: a URL dies with a FHIR delete
    * of its resource or a replacement of its content, as a token's `$binary-access-read` (which reads
    * the current version) would. One upstream read per follow, of the resource's references only.
    */
-  private async stillHeld(x: Exchange, owner: string, blobId: string): Promise<void> {
+  private async heldRef(x: Exchange, owner: string, blobId: string): Promise<BlobRef> {
     const up = await this.d.resources.get(x, `/${owner}`);
     if (up.statusCode === 404 || up.statusCode === 410) {
       up.resume();
@@ -269,7 +319,7 @@ export class FileUrls {
       throw new GatewayError('UPSTREAM_INVALID', `the FHIR server answered ${up.statusCode} for the resource this URL names`);
     }
     const refs = await readStoredRefs(up);
-    for (const ref of refs.values()) if (ref.id === blobId) return;
+    for (const ref of refs.values()) if (ref.id === blobId) return ref;
     throw new GatewayError('BLOB_UNREADABLE', "the resource's current version no longer holds this content");
   }
 

@@ -1,21 +1,19 @@
-import { pipeline, type Readable } from 'node:stream';
-import { ContentCheck } from '../content/check.js';
-import { OverrideGuard, overridable } from '../content/override-guard.js';
+import type { BlobLifecycle } from '../binary/blob-lifecycle.js';
+import { overridable } from '../content/override-guard.js';
 import { allowed, essence } from '../content/media-type.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { storeFailure } from '../errors/map.js';
 import type { Interaction } from '../fhir/interaction.js';
 import { isResourceType, RELATIVE_REFERENCE } from '../fhir/resource-types.js';
-import { noteBlob, noteUrlGrant } from '../lib/blob-events.js';
+import { noteUrlGrant } from '../lib/blob-events.js';
 import { parseDuration } from '../lib/duration.js';
 import { parseSpan } from '../lib/ip.js';
-import { clientGone } from '../lib/spool-file.js';
 import { checkRule } from '../security/reach.js';
 import { covers, missingScopes } from '../security/scopes.js';
 import type { Exchange } from '../security/exchange.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
 import { uploadPurpose } from '../binary/file-metadata.js';
-import { contentRulesOf } from '../binary/file-urls.js';
+import { contentRulesOf, type FileUrls } from '../binary/file-urls.js';
 import type { FilePart } from './multipart.js';
 import type { UploadRef } from './schema.js';
 
@@ -28,6 +26,10 @@ export interface FilesContext {
 
 export interface FilesDeps {
   readonly store: BlobStore;
+  /** Stores an upload through the content check (the one path every stored byte takes). */
+  readonly blobs: Pick<BlobLifecycle, 'upload'>;
+  /** Read URLs for a bound file, named by the resource that holds it. */
+  readonly urls: Pick<FileUrls, 'readUrl'>;
   /** The public FHIR base: signed URLs start with it. */
   readonly publicBase: string;
   /** Whether the store encrypts what it keeps (`encryption: AES256` is honoured, not refused). */
@@ -133,11 +135,25 @@ export class FilesApi {
       throw new GatewayError('BAD_REQUEST', `'${ips[0].slice(0, 64)}' is not an address or range`);
     if (args.filename != null && !/^[\w .-]{1,128}$/.test(args.filename))
       throw new GatewayError('BAD_REQUEST', "filename may hold letters, digits, '.', '_', '-' and spaces (at most 128)");
-    const purpose = uploadPurpose(x.req.headers, x.settings.config.content.purposes);
+    // Refused before the file is read (X-File-Metadata; BlobLifecycle tags the blob with it).
+    uploadPurpose(x.req.headers, x.settings.config.content.purposes);
     const by = uploaderOf(x);
 
     const part = await c.take(args.data);
-    const info = await this.store(x, part.stream, type, rule.limits.maxRequestBytes, { purpose, by, entity, override });
+    let info: BlobInfo | undefined;
+    try {
+      info = await this.d.blobs.upload(x, type, {
+        body: part.stream,
+        maxBytes: rule.limits.maxRequestBytes,
+        upload: { by, for: entity, ...(override ? { override: true as const } : {}) },
+      });
+    } catch (err) {
+      // The part's stream is drained so the multipart parser moves on; the answer closes the connection (api.ts).
+      part.stream.resume();
+      throw err;
+    }
+    // The client went away mid-file: the store removed what it wrote, and nobody reads the answer.
+    if (!info) throw new GatewayError('BAD_REQUEST', 'the upload was cut off');
     const url = this.url(x, info, entity, windowMs, ips[0], args.filename ?? undefined);
     return {
       fileId: info.id,
@@ -168,14 +184,21 @@ export class FilesApi {
     };
   }
 
-  /** `refreshFileUrl`: a new URL for a file this caller uploaded and has not bound yet. */
+  /**
+   * `refreshFileUrl`: a new URL for a file this caller uploaded. Unbound, it is named by the entity
+   * it was uploaded for; bound, by the resource that holds it, issued as `$file-url` on that
+   * resource would (FileUrls.readUrl): the caller's right to read it is checked again either way.
+   */
   async refreshFileUrl(args: { fileId: string; accessWindow?: string | null }, c: FilesContext): Promise<Record<string, unknown>> {
     const info = await this.own(args.fileId, c.x);
-    if (!info) throw new GatewayError('NOT_FOUND', 'no file of yours with that id');
-    if (info.state !== 'pending' || !info.upload)
-      throw new GatewayError('BAD_REQUEST', 'the file is bound to a resource: ask that resource for a URL ($file-url)');
+    if (!info?.upload) throw new GatewayError('NOT_FOUND', 'no file of yours with that id');
     const windowMs = args.accessWindow == null ? undefined : parseDuration(args.accessWindow);
     if (args.accessWindow != null && windowMs === undefined) throw new GatewayError('BAD_REQUEST', 'accessWindow is a duration like 15m');
+    if (info.state === 'linked' && info.owner !== undefined) {
+      const { url, expiresAt } = await this.d.urls.readUrl(c.x, info.owner, info.id, windowMs);
+      return { url, sasToken: url.slice(url.indexOf('?') + 1), expiresAt: expiresAt.toISOString() };
+    }
+    if (info.state !== 'pending') throw new GatewayError('NOT_FOUND', `the file is ${info.state}: no URL is issued for it`);
     const [type, id] = info.upload.for.split('/');
     // The caller's right to read is checked again, as at upload: the rules for reading the entity's content.
     for (const rule of contentRulesOf(c.x.settings, type, id)) checkRule(c.x.checkInput(), c.x.settings, rule);
@@ -197,40 +220,6 @@ export class FilesApi {
       throw storeFailure(err);
     }
     return info?.upload?.by === uploaderOf(x) ? info : undefined;
-  }
-
-  private async store(
-    x: Exchange,
-    body: Readable,
-    declared: string,
-    maxBytes: number,
-    tags: { purpose: string | undefined; by: string; entity: string; override: string | undefined },
-  ): Promise<BlobInfo> {
-    const gone = clientGone(x.res);
-    const checked = (
-      tags.override
-        ? pipeline(body, new OverrideGuard(), new ContentCheck(declared), () => undefined)
-        : pipeline(body, new ContentCheck(declared), () => undefined)
-    ) as Readable;
-    try {
-      const info = await this.d.store.put(
-        checked,
-        {
-          contentType: declared,
-          ...(tags.purpose ? { purpose: tags.purpose } : {}),
-          upload: { by: tags.by, for: tags.entity, ...(tags.override ? { override: true as const } : {}) },
-        },
-        { maxBytes, signal: gone.signal },
-      );
-      noteBlob(x.ctx, { action: 'write', blob: info.id, bytes: info.size, ...(tags.override ? { typeOverride: tags.override } : {}) });
-      return info;
-    } catch (err) {
-      // The part's stream is left unread: the answer closes the connection (api.ts).
-      body.resume();
-      throw storeFailure(err);
-    } finally {
-      gone.release();
-    }
   }
 
   /** A signed read URL for an unbound upload, named by the entity it is for. */

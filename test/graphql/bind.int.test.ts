@@ -101,6 +101,21 @@ t.test(
     const info = await gql(s, alice, 'query($id: ID!) { file(fileId: $id) { state linkedTo } }', { id: f.fileId });
     t.same(info.data!['file'], { state: 'LINKED', linkedTo: `DocumentReference/${String(doc['id'])}` });
 
+    // The upload's URL was named by the entity it was for; bound, the file is the DocumentReference's.
+    const local = (url: string) => url.replace('http://gateway.test', s.gw.url);
+    t.equal((await fetch(local(f.url))).status, 404, "the upload's URL ends when the file is bound");
+    const REFRESH = 'mutation($id: ID!) { refreshFileUrl(fileId: $id, accessWindow: "5m") { url expiresAt } }';
+    const refreshed = await gql(s, alice, REFRESH, { id: f.fileId });
+    t.notOk(refreshed.errors, JSON.stringify(refreshed.errors));
+    const renewed = refreshed.data!['refreshFileUrl'] as { url: string; expiresAt: string };
+    t.match(renewed.url, `/_file/DocumentReference/${String(doc['id'])}/`, 'refreshFileUrl names the resource that holds the file');
+    const viaUrl = await fetch(local(renewed.url));
+    t.equal(viaUrl.status, 200);
+    t.equal(sha256(Buffer.from(await viaUrl.arrayBuffer())), sha256(pdf), 'and serves the identical bytes, with no token');
+    t.ok(Math.abs(Date.parse(renewed.expiresAt) - Date.now() - 300_000) < 30_000, 'for the window asked');
+    const cannotRead = await gql(s, await tokenOf(s, 'alice', 'user/Patient.cruds files.write'), REFRESH, { id: f.fileId });
+    t.equal(codeOf(cannotRead), 'INSUFFICIENT_SCOPE', "refused to the uploader once it may not read the resource's content");
+
     const again = await gql(s, alice, CREATE_DOC, { r: docWith(f.storagePath) });
     t.equal(codeOf(again), 'FILE_NOT_BINDABLE', 'an already linked file is refused');
     const audit = s.gw.logs.lines.find(
