@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { AUDIENCE, ISSUER, makeKey, mintToken } from './helpers/auth.js';
 import { EX_CONFIG, ROOT, ensureBuilt, spawnCli, tempDir, type Cli } from './helpers/cli.js';
 import { startUpstream } from './helpers/upstream.js';
+import { PDF } from './helpers/content.js';
 
 ensureBuilt();
 
@@ -50,6 +51,22 @@ t.test('demo mode on GATEWAY_PORT=0: the printed curl command works', async (t) 
     body: JSON.stringify({ query: '{ __typename }' }),
   });
   t.same(await typename.json(), { data: { __typename: 'Query' } }, 'the demo token queries it');
+  // Signed file URLs are on (a generated key): an upload's URL serves the file with no token.
+  const pdf = PDF(2_000);
+  const form = new FormData();
+  const query = `mutation($f: Upload!) { uploadFile(forEntity: "Patient/${id}", data: $f, contentType: "application/pdf") { url } }`;
+  form.append('operations', JSON.stringify({ query, variables: { f: null } }));
+  form.append('map', JSON.stringify({ 0: ['variables.f'] }));
+  form.append('0', new Blob([pdf]), 'a.pdf');
+  const up = await fetch(`${base}/graphql`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'graphql-require-preflight': '1' },
+    body: form,
+  });
+  const url = ((await up.json()) as { data?: { uploadFile?: { url?: string } } }).data?.uploadFile?.url;
+  t.match(url, `${base}/_file/Patient/${id}/`, 'an upload gets a signed URL');
+  const viaUrl = await fetch(url ?? base);
+  t.same(Buffer.from(await viaUrl.arrayBuffer()), pdf, 'which serves the file with no token');
 
   const warn = await cli.waitFor('the DEMO MODE warning line', () =>
     cli.logs().find((l) => l['level'] === 'warn' && String(l['msg']).includes('DEMO MODE')),

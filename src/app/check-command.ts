@@ -3,6 +3,7 @@ import { loadConfig, type ConfigEnv } from '../config/load.js';
 import { embeddedDefaults } from '../config/embedded.js';
 import { ConfigError } from '../errors/catalogue.js';
 import { buildSettings } from '../security/settings.js';
+import { graphqlWithoutUrls } from '../config/transport.js';
 
 /**
  * `fhir-binary-gateway --check [--config FILE]`: validates a policy the way a start would (schema,
@@ -36,6 +37,8 @@ export function runCheck(values: { config?: string }, env: ConfigEnv, out: NodeJ
   const urlKeys = config.signedUrls.enabled
     ? `, signed URLs: ${config.signedUrls.keys.length} keys (active ${config.signedUrls.activeKey})`
     : '';
+  const noUrls = graphqlWithoutUrls(config);
+  if (noUrls) out.write(`${where}: warning: ${noUrls}\n`);
   out.write(
     `${where}: OK (${config.rules.length} rules, storage ${config.storage.driver}${keys === undefined ? '' : `, ${keys} keys`}${urlKeys})\n`,
   );

@@ -16,7 +16,7 @@ import type { PlaneDeps } from '../binary/deps.js';
 import { RawResponder } from '../binary/raw-response.js';
 import { ResourceWrites } from '../binary/resource-writes.js';
 import { UpstreamResources } from '../binary/upstream-resources.js';
-import { rulesRefusingEverything } from '../config/transport.js';
+import { graphqlWithoutUrls, rulesRefusingEverything } from '../config/transport.js';
 import type { GatewayConfig } from '../config/types.js';
 import { ConfigError, GatewayError } from '../errors/catalogue.js';
 import { AuditTrail } from '../audit/trail.js';
@@ -427,8 +427,13 @@ function lazySettings(get: () => LiveSettings): LiveSettings {
   return new Proxy({} as LiveSettings, { get: (_t, key) => Reflect.get(get(), key) as unknown });
 }
 
-/** Rules that require HTTPS where no request can arrive as HTTPS refuse everything: say so, by name. */
+/**
+ * What a start or reload says about a policy that is valid but likely wrong: rules that require
+ * HTTPS where no request can arrive as HTTPS (they refuse everything: named), and GraphQL without URLs.
+ */
 function warnHttpsUnreachable(config: GatewayConfig, log: Logger): void {
+  const noUrls = graphqlWithoutUrls(config);
+  if (noUrls) log.warn(noUrls);
   const rules = rulesRefusingEverything(config);
   if (rules.length === 0) return;
   log.warn(

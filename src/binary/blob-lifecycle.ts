@@ -12,6 +12,7 @@ import type { ContentLinks } from '../rewrite/externalize.js';
 import { clientGone } from '../lib/spool-file.js';
 import { authorizeConditionalReference } from '../security/bundle.js';
 import type { Exchange } from '../security/exchange.js';
+import type { EffectiveRule } from '../security/policy.js';
 import { servable, type BlobInfo, type BlobStore, type BlobTags, type BlobUpload } from '../storage/blob-store.js';
 import { uploadPurpose } from './file-metadata.js';
 import { noteBlob, type BlobEventLog } from '../lib/blob-events.js';
@@ -53,13 +54,13 @@ export class BlobLifecycle {
   /**
    * Streams the request body (or `from.body`, a multipart part) into the store through the content
    * check; undefined when the client went away (nothing to answer). `from` is a GraphQL upload's:
-   * its part, its own rule's size limit, who uploaded it for whom, and a privileged type override
+   * its part, its own rule (its size limit), who uploaded it for whom, and a privileged type override
    * (which still refuses executable and active content: OverrideGuard).
    */
   async upload(
     x: Exchange,
     declared: string,
-    from?: { readonly body: Readable; readonly maxBytes: number; readonly upload: BlobUpload },
+    from?: { readonly body: Readable; readonly rule: EffectiveRule; readonly upload: BlobUpload },
   ): Promise<BlobInfo | undefined> {
     const tags = tagsOf(x);
     const gone = clientGone(x.res);
@@ -74,7 +75,7 @@ export class BlobLifecycle {
       const info = await this.store.put(
         checked,
         { contentType: declared, ...tags, ...(from ? { upload: from.upload } : {}) },
-        { maxBytes: from?.maxBytes ?? x.rule.limits.maxRequestBytes, signal: gone.signal },
+        { maxBytes: (from?.rule ?? x.rule).limits.maxRequestBytes, rule: (from?.rule ?? x.rule).name, signal: gone.signal },
       );
       noteBlob(x.ctx, { action: 'write', blob: info.id, bytes: info.size, ...(override ? { typeOverride: declared } : {}) });
       return info;

@@ -13,3 +13,12 @@ export function rulesRefusingEverything(c: GatewayConfig): string[] {
   const names = c.rules.filter((r) => r.require?.https ?? d).map((r) => r.name);
   return d ? [...names, 'defaultRule'] : names;
 }
+
+/**
+ * The files GraphQL API without signed URLs: every upload answers `url: null` and `refreshFileUrl`
+ * is refused. Allowed (files can still be bound and read over REST), but rarely what was meant.
+ */
+export function graphqlWithoutUrls(c: GatewayConfig): string | undefined {
+  if (!c.graphql.enabled || c.signedUrls.enabled) return undefined;
+  return 'graphql is enabled but signedUrls is not: uploads answer url: null and refreshFileUrl is refused';
+}

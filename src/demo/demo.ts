@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -90,6 +91,9 @@ export async function startDemo(port: number): Promise<Demo> {
   const jwk = { ...(await exportJWK(publicKey)), kid: DEMO_KID, alg: 'ES256', use: 'sig' };
   const jwksFile = join(dir, 'jwks.json');
   writeFileSync(jwksFile, JSON.stringify({ keys: [jwk] }), { mode: 0o600 });
+  // A signing key for file URLs (docs/signed-urls.md), so `$file-url` and the GraphQL uploads' URLs work too.
+  const urlKeyFile = join(dir, 'url-key');
+  writeFileSync(urlKeyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
   const token = await new SignJWT({ scope: DEMO_SCOPES })
     .setProtectedHeader({ alg: 'ES256', kid: DEMO_KID, typ: 'at+jwt' })
     .setIssuer(DEMO_ISSUER)
@@ -112,7 +116,9 @@ export async function startDemo(port: number): Promise<Demo> {
     // Plain HTTP is allowed only because demo mode listens on loopback and nowhere else.
     defaultRule: { require: { https: false, auth: true, smart: true } },
     // The files GraphQL API with its GraphiQL page, to try an upload (docs/graphql.md).
+    // Introspection is on because GraphiQL's completion and docs need it; off by default elsewhere.
     graphql: { enabled: true, explorer: true, introspection: true },
+    signedUrls: { enabled: true, keys: [{ id: 'demo', file: urlKeyFile }], activeKey: 'demo' },
   };
 
   return {

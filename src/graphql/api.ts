@@ -57,7 +57,12 @@ export class GraphqlApi {
           'a multipart GraphQL request needs a GraphQL-Require-Preflight header (or Apollo-Require-Preflight): it keeps browsers from sending one cross-site',
         );
       x.continue100();
-      const opened = await MultipartRequest.open(req, { maxDocumentBytes: limits.maxDocumentBytes, maxFiles: limits.maxFiles });
+      const opened = await MultipartRequest.open(req, {
+        maxDocumentBytes: limits.maxDocumentBytes,
+        maxFiles: limits.maxFiles,
+        maxRequestBytes: x.rule.limits.maxRequestBytes,
+        rule: x.rule.name,
+      });
       multipart = opened.request;
       ops = operationsOf(opened.operations);
       placeUploads(ops, opened.map, limits.maxFiles);

@@ -180,12 +180,13 @@ export class FileBinding {
   /** The resource as sent: an object of the type, with nothing the gateway could not check. */
   private checked(type: Bindable, input: unknown): Json {
     if (typeof input !== 'object' || input === null || Array.isArray(input))
-      throw new GatewayError('BAD_REQUEST', 'resource is a JSON object');
-    const resource = { ...(input as Json) };
-    if (resource['resourceType'] !== undefined && resource['resourceType'] !== type)
-      throw new GatewayError('BAD_REQUEST', `resource is a ${type}`);
+      throw new GatewayError('BAD_REQUEST', 'resource must be a JSON object');
+    const given = (input as Json)['resourceType'];
+    if (given !== undefined && given !== type) throw new GatewayError('BAD_REQUEST', `resource must be a ${type}`);
+    // resourceType first, as FHIR servers write it: a read's streaming rewrite knows the type
+    // before it meets an attachment (it inlines content only for a type the reader may read).
+    const resource: Json = { resourceType: type, ...(input as Json) };
     if (resource['id'] !== undefined) throw new GatewayError('BAD_REQUEST', 'a created resource has no id yet');
-    resource['resourceType'] = type;
     const walk = (v: unknown, depth: number): void => {
       if (depth > 32) throw new GatewayError('BAD_REQUEST', 'resource is nested too deeply');
       if (typeof v === 'string') {

@@ -144,7 +144,7 @@ export class FilesApi {
     try {
       info = await this.d.blobs.upload(x, type, {
         body: part.stream,
-        maxBytes: rule.limits.maxRequestBytes,
+        rule,
         upload: { by, for: entity, ...(override ? { override: true as const } : {}) },
       });
     } catch (err) {

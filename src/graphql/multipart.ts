@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Busboy, type BusboyHeaders, type BusboyInstance } from '@fastify/busboy';
 import { GatewayError } from '../errors/catalogue.js';
+import { SizeLimit } from '../lib/size-limit.js';
 
 /** One file part, as a resolver takes it: its bytes stream from the request as they are read. */
 export interface FilePart {
@@ -15,6 +16,9 @@ export interface MultipartLimits {
   /** The `operations` and `map` fields, each. */
   readonly maxDocumentBytes: number;
   readonly maxFiles: number;
+  /** The whole body (the request's rule, `limits.maxRequestBytes`), and that rule's name for the refusal. */
+  readonly maxRequestBytes: number;
+  readonly rule: string;
 }
 
 /**
@@ -36,6 +40,8 @@ export class MultipartRequest {
   private finished = false;
   /** Keys handed out: each part is read once. */
   private readonly taken = new Set<string>();
+  /** The streams of the parts handed out. */
+  private readonly reading = new Set<Readable>();
 
   private constructor(req: IncomingMessage, limits: MultipartLimits) {
     this.busboy = new Busboy({
@@ -103,9 +109,12 @@ export class MultipartRequest {
       // No boundary, or a Content-Type busboy cannot read: the request, not the gateway, is wrong.
       throw new GatewayError('BAD_REQUEST', 'the multipart Content-Type is malformed (no boundary?)', { cause: err });
     }
+    // The whole body within the request's rule, also when it is chunked (a declared length was checked before).
+    const counted = req.pipe(new SizeLimit(limits.maxRequestBytes, limits.rule));
+    counted.on('error', (err) => request.fail(err));
     const fields = await new Promise<{ operations: string; map: string }>((resolve, reject) => {
       request.ready = { resolve, reject };
-      req.pipe(request.busboy);
+      counted.pipe(request.busboy);
     });
     request.ready = undefined;
     return { request, ...fields };
@@ -123,6 +132,7 @@ export class MultipartRequest {
         part.stream.resume();
         return Promise.reject(this.outOfOrder(part.key, key));
       }
+      this.reading.add(part.stream);
       return Promise.resolve(part);
     }
     if (this.finished) return Promise.reject(new GatewayError('BAD_REQUEST', `no file part '${key}' arrived`));
@@ -153,6 +163,7 @@ export class MultipartRequest {
       w.reject(this.outOfOrder(part.key, w.key));
       return;
     }
+    this.reading.add(part.stream);
     w.resolve(part);
   }
 
@@ -164,6 +175,8 @@ export class MultipartRequest {
   }
 
   private fail(err: Error): void {
+    // A part being stored ends with the request's failure, rather than wait for bytes that will not come.
+    for (const stream of this.reading) if (!stream.readableEnded) stream.destroy(err);
     this.failure ??= err;
     this.ready?.reject(err);
     this.waiting?.reject(err);

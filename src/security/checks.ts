@@ -65,7 +65,10 @@ export const requireAddress = (({ ctx, rule }: Pick<CheckInput, 'ctx' | 'rule'>)
 
 export const requireDeclaredSize: Check = ({ rule, contentLength }) => {
   if (contentLength !== undefined && contentLength > rule.limits.maxRequestBytes) {
-    throw new GatewayError('PAYLOAD_TOO_LARGE', `limit is ${rule.limits.maxRequestBytes} bytes`);
+    throw new GatewayError(
+      'PAYLOAD_TOO_LARGE',
+      `limit is ${rule.limits.maxRequestBytes} bytes (limits.maxRequestBytes of rule '${rule.name}')`,
+    );
   }
 };
 

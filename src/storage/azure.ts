@@ -133,7 +133,7 @@ export class AzureBlobStore implements BlobStore {
     const id = newBlobId();
     const content = this.content(id);
     const staging = trackStaging(content);
-    const digest = new DigestStream(options.maxBytes);
+    const digest = new DigestStream(options.maxBytes, options.rule);
     // uploadStream may attach its listeners after an early failure was emitted, and then waits
     // forever; the pipeline's own outcome is what tells us the input failed.
     const streamed = new Promise<void>((resolve, reject) => pipeline(body, digest, (err) => (err ? reject(err) : resolve())));

@@ -97,6 +97,8 @@ export interface PutMeta extends BlobTags {
 export interface PutOptions {
   /** Abort the put (and remove everything written) when more than this many bytes arrive. */
   readonly maxBytes?: number;
+  /** The rule `maxBytes` comes from, named in the refusal. */
+  readonly rule?: string;
   readonly signal?: AbortSignal;
 }
 

@@ -67,7 +67,7 @@ export class FilesystemBlobStore implements BlobStore {
     const blobPath = join(shard, `${id}.blob`);
     let renamed = false;
     try {
-      const digest = new DigestStream(options.maxBytes);
+      const digest = new DigestStream(options.maxBytes, options.rule);
       const sealed = this.options.encryption ? newHeader(this.options.encryption) : undefined;
       const fh = await open(blobTmp, 'wx', 0o600);
       // The stream leaves the descriptor open (autoClose: false) so it can be fsynced after the

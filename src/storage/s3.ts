@@ -100,7 +100,7 @@ export class S3BlobStore implements BlobStore {
   async put(body: Readable, meta: PutMeta, options: PutOptions = {}): Promise<BlobInfo> {
     const { signal } = options;
     const id = newBlobId();
-    const digest = new DigestStream(options.maxBytes);
+    const digest = new DigestStream(options.maxBytes, options.rule);
     // What failed on our side of the stream (body, size limit, abort) is what the caller must hear,
     // not whatever S3 call it made fail next, nor a failure to clean up after it.
     let cause: unknown;

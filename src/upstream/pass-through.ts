@@ -37,7 +37,7 @@ export class PassThroughRoutes {
     if (rewrite) requireJson(x.req, x.interaction);
     x.continue100();
     const chunked = x.req.headers['transfer-encoding'] !== undefined;
-    const body = chunked ? x.req.pipe(new SizeLimit(x.rule.limits.maxRequestBytes)) : undefined;
+    const body = chunked ? x.req.pipe(new SizeLimit(x.rule.limits.maxRequestBytes, x.rule.name)) : undefined;
     this.forwarder.forward(x, { ...(body ? { body } : {}), ...(rewrite ? { rewrite } : {}) });
   }
 

@@ -78,6 +78,15 @@ t.test('check: every problem at once, as a start would give them', async (t) => 
   const good = sink();
   t.equal(runCheck({ config: urls('url-good.key') }, {}, good), 0);
   t.match(good.text, /signed URLs: 1 keys \(active u1\)\)\n$/);
+  t.notMatch(good.text, /warning/);
+  // Valid, but uploads would get no URL: a warning, still 0.
+  const gql = policy(
+    'gq.yaml',
+    'upstream: { url: http://127.0.0.1:9/fhir }\ndefaultRule: { require: { auth: false, smart: false } }\ngraphql: { enabled: true }\n',
+  );
+  const warned = sink();
+  t.equal(runCheck({ config: gql }, {}, warned), 0);
+  t.match(warned.text, /gq\.yaml: warning: graphql is enabled but signedUrls is not/);
 });
 
 t.test(

@@ -98,6 +98,13 @@ t.test(
       },
     );
     t.equal(sha256(Buffer.from(await back.arrayBuffer())), sha256(pdf), 'REST read through the gateway: the identical bytes');
+    const read = await fetch(`${s.gw.base}/DocumentReference/${String(doc['id'])}`, { headers: s.auth });
+    const inlined = (await read.json()) as { content: { attachment: { data?: string } }[] };
+    t.equal(
+      sha256(Buffer.from(inlined.content[0].attachment.data ?? '', 'base64')),
+      sha256(pdf),
+      'a read of the resource inlines the content, as for one written over REST',
+    );
     const info = await gql(s, alice, 'query($id: ID!) { file(fileId: $id) { state linkedTo } }', { id: f.fileId });
     t.same(info.data!['file'], { state: 'LINKED', linkedTo: `DocumentReference/${String(doc['id'])}` });
 
