@@ -14,6 +14,7 @@ import { checkRule } from '../security/reach.js';
 import type { Settings } from '../security/settings.js';
 import type { IssueRequest, UrlSigner, VerifiedUrl } from '../signed/signer.js';
 import type { BlobInfo, StoreUrlGap } from '../storage/blob-store.js';
+import { UPLOAD_FILENAME } from '../storage/meta.js';
 import { parseSpan } from '../lib/ip.js';
 import { noteUrlGrant } from '../lib/blob-events.js';
 import { urlIdOf } from '../signed/signature.js';
@@ -33,8 +34,6 @@ const UPLOAD_HEADERS: ReadonlySet<string> = new Set([
   'connection',
   'user-agent',
 ]);
-/** A filename for Content-Disposition that needs no quoting rules: letters, digits, `._-` and spaces. */
-const FILENAME = /^[A-Za-z0-9._ -]{1,128}$/;
 
 /** The interaction a signed URL's follow is governed by: a read of the content, as `$binary-access-read` is. */
 export function contentReadOf(type: string, id: string): Interaction {
@@ -146,14 +145,32 @@ export class FileUrls {
    * caller's right to read the resource itself (its patient compartment for a patient's token),
    * the resource's current version still holding the blob — and the same audit grant.
    */
-  async readUrl(x: Exchange, owner: string, blobId: string, windowMs: number | undefined): Promise<{ url: string; expiresAt: Date }> {
+  async readUrl(
+    x: Exchange,
+    owner: string,
+    blobId: string,
+    windowMs: number | undefined,
+    keep: { readonly ip?: string; readonly filename?: string } = {},
+  ): Promise<{ url: string; expiresAt: Date }> {
     const signer = this.signer(x);
     const [type, id] = owner.split('/') as [string, string];
     // A Binary's content is governed by its securityContext, which $file-url checks on the Binary itself.
     if (type === 'Binary') throw new GatewayError('BAD_REQUEST', `ask ${owner}/$file-url for a URL of a Binary's content`);
     const rules = this.admitRead(x, type, id);
-    await this.d.guard.require(x, owner);
-    const ref = await this.heldRef(x, owner, blobId);
+    // The FHIR server is asked as `$file-url` would ask it: with the caller's token wherever a rule
+    // for reading the content forwards it (its own access rules then apply too).
+    const asker = x.withRule(rules.find((r) => r.forwardAuthorization) ?? rules[0]);
+    await this.d.guard.require(asker, owner).catch((err: unknown) => {
+      if (err instanceof GatewayError && err.code === 'INSUFFICIENT_SCOPE')
+        throw new GatewayError('INSUFFICIENT_SCOPE', `the token may not read ${owner}, which holds the file`);
+      throw err;
+    });
+    const ref = await this.heldRef(asker, owner, blobId).catch((err: unknown) => {
+      // Deleted, or its content replaced: no URL (a follow would answer 404 too).
+      if (err instanceof GatewayError && err.code === 'BLOB_UNREADABLE')
+        throw new GatewayError('NOT_FOUND', `${owner} no longer holds the file (deleted, or its content replaced)`);
+      throw err;
+    });
     const info = await this.d.blobs.blobFor(ref, owner);
     const request: IssueRequest = {
       type,
@@ -164,7 +181,8 @@ export class FileUrls {
       windowMs,
       httpAllowed: !rules.some((r) => r.require.https),
       contentType: info.contentType,
-      disposition: 'attachment',
+      disposition: disposition('attachment', keep.filename ?? null, info.contentType),
+      ...(keep.ip !== undefined ? { sip: keep.ip } : {}),
     };
     return this.grantRead(x, signer, request, 'gateway', rules);
   }
@@ -260,7 +278,10 @@ export class FileUrls {
     const info = await this.contentOf(x, v).catch((err: unknown) => {
       // Gone, replaced or quarantined since the URL was made: not found, whichever it was.
       if (err instanceof GatewayError && err.code === 'BLOB_UNREADABLE')
-        throw new GatewayError('NOT_FOUND', 'the content this URL named is no longer available');
+        throw new GatewayError(
+          'NOT_FOUND',
+          'the content this URL named is no longer available here (ask for a new URL: $file-url on the resource that holds it, or refreshFileUrl for a GraphQL upload)',
+        );
       throw err;
     });
     // Blobs never change: the content hash is a strong validator.
@@ -551,7 +572,7 @@ export function contentWriteRulesOf(settings: Settings, type: string, id: string
 function disposition(kind: string | null, filename: string | null, contentType: string | undefined): string {
   if (kind !== null && kind !== 'attachment' && kind !== 'inline')
     throw new GatewayError('BAD_REQUEST', "'disposition' is attachment or inline");
-  if (filename !== null && !FILENAME.test(filename))
+  if (filename !== null && !UPLOAD_FILENAME.test(filename))
     throw new GatewayError('BAD_REQUEST', "'filename' may hold letters, digits, '.', '_', '-' and spaces (at most 128)");
   const inline = kind === 'inline' && contentType !== undefined && !isActiveContent(contentType);
   return `${inline ? 'inline' : 'attachment'}${filename !== null ? `; filename="${filename}"` : ''}`;

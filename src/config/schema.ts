@@ -379,6 +379,8 @@ export const configSchema = {
         // Selection depth and field count an operation may have (fragments expanded).
         maxDepth: { type: 'integer', minimum: 2, maximum: 64, default: 10 },
         maxFields: { type: 'integer', minimum: 1, maximum: 10000, default: 200 },
+        // Fields at an operation's top level: each is an upload, a bind, a URL or a look-up (calls to the store or the FHIR server).
+        maxRootFields: { type: 'integer', minimum: 1, maximum: 100, default: 8 },
         // File parts one upload request may carry.
         maxFiles: { type: 'integer', minimum: 1, maximum: 64, default: 4 },
         introspection: { type: 'boolean', default: false },

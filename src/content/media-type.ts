@@ -71,10 +71,23 @@ export function isActiveContent(type: string): boolean {
     type === 'image/svg+xml' ||
     type === 'text/xml' ||
     type === 'application/xml' ||
+    type === 'text/xsl' ||
     type.endsWith('+xml') ||
-    type === 'text/javascript' ||
-    type === 'application/javascript' ||
-    type === 'application/ecmascript' ||
-    type === 'text/ecmascript'
+    JAVASCRIPT.has(type) ||
+    /^text\/javascript1\.[0-5]$/.test(type)
   );
 }
+
+/** WHATWG's JavaScript MIME type essences (https://mimesniff.spec.whatwg.org/#javascript-mime-type): a browser runs any of them as a script. */
+const JAVASCRIPT: ReadonlySet<string> = new Set([
+  'application/ecmascript',
+  'application/javascript',
+  'application/x-ecmascript',
+  'application/x-javascript',
+  'text/ecmascript',
+  'text/javascript',
+  'text/jscript',
+  'text/livescript',
+  'text/x-ecmascript',
+  'text/x-javascript',
+]);

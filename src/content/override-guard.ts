@@ -35,9 +35,23 @@ const EXECUTABLE: ReadonlySet<string> = new Set([
   'application/vnd.ms-powerpoint.presentation.macroenabled.12',
 ]);
 
-/** Text a browser or a shell would run: markup with script, SVG, a shebang. */
-const ACTIVE_TEXT =
-  /^(?:\uFEFF|\u00EF\u00BB\u00BF|\u00FE\u00FF|\u00FF\u00FE)?\s*(?:<!--[\s\S]{0,512}?-->\s*)*(?:<!doctype\s+html|<html|<head|<body|<svg|<script|<iframe|<\?xml[\s\S]{0,512}<svg|#!)/i;
+/**
+ * Text a browser or a shell would run: what WHATWG's sniffer takes for HTML (after any leading
+ * whitespace, one of its tags, or a comment), SVG, an XML document holding HTML, SVG or script,
+ * a shebang. Read over the whole sniffed head, so padding does not push the markup out of sight.
+ */
+const ACTIVE_START =
+  /^(?:<!doctype\s+html|<html|<head|<script|<iframe|<h1|<div|<font|<table|<a|<style|<title|<b|<body|<br|<p|<svg)(?=[\s>/]|$)|^<!--|^#!/i;
+const XML_WITH_ACTIVE = /^<\?xml[\s\S]*?<(?:svg|html|script|[a-z]+:script)\b/i;
+const BOMS = /^(?:\uFEFF|\u00EF\u00BB\u00BF|\u00FE\u00FF|\u00FF\u00FE)/;
+
+function activeText(head: Buffer): boolean {
+  // latin1 keeps one character per byte; UTF-16 text (a BOM FE FF / FF FE) is read without its NULs.
+  let text = head.toString('latin1');
+  if (/^(?:\u00FE\u00FF|\u00FF\u00FE)/.test(text)) text = text.replace(/\u0000/g, '');
+  text = text.replace(BOMS, '').replace(/^[\t\n\f\r ]+/, '');
+  return ACTIVE_START.test(text) || XML_WITH_ACTIVE.test(text);
+}
 
 /** Whether `type` may be asked for by fileTypeOverride at all. */
 export function overridable(type: string): boolean {
@@ -82,10 +96,7 @@ export class OverrideGuard extends Transform {
     const head = Buffer.concat(this.head);
     this.head = [];
     const found = await fileTypeFromBuffer(head.subarray(0, SNIFF_BYTES)).catch(() => undefined);
-    if (
-      (found && (EXECUTABLE.has(found.mime) || isActiveContent(found.mime))) ||
-      ACTIVE_TEXT.test(head.subarray(0, 1024).toString('latin1'))
-    ) {
+    if ((found && (EXECUTABLE.has(found.mime) || isActiveContent(found.mime))) || activeText(head.subarray(0, SNIFF_BYTES))) {
       cb(new GatewayError('UNSUPPORTED_MEDIA', 'fileTypeOverride never takes executable or active content (programs, HTML, SVG, scripts)'));
       return;
     }

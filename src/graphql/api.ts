@@ -13,6 +13,7 @@ import {
 } from 'graphql';
 import { GatewayError, isGatewayError } from '../errors/catalogue.js';
 import type { Exchange } from '../security/exchange.js';
+import { noteCarriedError } from '../lib/respond.js';
 import type { FileBinding } from './bind.js';
 import type { FilesApi, FilesContext } from './files.js';
 import { depthAndFieldLimit } from './limits.js';
@@ -46,10 +47,32 @@ export class GraphqlApi {
   async handle(x: Exchange): Promise<void> {
     const { req } = x;
     if (req.method !== 'POST') throw new GatewayError('METHOD_NOT_ALLOWED', 'the GraphQL API takes POST', { headers: { allow: 'POST' } });
-    const limits = x.settings.config.graphql;
-    const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
     let ops: Operations;
     let multipart: MultipartRequest | undefined;
+    try {
+      ({ ops, multipart } = await this.read(x));
+    } catch (err) {
+      // A body that cannot be read as one GraphQL operation: a request error, in GraphQL's shape.
+      if (!isGatewayError(err)) throw err;
+      noteCarriedError(x.res, err);
+      this.send(x, err.status, { errors: [new GraphQLError(err.message, { extensions: { code: err.code, status: err.status } })] });
+      return;
+    }
+    try {
+      const result = await this.run(x, ops, multipart);
+      const carried = carriedError(result.body);
+      if (carried) noteCarriedError(x.res, carried);
+      this.send(x, result.status, result.body);
+    } finally {
+      multipart?.stop();
+    }
+  }
+
+  /** The operation, from a JSON body or a multipart request's `operations` and `map` (its files still to come). */
+  private async read(x: Exchange): Promise<{ ops: Operations; multipart?: MultipartRequest }> {
+    const { req } = x;
+    const limits = x.settings.config.graphql;
+    const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
     if (type === 'multipart/form-data') {
       if (!PREFLIGHT_HEADERS.some((h) => typeof req.headers[h] === 'string' && req.headers[h] !== ''))
         throw new GatewayError(
@@ -63,19 +86,20 @@ export class GraphqlApi {
         maxRequestBytes: x.rule.limits.maxRequestBytes,
         rule: x.rule.name,
       });
-      multipart = opened.request;
-      ops = operationsOf(opened.operations);
-      placeUploads(ops, opened.map, limits.maxFiles);
-    } else if (type === 'application/json' || type === 'application/graphql+json') {
-      x.continue100();
-      ops = operationsOf(await bodyText(req, limits.maxDocumentBytes));
-    } else throw new GatewayError('UNSUPPORTED_MEDIA', 'send the operation as application/json, or uploads as multipart/form-data');
-    try {
-      const result = await this.run(x, ops, multipart);
-      this.send(x, result.status, result.body, multipart);
-    } finally {
-      multipart?.stop();
+      try {
+        const ops = operationsOf(opened.operations);
+        placeUploads(ops, opened.map, limits.maxFiles);
+        return { ops, multipart: opened.request };
+      } catch (err) {
+        opened.request.stop();
+        throw err;
+      }
     }
+    if (type === 'application/json' || type === 'application/graphql+json') {
+      x.continue100();
+      return { ops: operationsOf(await bodyText(req, limits.maxDocumentBytes)) };
+    }
+    throw new GatewayError('UNSUPPORTED_MEDIA', 'send the operation as application/json, or uploads as multipart/form-data');
   }
 
   private async run(
@@ -90,7 +114,7 @@ export class GraphqlApi {
     } catch (err) {
       return requestError(err as GraphQLError);
     }
-    const rules: ValidationRule[] = [...specifiedRules, depthAndFieldLimit(limits.maxDepth, limits.maxFields)];
+    const rules: ValidationRule[] = [...specifiedRules, depthAndFieldLimit(limits.maxDepth, limits.maxFields, limits.maxRootFields)];
     if (!limits.introspection) rules.push(NoSchemaIntrospectionCustomRule);
     const errors = validate(this.schema, document, rules, { maxErrors: 20 });
     if (errors.length > 0) return { status: 400, body: { errors: errors.map((e) => withCode(e, 'BAD_REQUEST')) } };
@@ -121,7 +145,7 @@ export class GraphqlApi {
     return { status: 200, body: { ...result, ...(result.errors ? { errors: result.errors.map(fieldError) } : {}) } };
   }
 
-  private send(x: Exchange, status: number, body: ExecutionResult, multipart: MultipartRequest | undefined): void {
+  private send(x: Exchange, status: number, body: ExecutionResult): void {
     const accept = x.req.headers.accept ?? '';
     const modern = accept.includes(GRAPHQL_RESPONSE) || !accept.includes('application/json');
     const text = JSON.stringify(body);
@@ -131,8 +155,8 @@ export class GraphqlApi {
       'cache-control': 'no-store',
       'x-content-type-options': 'nosniff',
       'x-request-id': x.ctx.id,
-      // File parts not read (a refused upload) are not waited for.
-      ...(multipart && !multipart.complete ? { connection: 'close' } : {}),
+      // A body not read to its end (a refused upload, a request refused as it was read) is not waited for.
+      ...(x.req.complete ? {} : { connection: 'close' }),
     });
     x.res.end(text);
   }
@@ -209,8 +233,19 @@ function requestError(err: GraphQLError): { status: number; body: ExecutionResul
   return { status: 400, body: { errors: [withCode(err, 'BAD_REQUEST')] } };
 }
 
-function withCode(e: GraphQLError, code: string): GraphQLError {
-  return new GraphQLError(e.message, { nodes: e.nodes, path: e.path, extensions: { ...e.extensions, code } });
+/** A request error GraphQL itself found (parse, validation, coercion): BAD_REQUEST, 400. */
+function withCode(e: GraphQLError, code: 'BAD_REQUEST'): GraphQLError {
+  return new GraphQLError(e.message, { nodes: e.nodes, path: e.path, extensions: { ...e.extensions, code, status: 400 } });
+}
+
+/**
+ * The error an answer carries that the audit trail judges it by: the first server failure (5xx),
+ * else the first refusal. Undefined when every field was answered.
+ */
+function carriedError(body: ExecutionResult): { code: string; status: number } | undefined {
+  const carried = (body.errors ?? []).map((e) => e.extensions as { code?: unknown; status?: unknown } | undefined);
+  const known = carried.filter((e): e is { code: string; status: number } => typeof e?.code === 'string' && typeof e.status === 'number');
+  return known.find((e) => e.status >= 500) ?? known[0];
 }
 
 /** A resolver's error: the catalogue's code and status for ours, INTERNAL (without its text) for anything else. */

@@ -11,11 +11,11 @@ import { noteBlob } from '../lib/blob-events.js';
 import type { Exchange } from '../security/exchange.js';
 import type { EffectiveRule } from '../security/policy.js';
 import { checkRule } from '../security/reach.js';
-import { covers, missingScopes } from '../security/scopes.js';
+import { grantsCreateOf, missingScopes } from '../security/scopes.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
 import { FHIR_JSON, MAX_RESOURCE_BYTES, readJson } from '../upstream/client.js';
 import type { UpstreamResources } from '../binary/upstream-resources.js';
-import { STORAGE_PATH_PREFIX, uploaderOf } from './files.js';
+import { STORAGE_PATH_PREFIX, targetTypeOf, uploaderOf } from './files.js';
 
 export interface BindDeps {
   readonly store: BlobStore;
@@ -26,6 +26,8 @@ export interface BindDeps {
 type Json = Record<string, unknown>;
 type Bindable = 'DocumentReference' | 'Media';
 
+/** DICOM's code system for modalities (Media.modality). */
+const DCM = 'http://dicom.nema.org/resources/ontology/DCM';
 /** A file an attachment names, and where that attachment is. */
 interface Named {
   readonly attachment: Json;
@@ -57,8 +59,11 @@ export class FileBinding {
     const scope = x.settings.config.graphql.writeScope;
     if (!x.principal.scopes || missingScopes(x.principal.scopes, [scope]).length > 0)
       throw new GatewayError('INSUFFICIENT_SCOPE', `creating resources here needs the scope ${scope}`);
-    if (rule.require.smart && !(x.principal.scopes.smart.some((s) => covers(s, type, 'c')) ?? false))
-      throw new GatewayError('INSUFFICIENT_SCOPE', `creating a ${type} needs create on it (e.g. user/${type}.c)`);
+    if (rule.require.smart && !grantsCreateOf(x.principal.scopes, type, x.principal.patient))
+      throw new GatewayError(
+        'INSUFFICIENT_SCOPE',
+        `creating a ${type} needs an unrestricted create scope on it (user/${type}.c, or patient/${type}.c with a launch patient)`,
+      );
 
     const resource = this.checked(type, input);
     const subject = (resource['subject'] as { reference?: unknown } | undefined)?.reference;
@@ -123,8 +128,16 @@ export class FileBinding {
         throw new GatewayError('FILE_NOT_BINDABLE', `file ${info.id} is not an unbound upload of yours`);
       if (info.upload.for !== subject)
         throw new GatewayError('FILE_NOT_BINDABLE', `file ${info.id} was uploaded for ${info.upload.for}, not for ${subject.slice(0, 80)}`);
+      // The upload was authorized, size-limited and checked under the rule of the type its content
+      // binds to (targetTypeOf): it binds to that type only.
+      const uploadedFor = targetTypeOf(info.contentType);
+      if (uploadedFor !== type)
+        throw new GatewayError(
+          'FILE_MISMATCH',
+          `file ${info.id} (${info.contentType}) was uploaded to be bound to a ${uploadedFor}: use create${uploadedFor}`,
+        );
       if (!info.upload.override && !allowed(info.contentType, x.settings.policy.allowedTypes(type)))
-        throw new GatewayError('UNSUPPORTED_MEDIA', `${info.contentType} is not allowed for ${type}`);
+        throw new GatewayError('UNSUPPORTED_MEDIA', `${info.contentType} is not allowed for ${type} (content.allowedTypes.${type})`);
       this.fill(n);
     }
     if (type === 'Media' && canonical(named[0].info.contentType) === 'application/dicom') await this.dicom(resource, named[0].info);
@@ -300,8 +313,18 @@ export class FileBinding {
         );
       resource[key] = value;
     }
-    if (facts.modality && resource['modality'] === undefined)
-      resource['modality'] = { coding: [{ system: 'http://dicom.nema.org/resources/ontology/DCM', code: facts.modality }] };
+    if (facts.modality && resource['modality'] === undefined) resource['modality'] = { coding: [{ system: DCM, code: facts.modality }] };
+    else if (facts.modality) {
+      // A modality in DICOM's own code system (or with none) is the header's; other systems cannot be compared.
+      const codings = (resource['modality'] as { coding?: unknown } | null)?.coding;
+      for (const c of Array.isArray(codings) ? (codings as { system?: unknown; code?: unknown }[]) : []) {
+        if ((c.system === undefined || c.system === DCM) && c.code !== undefined && c.code !== facts.modality)
+          throw new GatewayError(
+            'FILE_MISMATCH',
+            `Media.modality is ${String(c.code).slice(0, 16)}, the file's DICOM header says ${facts.modality}`,
+          );
+      }
+    }
     if (facts.deviceSerial && resource['device'] === undefined)
       resource['device'] = { identifier: { value: facts.deviceSerial }, ...(facts.deviceModel ? { display: facts.deviceModel } : {}) };
   }

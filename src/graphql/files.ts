@@ -1,6 +1,6 @@
 import type { BlobLifecycle } from '../binary/blob-lifecycle.js';
 import { overridable } from '../content/override-guard.js';
-import { allowed, essence } from '../content/media-type.js';
+import { allowed, canonical, essence } from '../content/media-type.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { storeFailure } from '../errors/map.js';
 import type { Interaction } from '../fhir/interaction.js';
@@ -9,9 +9,10 @@ import { noteUrlGrant } from '../lib/blob-events.js';
 import { parseDuration } from '../lib/duration.js';
 import { parseSpan } from '../lib/ip.js';
 import { checkRule } from '../security/reach.js';
-import { covers, missingScopes } from '../security/scopes.js';
+import { grantsCreateOf, missingScopes } from '../security/scopes.js';
 import type { Exchange } from '../security/exchange.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
+import { UPLOAD_FILENAME } from '../storage/meta.js';
 import { uploadPurpose } from '../binary/file-metadata.js';
 import { contentRulesOf, type FileUrls } from '../binary/file-urls.js';
 import type { FilePart } from './multipart.js';
@@ -56,7 +57,7 @@ export function uploadInteraction(target: string): Interaction {
  * video and DICOM to Media, everything else to DocumentReference.
  */
 export function targetTypeOf(contentType: string): 'DocumentReference' | 'Media' {
-  return /^(audio|video)\//.test(contentType) || contentType === 'image/dicom' ? 'Media' : 'DocumentReference';
+  return /^(audio|video)\//.test(contentType) || canonical(contentType) === 'application/dicom' ? 'Media' : 'DocumentReference';
 }
 
 /** Who a file belongs to: the token's issuer and subject. */
@@ -64,7 +65,8 @@ export function uploaderOf(x: Exchange): string {
   const claims = x.principal.token?.claims ?? {};
   const sub = typeof claims['sub'] === 'string' ? claims['sub'] : undefined;
   // A client's own token (no subject) would make every user of that client one uploader.
-  if (sub === undefined) throw new GatewayError('INSUFFICIENT_SCOPE', 'files need a token that names its subject (sub)');
+  if (sub === undefined || sub.trim() === '')
+    throw new GatewayError('INSUFFICIENT_SCOPE', 'files need a token that names its subject (a non-empty sub)');
   return `${typeof claims['iss'] === 'string' ? claims['iss'] : ''}#${sub}`.slice(0, 512);
 }
 
@@ -108,8 +110,11 @@ export class FilesApi {
     // The upload's rule (transport, addresses, declared size, token, named scopes), then SMART:
     // creating the target type, in any context — a patient's token for its own patient only (below).
     checkRule({ ...x.checkInput(), interaction }, x.settings, rule);
-    if (rule.require.smart && !(x.principal.scopes?.smart.some((s) => covers(s, target, 'c')) ?? false))
-      throw new GatewayError('INSUFFICIENT_SCOPE', `uploading a ${declared} file needs create on ${target} (e.g. user/${target}.c)`);
+    if (rule.require.smart && !(x.principal.scopes && grantsCreateOf(x.principal.scopes, target, x.principal.patient)))
+      throw new GatewayError(
+        'INSUFFICIENT_SCOPE',
+        `uploading ${declared} files needs an unrestricted create scope on ${target} (user/${target}.c, or patient/${target}.c with a launch patient)`,
+      );
     const scope = x.settings.config.graphql.uploadScope;
     if (!x.principal.scopes || missingScopes(x.principal.scopes, [scope]).length > 0)
       throw new GatewayError('INSUFFICIENT_SCOPE', `uploading needs the scope ${scope}`);
@@ -119,7 +124,9 @@ export class FilesApi {
     if (override === undefined && !allowed(declared, x.settings.policy.allowedTypes(target)))
       throw new GatewayError(
         'UNSUPPORTED_MEDIA',
-        `${declared} is not allowed for ${target} (a caller with ${x.settings.config.graphql.overrideScope} may use fileTypeOverride)`,
+        `${declared} is not allowed for ${target} (content.allowedTypes.${target})${
+          overridable(declared) ? `: a caller with ${x.settings.config.graphql.overrideScope} may use fileTypeOverride` : ''
+        }`,
       );
     const sec = args.security ?? {};
     if (sec.encryption === 'AES256' && !this.d.encryptsAtRest)
@@ -133,7 +140,7 @@ export class FilesApi {
     if (ips.length > 1) throw new GatewayError('BAD_REQUEST', 'allowedIps takes one address or range (a signed URL carries one)');
     if (ips[0] !== undefined && !parseSpan(ips[0]))
       throw new GatewayError('BAD_REQUEST', `'${ips[0].slice(0, 64)}' is not an address or range`);
-    if (args.filename != null && !/^[\w .-]{1,128}$/.test(args.filename))
+    if (args.filename != null && !UPLOAD_FILENAME.test(args.filename))
       throw new GatewayError('BAD_REQUEST', "filename may hold letters, digits, '.', '_', '-' and spaces (at most 128)");
     // Refused before the file is read (X-File-Metadata; BlobLifecycle tags the blob with it).
     uploadPurpose(x.req.headers, x.settings.config.content.purposes);
@@ -145,7 +152,13 @@ export class FilesApi {
       info = await this.d.blobs.upload(x, type, {
         body: part.stream,
         rule,
-        upload: { by, for: entity, ...(override ? { override: true as const } : {}) },
+        upload: {
+          by,
+          for: entity,
+          ...(override ? { override: true as const } : {}),
+          ...(args.filename != null ? { filename: args.filename } : {}),
+          ...(ips[0] !== undefined ? { ip: ips[0] } : {}),
+        },
       });
     } catch (err) {
       // The part's stream is drained so the multipart parser moves on; the answer closes the connection (api.ts).
@@ -195,14 +208,15 @@ export class FilesApi {
     const windowMs = args.accessWindow == null ? undefined : parseDuration(args.accessWindow);
     if (args.accessWindow != null && windowMs === undefined) throw new GatewayError('BAD_REQUEST', 'accessWindow is a duration like 15m');
     if (info.state === 'linked' && info.owner !== undefined) {
-      const { url, expiresAt } = await this.d.urls.readUrl(c.x, info.owner, info.id, windowMs);
+      const { url, expiresAt } = await this.d.urls.readUrl(c.x, info.owner, info.id, windowMs, info.upload);
       return { url, sasToken: url.slice(url.indexOf('?') + 1), expiresAt: expiresAt.toISOString() };
     }
     if (info.state !== 'pending') throw new GatewayError('NOT_FOUND', `the file is ${info.state}: no URL is issued for it`);
     const [type, id] = info.upload.for.split('/');
     // The caller's right to read is checked again, as at upload: the rules for reading the entity's content.
     for (const rule of contentRulesOf(c.x.settings, type, id)) checkRule(c.x.checkInput(), c.x.settings, rule);
-    const url = this.url(c.x, info, info.upload.for, windowMs, undefined, undefined);
+    // The address and the name the upload asked for hold for every URL of the file.
+    const url = this.url(c.x, info, info.upload.for, windowMs, info.upload.ip, info.upload.filename);
     if (!url) throw new GatewayError('NOT_FOUND', 'signed file URLs are not enabled (signedUrls.enabled)');
     return url;
   }

@@ -108,10 +108,14 @@ type CreatedMedia {
 }
 
 type Query {
-  """A file this caller uploaded, or one in a resource the caller may read."""
+  """A file this caller uploaded (another caller's file is null, as a missing one is)."""
   file(fileId: ID!): FileInfo
 }
 
+"""
+Each field may be null: a refused one is null with its error, and the fields before it keep
+their answers (a file already stored is never left without its id).
+"""
 type Mutation {
   uploadFile(
     forEntity: String!
@@ -120,13 +124,13 @@ type Mutation {
     contentType: String!
     security: FileSecurity
     fileTypeOverride: String
-  ): UploadedFile!
+  ): UploadedFile
   """A new signed URL for a file, the caller's right to read it checked again."""
-  refreshFileUrl(fileId: ID!, accessWindow: String): FileUrl!
+  refreshFileUrl(fileId: ID!, accessWindow: String): FileUrl
   """A DocumentReference whose attachments name uploaded files, written with a Provenance in one transaction."""
-  createDocumentReference(resource: JSON!): CreatedDocumentReference!
+  createDocumentReference(resource: JSON!): CreatedDocumentReference
   """A Media whose content names an uploaded file, written with a Provenance in one transaction."""
-  createMedia(resource: JSON!): CreatedMedia!
+  createMedia(resource: JSON!): CreatedMedia
 }
 `;
 

@@ -5,7 +5,7 @@ import { uploadPurpose } from '../binary/file-metadata.js';
 import type { Interaction } from '../fhir/interaction.js';
 import type { LiveSettings } from '../security/settings.js';
 import { outcomeOf, type AccessRecord } from './access-log.js';
-import { refusalCode } from '../lib/respond.js';
+import { refusalCode, refusalStatus } from '../lib/respond.js';
 
 const kAudit = Symbol('fhir-binary-gateway.audit');
 type Watched = ServerResponse & { [kAudit]?: { audit: ExchangeAudit; rec: AccessRecord; req: IncomingMessage } };
@@ -19,7 +19,8 @@ function onClose(this: Watched): void {
  * Which exchanges become audit records, and what they say: every request that touched stored
  * content (a blob stored, linked, deleted, served raw or inflated), and every request for a
  * binary-bearing resource type (the types `content.allowedTypes` names: Binary, DocumentReference,
- * Media by default) or a `$binary-access-*` operation — served, refused, failed or cut short.
+ * Media by default), a `$binary-access-*` or `$file-url` operation, or the files GraphQL API —
+ * served, refused, failed or cut short.
  * Written when the exchange closes, like the access line.
  */
 export class ExchangeAudit {
@@ -50,7 +51,8 @@ export class ExchangeAudit {
     const finished = res.writableFinished;
     const status = res.statusCode;
     const code = rec.code ?? refusalCode(res);
-    const outcome = outcomeOf(finished, status, code);
+    // A GraphQL answer is a 200 that may carry refusals: judged by the error it carries.
+    const outcome = outcomeOf(finished, refusalStatus(res) ?? status, code);
     // X-File-Metadata says what an upload is for: kept only where content was stored. On any other
     // request it would be a purpose of use the caller asserts and nothing checks.
     let purpose: string | undefined;
@@ -105,7 +107,14 @@ export class ExchangeAudit {
 
   private binaryBearing(i: Interaction | undefined): boolean {
     if (!i) return false;
-    if (i.operation?.startsWith('binary-access') || i.operation === 'file-url' || i.operation === 'file') return true;
+    // The files GraphQL API is about stored content in every field: each request is on record.
+    if (
+      i.operation?.startsWith('binary-access') ||
+      i.operation === 'file-url' ||
+      i.operation === 'file' ||
+      i.operation === 'gateway-graphql'
+    )
+      return true;
     if (!i.resourceType) return false;
     const allowed = this.settings.current.config.content.allowedTypes;
     if (this.types?.of !== allowed) this.types = { of: allowed, set: new Set(Object.keys(allowed)) };

@@ -5,9 +5,26 @@ import { outcomeFormat } from './accept.js';
 
 const kRefusal = Symbol('fhir-binary-gateway.refusal');
 
+const kRefusalStatus = Symbol('fhir-binary-gateway.refusal-status');
+type Marked = ServerResponse & { [kRefusal]?: string; [kRefusalStatus]?: number };
+
 /** The catalogue code of the error this response was (or was cut for), wherever it was sent from. */
 export function refusalCode(res: ServerResponse): string | undefined {
-  return (res as ServerResponse & { [kRefusal]?: string })[kRefusal];
+  return (res as Marked)[kRefusal];
+}
+
+/**
+ * The status of the error an answer carries inside a 200 (a GraphQL field error): what the audit
+ * trail judges its outcome by. Undefined where the error is the HTTP status itself.
+ */
+export function refusalStatus(res: ServerResponse): number | undefined {
+  return (res as Marked)[kRefusalStatus];
+}
+
+/** Marks an answer that carries `err` in its body, not as its HTTP status (GraphQL's field errors). */
+export function noteCarriedError(res: ServerResponse, err: { readonly code: string; readonly status: number }): void {
+  (res as Marked)[kRefusal] = err.code;
+  (res as Marked)[kRefusalStatus] = err.status;
 }
 
 /**
@@ -16,7 +33,7 @@ export function refusalCode(res: ServerResponse): string | undefined {
  * client sees a failure.
  */
 export function sendError(req: IncomingMessage, res: ServerResponse, err: GatewayError, requestId: string | undefined): void {
-  (res as ServerResponse & { [kRefusal]?: string })[kRefusal] = err.code;
+  (res as Marked)[kRefusal] = err.code;
   if (res.headersSent) {
     res.destroy();
     return;

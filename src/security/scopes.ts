@@ -18,6 +18,7 @@ export {
   binaryReadDeferred,
   covers,
   describeRequired,
+  grantsCreateOf,
   grantsSeeing,
   isUnrestrictedUserOrSystem,
   patientEverything,

@@ -215,7 +215,11 @@ export class UrlSigner {
     const se = Date.parse(fields.se);
     this.checkPolicy(fields, se - st, now);
     if (now + this.skewMs < st) throw new GatewayError('SIGNATURE_NOT_YET_VALID', `valid from ${fields.st}`);
-    if (now - this.skewMs >= se) throw new GatewayError('SIGNATURE_EXPIRED', `it expired at ${fields.se} ($file-url gives a new one)`);
+    if (now - this.skewMs >= se)
+      throw new GatewayError(
+        'SIGNATURE_EXPIRED',
+        `it expired at ${fields.se} (ask for a new one: $file-url, or refreshFileUrl for a GraphQL upload)`,
+      );
     if (fields.spr === 'https' && !c.secure) throw new GatewayError('INSECURE_TRANSPORT', 'this signed URL is for https only');
     if (fields.sip !== undefined) {
       const span = parseSpan(fields.sip);

@@ -70,6 +70,9 @@ export interface BlobUpload {
   readonly for: string;
   /** Its type was taken past the allow-list by a privileged override (fileTypeOverride). */
   readonly override?: true;
+  /** The download name and the client address or range its URLs were asked for: a refreshed URL keeps them. */
+  readonly filename?: string;
+  readonly ip?: string;
 }
 
 /** CRC-32 of each `size`-byte chunk of the content, 4 bytes big-endian each, base64. */

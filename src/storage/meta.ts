@@ -48,9 +48,7 @@ export function newInfo(
     ...(digest.chunks ? { chunks: digest.chunks } : {}),
     ...(meta.intent ? { intent: meta.intent } : {}),
     ...(meta.purpose ? { purpose: meta.purpose } : {}),
-    ...(meta.upload
-      ? { upload: { by: meta.upload.by, for: meta.upload.for, ...(meta.upload.override ? { override: true as const } : {}) } }
-      : {}),
+    ...(meta.upload ? { upload: uploadOf(meta.upload) } : {}),
   };
 }
 
@@ -163,7 +161,9 @@ function parseRecord(text: string, expectedId: string): { info: BlobInfo; driver
       typeof upload.for !== 'string' ||
       !INTENT.test(upload.for) ||
       !upload.for.includes('/') ||
-      (upload.override !== undefined && upload.override !== true))
+      (upload.override !== undefined && upload.override !== true) ||
+      (upload.filename !== undefined && (typeof upload.filename !== 'string' || !UPLOAD_FILENAME.test(upload.filename))) ||
+      (upload.ip !== undefined && (typeof upload.ip !== 'string' || !UPLOAD_IP.test(upload.ip))))
   )
     throw new Error('blob metadata: bad upload');
   if (
@@ -187,7 +187,7 @@ function parseRecord(text: string, expectedId: string): { info: BlobInfo; driver
       ...(intent ? { intent } : {}),
       ...(purpose ? { purpose } : {}),
       ...(retention && retainUntil ? { retention, retainUntil } : {}),
-      ...(upload ? { upload: { by: upload.by!, for: upload.for!, ...(upload.override ? { override: true as const } : {}) } } : {}),
+      ...(upload ? { upload: uploadOf(upload as BlobUpload) } : {}),
     },
     driver,
   };
@@ -218,4 +218,22 @@ export function parseClaim(text: string | undefined, name: string): Claim | unde
   } catch {
     return undefined;
   }
+}
+
+/**
+ * A download name for Content-Disposition that needs no quoting rules (letters, digits, `._-`,
+ * spaces), as `$file-url` and the files API take one; and an address or CIDR range.
+ */
+export const UPLOAD_FILENAME = /^[\w .-]{1,128}$/;
+const UPLOAD_IP = /^[0-9A-Fa-f:.]{2,45}(?:\/\d{1,3})?$/;
+
+/** A record's upload, field by field (nothing else a record might carry comes along). */
+function uploadOf(u: BlobUpload): BlobUpload {
+  return {
+    by: u.by,
+    for: u.for,
+    ...(u.override ? { override: true as const } : {}),
+    ...(u.filename !== undefined ? { filename: u.filename } : {}),
+    ...(u.ip !== undefined ? { ip: u.ip } : {}),
+  };
 }

@@ -69,7 +69,7 @@ t.test('uploadFile streams a PDF into the store; its URL serves the identical by
     s,
     alice,
     pdf,
-    { security: { accessWindow: '10m' } },
+    { security: { accessWindow: '10m', allowedIps: ['127.0.0.0/8'] } },
     { 'graphql-require-preflight': '1', 'x-file-metadata': '{"purpose":"patient_consent"}' },
   );
   t.equal(up.status, 200, JSON.stringify(up.body));
@@ -126,6 +126,8 @@ t.test('uploadFile streams a PDF into the store; its URL serves the identical by
   t.ok(Date.parse(String(r['expiresAt'])) - Date.now() <= 5 * 60_000, 'for the window asked');
   const again = await fetch(String(r['url']).replace('http://gateway.test', s.gw.url));
   t.equal(sha256(Buffer.from(await again.arrayBuffer())), sha256(pdf));
+  t.equal(new URL(String(r['url'])).searchParams.get('sip'), '127.0.0.0/8', "a refresh keeps the upload's address range");
+  t.equal(again.headers.get('content-disposition'), 'attachment; filename="scan.pdf"', 'and its filename');
   const notMine = await query(s, bob, 'mutation($id: ID!) { refreshFileUrl(fileId: $id) { url } }', { id: f['fileId'] });
   t.equal(codeOf(notMine), 'NOT_FOUND', 'refreshing is for the uploader');
 
@@ -159,6 +161,10 @@ t.test('refusals: CSRF guard, scopes, patients, the allow-list, sniffing, size, 
     'INSUFFICIENT_SCOPE',
     "a patient's token, for another patient",
   );
+  for (const claims of [{}, { sub: '' }, { sub: '  ' }]) {
+    const anonymous = { authorization: `Bearer ${await mintToken(s.key, { claims: { scope: 'user/*.cruds files.write', ...claims } })}` };
+    t.equal(codeOf(await upload(s, anonymous, pdf)), 'INSUFFICIENT_SCOPE', `a token without a subject: ${JSON.stringify(claims)}`);
+  }
   const own = await upload(s, await tokenOf(s, 'pat', 'patient/*.cruds files.write', '123'), pdf);
   t.match(own.body, { data: { uploadFile: { fileId: String } } }, "a patient's token, for that patient");
   t.equal(codeOf(await upload(s, alice, pdf, { type: 'text/html' })), 'UNSUPPORTED_MEDIA', 'not in the allow-list');

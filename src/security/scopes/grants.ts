@@ -61,6 +61,19 @@ export function smartGrants(set: ScopeSet, request: Interaction, ctx: SmartGrant
   return false;
 }
 
+/**
+ * Whether the scopes grant creating a `type` resource the gateway itself writes and sees whole (the
+ * files API's createDocumentReference / createMedia, and uploads for them): an unrestricted
+ * `user/` or `system/` scope with `c`, or an unrestricted `patient/` one with a launch patient —
+ * whose compartment the caller then checks against the resource. A restricted scope grants a
+ * search only, as everywhere (its condition says nothing of a write's content); a `patient/` scope
+ * without a patient grants nothing.
+ */
+export function grantsCreateOf(set: ScopeSet, type: string, patient: unknown): boolean {
+  const launch = typeof patient === 'string' && FHIR_ID.test(patient);
+  return set.smart.some((s) => s.restrictions.length === 0 && covers(s, type, 'c') && (s.context !== 'patient' || launch));
+}
+
 /** An unrestricted scope that sees some type (a patient/ one only with a launch patient): a restricted one's condition cannot hold for a page. */
 function mayPage(s: SmartScope, patient: string | undefined): boolean {
   if (s.restrictions.length > 0 || (s.context === 'patient' && patient === undefined)) return false;
