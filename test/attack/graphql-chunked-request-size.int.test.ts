@@ -7,6 +7,7 @@ import t from 'tap';
 import { mintToken } from '../helpers/auth.js';
 import { pngOfAtLeast, stack } from '../helpers/binary-stack.js';
 import { signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
+import { uploadForm } from '../helpers/graphql.js';
 
 t.test("gateway-graphql's maxRequestBytes holds for a chunked request as for a declared one", async (t) => {
   const s = await stack(t, {
@@ -15,17 +16,7 @@ t.test("gateway-graphql's maxRequestBytes holds for a chunked request as for a d
     rules: [{ name: 'gql', match: { interactions: ['operation'], operations: ['gateway-graphql'] }, limits: { maxRequestBytes: 100_000 } }],
   });
   const auth = { authorization: `Bearer ${await mintToken(s.key, { claims: { sub: 'alice', scope: 'user/*.cruds files.write' } })}` };
-  const form = new FormData();
-  form.append(
-    'operations',
-    JSON.stringify({
-      query: 'mutation($f: Upload!) { uploadFile(forEntity: "Patient/1", data: $f, contentType: "image/png") { fileId size } }',
-      variables: { f: null },
-    }),
-  );
-  form.append('map', JSON.stringify({ 0: ['variables.f'] }));
-  form.append('0', new Blob([pngOfAtLeast(600_000)]), 'a.png');
-  const encoded = new Response(form);
+  const encoded = new Response(uploadForm(pngOfAtLeast(600_000), { contentType: 'image/png', select: 'fileId size' }));
   const type = encoded.headers.get('content-type')!;
   const bytes = Buffer.from(await encoded.arrayBuffer());
   const headers = { ...auth, 'graphql-require-preflight': '1', 'content-type': type };

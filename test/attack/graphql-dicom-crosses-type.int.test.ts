@@ -9,8 +9,7 @@ import t from 'tap';
 import { mintToken } from '../helpers/auth.js';
 import { pngOfAtLeast, stack } from '../helpers/binary-stack.js';
 import { signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
-
-type Body = { data?: Record<string, Record<string, unknown> | null> | null; errors?: { extensions?: { code?: string } }[] };
+import { codeOf, gqlJson, gqlUpload, storagePathOf } from '../helpers/graphql.js';
 
 t.test('a file is bound only under the upload rule it was checked against', async (t) => {
   const s = await stack(t, {
@@ -27,35 +26,13 @@ t.test('a file is bound only under the upload rule it was checked against', asyn
   const auth = {
     authorization: `Bearer ${await mintToken(s.key, { claims: { sub: 'alice', scope: 'user/*.cruds files.write fhir.write' } })}`,
   };
-  const upload = async (type: string, body: Buffer): Promise<Body> => {
-    const form = new FormData();
-    form.append(
-      'operations',
-      JSON.stringify({
-        query: `mutation($f: Upload!) { uploadFile(forEntity: "Patient/1", data: $f, contentType: "${type}") { storagePath } }`,
-        variables: { f: null },
-      }),
-    );
-    form.append('map', JSON.stringify({ 0: ['variables.f'] }));
-    form.append('0', new Blob([body]), 'f');
-    return (await (
-      await fetch(`${s.gw.url}/graphql`, { method: 'POST', headers: { ...auth, 'graphql-require-preflight': '1' }, body: form })
-    ).json()) as Body;
-  };
+  const upload = (contentType: string, body: Buffer) => gqlUpload(s, auth, body, { contentType });
   const big = Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), Buffer.alloc(600_000, 0x41)]);
   const png = await upload('image/png', pngOfAtLeast(600_000));
-  t.equal(png.errors?.[0]?.extensions?.code, 'PAYLOAD_TOO_LARGE', 'control: a 600 kB DocumentReference upload is past its 100 kB limit');
+  t.equal(codeOf(png), 'PAYLOAD_TOO_LARGE', 'control: a 600 kB DocumentReference upload is past its 100 kB limit');
   const dicom = await upload('image/dicom', big);
-  const storagePath = (dicom.data?.['uploadFile']?.['storagePath'] as string | undefined) ?? 'urn:fhir-binary-gateway:file:none';
-  const created = (await (
-    await fetch(`${s.gw.url}/graphql`, {
-      method: 'POST',
-      headers: { ...auth, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        query: 'mutation($r: JSON!) { createDocumentReference(resource: $r) { id } }',
-        variables: { r: { status: 'current', subject: { reference: 'Patient/1' }, content: [{ attachment: { url: storagePath } }] } },
-      }),
-    })
-  ).json()) as Body;
+  const created = await gqlJson(s, auth, 'mutation($r: JSON!) { createDocumentReference(resource: $r) { id } }', {
+    r: { status: 'current', subject: { reference: 'Patient/1' }, content: [{ attachment: { url: storagePathOf(dicom) } }] },
+  });
   t.ok(created.errors, 'the 600 kB file uploaded under the Media rule is not bound into a DocumentReference');
 });

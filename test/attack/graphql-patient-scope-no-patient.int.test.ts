@@ -9,12 +9,9 @@ import t from 'tap';
 import { mintToken } from '../helpers/auth.js';
 import { PDF, stack } from '../helpers/binary-stack.js';
 import { signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
+import { codeOf, gqlJson, gqlUpload, storagePathOf } from '../helpers/graphql.js';
 
-const UPLOAD = `mutation Up($file: Upload!, $for: String!) {
-  uploadFile(forEntity: $for, data: $file, contentType: "application/pdf") { fileId storagePath }
-}`;
 const CREATE_DOC = `mutation($r: JSON!) { createDocumentReference(resource: $r) { id } }`;
-type Body = { data?: Record<string, Record<string, unknown> | null> | null; errors?: { extensions?: { code?: string } }[] };
 
 t.test("patient/ scopes without a launch patient: no patient's compartment is open to GraphQL writes", async (t) => {
   const s = await stack(t, { graphql: { enabled: true }, signedUrls: signedUrlsConfig(urlKeys(t)) });
@@ -35,27 +32,13 @@ t.test("patient/ scopes without a launch patient: no patient's compartment is op
   await rest.arrayBuffer();
   t.equal(rest.status, 403, 'REST: a patient/ scope without a launch patient grants no create');
 
-  const form = new FormData();
-  form.append('operations', JSON.stringify({ query: UPLOAD, variables: { file: null, for: 'Patient/999' } }));
-  form.append('map', JSON.stringify({ 0: ['variables.file'] }));
-  form.append('0', new Blob([PDF(20_000)]), 'a.pdf');
-  const up = (await (
-    await fetch(`${s.gw.url}/graphql`, { method: 'POST', headers: { ...auth, 'graphql-require-preflight': '1' }, body: form })
-  ).json()) as Body;
-  t.equal(up.errors?.[0]?.extensions?.code, 'INSUFFICIENT_SCOPE', 'GraphQL uploadFile for Patient/999 is refused');
+  const up = await gqlUpload(s, auth, PDF(20_000), { forEntity: 'Patient/999' });
+  t.equal(codeOf(up), 'INSUFFICIENT_SCOPE', 'GraphQL uploadFile for Patient/999 is refused');
 
   const before = s.up.requests.filter((r) => r.method === 'POST').length;
-  const storagePath = (up.data?.['uploadFile']?.['storagePath'] as string | undefined) ?? 'urn:fhir-binary-gateway:file:none';
-  const created = (await (
-    await fetch(`${s.gw.url}/graphql`, {
-      method: 'POST',
-      headers: { ...auth, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        query: CREATE_DOC,
-        variables: { r: { status: 'current', subject: { reference: 'Patient/999' }, content: [{ attachment: { url: storagePath } }] } },
-      }),
-    })
-  ).json()) as Body;
+  const created = await gqlJson(s, auth, CREATE_DOC, {
+    r: { status: 'current', subject: { reference: 'Patient/999' }, content: [{ attachment: { url: storagePathOf(up) } }] },
+  });
   t.ok(created.errors, 'createDocumentReference for Patient/999 is refused');
   t.equal(s.up.requests.filter((r) => r.method === 'POST').length, before, 'nothing is written upstream into patient 999');
 });

@@ -9,8 +9,7 @@ import { mintToken } from '../helpers/auth.js';
 import { PDF, stack } from '../helpers/binary-stack.js';
 import { relay } from '../helpers/lifecycle.js';
 import { signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
-
-type Body = { data?: Record<string, Record<string, unknown> | null> | null; errors?: { extensions?: { code?: string } }[] };
+import { gqlJson, gqlUpload, storagePathOf } from '../helpers/graphql.js';
 
 t.test("refreshFileUrl asks the upstream as the caller where the type's rule forwards the token", async (t) => {
   let revoked: string | undefined; // the FHIR server's own access rules now refuse this token the documents
@@ -32,28 +31,8 @@ t.test("refreshFileUrl asks the upstream as the caller where the type's rule for
   );
   const token = `Bearer ${await mintToken(s.key, { claims: { sub: 'alice', scope: 'user/*.cruds files.write fhir.write' } })}`;
   const auth = { authorization: token };
-  const form = new FormData();
-  form.append(
-    'operations',
-    JSON.stringify({
-      query: 'mutation($f: Upload!) { uploadFile(forEntity: "Patient/1", data: $f, contentType: "application/pdf") { storagePath } }',
-      variables: { f: null },
-    }),
-  );
-  form.append('map', JSON.stringify({ 0: ['variables.f'] }));
-  form.append('0', new Blob([PDF(20_000)]), 'a.pdf');
-  const up = (await (
-    await fetch(`${s.gw.url}/graphql`, { method: 'POST', headers: { ...auth, 'graphql-require-preflight': '1' }, body: form })
-  ).json()) as Body;
-  const storagePath = up.data!['uploadFile']!['storagePath'] as string;
-  const gql = async (query: string, variables: Record<string, unknown>) =>
-    (await (
-      await fetch(`${s.gw.url}/graphql`, {
-        method: 'POST',
-        headers: { ...auth, 'content-type': 'application/json' },
-        body: JSON.stringify({ query, variables }),
-      })
-    ).json()) as Body;
+  const storagePath = storagePathOf(await gqlUpload(s, auth, PDF(20_000)));
+  const gql = (query: string, variables: Record<string, unknown>) => gqlJson(s, auth, query, variables);
   const created = await gql('mutation($r: JSON!) { createDocumentReference(resource: $r) { id } }', {
     r: { status: 'current', subject: { reference: 'Patient/1' }, content: [{ attachment: { url: storagePath } }] },
   });
