@@ -39,9 +39,6 @@ token: build
 # failure in full, the coverage gate, and a last line `N passed, N failed` counting tests.
 # package.json sets tap's jobs to 2: tap's own default on a 2-core machine is one file at a time,
 # and most test files spend their time waiting on the servers they start (CI took ~30 min serial).
-# Test files load TypeScript through tsx (esbuild, its transforms cached on disk) in place of tap's
-# ts-node plugin, which transpiles every module again in each of the ~230 test processes: about
-# 40 % less CPU per file. Type checking is `make typecheck`'s, as before.
 TAP_RUN = npx tap --reporter=silent --output-file=.tap/results.tap --coverage-report=json-summary
 
 test: build typecheck lint
