@@ -55,9 +55,6 @@ test-int: build
 .PHONY: tap-run
 tap-run:
 	@mkdir -p .tap; rm -rf .tap/coverage .tap/report
-	@# tap builds its Test class for the configured plugins; a runner started before that build would
-	@# still hand the test processes the default loaders (ts-node too).
-	@npx tap build >/dev/null
 	@$(TAP_RUN) $(TAP_ARGS); tap=$$?; \
 	  node test/tools/report.mjs .tap/results.tap; report=$$?; \
 	  gate=0; if [ -z "$(TAP_ARGS)" ]; then node test/tools/coverage-gate.mjs .tap/report/coverage-summary.json; gate=$$?; fi; \
