@@ -139,6 +139,27 @@ t.test('uploadFile streams a PDF into the store; its URL serves the identical by
   );
 });
 
+t.test("the seed's expired-token row: an upload's URL expires, and refreshFileUrl renews it", async (t) => {
+  // A 1 s leeway and a 1 s window: the URL's expiry is reached in the test's time.
+  const s = await stack(t, { graphql: { enabled: true }, signedUrls: signedUrlsConfig(urlKeys(t), { clockSkew: '1s' }) });
+  const alice = await tokenOf(s, 'alice');
+  const pdf = PDF(20_000);
+  const f = (await upload(s, alice, pdf, { security: { accessWindow: '1s' } })).body.data!['uploadFile']!;
+  const local = (url: unknown) => String(url).replace('http://gateway.test', s.gw.url);
+  await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(String(f['expiresAt'])) - Date.now()) + 2_100));
+  const expired = await fetch(local(f['url']));
+  t.equal(expired.status, 403);
+  const outcome = (await expired.json()) as { issue: { details: { coding: { code: string }[]; text: string } }[] };
+  t.equal(outcome.issue[0].details.coding[0].code, 'SIGNATURE_EXPIRED', 'the URL expired');
+  t.match(outcome.issue[0].details.text, /refreshFileUrl/, 'and says how to get a new one');
+  const renewed = await query(s, alice, 'mutation($id: ID!) { refreshFileUrl(fileId: $id, accessWindow: "5m") { url expiresAt } }', {
+    id: f['fileId'],
+  });
+  const again = await fetch(local(renewed.body.data!['refreshFileUrl']!['url']));
+  t.equal(again.status, 200, 'refreshFileUrl renews it');
+  t.equal(sha256(Buffer.from(await again.arrayBuffer())), sha256(pdf));
+});
+
 t.test('refusals: CSRF guard, scopes, patients, the allow-list, sniffing, size, encryption; nothing is left in the store', async (t) => {
   const s = await gqlStack(t, {
     rules: [
