@@ -39,9 +39,6 @@ token: build
 # failure in full, the coverage gate, and a last line `N passed, N failed` counting tests.
 # package.json sets tap's jobs to 2: tap's own default on a 2-core machine is one file at a time,
 # and most test files spend their time waiting on the servers they start (CI took ~30 min serial).
-# tap's ts-node transpiles with swc (tsconfig.json "ts-node": {"swc": true}, @swc/core): each of
-# the ~230 test processes transpiles the sources it loads, and swc does it in a fraction of
-# TypeScript's time (~30 % less CPU per test file here). Type checking stays `make typecheck`'s.
 TAP_RUN = npx tap --reporter=silent --output-file=.tap/results.tap --coverage-report=json-summary
 
 test: build typecheck lint
