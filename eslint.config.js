@@ -46,7 +46,7 @@ const typed = {
 };
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.tap/**'] },
+  { ignores: ['dist/**', '.build/**', 'node_modules/**', 'coverage/**', '.tap/**'] },
   {
     files: ['src/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts'],
     extends: [tseslint.configs.base],

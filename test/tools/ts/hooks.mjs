@@ -1,0 +1,56 @@
+// Module hooks for the tests: `.ts` files load as the JavaScript tsc emitted into .build/ (with
+// its source map, so coverage and stack traces name the TypeScript lines), or, when the source
+// is newer than that output or has none, transpiled here by TypeScript itself. Imports written
+// `./x.js`, as NodeNext wants, resolve to `./x.ts` when only the TypeScript exists.
+import { readFile, stat } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
+const OUT = join(ROOT, '.build');
+const SOURCE_MAP_COMMENT = /\/\/# sourceMappingURL=\S+\s*$/;
+
+// A module's path, and what follows it (tap's mocks add `?tapmock=…`).
+const PATH_AND_SUFFIX = /^([^?#]*)(.*)$/s;
+
+export async function resolve(specifier, context, nextResolve) {
+  try {
+    return await nextResolve(specifier, context);
+  } catch (err) {
+    const [, path, suffix] = PATH_AND_SUFFIX.exec(specifier);
+    const relativeJs = path.endsWith('.js') && (path.startsWith('.') || path.startsWith('file:'));
+    if (err?.code !== 'ERR_MODULE_NOT_FOUND' || !relativeJs) throw err;
+    return nextResolve(`${path.slice(0, -3)}.ts${suffix}`, context);
+  }
+}
+
+export async function load(url, context, nextLoad) {
+  const [, path] = PATH_AND_SUFFIX.exec(url);
+  if (!path.startsWith('file:') || !path.endsWith('.ts') || path.includes('/node_modules/')) {
+    return nextLoad(url, context);
+  }
+  const file = fileURLToPath(path);
+  const emitted = join(OUT, relative(ROOT, file)).replace(/\.ts$/, '.js');
+  const [source, output] = await Promise.all([stat(file), stat(emitted).catch(() => undefined)]);
+  if (output !== undefined && output.mtimeMs >= source.mtimeMs) {
+    const code = await readFile(emitted, 'utf8');
+    // The comment tsc wrote is relative to .build/; the module's URL is the .ts file's.
+    const map = `//# sourceMappingURL=${pathToFileURL(`${emitted}.map`).href}\n`;
+    return { format: 'module', source: code.replace(SOURCE_MAP_COMMENT, map), shortCircuit: true };
+  }
+  return { format: 'module', source: await transpile(file), shortCircuit: true };
+}
+
+let compilerOptions;
+
+async function transpile(file) {
+  const ts = (await import('typescript')).default;
+  if (compilerOptions === undefined) {
+    const configFile = join(ROOT, 'tsconfig.test.json');
+    const { config } = ts.readConfigFile(configFile, ts.sys.readFile);
+    const parsed = ts.parseJsonConfigFileContent(config, ts.sys, ROOT, undefined, configFile);
+    compilerOptions = { ...parsed.options, noEmit: false, sourceMap: false, inlineSourceMap: true, inlineSources: true };
+  }
+  const text = await readFile(file, 'utf8');
+  return ts.transpileModule(text, { fileName: file, compilerOptions }).outputText;
+}
