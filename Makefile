@@ -4,8 +4,11 @@ NPM ?= npm
 
 .PHONY: run token test test-unit test-int build install typecheck lint format bench bench-binary bench-rewrite bench-builds clean
 
+# tap is built with its plugins (package.json's tap.plugin) here, not by its first run: a run that
+# rebuilds them still starts its test processes with the plugin set it had loaded itself.
 node_modules/.package-lock.json: package.json package-lock.json
 	$(NPM) ci --no-audit --no-fund
+	npx tap build
 	@touch $@
 
 install: node_modules/.package-lock.json

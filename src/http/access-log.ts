@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Interaction } from '../fhir/interaction.js';
-import { refusalCode } from '../lib/respond.js';
+import { refusalCode, refusalStatus } from '../lib/respond.js';
 import { AccessLineWriter } from '../logging/logger.js';
 import type { Principal } from '../security/checks.js';
 import type { RequestContext } from '../security/client.js';
@@ -91,7 +91,9 @@ export class AccessLog {
     if (this.metrics.enabled)
       this.metrics.exchangeEnded({
         interaction: i?.kind ?? 'unclassified',
-        outcome: metricOutcome(finished, status, code),
+        // A GraphQL answer is a 200 that may carry a refusal or a failure: judged by the error it
+        // carries, as the audit trail judges it.
+        outcome: metricOutcome(finished, refusalStatus(res) ?? status, code),
         status,
         code,
         seconds,

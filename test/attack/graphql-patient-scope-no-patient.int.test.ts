@@ -9,7 +9,7 @@ import t from 'tap';
 import { mintToken } from '../helpers/auth.js';
 import { PDF, stack } from '../helpers/binary-stack.js';
 import { signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
-import { codeOf, gqlJson, gqlUpload, storagePathOf } from '../helpers/graphql.js';
+import { codeOf, gqlJson, gqlUpload, restCreateStatus, storagePathOf } from '../helpers/graphql.js';
 
 const CREATE_DOC = `mutation($r: JSON!) { createDocumentReference(resource: $r) { id } }`;
 
@@ -19,18 +19,11 @@ t.test("patient/ scopes without a launch patient: no patient's compartment is op
   const auth = { authorization: `Bearer ${token}` };
 
   // REST: the same token cannot create a DocumentReference for patient 999 (nor for any patient).
-  const rest = await fetch(`${s.gw.base}/DocumentReference`, {
-    method: 'POST',
-    headers: { ...auth, 'content-type': 'application/fhir+json' },
-    body: JSON.stringify({
-      resourceType: 'DocumentReference',
-      status: 'current',
-      subject: { reference: 'Patient/999' },
-      content: [{ attachment: { url: 'http://x.test/a' } }],
-    }),
-  });
-  await rest.arrayBuffer();
-  t.equal(rest.status, 403, 'REST: a patient/ scope without a launch patient grants no create');
+  t.equal(
+    await restCreateStatus(s, auth, { subject: { reference: 'Patient/999' } }),
+    403,
+    'REST: a patient/ scope without a launch patient grants no create',
+  );
 
   const up = await gqlUpload(s, auth, PDF(20_000), { forEntity: 'Patient/999' });
   t.equal(codeOf(up), 'INSUFFICIENT_SCOPE', 'GraphQL uploadFile for Patient/999 is refused');

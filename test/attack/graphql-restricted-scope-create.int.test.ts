@@ -7,7 +7,7 @@ import t from 'tap';
 import { mintToken } from '../helpers/auth.js';
 import { PDF, stack } from '../helpers/binary-stack.js';
 import { signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
-import { codeOf, gqlJson, gqlUpload, storagePathOf } from '../helpers/graphql.js';
+import { codeOf, gqlJson, gqlUpload, restCreateStatus, storagePathOf } from '../helpers/graphql.js';
 
 const ALLOWED = 'http://loinc.org|34133-9';
 
@@ -17,19 +17,11 @@ t.test('a category-restricted create scope does not create other categories thro
   const auth = { authorization: `Bearer ${await mintToken(s.key, { claims: { sub: 'scribe', scope } })}` };
   const other = [{ coding: [{ system: 'http://loinc.org', code: '11488-4', display: 'Consult note' }] }];
 
-  const rest = await fetch(`${s.gw.base}/DocumentReference`, {
-    method: 'POST',
-    headers: { ...auth, 'content-type': 'application/fhir+json' },
-    body: JSON.stringify({
-      resourceType: 'DocumentReference',
-      status: 'current',
-      category: other,
-      subject: { reference: 'Patient/1' },
-      content: [{ attachment: { url: 'http://x.test/a' } }],
-    }),
-  });
-  await rest.arrayBuffer();
-  t.equal(rest.status, 403, 'REST: the restricted scope creates nothing of another category');
+  t.equal(
+    await restCreateStatus(s, auth, { category: other, subject: { reference: 'Patient/1' } }),
+    403,
+    'REST: the restricted scope creates nothing of another category',
+  );
 
   const storagePath = storagePathOf(await gqlUpload(s, auth, PDF(20_000)));
   const writes = () => s.up.requests.filter((r) => r.method === 'POST').length;

@@ -56,6 +56,25 @@ export async function gqlJson(
   return (await r.json()) as GqlBody;
 }
 
+/**
+ * The REST control of a GraphQL write: the same DocumentReference POSTed to the FHIR endpoint with
+ * the same token (an external attachment URL); the answer's status.
+ */
+export async function restCreateStatus(s: Stack, auth: Record<string, string>, fields: Record<string, unknown>): Promise<number> {
+  const r = await fetch(`${s.gw.base}/DocumentReference`, {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({
+      resourceType: 'DocumentReference',
+      status: 'current',
+      content: [{ attachment: { url: 'http://x.test/a' } }],
+      ...fields,
+    }),
+  });
+  await r.arrayBuffer();
+  return r.status;
+}
+
 /** The first error's catalogue code. */
 export const codeOf = (b: GqlBody): string | undefined => b.errors?.[0]?.extensions?.code;
 

@@ -2,8 +2,11 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { createdId, PDF, stack, upload } from '../helpers/binary-stack.js';
+import { mintToken } from '../helpers/auth.js';
+import { codeOf, gqlJson, gqlUpload } from '../helpers/graphql.js';
 import { createDocument } from '../helpers/lifecycle.js';
 import { eventually } from '../helpers/poll.js';
+import { signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
 
 const OPS = { observability: { listen: { host: '127.0.0.1', port: 0 } } };
 
@@ -90,6 +93,35 @@ t.test('after known traffic, /metrics on the observability listener counts it', 
   t.match(text, /fbg_build_info\{version="\d+\.\d+\.\d+",node="[\d.]+"\} 1/);
   t.match(text, /fbg_process_cpu_seconds_total/, 'process figures too');
   t.notMatch(text, new RegExp(id), 'no resource id in any label');
+});
+
+t.test('a GraphQL answer (HTTP 200) is counted by the error it carries: a refusal as refused, a store failure as failed', async (t) => {
+  const s = await stack(t, { ...OPS, graphql: { enabled: true }, signedUrls: signedUrlsConfig(urlKeys(t)) });
+  const auth = { authorization: `Bearer ${await mintToken(s.key, { claims: { sub: 'alice', scope: 'user/*.cruds files.write' } })}` };
+  const counted = async (outcome: string, code: string) =>
+    sample(await (await fetch(`${s.gw.observabilityUrl!}/metrics`)).text(), 'fbg_requests_total', {
+      interaction: 'operation',
+      outcome,
+      status: '2xx',
+      code,
+    });
+
+  const stored = await gqlUpload(s, auth, PDF(5_000));
+  t.equal(codeOf(stored), undefined, 'an upload that works');
+  const unknown = await gqlJson(s, auth, 'mutation($id: ID!) { refreshFileUrl(fileId: $id) { url } }', { id: 'f'.repeat(32) });
+  t.equal(codeOf(unknown), 'NOT_FOUND');
+  // The store cannot take a write: its directory is a file now.
+  rmSync(s.gw.blobDir, { recursive: true, force: true });
+  writeFileSync(s.gw.blobDir, 'not a directory');
+  t.teardown(() => rmSync(s.gw.blobDir, { force: true }));
+  const failed = await gqlUpload(s, auth, PDF(5_000));
+  t.equal(codeOf(failed), 'STORAGE_UNAVAILABLE');
+  t.equal(failed.errors?.[0]?.extensions?.status, 503);
+
+  await eventually(async () => (await counted('failed', 'STORAGE_UNAVAILABLE')) === 1, 'the store failure: failed, by its 503');
+  t.equal(await counted('refused', 'NOT_FOUND'), 1, 'the unknown file: refused, by its 404');
+  t.equal(await counted('success', ''), 1, 'the upload that worked');
+  t.equal(await counted('refused', 'STORAGE_UNAVAILABLE'), 0, 'a 5xx carried in a 200 is not a refusal');
 });
 
 t.test('readiness names each dependency; a failing one is named, logged once, and /readyz on the public port says which', async (t) => {
