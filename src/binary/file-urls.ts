@@ -4,6 +4,7 @@ import { parseAttachmentPath } from '../fhir/attachment-path.js';
 import { findBlobRef, type BlobRef } from '../fhir/blob-reference.js';
 import { readStoredRefs } from '../rewrite/stored-refs.js';
 import type { Interaction } from '../fhir/interaction.js';
+import { contentDisposition, DOWNLOAD_NAME, downloadNameRule } from '../lib/download-name.js';
 import { parseDuration } from '../lib/duration.js';
 import { etagMatches } from '../lib/range.js';
 import { Exchange } from '../security/exchange.js';
@@ -14,7 +15,6 @@ import { checkRule } from '../security/reach.js';
 import type { Settings } from '../security/settings.js';
 import type { IssueRequest, UrlSigner, VerifiedUrl } from '../signed/signer.js';
 import type { BlobInfo, StoreUrlGap } from '../storage/blob-store.js';
-import { UPLOAD_FILENAME } from '../storage/meta.js';
 import { parseSpan } from '../lib/ip.js';
 import { noteUrlGrant } from '../lib/blob-events.js';
 import { urlIdOf } from '../signed/signature.js';
@@ -572,8 +572,7 @@ export function contentWriteRulesOf(settings: Settings, type: string, id: string
 function disposition(kind: string | null, filename: string | null, contentType: string | undefined): string {
   if (kind !== null && kind !== 'attachment' && kind !== 'inline')
     throw new GatewayError('BAD_REQUEST', "'disposition' is attachment or inline");
-  if (filename !== null && !UPLOAD_FILENAME.test(filename))
-    throw new GatewayError('BAD_REQUEST', "'filename' may hold letters, digits, '.', '_', '-' and spaces (at most 128)");
+  if (filename !== null && !DOWNLOAD_NAME.test(filename)) throw new GatewayError('BAD_REQUEST', downloadNameRule("'filename'"));
   const inline = kind === 'inline' && contentType !== undefined && !isActiveContent(contentType);
-  return `${inline ? 'inline' : 'attachment'}${filename !== null ? `; filename="${filename}"` : ''}`;
+  return contentDisposition(inline ? 'inline' : 'attachment', filename ?? undefined);
 }

@@ -6,13 +6,13 @@ import { storeFailure } from '../errors/map.js';
 import type { Interaction } from '../fhir/interaction.js';
 import { isResourceType, RELATIVE_REFERENCE } from '../fhir/resource-types.js';
 import { noteUrlGrant } from '../lib/blob-events.js';
+import { contentDisposition, DOWNLOAD_NAME, downloadNameRule } from '../lib/download-name.js';
 import { parseDuration } from '../lib/duration.js';
 import { parseSpan } from '../lib/ip.js';
 import { checkRule } from '../security/reach.js';
 import { grantsCreateOf, missingScopes } from '../security/scopes.js';
 import type { Exchange } from '../security/exchange.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
-import { UPLOAD_FILENAME } from '../storage/meta.js';
 import { uploadPurpose } from '../binary/file-metadata.js';
 import { contentRulesOf, type FileUrls } from '../binary/file-urls.js';
 import type { FilePart } from './multipart.js';
@@ -140,8 +140,7 @@ export class FilesApi {
     if (ips.length > 1) throw new GatewayError('BAD_REQUEST', 'allowedIps takes one address or range (a signed URL carries one)');
     if (ips[0] !== undefined && !parseSpan(ips[0]))
       throw new GatewayError('BAD_REQUEST', `'${ips[0].slice(0, 64)}' is not an address or range`);
-    if (args.filename != null && !UPLOAD_FILENAME.test(args.filename))
-      throw new GatewayError('BAD_REQUEST', "filename may hold letters, digits, '.', '_', '-' and spaces (at most 128)");
+    if (args.filename != null && !DOWNLOAD_NAME.test(args.filename)) throw new GatewayError('BAD_REQUEST', downloadNameRule('filename'));
     // Refused before the file is read (X-File-Metadata; BlobLifecycle tags the blob with it).
     uploadPurpose(x.req.headers, x.settings.config.content.purposes);
     const by = uploaderOf(x);
@@ -259,7 +258,7 @@ export class FilesApi {
       sip,
       httpAllowed: !https,
       contentType: info.contentType,
-      disposition: `attachment${filename ? `; filename="${filename}"` : ''}`,
+      disposition: contentDisposition('attachment', filename || undefined),
     });
     noteUrlGrant(x.ctx, {
       url: issued.urlId,

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { DOWNLOAD_NAME } from '../lib/download-name.js';
 import {
   blobUnreadable,
   CLAIM_NOTE_MAX,
@@ -162,7 +163,7 @@ function parseRecord(text: string, expectedId: string): { info: BlobInfo; driver
       !INTENT.test(upload.for) ||
       !upload.for.includes('/') ||
       (upload.override !== undefined && upload.override !== true) ||
-      (upload.filename !== undefined && (typeof upload.filename !== 'string' || !UPLOAD_FILENAME.test(upload.filename))) ||
+      (upload.filename !== undefined && (typeof upload.filename !== 'string' || !DOWNLOAD_NAME.test(upload.filename))) ||
       (upload.ip !== undefined && (typeof upload.ip !== 'string' || !UPLOAD_IP.test(upload.ip))))
   )
     throw new Error('blob metadata: bad upload');
@@ -220,11 +221,7 @@ export function parseClaim(text: string | undefined, name: string): Claim | unde
   }
 }
 
-/**
- * A download name for Content-Disposition that needs no quoting rules (letters, digits, `._-`,
- * spaces), as `$file-url` and the files API take one; and an address or CIDR range.
- */
-export const UPLOAD_FILENAME = /^[\w .-]{1,128}$/;
+/** An upload's address or CIDR range (its download name is a DOWNLOAD_NAME). */
 const UPLOAD_IP = /^[0-9A-Fa-f:.]{2,45}(?:\/\d{1,3})?$/;
 
 /** A record's upload, field by field (nothing else a record might carry comes along). */

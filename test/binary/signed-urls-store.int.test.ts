@@ -41,13 +41,17 @@ const statusOf = (p: Promise<unknown>) =>
   );
 
 const params = fileUrlParams;
+/** `filename=scan Müller.pdf` as the URL pins it: an ASCII fallback, then RFC 8187's filename*. */
+const UNICODE_DISPOSITION = `attachment; filename="scan Muller.pdf"; filename*=UTF-8''scan%20M%C3%BCller.pdf`;
 
 t.test(
   'S3: a presigned GET the S3 server verifies; same bytes, pinned type and disposition; tampered or expired refused by S3',
   async (t) => {
     const { s, srv } = await s3Stack(t);
     const { id, pdf } = await pdfBinary(s);
-    const r = await fetch(`${s.gw.base}/Binary/${id}/$file-url?via=store&window=10m&filename=scan.pdf`, { headers: s.auth });
+    const r = await fetch(`${s.gw.base}/Binary/${id}/$file-url?via=store&window=10m&filename=${encodeURIComponent('scan Müller.pdf')}`, {
+      headers: s.auth,
+    });
     t.equal(r.status, 200);
     const got = await params(r);
     t.equal(got['via'], 'store');
@@ -61,7 +65,7 @@ t.test(
     t.equal(d.status, 200);
     t.equal(sha256(Buffer.from(await d.arrayBuffer())), sha256(pdf), 'identical bytes');
     t.equal(d.headers.get('content-type'), 'application/pdf');
-    t.equal(d.headers.get('content-disposition'), 'attachment; filename="scan.pdf"');
+    t.equal(d.headers.get('content-disposition'), UNICODE_DISPOSITION, 'a name in another script pinned by S3 too');
     const seen = srv.requests.slice(before).find((x) => x.method === 'GET');
     t.equal(seen?.authenticated, true, 'S3 checked the signature');
 
@@ -159,7 +163,10 @@ t.test('Azure: a blob SAS the Azure SDK follows against azurite; refused once it
     }),
   });
   const { id, pdf } = await pdfBinary(s);
-  const r = await fetch(`${s.gw.base}/Binary/${id}/$file-url?via=store&window=10m&ip=127.0.0.0/24&filename=scan.pdf`, { headers: s.auth });
+  const r = await fetch(
+    `${s.gw.base}/Binary/${id}/$file-url?via=store&window=10m&ip=127.0.0.0/24&filename=${encodeURIComponent('scan Müller.pdf')}`,
+    { headers: s.auth },
+  );
   t.equal(r.status, 200);
   const url = (await params(r))['url']!;
   t.ok(url.startsWith(`${az.blobEndpoint}/fhir-blobs/blobs/`), 'served by the store');
@@ -169,7 +176,7 @@ t.test('Azure: a blob SAS the Azure SDK follows against azurite; refused once it
   t.equal(q.get('sip'), '127.0.0.0-127.0.0.255', 'the CIDR range as Azure spells a range');
   t.equal(q.get('spr'), 'https,http', 'plain HTTP only because the rule lets it in');
   t.equal(q.get('rsct'), 'application/pdf');
-  t.equal(q.get('rscd'), 'attachment; filename="scan.pdf"');
+  t.equal(q.get('rscd'), UNICODE_DISPOSITION);
   t.ok(q.get('st') && q.get('se') && q.get('sig'));
 
   // The Azure SDK itself follows the URL (anonymous client: the SAS is the only credential).
@@ -177,7 +184,7 @@ t.test('Azure: a blob SAS the Azure SDK follows against azurite; refused once it
   const got = await blob.downloadToBuffer();
   t.equal(sha256(got), sha256(pdf), 'identical bytes through the SDK');
   const props = await blob.getProperties();
-  t.equal(props.contentDisposition, 'attachment; filename="scan.pdf"');
+  t.equal(props.contentDisposition, UNICODE_DISPOSITION, 'a name in another script pinned by the SAS');
 
   const tampered = new BlobClient(url.replace(/sp=r/, 'sp=rw'));
   t.equal(await statusOf(tampered.downloadToBuffer()), 403, 'a widened permission fails the signature');

@@ -30,7 +30,11 @@ t.test('a page on another origin shows a signed <img> and downloads a signed <a 
   const png = pngOfAtLeast(100_000);
   const pdf = PDF(120_000);
   const imgUrl = await fileUrl(s, `Binary/${await binary(s, png, 'image/png')}/$file-url?disposition=inline`);
-  const pdfUrl = await fileUrl(s, `Binary/${await binary(s, pdf, 'application/pdf')}/$file-url?filename=report.pdf`);
+  // A name with an accent and Japanese: sent as RFC 8187's filename*, which the browser saves by.
+  const pdfUrl = await fileUrl(
+    s,
+    `Binary/${await binary(s, pdf, 'application/pdf')}/$file-url?filename=${encodeURIComponent('Befund Müller 検査.pdf')}`,
+  );
   const unsigned = imgUrl.replace(/&sig=.*/, '&sig=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA');
 
   const page = `<!doctype html><html><body>
@@ -72,7 +76,7 @@ t.test('a page on another origin shows a signed <img> and downloads a signed <a 
   ).catch(() => undefined);
   t.ok(file, 'a file was downloaded');
   if (file) {
-    t.equal(file.name, 'report.pdf', 'named by the pinned Content-Disposition');
+    t.equal(file.name, 'Befund Müller 検査.pdf', "named by the pinned Content-Disposition's filename*");
     t.equal(sha256(readFileSync(join(downloads, file.name))), sha256(pdf), 'the identical bytes');
   }
 });

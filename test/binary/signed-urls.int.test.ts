@@ -458,6 +458,25 @@ t.test('an attachment of a DocumentReference: issued by path, followed; content 
     },
   );
   t.equal(bad.status, 400, 'a filename that would need quoting is refused');
+  t.match(await bad.text(), /'filename' may hold letters and digits \(any script\)/);
+  // A name in another script: an ASCII header, the name itself in RFC 8187's filename*.
+  const named = await issue(
+    s,
+    `DocumentReference/${id}/$file-url?path=DocumentReference.content[1].attachment&filename=${encodeURIComponent('Befund Müller 検査.pdf')}`,
+  );
+  const n = await fetch(named.url);
+  t.equal(n.status, 200);
+  t.equal(
+    n.headers.get('content-disposition'),
+    `attachment; filename="Befund Muller __.pdf"; filename*=UTF-8''Befund%20M%C3%BCller%20%E6%A4%9C%E6%9F%BB.pdf`,
+  );
+  await n.arrayBuffer();
+  const reordering = await fetch(
+    `${s.gw.base}/DocumentReference/${id}/$file-url?path=DocumentReference.content[1].attachment&filename=${encodeURIComponent('\u202Efdp.exe')}`,
+    { headers: s.auth },
+  );
+  t.equal(reordering.status, 400, 'a right-to-left override is refused');
+  await reordering.arrayBuffer();
 });
 
 t.test("a URL names its content through the resource it was issued for: another resource's path reads nothing", async (t) => {

@@ -7,10 +7,13 @@ import { PDF, sha256, stack, type Stack } from '../helpers/binary-stack.js';
 import { signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
 
 const UPLOAD = `mutation Up($file: Upload!, $type: String!, $for: String!, $security: FileSecurity) {
-  uploadFile(forEntity: $for, data: $file, filename: "scan.pdf", contentType: $type, security: $security) {
+  uploadFile(forEntity: $for, data: $file, filename: "Röntgen scan.pdf", contentType: $type, security: $security) {
     fileId url storagePath sasToken expiresAt hashSha256 size contentType
   }
 }`;
+
+/** The upload's filename as the URL pins it: ASCII fallback, then RFC 8187's filename*. */
+const SCAN_DISPOSITION = `attachment; filename="Rontgen scan.pdf"; filename*=UTF-8''R%C3%B6ntgen%20scan.pdf`;
 
 interface GqlAnswer {
   status: number;
@@ -89,7 +92,7 @@ t.test('uploadFile streams a PDF into the store; its URL serves the identical by
   const followed = await fetch(String(f['url']).replace('http://gateway.test', s.gw.url));
   t.equal(followed.status, 200);
   t.equal(sha256(Buffer.from(await followed.arrayBuffer())), sha256(pdf), 'the identical bytes, no token');
-  t.equal(followed.headers.get('content-disposition'), 'attachment; filename="scan.pdf"');
+  t.equal(followed.headers.get('content-disposition'), SCAN_DISPOSITION, 'the filename, in any script');
 
   const info = await query(
     s,
@@ -127,7 +130,7 @@ t.test('uploadFile streams a PDF into the store; its URL serves the identical by
   const again = await fetch(String(r['url']).replace('http://gateway.test', s.gw.url));
   t.equal(sha256(Buffer.from(await again.arrayBuffer())), sha256(pdf));
   t.equal(new URL(String(r['url'])).searchParams.get('sip'), '127.0.0.0/8', "a refresh keeps the upload's address range");
-  t.equal(again.headers.get('content-disposition'), 'attachment; filename="scan.pdf"', 'and its filename');
+  t.equal(again.headers.get('content-disposition'), SCAN_DISPOSITION, 'and its filename');
   const notMine = await query(s, bob, 'mutation($id: ID!) { refreshFileUrl(fileId: $id) { url } }', { id: f['fileId'] });
   t.equal(codeOf(notMine), 'NOT_FOUND', 'refreshing is for the uploader');
 

@@ -4,10 +4,10 @@
 // anonymously, and payload hashes are not checked against the body). It keeps objects as files,
 // so what it holds can be read straight off the disk: that is the most honest residue there is.
 //
-// s3rver 4.0.4 falls short of S3 in five ways that this file makes up for, each documented below
+// s3rver 4.0.4 falls short of S3 in six ways that this file makes up for, each documented below
 // and each narrowed to exactly the requests it concerns: it answers AbortMultipartUpload with 405;
 // it cannot verify the signature of a bucket-level request the SDK sends as `/bucket/?…`
-// (ListObjectsV2); its ListObjectsV2 continuation tokens use single DES, which Node 20's OpenSSL 3
+// (ListObjectsV2), nor of one whose query holds `!'()*` (its canonical query is not RFC 3986); its ListObjectsV2 continuation tokens use single DES, which Node 20's OpenSSL 3
 // refuses; it answers `Range: bytes=0-0` with the whole object; and it ignores `If-None-Match: *`
 // on PutObject (S3's conditional write, since 2024).
 import { readdirSync, readFileSync, rmSync, statSync, mkdtempSync } from 'node:fs';
@@ -44,7 +44,7 @@ export interface S3rver {
 const S3rverClass = require('@20minutes/s3rver') as new (options: Record<string, unknown>) => S3rver;
 const S3Error = require('@20minutes/s3rver/lib/models/error') as new (code: string, message: string) => Error;
 const sigV4 = require('@20minutes/s3rver/lib/signature/v4') as {
-  getStringToSign: (canonical: { uri: string; headers: object }, request: unknown) => string;
+  getStringToSign: (canonical: { uri: string; headers: object; querystring?: unknown }, request: unknown) => string;
 };
 
 /** s3rver's built-in account (lib/models/account.js: DUMMY_ACCOUNT.createKeyPair('S3RVER', 'S3RVER')). */
@@ -245,11 +245,31 @@ function signBucketPathsWithTheirSlash(): void {
   if (slashPatched) return;
   slashPatched = true;
   const { getStringToSign } = sigV4;
-  sigV4.getStringToSign = (canonical, request) =>
-    getStringToSign(
-      trailingSlash.has(canonical.headers) && !canonical.uri.endsWith('/') ? { ...canonical, uri: `${canonical.uri}/` } : canonical,
-      request,
-    );
+  sigV4.getStringToSign = (canonical, request) => {
+    const uri = trailingSlash.has(canonical.headers) && !canonical.uri.endsWith('/') ? `${canonical.uri}/` : canonical.uri;
+    return getStringToSign({ ...canonical, uri, querystring: rfc3986Query(canonical.querystring) }, request);
+  };
+}
+
+const rfc3986 = (s: string): string => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+
+/**
+ * SigV4's canonical query string encodes names and values by RFC 3986 (everything but
+ * `A-Za-z0-9-_.~`); s3rver encodes them with encodeURIComponent (lib/middleware/authentication.js),
+ * which leaves `!'()*` as they are. A presigned URL whose query holds one (RFC 8187's
+ * `filename*=UTF-8''…` in response-content-disposition) fails s3rver's check though S3 accepts it:
+ * re-encode the query the way SigV4 says, and sort it again.
+ */
+function rfc3986Query(querystring: unknown): unknown {
+  if (typeof querystring !== 'string' || querystring === '') return querystring;
+  return querystring
+    .split('&')
+    .map((pair) => {
+      const at = pair.indexOf('=');
+      return `${rfc3986(decodeURIComponent(pair.slice(0, at)))}=${rfc3986(decodeURIComponent(pair.slice(at + 1)))}`;
+    })
+    .sort()
+    .join('&');
 }
 
 /**
