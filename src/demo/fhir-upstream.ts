@@ -22,6 +22,7 @@ import {
   wantsRawBinary,
   type Resource,
 } from './fhir-wire.js';
+import { readSlimDefinitions } from './definitions-cache.js';
 
 export interface RecordedRequest {
   method: string;
@@ -178,7 +179,8 @@ async function loadMedplum() {
     import('@medplum/fhir-router'),
   ]);
   core.indexStructureDefinitionBundle(definitions.readJson('fhir/r4/profiles-types.json'));
-  core.indexStructureDefinitionBundle(definitions.readJson('fhir/r4/profiles-resources.json'));
+  const resources = readSlimDefinitions(definitions.getDataDir(), 'fhir/r4/profiles-resources.json');
+  core.indexStructureDefinitionBundle(resources as Parameters<typeof core.indexStructureDefinitionBundle>[0]);
   for (const file of definitions.SEARCH_PARAMETER_BUNDLE_FILES) {
     core.indexSearchParameterBundle(definitions.readJson(file));
   }
