@@ -4,7 +4,7 @@ import { parseAttachmentPath } from '../fhir/attachment-path.js';
 import { findBlobRef, type BlobRef } from '../fhir/blob-reference.js';
 import { readStoredRefs } from '../rewrite/stored-refs.js';
 import type { Interaction } from '../fhir/interaction.js';
-import { contentDisposition, DOWNLOAD_NAME, downloadNameRule } from '../lib/download-name.js';
+import { contentDisposition, downloadNameRule, isDownloadName } from '../lib/download-name.js';
 import { parseDuration } from '../lib/duration.js';
 import { etagMatches } from '../lib/range.js';
 import { Exchange } from '../security/exchange.js';
@@ -572,7 +572,7 @@ export function contentWriteRulesOf(settings: Settings, type: string, id: string
 function disposition(kind: string | null, filename: string | null, contentType: string | undefined): string {
   if (kind !== null && kind !== 'attachment' && kind !== 'inline')
     throw new GatewayError('BAD_REQUEST', "'disposition' is attachment or inline");
-  if (filename !== null && !DOWNLOAD_NAME.test(filename)) throw new GatewayError('BAD_REQUEST', downloadNameRule("'filename'"));
+  if (filename !== null && !isDownloadName(filename)) throw new GatewayError('BAD_REQUEST', downloadNameRule("'filename'"));
   const inline = kind === 'inline' && contentType !== undefined && !isActiveContent(contentType);
   return contentDisposition(inline ? 'inline' : 'attachment', filename ?? undefined);
 }

@@ -16,6 +16,8 @@ interface Bundle {
 }
 
 const DEFINITION_FIELDS = ['text', 'differential'] as const;
+/** Names the cached copies: raise it whenever what slimDefinitions drops changes. */
+const SLIM_VERSION = 1;
 const ELEMENT_FIELDS = ['comment', 'requirements', 'mapping'] as const;
 
 /** The bundle without the documentation fields above. */
@@ -43,9 +45,10 @@ export function readSlimDefinitions(
 ): Bundle {
   const source = join(dataDir, file);
   const { size, mtimeMs } = statSync(source);
-  const cached = join(cacheDir, `${size}-${Math.trunc(mtimeMs)}-${file.replaceAll('/', '_')}`);
+  const cached = join(cacheDir, `slim${SLIM_VERSION}-${size}-${Math.trunc(mtimeMs)}-${file.replaceAll('/', '_')}`);
   try {
-    return JSON.parse(readFileSync(cached, 'utf8')) as Bundle;
+    const copy = JSON.parse(readFileSync(cached, 'utf8')) as Bundle;
+    if (Array.isArray(copy.entry)) return copy;
   } catch {
     // Not cached yet (or unreadable): made below.
   }

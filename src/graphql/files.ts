@@ -6,7 +6,7 @@ import { storeFailure } from '../errors/map.js';
 import type { Interaction } from '../fhir/interaction.js';
 import { isResourceType, RELATIVE_REFERENCE } from '../fhir/resource-types.js';
 import { noteUrlGrant } from '../lib/blob-events.js';
-import { contentDisposition, DOWNLOAD_NAME, downloadNameRule } from '../lib/download-name.js';
+import { contentDisposition, downloadNameRule, isDownloadName } from '../lib/download-name.js';
 import { parseDuration } from '../lib/duration.js';
 import { parseSpan } from '../lib/ip.js';
 import { checkRule } from '../security/reach.js';
@@ -140,7 +140,7 @@ export class FilesApi {
     if (ips.length > 1) throw new GatewayError('BAD_REQUEST', 'allowedIps takes one address or range (a signed URL carries one)');
     if (ips[0] !== undefined && !parseSpan(ips[0]))
       throw new GatewayError('BAD_REQUEST', `'${ips[0].slice(0, 64)}' is not an address or range`);
-    if (args.filename != null && !DOWNLOAD_NAME.test(args.filename)) throw new GatewayError('BAD_REQUEST', downloadNameRule('filename'));
+    if (args.filename != null && !isDownloadName(args.filename)) throw new GatewayError('BAD_REQUEST', downloadNameRule('filename'));
     // Refused before the file is read (X-File-Metadata; BlobLifecycle tags the blob with it).
     uploadPurpose(x.req.headers, x.settings.config.content.purposes);
     const by = uploaderOf(x);

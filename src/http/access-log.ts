@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Span } from '@opentelemetry/api';
+import { SpanStatusCode, type Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Interaction } from '../fhir/interaction.js';
 import { refusalCode, refusalStatus } from '../lib/respond.js';
@@ -86,14 +86,15 @@ export class AccessLog {
     const code = rec.code ?? refusalCode(res);
     const seconds = (performance.now() - rec.startedAt) / 1000;
     const { bytesIn, bytesOut } = connectionShare(res.socket ?? res.req.socket);
-    if (rec.span) endServerSpan(rec.span, rec, status, code, finished);
+    const carried = refusalStatus(res);
+    if (rec.span) endServerSpan(rec.span, rec, status, code, finished, carried);
     if (this.metrics.enabled && ctx) contentFigures(ctx, this.metrics);
     if (this.metrics.enabled)
       this.metrics.exchangeEnded({
         interaction: i?.kind ?? 'unclassified',
         // A GraphQL answer is a 200 that may carry a refusal or a failure: judged by the error it
         // carries, as the audit trail judges it.
-        outcome: metricOutcome(finished, refusalStatus(res) ?? status, code),
+        outcome: metricOutcome(finished, carried ?? status, code),
         status,
         code,
         seconds,
@@ -155,7 +156,14 @@ function contentFigures(ctx: RequestContext, metrics: Metrics): void {
 }
 
 /** The request's span, named by what the request was (known only now: a Bundle's type comes from its body). */
-function endServerSpan(span: Span, rec: AccessRecord, status: number, code: string | undefined, finished: boolean): void {
+function endServerSpan(
+  span: Span,
+  rec: AccessRecord,
+  status: number,
+  code: string | undefined,
+  finished: boolean,
+  carried: number | undefined,
+): void {
   const i = rec.interaction;
   if (i) span.updateName(`${i.kind}${i.resourceType ? ` ${i.resourceType}` : ''}${i.operation ? ` $${i.operation}` : ''}`);
   span.setAttributes({
@@ -165,6 +173,8 @@ function endServerSpan(span: Span, rec: AccessRecord, status: number, code: stri
     ...(code ? { 'fbg.code': code } : {}),
     ...(finished ? {} : { 'fbg.aborted': true }),
   });
+  // The HTTP status as sent; a 5xx carried in a 200 (a GraphQL field error) still marks the span failed.
+  if (carried !== undefined && carried >= 500) span.setStatus({ code: SpanStatusCode.ERROR, message: code ?? 'failed' });
   endSpan(span, status);
 }
 

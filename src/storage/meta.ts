@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { DOWNLOAD_NAME } from '../lib/download-name.js';
+import { isDownloadName } from '../lib/download-name.js';
 import {
   blobUnreadable,
   CLAIM_NOTE_MAX,
@@ -73,7 +73,14 @@ export function patchInfo(info: BlobInfo, patch: MetaPatch, now = new Date()): B
 export type DriverMeta = Readonly<Record<string, string | number>>;
 
 export function serializeMeta(info: BlobInfo, driver: DriverMeta = {}): string {
-  return JSON.stringify({ v: META_VERSION, ...info, owner: info.owner ?? null, driver });
+  const { upload, ...rest } = info;
+  return JSON.stringify({
+    v: META_VERSION,
+    ...rest,
+    ...(upload ? { upload: storedUpload(upload) } : {}),
+    owner: info.owner ?? null,
+    driver,
+  });
 }
 
 const STATES: readonly BlobState[] = ['pending', 'linked', 'unlinked', 'quarantined'];
@@ -151,7 +158,7 @@ function parseRecord(text: string, expectedId: string): { info: BlobInfo; driver
   const retainUntil = optional('retainUntil', (v) => !Number.isNaN(Date.parse(v)));
   // Half a retention is no retention: an unlinked blob without both would never expire, or expire unclassed.
   if ((retention === undefined) !== (retainUntil === undefined)) throw new Error('blob metadata: retention without retainUntil');
-  const upload = o.upload as Partial<BlobUpload> | undefined;
+  const upload = o.upload as (Partial<BlobUpload> & { name?: unknown }) | undefined;
   if (
     upload !== undefined &&
     (typeof upload !== 'object' ||
@@ -163,7 +170,8 @@ function parseRecord(text: string, expectedId: string): { info: BlobInfo; driver
       !INTENT.test(upload.for) ||
       !upload.for.includes('/') ||
       (upload.override !== undefined && upload.override !== true) ||
-      (upload.filename !== undefined && (typeof upload.filename !== 'string' || !DOWNLOAD_NAME.test(upload.filename))) ||
+      (upload.filename !== undefined && (typeof upload.filename !== 'string' || !storedName(upload.filename))) ||
+      (upload.name !== undefined && (typeof upload.name !== 'string' || !isDownloadName(upload.name))) ||
       (upload.ip !== undefined && (typeof upload.ip !== 'string' || !UPLOAD_IP.test(upload.ip))))
   )
     throw new Error('blob metadata: bad upload');
@@ -188,7 +196,9 @@ function parseRecord(text: string, expectedId: string): { info: BlobInfo; driver
       ...(intent ? { intent } : {}),
       ...(purpose ? { purpose } : {}),
       ...(retention && retainUntil ? { retention, retainUntil } : {}),
-      ...(upload ? { upload: uploadOf(upload as BlobUpload) } : {}),
+      ...(upload
+        ? { upload: uploadOf({ ...(upload as BlobUpload), ...(typeof upload.name === 'string' ? { filename: upload.name } : {}) }) }
+        : {}),
     },
     driver,
   };
@@ -221,7 +231,22 @@ export function parseClaim(text: string | undefined, name: string): Claim | unde
   }
 }
 
-/** An upload's address or CIDR range (its download name is a DOWNLOAD_NAME). */
+/**
+ * Download names as records held them before names in any script: a gateway of that time reads
+ * a record only if its `filename` fits this, so a name that does not is stored as `name`, which
+ * such a gateway passes over (a rollback loses the name, not the blob).
+ */
+const LEGACY_NAME = /^[\w .-]{1,128}$/;
+const storedName = (name: string): boolean => LEGACY_NAME.test(name) || isDownloadName(name);
+
+/** The upload as a record stores it (see LEGACY_NAME). */
+function storedUpload(u: BlobUpload): Record<string, unknown> {
+  const { filename, ...rest } = uploadOf(u);
+  if (filename === undefined) return rest;
+  return LEGACY_NAME.test(filename) ? { ...rest, filename } : { ...rest, name: filename };
+}
+
+/** An upload's address or CIDR range. */
 const UPLOAD_IP = /^[0-9A-Fa-f:.]{2,45}(?:\/\d{1,3})?$/;
 
 /** A record's upload, field by field (nothing else a record might carry comes along). */

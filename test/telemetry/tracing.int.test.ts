@@ -1,8 +1,12 @@
-import { context, SpanKind, trace } from '@opentelemetry/api';
+import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import t from 'tap';
+import { rmSync, writeFileSync } from 'node:fs';
+import { mintToken } from '../helpers/auth.js';
 import { PDF, stack, upload } from '../helpers/binary-stack.js';
+import { codeOf, gqlUpload } from '../helpers/graphql.js';
+import { signedUrlsConfig, urlKeys } from '../helpers/signed-urls.js';
 
 // The host's tracer provider (exporter `none`: the gateway uses whatever the process registered),
 // here an in-memory one, with the context manager that carries a request's span across awaits.
@@ -58,6 +62,32 @@ t.test('a server span per request, child of the client’s; the upstream and sto
   t.equal(call.parentSpanContext?.spanId, root.spanContext().spanId);
   const searched = s.up.requests.filter((q) => q.url.startsWith('/fhir/Patient')).at(-1);
   t.equal(searched?.headers['traceparent'], `00-${root.spanContext().traceId}-${call.spanContext().spanId}-01`);
+});
+
+t.test('a GraphQL answer carrying a store failure (HTTP 200) ends its server span in error', async (t) => {
+  const s = await stack(t, {
+    observability: { tracing: { enabled: true, exporter: 'none' } },
+    graphql: { enabled: true },
+    signedUrls: signedUrlsConfig(urlKeys(t)),
+  });
+  const auth = { authorization: `Bearer ${await mintToken(s.key, { claims: { sub: 'alice', scope: 'user/*.cruds files.write' } })}` };
+  exporter.reset();
+  t.equal(codeOf(await gqlUpload(s, auth, PDF(5_000))), undefined);
+  rmSync(s.gw.blobDir, { recursive: true, force: true });
+  writeFileSync(s.gw.blobDir, 'not a directory');
+  t.teardown(() => rmSync(s.gw.blobDir, { force: true }));
+  t.equal(codeOf(await gqlUpload(s, auth, PDF(5_000))), 'STORAGE_UNAVAILABLE');
+  const servers = exporter.getFinishedSpans().filter((x) => x.kind === SpanKind.SERVER);
+  t.equal(servers.length, 2);
+  t.same(
+    servers.map((x) => [x.attributes['http.response.status_code'], x.status.code]),
+    [
+      [200, SpanStatusCode.UNSET],
+      [200, SpanStatusCode.ERROR],
+    ],
+    'the HTTP status as sent; the carried 503 marks the second span failed',
+  );
+  t.equal(servers[1].attributes['fbg.code'], 'STORAGE_UNAVAILABLE');
 });
 
 t.test('tracing off: no spans, and the client’s traceparent reaches the upstream as it came', async (t) => {

@@ -31,12 +31,30 @@ export async function load(url, context, nextLoad) {
   }
   const file = fileURLToPath(path);
   const emitted = join(OUT, relative(ROOT, file)).replace(/\.ts$/, '.js');
-  const [source, output] = await Promise.all([stat(file), stat(emitted).catch(() => undefined)]);
-  if (output !== undefined && output.mtimeMs >= source.mtimeMs) {
+  const [source, output, built] = await Promise.all([stat(file), stat(emitted).catch(() => undefined), buildStart()]);
+  // Output of the last complete typecheck, of a source not touched since that run began.
+  if (output !== undefined && built !== undefined && source.mtimeMs < built && output.mtimeMs >= built) {
     const [code, map] = await Promise.all([readFile(emitted, 'utf8'), readFile(`${emitted}.map`, 'utf8')]);
     return { format: 'module', source: code.replace(SOURCE_MAP_COMMENT, inlineMap(map, file)), shortCircuit: true };
   }
   return { format: 'module', source: await transpile(file), shortCircuit: true };
+}
+
+let started;
+
+/**
+ * When the last complete `make typecheck` began (.build/.stamp, see the Makefile), or undefined
+ * when there was none or a compiler setting changed since: then nothing in .build/ is used.
+ */
+function buildStart() {
+  started ??= (async () => {
+    const [stamp, ...configs] = await Promise.all(
+      ['.build/.stamp', 'tsconfig.json', 'tsconfig.test.json'].map((f) => stat(join(ROOT, f)).catch(() => undefined)),
+    );
+    if (stamp === undefined || configs.some((c) => c === undefined || c.mtimeMs >= stamp.mtimeMs)) return undefined;
+    return stamp.mtimeMs;
+  })();
+  return started;
 }
 
 /**

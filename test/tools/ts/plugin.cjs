@@ -6,9 +6,6 @@
 // right without a rebuild. `preload` puts this loader first on node's command line, innermost
 // of the module hooks, so tap's coverage hook (processinfo) sees the JavaScript and its source
 // map, exactly as it saw ts-node's.
-const { pathToFileURL } = require('node:url');
-const { join } = require('node:path');
-
-exports.importLoader = pathToFileURL(join(__dirname, 'register.mjs')).href;
+exports.importLoader = 'tap-prebuilt-ts/register';
 exports.preload = true;
 exports.testFileExtensions = ['ts'];
