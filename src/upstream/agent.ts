@@ -1,6 +1,10 @@
 import http from 'node:http';
 import https from 'node:https';
+import type { Duplex } from 'node:stream';
 import type { GatewayConfig } from '../config/types.js';
+import { GatewayError } from '../errors/catalogue.js';
+
+type CreateConnection = (options: object, callback: (err: Error | null, socket: Duplex) => void) => Duplex | undefined;
 
 /**
  * The keep-alive connection pool to the upstream, shared by forwarded traffic and the gateway's
@@ -8,7 +12,33 @@ import type { GatewayConfig } from '../config/types.js';
  */
 export function upstreamAgent(base: string, upstream: GatewayConfig['upstream']): http.Agent {
   const options = { keepAlive: true, maxSockets: upstream.maxSockets, maxFreeSockets: upstream.maxSockets, scheduling: 'lifo' as const };
-  return new URL(base).protocol === 'https:'
-    ? new https.Agent({ ...options, rejectUnauthorized: upstream.rejectUnauthorized })
-    : new http.Agent(options);
+  const agent =
+    new URL(base).protocol === 'https:'
+      ? new https.Agent({ ...options, rejectUnauthorized: upstream.rejectUnauthorized })
+      : new http.Agent(options);
+  return withConnectTimeout(agent, upstream.connectTimeoutMs);
+}
+
+/**
+ * upstream.connectTimeoutMs, on the pool's new connections: a connection not made in time is
+ * destroyed with UPSTREAM_UNAVAILABLE, which fails the request waiting for it (forwarded or the
+ * gateway's own). Per connection, not per request: a request on a pooled connection arms nothing.
+ */
+export function withConnectTimeout<A extends http.Agent>(agent: A, timeoutMs: number): A {
+  const a = agent as unknown as { createConnection: CreateConnection };
+  const create = a.createConnection;
+  a.createConnection = function (this: unknown, options, callback) {
+    const socket = create.call(this, options, callback);
+    if (socket && (socket as { connecting?: boolean }).connecting) {
+      const timer = setTimeout(
+        () => socket.destroy(new GatewayError('UPSTREAM_UNAVAILABLE', `connect timeout (${timeoutMs} ms)`)),
+        timeoutMs,
+      );
+      const clear = (): void => clearTimeout(timer);
+      socket.once('connect', clear);
+      socket.once('close', clear);
+    }
+    return socket;
+  };
+  return agent;
 }

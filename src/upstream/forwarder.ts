@@ -1,9 +1,9 @@
 import type { UpstreamCalls } from '../telemetry/calls.js';
 import type { CallTimer } from '../telemetry/tracing.js';
-import type http from 'node:http';
+import http from 'node:http';
+import https from 'node:https';
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
-import type { Readable, Writable } from 'node:stream';
-import httpProxy from 'http-proxy';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { GatewayError, isGatewayError } from '../errors/catalogue.js';
 import { upstreamFailure } from '../errors/map.js';
@@ -40,18 +40,6 @@ interface ForwardState extends IdleMark {
 }
 
 type WithState<T> = T & { [kState]?: ForwardState };
-
-/**
- * The body of a request that has none (no Content-Length or 0, not chunked), as http-proxy's
- * `buffer` option: http-proxy pipes `buffer || req` into the upstream request, and a pipe from
- * the request adds and removes eight listeners on every GET just to end it. This ends it.
- */
-const NO_BODY = {
-  pipe<T extends Writable>(dest: T): T {
-    dest.end();
-    return dest;
-  },
-} as unknown as Readable;
 
 export interface ForwardOptions {
   /** Path and query relative to the FHIR base, starting with '/'; the exchange's interaction when absent. */
@@ -108,17 +96,44 @@ function onUpstreamResponseError(this: WithState<IncomingMessage>, err: Error): 
   st.x.res.destroy();
 }
 
+/** The upstream answered: on to the forwarder, with the exchange's state. */
+function onUpstreamResponse(this: WithState<ClientRequest>, proxyRes: IncomingMessage): void {
+  const st = this[kState];
+  if (st) st.owner.answered(st, proxyRes);
+}
+
+/** The upstream exchange failed (connection refused or reset, a timeout, a body that broke). */
+function onUpstreamError(this: WithState<ClientRequest>, err: NodeJS.ErrnoException): void {
+  const st = this[kState];
+  if (st) st.owner.failed(st, err);
+}
+
 /**
- * Streams requests to the upstream and the answers back (http-proxy), with header hygiene both
+ * Streams requests to the upstream and the answers back on node:http, with header hygiene both
  * ways. Nothing is buffered: bodies are piped; answers that may carry attachments go through
  * the response rewrite.
+ *
+ * Why node:http directly and not http-proxy (the bench's baseline): for a forwarder that sets
+ * every header itself and handles every answer itself (`selfHandleResponse`), http-proxy adds a
+ * copy of its options, a URL join, six closures and listeners and four events per request —
+ * 5 % of the gateway's CPU per small read (bench/RESULTS.md, issue 14). What it did for us is
+ * here: the target's host, path and TLS settings, the body piped, errors of the upstream
+ * request to one handler, the answer to `answered`.
  */
 export class Forwarder {
-  private readonly proxy: httpProxy;
   /** In-flight exchanges under the upstream idle timeout. */
   readonly idle: IdleWatch<ForwardState>;
   readonly log: Logger;
-  private readonly onError: httpProxy.ErrorCallback;
+  private readonly request: typeof http.request;
+  /** Request options shared by every exchange but its own method, path and headers. */
+  private readonly target: {
+    readonly hostname: string;
+    readonly port: string;
+    readonly host: string;
+    /** The upstream base path without its trailing '/': what the classified path is joined to. */
+    readonly base: string;
+    readonly secure: boolean;
+  };
 
   constructor(private readonly opts: ForwarderOptions) {
     this.log = opts.log;
@@ -128,31 +143,17 @@ export class Forwarder {
       onIdle: (st) => this.fail(st, new GatewayError('UPSTREAM_TIMEOUT')),
     });
     const target = new URL(opts.urls.upstream);
-    this.proxy = httpProxy.createProxyServer({
-      // Parsed once here: given as a string, http-proxy re-parses it on every request that
-      // carries per-request options.
-      target: {
-        protocol: target.protocol,
-        hostname: target.hostname.replace(/^\[|\]$/g, ''),
-        host: target.host,
-        port: target.port || (target.protocol === 'https:' ? '443' : '80'),
-        path: target.pathname,
-      } as unknown as string,
-      agent: opts.agent,
-      changeOrigin: true,
-      // We set X-Forwarded-* ourselves, after stripping what the client sent.
-      xfwd: false,
-      // req.url is set to the classified path; skip http-proxy's url.parse of it.
-      toProxy: true,
-      selfHandleResponse: true,
-      secure: opts.upstream.rejectUnauthorized,
-    });
-    this.proxy.on('proxyReq', (proxyReq, req) => this.onProxyReq(proxyReq, req));
-    this.proxy.on('proxyRes', (proxyRes, req, res) => this.onProxyRes(proxyRes, req, res));
-    // http-proxy reports a client that went away first as 'econnreset'; nothing to answer then.
-    this.proxy.on('econnreset', () => undefined);
-    // One bound handler for every request (not a closure each); http-proxy passes req and res back.
-    this.onError = (err, req, res) => this.handleError(err, req, res as ServerResponse);
+    const secure = target.protocol === 'https:';
+    this.request = secure ? https.request : http.request;
+    this.target = {
+      hostname: target.hostname.replace(/^\[|\]$/g, ''),
+      port: target.port || (secure ? '443' : '80'),
+      // The Host the upstream is addressed by (its own name, not the client's: the client's
+      // Host travels as X-Forwarded-Host).
+      host: target.host,
+      base: target.pathname.replace(/\/+$/, ''),
+      secure,
+    };
   }
 
   forward(x: Exchange, opts: ForwardOptions = {}): void {
@@ -179,63 +180,63 @@ export class Forwarder {
     };
     const cl = req.headers['content-length'];
     const bodyless = opts.body === undefined && req.headers['transfer-encoding'] === undefined && (cl === undefined || cl === '0');
-    (req as WithState<IncomingMessage>)[kState] = state;
     (res as WithState<ServerResponse>)[kState] = state;
-    req.headers = upstreamHeaders(req.headers, x.ctx, x.rule.forwardAuthorization, this.opts.urls.publicHost);
-    if (opts.contentLength !== undefined) req.headers['content-length'] = String(opts.contentLength);
+    const headers = upstreamHeaders(req.headers, x.ctx, x.rule.forwardAuthorization, this.opts.urls.publicHost);
+    headers.host = this.target.host;
+    if (opts.contentLength !== undefined) headers['content-length'] = String(opts.contentLength);
     const i = x.interaction;
-    state.call = this.opts.calls?.begin(i.kind, req.method ?? 'GET', req.headers);
-    req.url = opts.path ?? targetOf(i);
+    const method = req.method ?? 'GET';
+    state.call = this.opts.calls?.begin(i.kind, method, headers);
     res.on('close', onClientClose);
     this.idle.add(state);
+    const t = this.target;
+    let proxyReq: WithState<ClientRequest>;
+    try {
+      proxyReq = this.request({
+        hostname: t.hostname,
+        port: t.port,
+        method,
+        path: t.base + (opts.path ?? targetOf(i)),
+        headers,
+        agent: this.opts.agent,
+        ...(t.secure ? { rejectUnauthorized: this.opts.upstream.rejectUnauthorized } : {}),
+      });
+    } catch (err) {
+      // Node refused the request before sending anything (a header value it will not write).
+      this.failed(state, err as NodeJS.ErrnoException);
+      return;
+    }
+    state.proxyReq = proxyReq;
+    proxyReq[kState] = state;
+    proxyReq.on('response', onUpstreamResponse);
+    proxyReq.on('error', onUpstreamError);
     if (opts.body) {
       opts.body.once('error', (err) =>
         this.fail(state, isGatewayError(err) ? err : new GatewayError('BAD_REQUEST', 'request body failed', { cause: err })),
       );
-      this.proxy.web(req, res, { buffer: opts.body }, this.onError);
+      opts.body.pipe(proxyReq);
     } else if (bodyless) {
-      this.proxy.web(req, res, { buffer: NO_BODY }, this.onError);
+      proxyReq.end();
     } else {
-      // No options object: http-proxy would copy its whole configuration for one.
-      (this.proxy.web as (req: IncomingMessage, res: ServerResponse, cb: httpProxy.ErrorCallback) => void)(req, res, this.onError);
+      req.pipe(proxyReq);
     }
   }
 
   close(): void {
     this.idle.close();
-    this.proxy.close();
   }
 
   fail(state: ForwardState, err: GatewayError): void {
     if (state.failure) return;
     state.failure = err;
-    // Destroying with the error routes it to handleError through http-proxy's handler.
+    // Destroying with the error routes it to `failed` through the request's 'error' listener.
     if (state.proxyReq) state.proxyReq.destroy(err);
   }
 
-  private onProxyReq(proxyReq: WithState<ClientRequest>, req: WithState<IncomingMessage>): void {
-    const state = req[kState];
-    if (!state) return;
-    state.proxyReq = proxyReq;
-    proxyReq[kState] = state;
-    if (state.failure) {
-      proxyReq.destroy(state.failure);
-      return;
-    }
-    const socket = proxyReq.socket;
-    if (socket?.connecting) {
-      const timer = setTimeout(
-        () => this.fail(state, new GatewayError('UPSTREAM_UNAVAILABLE', 'connect timeout')),
-        this.opts.upstream.connectTimeoutMs,
-      );
-      socket.once('connect', () => clearTimeout(timer));
-      socket.once('close', () => clearTimeout(timer));
-    }
-  }
-
-  private onProxyRes(proxyRes: WithState<IncomingMessage>, req: WithState<IncomingMessage>, res: ServerResponse): void {
-    const state = req[kState];
-    if (res.headersSent || res.destroyed || !state) {
+  /** The upstream's answer head arrived. */
+  answered(state: ForwardState, proxyRes: WithState<IncomingMessage>): void {
+    const { res } = state.x;
+    if (res.headersSent || res.destroyed) {
       proxyRes.destroy();
       return;
     }
@@ -253,9 +254,9 @@ export class Forwarder {
     proxyRes.pipe(res);
   }
 
-  private handleError(err: NodeJS.ErrnoException, req: WithState<IncomingMessage>, res: ServerResponse): void {
-    const state = req[kState];
-    if (!state) return;
+  /** The upstream exchange failed: the client hears why, unless it has gone or heard the answer already. */
+  failed(state: ForwardState, err: NodeJS.ErrnoException): void {
+    const { req, res } = state.x;
     state.body?.destroy();
     // Before any answer (once the head came, the call has been timed).
     if (!state.proxyRes) state.call?.end(err);

@@ -46,7 +46,7 @@ function connectionNamed(connection: unknown): Set<string> | undefined {
 }
 
 /**
- * The headers the upstream receives, as a new object (http-proxy copies `req.headers`): the
+ * The headers the upstream receives, as a new object (the request's own stay as the client sent them): the
  * client's, minus every field named in Connection, the hop-by-hop ones, the ones the gateway owns
  * and (unless the rule says otherwise) Authorization; then ours. Ours come last, so a client
  * cannot name them in Connection to make us drop them. Built by copying rather than deleting:
