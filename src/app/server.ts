@@ -260,7 +260,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     const rec = accessLog.start(requestIdOf(req, settings.current.trustedProxies), res);
     rec.code = 'EXPECTATION_FAILED';
-    exchangeAudit.watch(rec, req, res);
+    exchangeAudit.watch(rec, res);
     sendError(req, res, new GatewayError('EXPECTATION_FAILED'), rec.id);
   });
   // After the main listener has its handler: nothing it accepted waits on the admin listener's start.

@@ -9,6 +9,7 @@ import type { Principal } from '../security/checks.js';
 import type { RequestContext } from '../security/client.js';
 import { NO_METRICS, type ExchangeOutcome, type Metrics } from '../telemetry/metrics.js';
 import { endSpan } from '../telemetry/tracing.js';
+import { onExchangeEnd, type EndListener } from '../lib/exchange-end.js';
 
 /** What the access line says about one request, filled in as the flow learns it. */
 export interface AccessRecord {
@@ -23,19 +24,13 @@ export interface AccessRecord {
   /** A signed file URL that verified: which key signed it, under which policy (the audit trail's `who`). */
   signedUrl?: { readonly keyId: string; readonly policy?: string; readonly url: string };
   /** The request's server span, when tracing is on. */
-  span?: Span;
+  readonly span: Span | undefined;
   /** performance.now() when the request head was handed to the gateway. */
   readonly startedAt: number;
 }
 
-const kRecord = Symbol('fhir-binary-gateway.access');
 /** The status logged for an exchange that did not complete (nginx's "client closed request"). */
 const ABORTED = 499;
-
-function onClose(this: ServerResponse & { [kRecord]?: { log: AccessLog; rec: AccessRecord } }): void {
-  const r = this[kRecord];
-  if (r) r.log.ended(r.rec, this);
-}
 
 /**
  * One access line per request, written when the exchange closes (not when it finishes: one cut
@@ -45,6 +40,8 @@ function onClose(this: ServerResponse & { [kRecord]?: { log: AccessLog; rec: Acc
  */
 export class AccessLog {
   private readonly log: AccessLineWriter;
+  /** One function for every exchange's end (no closure per request). */
+  private readonly onEnd: EndListener<AccessRecord> = (res, rec) => this.ended(rec, res);
 
   constructor(
     parent: Logger,
@@ -59,19 +56,10 @@ export class AccessLog {
 
   /** Starts the record of a request; its line is written when `res` closes. */
   start(id: string, res: ServerResponse, span?: Span): AccessRecord {
-    const rec: AccessRecord = {
-      id,
-      ctx: undefined,
-      interaction: undefined,
-      code: undefined,
-      startedAt: performance.now(),
-      ...(span ? { span } : {}),
-    };
+    const rec: AccessRecord = { id, ctx: undefined, interaction: undefined, code: undefined, span, startedAt: performance.now() };
     if (span || this.metrics.enabled || this.log.on) {
       this.metrics.exchangeStarted();
-      (res as ServerResponse & { [kRecord]?: unknown })[kRecord] = { log: this, rec };
-      // 'close' fires once; on() spares the wrapper once() makes per request.
-      res.on('close', onClose);
+      onExchangeEnd(res, this.onEnd, rec);
     }
     return rec;
   }
@@ -111,7 +99,8 @@ export class AccessLog {
     // chose (token claims, the URL's type, id and operation) is JSON-escaped.
     let line = `,"reqId":"${rec.id}"`;
     if (traceId) line += `,"traceId":"${traceId}"`;
-    if (ctx) line += `,"client":"${ctx.clientIp.toString()}"`;
+    // The peer's text is kept with its connection: formatted once, not per line.
+    if (ctx) line += `,"client":"${ctx.clientIp === ctx.connection.peerIp ? ctx.connection.peerText : ctx.clientIp.toString()}"`;
     if (sub) line += `,"sub":${JSON.stringify(sub)}`;
     if (typeof client === 'string') line += `,"clientId":${JSON.stringify(client.slice(0, 256))}`;
     // Refused before it was classified (a path that is not FHIR, a malformed head): still which method.

@@ -5,15 +5,8 @@ import { uploadPurpose } from '../binary/file-metadata.js';
 import type { Interaction } from '../fhir/interaction.js';
 import type { LiveSettings } from '../security/settings.js';
 import { outcomeOf, type AccessRecord } from './access-log.js';
+import { onExchangeEnd, type EndListener } from '../lib/exchange-end.js';
 import { refusalCode, refusalStatus } from '../lib/respond.js';
-
-const kAudit = Symbol('fhir-binary-gateway.audit');
-type Watched = ServerResponse & { [kAudit]?: { audit: ExchangeAudit; rec: AccessRecord; req: IncomingMessage } };
-
-function onClose(this: Watched): void {
-  const w = this[kAudit];
-  if (w) w.audit.exchange(w.rec, w.req, this);
-}
 
 /**
  * Which exchanges become audit records, and what they say: every request that touched stored
@@ -25,16 +18,17 @@ function onClose(this: Watched): void {
  */
 export class ExchangeAudit {
   private types: { readonly of: unknown; readonly set: ReadonlySet<string> } | undefined;
+  /** One function for every exchange's end (no closure per request). */
+  private readonly onEnd: EndListener<AccessRecord> = (res, rec) => this.exchange(rec, res.req, res);
 
   constructor(
     private readonly trail: AuditTrail,
     private readonly settings: LiveSettings,
   ) {}
 
-  watch(rec: AccessRecord, req: IncomingMessage, res: ServerResponse): void {
+  watch(rec: AccessRecord, res: ServerResponse): void {
     if (!this.trail.enabled) return;
-    (res as Watched)[kAudit] = { audit: this, rec, req };
-    res.on('close', onClose);
+    onExchangeEnd(res, this.onEnd, rec);
   }
 
   exchange(rec: AccessRecord, req: IncomingMessage, res: ServerResponse): void {

@@ -90,7 +90,7 @@ export class RequestFlow {
     // The id comes first so that every refusal, even of a malformed request, can be traced.
     const span = this.d.tracing?.serverSpan(req.method ?? '', req.headers);
     const rec = this.d.accessLog.start(requestIdOf(req, settings.trustedProxies), res, span);
-    this.d.audit.watch(rec, req, res);
+    this.d.audit.watch(rec, res);
     if (span) this.d.tracing!.within(span, () => this.begin(req, res, url, settings, rec));
     else this.begin(req, res, url, settings, rec);
   };

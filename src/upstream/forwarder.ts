@@ -15,10 +15,11 @@ import type { ResponseRewrite } from '../rewrite/response-rewrite.js';
 import type { Exchange } from '../security/exchange.js';
 import { prepareResponseHeaders, upstreamHeaders } from './headers.js';
 import { IdleWatch, type IdleMark } from './idle-watch.js';
+import { onExchangeEnd } from '../lib/exchange-end.js';
 
 /**
- * Per-exchange state, kept on the request, the response and the upstream request under one
- * symbol. This is the hot path of every proxied request: a property on objects that exist anyway
+ * Per-exchange state, kept on the upstream request and answer under one symbol (and given to
+ * the exchange's end listener). This is the hot path of every proxied request: a property on objects that exist anyway
  * (rather than a WeakMap, whose ephemeron entries cost the GC) and shared listener functions
  * (rather than a closure and a `once` wrapper per request) measurably lift throughput.
  */
@@ -64,14 +65,13 @@ export interface ForwarderOptions {
 }
 
 /** The client went away before the answer was complete: let go of the upstream exchange too, or its socket would sit half-read and never return to the pool. */
-function onClientClose(this: WithState<ServerResponse>): void {
-  const st = this[kState];
+function onClientClose(res: ServerResponse, st: ForwardState): void {
   // Whatever happened, a replacement body is done with once the client's exchange is over.
-  st?.body?.destroy();
-  if (st) st.owner.idle.delete(st);
-  if (this.writableFinished) return;
-  st?.proxyRes?.destroy();
-  st?.proxyReq?.destroy();
+  st.body?.destroy();
+  st.owner.idle.delete(st);
+  if (res.writableFinished) return;
+  st.proxyRes?.destroy();
+  st.proxyReq?.destroy();
 }
 
 /**
@@ -180,14 +180,13 @@ export class Forwarder {
     };
     const cl = req.headers['content-length'];
     const bodyless = opts.body === undefined && req.headers['transfer-encoding'] === undefined && (cl === undefined || cl === '0');
-    (res as WithState<ServerResponse>)[kState] = state;
     const headers = upstreamHeaders(req.headers, x.ctx, x.rule.forwardAuthorization, this.opts.urls.publicHost);
     headers.host = this.target.host;
     if (opts.contentLength !== undefined) headers['content-length'] = String(opts.contentLength);
     const i = x.interaction;
     const method = req.method ?? 'GET';
     state.call = this.opts.calls?.begin(i.kind, method, headers);
-    res.on('close', onClientClose);
+    onExchangeEnd(res, onClientClose, state);
     this.idle.add(state);
     const t = this.target;
     let proxyReq: WithState<ClientRequest>;
