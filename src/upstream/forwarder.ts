@@ -132,7 +132,6 @@ export class Forwarder {
     readonly host: string;
     /** The upstream base path without its trailing '/': what the classified path is joined to. */
     readonly base: string;
-    readonly secure: boolean;
   };
 
   constructor(private readonly opts: ForwarderOptions) {
@@ -152,7 +151,6 @@ export class Forwarder {
       // Host travels as X-Forwarded-Host).
       host: target.host,
       base: target.pathname.replace(/\/+$/, ''),
-      secure,
     };
   }
 
@@ -197,8 +195,9 @@ export class Forwarder {
         method,
         path: t.base + (opts.path ?? targetOf(i)),
         headers,
+        // TLS verification (upstream.rejectUnauthorized) is the agent's: set per request it would
+        // also split the pool the gateway's own upstream calls share.
         agent: this.opts.agent,
-        ...(t.secure ? { rejectUnauthorized: this.opts.upstream.rejectUnauthorized } : {}),
       });
     } catch (err) {
       // Node refused the request before sending anything (a header value it will not write).
