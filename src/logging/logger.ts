@@ -84,6 +84,8 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
 export class AccessLineWriter {
   private enabled: boolean;
   private readonly out: DestinationStream;
+  private msg = '';
+  private msgTail = '';
 
   constructor(parent: Logger) {
     this.out = logStream(parent);
@@ -103,7 +105,12 @@ export class AccessLineWriter {
    * (`,"status":200,"ms":1.2`), put between the line's level, time and service and its message.
    */
   write(fields: string, msg: string): void {
-    this.out.write(`{"level":"info"${isoTime()}${SERVICE}${fields},"msg":${JSON.stringify(msg)}}\n`);
+    // The message is one of a few constants: serialized once, not per line.
+    if (msg !== this.msg) {
+      this.msg = msg;
+      this.msgTail = `,"msg":${JSON.stringify(msg)}}\n`;
+    }
+    this.out.write(`{"level":"info"${isoTime()}${SERVICE}${fields}${this.msgTail}`);
   }
 }
 

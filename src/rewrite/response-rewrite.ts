@@ -131,10 +131,10 @@ export class ResponseRewrite {
   private small(to: Client, up: IncomingMessage, status: number, headers: OutgoingHttpHeaders, params: RewriteParams): void {
     // State on the response object and shared listeners, not closures: this runs for every read.
     (up as WithSmall)[kSmall] = { owner: this, to, status, headers, params, parts: [], n: 0, done: false };
-    // `on`, not `once`: each fires at most once here or is guarded by `done`, and once() costs a wrapper per listener per request.
+    // `on`, not `once`: once() costs a wrapper per listener per request. 'close' follows 'end'
+    // (the answer complete) or a break (not complete), so it alone decides; with no 'error'
+    // listener an upstream answer that breaks emits no 'error' (Node emits it only to listeners).
     up.on('data', onSmallData);
-    up.on('end', onSmallEnd);
-    up.on('error', onSmallBroke);
     up.on('close', onSmallClose);
   }
 
@@ -314,22 +314,12 @@ function onSmallData(this: WithSmall, chunk: Buffer): void {
   s.n += chunk.length;
 }
 
-function onSmallEnd(this: WithSmall): void {
-  const s = this[kSmall]!;
-  if (s.done) return;
-  s.done = true;
-  s.owner.finishSmall(s);
-}
-
-function onSmallBroke(this: WithSmall): void {
-  const s = this[kSmall]!;
-  if (s.done) return;
-  s.done = true;
-  s.owner.brokeSmall(s);
-}
-
 function onSmallClose(this: WithSmall): void {
-  if (!this.complete) onSmallBroke.call(this);
+  const s = this[kSmall]!;
+  if (s.done) return;
+  s.done = true;
+  if (this.complete) s.owner.finishSmall(s);
+  else s.owner.brokeSmall(s);
 }
 
 /**

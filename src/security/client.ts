@@ -40,7 +40,6 @@ export interface RequestContext extends BlobEventLog {
   readonly secure: boolean;
   /** The protocol the client used: https when TLS here or a trusted proxy says so. */
   readonly proto: 'http' | 'https';
-  readonly startedAt: number;
 }
 
 /** The forwarding headers as sent, each split on commas (http/context.ts reads them). */
@@ -108,5 +107,5 @@ export function clientContext(id: string, socket: Socket, forwarded: ForwardingH
       proto = last;
     }
   }
-  return { id, clientIp, peerIp, connection, peerTrusted, forwardedChain, secure: proto === 'https', proto, startedAt: performance.now() };
+  return { id, clientIp, peerIp, connection, peerTrusted, forwardedChain, secure: proto === 'https', proto };
 }
