@@ -20,7 +20,8 @@ export function upstreamAgent(base: string, upstream: GatewayConfig['upstream'])
 }
 
 /**
- * upstream.connectTimeoutMs, on the pool's new connections: a connection not made in time is
+ * upstream.connectTimeoutMs, on the pool's new connections: a connection (TCP, and TLS handshake
+ * for an HTTPS upstream) not made in time is
  * destroyed with UPSTREAM_UNAVAILABLE, which fails the request waiting for it (forwarded or the
  * gateway's own). Per connection, not per request: a request on a pooled connection arms nothing.
  */
@@ -35,7 +36,9 @@ export function withConnectTimeout<A extends http.Agent>(agent: A, timeoutMs: nu
         timeoutMs,
       );
       const clear = (): void => clearTimeout(timer);
-      socket.once('connect', clear);
+      // Over TLS the connection is made when the handshake is done: an upstream that accepts TCP
+      // and never speaks TLS would otherwise hold the request with no timer at all.
+      socket.once((socket as { encrypted?: boolean }).encrypted === true ? 'secureConnect' : 'connect', clear);
       socket.once('close', clear);
     }
     return socket;

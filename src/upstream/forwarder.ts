@@ -15,7 +15,7 @@ import type { ResponseRewrite } from '../rewrite/response-rewrite.js';
 import type { Exchange } from '../security/exchange.js';
 import { prepareResponseHeaders, upstreamHeaders } from './headers.js';
 import { IdleWatch, type IdleMark } from './idle-watch.js';
-import { onExchangeEnd } from '../lib/exchange-end.js';
+import { exchangeEnded, onExchangeEnd } from '../lib/exchange-end.js';
 
 /**
  * Per-exchange state, kept on the upstream request and answer under one symbol (and given to
@@ -157,8 +157,8 @@ export class Forwarder {
   forward(x: Exchange, opts: ForwardOptions = {}): void {
     const { req, res } = x;
     // The client left while we were checking (a first token verification, a spooled body): its
-    // 'close' has fired already, so nothing would end this exchange. Nothing is sent on its behalf.
-    if (res.destroyed) {
+    // exchange has ended already, so nothing would end this one. Nothing is sent on its behalf.
+    if (exchangeEnded(res)) {
       opts.body?.destroy();
       return;
     }
@@ -181,6 +181,9 @@ export class Forwarder {
     const headers = upstreamHeaders(req.headers, x.ctx, x.rule.forwardAuthorization, this.opts.urls.publicHost);
     headers.host = this.target.host;
     if (opts.contentLength !== undefined) headers['content-length'] = String(opts.contentLength);
+    // A DELETE says it has no body, as it reached upstreams through http-proxy before (some
+    // servers wait for a length on DELETE); flow.ts refuses a DELETE that announces one.
+    else if (bodyless && req.method === 'DELETE') headers['content-length'] = '0';
     const i = x.interaction;
     const method = req.method ?? 'GET';
     state.call = this.opts.calls?.begin(i.kind, method, headers);
@@ -256,9 +259,11 @@ export class Forwarder {
   failed(state: ForwardState, err: NodeJS.ErrnoException): void {
     const { req, res } = state.x;
     state.body?.destroy();
+    // The client left first (its end destroyed the upstream request): not the upstream's failure,
+    // so not counted as one.
+    if (exchangeEnded(res)) return;
     // Before any answer (once the head came, the call has been timed).
     if (!state.proxyRes) state.call?.end(err);
-    if (res.destroyed) return;
     const out = state.failure ?? upstreamFailure(err);
     this.log.warn({ reqId: state.x.ctx.id, code: out.code, cause: err.code ?? err.message }, 'upstream exchange failed');
     sendError(req, res, out, state.x.ctx.id);

@@ -13,7 +13,7 @@ function ended(claims: Record<string, unknown> | undefined, finished = true, wri
     statusCode: 200,
     headersSent: !finished,
     socket: written ? { bytesRead: 0, bytesWritten: written } : null,
-    req: { socket: null },
+    req: { socket: null, on: () => undefined },
     on: () => res,
   } as unknown as ServerResponse;
   const rec = log.start('r-1', res);
@@ -45,7 +45,7 @@ t.test('the line: level, time and service first, the request fields, the message
     statusCode: 404,
     headersSent: true,
     socket: null,
-    req: { socket: null, method: 'GET' },
+    req: { socket: null, method: 'GET', on: () => undefined },
     on: () => res,
   } as unknown as ServerResponse;
   const rec = log.start('r-2', res);
@@ -95,7 +95,7 @@ t.test('below info (warn and up) no access line; raised again by a reload, lines
     statusCode: 200,
     headersSent: true,
     socket: null,
-    req: { socket: null, method: 'GET' },
+    req: { socket: null, method: 'GET', on: () => undefined },
     on: () => res,
   } as unknown as ServerResponse;
   log.ended(log.start('quiet', res), res);

@@ -5,12 +5,15 @@ import { isGatewayError } from '../../src/errors/catalogue.js';
 import { upstreamAgent, withConnectTimeout } from '../../src/upstream/agent.js';
 
 /** An agent whose connections are sockets that stay "connecting" until the test says otherwise (a unit test's stand-in for an unreachable host). */
-function stalledAgent(): { agent: http.Agent; sockets: (Duplex & { connecting: boolean })[] } {
+function stalledAgent(tls = false): { agent: http.Agent; sockets: (Duplex & { connecting: boolean })[] } {
   const agent = new http.Agent({ keepAlive: true });
   const sockets: (Duplex & { connecting: boolean })[] = [];
   (agent as unknown as { createConnection: () => Duplex }).createConnection = () => {
     // Takes what is written, never answers.
-    const s = Object.assign(new Duplex({ read() {}, write: (_c, _e, cb) => cb() }), { connecting: true });
+    const s = Object.assign(new Duplex({ read() {}, write: (_c, _e, cb) => cb() }), {
+      connecting: true,
+      ...(tls ? { encrypted: true } : {}),
+    });
     sockets.push(s);
     return s;
   };
@@ -47,6 +50,40 @@ t.test('a connection made in time is not cut by the timer later', async (t) => {
   await new Promise((r) => setTimeout(r, 80));
   t.same(errors, [], 'no error after the timeout passed');
   t.notOk(sockets[0].destroyed, 'the connection stays');
+  req.destroy();
+});
+
+t.test('over TLS the connection is made when the handshake is: TCP connected but no handshake still times out', async (t) => {
+  const { agent, sockets } = stalledAgent(true);
+  withConnectTimeout(agent, 40);
+  const err = await new Promise<unknown>((resolve) => {
+    const req = http.request({ host: '192.0.2.1', port: 443, path: '/', agent }, () => resolve(undefined));
+    req.on('error', resolve);
+    req.end();
+    setImmediate(() => {
+      // An upstream that accepts TCP and never speaks TLS.
+      sockets[0].connecting = false;
+      sockets[0].emit('connect');
+    });
+  });
+  t.equal((err as { code?: string } | undefined)?.code, 'UPSTREAM_UNAVAILABLE', 'the handshake that never came is timed out');
+  t.ok(sockets[0].destroyed);
+});
+
+t.test('over TLS a finished handshake clears the timer', async (t) => {
+  const { agent, sockets } = stalledAgent(true);
+  withConnectTimeout(agent, 30);
+  const req = http.request({ host: '192.0.2.1', port: 443, path: '/', agent });
+  const errors: unknown[] = [];
+  req.on('error', (e) => errors.push(e));
+  req.end();
+  await new Promise((r) => setImmediate(r));
+  sockets[0].connecting = false;
+  sockets[0].emit('connect');
+  sockets[0].emit('secureConnect');
+  await new Promise((r) => setTimeout(r, 80));
+  t.same(errors, []);
+  t.notOk(sockets[0].destroyed);
   req.destroy();
 });
 

@@ -474,3 +474,12 @@ t.test('upstream connections are kept alive and reused', async (t) => {
   t.ok(up.connections <= 2, `20 sequential requests used ${up.connections} upstream connection(s)`);
   t.equal(new Set(up.requests.map((r) => r.connection)).size, up.connections);
 });
+
+t.test('a DELETE reaches the upstream saying it has no body (Content-Length: 0), as through http-proxy before', async (t) => {
+  const { up, port } = await setup(t);
+  const res = await rawRequest(port, httpMessage(['DELETE /fhir/Patient/p1 HTTP/1.1', HOST, AUTH]));
+  t.equal(res.statusCode, 200);
+  t.equal(up.requests.length, 1);
+  t.equal(up.requests[0].headers['content-length'], '0');
+  t.equal(up.requests[0].headers['transfer-encoding'], undefined, 'not chunked');
+});
