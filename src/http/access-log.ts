@@ -114,32 +114,24 @@ export class AccessLog {
     line += `,"status":${status}`;
     if (code) line += `,"code":"${code}"`;
     if (!finished) line += res.headersSent && bytesOut > 0 ? `,"aborted":true,"statusSent":${res.statusCode}` : `,"aborted":true`;
-    this.log.write(`${line},"bytesIn":${bytesIn},"bytesOut":${bytesOut},"ms":${Math.round(seconds * 10_000) / 10}`, 'request');
+    this.log.write(`${line},"bytesIn":${bytesIn},"bytesOut":${bytesOut},"ms":${Math.round(seconds * 10_000) / 10}`);
   }
 }
 
 const kCounted = Symbol('fhir-binary-gateway.counted');
 type Counted = Socket & { [kCounted]?: { read: number; written: number } };
 
-/** Scratch for connectionShare's answer: read at once by its one caller, so no object per request. */
-const share = { bytesIn: 0, bytesOut: 0 };
-
 /**
  * The connection's bytes since the last exchange on it ended: this exchange's head and body both
  * ways (a body Node read together with the head is counted too, which a difference taken from
  * the start of the exchange would miss).
  */
-function connectionShare(socket: Counted | null | undefined): { readonly bytesIn: number; readonly bytesOut: number } {
-  if (!socket) {
-    share.bytesIn = 0;
-    share.bytesOut = 0;
-    return share;
-  }
+function connectionShare(socket: Counted | null | undefined): { bytesIn: number; bytesOut: number } {
+  if (!socket) return { bytesIn: 0, bytesOut: 0 };
   const seen = (socket[kCounted] ??= { read: 0, written: 0 });
   const read = socket.bytesRead;
   const written = socket.bytesWritten;
-  share.bytesIn = read - seen.read;
-  share.bytesOut = written - seen.written;
+  const share = { bytesIn: read - seen.read, bytesOut: written - seen.written };
   seen.read = read;
   seen.written = written;
   return share;

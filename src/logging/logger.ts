@@ -24,6 +24,8 @@ export const REDACT_PATHS = [
 
 const BASE = { service: 'fhir-binary-gateway' };
 const SERVICE = `,"service":${JSON.stringify(BASE.service)}`;
+/** Every access line's message, and the line's end. */
+const ACCESS_MSG = ',"msg":"request"}\n';
 
 let isoSecond = -1;
 let isoPrefix = '';
@@ -84,8 +86,6 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
 export class AccessLineWriter {
   private enabled: boolean;
   private readonly out: DestinationStream;
-  private msg = '';
-  private msgTail = '';
 
   constructor(parent: Logger) {
     this.out = logStream(parent);
@@ -101,16 +101,11 @@ export class AccessLineWriter {
   }
 
   /**
-   * One line: `fields` is the JSON text of its own fields, each led by a comma
+   * One access line: `fields` is the JSON text of its own fields, each led by a comma
    * (`,"status":200,"ms":1.2`), put between the line's level, time and service and its message.
    */
-  write(fields: string, msg: string): void {
-    // The message is one of a few constants: serialized once, not per line.
-    if (msg !== this.msg) {
-      this.msg = msg;
-      this.msgTail = `,"msg":${JSON.stringify(msg)}}\n`;
-    }
-    this.out.write(`{"level":"info"${isoTime()}${SERVICE}${fields}${this.msgTail}`);
+  write(fields: string): void {
+    this.out.write(`{"level":"info"${isoTime()}${SERVICE}${fields}${ACCESS_MSG}`);
   }
 }
 

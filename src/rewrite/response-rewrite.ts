@@ -130,7 +130,7 @@ export class ResponseRewrite {
    */
   private small(to: Client, up: IncomingMessage, status: number, headers: OutgoingHttpHeaders, params: RewriteParams): void {
     // State on the response object and shared listeners, not closures: this runs for every read.
-    (up as WithSmall)[kSmall] = { owner: this, to, status, headers, params, parts: [], n: 0, done: false };
+    (up as WithSmall)[kSmall] = { owner: this, to, status, headers, params, parts: [], n: 0 };
     // `on`, not `once`: once() costs a wrapper per listener per request. 'close' follows 'end'
     // (the answer complete) or a break (not complete), so it alone decides; with no 'error'
     // listener an upstream answer that breaks emits no 'error' (Node emits it only to listeners).
@@ -303,7 +303,6 @@ interface SmallState {
   readonly params: RewriteParams;
   readonly parts: Buffer[];
   n: number;
-  done: boolean;
 }
 
 type WithSmall = IncomingMessage & { [kSmall]?: SmallState };
@@ -315,9 +314,8 @@ function onSmallData(this: WithSmall, chunk: Buffer): void {
 }
 
 function onSmallClose(this: WithSmall): void {
+  // 'close' comes once: nothing else decides the answer.
   const s = this[kSmall]!;
-  if (s.done) return;
-  s.done = true;
   if (this.complete) s.owner.finishSmall(s);
   else s.owner.brokeSmall(s);
 }

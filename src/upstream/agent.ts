@@ -20,10 +20,10 @@ export function upstreamAgent(base: string, upstream: GatewayConfig['upstream'])
 }
 
 /**
- * upstream.connectTimeoutMs, on the pool's new connections: a connection (TCP, and TLS handshake
- * for an HTTPS upstream) not made in time is
- * destroyed with UPSTREAM_UNAVAILABLE, which fails the request waiting for it (forwarded or the
- * gateway's own). Per connection, not per request: a request on a pooled connection arms nothing.
+ * upstream.connectTimeoutMs, on the pool's new connections: a connection (TCP, and the TLS
+ * handshake for an HTTPS upstream) not made in time is destroyed with UPSTREAM_UNAVAILABLE, which
+ * fails the request waiting for it (forwarded or the gateway's own). Per connection, not per
+ * request: a request on a pooled connection arms nothing.
  */
 export function withConnectTimeout<A extends http.Agent>(agent: A, timeoutMs: number): A {
   const a = agent as unknown as { createConnection: CreateConnection };

@@ -19,8 +19,8 @@ import { exchangeEnded, onExchangeEnd } from '../lib/exchange-end.js';
 
 /**
  * Per-exchange state, kept on the upstream request and answer under one symbol (and given to
- * the exchange's end listener). This is the hot path of every proxied request: a property on objects that exist anyway
- * (rather than a WeakMap, whose ephemeron entries cost the GC) and shared listener functions
+ * the exchange's end listener). This is the hot path of every proxied request: a property on
+ * objects that exist anyway (rather than a WeakMap, whose ephemeron entries cost the GC) and shared listener functions
  * (rather than a closure and a `once` wrapper per request) measurably lift throughput.
  */
 const kState = Symbol('fhir-binary-gateway.forward');
@@ -56,7 +56,8 @@ export interface ForwardOptions {
 export interface ForwarderOptions {
   readonly urls: BaseUrls;
   readonly agent: http.Agent;
-  readonly upstream: { readonly timeoutMs: number; readonly connectTimeoutMs: number; readonly rejectUnauthorized: boolean };
+  /** upstream.timeoutMs; the connect timeout and TLS verification are the agent's (agent.ts). */
+  readonly upstream: { readonly timeoutMs: number };
   /** Answers that may carry attachments go through it. */
   readonly responses: ResponseRewrite;
   readonly log: Logger;
@@ -116,7 +117,7 @@ function onUpstreamError(this: WithState<ClientRequest>, err: NodeJS.ErrnoExcept
  * Why node:http directly and not http-proxy (the bench's baseline): for a forwarder that sets
  * every header itself and handles every answer itself (`selfHandleResponse`), http-proxy adds a
  * copy of its options, a URL join, six closures and listeners and four events per request —
- * 5 % of the gateway's CPU per small read (bench/RESULTS.md, issue 14). What it did for us is
+ * about a tenth of the gateway's throughput on small reads (bench/RESULTS.md, issue 14). What it did for us is
  * here: the target's host, path and TLS settings, the body piped, errors of the upstream
  * request to one handler, the answer to `answered`.
  */

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import t from 'tap';
-import { onExchangeEnd } from '../../src/lib/exchange-end.js';
+import { exchangeEnded, onExchangeEnd } from '../../src/lib/exchange-end.js';
 
 t.test('every registered listener runs once when the response closes, in registration order, through one close listener', async (t) => {
   const res = new EventEmitter() as unknown as ServerResponse;
@@ -26,4 +26,29 @@ t.test('responses do not share registrations', async (t) => {
   t.same(calls, ['b1']);
   a.emit('close');
   t.same(calls, ['b1', 'a1', 'a2']);
+});
+
+t.test('an exchange ends once; a part that registers after the end hears it at once', async (t) => {
+  const res = Object.assign(new EventEmitter(), { destroyed: false }) as unknown as ServerResponse;
+  const calls: string[] = [];
+  onExchangeEnd(res, (_r, x: string) => calls.push(x), 'first');
+  t.notOk(exchangeEnded(res));
+  res.emit('close');
+  res.emit('close');
+  t.same(calls, ['first'], 'not twice');
+  t.ok(exchangeEnded(res));
+  onExchangeEnd(res, (_r, x: string) => calls.push(x), 'late');
+  t.same(calls, ['first', 'late']);
+});
+
+t.test('a queued (pipelined) response with no socket ends on its request closing, once', async (t) => {
+  const req = new EventEmitter();
+  const res = Object.assign(new EventEmitter(), { socket: null, req, destroyed: false }) as unknown as ServerResponse;
+  const calls: string[] = [];
+  onExchangeEnd(res, (_r, x: string) => calls.push(x), 'a');
+  t.equal(req.listenerCount('close'), 1);
+  req.emit('close');
+  res.emit('close');
+  t.same(calls, ['a']);
+  t.ok(exchangeEnded(res));
 });
